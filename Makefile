@@ -1,0 +1,47 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Everything else (`setup`, `lint`, `typecheck`, `bench`) is what they call.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INTEGRATIONS := $(patsubst %/pyproject.toml,%,$(wildcard integrations/*/pyproject.toml))
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck pytest bench redis-server clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml $(wildcard integrations/*/pyproject.toml)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]' $(foreach d,$(INTEGRATIONS),-e '$(d)[dev]')
+	touch $(STAMP)
+
+# Later issues need a real redis-server for the store tests; install it from
+# Debian packages when the machine does not have one.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server from Debian packages"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+	  || echo "WARNING: could not install redis-server; Redis tests will be skipped"; }
+
+demo: setup
+	$(BIN)/promptcache demo
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks $(INTEGRATIONS)
+	$(BIN)/ruff format --check src tests benchmarks $(INTEGRATIONS)
+
+typecheck: setup
+	$(BIN)/mypy src $(foreach d,$(INTEGRATIONS),$(d)/src)
+
+pytest: setup redis-server
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+bench: setup
+	$(BIN)/python -m benchmarks.run --out bench-results.json
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
