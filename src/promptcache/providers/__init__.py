@@ -1,0 +1,1 @@
+"""Provider adapters: caching hints out, usage in."""

@@ -1,0 +1,1 @@
+"""Provider adapter tests: usage read back from real recorded traffic."""
