@@ -1,0 +1,361 @@
+"""Tag invalidation: tags, tag generations and the invalidation bus.
+
+How it works
+------------
+Every entry records, for each of its tags, the *generation* the tag had when
+the value was computed (``Entry.tags``: ``{"reservation:ABC123": 4}``).
+``invalidate(tag)`` moves the tag to a new generation in the shared tier
+(L2: SQLite or Redis), so every entry written before is refused by every
+reader from then on: an L2 read fetches the current generations of the
+entry's tags in the same round trip (Redis: one Lua call; SQLite: the same
+connection, generations read after the entry) and compares.
+
+L1 copies live in each process and are not re-checked against L2 on every
+hit (that would cost the round trip L1 exists to save). Instead each process
+keeps a :class:`GenerationCache`:
+
+* the invalidating process raises its own cache synchronously, before
+  ``invalidate()`` returns, so it never serves a stale L1 entry afterwards;
+* other processes learn of it through the :class:`InvalidationBus`
+  (:class:`RedisBus`: Redis pub/sub), typically within a millisecond;
+* if the bus is down, silent or absent (SQLite shared by several processes,
+  or Redis unreachable), a tagged L1 entry is served only if it was validated
+  against L2 less than ``max_staleness_s`` ago (default 1 s); older ones are
+  re-read from L2. A bus counts as *healthy* only while a heartbeat PING sent
+  on its subscription connection came back within ``max_staleness_s``; pub/sub
+  preserves order on a connection, so a returned PONG proves every earlier
+  invalidation message was delivered.
+
+The bound: in another process, an L1 entry may be served at most
+``max_staleness_s`` after an invalidation that process could not hear about;
+with a healthy bus, only for the pub/sub delivery delay. The invalidating
+process itself never serves a stale entry once ``invalidate()`` has returned.
+We chose a time bound over checking L2 on every L1 hit because it keeps L1
+hits in-process (microseconds) and makes the worst case explicit and tunable
+(``max_staleness_s=0`` turns tagged L1 hits into L2 round trips).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+__all__ = [
+    "DEFAULT_MAX_STALENESS_S",
+    "GenerationCache",
+    "InvalidationBus",
+    "InvalidationEvent",
+    "LocalBus",
+    "RedisBus",
+    "normalize_tags",
+    "tag",
+]
+
+log = logging.getLogger("promptcache.tiers")
+
+DEFAULT_MAX_STALENESS_S = 1.0
+"""How long another process's L1 may serve a tagged entry without hearing from the bus."""
+
+
+def tag(kind: str, *parts: str | int) -> str:
+    """Build a tag such as ``tag("tool", "search", "v3") == "tool:search:v3"``."""
+    text = ":".join([kind, *(str(p) for p in parts)])
+    normalize_tags([text])
+    return text
+
+
+def normalize_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """Deduplicate and sort tags, refusing empty ones and ones with newline or NUL."""
+    out = set()
+    for t in tags:
+        if not t or "\n" in t or "\x00" in t or len(t) > 512:
+            raise ValueError("a tag is 1-512 characters without newline or NUL")
+        out.add(t)
+    return tuple(sorted(out))
+
+
+class GenerationCache:
+    """This process's view of tag generations (a lower bound of the truth in L2).
+
+    ``known(tag)`` never goes down except on :meth:`reset` (bus reconnect),
+    so an L1 entry whose recorded generation is below it is certainly stale.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        """Create an empty cache; ``clock`` stamps when each generation was learned."""
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._gens: dict[str, tuple[int, float]] = {}
+        self._listeners: list[Callable[[str, int], None]] = []
+
+    def known(self, tag: str) -> int:
+        """The highest generation seen for ``tag`` (0 if none)."""
+        item = self._gens.get(tag)
+        return 0 if item is None else item[0]
+
+    def fresh(self, tags: Sequence[str], max_age_s: float | None) -> dict[str, int] | None:
+        """Generations of ``tags`` if all were learned within ``max_age_s`` (None = any age)."""
+        now = self._clock()
+        out: dict[str, int] = {}
+        for t in tags:
+            item = self._gens.get(t)
+            if item is None or (max_age_s is not None and now - item[1] > max_age_s):
+                return None
+            out[t] = item[0]
+        return out
+
+    def observe(self, gens: Mapping[str, int], *, authoritative: bool = False) -> None:
+        """Record generations read from L2 or the bus.
+
+        Normally a generation only moves up; ``authoritative`` (a direct read of
+        L2) also lets it move down, which happens only if L2 lost its state.
+        """
+        now = self._clock()
+        raised: list[tuple[str, int]] = []
+        with self._lock:
+            for t, g in gens.items():
+                old = self._gens.get(t)
+                if old is None or g > old[0] or authoritative:
+                    self._gens[t] = (g, now)
+                    if old is not None and g > old[0]:
+                        raised.append((t, g))
+                elif g == old[0]:
+                    self._gens[t] = (g, now)
+        for t, g in raised:
+            self._notify(t, g)
+
+    def bump_local(self, tag: str) -> int:
+        """Advance ``tag`` by one without any shared tier (single-process use)."""
+        with self._lock:
+            gen = self.known(tag) + 1
+            self._gens[tag] = (gen, self._clock())
+        self._notify(tag, gen)
+        return gen
+
+    def add_listener(self, fn: Callable[[str, int], None]) -> None:
+        """Call ``fn(tag, gen)`` whenever a tag's known generation goes up."""
+        self._listeners.append(fn)
+
+    def reset(self) -> None:
+        """Forget everything (after a bus outage we may have missed invalidations)."""
+        with self._lock:
+            self._gens.clear()
+
+    def _notify(self, tag: str, gen: int) -> None:
+        for fn in list(self._listeners):
+            try:
+                fn(tag, gen)
+            except Exception:
+                log.exception("generation listener failed")
+
+
+class InvalidationEvent(BaseModel):
+    """A message on the bus: a tag moved to ``gen``, or ``key`` was deleted."""
+
+    kind: Literal["tag", "key", "clear"]
+    tag: str | None = None
+    gen: int | None = None
+    key: str | None = None
+    origin: str = ""
+
+
+Handler = Callable[[InvalidationEvent], None]
+
+
+@runtime_checkable
+class InvalidationBus(Protocol):
+    """Carries invalidations to every process that shares the L2 tier."""
+
+    def publish(self, event: InvalidationEvent) -> None:
+        """Send ``event`` to all subscribers (other processes included, where supported)."""
+        ...
+
+    def subscribe(self, handler: Handler) -> None:
+        """Call ``handler`` for every event (from any process)."""
+        ...
+
+    def on_reset(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` after an outage, when events may have been missed."""
+        ...
+
+    def healthy(self) -> bool:
+        """True if every event published elsewhere up to ``max_staleness_s`` ago has arrived."""
+        ...
+
+    def close(self) -> None:
+        """Stop delivering and release connections."""
+        ...
+
+
+class LocalBus:
+    """An in-process bus: delivers synchronously to this process's subscribers only.
+
+    It reaches no other process, so it never reports :meth:`healthy` unless
+    told that this process is alone (``fleet_wide=True``: no shared tier or a
+    private one), in which case L1 needs no staleness bound.
+    """
+
+    def __init__(self, *, fleet_wide: bool = False) -> None:
+        """Create a bus; ``fleet_wide`` declares that no other process shares the L2."""
+        self._handlers: list[Handler] = []
+        self._fleet_wide = fleet_wide
+        self.origin = uuid.uuid4().hex
+
+    def publish(self, event: InvalidationEvent) -> None:
+        """Deliver ``event`` to every local handler, now, on this thread."""
+        for h in list(self._handlers):
+            try:
+                h(event)
+            except Exception:
+                log.exception("invalidation handler failed")
+
+    def subscribe(self, handler: Handler) -> None:
+        """Register ``handler``."""
+        self._handlers.append(handler)
+
+    def on_reset(self, fn: Callable[[], None]) -> None:
+        """A local bus never misses events; ``fn`` is never called."""
+
+    def healthy(self) -> bool:
+        """True only when this process is declared to be alone."""
+        return self._fleet_wide
+
+    def close(self) -> None:
+        """Drop the handlers."""
+        self._handlers.clear()
+
+
+class RedisBus:
+    """Redis pub/sub bus with a heartbeat that proves delivery is live.
+
+    A background thread holds the subscription, PINGs on the subscription
+    connection every ``heartbeat_s`` and records when each PONG comes back;
+    :meth:`healthy` is true while the last PONG is younger than
+    ``max_staleness_s``. On a connection error it reconnects with backoff and,
+    once subscribed again, calls the ``on_reset`` callbacks (events published
+    while it was away are lost, so L1 must drop what it cannot vouch for).
+    ``client`` is a sync ``redis.Redis`` or ``redis.cluster.RedisCluster``.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        channel: str = "promptcache:inv",
+        heartbeat_s: float = 0.2,
+        max_staleness_s: float = DEFAULT_MAX_STALENESS_S,
+    ) -> None:
+        """Subscribe to ``channel`` in a daemon thread (started here)."""
+        if heartbeat_s >= max_staleness_s:
+            raise ValueError("heartbeat_s must be shorter than max_staleness_s")
+        self._client = client
+        self.channel = channel
+        self.heartbeat_s = heartbeat_s
+        self.max_staleness_s = max_staleness_s
+        self.origin = uuid.uuid4().hex
+        self._handlers: list[Handler] = []
+        self._reset_fns: list[Callable[[], None]] = []
+        self._confirmed = float("-inf")
+        self._stop = threading.Event()
+        self._subscribed = threading.Event()
+        self.received = 0
+        self._thread = threading.Thread(target=self._run, name="promptcache-bus", daemon=True)
+        self._thread.start()
+
+    def wait_subscribed(self, timeout: float = 5.0) -> bool:
+        """Block until the subscription is live (or ``timeout``); for startup and tests."""
+        return self._subscribed.wait(timeout)
+
+    def publish(self, event: InvalidationEvent) -> None:
+        """PUBLISH ``event`` (raises the client's error if Redis is unreachable)."""
+        if not event.origin:
+            event = event.model_copy(update={"origin": self.origin})
+        self._client.publish(self.channel, orjson.dumps(event.model_dump(exclude_none=True)))
+
+    def subscribe(self, handler: Handler) -> None:
+        """Register ``handler`` for events from every process, this one included."""
+        self._handlers.append(handler)
+
+    def on_reset(self, fn: Callable[[], None]) -> None:
+        """Register ``fn`` to run after every reconnect."""
+        self._reset_fns.append(fn)
+
+    def healthy(self) -> bool:
+        """True while the last heartbeat round trip completed within ``max_staleness_s``."""
+        return time.monotonic() - self._confirmed < self.max_staleness_s
+
+    def close(self) -> None:
+        """Stop the thread (bounded wait) and drop handlers."""
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self._handlers.clear()
+
+    def _dispatch(self, data: bytes) -> None:
+        try:
+            event = InvalidationEvent.model_validate(orjson.loads(data))
+        except (orjson.JSONDecodeError, ValidationError):
+            log.warning("ignoring a malformed invalidation message (%d bytes)", len(data))
+            return
+        self.received += 1
+        for h in list(self._handlers):
+            try:
+                h(event)
+            except Exception:
+                log.exception("invalidation handler failed")
+
+    def _run(self) -> None:
+        backoff = 0.05
+        first = True
+        while not self._stop.is_set():
+            pubsub = None
+            try:
+                pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self.channel)
+                last_ping = 0.0
+                while not self._stop.is_set():
+                    now = time.monotonic()
+                    if now - last_ping >= self.heartbeat_s:
+                        pubsub.ping(repr(now))
+                        last_ping = now
+                    msg = pubsub.get_message(timeout=min(0.05, self.heartbeat_s))
+                    if msg is None:
+                        continue
+                    if msg["type"] == "pong":
+                        sent = float(msg["data"] or 0.0)
+                        # events published before the PING was sent have all arrived
+                        self._confirmed = max(self._confirmed, sent)
+                        if not self._subscribed.is_set():
+                            if not first:
+                                self._reset()
+                            first = False
+                            self._subscribed.set()
+                        backoff = 0.05
+                    elif msg["type"] == "message":
+                        self._dispatch(msg["data"])
+            except Exception as exc:
+                if self._stop.is_set():
+                    break
+                self._subscribed.clear()
+                log.warning("invalidation bus disconnected (%s); retrying", type(exc).__name__)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 1.0)
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:
+                        log.debug("closing pubsub failed", exc_info=True)
+
+    def _reset(self) -> None:
+        for fn in list(self._reset_fns):
+            try:
+                fn()
+            except Exception:
+                log.exception("bus reset callback failed")

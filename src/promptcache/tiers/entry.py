@@ -1,0 +1,215 @@
+"""The cache entry envelope and its compact, versioned wire form.
+
+Every tier stores the same :class:`Entry`. On L2/L3 it is serialized as::
+
+    b"PCE" | schema (1 byte) | meta length (4 bytes, big endian) | meta (orjson) | payload bytes
+
+The payload travels raw after the JSON header, so large payloads are never
+base64-inflated, and nothing is ever unpickled. Decoding is total: anything
+that is truncated, foreign, of another schema version or fails its checks
+decodes to ``None`` and the caller counts a miss (``corrupt``), it never raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import struct
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "MAGIC",
+    "SCHEMA_VERSION",
+    "Entry",
+    "EntryType",
+    "content_hash",
+    "decode_entry",
+    "encode_entry",
+    "key_digest",
+]
+
+log = logging.getLogger("promptcache.tiers")
+
+SCHEMA_VERSION = 1
+"""Bumped whenever the envelope changes shape; entries of another version read as misses."""
+
+MAGIC = b"PCE"
+_HEADER = struct.Struct(">3sBI")
+_MAX_META = 1 << 20  # a header past 1 MiB is not ours: refuse before parsing it
+
+
+class EntryType:
+    """Well-known entry types (an entry type is an open string; these are the core's own)."""
+
+    RETRIEVAL = "retrieval"
+    TOOL_OUTPUT = "tool_output"
+    RESPONSE = "response"
+    VOLATILITY_MAP = "volatility_map"
+    GEMINI_HANDLE = "gemini_handle"
+    METADATA = "metadata"
+
+
+def content_hash(payload: bytes) -> str:
+    """SHA-256 hex of a plaintext payload (what an entry's integrity check compares)."""
+    return hashlib.sha256(payload).hexdigest()
+
+
+def key_digest(key: str) -> str:
+    """A short, non-reversible label for a key, fit for logs (keys themselves are never logged)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+class Entry(BaseModel):
+    """One cached value and the metadata every tier needs to serve it safely.
+
+    ``tags`` maps each tag to the generation that tag had when the value was
+    computed; a reader serves the entry only while every tag is still at that
+    generation (see :mod:`promptcache.invalidation`). Exactly one of
+    ``payload`` (inline bytes) and ``blob`` (content hash of an L3 blob) is set.
+    ``key_id`` is set when ``payload``/the blob holds AES-GCM ciphertext.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    key: str = Field(min_length=1, max_length=512)
+    entry_type: str = Field(min_length=1, max_length=64)
+    tenant: str = Field(min_length=1, max_length=256)
+    tags: dict[str, int] = Field(default_factory=dict)
+    created_at: float
+    expires_at: float | None = None
+    stale_until: float | None = None
+    payload: bytes | None = Field(default=None, repr=False)  # never in logs or reprs
+    blob: str | None = None
+    size: int = Field(default=0, ge=0)
+    content_hash: str = Field(min_length=64, max_length=64)
+    key_id: str | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_are_plain(cls, value: dict[str, int]) -> dict[str, int]:
+        for tag, gen in value.items():
+            # newlines separate tags in the Redis tag field; NUL breaks SQLite text
+            if not tag or "\n" in tag or "\x00" in tag or len(tag) > 512:
+                raise ValueError("a tag is 1-512 characters without newline or NUL")
+            if gen < 0:
+                raise ValueError("a tag generation is never negative")
+        return value
+
+    @classmethod
+    def new(
+        cls,
+        key: str,
+        payload: bytes,
+        *,
+        tenant: str,
+        entry_type: str,
+        created_at: float,
+        ttl_s: float | None = None,
+        tags: dict[str, int] | None = None,
+    ) -> Entry:
+        """Build a plaintext entry for ``payload``, hashing it and computing ``expires_at``."""
+        return cls(
+            key=key,
+            entry_type=entry_type,
+            tenant=tenant,
+            tags=dict(tags or {}),
+            created_at=created_at,
+            expires_at=None if ttl_s is None else created_at + ttl_s,
+            payload=payload,
+            size=len(payload),
+            content_hash=content_hash(payload),
+        )
+
+    def fresh_at(self, now: float) -> bool:
+        """True while the entry is within its TTL."""
+        return self.expires_at is None or now < self.expires_at
+
+    def dead_at(self, now: float) -> bool:
+        """True once the entry may not be served even as stale (past TTL and any SWR window)."""
+        if self.expires_at is None:
+            return False
+        limit = (
+            self.expires_at if self.stale_until is None else max(self.expires_at, self.stale_until)
+        )
+        return now >= limit
+
+    def retain_until(self) -> float | None:
+        """The last instant a store needs to keep this entry."""
+        if self.expires_at is None:
+            return None
+        return (
+            self.expires_at if self.stale_until is None else max(self.expires_at, self.stale_until)
+        )
+
+    def footprint(self) -> int:
+        """Approximate bytes the entry occupies in memory (payload plus a fixed overhead)."""
+        return self.size if self.payload is None else len(self.payload) + 256 + len(self.key)
+
+    def verify(self) -> bool:
+        """True if the inline plaintext payload matches ``content_hash``."""
+        return (
+            self.payload is not None
+            and self.key_id is None
+            and hashlib.sha256(self.payload).hexdigest() == self.content_hash
+        )
+
+
+_META_FIELDS = (
+    "key",
+    "entry_type",
+    "tenant",
+    "tags",
+    "created_at",
+    "expires_at",
+    "stale_until",
+    "blob",
+    "size",
+    "content_hash",
+    "key_id",
+)
+
+
+def encode_entry(entry: Entry) -> bytes:
+    """Serialize ``entry`` to its compact wire form (see the module docstring)."""
+    meta: dict[str, Any] = {name: getattr(entry, name) for name in _META_FIELDS}
+    meta["inline"] = entry.payload is not None
+    head = orjson.dumps(meta)
+    body = entry.payload or b""
+    return _HEADER.pack(MAGIC, SCHEMA_VERSION, len(head)) + head + body
+
+
+def decode_entry(data: bytes | bytearray | memoryview | None) -> Entry | None:
+    """Parse the wire form; return ``None`` for anything that is not a current, whole entry."""
+    if data is None:
+        return None
+    raw = bytes(data)
+    if len(raw) < _HEADER.size:
+        return None
+    try:
+        magic, version, meta_len = _HEADER.unpack_from(raw)
+    except struct.error:
+        return None
+    if magic != MAGIC or version != SCHEMA_VERSION or meta_len > _MAX_META:
+        return None
+    end = _HEADER.size + meta_len
+    if len(raw) < end:
+        return None
+    try:
+        meta = orjson.loads(raw[_HEADER.size : end])
+        if not isinstance(meta, dict):
+            return None
+        inline = meta.pop("inline", True)
+        payload = raw[end:]
+        if inline:
+            if len(payload) != meta.get("size"):
+                return None  # truncated (or padded) payload
+            meta["payload"] = payload
+        elif payload:
+            return None
+        return Entry.model_validate(meta)
+    except (orjson.JSONDecodeError, ValidationError, TypeError, ValueError):
+        return None

@@ -1,0 +1,333 @@
+"""L2 embedded default: one SQLite file in WAL mode, shared by the processes of one machine.
+
+Location: ``$PROMPTCACHE_CACHE_DIR/promptcache.sqlite3`` if that variable is set,
+else the platform's user cache directory: ``$XDG_CACHE_HOME/promptcache`` or
+``~/.cache/promptcache`` on Linux, ``~/Library/Caches/promptcache`` on macOS,
+``%LOCALAPPDATA%\\promptcache\\Cache`` on Windows (see :func:`default_cache_dir`).
+
+Concurrency: every thread gets its own connection; WAL lets readers run
+while one writer writes; every write is one short ``BEGIN IMMEDIATE``
+transaction; a busy timeout (default 2 s) makes writers queue instead of
+failing. Reads never take the write lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from promptcache.tiers.base import StatsCounter, TierError, TierStats, tags_current
+from promptcache.tiers.entry import Entry, decode_entry, encode_entry, key_digest
+
+__all__ = ["SQLiteStore", "default_cache_dir"]
+
+log = logging.getLogger("promptcache.tiers")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pc_entries (
+    key TEXT PRIMARY KEY,
+    data BLOB NOT NULL,
+    retain_until REAL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pc_entries_retain ON pc_entries(retain_until)
+    WHERE retain_until IS NOT NULL;
+CREATE TABLE IF NOT EXISTS pc_entry_tags (
+    tag TEXT NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (tag, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pc_entry_tags_key ON pc_entry_tags(key);
+CREATE TABLE IF NOT EXISTS pc_tag_gens (
+    tag TEXT PRIMARY KEY,
+    gen INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+def default_cache_dir() -> Path:
+    """The directory promptcache keeps its embedded cache in (created on first use)."""
+    env = os.environ.get("PROMPTCACHE_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    home = Path.home()
+    if sys.platform == "darwin":
+        return home / "Library" / "Caches" / "promptcache"
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA")
+        return (Path(base) if base else home / "AppData" / "Local") / "promptcache" / "Cache"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else home / ".cache") / "promptcache"
+
+
+class SQLiteStore:
+    """The embedded L2: entries, a tag index and tag generations in one SQLite file."""
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        busy_timeout_s: float = 2.0,
+        clock: Callable[[], float] = time.time,
+        purge_every: int = 1000,
+    ) -> None:
+        """Open (creating if needed) the cache file at ``path`` (default: see module doc)."""
+        self.path = Path(path) if path is not None else default_cache_dir() / "promptcache.sqlite3"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.busy_timeout_s = busy_timeout_s
+        self._clock = clock
+        self._purge_every = purge_every
+        self._writes = 0
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._closed = False
+        self._stats = StatsCounter()
+        self._init_schema()
+
+    # connections -------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None:
+            return db
+        if self._closed:
+            raise TierError("store is closed")
+        try:
+            db = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout_s,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves: transactions stay short
+                check_same_thread=False,
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable enough for a cache
+            db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+        except sqlite3.Error as exc:
+            raise TierError(f"cannot open cache database: {type(exc).__name__}") from exc
+        self._local.db = db
+        with self._conns_lock:
+            self._conns.append(db)
+        return db
+
+    def _init_schema(self) -> None:
+        db = self._conn()
+        try:
+            db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise TierError(f"cannot initialise cache database: {exc}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._conn()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._stats.add("errors")
+            raise TierError(f"sqlite write failed: {type(exc).__name__}: {exc}") from exc
+
+    # reads -------------------------------------------------------------------
+
+    def _read_rows(self, keys: Sequence[str]) -> list[tuple[str, bytes]]:
+        db = self._conn()
+        try:
+            if len(keys) == 1:
+                row = db.execute("SELECT key, data FROM pc_entries WHERE key = ?", (keys[0],))
+                return list(row.fetchall())
+            out: list[tuple[str, bytes]] = []
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                out.extend(
+                    db.execute(
+                        f"SELECT key, data FROM pc_entries WHERE key IN ({marks})", chunk
+                    ).fetchall()
+                )
+            return out
+        except sqlite3.Error as exc:
+            self._stats.add("errors")
+            raise TierError(f"sqlite read failed: {type(exc).__name__}") from exc
+
+    def _gens(self, db: sqlite3.Connection, tags: Sequence[str]) -> dict[str, int]:
+        if not tags:
+            return {}
+        marks = ",".join("?" * len(tags))
+        rows = db.execute(f"SELECT tag, gen FROM pc_tag_gens WHERE tag IN ({marks})", list(tags))
+        return {str(t): int(g) for t, g in rows.fetchall()}
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
+        """The live entries among ``keys``; corrupt, expired and stale rows are counted misses."""
+        if not keys:
+            return {}
+        rows = self._read_rows(list(dict.fromkeys(keys)))
+        now = self._clock()
+        found: dict[str, Entry] = {}
+        for key, data in rows:
+            entry = decode_entry(data)
+            if entry is None or entry.key != key:
+                self._stats.add("corrupt")
+                log.debug("sqlite: unreadable entry %s (%d bytes)", key_digest(key), len(data))
+                continue
+            if entry.dead_at(now):
+                continue
+            found[key] = entry
+        # generations are read after the entries: an invalidation in between shows up as stale
+        tags = sorted({t for e in found.values() for t in e.tags})
+        if tags:
+            try:
+                current = self._gens(self._conn(), tags)
+            except sqlite3.Error as exc:
+                self._stats.add("errors")
+                raise TierError(f"sqlite read failed: {type(exc).__name__}") from exc
+            for key in [k for k, e in found.items() if not tags_current(e, current)]:
+                del found[key]
+                self._stats.add("stale")
+        nbytes = sum(e.size for e in found.values())
+        self._stats.add("hits", len(found))
+        self._stats.add("misses", len(keys) - len(found))
+        self._stats.add("bytes_read", nbytes)
+        return found
+
+    def get(self, key: str) -> Entry | None:
+        """The live entry under ``key``, or ``None``."""
+        return self.get_many([key]).get(key)
+
+    # writes ------------------------------------------------------------------
+
+    def put(self, entry: Entry) -> None:
+        """Insert or replace ``entry`` and its tag index rows, in one short transaction."""
+        data = encode_entry(entry)
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO pc_entries(key, data, retain_until) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET data = excluded.data, "
+                "retain_until = excluded.retain_until",
+                (entry.key, data, entry.retain_until()),
+            )
+            db.execute("DELETE FROM pc_entry_tags WHERE key = ?", (entry.key,))
+            if entry.tags:
+                db.executemany(
+                    "INSERT OR IGNORE INTO pc_entry_tags(tag, key) VALUES (?, ?)",
+                    [(t, entry.key) for t in entry.tags],
+                )
+        self._stats.add("bytes_written", len(data))
+        self._writes += 1
+        if self._purge_every and self._writes % self._purge_every == 0:
+            self.purge_expired()
+
+    def put_raw(self, key: str, data: bytes, retain_until: float | None = None) -> None:
+        """Store raw bytes under ``key`` (diagnostics and tests of unreadable entries)."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO pc_entries(key, data, retain_until) VALUES (?, ?, ?)",
+                (key, data, retain_until),
+            )
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` and its tag index rows."""
+        with self._write() as db:
+            db.execute("DELETE FROM pc_entries WHERE key = ?", (key,))
+            db.execute("DELETE FROM pc_entry_tags WHERE key = ?", (key,))
+
+    def tag_generations(self, tags: Sequence[str]) -> dict[str, int]:
+        """The current generation of each tag (0 if never invalidated)."""
+        try:
+            found = self._gens(self._conn(), list(tags))
+        except sqlite3.Error as exc:
+            self._stats.add("errors")
+            raise TierError(f"sqlite read failed: {type(exc).__name__}") from exc
+        return {t: found.get(t, 0) for t in tags}
+
+    def invalidate_tag(self, tag: str) -> int:
+        """Bump ``tag``'s generation and delete the entries the tag index lists for it."""
+        with self._write() as db:
+            row = db.execute(
+                "INSERT INTO pc_tag_gens(tag, gen) VALUES (?, 1) "
+                "ON CONFLICT(tag) DO UPDATE SET gen = gen + 1 RETURNING gen",
+                (tag,),
+            ).fetchone()
+            # the generation bump alone makes them unreadable; deleting reclaims the space
+            db.execute(
+                "DELETE FROM pc_entries WHERE key IN (SELECT key FROM pc_entry_tags WHERE tag = ?)",
+                (tag,),
+            )
+            db.execute("DELETE FROM pc_entry_tags WHERE tag = ?", (tag,))
+        return int(row[0])
+
+    def purge_expired(self, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` entries past their retention; returns how many."""
+        now = self._clock()
+        with self._write() as db:
+            keys = [
+                r[0]
+                for r in db.execute(
+                    "SELECT key FROM pc_entries WHERE retain_until IS NOT NULL "
+                    "AND retain_until <= ? LIMIT ?",
+                    (now, limit),
+                ).fetchall()
+            ]
+            db.executemany("DELETE FROM pc_entries WHERE key = ?", [(k,) for k in keys])
+            db.executemany("DELETE FROM pc_entry_tags WHERE key = ?", [(k,) for k in keys])
+        self._stats.add("evictions", len(keys))
+        return len(keys)
+
+    def stats(self) -> TierStats:
+        """A snapshot of the counters."""
+        return self._stats.snapshot()
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        self._closed = True
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for db in conns:
+            try:
+                db.close()
+            except sqlite3.Error:
+                log.debug("closing sqlite connection failed", exc_info=True)
+        self._local = threading.local()
+
+    # asyncio: sqlite3 is blocking, so the calls run on the default executor ---
+
+    async def aget(self, key: str) -> Entry | None:
+        """See :meth:`get`."""
+        return await asyncio.to_thread(self.get, key)
+
+    async def aget_many(self, keys: Sequence[str]) -> dict[str, Entry]:
+        """See :meth:`get_many`."""
+        return await asyncio.to_thread(self.get_many, keys)
+
+    async def aput(self, entry: Entry) -> None:
+        """See :meth:`put`."""
+        await asyncio.to_thread(self.put, entry)
+
+    async def adelete(self, key: str) -> None:
+        """See :meth:`delete`."""
+        await asyncio.to_thread(self.delete, key)
+
+    async def atag_generations(self, tags: Sequence[str]) -> dict[str, int]:
+        """See :meth:`tag_generations`."""
+        return await asyncio.to_thread(self.tag_generations, tags)
+
+    async def ainvalidate_tag(self, tag: str) -> int:
+        """See :meth:`invalidate_tag`."""
+        return await asyncio.to_thread(self.invalidate_tag, tag)
+
+    async def aclose(self) -> None:
+        """See :meth:`close`."""
+        self.close()
