@@ -1,0 +1,270 @@
+"""Canonical form: equal meaning gives equal bytes.
+
+Two requests that mean the same thing should produce the same bytes, or the
+provider's prefix cache misses for nothing. This module fixes the usual
+culprits:
+
+* text: one newline style (``\\n``) and Unicode NFC;
+* structured content: JSON with sorted keys, its strings normalized the same way;
+* volatile values (clock lines, timestamps, epoch seconds, UUIDs, request and
+  trace ids, hex nonces) inside otherwise static text are *relocated*: cut out
+  of the stable text and returned as :class:`Fragment` objects, so the caller
+  can place them after the cached prefix. Nothing is dropped: every relocated
+  value is still sent to the model.
+
+>>> text, frags = relocate_text("Be brief.\\nThe current time is 2024-05-15 15:00:00 EST.\\n", "system")
+>>> text
+'Be brief.\\n'
+>>> frags[0].kind, frags[0].line, frags[0].text
+('clock_line', 2, 'The current time is 2024-05-15 15:00:00 EST.')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from promptcache.scan import Hit, Scanner, Verify
+
+#: Lines up to this length are moved whole; a volatile value inside a longer
+#: line is replaced by a marker, so a long paragraph keeps its place in the prefix.
+LINE_MOVE_LIMIT = 240
+
+#: kind -> pattern, in priority order. Patterns are RE2-compatible (see
+#: :mod:`promptcache.scan`): no lookarounds; what a regex cannot express is
+#: checked by ``VOLATILE_VERIFY``.
+VOLATILE_PATTERNS: list[tuple[str, str]] = [
+    # A line that announces the clock ("Current date: ...", "Today is ..."); the
+    # whole line moves when it carries a digit (see find_volatile).
+    (
+        "clock_line",
+        r"(?i:\bcurrent(?:ly)?\s+(?:date|time)\b|\btoday(?:'s\s+date)?\s+is\b|\bthe\s+(?:date|time)\s+is\b"
+        r"|\b(?:date|time|timestamp|now)\s*:)",
+    ),
+    (
+        "timestamp",
+        r"\b\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?",
+    ),
+    # A bare time of day ("02:30:00") is not here on purpose: in real prompts it
+    # is usually an example ("02:30:00 means 2:30 AM"); clock lines and learned
+    # volatility catch the ones that do change.
+    ("uuid", r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
+    ("trace_id", r"\b[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}\b"),
+    (
+        "request_id",
+        r"\b(?i:request|req|trace|span|run|correlation|session)[ _-]?(?i:id)\s*[:=]\s*[\w.:-]{6,}"
+        r"|\b(?:req|chatcmpl|resp|msg|run|trace)_[A-Za-z0-9]{8,}\b",
+    ),
+    ("epoch", r"\b1[5-9]\d{8}(?:\d{3})?(?:\.\d+)?\b"),
+    ("hex_nonce", r"\b[0-9a-fA-F]{16,64}\b"),
+]
+
+
+def _mixed_hex(s: str) -> bool:
+    # A nonce mixes digits and letters; a run of only digits or only letters is
+    # a number or a word.
+    return any(c.isdigit() for c in s) and any(c.isalpha() for c in s)
+
+
+VOLATILE_VERIFY: dict[str, Verify] = {"hex_nonce": _mixed_hex}
+_VOLATILE = Scanner(VOLATILE_PATTERNS, VOLATILE_VERIFY)
+
+
+class Fragment(BaseModel):
+    """A volatile value moved out of a stable block.
+
+    ``line`` is 1-based within the block's canonical text. ``marker`` is set
+    when only the value moved (long lines, structured content): the stable
+    text then holds the marker where the value was.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str = Field(description="label of the block it came from, e.g. 'system'")
+    kind: str = Field(description="what was detected: timestamp, uuid, epoch, learned, ...")
+    line: int = Field(ge=0)
+    text: str = Field(repr=False, description="the moved text, byte for byte")
+    marker: str | None = None
+    path: str | None = Field(default=None, description="JSON path for structured content")
+
+
+def canonical_text(text: str) -> str:
+    """Return ``text`` with one newline style and NFC normalization.
+
+    >>> canonical_text("cafe\\u0301\\r\\nok")
+    'café\\nok'
+    """
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.isascii() and not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    return text
+
+
+def _normalize_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return canonical_text(value)
+    if isinstance(value, dict):
+        return {canonical_text(str(k)): _normalize_strings(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normalize_strings(v) for v in value]
+    return value
+
+
+class CanonicalizationError(TypeError):
+    """Content that cannot be put in canonical form (e.g. not JSON-serializable)."""
+
+
+def canonical_json(value: Any, *, where: str = "content") -> bytes:
+    """Serialize ``value`` as canonical JSON: sorted keys, normalized strings.
+
+    >>> canonical_json({"b": 1, "a": "x\\r\\ny"})
+    b'{"a":"x\\\\ny","b":1}'
+    """
+    try:
+        raw = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError as exc:
+        raise CanonicalizationError(
+            f"{where} is not JSON-serializable ({exc}); pass plain dicts, lists, strings, "
+            "numbers, booleans or None"
+        ) from None
+    # ASCII JSON without an escaped CR is already normalized; skip the walk.
+    if raw.isascii() and b"\\r" not in raw:
+        return raw
+    return orjson.dumps(_normalize_strings(value), option=orjson.OPT_SORT_KEYS)
+
+
+def digest(*parts: bytes) -> str:
+    """SHA-256 hex over length-prefixed parts (unambiguous concatenation)."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(len(p).to_bytes(8, "big"))
+        h.update(p)
+    return h.hexdigest()
+
+
+def find_volatile(text: str, hits: list[Hit] | None = None) -> list[tuple[int, int, str]]:
+    """Spans ``(start, end, kind)`` of volatile values in ``text``.
+
+    ``hits`` lets a caller that already scanned ``text`` with a combined
+    scanner (volatile and sensitive patterns in one pass) reuse that pass;
+    hits of other kinds are ignored.
+
+    >>> find_volatile("id 123e4567-e89b-12d3-a456-426614174000 ok")
+    [(3, 39, 'uuid')]
+    """
+    if hits is None:
+        hits = _VOLATILE.scan(text)
+    spans: list[tuple[int, int, str]] = []
+    for h in hits:
+        if h.kind == "clock_line":
+            # The keyword alone is not volatile: the line is, when it carries a value.
+            ls, le = _line_bounds(text, h.start, h.end)
+            if any(c.isdigit() for c in text[ls:le]):
+                spans.append((ls, le, "clock_line"))
+        elif h.kind in _VOLATILE_KINDS:
+            spans.append((h.start, h.end, h.kind))
+    return spans
+
+
+_VOLATILE_KINDS = frozenset(k for k, _ in VOLATILE_PATTERNS)
+
+
+def _line_bounds(text: str, start: int, end: int) -> tuple[int, int]:
+    ls = text.rfind("\n", 0, start) + 1
+    le = text.find("\n", end)
+    return ls, (len(text) if le == -1 else le)
+
+
+def relocate_spans(
+    text: str,
+    spans: list[tuple[int, int, str]],
+    source: str,
+    *,
+    marker_start: int = 1,
+    path: str | None = None,
+    whole_lines: bool = True,
+) -> tuple[str, list[Fragment]]:
+    """Cut ``spans`` out of ``text``: whole short lines, or the value behind a marker.
+
+    Returns the stable text and the fragments in text order. Lines are moved
+    with their newline so the remaining text stays well formed.
+    """
+    if not spans:
+        return text, []
+    out: list[str] = []
+    frags: list[Fragment] = []
+    pos = 0
+    n_marker = marker_start
+    for start, end, kind in sorted(spans):
+        if start < pos:  # overlaps a region already moved
+            continue
+        ls, le = _line_bounds(text, start, end)
+        line_no = text.count("\n", 0, start) + 1
+        if whole_lines and le - ls <= LINE_MOVE_LIMIT and ls >= pos:
+            out.append(text[pos:ls])
+            frags.append(Fragment(source=source, kind=kind, line=line_no, text=text[ls:le], path=path))
+            pos = le + 1 if le < len(text) else le
+        else:
+            marker = f"[volatile:{n_marker}]"
+            n_marker += 1
+            out.append(text[pos:start])
+            out.append(marker)
+            frags.append(
+                Fragment(
+                    source=source,
+                    kind=kind,
+                    line=line_no,
+                    text=text[start:end],
+                    marker=marker,
+                    path=path,
+                )
+            )
+            pos = end
+    out.append(text[pos:])
+    return "".join(out), frags
+
+
+def relocate_text(text: str, source: str, *, marker_start: int = 1) -> tuple[str, list[Fragment]]:
+    """Canonicalize ``text`` and move its detected volatile values out.
+
+    See the module docstring for an example.
+    """
+    text = canonical_text(text)
+    return relocate_spans(text, find_volatile(text), source, marker_start=marker_start)
+
+
+def relocate_json(value: Any, source: str, *, marker_start: int = 1) -> tuple[Any, list[Fragment]]:
+    """Move volatile values out of the string leaves of structured content.
+
+    Values are replaced by markers (a JSON schema has no lines to move); keys
+    are left alone. Returns the new value and the fragments.
+    """
+    frags: list[Fragment] = []
+
+    def walk(v: Any, path: str) -> Any:
+        if isinstance(v, str):
+            spans = find_volatile(v)
+            if not spans:
+                return v
+            new, fs = relocate_spans(
+                v,
+                spans,
+                source,
+                marker_start=marker_start + len(frags),
+                path=path,
+                whole_lines=False,
+            )
+            frags.extend(fs)
+            return new
+        if isinstance(v, dict):
+            return {k: walk(x, f"{path}.{k}") for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x, f"{path}[{i}]") for i, x in enumerate(v)]
+        return v
+
+    return walk(value, "$"), frags

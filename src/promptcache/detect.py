@@ -1,0 +1,108 @@
+"""Secret and PII detectors used by policy.
+
+Secrets and credentials are never cached by promptcache, whatever the policy
+says; PII classes shorten or deny TTLs as the policy says. Findings carry the
+kind, the data class and the position — never the matched text — so they can
+be logged and reported safely.
+
+>>> [f.kind for f in scan_sensitive("key AKIAIOSFODNN7EXAMPLE in a prompt")]
+['aws_access_key_id']
+>>> luhn_valid("4111 1111 1111 1111")
+True
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from promptcache.scan import Scanner
+
+SECRET = "secret"
+
+#: kind -> (data class, RE2/Python-compatible pattern). Order matters: the more
+#: specific pattern comes first (an Anthropic key also looks like ``sk-...``).
+SENSITIVE_PATTERNS: list[tuple[str, str, str]] = [
+    ("pem_private_key", SECRET, r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"),
+    ("anthropic_api_key", SECRET, r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
+    ("openai_api_key", SECRET, r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
+    ("aws_access_key_id", SECRET, r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    (
+        "aws_secret_access_key",
+        SECRET,
+        r"(?i:aws_secret_access_key|aws_secret_key|secretaccesskey)[\"']?\s*[:=]\s*[\"']?"
+        r"[A-Za-z0-9/+=]{40}",
+    ),
+    ("gcp_private_key_id", SECRET, r"\"private_key_id\"\s*:\s*\"[0-9a-f]{40}\""),
+    ("google_api_key", SECRET, r"\bAIza[0-9A-Za-z_-]{35}"),
+    ("github_token", SECRET, r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
+    ("slack_token", SECRET, r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
+    ("stripe_key", SECRET, r"\b[rs]k_live_[A-Za-z0-9]{20,}"),
+    ("jwt", SECRET, r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+    (
+        "url_password",
+        SECRET,
+        r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s/:@\"']{1,64}:[^\s/@\"']{1,128}@",
+    ),
+    ("card_number", SECRET, r"\b\d(?:[ -]?\d){12,18}\b"),
+    ("email", "pii.email", r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}\b"),
+    ("us_ssn", "pii.national_id", r"\b\d{3}-\d{2}-\d{4}\b"),
+    (
+        "phone",
+        "pii.phone",
+        r"\+\d{1,3}[ .-]?\(?\d{1,4}\)?[ .-]?\d{3,4}[ .-]?\d{3,4}\b|\(\d{3}\) ?\d{3}-\d{4}\b",
+    ),
+    ("iban", "pii.financial", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?\b"),
+]
+
+DATA_CLASS = {kind: cls for kind, cls, _ in SENSITIVE_PATTERNS}
+
+
+def luhn_valid(number: str) -> bool:
+    """True when the digits of ``number`` pass the Luhn checksum (card numbers)."""
+    digits = [int(c) for c in number if c.isdigit()]
+    if not 13 <= len(digits) <= 19:
+        return False
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _card_plausible(text: str) -> bool:
+    # A run of one repeated digit passes Luhn (e.g. 0000...) but is never a card.
+    digits = {c for c in text if c.isdigit()}
+    return len(digits) > 1 and luhn_valid(text)
+
+
+VERIFY = {"card_number": _card_plausible}
+
+
+class Finding(BaseModel):
+    """A detected secret or PII span. It holds no matched text, so it is safe to log."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    data_class: str
+    start: int
+    end: int
+
+    @property
+    def is_secret(self) -> bool:
+        """Secrets are never cached, whatever the policy says."""
+        return self.data_class == SECRET
+
+
+_SENSITIVE = Scanner([(k, p) for k, _, p in SENSITIVE_PATTERNS], VERIFY)
+
+
+def scan_sensitive(text: str) -> list[Finding]:
+    """Secrets and PII in ``text`` (one linear RE2 pass)."""
+    return [
+        Finding(kind=h.kind, data_class=DATA_CLASS[h.kind], start=h.start, end=h.end)
+        for h in _SENSITIVE.scan(text)
+    ]

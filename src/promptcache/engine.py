@@ -1,0 +1,577 @@
+"""``PromptCache``: the one object the framework integrations use.
+
+>>> cache = PromptCache()
+>>> body = {"model": "gpt-4o", "messages": [
+...     {"role": "system", "content": "You help.\\nCurrent date: 2024-05-15"},
+...     {"role": "user", "content": "hi"}]}
+>>> prepared = cache.prepare_request(body, format="openai-chat")
+>>> [m["role"] for m in prepared.body["messages"]]
+['system', 'system', 'user']
+>>> prepared.body["messages"][0]["content"]
+'You help.\\n'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import zlib
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from promptcache.blocks import Block, BlockKind, Stability, Trust
+from promptcache.canonical import (
+    VOLATILE_PATTERNS,
+    VOLATILE_VERIFY,
+    Fragment,
+    canonical_json,
+    canonical_text,
+    digest,
+    find_volatile,
+    relocate_json,
+    relocate_spans,
+)
+from promptcache.detect import DATA_CLASS, SENSITIVE_PATTERNS, VERIFY, scan_sensitive
+from promptcache.explain import SlotPrint, Snapshot
+from promptcache.formats import WireFormat, parse_format
+from promptcache.keys import KeyContract, chain_hash, derive_key
+from promptcache.layout import arrange
+from promptcache.plan import Plan, Prepared
+from promptcache.policy import Policy
+from promptcache.providers.hints import HintContext, apply_hints
+from promptcache.scan import Scanner
+from promptcache.volatility import SlotVolatility
+from promptcache.wire import WireFormatError, WireParts, get_adapter
+
+Mode = Literal["active", "shadow"]
+
+_STATIC_SCANNER = Scanner(
+    [*VOLATILE_PATTERNS, *((k, p) for k, _, p in SENSITIVE_PATTERNS)],
+    {**VOLATILE_VERIFY, **VERIFY},
+)
+
+VOLATILE_HEADER = (
+    "<volatile_context>\n"
+    "These values were moved here from earlier in the prompt so that its stable part "
+    "can be cached; read each one as part of the section it names.\n"
+)
+VOLATILE_FOOTER = "</volatile_context>"
+
+
+@dataclass(slots=True)
+class _Text:
+    """A static text block after canonical form and regex relocation (memoized)."""
+
+    stable: str
+    fragments: list[Fragment]
+    lines: list[str]
+    line_crcs: list[int]
+    data_classes: tuple[str, ...]
+    raw_crc: int
+    digest: str
+    block: Block
+
+
+@dataclass(slots=True)
+class _Tools:
+    """A tool list in canonical form (memoized by its raw bytes)."""
+
+    tools: list[Any]
+    raw_order: list[str]
+    blocks: list[Block]
+    digests: list[str]
+    raw_crc: dict[str, int]
+    canonical_by_name: dict[str, str]
+    fragments: list[Fragment]
+    data_classes: list[tuple[str, ...]]
+    chars: int
+
+
+@dataclass(slots=True)
+class _Message:
+    """A conversation message with its block and digest (memoized)."""
+
+    message: Any
+    block: Block
+    digest: str
+    data_classes: tuple[str, ...]
+    chars: int
+
+
+@dataclass(slots=True)
+class _Family:
+    """Per prefix-family state: learned volatility and the last request's fingerprints."""
+
+    slots: dict[str, SlotVolatility] = field(default_factory=dict)
+    last: Snapshot | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Memo:
+    """A bounded memo (FIFO eviction: cheap, and hot entries are re-added on reuse)."""
+
+    def __init__(self, max_entries: int) -> None:
+        self._d: dict[Hashable, Any] = {}
+        self._max = max_entries
+
+    def get(self, key: Hashable) -> Any:
+        return self._d.get(key)
+
+    def put(self, key: Hashable, value: Any) -> None:
+        if len(self._d) >= self._max:
+            # Drop the oldest eighth at once so eviction cost is amortized.
+            for k in list(self._d)[: self._max // 8 or 1]:
+                del self._d[k]
+        self._d[key] = value
+
+
+class PromptCache:
+    """Lays requests out for caching, keys them per tenant and places provider hints.
+
+    ``PromptCache()`` works with no arguments (embedded defaults). ``mode="shadow"``
+    computes every figure but returns requests unchanged.
+    """
+
+    def __init__(
+        self,
+        policy: Policy | Mapping[str, Any] | str | None = None,
+        *,
+        mode: Mode = "active",
+        memo_entries: int = 8192,
+        max_families: int = 4096,
+    ) -> None:
+        if policy is None:
+            self.policy = Policy()
+        elif isinstance(policy, Policy):
+            self.policy = policy
+        else:
+            self.policy = Policy.load(policy)
+        if mode not in ("active", "shadow"):
+            raise ValueError(f"mode={mode!r}: use 'active' or 'shadow'")
+        self.mode: Mode = mode
+        self._memo = _Memo(memo_entries)
+        self._families: dict[str, _Family] = {}
+        self._max_families = max_families
+        self._families_lock = threading.Lock()
+        self._contracts: dict[tuple[str, str], KeyContract] = {}
+
+    # -- tenants and keys -------------------------------------------------
+
+    def resolve_tenant(self, tenant: str | None) -> str:
+        """The tenant a call runs under; refuses a missing tenant when the policy requires one."""
+        if tenant:
+            return tenant
+        if self.policy.require_tenant:
+            raise ValueError(
+                "tenant: this policy requires a tenant on every call (require_tenant: true); "
+                "pass tenant=... (LangChain: config={'configurable': {'tenant_id': ...}})"
+            )
+        return self.policy.default_tenant
+
+    def contract(self, tenant: str, model: str) -> KeyContract:
+        """The key contract for prompt entries of ``tenant`` on ``model``."""
+        k = (tenant, model)
+        c = self._contracts.get(k)
+        if c is None:
+            c = KeyContract(tenant=tenant, model=model, policy_version=self.policy.version)
+            self._contracts[k] = c
+        return c
+
+    def _family(self, fid: str) -> _Family:
+        fam = self._families.get(fid)
+        if fam is None:
+            with self._families_lock:
+                fam = self._families.get(fid)
+                if fam is None:
+                    if len(self._families) >= self._max_families:
+                        self._families.pop(next(iter(self._families)))
+                    fam = self._families[fid] = _Family()
+        return fam
+
+    # -- analysis (memoized by content) --------------------------------------
+
+    def _relocates(self, kind: BlockKind) -> bool:
+        r = self.policy.relocation
+        return r.enabled and kind not in r.disabled_kinds
+
+    def _text(self, text: str, kind: BlockKind, label: str) -> _Text:
+        key = ("t", kind, label, text)
+        hit: _Text | None = self._memo.get(key)
+        if hit is not None:
+            return hit
+        canon = canonical_text(text)
+        hits = _STATIC_SCANNER.scan(canon)
+        classes = tuple(sorted({DATA_CLASS[h.kind] for h in hits if h.kind in DATA_CLASS}))
+        if self._relocates(kind):
+            stable, frags = relocate_spans(canon, find_volatile(canon, hits), label)
+        else:
+            stable, frags = canon, []
+        lines = stable.split("\n")
+        dg = digest(kind.value.encode(), stable.encode())
+        block = Block(kind=kind, content=stable, data_classes=classes)
+        res = _Text(
+            stable,
+            frags,
+            lines,
+            [zlib.crc32(x.encode()) for x in lines],
+            classes,
+            zlib.crc32(text.encode("utf-8", "surrogatepass")),
+            dg,
+            block,
+        )
+        self._memo.put(key, res)
+        return res
+
+    def _tools(self, fmt: WireFormat, tools: list[Any]) -> _Tools:
+        adapter = get_adapter(fmt)
+        try:
+            raw = orjson.dumps(tools)
+        except TypeError as exc:
+            raise WireFormatError(f"{fmt.value}: tools are not JSON-serializable ({exc})") from None
+        key = ("tools", fmt, self.policy.layout.pin_tool_order, raw)
+        hit: _Tools | None = self._memo.get(key)
+        if hit is not None:
+            return hit
+        names = [adapter.tool_name(t) for t in tools]
+        order = list(range(len(tools)))
+        if not self.policy.layout.pin_tool_order:
+            order.sort(key=lambda i: names[i])
+        out_tools: list[Any] = []
+        blocks: list[Block] = []
+        digests: list[str] = []
+        frags: list[Fragment] = []
+        classes_list: list[tuple[str, ...]] = []
+        canon_by_name: dict[str, str] = {}
+        relocate = self._relocates(BlockKind.TOOL_SCHEMA)
+        chars = 0
+        for i in order:
+            cj = canonical_json(tools[i], where=f"tools[{i}]")
+            text = cj.decode()
+            chars += len(text)
+            hits = _STATIC_SCANNER.scan(text)
+            classes = tuple(sorted({DATA_CLASS[h.kind] for h in hits if h.kind in DATA_CLASS}))
+            value = orjson.loads(cj)
+            if relocate and find_volatile(text, hits):
+                value, fs = relocate_json(value, f"tool {names[i]!r}", marker_start=len(frags) + 1)
+                frags.extend(fs)
+                cj = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+            dg = digest(b"tool_schema", cj)
+            out_tools.append(value)
+            digests.append(dg)
+            canon_by_name[names[i]] = dg
+            classes_list.append(classes)
+            blocks.append(
+                Block(kind=BlockKind.TOOL_SCHEMA, content=value, name=names[i], data_classes=classes)
+            )
+        raw_crc = {names[i]: zlib.crc32(orjson.dumps(tools[i])) for i in range(len(tools))}
+        res = _Tools(out_tools, names, blocks, digests, raw_crc, canon_by_name, frags, classes_list, chars)
+        self._memo.put(key, res)
+        return res
+
+    def _message(self, fmt: WireFormat, msg: Any, current: bool) -> _Message:
+        adapter = get_adapter(fmt)
+        try:
+            mkey: Hashable = tuple(msg.items())
+            hash(mkey)
+        except (TypeError, AttributeError):
+            try:
+                mkey = orjson.dumps(msg)
+            except TypeError as exc:
+                raise WireFormatError(f"{fmt.value}: a message is not JSON-serializable ({exc})") from None
+        key = ("m", fmt, current, mkey)
+        hit: _Message | None = self._memo.get(key)
+        if hit is not None:
+            return hit
+        text = adapter.text_of(msg)
+        if text is not None:
+            canon = canonical_text(text)
+            if canon is not text and canon != text:
+                msg = adapter.with_text(msg, canon)
+        cj = canonical_json(msg, where="message")
+        s = cj.decode()
+        classes = tuple(sorted({f.data_class for f in scan_sensitive(s)}))
+        kind = adapter.message_kind(msg)
+        if current and kind is BlockKind.HISTORY:
+            kind = BlockKind.USER
+        role = msg.get("role") if isinstance(msg, dict) else None
+        block = Block(
+            kind=kind,
+            content=msg,
+            role=str(role) if role is not None else None,
+            stability=Stability.VOLATILE if current else Stability.SESSION,
+            data_classes=classes,
+            trust=Trust.UNTRUSTED if kind is BlockKind.TOOL_RESULT else None,
+        )
+        res = _Message(msg, block, digest(kind.value.encode(), cj), classes, len(s))
+        self._memo.put(key, res)
+        return res
+
+    # -- the facade -----------------------------------------------------------
+
+    def plan(self, blocks: Sequence[Block], *, model: str, tenant: str | None = None) -> Plan:
+        """Lay ``blocks`` out static-first, canonicalize them and key them for ``tenant``.
+
+        Volatile values in static blocks are relocated into a labelled volatile
+        block placed after the history and before the current user turn.
+        """
+        tenant = self.resolve_tenant(tenant)
+        arranged, moves = arrange(blocks, pin_tool_order=self.policy.layout.pin_tool_order)
+        out: list[Block] = []
+        digests: list[str] = []
+        sections: list[str] = []
+        frags: list[Fragment] = []
+        classes: dict[int, list[str]] = {}
+        for b, section in arranged:
+            if section == "current" and frags and "volatile" not in sections:
+                self._append_volatile(frags, out, digests, sections)
+            content: Any = b.content
+            found: tuple[str, ...] = b.data_classes
+            if b.stability is Stability.STATIC and isinstance(content, str):
+                t = self._text(content, b.kind, b.label)
+                frags.extend(t.fragments)
+                content, found = t.stable, tuple(sorted(set(found) | set(t.data_classes)))
+                dg = t.digest
+            else:
+                if isinstance(content, str):
+                    content = canonical_text(content)
+                    s = content
+                    cj = content.encode()
+                else:
+                    cj = canonical_json(content, where=f"{b.label}.content")
+                    s = cj.decode()
+                found = tuple(sorted(set(found) | {f.data_class for f in scan_sensitive(s)}))
+                dg = digest(b.kind.value.encode(), cj)
+            if found:
+                classes[len(out)] = list(found)
+            out.append(b.model_copy(update={"content": content, "data_classes": found}))
+            digests.append(dg)
+            sections.append(section)
+        if frags and "volatile" not in sections:
+            self._append_volatile(frags, out, digests, sections)
+        prefix_end = sum(1 for s in sections if s == "static")
+        contract = self.contract(tenant, model)
+        tool_names = [b.name or "" for b in out if b.kind is BlockKind.TOOL_SCHEMA]
+        hist_end = sum(1 for s in sections if s in ("static", "session", "untrusted", "history"))
+        plan = Plan(
+            model=model,
+            tenant=tenant,
+            family=self._family_id("blocks", model, tenant, tool_names, 0),
+            blocks=out,
+            digests=digests,
+            sections=sections,
+            prefix_end=prefix_end,
+            prefix_key=derive_key(contract, "prompt_prefix", chain_hash(digests[:prefix_end])),
+            conversation_key=derive_key(contract, "conversation", chain_hash(digests[:hist_end])),
+            fragments=frags,
+            moves=moves,
+            data_classes=classes,
+            mode=self.mode,
+        )
+        plan._contract = contract
+        return plan
+
+    @staticmethod
+    def _family_id(fmt: str, model: str, tenant: str, tool_names: list[str], n_system: int) -> str:
+        # The family is what should share a prefix: same tenant, model and toolset.
+        # Content is left out on purpose, so an edited prompt stays in its family
+        # and the edit can be explained.
+        h = hashlib.sha256(orjson.dumps([fmt, model, tenant, sorted(tool_names), n_system]))
+        return h.hexdigest()[:16]
+
+    def _append_volatile(
+        self, frags: list[Fragment], out: list[Block], digests: list[str], sections: list[str]
+    ) -> None:
+        text = self._volatile_text(frags)
+        out.append(
+            Block(kind=BlockKind.CONTEXT, content=text, stability=Stability.VOLATILE, name="relocated")
+        )
+        digests.append(digest(b"volatile", text.encode()))
+        sections.append("volatile")
+
+    @staticmethod
+    def _volatile_text(frags: list[Fragment]) -> str:
+        lines = []
+        for f in frags:
+            where = f"[{f.source}, line {f.line}]" if f.path is None else f"[{f.source} {f.path}]"
+            lines.append(f"{where} {f.marker} = {f.text}" if f.marker else f"{where} {f.text}")
+        return VOLATILE_HEADER + "\n".join(lines) + "\n" + VOLATILE_FOOTER
+
+    def prepare_request(
+        self,
+        body: Mapping[str, Any],
+        *,
+        format: str | WireFormat,
+        model: str | None = None,
+        tenant: str | None = None,
+    ) -> Prepared:
+        """Rewrite a provider request ``body`` for caching, in the same wire format.
+
+        System/developer text is canonicalized and its volatile values relocated
+        after the stable prefix; tools are put in canonical JSON and sorted by
+        name; the history keeps its order; provider caching hints are placed.
+        """
+        fmt = parse_format(format)
+        if not isinstance(body, Mapping):
+            raise WireFormatError(f"{fmt.value}: the request body must be a JSON object")
+        body = dict(body)
+        model = model or body.get("model") or body.get("modelId")
+        if not isinstance(model, str) or not model:
+            raise WireFormatError(f"{fmt.value}: no model in the body; pass model=...")
+        tenant = self.resolve_tenant(tenant)
+        adapter = get_adapter(fmt)
+        parts = adapter.split(body)
+        tools = self._tools(fmt, parts.tools)
+        fid = self._family_id(fmt.value, model, tenant, tools.raw_order, len(parts.system))
+        fam = self._family(fid)
+
+        texts = [
+            self._text(t, k, k.value if i == 0 else f"{k.value}[{i}]")
+            for i, (t, k) in enumerate(zip(parts.system, parts.system_kinds, strict=True))
+        ]
+        frags: list[Fragment] = []
+        system_out: list[str] = []
+        prints: list[SlotPrint] = []
+        with fam.lock:
+            for i, t in enumerate(texts):
+                stable, fs = self._learned(fam, i, t, parts.system_kinds[i])
+                system_out.append(stable)
+                frags.extend(fs)
+                prints.append(
+                    SlotPrint(
+                        t.block.label if i == 0 else f"{t.block.label}[{i}]",
+                        t.raw_crc,
+                        t.digest if stable is t.stable else digest(b"s", stable.encode()),
+                        t.line_crcs,
+                        [(f.kind, f.line) for f in fs],
+                    )
+                )
+        frags.extend(tools.fragments)
+
+        cur = parts.current
+        msgs = [self._message(fmt, m, i >= cur) for i, m in enumerate(parts.messages)]
+        volatile_text = self._volatile_text(frags) if frags else None
+        new_body = adapter.join(parts, system_out, tools.tools, [m.message for m in msgs], volatile_text)
+
+        plan = self._plan_for_request(fmt, model, tenant, fid, parts, texts, system_out, tools, msgs, frags)
+        snapshot = Snapshot(
+            system=prints,
+            tool_order=tools.raw_order,
+            tool_raw=tools.raw_crc,
+            tool_canonical=tools.canonical_by_name,
+            history=[m.digest for m in msgs[:cur]],
+        )
+        with fam.lock:
+            previous, fam.last = fam.last, snapshot
+
+        ctx = HintContext(
+            format=fmt,
+            model=model,
+            policy=self.policy,
+            plan=plan,
+            n_system=sum(1 for s in system_out if s),
+            n_tools=len(tools.tools),
+            history_end=cur,
+            has_volatile=volatile_text is not None,
+            prefix_chars=sum(len(s) for s in system_out) + tools.chars,
+            message_chars=[m.chars for m in msgs],
+        )
+        hinted, hints, notes = apply_hints(new_body, ctx)
+        plan = plan.model_copy(update={"hints": hints, "decisions": notes})
+        plan._contract = self.contract(tenant, model)
+        plan._snapshot, plan._previous = snapshot, previous
+        if self.mode == "shadow":
+            return Prepared(body=dict(body), plan=plan)
+        return Prepared(body=hinted, plan=plan)
+
+    def _learned(self, fam: _Family, i: int, t: _Text, kind: BlockKind) -> tuple[str, list[Fragment]]:
+        """Apply what the family has learned about slot ``i``; returns stable text and fragments."""
+        slot = fam.slots.get(f"s{i}")
+        if slot is None:
+            slot = fam.slots[f"s{i}"] = SlotVolatility(learn_after=self.policy.relocation.learn_after)
+        if slot.previous is not t.lines:
+            slot.observe(t.lines)
+        if not self._relocates(kind):
+            return t.stable, t.fragments
+        label = t.block.label if i == 0 else f"{t.block.label}[{i}]"
+        if i > 0 and slot.volatile_block and t.stable:
+            whole = Fragment(source=label, kind="learned_block", line=1, text=t.stable)
+            return "", [*t.fragments, whole]
+        idx = slot.volatile_lines(t.lines)
+        if not idx:
+            return t.stable, t.fragments
+        spans = []
+        offsets = [0]
+        for line in t.lines:
+            offsets.append(offsets[-1] + len(line) + 1)
+        for j in idx:
+            spans.append((offsets[j], offsets[j] + len(t.lines[j]), "learned"))
+        stable, fs = relocate_spans(t.stable, spans, label)
+        return stable, [*t.fragments, *fs]
+
+    def _plan_for_request(
+        self,
+        fmt: WireFormat,
+        model: str,
+        tenant: str,
+        fid: str,
+        parts: WireParts,
+        texts: list[_Text],
+        system_out: list[str],
+        tools: _Tools,
+        msgs: list[_Message],
+        frags: list[Fragment],
+    ) -> Plan:
+        blocks: list[Block] = []
+        digests: list[str] = []
+        sections: list[str] = []
+        classes: dict[int, list[str]] = {}
+        for t, stable in zip(texts, system_out, strict=True):
+            if not stable:
+                continue
+            if stable is t.stable:
+                blocks.append(t.block)
+                digests.append(t.digest)
+            else:
+                blocks.append(Block(kind=t.block.kind, content=stable, data_classes=t.data_classes))
+                digests.append(digest(t.block.kind.value.encode(), stable.encode()))
+            if t.data_classes:
+                classes[len(blocks) - 1] = list(t.data_classes)
+            sections.append("static")
+        for b, d, c in zip(tools.blocks, tools.digests, tools.data_classes, strict=True):
+            if c:
+                classes[len(blocks)] = list(c)
+            blocks.append(b)
+            digests.append(d)
+            sections.append("static")
+        prefix_end = len(blocks)
+        for i, m in enumerate(msgs):
+            if i == parts.current and frags:
+                self._append_volatile(frags, blocks, digests, sections)
+            if m.data_classes:
+                classes[len(blocks)] = list(m.data_classes)
+            blocks.append(m.block)
+            digests.append(m.digest)
+            sections.append("history" if i < parts.current else "current")
+        contract = self.contract(tenant, model)
+        hist_end = prefix_end + parts.current
+        return Plan.model_construct(
+            format=fmt,
+            model=model,
+            tenant=tenant,
+            family=fid,
+            blocks=blocks,
+            digests=digests,
+            sections=sections,
+            prefix_end=prefix_end,
+            prefix_key=derive_key(contract, "prompt_prefix", chain_hash(digests[:prefix_end])),
+            conversation_key=derive_key(contract, "conversation", chain_hash(digests[:hist_end])),
+            fragments=frags,
+            moves=[],
+            hints=[],
+            decisions=[],
+            data_classes=classes,
+            mode=self.mode,
+        )

@@ -1,0 +1,185 @@
+"""Why a request's cacheable prefix differs from the last one of its family.
+
+The engine keeps, per prefix family, a :class:`Snapshot` of the last request:
+raw and canonical fingerprints of each system block and tool, and the
+history's digests. Comparing two snapshots names what changed and how (key
+order, tool order, a volatile value, new content) and whether promptcache
+neutralized it (canonical form, tool sorting, relocation) or the prefix
+really changed.
+
+Snapshots hold checksums and line numbers only, never prompt text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Cause = Literal[
+    "first_request",
+    "key_order",
+    "tool_order",
+    "whitespace_or_unicode",
+    "volatile_value",
+    "learned_volatile",
+    "content",
+    "added",
+    "removed",
+    "history_rewritten",
+]
+
+
+class Change(BaseModel):
+    """One difference between this request and the last of its family."""
+
+    model_config = ConfigDict(frozen=True)
+
+    block: str
+    cause: Cause
+    detail: str
+    line: int | None = None
+    neutralized: bool = False
+
+    def __str__(self) -> str:
+        where = f" at line {self.line}" if self.line else ""
+        fix = " (neutralized by promptcache)" if self.neutralized else ""
+        return f"{self.block}{where}: {self.detail}{fix}"
+
+
+class Explanation(BaseModel):
+    """What changed in the cacheable prefix since the family's last request."""
+
+    model_config = ConfigDict(frozen=True)
+
+    family: str
+    first_in_family: bool
+    prefix_unchanged: bool
+    changes: list[Change]
+
+    @property
+    def misses(self) -> list[Change]:
+        """Changes promptcache could not neutralize: these break the provider's prefix."""
+        return [c for c in self.changes if not c.neutralized]
+
+    def __str__(self) -> str:
+        if self.first_in_family:
+            return "first request of this prefix family: nothing cached yet"
+        if not self.changes:
+            return "cacheable prefix unchanged since the last request"
+        head = (
+            "cacheable prefix unchanged (promptcache absorbed the differences)"
+            if self.prefix_unchanged
+            else "cacheable prefix changed"
+        )
+        return head + ":\n" + "\n".join(f"  - {c}" for c in self.changes)
+
+
+@dataclass(slots=True)
+class SlotPrint:
+    """Fingerprints of one system block."""
+
+    label: str
+    raw: int
+    canonical: str
+    lines: list[int]  # checksums of the stable lines
+    volatile: list[tuple[str, int]]  # (kind, line) of relocated values
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """Fingerprints of one request, enough to explain the next one."""
+
+    system: list[SlotPrint] = field(default_factory=list)
+    tool_order: list[str] = field(default_factory=list)
+    tool_raw: dict[str, int] = field(default_factory=dict)
+    tool_canonical: dict[str, str] = field(default_factory=dict)
+    history: list[str] = field(default_factory=list)
+
+
+def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
+    """Explain ``cur`` against ``prev`` (``None``: first request of the family)."""
+    if prev is None:
+        return Explanation(family=family, first_in_family=True, prefix_unchanged=False, changes=[])
+    changes: list[Change] = []
+    prefix_same = True
+    for i in range(max(len(prev.system), len(cur.system))):
+        if i >= len(cur.system):
+            changes.append(Change(block=prev.system[i].label, cause="removed", detail="block removed"))
+            prefix_same = False
+            continue
+        c = cur.system[i]
+        if i >= len(prev.system):
+            changes.append(Change(block=c.label, cause="added", detail="block added"))
+            prefix_same = False
+            continue
+        p = prev.system[i]
+        if p.raw == c.raw:
+            continue
+        if p.canonical != c.canonical:
+            prefix_same = False
+            line = _first_diff(p.lines, c.lines)
+            changes.append(Change(block=c.label, cause="content", detail="new content", line=line))
+        moved = [v for v in c.volatile if v not in p.volatile] or c.volatile
+        for kind, line in moved:
+            cause: Cause = "learned_volatile" if kind.startswith("learned") else "volatile_value"
+            changes.append(
+                Change(
+                    block=c.label,
+                    cause=cause,
+                    detail=f"{kind.replace('_', ' ')} relocated after the cached prefix",
+                    line=line,
+                    neutralized=True,
+                )
+            )
+        if p.canonical == c.canonical and not c.volatile:
+            changes.append(
+                Change(
+                    block=c.label,
+                    cause="whitespace_or_unicode",
+                    detail="newline style or Unicode form",
+                    neutralized=True,
+                )
+            )
+    if prev.tool_order != cur.tool_order:
+        if sorted(prev.tool_order) == sorted(cur.tool_order):
+            changes.append(Change(block="tools", cause="tool_order", detail="tool order", neutralized=True))
+        else:
+            added = sorted(set(cur.tool_order) - set(prev.tool_order))
+            removed = sorted(set(prev.tool_order) - set(cur.tool_order))
+            if added:
+                changes.append(Change(block="tools", cause="added", detail=f"tools added: {added}"))
+            if removed:
+                changes.append(Change(block="tools", cause="removed", detail=f"tools removed: {removed}"))
+            prefix_same = False
+    for name, raw in cur.tool_raw.items():
+        if name not in prev.tool_raw or prev.tool_raw[name] == raw:
+            continue
+        if prev.tool_canonical.get(name) == cur.tool_canonical.get(name):
+            changes.append(
+                Change(block=f"tool {name!r}", cause="key_order", detail="key order", neutralized=True)
+            )
+        else:
+            prefix_same = False
+            changes.append(Change(block=f"tool {name!r}", cause="content", detail="schema changed"))
+    n = min(len(prev.history), len(cur.history))
+    for j in range(n):
+        if prev.history[j] != cur.history[j]:
+            prefix_same = False
+            changes.append(
+                Change(
+                    block=f"history message {j}",
+                    cause="history_rewritten",
+                    detail="an earlier message changed (the conversation was rewritten, not appended)",
+                )
+            )
+            break
+    return Explanation(family=family, first_in_family=False, prefix_unchanged=prefix_same, changes=changes)
+
+
+def _first_diff(a: list[int], b: list[int]) -> int:
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i + 1
+    return min(len(a), len(b)) + 1

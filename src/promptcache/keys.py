@@ -1,0 +1,103 @@
+"""Cache keys: SHA-256 over a declared key contract.
+
+A key names *what* is cached and *for whom*: tenant, workspace, security
+scope, model, tokenizer, prompt schema, policy, tool schema and retrieval index
+versions, and the canonical hash of the content. Fields that exist only for
+tracing or transport (request ids, trace ids, timestamps) never enter a key.
+
+Keys are stable across processes and Python versions: the contract is
+serialized as sorted-key JSON and hashed with SHA-256 (never ``hash()``,
+pickle or ``repr``).
+
+>>> c = KeyContract(tenant="acme", model="gpt-4o", policy_version="1")
+>>> k1 = derive_key(c, "prompt_prefix", "ab" * 32)
+>>> k2 = derive_key(c.model_copy(update={"tenant": "globex"}), "prompt_prefix", "ab" * 32)
+>>> k1 != k2 and len(k1) == 64
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any, Self
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from promptcache.blocks import PUBLIC_SCOPE
+
+#: Bumped when the layout of the key contract itself changes.
+KEY_SCHEMA_VERSION = "1"
+
+
+class MissingTenantError(ValueError):
+    """A private-scope key was requested without a tenant."""
+
+
+class KeyContract(BaseModel):
+    """Everything that decides whether two cache entries are interchangeable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tenant: str | None = Field(default=None, description="required unless scope is 'public'")
+    workspace: str = "default"
+    scope: str = Field(default="tenant", description="'public', 'tenant' or a narrower label")
+    model: str = Field(description="model id as sent to the provider")
+    tokenizer_version: str | None = None
+    prompt_schema_version: str = "1"
+    policy_version: str = "0"
+    tool_schema_version: str | None = None
+    retrieval_index_version: str | None = None
+
+    @model_validator(mode="after")
+    def _tenant_rule(self) -> KeyContract:
+        if self.scope == PUBLIC_SCOPE:
+            if self.tenant is not None:
+                # A public entry is shared across tenants by definition; keeping the
+                # tenant would silently split it per tenant.
+                raise ValueError("KeyContract.tenant must be None when scope is 'public'")
+        elif not self.tenant:
+            raise MissingTenantError(
+                f"KeyContract.tenant is required for scope {self.scope!r}; pass tenant=... "
+                "(or scope='public' for content that may be shared across tenants)"
+            )
+        return self
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """Copy with changes, *validated* (pydantic's default copy skips validation,
+        which would let a copy drop the tenant of a private scope)."""
+        return self.model_validate({**self.model_dump(), **(update or {})})
+
+    @property
+    def fingerprint(self) -> bytes:
+        """SHA-256 of the canonical contract (memoized by field values)."""
+        return _fingerprint(self)
+
+
+@lru_cache(maxsize=4096)
+def _fingerprint(contract: KeyContract) -> bytes:
+    # Keyed by the frozen model's field values, so equal contracts share an entry
+    # and a changed field can never reuse a stale fingerprint.
+    data = contract.model_dump(mode="json")
+    data["_schema"] = KEY_SCHEMA_VERSION
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def derive_key(contract: KeyContract, entry_type: str, content_hash: str) -> str:
+    """The cache key of ``content_hash`` (a canonical SHA-256 hex) under ``contract``."""
+    h = hashlib.sha256(contract.fingerprint)
+    h.update(entry_type.encode())
+    h.update(b"\x00")
+    h.update(content_hash.encode())
+    return h.hexdigest()
+
+
+def chain_hash(digests: list[str]) -> str:
+    """SHA-256 over an ordered list of block digests: the identity of a prefix."""
+    h = hashlib.sha256()
+    for d in digests:
+        h.update(d.encode())
+        h.update(b"\x00")
+    return h.hexdigest()

@@ -1,0 +1,79 @@
+"""One linear-time pass over text for every pattern promptcache looks for.
+
+Volatile values (canonical form) and secrets/PII (policy) are found by a single
+RE2 scan per block. RE2 matters here for two reasons: a combined DFA visits each
+byte once however many patterns there are, and its running time is linear in
+the input, so adversarial tool output or retrieved documents cannot stall the
+canonicalizer the way a backtracking regex can.
+
+A :class:`Scanner` is built from ``(kind, pattern)`` pairs. The combined
+pattern finds the next hit; the hit is then attributed to its kind by matching
+the (short) hit against each kind's own pattern. Optional ``verify`` callbacks
+reject hits a regex cannot rule out (a Luhn check, a hex run without digits).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import re2
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A span of ``text[start:end]`` matched by pattern ``kind``."""
+
+    start: int
+    end: int
+    kind: str
+
+
+Verify = Callable[[str], bool]
+
+
+class Scanner:
+    """Find every non-overlapping hit of a set of named patterns.
+
+    >>> s = Scanner([("year", r"\\b\\d{4}\\b"), ("word", r"\\bcache\\b")])
+    >>> s.scan("cache since 2024")
+    [Hit(start=0, end=5, kind='word'), Hit(start=12, end=16, kind='year')]
+    """
+
+    def __init__(self, patterns: Sequence[tuple[str, str]], verify: Mapping[str, Verify] | None = None) -> None:
+        if not patterns:
+            raise ValueError("Scanner needs at least one (kind, pattern) pair")
+        self.kinds = [k for k, _ in patterns]
+        self._combined = re2.compile("|".join(f"(?:{p})" for _, p in patterns))
+        # Attribution runs on the short hit only, so Python's re is fine here.
+        self._each = [(k, re.compile(p)) for k, p in patterns]
+        self._verify: Mapping[str, Verify] = verify or {}
+
+    def scan(self, text: str) -> list[Hit]:
+        """All hits in ``text``, left to right."""
+        hits: list[Hit] = []
+        pos = 0
+        n = len(text)
+        search = self._combined.search
+        while pos < n:
+            m = search(text, pos)
+            if m is None:
+                break
+            start, end = m.span()
+            hits.extend(self._attribute(text, start, end))
+            pos = end if end > start else start + 1
+        return hits
+
+    def _attribute(self, text: str, start: int, end: int) -> list[Hit]:
+        # The combined match is the leftmost one; find which kind produced it
+        # (first in table order, as RE2's leftmost-first alternation does).
+        for kind, rx in self._each:
+            m = rx.match(text, start)
+            if m is None or m.end() != end:
+                continue
+            check = self._verify.get(kind)
+            if check is not None and not check(text[start:end]):
+                continue
+            return [Hit(start, end, kind)]
+        return []

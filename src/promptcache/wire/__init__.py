@@ -1,0 +1,102 @@
+"""Wire-format adapters: split a provider request body into parts, join it back.
+
+Every format has a system section, a tool list and a conversation, spelled
+differently. An adapter splits a body into :class:`WireParts` (nothing is
+dropped: fields promptcache does not touch stay in ``rest``), and joins
+rewritten parts into a body of the same format, placing the volatile block
+(values moved out of the stable prefix) where that format allows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from promptcache.blocks import BlockKind
+from promptcache.formats import WireFormat, parse_format
+
+
+class WireFormatError(ValueError):
+    """A request body that does not have the shape its format requires."""
+
+
+@dataclass(slots=True)
+class WireParts:
+    """A request body split into the sections promptcache reasons about.
+
+    ``system`` holds the texts of the system section in order, with
+    ``system_kinds`` saying which are system and which developer blocks.
+    ``messages`` is the conversation after the system section, and
+    ``current`` the index where the current turn (after the last assistant
+    message) starts.
+    """
+
+    system: list[str]
+    system_kinds: list[BlockKind]
+    tools: list[Any]
+    messages: list[Any]
+    current: int
+    rest: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class WireAdapter(Protocol):
+    """Split and join one wire format."""
+
+    format: WireFormat
+
+    def split(self, body: dict[str, Any]) -> WireParts:
+        """Split ``body`` into parts; raise :class:`WireFormatError` naming the bad field."""
+        ...
+
+    def join(
+        self,
+        parts: WireParts,
+        system: list[str],
+        tools: list[Any],
+        messages: list[Any],
+        volatile_text: str | None,
+    ) -> dict[str, Any]:
+        """Build a body from rewritten parts, placing ``volatile_text`` when given."""
+        ...
+
+    def tool_name(self, tool: Any) -> str:
+        """The name of a tool definition (used to sort tools)."""
+        ...
+
+    def message_kind(self, message: Any) -> BlockKind:
+        """HISTORY, TOOL_RESULT or USER for a conversation message."""
+        ...
+
+    def text_of(self, message: Any) -> str | None:
+        """The message's text when it is plain text, else ``None``."""
+        ...
+
+    def with_text(self, message: Any, text: str) -> Any:
+        """A copy of a plain-text message with its text replaced."""
+        ...
+
+
+def get_adapter(fmt: str | WireFormat) -> WireAdapter:
+    """The adapter for a wire format."""
+    from promptcache.wire import anthropic, bedrock, gemini, openai_chat, openai_responses
+
+    f = parse_format(fmt)
+    adapters: dict[WireFormat, WireAdapter] = {
+        WireFormat.OPENAI_CHAT: openai_chat.ADAPTER,
+        WireFormat.OPENAI_RESPONSES: openai_responses.ADAPTER,
+        WireFormat.ANTHROPIC_MESSAGES: anthropic.ADAPTER,
+        WireFormat.BEDROCK_CONVERSE: bedrock.ADAPTER,
+        WireFormat.GEMINI: gemini.ADAPTER,
+    }
+    return adapters[f]
+
+
+def require_list(body: dict[str, Any], name: str, fmt: str) -> list[Any]:
+    """``body[name]`` as a list (missing means empty), or a clear error."""
+    value = body.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise WireFormatError(f"{fmt}: field '{name}' must be a list, got {type(value).__name__}")
+    return value

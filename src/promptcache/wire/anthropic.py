@@ -1,0 +1,142 @@
+"""Anthropic Messages (``anthropic-messages``), also Claude on Bedrock InvokeModel and Vertex."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from promptcache.blocks import BlockKind
+from promptcache.formats import WireFormat
+from promptcache.wire import WireFormatError, WireParts, require_list
+
+
+def volatile_part(text: str) -> dict[str, Any]:
+    """A text content block carrying the volatile block."""
+    return {"type": "text", "text": text}
+
+
+def place_in_user_turn(
+    conv: list[Any], current: int, part: dict[str, Any], *, is_result: str
+) -> list[Any] | None:
+    """Put ``part`` into the current user turn of an alternating conversation.
+
+    Before the user's own text when the turn is a plain user message; after the
+    tool results when it carries them (tool results must come first in their
+    message). ``None`` when there is no user turn to carry it (assistant prefill).
+    Shared by the Anthropic, Bedrock and Gemini formats, which all forbid two
+    consecutive user messages or a system role inside the conversation.
+    """
+    if not conv or current >= len(conv):
+        return None
+    last = conv[-1]
+    content = last.get("content") if "content" in last else last.get("parts")
+    key = "content" if "content" in last else "parts"
+    if last.get("role") != "user":
+        return None
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    if not isinstance(content, list):
+        return None
+    has_results = any(isinstance(p, dict) and is_result in p for p in content) or any(
+        isinstance(p, dict) and p.get("type") == is_result for p in content
+    )
+    new_content = [*content, part] if has_results else [part, *content]
+    return [*conv[:-1], {**last, key: new_content}]
+
+
+class AnthropicAdapter:
+    """Split/join ``{"system": ..., "tools": [...], "messages": [...]}`` bodies."""
+
+    format = WireFormat.ANTHROPIC_MESSAGES
+
+    def split(self, body: dict[str, Any]) -> WireParts:
+        fmt = self.format.value
+        raw_system = body.get("system")
+        blocks: list[dict[str, Any]]
+        if raw_system is None:
+            blocks = []
+        elif isinstance(raw_system, str):
+            blocks = [{"type": "text", "text": raw_system}]
+        elif isinstance(raw_system, list):
+            blocks = []
+            for i, b in enumerate(raw_system):
+                if not isinstance(b, dict) or b.get("type") != "text" or not isinstance(b.get("text"), str):
+                    raise WireFormatError(f"{fmt}: system[{i}] must be a text block")
+                blocks.append(b)
+        else:
+            raise WireFormatError(f"{fmt}: field 'system' must be a string or a list of text blocks")
+        tools = require_list(body, "tools", fmt)
+        messages = require_list(body, "messages", fmt)
+        for j, m in enumerate(messages):
+            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+                raise WireFormatError(f"{fmt}: messages[{j}].role must be 'user' or 'assistant'")
+        current = max(len(messages) - 1, 0)
+        for j in range(len(messages) - 1, -1, -1):
+            if messages[j]["role"] == "assistant":
+                current = j + 1
+                break
+        rest = {k: v for k, v in body.items() if k not in ("system", "tools", "messages")}
+        extra = {
+            "system_blocks": blocks,
+            "system_was_str": isinstance(raw_system, str),
+            "had_system": raw_system is not None,
+            "had_tools": "tools" in body,
+        }
+        texts = [b["text"] for b in blocks]
+        return WireParts(texts, [BlockKind.SYSTEM] * len(texts), tools, messages, current, rest, extra)
+
+    def join(
+        self,
+        parts: WireParts,
+        system: list[str],
+        tools: list[Any],
+        messages: list[Any],
+        volatile_text: str | None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        for k, v in parts.rest.items():
+            body[k] = v
+        orig = parts.extra["system_blocks"]
+        sys_blocks = [{**b, "text": t} for b, t in zip(orig, system, strict=True) if t]
+        conv = list(messages)
+        if volatile_text:
+            placed = place_in_user_turn(
+                conv, parts.current, volatile_part(volatile_text), is_result="tool_result"
+            )
+            if placed is None:
+                raise WireFormatError(f"{self.format.value}: no user turn to carry the volatile block")
+            conv = placed
+        if parts.extra["had_tools"]:
+            body["tools"] = tools
+        if parts.extra["had_system"]:
+            has_markers = any("cache_control" in b for b in sys_blocks)
+            if parts.extra["system_was_str"] and len(sys_blocks) == 1 and not has_markers:
+                body["system"] = sys_blocks[0]["text"]
+            else:
+                body["system"] = sys_blocks
+        body["messages"] = conv
+        return body
+
+    def tool_name(self, tool: Any) -> str:
+        if isinstance(tool, dict) and isinstance(tool.get("name"), str):
+            return str(tool["name"])
+        raise WireFormatError(f"{self.format.value}: every tools[] entry needs a 'name'")
+
+    def message_kind(self, message: Any) -> BlockKind:
+        c = message.get("content")
+        if (
+            message.get("role") == "user"
+            and isinstance(c, list)
+            and any(isinstance(p, dict) and p.get("type") == "tool_result" for p in c)
+        ):
+            return BlockKind.TOOL_RESULT
+        return BlockKind.HISTORY
+
+    def text_of(self, message: Any) -> str | None:
+        c = message.get("content")
+        return c if isinstance(c, str) else None
+
+    def with_text(self, message: Any, text: str) -> Any:
+        return {**message, "content": text}
+
+
+ADAPTER = AnthropicAdapter()

@@ -1,0 +1,106 @@
+"""AWS Bedrock Converse / ConverseStream (``bedrock-converse``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from promptcache.blocks import BlockKind
+from promptcache.formats import WireFormat
+from promptcache.wire import WireFormatError, WireParts, require_list
+from promptcache.wire.anthropic import place_in_user_turn
+
+
+class BedrockConverseAdapter:
+    """Split/join ``{"system": [...], "messages": [...], "toolConfig": {"tools": [...]}}``."""
+
+    format = WireFormat.BEDROCK_CONVERSE
+
+    def split(self, body: dict[str, Any]) -> WireParts:
+        fmt = self.format.value
+        system_raw = require_list(body, "system", fmt)
+        texts: list[str] = []
+        for i, b in enumerate(system_raw):
+            if not isinstance(b, dict):
+                raise WireFormatError(f"{fmt}: system[{i}] must be an object")
+            if "text" in b:
+                texts.append(str(b["text"]))
+        tool_config = body.get("toolConfig")
+        tools: list[Any] = []
+        tool_points = False
+        if tool_config is not None:
+            if not isinstance(tool_config, dict):
+                raise WireFormatError(f"{fmt}: field 'toolConfig' must be an object")
+            for t in require_list(tool_config, "tools", fmt):
+                if isinstance(t, dict) and "cachePoint" in t:
+                    tool_points = True  # re-added after the (sorted) tools on join
+                else:
+                    tools.append(t)
+        messages = require_list(body, "messages", fmt)
+        for j, m in enumerate(messages):
+            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+                raise WireFormatError(f"{fmt}: messages[{j}].role must be 'user' or 'assistant'")
+        current = max(len(messages) - 1, 0)
+        for j in range(len(messages) - 1, -1, -1):
+            if messages[j]["role"] == "assistant":
+                current = j + 1
+                break
+        rest = {k: v for k, v in body.items() if k not in ("system", "messages")}
+        extra = {
+            "system_raw": system_raw,
+            "had_system": "system" in body,
+            "tool_points": tool_points,
+        }
+        return WireParts(texts, [BlockKind.SYSTEM] * len(texts), tools, messages, current, rest, extra)
+
+    def join(
+        self,
+        parts: WireParts,
+        system: list[str],
+        tools: list[Any],
+        messages: list[Any],
+        volatile_text: str | None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = dict(parts.rest)
+        it = iter(system)
+        sys_out: list[Any] = []
+        for b in parts.extra["system_raw"]:
+            if "text" in b:
+                t = next(it)
+                if t:
+                    sys_out.append({**b, "text": t})
+            else:
+                sys_out.append(b)
+        conv = list(messages)
+        if volatile_text:
+            placed = place_in_user_turn(conv, parts.current, {"text": volatile_text}, is_result="toolResult")
+            if placed is None:
+                raise WireFormatError(f"{self.format.value}: no user turn to carry the volatile block")
+            conv = placed
+        if parts.extra["had_system"]:
+            body["system"] = sys_out
+        if "toolConfig" in body:
+            points = [{"cachePoint": {"type": "default"}}] if parts.extra["tool_points"] else []
+            body["toolConfig"] = {**body["toolConfig"], "tools": list(tools) + points}
+        body["messages"] = conv
+        return body
+
+    def tool_name(self, tool: Any) -> str:
+        spec = tool.get("toolSpec") if isinstance(tool, dict) else None
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+            return str(spec["name"])
+        raise WireFormatError(f"{self.format.value}: every toolConfig.tools[] entry needs toolSpec.name")
+
+    def message_kind(self, message: Any) -> BlockKind:
+        c = message.get("content")
+        if isinstance(c, list) and any(isinstance(p, dict) and "toolResult" in p for p in c):
+            return BlockKind.TOOL_RESULT
+        return BlockKind.HISTORY
+
+    def text_of(self, message: Any) -> str | None:
+        return None  # Converse content is always a list of blocks
+
+    def with_text(self, message: Any, text: str) -> Any:
+        return message
+
+
+ADAPTER = BedrockConverseAdapter()

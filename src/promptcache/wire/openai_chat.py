@@ -1,0 +1,117 @@
+"""OpenAI Chat Completions (``openai-chat``), also vLLM, OpenRouter, LiteLLM proxies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from promptcache.blocks import BlockKind
+from promptcache.formats import WireFormat
+from promptcache.wire import WireFormatError, WireParts, require_list
+
+_SYSTEM_ROLES = {"system": BlockKind.SYSTEM, "developer": BlockKind.DEVELOPER}
+
+
+def _text(content: Any, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+        return "".join(str(p.get("text", "")) for p in content)
+    raise WireFormatError(f"openai-chat: {where}.content must be text or text parts")
+
+
+class OpenAIChatAdapter:
+    """Split/join ``{"messages": [...], "tools": [...]}`` bodies."""
+
+    format = WireFormat.OPENAI_CHAT
+
+    def split(self, body: dict[str, Any]) -> WireParts:
+        messages = require_list(body, "messages", self.format.value)
+        tools = require_list(body, "tools", self.format.value)
+        i = 0
+        system: list[str] = []
+        kinds: list[BlockKind] = []
+        while i < len(messages):
+            m = messages[i]
+            if not isinstance(m, dict) or "role" not in m:
+                raise WireFormatError(f"openai-chat: messages[{i}] must be an object with a 'role'")
+            kind = _SYSTEM_ROLES.get(m["role"])
+            if kind is None:
+                break
+            system.append(_text(m.get("content"), f"messages[{i}]"))
+            kinds.append(kind)
+            i += 1
+        conv = messages[i:]
+        for j, m in enumerate(conv, start=i):
+            if not isinstance(m, dict) or "role" not in m:
+                raise WireFormatError(f"openai-chat: messages[{j}] must be an object with a 'role'")
+        current = len(conv)
+        for j in range(len(conv) - 1, -1, -1):
+            if conv[j]["role"] == "assistant":
+                current = j + 1
+                break
+        else:
+            current = max(len(conv) - 1, 0)
+        rest = {k: v for k, v in body.items() if k not in ("messages", "tools")}
+        role = messages[0]["role"] if system else "system"
+        extra = {"volatile_role": role, "had_tools": "tools" in body}
+        return WireParts(system, kinds, tools, conv, current, rest, extra)
+
+    def join(
+        self,
+        parts: WireParts,
+        system: list[str],
+        tools: list[Any],
+        messages: list[Any],
+        volatile_text: str | None,
+    ) -> dict[str, Any]:
+        sys_msgs: list[Any] = [
+            {"role": k.value if k is BlockKind.DEVELOPER else "system", "content": t}
+            for t, k in zip(system, parts.system_kinds, strict=True)
+            if t
+        ]
+        conv = list(messages)
+        if volatile_text:
+            vmsg = {"role": parts.extra["volatile_role"], "content": volatile_text}
+            cur = parts.current
+            # Tool messages must follow the assistant's tool calls directly, so
+            # the block goes before a user turn but after a tool-result turn.
+            if cur < len(conv) and conv[cur].get("role") == "user" and cur == len(conv) - 1:
+                conv.insert(cur, vmsg)
+            else:
+                conv.append(vmsg)
+        body: dict[str, Any] = dict(parts.rest)
+        body["messages"] = sys_msgs + conv
+        if parts.extra["had_tools"]:
+            body["tools"] = tools
+        return {k: body[k] for k in _order(parts.rest, body)}
+
+    def tool_name(self, tool: Any) -> str:
+        if isinstance(tool, dict):
+            fn = tool.get("function")
+            if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+                return str(fn["name"])
+            if isinstance(tool.get("name"), str):
+                return str(tool["name"])
+        raise WireFormatError("openai-chat: every tools[] entry needs function.name")
+
+    def message_kind(self, message: Any) -> BlockKind:
+        role = message.get("role")
+        if role == "tool" or role == "function":
+            return BlockKind.TOOL_RESULT
+        return BlockKind.HISTORY
+
+    def text_of(self, message: Any) -> str | None:
+        c = message.get("content")
+        return c if isinstance(c, str) else None
+
+    def with_text(self, message: Any, text: str) -> Any:
+        return {**message, "content": text}
+
+
+def _order(rest: dict[str, Any], body: dict[str, Any]) -> list[str]:
+    # Keep the caller's top-level field order where possible (model first, ...).
+    keys = [k for k in ("model", "messages", "tools") if k in body]
+    return keys + [k for k in rest if k not in keys]
+
+
+ADAPTER = OpenAIChatAdapter()
