@@ -87,6 +87,9 @@ class ModelSpec(BaseModel):
     ttl_options: list[str] = Field(default_factory=list)
     prices: Prices
     long_context: LongContextTier | None = None
+    default_write_ttl: str | None = Field(
+        default=None, description="overrides the provider's label for unlabelled writes"
+    )
     notes: str | None = None
 
 
@@ -289,8 +292,8 @@ class Catalog(BaseModel):
             id=model_id,
             provider=provider,
             spec=info.models[model_id],
-            default_write_ttl=info.default_write_ttl,
-            write_premium=info.write_premium,
+            default_write_ttl=info.models[model_id].default_write_ttl or info.default_write_ttl,
+            write_premium=info.write_premium or bool(info.models[model_id].prices.cache_write),
             source=info.source,
             source_date=info.source_date or self.source_date,
         )
