@@ -123,3 +123,43 @@ class Block(BaseModel):
     def label(self) -> str:
         """A short human label such as ``tool_schema 'get_user_details'`` (no content)."""
         return f"{self.kind.value} {self.name!r}" if self.name else self.kind.value
+
+
+def trusted_block(
+    kind: BlockKind,
+    content: JsonContent,
+    *,
+    trust: Trust,
+    stability: Stability,
+    name: str | None = None,
+    role: str | None = None,
+    data_classes: tuple[str, ...] = (),
+) -> Block:
+    """Build a :class:`Block` from values the engine has already checked.
+
+    The engine creates a block for every message of every new request;
+    pydantic validation would cost more than canonicalizing the content. The
+    trust rule is still enforced here.
+    """
+    if kind in UNTRUSTED_KINDS and trust is Trust.TRUSTED:
+        raise ValueError(f"Block.trust: a {kind.value} block cannot be labelled trusted")
+    b = Block.__new__(Block)
+    object.__setattr__(
+        b,
+        "__dict__",
+        {
+            "kind": kind,
+            "content": content,
+            "trust": trust,
+            "stability": stability,
+            "tags": (),
+            "scope": "tenant",
+            "name": name,
+            "role": role,
+            "data_classes": data_classes,
+        },
+    )
+    object.__setattr__(b, "__pydantic_fields_set__", {"kind", "content"})
+    object.__setattr__(b, "__pydantic_extra__", None)
+    object.__setattr__(b, "__pydantic_private__", None)
+    return b

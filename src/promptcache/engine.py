@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import threading
 import zlib
+from bisect import bisect_right
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 
-from promptcache.blocks import Block, BlockKind, Stability, Trust
+from promptcache.blocks import Block, BlockKind, Stability, Trust, trusted_block
 from promptcache.canonical import (
     VOLATILE_PATTERNS,
     VOLATILE_VERIFY,
@@ -42,9 +43,9 @@ from promptcache.layout import arrange
 from promptcache.plan import Plan, Prepared
 from promptcache.policy import Policy
 from promptcache.providers.hints import HintContext, apply_hints
-from promptcache.scan import Scanner
+from promptcache.scan import Hit, Scanner
 from promptcache.volatility import SlotVolatility
-from promptcache.wire import WireFormatError, WireParts, get_adapter
+from promptcache.wire import WireAdapter, WireFormatError, WireParts, get_adapter
 
 Mode = Literal["active", "shadow"]
 
@@ -211,7 +212,9 @@ class PromptCache:
             stable, frags = canon, []
         lines = stable.split("\n")
         dg = digest(kind.value.encode(), stable.encode())
-        block = Block(kind=kind, content=stable, data_classes=classes)
+        block = trusted_block(
+            kind, stable, trust=Trust.TRUSTED, stability=Stability.STATIC, data_classes=classes
+        )
         res = _Text(
             stable,
             frags,
@@ -247,14 +250,26 @@ class PromptCache:
         canon_by_name: dict[str, str] = {}
         relocate = self._relocates(BlockKind.TOOL_SCHEMA)
         chars = 0
-        for i in order:
-            cj = canonical_json(tools[i], where=f"tools[{i}]")
-            text = cj.decode()
-            chars += len(text)
-            hits = _STATIC_SCANNER.scan(text)
+        canon = [canonical_json(tools[i], where=f"tools[{i}]") for i in order]
+        # One scan over all tools (joined by newlines, which no JSON dump contains
+        # unescaped) costs one RE2 call instead of one per tool.
+        joined = "\n".join(c.decode() for c in canon)
+        hits_by_tool: list[list[Hit]] = [[] for _ in canon]
+        bounds = []
+        pos = 0
+        for c in canon:
+            bounds.append(pos)
+            pos += len(c.decode()) + 1
+        for h in _STATIC_SCANNER.scan(joined):
+            k = bisect_right(bounds, h.start) - 1
+            hits_by_tool[k].append(Hit(h.start - bounds[k], h.end - bounds[k], h.kind))
+        for n, i in enumerate(order):
+            cj = canon[n]
+            hits = hits_by_tool[n]
+            chars += len(cj)
             classes = tuple(sorted({DATA_CLASS[h.kind] for h in hits if h.kind in DATA_CLASS}))
             value = orjson.loads(cj)
-            if relocate and find_volatile(text, hits):
+            if relocate and hits and find_volatile(cj.decode(), hits):
                 value, fs = relocate_json(value, f"tool {names[i]!r}", marker_start=len(frags) + 1)
                 frags.extend(fs)
                 cj = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
@@ -264,15 +279,21 @@ class PromptCache:
             canon_by_name[names[i]] = dg
             classes_list.append(classes)
             blocks.append(
-                Block(kind=BlockKind.TOOL_SCHEMA, content=value, name=names[i], data_classes=classes)
+                trusted_block(
+                    BlockKind.TOOL_SCHEMA,
+                    value,
+                    trust=Trust.TRUSTED,
+                    stability=Stability.STATIC,
+                    name=names[i],
+                    data_classes=classes,
+                )
             )
         raw_crc = {names[i]: zlib.crc32(orjson.dumps(tools[i])) for i in range(len(tools))}
         res = _Tools(out_tools, names, blocks, digests, raw_crc, canon_by_name, frags, classes_list, chars)
         self._memo.put(key, res)
         return res
 
-    def _message(self, fmt: WireFormat, msg: Any, current: bool) -> _Message:
-        adapter = get_adapter(fmt)
+    def _message(self, fmt: WireFormat, adapter: WireAdapter, msg: Any, current: bool) -> _Message:
         try:
             mkey: Hashable = tuple(msg.items())
             hash(mkey)
@@ -297,13 +318,13 @@ class PromptCache:
         if current and kind is BlockKind.HISTORY:
             kind = BlockKind.USER
         role = msg.get("role") if isinstance(msg, dict) else None
-        block = Block(
-            kind=kind,
-            content=msg,
+        block = trusted_block(
+            kind,
+            msg,
             role=str(role) if role is not None else None,
             stability=Stability.VOLATILE if current else Stability.SESSION,
             data_classes=classes,
-            trust=Trust.UNTRUSTED if kind is BlockKind.TOOL_RESULT else None,
+            trust=Trust.UNTRUSTED if kind is BlockKind.TOOL_RESULT else Trust.TRUSTED,
         )
         res = _Message(msg, block, digest(kind.value.encode(), cj), classes, len(s))
         self._memo.put(key, res)
@@ -451,7 +472,7 @@ class PromptCache:
         frags.extend(tools.fragments)
 
         cur = parts.current
-        msgs = [self._message(fmt, m, i >= cur) for i, m in enumerate(parts.messages)]
+        msgs = [self._message(fmt, adapter, m, i >= cur) for i, m in enumerate(parts.messages)]
         volatile_text = self._volatile_text(frags) if frags else None
         new_body = adapter.join(parts, system_out, tools.tools, [m.message for m in msgs], volatile_text)
 

@@ -96,8 +96,4 @@ def derive_key(contract: KeyContract, entry_type: str, content_hash: str) -> str
 
 def chain_hash(digests: list[str]) -> str:
     """SHA-256 over an ordered list of block digests: the identity of a prefix."""
-    h = hashlib.sha256()
-    for d in digests:
-        h.update(d.encode())
-        h.update(b"\x00")
-    return h.hexdigest()
+    return hashlib.sha256("\x00".join(digests).encode()).hexdigest()

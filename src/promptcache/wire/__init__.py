@@ -77,19 +77,25 @@ class WireAdapter(Protocol):
         ...
 
 
+_ADAPTERS: dict[WireFormat, WireAdapter] = {}
+
+
 def get_adapter(fmt: str | WireFormat) -> WireAdapter:
     """The adapter for a wire format."""
-    from promptcache.wire import anthropic, bedrock, gemini, openai_chat, openai_responses
+    if not _ADAPTERS:
+        # Imported here: the format modules import this package for WireParts.
+        from promptcache.wire import anthropic, bedrock, gemini, openai_chat, openai_responses
 
-    f = parse_format(fmt)
-    adapters: dict[WireFormat, WireAdapter] = {
-        WireFormat.OPENAI_CHAT: openai_chat.ADAPTER,
-        WireFormat.OPENAI_RESPONSES: openai_responses.ADAPTER,
-        WireFormat.ANTHROPIC_MESSAGES: anthropic.ADAPTER,
-        WireFormat.BEDROCK_CONVERSE: bedrock.ADAPTER,
-        WireFormat.GEMINI: gemini.ADAPTER,
-    }
-    return adapters[f]
+        _ADAPTERS.update(
+            {
+                WireFormat.OPENAI_CHAT: openai_chat.ADAPTER,
+                WireFormat.OPENAI_RESPONSES: openai_responses.ADAPTER,
+                WireFormat.ANTHROPIC_MESSAGES: anthropic.ADAPTER,
+                WireFormat.BEDROCK_CONVERSE: bedrock.ADAPTER,
+                WireFormat.GEMINI: gemini.ADAPTER,
+            }
+        )
+    return _ADAPTERS[parse_format(fmt)]
 
 
 def require_list(body: dict[str, Any], name: str, fmt: str) -> list[Any]:

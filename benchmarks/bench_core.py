@@ -1,0 +1,133 @@
+"""Benchmark of ``prepare_request`` on a ~16k-token agent request.
+
+The request is built from real material in ``shared/fixtures/real/agents``:
+a ~2k-token system prompt (the tau-bench airline and retail policies), 30
+real tool schemas (airline 14 + retail 16), ~4k tokens of retrieved documents
+returned by a search tool, ~3k tokens of real conversation history and a
+short user turn.
+
+Figures are ratios against a floor measured in the same run: "orjson
+canonical dump + SHA-256 of every block", the least any canonicalizing cache
+must do. ``cold`` is a request whose blocks promptcache has never seen;
+``warm`` is the next call of the same agent, unchanged static blocks and
+history (the same string and dict objects, as a framework passes them) and a
+new user turn; ``warm_copied`` is the same with every object deep-copied (a
+body freshly parsed from JSON).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from promptcache.engine import PromptCache
+from promptcache.tokens import counter_for_model
+
+AGENTS = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "real" / "agents"
+
+
+def build_request() -> dict[str, Any]:
+    """The ~16k-token openai-chat request described in the module docstring."""
+    airline = (AGENTS / "tau_bench_airline_system_prompt.md").read_text()
+    retail = (AGENTS / "tau_bench_retail_system_prompt.md").read_text()
+    system = airline + "\n\n" + retail[: 8200 - len(airline)]
+    tools = json.loads((AGENTS / "tau_bench_airline_tools.json").read_text())
+    tools += json.loads((AGENTS / "tau_bench_retail_tools.json").read_text())
+    trajs = json.loads((AGENTS / "tau_bench_airline_gpt4o_trajectories_sample.json").read_text())
+    history: list[dict[str, Any]] = []
+    size = 0
+    for m in trajs[2]["traj"][1:]:
+        if size > 12_000 and m["role"] == "assistant" and not m.get("tool_calls"):
+            break
+        history.append(m)
+        size += len(json.dumps(m))
+    docs = "\n\n".join(
+        f"[doc {i}] " + chunk
+        for i, chunk in enumerate(
+            (AGENTS / "swe_agent_07_fcalling_system_prompt.md").read_text().split("\n\n")
+            + retail[8200 - len(airline) :].split("\n\n")
+            + json.loads((AGENTS / "swe_agent_07_fcalling_templates.json").read_text())
+            .get("instance_template", "")
+            .split("\n\n")
+        )
+    )
+    call = {"id": "call_docs_1", "type": "function", "function": {"name": "search_docs", "arguments": "{}"}}
+    history += [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_docs_1", "content": docs[:16_000]},
+    ]
+    return {
+        "model": "gpt-4o",
+        "messages": [{"role": "system", "content": system}, *history, {"role": "user", "content": "ok"}],
+        "tools": tools,
+        "temperature": 0,
+    }
+
+
+def _floor(body: dict[str, Any]) -> None:
+    for block in [*body["messages"], *body["tools"]]:
+        hashlib.sha256(orjson.dumps(block, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _time(fn: Any, n: int) -> float:
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        fn()
+        samples.append(time.perf_counter_ns() - t0)
+    return statistics.median(samples) / 1000.0  # microseconds
+
+
+def run(n: int = 300) -> dict[str, Any]:
+    """Measure floor, cold, warm and warm_copied; return JSON-serializable figures."""
+    body = build_request()
+    tokens = counter_for_model("gpt-4o", "openai").count(orjson.dumps(body).decode())
+    floor_us = _time(lambda: _floor(body), n)
+
+    def cold() -> None:
+        PromptCache().prepare_request(copy.deepcopy(body), format="openai-chat")
+
+    # Deep-copying is not promptcache's work: time it alone and subtract it.
+    copy_us = _time(lambda: copy.deepcopy(body), n // 3)
+    cold_us = _time(cold, n // 3) - copy_us
+
+    warm_cache = PromptCache()
+    warm_cache.prepare_request(body, format="openai-chat")
+    turn = [0]
+
+    def warm() -> None:
+        turn[0] += 1
+        b = {**body, "messages": [*body["messages"][:-1], {"role": "user", "content": f"turn {turn[0]}"}]}
+        warm_cache.prepare_request(b, format="openai-chat")
+
+    warm_us = _time(warm, n)
+    copied = [copy.deepcopy(body) for _ in range(n)]
+    it = iter(copied)
+    warm_copied_us = _time(lambda: warm_cache.prepare_request(next(it), format="openai-chat"), n)
+    return {
+        "request": {
+            "tokens_o200k": tokens,
+            "bytes": len(orjson.dumps(body)),
+            "tools": len(body["tools"]),
+            "messages": len(body["messages"]),
+        },
+        "floor_us": round(floor_us, 1),
+        "cold_us": round(cold_us, 1),
+        "warm_us": round(warm_us, 1),
+        "warm_copied_us": round(warm_copied_us, 1),
+        "cold_ratio": round(cold_us / floor_us, 3),
+        "warm_ratio": round(warm_us / floor_us, 3),
+        "warm_copied_ratio": round(warm_copied_us / floor_us, 3),
+        "targets": {"cold_ratio": 1.2, "warm_ratio": 0.3},
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))
