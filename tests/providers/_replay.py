@@ -89,10 +89,7 @@ def to_plain_vcr(data: dict[str, Any]) -> dict[str, Any]:
 def plain_cassette_path(name: str, tmp_path: Path) -> Path:
     """A path vcrpy can load: the shared file itself, or a converted copy under ``tmp_path``."""
     data = load_cassette(name)
-    if not any(
-        "parsed_body" in i["request"] or "parsed_body" in i["response"]
-        for i in data["interactions"]
-    ):
+    if not any("parsed_body" in i["request"] or "parsed_body" in i["response"] for i in data["interactions"]):
         return CASSETTES / name
     target = tmp_path / name
     target.write_text(yaml.safe_dump(to_plain_vcr(data), allow_unicode=True), encoding="utf-8")

@@ -159,9 +159,7 @@ def _count(parent: Mapping[str, Any], key: str, path: str, *, required: bool = F
         return 0
     # bool is an int subclass; a JSON true is never a token count.
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(
-            f"{where} must be a non-negative integer token count, got {type(value).__name__}"
-        )
+        raise ValueError(f"{where} must be a non-negative integer token count, got {type(value).__name__}")
     if isinstance(value, float):
         if not value.is_integer():
             raise ValueError(f"{where} must be an integer token count, got {value!r}")
@@ -189,9 +187,7 @@ def _check_cached_within(prompt: int, read: int, write: int, fields: str) -> Non
 # -- Anthropic ------------------------------------------------------------------------------
 
 
-def _anthropic_usage(
-    usage: Mapping[str, Any], path: str, *, model: str | None, provider: str
-) -> CacheUsage:
+def _anthropic_usage(usage: Mapping[str, Any], path: str, *, model: str | None, provider: str) -> CacheUsage:
     uncached = _count(usage, "input_tokens", path, required=True)
     read = _count(usage, "cache_read_input_tokens", path)
     write = _count(usage, "cache_creation_input_tokens", path)
@@ -207,10 +203,7 @@ def _anthropic_usage(
             if n:
                 by_ttl[match["ttl"]] = n
         split = sum(by_ttl.values())
-        if (
-            "cache_creation_input_tokens" not in usage
-            or usage["cache_creation_input_tokens"] is None
-        ):
+        if "cache_creation_input_tokens" not in usage or usage["cache_creation_input_tokens"] is None:
             write = split
         elif split != write:
             raise ValueError(
@@ -235,14 +228,10 @@ def _anthropic(body: Mapping[str, Any], *, model: str | None, provider: str) -> 
     usage = _sub(body, "usage", "body")
     if usage is None:
         raise ValueError("body.usage is missing; not an Anthropic Messages response")
-    return _anthropic_usage(
-        usage, "body.usage", model=_model(model, body, "model"), provider=provider
-    )
+    return _anthropic_usage(usage, "body.usage", model=_model(model, body, "model"), provider=provider)
 
 
-def _anthropic_stream(
-    events: Iterable[Mapping[str, Any]], *, model: str | None, provider: str
-) -> CacheUsage:
+def _anthropic_stream(events: Iterable[Mapping[str, Any]], *, model: str | None, provider: str) -> CacheUsage:
     merged: dict[str, Any] | None = None
     found_model: str | None = None
     for i, event in enumerate(events):
@@ -384,9 +373,7 @@ def _openai_responses_stream(
 # -- Bedrock --------------------------------------------------------------------------------
 
 
-def _converse_usage(
-    usage: Mapping[str, Any], path: str, *, model: str | None, provider: str
-) -> CacheUsage:
+def _converse_usage(usage: Mapping[str, Any], path: str, *, model: str | None, provider: str) -> CacheUsage:
     uncached = _count(usage, "inputTokens", path, required=True)
     output = _count(usage, "outputTokens", path, required=True)
     read = _count(usage, "cacheReadInputTokens", path)
@@ -483,17 +470,13 @@ def _strip_models(model: str | None) -> str | None:
     return model
 
 
-def _gemini_stream(
-    events: Iterable[Mapping[str, Any]], *, model: str | None, provider: str
-) -> CacheUsage:
+def _gemini_stream(events: Iterable[Mapping[str, Any]], *, model: str | None, provider: str) -> CacheUsage:
     last: Mapping[str, Any] | None = None
     found_model: str | None = None
     for i, chunk in enumerate(events):
         _require_mapping(chunk, f"events[{i}]")
         found_model = (
-            _model(None, chunk, "modelVersion")
-            or _model(None, chunk, "model_version")
-            or found_model
+            _model(None, chunk, "modelVersion") or _model(None, chunk, "model_version") or found_model
         )
         meta, _ = _gemini_meta(chunk, f"events[{i}]")
         if meta is not None:
