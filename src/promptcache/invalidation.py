@@ -106,7 +106,7 @@ class GenerationCache:
         out: dict[str, int] = {}
         for t in tags:
             item = self._gens.get(t)
-            if item is None or (max_age_s is not None and now - item[1] > max_age_s):
+            if item is None or (max_age_s is not None and now - item[1] >= max_age_s):
                 return None
             out[t] = item[0]
         return out

@@ -132,18 +132,14 @@ class Entry(BaseModel):
         """True once the entry may not be served even as stale (past TTL and any SWR window)."""
         if self.expires_at is None:
             return False
-        limit = (
-            self.expires_at if self.stale_until is None else max(self.expires_at, self.stale_until)
-        )
+        limit = self.expires_at if self.stale_until is None else max(self.expires_at, self.stale_until)
         return now >= limit
 
     def retain_until(self) -> float | None:
         """The last instant a store needs to keep this entry."""
         if self.expires_at is None:
             return None
-        return (
-            self.expires_at if self.stale_until is None else max(self.expires_at, self.stale_until)
-        )
+        return self.expires_at if self.stale_until is None else max(self.expires_at, self.stale_until)
 
     def footprint(self) -> int:
         """Approximate bytes the entry occupies in memory (payload plus a fixed overhead)."""

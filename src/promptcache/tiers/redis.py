@@ -81,8 +81,7 @@ def _sha1(src: str) -> str:
 
 
 _SCRIPTS = {
-    name: (src, _sha1(src))
-    for name, src in (("get", _GET_LUA), ("put", _PUT_LUA), ("raise", _RAISE_LUA))
+    name: (src, _sha1(src)) for name, src in (("get", _GET_LUA), ("put", _PUT_LUA), ("raise", _RAISE_LUA))
 }
 
 
@@ -519,9 +518,7 @@ class RedisStore:
         """See :meth:`invalidate_tag`."""
         try:
             gen = int(await self._aclient().incr(self._clock_key))
-            await self._arun_pipeline(
-                [("raise", [f"{b}:g"], [tag, gen]) for b in self._bucket_keys]
-            )
+            await self._arun_pipeline([("raise", [f"{b}:g"], [tag, gen]) for b in self._bucket_keys])
         except Exception as exc:
             raise self._fail(exc, "invalidate") from exc
         return gen

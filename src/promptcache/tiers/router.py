@@ -186,9 +186,7 @@ class TieredStore:
         self._closed = False
         self._wb_thread: threading.Thread | None = None
         if l2 is not None:
-            self._wb_thread = threading.Thread(
-                target=self._wb_run, name="promptcache-writeback", daemon=True
-            )
+            self._wb_thread = threading.Thread(target=self._wb_run, name="promptcache-writeback", daemon=True)
             self._wb_thread.start()
 
     # construction ------------------------------------------------------------
@@ -256,9 +254,7 @@ class TieredStore:
     def _trip(self, tier: str, exc: BaseException) -> None:
         self._tier_counters[tier].add("tier_skipped")
         self._open_until[tier] = time.monotonic() + self.breaker_cooldown_s
-        log.warning(
-            "tier %s skipped for %.1fs after %s", tier, self.breaker_cooldown_s, type(exc).__name__
-        )
+        log.warning("tier %s skipped for %.1fs after %s", tier, self.breaker_cooldown_s, type(exc).__name__)
 
     # bus ---------------------------------------------------------------------
 
@@ -278,7 +274,7 @@ class TieredStore:
     def _l1_vouched(self, stored_at: float) -> bool:
         if self.l2 is None or self.bus.healthy():
             return True
-        return self._clock() - stored_at <= self.max_staleness_s
+        return self._clock() - stored_at < self.max_staleness_s
 
     def _publish(self, event: InvalidationEvent) -> None:
         try:
@@ -518,9 +514,7 @@ class TieredStore:
                 pass
         return {t: self.generations.known(t) for t in tags}
 
-    async def acurrent_generations(
-        self, tags: Sequence[str], *, refresh: bool = False
-    ) -> dict[str, int]:
+    async def acurrent_generations(self, tags: Sequence[str], *, refresh: bool = False) -> dict[str, int]:
         """The asyncio twin of :meth:`current_generations`."""
         if not tags:
             return {}

@@ -154,9 +154,7 @@ class SQLiteStore:
                 chunk = keys[i : i + 500]
                 marks = ",".join("?" * len(chunk))
                 out.extend(
-                    db.execute(
-                        f"SELECT key, data FROM pc_entries WHERE key IN ({marks})", chunk
-                    ).fetchall()
+                    db.execute(f"SELECT key, data FROM pc_entries WHERE key IN ({marks})", chunk).fetchall()
                 )
             return out
         except sqlite3.Error as exc:
@@ -276,8 +274,7 @@ class SQLiteStore:
             keys = [
                 r[0]
                 for r in db.execute(
-                    "SELECT key FROM pc_entries WHERE retain_until IS NOT NULL "
-                    "AND retain_until <= ? LIMIT ?",
+                    "SELECT key FROM pc_entries WHERE retain_until IS NOT NULL AND retain_until <= ? LIMIT ?",
                     (now, limit),
                 ).fetchall()
             ]
