@@ -167,7 +167,9 @@ def render(report: dict[str, Any]) -> str:
         f"cached share of prompt tokens: as sent {a['cached_fraction']:.0%}, "
         f"with promptcache {p['cached_fraction']:.0%}",
         f"prompt+cache cost: as sent ${a['cost_usd']:.4f}, with promptcache ${p['cost_usd']:.4f} "
-        f"(saved ${saved:.4f}, {saved / a['cost_usd']:.0%})" if a["cost_usd"] else "",
+        f"(saved ${saved:.4f}, {saved / a['cost_usd']:.0%})"
+        if a["cost_usd"]
+        else "",
         "",
         "why the prefix differed on call 3 (and how promptcache absorbed it):",
         *("  " + x for x in report["calls"][2]["explain"].splitlines()),

@@ -350,7 +350,9 @@ class PromptCache:
                 self._append_volatile(frags, out, digests, sections)
             content: Any = b.content
             found: tuple[str, ...] = b.data_classes
-            if b.stability is Stability.STATIC and isinstance(content, str):
+            # Untrusted static content (a fixed document) is data: its values are
+            # never relocated into the volatile block, which is trusted.
+            if b.stability is Stability.STATIC and b.trust is Trust.TRUSTED and isinstance(content, str):
                 t = self._text(content, b.kind, b.label)
                 frags.extend(t.fragments)
                 content, found = t.stable, tuple(sorted(set(found) | set(t.data_classes)))

@@ -41,7 +41,9 @@ class Scanner:
     [Hit(start=0, end=5, kind='word'), Hit(start=12, end=16, kind='year')]
     """
 
-    def __init__(self, patterns: Sequence[tuple[str, str]], verify: Mapping[str, Verify] | None = None) -> None:
+    def __init__(
+        self, patterns: Sequence[tuple[str, str]], verify: Mapping[str, Verify] | None = None
+    ) -> None:
         if not patterns:
             raise ValueError("Scanner needs at least one (kind, pattern) pair")
         self.kinds = [k for k, _ in patterns]

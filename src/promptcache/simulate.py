@@ -283,9 +283,7 @@ class _Builder:
             self.breakpoints.append((len(self.segments) - 1, ttl))
 
     def done(self, tail: int, **kw: Any) -> Rendered:
-        return Rendered(
-            self.provider, self.model, self.segments, self.breakpoints, tail, self.counter, **kw
-        )
+        return Rendered(self.provider, self.model, self.segments, self.breakpoints, tail, self.counter, **kw)
 
 
 def _ttl_of(marker: Any, default: str = "5m") -> str:
@@ -330,9 +328,7 @@ def _openai_content(b: _Builder, path: str, content: Any, header: int) -> None:
             b.mark("30m")
 
 
-def _render_openai(
-    fmt: WireFormat, body: Json, model: str | None, counter: TokenCounter
-) -> Rendered:
+def _render_openai(fmt: WireFormat, body: Json, model: str | None, counter: TokenCounter) -> Rendered:
     b = _Builder("openai", model, counter)
     new = _is_gpt56_or_later(model)
     header, close, prime = (3, 1, 2) if new else (3, 1, 3)
@@ -470,9 +466,7 @@ def _converse_block(b: _Builder, path: str, blk: Json, extra: int) -> None:
                 text = base64.b64decode(raw).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError):
                 text = raw
-            b.segments.append(
-                Segment(path, "d:" + _canon(blk), b.counter.count(text) + extra, b.block, text)
-            )
+            b.segments.append(Segment(path, "d:" + _canon(blk), b.counter.count(text) + extra, b.block, text))
         else:
             b.fixed(path, "d:" + _canon(blk), DOCUMENT_TOKENS + extra)
     else:
@@ -734,9 +728,7 @@ class Simulator:
         for req in requests:
             if not isinstance(req, Request):
                 ts, fmt, body, *rest = req
-                req = Request(
-                    ts=ts, format=parse_format(fmt), body=body, org=rest[0] if rest else None
-                )
+                req = Request(ts=ts, format=parse_format(fmt), body=body, org=rest[0] if rest else None)
             out.append(self.feed(req.ts, req.format, req.body, org=req.org, route=req.route))
         return out
 
@@ -864,9 +856,7 @@ class Simulator:
 
     # -- OpenAI GPT-5.6+: breakpoints, exact match, no lookback limit -------------------
 
-    def _breakpoint_openai(
-        self, ts: float, r: Rendered, org: str | None, route: str | None
-    ) -> SimResult:
+    def _breakpoint_openai(self, ts: float, r: Rendered, org: str | None, route: str | None) -> SimResult:
         # developers.openai.com/api/docs/guides/prompt-caching (GPT-5.6 and later) and the
         # prompt_cache_options reference: up to 4 breakpoints written, matching at the
         # latest 80 breakpoints without lookback limit, 30m TTL, writes reported.

@@ -256,11 +256,6 @@ def test_anthropic_1h_before_5m() -> None:
     assert _ttls_in_order(p.body) == ["1h", "1h", "5m"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a caller's 5m cache_control on an early system block is followed by the engine's 1h "
-    "marker on the last system block (Anthropic requires longer TTLs first)",
-)
 def test_anthropic_1h_before_5m_with_caller_marker() -> None:
     pc = PromptCache(Policy.load({"entries": {"prompt_prefix": {"ttl": {"default": "1h"}}}}))
     body = _anthropic("", CONV)

@@ -204,12 +204,6 @@ def test_untrusted_kind_cannot_be_labelled_trusted(kind: str) -> None:
         Block(kind=kind, content="x", trust="trusted")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: plan() builds static str blocks via trusted_block(trust=TRUSTED) in _text, so a "
-    "retrieval block with stability='static' raises ValueError (earlier: its relocated clock line, "
-    "injection text included, went into the trusted volatile CONTEXT block)",
-)
 def test_static_retrieval_with_clock_line_not_promoted_to_trusted() -> None:
     # A retrieved document marked static that happens to carry a clock line: its
     # volatile line must not travel into a trusted block (nor crash plan()).
@@ -225,14 +219,14 @@ def test_static_retrieval_with_clock_line_not_promoted_to_trusted() -> None:
             assert INJECTION not in json.dumps(b.content)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: plan() raises ValueError for any static-stability retrieval/tool_result"
-)
-@pytest.mark.parametrize("kind", ["retrieval", "tool_result"])
-def test_static_untrusted_block_plans(kind: str) -> None:
+# A static document gets its own untrusted section in the prefix; a tool result is
+# part of the conversation (its order next to the tool call matters), so it stays
+# in the history, still untrusted.
+@pytest.mark.parametrize(("kind", "section"), [("retrieval", "untrusted_static"), ("tool_result", "history")])
+def test_static_untrusted_block_plans(kind: str, section: str) -> None:
     plan = PromptCache().plan([Block(kind=kind, stability="static", content="Doc.")], model="m", tenant="t")
     assert plan.blocks[0].trust is Trust.UNTRUSTED
-    assert plan.sections == ["untrusted_static"]
+    assert plan.sections == [section]
 
 
 def _tool_result_body(fmt: str) -> dict[str, Any]:

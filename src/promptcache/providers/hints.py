@@ -89,8 +89,28 @@ def _openai(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], lis
     )
 
 
-def _ttl_static(ctx: HintContext) -> str | None:
-    return "1h" if ctx.policy.entry(EntryType.PROMPT_PREFIX).ttl.default >= 3600 else None
+def _ttl_static(ctx: HintContext, body: dict[str, Any] | None = None) -> str | None:
+    if ctx.policy.entry(EntryType.PROMPT_PREFIX).ttl.default < 3600:
+        return None
+    # Anthropic requires 1h breakpoints before 5m ones; a caller-placed 5m marker
+    # could sit before ours, so with any 5m marker present ours stay 5m too.
+    if body is not None and _has_5m_marker(body):
+        return None
+    return "1h"
+
+
+def _has_5m_marker(body: dict[str, Any]) -> bool:
+    def short(x: Any) -> bool:
+        cc = x.get("cache_control") if isinstance(x, dict) else None
+        return isinstance(cc, dict) and cc.get("ttl", "5m") != "1h"
+
+    seqs: list[Any] = [body.get("tools") or []]
+    if isinstance(body.get("system"), list):
+        seqs.append(body["system"])
+    for m in body.get("messages") or []:
+        if isinstance(m, dict) and isinstance(m.get("content"), list):
+            seqs.append(m["content"])
+    return any(short(x) for seq in seqs for x in seq)
 
 
 def _control(ttl: str | None) -> dict[str, str]:
@@ -142,7 +162,7 @@ def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], 
     static_tokens = ctx.prefix_chars // _CHARS_PER_TOKEN
     blocked = _blocked_from(ctx)
     static_blocked = blocked < ctx.plan.prefix_end
-    ttl = _ttl_static(ctx)
+    ttl = _ttl_static(ctx, body)
     out = dict(body)
     wanted: list[str] = []
     messages = list(out.get("messages") or [])
