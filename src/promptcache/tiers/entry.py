@@ -206,6 +206,56 @@ def decode_entry(data: bytes | bytearray | memoryview | None) -> Entry | None:
             meta["payload"] = payload
         elif payload:
             return None
-        return Entry.model_validate(meta)
+        fast = _construct_checked(meta)
+        return fast if fast is not None else Entry.model_validate(meta)
     except (orjson.JSONDecodeError, ValidationError, TypeError, ValueError):
         return None
+
+
+_NUM = (int, float)
+_FIELDS = frozenset((*_META_FIELDS, "payload"))
+
+
+def _construct_checked(meta: dict[str, Any]) -> Entry | None:
+    """Build an entry without pydantic's validator when every field has the plain expected type.
+
+    This is the L2 read hot path; anything unusual returns ``None`` and goes
+    through full validation instead, so a malformed header is still refused.
+    """
+    if meta.keys() != _FIELDS and meta.keys() != _FIELDS - {"payload"}:
+        return None
+    tags = meta["tags"]
+    ok = (
+        type(meta["key"]) is str
+        and 0 < len(meta["key"]) <= 512
+        and type(meta["entry_type"]) is str
+        and 0 < len(meta["entry_type"]) <= 64
+        and type(meta["tenant"]) is str
+        and 0 < len(meta["tenant"]) <= 256
+        and type(tags) is dict
+        and all(
+            type(t) is str and type(g) is int and g >= 0 and t and "\n" not in t and "\x00" not in t
+            for t, g in tags.items()
+        )
+        and type(meta["created_at"]) in _NUM
+        and (meta["expires_at"] is None or type(meta["expires_at"]) in _NUM)
+        and (meta["stale_until"] is None or type(meta["stale_until"]) in _NUM)
+        and (meta["blob"] is None or type(meta["blob"]) is str)
+        and type(meta["size"]) is int
+        and meta["size"] >= 0
+        and type(meta["content_hash"]) is str
+        and len(meta["content_hash"]) == 64
+        and (meta["key_id"] is None or type(meta["key_id"]) is str)
+        and ("payload" not in meta or type(meta["payload"]) is bytes)
+    )
+    if not ok:
+        return None
+    values = {"schema_version": SCHEMA_VERSION, "payload": None}
+    values.update(meta)
+    # what model_construct does, minus its per-field default handling (all fields are present)
+    entry = Entry.__new__(Entry)
+    object.__setattr__(entry, "__dict__", values)
+    object.__setattr__(entry, "__pydantic_fields_set__", set(values))
+    object.__setattr__(entry, "__pydantic_extra__", None)
+    object.__setattr__(entry, "__pydantic_private__", None)
+    return entry

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from promptcache.tiers.base import StatsCounter, TierError, TierStats, tags_current
+from promptcache.tiers.base import StatsCounter, TierError, TierStats
 from promptcache.tiers.entry import Entry, decode_entry, encode_entry, key_digest
 
 __all__ = ["RedisStore", "connect_async", "connect_sync"]
@@ -53,6 +53,26 @@ for t in string.gmatch(r[2], '[^\\n]+') do tags[#tags + 1] = t end
 local g = redis.call('HMGET', KEYS[2], unpack(tags))
 local out = {r[1], r[2]}
 for i = 1, #tags do out[i + 2] = g[i] or '0' end
+return out
+"""
+
+_MGET_LUA = """
+local n = #KEYS / 2
+local out = {}
+for i = 1, n do
+  local r = redis.call('HMGET', KEYS[i], 'd', 't')
+  local gs = ''
+  if r[1] and r[2] and r[2] ~= '' then
+    local tags = {}
+    for t in string.gmatch(r[2], '[^\\n]+') do tags[#tags + 1] = t end
+    local g = redis.call('HMGET', KEYS[n + i], unpack(tags))
+    for j = 1, #tags do g[j] = g[j] or '0' end
+    gs = table.concat(g, ',')
+  end
+  out[#out + 1] = r[1]
+  out[#out + 1] = r[2] or ''
+  out[#out + 1] = gs
+end
 return out
 """
 
@@ -81,8 +101,20 @@ def _sha1(src: str) -> str:
 
 
 _SCRIPTS = {
-    name: (src, _sha1(src)) for name, src in (("get", _GET_LUA), ("put", _PUT_LUA), ("raise", _RAISE_LUA))
+    name: (src, _sha1(src))
+    for name, src in (
+        ("get", _GET_LUA),
+        ("mget", _MGET_LUA),
+        ("put", _PUT_LUA),
+        ("raise", _RAISE_LUA),
+    )
 }
+
+
+def _no_script_error() -> type[Exception]:
+    from redis.exceptions import NoScriptError
+
+    return NoScriptError
 
 
 def _hosts(netloc: str) -> tuple[str | None, list[tuple[str, int]]]:
@@ -294,17 +326,52 @@ class RedisStore:
             log.debug("redis: unreadable entry %s", key_digest(key))
             return None
         names = tagfield.decode().split("\n") if tagfield else []
-        if sorted(names) != sorted(entry.tags) or len(names) != len(gens):
+        tags = entry.tags
+        if len(names) != len(tags) or len(gens) != len(names) or not all(n in tags for n in names):
             self._stats.add("corrupt")
             return None
         if entry.dead_at(now):
             return None
-        current = {n: int(g) for n, g in zip(names, gens, strict=True)}
-        if not tags_current(entry, current):
-            self._stats.add("stale")
-            return None
-        self._stats.add("bytes_read", len(data))
+        for n, g in zip(names, gens, strict=True):
+            if tags[n] != int(g):
+                self._stats.add("stale")
+                return None
         return entry
+
+    _MGET_CHUNK = 256
+
+    def _mget_groups(self, keys: list[str]) -> tuple[list[tuple[str, list[str], list[Any]]], list[list[str]]]:
+        # standalone: any keys may share a script call; cluster: only keys of one bucket (one slot)
+        by_group: dict[str, list[str]] = {}
+        for k in keys:
+            by_group.setdefault(self._bucket(k) if self.cluster else "", []).append(k)
+        calls: list[tuple[str, list[str], list[Any]]] = []
+        chunks: list[list[str]] = []
+        for group in by_group.values():
+            for i in range(0, len(group), self._MGET_CHUNK):
+                chunk = group[i : i + self._MGET_CHUNK]
+                rkeys = [self.entry_key(k) for k in chunk] + [self._gens_key(k) for k in chunk]
+                calls.append(("mget", rkeys, []))
+                chunks.append(chunk)
+        return calls, chunks
+
+    def _mget_collect(self, chunks: list[list[str]], replies: list[Any]) -> dict[str, Entry]:
+        now = self._clock()
+        out: dict[str, Entry] = {}
+        asked = 0
+        for chunk, reply in zip(chunks, replies, strict=True):
+            asked += len(chunk)
+            for i, k in enumerate(chunk):
+                data, tagfield, gens = reply[3 * i : 3 * i + 3]
+                if data is None:
+                    continue
+                parts = [data, tagfield, *(gens.split(b",") if gens else [])]
+                e = self._parse(k, parts, now)
+                if e is not None:
+                    out[k] = e
+        self._count(asked, len(out))
+        self._stats.add("bytes_read", sum(e.size for e in out.values()))
+        return out
 
     def _count(self, asked: int, found: int) -> None:
         self._stats.add("hits", found)
@@ -351,41 +418,36 @@ class RedisStore:
             self.client.script_load(src)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
-        """Live entries among ``keys``: one pipeline of atomic entry+generation reads."""
+        """Live entries among ``keys``: one round trip, one Lua call per bucket group."""
         uniq = list(dict.fromkeys(keys))
         if not uniq:
             return {}
-        calls: list[tuple[str, list[str], list[Any]]] = [
-            ("get", [self.entry_key(k), self._gens_key(k)], []) for k in uniq
-        ]
+        calls, chunks = self._mget_groups(uniq)
         try:
             replies = self._run_pipeline(calls)
         except Exception as exc:
             raise self._fail(exc, "get") from exc
-        now = self._clock()
-        out = {}
-        for k, r in zip(uniq, replies, strict=True):
-            e = self._parse(k, r, now)
-            if e is not None:
-                out[k] = e
-        self._count(len(uniq), len(out))
-        return out
+        return self._mget_collect(chunks, replies)
 
     def get(self, key: str) -> Entry | None:
-        """The live entry under ``key``, or ``None``."""
-        from redis.exceptions import NoScriptError
-
-        ek, gk = self.entry_key(key), self._gens_key(key)
+        """The live entry under ``key``, or ``None`` (one EVALSHA: entry and generations)."""
+        bucket = self._bucket(key)
+        args = ("EVALSHA", _SCRIPTS["get"][1], 2, f"{bucket}:e:{key}", f"{bucket}:g")
+        client = self.client
         try:
             try:
-                reply = self.client.evalsha(_SCRIPTS["get"][1], 2, ek, gk)
-            except NoScriptError:
+                reply = client.execute_command(*args)
+            except _no_script_error():
                 self._load_scripts()
-                reply = self.client.evalsha(_SCRIPTS["get"][1], 2, ek, gk)
+                reply = client.execute_command(*args)
         except Exception as exc:
             raise self._fail(exc, "get") from exc
         e = self._parse(key, reply, self._clock())
-        self._count(1, 0 if e is None else 1)
+        if e is None:
+            self._stats.add("misses")
+        else:
+            self._stats.add("hits")
+            self._stats.add("bytes_read", e.size)
         return e
 
     def put(self, entry: Entry) -> None:
@@ -467,21 +529,12 @@ class RedisStore:
         uniq = list(dict.fromkeys(keys))
         if not uniq:
             return {}
-        calls: list[tuple[str, list[str], list[Any]]] = [
-            ("get", [self.entry_key(k), self._gens_key(k)], []) for k in uniq
-        ]
+        calls, chunks = self._mget_groups(uniq)
         try:
             replies = await self._arun_pipeline(calls)
         except Exception as exc:
             raise self._fail(exc, "get") from exc
-        now = self._clock()
-        out = {}
-        for k, r in zip(uniq, replies, strict=True):
-            e = self._parse(k, r, now)
-            if e is not None:
-                out[k] = e
-        self._count(len(uniq), len(out))
-        return out
+        return self._mget_collect(chunks, replies)
 
     async def aget(self, key: str) -> Entry | None:
         """See :meth:`get`."""
