@@ -265,3 +265,27 @@ def key_for(tenant: str, name: str) -> str:
     import hashlib
 
     return hashlib.sha256(f"{tenant}\x00{name}".encode()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(redis_server: RedisServer, redis_root: Path) -> Iterator[str]:
+    """A Sentinel watching the session server as ``mymaster``; yields its ``redis+sentinel://`` URL."""
+    workdir = redis_root / "sentinel"
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = workdir / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {workdir}\n"
+        f"sentinel monitor mymaster 127.0.0.1 {redis_server.port} 1\n"
+    )
+    assert REDIS_SERVER is not None
+    proc = subprocess.Popen(
+        [REDIS_SERVER, str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    server = RedisServer(port, workdir, proc)
+    try:
+        if not wait_until(lambda: _ping(port), timeout=10):
+            raise RuntimeError("sentinel did not start")
+        yield f"redis+sentinel://127.0.0.1:{port}/mymaster/0"
+    finally:
+        server.stop()

@@ -181,3 +181,21 @@ async def test_cluster_asyncio(redis_cluster: RedisCluster, ns: str, clock: Fake
     await s.ainvalidate_tag("tool:x")
     assert await s.aget_many(keys) == {}
     await s.aclose()
+
+
+def test_sentinel_url(redis_sentinel: str, ns: str, clock: FakeClock) -> None:
+    s = RedisStore(redis_sentinel, namespace=ns, clock=clock)
+    k = key_for("t", "sentinel")
+    s.put(_e(k, now=clock(), **{"policy:v12": 0}))
+    assert s.get(k) is not None
+    s.invalidate_tag("policy:v12")
+    assert s.get(k) is None
+    s.close()
+
+
+async def test_sentinel_url_asyncio(redis_sentinel: str, ns: str, clock: FakeClock) -> None:
+    s = RedisStore(redis_sentinel, namespace=ns, clock=clock)
+    k = key_for("t", "asentinel")
+    await s.aput(_e(k, now=clock()))
+    assert (await s.aget(k)) is not None
+    await s.aclose()
