@@ -167,10 +167,7 @@ def test_openai_chat_call4_without_route_hint_is_predicted_hit() -> None:
         interactions("openai_chat__openllmetry__prompt_caching"),
         dates("openai_chat__openllmetry__prompt_caching"),
     )
-    results = [
-        sim.feed(t or 0.0, "openai-chat", it["request_body"])
-        for it, t in zip(its, ds, strict=False)
-    ]
+    results = [sim.feed(t or 0.0, "openai-chat", it["request_body"]) for it, t in zip(its, ds, strict=False)]
     assert [r.usage.cache_read_tokens for r in results] == [0, 1024, 0, 1024]
     assert results[2].miss_reason is MissReason.EXPIRED
 
@@ -441,9 +438,7 @@ def test_openai_gpt56_explicit_mode_without_breakpoint_caches_nothing() -> None:
     assert first.usage.cache_write_tokens == first.usage.input_tokens - 2  # up to reply prime
 
 
-def claude(
-    blocks: list[dict[str, Any]], system: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
+def claude(blocks: list[dict[str, Any]], system: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": "claude-sonnet-4-5",
         "max_tokens": 10,
@@ -503,9 +498,7 @@ def test_anthropic_ttl_refreshed_on_hit() -> None:
 
 
 def test_anthropic_four_breakpoint_limit() -> None:
-    four = claude(
-        [small(1, True), small(2, True), small(3, True)], system=[dict(BIG, cache_control=EPH)]
-    )
+    four = claude([small(1, True), small(2, True), small(3, True)], system=[dict(BIG, cache_control=EPH)])
     Simulator().feed(0.0, "anthropic-messages", four)
     five = claude([small(i, True) for i in range(1, 5)], system=[dict(BIG, cache_control=EPH)])
     with pytest.raises(TooManyBreakpoints):
