@@ -9,6 +9,7 @@ rewritten parts into a body of the same format, placing the volatile block
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -106,3 +107,14 @@ def require_list(body: dict[str, Any], name: str, fmt: str) -> list[Any]:
     if not isinstance(value, list):
         raise WireFormatError(f"{fmt}: field '{name}' must be a list, got {type(value).__name__}")
     return value
+
+
+def current_turn(messages: list[Any], is_assistant: Callable[[Any], bool]) -> int:
+    """Index where the current turn starts: just after the last assistant message.
+
+    With no assistant message yet, the current turn is the last message.
+    """
+    for j in range(len(messages) - 1, -1, -1):
+        if is_assistant(messages[j]):
+            return j + 1
+    return max(len(messages) - 1, 0)

@@ -6,7 +6,7 @@ from typing import Any
 
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
-from promptcache.wire import WireFormatError, WireParts, require_list
+from promptcache.wire import WireFormatError, WireParts, current_turn, require_list
 
 
 def volatile_part(text: str) -> dict[str, Any]:
@@ -69,11 +69,7 @@ class AnthropicAdapter:
         for j, m in enumerate(messages):
             if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
                 raise WireFormatError(f"{fmt}: messages[{j}].role must be 'user' or 'assistant'")
-        current = max(len(messages) - 1, 0)
-        for j in range(len(messages) - 1, -1, -1):
-            if messages[j]["role"] == "assistant":
-                current = j + 1
-                break
+        current = current_turn(messages, lambda m: m["role"] == "assistant")
         rest = {k: v for k, v in body.items() if k not in ("system", "tools", "messages")}
         extra = {
             "system_blocks": blocks,

@@ -6,7 +6,7 @@ from typing import Any
 
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
-from promptcache.wire import WireFormatError, WireParts, require_list
+from promptcache.wire import WireFormatError, WireParts, current_turn, require_list
 from promptcache.wire.anthropic import place_in_user_turn
 
 
@@ -39,11 +39,7 @@ class BedrockConverseAdapter:
         for j, m in enumerate(messages):
             if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
                 raise WireFormatError(f"{fmt}: messages[{j}].role must be 'user' or 'assistant'")
-        current = max(len(messages) - 1, 0)
-        for j in range(len(messages) - 1, -1, -1):
-            if messages[j]["role"] == "assistant":
-                current = j + 1
-                break
+        current = current_turn(messages, lambda m: m["role"] == "assistant")
         rest = {k: v for k, v in body.items() if k not in ("system", "messages")}
         extra = {
             "system_raw": system_raw,

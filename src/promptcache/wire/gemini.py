@@ -6,7 +6,7 @@ from typing import Any
 
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
-from promptcache.wire import WireFormatError, WireParts, require_list
+from promptcache.wire import WireFormatError, WireParts, current_turn, require_list
 from promptcache.wire.anthropic import place_in_user_turn
 
 
@@ -52,11 +52,7 @@ class GeminiAdapter:
         for j, c in enumerate(contents):
             if not isinstance(c, dict):
                 raise WireFormatError(f"{fmt}: contents[{j}] must be an object")
-        current = max(len(contents) - 1, 0)
-        for j in range(len(contents) - 1, -1, -1):
-            if contents[j].get("role") == "model":
-                current = j + 1
-                break
+        current = current_turn(contents, lambda m: m.get("role") == "model")
         rest = {k: v for k, v in body.items() if k not in (si_key, "tools", "contents")}
         extra = {
             "si_key": si_key,

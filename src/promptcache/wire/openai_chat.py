@@ -6,7 +6,7 @@ from typing import Any
 
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
-from promptcache.wire import WireFormatError, WireParts, require_list
+from promptcache.wire import WireFormatError, WireParts, current_turn, require_list
 
 _SYSTEM_ROLES = {"system": BlockKind.SYSTEM, "developer": BlockKind.DEVELOPER}
 
@@ -44,13 +44,7 @@ class OpenAIChatAdapter:
         for j, m in enumerate(conv, start=i):
             if not isinstance(m, dict) or "role" not in m:
                 raise WireFormatError(f"openai-chat: messages[{j}] must be an object with a 'role'")
-        current = len(conv)
-        for j in range(len(conv) - 1, -1, -1):
-            if conv[j]["role"] == "assistant":
-                current = j + 1
-                break
-        else:
-            current = max(len(conv) - 1, 0)
+        current = current_turn(conv, lambda m: m["role"] == "assistant")
         rest = {k: v for k, v in body.items() if k not in ("messages", "tools")}
         role = messages[0]["role"] if system else "system"
         extra = {"volatile_role": role, "had_tools": "tools" in body}

@@ -6,7 +6,7 @@ from typing import Any
 
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
-from promptcache.wire import WireFormatError, WireParts, require_list
+from promptcache.wire import WireFormatError, WireParts, current_turn, require_list
 
 _SYSTEM_ROLES = {"system": BlockKind.SYSTEM, "developer": BlockKind.DEVELOPER}
 _ASSISTANT_TYPES = frozenset({"function_call", "reasoning", "custom_tool_call"})
@@ -55,12 +55,9 @@ class OpenAIResponsesAdapter:
             kinds.append(kind)
             i += 1
         conv = items[i:]
-        current = max(len(conv) - 1, 0)
-        for j in range(len(conv) - 1, -1, -1):
-            it = conv[j]
-            if it.get("role") == "assistant" or it.get("type") in _ASSISTANT_TYPES:
-                current = j + 1
-                break
+        current = current_turn(
+            conv, lambda it: it.get("role") == "assistant" or it.get("type") in _ASSISTANT_TYPES
+        )
         rest = {k: v for k, v in body.items() if k not in ("instructions", "input", "tools")}
         lead_roles = [str(items[k].get("role")) for k in range(i)]
         extra = {
