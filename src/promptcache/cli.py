@@ -1,31 +1,49 @@
-"""The ``promptcache`` command line."""
+"""The ``promptcache`` command line.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``,
+which adds its parser and sets ``func`` (a callable taking the parsed
+arguments and returning an exit code). Modules that are not installed or not
+written yet are skipped, so a missing optional dependency never breaks the
+other commands.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+COMMAND_MODULES = [
+    "promptcache.demo",
+    "promptcache.emulate",
+    "promptcache.bench",
+    "promptcache.audit",
+    "promptcache.invalidate_cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with every available subcommand registered."""
+    parser = argparse.ArgumentParser(prog="promptcache", description="Prompt caching for agent frameworks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        register: Callable[[Any], None] = mod.register
+        register(sub)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``promptcache`` command."""
-    parser = argparse.ArgumentParser(prog="promptcache", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run a real agent trajectory as sent and through promptcache")
-    demo.add_argument("--provider", choices=["openai", "anthropic", "both"], default="both")
-    demo.add_argument("--json", action="store_true", help="one JSON object instead of text")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        from promptcache.demo import render, run_demo
-
-        providers = ["openai", "anthropic"] if args.provider == "both" else [args.provider]
-        reports = [run_demo(p) for p in providers]
-        if args.json:
-            json.dump({"reports": reports}, sys.stdout, indent=2)
-            sys.stdout.write("\n")
-        else:
-            print("\n\n".join(render(r) for r in reports))
-    return 0
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    return func(args)
 
 
 if __name__ == "__main__":

@@ -175,3 +175,21 @@ def render(report: dict[str, Any]) -> str:
         *("  " + x for x in report["calls"][2]["explain"].splitlines()),
     ]
     return "\n".join(lines)
+
+
+def register(sub: Any) -> None:
+    """Add ``promptcache demo`` to the CLI."""
+    p = sub.add_parser("demo", help="run a real agent trajectory as sent and through promptcache")
+    p.add_argument("--provider", choices=["openai", "anthropic", "both"], default="both")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args: Any) -> int:
+    providers = ["openai", "anthropic"] if args.provider == "both" else [args.provider]
+    reports = [run_demo(p) for p in providers]
+    if args.json:
+        print(json.dumps({"reports": reports}, indent=2))
+    else:
+        print("\n\n".join(render(r) for r in reports))
+    return 0
