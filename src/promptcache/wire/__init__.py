@@ -78,6 +78,61 @@ class WireAdapter(Protocol):
         ...
 
 
+class StringContent:
+    """``text_of``/``with_text`` for formats whose messages may carry plain-string ``content``."""
+
+    def text_of(self, message: Any) -> str | None:
+        """The message's text when its content is a plain string."""
+        c = message.get("content")
+        return c if isinstance(c, str) else None
+
+    def with_text(self, message: Any, text: str) -> Any:
+        """A copy of the message with its string content replaced."""
+        return {**message, "content": text}
+
+
+class BlockContent:
+    """``text_of``/``with_text`` for formats whose content is always a list of blocks."""
+
+    def text_of(self, message: Any) -> str | None:
+        """Always ``None``: there is no plain-string content to normalize."""
+        return None
+
+    def with_text(self, message: Any, text: str) -> Any:
+        """The message unchanged."""
+        return message
+
+
+def place_in_user_turn(
+    conv: list[Any], current: int, part: dict[str, Any], *, is_result: str, fmt: WireFormat
+) -> list[Any]:
+    """Put ``part`` into the current user turn of an alternating conversation.
+
+    Before the user's own text when the turn is a plain user message; after the
+    tool results when it carries them (tool results must come first in their
+    message). Raises :class:`WireFormatError` when there is no user turn to carry
+    it (an assistant prefill).
+    Shared by the Anthropic, Bedrock and Gemini formats, which all forbid two
+    consecutive user messages or a system role inside the conversation.
+    """
+    if not conv or current >= len(conv):
+        raise WireFormatError(f"{fmt.value}: no user turn to carry the volatile block")
+    last = conv[-1]
+    content = last.get("content") if "content" in last else last.get("parts")
+    key = "content" if "content" in last else "parts"
+    if last.get("role") != "user":
+        raise WireFormatError(f"{fmt.value}: no user turn to carry the volatile block")
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    if not isinstance(content, list):
+        raise WireFormatError(f"{fmt.value}: no user turn to carry the volatile block")
+    has_results = any(isinstance(p, dict) and is_result in p for p in content) or any(
+        isinstance(p, dict) and p.get("type") == is_result for p in content
+    )
+    new_content = [*content, part] if has_results else [part, *content]
+    return [*conv[:-1], {**last, key: new_content}]
+
+
 _ADAPTERS: dict[WireFormat, WireAdapter] = {}
 
 

@@ -6,7 +6,14 @@ from typing import Any
 
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
-from promptcache.wire import WireFormatError, WireParts, current_turn, require_list
+from promptcache.wire import (
+    StringContent,
+    WireFormatError,
+    WireParts,
+    current_turn,
+    place_in_user_turn,
+    require_list,
+)
 
 
 def volatile_part(text: str) -> dict[str, Any]:
@@ -14,36 +21,7 @@ def volatile_part(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
 
-def place_in_user_turn(
-    conv: list[Any], current: int, part: dict[str, Any], *, is_result: str
-) -> list[Any] | None:
-    """Put ``part`` into the current user turn of an alternating conversation.
-
-    Before the user's own text when the turn is a plain user message; after the
-    tool results when it carries them (tool results must come first in their
-    message). ``None`` when there is no user turn to carry it (assistant prefill).
-    Shared by the Anthropic, Bedrock and Gemini formats, which all forbid two
-    consecutive user messages or a system role inside the conversation.
-    """
-    if not conv or current >= len(conv):
-        return None
-    last = conv[-1]
-    content = last.get("content") if "content" in last else last.get("parts")
-    key = "content" if "content" in last else "parts"
-    if last.get("role") != "user":
-        return None
-    if isinstance(content, str):
-        content = [{"type": "text", "text": content}]
-    if not isinstance(content, list):
-        return None
-    has_results = any(isinstance(p, dict) and is_result in p for p in content) or any(
-        isinstance(p, dict) and p.get("type") == is_result for p in content
-    )
-    new_content = [*content, part] if has_results else [part, *content]
-    return [*conv[:-1], {**last, key: new_content}]
-
-
-class AnthropicAdapter:
+class AnthropicAdapter(StringContent):
     """Split/join ``{"system": ..., "tools": [...], "messages": [...]}`` bodies."""
 
     format = WireFormat.ANTHROPIC_MESSAGES
@@ -95,12 +73,9 @@ class AnthropicAdapter:
         sys_blocks = [{**b, "text": t} for b, t in zip(orig, system, strict=True) if t]
         conv = list(messages)
         if volatile_text:
-            placed = place_in_user_turn(
-                conv, parts.current, volatile_part(volatile_text), is_result="tool_result"
+            conv = place_in_user_turn(
+                conv, parts.current, volatile_part(volatile_text), is_result="tool_result", fmt=self.format
             )
-            if placed is None:
-                raise WireFormatError(f"{self.format.value}: no user turn to carry the volatile block")
-            conv = placed
         if parts.extra["had_tools"]:
             body["tools"] = tools
         if parts.extra["had_system"]:
@@ -126,13 +101,6 @@ class AnthropicAdapter:
         ):
             return BlockKind.TOOL_RESULT
         return BlockKind.HISTORY
-
-    def text_of(self, message: Any) -> str | None:
-        c = message.get("content")
-        return c if isinstance(c, str) else None
-
-    def with_text(self, message: Any, text: str) -> Any:
-        return {**message, "content": text}
 
 
 ADAPTER = AnthropicAdapter()

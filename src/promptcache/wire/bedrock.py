@@ -6,11 +6,17 @@ from typing import Any
 
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
-from promptcache.wire import WireFormatError, WireParts, current_turn, require_list
-from promptcache.wire.anthropic import place_in_user_turn
+from promptcache.wire import (
+    BlockContent,
+    WireFormatError,
+    WireParts,
+    current_turn,
+    place_in_user_turn,
+    require_list,
+)
 
 
-class BedrockConverseAdapter:
+class BedrockConverseAdapter(BlockContent):
     """Split/join ``{"system": [...], "messages": [...], "toolConfig": {"tools": [...]}}``."""
 
     format = WireFormat.BEDROCK_CONVERSE
@@ -68,10 +74,9 @@ class BedrockConverseAdapter:
                 sys_out.append(b)
         conv = list(messages)
         if volatile_text:
-            placed = place_in_user_turn(conv, parts.current, {"text": volatile_text}, is_result="toolResult")
-            if placed is None:
-                raise WireFormatError(f"{self.format.value}: no user turn to carry the volatile block")
-            conv = placed
+            conv = place_in_user_turn(
+                conv, parts.current, {"text": volatile_text}, is_result="toolResult", fmt=self.format
+            )
         if parts.extra["had_system"]:
             body["system"] = sys_out
         if "toolConfig" in body:
@@ -91,12 +96,6 @@ class BedrockConverseAdapter:
         if isinstance(c, list) and any(isinstance(p, dict) and "toolResult" in p for p in c):
             return BlockKind.TOOL_RESULT
         return BlockKind.HISTORY
-
-    def text_of(self, message: Any) -> str | None:
-        return None  # Converse content is always a list of blocks
-
-    def with_text(self, message: Any, text: str) -> Any:
-        return message
 
 
 ADAPTER = BedrockConverseAdapter()

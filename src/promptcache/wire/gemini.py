@@ -6,15 +6,21 @@ from typing import Any
 
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
-from promptcache.wire import WireFormatError, WireParts, current_turn, require_list
-from promptcache.wire.anthropic import place_in_user_turn
+from promptcache.wire import (
+    BlockContent,
+    WireFormatError,
+    WireParts,
+    current_turn,
+    place_in_user_turn,
+    require_list,
+)
 
 
 def _field(body: dict[str, Any], camel: str, snake: str) -> str:
     return snake if snake in body and camel not in body else camel
 
 
-class GeminiAdapter:
+class GeminiAdapter(BlockContent):
     """Split/join ``{"systemInstruction": ..., "contents": [...], "tools": [...]}`` bodies."""
 
     format = WireFormat.GEMINI
@@ -83,12 +89,9 @@ class GeminiAdapter:
             body["tools"] = decl_tools + parts.extra["other_tools"]
         conv = list(messages)
         if volatile_text:
-            placed = place_in_user_turn(
-                conv, parts.current, {"text": volatile_text}, is_result="functionResponse"
+            conv = place_in_user_turn(
+                conv, parts.current, {"text": volatile_text}, is_result="functionResponse", fmt=self.format
             )
-            if placed is None:
-                raise WireFormatError(f"{self.format.value}: no user turn to carry the volatile block")
-            conv = placed
         body["contents"] = conv
         return body
 
@@ -104,12 +107,6 @@ class GeminiAdapter:
         ):
             return BlockKind.TOOL_RESULT
         return BlockKind.HISTORY
-
-    def text_of(self, message: Any) -> str | None:
-        return None
-
-    def with_text(self, message: Any, text: str) -> Any:
-        return message
 
 
 ADAPTER = GeminiAdapter()

@@ -6,7 +6,7 @@ from typing import Any
 
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
-from promptcache.wire import WireFormatError, WireParts, current_turn, require_list
+from promptcache.wire import StringContent, WireFormatError, WireParts, current_turn, require_list
 
 _SYSTEM_ROLES = {"system": BlockKind.SYSTEM, "developer": BlockKind.DEVELOPER}
 
@@ -19,7 +19,7 @@ def _text(content: Any, where: str) -> str:
     raise WireFormatError(f"openai-chat: {where}.content must be text or text parts")
 
 
-class OpenAIChatAdapter:
+class OpenAIChatAdapter(StringContent):
     """Split/join ``{"messages": [...], "tools": [...]}`` bodies."""
 
     format = WireFormat.OPENAI_CHAT
@@ -93,13 +93,6 @@ class OpenAIChatAdapter:
         if role == "tool" or role == "function":
             return BlockKind.TOOL_RESULT
         return BlockKind.HISTORY
-
-    def text_of(self, message: Any) -> str | None:
-        c = message.get("content")
-        return c if isinstance(c, str) else None
-
-    def with_text(self, message: Any, text: str) -> Any:
-        return {**message, "content": text}
 
 
 def _order(rest: dict[str, Any], body: dict[str, Any]) -> list[str]:
