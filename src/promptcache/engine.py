@@ -70,6 +70,7 @@ class _Text:
     fragments: list[Fragment]
     lines: list[str]
     line_crcs: list[int]
+    line_numbers: list[int]  # caller's (canonical) line number of each stable line
     data_classes: tuple[str, ...]
     raw_crc: int
     digest: str
@@ -211,6 +212,10 @@ class PromptCache:
         else:
             stable, frags = canon, []
         lines = stable.split("\n")
+        # Whole-line moves shift every later line up; explanations must speak in
+        # the caller's numbering, so map each stable line back to its source line.
+        moved = {f.line for f in frags if f.marker is None}
+        numbers = [n for n in range(1, len(lines) + len(moved) + 1) if n not in moved][: len(lines)]
         dg = digest(kind.value.encode(), stable.encode())
         block = trusted_block(
             kind, stable, trust=Trust.TRUSTED, stability=Stability.STATIC, data_classes=classes
@@ -220,6 +225,7 @@ class PromptCache:
             frags,
             lines,
             [zlib.crc32(x.encode()) for x in lines],
+            numbers,
             classes,
             zlib.crc32(text.encode("utf-8", "surrogatepass")),
             dg,
@@ -468,6 +474,7 @@ class PromptCache:
                         t.raw_crc,
                         t.digest if stable is t.stable else digest(b"s", stable.encode()),
                         t.line_crcs,
+                        t.line_numbers,
                         [(f.kind, f.line) for f in fs],
                     )
                 )

@@ -84,6 +84,7 @@ class SlotPrint:
     raw: int
     canonical: str
     lines: list[int]  # checksums of the stable lines
+    line_numbers: list[int]  # the caller's line number of each stable line
     volatile: list[tuple[str, int]]  # (kind, line) of relocated values
 
 
@@ -119,7 +120,7 @@ def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
             continue
         if p.canonical != c.canonical:
             prefix_same = False
-            line = _first_diff(p.lines, c.lines)
+            line = _first_diff(p.lines, c.lines, c.line_numbers)
             changes.append(Change(block=c.label, cause="content", detail="new content", line=line))
         moved = [v for v in c.volatile if v not in p.volatile] or c.volatile
         for kind, line in moved:
@@ -178,8 +179,11 @@ def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
     return Explanation(family=family, first_in_family=False, prefix_unchanged=prefix_same, changes=changes)
 
 
-def _first_diff(a: list[int], b: list[int]) -> int:
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return i + 1
-    return min(len(a), len(b)) + 1
+def _first_diff(a: list[int], b: list[int], numbers: list[int]) -> int:
+    """The caller's line number of the first stable line that differs."""
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    if i < len(numbers):
+        return numbers[i]
+    return (numbers[-1] if numbers else 0) + 1

@@ -331,11 +331,6 @@ def test_explain_causes() -> None:
     assert [c.cause for c in e.changes] == ["history_rewritten"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: explain() reports a content change's line in the *stable* text (after relocated lines "
-    "were cut), while volatile Changes/Fragments use the caller's canonical line numbers",
-)
 def test_explain_line_number_counts_relocated_lines() -> None:
     pc = PromptCache()
     s1 = "Line one.\nCurrent time: 2024-05-15 10:00\nLine three.\nLine four.\nLine five."
