@@ -17,6 +17,7 @@ import hashlib
 import threading
 import zlib
 from bisect import bisect_right
+from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -38,7 +39,7 @@ from promptcache.canonical import (
 from promptcache.detect import DATA_CLASS, SENSITIVE_PATTERNS, VERIFY, scan_sensitive
 from promptcache.explain import SlotPrint, Snapshot
 from promptcache.formats import WireFormat, parse_format
-from promptcache.keys import KeyContract, chain_hash, derive_key
+from promptcache.keys import KeyContract, chain_hash, chain_hashes, derive_key
 from promptcache.layout import arrange
 from promptcache.plan import Plan, Prepared
 from promptcache.policy import Policy
@@ -155,6 +156,7 @@ class PromptCache:
             raise ValueError(f"mode={mode!r}: use 'active' or 'shadow'")
         self.mode: Mode = mode
         self._memo = _Memo(memo_entries)
+        self._msg_memo: defaultdict[tuple[WireFormat, bool], _Memo] = defaultdict(lambda: _Memo(memo_entries))
         self._families: dict[str, _Family] = {}
         self._max_families = max_families
         self._families_lock = threading.Lock()
@@ -300,16 +302,19 @@ class PromptCache:
         return res
 
     def _message(self, fmt: WireFormat, adapter: WireAdapter, msg: Any, current: bool) -> _Message:
-        try:
-            mkey: Hashable = tuple(msg.items())
-            hash(mkey)
-        except (TypeError, AttributeError):
+        # Plain-string messages are keyed by their (immutable, hash-cached)
+        # strings; anything nested is keyed by its JSON bytes. Both are value keys,
+        # so a message mutated in place between calls can never hit a stale entry.
+        mkey: Hashable
+        if type(msg) is dict and all(type(v) is str or v is None for v in msg.values()):
+            mkey = tuple(msg.items())
+        else:
             try:
                 mkey = orjson.dumps(msg)
             except TypeError as exc:
                 raise WireFormatError(f"{fmt.value}: a message is not JSON-serializable ({exc})") from None
-        key = ("m", fmt, current, mkey)
-        hit: _Message | None = self._memo.get(key)
+        memo = self._msg_memo[(fmt, current)]
+        hit: _Message | None = memo.get(mkey)
         if hit is not None:
             return hit
         text = adapter.text_of(msg)
@@ -333,7 +338,7 @@ class PromptCache:
             trust=Trust.UNTRUSTED if kind is BlockKind.TOOL_RESULT else Trust.TRUSTED,
         )
         res = _Message(msg, block, digest(kind.value.encode(), cj), classes, len(s))
-        self._memo.put(key, res)
+        memo.put(mkey, res)
         return res
 
     # -- the facade -----------------------------------------------------------
@@ -509,7 +514,7 @@ class PromptCache:
             message_chars=[m.chars for m in msgs],
         )
         hinted, hints, notes = apply_hints(new_body, ctx)
-        plan = plan.model_copy(update={"hints": hints, "decisions": notes})
+        plan = plan.with_hints(hints, notes)
         plan._contract = self.contract(tenant, model)
         plan._snapshot, plan._previous = snapshot, previous
         if self.mode == "shadow":
@@ -556,7 +561,6 @@ class PromptCache:
     ) -> Plan:
         blocks: list[Block] = []
         digests: list[str] = []
-        sections: list[str] = []
         classes: dict[int, list[str]] = {}
         for t, stable in zip(texts, system_out, strict=True):
             if not stable:
@@ -569,25 +573,35 @@ class PromptCache:
                 digests.append(digest(t.block.kind.value.encode(), stable.encode()))
             if t.data_classes:
                 classes[len(blocks) - 1] = list(t.data_classes)
-            sections.append("static")
-        for b, d, c in zip(tools.blocks, tools.digests, tools.data_classes, strict=True):
-            if c:
-                classes[len(blocks)] = list(c)
-            blocks.append(b)
-            digests.append(d)
-            sections.append("static")
+        base = len(blocks)
+        classes.update({base + i: list(c) for i, c in enumerate(tools.data_classes) if c})
+        blocks += tools.blocks
+        digests += tools.digests
         prefix_end = len(blocks)
-        for i, m in enumerate(msgs):
-            if i == parts.current and frags:
-                self._append_volatile(frags, blocks, digests, sections)
-            if m.data_classes:
-                classes[len(blocks)] = list(m.data_classes)
-            blocks.append(m.block)
-            digests.append(m.digest)
-            sections.append("history" if i < parts.current else "current")
+        cur = parts.current
+        sections = ["static"] * prefix_end + ["history"] * cur + ["current"] * (len(msgs) - cur)
+        # The volatile block (if any) sits just before the current turn.
+        shift = 1 if frags else 0
+        classes.update(
+            {
+                prefix_end + i + (shift if i >= cur else 0): list(m.data_classes)
+                for i, m in enumerate(msgs)
+                if m.data_classes
+            }
+        )
+        blocks += [m.block for m in msgs]
+        digests += [m.digest for m in msgs]
+        if frags:
+            vt = self._volatile_text(frags)
+            at = prefix_end + cur
+            blocks.insert(
+                at, Block(kind=BlockKind.CONTEXT, content=vt, stability=Stability.VOLATILE, name="relocated")
+            )
+            digests.insert(at, digest(b"volatile", vt.encode()))
+            sections.insert(at, "volatile")
         contract = self.contract(tenant, model)
-        hist_end = prefix_end + parts.current
-        return Plan.model_construct(
+        prefix_hash, conversation_hash = chain_hashes(digests, prefix_end, prefix_end + cur)
+        return Plan.fast(
             format=fmt,
             model=model,
             tenant=tenant,
@@ -596,12 +610,9 @@ class PromptCache:
             digests=digests,
             sections=sections,
             prefix_end=prefix_end,
-            prefix_key=derive_key(contract, "prompt_prefix", chain_hash(digests[:prefix_end])),
-            conversation_key=derive_key(contract, "conversation", chain_hash(digests[:hist_end])),
+            prefix_key=derive_key(contract, "prompt_prefix", prefix_hash),
+            conversation_key=derive_key(contract, "conversation", conversation_hash),
             fragments=frags,
-            moves=[],
-            hints=[],
-            decisions=[],
             data_classes=classes,
             mode=self.mode,
         )

@@ -97,3 +97,21 @@ def derive_key(contract: KeyContract, entry_type: str, content_hash: str) -> str
 def chain_hash(digests: list[str]) -> str:
     """SHA-256 over an ordered list of block digests: the identity of a prefix."""
     return hashlib.sha256("\x00".join(digests).encode()).hexdigest()
+
+
+def chain_hashes(digests: list[str], *ends: int) -> list[str]:
+    """``chain_hash(digests[:end])`` for each of the increasing ``ends``, in one pass.
+
+    The conversation key extends the prefix key; hashing incrementally avoids
+    re-hashing the prefix for every key derived from it.
+    """
+    h = hashlib.sha256()
+    out: list[str] = []
+    done = 0
+    for end in ends:
+        if end > done:
+            sep = "\x00" if done else ""
+            h.update((sep + "\x00".join(digests[done:end])).encode())
+            done = end
+        out.append(h.hexdigest())
+    return out

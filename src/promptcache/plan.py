@@ -74,6 +74,31 @@ class Plan(BaseModel):
     _snapshot: Snapshot | None = PrivateAttr(default=None)
     _previous: Snapshot | None = PrivateAttr(default=None)
 
+    @classmethod
+    def fast(cls, **fields: Any) -> Plan:
+        """Build a plan from values the engine computed itself, skipping validation.
+
+        The engine builds one plan per model call; pydantic's ``model_construct``
+        costs more than the rest of a warm call's bookkeeping.
+        """
+        values = {"moves": [], "hints": [], "decisions": [], **fields}
+        plan = cls.__new__(cls)
+        object.__setattr__(plan, "__dict__", values)
+        object.__setattr__(plan, "__pydantic_fields_set__", set(values))
+        object.__setattr__(plan, "__pydantic_extra__", None)
+        object.__setattr__(
+            plan,
+            "__pydantic_private__",
+            {"_contract": None, "_snapshot": None, "_previous": None},
+        )
+        return plan
+
+    def with_hints(self, hints: list[Hint], decisions: list[str]) -> Plan:
+        """A copy carrying the provider hints placed and the policy notes."""
+        plan = Plan.fast(**{**self.__dict__, "hints": hints, "decisions": decisions})
+        plan.__pydantic_private__ = dict(self.__pydantic_private__ or {})
+        return plan
+
     def block_key(self, index: int, entry_type: str = "prompt_block") -> str:
         """The tenant-scoped cache key of block ``index``."""
         if self._contract is None:
