@@ -4,17 +4,34 @@
   including the caller's, at the end of the conversation (before the volatile
   block), the end of the system prompt (covers tools and system: Anthropic
   renders tools → system → messages) and the end of the tools; 1h TTL on the
-  static sections when the policy keeps prefixes an hour or more (longer TTLs
-  must come first, which this order guarantees); none below the model's
-  minimum cacheable length.
+  static sections when the policy keeps prefixes an hour or more and the
+  catalog lists a 1h option for the model (longer TTLs must come first, which
+  this order guarantees); none below the model's minimum cacheable length.
 * Bedrock Converse: ``cachePoint`` blocks at the same places.
 * OpenAI Chat / Responses: ``prompt_cache_key`` from the tenant-scoped key of
-  the stable prefix, so requests sharing it are routed to the same cache.
+  the stable prefix, so requests sharing it are routed to the same cache;
+  ``prompt_cache_retention: "24h"`` under the rule in :func:`openai_retention`;
+  on models the catalog marks ``explicit`` (gpt-5.6 and later),
+  ``prompt_cache_options: {"mode": "explicit"}`` with ``prompt_cache_breakpoint``
+  content parts at the end of the static prefix and of the conversation.
 * Gemini: implicit caching needs no hint; explicit cached contents are
-  created by the Gemini adapter, not here.
+  created by :mod:`promptcache.providers.gemini_cache`, not here.
+
+Minimum cacheable lengths, TTL options and the ``explicit`` marker come from
+the dated catalog (:mod:`promptcache.catalog`). For a model the catalog does
+not know, or whose minimum it leaves unconfirmed (``null``), the minimum is
+:data:`FALLBACK_MIN_TOKENS` (1024): the documented minimum of most Claude
+models, OpenAI and Gemini Flash. It is conservative in the sense that matters
+here: a breakpoint on a prefix below a provider's real minimum is ignored at
+no cost, while refusing one above it would lose a cache. Unknown models get
+no 1h TTL, no ``24h`` retention and no explicit breakpoints, since a field the
+model does not accept turns into a 400 (see :mod:`promptcache.providers.fallback`).
 
 Content whose data class the policy keeps out of provider caches (secrets
-always) stops placement: no breakpoint is put at or after it.
+always) stops placement: no breakpoint is put at or after it, no OpenAI key
+or retention is sent, and where the provider has an opt-out it is used
+(OpenAI explicit mode with no breakpoints caches nothing; gateways' opt-out
+headers are in :mod:`promptcache.providers.gateways`).
 """
 
 from __future__ import annotations
@@ -22,28 +39,87 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from promptcache.catalog import Catalog, ModelInfo, UnknownModelError, load_catalog
 from promptcache.formats import WireFormat
 from promptcache.plan import Hint, Plan
 from promptcache.policy import EntryType, Policy
 
 MAX_BREAKPOINTS = 4
 VOLATILE_MARK = "<volatile_context>"
+FALLBACK_MIN_TOKENS = 1024
+OPENAI_EXTENDED_RETENTION_S = 86400
 _CHARS_PER_TOKEN = 4  # estimate; the simulator counts exactly where it can
 
+_default_catalog: Catalog | None = None
+# (model, format) -> catalog entry or None; the default catalog is immutable, so
+# the answer never changes and the hot path pays one dict lookup.
+_info_memo: dict[tuple[str, WireFormat], ModelInfo | None] = {}
 
-def min_cacheable_tokens(model: str) -> int:
-    """Anthropic's minimum cacheable prompt length for ``model`` (documented values)."""
-    m = model.lower()
-    if "haiku-4-5" in m or "opus-4-5" in m or "haiku-4.5" in m or "opus-4.5" in m:
-        return 4096
-    if "haiku" in m:
-        return 2048
-    return 1024
+
+def _catalog(catalog: Catalog | None) -> Catalog:
+    global _default_catalog
+    if catalog is not None:
+        return catalog
+    if _default_catalog is None:
+        _default_catalog = load_catalog()
+    return _default_catalog
+
+
+def _lookup(catalog: Catalog, model: str, fmt: WireFormat) -> ModelInfo | None:
+    # Claude through anthropic-messages may be a Bedrock id (InvokeModel): let the
+    # catalog's own id sniffing pick the provider. Other formats try their provider
+    # first, then any (a Bedrock model the bedrock table lacks is still a Claude model).
+    order: tuple[str | None, ...] = (None,) if fmt is WireFormat.ANTHROPIC_MESSAGES else (fmt.provider, None)
+    for provider in order:
+        if provider is not None and provider not in catalog.providers:
+            continue
+        try:
+            return catalog.lookup(model, provider=provider)
+        except UnknownModelError:
+            continue
+    return None
+
+
+def model_info(model: str, fmt: WireFormat, catalog: Catalog | None = None) -> ModelInfo | None:
+    """The catalog entry for ``model`` spoken through ``fmt``, or None if the catalog lacks it."""
+    if catalog is not None:
+        return _lookup(catalog, model, fmt)
+    key = (model, fmt)
+    if key not in _info_memo:
+        if len(_info_memo) > 4096:
+            _info_memo.clear()
+        _info_memo[key] = _lookup(_catalog(None), model, fmt)
+    return _info_memo[key]
+
+
+def min_cacheable_tokens(
+    model: str, fmt: WireFormat = WireFormat.ANTHROPIC_MESSAGES, catalog: Catalog | None = None
+) -> int:
+    """The model's minimum cacheable prompt length per the catalog, else :data:`FALLBACK_MIN_TOKENS`.
+
+    >>> min_cacheable_tokens("claude-haiku-4-5")
+    4096
+    >>> min_cacheable_tokens("some-unknown-model")
+    1024
+    """
+    info = model_info(model, fmt, catalog)
+    if info is None or info.spec.min_cacheable_tokens is None:
+        return FALLBACK_MIN_TOKENS
+    return info.spec.min_cacheable_tokens
+
+
+def ttl_options(model: str, fmt: WireFormat, catalog: Catalog | None = None) -> frozenset[str]:
+    """The cache TTL labels the catalog lists for the model (empty when unknown)."""
+    info = model_info(model, fmt, catalog)
+    return frozenset(info.spec.ttl_options) if info is not None else frozenset()
 
 
 @dataclass(slots=True)
 class HintContext:
-    """What the hint placement needs to know about a rewritten request."""
+    """What the hint placement needs to know about a rewritten request.
+
+    ``catalog`` replaces the packaged model catalog (overrides included).
+    """
 
     format: WireFormat
     model: str
@@ -55,6 +131,7 @@ class HintContext:
     has_volatile: bool
     prefix_chars: int
     message_chars: list[int]
+    catalog: Catalog | None = None
 
 
 def _blocked_from(ctx: HintContext) -> int:
@@ -63,6 +140,14 @@ def _blocked_from(ctx: HintContext) -> int:
         if not ctx.policy.provider_caching_allowed(ctx.plan.data_classes[i]):
             return i
     return len(ctx.plan.blocks)
+
+
+def caching_forbidden(plan: Plan, policy: Policy) -> bool:
+    """True if the policy keeps some content of ``plan`` out of provider caches.
+
+    Gateways use it to switch on their opt-out (e.g. Heroku's header).
+    """
+    return any(not policy.provider_caching_allowed(dc) for dc in plan.data_classes.values())
 
 
 def apply_hints(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], list[Hint], list[str]]:
@@ -78,19 +163,218 @@ def apply_hints(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any],
     return body, [], ["gemini: implicit prefix caching, no request hint"]
 
 
+# -- OpenAI -------------------------------------------------------------------------------
+
+_BREAKPOINT = {"mode": "explicit"}
+_OPENAI_TEXT_PART = {WireFormat.OPENAI_CHAT: "text", WireFormat.OPENAI_RESPONSES: "input_text"}
+# Assistant turns are skipped: their parts are output types on the Responses API and a
+# breakpoint on the next user/tool turn covers them anyway.
+_OPENAI_MARKABLE_ROLES = frozenset({"user", "system", "developer", "tool"})
+
+
+def policy_prefix_ttl(ctx: HintContext) -> int:
+    """Seconds the policy keeps this request's prefix: the prompt_prefix default TTL,
+    shortened by the data classes present (0 when a class denies caching)."""
+    classes = {dc for dcs in ctx.plan.data_classes.values() for dc in dcs}
+    decision = ctx.policy.decide(EntryType.PROMPT_PREFIX, data_classes=classes)
+    return decision.ttl_seconds if decision.allowed else 0
+
+
+def openai_retention(options: frozenset[str], policy_ttl_s: int) -> str | None:
+    """The ``prompt_cache_retention`` to request, or None for the provider's default.
+
+    Rule: ``"24h"`` when the catalog lists ``"24h"`` for the model and the policy's
+    prompt_prefix TTL (its *default*, shortened by the data classes in the request) is at
+    least 24 hours. The default, not the max, because retention is something promptcache
+    asks for on the caller's behalf, and the default is what the policy asks for when the
+    caller names no TTL; the max only bounds what a caller may ask for. Anything shorter
+    keeps the provider's in-memory retention (minutes, at most an hour).
+
+    >>> openai_retention(frozenset({"in_memory", "24h"}), 86400)
+    '24h'
+    >>> openai_retention(frozenset({"in_memory", "24h"}), 3600) is None
+    True
+    """
+    if "24h" in options and policy_ttl_s >= OPENAI_EXTENDED_RETENTION_S:
+        return "24h"
+    return None
+
+
 def _openai(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], list[Hint], list[str]]:
+    notes: list[str] = []
+    hints: list[Hint] = []
+    options = ttl_options(ctx.model, ctx.format, ctx.catalog)
+    explicit = "explicit" in options
+    blocked = _blocked_from(ctx)
+    if blocked < ctx.plan.prefix_end:
+        notes.append(
+            "system prompt or tools hold content policy keeps out of provider caches: no prompt_cache_key"
+        )
+        if explicit and "prompt_cache_options" not in body and "prompt_cache_retention" not in body:
+            # gpt-5.6+: explicit mode with no breakpoint caches nothing (the opt-out).
+            notes.append(
+                "prompt_cache_options mode explicit without breakpoints: the provider caches nothing"
+            )
+            return (
+                {**body, "prompt_cache_options": dict(_BREAKPOINT)},
+                [Hint(kind="prompt_cache_options", where="$.prompt_cache_options")],
+                notes,
+            )
+        notes.append(f"{ctx.model}: OpenAI caches long prompts automatically and offers no opt-out")
+        return body, [], notes
+    out = dict(body)
     if "prompt_cache_key" in body:
-        return body, [], ["prompt_cache_key set by the caller: kept"]
-    key = "pc-" + ctx.plan.prefix_key[:32]
-    return (
-        {**body, "prompt_cache_key": key},
-        [Hint(kind="prompt_cache_key", where="$.prompt_cache_key")],
-        [],
-    )
+        notes.append("prompt_cache_key set by the caller: kept")
+    else:
+        out["prompt_cache_key"] = "pc-" + ctx.plan.prefix_key[:32]
+        hints.append(Hint(kind="prompt_cache_key", where="$.prompt_cache_key"))
+    conv_blocked = blocked < len(ctx.plan.blocks)
+    ttl_s = policy_prefix_ttl(ctx)
+    if explicit:
+        # prompt_cache_options.ttl supersedes prompt_cache_retention on these models and
+        # OpenAI rejects a request carrying both, so no retention is added here.
+        out, more, extra = _openai_breakpoints(out, ctx, conv_blocked)
+        hints.extend(more)
+        notes.extend(extra)
+        if ttl_s < 1800 and any(h.kind == "prompt_cache_breakpoint" for h in more):
+            notes.append("OpenAI keeps explicit breakpoints at least 30m, longer than the policy's TTL")
+        return out, hints, notes
+    if conv_blocked:
+        notes.append(
+            "conversation holds content policy keeps out of provider caches; OpenAI caches it "
+            "automatically (no opt-out on this model), so no extended retention is requested"
+        )
+        return out, hints, notes
+    if "prompt_cache_retention" in body:
+        notes.append("prompt_cache_retention set by the caller: kept")
+        return out, hints, notes
+    retention = openai_retention(options, ttl_s)
+    if retention is not None:
+        out["prompt_cache_retention"] = retention
+        hints.append(Hint(kind="prompt_cache_retention", where="$.prompt_cache_retention", ttl=retention))
+    elif options == frozenset({"24h"}) and ttl_s < OPENAI_EXTENDED_RETENTION_S:
+        notes.append(f"{ctx.model} retains cached prefixes 24h whatever is asked; policy TTL is shorter")
+    return out, hints, notes
+
+
+def _is_volatile_item(item: Any) -> bool:
+    if not isinstance(item, dict):
+        return False
+    content = item.get("content")
+    if isinstance(content, str):
+        return content.startswith(VOLATILE_MARK)
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        return str(content[0].get("text", "")).startswith(VOLATILE_MARK)
+    return False
+
+
+def _count_openai_breakpoints(items: list[Any]) -> int:
+    n = 0
+    for it in items:
+        content = it.get("content") if isinstance(it, dict) else None
+        if isinstance(content, list):
+            n += sum(1 for p in content if isinstance(p, dict) and "prompt_cache_breakpoint" in p)
+    return n
+
+
+def _mark_openai_item(item: dict[str, Any], part_type: str) -> tuple[dict[str, Any], int] | None:
+    """``item`` with a breakpoint on its last text part, and that part's index; None if unmarkable."""
+    if item.get("role") not in _OPENAI_MARKABLE_ROLES or item.get("type", "message") != "message":
+        return None
+    content = item.get("content")
+    if isinstance(content, str):
+        return {
+            **item,
+            "content": [{"type": part_type, "text": content, "prompt_cache_breakpoint": _BREAKPOINT}],
+        }, 0
+    if not isinstance(content, list):
+        return None
+    for j in range(len(content) - 1, -1, -1):
+        part = content[j]
+        if isinstance(part, dict) and part.get("type") in ("text", "input_text"):
+            parts = list(content)
+            parts[j] = {**part, "prompt_cache_breakpoint": _BREAKPOINT}
+            return {**item, "content": parts}, j
+    return None
+
+
+def _openai_breakpoints(
+    out: dict[str, Any], ctx: HintContext, conv_blocked: bool
+) -> tuple[dict[str, Any], list[Hint], list[str]]:
+    """Explicit ``prompt_cache_breakpoint`` parts (gpt-5.6+): end of the static prefix, end of
+    the conversation before the volatile block; at most 4 per request, the caller's included."""
+    notes: list[str] = []
+    hints: list[Hint] = []
+    key = "messages" if ctx.format is WireFormat.OPENAI_CHAT else "input"
+    raw = out.get(key)
+    items: list[Any] = list(raw) if isinstance(raw, list) else []
+    caller_retention = "prompt_cache_retention" in out
+    limit = MAX_BREAKPOINTS - 1 if caller_retention else MAX_BREAKPOINTS  # implicit mode keeps 1 slot
+    budget = limit - _count_openai_breakpoints(items)
+    minimum = min_cacheable_tokens(ctx.model, ctx.format, ctx.catalog)
+    static_tokens = ctx.prefix_chars // _CHARS_PER_TOKEN
+    conv_tokens = static_tokens + sum(ctx.message_chars) // _CHARS_PER_TOKEN
+    n_lead = 0
+    while (
+        n_lead < len(items)
+        and isinstance(items[n_lead], dict)
+        and items[n_lead].get("role") in ("system", "developer")
+        and not _is_volatile_item(items[n_lead])
+    ):
+        n_lead += 1
+    part_type = _OPENAI_TEXT_PART[ctx.format]
+    wanted: list[int] = []
+    if conv_blocked:
+        notes.append("conversation holds content policy keeps out of provider caches: no breakpoint there")
+    elif conv_tokens >= minimum and len(items) > n_lead:
+        volatile = next((i for i in range(n_lead, len(items)) if _is_volatile_item(items[i])), None)
+        end = (volatile - 1) if volatile is not None else len(items) - 1
+        for i in range(end, n_lead - 1, -1):
+            if isinstance(items[i], dict) and _mark_openai_item(items[i], part_type) is not None:
+                wanted.append(i)
+                break
+    if n_lead and static_tokens >= minimum:
+        wanted.append(n_lead - 1)
+    elif static_tokens < minimum:
+        notes.append(
+            f"static prefix ~{static_tokens} tokens is below the {minimum}-token minimum of {ctx.model}"
+        )
+    if budget <= 0:
+        notes.append("4 prompt_cache_breakpoints already placed by the caller: none added")
+        wanted = []
+    wanted = sorted(set(wanted[: max(budget, 0)]))
+    for i in wanted:
+        marked = _mark_openai_item(items[i], part_type)
+        if marked is None:
+            continue
+        items[i], j = marked
+        tokens = static_tokens if i < n_lead else conv_tokens
+        hints.append(
+            Hint(kind="prompt_cache_breakpoint", where=f"$.{key}[{i}].content[{j}]", prefix_tokens=tokens)
+        )
+    if hints:
+        out = {**out, key: items}
+    if "prompt_cache_options" in out:
+        notes.append("prompt_cache_options set by the caller: kept")
+    elif caller_retention:
+        notes.append("prompt_cache_retention set by the caller: implicit mode kept (OpenAI rejects both)")
+    elif hints or conv_blocked:
+        # Explicit mode: only our breakpoints write, so the volatile tail is never written
+        # (gpt-5.6+ bills writes), and content the policy keeps out is never cached.
+        out = {**out, "prompt_cache_options": dict(_BREAKPOINT)}
+        hints.append(Hint(kind="prompt_cache_options", where="$.prompt_cache_options"))
+    return out, hints, notes
+
+
+# -- Anthropic and Bedrock -------------------------------------------------------------
 
 
 def _ttl_static(ctx: HintContext, body: dict[str, Any] | None = None) -> str | None:
     if ctx.policy.entry(EntryType.PROMPT_PREFIX).ttl.default < 3600:
+        return None
+    # An unknown model, or one the catalog lists without a 1h option (older Claude on
+    # Bedrock), gets the default 5m: a ttl it does not accept would be a 400.
+    if "1h" not in ttl_options(ctx.model, ctx.format, ctx.catalog):
         return None
     # Anthropic requires 1h breakpoints before 5m ones; a caller-placed 5m marker
     # could sit before ours, so with any 5m marker present ours stay 5m too.
@@ -158,7 +442,7 @@ def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], 
     budget = MAX_BREAKPOINTS - _count_anthropic_markers(body)
     if budget <= 0:
         return body, [], ["4 cache_control breakpoints already placed by the caller: none added"]
-    minimum = min_cacheable_tokens(ctx.model)
+    minimum = min_cacheable_tokens(ctx.model, ctx.format, ctx.catalog)
     static_tokens = ctx.prefix_chars // _CHARS_PER_TOKEN
     blocked = _blocked_from(ctx)
     static_blocked = blocked < ctx.plan.prefix_end
@@ -246,7 +530,7 @@ def _bedrock(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], li
     budget = MAX_BREAKPOINTS - existing
     if budget <= 0:
         return body, [], ["4 cachePoints already placed by the caller: none added"]
-    minimum = min_cacheable_tokens(ctx.model)
+    minimum = min_cacheable_tokens(ctx.model, ctx.format, ctx.catalog)
     static_tokens = ctx.prefix_chars // _CHARS_PER_TOKEN
     if _blocked_from(ctx) < len(ctx.plan.blocks):
         return (
