@@ -30,6 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from promptcache.scan import Hit, Scanner, Verify
 
+#: Detections that stand for their whole line (the line announces the clock,
+#: or was learned as volatile as a whole).
+WHOLE_LINE_KINDS = frozenset({"clock_line", "learned"})
+
 #: Lines up to this length are moved whole; a volatile value inside a longer
 #: line is replaced by a marker, so a long paragraph keeps its place in the prefix.
 LINE_MOVE_LIMIT = 240
@@ -205,7 +209,11 @@ def relocate_spans(
             continue
         ls, le = _line_bounds(text, start, end)
         line_no = text.count("\n", 0, start) + 1
-        if whole_lines and le - ls <= LINE_MOVE_LIMIT and ls >= pos:
+        # A whole line moves when it *is* the volatile thing (a clock line, or a
+        # value filling most of it, like "Request-ID: ..."); otherwise only the
+        # value moves, so instructions around it stay in the cached prefix.
+        mostly_value = kind in WHOLE_LINE_KINDS or 3 * (end - start) >= 2 * len(text[ls:le].strip())
+        if whole_lines and mostly_value and le - ls <= LINE_MOVE_LIMIT and ls >= pos:
             out.append(text[pos:ls])
             frags.append(Fragment(source=source, kind=kind, line=line_no, text=text[ls:le], path=path))
             pos = le + 1 if le < len(text) else le
@@ -226,7 +234,12 @@ def relocate_spans(
             )
             pos = end
     out.append(text[pos:])
-    return "".join(out), frags
+    stable = "".join(out)
+    # Moving the final line of a text with no trailing newline leaves the newline
+    # that separated it; drop it so stable text + fragments rebuild the original.
+    if frags and frags[-1].marker is None and pos == len(text) and not text.endswith("\n"):
+        stable = stable.removesuffix("\n")
+    return stable, frags
 
 
 def relocate_text(text: str, source: str, *, marker_start: int = 1) -> tuple[str, list[Fragment]]:
