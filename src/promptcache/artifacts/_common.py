@@ -1,0 +1,262 @@
+"""What the three artifact caches share: results, counters, payload envelopes, secret scans, tags.
+
+Nothing here logs a payload, an argument or a tag value: log lines carry key
+digests, sizes and decisions only, because tags and arguments routinely hold
+identifiers of the end user (reservation codes, e-mail addresses).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+from promptcache.blocks import PUBLIC_SCOPE
+from promptcache.canonical import canonical_json
+from promptcache.detect import scan_sensitive
+from promptcache.keys import KeyContract, derive_key
+from promptcache.policy import Policy
+
+__all__ = [
+    "PUBLIC_TENANT",
+    "ArtifactStats",
+    "LookupResult",
+    "Served",
+    "TagTemplate",
+    "data_classes_of",
+]
+
+log = logging.getLogger("promptcache.artifacts")
+
+T = TypeVar("T")
+
+#: The tenant recorded on entries of the cross-tenant ``public`` scope (entries always name one).
+PUBLIC_TENANT = "*public*"
+
+#: Version of the JSON envelope every artifact payload is wrapped in; another version reads as a miss.
+ENVELOPE_VERSION = 1
+
+
+class LookupResult(BaseModel):
+    """How an artifact call was answered, for callbacks, metrics and ``explain``.
+
+    ``hit`` is true when the value came from a cache tier (``tier``: ``l1``,
+    ``l2``, ``l3``, or ``flight`` when a concurrent identical call computed it).
+    ``why`` is one short human-readable reason (never contains payload text).
+    ``stored`` says whether the computed value was written to the cache, with
+    ``ttl_seconds``. ``dropped`` counts retrieved documents the authorizer no
+    longer lets the caller read. ``invalidated``/``invalidation_failed`` list
+    the tags a successful write invalidated or could not invalidate.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    hit: bool
+    why: str
+    tier: str | None = None
+    stale: bool = False
+    stored: bool = False
+    ttl_seconds: int | None = None
+    dropped: int = 0
+    invalidated: tuple[str, ...] = ()
+    invalidation_failed: tuple[str, ...] = ()
+    key_digest: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Served(Generic[T]):
+    """A value an artifact cache returns, how it was answered, and its trust label.
+
+    Tool outputs and retrieved documents are ``untrusted``: caching them does not
+    make them instructions, and integrations keep them in their own section.
+    """
+
+    value: T
+    lookup: LookupResult
+    trust: Literal["untrusted", "model"] = "untrusted"
+
+    def __iter__(self) -> Iterator[Any]:
+        """Unpack as ``value, lookup = cache.call(...)``."""
+        return iter((self.value, self.lookup))
+
+
+class ArtifactStats(BaseModel):
+    """Counters of one artifact cache.
+
+    ``bypassed``: calls that may never be served from cache (side-effecting
+    tools, ineligible responses); ``refused_secret``: values not written because
+    a secret was found in them; ``unkeyable``: calls whose arguments could not be
+    put in canonical form (run uncached); ``unserializable``: values that could
+    not be stored; ``cache_errors``: faults of the cache machinery that made the
+    call run uncached; ``auth_dropped``: documents withheld on a hit because the
+    authorizer refused them; ``auth_errors``: hits discarded because the
+    authorizer failed (fail closed).
+    """
+
+    hits: int = 0
+    misses: int = 0
+    stored: int = 0
+    bypassed: int = 0
+    refused_secret: int = 0
+    refused_policy: int = 0
+    unkeyable: int = 0
+    unserializable: int = 0
+    corrupt: int = 0
+    cache_errors: int = 0
+    invalidations: int = 0
+    invalidation_failed: int = 0
+    auth_dropped: int = 0
+    auth_errors: int = 0
+
+
+class Counters:
+    """Thread-safe counters behind :class:`ArtifactStats`."""
+
+    __slots__ = ("_lock", "_v")
+
+    def __init__(self) -> None:
+        """All counters at zero."""
+        self._lock = threading.Lock()
+        self._v = dict.fromkeys(ArtifactStats.model_fields, 0)
+
+    def add(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to ``name``."""
+        with self._lock:
+            self._v[name] += n
+
+    def snapshot(self) -> ArtifactStats:
+        """A consistent copy."""
+        with self._lock:
+            return ArtifactStats(**self._v)
+
+
+# sensitive data ---------------------------------------------------------------
+
+
+def _strings(value: Any) -> Iterator[str]:
+    # Scan each string on its own rather than the JSON text: JSON escapes
+    # newlines, which would hide multi-line secrets (PEM headers) from the patterns.
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield str(k)
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield str(value)  # a card number may travel as an integer
+
+
+def data_classes_of(value: Any) -> set[str]:
+    """Data classes (``secret``, ``pii.email``, ...) found anywhere in a JSON-like value."""
+    found: set[str] = set()
+    for s in _strings(value):
+        found.update(f.data_class for f in scan_sensitive(s))
+    return found
+
+
+# envelopes --------------------------------------------------------------------
+
+
+class EnvelopeError(ValueError):
+    """A stored payload that is not one of ours (foreign, corrupt or another version)."""
+
+
+def encode_envelope(kind: str, value: Any) -> bytes:
+    """The bytes stored for ``value``; raises ``TypeError`` when it is not JSON-serializable."""
+    return orjson.dumps({"v": ENVELOPE_VERSION, "kind": kind, "value": value})
+
+
+def decode_envelope(kind: str, payload: bytes) -> Any:
+    """The value stored by :func:`encode_envelope`, or :class:`EnvelopeError`."""
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise EnvelopeError("not JSON") from exc
+    if not isinstance(data, dict) or data.get("v") != ENVELOPE_VERSION or data.get("kind") != kind:
+        raise EnvelopeError("foreign or old envelope")
+    return data.get("value")
+
+
+# keys -------------------------------------------------------------------------
+
+
+def contract_for(policy: Policy, tenant: str, scope: str, model: str, **extra: str | None) -> KeyContract:
+    """The key contract of an artifact; ``public`` scope only when the policy allows it."""
+    if not tenant:
+        raise ValueError("tenant is required (an empty tenant would share entries across tenants)")
+    if scope == PUBLIC_SCOPE:
+        if not policy.allow_public:
+            raise ValueError("scope 'public' is not allowed by the policy (allow_public: false)")
+        return KeyContract(tenant=None, scope=scope, model=model, policy_version=policy.version, **extra)
+    return KeyContract(tenant=tenant, scope=scope, model=model, policy_version=policy.version, **extra)
+
+
+def entry_tenant(tenant: str, scope: str) -> str:
+    """The tenant an entry is stored under: the caller's, or the shared one for ``public``."""
+    return PUBLIC_TENANT if scope == PUBLIC_SCOPE else tenant
+
+
+def key_for(contract: KeyContract, entry_type: str, content: Any, *, where: str) -> str:
+    """Cache key of ``content`` (canonical JSON) under ``contract``."""
+    import hashlib
+
+    return derive_key(contract, entry_type, hashlib.sha256(canonical_json(content, where=where)).hexdigest())
+
+
+# tag templates ----------------------------------------------------------------
+
+_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_BRACES = re.compile(r"[{}]")
+
+
+class TagTemplate:
+    """A tag with ``{argument}`` placeholders, e.g. ``reservation:{reservation_id}``.
+
+    Only bare argument names are allowed: ``str.format`` would also evaluate
+    ``{a.__class__}`` or ``{a[0]}`` on caller-controlled values.
+    """
+
+    __slots__ = ("fields", "text")
+
+    def __init__(self, text: str) -> None:
+        """Parse ``text``; raises ``ValueError`` on anything but ``{name}`` placeholders."""
+        if not text or "\n" in text or "\x00" in text or len(text) > 512:
+            raise ValueError("a tag is 1-512 characters without newline or NUL")
+        if _BRACES.search(_FIELD.sub("", text)):
+            raise ValueError(f"tag template {text!r}: placeholders are {{argument_name}} only")
+        self.text = text
+        self.fields = tuple(_FIELD.findall(text))
+
+    def fill(self, args: Mapping[str, Any]) -> str:
+        """The tag for ``args``; ``KeyError`` names a missing argument, ``ValueError`` a bad value."""
+
+        def one(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in args:
+                raise KeyError(name)
+            v = args[name]
+            if isinstance(v, bool) or not isinstance(v, str | int):
+                raise ValueError(f"argument {name!r} fills a tag and must be a string or an integer")
+            s = str(v)
+            if not s or "\n" in s or "\x00" in s:
+                raise ValueError(f"argument {name!r} cannot fill a tag (empty, newline or NUL)")
+            return s
+
+        out = _FIELD.sub(one, self.text)
+        if len(out) > 512:
+            raise ValueError("filled tag longer than 512 characters")
+        return out
+
+
+def fill_tags(templates: Iterable[TagTemplate], args: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every template filled from ``args`` (raises like :meth:`TagTemplate.fill`)."""
+    return tuple(sorted({t.fill(args) for t in templates}))

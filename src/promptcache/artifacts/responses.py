@@ -1,0 +1,235 @@
+"""The response cache: final model responses, served only when the policy says they are deterministic.
+
+*Cache prompt components aggressively, final responses selectively.* A
+request is eligible only when every rule of ``policy.response_cache`` holds:
+an explicit temperature at or below ``max_temperature`` (an unset temperature
+is the provider's default, which is not low), a structured-output schema when
+``require_structured_output``, no tools offered unless ``allow_with_tools``,
+not streamed, and no sensitive data class (secret or PII) anywhere in the
+request. The key is the tenant plus the full canonical request, minus the
+fields that only carry tracing or transport (see ``TRANSPORT_FIELDS``).
+
+>>> from promptcache.tiers import TieredStore
+>>> rc = ResponseCache(TieredStore())
+>>> rc.check({"model": "m", "messages": [], "temperature": 0.9}).reason
+'temperature 0.9 above the policy maximum 0.2'
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from promptcache.artifacts._common import (
+    ArtifactStats,
+    Counters,
+    LookupResult,
+    Served,
+    contract_for,
+    data_classes_of,
+    encode_envelope,
+    key_for,
+)
+from promptcache.artifacts._flow import Call, Prepared, arun, run
+from promptcache.canonical import CanonicalizationError
+from promptcache.detect import SECRET
+from promptcache.policy import EntryType as PolicyEntry
+from promptcache.policy import Policy
+from promptcache.tiers.entry import EntryType
+from promptcache.tiers.router import TieredStore
+
+__all__ = ["TRANSPORT_FIELDS", "Eligibility", "ResponseCache"]
+
+T = TypeVar("T")
+
+#: Request fields that never enter the key: tracing, transport and provider-cache routing only.
+TRANSPORT_FIELDS = frozenset(
+    {
+        "stream_options",
+        "timeout",
+        "extra_headers",
+        "extra_query",
+        "request_id",
+        "idempotency_key",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+    }
+)
+
+
+class Eligibility(BaseModel):
+    """Whether a request's response may be cached, and why (one reason, the first rule that failed)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    allowed: bool
+    reason: str
+    ttl_seconds: int = 0
+
+
+def _has_schema(request: Mapping[str, Any]) -> bool:
+    # the structured-output switches of the providers promptcache speaks
+    rf = request.get("response_format")
+    if isinstance(rf, Mapping) and rf.get("type") == "json_schema":
+        return True  # plain JSON mode ("json_object") has no schema: not enough
+    text = request.get("text")
+    if isinstance(text, Mapping):
+        fmt = text.get("format")
+        if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema":
+            return True
+    of = request.get("output_format") or request.get("output_config")
+    if isinstance(of, Mapping) and (of.get("type") == "json_schema" or "schema" in of or "format" in of):
+        return True
+    for gc_name in ("generationConfig", "generation_config", "config"):
+        gc = request.get(gc_name)
+        if isinstance(gc, Mapping) and any(
+            gc.get(k)
+            for k in ("responseSchema", "response_schema", "responseJsonSchema", "response_json_schema")
+        ):
+            return True
+    return False
+
+
+def _temperature(request: Mapping[str, Any]) -> Any:
+    if "temperature" in request:
+        return request["temperature"]
+    for gc_name in ("generationConfig", "generation_config", "config", "inferenceConfig"):
+        gc = request.get(gc_name)
+        if isinstance(gc, Mapping) and "temperature" in gc:
+            return gc["temperature"]
+    return None
+
+
+def _offers_tools(request: Mapping[str, Any]) -> bool:
+    if request.get("tools") or request.get("functions"):
+        return True
+    tc = request.get("toolConfig")
+    return isinstance(tc, Mapping) and bool(tc.get("tools"))
+
+
+class ResponseCache:
+    """Caches whole model responses for eligible requests (see the module docstring)."""
+
+    def __init__(self, store: TieredStore, policy: Policy | None = None) -> None:
+        """Use ``store`` under ``policy`` (default policy if None)."""
+        self.store = store
+        self.policy = policy if policy is not None else Policy()
+        self._counters = Counters()
+
+    def stats(self) -> ArtifactStats:
+        """Counters of this cache."""
+        return self._counters.snapshot()
+
+    def check(self, request: Mapping[str, Any], *, ttl: int | None = None) -> Eligibility:
+        """May the response to ``request`` be served from cache? The reason either way."""
+        rule = self.policy.response_cache
+        temp = _temperature(request)
+        if temp is None:
+            return Eligibility(allowed=False, reason="no temperature set (the provider default is not low)")
+        if isinstance(temp, bool) or not isinstance(temp, int | float):
+            return Eligibility(allowed=False, reason="temperature is not a number")
+        if temp > rule.max_temperature:
+            return Eligibility(
+                allowed=False, reason=f"temperature {temp} above the policy maximum {rule.max_temperature}"
+            )
+        if request.get("stream"):
+            return Eligibility(allowed=False, reason="streamed responses are not cached")
+        n = request.get("n", 1)
+        if isinstance(n, int) and n > 1:
+            return Eligibility(allowed=False, reason="several choices (n > 1) are not cached")
+        if rule.require_structured_output and not _has_schema(request):
+            return Eligibility(allowed=False, reason="no structured output schema (policy requires one)")
+        if _offers_tools(request) and not rule.allow_with_tools:
+            return Eligibility(allowed=False, reason="tools offered (side effects possible; policy forbids)")
+        classes = data_classes_of(request)
+        if classes:
+            return Eligibility(
+                allowed=False, reason=f"sensitive data in the request: {', '.join(sorted(classes))}"
+            )
+        d = self.policy.decide(PolicyEntry.MODEL_RESPONSE, ttl=ttl)
+        if not d.allowed:
+            return Eligibility(allowed=False, reason=d.reason)
+        return Eligibility(allowed=True, reason=d.reason, ttl_seconds=d.ttl_seconds)
+
+    def _plan(self, request: Mapping[str, Any], tenant: str, ttl: int | None) -> Call[Any] | LookupResult:
+        elig = self.check(request, ttl=ttl)
+        if not elig.allowed:
+            self._counters.add("bypassed")
+            return LookupResult(hit=False, why=elig.reason)
+        keyed = {k: v for k, v in request.items() if k not in TRANSPORT_FIELDS}
+        model = str(request.get("model") or request.get("modelId") or "unknown")
+        try:
+            contract = contract_for(self.policy, tenant, "tenant", model)
+            key = key_for(contract, EntryType.RESPONSE, keyed, where="request")
+        except CanonicalizationError as exc:
+            self._counters.add("unkeyable")
+            return LookupResult(hit=False, why=str(exc).split(";")[0] + ": not cached")
+        except ValueError as exc:
+            self._counters.add("unkeyable")
+            return LookupResult(hit=False, why=str(exc))
+        return Call(
+            store=self.store,
+            counters=self._counters,
+            kind=EntryType.RESPONSE,
+            key=key,
+            tenant=tenant,
+            tags=(f"model:{model}",),
+            planned_ttl_s=elig.ttl_seconds,
+            prepare=lambda value: self._prepare(value, ttl),
+            decode=lambda v: v,
+        )
+
+    def _prepare(self, value: Any, ttl: int | None) -> Prepared:
+        try:
+            payload = encode_envelope(EntryType.RESPONSE, value)
+        except TypeError:
+            return Prepared(None, 0, "response is not JSON-serializable: not cached", "unserializable")
+        classes = data_classes_of(value)
+        d = self.policy.decide(PolicyEntry.MODEL_RESPONSE, data_classes=classes, ttl=ttl)
+        if not d.allowed:
+            return Prepared(None, 0, d.reason, "refused_secret" if SECRET in classes else "refused_policy")
+        return Prepared(payload, d.ttl_seconds, d.reason)
+
+    def call(
+        self,
+        request: Mapping[str, Any],
+        fn: Callable[[Mapping[str, Any]], T],
+        *,
+        tenant: str,
+        ttl: int | None = None,
+    ) -> Served[T]:
+        """The cached response to ``request``, or ``fn(request)``'s (stored when eligible).
+
+        ``lookup.why`` carries the reason a request was not eligible. The
+        response must be JSON-like (a dict, e.g. ``response.model_dump()``) to be stored.
+        """
+        plan = self._plan(request, tenant, ttl)
+        if isinstance(plan, LookupResult):
+            return Served(fn(request), plan, trust="model")
+        value, lookup = run(plan, lambda: fn(request))
+        return Served(value, lookup, trust="model")
+
+    async def acall(
+        self,
+        request: Mapping[str, Any],
+        fn: Callable[[Mapping[str, Any]], Awaitable[T]] | Callable[[Mapping[str, Any]], T],
+        *,
+        tenant: str,
+        ttl: int | None = None,
+    ) -> Served[T]:
+        """The asyncio twin of :meth:`call`."""
+
+        async def compute() -> T:
+            out = fn(request)
+            if inspect.isawaitable(out):
+                return await out
+            return out
+
+        plan = self._plan(request, tenant, ttl)
+        if isinstance(plan, LookupResult):
+            return Served(await compute(), plan, trust="model")
+        value, lookup = await arun(plan, compute)
+        return Served(value, lookup, trust="model")

@@ -1,0 +1,282 @@
+"""The retrieval cache: retrieved documents, keyed by everything that decides them.
+
+The key covers the tenant, the security scope, the normalized query
+(canonical text, whitespace runs folded to one space, case preserved: case can
+matter to a retriever), the retriever's identity and configuration, the filters
+and the index version. Documents stay untrusted when served from cache.
+
+Access can change after a result was cached, so the authorizer hook is asked
+again on *every* hit: documents the caller may no longer read are withheld and
+counted. If the authorizer fails, the cached result is not used at all (fail
+closed) and the retriever runs.
+
+>>> from promptcache.tiers import TieredStore
+>>> from promptcache.policy import Policy
+>>> rc = RetrievalCache(TieredStore(), Policy(), authorize=lambda tenant, ids: [i for i in ids if i != "d2"])
+>>> r = RetrieverSpec(name="kb", index_version="42")
+>>> docs = [{"id": "d1", "text": "a"}, {"id": "d2", "text": "b"}]
+>>> len(rc.retrieve("refund  policy", lambda q: docs, tenant="acme", retriever=r).value)
+2
+>>> again = rc.retrieve("refund policy", lambda q: docs, tenant="acme", retriever=r)
+>>> [d["id"] for d in again.value], again.lookup.dropped
+(['d1'], 1)
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from promptcache.artifacts._common import (
+    ArtifactStats,
+    Counters,
+    LookupResult,
+    Served,
+    contract_for,
+    data_classes_of,
+    encode_envelope,
+    entry_tenant,
+    key_for,
+)
+from promptcache.artifacts._flow import Call, Prepared, arun, run
+from promptcache.canonical import CanonicalizationError, canonical_text
+from promptcache.detect import SECRET
+from promptcache.policy import EntryType as PolicyEntry
+from promptcache.policy import Policy, Seconds
+from promptcache.tiers.entry import EntryType, key_digest
+from promptcache.tiers.router import TieredStore
+
+__all__ = ["Authorizer", "Document", "RetrievalCache", "RetrieverSpec", "normalize_query"]
+
+log = logging.getLogger("promptcache.artifacts")
+
+#: ``authorize(tenant, doc_ids) -> the ids the tenant may read now``
+Authorizer = Callable[[str, list[str]], Iterable[str]]
+
+Docs = list[dict[str, Any]]
+
+
+class Document(BaseModel):
+    """A retrieved document in the plain form the cache stores: ``{id, text, metadata, score}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    text: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    score: float | None = None
+
+
+_DOCS = TypeAdapter(list[Document])
+
+
+class RetrieverSpec(BaseModel):
+    """Identity of a retriever: name, configuration (k, reranker, ...), index version, freshness.
+
+    Entries are tagged ``retriever:<name>`` and, with an index version,
+    ``index:<name>@<version>``, plus ``tags`` (literal): invalidate any of them
+    to drop the results.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=256)
+    config: dict[str, Any] = Field(default_factory=dict)
+    index_version: str | None = None
+    ttl: Seconds | None = None
+    tags: tuple[str, ...] = ()
+
+    def entry_tags(self, index_version: str | None) -> tuple[str, ...]:
+        """Tags of a result retrieved with ``index_version``."""
+        out = {f"retriever:{self.name}", *self.tags}
+        if index_version is not None:
+            out.add(f"index:{self.name}@{index_version}")
+        return tuple(sorted(out))
+
+
+def normalize_query(query: str) -> str:
+    """Canonical text with whitespace runs folded to one space and the ends stripped; case kept."""
+    return " ".join(canonical_text(query).split())
+
+
+def _as_docs(value: Any) -> Docs:
+    return [d.model_dump() for d in _DOCS.validate_python(value)]
+
+
+class RetrievalCache:
+    """Caches retrieval results per tenant and scope; re-authorizes documents on every hit."""
+
+    def __init__(
+        self, store: TieredStore, policy: Policy | None = None, *, authorize: Authorizer | None = None
+    ) -> None:
+        """Use ``store`` under ``policy``; ``authorize`` is asked on every hit (None: no re-check)."""
+        self.store = store
+        self.policy = policy if policy is not None else Policy()
+        self.authorize = authorize
+        self._counters = Counters()
+
+    def stats(self) -> ArtifactStats:
+        """Counters of this cache."""
+        return self._counters.snapshot()
+
+    def _plan(
+        self,
+        query: str,
+        *,
+        tenant: str,
+        scope: str,
+        retriever: RetrieverSpec,
+        filters: Mapping[str, Any] | None,
+        index_version: str | None,
+    ) -> Call[Docs] | LookupResult:
+        planned = self.policy.decide(PolicyEntry.RETRIEVAL_RESULT, ttl=retriever.ttl)
+        if not planned.allowed:
+            self._counters.add("refused_policy")
+            return LookupResult(hit=False, why=planned.reason)
+        version = index_version if index_version is not None else retriever.index_version
+        content = {
+            "query": normalize_query(query),
+            "retriever": retriever.name,
+            "config": retriever.config,
+            "filters": dict(filters or {}),
+        }
+        try:
+            contract = contract_for(
+                self.policy, tenant, scope, f"retriever:{retriever.name}", retrieval_index_version=version
+            )
+            key = key_for(contract, EntryType.RETRIEVAL, content, where="retriever config or filters")
+        except CanonicalizationError as exc:
+            self._counters.add("unkeyable")
+            return LookupResult(hit=False, why=str(exc).split(";")[0] + ": not cached")
+        except ValueError as exc:
+            self._counters.add("unkeyable")
+            return LookupResult(hit=False, why=str(exc))
+        return Call(
+            store=self.store,
+            counters=self._counters,
+            kind=EntryType.RETRIEVAL,
+            key=key,
+            tenant=entry_tenant(tenant, scope),
+            tags=retriever.entry_tags(version),
+            planned_ttl_s=planned.ttl_seconds,
+            prepare=lambda docs: self._prepare(retriever, docs),
+            decode=_as_docs,
+        )
+
+    def _prepare(self, retriever: RetrieverSpec, docs: Docs) -> Prepared:
+        try:
+            plain = _as_docs(docs)
+            payload = encode_envelope(EntryType.RETRIEVAL, plain)
+        except (ValueError, TypeError):
+            return Prepared(
+                None, 0, "documents are not {id, text, metadata, score} JSON: not cached", "unserializable"
+            )
+        classes = data_classes_of(plain)
+        d = self.policy.decide(PolicyEntry.RETRIEVAL_RESULT, data_classes=classes, ttl=retriever.ttl)
+        if not d.allowed:
+            return Prepared(None, 0, d.reason, "refused_secret" if SECRET in classes else "refused_policy")
+        return Prepared(payload, d.ttl_seconds, d.reason)
+
+    def _reauthorize(self, tenant: str, docs: Docs, lookup: LookupResult) -> tuple[Docs, LookupResult] | None:
+        """Withhold documents the tenant may no longer read; None when the authorizer fails."""
+        if self.authorize is None or not lookup.hit:
+            return docs, lookup
+        try:
+            allowed = set(self.authorize(tenant, [d["id"] for d in docs]))
+        except Exception as exc:
+            self._counters.add("auth_errors")
+            log.warning(
+                "authorizer failed on %s (%s): cached result not used", lookup.key_digest, type(exc).__name__
+            )
+            return None
+        kept = [d for d in docs if d["id"] in allowed]
+        dropped = len(docs) - len(kept)
+        if dropped:
+            self._counters.add("auth_dropped", dropped)
+            lookup = lookup.model_copy(
+                update={"dropped": dropped, "why": f"{lookup.why}; {dropped} withheld"}
+            )
+        return kept, lookup
+
+    def retrieve(
+        self,
+        query: str,
+        fn: Callable[[str], Sequence[Mapping[str, Any]]],
+        *,
+        tenant: str,
+        retriever: RetrieverSpec,
+        scope: str = "tenant",
+        filters: Mapping[str, Any] | None = None,
+        index_version: str | None = None,
+    ) -> Served[Docs]:
+        """Documents for ``query``: cached (re-authorized) or from ``fn(query)``.
+
+        ``fn`` is called with the query exactly as given; it returns documents
+        as plain dicts ``{id, text, metadata, score}``.
+        """
+        plan = self._plan(
+            query,
+            tenant=tenant,
+            scope=scope,
+            retriever=retriever,
+            filters=filters,
+            index_version=index_version,
+        )
+        if isinstance(plan, LookupResult):
+            return Served([dict(d) for d in fn(query)], plan)
+        docs, lookup = run(plan, lambda: [dict(d) for d in fn(query)])
+        checked = self._reauthorize(tenant, docs, lookup)
+        if checked is None:
+            why = "authorizer failed: cached result not used"
+            return Served(
+                [dict(d) for d in fn(query)],
+                LookupResult(hit=False, why=why, key_digest=key_digest(plan.key)),
+            )
+        return Served(*checked)
+
+    async def aretrieve(
+        self,
+        query: str,
+        fn: Callable[[str], Awaitable[Sequence[Mapping[str, Any]]]]
+        | Callable[[str], Sequence[Mapping[str, Any]]],
+        *,
+        tenant: str,
+        retriever: RetrieverSpec,
+        scope: str = "tenant",
+        filters: Mapping[str, Any] | None = None,
+        index_version: str | None = None,
+    ) -> Served[Docs]:
+        """The asyncio twin of :meth:`retrieve` (the authorizer is called synchronously)."""
+
+        async def compute() -> Docs:
+            out = fn(query)
+            if inspect.isawaitable(out):
+                out = await out
+            return [dict(d) for d in out]
+
+        plan = self._plan(
+            query,
+            tenant=tenant,
+            scope=scope,
+            retriever=retriever,
+            filters=filters,
+            index_version=index_version,
+        )
+        if isinstance(plan, LookupResult):
+            return Served(await compute(), plan)
+        docs, lookup = await arun(plan, compute)
+        checked = self._reauthorize(tenant, docs, lookup)
+        if checked is None:
+            why = "authorizer failed: cached result not used"
+            return Served(await compute(), LookupResult(hit=False, why=why, key_digest=key_digest(plan.key)))
+        return Served(*checked)
+
+    def invalidate(self, tag: str) -> int:
+        """Invalidate ``tag`` (e.g. ``index:kb@42``) in the underlying store."""
+        gen = self.store.invalidate(tag)
+        self._counters.add("invalidations")
+        return gen
