@@ -46,7 +46,7 @@ from promptcache.policy import Policy
 from promptcache.providers.hints import HintContext, apply_hints
 from promptcache.scan import Hit, Scanner
 from promptcache.volatility import SlotVolatility
-from promptcache.wire import WireAdapter, WireFormatError, WireParts, get_adapter
+from promptcache.wire import WireAdapter, WireFormatError, WireParts, get_adapter, normalize_message_text
 
 Mode = Literal["active", "shadow"]
 
@@ -317,11 +317,7 @@ class PromptCache:
         hit: _Message | None = memo.get(mkey)
         if hit is not None:
             return hit
-        text = adapter.text_of(msg)
-        if text is not None:
-            canon = canonical_text(text)
-            if canon is not text and canon != text:
-                msg = adapter.with_text(msg, canon)
+        msg = normalize_message_text(msg)
         cj = canonical_json(msg, where="message")
         s = cj.decode()
         classes = tuple(sorted({f.data_class for f in scan_sensitive(s)}))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from promptcache.blocks import BlockKind
+from promptcache.canonical import canonical_text
 from promptcache.formats import WireFormat, parse_format
 
 
@@ -69,38 +70,36 @@ class WireAdapter(Protocol):
         """HISTORY, TOOL_RESULT or USER for a conversation message."""
         ...
 
-    def text_of(self, message: Any) -> str | None:
-        """The message's text when it is plain text, else ``None``."""
-        ...
 
-    def with_text(self, message: Any, text: str) -> Any:
-        """A copy of a plain-text message with its text replaced."""
-        ...
+def normalize_message_text(message: Any) -> Any:
+    """``message`` with its text in canonical form (one newline style, NFC).
 
-
-class StringContent:
-    """``text_of``/``with_text`` for formats whose messages may carry plain-string ``content``."""
-
-    def text_of(self, message: Any) -> str | None:
-        """The message's text when its content is a plain string."""
-        c = message.get("content")
-        return c if isinstance(c, str) else None
-
-    def with_text(self, message: Any, text: str) -> Any:
-        """A copy of the message with its string content replaced."""
-        return {**message, "content": text}
-
-
-class BlockContent:
-    """``text_of``/``with_text`` for formats whose content is always a list of blocks."""
-
-    def text_of(self, message: Any) -> str | None:
-        """Always ``None``: there is no plain-string content to normalize."""
-        return None
-
-    def with_text(self, message: Any, text: str) -> Any:
-        """The message unchanged."""
+    Handles string content and text parts (``{"type": "text", "text": ...}``,
+    Converse ``{"text": ...}``, Gemini ``parts``) alike; returns the same object
+    when nothing changes, a shallow copy otherwise (the caller's message is
+    never mutated).
+    """
+    if not isinstance(message, dict):
         return message
+    key = "content" if "content" in message else "parts" if "parts" in message else None
+    if key is None:
+        return message
+    c = message[key]
+    if isinstance(c, str):
+        t = canonical_text(c)
+        return message if t == c else {**message, key: t}
+    if not isinstance(c, list):
+        return message
+    parts: list[Any] = []
+    changed = False
+    for p in c:
+        if isinstance(p, dict) and isinstance(p.get("text"), str):
+            t = canonical_text(p["text"])
+            if t != p["text"]:
+                p = {**p, "text": t}
+                changed = True
+        parts.append(p)
+    return {**message, key: parts} if changed else message
 
 
 def place_in_user_turn(

@@ -7,7 +7,6 @@ from typing import Any
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
 from promptcache.wire import (
-    StringContent,
     WireFormatError,
     WireParts,
     current_turn,
@@ -21,7 +20,7 @@ def volatile_part(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
 
-class AnthropicAdapter(StringContent):
+class AnthropicAdapter:
     """Split/join ``{"system": ..., "tools": [...], "messages": [...]}`` bodies."""
 
     format = WireFormat.ANTHROPIC_MESSAGES

@@ -7,7 +7,6 @@ from typing import Any
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
 from promptcache.wire import (
-    BlockContent,
     WireFormatError,
     WireParts,
     current_turn,
@@ -16,7 +15,7 @@ from promptcache.wire import (
 )
 
 
-class BedrockConverseAdapter(BlockContent):
+class BedrockConverseAdapter:
     """Split/join ``{"system": [...], "messages": [...], "toolConfig": {"tools": [...]}}``."""
 
     format = WireFormat.BEDROCK_CONVERSE

@@ -7,7 +7,6 @@ from typing import Any
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
 from promptcache.wire import (
-    BlockContent,
     WireFormatError,
     WireParts,
     current_turn,
@@ -20,7 +19,7 @@ def _field(body: dict[str, Any], camel: str, snake: str) -> str:
     return snake if snake in body and camel not in body else camel
 
 
-class GeminiAdapter(BlockContent):
+class GeminiAdapter:
     """Split/join ``{"systemInstruction": ..., "contents": [...], "tools": [...]}`` bodies."""
 
     format = WireFormat.GEMINI

@@ -6,7 +6,7 @@ from typing import Any
 
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
-from promptcache.wire import StringContent, WireFormatError, WireParts, current_turn, require_list
+from promptcache.wire import WireFormatError, WireParts, current_turn, require_list
 
 _SYSTEM_ROLES = {"system": BlockKind.SYSTEM, "developer": BlockKind.DEVELOPER}
 
@@ -19,7 +19,7 @@ def _text(content: Any, where: str) -> str:
     raise WireFormatError(f"openai-chat: {where}.content must be text or text parts")
 
 
-class OpenAIChatAdapter(StringContent):
+class OpenAIChatAdapter:
     """Split/join ``{"messages": [...], "tools": [...]}`` bodies."""
 
     format = WireFormat.OPENAI_CHAT

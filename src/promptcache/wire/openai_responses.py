@@ -117,12 +117,5 @@ class OpenAIResponsesAdapter:
             return BlockKind.TOOL_RESULT
         return BlockKind.HISTORY
 
-    def text_of(self, message: Any) -> str | None:
-        c = message.get("content")
-        return c if isinstance(c, str) and "role" in message else None
-
-    def with_text(self, message: Any, text: str) -> Any:
-        return {**message, "content": text}
-
 
 ADAPTER = OpenAIResponsesAdapter()
