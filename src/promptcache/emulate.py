@@ -1,0 +1,858 @@
+"""``promptcache emulate``: a local HTTP provider emulator with simulated prompt-cache usage.
+
+It speaks three wire formats, streaming included, closely enough that the real
+``openai`` and ``anthropic`` SDK clients parse every response:
+
+* Anthropic Messages — ``POST /v1/messages`` (SSE: ``message_start`` with the prompt
+  usage, ``content_block_*``, ``message_delta`` with the cumulative usage, ``message_stop``);
+* OpenAI Chat Completions — ``POST /v1/chat/completions`` (SSE chunks; with
+  ``stream_options.include_usage`` a last chunk with empty ``choices`` carries the usage;
+  ``data: [DONE]`` ends the stream);
+* OpenAI Responses — ``POST /v1/responses`` (SSE ``response.*`` events with
+  ``sequence_number``; the usage is in ``response.completed``).
+
+Each answer is either a short echo of the last user text or, when a script is
+given, the next scripted turn (``{"text": ...}`` or ``{"tool_calls": [{"name": ...,
+"arguments": {...}}]}``), so a recorded agent trajectory can be replayed as the
+model's side. The prompt-cache usage in each answer comes from
+:class:`promptcache.simulate.Simulator`, one cache state per organization, the
+organization being a hash of the API key the client sent (``x-api-key`` or
+``Authorization: Bearer``) — as providers keep caches per organization.
+
+>>> with Emulator(script=[{"text": "hello"}]) as emu:  # doctest: +SKIP
+...     client = openai.OpenAI(base_url=emu.openai_base_url, api_key="k")
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from promptcache.formats import WireFormat
+from promptcache.simulate import Simulator, TooManyBreakpoints
+from promptcache.tokens import count_text
+from promptcache.usage import CacheUsage
+
+__all__ = [
+    "Emulator",
+    "ScriptItem",
+    "ScriptText",
+    "ScriptToolCall",
+    "ScriptToolCalls",
+    "load_script",
+    "register",
+]
+
+Json = dict[str, Any]
+
+ProviderRules = Literal["auto", "openai", "anthropic", "bedrock", "gemini"]
+_ECHO_CHARS = 64
+
+
+class ScriptText(BaseModel):
+    """A scripted assistant turn that answers with text."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str
+
+
+class ScriptToolCall(BaseModel):
+    """One tool call of a scripted turn."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScriptToolCalls(BaseModel):
+    """A scripted assistant turn that calls tools (optionally with some text first)."""
+
+    model_config = ConfigDict(extra="forbid")
+    tool_calls: list[ScriptToolCall] = Field(min_length=1)
+    text: str | None = None
+
+
+ScriptItem = ScriptToolCalls | ScriptText
+_SCRIPT = TypeAdapter(list[ScriptItem])
+
+
+def load_script(path: str | Path) -> list[ScriptItem]:
+    """Read a script file: a JSON array of turns, or JSON lines (one turn per line)."""
+    raw = Path(path).read_text()
+    stripped = raw.lstrip()
+    items: Any = (
+        json.loads(raw)
+        if stripped.startswith("[")
+        else [json.loads(x) for x in raw.splitlines() if x.strip()]
+    )
+    return _SCRIPT.validate_python(items)
+
+
+class _Turn(BaseModel):
+    """What the emulated model says on one call."""
+
+    text: str = ""
+    tool_calls: list[ScriptToolCall] = Field(default_factory=list)
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+
+
+# Why these rules: the route decides the wire format; "auto" simulates the provider whose
+# format it is, another value simulates that provider on the body converted as an app
+# switching providers would (promptcache.convert).
+_NATIVE_RULES = {
+    WireFormat.ANTHROPIC_MESSAGES: "anthropic",
+    WireFormat.OPENAI_CHAT: "openai",
+    WireFormat.OPENAI_RESPONSES: "openai",
+}
+_RULE_FORMAT = {
+    "anthropic": WireFormat.ANTHROPIC_MESSAGES,
+    "bedrock": WireFormat.BEDROCK_CONVERSE,
+    "gemini": WireFormat.GEMINI,
+}
+
+
+class Emulator:
+    """A local Anthropic/OpenAI-compatible server whose usage figures come from the simulator.
+
+    Use it as a context manager (or call :meth:`start`/:meth:`stop`)::
+
+        with Emulator(port=0, script=None, provider_rules="auto") as emu:
+            emu.base_url          # "http://127.0.0.1:PORT"
+            emu.openai_base_url   # base_url + "/v1"
+            emu.anthropic_base_url
+            emu.requests          # JSON bodies received, in order
+            emu.reset()           # forget requests, cache state and script position
+
+    ``clock`` returns the simulated time in seconds for each request (default: seconds
+    since the emulator started), so tests can step past a TTL without sleeping.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        script: Sequence[ScriptItem | Json] | None = None,
+        provider_rules: ProviderRules = "auto",
+        *,
+        host: str = "127.0.0.1",
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """Configure the emulator; nothing listens until :meth:`start` or ``with``."""
+        if provider_rules not in ("auto", "openai", "anthropic", "bedrock", "gemini"):
+            raise ValueError(
+                f"provider_rules={provider_rules!r}: use auto, openai, anthropic, bedrock or gemini"
+            )
+        self._host = host
+        self._port = port
+        self.provider_rules: ProviderRules = provider_rules
+        self._script: list[ScriptItem] = _SCRIPT.validate_python(list(script or []))
+        self._t0 = time.monotonic()
+        self._clock = clock or (lambda: time.monotonic() - self._t0)
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.requests: list[Json] = []
+        """Every JSON request body received, in arrival order."""
+        self.usages: list[CacheUsage | None] = []
+        """The simulated usage of each received request, in the same order (None: rejected with a 400)."""
+        self.paths: list[str] = []
+        """The route of each received request (``/v1/messages``, ...), in the same order."""
+        self._sim = Simulator()
+        self._step = 0
+        self._ids = itertools.count(1)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        """Bind and serve in a daemon thread; returns ``self``."""
+        if self._server is not None:
+            return self
+        emu = self
+
+        class Handler(_Handler):
+            emulator = emu
+
+        self._server = ThreadingHTTPServer((self._host, self._port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="promptcache-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- public state ----------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The bound port (the OS-chosen one when constructed with ``port=0``)."""
+        if self._server is None:
+            raise RuntimeError("the emulator is not running; use `with Emulator() as emu:` or start()")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        """Base URL for ``openai.OpenAI(base_url=...)``: the root plus ``/v1``."""
+        return self.base_url + "/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        """Base URL for ``anthropic.Anthropic(base_url=...)``: the root (the SDK adds ``/v1``)."""
+        return self.base_url
+
+    def reset(self) -> None:
+        """Forget received requests, every organization's cache state and the script position."""
+        with self._lock:
+            self.requests.clear()
+            self.usages.clear()
+            self.paths.clear()
+            self._sim = Simulator()
+            self._step = 0
+            self._ids = itertools.count(1)
+            self._t0 = time.monotonic()
+
+    # -- request handling (called from server threads) ---------------------------------------
+
+    def _next_turn(self, fmt: WireFormat, body: Json) -> _Turn:
+        if self._step < len(self._script):
+            item = self._script[self._step]
+            self._step += 1
+            if isinstance(item, ScriptToolCalls):
+                return _Turn(text=item.text or "", tool_calls=item.tool_calls)
+            return _Turn(text=item.text)
+        return _Turn(text=_echo(fmt, body))
+
+    def _handle(self, fmt: WireFormat, path: str, body: Json, org: str) -> tuple[_Turn, CacheUsage, int]:
+        """Record the request, simulate its cache usage and pick the answer; thread-safe."""
+        with self._lock:
+            self.requests.append(body)
+            self.paths.append(path)
+            try:
+                usage = self._simulate(fmt, body, org)
+            except _HttpError:
+                self.usages.append(None)
+                raise
+            self.usages.append(usage)
+            turn = self._next_turn(fmt, body)
+            n = next(self._ids)
+        return turn, usage, n
+
+    def _simulate(self, fmt: WireFormat, body: Json, org: str) -> CacheUsage:
+        rules = _NATIVE_RULES[fmt] if self.provider_rules == "auto" else self.provider_rules
+        sim_fmt, sim_body = fmt, body
+        if rules != _NATIVE_RULES[fmt]:
+            from promptcache.convert import convert  # imported late: only cross-provider rules need it
+
+            sim_fmt = _RULE_FORMAT.get(rules, WireFormat.OPENAI_CHAT)
+            sim_body = convert(body, fmt, sim_fmt)
+        try:
+            result = self._sim.feed(self._clock(), sim_fmt, sim_body, org=org)
+        except TooManyBreakpoints as exc:
+            raise _HttpError(400, "invalid_request_error", str(exc)) from None
+        except (KeyError, TypeError, ValueError) as exc:
+            # The simulator could not render the body: the provider would reject it too.
+            raise _HttpError(
+                400, "invalid_request_error", f"malformed request body ({type(exc).__name__})"
+            ) from None
+        return result.usage
+
+    def _output_tokens(self, turn: _Turn, model: str | None) -> int:
+        n = count_text(turn.text, model) if turn.text else 0
+        for c in turn.tool_calls:
+            n += count_text(c.name + json.dumps(c.arguments), model) + 3
+        return max(n, 1)
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for p in content:
+            if isinstance(p, dict) and p.get("type") in ("text", "input_text", "output_text"):
+                parts.append(str(p.get("text", "")))
+        return " ".join(parts)
+    return ""
+
+
+def _echo(fmt: WireFormat, body: Json) -> str:
+    """A short echo of the last user text (tool results are not echoed: they are data)."""
+    last = ""
+    if fmt is WireFormat.OPENAI_RESPONSES:
+        inp = body.get("input")
+        if isinstance(inp, str):
+            last = inp
+        elif isinstance(inp, list):
+            for item in inp:
+                if isinstance(item, dict) and item.get("role") == "user":
+                    last = _text_of(item.get("content"))
+    else:
+        for m in body.get("messages") or []:
+            if isinstance(m, dict) and m.get("role") == "user":
+                t = _text_of(m.get("content"))
+                if t:
+                    last = t
+    last = " ".join(last.split())[:_ECHO_CHARS]
+    return f"echo: {last}" if last else "ok"
+
+
+def _chunks(text: str, n: int = 3) -> list[str]:
+    """Split ``text`` into about ``n`` pieces so streams have several deltas."""
+    if not text:
+        return []
+    size = max(1, -(-len(text) // n))
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+# --------------------------------------------------------------------------------------------
+# Wire shapes
+# --------------------------------------------------------------------------------------------
+
+
+def _anthropic_usage(u: CacheUsage, output_tokens: int) -> Json:
+    # Anthropic's input_tokens excludes cache reads and writes (CacheUsage counts them all).
+    return {
+        "input_tokens": u.uncached_input_tokens,
+        "cache_creation_input_tokens": u.cache_write_tokens,
+        "cache_read_input_tokens": u.cache_read_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": u.cache_write_tokens_by_ttl.get("5m", 0),
+            "ephemeral_1h_input_tokens": u.cache_write_tokens_by_ttl.get("1h", 0),
+        },
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
+
+
+def _anthropic_content(turn: _Turn, n: int) -> list[Json]:
+    content: list[Json] = []
+    if turn.text or not turn.tool_calls:
+        content.append({"type": "text", "text": turn.text})
+    for i, c in enumerate(turn.tool_calls):
+        content.append(
+            {"type": "tool_use", "id": f"toolu_emu{n:04d}{i:02d}", "name": c.name, "input": c.arguments}
+        )
+    return content
+
+
+def _anthropic_message(body: Json, turn: _Turn, usage: CacheUsage, n: int, out: int) -> Json:
+    return {
+        "id": f"msg_emu{n:06d}",
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model", ""),
+        "content": _anthropic_content(turn, n),
+        "stop_reason": "tool_use" if turn.tool_calls else "end_turn",
+        "stop_sequence": None,
+        "usage": _anthropic_usage(usage, out),
+    }
+
+
+def _anthropic_stream(
+    body: Json, turn: _Turn, usage: CacheUsage, n: int, out: int
+) -> Iterator[tuple[str, Json]]:
+    msg = _anthropic_message(body, turn, usage, n, out)
+    start = dict(msg, content=[], stop_reason=None, usage=_anthropic_usage(usage, 1))
+    yield "message_start", {"type": "message_start", "message": start}
+    for i, block in enumerate(msg["content"]):
+        if block["type"] == "text":
+            yield (
+                "content_block_start",
+                {"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}},
+            )
+            if i == 0:
+                yield "ping", {"type": "ping"}
+            for piece in _chunks(block["text"]):
+                yield (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": i,
+                        "delta": {"type": "text_delta", "text": piece},
+                    },
+                )
+        else:
+            yield (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": i,
+                    "content_block": {
+                        "type": "tool_use",
+                        "id": block["id"],
+                        "name": block["name"],
+                        "input": {},
+                    },
+                },
+            )
+            for piece in _chunks(json.dumps(block["input"])):
+                yield (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": i,
+                        "delta": {"type": "input_json_delta", "partial_json": piece},
+                    },
+                )
+        yield "content_block_stop", {"type": "content_block_stop", "index": i}
+    # message_delta carries the cumulative usage, prompt-cache figures included.
+    delta_usage = _anthropic_usage(usage, out)
+    for k in ("cache_creation", "service_tier"):
+        delta_usage.pop(k)
+    yield (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": msg["stop_reason"], "stop_sequence": None},
+            "usage": delta_usage,
+        },
+    )
+    yield "message_stop", {"type": "message_stop"}
+
+
+def _openai_usage(u: CacheUsage, out: int) -> Json:
+    return {
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": out,
+        "total_tokens": u.input_tokens + out,
+        "prompt_tokens_details": {
+            "cached_tokens": u.cache_read_tokens,
+            "cache_write_tokens": u.cache_write_tokens,
+            "audio_tokens": 0,
+        },
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _call_id(n: int, i: int) -> str:
+    return f"call_emu{n:04d}{i:02d}"
+
+
+def _chat_completion(body: Json, turn: _Turn, usage: CacheUsage, n: int, out: int, created: int) -> Json:
+    message: Json = {"role": "assistant", "content": turn.text or None, "refusal": None, "annotations": []}
+    if turn.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": _call_id(n, i),
+                "type": "function",
+                "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+            }
+            for i, c in enumerate(turn.tool_calls)
+        ]
+    else:
+        message["content"] = turn.text
+    return {
+        "id": f"chatcmpl-emu{n:06d}",
+        "object": "chat.completion",
+        "created": created,
+        "model": body.get("model", ""),
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": "tool_calls" if turn.tool_calls else "stop",
+            }
+        ],
+        "usage": _openai_usage(usage, out),
+        "service_tier": "default",
+        "system_fingerprint": "fp_emulator",
+    }
+
+
+def _chat_stream(
+    body: Json, turn: _Turn, usage: CacheUsage, n: int, out: int, created: int
+) -> Iterator[Json]:
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    base = {
+        "id": f"chatcmpl-emu{n:06d}",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": body.get("model", ""),
+        "service_tier": "default",
+        "system_fingerprint": "fp_emulator",
+    }
+
+    def chunk(delta: Json, finish: str | None = None) -> Json:
+        c = dict(base, choices=[{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
+        if include_usage:
+            c["usage"] = None  # every chunk but the last says null when usage was requested
+        return c
+
+    yield chunk({"role": "assistant", "content": "" if not turn.tool_calls else None, "refusal": None})
+    for piece in _chunks(turn.text):
+        yield chunk({"content": piece})
+    for i, c in enumerate(turn.tool_calls):
+        yield chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": i,
+                        "id": _call_id(n, i),
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": ""},
+                    }
+                ]
+            }
+        )
+        for piece in _chunks(json.dumps(c.arguments)):
+            yield chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+    yield chunk({}, "tool_calls" if turn.tool_calls else "stop")
+    if include_usage:
+        yield dict(base, choices=[], usage=_openai_usage(usage, out))
+
+
+def _responses_usage(u: CacheUsage, out: int) -> Json:
+    return {
+        "input_tokens": u.input_tokens,
+        "input_tokens_details": {
+            "cached_tokens": u.cache_read_tokens,
+            "cache_write_tokens": u.cache_write_tokens,
+        },
+        "output_tokens": out,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": u.input_tokens + out,
+    }
+
+
+def _responses_output(turn: _Turn, n: int) -> list[Json]:
+    items: list[Json] = []
+    if turn.text or not turn.tool_calls:
+        items.append(
+            {
+                "type": "message",
+                "id": f"msg_emu{n:06d}",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": turn.text, "annotations": [], "logprobs": []}],
+            }
+        )
+    for i, c in enumerate(turn.tool_calls):
+        items.append(
+            {
+                "type": "function_call",
+                "id": f"fc_emu{n:04d}{i:02d}",
+                "call_id": _call_id(n, i),
+                "name": c.name,
+                "arguments": json.dumps(c.arguments),
+                "status": "completed",
+            }
+        )
+    return items
+
+
+def _response(body: Json, turn: _Turn, usage: CacheUsage | None, n: int, out: int, created: int) -> Json:
+    done = usage is not None
+    return {
+        "id": f"resp_emu{n:06d}",
+        "object": "response",
+        "created_at": created,
+        "status": "completed" if done else "in_progress",
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "model": body.get("model", ""),
+        "output": _responses_output(turn, n) if done else [],
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "prompt_cache_key": body.get("prompt_cache_key"),
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": "default",
+        "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0),
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation", "disabled"),
+        "usage": _responses_usage(usage, out) if usage is not None else None,
+        "user": None,
+        "metadata": body.get("metadata") or {},
+    }
+
+
+def _responses_stream(
+    body: Json, turn: _Turn, usage: CacheUsage, n: int, out: int, created: int
+) -> Iterator[Json]:
+    seq = itertools.count(0)
+    pending = _response(body, turn, None, n, out, created)
+    yield {"type": "response.created", "sequence_number": next(seq), "response": pending}
+    yield {"type": "response.in_progress", "sequence_number": next(seq), "response": pending}
+    for oi, item in enumerate(_responses_output(turn, n)):
+        if item["type"] == "message":
+            text = item["content"][0]["text"]
+            yield {
+                "type": "response.output_item.added",
+                "sequence_number": next(seq),
+                "output_index": oi,
+                "item": dict(item, status="in_progress", content=[]),
+            }
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            common = {"item_id": item["id"], "output_index": oi, "content_index": 0}
+            yield {
+                "type": "response.content_part.added",
+                "sequence_number": next(seq),
+                **common,
+                "part": part,
+            }
+            for piece in _chunks(text):
+                yield {
+                    "type": "response.output_text.delta",
+                    "sequence_number": next(seq),
+                    **common,
+                    "delta": piece,
+                    "logprobs": [],
+                }
+            yield {
+                "type": "response.output_text.done",
+                "sequence_number": next(seq),
+                **common,
+                "text": text,
+                "logprobs": [],
+            }
+            yield {
+                "type": "response.content_part.done",
+                "sequence_number": next(seq),
+                **common,
+                "part": dict(part, text=text),
+            }
+        else:
+            yield {
+                "type": "response.output_item.added",
+                "sequence_number": next(seq),
+                "output_index": oi,
+                "item": dict(item, status="in_progress", arguments=""),
+            }
+            for piece in _chunks(item["arguments"]):
+                yield {
+                    "type": "response.function_call_arguments.delta",
+                    "sequence_number": next(seq),
+                    "item_id": item["id"],
+                    "output_index": oi,
+                    "delta": piece,
+                }
+            yield {
+                "type": "response.function_call_arguments.done",
+                "sequence_number": next(seq),
+                "item_id": item["id"],
+                "output_index": oi,
+                "name": item["name"],
+                "arguments": item["arguments"],
+            }
+        yield {
+            "type": "response.output_item.done",
+            "sequence_number": next(seq),
+            "output_index": oi,
+            "item": item,
+        }
+    yield {
+        "type": "response.completed",
+        "sequence_number": next(seq),
+        "response": _response(body, turn, usage, n, out, created),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP
+# --------------------------------------------------------------------------------------------
+
+_ROUTES = {
+    "/v1/messages": WireFormat.ANTHROPIC_MESSAGES,
+    "/v1/chat/completions": WireFormat.OPENAI_CHAT,
+    "/v1/responses": WireFormat.OPENAI_RESPONSES,
+}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    emulator: Emulator
+    # HTTP/1.1 keeps SDK connections alive; streams use chunked transfer encoding.
+    protocol_version = "HTTP/1.1"
+    server_version = "promptcache-emulator/0.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: the default logs every request line to stderr."""
+
+    def do_GET(self) -> None:
+        if self.path.split("?")[0] in ("/", "/health", "/healthz"):
+            self._send_json(200, {"status": "ok"})
+            return
+        self._error(WireFormat.OPENAI_CHAT, _HttpError(404, "not_found_error", "unknown route"))
+
+    def do_POST(self) -> None:
+        path = self.path.split("?")[0].rstrip("/")
+        fmt = _ROUTES.get(path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if fmt is None:
+            self._error(WireFormat.OPENAI_CHAT, _HttpError(404, "not_found_error", "unknown route"))
+            return
+        try:
+            self._answer(fmt, path, raw)
+        except _HttpError as err:
+            self._error(fmt, err)
+
+    def _org(self, fmt: WireFormat) -> str:
+        key = self.headers.get("x-api-key") or ""
+        auth = self.headers.get("Authorization") or ""
+        if not key and auth.lower().startswith("bearer "):
+            key = auth[7:].strip()
+        if not key:
+            raise _HttpError(401, "authentication_error", "missing API key")
+        # Only a digest of the key is kept: it names the organization, nothing more.
+        return "org-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def _answer(self, fmt: WireFormat, path: str, raw: bytes) -> None:
+        org = self._org(fmt)
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            raise _HttpError(400, "invalid_request_error", "request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise _HttpError(400, "invalid_request_error", "request body must be a JSON object")
+        if fmt is not WireFormat.OPENAI_RESPONSES and not isinstance(body.get("messages"), list):
+            raise _HttpError(400, "invalid_request_error", "messages: field required")
+        emu = self.emulator
+        turn, usage, n = emu._handle(fmt, path, body, org)
+        out = emu._output_tokens(turn, body.get("model"))
+        created = int(time.time())
+        stream = bool(body.get("stream"))
+        if fmt is WireFormat.ANTHROPIC_MESSAGES:
+            if stream:
+                self._send_sse(
+                    (
+                        f"event: {e}\ndata: {json.dumps(d)}\n\n"
+                        for e, d in _anthropic_stream(body, turn, usage, n, out)
+                    )
+                )
+            else:
+                self._send_json(200, _anthropic_message(body, turn, usage, n, out))
+        elif fmt is WireFormat.OPENAI_CHAT:
+            if stream:
+                events = (
+                    f"data: {json.dumps(c)}\n\n" for c in _chat_stream(body, turn, usage, n, out, created)
+                )
+                self._send_sse(itertools.chain(events, ["data: [DONE]\n\n"]))
+            else:
+                self._send_json(200, _chat_completion(body, turn, usage, n, out, created))
+        elif stream:
+            self._send_sse(
+                f"event: {e['type']}\ndata: {json.dumps(e)}\n\n"
+                for e in _responses_stream(body, turn, usage, n, out, created)
+            )
+        else:
+            self._send_json(200, _response(body, turn, usage, n, out, created))
+
+    def _error(self, fmt: WireFormat, err: _HttpError) -> None:
+        if fmt is WireFormat.ANTHROPIC_MESSAGES:
+            payload: Json = {"type": "error", "error": {"type": err.kind, "message": err.message}}
+        else:
+            payload = {"error": {"message": err.message, "type": err.kind, "param": None, "code": None}}
+        self._send_json(err.status, payload)
+
+    def _send_json(self, status: int, payload: Json) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("request-id", "req_emulator")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_sse(self, events: Iterator[str] | Any) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for ev in events:
+            data = ev.encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def register(sub: Any) -> None:
+    """Add ``promptcache emulate`` to the CLI."""
+    p = sub.add_parser(
+        "emulate", help="serve an offline Anthropic/OpenAI-compatible API with simulated cache usage"
+    )
+    p.add_argument("--port", type=int, default=8089, help="port on 127.0.0.1 (0 = any free port)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument(
+        "--script", help="JSON array or JSON lines of turns: {'text': ...} or {'tool_calls': [...]}"
+    )
+    p.add_argument(
+        "--provider-rules",
+        choices=["auto", "openai", "anthropic", "bedrock", "gemini"],
+        default="auto",
+        help="whose caching rules produce the usage (auto: the provider of the route's format)",
+    )
+    p.set_defaults(func=_cli)
+
+
+def _cli(args: argparse.Namespace) -> int:
+    script = load_script(args.script) if args.script else None
+    emu = Emulator(port=args.port, script=script, provider_rules=args.provider_rules, host=args.host)
+    with emu:
+        print(f"promptcache emulator on {emu.base_url}", flush=True)
+        print(f"  OpenAI:    base_url={emu.openai_base_url}", flush=True)
+        print(f"  Anthropic: base_url={emu.anthropic_base_url}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
