@@ -16,52 +16,14 @@ import random
 from pathlib import Path
 from typing import Any
 
+from promptcache.convert import anthropic_messages as _anthropic_messages
+from promptcache.convert import anthropic_tools as _anthropic_tools
 from promptcache.engine import PromptCache
 from promptcache.pricing import cost
 from promptcache.simulate import Simulator
 from promptcache.usage import CacheUsage
 
 AGENTS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real" / "agents"
-
-
-def _anthropic_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": t["function"]["name"],
-            "description": t["function"].get("description", ""),
-            "input_schema": t["function"]["parameters"],
-        }
-        for t in tools
-    ]
-
-
-def _anthropic_messages(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """OpenAI-style history as Anthropic messages (tool calls → tool_use/tool_result)."""
-    out: list[dict[str, Any]] = []
-    for m in history:
-        if m["role"] == "assistant":
-            content: list[dict[str, Any]] = []
-            if m.get("content"):
-                content.append({"type": "text", "text": m["content"]})
-            for c in m.get("tool_calls") or []:
-                content.append(
-                    {
-                        "type": "tool_use",
-                        "id": c["id"],
-                        "name": c["function"]["name"],
-                        "input": json.loads(c["function"]["arguments"] or "{}"),
-                    }
-                )
-            out.append({"role": "assistant", "content": content})
-        elif m["role"] == "tool":
-            block = {"type": "tool_result", "tool_use_id": m["tool_call_id"], "content": m["content"]}
-            if out and out[-1]["role"] == "user" and isinstance(out[-1]["content"], list):
-                out[-1]["content"].append(block)
-            else:
-                out.append({"role": "user", "content": [block]})
-        else:
-            out.append({"role": "user", "content": m["content"]})
-    return out
 
 
 def trajectory_requests(provider: str, *, task: int = 0, seed: int = 7) -> list[dict[str, Any]]:
