@@ -1,0 +1,23 @@
+"""promptcache for LangChain.
+
+* :class:`CachingChatModel` — wrap any chat model; every request it sends is rewritten by
+  ``PromptCache.prepare_request`` (canonical, static-first, provider hints, per-tenant keys).
+* :class:`PromptCacheMiddleware` — the same for ``langchain.agents.create_agent``, plus a
+  ``cache_metrics`` channel in the agent state.
+* :class:`PromptCacheCallbackHandler` — observation only (shadow mode): per-call usage, keys and
+  miss explanations for any chat model run.
+
+The tenant of a call comes from its ``RunnableConfig`` (``configurable["tenant_id"]`` or
+``metadata["tenant_id"]``; the key name is configurable), never from a global.
+"""
+
+from promptcache_langchain._usage import usage_from_message
+from promptcache_langchain.chat_model import CachingChatModel
+from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
+
+__all__ = [
+    "DEFAULT_TENANT_KEY",
+    "CachingChatModel",
+    "tenant_from_config",
+    "usage_from_message",
+]

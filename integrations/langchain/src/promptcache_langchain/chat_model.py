@@ -1,0 +1,283 @@
+"""``CachingChatModel``: any LangChain chat model, with promptcache applied to what it sends.
+
+>>> from langchain_openai import ChatOpenAI                     # doctest: +SKIP
+>>> model = CachingChatModel(ChatOpenAI(model="gpt-4o"), PromptCache())   # doctest: +SKIP
+>>> model.invoke("hi", config={"configurable": {"tenant_id": "acme"}})     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
+from langchain_core.tools import BaseTool
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+
+from promptcache import PromptCache, WireFormat
+from promptcache_langchain._hook import CallContext, current_call, format_override, hooked_copy
+from promptcache_langchain._observe import finish_call
+from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
+
+__all__ = ["CachingChatModel"]
+
+# Carries the tenant read from the RunnableConfig in invoke/stream down to _generate/_stream,
+# which LangChain calls without the config. A plain string, so LangChain's own response cache
+# (keyed by the call's parameters) becomes tenant-scoped too.
+_TENANT_KWARG = "promptcache_tenant"
+
+
+class CachingChatModel(BaseChatModel):
+    """Wrap ``inner`` (``ChatOpenAI``, ``ChatAnthropic``, ...) so each request it sends is the one
+    ``cache.prepare_request`` makes of it: canonical, static-first, volatile values relocated,
+    provider caching hints placed, keyed per tenant.
+
+    Sync, async and streaming calls all go through ``inner``'s own code (its SDK client, retries,
+    settings); only the request dict is rewritten. Tools bound with :meth:`bind_tools` are
+    formatted by ``inner``. The tenant is read from the call's ``RunnableConfig``
+    (``configurable[tenant_key]``, then ``metadata[tenant_key]``); when the policy requires a
+    tenant, a call without one raises ``ValueError`` before anything is sent.
+
+    After a call, ``response_metadata["promptcache"]`` says what was done (prefix key, hints,
+    relocated values, why the prefix changed) and what the provider reported (cache reads and
+    writes, cost, cost avoided); the call also feeds ``promptcache.stats.recorder_for(cache)``.
+    A model whose request cannot be rewritten (no ``_get_request_payload``) is still observed.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    inner: BaseChatModel
+    # Not ``cache``: BaseLanguageModel already has a ``cache`` field (LangChain's response cache).
+    prompt_cache: PromptCache
+    tenant_key: str = Field(default=DEFAULT_TENANT_KEY, description="configurable/metadata key of the tenant")
+    wire_format: str | None = Field(
+        default=None, description="force a wire format instead of detecting it from the inner model"
+    )
+
+    _hooked: BaseChatModel | None = PrivateAttr(default=None)
+    _format: WireFormat | None = PrivateAttr(default=None)
+
+    def __init__(self, inner: BaseChatModel, cache: PromptCache, **kwargs: Any) -> None:
+        super().__init__(inner=inner, prompt_cache=cache, **kwargs)
+
+    @model_validator(mode="after")
+    def _setup(self) -> CachingChatModel:
+        self._hooked = hooked_copy(self.inner)
+        self._format = format_override(self.wire_format)
+        if self.profile is None and self.inner.profile is not None:
+            # create_agent reads the profile to choose a structured-output strategy.
+            self.profile = self.inner.profile
+        return self
+
+    @property
+    def _llm_type(self) -> str:
+        return f"promptcache-{self.inner._llm_type}"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"inner": self.inner._identifying_params, "tenant_key": self.tenant_key}
+
+    # -- tenant: read from the RunnableConfig at the public entry points ---------------------
+
+    def _with_tenant(self, config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if _TENANT_KWARG not in kwargs:
+            tenant = tenant_from_config(ensure_config(config), self.tenant_key)
+            # Refuse here, before LangChain starts a run, when the policy requires a tenant.
+            kwargs[_TENANT_KWARG] = self.prompt_cache.resolve_tenant(tenant)
+        return kwargs
+
+    def invoke(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AIMessage:
+        """As ``BaseChatModel.invoke``, under the tenant named in ``config``."""
+        return super().invoke(input, config, **self._with_tenant(config, kwargs))
+
+    async def ainvoke(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AIMessage:
+        """As ``BaseChatModel.ainvoke``, under the tenant named in ``config``."""
+        return await super().ainvoke(input, config, **self._with_tenant(config, kwargs))
+
+    def stream(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[AIMessageChunk]:
+        """As ``BaseChatModel.stream``, under the tenant named in ``config``."""
+        return super().stream(input, config, **self._with_tenant(config, kwargs))
+
+    def astream(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[AIMessageChunk]:
+        """As ``BaseChatModel.astream``, under the tenant named in ``config``."""
+        return super().astream(input, config, **self._with_tenant(config, kwargs))
+
+    def _context(self, kwargs: dict[str, Any], run_manager: Any) -> CallContext:
+        tenant = kwargs.pop(_TENANT_KWARG, None)
+        if tenant is None and run_manager is not None:
+            # generate()/agenerate() called directly: the run's metadata is all we have.
+            tenant = tenant_from_config({"metadata": getattr(run_manager, "metadata", None)}, self.tenant_key)
+        resolved = self.prompt_cache.resolve_tenant(tenant)
+        return CallContext(cache=self.prompt_cache, tenant=resolved, format=self._format)
+
+    def _target(self) -> BaseChatModel:
+        return self._hooked if self._hooked is not None else self.inner
+
+    @staticmethod
+    def _call_id(run_manager: Any) -> str:
+        run_id = getattr(run_manager, "run_id", None)
+        return str(run_id) if run_id is not None else uuid.uuid4().hex
+
+    def _finish(self, result: ChatResult, ctx: CallContext, run_manager: Any) -> ChatResult:
+        call_id = self._call_id(run_manager)
+        if len(result.generations) == 1 and result.llm_output:
+            # What BaseChatModel does right after _generate returns; done here first so the
+            # model name and the provider's raw usage are on the message when we read them.
+            msg = result.generations[0].message
+            msg.response_metadata = {**result.llm_output, **msg.response_metadata}
+        for i, gen in enumerate(result.generations):
+            finish_call(gen.message, ctx, call_id=call_id if i == 0 else f"{call_id}:{i}")
+        return result
+
+    # -- the calls: inner's own code, with the request rewritten by the hooked copy ----------
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        ctx = self._context(kwargs, run_manager)
+        token = current_call.set(ctx)
+        try:
+            result = self._target()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+        finally:
+            current_call.reset(token)
+        return self._finish(result, ctx, run_manager)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        ctx = self._context(kwargs, run_manager)
+        token = current_call.set(ctx)
+        try:
+            result = await self._target()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
+        finally:
+            current_call.reset(token)
+        return self._finish(result, ctx, run_manager)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        ctx = self._context(kwargs, run_manager)
+        it = self._target()._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
+        # The request is built on the first step of inner's generator; set the context for
+        # that step only, so it is never reset from another step (another Context).
+        token = current_call.set(ctx)
+        try:
+            pending = next(it, None)
+        finally:
+            current_call.reset(token)
+        yield from self._annotated(it, pending, ctx, run_manager)
+
+    def _annotated(
+        self,
+        it: Iterator[ChatGenerationChunk],
+        pending: ChatGenerationChunk | None,
+        ctx: CallContext,
+        run_manager: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        # One chunk of lag, so the last chunk can carry the call's promptcache metadata.
+        total: AIMessageChunk | None = None
+        for chunk in it:
+            if pending is not None:
+                total = _add(total, pending)
+                yield pending
+            pending = chunk
+        if pending is not None:
+            total = _add(total, pending)
+            self._annotate_last(pending, total, ctx, run_manager)
+            yield pending
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        ctx = self._context(kwargs, run_manager)
+        it = self._target()._astream(messages, stop=stop, run_manager=run_manager, **kwargs)
+        token = current_call.set(ctx)
+        try:
+            pending: ChatGenerationChunk | None = await anext(it, None)
+        finally:
+            current_call.reset(token)
+        total: AIMessageChunk | None = None
+        async for chunk in it:
+            if pending is not None:
+                total = _add(total, pending)
+                yield pending
+            pending = chunk
+        if pending is not None:
+            total = _add(total, pending)
+            self._annotate_last(pending, total, ctx, run_manager)
+            yield pending
+
+    def _annotate_last(
+        self, last: ChatGenerationChunk, total: AIMessageChunk | None, ctx: CallContext, run_manager: Any
+    ) -> None:
+        if total is None:
+            return
+        # Read the usage from the whole stream (usage arrives in its last events), then put
+        # only our metadata on the last chunk: the provider's usage is already in the chunks
+        # and must not be counted twice when LangChain adds them up.
+        probe = AIMessage(
+            content="", usage_metadata=total.usage_metadata, response_metadata=dict(total.response_metadata)
+        )
+        finish_call(probe, ctx, call_id=self._call_id(run_manager))
+        last.message.response_metadata["promptcache"] = probe.response_metadata["promptcache"]
+
+    # -- tools: formatted by inner, bound to this wrapper ----------------------------------
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools formatted by ``inner.bind_tools`` (so each provider's tool format is kept)."""
+        if tool_choice is not None:
+            kwargs["tool_choice"] = tool_choice
+        bound = self.inner.bind_tools(tools, **kwargs)
+        if not isinstance(bound, RunnableBinding):
+            raise NotImplementedError(
+                f"{type(self.inner).__name__}.bind_tools returned {type(bound).__name__}, "
+                "not a RunnableBinding; bind the tools to the inner model before wrapping it"
+            )
+        return self.bind(**bound.kwargs)
+
+
+def _add(total: AIMessageChunk | None, chunk: ChatGenerationChunk) -> AIMessageChunk:
+    # Only what usage reading needs: usage_metadata and the metadata (LangChain merges a
+    # chunk's generation_info into response_metadata later; the model name arrives there).
+    msg = chunk.message
+    view = AIMessageChunk(
+        content="",
+        usage_metadata=getattr(msg, "usage_metadata", None),
+        response_metadata={**(chunk.generation_info or {}), **msg.response_metadata},
+    )
+    return view if total is None else total + view
