@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INTEGRATIONS := $(patsubst %/pyproject.toml,%,$(wildcard integrations/*/pyproject.toml))
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck pytest bench redis-server clean
+.PHONY: setup demo test lint typecheck pytest docs bench redis-server clean
 
 setup: $(STAMP)
 
@@ -38,7 +38,13 @@ typecheck: setup
 pytest: setup redis-server
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+# The policy reference is generated from the pydantic models, then the site
+# is built strictly so a broken link or a missing page fails the build.
+docs: setup
+	$(BIN)/python docs/gen_reference.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q -d site
+
+test: lint typecheck pytest docs
 
 bench: setup
 	$(BIN)/python -m benchmarks.run --out bench-results.json

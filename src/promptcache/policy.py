@@ -70,9 +70,9 @@ class _Strict(BaseModel):
 class TTLRange(_Strict):
     """Allowed TTLs in seconds; ``default`` is used when the caller asks for none."""
 
-    min: Seconds = 0
-    default: Seconds = 300
-    max: Seconds = 86400
+    min: Seconds = Field(default=0, description="shortest TTL a caller may ask for")
+    default: Seconds = Field(default=300, description="TTL when the caller asks for none")
+    max: Seconds = Field(default=86400, description="longest TTL a caller may ask for")
 
     @model_validator(mode="after")
     def _ordered(self) -> TTLRange:
@@ -86,8 +86,8 @@ class TTLRange(_Strict):
 class EntryRule(_Strict):
     """Rules for one entry type."""
 
-    eligible: bool = True
-    ttl: TTLRange = TTLRange()
+    eligible: bool = Field(default=True, description="whether this entry type may be cached at all")
+    ttl: TTLRange = Field(default=TTLRange(), description="allowed TTLs for this entry type")
     stale_while_revalidate: Seconds = Field(
         default=0, description="seconds an expired entry may still be served while it refreshes"
     )
@@ -96,7 +96,9 @@ class EntryRule(_Strict):
 class DataClassRule(_Strict):
     """What to do when content of a data class (e.g. ``pii.email``) is present."""
 
-    action: Literal["allow", "shorten", "deny"] = "shorten"
+    action: Literal["allow", "shorten", "deny"] = Field(
+        default="shorten", description="allow as usual, cap the TTL at max_ttl, or never cache"
+    )
     max_ttl: Seconds | None = Field(default=3600, description="cap for action='shorten'")
     provider_caching: bool = Field(
         default=True, description="may provider-side prompt caching cover this content"
@@ -106,8 +108,10 @@ class DataClassRule(_Strict):
 class ResponseCacheRule(_Strict):
     """When a model response may be served from promptcache's own cache."""
 
-    max_temperature: float = Field(default=0.2, ge=0)
-    require_structured_output: bool = True
+    max_temperature: float = Field(default=0.2, ge=0, description="highest sampling temperature cached")
+    require_structured_output: bool = Field(
+        default=True, description="only responses constrained by a JSON schema / structured output"
+    )
     allow_with_tools: bool = Field(
         default=False, description="allow when the request offers tools (side effects possible)"
     )
@@ -116,8 +120,10 @@ class ResponseCacheRule(_Strict):
 class RelocationRule(_Strict):
     """Moving volatile values out of the stable prefix."""
 
-    enabled: bool = True
-    disabled_kinds: frozenset[BlockKind] = frozenset()
+    enabled: bool = Field(default=True, description="move volatile values out of the stable prefix")
+    disabled_kinds: frozenset[BlockKind] = Field(
+        default=frozenset(), description="block kinds whose volatile values stay in place"
+    )
     learn_after: int = Field(
         default=2, ge=1, description="changes of the same line in a family before it is learned"
     )
@@ -161,7 +167,7 @@ class Decision(_Strict):
 class Policy(_Strict):
     """The whole caching policy. See the module docstring for an example."""
 
-    version: str = "1"
+    version: str = Field(default="1", description="enters every key: a new version never serves old entries")
     require_tenant: bool = Field(
         default=False, description="refuse calls that carry no tenant (multi-tenant deployments)"
     )
@@ -171,11 +177,19 @@ class Policy(_Strict):
     allow_public: bool = Field(
         default=False, description="whether entries may use the cross-tenant 'public' scope"
     )
-    entries: dict[EntryType, EntryRule] = Field(default_factory=_default_entries)
-    data_classes: dict[str, DataClassRule] = Field(default_factory=_default_data_classes)
-    response_cache: ResponseCacheRule = ResponseCacheRule()
-    relocation: RelocationRule = RelocationRule()
-    layout: LayoutRule = LayoutRule()
+    entries: dict[EntryType, EntryRule] = Field(
+        default_factory=_default_entries,
+        description="rules per entry type; unnamed types keep their defaults",
+    )
+    data_classes: dict[str, DataClassRule] = Field(
+        default_factory=_default_data_classes,
+        description="rules per detected data class (pii.email, pii.phone, pii.national_id, ...)",
+    )
+    response_cache: ResponseCacheRule = Field(
+        default=ResponseCacheRule(), description="when model responses may be served from cache"
+    )
+    relocation: RelocationRule = Field(default=RelocationRule(), description="volatile-value relocation")
+    layout: LayoutRule = Field(default=LayoutRule(), description="static-first layout switches")
 
     @model_validator(mode="before")
     @classmethod

@@ -1,0 +1,97 @@
+"""Generate ``docs/reference/policy.md`` from the pydantic policy models.
+
+Run by ``make docs`` before ``mkdocs build``, so the reference cannot drift
+from the code.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel
+
+from promptcache.policy import Policy, parse_duration
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Annotated:
+        base, *meta = get_args(tp)
+        is_duration = any(getattr(m, "func", None) is parse_duration for m in meta)
+        return "duration" if is_duration else _type_name(base)
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in get_args(tp))
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin is not None:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(a) for a in get_args(tp))}]"
+    if tp is type(None):
+        return "None"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _default(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        return "see below"
+    if isinstance(value, dict):
+        keys = [k.value if isinstance(k, Enum) else str(k) for k in value]
+        return "keys: " + ", ".join(keys) if keys else "{}"
+    if isinstance(value, frozenset | set):
+        return "[]" if not value else str(sorted(value))
+    return repr(value)
+
+
+def _model_of(tp: Any) -> tuple[str, type[BaseModel]] | None:
+    """(path suffix, model) when ``tp`` is a model or a dict of models."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return "", tp
+    if get_origin(tp) is dict:
+        value = get_args(tp)[1]
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            return "<key>.", value
+    return None
+
+
+def _rows(model: type[BaseModel], prefix: str, out: list[str]) -> None:
+    nested: list[tuple[str, type[BaseModel]]] = []
+    for name, field in model.model_fields.items():
+        default = (
+            "required" if field.is_required() else _default(field.get_default(call_default_factory=True))
+        )
+        desc = field.description or ""
+        duration = any(getattr(m, "func", None) is parse_duration for m in field.metadata)
+        type_name = "duration" if duration else _type_name(field.annotation)
+        cells = [f"`{prefix}{name}`", type_name, default, desc]
+        out.append("| " + " | ".join(c.replace("|", "\\|") if i else c for i, c in enumerate(cells)) + " |")
+        found = _model_of(field.annotation)
+        if found is not None:
+            nested.append((f"{prefix}{name}.{found[0]}", found[1]))
+    for p, m in nested:
+        _rows(m, p, out)
+
+
+def main() -> int:
+    """Write the reference page; print its path."""
+    out = [
+        "# Policy reference",
+        "",
+        "Generated from `promptcache.policy` by `docs/gen_reference.py`; do not edit by hand.",
+        'Durations are seconds or strings such as `"5m"`, `"1h"`, `"2d"`.',
+        "",
+        "| field | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    _rows(Policy, "", out)
+    path = Path(__file__).parent / "reference" / "policy.md"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("\n".join(out) + "\n")
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
