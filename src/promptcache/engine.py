@@ -8,7 +8,7 @@
 >>> [m["role"] for m in prepared.body["messages"]]
 ['system', 'system', 'user']
 >>> prepared.body["messages"][0]["content"]
-'You help.\\n'
+'You help.'
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ from promptcache.plan import Plan, Prepared
 from promptcache.policy import Policy
 from promptcache.providers.hints import HintContext, apply_hints
 from promptcache.scan import Hit, Scanner
+from promptcache.stats import CacheStats, recorder_for
+from promptcache.usage import CacheUsage
 from promptcache.volatility import SlotVolatility
 from promptcache.wire import WireAdapter, WireFormatError, WireParts, get_adapter, normalize_message_text
 
@@ -161,6 +163,28 @@ class PromptCache:
         self._max_families = max_families
         self._families_lock = threading.Lock()
         self._contracts: dict[tuple[str, str], KeyContract] = {}
+
+    # -- figures ---------------------------------------------------------------
+
+    def record_usage(self, usage: CacheUsage, *, tenant: str | None = None) -> None:
+        """Add one call's provider usage to this cache's running figures.
+
+        The framework integrations call this for every model call they observe;
+        call it yourself when you send ``prepare_request`` bodies directly.
+        """
+        recorder_for(self).record(self.resolve_tenant(tenant), usage)
+
+    def stats(self) -> CacheStats:
+        """Aggregate figures of every call recorded so far, per tenant and model.
+
+        >>> from promptcache.usage import CacheUsage
+        >>> cache = PromptCache()
+        >>> cache.record_usage(CacheUsage(provider="openai", model="gpt-4o", input_tokens=1420,
+        ...                               cache_read_tokens=1280, output_tokens=100), tenant="acme")
+        >>> cache.stats().get("acme", "gpt-4o").cache_read_tokens
+        1280
+        """
+        return recorder_for(self).snapshot()
 
     # -- tenants and keys -------------------------------------------------
 
