@@ -12,12 +12,19 @@ The tenant of a call comes from its ``RunnableConfig`` (``configurable["tenant_i
 """
 
 from promptcache_langchain._usage import usage_from_message
+from promptcache_langchain.callbacks import CallRecord, PromptCacheCallbackHandler, UsageCollector
 from promptcache_langchain.chat_model import CachingChatModel
+from promptcache_langchain.middleware import PromptCacheAgentState, PromptCacheMiddleware
 from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
 
 __all__ = [
     "DEFAULT_TENANT_KEY",
     "CachingChatModel",
+    "CallRecord",
+    "PromptCacheAgentState",
+    "PromptCacheCallbackHandler",
+    "PromptCacheMiddleware",
+    "UsageCollector",
     "tenant_from_config",
     "usage_from_message",
 ]

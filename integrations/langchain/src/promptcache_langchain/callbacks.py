@@ -1,0 +1,231 @@
+"""Observation without changing anything: ``PromptCacheCallbackHandler`` (shadow mode).
+
+Attach it to any chat model run (``config={"callbacks": [handler]}``). For every model call it
+records the provider's cache usage (reads, writes, cost, cost avoided) with the run id, parent
+run id, tags and metadata, and the plan promptcache *would* make of the request: its prefix key,
+the hints it would place, the volatile values it would move out of the prefix and, above all,
+``plan.explain()`` — why the cacheable prefix differs from the previous call of its family.
+
+The request itself is never touched. When the call went through ``CachingChatModel`` or
+``PromptCacheMiddleware`` (the answer carries ``response_metadata["promptcache"]``), the plan
+that was really applied is recorded instead, and the call is not fed to ``cache.stats()`` a
+second time.
+
+A callback sees the run's ``metadata`` but not its ``configurable``: the tenant is read from
+``metadata[tenant_key]`` (LangGraph and ``create_agent`` copy per-run metadata to every child
+run). A callback cannot refuse a call, so a call without a tenant under a policy that requires
+one is recorded with ``error`` set and no plan, rather than failing the user's call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage, convert_to_openai_messages
+from langchain_core.outputs import ChatGeneration, LLMResult
+from pydantic import BaseModel, ConfigDict, Field
+
+from promptcache import CacheUsage, PromptCache, WireFormatError
+from promptcache.metrics import CacheMetrics, CallFigures, figures_from_usage
+from promptcache.stats import recorder_for
+from promptcache_langchain._observe import METADATA_KEY
+from promptcache_langchain._usage import usage_from_message
+from promptcache_langchain.tenant import DEFAULT_TENANT_KEY
+
+__all__ = ["CallRecord", "PromptCacheCallbackHandler", "UsageCollector"]
+
+
+class CallRecord(BaseModel):
+    """One observed chat model call. Holds no prompt text."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    parent_run_id: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    tenant: str | None = None
+    usage: CacheUsage | None = None
+    figures: CallFigures | None = None
+    applied: bool = Field(default=False, description="promptcache rewrote this request (not shadow)")
+    plan: dict[str, Any] = Field(default_factory=dict, description="prefix key, hints, relocations")
+    explain: str | None = None
+    error: str | None = None
+
+
+def _answer(response: LLMResult) -> BaseMessage | None:
+    for gens in response.generations:
+        for g in gens:
+            if isinstance(g, ChatGeneration):
+                msg = g.message
+                if response.llm_output and not msg.response_metadata.get("model_name"):
+                    # Same merge BaseChatModel makes; absent on some paths, so redo it for reading.
+                    msg = msg.model_copy(
+                        update={"response_metadata": {**response.llm_output, **msg.response_metadata}}
+                    )
+                return msg
+    return None
+
+
+class UsageCollector(BaseCallbackHandler):
+    """Collect the priced figures of every chat model call of a run (for a metrics channel).
+
+    Calls not already observed by promptcache (no ``response_metadata["promptcache"]``) are fed
+    to ``cache.stats()`` under ``tenant``; the others were recorded where they were made.
+    """
+
+    raise_error = False
+    run_inline = True  # keeps figures in call order and avoids a thread hop per event
+
+    def __init__(self, cache: PromptCache, tenant: str | None) -> None:
+        self.cache = cache
+        self.tenant = tenant
+        self._lock = threading.Lock()
+        self._figures: dict[str, CallFigures] = {}
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        """Read and price the call's usage."""
+        msg = _answer(response)
+        if msg is None:
+            return
+        usage = usage_from_message(msg)
+        if usage is None:
+            return
+        seen = msg.response_metadata.get(METADATA_KEY)
+        tenant = seen.get("tenant") if isinstance(seen, Mapping) else self.tenant
+        if not isinstance(seen, Mapping) and tenant is not None:
+            recorder_for(self.cache).record(tenant, usage)
+        f = figures_from_usage(usage, call_id=str(run_id), tenant=tenant)
+        with self._lock:
+            self._figures[f.call_id] = f
+
+    def metrics(self) -> CacheMetrics:
+        """The figures collected so far."""
+        with self._lock:
+            return CacheMetrics(records=dict(self._figures))
+
+
+def _openai_tool(tool: Any) -> Any:
+    # Tools reach callbacks in the provider's format; the shadow plan is computed on an
+    # OpenAI Chat rendition, so an Anthropic-style tool is restated in that shape.
+    if isinstance(tool, Mapping) and "input_schema" in tool and "name" in tool:
+        fn = {"name": tool["name"], "parameters": tool["input_schema"]}
+        if "description" in tool:
+            fn["description"] = tool["description"]
+        return {"type": "function", "function": fn}
+    return tool
+
+
+class PromptCacheCallbackHandler(BaseCallbackHandler):
+    """Shadow-mode observer: per-call usage, keys and miss explanations; changes nothing.
+
+    ``records`` lists one :class:`CallRecord` per chat model call; ``metrics()`` adds them up.
+    """
+
+    raise_error = False
+    run_inline = True
+
+    def __init__(self, cache: PromptCache, *, tenant_key: str = DEFAULT_TENANT_KEY) -> None:
+        self.cache = cache
+        self.tenant_key = tenant_key
+        self._lock = threading.Lock()
+        self._pending: dict[UUID, dict[str, Any]] = {}
+        self.records: list[CallRecord] = []
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Keep what the shadow plan needs until the call ends (in memory only, never logged)."""
+        with self._lock:
+            self._pending[run_id] = {
+                "messages": messages[0] if messages else [],
+                "params": kwargs.get("invocation_params") or {},
+                "parent": parent_run_id,
+                "tags": list(tags or []),
+                "metadata": dict(metadata or {}),
+            }
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        """Forget a failed call."""
+        with self._lock:
+            self._pending.pop(run_id, None)
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        """Record the call: its usage and the plan promptcache made (or would make) of it."""
+        with self._lock:
+            start = self._pending.pop(run_id, None)
+        if start is None:
+            return
+        msg = _answer(response)
+        usage = usage_from_message(msg) if msg is not None else None
+        applied = msg.response_metadata.get(METADATA_KEY) if msg is not None else None
+        tenant = start["metadata"].get(self.tenant_key)
+        plan: dict[str, Any] = {}
+        explain = error = None
+        if isinstance(applied, Mapping):
+            plan = dict(applied)
+            tenant = plan.get("tenant", tenant)
+            explain = plan.get("explain")
+        else:
+            try:
+                plan, explain, tenant = self._shadow(start["messages"], start["params"], tenant)
+            except (ValueError, WireFormatError) as exc:
+                error = str(exc)
+            if usage is not None and error is None and tenant is not None:
+                recorder_for(self.cache).record(tenant, usage)
+        figures = figures_from_usage(usage, call_id=str(run_id), tenant=tenant) if usage is not None else None
+        rec = CallRecord(
+            run_id=str(run_id),
+            parent_run_id=str(start["parent"]) if start["parent"] else None,
+            tags=start["tags"],
+            metadata=start["metadata"],
+            tenant=tenant,
+            usage=usage,
+            figures=figures,
+            applied=isinstance(applied, Mapping),
+            plan=plan,
+            explain=explain,
+            error=error,
+        )
+        with self._lock:
+            self.records.append(rec)
+
+    def _shadow(
+        self, messages: Sequence[BaseMessage], params: Mapping[str, Any], tenant: Any
+    ) -> tuple[dict[str, Any], str, str]:
+        resolved = self.cache.resolve_tenant(str(tenant) if tenant else None)
+        model = params.get("model") or params.get("model_name") or "unknown"
+        body: dict[str, Any] = {"model": str(model), "messages": convert_to_openai_messages(list(messages))}
+        tools = params.get("tools")
+        if tools:
+            body["tools"] = [_openai_tool(t) for t in tools]
+        prepared = self.cache.prepare_request(body, format="openai-chat", tenant=resolved)
+        p = prepared.plan
+        explain = str(p.explain())
+        summary = {
+            "tenant": resolved,
+            "mode": "shadow",
+            "prefix_key": p.prefix_key,
+            "hints": [{"kind": h.kind, "where": h.where, "ttl": h.ttl} for h in p.hints],
+            "relocated_values": len(p.fragments),
+            "explain": explain,
+        }
+        return summary, explain, resolved
+
+    def metrics(self) -> CacheMetrics:
+        """Every recorded call's figures, merged."""
+        with self._lock:
+            figs = [r.figures for r in self.records if r.figures is not None]
+        return CacheMetrics(records={f.call_id: f for f in figs})

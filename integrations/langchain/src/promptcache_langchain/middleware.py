@@ -1,0 +1,134 @@
+"""``PromptCacheMiddleware``: promptcache for ``langchain.agents.create_agent``.
+
+>>> agent = create_agent(model, tools, middleware=[..., PromptCacheMiddleware(cache)])  # doctest: +SKIP
+>>> out = agent.invoke({"messages": [...]}, {"configurable": {"tenant_id": "acme"}})  # doctest: +SKIP
+>>> out["cache_metrics"].summary()                                                     # doctest: +SKIP
+
+Place it **last** in the middleware list (innermost): it then rewrites the request of the model
+that is actually called, after any middleware that swaps the model (``ModelFallbackMiddleware``)
+or edits messages and settings (summarization, context editing, Anthropic's own prompt-caching
+middleware). A fallback model gets the hints of its own provider, never the primary's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any, NotRequired
+
+from langchain.agents.middleware import (
+    AgentMiddleware,
+    AgentState,
+    ExtendedModelResponse,
+    ModelRequest,
+    ModelResponse,
+)
+from langchain_core.messages import AIMessage
+from langgraph.types import Command
+
+from promptcache import PromptCache
+from promptcache.metrics import CacheMetrics, CallFigures, merge_cache_metrics
+from promptcache_langchain._hook import CallContext, current_call, format_override, hooked_copy
+from promptcache_langchain._observe import finish_call
+from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
+
+__all__ = ["PromptCacheAgentState", "PromptCacheMiddleware"]
+
+
+class PromptCacheAgentState(AgentState[Any]):
+    """The agent state with promptcache's ``cache_metrics`` channel (same reducer as LangGraph's)."""
+
+    cache_metrics: NotRequired[Annotated[CacheMetrics, merge_cache_metrics]]
+
+
+def _current_config() -> Mapping[str, Any] | None:
+    try:
+        from langgraph.config import get_config
+
+        return get_config()
+    except RuntimeError:
+        # Called outside a graph run (a unit test calling wrap_model_call directly).
+        return None
+
+
+class PromptCacheMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
+    """Rewrite every model request of a ``create_agent`` agent with ``cache.prepare_request``.
+
+    The tenant comes from the run's config (``configurable[tenant_key]``, then
+    ``metadata[tenant_key]``) or, failing that, from the agent's runtime context
+    (``context[tenant_key]`` or its attribute); a missing tenant under a policy that requires
+    one raises ``ValueError`` before the model is called. Each model call's priced figures are
+    added to the ``cache_metrics`` channel and to ``promptcache.stats.recorder_for(cache)``.
+    """
+
+    state_schema = PromptCacheAgentState
+
+    def __init__(
+        self, cache: PromptCache, *, tenant_key: str = DEFAULT_TENANT_KEY, wire_format: str | None = None
+    ) -> None:
+        super().__init__()
+        self.cache = cache
+        self.tenant_key = tenant_key
+        self._format = format_override(wire_format)
+
+    def _tenant(self, request: ModelRequest[Any]) -> str:
+        tenant = tenant_from_config(_current_config(), self.tenant_key)
+        if tenant is None:
+            ctx = getattr(request.runtime, "context", None)
+            value = (
+                ctx.get(self.tenant_key) if isinstance(ctx, Mapping) else getattr(ctx, self.tenant_key, None)
+            )
+            tenant = str(value) if value else None
+        return self.cache.resolve_tenant(tenant)
+
+    def _start(self, request: ModelRequest[Any]) -> tuple[ModelRequest[Any], CallContext]:
+        ctx = CallContext(cache=self.cache, tenant=self._tenant(request), format=self._format)
+        hooked = hooked_copy(request.model)
+        if hooked is None:
+            ctx.notes.append(f"{type(request.model).__name__}: request cannot be rewritten; observed only")
+            return request, ctx
+        return request.override(model=hooked), ctx
+
+    def _finish(
+        self, response: ModelResponse[Any] | AIMessage, ctx: CallContext
+    ) -> ExtendedModelResponse[Any]:
+        if isinstance(response, AIMessage):
+            response = ModelResponse(result=[response])
+        figures: list[CallFigures] = []
+        for msg in response.result:
+            if isinstance(msg, AIMessage):
+                f = finish_call(msg, ctx, call_id=uuid.uuid4().hex)
+                if f is not None:
+                    figures.append(f)
+        update = {"cache_metrics": CacheMetrics.of(*figures)} if figures else None
+        return ExtendedModelResponse(
+            model_response=response, command=Command(update=update) if update else None
+        )
+
+    def wrap_model_call(
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
+    ) -> ExtendedModelResponse[Any]:
+        """Call the model with its request rewritten; add the call's figures to ``cache_metrics``."""
+        request, ctx = self._start(request)
+        token = current_call.set(ctx)
+        try:
+            response = handler(request)
+        finally:
+            current_call.reset(token)
+        return self._finish(response, ctx)
+
+    async def awrap_model_call(
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
+    ) -> ExtendedModelResponse[Any]:
+        """Async :meth:`wrap_model_call`."""
+        request, ctx = self._start(request)
+        token = current_call.set(ctx)
+        try:
+            response = await handler(request)
+        finally:
+            current_call.reset(token)
+        return self._finish(response, ctx)

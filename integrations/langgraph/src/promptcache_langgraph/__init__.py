@@ -1,0 +1,27 @@
+"""promptcache for LangGraph: cache figures in graph state, node wrappers, tenant-aware node-cache keys.
+
+* :class:`CacheMetricsState` — mix into a state schema to get a ``cache_metrics`` channel whose
+  reducer (:func:`merge_cache_metrics`) merges per-call records: commutative, associative and
+  idempotent, so parallel branches, subgraphs handing their channel back and LangGraph's node
+  cache replays never double count. ``create_agent`` with ``PromptCacheMiddleware`` uses the
+  same channel and reducer.
+* :func:`cache_node` — wrap a node so the model calls made inside it land in that channel (and in
+  ``promptcache.stats.recorder_for(cache)``).
+* :func:`tenant_cache_key` — a ``CachePolicy(key_func=...)`` that includes the tenant. LangGraph's
+  default node-cache key (``default_cache_key``) hashes the node input only: two tenants with the
+  same input would share one cached node result.
+"""
+
+from promptcache.metrics import CacheMetrics, CallFigures, merge_cache_metrics
+from promptcache_langgraph.nodes import cache_node
+from promptcache_langgraph.state import CacheMetricsState
+from promptcache_langgraph.tenancy import tenant_cache_key
+
+__all__ = [
+    "CacheMetrics",
+    "CacheMetricsState",
+    "CallFigures",
+    "cache_node",
+    "merge_cache_metrics",
+    "tenant_cache_key",
+]

@@ -1,0 +1,114 @@
+"""``cache_node``: the model calls made inside a node, in the graph's ``cache_metrics`` channel."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackManager
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import var_child_runnable_config
+from langgraph.types import Command
+from promptcache_langchain import DEFAULT_TENANT_KEY, UsageCollector, tenant_from_config
+
+from promptcache import PromptCache
+from promptcache.metrics import CacheMetrics, merge_cache_metrics
+
+__all__ = ["cache_node"]
+
+
+def _with_handler(config: RunnableConfig, handler: UsageCollector) -> RunnableConfig:
+    callbacks = config.get("callbacks")
+    if isinstance(callbacks, BaseCallbackManager):
+        manager = callbacks.copy()
+        manager.add_handler(handler, inherit=True)
+        new: Any = manager
+    else:
+        new = [*(callbacks or []), handler]
+    return {**config, "callbacks": new}
+
+
+def _merge_update(result: Any, metrics: CacheMetrics, channel: str) -> Any:
+    if not metrics.records:
+        return result
+    if result is None:
+        return {channel: metrics}
+    if isinstance(result, Command):
+        update = result.update
+        if update is None or isinstance(update, Mapping):
+            merged = dict(update or {})
+            merged[channel] = merge_cache_metrics(merged.get(channel), metrics)
+            return Command(graph=result.graph, update=merged, resume=result.resume, goto=result.goto)
+        return result  # a list-of-tuples update: left alone rather than guessed at
+    if isinstance(result, Mapping):
+        merged = dict(result)
+        merged[channel] = merge_cache_metrics(merged.get(channel), metrics)
+        return merged
+    return result  # a pydantic/dataclass state object: the node owns its shape
+
+
+def _accepts_config(fn: Callable[..., Any]) -> bool:
+    try:
+        return "config" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def cache_node(
+    fn: Callable[..., Any],
+    cache: PromptCache,
+    *,
+    tenant_key: str = DEFAULT_TENANT_KEY,
+    channel: str = "cache_metrics",
+) -> Callable[..., Any]:
+    """Wrap a node function (sync or async) so its model calls are added to ``channel``.
+
+    Every chat model call made inside the node — through the config LangGraph passes or the
+    ambient one — is observed by a callback, priced, and returned with the node's update as a
+    ``CacheMetrics`` of those calls only (the reducer merges it). Calls not already recorded
+    by ``CachingChatModel``/``PromptCacheMiddleware`` feed ``cache.stats()`` under the run's
+    tenant (``configurable``/``metadata`` ``tenant_key``). The node's own update is unchanged.
+    Use ``CachingChatModel`` inside the node to also rewrite the requests.
+    """
+    pass_config = _accepts_config(fn)
+
+    def _prepare(config: RunnableConfig | None) -> tuple[UsageCollector, RunnableConfig]:
+        config = config or {}
+        tenant = tenant_from_config(config, tenant_key)
+        collector = UsageCollector(cache, cache.resolve_tenant(tenant))
+        return collector, _with_handler(config, collector)
+
+    if inspect.iscoroutinefunction(fn):
+
+        async def anode(state: Any, config: RunnableConfig) -> Any:
+            collector, cfg = _prepare(config)
+            token = var_child_runnable_config.set(cfg)
+            try:
+                result = await (fn(state, config=cfg) if pass_config else fn(state))
+            finally:
+                var_child_runnable_config.reset(token)
+            return _merge_update(result, collector.metrics(), channel)
+
+        return _named(anode, fn)
+
+    def node(state: Any, config: RunnableConfig) -> Any:
+        collector, cfg = _prepare(config)
+        # The ambient config too: model calls inside that pass no config still see the handler.
+        token = var_child_runnable_config.set(cfg)
+        try:
+            result = fn(state, config=cfg) if pass_config else fn(state)
+        finally:
+            var_child_runnable_config.reset(token)
+        return _merge_update(result, collector.metrics(), channel)
+
+    return _named(node, fn)
+
+
+def _named(wrapper: Callable[..., Any], fn: Callable[..., Any]) -> Callable[..., Any]:
+    # Not functools.wraps: its __wrapped__ would make LangGraph read fn's signature and stop
+    # passing the config the wrapper needs. Only the name (LangGraph's default node name).
+    wrapper.__name__ = getattr(fn, "__name__", wrapper.__name__)
+    wrapper.__qualname__ = getattr(fn, "__qualname__", wrapper.__qualname__)
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
