@@ -15,7 +15,7 @@ import time
 import traceback
 from typing import Any
 
-MODULES = ["benchmarks.bench_core", "benchmarks.bench_tiers"]
+MODULES = ["benchmarks.bench_core", "benchmarks.bench_tiers", "benchmarks.bench_hitrate"]
 
 
 def main() -> int:
