@@ -1,0 +1,174 @@
+"""CachingChatModel around real ChatOpenAI / ChatAnthropic objects talking to the emulator over HTTP.
+
+The reference for "what the request should be" is independent of the wrapper: the same inner
+model, unwrapped, sends its request to the emulator (under another API key, so another cache
+organization); ``prepare_request`` of a separate ``PromptCache`` applied to that body must
+equal what the wrapped model sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from helpers_lc import (
+    CLOCK_LINE,
+    VOLATILE_OPEN,
+    base_url,
+    has_cache_control,
+    make_model,
+    system_text,
+    wire_format,
+)
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from promptcache_langchain import CachingChatModel
+
+from promptcache import PromptCache
+from promptcache.stats import recorder_for
+
+PROVIDERS = ["openai", "anthropic"]
+MODES = ["invoke", "ainvoke", "stream", "astream"]
+
+
+async def _call(model: Any, messages: list[BaseMessage], mode: str, config: dict[str, Any]) -> BaseMessage:
+    # One event loop per test (async tests): LangChain's providers share a default async HTTP
+    # client whose connections are bound to the loop that opened them.
+    if mode == "invoke":
+        out: BaseMessage = model.invoke(messages, config=config)
+        return out
+    if mode == "ainvoke":
+        return await model.ainvoke(messages, config=config)  # type: ignore[no-any-return]
+    if mode == "stream":
+        chunks = list(model.stream(messages, config=config))
+    else:
+        chunks = [c async for c in model.astream(messages, config=config)]
+    total = chunks[0]
+    for c in chunks[1:]:
+        total = total + c
+    return total  # type: ignore[no-any-return]
+
+
+def _turns(policy: str) -> list[list[BaseMessage]]:
+    ask = "Hi! I want to book a flight from New York."
+    first: list[BaseMessage] = [SystemMessage(policy), HumanMessage(ask)]
+    second = [*first, AIMessage("Sure. What is your user id?"), HumanMessage("It is mia_li_3668.")]
+    return [first, second]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_request_is_prepare_request_of_the_inner_payload(
+    emulator: Any, airline_policy: str, airline_tools: list[dict[str, Any]], provider: str, mode: str
+) -> None:
+    cache, reference = PromptCache(), PromptCache()
+    url = base_url(emulator, provider)
+    bare = make_model(provider, url, "bare-key").bind_tools(airline_tools)
+    wrapped = CachingChatModel(make_model(provider, url, "pc-key"), cache).bind_tools(airline_tools)
+    config = {"configurable": {"tenant_id": "acme"}}
+    answers = []
+    for messages in _turns(airline_policy):
+        await _call(bare, messages, mode, {})
+        answers.append(await _call(wrapped, messages, mode, config))
+        sent_bare, sent = emulator.requests[-2], emulator.requests[-1]
+        expected = reference.prepare_request(sent_bare, format=wire_format(provider), tenant="acme").body
+        assert sent == expected
+        # What prepare_request does, visible in the body: the clock line left the stable prefix...
+        assert CLOCK_LINE in system_text(sent_bare)
+        assert CLOCK_LINE not in system_text(sent)
+        assert VOLATILE_OPEN in str(sent["messages"]) and CLOCK_LINE in str(sent["messages"])
+        # ...and the provider's caching hint is there.
+        if provider == "openai":
+            assert sent["prompt_cache_key"].startswith("pc-") and "prompt_cache_key" not in sent_bare
+        else:
+            assert has_cache_control(sent) and not has_cache_control(sent_bare)
+            assert "cache_control" in sent["tools"][-1] and "cache_control" in sent["system"][0]
+        if mode in ("stream", "astream"):
+            assert sent["stream"] is True
+    # Usage is the provider's, read honestly: the second call read the prefix the first wrote.
+    usages = emulator.usages[1::2]
+    second = answers[1]
+    for answer, usage in zip(answers, usages, strict=True):
+        meta = answer.response_metadata["promptcache"]
+        assert meta["tenant"] == "acme"
+        assert meta["cache_read_tokens"] == usage.cache_read_tokens
+        assert meta["cache_write_tokens"] == usage.cache_write_tokens
+        assert meta["input_tokens"] == usage.input_tokens
+        details = answer.usage_metadata["input_token_details"]  # type: ignore[attr-defined,index]
+        assert details.get("cache_read", 0) == usage.cache_read_tokens
+        assert answer.usage_metadata["input_tokens"] == usage.input_tokens  # type: ignore[attr-defined,index]
+    assert second.response_metadata["promptcache"]["cache_read_tokens"] > 0
+    assert second.response_metadata["promptcache"]["cost_avoided_usd"] > 0
+    # Every call fed the cache's stats, once.
+    row = recorder_for(cache).snapshot().get("acme", usages[0].model)
+    assert row.calls == 2
+    assert row.input_tokens == sum(u.input_tokens for u in usages)
+    assert row.cache_read_tokens == sum(u.cache_read_tokens for u in usages)
+    assert row.cache_write_tokens == sum(u.cache_write_tokens for u in usages)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_two_tenants_get_different_keys(emulator: Any, airline_policy: str, provider: str) -> None:
+    cache = PromptCache()
+    model = CachingChatModel(make_model(provider, base_url(emulator, provider), "k"), cache)
+    messages = _turns(airline_policy)[0]
+    a = model.invoke(messages, config={"configurable": {"tenant_id": "acme"}})
+    b = model.invoke(messages, config={"metadata": {"tenant_id": "globex"}})
+    assert a.response_metadata["promptcache"]["tenant"] == "acme"
+    assert b.response_metadata["promptcache"]["tenant"] == "globex"
+    pa, pb = (m.response_metadata["promptcache"]["prefix_key"] for m in (a, b))
+    assert pa != pb
+    if provider == "openai":
+        ka, kb = (r["prompt_cache_key"] for r in emulator.requests)
+        assert ka != kb
+    stats = recorder_for(cache).snapshot()
+    assert stats.for_tenant("acme").calls == 1 and stats.for_tenant("globex").calls == 1
+
+
+def test_custom_tenant_key(emulator: Any, airline_policy: str) -> None:
+    cache = PromptCache({"require_tenant": True})
+    model = CachingChatModel(make_model("openai", emulator.openai_base_url, "k"), cache, tenant_key="org")
+    out = model.invoke(_turns(airline_policy)[0], config={"configurable": {"org": "initech"}})
+    assert out.response_metadata["promptcache"]["tenant"] == "initech"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_missing_tenant_is_refused_before_sending(
+    emulator: Any, airline_policy: str, mode: str
+) -> None:
+    cache = PromptCache({"require_tenant": True})
+    model = CachingChatModel(make_model("openai", emulator.openai_base_url, "k"), cache)
+    with pytest.raises(ValueError, match="requires a tenant"):
+        await _call(model, _turns(airline_policy)[0], mode, {"configurable": {"user": "x"}})
+    assert emulator.requests == []
+
+
+def test_shadow_mode_sends_the_request_unchanged(emulator: Any, airline_policy: str) -> None:
+    cache = PromptCache(mode="shadow")
+    model = CachingChatModel(make_model("anthropic", emulator.anthropic_base_url, "k"), cache)
+    bare = make_model("anthropic", emulator.anthropic_base_url, "k2")
+    messages = _turns(airline_policy)[0]
+    bare.invoke(messages)
+    out = model.invoke(messages)
+    assert emulator.requests[1] == emulator.requests[0]
+    meta = out.response_metadata["promptcache"]
+    assert meta["mode"] == "shadow" and meta["tenant"] == "default" and meta["prefix_key"]
+
+
+def test_unhookable_model_is_observed_not_rewritten() -> None:
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+
+    cache = PromptCache()
+    fake = GenericFakeChatModel(messages=iter([AIMessage("ok", usage_metadata=_um(100, 40))]))
+    out = CachingChatModel(fake, cache).invoke("hi", config={"configurable": {"tenant_id": "t"}})
+    meta = out.response_metadata["promptcache"]
+    assert "prefix_key" not in meta and meta["cache_read_tokens"] == 40
+    assert recorder_for(cache).snapshot().for_tenant("t").cache_read_tokens == 40
+
+
+def _um(inp: int, read: int) -> Any:
+    return {
+        "input_tokens": inp,
+        "output_tokens": 1,
+        "total_tokens": inp + 1,
+        "input_token_details": {"cache_read": read},
+    }
