@@ -1,0 +1,139 @@
+"""PromptCacheMiddleware in a real ``create_agent`` over the tau-bench airline policy and tools.
+
+The emulator plays the model with the real recorded GPT-4o assistant turns of trajectory task 2
+(tool calls included); the tools answer with the recorded tool outputs. The same agent without
+the middleware runs the same script against a second emulator: its bodies are the reference,
+and each body the cached agent sent must be ``prepare_request`` of the matching reference body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from helpers_lc import (
+    CLOCK_LINE,
+    base_url,
+    has_cache_control,
+    make_model,
+    recorded_tools,
+    script_from_trajectory,
+    system_text,
+    wire_format,
+)
+from langchain.agents import create_agent
+from langchain.agents.middleware import ModelFallbackMiddleware
+from langchain_core.messages import HumanMessage
+from promptcache_langchain import PromptCacheMiddleware
+
+from promptcache import PromptCache
+from promptcache.emulate import Emulator
+from promptcache.metrics import CacheMetrics
+from promptcache.stats import recorder_for
+
+# traj[1] and traj[3] are the user's first two turns; the assistant turns up to index 13 answer them.
+STOP = 13
+
+
+def _agent(provider: str, emu: Any, key: str, traj: list[dict[str, Any]], schemas: Any, mw: list[Any]) -> Any:
+    return create_agent(
+        make_model(provider, base_url(emu, provider), key),
+        tools=recorded_tools(schemas, traj),
+        system_prompt=traj[0]["content"],
+        middleware=mw,
+    )
+
+
+async def _run(agent: Any, traj: list[dict[str, Any]], config: dict[str, Any], use_async: bool) -> Any:
+    state: dict[str, Any] = {"messages": [HumanMessage(traj[1]["content"])]}
+    for user_turn in (None, traj[3]["content"]):
+        if user_turn is not None:
+            state = {**state, "messages": [*state["messages"], HumanMessage(user_turn)]}
+        state = await agent.ainvoke(state, config) if use_async else agent.invoke(state, config)
+    return state
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_agent_requests_and_final_metrics(
+    trajectory: list[dict[str, Any]], airline_tools: Any, provider: str, use_async: bool
+) -> None:
+    script = script_from_trajectory(trajectory, 0, STOP)
+    assert len(script) == 6 and "tool_calls" in script[1]
+    cache, reference = PromptCache(), PromptCache()
+    config = {"configurable": {"tenant_id": "acme"}}
+    with Emulator(script=script) as bare_emu, Emulator(script=script) as emu:
+        bare = _agent(provider, bare_emu, "k", trajectory, airline_tools, [])
+        await _run(bare, trajectory, {}, use_async)
+        agent = _agent(provider, emu, "k", trajectory, airline_tools, [PromptCacheMiddleware(cache)])
+        final = await _run(agent, trajectory, config, use_async)
+
+        assert len(emu.requests) == len(bare_emu.requests) == 6
+        keys = set()
+        for sent_bare, sent in zip(bare_emu.requests, emu.requests, strict=True):
+            expected = reference.prepare_request(sent_bare, format=wire_format(provider), tenant="acme").body
+            assert sent == expected
+            assert CLOCK_LINE in system_text(sent_bare) and CLOCK_LINE not in system_text(sent)
+            if provider == "openai":
+                keys.add(sent["prompt_cache_key"])
+            else:
+                assert has_cache_control(sent)
+        if provider == "openai":
+            assert len(keys) == 1  # one tenant, one prefix: one routing key for the whole run
+        # The recorded conversation was replayed: the last answer is the recorded one.
+        assert final["messages"][-1].content == trajectory[STOP - 1]["content"]
+
+        metrics = final["cache_metrics"]
+        assert isinstance(metrics, CacheMetrics)
+        assert metrics.calls == 6
+        assert metrics.input_tokens == sum(u.input_tokens for u in emu.usages)
+        assert metrics.cache_read_tokens == sum(u.cache_read_tokens for u in emu.usages)
+        assert metrics.cache_write_tokens == sum(u.cache_write_tokens for u in emu.usages)
+        assert metrics.cache_read_tokens > 0 and metrics.cost_avoided_usd > 0
+        assert {r.tenant for r in metrics.records.values()} == {"acme"}
+        assert recorder_for(cache).snapshot().for_tenant("acme").calls == 6
+
+
+async def test_agent_refuses_missing_tenant(trajectory: list[dict[str, Any]], airline_tools: Any) -> None:
+    cache = PromptCache({"require_tenant": True})
+    with Emulator(script=script_from_trajectory(trajectory, 0, STOP)) as emu:
+        agent = _agent("openai", emu, "k", trajectory, airline_tools, [PromptCacheMiddleware(cache)])
+        with pytest.raises(ValueError, match="requires a tenant"):
+            agent.invoke({"messages": [HumanMessage(trajectory[1]["content"])]})
+        assert emu.requests == []
+
+
+async def test_two_tenants_two_keys(trajectory: list[dict[str, Any]], airline_tools: Any) -> None:
+    cache = PromptCache()
+    with Emulator(script=script_from_trajectory(trajectory, 0, 3) * 2) as emu:
+        agent = _agent("openai", emu, "k", trajectory, airline_tools, [PromptCacheMiddleware(cache)])
+        for tenant in ("acme", "globex"):
+            agent.invoke(
+                {"messages": [HumanMessage(trajectory[1]["content"])]}, {"metadata": {"tenant_id": tenant}}
+            )
+        ka, kb = (r["prompt_cache_key"] for r in emu.requests)
+        assert ka != kb
+
+
+async def test_fallback_model_gets_its_own_providers_hints(
+    trajectory: list[dict[str, Any]], airline_tools: Any
+) -> None:
+    """Primary Anthropic model down; ModelFallbackMiddleware switches to OpenAI. Our middleware,
+    last in the list, rewrites the fallback's request: OpenAI hints only, no cache_control."""
+    cache = PromptCache()
+    with Emulator(script=script_from_trajectory(trajectory, 0, 3)) as emu:
+        dead = make_model("anthropic", "http://127.0.0.1:9", "k")  # nothing listens on the discard port
+        fallback = make_model("openai", emu.openai_base_url, "k")
+        agent = create_agent(
+            dead,
+            tools=recorded_tools(airline_tools, trajectory),
+            system_prompt=trajectory[0]["content"],
+            middleware=[ModelFallbackMiddleware(fallback), PromptCacheMiddleware(cache)],
+        )
+        out = agent.invoke(
+            {"messages": [HumanMessage(trajectory[1]["content"])]}, {"configurable": {"tenant_id": "acme"}}
+        )
+        (sent,) = emu.requests
+        assert sent["prompt_cache_key"].startswith("pc-") and not has_cache_control(sent)
+        assert CLOCK_LINE not in system_text(sent)
+        assert out["cache_metrics"].calls == 1
