@@ -119,7 +119,11 @@ class FakeProvider:
             return 400, errors(self.bad_request_always)
         if self.reject is not None and f'"{self.reject}"' in text:
             return 400, errors(self.reject)
-        ok: dict[str, dict[str, Any]] = {"anthropic": ANTHROPIC_OK, "openai": OPENAI_OK, "bedrock": {"output": {}, "usage": {}}}
+        ok: dict[str, dict[str, Any]] = {
+            "anthropic": ANTHROPIC_OK,
+            "openai": OPENAI_OK,
+            "bedrock": {"output": {}, "usage": {}},
+        }
         return 200, ok[self.flavor]
 
 

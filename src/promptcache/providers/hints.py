@@ -65,6 +65,18 @@ def _catalog(catalog: Catalog | None) -> Catalog:
     return _default_catalog
 
 
+def use_catalog(catalog: Catalog | None) -> None:
+    """Make ``catalog`` (e.g. ``load_catalog(overrides=...)``) the one hint placement reads
+    when a :class:`HintContext` names none; ``None`` goes back to the packaged catalog.
+
+    This is how a model the packaged file lacks (gpt-5.6 and later, a new Claude) gets its
+    minimum, TTL options and ``explicit`` marker before the file is updated.
+    """
+    global _default_catalog
+    _default_catalog = catalog
+    _info_memo.clear()
+
+
 def _lookup(catalog: Catalog, model: str, fmt: WireFormat) -> ModelInfo | None:
     # Claude through anthropic-messages may be a Bedrock id (InvokeModel): let the
     # catalog's own id sniffing pick the provider. Other formats try their provider
