@@ -18,9 +18,9 @@ import threading
 import zlib
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
@@ -49,6 +49,10 @@ from promptcache.stats import CacheStats, recorder_for
 from promptcache.usage import CacheUsage
 from promptcache.volatility import SlotVolatility
 from promptcache.wire import WireAdapter, WireFormatError, WireParts, get_adapter, normalize_message_text
+
+if TYPE_CHECKING:
+    from promptcache.catalog import Catalog
+    from promptcache.providers.prewarm import PrewarmReport
 
 Mode = Literal["active", "shadow"]
 
@@ -147,6 +151,7 @@ class PromptCache:
         mode: Mode = "active",
         memo_entries: int = 8192,
         max_families: int = 4096,
+        catalog: Catalog | None = None,
     ) -> None:
         if policy is None:
             self.policy = Policy()
@@ -163,6 +168,9 @@ class PromptCache:
         self._max_families = max_families
         self._families_lock = threading.Lock()
         self._contracts: dict[tuple[str, str], KeyContract] = {}
+        #: Model facts (minimum cacheable lengths, TTL options, prices); ``None``
+        #: uses the packaged, dated catalog.
+        self.catalog = catalog
 
     # -- figures ---------------------------------------------------------------
 
@@ -185,6 +193,41 @@ class PromptCache:
         1280
         """
         return recorder_for(self).snapshot()
+
+    def prewarm(
+        self,
+        body: Mapping[str, Any],
+        *,
+        format: str | WireFormat,
+        send: Callable[[dict[str, Any]], Mapping[str, Any]],
+        tenant: str | None = None,
+        zero_max_tokens: bool = True,
+    ) -> PrewarmReport:
+        """Seed the provider's cache for ``body``'s stable prefix with one minimal request.
+
+        ``send`` takes a request body and returns the provider's JSON response
+        (for an SDK: ``lambda b: client.messages.create(**b).to_dict()``). The
+        report says which hints were sent, what the provider cached and what it cost.
+        """
+        from promptcache.providers.prewarm import prewarm
+
+        return prewarm(self, body, format=format, send=send, tenant=tenant, zero_max_tokens=zero_max_tokens)
+
+    async def aprewarm(
+        self,
+        body: Mapping[str, Any],
+        *,
+        format: str | WireFormat,
+        send: Callable[[dict[str, Any]], Awaitable[Mapping[str, Any]]],
+        tenant: str | None = None,
+        zero_max_tokens: bool = True,
+    ) -> PrewarmReport:
+        """The asyncio twin of :meth:`prewarm`."""
+        from promptcache.providers.prewarm import aprewarm
+
+        return await aprewarm(
+            self, body, format=format, send=send, tenant=tenant, zero_max_tokens=zero_max_tokens
+        )
 
     # -- tenants and keys -------------------------------------------------
 
@@ -532,6 +575,7 @@ class PromptCache:
             has_volatile=volatile_text is not None,
             prefix_chars=sum(len(s) for s in system_out) + tools.chars,
             message_chars=[m.chars for m in msgs],
+            catalog=self.catalog,
         )
         hinted, hints, notes = apply_hints(new_body, ctx)
         plan = plan.with_hints(hints, notes)
