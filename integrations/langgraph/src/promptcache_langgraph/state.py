@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, NotRequired, TypedDict
+from typing import Annotated, NotRequired
+
+# typing_extensions, as LangGraph and LangChain use it: a typing.TypedDict cannot be mixed
+# with their state classes (metaclass conflict).
+from typing_extensions import TypedDict
 
 from promptcache.metrics import CacheMetrics, merge_cache_metrics
 
