@@ -1,0 +1,41 @@
+"""The tenant of a LlamaIndex call: from the active instrumentation tags, never from a global.
+
+LlamaIndex propagates ``instrument_tags({...})`` through a context variable to every event of the
+calls made inside the block (query engines, agents, workflows), so the same key works for LLM,
+retrieval and tool calls alike::
+
+    from llama_index.core.instrumentation.dispatcher import instrument_tags
+    with instrument_tags({"tenant_id": "acme"}):
+        query_engine.query("...")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from llama_index_instrumentation.dispatcher import active_instrument_tags
+
+from promptcache import PromptCache
+
+__all__ = ["DEFAULT_TENANT_KEY", "resolve_tenant", "tenant_from_tags"]
+
+DEFAULT_TENANT_KEY = "tenant_id"
+"""The instrumentation tag that names the tenant (the same key name as the LangChain side)."""
+
+
+def tenant_from_tags(tags: Mapping[str, Any] | None = None, key: str = DEFAULT_TENANT_KEY) -> str | None:
+    """The tenant in ``tags`` (default: the active instrumentation tags), or None."""
+    src = active_instrument_tags.get() if tags is None else tags
+    value = src.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def resolve_tenant(
+    cache: PromptCache,
+    default: str | None = None,
+    key: str = DEFAULT_TENANT_KEY,
+    tags: Mapping[str, Any] | None = None,
+) -> str:
+    """Tags first, then ``default``, then the policy (which refuses a missing tenant if it must)."""
+    return cache.resolve_tenant(tenant_from_tags(tags, key) or default)

@@ -1,0 +1,136 @@
+"""``enable(cache)``: promptcache for everything configured through LlamaIndex ``Settings``.
+
+``enable`` wraps ``Settings.llm`` in :class:`~promptcache_llamaindex.CachingLLM` and registers a
+:class:`~promptcache_llamaindex.PromptCacheEventHandler` on the root instrumentation dispatcher.
+LLMs assigned *later* (``Settings.llm = Anthropic(...)``) and LlamaIndex's lazily resolved default
+LLM are wrapped as well: the ``Settings`` object's class is swapped for a subclass whose ``llm``
+property wraps on assignment and on first read. Components given an explicit ``llm=`` bypass
+``Settings``: wrap those with ``CachingLLM`` yourself (their calls are still observed by the
+handler, but their requests are not rewritten).
+
+``enable`` is idempotent (a second call with the same cache returns the same handler; with
+another cache it re-enables with that one) and ``disable`` restores the original LLM, class and
+handler list.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from llama_index.core import Settings
+from llama_index.core.llms import LLM
+from llama_index.core.settings import _Settings
+from llama_index_instrumentation import get_dispatcher
+
+from promptcache import PromptCache
+from promptcache_llamaindex._tenant import DEFAULT_TENANT_KEY
+from promptcache_llamaindex.handler import PromptCacheEventHandler
+from promptcache_llamaindex.llm import CachingLLM
+
+__all__ = ["disable", "enable", "enabled_handler"]
+
+
+@dataclass
+class _Enabled:
+    cache: PromptCache
+    handler: PromptCacheEventHandler
+    original_class: type
+    original_llm: LLM | None
+    tenant: str | None
+    tenant_key: str
+
+
+_state: dict[int, _Enabled] = {}
+_lock = threading.Lock()
+_classes: dict[type, type] = {}
+
+
+def _wrap(settings: Any, llm: LLM | None) -> LLM | None:
+    st = _state.get(id(settings))
+    if st is None or llm is None or (isinstance(llm, CachingLLM) and llm.cache is st.cache):
+        return llm
+    return CachingLLM(llm, st.cache, tenant=st.tenant, tenant_key=st.tenant_key)
+
+
+def _settings_class(cls: type) -> type:
+    sub = _classes.get(cls)
+    if sub is not None:
+        return sub
+    prop: property = cls.llm  # type: ignore[attr-defined]
+    fget, fset = prop.fget, prop.fset
+    assert fget is not None and fset is not None
+
+    def get_llm(self: Any) -> LLM:
+        llm = fget(self)
+        wrapped = _wrap(self, llm)
+        if wrapped is not llm:
+            self._llm = wrapped
+        return wrapped  # type: ignore[return-value]
+
+    def set_llm(self: Any, value: Any) -> None:
+        fset(self, value)
+        self._llm = _wrap(self, self._llm)
+
+    sub = type(
+        cls.__name__,
+        (cls,),
+        {"llm": property(get_llm, set_llm, doc=prop.__doc__), "__promptcache_settings__": True},
+    )
+    _classes[cls] = sub
+    return sub
+
+
+def enabled_handler(settings: Any = Settings) -> PromptCacheEventHandler | None:
+    """The handler ``enable`` registered for ``settings`` (None when not enabled)."""
+    st = _state.get(id(settings))
+    return st.handler if st else None
+
+
+def enable(
+    cache: PromptCache,
+    settings: Any = Settings,
+    *,
+    tenant: str | None = None,
+    tenant_key: str = DEFAULT_TENANT_KEY,
+) -> PromptCacheEventHandler:
+    """Apply ``cache`` to every LLM configured through ``settings``; returns the event handler.
+
+    ``tenant`` is used when no instrumentation tag ``tenant_key`` names one.
+    """
+    with _lock:
+        st = _state.get(id(settings))
+        if st is not None:
+            if st.cache is cache and st.tenant == tenant and st.tenant_key == tenant_key:
+                return st.handler
+            _disable_locked(settings)
+        handler = PromptCacheEventHandler(cache, tenant_key=tenant_key)
+        original_llm: LLM | None = getattr(settings, "_llm", None)
+        original_class = type(settings)
+        _state[id(settings)] = _Enabled(cache, handler, original_class, original_llm, tenant, tenant_key)
+        if isinstance(settings, _Settings) or hasattr(original_class, "llm"):
+            object.__setattr__(settings, "__class__", _settings_class(original_class))
+        if original_llm is not None:
+            settings._llm = _wrap(settings, original_llm)
+        get_dispatcher().add_event_handler(handler)
+        return handler
+
+
+def _disable_locked(settings: Any) -> None:
+    st = _state.pop(id(settings), None)
+    if st is None:
+        return
+    current = getattr(settings, "_llm", None)
+    if isinstance(current, CachingLLM) and current.cache is st.cache:
+        # Give back the LLM the user set (the original, or one assigned since enable()).
+        settings._llm = current.inner
+    object.__setattr__(settings, "__class__", st.original_class)
+    root = get_dispatcher()
+    root.event_handlers = [h for h in root.event_handlers if h is not st.handler]
+
+
+def disable(settings: Any = Settings) -> None:
+    """Undo :func:`enable` for ``settings`` (a no-op when it is not enabled)."""
+    with _lock:
+        _disable_locked(settings)

@@ -1,0 +1,444 @@
+"""Apply ``PromptCache.prepare_request`` where a framework's LLM object calls its provider SDK.
+
+Framework LLM classes (LlamaIndex's ``OpenAI``/``Anthropic``/``BedrockConverse``, ...) build the
+provider request in several places but always end in one SDK call whose keyword arguments *are*
+the request body: ``client.messages.create(**body)`` (Anthropic), ``client.chat.completions.create``
+and ``client.responses.create`` (OpenAI), ``client.converse``/``converse_stream`` (boto3 Bedrock
+Runtime). Rewriting those keyword arguments is the one place where the body sent is exactly
+``prepare_request(body).body``, whatever the framework did before, and where the provider's own
+usage report (streamed or not) can be read back with cache reads and writes intact.
+
+This module is framework-agnostic (it imports no agent framework):
+
+* :class:`CallContext` / :func:`use_call` — one model call under promptcache, set in a context
+  variable around the framework call (and around each step of a stream);
+* :func:`rewrite_payload` — ``prepare_request`` with the failure rule (a cache problem never fails
+  the call: the request goes out as built, and the reason is noted);
+* :func:`intercept_client` — a copy of an SDK client whose request methods rewrite while a call
+  context is set and record the provider's usage (streams are teed, not buffered);
+* :func:`plan_summary` / :func:`record_call` — what was done (no prompt text) and the usage fed to
+  the cache's shared stats (``promptcache.stats.recorder_for``).
+
+Outside a call context the intercepted client behaves exactly like the original.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from promptcache.engine import PromptCache
+from promptcache.formats import WireFormat
+from promptcache.metrics import CallFigures, figures_from_usage
+from promptcache.plan import Prepared
+from promptcache.providers.usage import usage_from_response, usage_from_stream
+from promptcache.stats import recorder_for
+from promptcache.usage import CacheUsage
+from promptcache.wire import WireFormatError
+
+__all__ = [
+    "TRANSPORT_KWARGS",
+    "CallContext",
+    "current_call",
+    "intercept_client",
+    "is_intercepted",
+    "plan_summary",
+    "record_call",
+    "rewrite_payload",
+    "to_plain",
+    "use_call",
+]
+
+log = logging.getLogger("promptcache.llm_bridge")
+
+TRANSPORT_KWARGS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
+"""SDK keyword arguments that configure the transport, not the request body."""
+
+_MARK = "__promptcache_intercepted__"
+
+
+@dataclass(slots=True)
+class CallContext:
+    """One model call under promptcache: who it runs for, what was sent, what the provider said."""
+
+    cache: PromptCache
+    tenant: str
+    format: WireFormat | None = None
+    """A forced wire format (None: the intercepted SDK method decides)."""
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    prepared: Prepared | None = None
+    format_used: WireFormat | None = None
+    model: str | None = None
+    usage: CacheUsage | None = None
+    requests: int = 0
+    stream_events: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+current_call: ContextVar[CallContext | None] = ContextVar("promptcache_llm_call", default=None)
+"""The call being made; set only around a framework call or one step of its stream."""
+
+
+@contextmanager
+def use_call(ctx: CallContext) -> Iterator[CallContext]:
+    """Make ``ctx`` the current call for the duration of the block."""
+    token = current_call.set(ctx)
+    try:
+        yield ctx
+    finally:
+        current_call.reset(token)
+
+
+def to_plain(obj: Any) -> Any:
+    """An SDK response or event as plain JSON data (dicts pass through)."""
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    for name in ("to_dict", "model_dump"):
+        fn = getattr(obj, name, None)
+        if callable(fn):
+            try:
+                return fn(mode="json") if name == "model_dump" else fn()
+            except TypeError:
+                return fn()
+    return obj
+
+
+def rewrite_payload(ctx: CallContext, payload: Mapping[str, Any], fmt: WireFormat) -> dict[str, Any]:
+    """``ctx.cache.prepare_request(payload)`` for ``ctx.tenant``; the payload unchanged on failure.
+
+    Transport options (:data:`TRANSPORT_KWARGS`) are set aside and put back untouched.
+    """
+    fmt = ctx.format or fmt
+    body = {k: v for k, v in payload.items() if k not in TRANSPORT_KWARGS}
+    transport = {k: v for k, v in payload.items() if k in TRANSPORT_KWARGS}
+    ctx.requests += 1
+    ctx.format_used = fmt
+    model = body.get("model") or body.get("modelId")
+    ctx.model = model if isinstance(model, str) else None
+    try:
+        prepared = ctx.cache.prepare_request(body, format=fmt, tenant=ctx.tenant)
+    except (WireFormatError, TypeError, ValueError) as exc:
+        # A cache problem must never fail the call (DESIGN: failure behaviour): send it as built.
+        # The exception text names fields, not prompt text.
+        ctx.notes.append(f"request sent unchanged: {type(exc).__name__}: {exc}"[:300])
+        ctx.prepared = None
+        return dict(payload)
+    ctx.prepared = prepared
+    return {**prepared.body, **transport}
+
+
+def plan_summary(ctx: CallContext) -> dict[str, Any]:
+    """What promptcache did to the call and what the provider reported: no prompt text."""
+    out: dict[str, Any] = {"tenant": ctx.tenant, "mode": ctx.cache.mode, "call_id": ctx.call_id}
+    if ctx.format_used is not None:
+        out["format"] = ctx.format_used.value
+    if ctx.prepared is not None:
+        plan = ctx.prepared.plan
+        out.update(
+            prefix_key=plan.prefix_key,
+            hints=[{"kind": h.kind, "where": h.where, "ttl": h.ttl} for h in plan.hints],
+            relocated_values=len(plan.fragments),
+            explain=str(plan.explain()),
+        )
+    u = ctx.usage
+    if u is not None:
+        out.update(
+            model=u.model,
+            input_tokens=u.input_tokens,
+            cache_read_tokens=u.cache_read_tokens,
+            cache_write_tokens=u.cache_write_tokens,
+            output_tokens=u.output_tokens,
+        )
+    if ctx.notes:
+        out["notes"] = list(ctx.notes)
+    return out
+
+
+def record_call(ctx: CallContext) -> CallFigures | None:
+    """Feed the call's provider usage to the cache's shared stats; its priced figures, or None."""
+    if ctx.usage is None:
+        return None
+    recorder_for(ctx.cache).record(ctx.tenant, ctx.usage)
+    return figures_from_usage(ctx.usage, call_id=ctx.call_id, tenant=ctx.tenant)
+
+
+# -- reading usage back -------------------------------------------------------------------
+
+
+def _observe_response(ctx: CallContext, fmt: WireFormat, response: Any) -> None:
+    try:
+        ctx.usage = usage_from_response(fmt, to_plain(response), model=_model_for(ctx, fmt))
+    except (ValueError, TypeError) as exc:
+        ctx.notes.append(f"provider usage unreadable: {exc}"[:300])
+
+
+def _finish_stream(ctx: CallContext, fmt: WireFormat) -> None:
+    try:
+        ctx.usage = usage_from_stream(fmt, ctx.stream_events, model=_model_for(ctx, fmt))
+    except (ValueError, TypeError) as exc:
+        ctx.notes.append(f"stream usage unreadable: {exc}"[:300])
+
+
+def _model_for(ctx: CallContext, fmt: WireFormat) -> str | None:
+    # Converse responses carry no model id; everything else reports its own.
+    return ctx.model if fmt is WireFormat.BEDROCK_CONVERSE else None
+
+
+class _TeeStream:
+    """A provider stream that records each event's data for the usage read-back, then passes it on."""
+
+    def __init__(self, stream: Any, ctx: CallContext, fmt: WireFormat) -> None:
+        self._stream = stream
+        self._ctx = ctx
+        self._fmt = fmt
+        self._it: Iterator[Any] | None = None
+        self._done = False
+
+    def __iter__(self) -> _TeeStream:
+        return self
+
+    def __next__(self) -> Any:
+        if self._it is None:
+            self._it = iter(self._stream)
+        try:
+            event = next(self._it)
+        except StopIteration:
+            self._finish()
+            raise
+        d = to_plain(event)
+        if isinstance(d, dict):
+            self._ctx.stream_events.append(d)
+        return event
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            _finish_stream(self._ctx, self._fmt)
+
+    def __enter__(self) -> _TeeStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the underlying stream."""
+        fn = getattr(self._stream, "close", None)
+        if callable(fn):
+            fn()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _AsyncTeeStream:
+    """The asyncio twin of :class:`_TeeStream`."""
+
+    def __init__(self, stream: Any, ctx: CallContext, fmt: WireFormat) -> None:
+        self._stream = stream
+        self._ctx = ctx
+        self._fmt = fmt
+        self._it: AsyncIterator[Any] | None = None
+        self._done = False
+
+    def __aiter__(self) -> _AsyncTeeStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._it is None:
+            self._it = aiter(self._stream)
+        try:
+            event = await anext(self._it)
+        except StopAsyncIteration:
+            if not self._done:
+                self._done = True
+                _finish_stream(self._ctx, self._fmt)
+            raise
+        d = to_plain(event)
+        if isinstance(d, dict):
+            self._ctx.stream_events.append(d)
+        return event
+
+    async def __aenter__(self) -> _AsyncTeeStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the underlying stream."""
+        fn = getattr(self._stream, "close", None)
+        if callable(fn):
+            out = fn()
+            if inspect.isawaitable(out):
+                await out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+# -- intercepting SDK methods ---------------------------------------------------------------
+
+
+def _prepare_kwargs(
+    ctx: CallContext, fmt: WireFormat, kwargs: dict[str, Any], stream: bool
+) -> dict[str, Any]:
+    ctx.stream_events.clear()
+    ctx.usage = None
+    if stream and fmt is WireFormat.OPENAI_CHAT:
+        # Chat Completions streams report usage (cache reads included) only when asked to; the
+        # extra last chunk has empty ``choices``, which every OpenAI client already handles.
+        opts = dict(kwargs.get("stream_options") or {})
+        if "include_usage" not in opts:
+            opts["include_usage"] = True
+            kwargs = {**kwargs, "stream_options": opts}
+    return rewrite_payload(ctx, kwargs, fmt)
+
+
+class _Method:
+    """A request method (``create``, ``converse``) that rewrites its kwargs inside a call context."""
+
+    def __init__(self, fn: Any, fmt: WireFormat, *, stream: bool | None = None) -> None:
+        self._fn = fn
+        self._fmt = fmt
+        self._stream = stream  # None: the ``stream`` kwarg decides
+        self._async = inspect.iscoroutinefunction(fn)
+
+    def _is_stream(self, kwargs: Mapping[str, Any]) -> bool:
+        return bool(kwargs.get("stream")) if self._stream is None else self._stream
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        ctx = current_call.get()
+        if ctx is None or args:
+            return self._fn(*args, **kwargs)
+        stream = self._is_stream(kwargs)
+        sent = _prepare_kwargs(ctx, self._fmt, kwargs, stream)
+        if self._async:
+            return self._acall(ctx, sent, stream)
+        out = self._fn(**sent)
+        return self._wrap(ctx, out, stream)
+
+    async def _acall(self, ctx: CallContext, sent: dict[str, Any], stream: bool) -> Any:
+        out = await self._fn(**sent)
+        return self._wrap(ctx, out, stream)
+
+    def _wrap(self, ctx: CallContext, out: Any, stream: bool) -> Any:
+        if self._fmt is WireFormat.BEDROCK_CONVERSE:
+            return self._wrap_converse(ctx, out, stream)
+        if not stream:
+            _observe_response(ctx, self._fmt, out)
+            return out
+        if hasattr(out, "__aiter__"):
+            return _AsyncTeeStream(out, ctx, self._fmt)
+        return _TeeStream(out, ctx, self._fmt)
+
+    def _wrap_converse(self, ctx: CallContext, out: Any, stream: bool) -> Any:
+        # boto3 returns a plain dict; a stream is the EventStream under "stream".
+        if not stream:
+            _observe_response(ctx, self._fmt, out)
+            return out
+        if isinstance(out, dict) and "stream" in out:
+            return {**out, "stream": _TeeStream(out["stream"], ctx, self._fmt)}
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fn, name)
+
+
+class _Proxy:
+    """Delegates everything to ``target`` except the attributes given in ``overrides``."""
+
+    def __init__(self, target: Any, overrides: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_overrides", dict(overrides))
+
+    def __getattr__(self, name: str) -> Any:
+        ov = object.__getattribute__(self, "_overrides")
+        if name in ov:
+            return ov[name]
+        return getattr(object.__getattribute__(self, "_target"), name)
+
+
+def is_intercepted(client: Any) -> bool:
+    """Whether ``client`` is already a copy made by :func:`intercept_client`."""
+    return getattr(client, _MARK, False) is True
+
+
+def _sdk_copy(client: Any, attrs: Mapping[str, Any]) -> Any:
+    # A shallow copy keeps the class (isinstance checks such as Azure/Vertex/Bedrock detection
+    # still hold) and shares the HTTP connection pool; only the copy gets the wrapped resources.
+    dup = copy.copy(client)
+    for name, value in attrs.items():
+        dup.__dict__[name] = value
+    dup.__dict__[_MARK] = True
+    return dup
+
+
+def intercept_client(client: Any) -> Any:
+    """A copy of an ``openai``/``anthropic`` SDK client or a boto3 ``bedrock-runtime`` client whose
+    request methods apply promptcache while a :class:`CallContext` is current.
+
+    Returns ``client`` itself when it is ``None``, already intercepted, or of a kind this module
+    does not know (the call then goes out unchanged).
+    """
+    if client is None or is_intercepted(client):
+        return client
+    module = type(client).__module__.split(".")[0]
+    if module == "anthropic" and hasattr(client, "messages"):
+        messages = client.messages
+        return _sdk_copy(
+            client,
+            {
+                "messages": _Proxy(
+                    messages, {"create": _Method(messages.create, WireFormat.ANTHROPIC_MESSAGES)}
+                )
+            },
+        )
+    if module == "openai" and hasattr(client, "chat"):
+        chat, responses = client.chat, client.responses
+        completions = chat.completions
+        return _sdk_copy(
+            client,
+            {
+                "chat": _Proxy(
+                    chat,
+                    {
+                        "completions": _Proxy(
+                            completions, {"create": _Method(completions.create, WireFormat.OPENAI_CHAT)}
+                        )
+                    },
+                ),
+                "responses": _Proxy(
+                    responses, {"create": _Method(responses.create, WireFormat.OPENAI_RESPONSES)}
+                ),
+            },
+        )
+    meta = getattr(client, "meta", None)
+    service = getattr(getattr(meta, "service_model", None), "service_name", None)
+    if service == "bedrock-runtime" or (callable(getattr(client, "converse", None)) and module != "openai"):
+        # boto3 clients are generated classes whose copies are not safe to make: delegate instead.
+        proxy = _Proxy(
+            client,
+            {
+                "converse": _Method(client.converse, WireFormat.BEDROCK_CONVERSE, stream=False),
+                "converse_stream": _Method(
+                    getattr(client, "converse_stream", client.converse),
+                    WireFormat.BEDROCK_CONVERSE,
+                    stream=True,
+                ),
+                _MARK: True,
+            },
+        )
+        return proxy
+    log.debug("intercept_client: %s is not a known SDK client; calls go out unchanged", type(client).__name__)
+    return client
