@@ -312,7 +312,6 @@ class _Method:
         self._fn = fn
         self._fmt = fmt
         self._stream = stream  # None: the ``stream`` kwarg decides
-        self._async = inspect.iscoroutinefunction(fn)
 
     def _is_stream(self, kwargs: Mapping[str, Any]) -> bool:
         return bool(kwargs.get("stream")) if self._stream is None else self._stream
@@ -323,14 +322,14 @@ class _Method:
             return self._fn(*args, **kwargs)
         stream = self._is_stream(kwargs)
         sent = _prepare_kwargs(ctx, self._fmt, kwargs, stream)
-        if self._async:
-            return self._acall(ctx, sent, stream)
         out = self._fn(**sent)
+        if inspect.isawaitable(out):
+            # Async SDK methods are plain functions returning a coroutine (decorated): test the result.
+            return self._await(ctx, out, stream)
         return self._wrap(ctx, out, stream)
 
-    async def _acall(self, ctx: CallContext, sent: dict[str, Any], stream: bool) -> Any:
-        out = await self._fn(**sent)
-        return self._wrap(ctx, out, stream)
+    async def _await(self, ctx: CallContext, pending: Any, stream: bool) -> Any:
+        return self._wrap(ctx, await pending, stream)
 
     def _wrap(self, ctx: CallContext, out: Any, stream: bool) -> Any:
         if self._fmt is WireFormat.BEDROCK_CONVERSE:
