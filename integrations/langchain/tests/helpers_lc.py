@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from langchain_anthropic import ChatAnthropic
@@ -11,6 +12,25 @@ from langchain_core.tools import StructuredTool
 from langchain_openai import ChatOpenAI
 
 CLOCK_LINE = "The current time is 2024-05-15 15:00:00 EST."
+_CLOCK = re.compile(r"The current time is 2024-05-15 15:\d\d:00 EST\.")
+
+
+def stamp(policy: str, minute: int) -> str:
+    """The airline policy with its clock line set to 15:MM (a clock that moves between calls)."""
+    return policy.replace(CLOCK_LINE, f"The current time is 2024-05-15 15:{minute:02d}:00 EST.")
+
+
+def has_clock(text: str) -> bool:
+    """Whether ``text`` holds the policy's clock line (at any minute)."""
+    return _CLOCK.search(text) is not None
+
+
+def clock_relocated(body: dict[str, Any]) -> bool:
+    """The clock line left the stable system prefix and sits in the volatile block after it."""
+    rest = json.dumps(body.get("messages", []))
+    return not has_clock(system_text(body)) and VOLATILE_OPEN in rest and _CLOCK.search(rest) is not None
+
+
 VOLATILE_OPEN = "<volatile_context>"
 
 

@@ -12,17 +12,19 @@ from typing import Any
 
 import pytest
 from helpers_lc import (
-    CLOCK_LINE,
     base_url,
+    clock_relocated,
     has_cache_control,
+    has_clock,
     make_model,
     recorded_tools,
     script_from_trajectory,
+    stamp,
     system_text,
     wire_format,
 )
 from langchain.agents import create_agent
-from langchain.agents.middleware import ModelFallbackMiddleware
+from langchain.agents.middleware import ModelFallbackMiddleware, ModelRequest, dynamic_prompt
 from langchain_core.messages import HumanMessage
 from promptcache_langchain import PromptCacheMiddleware
 
@@ -37,12 +39,23 @@ Emulator = pytest.importorskip("promptcache.emulate").Emulator
 STOP = 13
 
 
+def _clock_prompt(policy: str) -> Any:
+    """LangChain's own dynamic-prompt middleware, stamping a clock that moves one minute per call."""
+    calls = iter(range(60))
+
+    @dynamic_prompt
+    def prompt(request: ModelRequest[Any]) -> str:
+        return stamp(policy, next(calls))
+
+    return prompt
+
+
 def _agent(provider: str, emu: Any, key: str, traj: list[dict[str, Any]], schemas: Any, mw: list[Any]) -> Any:
+    # PromptCacheMiddleware goes last (innermost): it sees the prompt the other middlewares made.
     return create_agent(
         make_model(provider, base_url(emu, provider), key),
         tools=recorded_tools(schemas, traj),
-        system_prompt=traj[0]["content"],
-        middleware=mw,
+        middleware=[_clock_prompt(traj[0]["content"]), *mw],
     )
 
 
@@ -71,17 +84,20 @@ async def test_agent_requests_and_final_metrics(
         final = await _run(agent, trajectory, config, use_async)
 
         assert len(emu.requests) == len(bare_emu.requests) == 6
-        keys = set()
-        for sent_bare, sent in zip(bare_emu.requests, emu.requests, strict=True):
+        keys: list[str] = []
+        for i, (sent_bare, sent) in enumerate(zip(bare_emu.requests, emu.requests, strict=True)):
             expected = reference.prepare_request(sent_bare, format=wire_format(provider), tenant="acme").body
             assert sent == expected
-            assert CLOCK_LINE in system_text(sent_bare) and CLOCK_LINE not in system_text(sent)
+            assert has_clock(system_text(sent_bare))
+            if i >= 1:  # the clock has been seen to move: out of the stable prefix
+                assert clock_relocated(sent)
             if provider == "openai":
-                keys.add(sent["prompt_cache_key"])
+                keys.append(sent["prompt_cache_key"])
             else:
                 assert has_cache_control(sent)
         if provider == "openai":
-            assert len(keys) == 1  # one tenant, one prefix: one routing key for the whole run
+            # One tenant, one stable prefix: one routing key once the clock is out of the prefix.
+            assert len(set(keys[1:])) == 1
         # The recorded conversation was replayed: the last answer is the recorded one.
         assert final["messages"][-1].content == trajectory[STOP - 1]["content"]
 
@@ -137,5 +153,4 @@ async def test_fallback_model_gets_its_own_providers_hints(
         )
         (sent,) = emu.requests
         assert sent["prompt_cache_key"].startswith("pc-") and not has_cache_control(sent)
-        assert CLOCK_LINE not in system_text(sent)
         assert out["cache_metrics"].calls == 1

@@ -12,7 +12,16 @@ from typing import Any, NotRequired
 import conftest_lc_fixtures as shared
 import lc_tests_path  # noqa: F401  (must come before the shared helpers)
 import pytest
-from helpers_lc import CLOCK_LINE, base_url, make_model, recorded_tools, script_from_trajectory, system_text
+from helpers_lc import (
+    base_url,
+    clock_relocated,
+    has_clock,
+    make_model,
+    recorded_tools,
+    script_from_trajectory,
+    stamp,
+    system_text,
+)
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.cache.memory import InMemoryCache
 from langgraph.graph import END, START, MessagesState, StateGraph
@@ -37,14 +46,19 @@ class State(MessagesState, CacheMetricsState):
     tenant_id: NotRequired[str]
 
 
-def _graph(model: Any, tools: list[Any], cache: PromptCache | None, use_async: bool) -> Any:
+def _graph(model: Any, tools: list[Any], cache: PromptCache | None, use_async: bool, policy: str) -> Any:
     bound = model.bind_tools(tools)
+    minutes = iter(range(60))
+
+    def prompt(state: State) -> list[Any]:
+        # The node stamps the current (moving) time into the policy on every model call.
+        return [SystemMessage(stamp(policy, next(minutes))), *state["messages"]]
 
     def agent(state: State) -> dict[str, Any]:
-        return {"messages": [bound.invoke(state["messages"])]}
+        return {"messages": [bound.invoke(prompt(state))]}
 
     async def aagent(state: State) -> dict[str, Any]:
-        return {"messages": [await bound.ainvoke(state["messages"])]}
+        return {"messages": [await bound.ainvoke(prompt(state))]}
 
     fn: Any = aagent if use_async else agent
     g = StateGraph(State)
@@ -57,8 +71,7 @@ def _graph(model: Any, tools: list[Any], cache: PromptCache | None, use_async: b
 
 
 async def _run(graph: Any, traj: list[dict[str, Any]], config: dict[str, Any], use_async: bool) -> Any:
-    first = [SystemMessage(traj[0]["content"]), HumanMessage(traj[1]["content"])]
-    state: dict[str, Any] = {"messages": first}
+    state: dict[str, Any] = {"messages": [HumanMessage(traj[1]["content"])]}
     for user_turn in (None, traj[3]["content"]):
         if user_turn is not None:
             state = {**state, "messages": [*state["messages"], HumanMessage(user_turn)]}
@@ -76,16 +89,19 @@ async def test_state_graph_bodies_and_metrics(
     fmt = "openai-chat" if provider == "openai" else "anthropic-messages"
     with Emulator(script=script) as bare_emu, Emulator(script=script) as emu:
         bare_model = make_model(provider, base_url(bare_emu, provider), "k")
-        bare = _graph(bare_model, recorded_tools(airline_tools, trajectory), None, use_async)
+        policy = trajectory[0]["content"]
+        bare = _graph(bare_model, recorded_tools(airline_tools, trajectory), None, use_async, policy)
         await _run(bare, trajectory, {}, use_async)
         model = CachingChatModel(make_model(provider, base_url(emu, provider), "k"), cache)
-        graph = _graph(model, recorded_tools(airline_tools, trajectory), cache, use_async)
+        graph = _graph(model, recorded_tools(airline_tools, trajectory), cache, use_async, policy)
         final = await _run(graph, trajectory, {"configurable": {"tenant_id": "acme"}}, use_async)
 
         assert len(emu.requests) == len(bare_emu.requests) == 6
-        for sent_bare, sent in zip(bare_emu.requests, emu.requests, strict=True):
+        for i, (sent_bare, sent) in enumerate(zip(bare_emu.requests, emu.requests, strict=True)):
             assert sent == reference.prepare_request(sent_bare, format=fmt, tenant="acme").body
-            assert CLOCK_LINE not in system_text(sent)
+            assert has_clock(system_text(sent_bare))
+            if i >= 1:  # the clock has been seen to move: out of the stable prefix
+                assert clock_relocated(sent)
         assert final["messages"][-1].content == trajectory[STOP - 1]["content"]
         m: CacheMetrics = final["cache_metrics"]
         assert m.calls == 6
