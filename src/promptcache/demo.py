@@ -133,7 +133,10 @@ def render(report: dict[str, Any]) -> str:
         if a["cost_usd"]
         else "",
         "",
-        "why the prefix differed on call 3 (and how promptcache absorbed it):",
+        "call 2 — the clock changed for the first time, so promptcache starts moving it out",
+        "of the prefix (a value that never changes stays where it is):",
+        *("  " + x for x in report["calls"][1]["explain"].splitlines()),
+        "call 3 — from then on the differences are absorbed:",
         *("  " + x for x in report["calls"][2]["explain"].splitlines()),
     ]
     return "\n".join(lines)

@@ -1,14 +1,19 @@
 """``PromptCache``: the one object the framework integrations use.
 
+A detected volatile value stays in place until the family shows it changing;
+from then on it moves after the cached prefix:
+
 >>> cache = PromptCache()
->>> body = {"model": "gpt-4o", "messages": [
-...     {"role": "system", "content": "You help.\\nCurrent date: 2024-05-15"},
-...     {"role": "user", "content": "hi"}]}
->>> prepared = cache.prepare_request(body, format="openai-chat")
->>> [m["role"] for m in prepared.body["messages"]]
-['system', 'system', 'user']
->>> prepared.body["messages"][0]["content"]
-'You help.'
+>>> def call(date):
+...     body = {"model": "gpt-4o", "messages": [
+...         {"role": "system", "content": f"You help.\\nCurrent date: {date}"},
+...         {"role": "user", "content": "hi"}]}
+...     return cache.prepare_request(body, format="openai-chat").body["messages"]
+>>> [m["role"] for m in call("2024-05-15")]
+['system', 'user']
+>>> moved = call("2024-05-16")
+>>> [m["role"] for m in moved], moved[0]["content"]
+(['system', 'system', 'user'], 'You help.')
 """
 
 from __future__ import annotations
@@ -82,6 +87,9 @@ class _Text:
     raw_crc: int
     digest: str
     block: Block
+    canonical: str  # before any relocation
+    spans: list[tuple[int, int, str]]  # detected volatile spans of ``canonical``
+    canonical_digest: str | None = None  # computed when the canonical text is sent as is
 
 
 @dataclass(slots=True)
@@ -276,10 +284,8 @@ class PromptCache:
         canon = canonical_text(text)
         hits = _STATIC_SCANNER.scan(canon)
         classes = tuple(sorted({DATA_CLASS[h.kind] for h in hits if h.kind in DATA_CLASS}))
-        if self._relocates(kind):
-            stable, frags = relocate_spans(canon, find_volatile(canon, hits), label)
-        else:
-            stable, frags = canon, []
+        spans = find_volatile(canon, hits) if self._relocates(kind) else []
+        stable, frags = relocate_spans(canon, spans, label)
         lines = stable.split("\n")
         # Whole-line moves shift every later line up; explanations must speak in
         # the caller's numbering, so map each stable line back to its source line.
@@ -299,6 +305,8 @@ class PromptCache:
             zlib.crc32(text.encode("utf-8", "surrogatepass")),
             dg,
             block,
+            canon,
+            spans,
         )
         self._memo.put(key, res)
         return res
@@ -540,7 +548,7 @@ class PromptCache:
                     SlotPrint(
                         t.block.label if i == 0 else f"{t.block.label}[{i}]",
                         t.raw_crc,
-                        t.digest if stable is t.stable else digest(b"s", stable.encode()),
+                        self._sent_digest(t, stable),
                         t.line_crcs,
                         t.line_numbers,
                         [(f.kind, f.line) for f in fs],
@@ -586,7 +594,12 @@ class PromptCache:
         return Prepared(body=hinted, plan=plan)
 
     def _learned(self, fam: _Family, i: int, t: _Text, kind: BlockKind) -> tuple[str, list[Fragment]]:
-        """Apply what the family has learned about slot ``i``; returns stable text and fragments."""
+        """Apply what the family knows about system slot ``i``: the text to send and what moved.
+
+        Detected values move only once the family has seen them change (see
+        :meth:`SlotVolatility.changed_spans`); lines and whole blocks no regex
+        caught move once learned.
+        """
         slot = fam.slots.get(f"s{i}")
         if slot is None:
             slot = fam.slots[f"s{i}"] = SlotVolatility(learn_after=self.policy.relocation.learn_after)
@@ -595,12 +608,21 @@ class PromptCache:
         if not self._relocates(kind):
             return t.stable, t.fragments
         label = t.block.label if i == 0 else f"{t.block.label}[{i}]"
-        if i > 0 and slot.volatile_block and t.stable:
-            whole = Fragment(source=label, kind="learned_block", line=1, text=t.stable)
-            return "", [*t.fragments, whole]
-        idx = slot.volatile_lines(t.lines)
+        chosen = slot.changed_spans(t.canonical, t.spans)
+        if len(chosen) == len(t.spans):
+            text, frags = t.stable, t.fragments
+        elif not chosen:
+            text, frags = t.canonical, []
+        else:
+            text, frags = relocate_spans(t.canonical, chosen, label)
+        if i > 0 and slot.volatile_block and text:
+            whole = Fragment(source=label, kind="learned_block", line=1, text=text)
+            return "", [*frags, whole]
+        # Learned lines are anchored on the fully relocated text; while some
+        # detected value is still kept in place they wait for the next request.
+        idx = slot.volatile_lines(t.lines) if text is t.stable else []
         if not idx:
-            return t.stable, t.fragments
+            return text, frags
         spans = []
         offsets = [0]
         for line in t.lines:
@@ -609,6 +631,17 @@ class PromptCache:
             spans.append((offsets[j], offsets[j] + len(t.lines[j]), "learned"))
         stable, fs = relocate_spans(t.stable, spans, label)
         return stable, [*t.fragments, *fs]
+
+    @staticmethod
+    def _sent_digest(t: _Text, sent: str) -> str:
+        """Digest of the system text actually sent for ``t``."""
+        if sent is t.stable:
+            return t.digest
+        if sent is t.canonical:
+            if t.canonical_digest is None:
+                t.canonical_digest = digest(t.block.kind.value.encode(), sent.encode())
+            return t.canonical_digest
+        return digest(t.block.kind.value.encode(), sent.encode())
 
     def _plan_for_request(
         self,
@@ -629,12 +662,12 @@ class PromptCache:
         for t, stable in zip(texts, system_out, strict=True):
             if not stable:
                 continue
-            if stable is t.stable:
-                blocks.append(t.block)
-                digests.append(t.digest)
-            else:
-                blocks.append(Block(kind=t.block.kind, content=stable, data_classes=t.data_classes))
-                digests.append(digest(t.block.kind.value.encode(), stable.encode()))
+            blocks.append(
+                t.block
+                if stable is t.stable
+                else Block(kind=t.block.kind, content=stable, data_classes=t.data_classes)
+            )
+            digests.append(self._sent_digest(t, stable))
             if t.data_classes:
                 classes[len(blocks) - 1] = list(t.data_classes)
         base = len(blocks)

@@ -120,9 +120,25 @@ def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
             continue
         if p.canonical != c.canonical:
             prefix_same = False
-            line = _first_diff(p.lines, c.lines, c.line_numbers)
-            changes.append(Change(block=c.label, cause="content", detail="new content", line=line))
-        moved = [v for v in c.volatile if v not in p.volatile] or c.volatile
+            if p.lines == c.lines:
+                # Only a detected value differs: it was kept in place while it
+                # held still, and moves out of the prefix from this request on.
+                changes.append(
+                    Change(
+                        block=c.label,
+                        cause="volatile_value",
+                        detail="a detected value changed for the first time; it moves after the "
+                        "cached prefix from now on",
+                        line=c.volatile[0][1] if c.volatile else None,
+                    )
+                )
+            else:
+                line = _first_diff(p.lines, c.lines, c.line_numbers)
+                changes.append(Change(block=c.label, cause="content", detail="new content", line=line))
+        # On the request where a value first moves, the move is the change itself,
+        # not something absorbed: only later requests list it as neutralized.
+        first_move = bool(c.volatile) and not p.volatile and p.canonical != c.canonical
+        moved = [] if first_move else [v for v in c.volatile if v not in p.volatile] or c.volatile
         for kind, line in moved:
             cause: Cause = "learned_volatile" if kind.startswith("learned") else "volatile_value"
             changes.append(

@@ -46,6 +46,33 @@ class SlotVolatility:
     learned: set[tuple[int, int]] = field(default_factory=set)
     wholesale_streak: int = 0
     observations: int = 0
+    values: dict[tuple[str, int], str] | None = None
+    changing: set[tuple[str, int]] = field(default_factory=set)
+
+    def changed_spans(self, text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+        """The detected volatile spans of ``text`` that should move out of the prefix.
+
+        A detection is a guess until the family shows the value changing: a
+        value equal to the previous request's stays where it is (moving a value
+        that never changes would cost prefix for nothing). From its first change
+        on, a value is moved on every request, so the prefix does not flip-flop.
+        Values are matched by kind and order of appearance.
+        """
+        values: dict[tuple[str, int], str] = {}
+        seen: dict[str, int] = {}
+        chosen: list[tuple[int, int, str]] = []
+        for start, end, kind in spans:
+            n = seen.get(kind, 0)
+            seen[kind] = n + 1
+            key = (kind, n)
+            value = text[start:end]
+            values[key] = value
+            if self.values is not None and self.values.get(key, value) != value:
+                self.changing.add(key)
+            if key in self.changing:
+                chosen.append((start, end, kind))
+        self.values = values
+        return chosen
 
     @property
     def volatile_block(self) -> bool:

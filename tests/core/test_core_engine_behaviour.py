@@ -343,10 +343,14 @@ def test_explain_line_number_counts_relocated_lines() -> None:
 
 
 def test_shadow_mode_returns_body_unchanged_with_full_plan() -> None:
+    earlier = _anthropic(LONG + "\nCurrent time: 2024-05-15 09:59", CONV)
     body = _anthropic(LONG + "\nCurrent time: 2024-05-15 10:00", CONV)
     snapshot = repr(body)
-    shadow = PromptCache(mode="shadow").prepare_request(body, format="anthropic-messages", tenant="t")
-    active = PromptCache().prepare_request(body, format="anthropic-messages", tenant="t")
+    shadow_cache, active_cache = PromptCache(mode="shadow"), PromptCache()
+    for c in (shadow_cache, active_cache):  # the clock is seen changing once, in both
+        c.prepare_request(earlier, format="anthropic-messages", tenant="t")
+    shadow = shadow_cache.prepare_request(body, format="anthropic-messages", tenant="t")
+    active = active_cache.prepare_request(body, format="anthropic-messages", tenant="t")
     assert shadow.body == body and repr(shadow.body) == snapshot and repr(body) == snapshot
     assert shadow.plan.mode == "shadow"
     assert shadow.plan.prefix_key == active.plan.prefix_key

@@ -344,14 +344,18 @@ def test_key_contract_requires_tenant() -> None:
 
 # -- 5. relocated values are all still present --------------------------------------------
 
+# (first request's value, the changed value of the next request), same position.
 VOLATILES = [
-    "Current time: 2024-05-15 15:04:07",
-    "Today is 2024-05-16.",
-    "Generated at 2024-05-15T15:04:07Z for you.",
-    "Trace 123e4567-e89b-12d3-a456-426614174000 attached.",
-    "Epoch 1715785447 stamp.",
-    "request_id: abc123def456",
-    "msg_01ABCDEFGHJKLMNOP is the message.",
+    ("Current time: 2024-05-15 15:04:07", "Current time: 2024-05-15 15:05:11"),
+    ("Today is 2024-05-16.", "Today is 2024-05-17."),
+    ("Generated at 2024-05-15T15:04:07Z for you.", "Generated at 2024-05-15T15:06:08Z for you."),
+    (
+        "Trace 123e4567-e89b-12d3-a456-426614174000 attached.",
+        "Trace 9b2f4c1a-0d3e-4f5a-8b6c-7d8e9f0a1b2c attached.",
+    ),
+    ("Epoch 1715785447 stamp.", "Epoch 1715785999 stamp."),
+    ("request_id: abc123def456", "request_id: fed654cba321"),
+    ("msg_01ABCDEFGHJKLMNOP is the message.", "msg_01QRSTUVWXYZABCDE is the message."),
 ]
 
 
@@ -360,27 +364,36 @@ VOLATILES = [
 @given(
     picks=st.lists(st.tuples(st.integers(0, 8), st.sampled_from(VOLATILES)), min_size=1, max_size=5),
 )
-def test_relocated_values_still_present(fmt: str, picks: list[tuple[int, str]]) -> None:
-    lines = [f"Rule {i}: answer politely and cite the policy section." for i in range(8)]
-    for pos, v in picks:
-        lines.insert(min(pos, len(lines)), v)
-    system = "\n".join(lines)
-    prepared = PromptCache().prepare_request(
-        make_body(fmt, system, TOOL_SPECS, [("user", "hi")]), format=fmt, tenant="t"
+def test_relocated_values_still_present(fmt: str, picks: list[tuple[int, tuple[str, str]]]) -> None:
+    systems = []
+    for which in (0, 1):
+        lines = [f"Rule {i}: answer politely and cite the policy section." for i in range(8)]
+        for pos, pair in picks:
+            lines.insert(min(pos, len(lines)), pair[which])
+        systems.append("\n".join(lines))
+    pc = PromptCache()
+    first = pc.prepare_request(
+        make_body(fmt, systems[0], TOOL_SPECS, [("user", "hi")]), format=fmt, tenant="t"
+    )
+    # Nothing has been seen changing yet: every detected value stays in place.
+    assert first.plan.fragments == []
+    assert stable_system_text_of(fmt, first.body) == systems[0]
+    prepared = pc.prepare_request(
+        make_body(fmt, systems[1], TOOL_SPECS, [("user", "hi")]), format=fmt, tenant="t"
     )
     frags = prepared.plan.fragments
-    assert frags, "every injected value is detectable"
+    assert frags, "every changed value is moved"
     dumped = json.dumps(prepared.body, ensure_ascii=False)
     stable = stable_system_text_of(fmt, prepared.body)
     for f in frags:
         assert json.dumps(f.text, ensure_ascii=False)[1:-1] in dumped
         assert any(f.text in s for s in all_strings(prepared.body))
         assert f.text not in stable
-    for _, v in picks:
-        assert v not in stable
+    for _, pair in picks:
+        assert pair[1] not in stable
     # Lossless: the stable text plus the fragments rebuild the original exactly
     # (whole lines go back at their line numbers, markers back to their values).
-    assert _rebuild(stable, frags) == system
+    assert _rebuild(stable, frags) == systems[1]
 
 
 def _rebuild(stable: str, frags: list[Fragment]) -> str:

@@ -48,6 +48,16 @@ def _prepare(body: dict[str, Any], fmt: str, policy: Policy | None = None, tenan
     return PromptCache(policy).prepare_request(body, format=fmt, tenant=tenant)
 
 
+def _prepare_after_change(earlier: dict[str, Any], body: dict[str, Any], fmt: str) -> Any:
+    """Prepare ``body`` after ``earlier`` (same request, an older clock value) on one cache.
+
+    A detected value moves after the prefix only once its family has seen it change.
+    """
+    cache = PromptCache()
+    cache.prepare_request(earlier, format=fmt, tenant="t")
+    return cache.prepare_request(body, format=fmt, tenant="t")
+
+
 def _count(value: Any, key: str) -> int:
     if isinstance(value, dict):
         return (key in value) + sum(_count(v, key) for v in value.values())
@@ -113,7 +123,11 @@ def test_anthropic_exact_placement() -> None:
 
 
 def test_anthropic_breakpoint_before_the_volatile_block() -> None:
-    out = _prepare(_anthropic(system=LONG + "\nCurrent date: 2024-05-15"), "anthropic-messages").body
+    out = _prepare_after_change(
+        _anthropic(system=LONG + "\nCurrent date: 2024-05-14"),
+        _anthropic(system=LONG + "\nCurrent date: 2024-05-15"),
+        "anthropic-messages",
+    ).body
     assert out["messages"][1] == {
         "role": "assistant",
         "content": [{"type": "text", "text": "hello", "cache_control": CC}],
@@ -280,16 +294,18 @@ def test_openai_explicit_breakpoints_chat() -> None:
 
 @pytest.mark.usefixtures("gpt56")
 def test_openai_explicit_breakpoints_responses_before_volatile() -> None:
-    body = {
-        "model": "gpt-5.6-sol",
-        "instructions": LONG + "\nToday is 2024-05-15.",
-        "input": [
-            {"role": "user", "content": "q1"},
-            {"role": "assistant", "content": "a1"},
-            {"role": "user", "content": "q2"},
-        ],
-    }
-    out = _prepare(body, "openai-responses").body
+    def body(day: int) -> dict[str, Any]:
+        return {
+            "model": "gpt-5.6-sol",
+            "instructions": LONG + f"\nToday is 2024-05-{day}.",
+            "input": [
+                {"role": "user", "content": "q1"},
+                {"role": "assistant", "content": "a1"},
+                {"role": "user", "content": "q2"},
+            ],
+        }
+
+    out = _prepare_after_change(body(14), body(15), "openai-responses").body
     items = out["input"]
     assert items[-2]["content"].startswith("<volatile_context>")  # developer item, unmarked
     # instructions cannot carry a breakpoint; the conversation one sits before the volatile item
