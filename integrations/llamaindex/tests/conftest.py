@@ -19,11 +19,11 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.tools import FunctionTool
 from llama_index.llms.anthropic import Anthropic
 from llama_index.llms.openai import OpenAI, OpenAIResponses
+from promptcache_llamaindex import disable
 from pydantic import BaseModel, ConfigDict
 
 from promptcache import PromptCache
 from promptcache.emulate import Emulator
-from promptcache_llamaindex import disable
 
 FIXTURES = Path("/work/shared/fixtures/real/agents")
 LOCAL_FIXTURES = Path(__file__).parent / "fixtures"

@@ -11,11 +11,11 @@ from conftest import AIRLINE_POLICY, anthropic_llm, openai_llm, responses_llm
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.llms import ChatMessage
 from llama_index_instrumentation.dispatcher import instrument_tags
+from promptcache_llamaindex import CachingLLM, PromptCacheEventHandler
 
 from promptcache import PromptCache
 from promptcache.emulate import Emulator
 from promptcache.stats import recorder_for
-from promptcache_llamaindex import CachingLLM, PromptCacheEventHandler
 
 CLOCK = "2024-05-15 15:00:00"
 

@@ -8,6 +8,7 @@ untrusted content; caching it does not change where LlamaIndex puts it in the pr
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -48,7 +49,10 @@ def document_of(nws: NodeWithScore) -> dict[str, Any]:
         )
     if node.ref_doc_id is not None:
         extra["ref_doc_id"] = node.ref_doc_id
-    return {"id": node.node_id, "text": text, "metadata": {_EXTRA: extra}, "score": nws.score}
+    # Scores are rounded: a full-precision float's digit run can look like a card number to the
+    # sensitive-data scan, which would refuse to store the result (and 6 digits rank the same).
+    score = round(nws.score, 6) if nws.score is not None else None
+    return {"id": node.node_id, "text": text, "metadata": {_EXTRA: extra}, "score": score}
 
 
 def node_of(doc: dict[str, Any]) -> NodeWithScore:
@@ -124,7 +128,7 @@ class CachingRetriever(BaseRetriever):
         dispatcher.event(
             RetrievalCacheEvent(
                 cache_id=str(id(self.cache)),
-                call_id=lk.key_digest or "",
+                call_id=uuid.uuid4().hex,
                 tenant=tenant,
                 retriever=self.spec.name,
                 hit=lk.hit,

@@ -14,6 +14,7 @@ stored.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,7 +90,7 @@ class CachingTool(AsyncBaseTool):
         dispatcher.event(
             ToolCacheEvent(
                 cache_id=str(id(self.cache)),
-                call_id=lookup.key_digest or "",
+                call_id=uuid.uuid4().hex,
                 tenant=tenant,
                 tool=self.spec.name,
                 side_effect=str(self.spec.effective_side_effect),
