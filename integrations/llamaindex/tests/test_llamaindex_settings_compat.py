@@ -1,0 +1,98 @@
+"""enable()/disable() on Settings, and the SDK versions LlamaIndex's provider LLMs need."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+from conftest import AIRLINE_POLICY, anthropic_llm, openai_llm
+from llama_index.core import Settings
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.llms import ChatMessage
+from llama_index.llms.bedrock_converse import BedrockConverse
+from packaging.version import Version
+from promptcache_llamaindex import CachingLLM, PromptCacheEventHandler, disable, enable, enabled_handler
+
+from promptcache import PromptCache
+from promptcache.emulate import Emulator
+from promptcache.stats import recorder_for
+
+
+def _handlers() -> list[PromptCacheEventHandler]:
+    return [h for h in get_dispatcher().event_handlers if isinstance(h, PromptCacheEventHandler)]
+
+
+def test_enable_is_idempotent_wraps_later_llms_and_disable_restores(
+    emu: Emulator, cache: PromptCache
+) -> None:
+    first = openai_llm(emu)
+    Settings.llm = first
+    handler = enable(cache)
+    assert enable(cache) is handler and _handlers() == [handler]
+    assert isinstance(Settings.llm, CachingLLM) and Settings.llm.inner is first
+    later = anthropic_llm(emu)
+    Settings.llm = later  # assigned after enable(): wrapped too
+    assert isinstance(Settings.llm, CachingLLM) and Settings.llm.inner is later
+    assert Settings.llm.cache is cache and enabled_handler() is handler
+    disable()
+    assert Settings.llm is later and _handlers() == []
+    Settings.llm = first
+    assert Settings.llm is first, "after disable() nothing is wrapped any more"
+    disable()  # a second disable is a no-op
+
+
+def test_enable_with_another_cache_switches(emu: Emulator, cache: PromptCache) -> None:
+    Settings.llm = openai_llm(emu)
+    enable(cache)
+    other = PromptCache()
+    h2 = enable(other)
+    assert _handlers() == [h2] and isinstance(Settings.llm, CachingLLM) and Settings.llm.cache is other
+
+
+def test_anthropic_sdk_pin_runs_llamaindex_end_to_end(emu: Emulator, cache: PromptCache) -> None:
+    # llama-index-llms-anthropic 0.12 needs the anthropic 0.x SDK (see pyproject.toml): 1.x dropped
+    # ``temperature`` from messages.create and 2.x made MessageParam a Union alias.
+    assert Version(anthropic.__version__) < Version("1"), anthropic.__version__
+    r = anthropic_llm(emu).chat([ChatMessage(role="user", content="hi")])
+    assert r.message.content and emu.paths == ["/v1/messages"]
+
+
+_CONVERSE_REPLY = {
+    "output": {"message": {"role": "assistant", "content": [{"text": "ok"}]}},
+    "stopReason": "end_turn",
+    "usage": {
+        "inputTokens": 12,
+        "outputTokens": 2,
+        "totalTokens": 2014,
+        "cacheReadInputTokens": 2000,
+        "cacheWriteInputTokens": 0,
+    },
+    "metrics": {"latencyMs": 10},
+}
+
+
+def test_bedrock_converse_gets_cache_point_and_usage(cache: PromptCache) -> None:
+    # A real boto3 bedrock-runtime client, stubbed (no AWS, no network): botocore validates the
+    # rewritten kwargs against the Converse service model before the stub answers.
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client(
+        "bedrock-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    sent: list[dict[str, Any]] = []
+    client.meta.events.register(
+        "provide-client-params.bedrock-runtime.Converse", lambda params, **_: sent.append(dict(params))
+    )
+    stub = Stubber(client)
+    stub.add_response("converse", _CONVERSE_REPLY)
+    stub.activate()
+    inner = BedrockConverse(
+        model="anthropic.claude-sonnet-4-5-20250929-v1:0", client=client, region_name="us-east-1"
+    )
+    llm = CachingLLM(inner, cache)
+    r = llm.chat([ChatMessage(role="system", content=AIRLINE_POLICY), ChatMessage(role="user", content="hi")])
+    assert any("cachePoint" in block for block in sent[0]["system"]), "a cachePoint closes the system blocks"
+    meta = r.additional_kwargs["promptcache"]
+    assert meta["format"] == "bedrock-converse" and meta["cache_read_tokens"] == 2000
+    assert recorder_for(cache).snapshot().total.cache_read_tokens == 2000
