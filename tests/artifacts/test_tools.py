@@ -345,3 +345,29 @@ async def test_async_twin_serves_and_invalidates(env: tuple[ToolOutputCache, Db,
 
 async def _araise() -> None:
     raise ValueError("nope")
+
+
+def test_a_foreign_entry_under_the_key_is_a_counted_miss_never_an_error() -> None:
+    store = TieredStore()
+    tools = ToolOutputCache(store)
+    spec = ToolSpec(name="s", side_effect="pure")
+    tools.call(spec, {}, lambda: 1, tenant="t")
+    store.put(_key_of(store), b"\x00not ours", tenant="t", entry_type="tool_output", tags=["tool:s"])
+    out = tools.call(spec, {}, lambda: 2, tenant="t")
+    assert out.value == 2 and not out.lookup.hit and tools.stats().corrupt == 1
+
+
+async def test_async_pii_shortening_writes_with_the_short_ttl() -> None:
+    store = TieredStore()
+    tools = ToolOutputCache(store)
+    spec = ToolSpec(name="profile", side_effect="read_only", ttl="2h")
+
+    async def profile(u: int) -> dict[str, str]:
+        return {"phone": "+1 415 555 0100"}
+
+    out = await tools.acall(spec, {"u": 1}, profile, tenant="t")
+    assert out.lookup.stored and out.lookup.ttl_seconds == 3600
+    entry = store.get(_key_of(store), tenant="t")
+    assert entry is not None and entry.expires_at is not None
+    assert entry.expires_at - entry.created_at == pytest.approx(3600)
+    assert (await tools.acall(spec, {"u": 1}, profile, tenant="t")).lookup.hit
