@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import fixtures_lc as shared
 import pytest
 from helpers_lc import (
     base_url,
@@ -37,6 +38,10 @@ from promptcache.stats import recorder_for
 Emulator = pytest.importorskip("promptcache.emulate").Emulator
 
 STOP = 13
+
+# The shared fixtures, registered here: no conftest.py, which would collide with other
+# integrations' conftest.py files when their test folders run in one pytest session.
+airline_tools, trajectory = shared.airline_tools, shared.trajectory
 
 
 def _clock_prompt(policy: str) -> Any:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import fixtures_lc as shared
 from helpers_lc import has_clock, make_model, stamp, system_text
 from langchain_core.messages import HumanMessage, SystemMessage
 from promptcache_langchain import CachingChatModel, PromptCacheCallbackHandler
 
 from promptcache import PromptCache
 from promptcache.stats import recorder_for
+
+# The shared fixtures, registered here: no conftest.py, which would collide with other
+# integrations' conftest.py files when their test folders run in one pytest session.
+airline_policy, emulator = shared.airline_policy, shared.emulator
 
 
 async def test_shadow_records_without_changing_requests(emulator: Any, airline_policy: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import fixtures_lc as shared
 import pytest
 from helpers_lc import (
     base_url,
@@ -29,6 +30,10 @@ from promptcache.stats import recorder_for
 
 PROVIDERS = ["openai", "anthropic"]
 MODES = ["invoke", "ainvoke", "stream", "astream"]
+
+# The shared fixtures, registered here: no conftest.py, which would collide with other
+# integrations' conftest.py files when their test folders run in one pytest session.
+airline_policy, airline_tools, emulator = shared.airline_policy, shared.airline_tools, shared.emulator
 
 
 async def _call(model: Any, messages: list[BaseMessage], mode: str, config: dict[str, Any]) -> BaseMessage:

@@ -1,7 +1,7 @@
 """Put the LangChain integration tests' folder on ``sys.path``: their fixtures and helpers are shared.
 
-Imported first by the LangGraph test modules. Not a conftest.py: two conftest.py files in
-sibling test folders without ``__init__.py`` collide as one module name when run together.
+Imported first by the LangGraph test modules. Not a conftest.py: conftest.py files in sibling
+test folders without ``__init__.py`` collide as one module name when run together.
 """
 
 import sys

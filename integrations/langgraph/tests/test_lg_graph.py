@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, NotRequired
 
-import conftest_lc_fixtures as shared
+import fixtures_lc as shared
 import lc_tests_path  # noqa: F401  (must come before the shared helpers)
 import pytest
 from helpers_lc import (
@@ -36,7 +36,7 @@ from promptcache.stats import recorder_for
 # The emulator is a separate piece of work: skip, not error, where it is not there yet.
 Emulator = pytest.importorskip("promptcache.emulate").Emulator
 
-# The shared fixtures, registered in this module (a second conftest.py would collide).
+# The shared fixtures, registered in this module (a conftest.py would collide).
 airline_policy, airline_tools, trajectory = shared.airline_policy, shared.airline_tools, shared.trajectory
 
 STOP = 13

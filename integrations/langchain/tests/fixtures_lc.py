@@ -1,4 +1,4 @@
-"""Fixtures shared by the LangChain and LangGraph tests: the provider emulator and tau-bench data."""
+"""Fixtures shared by the LangChain and LangGraph tests (each test module imports them)."""
 
 from __future__ import annotations
 
