@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import AIRLINE_POLICY, anthropic_llm, openai_llm, responses_llm
+from li_fixtures import AIRLINE_POLICY, anthropic_llm, openai_llm, responses_llm
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.llms import ChatMessage
 from llama_index_instrumentation.dispatcher import instrument_tags

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import (
+from li_fixtures import (
     AIRLINE_POLICY,
     AirlineBackend,
     HashEmbedding,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
-from conftest import AIRLINE_POLICY, anthropic_llm, openai_llm
+from li_fixtures import AIRLINE_POLICY, anthropic_llm, openai_llm
 from llama_index.core import Settings
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.llms import ChatMessage
