@@ -68,9 +68,10 @@ VOLATILE_PATTERNS: list[tuple[str, str]] = [
 ]
 
 
-def _mixed_hex(s: str) -> bool:
+def _mixed_hex(text: str, start: int, end: int) -> bool:
     # A nonce mixes digits and letters; a run of only digits or only letters is
     # a number or a word.
+    s = text[start:end]
     return any(c.isdigit() for c in s) and any(c.isalpha() for c in s)
 
 

@@ -72,10 +72,16 @@ def luhn_valid(number: str) -> bool:
     return total % 10 == 0
 
 
-def _card_plausible(text: str) -> bool:
-    # A run of one repeated digit passes Luhn (e.g. 0000...) but is never a card.
-    digits = {c for c in text if c.isdigit()}
-    return len(digits) > 1 and luhn_valid(text)
+def _card_plausible(text: str, start: int, end: int) -> bool:
+    # The decimals of a float (a similarity score 0.337099931231621) are not a
+    # card, whatever Luhn says; nor is a run of one repeated digit.
+    if start > 0 and text[start - 1] in ".,":
+        return False
+    if end + 1 < len(text) and text[end] in ".," and text[end + 1].isdigit():
+        return False
+    number = text[start:end]
+    digits = {c for c in number if c.isdigit()}
+    return len(digits) > 1 and luhn_valid(number)
 
 
 VERIFY = {"card_number": _card_plausible}

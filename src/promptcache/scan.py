@@ -30,7 +30,9 @@ class Hit:
     kind: str
 
 
-Verify = Callable[[str], bool]
+#: ``verify(text, start, end)``: keep the hit ``text[start:end]``? The whole text is
+#: passed so a verifier can look at the context (e.g. a decimal point before it).
+Verify = Callable[[str, int, int], bool]
 
 
 class Scanner:
@@ -85,7 +87,7 @@ class Scanner:
             if m is None or m.end() != end:
                 continue
             check = self._verify.get(kind)
-            if check is not None and not check(text[start:end]):
+            if check is not None and not check(text, start, end):
                 continue
             return [Hit(start, end, kind)]
         return []
