@@ -12,16 +12,20 @@ from promptcache.catalog import load_catalog
 from promptcache.engine import PromptCache
 from promptcache.formats import WireFormat
 from promptcache.keys import KeyContract, derive_key
+from promptcache.metrics import CacheMetrics, merge_cache_metrics
 from promptcache.plan import Plan, Prepared
 from promptcache.policy import Policy, PolicyError
 from promptcache.pricing import cost
 from promptcache.providers.usage import usage_from_response, usage_from_stream
+from promptcache.stats import CacheStats
 from promptcache.usage import CacheUsage
 from promptcache.wire import WireFormatError
 
 __all__ = [
     "Block",
     "BlockKind",
+    "CacheMetrics",
+    "CacheStats",
     "CacheUsage",
     "KeyContract",
     "Plan",
@@ -36,6 +40,7 @@ __all__ = [
     "cost",
     "derive_key",
     "load_catalog",
+    "merge_cache_metrics",
     "usage_from_response",
     "usage_from_stream",
 ]

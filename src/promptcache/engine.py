@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
+from promptcache.artifacts import ResponseCache, RetrievalCache, ToolOutputCache, open_store
 from promptcache.blocks import Block, BlockKind, Stability, Trust, trusted_block
 from promptcache.canonical import (
     VOLATILE_PATTERNS,
@@ -51,11 +52,13 @@ from promptcache.policy import Policy
 from promptcache.providers.hints import HintContext, apply_hints
 from promptcache.scan import Hit, Scanner
 from promptcache.stats import CacheStats, recorder_for
+from promptcache.tiers.router import TieredStore
 from promptcache.usage import CacheUsage
 from promptcache.volatility import SlotVolatility
 from promptcache.wire import WireAdapter, WireFormatError, WireParts, get_adapter, normalize_message_text
 
 if TYPE_CHECKING:
+    from promptcache.artifacts.retrieval import Authorizer
     from promptcache.catalog import Catalog
     from promptcache.providers.prewarm import PrewarmReport
 
@@ -160,6 +163,8 @@ class PromptCache:
         memo_entries: int = 8192,
         max_families: int = 4096,
         catalog: Catalog | None = None,
+        store: str | TieredStore | Any | None = None,
+        authorize: Authorizer | None = None,
     ) -> None:
         if policy is None:
             self.policy = Policy()
@@ -179,6 +184,69 @@ class PromptCache:
         #: Model facts (minimum cacheable lengths, TTL options, prices); ``None``
         #: uses the packaged, dated catalog.
         self.catalog = catalog
+        self._store_spec = store
+        self._store: TieredStore | None = store if isinstance(store, TieredStore) else None
+        # A store the caller passed in is theirs to close; one we opened is ours.
+        self._owns_store = not isinstance(store, TieredStore)
+        self._authorize = authorize
+        self._artifacts_lock = threading.Lock()
+        self._tools_cache: ToolOutputCache | None = None
+        self._retrieval_cache: RetrievalCache | None = None
+        self._responses_cache: ResponseCache | None = None
+
+    # -- promptcache's own caches ---------------------------------------------
+
+    @property
+    def store(self) -> TieredStore:
+        """The tiered store behind the tool, retrieval and response caches.
+
+        Opened on first use (``PromptCache()`` touches no disk until then): the
+        embedded SQLite default, or what ``store=`` named (``redis://...``,
+        ``rediss://``, cluster, sentinel, a Redis client or a ``TieredStore``).
+        """
+        if self._store is None:
+            with self._artifacts_lock:
+                if self._store is None:
+                    self._store = open_store(self._store_spec)
+        return self._store
+
+    @property
+    def tools(self) -> ToolOutputCache:
+        """The tool-output cache (side-effect classes honoured; see :mod:`promptcache.artifacts`)."""
+        if self._tools_cache is None:
+            self._tools_cache = ToolOutputCache(self.store, self.policy)
+        return self._tools_cache
+
+    @property
+    def retrieval(self) -> RetrievalCache:
+        """The retrieval cache; ``authorize=`` re-checks documents on every hit."""
+        if self._retrieval_cache is None:
+            self._retrieval_cache = RetrievalCache(self.store, self.policy, authorize=self._authorize)
+        return self._retrieval_cache
+
+    @property
+    def responses(self) -> ResponseCache:
+        """The response cache (only what the policy allows: low temperature, structured output)."""
+        if self._responses_cache is None:
+            self._responses_cache = ResponseCache(self.store, self.policy)
+        return self._responses_cache
+
+    def invalidate(self, tag: str) -> int:
+        """Make every entry tagged ``tag`` unreadable in every process; returns the new generation.
+
+        Raises ``InvalidationFailed`` when the shared tier cannot record it (then
+        entries could survive, so the caller must know).
+        """
+        return self.store.invalidate(tag)
+
+    async def ainvalidate(self, tag: str) -> int:
+        """The asyncio twin of :meth:`invalidate`."""
+        return await self.store.ainvalidate(tag)
+
+    def close(self) -> None:
+        """Flush and close the store this cache opened (a store passed in is left open)."""
+        if self._store is not None and self._owns_store:
+            self._store.close()
 
     # -- figures ---------------------------------------------------------------
 
