@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INTEGRATIONS := $(patsubst %/pyproject.toml,%,$(wildcard integrations/*/pyproject.toml))
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck pytest docs bench redis-server clean
+.PHONY: setup demo test lint typecheck pytest docs bench reliability redis-server clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,11 @@ test: lint typecheck pytest docs
 
 bench: setup
 	$(BIN)/python -m benchmarks.run --out bench-results.json
+
+# Fault, freshness, isolation, injection, secrets, bad-input and load figures
+# (issue 9); bounded in time and count, loopback only.
+reliability: setup redis-server
+	$(BIN)/python -m benchmarks.reliability --out reliability-results.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

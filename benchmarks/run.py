@@ -15,7 +15,12 @@ import time
 import traceback
 from typing import Any
 
-MODULES = ["benchmarks.bench_core", "benchmarks.bench_tiers", "benchmarks.bench_hitrate"]
+MODULES = [
+    "benchmarks.bench_core",
+    "benchmarks.bench_tiers",
+    "benchmarks.bench_hitrate",
+    "benchmarks.bench_overhead",
+]
 
 
 def main() -> int:

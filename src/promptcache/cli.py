@@ -20,6 +20,9 @@ COMMAND_MODULES = [
     "promptcache.bench",
     "promptcache.audit",
     "promptcache.invalidate_cli",
+    "promptcache.stats_cli",
+    "promptcache.report",
+    "promptcache.replay",
 ]
 
 
