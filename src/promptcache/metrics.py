@@ -20,14 +20,22 @@ so that sums are exact whatever the merge order (float addition is not associati
 >>> both = merge_cache_metrics(m, m)
 >>> (both.calls, both.input_tokens, both.cache_read_tokens, round(both.hit_rate, 3))
 (1, 1420, 1280, 0.901)
+
+The value is plain data to anything that stores it (a checkpoint holds a JSON-able map):
+
+>>> import json
+>>> json.loads(json.dumps(both)) == both
+True
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import core_schema
 
 from promptcache.pricing import cost
 from promptcache.usage import CacheUsage
@@ -63,11 +71,6 @@ class CallFigures(BaseModel):
     )
     priced: bool = False
     local_hit: bool = False
-
-    def _order_key(self) -> str:
-        # A total order on records, used only when two different records claim the same id
-        # (which a correct caller never produces); picking the max keeps the merge a join.
-        return self.model_dump_json()
 
 
 def figures_from_usage(
@@ -111,15 +114,83 @@ def figures_from_usage(
     )
 
 
-class CacheMetrics(BaseModel):
+class CacheMetrics(dict[str, Any]):
     """The cache figures of a run: per-call records and totals computed from them.
+
+    A read-only ``dict`` holding plain JSON data, ``{"records": {call_id: {field: value}}}``:
+    that is what a LangGraph checkpoint or node cache stores and reads back (as a plain map,
+    so LangGraph never has to deserialize a promptcache class: no "unregistered type" warning,
+    nothing for ``LANGGRAPH_STRICT_MSGPACK`` to block). The typed view is :attr:`records`
+    (:class:`CallFigures` by call id); totals are properties. A value read back from a
+    checkpoint is a plain dict: ``CacheMetrics.model_validate(value)`` gives the typed form.
 
     ``CacheMetrics()`` is the empty value (what a state channel starts from).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    __slots__ = ("_figures",)
 
-    records: dict[str, CallFigures] = Field(default_factory=dict)
+    def __init__(self, records: Mapping[str, CallFigures | Mapping[str, Any]] | None = None) -> None:
+        """Metrics holding ``records`` (figures or their plain form, by call id), validated."""
+        figures: dict[str, CallFigures] = {}
+        for call_id, r in (records or {}).items():
+            figures[str(call_id)] = r if isinstance(r, CallFigures) else CallFigures.model_validate(r)
+        super().__init__(records={k: f.model_dump(mode="json") for k, f in figures.items()})
+        self._figures = figures
+
+    @classmethod
+    def _of_figures(cls, figures: dict[str, CallFigures], plain: dict[str, dict[str, Any]]) -> CacheMetrics:
+        # The merge path: records already validated, no second validation per merge.
+        out = cls.__new__(cls)
+        dict.__init__(out, records=plain)
+        out._figures = figures
+        return out
+
+    # read-only: a channel value is shared by every reader of the state; the reducer's
+    # algebra (and node-cache replays) rely on no one editing it in place.
+    def _readonly(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("CacheMetrics is read-only: merge with merge_cache_metrics()")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _readonly
+
+    def __copy__(self) -> CacheMetrics:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CacheMetrics:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.model_dump(),))
+
+    def __repr__(self) -> str:
+        return f"CacheMetrics(calls={self.calls}, local_hits={self.local_hits}, records={len(self._figures)})"
+
+    @property
+    def records(self) -> dict[str, CallFigures]:
+        """The per-call figures by call id (a copy: editing it changes nothing)."""
+        return dict(self._figures)
+
+    @classmethod
+    def model_validate(cls, value: Any) -> CacheMetrics:
+        """The typed form of ``value``: a ``CacheMetrics``, its plain form (a checkpoint's), or None."""
+        return _coerce(value)
+
+    def model_dump(self, *, mode: str = "python") -> dict[str, Any]:
+        """The plain form, ``{"records": {call_id: {field: value}}}`` (a deep copy)."""
+        return {"records": {k: dict(v) for k, v in self["records"].items()}}
+
+    def model_dump_json(self) -> str:
+        """The plain form as JSON text."""
+        return json.dumps(self.model_dump(), sort_keys=True)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
+        # Lets LangGraph/LangChain build pydantic models and JSON schemas of a state that holds
+        # the channel: validated through _coerce, serialized as the plain form.
+        return core_schema.no_info_plain_validator_function(
+            _coerce,
+            json_schema_input_schema=core_schema.dict_schema(),
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda v: v.model_dump()),
+        )
 
     @classmethod
     def from_usage(
@@ -144,7 +215,7 @@ class CacheMetrics(BaseModel):
         return out
 
     def _model_calls(self) -> list[CallFigures]:
-        return [r for r in self.records.values() if r.kind == "model" and not r.local_hit]
+        return [r for r in self._figures.values() if r.kind == "model" and not r.local_hit]
 
     @property
     def calls(self) -> int:
@@ -154,7 +225,17 @@ class CacheMetrics(BaseModel):
     @property
     def local_hits(self) -> int:
         """Calls served from promptcache's own caches (tools, retrieval, responses)."""
-        return sum(1 for r in self.records.values() if r.local_hit)
+        return sum(1 for r in self._figures.values() if r.local_hit)
+
+    @property
+    def tool_calls(self) -> int:
+        """Tool calls recorded (served from cache or run)."""
+        return sum(1 for r in self._figures.values() if r.kind == "tool")
+
+    @property
+    def retrievals(self) -> int:
+        """Retrievals recorded (served from cache or run)."""
+        return sum(1 for r in self._figures.values() if r.kind == "retrieval")
 
     @property
     def input_tokens(self) -> int:
@@ -185,12 +266,12 @@ class CacheMetrics(BaseModel):
     @property
     def cost_usd(self) -> float:
         """What the priced calls cost."""
-        return sum(r.cost_nusd for r in self.records.values()) / _NANO
+        return sum(r.cost_nusd for r in self._figures.values()) / _NANO
 
     @property
     def cost_avoided_usd(self) -> float:
         """What the priced calls would have cost more without any caching (negative: not yet paid back)."""
-        return sum(r.cost_avoided_nusd for r in self.records.values()) / _NANO
+        return sum(r.cost_avoided_nusd for r in self._figures.values()) / _NANO
 
     @property
     def unpriced_calls(self) -> int:
@@ -202,6 +283,8 @@ class CacheMetrics(BaseModel):
         return {
             "calls": self.calls,
             "local_hits": self.local_hits,
+            "tool_calls": self.tool_calls,
+            "retrievals": self.retrievals,
             "input_tokens": self.input_tokens,
             "cache_read_tokens": self.cache_read_tokens,
             "cache_write_tokens": self.cache_write_tokens,
@@ -213,15 +296,32 @@ class CacheMetrics(BaseModel):
         }
 
 
+def _rebuild(plain: Mapping[str, Any]) -> CacheMetrics:
+    # pickle/copy support: a read-only dict cannot be rebuilt item by item.
+    return _coerce(plain)
+
+
 def _coerce(value: CacheMetrics | Mapping[str, Any] | None) -> CacheMetrics:
     if value is None:
         return CacheMetrics()
     if isinstance(value, CacheMetrics):
         return value
     if isinstance(value, Mapping):
-        # A checkpoint or a node may hand the channel back as plain data.
-        return CacheMetrics.model_validate(value)
+        # A checkpoint, a node-cache replay or a node may hand the channel back as plain data.
+        extra = set(value) - {"records"}
+        if extra:
+            raise ValueError(f"cache_metrics: unexpected keys {sorted(extra)} (expected 'records')")
+        records = value.get("records") or {}
+        if not isinstance(records, Mapping):
+            raise TypeError("cache_metrics: 'records' must be a mapping of call id to figures")
+        return CacheMetrics(records=records)
     raise TypeError(f"cache_metrics: expected CacheMetrics, a mapping or None, got {type(value).__name__}")
+
+
+def _order_key(plain: Mapping[str, Any]) -> str:
+    # A total order on records, used only when two different records claim the same id
+    # (which a correct caller never produces); picking the max keeps the merge a join.
+    return json.dumps(plain, sort_keys=True)
 
 
 def merge_cache_metrics(
@@ -230,16 +330,21 @@ def merge_cache_metrics(
     """The reducer of a ``cache_metrics`` channel: the union of both sides' call records.
 
     Commutative, associative and idempotent (see the module docstring). Two different records
-    under one id (a caller bug) resolve to the same one whichever side they come from.
+    under one id (a caller bug) resolve to the same one whichever side they come from. Either
+    side may be the plain form a checkpoint holds; the result is a :class:`CacheMetrics`, which
+    is itself a plain ``dict`` to LangGraph's serializer.
     """
     a, b = _coerce(left), _coerce(right)
-    if not b.records:
+    if not b._figures:
         return a
-    if not a.records:
+    if not a._figures:
         return b
-    merged = dict(a.records)
-    for k, r in b.records.items():
-        mine = merged.get(k)
-        if mine is None or (mine != r and r._order_key() > mine._order_key()):
-            merged[k] = r
-    return CacheMetrics(records=merged)
+    figures = dict(a._figures)
+    plain: dict[str, dict[str, Any]] = dict(a["records"])
+    for k, r in b._figures.items():
+        theirs = b["records"][k]
+        mine = plain.get(k)
+        if mine is None or (mine != theirs and _order_key(theirs) > _order_key(mine)):
+            figures[k] = r
+            plain[k] = theirs
+    return CacheMetrics._of_figures(figures, plain)
