@@ -16,8 +16,15 @@ This module is framework-agnostic (it imports no agent framework):
   the call: the request goes out as built, and the reason is noted);
 * :func:`intercept_client` — a copy of an SDK client whose request methods rewrite while a call
   context is set and record the provider's usage (streams are teed, not buffered);
+* :func:`call_with_hint_fallback` / :func:`acall_with_hint_fallback` — run a framework call that
+  sends the context's request; if the provider rejects a caching hint (a 400 naming
+  ``cache_control``, ``prompt_cache_key``, ...), run it once more with every hint stripped
+  (:mod:`promptcache.providers.fallback`), counted in :data:`HINT_REJECTIONS`;
 * :func:`plan_summary` / :func:`record_call` — what was done (no prompt text) and the usage fed to
   the cache's shared stats (``promptcache.stats.recorder_for``).
+
+The LangChain integration (``promptcache_langchain``) and the LlamaIndex one both use this
+module: one implementation of "rewrite this provider payload, never fail the call, note why".
 
 Outside a call context the intercepted client behaves exactly like the original.
 """
@@ -28,25 +35,30 @@ import copy
 import inspect
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from promptcache.engine import PromptCache
 from promptcache.formats import WireFormat
 from promptcache.metrics import CallFigures, figures_from_usage
 from promptcache.plan import Prepared
+from promptcache.providers.fallback import rejected_fields, send_with_hint_fallback, strip_hints
 from promptcache.providers.usage import usage_from_response, usage_from_stream
 from promptcache.stats import recorder_for
 from promptcache.usage import CacheUsage
 from promptcache.wire import WireFormatError
 
 __all__ = [
+    "HINT_REJECTIONS",
     "TRANSPORT_KWARGS",
     "CallContext",
+    "acall_with_hint_fallback",
+    "call_with_hint_fallback",
     "current_call",
     "intercept_client",
     "is_intercepted",
@@ -63,6 +75,11 @@ TRANSPORT_KWARGS = frozenset({"extra_headers", "extra_query", "extra_body", "tim
 """SDK keyword arguments that configure the transport, not the request body."""
 
 _MARK = "__promptcache_intercepted__"
+
+T = TypeVar("T")
+
+HINT_REJECTIONS: Counter[str] = Counter()
+"""Process-wide count of requests resent without caching hints (key ``hint_rejected``)."""
 
 
 @dataclass(slots=True)
@@ -81,6 +98,8 @@ class CallContext:
     requests: int = 0
     stream_events: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    hints_off: bool = False
+    """Set once the provider rejected a caching hint: every later send of this call carries none."""
 
 
 current_call: ContextVar[CallContext | None] = ContextVar("promptcache_llm_call", default=None)
@@ -114,7 +133,8 @@ def to_plain(obj: Any) -> Any:
 def rewrite_payload(ctx: CallContext, payload: Mapping[str, Any], fmt: WireFormat) -> dict[str, Any]:
     """``ctx.cache.prepare_request(payload)`` for ``ctx.tenant``; the payload unchanged on failure.
 
-    Transport options (:data:`TRANSPORT_KWARGS`) are set aside and put back untouched.
+    Transport options (:data:`TRANSPORT_KWARGS`) are set aside and put back untouched. After a
+    hint rejection (``ctx.hints_off``) the body goes out with every caching hint stripped.
     """
     fmt = ctx.format or fmt
     body = {k: v for k, v in payload.items() if k not in TRANSPORT_KWARGS}
@@ -130,9 +150,55 @@ def rewrite_payload(ctx: CallContext, payload: Mapping[str, Any], fmt: WireForma
         # The exception text names fields, not prompt text.
         ctx.notes.append(f"request sent unchanged: {type(exc).__name__}: {exc}"[:300])
         ctx.prepared = None
-        return dict(payload)
+        return {**strip_hints(body, fmt), **transport} if ctx.hints_off else dict(payload)
     ctx.prepared = prepared
-    return {**prepared.body, **transport}
+    out = strip_hints(prepared.body, fmt) if ctx.hints_off else prepared.body
+    return {**out, **transport}
+
+
+def _should_resend(ctx: CallContext, exc: BaseException) -> bool:
+    """Whether ``exc`` is the provider refusing one of our hints, and the request had some to drop.
+
+    Marks the context so the resend is built without hints, notes and counts the event.
+    """
+    if ctx.hints_off or ctx.prepared is None or ctx.format_used is None:
+        return False
+    fields = rejected_fields(exc)
+    if not fields or strip_hints(ctx.prepared.body, ctx.format_used) == ctx.prepared.body:
+        return False
+    ctx.hints_off = True
+    HINT_REJECTIONS["hint_rejected"] += 1
+    ctx.notes.append(f"provider rejected caching hint ({', '.join(fields)}); resent without hints")
+    # Field names and the model only: provider error messages may quote the prompt.
+    log.warning("provider rejected a caching hint (%s) for model %s; resending", ", ".join(fields), ctx.model)
+    return True
+
+
+def call_with_hint_fallback(ctx: CallContext, call: Callable[[], T]) -> T:
+    """``call()``, which sends ``ctx``'s request through a framework; once more without hints if
+    the provider rejected one (DESIGN: "provider rejects a hint: resend without it, count").
+
+    For frameworks that build and send the body inside one call (LangChain's ``_generate``), so
+    :func:`promptcache.providers.fallback.send_with_hint_fallback`, which needs the body in hand,
+    does not fit: the retry re-runs the framework call with ``ctx.hints_off`` set, and
+    :func:`rewrite_payload` strips the hints from the rebuilt body. Other errors propagate.
+    """
+    try:
+        return call()
+    except Exception as exc:
+        if not _should_resend(ctx, exc):
+            raise
+    return call()
+
+
+async def acall_with_hint_fallback(ctx: CallContext, call: Callable[[], Awaitable[T]]) -> T:
+    """The asyncio form of :func:`call_with_hint_fallback`."""
+    try:
+        return await call()
+    except Exception as exc:
+        if not _should_resend(ctx, exc):
+            raise
+    return await call()
 
 
 def plan_summary(ctx: CallContext) -> dict[str, Any]:
@@ -157,6 +223,8 @@ def plan_summary(ctx: CallContext) -> dict[str, Any]:
             cache_write_tokens=u.cache_write_tokens,
             output_tokens=u.output_tokens,
         )
+    if ctx.hints_off:
+        out["hint_rejected"] = True
     if ctx.notes:
         out["notes"] = list(ctx.notes)
     return out
@@ -305,6 +373,12 @@ def _prepare_kwargs(
     return rewrite_payload(ctx, kwargs, fmt)
 
 
+def _note_resend(ctx: CallContext) -> None:
+    # send_with_hint_fallback counted and logged it; the call's own record says so too.
+    ctx.hints_off = True
+    ctx.notes.append("provider rejected a caching hint; resent without hints")
+
+
 class _Method:
     """A request method (``create``, ``converse``) that rewrites its kwargs inside a call context."""
 
@@ -322,14 +396,33 @@ class _Method:
             return self._fn(*args, **kwargs)
         stream = self._is_stream(kwargs)
         sent = _prepare_kwargs(ctx, self._fmt, kwargs, stream)
-        out = self._fn(**sent)
+        out = self._send(ctx, sent)
         if inspect.isawaitable(out):
             # Async SDK methods are plain functions returning a coroutine (decorated): test the result.
-            return self._await(ctx, out, stream)
+            return self._await(ctx, out, sent, stream)
         return self._wrap(ctx, out, stream)
 
-    async def _await(self, ctx: CallContext, pending: Any, stream: bool) -> Any:
-        return self._wrap(ctx, await pending, stream)
+    def _send(self, ctx: CallContext, sent: dict[str, Any]) -> Any:
+        attempts = 0
+
+        def send(body: dict[str, Any]) -> Any:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                _note_resend(ctx)
+            return self._fn(**body)
+
+        # The body is in hand here: the fallback module's own sender does the resend.
+        return send_with_hint_fallback(send, sent, self._fmt, counter=HINT_REJECTIONS)
+
+    async def _await(self, ctx: CallContext, pending: Any, sent: dict[str, Any], stream: bool) -> Any:
+        try:
+            out = await pending
+        except Exception as exc:
+            if not _should_resend(ctx, exc):
+                raise
+            out = await self._fn(**strip_hints(sent, self._fmt))
+        return self._wrap(ctx, out, stream)
 
     def _wrap(self, ctx: CallContext, out: Any, stream: bool) -> Any:
         if self._fmt is WireFormat.BEDROCK_CONVERSE:

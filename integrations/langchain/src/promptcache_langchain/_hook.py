@@ -12,37 +12,40 @@ class is a cached subclass overriding ``_get_request_payload``. The copy shares 
 SDK clients and settings; ``isinstance`` checks (``create_agent`` branches on
 ``BaseChatOpenAI``) still hold. The subclass only rewrites while a :class:`CallContext` is
 set, so the copy behaves exactly like the original otherwise.
+
+The rewrite itself, its failure rule (a cache problem never fails the call; the reason is
+noted) and the hint-rejection resend are the core's :mod:`promptcache.llm_bridge`, shared with
+the LlamaIndex integration. Only what is LangChain-specific lives here: finding the wire format
+from the model class, and the hooked subclass. Its ``_generate``/``_agenerate``/``_stream``/
+``_astream`` run the inner model's own method under
+:func:`~promptcache.llm_bridge.call_with_hint_fallback`: a provider that answers 400 to a caching
+hint gets the request once more, rebuilt without hints, and the call notes and counts it.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
-from promptcache import PromptCache, WireFormat, WireFormatError
+from promptcache import WireFormat
 from promptcache.formats import parse_format
-from promptcache.plan import Prepared
+from promptcache.llm_bridge import (
+    CallContext,
+    acall_with_hint_fallback,
+    call_with_hint_fallback,
+    rewrite_payload,
+)
 
 __all__ = ["CallContext", "current_call", "detect_format", "hooked_copy", "is_hookable"]
 
 
-@dataclass(slots=True)
-class CallContext:
-    """One model call under promptcache: who it runs for, and what the hook did."""
-
-    cache: PromptCache
-    tenant: str
-    format: WireFormat | None = None
-    prepared: Prepared | None = None
-    format_used: WireFormat | None = None
-    notes: list[str] = field(default_factory=list)
-
-
 # Set around one model call (never across a generator's yields: see CachingChatModel._stream).
+# Its own variable, not the bridge's: an SDK client intercepted for LlamaIndex that a LangChain
+# model happened to share must not rewrite the body a second time.
 current_call: ContextVar[CallContext | None] = ContextVar("promptcache_langchain_call", default=None)
 
 _ANTHROPIC = ("ChatAnthropic",)
@@ -76,14 +79,72 @@ def _rewrite(model: BaseChatModel, payload: Any) -> Any:
     if fmt is None:
         ctx.notes.append(f"{type(model).__name__}: unknown wire format, request sent unchanged")
         return payload
-    try:
-        prepared = ctx.cache.prepare_request(payload, format=fmt, tenant=ctx.tenant)
-    except WireFormatError as exc:
-        # A cache problem must never fail the call (DESIGN: failure behaviour): send it as built.
-        ctx.notes.append(f"request sent unchanged: {exc}")
-        return payload
-    ctx.prepared, ctx.format_used = prepared, fmt
-    return prepared.body
+    return rewrite_payload(ctx, payload, fmt)
+
+
+_END = object()
+
+
+def _overrides(cls: type[BaseChatModel]) -> dict[str, Callable[..., Any]]:
+    """The methods of the hooked subclass: the payload rewrite and the hint-rejection resend."""
+    base_payload = cls._get_request_payload  # type: ignore[attr-defined]
+    base_generate, base_agenerate = cls._generate, cls._agenerate
+    base_stream, base_astream = cls._stream, cls._astream
+
+    def _get_request_payload(self: BaseChatModel, *args: Any, **kwargs: Any) -> Any:
+        return _rewrite(self, base_payload(self, *args, **kwargs))
+
+    def _generate(self: BaseChatModel, *args: Any, **kwargs: Any) -> Any:
+        ctx = current_call.get()
+        if ctx is None:
+            return base_generate(self, *args, **kwargs)
+        return call_with_hint_fallback(ctx, lambda: base_generate(self, *args, **kwargs))
+
+    async def _agenerate(self: BaseChatModel, *args: Any, **kwargs: Any) -> Any:
+        ctx = current_call.get()
+        if ctx is None:
+            return await base_agenerate(self, *args, **kwargs)
+        return await acall_with_hint_fallback(ctx, lambda: base_agenerate(self, *args, **kwargs))
+
+    def _stream(self: BaseChatModel, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        # The request goes out on the first step of the inner generator: only that step can
+        # meet a hint rejection, and only then is the context set (CachingChatModel._stream).
+        ctx = current_call.get()
+
+        def start() -> tuple[Iterator[Any], Any]:
+            it = base_stream(self, *args, **kwargs)
+            return it, next(it, _END)
+
+        it, first = start() if ctx is None else call_with_hint_fallback(ctx, start)
+        if first is not _END:
+            yield first
+            yield from it
+
+    async def _astream(self: BaseChatModel, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        ctx = current_call.get()
+
+        async def start() -> tuple[AsyncIterator[Any], Any]:
+            it = base_astream(self, *args, **kwargs)
+            return it, await anext(it, _END)
+
+        it, first = await (start() if ctx is None else acall_with_hint_fallback(ctx, start))
+        if first is not _END:
+            yield first
+            async for chunk in it:
+                yield chunk
+
+    out: dict[str, Callable[..., Any]] = {
+        "_get_request_payload": _get_request_payload,
+        "_generate": _generate,
+        "_agenerate": _agenerate,
+    }
+    # Only where the model streams natively: BaseChatModel decides whether a model can stream
+    # by checking that _stream/_astream are overridden, and that must not change.
+    if base_stream is not BaseChatModel._stream:
+        out["_stream"] = _stream
+    if base_astream is not BaseChatModel._astream:
+        out["_astream"] = _astream
+    return out
 
 
 _subclasses: dict[type[BaseChatModel], type[BaseChatModel]] = {}
@@ -97,16 +158,11 @@ def _hooked_class(cls: type[BaseChatModel]) -> type[BaseChatModel]:
     with _subclasses_lock:
         sub = _subclasses.get(cls)
         if sub is None:
-            base_payload = cls._get_request_payload  # type: ignore[attr-defined]
-
-            def _get_request_payload(self: BaseChatModel, *args: Any, **kwargs: Any) -> Any:
-                return _rewrite(self, base_payload(self, *args, **kwargs))
-
             sub = type(
                 cls.__name__,  # same name: traces and _llm_type read as the user's model
                 (cls,),
                 {
-                    "_get_request_payload": _get_request_payload,
+                    **_overrides(cls),
                     "__module__": cls.__module__,
                     "__qualname__": cls.__qualname__,
                     "__promptcache_hooked__": True,
