@@ -121,7 +121,7 @@ def test_each_kind_of_loss_is_named() -> None:
 
 def test_normalization_is_allowed_and_reported_hints_set_aside() -> None:
     original = {"model": "claude-sonnet-4-5", "system": "cafe\u0301\r\nok", "messages": [], "max_tokens": 5}
-    rewritten = {
+    rewritten: dict[str, Any] = {
         "model": "claude-sonnet-4-5",
         "system": [{"type": "text", "text": "café\nok", "cache_control": {"type": "ephemeral"}}],
         "messages": [],
