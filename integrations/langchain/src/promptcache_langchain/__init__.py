@@ -6,6 +6,9 @@
   ``cache_metrics`` channel in the agent state.
 * :class:`PromptCacheCallbackHandler` — observation only (shadow mode): per-call usage, keys and
   miss explanations for any chat model run.
+* :func:`cached_tool` / :func:`cache_tool` — declare a tool's side effects / wrap any ``BaseTool``
+  so ``pure``/``read_only`` outputs are served from ``cache.tools`` (writes invalidate tags).
+* :class:`CachingRetriever` — any ``BaseRetriever`` with its results in ``cache.retrieval``.
 
 The tenant of a call comes from its ``RunnableConfig`` (``configurable["tenant_id"]`` or
 ``metadata["tenant_id"]``; the key name is configurable), never from a global.
@@ -15,16 +18,24 @@ from promptcache_langchain._usage import usage_from_message
 from promptcache_langchain.callbacks import CallRecord, PromptCacheCallbackHandler, UsageCollector
 from promptcache_langchain.chat_model import CachingChatModel
 from promptcache_langchain.middleware import PromptCacheAgentState, PromptCacheMiddleware
+from promptcache_langchain.retriever import CachingRetriever
 from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
+from promptcache_langchain.tools import CachingTool, ToolCallCache, cache_tool, cached_tool, spec_of
 
 __all__ = [
     "DEFAULT_TENANT_KEY",
     "CachingChatModel",
+    "CachingRetriever",
+    "CachingTool",
     "CallRecord",
     "PromptCacheAgentState",
     "PromptCacheCallbackHandler",
     "PromptCacheMiddleware",
+    "ToolCallCache",
     "UsageCollector",
+    "cache_tool",
+    "cached_tool",
+    "spec_of",
     "tenant_from_config",
     "usage_from_message",
 ]

@@ -8,6 +8,11 @@ Place it **last** in the middleware list (innermost): it then rewrites the reque
 that is actually called, after any middleware that swaps the model (``ModelFallbackMiddleware``)
 or edits messages and settings (summarization, context editing, Anthropic's own prompt-caching
 middleware). A fallback model gets the hints of its own provider, never the primary's.
+
+Tool calls: declared tools (``tool_specs={name: ToolSpec}``, tools built with ``cached_tool``,
+MCP annotations) are served from ``cache.tools`` when ``pure``/``read_only``; writes run and
+invalidate their tags; every declared call adds a ``kind="tool"`` record (``local_hit`` when
+served) to ``cache_metrics``. Undeclared tools always run and their results pass through untouched.
 """
 
 from __future__ import annotations
@@ -23,14 +28,17 @@ from langchain.agents.middleware import (
     ModelRequest,
     ModelResponse,
 )
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, ToolMessage
+from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 
 from promptcache import PromptCache
+from promptcache.artifacts import ToolSpec
 from promptcache.metrics import CacheMetrics, CallFigures, merge_cache_metrics
 from promptcache_langchain._hook import CallContext, current_call, format_override, hooked_copy
 from promptcache_langchain._observe import finish_call
 from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
+from promptcache_langchain.tools import ToolCallCache
 
 __all__ = ["PromptCacheAgentState", "PromptCacheMiddleware"]
 
@@ -59,17 +67,25 @@ class PromptCacheMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
     (``context[tenant_key]`` or its attribute); a missing tenant under a policy that requires
     one raises ``ValueError`` before the model is called. Each model call's priced figures are
     added to the ``cache_metrics`` channel and to ``promptcache.stats.recorder_for(cache)``.
+    ``tool_specs`` declares tools by name (winning over the tools' own declarations); see the
+    module docstring for what tool calls do.
     """
 
     state_schema = PromptCacheAgentState
 
     def __init__(
-        self, cache: PromptCache, *, tenant_key: str = DEFAULT_TENANT_KEY, wire_format: str | None = None
+        self,
+        cache: PromptCache,
+        *,
+        tenant_key: str = DEFAULT_TENANT_KEY,
+        wire_format: str | None = None,
+        tool_specs: Mapping[str, ToolSpec] | None = None,
     ) -> None:
         super().__init__()
         self.cache = cache
         self.tenant_key = tenant_key
         self._format = format_override(wire_format)
+        self._tools = ToolCallCache(cache, tool_specs=tool_specs, tenant_key=tenant_key)
 
     def _tenant(self, request: ModelRequest[Any]) -> str:
         tenant = tenant_from_config(_current_config(), self.tenant_key)
@@ -132,3 +148,25 @@ class PromptCacheMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
         finally:
             current_call.reset(token)
         return self._finish(response, ctx)
+
+    def wrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]],
+    ) -> ToolMessage | Command[Any]:
+        """Serve a declared tool from ``cache.tools`` or run it; writes invalidate their tags.
+
+        A declared call returns ``Command(update={"messages": [msg], "cache_metrics": ...})`` so
+        its figures reach the agent state; the tool message's content is the tool's own.
+        """
+        out: ToolMessage | Command[Any] = self._tools.wrap(request, handler)
+        return out
+
+    async def awrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
+    ) -> ToolMessage | Command[Any]:
+        """Async :meth:`wrap_tool_call`."""
+        out: ToolMessage | Command[Any] = await self._tools.awrap(request, handler)
+        return out

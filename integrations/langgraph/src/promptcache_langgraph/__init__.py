@@ -7,6 +7,8 @@
   same channel and reducer.
 * :func:`cache_node` — wrap a node so the model calls made inside it land in that channel (and in
   ``promptcache.stats.recorder_for(cache)``).
+* :func:`cached_tool_node` — a ``ToolNode`` whose declared tools are served from ``cache.tools``
+  (writes invalidate, side-effecting tools always run), each call recorded in ``cache_metrics``.
 * :func:`tenant_cache_key` — a ``CachePolicy(key_func=...)`` that includes the tenant. LangGraph's
   default node-cache key (``default_cache_key``) hashes the node input only: two tenants with the
   same input would share one cached node result.
@@ -16,12 +18,14 @@ from promptcache.metrics import CacheMetrics, CallFigures, merge_cache_metrics
 from promptcache_langgraph.nodes import cache_node
 from promptcache_langgraph.state import CacheMetricsState
 from promptcache_langgraph.tenancy import tenant_cache_key
+from promptcache_langgraph.tools import cached_tool_node
 
 __all__ = [
     "CacheMetrics",
     "CacheMetricsState",
     "CallFigures",
     "cache_node",
+    "cached_tool_node",
     "merge_cache_metrics",
     "tenant_cache_key",
 ]
