@@ -108,6 +108,7 @@ class _Tools:
     fragments: list[Fragment]
     data_classes: list[tuple[str, ...]]
     chars: int
+    raw: bytes  # the list as the caller sent it (orjson, key order kept)
 
 
 @dataclass(slots=True)
@@ -128,6 +129,10 @@ class _Family:
     slots: dict[str, SlotVolatility] = field(default_factory=dict)
     last: Snapshot | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Tools go out as the caller sent them until the family sees their bytes
+    # change (order, key order); from then on, sorted and canonical for good.
+    tools_raw: bytes | None = None
+    tools_unstable: bool = False
 
 
 class _Memo:
@@ -440,7 +445,9 @@ class PromptCache:
                 )
             )
         raw_crc = {names[i]: zlib.crc32(orjson.dumps(tools[i])) for i in range(len(tools))}
-        res = _Tools(out_tools, names, blocks, digests, raw_crc, canon_by_name, frags, classes_list, chars)
+        res = _Tools(
+            out_tools, names, blocks, digests, raw_crc, canon_by_name, frags, classes_list, chars, raw
+        )
         self._memo.put(key, res)
         return res
 
@@ -622,12 +629,18 @@ class PromptCache:
                         [(f.kind, f.line) for f in fs],
                     )
                 )
-        frags.extend(tools.fragments)
+            if fam.tools_raw is not None and fam.tools_raw != tools.raw:
+                fam.tools_unstable = True
+            fam.tools_raw = tools.raw
+            canonical_tools = fam.tools_unstable
+        if canonical_tools:
+            frags.extend(tools.fragments)
 
         cur = parts.current
         msgs = [self._message(fmt, adapter, m, i >= cur) for i, m in enumerate(parts.messages)]
         volatile_text = self._volatile_text(frags) if frags else None
-        new_body = adapter.join(parts, system_out, tools.tools, [m.message for m in msgs], volatile_text)
+        sent_tools = tools.tools if canonical_tools else parts.tools
+        new_body = adapter.join(parts, system_out, sent_tools, [m.message for m in msgs], volatile_text)
 
         plan = self._plan_for_request(fmt, model, tenant, fid, parts, texts, system_out, tools, msgs, frags)
         snapshot = Snapshot(
@@ -636,6 +649,7 @@ class PromptCache:
             tool_raw=tools.raw_crc,
             tool_canonical=tools.canonical_by_name,
             history=[m.digest for m in msgs[:cur]],
+            tools_canonical=canonical_tools,
         )
         with fam.lock:
             previous, fam.last = fam.last, snapshot

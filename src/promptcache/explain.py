@@ -97,6 +97,7 @@ class Snapshot:
     tool_raw: dict[str, int] = field(default_factory=dict)
     tool_canonical: dict[str, str] = field(default_factory=dict)
     history: list[str] = field(default_factory=list)
+    tools_canonical: bool = False  # tools were sent sorted and canonical (not as the caller sent them)
 
 
 def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
@@ -159,7 +160,20 @@ def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
                     neutralized=True,
                 )
             )
-    if prev.tool_order != cur.tool_order:
+    switched = cur.tools_canonical and not prev.tools_canonical
+    if switched and sorted(prev.tool_order) == sorted(cur.tool_order):
+        # The first time the tools' bytes change, promptcache starts sending them
+        # sorted and canonical: this request's prefix changes, later ones will not.
+        prefix_same = False
+        changes.append(
+            Change(
+                block="tools",
+                cause="tool_order" if prev.tool_order != cur.tool_order else "key_order",
+                detail="tools changed order or key order for the first time; they are sent sorted "
+                "and canonical from now on",
+            )
+        )
+    elif prev.tool_order != cur.tool_order:
         if sorted(prev.tool_order) == sorted(cur.tool_order):
             changes.append(Change(block="tools", cause="tool_order", detail="tool order", neutralized=True))
         else:
@@ -171,7 +185,7 @@ def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
                 changes.append(Change(block="tools", cause="removed", detail=f"tools removed: {removed}"))
             prefix_same = False
     for name, raw in cur.tool_raw.items():
-        if name not in prev.tool_raw or prev.tool_raw[name] == raw:
+        if switched or name not in prev.tool_raw or prev.tool_raw[name] == raw:
             continue
         if prev.tool_canonical.get(name) == cur.tool_canonical.get(name):
             changes.append(

@@ -155,10 +155,11 @@ async def test_function_agent_airline_tools(provider: str, cache: PromptCache) -
     assert len(requests) == 5
     for body in requests:
         _assert_hinted(provider, body)
-    # Tools are in canonical order and byte-identical on every turn: one stable cached prefix.
+    # Tools are byte-identical on every turn: one stable cached prefix. (LlamaIndex sends
+    # them in a stable order, so promptcache leaves that order as it is.)
     tool_key = "tools"
     names = [t["name"] if provider == "anthropic" else t["function"]["name"] for t in requests[0][tool_key]]
-    assert names == sorted(names) and len(names) == 14
+    assert len(set(names)) == 14
     assert all(json.dumps(r[tool_key]) == json.dumps(requests[0][tool_key]) for r in requests)
     if provider == "anthropic":
         assert requests[0][tool_key][-1]["cache_control"] == {"type": "ephemeral"}
