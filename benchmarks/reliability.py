@@ -1,4 +1,4 @@
-"""``make reliability``: fault, freshness, isolation, injection, secrets, bad-input, load and fuzz figures (issue 9).
+"""``make reliability``: faults, freshness, isolation, injection, secrets, bad input, load, fuzz (issue 9).
 
 ``python -m benchmarks.reliability --out FILE [--only a,b] [--quick]`` writes ONE JSON
 report with a section per item of issue 9; each section has its figures and
@@ -10,6 +10,7 @@ written holds a secret or prompt text (only kinds, counts, digests and timings).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -119,7 +120,9 @@ def _sum_counters(cs: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v}
 
 
-def _verify_written(location: str, results: list[dict[str, Any]], faults: list[tuple[str, float, float]]) -> dict[str, Any]:
+def _verify_written(
+    location: str, results: list[dict[str, Any]], faults: list[tuple[str, float, float]]
+) -> dict[str, Any]:
     """Read back, from a fresh process-local L1, every entry the workers stored; checksums must hold."""
     from promptcache import PromptCache
     from promptcache.artifacts import RetrieverSpec, ToolSpec, open_store
@@ -128,7 +131,12 @@ def _verify_written(location: str, results: list[dict[str, Any]], faults: list[t
     cache = PromptCache(store=store)
     read = ToolSpec.model_validate(w.READ)
     kb = RetrieverSpec(name="kb", index_version="1", ttl=3600)
-    in_fault = {(op, rid) for r in results for (t, op, rid) in r["stored"] if any(s <= t < e + 1.0 for _, s, e in faults)}
+    in_fault = {
+        (op, rid)
+        for r in results
+        for (t, op, rid) in r["stored"]
+        if any(s <= t < e + 1.0 for _, s, e in faults)
+    }
     allw = {(op, rid) for r in results for (_, op, rid) in r["stored"]}
     served = corrupt = served_fault = corrupt_fault = 0
     for op, rid in sorted(allw):
@@ -160,12 +168,20 @@ def _verify_written(location: str, results: list[dict[str, Any]], faults: list[t
     }
 
 
-def _run_workers(location: str, n: int, duration: float, size: int, blob_threshold: int | None,
-                 controller: Callable[[float], list[tuple[str, float, float]]]) -> tuple[list[dict[str, Any]], list[tuple[str, float, float]]]:  # fmt: skip
+def _run_workers(
+    location: str,
+    n: int,
+    duration: float,
+    size: int,
+    blob_threshold: int | None,
+    controller: Callable[[float], list[tuple[str, float, float]]],
+) -> tuple[list[dict[str, Any]], list[tuple[str, float, float]]]:
     q = CTX.Queue()
     t0 = time.time() + 3.0  # spawn + imports
-    procs = [CTX.Process(target=w.fault_worker, args=(location, i, t0, duration, size, blob_threshold, q))
-             for i in range(n)]  # fmt: skip
+    procs = [
+        CTX.Process(target=w.fault_worker, args=(location, i, t0, duration, size, blob_threshold, q))
+        for i in range(n)
+    ]
     for p in procs:
         p.start()
     while time.time() < t0:
@@ -247,10 +263,17 @@ def faults_sqlite(tmp: Path, quick: bool) -> dict[str, Any]:
 
         out = []
         at(2.0)
-        locker = subprocess.Popen([sys.executable, "-c", (
-            "import sqlite3,sys,time; db=sqlite3.connect(sys.argv[1], isolation_level=None);"
-            "db.execute('BEGIN EXCLUSIVE'); time.sleep(3); db.execute('ROLLBACK')"
-        ), str(dbfile)])  # fmt: skip
+        locker = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                (
+                    "import sqlite3,sys,time; db=sqlite3.connect(sys.argv[1], isolation_level=None);"
+                    "db.execute('BEGIN EXCLUSIVE'); time.sleep(3); db.execute('ROLLBACK')"
+                ),
+                str(dbfile),
+            ]
+        )
         locker.wait(10)
         out.append(("sqlite_locked_exclusive_3s", 2.0, time.time() - t0))
         at(7.0)
@@ -275,8 +298,10 @@ def faults_sqlite(tmp: Path, quick: bool) -> dict[str, Any]:
         "recovery = first L2 hit after the fault window; after truncation/deletion, workers keep "
         "their open connections (to the unlinked or damaged file) until they restart"
     )
-    figs["passed"] = figs["failed_calls"] == 0 and figs["corrupted_reads"] == 0 and (
-        figs["read_back"]["read_back_corrupted"] == 0
+    figs["passed"] = (
+        figs["failed_calls"] == 0
+        and figs["corrupted_reads"] == 0
+        and (figs["read_back"]["read_back_corrupted"] == 0)
     )
     return figs
 
@@ -307,7 +332,9 @@ def faults_l3(tmp: Path, quick: bool) -> dict[str, Any]:
             rid = f"{name}-{i % 40}"
             t = time.perf_counter()
             try:
-                out = cache.tools.call(read, {"rid": rid}, lambda rid: w.make_value(rid, 8192, rng), tenant="acme")
+                out = cache.tools.call(
+                    read, {"rid": rid}, lambda rid: w.make_value(rid, 8192, rng), tenant="acme"
+                )
                 corrupt += not w.value_ok(rid, out.value)
                 tiers[str(out.lookup.tier)] += 1
             except Exception:
@@ -362,8 +389,10 @@ def _freshness_run(location: str, tmp: Path, n_ops_total: int, bound_s: float) -
     db.executemany("INSERT INTO meta VALUES (?, ?)", [("policy", "p1"), ("index", "1")])
     q = CTX.Queue()
     n_proc = 4
-    procs = [CTX.Process(target=w.freshness_worker, args=(location, truth, i, n_ops_total // n_proc, n_rids, q))
-             for i in range(n_proc)]  # fmt: skip
+    procs = [
+        CTX.Process(target=w.freshness_worker, args=(location, truth, i, n_ops_total // n_proc, n_rids, q))
+        for i in range(n_proc)
+    ]
     for p in procs:
         p.start()
     # the parent bumps the index version and the policy version while the workers run
@@ -377,10 +406,8 @@ def _freshness_run(location: str, tmp: Path, n_ops_total: int, bound_s: float) -
         bumps += 1
         old = db.execute("SELECT v FROM meta WHERE k='index'").fetchone()[0]
         db.execute("UPDATE meta SET v=? WHERE k='index'", (str(int(old) + 1),))
-        try:
+        with contextlib.suppress(Exception):
             ctl.invalidate(f"index:kb@{old}")
-        except Exception:
-            pass
         if bumps % 3 == 0:
             db.execute("UPDATE meta SET v=? WHERE k='policy'", (f"p{bumps}",))
     ctl.close(timeout=1)
@@ -403,7 +430,7 @@ def _freshness_run(location: str, tmp: Path, n_ops_total: int, bound_s: float) -
             newer = [(tw, vw, ww) for tw, vw, ww in by_rid[rid] if tw < t and vw > v]
             if not newer:
                 continue
-            tw, vw, ww = min(newer, key=lambda x: x[0])
+            tw, _vw, ww = min(newer, key=lambda x: x[0])
             lag = t - tw
             if ww == wid:
                 same += 1
@@ -453,11 +480,12 @@ def freshness(tmp: Path, quick: bool, redis_url: str | None) -> dict[str, Any]:
 
 def isolation(tmp: Path, quick: bool, redis_url: str | None) -> dict[str, Any]:
     """Randomized (tenant, scope, content, entry type) operations; zero cross-tenant reads."""
+    from promptcache_langchain import tenant_from_config
+    from promptcache_langgraph import tenant_cache_key
+
     from promptcache import PromptCache
     from promptcache.artifacts import RetrieverSpec, ToolSpec, open_store
     from promptcache.policy import Policy
-    from promptcache_langchain import tenant_from_config
-    from promptcache_langgraph import tenant_cache_key
 
     n_total = 20_000 if quick else 100_000
     backends = [("sqlite", str(tmp / "iso-sqlite"))] + ([("redis", redis_url)] if redis_url else [])
@@ -481,7 +509,9 @@ def isolation(tmp: Path, quick: bool, redis_url: str | None) -> dict[str, Any]:
             tenant, scope, cid = rng.choice(tenants), rng.choice(scopes), rng.randrange(40)
             is_pub = rng.random() < 0.5
             cache = pub if is_pub else priv
-            kind = rng.choices(["tool", "retrieval", "response", "prompt", "langchain", "langgraph"], [4, 3, 1, 1, 0.5, 0.5])[0]
+            kind = rng.choices(
+                ["tool", "retrieval", "response", "prompt", "langchain", "langgraph"], [4, 3, 1, 1, 0.5, 0.5]
+            )[0]
             stamp = {"owner": tenant, "scope": scope, "cid": cid}
             c["ops"] += 1
             c[f"ops.{kind}"] += 1
@@ -489,20 +519,32 @@ def isolation(tmp: Path, quick: bool, redis_url: str | None) -> dict[str, Any]:
                 t = tenant
                 if kind == "langchain":  # tenant resolved the way the LangChain integration does
                     t = tenant_from_config({"configurable": {"tenant_id": tenant}}) or "?"
-                out = cache.tools.call(read, {"cid": cid}, lambda cid: dict(stamp), tenant=t, scope=scope)
+                out = cache.tools.call(
+                    read, {"cid": cid}, lambda cid, s=stamp: dict(s), tenant=t, scope=scope
+                )
                 got, hit = out.value, out.lookup.hit
             elif kind == "retrieval":
                 res = cache.retrieval.retrieve(
-                    f"q{cid}", lambda q: [{"id": "d", "text": "x", "metadata": dict(stamp)}],
-                    tenant=tenant, retriever=kb, scope=scope,
-                )  # fmt: skip
+                    f"q{cid}",
+                    lambda q, s=stamp: [{"id": "d", "text": "x", "metadata": dict(s)}],
+                    tenant=tenant,
+                    retriever=kb,
+                    scope=scope,
+                )
                 got, hit = res.value[0]["metadata"], res.lookup.hit
             elif kind == "response":
                 scope = "tenant"
                 stamp["scope"] = scope
-                req = {"model": "gpt-4o", "temperature": 0, "messages": [{"role": "user", "content": f"q{cid}"}],
-                       "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}}  # fmt: skip
-                r = cache.responses.call(req, lambda _r: dict(stamp), tenant=tenant)
+                req = {
+                    "model": "gpt-4o",
+                    "temperature": 0,
+                    "messages": [{"role": "user", "content": f"q{cid}"}],
+                    "response_format": {
+                        "type": "json_schema",
+                        "json_schema": {"name": "a", "schema": {"type": "object"}},
+                    },
+                }
+                r = cache.responses.call(req, lambda _r, s=stamp: dict(s), tenant=tenant)
                 got, hit = r.value, r.lookup.hit
             elif kind == "prompt":
                 body = corpus.agent_body("openai-chat", f"tool {cid}", f"doc {cid}")
@@ -544,8 +586,13 @@ def isolation(tmp: Path, quick: bool, redis_url: str | None) -> dict[str, Any]:
     bad = sum(
         v.get(k, 0)
         for v in figs.values()
-        for k in ("cross_tenant_reads", "cross_scope_reads", "public_hit_without_allow_public",
-                  "public_hit_from_private_entry", "wrong_content")  # fmt: skip
+        for k in (
+            "cross_tenant_reads",
+            "cross_scope_reads",
+            "public_hit_without_allow_public",
+            "public_hit_from_private_entry",
+            "wrong_content",
+        )
     )
     figs["prompt_and_langgraph_key_collisions_across_tenants"] = key_collisions
     figs["distinct_prompt_keys"] = len(prompt_keys)
@@ -571,8 +618,9 @@ def injection(quick: bool) -> dict[str, Any]:
     for i, text in enumerate(corpus.injection_texts("ZZINJ")):
         for rnd in range(2):  # the second round is served from cache
             tool = cache.tools.call(read, {"i": i}, lambda i, text=text: {"result": text}, tenant="acme")
-            docs = cache.retrieval.retrieve(f"q{i}", lambda q, text=text: [{"id": "d", "text": text}], tenant="acme",
-                                            retriever=kb)  # fmt: skip
+            docs = cache.retrieval.retrieve(
+                f"q{i}", lambda q, text=text: [{"id": "d", "text": text}], tenant="acme", retriever=kb
+            )
             c["served_from_cache"] += int(tool.lookup.hit) + int(docs.lookup.hit)
             c["served_labelled_untrusted"] += int(tool.trust == "untrusted") + int(docs.trust == "untrusted")
             for fmt in corpus.FORMATS:
@@ -584,17 +632,22 @@ def injection(quick: bool) -> dict[str, Any]:
                 if json.dumps(p.body).count("ZZINJ") < 4:
                     c[f"content_lost.{fmt}"] += 1
                 for b, sec in zip(p.plan.blocks, p.plan.sections, strict=True):
-                    if "ZZINJ" in json.dumps(b.content) and (sec in trusted_sections or b.kind.value in
-                                                              ("system", "developer", "tool_schema", "context")):
+                    if "ZZINJ" in json.dumps(b.content) and (
+                        sec in trusted_sections
+                        or b.kind.value in ("system", "developer", "tool_schema", "context")
+                    ):
                         c[f"in_trusted_block.{fmt}"] += 1
             plan = cache.plan(
-                [Block(kind="system", content=corpus.SYSTEM_PROMPT),
-                 Block(kind="retrieval", content=docs.value[0]["text"], stability="static"),
-                 Block(kind="retrieval", content=docs.value[0]["text"]),
-                 Block(kind="tool_result", content=tool.value),
-                 Block(kind="user", content="hi")],
-                model="gpt-4o", tenant="acme",
-            )  # fmt: skip
+                [
+                    Block(kind="system", content=corpus.SYSTEM_PROMPT),
+                    Block(kind="retrieval", content=docs.value[0]["text"], stability="static"),
+                    Block(kind="retrieval", content=docs.value[0]["text"]),
+                    Block(kind="tool_result", content=tool.value),
+                    Block(kind="user", content="hi"),
+                ],
+                model="gpt-4o",
+                tenant="acme",
+            )
             c["plans"] += 1
             for b, sec in zip(plan.blocks, plan.sections, strict=True):
                 if "ZZINJ" in json.dumps(b.content) and (sec in trusted_sections or b.trust is Trust.TRUSTED):
@@ -612,42 +665,110 @@ def injection(quick: bool) -> dict[str, Any]:
 # secrets -------------------------------------------------------------------------------------
 
 
-def _embed_all(cache: Any, s: corpus.Secret, i: int) -> Counter[str]:
+EMBEDDINGS = (
+    "tool_output",
+    "tool_args_hashed",
+    "tool_args_in_tag",
+    "document_text",
+    "document_metadata",
+    "response_output",
+    "prompt_request",
+    "prepare_request_prompt",
+)
+
+
+def _embed(cache: Any, name: str, s: corpus.Secret, i: int) -> Counter[str]:
     from promptcache.artifacts import RetrieverSpec, ToolSpec
 
     c: Counter[str] = Counter()
     read = ToolSpec(name="lookup", side_effect="read_only", ttl=3600)
     tagged = ToolSpec(name="account", side_effect="read_only", ttl=3600, tags=["acct:{key}"])
     kb = RetrieverSpec(name="kb", index_version="1", ttl=3600)
-    cases: list[tuple[str, Callable[[], Any], Any]] = [
-        ("tool_output", lambda: cache.tools.call(read, {"i": i}, lambda i: {"out": f"config:\n{s.text}\n"}, tenant="acme").value,
-         {"out": f"config:\n{s.text}\n"}),
-        ("tool_args_hashed", lambda: cache.tools.call(read, {"q": s.text}, lambda q: {"ok": i}, tenant="acme").value, {"ok": i}),
-        ("tool_args_in_tag", lambda: cache.tools.call(tagged, {"key": s.text}, lambda key: {"ok": i}, tenant="acme").value,
-         {"ok": i}),
-        ("document_text", lambda: cache.retrieval.retrieve(f"q{i}", lambda q: [{"id": "d", "text": f"See {s.text} here"}],
-                                                            tenant="acme", retriever=kb).value[0]["text"], f"See {s.text} here"),
-        ("document_metadata", lambda: cache.retrieval.retrieve(f"m{i}", lambda q: [{"id": "d", "text": "x", "metadata": {"k": s.text}}],
-                                                                tenant="acme", retriever=kb).value[0]["metadata"], {"k": s.text}),
-        ("response_output", lambda: cache.responses.call(
-            {"model": "gpt-4o", "temperature": 0, "messages": [{"role": "user", "content": f"r{i}"}],
-             "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}},
-            lambda r: {"answer": s.text}, tenant="acme").value, {"answer": s.text}),
-        ("prompt_request", lambda: cache.responses.call(
-            {"model": "gpt-4o", "temperature": 0, "messages": [{"role": "system", "content": s.text}, {"role": "user", "content": f"p{i}"}],
-             "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}},
-            lambda r: {"answer": "ok"}, tenant="acme").value, {"answer": "ok"}),
-        ("prepare_request_prompt", lambda: (cache.prepare_request(
-            corpus.agent_body("anthropic-messages", s.text, s.text), format="anthropic-messages", tenant="acme"), None)[1], None),
-    ]  # fmt: skip
-    for name, fn, expect in cases:
-        for _ in range(2):
-            try:
-                got = fn()
-                if got != expect:
-                    c[f"value_lost.{name}"] += 1
-            except Exception:
-                c[f"call_failed.{name}"] += 1
+    rf = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}
+    cases: dict[str, tuple[Callable[[], Any], Any]] = {
+        "tool_output": (
+            lambda: (
+                cache.tools.call(
+                    read, {"i": i}, lambda i: {"out": f"config:\n{s.text}\n"}, tenant="acme"
+                ).value
+            ),
+            {"out": f"config:\n{s.text}\n"},
+        ),
+        "tool_args_hashed": (
+            lambda: cache.tools.call(read, {"q": s.text}, lambda q: {"ok": i}, tenant="acme").value,
+            {"ok": i},
+        ),
+        "tool_args_in_tag": (
+            lambda: cache.tools.call(tagged, {"key": s.text}, lambda key: {"ok": i}, tenant="acme").value,
+            {"ok": i},
+        ),
+        "document_text": (
+            lambda: cache.retrieval.retrieve(
+                f"q{i}", lambda q: [{"id": "d", "text": f"See {s.text} here"}], tenant="acme", retriever=kb
+            ).value[0]["text"],
+            f"See {s.text} here",
+        ),
+        "document_metadata": (
+            lambda: cache.retrieval.retrieve(
+                f"m{i}",
+                lambda q: [{"id": "d", "text": "x", "metadata": {"k": s.text}}],
+                tenant="acme",
+                retriever=kb,
+            ).value[0]["metadata"],
+            {"k": s.text},
+        ),
+        "response_output": (
+            lambda: (
+                cache.responses.call(
+                    {
+                        "model": "gpt-4o",
+                        "temperature": 0,
+                        "messages": [{"role": "user", "content": f"r{i}"}],
+                        "response_format": rf,
+                    },
+                    lambda r: {"answer": s.text},
+                    tenant="acme",
+                ).value
+            ),
+            {"answer": s.text},
+        ),
+        "prompt_request": (
+            lambda: (
+                cache.responses.call(
+                    {
+                        "model": "gpt-4o",
+                        "temperature": 0,
+                        "messages": [
+                            {"role": "system", "content": s.text},
+                            {"role": "user", "content": f"p{i}"},
+                        ],
+                        "response_format": rf,
+                    },
+                    lambda r: {"answer": "ok"},
+                    tenant="acme",
+                ).value
+            ),
+            {"answer": "ok"},
+        ),
+        "prepare_request_prompt": (
+            lambda: (
+                cache.prepare_request(
+                    corpus.agent_body("anthropic-messages", s.text, s.text),
+                    format="anthropic-messages",
+                    tenant="acme",
+                ),
+                None,
+            )[1],
+            None,
+        ),
+    }
+    fn, expect = cases[name]
+    for _ in range(2):
+        try:
+            if fn() != expect:
+                c[f"value_lost.{name}"] += 1
+        except Exception:
+            c[f"call_failed.{name}"] += 1
     return c
 
 
@@ -660,47 +781,55 @@ def secrets(tmp: Path, quick: bool, redis_url: str | None) -> dict[str, Any]:
     from promptcache.detect import SECRET, scan_sensitive
 
     items = corpus.secrets_corpus()
-    stores = [("sqlite+blobs", open_store(str(tmp / "secrets-sqlite"), blob_threshold=512))]
-    if redis_url:
-        stores.append(("redis", open_store(redis_url, namespace="sec")))
     failures: Counter[str] = Counter()
-    for _, st in stores:
-        cache = PromptCache(store=st)
-        for i, s in enumerate(items):
-            failures.update(_embed_all(cache, s, i))
-        st.flush(10)
-    raw: dict[str, list[bytes]] = {"l1": [b for _, st in stores for b in l1_raw(st)]}
-    raw["sqlite"] = sqlite_raw(tmp / "secrets-sqlite" / "promptcache.sqlite3")
-    raw["blobs"] = files_raw(tmp / "secrets-sqlite" / "blobs")
-    if redis_url:
-        raw["redis"] = redis_raw(redis_mod.Redis.from_url(redis_url))
-    leaks: dict[str, Counter[str]] = {"listed": Counter(), "extra": Counter()}
+    leaks: dict[str, dict[str, int]] = {}
     leak_tiers: Counter[str] = Counter()
-    for s in items:
-        forms = needle_forms(s.needle)
-        hit_tiers = [t for t, blobs in raw.items() if any(f in b for b in blobs for f in forms)]
-        if hit_tiers:
-            leaks["listed" if s.listed else "extra"][s.kind] += 1
-            leak_tiers.update(hit_tiers)
-    for _, st in stores:
-        st.close()
+    scanned: Counter[str] = Counter()
+    for emb in EMBEDDINGS:
+        d = tmp / f"secrets-{emb}"
+        stores = [open_store(str(d), blob_threshold=512)]
+        if redis_url:
+            stores.append(open_store(redis_url, namespace=f"sec-{emb}"))
+        for st in stores:
+            cache = PromptCache(store=st)
+            for i, s in enumerate(items):
+                failures.update(_embed(cache, emb, s, i))
+            st.flush(10)
+        raw: dict[str, list[bytes]] = {"l1": [b for st in stores for b in l1_raw(st)]}
+        raw["sqlite"] = sqlite_raw(d / "promptcache.sqlite3")
+        raw["blobs"] = files_raw(d / "blobs")
+        if redis_url:
+            raw["redis"] = redis_raw(redis_mod.Redis.from_url(redis_url), match=f"sec-{emb}*")
+        for k, v in raw.items():
+            scanned[k] += len(v)
+        for s in items:
+            forms = needle_forms(s.needle)
+            hit_tiers = [t for t, blobs in raw.items() if any(f in b for b in blobs for f in forms)]
+            if hit_tiers:
+                key = f"{emb}:{'listed' if s.listed else 'extra'}"
+                leaks.setdefault(key, {})
+                leaks[key][s.kind] = leaks[key].get(s.kind, 0) + 1
+                leak_tiers.update(hit_tiers)
+        for st in stores:
+            st.close()
     recall: Counter[str] = Counter()
     for s in items:
         if not any(f.data_class == SECRET for f in scan_sensitive(s.text)):
             recall["missed." + s.kind] += 1
     fp = false_positives(quick)
+    listed_leaks = {k: v for k, v in leaks.items() if k.endswith(":listed")}
     return {
         "secrets": len(items),
         "secret_kinds": len({s.kind for s in items}),
-        "embeddings_per_secret": 8,
-        "tiers_scanned": {k: len(v) for k, v in raw.items()},
-        "leaked_listed_kinds": dict(leaks["listed"]),
-        "leaked_extra_kinds": dict(leaks["extra"]),
+        "embeddings": list(EMBEDDINGS),
+        "raw_items_scanned_by_tier": dict(scanned),
+        "leaks_by_embedding": {k: sum(v.values()) for k, v in leaks.items()},
+        "leaked_kinds_by_embedding": leaks,
         "leaks_by_tier": dict(leak_tiers),
         "detector_missed": dict(recall),
         "calls_failed_or_value_lost": dict(failures),
         "false_positives": fp,
-        "passed": not leaks["listed"] and not failures,
+        "passed": not listed_leaks and not failures,
     }
 
 
@@ -781,7 +910,9 @@ def load(tmp: Path, quick: bool) -> dict[str, Any]:
         pipe.execute()
         n_proc, dur = 3, (3.0 if quick else 6.0)
         q = CTX.Queue()
-        procs = [CTX.Process(target=w.load_worker, args=(server.url, i, dur, n_keys, q)) for i in range(n_proc)]
+        procs = [
+            CTX.Process(target=w.load_worker, args=(server.url, i, dur, n_keys, q)) for i in range(n_proc)
+        ]
         for p in procs:
             p.start()
         res = _collect(procs, q, dur * 2 + 60)
@@ -793,8 +924,10 @@ def load(tmp: Path, quick: bool) -> dict[str, Any]:
         for rnd in range(2):
             q2 = CTX.Queue()
             go = time.time() + 3.0
-            hp = [CTX.Process(target=w.herd_worker, args=(server.url, i, f"herd:{rnd}", 16, go, 0.2, q2))
-                  for i in range(3)]  # fmt: skip
+            hp = [
+                CTX.Process(target=w.herd_worker, args=(server.url, i, f"herd:{rnd}", 16, go, 0.2, q2))
+                for i in range(3)
+            ]
             for p in hp:
                 p.start()
             hr = _collect(hp, q2, 60)
@@ -808,8 +941,10 @@ def load(tmp: Path, quick: bool) -> dict[str, Any]:
             }
         bench = subprocess.run(
             ["redis-benchmark", "-p", str(server.port), "-t", "get", "-n", "20000", "-c", "3", "--csv"],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         server.stop()
     total = len(lat)
@@ -828,7 +963,9 @@ def load(tmp: Path, quick: bool) -> dict[str, Any]:
         "bare_redis_py_hget_p50_ms": _r(pct(bare, 0.5), 3),
         "bare_redis_py_hget_p99_ms": _r(pct(bare, 0.99), 3),
         "bare_redis_py_round_trips_per_s": round(len(bare) / (dur / 2)),
-        "redis_benchmark_get_csv": bench.stdout.strip().splitlines()[-1] if bench.stdout.strip() else bench.stderr[-200:],
+        "redis_benchmark_get_csv": bench.stdout.strip().splitlines()[-1]
+        if bench.stdout.strip()
+        else bench.stderr[-200:],
         "thundering_herd": herd,
         "note": "router L2 path: L1 emptied before every lookup (one Lua round trip + decode + integrity "
         "check); single-flight is per process, so a 3-process herd computes once per process at best",
@@ -840,7 +977,7 @@ def load(tmp: Path, quick: bool) -> dict[str, Any]:
 
 
 def fuzz(quick: bool) -> dict[str, Any]:
-    """Hypothesis over the canonicalizer, the wire adapters, prepare_request and the usage parsers; atheris."""
+    """Hypothesis over the canonicalizer, wire adapters, prepare_request and usage parsers; atheris."""
     from benchmarks.reliability_fuzz import run_atheris, run_hypothesis
 
     hyp = run_hypothesis(examples=150 if quick else 600)
@@ -900,7 +1037,9 @@ def main() -> int:
                     res = {"passed": False, "error": traceback.format_exc(limit=4)}
                 res["seconds"] = round(time.monotonic() - t, 1)
                 report["sections"][name] = res
-                print(f"{name:10s} passed={res.get('passed')} ({res['seconds']}s)", file=sys.stderr, flush=True)
+                print(
+                    f"{name:10s} passed={res.get('passed')} ({res['seconds']}s)", file=sys.stderr, flush=True
+                )
         finally:
             if shared:
                 shared.stop()

@@ -22,9 +22,13 @@ def _err(name: str, fn: Callable[[], Any], types: tuple[type[BaseException], ...
     except types as exc:
         msg = str(exc)
         ok = field.lower() in msg.lower()
-        return {"name": name, "outcome": "clear_error" if ok else "unclear_error", "ok": ok,
-                "detail": type(exc).__name__ + ("" if ok else f": message does not name {field!r}")}  # fmt: skip
-    except BaseException as exc:  # noqa: BLE001 - the point is to see what escapes
+        return {
+            "name": name,
+            "outcome": "clear_error" if ok else "unclear_error",
+            "ok": ok,
+            "detail": type(exc).__name__ + ("" if ok else f": message does not name {field!r}"),
+        }
+    except BaseException as exc:
         return {"name": name, "outcome": "crash", "ok": False, "detail": type(exc).__name__}
     return {"name": name, "outcome": "accepted", "ok": False, "detail": "no error raised"}
 
@@ -33,12 +37,17 @@ def _miss(name: str, fn: Callable[[], tuple[Any, Any, int]]) -> Case:
     """``fn`` returns (value returned, value expected, counter delta)."""
     try:
         got, expected, delta = fn()
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         return {"name": name, "outcome": "crash", "ok": False, "detail": type(exc).__name__}
     if got == "NOT_OVERWRITTEN":
-        return {"name": name, "outcome": "not_overwritten", "ok": False,
-                "detail": "counted miss, value intact, but the unreadable entry is never overwritten: every later "
-                "call recomputes until its TTL (design: overwrite on the next write)"}  # fmt: skip
+        return {
+            "name": name,
+            "outcome": "not_overwritten",
+            "ok": False,
+            "detail": "counted miss, value intact, but the unreadable entry is never overwritten: every "
+            "later "
+            "call recomputes until its TTL (design: overwrite on the next write)",
+        }
     if got != expected:
         return {"name": name, "outcome": "data_loss", "ok": False, "detail": "value altered"}
     if delta <= 0:
@@ -55,14 +64,13 @@ def _nested(depth: int) -> Any:
 
 def run_cases(root: Path) -> list[Case]:
     """Run every case against a fresh SQLite-backed store under ``root``."""
+    from benchmarks.reliability_corpus import agent_body
     from promptcache import PromptCache
     from promptcache.artifacts import RetrieverSpec, ToolSpec, open_store
     from promptcache.canonical import CanonicalizationError
     from promptcache.policy import Policy, PolicyError
     from promptcache.tiers.entry import encode_entry
     from promptcache.wire import WireFormatError
-
-    from benchmarks.reliability_corpus import agent_body
 
     root.mkdir(parents=True, exist_ok=True)
     cases: list[Case] = []
@@ -74,17 +82,40 @@ def run_cases(root: Path) -> list[Case]:
         return Policy.load(p)
 
     cases += [
-        _err("policy_ttl_min_gt_default", lambda: Policy.load({"entries": {"tool_output": {"ttl": {"min": 10, "default": 5}}}}),
-             (PolicyError,), "tool_output"),
+        _err(
+            "policy_ttl_min_gt_default",
+            lambda: Policy.load({"entries": {"tool_output": {"ttl": {"min": 10, "default": 5}}}}),
+            (PolicyError,),
+            "tool_output",
+        ),
         _err("policy_unknown_field", lambda: Policy.load({"versoin": "2"}), (PolicyError,), "versoin"),
-        _err("policy_secret_allowed", lambda: Policy.load({"data_classes": {"secret": {"action": "allow"}}}), (PolicyError,), "secret"),
-        _err("policy_bad_duration", lambda: Policy.load({"entries": {"tool_output": {"ttl": {"default": "5 parsecs"}}}}),
-             (PolicyError,), "default"),
+        _err(
+            "policy_secret_allowed",
+            lambda: Policy.load({"data_classes": {"secret": {"action": "allow"}}}),
+            (PolicyError,),
+            "secret",
+        ),
+        _err(
+            "policy_bad_duration",
+            lambda: Policy.load({"entries": {"tool_output": {"ttl": {"default": "5 parsecs"}}}}),
+            (PolicyError,),
+            "default",
+        ),
         _err("policy_not_mapping_yaml", lambda: load_text("- a\n- b\n"), (PolicyError,), "mapping"),
         _err("policy_invalid_yaml", lambda: load_text("version: [1\n"), (PolicyError,), "yaml"),
-        _err("policy_wrong_type", lambda: Policy.load({"allow_public": "sometimes"}), (PolicyError,), "allow_public"),
-        _err("policy_unknown_entry_type", lambda: Policy.load({"entries": {"tool_outputs": {}}}), (PolicyError,), "entries"),
-    ]  # fmt: skip
+        _err(
+            "policy_wrong_type",
+            lambda: Policy.load({"allow_public": "sometimes"}),
+            (PolicyError,),
+            "allow_public",
+        ),
+        _err(
+            "policy_unknown_entry_type",
+            lambda: Policy.load({"entries": {"tool_outputs": {}}}),
+            (PolicyError,),
+            "entries",
+        ),
+    ]
     del pol_file
 
     store = open_store(str(root / "store"))
@@ -155,8 +186,15 @@ def run_cases(root: Path) -> list[Case]:
 
                 e = decode_entry(data)
                 assert e is not None
-                e2 = type(e).new(key, b'{"not":"an envelope"}', tenant=e.tenant, entry_type=e.entry_type,
-                                 created_at=e.created_at, ttl_s=3600, tags=e.tags)  # fmt: skip
+                e2 = type(e).new(
+                    key,
+                    b'{"not":"an envelope"}',
+                    tenant=e.tenant,
+                    entry_type=e.entry_type,
+                    created_at=e.created_at,
+                    ttl_s=3600,
+                    tags=e.tags,
+                )
                 new = encode_entry(e2)
             db.execute("UPDATE pc_entries SET data=? WHERE key=?", (new, key))
             db.commit()
@@ -168,7 +206,9 @@ def run_cases(root: Path) -> list[Case]:
             s1 = store.stats()
             c1 = cache.tools.stats()
             delta = (s1.tiers["l2"].corrupt - s0.tiers["l2"].corrupt) + (c1.corrupt - c0.corrupt)
-            delta += (s1.tiers["l2"].errors - s0.tiers["l2"].errors) + (s1.tiers["l2"].misses - s0.tiers["l2"].misses)
+            delta += (s1.tiers["l2"].errors - s0.tiers["l2"].errors) + (
+                s1.tiers["l2"].misses - s0.tiers["l2"].misses
+            )
             store.flush(5)
             store.l1.clear()
             again = cache.tools.call(read, args, lambda case: {"v": 3}, tenant="acme")
@@ -186,27 +226,72 @@ def run_cases(root: Path) -> list[Case]:
     # wire formats
     oc = agent_body("openai-chat", "t", "d")
     cases += [
-        _err("wire_openai_body_as_anthropic", lambda: cache.prepare_request(oc, format="anthropic-messages"),
-             (WireFormatError, ValueError), "anthropic"),
-        _err("wire_anthropic_body_as_gemini", lambda: cache.prepare_request(agent_body("anthropic-messages", "t", "d"),
-             format="gemini"), (WireFormatError,), "contents"),
-        _err("wire_openai_chat_body_as_responses", lambda: cache.prepare_request(oc, format="openai-responses"),
-             (WireFormatError,), "input"),
-        _err("wire_messages_not_list", lambda: cache.prepare_request({"model": "gpt-4o", "messages": "hi"},
-             format="openai-chat"), (WireFormatError, ValueError), "messages"),
-        _err("wire_unknown_format", lambda: cache.prepare_request(oc, format="cohere-chat"), (ValueError,), "format"),
-        _err("wire_no_model", lambda: cache.prepare_request({"messages": []}, format="openai-chat"),
-             (WireFormatError, ValueError), "model"),
-        _err("wire_body_not_object", lambda: cache.prepare_request([1, 2], format="openai-chat"),  # type: ignore[arg-type]
-             (WireFormatError, ValueError), "object"),
-        _err("wire_message_not_serializable", lambda: cache.prepare_request(
-            {"model": "gpt-4o", "messages": [{"role": "user", "content": object()}]}, format="openai-chat"),
-            (WireFormatError, ValueError), "json"),
-        _err("wire_nested_5000_content", lambda: cache.prepare_request(
-            {"model": "gpt-4o", "messages": [{"role": "user", "content": [_nested(5000)]}]}, format="openai-chat"),
-            (WireFormatError, ValueError), "openai-chat"),
-        _err("wire_lone_surrogate_system", lambda: _surrogate(cache), (WireFormatError, CanonicalizationError), "system"),
-    ]  # fmt: skip
+        _err(
+            "wire_openai_body_as_anthropic",
+            lambda: cache.prepare_request(oc, format="anthropic-messages"),
+            (WireFormatError, ValueError),
+            "anthropic",
+        ),
+        _err(
+            "wire_anthropic_body_as_gemini",
+            lambda: cache.prepare_request(agent_body("anthropic-messages", "t", "d"), format="gemini"),
+            (WireFormatError,),
+            "contents",
+        ),
+        _err(
+            "wire_openai_chat_body_as_responses",
+            lambda: cache.prepare_request(oc, format="openai-responses"),
+            (WireFormatError,),
+            "input",
+        ),
+        _err(
+            "wire_messages_not_list",
+            lambda: cache.prepare_request({"model": "gpt-4o", "messages": "hi"}, format="openai-chat"),
+            (WireFormatError, ValueError),
+            "messages",
+        ),
+        _err(
+            "wire_unknown_format",
+            lambda: cache.prepare_request(oc, format="cohere-chat"),
+            (ValueError,),
+            "format",
+        ),
+        _err(
+            "wire_no_model",
+            lambda: cache.prepare_request({"messages": []}, format="openai-chat"),
+            (WireFormatError, ValueError),
+            "model",
+        ),
+        _err(
+            "wire_body_not_object",
+            lambda: cache.prepare_request([1, 2], format="openai-chat"),  # type: ignore[arg-type]
+            (WireFormatError, ValueError),
+            "object",
+        ),
+        _err(
+            "wire_message_not_serializable",
+            lambda: cache.prepare_request(
+                {"model": "gpt-4o", "messages": [{"role": "user", "content": object()}]}, format="openai-chat"
+            ),
+            (WireFormatError, ValueError),
+            "json",
+        ),
+        _err(
+            "wire_nested_5000_content",
+            lambda: cache.prepare_request(
+                {"model": "gpt-4o", "messages": [{"role": "user", "content": [_nested(5000)]}]},
+                format="openai-chat",
+            ),
+            (WireFormatError, ValueError),
+            "openai-chat",
+        ),
+        _err(
+            "wire_lone_surrogate_system",
+            lambda: _surrogate(cache),
+            (WireFormatError, CanonicalizationError),
+            "system",
+        ),
+    ]
 
     kb = RetrieverSpec(name="kb", index_version="1")
 
@@ -222,7 +307,10 @@ def run_cases(root: Path) -> list[Case]:
 
 
 def _surrogate(cache: Any) -> Any:
-    body = {"model": "gpt-4o", "messages": [{"role": "system", "content": "sys \udcff"}, {"role": "user", "content": "u"}]}
+    body = {
+        "model": "gpt-4o",
+        "messages": [{"role": "system", "content": "sys \udcff"}, {"role": "user", "content": "u"}],
+    }
     return cache.prepare_request(body, format="openai-chat")
 
 

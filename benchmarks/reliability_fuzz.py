@@ -7,6 +7,7 @@ Documented error types: ``CanonicalizationError`` (canonical_json), ``WireFormat
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,14 +17,60 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 FORMATS = ("openai-chat", "openai-responses", "anthropic-messages", "bedrock-converse", "gemini")
-FIELDS = ["model", "modelId", "messages", "role", "content", "system", "tools", "input", "instructions", "contents",
-          "parts", "text", "type", "usage", "prompt_tokens", "input_tokens", "cache_read_input_tokens",
-          "prompt_tokens_details", "cached_tokens", "usageMetadata", "cachedContentTokenCount", "promptTokenCount",
-          "inputTokens", "cacheReadInputTokens", "toolResult", "tool_calls", "function", "name", "systemInstruction",
-          "cache_control", "message", "delta", "choices", "response", "entries", "ttl", "version"]  # fmt: skip
+FIELDS = [
+    "model",
+    "modelId",
+    "messages",
+    "role",
+    "content",
+    "system",
+    "tools",
+    "input",
+    "instructions",
+    "contents",
+    "parts",
+    "text",
+    "type",
+    "usage",
+    "prompt_tokens",
+    "input_tokens",
+    "cache_read_input_tokens",
+    "prompt_tokens_details",
+    "cached_tokens",
+    "usageMetadata",
+    "cachedContentTokenCount",
+    "promptTokenCount",
+    "inputTokens",
+    "cacheReadInputTokens",
+    "toolResult",
+    "tool_calls",
+    "function",
+    "name",
+    "systemInstruction",
+    "cache_control",
+    "message",
+    "delta",
+    "choices",
+    "response",
+    "entries",
+    "ttl",
+    "version",
+]
 
 TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=40) | st.sampled_from(
-    ["system", "user", "assistant", "tool", "developer", "model", "text", "gpt-4o", "2024-05-16T10:00:00Z", "\r\n", "é"]
+    [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "developer",
+        "model",
+        "text",
+        "gpt-4o",
+        "2024-05-16T10:00:00Z",
+        "\r\n",
+        "é",
+    ]
 )
 SCALAR = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | TEXT
 JSON = st.recursive(
@@ -46,7 +93,7 @@ def _target(fn: Callable[..., None], strat: Any, examples: int) -> dict[str, Any
             fn(x)
         except AssertionError:
             counts["not_idempotent"] += 1
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             counts["escaped"] += 1
             escaped.append(type(exc).__name__)
 
@@ -56,13 +103,13 @@ def _target(fn: Callable[..., None], strat: Any, examples: int) -> dict[str, Any
 
 def run_hypothesis(examples: int = 300) -> dict[str, Any]:
     """Each target: examples run, undocumented exceptions escaped, idempotence failures."""
+    import orjson
+
     from promptcache import PromptCache
     from promptcache.canonical import CanonicalizationError, canonical_json, canonical_text
     from promptcache.policy import Policy, PolicyError
     from promptcache.providers.usage import usage_from_response, usage_from_stream
     from promptcache.wire import WireFormatError, get_adapter
-
-    import orjson
 
     cache = PromptCache()
 
@@ -79,10 +126,8 @@ def run_hypothesis(examples: int = 300) -> dict[str, Any]:
 
     def split(arg: tuple[str, dict[str, Any]]) -> None:
         fmt, body = arg
-        try:
+        with contextlib.suppress(WireFormatError):
             get_adapter(fmt).split(body)
-        except WireFormatError:
-            pass
 
     def prepare(arg: tuple[str, dict[str, Any]]) -> None:
         fmt, body = arg
@@ -96,27 +141,23 @@ def run_hypothesis(examples: int = 300) -> dict[str, Any]:
             again = cache.prepare_request(p.body, format=fmt, tenant="t")
         except (WireFormatError, CanonicalizationError):
             return
-        assert again.plan.prefix_key == cache.prepare_request(again.body, format=fmt, tenant="t").plan.prefix_key
+        assert (
+            again.plan.prefix_key == cache.prepare_request(again.body, format=fmt, tenant="t").plan.prefix_key
+        )
 
     def usage(arg: tuple[str, dict[str, Any]]) -> None:
         fmt, body = arg
-        try:
+        with contextlib.suppress(ValueError):
             usage_from_response(fmt, body, model="m")
-        except ValueError:
-            pass
 
     def stream(arg: tuple[str, list[Any]]) -> None:
         fmt, events = arg
-        try:
+        with contextlib.suppress(ValueError):
             usage_from_stream(fmt, events, model="m")
-        except ValueError:
-            pass
 
     def policy(d: dict[str, Any]) -> None:
-        try:
+        with contextlib.suppress(PolicyError):
             Policy.load(d)
-        except PolicyError:
-            pass
 
     fmt = st.sampled_from(FORMATS)
     return {
@@ -130,7 +171,7 @@ def run_hypothesis(examples: int = 300) -> dict[str, Any]:
     }
 
 
-ATHERIS_HARNESS = r'''
+ATHERIS_HARNESS = r"""
 import sys, atheris
 with atheris.instrument_imports():
     import orjson
@@ -160,7 +201,7 @@ def test(data):
         pass
 atheris.Setup(sys.argv, test)
 atheris.Fuzz()
-'''
+"""
 
 
 def run_atheris(runs: int = 20000, timeout: float = 120) -> dict[str, Any]:
@@ -172,12 +213,19 @@ def run_atheris(runs: int = 20000, timeout: float = 120) -> dict[str, Any]:
     try:
         r = subprocess.run(
             [sys.executable, "-c", ATHERIS_HARNESS, f"-runs={runs}", "-max_len=4200", "-seed=9"],
-            capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return {"runs": runs, "timed_out": True, "crashes": 0}
     tail = [ln for ln in r.stderr.splitlines() if ln.startswith(("#", "==", "Done", "Uncaught"))][-3:]
     crashed = r.returncode != 0
     err = [ln for ln in r.stderr.splitlines() if "Error" in ln or "Exception" in ln][:3]
-    return {"runs": runs, "exit_code": r.returncode, "crashes": int(crashed), "last_status": tail,
-            "first_error_lines": err if crashed else []}  # fmt: skip
+    return {
+        "runs": runs,
+        "exit_code": r.returncode,
+        "crashes": int(crashed),
+        "last_status": tail,
+        "first_error_lines": err if crashed else [],
+    }

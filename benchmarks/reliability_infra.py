@@ -1,4 +1,4 @@
-"""Loopback infrastructure for the reliability report: redis-server control, a stalling TCP proxy, raw scans."""
+"""Loopback infrastructure for the reliability report: redis-server control, stalling proxy, raw scans."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +65,26 @@ class RedisProc:
         """(Re)start on the same port."""
         assert REDIS_SERVER is not None
         self.workdir.mkdir(parents=True, exist_ok=True)
-        cmd = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-               "--save", "", "--appendonly", "no", "--protected-mode", "no",
-               "--enable-debug-command", "local"]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir)
+        cmd = [
+            REDIS_SERVER,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--enable-debug-command",
+            "local",
+        ]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir
+        )
         if not wait_until(lambda: _ping(self.port), timeout=10):
             raise RuntimeError("redis-server did not start")
 
@@ -97,10 +113,8 @@ class RedisProc:
     def stop(self) -> None:
         """Terminate (after a SIGCONT, in case it is paused)."""
         if self.proc is not None and self.proc.poll() is None:
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
             self.proc.terminate()
             try:
                 self.proc.wait(5)
@@ -166,28 +180,28 @@ class StallProxy:
             except OSError:
                 break
         for s in (src, dst):
-            try:
+            with suppress(OSError):
                 s.close()
-            except OSError:
-                pass
 
     def close(self) -> None:
         """Stop accepting and close every connection."""
         self._stop.set()
         self._srv.close()
         for s in self._socks:
-            try:
+            with suppress(OSError):
                 s.close()
-            except OSError:
-                pass
 
 
 @contextmanager
 def tmpfs(path: Path, size: str = "64k") -> Iterator[bool]:
     """Mount a tiny tmpfs on ``path`` (root only); yields whether it is mounted."""
     path.mkdir(parents=True, exist_ok=True)
-    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                        capture_output=True).returncode == 0  # fmt: skip
+    ok = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
     try:
         yield ok
     finally:
@@ -216,7 +230,7 @@ def sqlite_raw(path: Path) -> list[bytes]:
     try:
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for t in tables:
-            for row in db.execute(f'SELECT * FROM "{t}"'):  # noqa: S608 - names from sqlite_master
+            for row in db.execute(f'SELECT * FROM "{t}"'):
                 for cell in row:
                     if isinstance(cell, bytes):
                         out.append(cell)
@@ -231,16 +245,19 @@ def sqlite_raw(path: Path) -> list[bytes]:
     return out
 
 
-def redis_raw(client: Any) -> list[bytes]:
-    """Every key name and value held by a Redis server (strings and hashes)."""
+def redis_raw(client: Any, match: str | None = None) -> list[bytes]:
+    """Every key name and value held by a Redis server (strings and hashes), optionally ``match``-ed."""
     out: list[bytes] = []
-    for k in client.scan_iter(count=1000):
+    for k in client.scan_iter(match=match, count=1000):
         out.append(k if isinstance(k, bytes) else str(k).encode())
         t = client.type(k)
         t = t.decode() if isinstance(t, bytes) else t
         if t == "hash":
             for f, v in client.hgetall(k).items():
-                out += [f if isinstance(f, bytes) else str(f).encode(), v if isinstance(v, bytes) else str(v).encode()]
+                out += [
+                    f if isinstance(f, bytes) else str(f).encode(),
+                    v if isinstance(v, bytes) else str(v).encode(),
+                ]
         elif t == "string":
             v = client.get(k)
             out.append(v if isinstance(v, bytes) else str(v).encode())
@@ -279,4 +296,4 @@ def pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
     s = sorted(values)
-    return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))]
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]

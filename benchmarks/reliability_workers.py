@@ -12,7 +12,11 @@ import time
 from typing import Any
 
 READ = {"name": "get_reservation", "side_effect": "read_only", "tags": ["reservation:{rid}"], "ttl": 3600}
-WRITE = {"name": "update_reservation", "side_effect": "idempotent_write", "invalidates": ["reservation:{rid}"]}
+WRITE = {
+    "name": "update_reservation",
+    "side_effect": "idempotent_write",
+    "invalidates": ["reservation:{rid}"],
+}
 
 
 def make_value(rid: str, size: int, rng: random.Random) -> dict[str, Any]:
@@ -43,10 +47,9 @@ def fault_worker(
 
     Puts one result: events ``(t, op, ok, tier, ms, corrupt, error)`` and the router's counters.
     """
+    from benchmarks.reliability_corpus import agent_body
     from promptcache import PromptCache
     from promptcache.artifacts import RetrieverSpec, ToolSpec, open_store
-
-    from benchmarks.reliability_corpus import agent_body
 
     kw: dict[str, Any] = {"max_staleness_s": 1.0}
     if blob_threshold is not None:
@@ -68,7 +71,9 @@ def fault_worker(
         err: str | None = None
         try:
             if op == "tool":
-                out = cache.tools.call(read, {"rid": rid}, lambda rid: make_value(rid, size, rng), tenant="acme")
+                out = cache.tools.call(
+                    read, {"rid": rid}, lambda rid: make_value(rid, size, rng), tenant="acme"
+                )
                 corrupt = not value_ok(rid, out.value)
                 tier = out.lookup.tier
                 if out.lookup.stored:
@@ -172,7 +177,7 @@ def freshness_worker(location: str, truth: str, wid: int, n_ops: int, n_rids: in
             elif op == "read":
                 t = time.monotonic()
                 out = cache.tools.call(
-                    read, {"rid": rid}, lambda rid: {"v": version(rid), "pv": pv}, tenant="acme"
+                    read, {"rid": rid}, lambda rid, pv=pv: {"v": version(rid), "pv": pv}, tenant="acme"
                 )
                 log.append(("r", rid, out.value["v"], t, wid, out.lookup.tier, out.value["pv"], pv))
             else:

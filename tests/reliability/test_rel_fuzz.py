@@ -1,0 +1,33 @@
+"""Hypothesis over the canonicalizer, adapters, prepare_request, usage parsers and policy loading (modest)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.reliability_fuzz import run_hypothesis
+
+from . import _path  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, dict[str, object]]:
+    return run_hypothesis(examples=60)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "canonical_text_idempotent",
+        "canonical_json_idempotent",
+        "wire_adapter_split",
+        "prepare_request",
+        "usage_from_response",
+        "usage_from_stream",
+        "policy_load",
+    ],
+)
+def test_no_undocumented_exception_and_idempotent(target: str, results: dict[str, dict[str, object]]) -> None:
+    r = results[target]
+    assert r["examples"] == 60
+    assert r["escaped"] == 0, r["escaped_types"]
+    assert r["not_idempotent"] == 0
