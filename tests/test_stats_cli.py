@@ -1,0 +1,126 @@
+"""``promptcache stats``: figures published by other processes into a SQLite store, read back by the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from promptcache import telemetry
+from promptcache.artifacts import ToolSpec
+from promptcache.cli import main
+from promptcache.engine import PromptCache
+from promptcache.telemetry.aggregate import StatsAggregator, publish, read_stats
+from promptcache.usage import CacheUsage
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from promptcache import telemetry
+    from promptcache.artifacts import ToolSpec
+    from promptcache.engine import PromptCache
+    from promptcache.usage import CacheUsage
+
+    store_dir, tenant = sys.argv[1], sys.argv[2]
+    agg = telemetry.add_observer(telemetry.StatsAggregator())
+    cache = telemetry.instrument(PromptCache(store=store_dir))
+    body = lambda clock: {"model": "gpt-4o", "messages": [
+        {"role": "system", "content": "You help.\\nCurrent time: 2024-05-15 " + clock},
+        {"role": "user", "content": "hi"}]}
+    with telemetry.labels(agent="support"):
+        for clock in ("10:00", "10:01", "10:02", "10:03"):
+            cache.prepare_request(body(clock), format="openai-chat", tenant=tenant)
+            cache.record_usage(CacheUsage(provider="openai", model="gpt-4o", input_tokens=2000,
+                                          cache_read_tokens=1024, output_tokens=10), tenant=tenant)
+        spec = ToolSpec(name="lookup", side_effect="read_only")
+        for _ in range(3):
+            cache.tools.call(spec, {"q": 1}, lambda q: "x", tenant=tenant)
+    telemetry.publish(agg, cache.store)
+    cache.close()
+    """
+)
+
+
+def _write(store: Path, tenant: str) -> None:
+    subprocess.run([sys.executable, "-c", WRITER, str(store), tenant], check=True, timeout=60)
+
+
+def test_figures_from_two_processes_are_read_by_a_third(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(tmp_path, "acme")
+    _write(tmp_path, "globex")
+    assert main(["stats", "--store", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["writers"] == 2
+    rows = {(r["tenant"], r["entry_type"]): r for r in out["rows"]}
+    assert set(rows) == {
+        ("acme", "prompt_prefix"),
+        ("acme", "tool_output"),
+        ("globex", "prompt_prefix"),
+        ("globex", "tool_output"),
+    }
+    p = rows[("acme", "prompt_prefix")]
+    assert p["model"] == "gpt-4o" and p["agent"] == "support"
+    assert (p["calls"], p["input_tokens"], p["cache_read_tokens"]) == (4, 8000, 4096)
+    assert p["cached_share"] == pytest.approx(0.512)
+    assert p["cost_avoided_usd"] > 0
+    # First request, then the clock changes once (learned), then the prefix holds.
+    reasons = dict(p["top_miss_reasons"])
+    assert reasons["first_request"] == 1
+    assert p["hits"] >= 1 and p["hits"] + p["misses"] == 4
+    t = rows[("acme", "tool_output")]
+    assert (t["calls"], t["hits"], t["misses"], t["hit_rate"]) == (3, 2, 1, pytest.approx(0.6667, abs=1e-3))
+    assert t["top_miss_reasons"][0][0] == "miss: stored for #s"
+
+    assert main(["stats", "--store", str(tmp_path), "--by", "entry_type", "--json"]) == 0
+    by_type = {r["entry_type"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert by_type["tool_output"]["calls"] == 6 and by_type["prompt_prefix"]["input_tokens"] == 16000
+
+
+def test_rich_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agg = StatsAggregator("w1")
+    telemetry.add_observer(agg)
+    try:
+        cache = telemetry.instrument(PromptCache(store=str(tmp_path)))
+        cache.record_usage(
+            CacheUsage(provider="openai", model="gpt-4o", input_tokens=100, cache_read_tokens=50), tenant="t1"
+        )
+        cache.tools.call(ToolSpec(name="write_it"), {"a": 1}, lambda a: 1, tenant="t1")
+        publish(agg, cache.store)
+        cache.close()
+    finally:
+        telemetry.remove_observer(agg)
+    monkeypatch.setenv("PROMPTCACHE_STORE", str(tmp_path))
+    assert main(["stats"]) == 0
+    text = capsys.readouterr().out
+    assert "promptcache stats (1 writer)" in text and "50.0%" in text
+    assert "side_effecting" in text  # the denial reason (rich may wrap it)
+
+
+def test_republishing_replaces_a_writer_record(tmp_path: Path) -> None:
+    from promptcache.artifacts.store import open_store
+
+    store = open_store(str(tmp_path))
+    agg = StatsAggregator("w")
+    for n in (1, 2):
+        agg.on_event(
+            telemetry.UsageEvent("t", "openai", "gpt-4o", 10, 0, 0, 1, 0.0, 0.0, True)  # one more call
+        )
+        publish(agg, store)
+        (rec,) = read_stats(store)
+        assert rec.rows[0].usage_calls == n
+    store.close()
+
+
+def test_empty_store_and_bad_usage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", "--store", str(tmp_path)]) == 1
+    assert main(["stats", "--store", str(tmp_path), "--by", "colour"]) == 2
+    assert main(["stats", "--store", "gopher://x"]) == 2
+    capsys.readouterr()
