@@ -1,7 +1,14 @@
-"""``promptcache demo``: a real agent trajectory, as sent and through promptcache.
+"""``promptcache demo``: the main job (``make demo``).
 
-Replays the real tau-bench airline conversation (gpt-4o as the agent, one
-model call per assistant turn) the way agent apps commonly send it: the
+By default it runs the agent demo of ``promptcache_langgraph.demo``: a real LangChain
+``create_agent`` support agent (tau-bench airline policy and tools, a recorded conversation)
+against the provider emulator in-process, without and then with ``PromptCacheMiddleware``, for
+ChatOpenAI and ChatAnthropic. The core never imports an agent framework, so that module is
+looked up at run time; where it is not installed, the core simulation below runs instead, with a
+note saying so.
+
+``promptcache demo --core`` is the core-only simulation: it replays the real tau-bench airline
+conversation (gpt-4o as the agent, one model call per assistant turn) the way agent apps commonly send it: the
 system prompt carries a clock line that changes on every call, and the tool
 list comes in a different order each time. Each request is fed, as sent and
 as rewritten by :meth:`PromptCache.prepare_request`, to the offline
@@ -11,8 +18,10 @@ read from its cache. No network, no Redis.
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -144,17 +153,49 @@ def render(report: dict[str, Any]) -> str:
 
 def register(sub: Any) -> None:
     """Add ``promptcache demo`` to the CLI."""
-    p = sub.add_parser("demo", help="run a real agent trajectory as sent and through promptcache")
+    p = sub.add_parser(
+        "demo", help="a real LangChain agent without and with promptcache (--core: offline core simulation)"
+    )
     p.add_argument("--provider", choices=["openai", "anthropic", "both"], default="both")
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    p.add_argument(
+        "--core", action="store_true", help="the core-only offline simulation (no agent framework needed)"
+    )
     p.set_defaults(func=_cli)
+
+
+AGENT_DEMO = "promptcache_langgraph.demo"
+"""The agent demo's module (in the promptcache-langgraph package; imported only when asked for)."""
+
+
+def _agent_demo() -> tuple[Any, str | None]:
+    """The agent demo module, or None and why it cannot run here."""
+    try:
+        return importlib.import_module(AGENT_DEMO), None
+    except ImportError as exc:
+        return None, (
+            f"note: the agent demo needs promptcache-langchain and promptcache-langgraph with "
+            f"langchain-openai and langchain-anthropic (`make setup` installs them): {exc.name or exc} "
+            "is missing. Running the core-only simulation instead (`promptcache demo --core`)."
+        )
 
 
 def _cli(args: Any) -> int:
     providers = ["openai", "anthropic"] if args.provider == "both" else [args.provider]
+    note = None
+    if not args.core:
+        mod, note = _agent_demo()
+        if mod is not None:
+            report = mod.run_agent_demo(tuple(providers))
+            print(json.dumps(report, indent=2) if args.json else mod.render(report))
+            return 0
+        print(note, file=sys.stderr)
     reports = [run_demo(p) for p in providers]
     if args.json:
-        print(json.dumps({"reports": reports}, indent=2))
+        out: dict[str, Any] = {"demo": "core", "reports": reports}
+        if note:
+            out["note"] = note
+        print(json.dumps(out, indent=2))
     else:
         print("\n\n".join(render(r) for r in reports))
     return 0
