@@ -70,7 +70,8 @@ class Backend:
         if name == "get_user_details":
             return json.dumps({"user_id": args["user_id"], "name": "Mia Li"})
         if name == "send_certificate":
-            return f"Certificate {self.calls[name]} added to user {args['user_id']} with amount {args['amount']}."
+            n, user, amount = self.calls[name], args["user_id"], args["amount"]
+            return f"Certificate {n} added to user {user} with amount {amount}."
         return json.dumps({"ok": name})
 
     def tools(self) -> list[StructuredTool]:
