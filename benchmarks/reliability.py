@@ -360,9 +360,11 @@ def faults_l3(tmp: Path, quick: bool) -> dict[str, Any]:
     finally:
         if ro:
             remount_ro(blobs, False)
+    time.sleep(store.breaker_cooldown_s + 0.5)  # let the L3 breaker close before measuring recovery
     run_phase("after_read_only", 200)
     with tmpfs(blobs, "64k") as full_ok:
         run_phase("l3_full_tmpfs_64k", 200)
+    time.sleep(store.breaker_cooldown_s + 0.5)
     run_phase("after_full", 200)
     store.close()
     return {
@@ -371,6 +373,8 @@ def faults_l3(tmp: Path, quick: bool) -> dict[str, Any]:
         "phases": phases,
         "failed_calls": failed,
         "corrupted_reads": corrupt,
+        "recovered_after_read_only": phases["after_read_only"]["served_from"].get("l3", 0) > 0,
+        "recovered_after_full": phases["after_full"]["served_from"].get("l3", 0) > 0,
         "passed": failed == 0 and corrupt == 0 and ro and full_ok,
     }
 
