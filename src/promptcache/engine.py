@@ -170,6 +170,7 @@ class PromptCache:
         catalog: Catalog | None = None,
         store: str | TieredStore | Any | None = None,
         authorize: Authorizer | None = None,
+        telemetry: bool = False,
     ) -> None:
         if policy is None:
             self.policy = Policy()
@@ -198,6 +199,12 @@ class PromptCache:
         self._tools_cache: ToolOutputCache | None = None
         self._retrieval_cache: RetrievalCache | None = None
         self._responses_cache: ResponseCache | None = None
+        if telemetry:
+            # Spans, metrics and events (hashes and sizes only); nothing is exported
+            # until an exporter or observer listens (see promptcache.telemetry).
+            from promptcache.telemetry import instrument
+
+            instrument(self)
 
     # -- promptcache's own caches ---------------------------------------------
 
