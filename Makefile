@@ -36,7 +36,8 @@ typecheck: setup
 	$(BIN)/mypy src $(foreach d,$(INTEGRATIONS),$(d)/src)
 
 pytest: setup redis-server
-	$(BIN)/pytest -q
+	# A throwaway cache directory: tests never share state with each other or the user.
+	PROMPTCACHE_CACHE_DIR=$$(mktemp -d) $(BIN)/pytest -q
 
 # The policy reference is generated from the pydantic models, then the site
 # is built strictly so a broken link or a missing page fails the build.
