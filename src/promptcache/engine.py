@@ -60,6 +60,7 @@ from promptcache.wire import WireAdapter, WireFormatError, WireParts, get_adapte
 if TYPE_CHECKING:
     from promptcache.artifacts.retrieval import Authorizer
     from promptcache.catalog import Catalog
+    from promptcache.providers.gemini_cache import GeminiCacheManager, GeminiTransport
     from promptcache.providers.prewarm import PrewarmReport
 
 Mode = Literal["active", "shadow"]
@@ -199,6 +200,7 @@ class PromptCache:
         self._tools_cache: ToolOutputCache | None = None
         self._retrieval_cache: RetrievalCache | None = None
         self._responses_cache: ResponseCache | None = None
+        self._gemini_managers: list[GeminiCacheManager] = []
         if telemetry:
             # Spans, metrics and events (hashes and sizes only); nothing is exported
             # until an exporter or observer listens (see promptcache.telemetry).
@@ -243,12 +245,29 @@ class PromptCache:
             self._responses_cache = ResponseCache(self.store, self.policy)
         return self._responses_cache
 
+    def gemini_caches(self, transport: GeminiTransport, **kwargs: Any) -> GeminiCacheManager:
+        """A manager of Gemini explicit cached contents bound to this cache.
+
+        It creates a cached content when a request's static prefix clears the
+        model's minimum, reuses and refreshes it, and deletes it when
+        :meth:`invalidate` is called with one of its tags. ``transport`` makes
+        the HTTP calls (``HttpxGeminiTransport`` or your own).
+        """
+        from promptcache.providers.gemini_cache import GeminiCacheManager
+
+        manager = GeminiCacheManager(transport, catalog=self.catalog, **kwargs)
+        self._gemini_managers.append(manager)
+        return manager
+
     def invalidate(self, tag: str) -> int:
         """Make every entry tagged ``tag`` unreadable in every process; returns the new generation.
 
-        Raises ``InvalidationFailed`` when the shared tier cannot record it (then
+        Gemini cached contents created under ``tag`` are deleted too. Raises
+        ``InvalidationFailed`` when the shared tier cannot record it (then
         entries could survive, so the caller must know).
         """
+        for manager in self._gemini_managers:
+            manager.invalidate(tag=tag)
         return self.store.invalidate(tag)
 
     async def ainvalidate(self, tag: str) -> int:

@@ -219,3 +219,17 @@ def test_caller_cached_content_and_missing_tenant() -> None:
     assert manager.prepare(body, tenant="t", model="gemini-2.5-flash").body == body
     with pytest.raises(ValueError, match="tenant"):
         manager.prepare(body, tenant="", model="gemini-2.5-flash")
+
+
+def test_prompt_cache_invalidate_also_deletes_gemini_caches(tmp_path: Path) -> None:
+    from promptcache import PromptCache
+
+    cache = PromptCache(store=str(tmp_path))
+    transport = RecordingTransport()
+    manager = cache.gemini_caches(transport, clock=Clock())
+    manager.prepare(_caller_body("q"), tenant="t", model="gemini-2.5-flash", tags=["kb:1"])
+    manager.prepare(_tool_body("q"), tenant="t", model="gemini-2.5-flash", tags=["kb:2"])
+    cache.invalidate("kb:1")
+    assert ("delete", "cachedContents/c1") in transport.calls
+    assert [h.name for h in manager.handles()] == ["cachedContents/c2"]
+    cache.close()
