@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INTEGRATIONS := $(patsubst %/pyproject.toml,%,$(wildcard integrations/*/pyproject.toml))
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck pytest docs bench reliability redis-server clean
+.PHONY: setup demo test lint typecheck pytest docs bench reliability redis-server chromium clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,14 @@ redis-server:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
 	  || echo "WARNING: could not install redis-server; Redis tests will be skipped"; }
 
+# The HTML report is checked in headless Chromium (Debian's package); the test
+# skips with a reason where it cannot be installed.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium from Debian packages"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "WARNING: could not install chromium; the report's browser check will be skipped"; }
+
 demo: setup
 	$(BIN)/promptcache demo
 
@@ -35,7 +43,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy src $(foreach d,$(INTEGRATIONS),$(d)/src)
 
-pytest: setup redis-server
+pytest: setup redis-server chromium
 	# A throwaway cache directory: tests never share state with each other or the user.
 	PROMPTCACHE_CACHE_DIR=$$(mktemp -d) $(BIN)/pytest -q
 
