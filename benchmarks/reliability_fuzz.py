@@ -84,6 +84,7 @@ BODY = st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=6)
 def _target(fn: Callable[..., None], strat: Any, examples: int) -> dict[str, Any]:
     counts = {"examples": 0, "escaped": 0, "not_idempotent": 0}
     escaped: list[str] = []
+    first: list[str] = []
 
     @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(strat)
@@ -96,9 +97,15 @@ def _target(fn: Callable[..., None], strat: Any, examples: int) -> dict[str, Any
         except Exception as exc:
             counts["escaped"] += 1
             escaped.append(type(exc).__name__)
+            if len(first) < 2:  # fuzz data only (never user prompts): kept for a repro
+                tb = exc.__traceback__
+                while tb is not None and tb.tb_next is not None:
+                    tb = tb.tb_next
+                where = f"{tb.tb_frame.f_code.co_filename.split('/')[-1]}:{tb.tb_lineno}" if tb else "?"
+                first.append(f"{type(exc).__name__} at {where}: {repr(x)[:300]}")
 
     run()
-    return {**counts, "escaped_types": sorted(set(escaped))}
+    return {**counts, "escaped_types": sorted(set(escaped)), "first_escapes": first}
 
 
 def run_hypothesis(examples: int = 300) -> dict[str, Any]:
