@@ -1,0 +1,123 @@
+"""Re-record the LlamaIndex cassettes (``VectorStoreIndex`` query engine, ``FunctionAgent`` with
+tools; OpenAI and Anthropic LLMs, after ``promptcache_llamaindex.enable``) against the emulator.
+
+    .venv/bin/python integrations/llamaindex/tests/record_cassettes_li.py
+    (or: cd integrations/llamaindex/tests && ../../../.venv/bin/python -m record_cassettes_li)
+
+The set-ups are those of ``test_llamaindex_rag_agent.py`` (its FAQ corpus, its scripted
+FunctionAgent turns over the tau-bench airline tools: a read, the same read again, a write
+that invalidates it, a fresh read, the answer), built from ``li_fixtures``' helpers.
+``test_li_cassettes.py`` replays the files with nothing listening. Not collected by pytest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import li_shared_path  # noqa: E402, F401
+from emulator_cassettes import SUFFIX, emulator_vcr, isolated_cache_dir  # noqa: E402
+from li_fixtures import AIRLINE_POLICY, AirlineBackend, HashEmbedding, airline_tools  # noqa: E402
+from llama_index.core import Document, Settings, VectorStoreIndex  # noqa: E402
+from llama_index.core.agent.workflow import FunctionAgent  # noqa: E402
+from llama_index.core.query_engine import RetrieverQueryEngine  # noqa: E402
+from llama_index_instrumentation.dispatcher import instrument_tags  # noqa: E402
+from promptcache_llamaindex import CachingRetriever, cache_tool, disable, enable  # noqa: E402
+from test_llamaindex_rag_agent import FAQ, _agent_script, _llm  # noqa: E402
+
+from promptcache import PromptCache  # noqa: E402
+from promptcache.artifacts import ToolOutputCache, open_store  # noqa: E402
+from promptcache.emulate import Emulator  # noqa: E402
+
+CASSETTES = HERE / "cassettes"
+PROVIDERS = ("openai", "anthropic")
+QUESTION = "How many free checked bags does a gold member get?"
+USER_MSG = "Please add one checked bag to reservation ZFA04Y."
+
+
+def cassette_name(scenario: str, provider: str) -> str:
+    return f"li_{scenario}_{provider}{SUFFIX}"
+
+
+async def run_query_engine(provider: str, emu: Any, cache: PromptCache) -> dict[str, Any]:
+    """Sync, async and streamed queries through a VectorStoreIndex query engine (tenant acme)."""
+    Settings.embed_model = HashEmbedding()
+    Settings.llm = _llm(provider, emu, system_prompt=AIRLINE_POLICY)
+    handler = enable(cache)
+    index = VectorStoreIndex.from_documents([Document(text=t) for t in FAQ])
+    retriever = CachingRetriever(
+        index.as_retriever(similarity_top_k=2), cache, index_version="faq-v1", store="memory://"
+    )
+    engine = RetrieverQueryEngine.from_args(retriever)
+    streaming = RetrieverQueryEngine.from_args(retriever, streaming=True)
+    with instrument_tags({"tenant_id": "acme"}):
+        answers = [str(engine.query(QUESTION)), str(await engine.aquery(QUESTION))]
+        answers.append("".join(streaming.query(QUESTION).response_gen))
+    return {"handler": handler, "retriever": retriever, "answers": answers}
+
+
+async def run_function_agent(provider: str, emu: Any, cache: PromptCache) -> dict[str, Any]:
+    """A FunctionAgent over the airline tools, reads cached and invalidated by a write (tenant mia)."""
+    backend = AirlineBackend()
+    raw = airline_tools(backend)
+    shared = ToolOutputCache(open_store("memory://"), cache.policy)
+    tools = [
+        cache_tool(
+            raw["get_reservation_details"],
+            cache,
+            side_effect="read_only",
+            tags=["reservation:{reservation_id}"],
+            tool_cache=shared,
+        ),
+        cache_tool(
+            raw["update_reservation_baggages"],
+            cache,
+            side_effect="idempotent_write",
+            invalidates=["reservation:{reservation_id}"],
+            tool_cache=shared,
+        ),
+        *(
+            cache_tool(t, cache, tool_cache=shared)
+            for n, t in raw.items()
+            if not n.endswith("_baggages") and n != "get_reservation_details"
+        ),
+    ]
+    Settings.llm = _llm(provider, emu)
+    handler = enable(cache)
+    agent = FunctionAgent(tools=tools, system_prompt=AIRLINE_POLICY)
+    with instrument_tags({"tenant_id": "mia"}):
+        result = await agent.run(user_msg=USER_MSG)
+    return {"handler": handler, "backend": backend, "result": str(result)}
+
+
+SCENARIOS = {"query_engine": (run_query_engine, None), "function_agent": (run_function_agent, _agent_script)}
+
+
+def record(scenario: str, provider: str) -> Path:
+    run, script = SCENARIOS[scenario]
+    path = CASSETTES / cassette_name(scenario, provider)
+    path.unlink(missing_ok=True)  # record_mode "all" would append to it
+    with Emulator(script=script() if script else None) as emu:
+        with emulator_vcr(CASSETTES, record_mode="all").use_cassette(path.name):
+            asyncio.run(run(provider, emu, PromptCache()))
+        disable(Settings)
+    return path
+
+
+def main() -> None:
+    isolated_cache_dir(tempfile.mkdtemp(prefix="promptcache-rec-"))
+    Settings.embed_model = HashEmbedding()  # never the default OpenAI embedding (network)
+    for scenario in SCENARIOS:
+        for provider in PROVIDERS:
+            print("recorded", record(scenario, provider))
+
+
+if __name__ == "__main__":
+    main()
