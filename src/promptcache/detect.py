@@ -41,7 +41,8 @@ SENSITIVE_PATTERNS: list[tuple[str, str, str]] = [
     (
         "url_password",
         SECRET,
-        r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s/:@\"']{1,64}:[^\s/@\"']{1,128}@",
+        # The user name may be empty: redis://:password@host is redis-py's documented form.
+        r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s/:@\"']{0,64}:[^\s/@\"']{1,128}@",
     ),
     ("card_number", SECRET, r"\b\d(?:[ -]?\d){12,18}\b"),
     ("email", "pii.email", r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}\b"),

@@ -37,6 +37,7 @@ hits in-process (microseconds) and makes the worst case explicit and tunable
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -46,6 +47,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
 from pydantic import BaseModel, ValidationError
+
+from promptcache.detect import scan_sensitive
 
 __all__ = [
     "DEFAULT_MAX_STALENESS_S",
@@ -71,13 +74,33 @@ def tag(kind: str, *parts: str | int) -> str:
     return text
 
 
+def stored_tag(tag: str) -> str:
+    """The form ``tag`` takes in the stores: itself, or a digest when it holds a secret.
+
+    Tags are often filled from tool arguments (``acct:{key}``); a secret among
+    them must not reach L1, SQLite, Redis or the bus in clear. The mapping is
+    deterministic, so invalidating by the original tag still matches.
+
+    >>> stored_tag("reservation:ABC123")
+    'reservation:ABC123'
+    >>> stored_tag("acct:AKIAIOSFODNN7EXAMPLE").startswith("redacted:")
+    True
+    """
+    if any(f.is_secret for f in scan_sensitive(tag)):
+        return "redacted:" + hashlib.sha256(tag.encode("utf-8", "surrogatepass")).hexdigest()
+    return tag
+
+
 def normalize_tags(tags: Iterable[str]) -> tuple[str, ...]:
-    """Deduplicate and sort tags, refusing empty ones and ones with newline or NUL."""
+    """Deduplicate and sort tags in their stored form (see :func:`stored_tag`).
+
+    Refuses empty tags and ones with newline or NUL.
+    """
     out = set()
     for t in tags:
         if not t or "\n" in t or "\x00" in t or len(t) > 512:
             raise ValueError("a tag is 1-512 characters without newline or NUL")
-        out.add(t)
+        out.add(stored_tag(t))
     return tuple(sorted(out))
 
 

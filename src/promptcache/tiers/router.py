@@ -663,7 +663,7 @@ class TieredStore:
         staleness bound without it. Raises :class:`InvalidationFailed` if the
         shared tier could not record it.
         """
-        normalize_tags([tag])
+        (tag,) = normalize_tags([tag])  # the stored form (a tag holding a secret is a digest)
         if self.l2 is None:
             return self.generations.bump_local(tag)
         try:
@@ -677,7 +677,7 @@ class TieredStore:
 
     async def ainvalidate(self, tag: str) -> int:
         """The asyncio twin of :meth:`invalidate`."""
-        normalize_tags([tag])
+        (tag,) = normalize_tags([tag])  # the stored form (a tag holding a secret is a digest)
         l2 = self.l2
         if l2 is None:
             return self.generations.bump_local(tag)
