@@ -380,6 +380,15 @@ class PromptCache:
         hit: _Text | None = self._memo.get(key)
         if hit is not None:
             return hit
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            # Not valid Unicode: no provider client can send it. Say where, instead
+            # of failing later inside a hash or the SDK's JSON encoder.
+            raise WireFormatError(
+                f"{label}: the text holds an unpaired surrogate at character {exc.start}; "
+                "decode the source with errors='replace' or fix the string"
+            ) from None
         canon = canonical_text(text)
         hits = _STATIC_SCANNER.scan(canon)
         classes = tuple(sorted({DATA_CLASS[h.kind] for h in hits if h.kind in DATA_CLASS}))

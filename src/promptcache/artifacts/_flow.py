@@ -161,8 +161,25 @@ def run(call: Call[T], compute: Callable[[], T]) -> tuple[T, LookupResult]:
     served = _served(call, res.payload, res.tier, res.stale)
     if served is not None:
         return served
-    call.counters.add("misses")
-    return compute(), _result(call, hit=False, why="unreadable entry: computed uncached")
+    return _overwrite(call, compute)
+
+
+def _overwrite(call: Call[T], compute: Callable[[], T]) -> tuple[T, LookupResult]:
+    """An unreadable entry (corrupt, foreign, old schema): recompute and write over it.
+
+    Leaving it in place would make every call miss until its TTL ran out.
+    """
+    try:
+        gens = call.store.current_generations(list(call.tags))
+    except Exception:
+        call.counters.add("misses")
+        return compute(), _result(call, hit=False, why="unreadable entry: computed uncached")
+    value = compute()
+    p = call.prepare(value)
+    if p.payload is None:
+        call.counters.add("misses")
+        return value, _result(call, hit=False, why=f"unreadable entry; {p.why}")
+    return _store_shorter(call, _NotStored(value, p, gens))
 
 
 def _store_shorter(call: Call[T], exc: _NotStored) -> tuple[T, LookupResult]:
@@ -247,8 +264,22 @@ async def arun(call: Call[T], compute: Callable[[], Awaitable[T]]) -> tuple[T, L
     served = _served(call, res.payload, res.tier, res.stale)
     if served is not None:
         return served
-    call.counters.add("misses")
-    return await compute(), _result(call, hit=False, why="unreadable entry: computed uncached")
+    return await _aoverwrite(call, compute)
+
+
+async def _aoverwrite(call: Call[T], compute: Callable[[], Awaitable[T]]) -> tuple[T, LookupResult]:
+    """The asyncio twin of :func:`_overwrite`."""
+    try:
+        gens = await call.store.acurrent_generations(list(call.tags))
+    except Exception:
+        call.counters.add("misses")
+        return await compute(), _result(call, hit=False, why="unreadable entry: computed uncached")
+    value = await compute()
+    p = call.prepare(value)
+    if p.payload is None:
+        call.counters.add("misses")
+        return value, _result(call, hit=False, why=f"unreadable entry; {p.why}")
+    return await _astore_shorter(call, _NotStored(value, p, gens))
 
 
 async def _astore_shorter(call: Call[T], exc: _NotStored) -> tuple[T, LookupResult]:

@@ -357,7 +357,10 @@ def _openai_responses_stream(
     final: Mapping[str, Any] | None = None
     for i, event in enumerate(events):
         _require_mapping(event, f"events[{i}]")
-        if event.get("type") in _RESPONSES_TERMINAL:
+        kind = event.get("type")
+        if kind is not None and not isinstance(kind, str):
+            raise ValueError(f"events[{i}].type must be a string, got {type(kind).__name__}")
+        if kind in _RESPONSES_TERMINAL:
             response = _sub(event, "response", f"events[{i}]")
             if response is None:
                 raise ValueError(f"events[{i}].response is missing in {event.get('type')}")

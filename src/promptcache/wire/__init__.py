@@ -153,6 +153,35 @@ def get_adapter(fmt: str | WireFormat) -> WireAdapter:
     return _ADAPTERS[parse_format(fmt)]
 
 
+#: The field holding the conversation in each format.
+CONVERSATION_FIELD = {
+    WireFormat.OPENAI_CHAT: "messages",
+    WireFormat.OPENAI_RESPONSES: "input",
+    WireFormat.ANTHROPIC_MESSAGES: "messages",
+    WireFormat.BEDROCK_CONVERSE: "messages",
+    WireFormat.GEMINI: "contents",
+}
+_GUESS = {"messages": "openai-chat or anthropic-messages", "input": "openai-responses", "contents": "gemini"}
+
+
+def require_conversation(body: dict[str, Any], fmt: WireFormat) -> None:
+    """Refuse a body without ``fmt``'s conversation field, naming the format it looks like.
+
+    Without this, a body built for another format would be "rewritten" into an
+    empty conversation instead of failing where the mistake is.
+    """
+    own = CONVERSATION_FIELD[fmt]
+    if own in body:
+        return
+    for other in ("messages", "input", "contents"):
+        if other != own and other in body:
+            raise WireFormatError(
+                f"{fmt.value}: no '{own}' field, but a '{other}' one: this body looks like "
+                f"{_GUESS[other]}; pass the format it was built for"
+            )
+    raise WireFormatError(f"{fmt.value}: field '{own}' is missing (the conversation to send)")
+
+
 def require_list(body: dict[str, Any], name: str, fmt: str) -> list[Any]:
     """``body[name]`` as a list (missing means empty), or a clear error."""
     value = body.get(name)

@@ -11,6 +11,7 @@ from promptcache.wire import (
     WireParts,
     current_turn,
     place_in_user_turn,
+    require_conversation,
     require_list,
 )
 
@@ -26,6 +27,7 @@ class AnthropicAdapter:
     format = WireFormat.ANTHROPIC_MESSAGES
 
     def split(self, body: dict[str, Any]) -> WireParts:
+        require_conversation(body, self.format)
         fmt = self.format.value
         raw_system = body.get("system")
         blocks: list[dict[str, Any]]

@@ -11,6 +11,7 @@ from promptcache.wire import (
     WireParts,
     current_turn,
     place_in_user_turn,
+    require_conversation,
     require_list,
 )
 
@@ -21,6 +22,7 @@ class BedrockConverseAdapter:
     format = WireFormat.BEDROCK_CONVERSE
 
     def split(self, body: dict[str, Any]) -> WireParts:
+        require_conversation(body, self.format)
         fmt = self.format.value
         system_raw = require_list(body, "system", fmt)
         texts: list[str] = []

@@ -11,6 +11,7 @@ from promptcache.wire import (
     WireParts,
     current_turn,
     place_in_user_turn,
+    require_conversation,
     require_list,
 )
 
@@ -25,6 +26,7 @@ class GeminiAdapter:
     format = WireFormat.GEMINI
 
     def split(self, body: dict[str, Any]) -> WireParts:
+        require_conversation(body, self.format)
         fmt = self.format.value
         si_key = _field(body, "systemInstruction", "system_instruction")
         si = body.get(si_key)

@@ -6,7 +6,7 @@ from typing import Any
 
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
-from promptcache.wire import WireFormatError, WireParts, current_turn, require_list
+from promptcache.wire import WireFormatError, WireParts, current_turn, require_conversation, require_list
 
 _SYSTEM_ROLES = {"system": BlockKind.SYSTEM, "developer": BlockKind.DEVELOPER}
 
@@ -25,6 +25,12 @@ class OpenAIChatAdapter:
     format = WireFormat.OPENAI_CHAT
 
     def split(self, body: dict[str, Any]) -> WireParts:
+        require_conversation(body, self.format)
+        if "system" in body:
+            raise WireFormatError(
+                "openai-chat: a top-level 'system' field belongs to anthropic-messages; "
+                "send system messages in 'messages' (or pass format='anthropic-messages')"
+            )
         messages = require_list(body, "messages", self.format.value)
         tools = require_list(body, "tools", self.format.value)
         i = 0

@@ -6,7 +6,7 @@ from typing import Any
 
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
-from promptcache.wire import WireFormatError, WireParts, current_turn, require_list
+from promptcache.wire import WireFormatError, WireParts, current_turn, require_conversation, require_list
 
 _SYSTEM_ROLES = {"system": BlockKind.SYSTEM, "developer": BlockKind.DEVELOPER}
 _ASSISTANT_TYPES = frozenset({"function_call", "reasoning", "custom_tool_call"})
@@ -28,6 +28,7 @@ class OpenAIResponsesAdapter:
     format = WireFormat.OPENAI_RESPONSES
 
     def split(self, body: dict[str, Any]) -> WireParts:
+        require_conversation(body, self.format)
         fmt = self.format.value
         raw_input = body.get("input")
         items: list[Any]
