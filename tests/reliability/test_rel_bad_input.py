@@ -10,17 +10,13 @@ from benchmarks.reliability_badinput import run_cases
 
 from . import _path  # noqa: F401
 
-KNOWN = {
-    "l2_entry_foreign_envelope": "BUG: an L2 entry that passes the integrity check but holds a foreign/old "
-    "artifact envelope is counted as corrupt and recomputed, but never overwritten (_flow.run computes "
-    "uncached): every later call misses until its TTL",
-    "wire_anthropic_body_as_gemini": "BUG: the gemini adapter accepts a body with no 'contents' "
-    "(an Anthropic body) and adds an empty 'contents' instead of raising WireFormatError",
-    "wire_openai_chat_body_as_responses": "BUG: the openai-responses adapter accepts a body with no 'input' "
-    "(a Chat Completions body) and adds an empty 'input' instead of raising WireFormatError",
-    "wire_lone_surrogate_system": "BUG: a lone surrogate in system text escapes prepare_request as a bare "
-    "UnicodeEncodeError (engine._text digest) instead of WireFormatError naming the field",
-}
+# Cases that were bugs when this harness first ran, fixed since; each must stay fixed.
+FIXED = (
+    "l2_entry_foreign_envelope",  # an unreadable entry is now overwritten on the next write
+    "wire_anthropic_body_as_gemini",  # a body of another format is refused, naming it
+    "wire_openai_chat_body_as_responses",
+    "wire_lone_surrogate_system",  # a WireFormatError naming the block, not a bare UnicodeEncodeError
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +29,10 @@ def test_every_case_ran(cases: dict[str, dict[str, object]]) -> None:
 
 
 def test_bad_input_outcomes(cases: dict[str, dict[str, object]]) -> None:
-    bad = {n: (c["outcome"], c["detail"]) for n, c in cases.items() if not c["ok"] and n not in KNOWN}
+    bad = {n: (c["outcome"], c["detail"]) for n, c in cases.items() if not c["ok"]}
     assert bad == {}
 
 
-@pytest.mark.parametrize("name", sorted(KNOWN))
-def test_known_bad_input_bugs(
-    name: str, cases: dict[str, dict[str, object]], request: pytest.FixtureRequest
-) -> None:
-    request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN[name]))
+@pytest.mark.parametrize("name", FIXED)
+def test_formerly_buggy_cases_stay_fixed(name: str, cases: dict[str, dict[str, object]]) -> None:
     assert cases[name]["ok"], cases[name]["detail"]

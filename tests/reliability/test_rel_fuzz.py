@@ -33,11 +33,6 @@ def test_no_undocumented_exception_and_idempotent(target: str, results: dict[str
     assert r["not_idempotent"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: usage_from_stream('openai-responses', [{'type': [...]}]) raises TypeError (unhashable "
-    "list in `event.get('type') in _RESPONSES_TERMINAL`, usage.py) instead of the documented ValueError",
-)
 def test_responses_stream_event_type_not_a_string() -> None:
     from promptcache.providers.usage import usage_from_stream
 

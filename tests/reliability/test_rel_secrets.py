@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from benchmarks import reliability_corpus as corpus
 from benchmarks.reliability_infra import files_raw, l1_raw, needle_forms, sqlite_raw
 from promptcache import PromptCache
@@ -12,9 +10,7 @@ from promptcache.detect import SECRET, scan_sensitive
 
 from . import _path
 
-# known misses, each pinned by an xfail test below
-KNOWN_MISSED = {"url_password_redis_no_user"}
-SECRETS = [s for s in corpus.secrets_corpus() if s.listed and s.kind not in KNOWN_MISSED]
+SECRETS = [s for s in corpus.secrets_corpus() if s.listed]
 RF = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}
 
 
@@ -56,21 +52,11 @@ def test_secrets_never_written(tmp_path) -> None:  # type: ignore[no-untyped-def
     assert _leaks(tmp_path, SECRETS, _tool_and_docs) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: detect.url_password needs a user name before ':'; redis://:password@host (redis-py's "
-    "documented form) is not flagged, so a tool output holding it is cached in every tier",
-)
 def test_redis_url_without_user_is_not_cached(tmp_path) -> None:  # type: ignore[no-untyped-def]
     s = next(x for x in corpus.secrets_corpus() if x.kind == "url_password_redis_no_user")
     assert _leaks(tmp_path, [s], _tool_and_docs) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: tag templates filled from tool arguments are not scanned: a secret argument in "
-    "tags=['acct:{key}'] is written in plaintext to L1, SQLite pc_entry_tags/pc_tag_gens and Redis",
-)
 def test_secret_argument_in_tag_is_not_written(tmp_path) -> None:  # type: ignore[no-untyped-def]
     tagged = ToolSpec(name="account", side_effect="read_only", ttl=3600, tags=["acct:{key}"])
 
