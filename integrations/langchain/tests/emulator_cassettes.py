@@ -34,6 +34,7 @@ AUTH_HEADERS = ["authorization", "x-api-key", "api-key", "openai-organization", 
 MATCH_ON = ["method", "path", "json_body"]
 SUFFIX = "__emulator.yaml"
 HEADER_FIRST_LINE = "# Recorded against promptcache's own provider emulator"
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _header(command: str) -> str:
@@ -41,7 +42,7 @@ def _header(command: str) -> str:
     return (
         f"{HEADER_FIRST_LINE} (promptcache.emulate.Emulator on 127.0.0.1),\n"
         "# NOT a real provider: every answer and every usage figure here comes from the emulator's\n"
-        "# scripted turns (tau-bench airline trajectory) and its simulated prompt cache.\n"
+        "# scripted turns (or its echo of the last user text) and its simulated prompt cache.\n"
         f"# Recorded at {when} with: {command}\n"
         "# Auth headers are stripped; the recording used a fixed fake API key.\n"
     )
@@ -108,11 +109,11 @@ def emulator_vcr(cassette_dir: Path, *, record_mode: str = "none", command: str 
 
 
 def recorder_command() -> str:
-    """How this process was started, repository-relative where possible (for the header)."""
+    """How this process was started, the script repository-relative (for the header)."""
     argv = [sys.argv[0], *sys.argv[1:]]
     with contextlib.suppress(ValueError):
-        argv[0] = str(Path(argv[0]).resolve().relative_to(Path.cwd()))
-    return "python " + " ".join(argv)
+        argv[0] = str(Path(argv[0]).resolve().relative_to(REPO))
+    return "python " + " ".join(argv) + "  (from the repository root)"
 
 
 # -- replay side ---------------------------------------------------------------------------------
