@@ -36,6 +36,9 @@ SENSITIVE_PATTERNS: list[tuple[str, str, str]] = [
     ("google_api_key", SECRET, r"\bAIza[0-9A-Za-z_-]{35}"),
     ("github_token", SECRET, r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
     ("slack_token", SECRET, r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
+    ("huggingface_token", SECRET, r"\bhf_[A-Za-z0-9]{30,}"),
+    ("azure_storage_key", SECRET, r"(?i:AccountKey|SharedAccessKey)=[A-Za-z0-9+/]{30,}={0,2}"),
+    ("bearer_token", SECRET, r"\b(?i:bearer)\s+[A-Za-z0-9._~+/-]{20,}=*"),
     ("stripe_key", SECRET, r"\b[rs]k_live_[A-Za-z0-9]{20,}"),
     ("jwt", SECRET, r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
     (

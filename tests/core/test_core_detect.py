@@ -24,6 +24,9 @@ SECRETS = {
     "pem_private_key": "-----BEGIN RSA PRIVATE KEY-----",
     "url_password": "postgres://app:s3cr3t-pw@db.internal:5432/prod",
     "card_number": "4111 1111 1111 1111",
+    "huggingface_token": "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz012345",
+    "azure_storage_key": "AccountKey=" + "q83vEXAMPLEkeyq83vEXAMPLEkeyq83vEXAMPLEkey0123456789==",
+    "bearer_token": "Authorization: Bearer " + "eyJraWQiOiJ0ZXN0In0" + "AbCdEf0123456789",
 }
 
 
