@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -100,6 +101,15 @@ class CallContext:
     notes: list[str] = field(default_factory=list)
     hints_off: bool = False
     """Set once the provider rejected a caching hint: every later send of this call carries none."""
+    started: float = field(default_factory=time.perf_counter)
+    first_chunk_at: float | None = None
+    """When the first streamed chunk arrived (None: not streamed); for time to first token."""
+
+
+def mark_first_chunk(ctx: CallContext) -> None:
+    """Note the first streamed chunk of ``ctx`` (later calls change nothing)."""
+    if ctx.first_chunk_at is None:
+        ctx.first_chunk_at = time.perf_counter()
 
 
 current_call: ContextVar[CallContext | None] = ContextVar("promptcache_llm_call", default=None)
@@ -231,11 +241,38 @@ def plan_summary(ctx: CallContext) -> dict[str, Any]:
 
 
 def record_call(ctx: CallContext) -> CallFigures | None:
-    """Feed the call's provider usage to the cache's shared stats; its priced figures, or None."""
+    """Feed the call's provider usage to the cache's shared stats; its priced figures, or None.
+
+    Also reports the provider call to telemetry (duration, and time to first token on
+    streamed calls, split by whether the provider read the prompt from its cache).
+    """
+    _emit_provider_call(ctx)
     if ctx.usage is None:
         return None
     recorder_for(ctx.cache).record(ctx.tenant, ctx.usage)
     return figures_from_usage(ctx.usage, call_id=ctx.call_id, tenant=ctx.tenant)
+
+
+def _emit_provider_call(ctx: CallContext) -> None:
+    from promptcache.telemetry import hooks
+    from promptcache.telemetry.events import ProviderCallEvent
+
+    if not hooks.enabled():  # nothing listens: no cost
+        return
+    fmt = ctx.format_used or ctx.format
+    u = ctx.usage
+    hooks.emit(
+        ProviderCallEvent(
+            tenant=ctx.tenant,
+            provider=fmt.provider if fmt is not None else "unknown",
+            model=ctx.model or (u.model if u is not None and u.model else "unknown"),
+            streaming=ctx.first_chunk_at is not None,
+            duration_s=time.perf_counter() - ctx.started,
+            ttft_s=None if ctx.first_chunk_at is None else ctx.first_chunk_at - ctx.started,
+            provider_cache_hit=bool(u is not None and u.cache_read_tokens > 0),
+            agent=hooks.current_agent(),
+        )
+    )
 
 
 # -- reading usage back -------------------------------------------------------------------
@@ -281,6 +318,7 @@ class _TeeStream:
         except StopIteration:
             self._finish()
             raise
+        mark_first_chunk(self._ctx)
         d = to_plain(event)
         if isinstance(d, dict):
             self._ctx.stream_events.append(d)
@@ -330,6 +368,7 @@ class _AsyncTeeStream:
                 self._done = True
                 _finish_stream(self._ctx, self._fmt)
             raise
+        mark_first_chunk(self._ctx)
         d = to_plain(event)
         if isinstance(d, dict):
             self._ctx.stream_events.append(d)

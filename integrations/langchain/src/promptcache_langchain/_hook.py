@@ -37,6 +37,7 @@ from promptcache.llm_bridge import (
     CallContext,
     acall_with_hint_fallback,
     call_with_hint_fallback,
+    mark_first_chunk,
     rewrite_payload,
 )
 
@@ -117,6 +118,8 @@ def _overrides(cls: type[BaseChatModel]) -> dict[str, Callable[..., Any]]:
 
         it, first = start() if ctx is None else call_with_hint_fallback(ctx, start)
         if first is not _END:
+            if ctx is not None:
+                mark_first_chunk(ctx)
             yield first
             yield from it
 
@@ -129,6 +132,8 @@ def _overrides(cls: type[BaseChatModel]) -> dict[str, Callable[..., Any]]:
 
         it, first = await (start() if ctx is None else acall_with_hint_fallback(ctx, start))
         if first is not _END:
+            if ctx is not None:
+                mark_first_chunk(ctx)
             yield first
             async for chunk in it:
                 yield chunk
