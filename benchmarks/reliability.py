@@ -1061,6 +1061,15 @@ def _faults(tmp: Path, quick: bool) -> dict[str, Any]:
         out["redis"] = faults_redis(tmp, quick)
     else:
         out["redis"] = {"passed": False, "error": "redis-server not installed"}
+    if REDIS_SERVER:
+        from benchmarks.reliability_langgraph import faults_redis_langgraph
+
+        try:
+            out["redis_langgraph"] = faults_redis_langgraph(tmp, quick)
+        except Exception:
+            out["redis_langgraph"] = {"passed": False, "error": traceback.format_exc(limit=4)}
+    else:
+        out["redis_langgraph"] = {"passed": False, "error": "redis-server not installed"}
     out["sqlite"] = faults_sqlite(tmp, quick)
     out["l3"] = faults_l3(tmp, quick)
     out["passed"] = all(v.get("passed") for v in out.values())
