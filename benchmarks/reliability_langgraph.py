@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing as mp
+import random
 import sys
 import time
 from collections import Counter, defaultdict
@@ -194,8 +195,12 @@ def lg_fault_worker(url: str, wid: int, t0_box: Any, go: Any, duration: float, q
         q.put({"ready": wid})
         go.wait(120)
         t0[0] = t0_box.value
+        rng = random.Random(wid)
         while now() < duration:
             one_run()
+            # users do not arrive in lockstep: without a jitter, workers with the same cycle can stay
+            # phase-locked so that one never reads what another wrote before the next write
+            time.sleep(rng.uniform(0.0, 0.15))
         st = cache.store.stats()
         counters = {
             "l2_tier_skipped": st.tiers["l2"].tier_skipped,

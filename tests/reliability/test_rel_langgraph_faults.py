@@ -31,7 +31,7 @@ def test_redis_kill_and_restart_mid_langgraph_run(tmp_path: Path) -> None:
     pytest.importorskip("langgraph", reason="the LangGraph integration is not installed")
     pytest.importorskip("langchain_openai", reason="langchain-openai is not installed")
     figs = faults_redis_langgraph(
-        tmp_path, quick=True, workers=2, faults=("redis_killed_then_restarted",), fault_s=1.5, gap_s=2.5
+        tmp_path, quick=True, workers=2, faults=("redis_killed_then_restarted",), fault_s=1.5, gap_s=5.0
     )
     assert figs["agent_runs"] >= 4 and figs["tool_calls"] >= 4 * figs["agent_runs"]
     assert figs["failed_agent_runs"] == 0 and figs["failed_calls"] == 0, figs["failed_by_error"]
@@ -40,5 +40,6 @@ def test_redis_kill_and_restart_mid_langgraph_run(tmp_path: Path) -> None:
     assert figs["written_during_fault"]["served_reads_of_those_corrupted"] == 0
     kill = figs["faults"]["redis_killed_then_restarted"]
     assert kill["agent_runs"] > 0  # agents really ran while Redis was down
+    assert kill["recovered_all_workers"], kill["recovery_s_per_worker"]  # L2 hits again after the restart
     assert figs["counters_sum"].get("l2_tier_skipped", 0) > 0  # and the L2 tier was really skipped
     assert figs["passed"], figs
