@@ -52,6 +52,7 @@ from promptcache.policy import Policy
 from promptcache.providers.hints import HintContext, apply_hints
 from promptcache.scan import Hit, Scanner
 from promptcache.stats import CacheStats, recorder_for
+from promptcache.telemetry.hooks import span as telemetry_span
 from promptcache.tiers.router import TieredStore
 from promptcache.usage import CacheUsage
 from promptcache.volatility import SlotVolatility
@@ -638,6 +639,18 @@ class PromptCache:
         tenant = self.resolve_tenant(tenant)
         adapter = get_adapter(fmt)
         parts = adapter.split(body)
+        with telemetry_span("promptcache.canonicalize", {"promptcache.format": fmt.value}):
+            return self._prepare_parts(fmt, adapter, parts, body, model, tenant)
+
+    def _prepare_parts(
+        self,
+        fmt: WireFormat,
+        adapter: WireAdapter,
+        parts: WireParts,
+        body: dict[str, Any],
+        model: str,
+        tenant: str,
+    ) -> Prepared:
         tools = self._tools(fmt, parts.tools)
         fid = self._family_id(fmt.value, model, tenant, tools.raw_order, len(parts.system))
         fam = self._family(fid)

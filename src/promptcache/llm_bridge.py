@@ -261,13 +261,39 @@ def _emit_provider_call(ctx: CallContext) -> None:
         return
     fmt = ctx.format_used or ctx.format
     u = ctx.usage
+    provider = fmt.provider if fmt is not None else "unknown"
+    model = ctx.model or (u.model if u is not None and u.model else "unknown")
+    now = time.perf_counter()
+    # The provider request as a client span: its end is only known now (a stream may
+    # just have finished), so it is recorded with its real start and end times.
+    end_ns = time.time_ns()
+    start_ns = end_ns - int((now - ctx.started) * 1e9)
+    attrs: dict[str, Any] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": provider,
+        "gen_ai.request.model": model,
+        "promptcache.tenant": ctx.tenant,
+        "promptcache.streaming": ctx.first_chunk_at is not None,
+    }
+    if u is not None:
+        attrs.update(
+            {
+                "gen_ai.usage.input_tokens": u.input_tokens,
+                "gen_ai.usage.output_tokens": u.output_tokens,
+                "gen_ai.usage.cache_read.input_tokens": u.cache_read_tokens,
+                "gen_ai.usage.cache_creation.input_tokens": u.cache_write_tokens,
+            }
+        )
+    if ctx.first_chunk_at is not None:
+        attrs["promptcache.ttft_s"] = ctx.first_chunk_at - ctx.started
+    hooks.record_span(f"chat {model}", start_ns, end_ns, attrs, kind="client")
     hooks.emit(
         ProviderCallEvent(
             tenant=ctx.tenant,
-            provider=fmt.provider if fmt is not None else "unknown",
-            model=ctx.model or (u.model if u is not None and u.model else "unknown"),
+            provider=provider,
+            model=model,
             streaming=ctx.first_chunk_at is not None,
-            duration_s=time.perf_counter() - ctx.started,
+            duration_s=now - ctx.started,
             ttft_s=None if ctx.first_chunk_at is None else ctx.first_chunk_at - ctx.started,
             provider_cache_hit=bool(u is not None and u.cache_read_tokens > 0),
             agent=hooks.current_agent(),

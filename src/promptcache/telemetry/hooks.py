@@ -150,6 +150,28 @@ def _otel_span(name: str, attributes: Mapping[str, Any] | None, kind: str) -> It
         yield sp
 
 
+def record_span(
+    name: str,
+    start_ns: int,
+    end_ns: int,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    kind: str = "client",
+) -> None:
+    """Export a span that already happened (known start and end), when a tracer is configured.
+
+    For work observed after the fact, such as a provider call whose end is only
+    known when its stream finished.
+    """
+    if _tracer is None:
+        return
+    from opentelemetry.trace import SpanKind
+
+    k = SpanKind.CLIENT if kind == "client" else SpanKind.INTERNAL
+    sp = _tracer.start_span(name, kind=k, attributes=dict(attributes or {}), start_time=start_ns)
+    sp.end(end_time=end_ns)
+
+
 @contextlib.contextmanager
 def _noop() -> Iterator[SpanLike]:
     yield NOOP_SPAN
