@@ -165,7 +165,7 @@ class FsspecBlobStore:
     def __init__(self, url: str, **storage_options: Any) -> None:
         """Open ``url`` with fsspec; raises ``TierError`` if fsspec is not installed."""
         try:
-            import fsspec  # type: ignore[import-not-found,unused-ignore]
+            import fsspec
         except ImportError as exc:
             raise TierError("fsspec URLs need the optional 'fsspec' package") from exc
         fs, root = fsspec.core.url_to_fs(url, **storage_options)
