@@ -14,6 +14,7 @@ failing. Reads never take the write lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -67,6 +68,17 @@ def default_cache_dir() -> Path:
     return (Path(xdg) if xdg else home / ".cache") / "promptcache"
 
 
+#: How often a connection checks that its file is still the cache file.
+_REOPEN_CHECK_S = 1.0
+
+
+def _is_corruption(exc: sqlite3.Error) -> bool:
+    msg = str(exc).lower()
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        "malformed" in msg or "not a database" in msg or "disk image" in msg
+    )
+
+
 class SQLiteStore:
     """The embedded L2: entries, a tag index and tag generations in one SQLite file."""
 
@@ -99,7 +111,17 @@ class SQLiteStore:
     def _conn(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is not None:
-            return db
+            # About once a second, check the file is still the one this connection
+            # opened: a deleted or replaced cache file would otherwise be written to
+            # as an unlinked inode forever (the tier never recovering).
+            now = time.monotonic()
+            if now - self._local.checked < _REOPEN_CHECK_S:
+                return db
+            self._local.checked = now
+            if self._file_id() == self._local.ino:
+                return db
+            log.warning("sqlite cache file was replaced or deleted: reopening")
+            self._drop_local()
         if self._closed:
             raise TierError("store is closed")
         try:
@@ -112,19 +134,57 @@ class SQLiteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable enough for a cache
             db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
+            if _is_corruption(exc):
+                self._set_aside()
             raise TierError(f"cannot open cache database: {type(exc).__name__}") from exc
         self._local.db = db
+        self._local.ino = self._file_id()
+        self._local.checked = time.monotonic()
         with self._conns_lock:
             self._conns.append(db)
         return db
 
-    def _init_schema(self) -> None:
-        db = self._conn()
+    def _file_id(self) -> int | None:
         try:
-            db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise TierError(f"cannot initialise cache database: {exc}") from exc
+            return os.stat(self.path).st_ino
+        except OSError:
+            return None
+
+    def _drop_local(self) -> None:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        self._local.db = None
+        if db is None:
+            return
+        with self._conns_lock, contextlib.suppress(ValueError):
+            self._conns.remove(db)
+        with contextlib.suppress(sqlite3.Error):
+            db.close()
+
+    def _set_aside(self) -> None:
+        """A corrupt cache file (truncated, overwritten) is moved aside and rebuilt empty.
+
+        It is a cache: starting empty is correct, staying broken is not. Other
+        processes notice the new file within a second and reopen it.
+        """
+        self._drop_local()
+        stamp = f"corrupt-{int(time.time())}-{os.getpid()}"
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            with contextlib.suppress(OSError):
+                src.rename(Path(f"{self.path}.{stamp}{suffix}"))
+        self._stats.add("corrupt")
+        log.warning("sqlite cache file was corrupt: set aside, starting a new one")
+
+    def _failed(self, exc: sqlite3.Error) -> None:
+        """Count a failed statement; a corrupt file is set aside so the tier can recover."""
+        self._stats.add("errors")
+        if _is_corruption(exc):
+            self._set_aside()
+
+    def _init_schema(self) -> None:
+        self._conn()  # connecting creates the schema
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -138,7 +198,7 @@ class SQLiteStore:
                 raise
             db.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._stats.add("errors")
+            self._failed(exc)
             raise TierError(f"sqlite write failed: {type(exc).__name__}: {exc}") from exc
 
     # reads -------------------------------------------------------------------
@@ -158,7 +218,7 @@ class SQLiteStore:
                 )
             return out
         except sqlite3.Error as exc:
-            self._stats.add("errors")
+            self._failed(exc)
             raise TierError(f"sqlite read failed: {type(exc).__name__}") from exc
 
     def _gens(self, db: sqlite3.Connection, tags: Sequence[str]) -> dict[str, int]:
@@ -247,7 +307,7 @@ class SQLiteStore:
         try:
             found = self._gens(self._conn(), list(tags))
         except sqlite3.Error as exc:
-            self._stats.add("errors")
+            self._failed(exc)
             raise TierError(f"sqlite read failed: {type(exc).__name__}") from exc
         return {t: found.get(t, 0) for t in tags}
 
