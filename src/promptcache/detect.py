@@ -110,6 +110,16 @@ class Finding(BaseModel):
 _SENSITIVE = Scanner([(k, p) for k, _, p in SENSITIVE_PATTERNS], VERIFY)
 
 
+def sensitive_classes(text: str) -> tuple[str, ...]:
+    """The data classes of the secrets and PII in ``text``, sorted (no findings built).
+
+    >>> sensitive_classes("mail ops@example.com")
+    ('pii.email',)
+    """
+    hits = _SENSITIVE.scan(text)
+    return tuple(sorted({DATA_CLASS[h.kind] for h in hits})) if hits else ()
+
+
 def scan_sensitive(text: str) -> list[Finding]:
     """Secrets and PII in ``text`` (one linear RE2 pass)."""
     return [

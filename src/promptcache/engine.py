@@ -42,10 +42,10 @@ from promptcache.canonical import (
     relocate_json,
     relocate_spans,
 )
-from promptcache.detect import DATA_CLASS, SENSITIVE_PATTERNS, VERIFY, scan_sensitive
+from promptcache.detect import DATA_CLASS, SENSITIVE_PATTERNS, VERIFY, scan_sensitive, sensitive_classes
 from promptcache.explain import SlotPrint, Snapshot
 from promptcache.formats import WireFormat, parse_format
-from promptcache.keys import KeyContract, chain_hash, chain_hashes, derive_key
+from promptcache.keys import KeyContract, chain_hash, derive_key
 from promptcache.layout import arrange
 from promptcache.plan import Plan, Prepared
 from promptcache.policy import Policy
@@ -122,6 +122,7 @@ class _Message:
     digest: str
     data_classes: tuple[str, ...]
     chars: int
+    normalized: bool  # ``message`` is our normalized copy, not the caller's object
 
 
 @dataclass(slots=True)
@@ -135,6 +136,107 @@ class _Family:
     # change (order, key order); from then on, sorted and canonical for good.
     tools_raw: bytes | None = None
     tools_unstable: bool = False
+    # Bumped whenever a request runs the family's learning; a reused prefix
+    # result is only valid while the version it was computed at is current.
+    version: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class _Prefix:
+    """The system section and tools of a request as sent, with everything derived
+    from them (reused while they and the family's learned state are unchanged)."""
+
+    system: tuple[str, ...]
+    family: _Family
+    fid: str
+    version: int
+    tools: _Tools
+    system_out: list[str]
+    prints: list[SlotPrint]
+    fragments: list[Fragment]
+    volatile_text: str | None
+    volatile_block: Block | None
+    volatile_digest: str | None
+    canonical_tools: bool
+    sent_tools: list[Any]
+    blocks: list[Block]
+    digests: list[str]
+    classes: dict[int, list[str]]
+    hash_state: Any  # hashlib's sha256 after the prefix digests
+    prefix_key: str
+    contract: KeyContract
+    n_system: int
+    chars: int
+
+
+@dataclass(slots=True, frozen=True)
+class _Stream:
+    """The last request of one (format, model, tenant, system kinds) stream: the warm
+    path compares the next request against it by value and re-analyses only the rest."""
+
+    prefix: _Prefix
+    copies: list[Any]  # value copies of the conversation messages (see _value_copy)
+    messages: list[_Message]
+    cur: int
+    conversation_key: str
+
+
+_StreamKey = tuple[WireFormat, str, str, tuple[BlockKind, ...]]
+
+
+class _NoCopy(Exception):
+    """A value whose equality cannot stand in for equal JSON (see :func:`_value_copy`)."""
+
+
+class _Strict:
+    """A number in a value copy: equal only to a value of the same type.
+
+    ``1 == 1.0 == True`` in Python, but they serialize differently, so a copy
+    must not let one stand for another.
+    """
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: Any) -> None:
+        self.v = v
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self.v) and other == self.v
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _value_copy(v: Any) -> Any:
+    """A copy of JSON-like ``v`` that compares equal to a value exactly when both
+    serialize to the same JSON (up to key order, which message digests ignore).
+
+    Containers are copied, so a caller mutating its message in place is seen as
+    a change; strings are immutable and shared. Anything else raises ``_NoCopy``
+    and that request takes the full path.
+    """
+    t = type(v)
+    if t is str or v is None:
+        return v
+    if t is dict:
+        return {k: _value_copy(x) for k, x in v.items()}
+    if t is list:
+        return [_value_copy(x) for x in v]
+    if t is tuple:
+        return tuple(_value_copy(x) for x in v)
+    if t is int or t is float or t is bool:
+        return _Strict(v)
+    raise _NoCopy
+
+
+def _plain_values(msg: dict[str, Any]) -> bool:
+    # A loop, not all() over a generator: this runs for every new message.
+    for v in msg.values():  # noqa: SIM110
+        if type(v) is not str and v is not None:
+            return False
+    return True
 
 
 class _Memo:
@@ -188,6 +290,7 @@ class PromptCache:
         self._families: dict[str, _Family] = {}
         self._max_families = max_families
         self._families_lock = threading.Lock()
+        self._streams: dict[_StreamKey, _Stream] = {}
         self._contracts: dict[tuple[str, str], KeyContract] = {}
         #: Model facts (minimum cacheable lengths, TTL options, prices); ``None``
         #: uses the packaged, dated catalog.
@@ -420,12 +523,8 @@ class PromptCache:
         self._memo.put(key, res)
         return res
 
-    def _tools(self, fmt: WireFormat, tools: list[Any]) -> _Tools:
+    def _tools(self, fmt: WireFormat, tools: list[Any], raw: bytes) -> _Tools:
         adapter = get_adapter(fmt)
-        try:
-            raw = orjson.dumps(tools)
-        except TypeError as exc:
-            raise WireFormatError(f"{fmt.value}: tools are not JSON-serializable ({exc})") from None
         key = ("tools", fmt, self.policy.layout.pin_tool_order, raw)
         hit: _Tools | None = self._memo.get(key)
         if hit is not None:
@@ -492,7 +591,7 @@ class PromptCache:
         # strings; anything nested is keyed by its JSON bytes. Both are value keys,
         # so a message mutated in place between calls can never hit a stale entry.
         mkey: Hashable
-        if type(msg) is dict and all(type(v) is str or v is None for v in msg.values()):
+        if type(msg) is dict and _plain_values(msg):
             mkey = tuple(msg.items())
         else:
             try:
@@ -503,23 +602,24 @@ class PromptCache:
         hit: _Message | None = memo.get(mkey)
         if hit is not None:
             return hit
+        original = msg
         msg = normalize_message_text(msg)
         cj = canonical_json(msg, where="message")
         s = cj.decode()
-        classes = tuple(sorted({f.data_class for f in scan_sensitive(s)}))
+        classes = sensitive_classes(s)
         kind = adapter.message_kind(msg)
         if current and kind is BlockKind.HISTORY:
             kind = BlockKind.USER
-        role = msg.get("role") if isinstance(msg, dict) else None
+        role = msg.get("role") if type(msg) is dict else None
         block = trusted_block(
             kind,
             msg,
-            role=str(role) if role is not None else None,
+            role=role if role is None or type(role) is str else str(role),
             stability=Stability.VOLATILE if current else Stability.SESSION,
             data_classes=classes,
             trust=Trust.UNTRUSTED if kind is BlockKind.TOOL_RESULT else Trust.TRUSTED,
         )
-        res = _Message(msg, block, digest(kind.value.encode(), cj), classes, len(s))
+        res = _Message(msg, block, digest(kind.value.encode(), cj), classes, len(s), msg is not original)
         memo.put(mkey, res)
         return res
 
@@ -651,7 +751,84 @@ class PromptCache:
         model: str,
         tenant: str,
     ) -> Prepared:
-        tools = self._tools(fmt, parts.tools)
+        skey: _StreamKey = (fmt, model, tenant, tuple(parts.system_kinds))
+        stream = self._streams.get(skey)
+        pre = self._static_prefix(fmt, parts, model, tenant, stream)
+        same = stream if stream is not None and stream.prefix is pre else None
+        msgs, copies, k = self._conversation(fmt, adapter, parts, same)
+        cur = parts.current
+        # The history is last call's, message for message: so is its key.
+        conv_key = same.conversation_key if same is not None and same.cur == cur and k >= cur else None
+        # A message equal to one seen before is sent as the caller's own object;
+        # only a message whose text was normalized is sent as our copy.
+        sent = [m.message if m.normalized else parts.messages[i] for i, m in enumerate(msgs)]
+        new_body = adapter.join(parts, pre.system_out, pre.sent_tools, sent, pre.volatile_text)
+
+        plan = self._plan_for_request(fmt, model, tenant, pre, parts, msgs, conv_key)
+        if copies is not None:
+            self._remember(skey, _Stream(pre, copies, msgs, cur, plan.conversation_key))
+        snapshot = Snapshot(
+            system=pre.prints,
+            tool_order=pre.tools.raw_order,
+            tool_raw=pre.tools.raw_crc,
+            tool_canonical=pre.tools.canonical_by_name,
+            history=[m.digest for m in msgs[:cur]],
+            tools_canonical=pre.canonical_tools,
+        )
+        fam = pre.family
+        with fam.lock:
+            previous, fam.last = fam.last, snapshot
+
+        ctx = HintContext(
+            format=fmt,
+            model=model,
+            policy=self.policy,
+            plan=plan,
+            n_system=pre.n_system,
+            n_tools=len(pre.tools.tools),
+            history_end=cur,
+            has_volatile=pre.volatile_text is not None,
+            prefix_chars=pre.chars,
+            message_chars=[m.chars for m in msgs],
+            catalog=self.catalog,
+        )
+        hinted, hints, notes = apply_hints(new_body, ctx)
+        # The plan is ours until returned: fill it in place rather than copying it.
+        plan.__dict__["hints"], plan.__dict__["decisions"] = hints, notes
+        object.__setattr__(
+            plan,
+            "__pydantic_private__",
+            {"_contract": pre.contract, "_snapshot": snapshot, "_previous": previous},
+        )
+        if self.mode == "shadow":
+            return Prepared.fast(dict(body), plan)
+        return Prepared.fast(hinted, plan)
+
+    def _remember(self, skey: _StreamKey, stream: _Stream) -> None:
+        streams = self._streams
+        if skey not in streams and len(streams) >= self._max_families:
+            streams.pop(next(iter(streams)), None)
+        streams[skey] = stream
+
+    def _static_prefix(
+        self, fmt: WireFormat, parts: WireParts, model: str, tenant: str, stream: _Stream | None
+    ) -> _Prefix:
+        """The system section and tools as sent, with their blocks and hash state.
+
+        Reused from the stream's last request when the caller's system texts and
+        tool bytes equal that request's and the family has not been touched since
+        (its volatility maps are then in the state that produced the reused result).
+        """
+        try:
+            raw_tools = orjson.dumps(parts.tools)
+        except TypeError as exc:
+            raise WireFormatError(f"{fmt.value}: tools are not JSON-serializable ({exc})") from None
+        system = tuple(parts.system)
+        if stream is not None:
+            pre = stream.prefix
+            if pre.tools.raw == raw_tools and pre.system == system and pre.family.version == pre.version:
+                return pre
+        tools = self._tools(fmt, parts.tools, raw_tools)
         fid = self._family_id(fmt.value, model, tenant, tools.raw_order, len(parts.system))
         fam = self._family(fid)
 
@@ -681,47 +858,103 @@ class PromptCache:
                 fam.tools_unstable = True
             fam.tools_raw = tools.raw
             canonical_tools = fam.tools_unstable
+            fam.version += 1
+            version = fam.version
         if canonical_tools:
             frags.extend(tools.fragments)
 
-        cur = parts.current
-        msgs = [self._message(fmt, adapter, m, i >= cur) for i, m in enumerate(parts.messages)]
-        volatile_text = self._volatile_text(frags) if frags else None
-        sent_tools = tools.tools if canonical_tools else parts.tools
-        new_body = adapter.join(parts, system_out, sent_tools, [m.message for m in msgs], volatile_text)
-
-        plan = self._plan_for_request(fmt, model, tenant, fid, parts, texts, system_out, tools, msgs, frags)
-        snapshot = Snapshot(
-            system=prints,
-            tool_order=tools.raw_order,
-            tool_raw=tools.raw_crc,
-            tool_canonical=tools.canonical_by_name,
-            history=[m.digest for m in msgs[:cur]],
-            tools_canonical=canonical_tools,
-        )
-        with fam.lock:
-            previous, fam.last = fam.last, snapshot
-
-        ctx = HintContext(
-            format=fmt,
-            model=model,
-            policy=self.policy,
-            plan=plan,
+        blocks: list[Block] = []
+        digests: list[str] = []
+        classes: dict[int, list[str]] = {}
+        for t, stable in zip(texts, system_out, strict=True):
+            if not stable:
+                continue
+            blocks.append(
+                t.block
+                if stable is t.stable
+                else Block(kind=t.block.kind, content=stable, data_classes=t.data_classes)
+            )
+            digests.append(self._sent_digest(t, stable))
+            if t.data_classes:
+                classes[len(blocks) - 1] = list(t.data_classes)
+        base = len(blocks)
+        classes.update({base + i: list(c) for i, c in enumerate(tools.data_classes) if c})
+        blocks += tools.blocks
+        digests += tools.digests
+        # chain_hashes' bytes, kept as a hash state so each call only extends it.
+        h = hashlib.sha256("\x00".join(digests).encode())
+        contract = self.contract(tenant, model)
+        vt = self._volatile_text(frags) if frags else None
+        return _Prefix(
+            system=system,
+            family=fam,
+            fid=fid,
+            version=version,
+            tools=tools,
+            system_out=system_out,
+            prints=prints,
+            fragments=frags,
+            volatile_text=vt,
+            volatile_block=(
+                None
+                if vt is None
+                else Block(kind=BlockKind.CONTEXT, content=vt, stability=Stability.VOLATILE, name="relocated")
+            ),
+            volatile_digest=None if vt is None else digest(b"volatile", vt.encode()),
+            canonical_tools=canonical_tools,
+            sent_tools=tools.tools if canonical_tools else parts.tools,
+            blocks=blocks,
+            digests=digests,
+            classes=classes,
+            hash_state=h,
+            prefix_key=derive_key(contract, "prompt_prefix", h.hexdigest()),
+            contract=contract,
             n_system=sum(1 for s in system_out if s),
-            n_tools=len(tools.tools),
-            history_end=cur,
-            has_volatile=volatile_text is not None,
-            prefix_chars=sum(len(s) for s in system_out) + tools.chars,
-            message_chars=[m.chars for m in msgs],
-            catalog=self.catalog,
+            chars=sum(len(s) for s in system_out) + tools.chars,
         )
-        hinted, hints, notes = apply_hints(new_body, ctx)
-        plan = plan.with_hints(hints, notes)
-        plan._contract = self.contract(tenant, model)
-        plan._snapshot, plan._previous = snapshot, previous
-        if self.mode == "shadow":
-            return Prepared(body=dict(body), plan=plan)
-        return Prepared(body=hinted, plan=plan)
+
+    def _conversation(
+        self, fmt: WireFormat, adapter: WireAdapter, parts: WireParts, stream: _Stream | None
+    ) -> tuple[list[_Message], list[Any] | None, int]:
+        """Analyse the conversation, reusing the stream's last results for messages
+        equal by value to last time's that were history then and are history now.
+
+        Returns the messages, value copies of them for the next call (``None``
+        when a message holds a type whose equality cannot be trusted) and how
+        many leading messages were reused.
+        """
+        new = parts.messages
+        cur = parts.current
+        k = 0
+        msgs: list[_Message] = []
+        copies: list[Any] | None = []
+        if stream is not None:
+            old = stream.copies
+            # Reuse needs the same history/current role as last time: everywhere
+            # when the current turn starts at the same index, else only in both histories.
+            limit = min(len(new), len(old))
+            if stream.cur != cur:
+                limit = min(limit, stream.cur, cur)
+            # One C-level comparison against our own copies: safe against a
+            # caller that mutates a message in place between calls.
+            if new[:limit] == old[:limit]:
+                k = limit
+            elif limit and new[: limit - 1] == old[: limit - 1]:
+                k = limit - 1  # the common case: only the newest turn differs
+            else:
+                while k < limit and new[k] == old[k]:
+                    k += 1
+            msgs = stream.messages[:k]
+            copies = old[:k]
+        for i in range(k, len(new)):
+            m = new[i]
+            msgs.append(self._message(fmt, adapter, m, i >= cur))
+            if copies is not None:
+                try:
+                    copies.append(_value_copy(m))
+                except _NoCopy:
+                    copies = None
+        return msgs, copies, k
 
     def _learned(self, fam: _Family, i: int, t: _Text, kind: BlockKind) -> tuple[str, list[Fragment]]:
         """Apply what the family knows about system slot ``i``: the text to send and what moved.
@@ -778,68 +1011,47 @@ class PromptCache:
         fmt: WireFormat,
         model: str,
         tenant: str,
-        fid: str,
+        pre: _Prefix,
         parts: WireParts,
-        texts: list[_Text],
-        system_out: list[str],
-        tools: _Tools,
         msgs: list[_Message],
-        frags: list[Fragment],
+        conversation_key: str | None,
     ) -> Plan:
-        blocks: list[Block] = []
-        digests: list[str] = []
-        classes: dict[int, list[str]] = {}
-        for t, stable in zip(texts, system_out, strict=True):
-            if not stable:
-                continue
-            blocks.append(
-                t.block
-                if stable is t.stable
-                else Block(kind=t.block.kind, content=stable, data_classes=t.data_classes)
-            )
-            digests.append(self._sent_digest(t, stable))
-            if t.data_classes:
-                classes[len(blocks) - 1] = list(t.data_classes)
-        base = len(blocks)
-        classes.update({base + i: list(c) for i, c in enumerate(tools.data_classes) if c})
-        blocks += tools.blocks
-        digests += tools.digests
-        prefix_end = len(blocks)
+        prefix_end = len(pre.blocks)
+        blocks = pre.blocks + [m.block for m in msgs]
+        digests = pre.digests + [m.digest for m in msgs]
+        classes = dict(pre.classes)
         cur = parts.current
         sections = ["static"] * prefix_end + ["history"] * cur + ["current"] * (len(msgs) - cur)
         # The volatile block (if any) sits just before the current turn.
-        shift = 1 if frags else 0
-        classes.update(
-            {
-                prefix_end + i + (shift if i >= cur else 0): list(m.data_classes)
-                for i, m in enumerate(msgs)
-                if m.data_classes
-            }
-        )
-        blocks += [m.block for m in msgs]
-        digests += [m.digest for m in msgs]
-        if frags:
-            vt = self._volatile_text(frags)
+        shift = 1 if pre.volatile_text is not None else 0
+        for i, m in enumerate(msgs):
+            if m.data_classes:
+                classes[prefix_end + i + (shift if i >= cur else 0)] = list(m.data_classes)
+        if conversation_key is None:
+            h = pre.hash_state
+            if cur:
+                # Extends the prefix's hash state: the same bytes as chain_hashes.
+                h = h.copy()
+                sep = "\x00" if prefix_end else ""
+                h.update((sep + "\x00".join(digests[prefix_end : prefix_end + cur])).encode())
+            conversation_key = derive_key(pre.contract, "conversation", h.hexdigest())
+        if pre.volatile_block is not None and pre.volatile_digest is not None:
             at = prefix_end + cur
-            blocks.insert(
-                at, Block(kind=BlockKind.CONTEXT, content=vt, stability=Stability.VOLATILE, name="relocated")
-            )
-            digests.insert(at, digest(b"volatile", vt.encode()))
+            blocks.insert(at, pre.volatile_block)
+            digests.insert(at, pre.volatile_digest)
             sections.insert(at, "volatile")
-        contract = self.contract(tenant, model)
-        prefix_hash, conversation_hash = chain_hashes(digests, prefix_end, prefix_end + cur)
         return Plan.fast(
             format=fmt,
             model=model,
             tenant=tenant,
-            family=fid,
+            family=pre.fid,
             blocks=blocks,
             digests=digests,
             sections=sections,
             prefix_end=prefix_end,
-            prefix_key=derive_key(contract, "prompt_prefix", prefix_hash),
-            conversation_key=derive_key(contract, "conversation", conversation_hash),
-            fragments=frags,
+            prefix_key=pre.prefix_key,
+            conversation_key=conversation_key,
+            fragments=pre.fragments,
             data_classes=classes,
             mode=self.mode,
         )

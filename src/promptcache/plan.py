@@ -124,3 +124,8 @@ class Prepared(BaseModel):
 
     body: dict[str, Any]
     plan: Plan
+
+    @classmethod
+    def fast(cls, body: dict[str, Any], plan: Plan) -> Prepared:
+        """Wrap values the engine built itself, skipping validation (as :meth:`Plan.fast`)."""
+        return cls.model_construct(body=body, plan=plan)

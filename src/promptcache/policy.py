@@ -23,10 +23,18 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from promptcache.blocks import BlockKind
 from promptcache.detect import SECRET
@@ -164,6 +172,9 @@ class Decision(_Strict):
     reason: str
 
 
+_DecisionKey = tuple["EntryType", frozenset[str], int | None]
+
+
 class Policy(_Strict):
     """The whole caching policy. See the module docstring for an example."""
 
@@ -190,6 +201,11 @@ class Policy(_Strict):
     )
     relocation: RelocationRule = Field(default=RelocationRule(), description="volatile-value relocation")
     layout: LayoutRule = Field(default=LayoutRule(), description="static-first layout switches")
+    # decide() results by (entry type, classes, ttl): a policy is frozen, and the
+    # engine asks the same question on every call of an agent.
+    _decisions: dict[tuple[EntryType, frozenset[str], int | None], Decision] = PrivateAttr(
+        default_factory=dict
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -250,9 +266,17 @@ class Policy(_Strict):
         except ValidationError as exc:
             raise PolicyError.from_validation(exc, where) from None
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with changes; its decisions are worked out afresh (pydantic's copy
+        would share this policy's memo of them)."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy._decisions = {}
+        return copy
+
     def entry(self, entry_type: EntryType | str) -> EntryRule:
         """The rule for ``entry_type``."""
-        return self.entries.get(EntryType(entry_type), EntryRule(eligible=False))
+        rule = self.entries.get(entry_type if type(entry_type) is EntryType else EntryType(entry_type))
+        return _INELIGIBLE if rule is None else rule
 
     def decide(
         self,
@@ -262,11 +286,23 @@ class Policy(_Strict):
         ttl: int | None = None,
     ) -> Decision:
         """May an entry of ``entry_type`` holding ``data_classes`` be cached, and for how long?"""
-        et = EntryType(entry_type)
+        et = entry_type if type(entry_type) is EntryType else EntryType(entry_type)
+        classes = frozenset(data_classes)
+        key = (et, classes, ttl)
+        # Straight from pydantic's private dict: attribute access to a private
+        # attribute goes through __getattr__ and cost more than the lookup.
+        memo: dict[_DecisionKey, Decision] = self.__pydantic_private__["_decisions"]  # type: ignore[index]
+        hit = memo.get(key)
+        if hit is None:
+            hit = self._decide(et, classes, ttl)
+            if len(memo) < 4096:
+                memo[key] = hit
+        return hit
+
+    def _decide(self, et: EntryType, classes: frozenset[str], ttl: int | None) -> Decision:
         rule = self.entry(et)
         if not rule.eligible:
             return Decision(allowed=False, reason=f"policy: {et.value} is not eligible")
-        classes = set(data_classes)
         if SECRET in classes:
             return Decision(allowed=False, reason="secret detected: never cached")
         wanted = rule.ttl.default if ttl is None else ttl
@@ -292,6 +328,11 @@ class Policy(_Strict):
             if rule is not None and not rule.provider_caching:
                 return False
         return True
+
+
+# Built once: constructing a model on every lookup of an absent entry type was
+# a measurable share of a warm prepare_request.
+_INELIGIBLE = EntryRule(eligible=False)
 
 
 class PolicyError(ValueError):

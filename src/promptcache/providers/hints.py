@@ -37,6 +37,7 @@ headers are in :mod:`promptcache.providers.gateways`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from promptcache.catalog import Catalog, ModelInfo, UnknownModelError, load_catalog
@@ -146,6 +147,13 @@ class HintContext:
     catalog: Catalog | None = None
 
 
+@lru_cache(maxsize=1024)
+def _hint(*, kind: str, where: str, ttl: str | None = None, prefix_tokens: int | None = None) -> Hint:
+    # Hints are frozen, so equal ones are shared: building a pydantic model per
+    # hint was a visible share of a warm prepare_request.
+    return Hint(kind=kind, where=where, ttl=ttl, prefix_tokens=prefix_tokens)
+
+
 def _blocked_from(ctx: HintContext) -> int:
     """Index (plan order) of the first block provider caching may not cover."""
     for i in sorted(ctx.plan.data_classes):
@@ -229,7 +237,7 @@ def _openai(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], lis
             )
             return (
                 {**body, "prompt_cache_options": dict(_BREAKPOINT)},
-                [Hint(kind="prompt_cache_options", where="$.prompt_cache_options")],
+                [_hint(kind="prompt_cache_options", where="$.prompt_cache_options")],
                 notes,
             )
         notes.append(f"{ctx.model}: OpenAI caches long prompts automatically and offers no opt-out")
@@ -239,7 +247,7 @@ def _openai(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], lis
         notes.append("prompt_cache_key set by the caller: kept")
     else:
         out["prompt_cache_key"] = "pc-" + ctx.plan.prefix_key[:32]
-        hints.append(Hint(kind="prompt_cache_key", where="$.prompt_cache_key"))
+        hints.append(_hint(kind="prompt_cache_key", where="$.prompt_cache_key"))
     conv_blocked = blocked < len(ctx.plan.blocks)
     ttl_s = policy_prefix_ttl(ctx)
     if explicit:
@@ -263,7 +271,7 @@ def _openai(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], lis
     retention = openai_retention(options, ttl_s)
     if retention is not None:
         out["prompt_cache_retention"] = retention
-        hints.append(Hint(kind="prompt_cache_retention", where="$.prompt_cache_retention", ttl=retention))
+        hints.append(_hint(kind="prompt_cache_retention", where="$.prompt_cache_retention", ttl=retention))
     elif options == frozenset({"24h"}) and ttl_s < OPENAI_EXTENDED_RETENTION_S:
         notes.append(f"{ctx.model} retains cached prefixes 24h whatever is asked; policy TTL is shorter")
     return out, hints, notes
@@ -362,7 +370,7 @@ def _openai_breakpoints(
         items[i], j = marked
         tokens = static_tokens if i < n_lead else conv_tokens
         hints.append(
-            Hint(kind="prompt_cache_breakpoint", where=f"$.{key}[{i}].content[{j}]", prefix_tokens=tokens)
+            _hint(kind="prompt_cache_breakpoint", where=f"$.{key}[{i}].content[{j}]", prefix_tokens=tokens)
         )
     if hints:
         out = {**out, key: items}
@@ -374,7 +382,7 @@ def _openai_breakpoints(
         # Explicit mode: only our breakpoints write, so the volatile tail is never written
         # (gpt-5.6+ bills writes), and content the policy keeps out is never cached.
         out = {**out, "prompt_cache_options": dict(_BREAKPOINT)}
-        hints.append(Hint(kind="prompt_cache_options", where="$.prompt_cache_options"))
+        hints.append(_hint(kind="prompt_cache_options", where="$.prompt_cache_options"))
     return out, hints, notes
 
 
@@ -487,7 +495,7 @@ def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], 
         tools = list(out["tools"])
         tools[-1] = {**tools[-1], "cache_control": _control(ttl)}
         out["tools"] = tools
-        hints.append(Hint(kind="cache_control", where=f"$.tools[{len(tools) - 1}]", ttl=ttl or "5m"))
+        hints.append(_hint(kind="cache_control", where=f"$.tools[{len(tools) - 1}]", ttl=ttl or "5m"))
     if "system" in wanted:
         system = out.get("system")
         blocks = [{"type": "text", "text": system}] if isinstance(system, str) else list(system or [])
@@ -495,7 +503,7 @@ def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], 
             blocks[-1] = {**blocks[-1], "cache_control": _control(ttl)}
             out["system"] = blocks
             hints.append(
-                Hint(
+                _hint(
                     kind="cache_control",
                     where=f"$.system[{len(blocks) - 1}]",
                     ttl=ttl or "5m",
@@ -520,7 +528,7 @@ def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], 
                 messages[mi] = msg
                 out["messages"] = messages
                 hints.append(
-                    Hint(
+                    _hint(
                         kind="cache_control",
                         where=f"$.messages[{mi}].content[{bi}]",
                         ttl="5m",
@@ -568,14 +576,14 @@ def _bedrock(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], li
         msg["content"] = content
         messages[mi] = msg
         out["messages"] = messages
-        hints.append(Hint(kind="cachePoint", where=f"$.messages[{mi}].content[{bi + 1}]"))
+        hints.append(_hint(kind="cachePoint", where=f"$.messages[{mi}].content[{bi + 1}]"))
         budget -= 1
     if budget > 0 and ctx.n_system and not points(out.get("system")):
         out["system"] = [*out["system"], point]
-        hints.append(Hint(kind="cachePoint", where=f"$.system[{len(out['system']) - 1}]"))
+        hints.append(_hint(kind="cachePoint", where=f"$.system[{len(out['system']) - 1}]"))
         budget -= 1
     tc = out.get("toolConfig")
     if budget > 0 and ctx.n_tools and isinstance(tc, dict) and not points(tc.get("tools")):
         out["toolConfig"] = {**tc, "tools": [*tc["tools"], point]}
-        hints.append(Hint(kind="cachePoint", where=f"$.toolConfig.tools[{len(tc['tools'])}]"))
+        hints.append(_hint(kind="cachePoint", where=f"$.toolConfig.tools[{len(tc['tools'])}]"))
     return out, hints, notes

@@ -172,9 +172,18 @@ def record_span(
     sp.end(end_time=end_ns)
 
 
-@contextlib.contextmanager
-def _noop() -> Iterator[SpanLike]:
-    yield NOOP_SPAN
+class _Noop(contextlib.AbstractContextManager[SpanLike]):
+    """The span context when no tracer is set: one shared instance, no generator
+    frame per call (it wraps every prepare_request)."""
+
+    def __enter__(self) -> SpanLike:
+        return NOOP_SPAN
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NOOP = _Noop()
 
 
 def span(
@@ -186,7 +195,7 @@ def span(
     propagate and are recorded on the span by OpenTelemetry.
     """
     if _tracer is None:
-        return _noop()
+        return _NOOP
     return _otel_span(name, attributes, kind)
 
 

@@ -1,0 +1,169 @@
+"""The warm path (a request compared by value with its stream's last one) gives exactly
+what the full analysis gives, whatever the caller does to its objects between calls.
+
+``PromptCache`` re-analyses only what differs from the previous request of the same
+(format, model, tenant) stream. Here every request goes to two caches: one keeps its
+stream memory, the other has it wiped before each call, so it always runs the full
+analysis. Bodies (byte for byte, key order included), keys, digests, fragments, hints
+and explanations must be identical, while a framework-like caller reuses and mutates
+the same message, tool and string objects in place.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from typing import Any
+
+import orjson
+import pytest
+from core_bodies import FORMATS, TOOL_SPECS, make_body
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from promptcache.engine import PromptCache
+from promptcache.plan import Prepared
+
+OPS = [
+    "user",
+    "assistant",
+    "same",
+    "mutate_old",
+    "number_flip",
+    "clock",
+    "reverse_tools",
+    "tool_key_order",
+    "truncate",
+    "crlf",
+]
+
+
+def _conv_list(fmt: str, body: dict[str, Any]) -> list[Any]:
+    field = {"gemini": "contents", "openai-responses": "input"}.get(fmt, "messages")
+    conv: list[Any] = body[field]
+    return conv
+
+
+def _set_text(fmt: str, msg: dict[str, Any], text: str) -> None:
+    # In place, as a caller editing its own message object would.
+    if fmt == "bedrock-converse":
+        msg["content"][0]["text"] = text
+    elif fmt == "gemini":
+        msg["parts"][0]["text"] = text
+    else:
+        msg["content"] = text
+
+
+def _message(fmt: str, role: str, text: str) -> dict[str, Any]:
+    return _conv_list(fmt, make_body(fmt, "s", [], [(role, text)]))[0]
+
+
+def _same(a: Prepared, b: Prepared) -> None:
+    assert orjson.dumps(a.body) == orjson.dumps(b.body)
+    pa, pb = a.plan, b.plan
+    assert pa.prefix_key == pb.prefix_key
+    assert pa.conversation_key == pb.conversation_key
+    assert pa.digests == pb.digests
+    assert pa.sections == pb.sections
+    assert pa.data_classes == pb.data_classes
+    assert pa.fragments == pb.fragments
+    assert pa.hints == pb.hints
+    assert pa.decisions == pb.decisions
+    assert pa.explain() == pb.explain()
+
+
+def _run(fmt: str, ops: list[str], seed: int) -> None:
+    rng = random.Random(seed)
+    warm, full = PromptCache(), PromptCache()
+    body = make_body(
+        fmt,
+        "You are a booking agent.\nCurrent time: 2024-05-01T10:00:00Z\nBe brief.",
+        copy.deepcopy(TOOL_SPECS),
+        [("user", "hello")],
+        model="claude-sonnet-4-5" if fmt in ("anthropic-messages", "bedrock-converse") else "gpt-4o",
+    )
+    conv = _conv_list(fmt, body)
+    n = 0
+    for op in ["same", *ops]:
+        n += 1
+        if op == "user" or (op == "assistant" and conv and conv[-1].get("role") not in ("user",)):
+            conv.append(_message(fmt, "user", f"turn {n} " + "x" * rng.randint(0, 30)))
+        elif op == "assistant":
+            conv.append(_message(fmt, "assistant", f"answer {n}"))
+        elif op == "mutate_old" and len(conv) > 1:
+            _set_text(fmt, conv[rng.randrange(len(conv) - 1)], f"edited {n}")
+        elif op == "number_flip" and fmt in ("openai-chat", "anthropic-messages"):
+            # 1, 1.0 and True are == in Python but are different JSON.
+            conv[0]["n"] = [1, 1.0, True][n % 3]
+        elif op == "clock":
+            new = f"You are a booking agent.\nCurrent time: 2024-05-01T10:{n % 60:02d}:00Z\nBe brief."
+            if fmt == "openai-chat":
+                body["messages"][0]["content"] = new
+            elif fmt == "openai-responses":
+                body["instructions"] = new
+            elif fmt == "anthropic-messages":
+                body["system"] = new
+            elif fmt == "bedrock-converse":
+                body["system"][0]["text"] = new
+            else:
+                body["systemInstruction"]["parts"][0]["text"] = new
+        elif op == "reverse_tools":
+            tools = body["toolConfig"]["tools"] if fmt == "bedrock-converse" else body["tools"]
+            if fmt == "gemini":
+                tools = tools[0]["functionDeclarations"]
+            tools.reverse()  # in place: the same list object, another order
+        elif op == "tool_key_order":
+            tools = body["toolConfig"]["tools"] if fmt == "bedrock-converse" else body["tools"]
+            t = tools[0]
+            first = next(iter(t))
+            t[first] = t.pop(first)  # in place: same keys and values, another key order
+        elif op == "truncate" and len(conv) > 2:
+            del conv[-2:]
+        elif op == "crlf" and conv:
+            _set_text(fmt, conv[-1], f"line one\r\nline two {n}")
+        if not conv or conv[-1].get("role") != "user":
+            continue  # a request ends with the user's turn (no assistant prefill)
+        if fmt == "openai-chat" and len(conv) < 2:
+            continue
+        full._streams.clear()  # this one always runs the full analysis
+        _same(warm.prepare_request(body, format=fmt), full.prepare_request(body, format=fmt))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@settings(max_examples=40, deadline=None)
+@given(ops=st.lists(st.sampled_from(OPS), min_size=1, max_size=14), seed=st.integers(0, 2**16))
+def test_warm_path_equals_full_analysis(fmt: str, ops: list[str], seed: int) -> None:
+    _run(fmt, ops, seed)
+
+
+def test_in_place_edit_of_an_old_message_changes_the_conversation_key() -> None:
+    cache = PromptCache()
+    body = make_body("openai-chat", "Be brief.", [], [("user", "a"), ("assistant", "b"), ("user", "c")])
+    first = cache.prepare_request(body, format="openai-chat").plan
+    body["messages"][2]["content"] = "edited"  # the same dict object, new content
+    second = cache.prepare_request(body, format="openai-chat")
+    assert second.plan.conversation_key != first.conversation_key
+    assert second.body["messages"][2]["content"] == "edited"
+
+
+def test_a_number_that_becomes_a_bool_is_a_change() -> None:
+    cache = PromptCache()
+    body = make_body("openai-chat", "Be brief.", [], [("user", "a"), ("assistant", "b"), ("user", "c")])
+    body["messages"][1]["n"] = 1
+    first = cache.prepare_request(body, format="openai-chat").plan
+    body["messages"][1]["n"] = True  # == 1 in Python, "true" in JSON
+    second = cache.prepare_request(body, format="openai-chat").plan
+    assert second.digests != first.digests
+    assert second.conversation_key != first.conversation_key
+
+
+def test_a_tool_key_order_change_in_place_switches_tools_to_canonical() -> None:
+    cache = PromptCache()
+    body = make_body("openai-chat", "Be brief.", copy.deepcopy(TOOL_SPECS), [("user", "a")])
+    cache.prepare_request(body, format="openai-chat")
+    fn = body["tools"][0]["function"]
+    fn["name"] = fn.pop("name")  # same list and dicts, the key moved last
+    after = cache.prepare_request(body, format="openai-chat")
+    assert after.plan._snapshot is not None and after.plan._snapshot.tools_canonical
+    names = [t["function"]["name"] for t in after.body["tools"]]
+    assert names == sorted(names)
