@@ -107,7 +107,8 @@ class Finding(BaseModel):
         return self.data_class == SECRET
 
 
-_SENSITIVE = Scanner([(k, p) for k, _, p in SENSITIVE_PATTERNS], VERIFY)
+#: The secrets and PII patterns as one scanner (one RE2 pass per text).
+SENSITIVE_SCANNER = Scanner([(k, p) for k, _, p in SENSITIVE_PATTERNS], VERIFY)
 
 
 def sensitive_classes(text: str) -> tuple[str, ...]:
@@ -116,7 +117,7 @@ def sensitive_classes(text: str) -> tuple[str, ...]:
     >>> sensitive_classes("mail ops@example.com")
     ('pii.email',)
     """
-    hits = _SENSITIVE.scan(text)
+    hits = SENSITIVE_SCANNER.scan(text)
     return tuple(sorted({DATA_CLASS[h.kind] for h in hits})) if hits else ()
 
 
@@ -124,5 +125,5 @@ def scan_sensitive(text: str) -> list[Finding]:
     """Secrets and PII in ``text`` (one linear RE2 pass)."""
     return [
         Finding(kind=h.kind, data_class=DATA_CLASS[h.kind], start=h.start, end=h.end)
-        for h in _SENSITIVE.scan(text)
+        for h in SENSITIVE_SCANNER.scan(text)
     ]

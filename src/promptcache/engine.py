@@ -42,7 +42,13 @@ from promptcache.canonical import (
     relocate_json,
     relocate_spans,
 )
-from promptcache.detect import DATA_CLASS, SENSITIVE_PATTERNS, VERIFY, scan_sensitive, sensitive_classes
+from promptcache.detect import (
+    DATA_CLASS,
+    SENSITIVE_PATTERNS,
+    SENSITIVE_SCANNER,
+    VERIFY,
+    scan_sensitive,
+)
 from promptcache.explain import SlotPrint, Snapshot
 from promptcache.formats import WireFormat, parse_format
 from promptcache.keys import KeyContract, chain_hash, derive_key
@@ -101,7 +107,7 @@ class _Text:
 class _Tools:
     """A tool list in canonical form (memoized by its raw bytes)."""
 
-    tools: list[Any]
+    canonical: list[bytes]  # each tool's canonical JSON, sorted by name (relocated)
     raw_order: list[str]
     blocks: list[Block]
     digests: list[str]
@@ -111,6 +117,14 @@ class _Tools:
     data_classes: list[tuple[str, ...]]
     chars: int
     raw: bytes  # the list as the caller sent it (orjson, key order kept)
+    _values: list[Any] | None = None
+
+    def values(self) -> list[Any]:
+        """The canonical tools as JSON values, parsed on first use: they are only
+        sent once a family has seen its tools change (see ``_Family.tools_unstable``)."""
+        if self._values is None:
+            self._values = [orjson.loads(c) for c in self.canonical]
+        return self._values
 
 
 @dataclass(slots=True)
@@ -229,6 +243,35 @@ def _value_copy(v: Any) -> Any:
     if t is int or t is float or t is bool:
         return _Strict(v)
     raise _NoCopy
+
+
+def _scan_each(scanner: Scanner, texts: list[str]) -> list[list[Hit]]:
+    """The hits of ``scanner`` in each of ``texts``, from one scan of them joined.
+
+    One RE2 call instead of one per text. A hit spanning a separator is given,
+    clipped, to every text it overlaps, so joining can only add findings to a
+    text, never hide one.
+    """
+    out: list[list[Hit]] = [[] for _ in texts]
+    if not texts:
+        return out
+    starts: list[int] = []
+    pos = 0
+    for t in texts:
+        starts.append(pos)
+        pos += len(t) + 1
+    for h in scanner.scan("\n".join(texts)):
+        k = bisect_right(starts, h.start) - 1
+        while k < len(texts) and starts[k] < h.end:
+            lo, hi = starts[k], starts[k] + len(texts[k])
+            if h.start < hi or h.start == lo:
+                out[k].append(Hit(max(h.start, lo) - lo, min(h.end, hi) - lo, h.kind))
+            k += 1
+    return out
+
+
+def _classes_of(hits: list[Hit]) -> tuple[str, ...]:
+    return tuple(sorted({DATA_CLASS[h.kind] for h in hits if h.kind in DATA_CLASS}))
 
 
 def _plain_values(msg: dict[str, Any]) -> bool:
@@ -533,7 +576,7 @@ class PromptCache:
         order = list(range(len(tools)))
         if not self.policy.layout.pin_tool_order:
             order.sort(key=lambda i: names[i])
-        out_tools: list[Any] = []
+        out_tools: list[bytes] = []
         blocks: list[Block] = []
         digests: list[str] = []
         frags: list[Fragment] = []
@@ -542,37 +585,27 @@ class PromptCache:
         relocate = self._relocates(BlockKind.TOOL_SCHEMA)
         chars = 0
         canon = [canonical_json(tools[i], where=f"tools[{i}]") for i in order]
-        # One scan over all tools (joined by newlines, which no JSON dump contains
-        # unescaped) costs one RE2 call instead of one per tool.
-        joined = "\n".join(c.decode() for c in canon)
-        hits_by_tool: list[list[Hit]] = [[] for _ in canon]
-        bounds = []
-        pos = 0
-        for c in canon:
-            bounds.append(pos)
-            pos += len(c.decode()) + 1
-        for h in _STATIC_SCANNER.scan(joined):
-            k = bisect_right(bounds, h.start) - 1
-            hits_by_tool[k].append(Hit(h.start - bounds[k], h.end - bounds[k], h.kind))
+        hits_by_tool = _scan_each(_STATIC_SCANNER, [c.decode() for c in canon])
         for n, i in enumerate(order):
             cj = canon[n]
             hits = hits_by_tool[n]
             chars += len(cj)
-            classes = tuple(sorted({DATA_CLASS[h.kind] for h in hits if h.kind in DATA_CLASS}))
-            value = orjson.loads(cj)
+            classes = _classes_of(hits) if hits else ()
             if relocate and hits and find_volatile(cj.decode(), hits):
-                value, fs = relocate_json(value, f"tool {names[i]!r}", marker_start=len(frags) + 1)
+                value, fs = relocate_json(orjson.loads(cj), f"tool {names[i]!r}", marker_start=len(frags) + 1)
                 frags.extend(fs)
                 cj = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
             dg = digest(b"tool_schema", cj)
-            out_tools.append(value)
+            out_tools.append(cj)
             digests.append(dg)
             canon_by_name[names[i]] = dg
             classes_list.append(classes)
             blocks.append(
                 trusted_block(
                     BlockKind.TOOL_SCHEMA,
-                    value,
+                    # The canonical JSON text: exact and immutable, and parsing
+                    # every schema back into dicts cost more than the rest of a cold call.
+                    cj.decode(),
                     trust=Trust.TRUSTED,
                     stability=Stability.STATIC,
                     name=names[i],
@@ -586,42 +619,58 @@ class PromptCache:
         self._memo.put(key, res)
         return res
 
-    def _message(self, fmt: WireFormat, adapter: WireAdapter, msg: Any, current: bool) -> _Message:
+    def _message_key(self, fmt: WireFormat, msg: Any) -> Hashable:
         # Plain-string messages are keyed by their (immutable, hash-cached)
         # strings; anything nested is keyed by its JSON bytes. Both are value keys,
         # so a message mutated in place between calls can never hit a stale entry.
-        mkey: Hashable
         if type(msg) is dict and _plain_values(msg):
-            mkey = tuple(msg.items())
-        else:
-            try:
-                mkey = orjson.dumps(msg)
-            except TypeError as exc:
-                raise WireFormatError(f"{fmt.value}: a message is not JSON-serializable ({exc})") from None
-        memo = self._msg_memo[(fmt, current)]
-        hit: _Message | None = memo.get(mkey)
-        if hit is not None:
-            return hit
-        original = msg
-        msg = normalize_message_text(msg)
-        cj = canonical_json(msg, where="message")
-        s = cj.decode()
-        classes = sensitive_classes(s)
-        kind = adapter.message_kind(msg)
-        if current and kind is BlockKind.HISTORY:
-            kind = BlockKind.USER
-        role = msg.get("role") if type(msg) is dict else None
-        block = trusted_block(
-            kind,
-            msg,
-            role=role if role is None or type(role) is str else str(role),
-            stability=Stability.VOLATILE if current else Stability.SESSION,
-            data_classes=classes,
-            trust=Trust.UNTRUSTED if kind is BlockKind.TOOL_RESULT else Trust.TRUSTED,
-        )
-        res = _Message(msg, block, digest(kind.value.encode(), cj), classes, len(s), msg is not original)
-        memo.put(mkey, res)
-        return res
+            return tuple(msg.items())
+        try:
+            return orjson.dumps(msg)
+        except TypeError as exc:
+            raise WireFormatError(f"{fmt.value}: a message is not JSON-serializable ({exc})") from None
+
+    def _messages(
+        self, fmt: WireFormat, adapter: WireAdapter, msgs: list[Any], first: int, cur: int
+    ) -> list[_Message]:
+        """Analyse ``msgs`` (conversation indices from ``first``): memo hits as they
+        are, the rest canonicalized and scanned for secrets and PII in one pass."""
+        out: list[_Message | None] = []
+        todo: list[tuple[int, Any, bool, Hashable]] = []
+        for n, msg in enumerate(msgs):
+            current = first + n >= cur
+            mkey = self._message_key(fmt, msg)
+            hit: _Message | None = self._msg_memo[(fmt, current)].get(mkey)
+            if hit is None:
+                todo.append((n, msg, current, mkey))
+            out.append(hit)
+        if todo:
+            normalized = [normalize_message_text(msg) for _, msg, _, _ in todo]
+            canon = [canonical_json(m, where="message") for m in normalized]
+            texts = [c.decode() for c in canon]
+            found = _scan_each(SENSITIVE_SCANNER, texts)
+            for (n, original, current, mkey), msg, cj, s, hits in zip(
+                todo, normalized, canon, texts, found, strict=True
+            ):
+                classes = _classes_of(hits) if hits else ()
+                kind = adapter.message_kind(msg)
+                if current and kind is BlockKind.HISTORY:
+                    kind = BlockKind.USER
+                role = msg.get("role") if type(msg) is dict else None
+                block = trusted_block(
+                    kind,
+                    msg,
+                    role=role if role is None or type(role) is str else str(role),
+                    stability=Stability.VOLATILE if current else Stability.SESSION,
+                    data_classes=classes,
+                    trust=Trust.UNTRUSTED if kind is BlockKind.TOOL_RESULT else Trust.TRUSTED,
+                )
+                res = _Message(
+                    msg, block, digest(kind.value.encode(), cj), classes, len(s), msg is not original
+                )
+                self._msg_memo[(fmt, current)].put(mkey, res)
+                out[n] = res
+        return out  # type: ignore[return-value]  # every None was filled in above
 
     # -- the facade -----------------------------------------------------------
 
@@ -785,7 +834,7 @@ class PromptCache:
             policy=self.policy,
             plan=plan,
             n_system=pre.n_system,
-            n_tools=len(pre.tools.tools),
+            n_tools=len(pre.tools.canonical),
             history_end=cur,
             has_volatile=pre.volatile_text is not None,
             prefix_chars=pre.chars,
@@ -902,7 +951,7 @@ class PromptCache:
             ),
             volatile_digest=None if vt is None else digest(b"volatile", vt.encode()),
             canonical_tools=canonical_tools,
-            sent_tools=tools.tools if canonical_tools else parts.tools,
+            sent_tools=tools.values() if canonical_tools else parts.tools,
             blocks=blocks,
             digests=digests,
             classes=classes,
@@ -946,14 +995,12 @@ class PromptCache:
                     k += 1
             msgs = stream.messages[:k]
             copies = old[:k]
-        for i in range(k, len(new)):
-            m = new[i]
-            msgs.append(self._message(fmt, adapter, m, i >= cur))
-            if copies is not None:
-                try:
-                    copies.append(_value_copy(m))
-                except _NoCopy:
-                    copies = None
+        msgs = msgs + self._messages(fmt, adapter, new[k:], k, cur)
+        if copies is not None:
+            try:
+                copies = copies + [_value_copy(m) for m in new[k:]]
+            except _NoCopy:
+                copies = None
         return msgs, copies, k
 
     def _learned(self, fam: _Family, i: int, t: _Text, kind: BlockKind) -> tuple[str, list[Fragment]]:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from promptcache.detect import SECRET, luhn_valid, scan_sensitive
 
@@ -64,3 +66,33 @@ def test_no_false_secret_in_real_agent_traffic() -> None:
     # The tau-bench user records hold real-looking emails: PII, not secrets.
     emails = sum(1 for t in texts for f in scan_sensitive(t) if f.kind == "email")
     assert emails > 0
+
+
+_PIECES = [
+    "ops@example.com",
+    "AKIAIOSFODNN7EXAMPLE",
+    "2024-05-01T10:00:00Z",
+    "request_id: abc123def456",
+    "4111 1111 1111 1111",
+    "postgres://u:hunter2@db",
+    "plain words",
+    " ",
+    "\n",
+    "{",
+    "}",
+    '"',
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_PIECES), max_size=6).map("".join), min_size=1, max_size=6))
+def test_one_scan_over_joined_texts_never_hides_a_finding(texts: list[str]) -> None:
+    # The engine scans many blocks joined by newlines in one RE2 call; every hit
+    # a text has on its own must still be attributed to it.
+    from promptcache.engine import _STATIC_SCANNER, _scan_each
+
+    joined = _scan_each(_STATIC_SCANNER, texts)
+    for text, hits in zip(texts, joined, strict=True):
+        alone = {(h.start, h.end, h.kind) for h in _STATIC_SCANNER.scan(text)}
+        got = {(h.start, h.end, h.kind) for h in hits}
+        assert alone <= got, (text, alone - got)
