@@ -373,3 +373,55 @@ def test_load_script_and_cli(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _genai(emu: Emulator, key: str = "gm-test") -> Any:
+    from google import genai
+    from google.genai import types
+
+    opts = types.HttpOptions(base_url=emu.base_url, api_version="v1beta")
+    return genai.Client(api_key=key, http_options=opts)
+
+
+def test_gemini_generate_stream_and_cached_contents(emu: Emulator) -> None:
+    from google.genai import errors, types
+
+    client = _genai(emu)
+    config = types.GenerateContentConfig(system_instruction=SYSTEM)
+    first = client.models.generate_content(model="gemini-2.5-flash", contents="hello there", config=config)
+    assert first.text == "echo: hello there"
+    chunks = list(
+        client.models.generate_content_stream(model="gemini-2.5-flash", contents="hello there", config=config)
+    )
+    assert "".join(c.text or "" for c in chunks) == "echo: hello there"
+    body = emu.requests[0]
+    sim = Simulator()
+    expected = [sim.feed(10.0, "gemini", body, org="o", model="gemini-2.5-flash").usage for _ in range(2)]
+    meta = [first.usage_metadata, chunks[-1].usage_metadata]
+    assert [(m.prompt_token_count, m.cached_content_token_count or 0) for m in meta if m] == [
+        (u.input_tokens, u.cache_read_tokens) for u in expected
+    ]
+    assert expected[1].cache_read_tokens > 1000 and chunks[-1].usage_metadata.candidates_token_count
+    assert emu.paths[1] == "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+
+    cached = client.caches.create(
+        model="gemini-2.5-flash",
+        config=types.CreateCachedContentConfig(system_instruction=SYSTEM, ttl="120s"),
+    )
+    assert cached.name in emu.cached_contents and cached.usage_metadata.total_token_count > 1000
+    answer = client.models.generate_content(
+        model="gemini-2.5-flash", contents="q", config=types.GenerateContentConfig(cached_content=cached.name)
+    )
+    assert answer.usage_metadata.cached_content_token_count == cached.usage_metadata.total_token_count
+    client.caches.delete(name=cached.name)
+    assert emu.cached_contents == []
+    with pytest.raises(errors.ClientError) as ei:  # a deleted cache is refused, as Gemini does
+        client.models.generate_content(
+            model="gemini-2.5-flash",
+            contents="q",
+            config=types.GenerateContentConfig(cached_content=cached.name),
+        )
+    assert ei.value.code == 403
+    assert client.models.get(model="gemini-2.5-flash").input_token_limit == 1048576
+    r = httpx.post(emu.base_url + "/v1beta/models/gemini-2.5-flash:generateContent", json={"contents": []})
+    assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED"

@@ -1,7 +1,7 @@
 """``promptcache emulate``: a local HTTP provider emulator with simulated prompt-cache usage.
 
-It speaks three wire formats, streaming included, closely enough that the real
-``openai`` and ``anthropic`` SDK clients parse every response:
+It speaks four wire formats, streaming included, closely enough that the real
+``openai``, ``anthropic`` and ``google-genai`` SDK clients parse every response:
 
 * Anthropic Messages — ``POST /v1/messages`` (SSE: ``message_start`` with the prompt
   usage, ``content_block_*``, ``message_delta`` with the cumulative usage, ``message_stop``);
@@ -9,15 +9,19 @@ It speaks three wire formats, streaming included, closely enough that the real
   ``stream_options.include_usage`` a last chunk with empty ``choices`` carries the usage;
   ``data: [DONE]`` ends the stream);
 * OpenAI Responses — ``POST /v1/responses`` (SSE ``response.*`` events with
-  ``sequence_number``; the usage is in ``response.completed``).
+  ``sequence_number``; the usage is in ``response.completed``);
+* Gemini — ``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent``
+  (SSE ``data:`` chunks, each with the ``usageMetadata`` so far), explicit cached contents
+  (``POST /v1beta/cachedContents``, ``DELETE /v1beta/cachedContents/{id}``) and
+  ``GET /v1beta/models/{model}`` (the token limits ``google-genai`` callers look up).
 
 Each answer is either a short echo of the last user text or, when a script is
 given, the next scripted turn (``{"text": ...}`` or ``{"tool_calls": [{"name": ...,
 "arguments": {...}}]}``), so a recorded agent trajectory can be replayed as the
 model's side. The prompt-cache usage in each answer comes from
 :class:`promptcache.simulate.Simulator`, one cache state per organization, the
-organization being a hash of the API key the client sent (``x-api-key`` or
-``Authorization: Bearer``) — as providers keep caches per organization.
+organization being a hash of the API key the client sent (``x-api-key``,
+``x-goog-api-key``, ``?key=`` or ``Authorization: Bearer``) — as providers keep caches per organization.
 
 >>> with Emulator(script=[{"text": "hello"}]) as emu:  # doctest: +SKIP
 ...     client = openai.OpenAI(base_url=emu.openai_base_url, api_key="k")
@@ -29,6 +33,7 @@ import argparse
 import hashlib
 import itertools
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,11 +41,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from promptcache.formats import WireFormat
-from promptcache.simulate import Simulator, TooManyBreakpoints
+from promptcache.simulate import Simulator, TooManyBreakpoints, render
 from promptcache.tokens import count_text
 from promptcache.usage import CacheUsage
 
@@ -121,6 +127,7 @@ _NATIVE_RULES = {
     WireFormat.ANTHROPIC_MESSAGES: "anthropic",
     WireFormat.OPENAI_CHAT: "openai",
     WireFormat.OPENAI_RESPONSES: "openai",
+    WireFormat.GEMINI: "gemini",
 }
 _RULE_FORMAT = {
     "anthropic": WireFormat.ANTHROPIC_MESSAGES,
@@ -174,6 +181,8 @@ class Emulator:
         """The simulated usage of each received request, in the same order (None: rejected with a 400)."""
         self.paths: list[str] = []
         """The route of each received request (``/v1/messages``, ...), in the same order."""
+        self.cached_contents: list[str] = []
+        """Names of the Gemini cached contents created and not deleted."""
         self._sim = Simulator()
         self._step = 0
         self._ids = itertools.count(1)
@@ -246,6 +255,7 @@ class Emulator:
             self.requests.clear()
             self.usages.clear()
             self.paths.clear()
+            self.cached_contents.clear()
             self._sim = Simulator()
             self._step = 0
             self._ids = itertools.count(1)
@@ -262,13 +272,18 @@ class Emulator:
             return _Turn(text=item.text)
         return _Turn(text=_echo(fmt, body))
 
-    def _handle(self, fmt: WireFormat, path: str, body: Json, org: str) -> tuple[_Turn, CacheUsage, int]:
-        """Record the request, simulate its cache usage and pick the answer; thread-safe."""
+    def _handle(
+        self, fmt: WireFormat, path: str, body: Json, org: str, model: str | None = None
+    ) -> tuple[_Turn, CacheUsage, int]:
+        """Record the request, simulate its cache usage and pick the answer; thread-safe.
+
+        ``model`` is the one named by the URL (Gemini), for bodies that do not carry it.
+        """
         with self._lock:
             self.requests.append(body)
             self.paths.append(path)
             try:
-                usage = self._simulate(fmt, body, org)
+                usage = self._simulate(fmt, body, org, model)
             except _HttpError:
                 self.usages.append(None)
                 raise
@@ -277,16 +292,16 @@ class Emulator:
             n = next(self._ids)
         return turn, usage, n
 
-    def _simulate(self, fmt: WireFormat, body: Json, org: str) -> CacheUsage:
+    def _simulate(self, fmt: WireFormat, body: Json, org: str, model: str | None = None) -> CacheUsage:
         rules = _NATIVE_RULES[fmt] if self.provider_rules == "auto" else self.provider_rules
         sim_fmt, sim_body = fmt, body
         if rules != _NATIVE_RULES[fmt]:
             from promptcache.convert import convert  # imported late: only cross-provider rules need it
 
             sim_fmt = _RULE_FORMAT.get(rules, WireFormat.OPENAI_CHAT)
-            sim_body = convert(body, fmt, sim_fmt)
+            sim_body = convert(body if model is None else {"model": model, **body}, fmt, sim_fmt)
         try:
-            result = self._sim.feed(self._clock(), sim_fmt, sim_body, org=org)
+            result = self._sim.feed(self._clock(), sim_fmt, sim_body, org=org, model=model)
         except TooManyBreakpoints as exc:
             raise _HttpError(400, "invalid_request_error", str(exc)) from None
         except (KeyError, TypeError, ValueError) as exc:
@@ -295,6 +310,47 @@ class Emulator:
                 400, "invalid_request_error", f"malformed request body ({type(exc).__name__})"
             ) from None
         return result.usage
+
+    def _create_cached_content(self, path: str, body: Json, org: str) -> Json:
+        """Gemini ``POST cachedContents``: the simulator stores the prefix; thread-safe."""
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise _HttpError(400, "INVALID_ARGUMENT", "model: field required")
+        bare = model.removeprefix("models/")
+        with self._lock:
+            try:
+                tokens = render(WireFormat.GEMINI, body).total_tokens
+                name = self._sim.create_cached_content(
+                    self._clock(), body, name=f"cachedContents/emu{next(self._ids):06d}", org=org
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise _HttpError(
+                    400, "INVALID_ARGUMENT", f"malformed request body ({type(exc).__name__})"
+                ) from None
+            self.requests.append(body)
+            self.paths.append(path)
+            self.usages.append(
+                CacheUsage(provider="gemini", model=bare, input_tokens=tokens, cache_write_tokens=tokens)
+            )
+            self.cached_contents.append(name)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        return {
+            "name": name,
+            "model": f"models/{bare}",
+            "createTime": stamp,
+            "updateTime": stamp,
+            "expireTime": _expire_time(str(body.get("ttl") or "3600s")),
+            "displayName": str(body.get("displayName") or ""),
+            "usageMetadata": {"totalTokenCount": tokens},
+        }
+
+    def _delete_cached_content(self, name: str) -> bool:
+        with self._lock:
+            if name not in self.cached_contents:
+                return False
+            self.cached_contents.remove(name)
+            self._sim.delete_cached_content(name)
+        return True
 
     def _output_tokens(self, turn: _Turn, model: str | None) -> int:
         n = count_text(turn.text, model) if turn.text else 0
@@ -318,7 +374,15 @@ def _text_of(content: Any) -> str:
 def _echo(fmt: WireFormat, body: Json) -> str:
     """A short echo of the last user text (tool results are not echoed: they are data)."""
     last = ""
-    if fmt is WireFormat.OPENAI_RESPONSES:
+    if fmt is WireFormat.GEMINI:
+        for c in body.get("contents") or []:
+            if isinstance(c, dict) and c.get("role", "user") == "user":
+                t = " ".join(
+                    str(p["text"]) for p in c.get("parts") or [] if isinstance(p, dict) and "text" in p
+                )
+                if t:
+                    last = t
+    elif fmt is WireFormat.OPENAI_RESPONSES:
         inp = body.get("input")
         if isinstance(inp, str):
             last = inp
@@ -708,6 +772,70 @@ _ROUTES = {
     "/v1/chat/completions": WireFormat.OPENAI_CHAT,
     "/v1/responses": WireFormat.OPENAI_RESPONSES,
 }
+# google-genai puts the model and the method in the path (``models/{model}:generateContent``);
+# Vertex-style ``publishers/google/models/...`` paths end the same way.
+_GEMINI_ROUTE = re.compile(
+    r"^/v1(?:beta\d*|alpha)?/(?:.*/)?models/([^/:]+):(generateContent|streamGenerateContent)$"
+)
+_GEMINI_MODEL = re.compile(r"^/v1(?:beta\d*|alpha)?/models/([^/:]+)$")
+_GEMINI_CACHES = re.compile(r"^/v1(?:beta\d*|alpha)?/(cachedContents(?:/[^/]+)?)$")
+
+
+def _expire_time(ttl: str) -> str:
+    m = re.fullmatch(r"\s*([0-9.]+)s\s*", ttl)
+    seconds = float(m.group(1)) if m else 3600.0
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() + seconds))
+
+
+def _gemini_usage(u: CacheUsage, out: int) -> Json:
+    # Gemini's promptTokenCount includes the cached tokens; cachedContentTokenCount is their part.
+    meta: Json = {
+        "promptTokenCount": u.input_tokens,
+        "candidatesTokenCount": out,
+        "totalTokenCount": u.input_tokens + out,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": u.input_tokens}],
+    }
+    if u.cache_read_tokens:
+        meta["cachedContentTokenCount"] = u.cache_read_tokens
+        meta["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": u.cache_read_tokens}]
+    return meta
+
+
+def _gemini_parts(turn: _Turn, n: int) -> list[Json]:
+    parts: list[Json] = []
+    if turn.text or not turn.tool_calls:
+        parts.append({"text": turn.text})
+    for i, c in enumerate(turn.tool_calls):
+        parts.append({"functionCall": {"id": _call_id(n, i), "name": c.name, "args": c.arguments}})
+    return parts
+
+
+def _gemini_response(model: str, parts: list[Json], meta: Json, n: int, finish: str | None) -> Json:
+    candidate: Json = {"content": {"role": "model", "parts": parts}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    return {
+        "candidates": [candidate],
+        "usageMetadata": meta,
+        "modelVersion": model,
+        "responseId": f"emu{n:06d}",
+    }
+
+
+def _gemini_stream(model: str, turn: _Turn, usage: CacheUsage, n: int, out: int) -> Iterator[Json]:
+    # Every chunk carries the prompt usage; the output count comes with the last one, as Gemini's do.
+    pieces: list[list[Json]] = [[{"text": t}] for t in _chunks(turn.text)]
+    calls = [p for p in _gemini_parts(turn, n) if "functionCall" in p]
+    if calls:
+        pieces.append(calls)
+    if not pieces:
+        pieces.append([{"text": ""}])
+    for i, parts in enumerate(pieces):
+        last = i == len(pieces) - 1
+        meta = _gemini_usage(usage, out if last else 0)
+        if not last:
+            del meta["candidatesTokenCount"]
+        yield _gemini_response(model, parts, meta, n, "STOP" if last else None)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -720,8 +848,25 @@ class _Handler(BaseHTTPRequestHandler):
         """Silent: the default logs every request line to stderr."""
 
     def do_GET(self) -> None:
-        if self.path.split("?")[0] in ("/", "/health", "/healthz"):
+        path = self.path.split("?")[0].rstrip("/")
+        if path in ("", "/health", "/healthz"):
             self._send_json(200, {"status": "ok"})
+            return
+        m = _GEMINI_MODEL.match(path)
+        if m:
+            # What google-genai's models.get reads (LlamaIndex's GoogleGenAI asks for the limits).
+            model = m.group(1)
+            self._send_json(
+                200,
+                {
+                    "name": f"models/{model}",
+                    "baseModelId": model,
+                    "displayName": model,
+                    "inputTokenLimit": 1048576,
+                    "outputTokenLimit": 65536,
+                    "supportedGenerationMethods": ["generateContent", "countTokens", "createCachedContent"],
+                },
+            )
             return
         self._error(WireFormat.OPENAI_CHAT, _HttpError(404, "not_found_error", "unknown route"))
 
@@ -730,6 +875,8 @@ class _Handler(BaseHTTPRequestHandler):
         fmt = _ROUTES.get(path)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if fmt is None and (_GEMINI_ROUTE.match(path) or _GEMINI_CACHES.match(path)):
+            fmt = WireFormat.GEMINI
         if fmt is None:
             self._error(WireFormat.OPENAI_CHAT, _HttpError(404, "not_found_error", "unknown route"))
             return
@@ -738,8 +885,24 @@ class _Handler(BaseHTTPRequestHandler):
         except _HttpError as err:
             self._error(fmt, err)
 
+    def do_DELETE(self) -> None:
+        path = self.path.split("?")[0].rstrip("/")
+        m = _GEMINI_CACHES.match(path)
+        try:
+            self._org(WireFormat.GEMINI)
+            if m is None or "/" not in m.group(1):
+                raise _HttpError(404, "NOT_FOUND", "unknown route")
+            if not self.emulator._delete_cached_content(m.group(1)):
+                raise _HttpError(404, "NOT_FOUND", f"{m.group(1)} not found")
+        except _HttpError as err:
+            self._error(WireFormat.GEMINI, err)
+            return
+        self._send_json(200, {})
+
     def _org(self, fmt: WireFormat) -> str:
-        key = self.headers.get("x-api-key") or ""
+        key = self.headers.get("x-api-key") or self.headers.get("x-goog-api-key") or ""
+        if not key and "key=" in self.path:
+            key = (parse_qs(urlsplit(self.path).query).get("key") or [""])[0]
         auth = self.headers.get("Authorization") or ""
         if not key and auth.lower().startswith("bearer "):
             key = auth[7:].strip()
@@ -756,6 +919,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise _HttpError(400, "invalid_request_error", "request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise _HttpError(400, "invalid_request_error", "request body must be a JSON object")
+        if fmt is WireFormat.GEMINI:
+            self._answer_gemini(path, body, org)
+            return
         if fmt is not WireFormat.OPENAI_RESPONSES and not isinstance(body.get("messages"), list):
             raise _HttpError(400, "invalid_request_error", "messages: field required")
         emu = self.emulator
@@ -789,7 +955,39 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(200, _response(body, turn, usage, n, out, created))
 
+    def _answer_gemini(self, path: str, body: Json, org: str) -> None:
+        emu = self.emulator
+        route = _GEMINI_ROUTE.match(path)
+        if route is None:
+            self._send_json(200, emu._create_cached_content(path, body, org))
+            return
+        if not isinstance(body.get("contents"), list):
+            raise _HttpError(400, "INVALID_ARGUMENT", "contents: field required")
+        model, method = route.group(1), route.group(2)
+        named = body.get("cachedContent")
+        if named is not None and named not in emu.cached_contents:
+            # What Gemini answers for a deleted or expired cache (and for one of another project).
+            raise _HttpError(403, "PERMISSION_DENIED", "CachedContent not found (or permission denied)")
+        turn, usage, n = emu._handle(WireFormat.GEMINI, path, body, org, model)
+        out = emu._output_tokens(turn, model)
+        if method == "streamGenerateContent":
+            self._send_sse(
+                f"data: {json.dumps(c)}\r\n\r\n" for c in _gemini_stream(model, turn, usage, n, out)
+            )
+        else:
+            self._send_json(
+                200, _gemini_response(model, _gemini_parts(turn, n), _gemini_usage(usage, out), n, "STOP")
+            )
+
     def _error(self, fmt: WireFormat, err: _HttpError) -> None:
+        if fmt is WireFormat.GEMINI:
+            status = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}.get(
+                err.status, "NOT_FOUND"
+            )
+            self._send_json(
+                err.status, {"error": {"code": err.status, "message": err.message, "status": status}}
+            )
+            return
         if fmt is WireFormat.ANTHROPIC_MESSAGES:
             payload: Json = {"type": "error", "error": {"type": err.kind, "message": err.message}}
         else:
@@ -827,7 +1025,7 @@ class _Handler(BaseHTTPRequestHandler):
 def register(sub: Any) -> None:
     """Add ``promptcache emulate`` to the CLI."""
     p = sub.add_parser(
-        "emulate", help="serve an offline Anthropic/OpenAI-compatible API with simulated cache usage"
+        "emulate", help="serve an offline Anthropic/OpenAI/Gemini-compatible API with simulated cache usage"
     )
     p.add_argument("--port", type=int, default=8089, help="port on 127.0.0.1 (0 = any free port)")
     p.add_argument("--host", default="127.0.0.1")
@@ -850,6 +1048,7 @@ def _cli(args: argparse.Namespace) -> int:
         print(f"promptcache emulator on {emu.base_url}", flush=True)
         print(f"  OpenAI:    base_url={emu.openai_base_url}", flush=True)
         print(f"  Anthropic: base_url={emu.anthropic_base_url}", flush=True)
+        print(f"  Gemini:    http_options={{'base_url': {emu.base_url!r}}}", flush=True)
         try:
             while True:
                 time.sleep(3600)
