@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.genai import types as genai_types
 from llama_index.core import Settings
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.tools import FunctionTool
 from llama_index.llms.anthropic import Anthropic
+from llama_index.llms.google_genai import GoogleGenAI
 from llama_index.llms.openai import OpenAI, OpenAIResponses
 from promptcache_llamaindex import disable
 from pydantic import BaseModel, ConfigDict
@@ -29,6 +31,7 @@ FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / 
 LOCAL_FIXTURES = Path(__file__).parent / "fixtures"
 ANTHROPIC_MODEL = "claude-sonnet-4-5"
 OPENAI_MODEL = "gpt-4o"
+GEMINI_MODEL = "gemini-2.5-flash"
 
 
 def _fixture(name: str) -> Path:
@@ -101,6 +104,20 @@ def openai_llm(emu: Emulator, model: str = OPENAI_MODEL, **kw: Any) -> OpenAI:
 
 def responses_llm(emu: Emulator, model: str = OPENAI_MODEL, **kw: Any) -> OpenAIResponses:
     return OpenAIResponses(model=model, api_base=emu.openai_base_url, api_key="sk-test", max_retries=0, **kw)
+
+
+def gemini_llm(emu: Emulator, model: str = GEMINI_MODEL, **kw: Any) -> GoogleGenAI:
+    # Token limits given, so the constructor asks the server nothing; v1beta named, so recorded
+    # paths do not depend on the SDK's default API version.
+    kw.setdefault("max_tokens", 512)
+    kw.setdefault("context_window", 1_000_000)
+    return GoogleGenAI(
+        model=model,
+        api_key="sk-test",
+        max_retries=0,
+        http_options=genai_types.HttpOptions(base_url=emu.base_url, api_version="v1beta"),
+        **kw,
+    )
 
 
 def _schema_model(name: str, schema: dict[str, Any]) -> type[BaseModel]:

@@ -2,6 +2,10 @@
 a ``FunctionAgent`` with the tau-bench airline tools, on LlamaIndex's own OpenAI and Anthropic LLMs
 after ``promptcache_llamaindex.enable(cache)``.
 
+The query engine runs on Gemini too (LlamaIndex's ``GoogleGenAI`` over google-genai), and the
+structured-output calls (``structured_predict``, its async and streamed twins,
+``as_structured_llm``) on OpenAI and Anthropic.
+
 The cassettes (``cassettes/li_<scenario>_<provider>__emulator.yaml``) were recorded once by
 ``record_cassettes_li.py`` against promptcache's own provider emulator. The LLMs point at a
 closed loopback port and vcrpy answers, matching method + path + JSON body: each request the
@@ -18,17 +22,28 @@ from typing import Any
 
 import li_shared_path  # noqa: F401  (puts the shared cassette helpers on sys.path)
 import pytest
+import yaml
 from emulator_cassettes import (
     BaseUrls,
     check_cassette_file,
     closed_base_url,
     emulator_vcr,
     recorded_bodies,
+    recorded_paths,
     recorded_usages,
     totals,
 )
-from li_fixtures import AIRLINE_POLICY
-from record_cassettes_li import CASSETTES, cassette_name, run_function_agent, run_query_engine
+from li_fixtures import AIRLINE_POLICY, GEMINI_MODEL
+from record_cassettes_li import (
+    CASSETTES,
+    FARE_TEXT,
+    Fare,
+    cassette_name,
+    run_function_agent,
+    run_query_engine,
+    run_structured,
+)
+from vcr.serializers import yamlserializer
 
 from promptcache import PromptCache
 from promptcache.stats import recorder_for
@@ -164,3 +179,81 @@ async def test_function_agent_replays_cassette(
     tool_records = [r for r in out["handler"].metrics.records.values() if r.kind == "tool"]
     assert sum(r.local_hit for r in tool_records) == 1
     _assert_metrics(out["handler"], cache, "mia", usages)
+
+
+def _gemini_usages(path: Path) -> list[dict[str, int]]:
+    """Each recorded Gemini answer's usage, read straight from the wire JSON / SSE ``data:`` lines
+    (the last ``usageMetadata`` of a stream is the whole call's)."""
+    data = yaml.load(path.read_text(), Loader=yamlserializer._CassetteLoader)
+    out = []
+    for interaction in data["interactions"]:
+        text = interaction["response"]["body"]["string"]
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        chunks = [json.loads(text)] if text.lstrip().startswith("{") else []
+        chunks += [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+        meta = chunks[-1]["usageMetadata"]
+        out.append(
+            {
+                "input": meta["promptTokenCount"],
+                "read": meta.get("cachedContentTokenCount", 0),
+                "write": 0,
+                "output": meta.get("candidatesTokenCount", 0) + meta.get("thoughtsTokenCount", 0),
+            }
+        )
+    return out
+
+
+async def test_gemini_query_engine_replays_cassette(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PROMPTCACHE_CACHE_DIR", str(tmp_path))
+    out, path, cache = await _replay("query_engine", "gemini", run_query_engine, 3)
+    bodies, usages = recorded_bodies(path), _gemini_usages(path)
+    assert [p.split("?")[0] for p in recorded_paths(path)] == [
+        f"v1beta/models/{GEMINI_MODEL}:generateContent",
+        f"v1beta/models/{GEMINI_MODEL}:generateContent",
+        f"v1beta/models/{GEMINI_MODEL}:streamGenerateContent",
+    ]
+    assert bodies[0] == bodies[1] == bodies[2]
+    body = bodies[0]
+    # Static first: the Settings.llm system prompt is the whole systemInstruction; the retrieved
+    # passage and the question come after it, in contents. Gemini caching needs no request hint.
+    assert body["systemInstruction"]["parts"] == [{"text": AIRLINE_POLICY}]
+    assert "Gold members get three" in json.dumps(body["contents"])
+    assert body["contents"][-1]["parts"][-1]["text"].rstrip().endswith("Answer:")
+    assert not {"cachedContent", "prompt_cache_key", "cache_control"} & set(json.dumps(body).split('"'))
+    assert usages[0]["read"] == 0 and usages[1]["read"] == usages[2]["read"] > 1000  # streamed too
+    answers = out["answers"]
+    assert answers[0] and answers[0] == answers[1] == answers[2]
+    _assert_metrics(out["handler"], cache, "acme", usages)
+    records = [r for r in out["handler"].metrics.records.values() if r.kind == "model"]
+    assert {(r.provider, r.model) for r in records} == {("gemini", GEMINI_MODEL)}
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_structured_outputs_replay_cassette(
+    provider: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """structured_predict, astructured_predict, stream_structured_predict and as_structured_llm
+    go through the wrapped LLM's own structured-output request, rewritten and recorded."""
+    monkeypatch.setenv("PROMPTCACHE_CACHE_DIR", str(tmp_path))
+    out, path, cache = await _replay("structured", provider, run_structured, 4)
+    bodies, usages = recorded_bodies(path), recorded_usages(path)
+    assert out["results"] == [Fare(route="SFO-JFK", fare_usd=210)] * 4
+    assert all("tools" not in b for b in bodies), "not LlamaIndex's generic tool-calling program"
+    assert all(FARE_TEXT in json.dumps(b["messages"]) for b in bodies)
+    if provider == "openai":
+        assert [b["stream"] for b in bodies] == [False, False, True, False]
+        assert all(b["response_format"]["type"] == "json_schema" for b in bodies)
+        keys = {b["prompt_cache_key"] for b in bodies}
+        assert len(keys) == 1 and keys.pop().startswith("pc-")
+        assert bodies[0]["messages"][0] == {"role": "system", "content": AIRLINE_POLICY}
+        assert bodies[2]["stream_options"] == {"include_usage": True}  # so the stream reports reads
+    else:
+        # anthropic's beta.messages.parse: the schema goes out as output_config.format.
+        assert [p.split("?")[0] for p in recorded_paths(path)] == ["v1/messages"] * 4
+        for b in bodies:
+            assert b["output_config"]["format"]["type"] == "json_schema"
+            assert b["system"][0]["text"].startswith(AIRLINE_POLICY.rstrip()[:500])
+            assert b["system"][-1]["cache_control"] == EPHEMERAL
+            assert json.dumps(b).count("cache_control") == 2
+    assert out["messages"][0].content == AIRLINE_POLICY, "the caller's messages are never mutated"
+    _assert_metrics(out["handler"], cache, "acme", usages)

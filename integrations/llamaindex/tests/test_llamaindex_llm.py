@@ -105,6 +105,21 @@ def test_anthropic_stream_reports_cache_reads(emu: Emulator, cache: PromptCache)
     assert recorder_for(cache).snapshot().total.cache_read_tokens == meta["cache_read_tokens"]
 
 
+async def test_anthropic_streams_report_cache_writes(emu: Emulator, cache: PromptCache) -> None:
+    """A streamed first call writes the prefix: its last chunk and the stats say so, sync and async."""
+    llm = CachingLLM(anthropic_llm(emu), cache)
+    chunks = list(llm.stream_chat(_messages()))
+    sync_meta = chunks[-1].additional_kwargs["promptcache"]
+    emu.reset()  # a cold provider cache again
+    gen = await llm.astream_chat(_messages())
+    async_meta = [c async for c in gen][-1].additional_kwargs["promptcache"]
+    for meta in (sync_meta, async_meta):
+        assert meta["cache_write_tokens"] > 1000 and meta["cache_read_tokens"] == 0
+    assert [u.cache_write_tokens for u in emu.usages if u] == [async_meta["cache_write_tokens"]]
+    total = recorder_for(cache).snapshot().total
+    assert total.cache_write_tokens == sync_meta["cache_write_tokens"] + async_meta["cache_write_tokens"]
+
+
 async def test_anthropic_async_and_async_stream(emu: Emulator, cache: PromptCache) -> None:
     llm = CachingLLM(anthropic_llm(emu), cache)
     with instrument_tags({"tenant_id": "globex"}):
@@ -160,6 +175,27 @@ def test_openai_responses_sync_and_stream(emu: Emulator, cache: PromptCache) -> 
     for body in emu.requests:
         assert body["prompt_cache_key"].startswith("pc-")
     assert chunks[-1].additional_kwargs["promptcache"]["cache_read_tokens"] >= 1024
+
+
+def test_openai_responses_structured_predict_uses_parse_rewritten(cache: PromptCache) -> None:
+    from llama_index.core.prompts import PromptTemplate
+    from pydantic import BaseModel
+
+    class Fare(BaseModel):
+        route: str
+        fare_usd: int
+
+    with Emulator(script=[{"text": '{"route": "SFO-JFK", "fare_usd": 210}'}]) as emu:
+        llm = CachingLLM(responses_llm(emu), cache, tenant="acme")
+        fare = llm.structured_predict(
+            Fare, PromptTemplate(AIRLINE_POLICY + "\nExtract the fare: {text}"), text="210"
+        )
+    assert fare == Fare(route="SFO-JFK", fare_usd=210)
+    (body,) = emu.requests
+    # OpenAIResponses' own responses.parse (a json_schema text format), rewritten on the way out.
+    assert body["text"]["format"]["type"] == "json_schema" and body["tool_choice"] == "none"
+    assert body["prompt_cache_key"].startswith("pc-")
+    assert recorder_for(cache).snapshot().for_tenant("acme").calls == 1
 
 
 def test_user_llm_object_untouched(emu: Emulator, cache: PromptCache) -> None:

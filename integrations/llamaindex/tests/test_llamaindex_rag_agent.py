@@ -14,6 +14,7 @@ from li_fixtures import (
     HashEmbedding,
     airline_tools,
     anthropic_llm,
+    gemini_llm,
     openai_llm,
 )
 from llama_index.core import Document, Settings, VectorStoreIndex
@@ -37,6 +38,8 @@ FAQ = [
 
 
 def _llm(provider: str, emu: Emulator, **kw: Any) -> Any:
+    if provider == "gemini":
+        return gemini_llm(emu, **kw)
     return anthropic_llm(emu, **kw) if provider == "anthropic" else openai_llm(emu, **kw)
 
 

@@ -5,9 +5,10 @@ LlamaIndex's provider LLMs build the request in several methods (``chat``, ``str
 ``self._client``/``self._aclient`` (``Anthropic``, ``OpenAIResponses``, ``BedrockConverse``) or
 ``self._get_client()``/``self._get_aclient()`` (``OpenAI``, which may build a fresh client per
 call). :func:`hooked_copy` returns a copy of the user's LLM whose clients are replaced by
-:func:`promptcache.llm_bridge.intercept_client` copies; the shared core then rewrites the SDK
-keyword arguments (the body) while a call context is set. The user's LLM object, its class and
-its clients stay untouched.
+:func:`promptcache.providers.sdk_intercept.intercept_sdk_client` copies (``llm_bridge``'s
+``intercept_client``, plus ``google.genai`` clients for ``GoogleGenAI`` and the structured-output
+``parse`` methods); the shared core then rewrites the SDK keyword arguments (the body) while a
+call context is set. The user's LLM object, its class and its clients stay untouched.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 
 from llama_index.core.llms import LLM
 
-from promptcache.llm_bridge import intercept_client
+from promptcache.providers.gemini_cache import GeminiCacheManager
+from promptcache.providers.sdk_intercept import intercept_sdk_client
 
 __all__ = ["hooked_copy"]
 
@@ -39,10 +41,10 @@ def _hooked_class(cls: type[LLM]) -> type[LLM]:
             base_aget = cls._get_aclient  # type: ignore[attr-defined]
 
             def _get_client(self: Any) -> Any:
-                return _keep(self, "_client", intercept_client(base_get(self)))
+                return _keep(self, "_client", intercept_sdk_client(base_get(self)))
 
             def _get_aclient(self: Any) -> Any:
-                return _keep(self, "_aclient", intercept_client(base_aget(self)))
+                return _keep(self, "_aclient", intercept_sdk_client(base_aget(self)))
 
             sub = type(
                 cls.__name__,  # same name: traces and class_name() read as the user's LLM
@@ -66,11 +68,12 @@ def _keep(llm: Any, attr: str, client: Any) -> Any:
     return client
 
 
-def hooked_copy(llm: LLM) -> LLM:
+def hooked_copy(llm: LLM, *, gemini_caches: GeminiCacheManager | None = None) -> LLM:
     """A copy of ``llm`` whose SDK calls promptcache rewrites inside a call context.
 
-    An LLM whose client is not an ``openai``/``anthropic``/``bedrock-runtime`` SDK client is
-    copied unchanged (its calls go out as built, and are still observed).
+    An LLM whose client is not an ``openai``/``anthropic``/``bedrock-runtime``/``google.genai``
+    SDK client is copied unchanged (its calls go out as built, and are still observed).
+    ``gemini_caches`` moves a ``GoogleGenAI`` request's static prefix into a cached content.
     """
     dup = llm.model_copy()
     cls = type(llm)
@@ -81,7 +84,7 @@ def hooked_copy(llm: LLM) -> LLM:
     for attr in _CLIENT_ATTRS:
         client = private.get(attr)
         if client is not None:
-            setattr(dup, attr, intercept_client(client))
+            setattr(dup, attr, intercept_sdk_client(client, gemini_caches=gemini_caches))
     if getattr(dup, "cache_idx", None) is not None:
         # promptcache places the breakpoints itself (system prompt included, any model id, at most
         # the provider's limit); LlamaIndex's cache_idx would also write into the caller's messages.

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -23,13 +23,15 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.llms import LLM
 from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.tools import BaseTool
 from llama_index_instrumentation import get_dispatcher
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from promptcache import PromptCache
 from promptcache.formats import parse_format
 from promptcache.llm_bridge import CallContext, plan_summary, record_call, use_call
+from promptcache.providers.gemini_cache import GeminiCacheManager
 from promptcache_llamaindex._hook import hooked_copy
 from promptcache_llamaindex._tenant import DEFAULT_TENANT_KEY, resolve_tenant
 from promptcache_llamaindex._usage import usage_from_raw
@@ -43,6 +45,7 @@ METADATA_KEY = "promptcache"
 dispatcher = get_dispatcher(__name__)
 
 Resp = ChatResponse | CompletionResponse
+Model = TypeVar("Model", bound=BaseModel)
 
 
 def _copy_messages(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
@@ -55,14 +58,16 @@ def _copy_messages(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
 
 
 class CachingLLM(FunctionCallingLLM):
-    """Wrap ``inner`` (``OpenAI``, ``OpenAIResponses``, ``Anthropic``, ``BedrockConverse`` ...) so
-    each request it sends is the one ``cache.prepare_request`` makes of it: canonical, static
-    first, volatile values (clock lines, ids) relocated after the cached prefix, provider caching
-    hints placed (Anthropic ``cache_control`` on the system prompt and tools, OpenAI
-    ``prompt_cache_key``, Bedrock ``cachePoint``), keyed per tenant.
+    """Wrap ``inner`` (``OpenAI``, ``OpenAIResponses``, ``Anthropic``, ``BedrockConverse``,
+    ``GoogleGenAI`` ...) so each request it sends is the one ``cache.prepare_request`` makes of
+    it: canonical, static first, volatile values (clock lines, ids) relocated after the cached
+    prefix, provider caching hints placed (Anthropic ``cache_control`` on the system prompt and
+    tools, OpenAI ``prompt_cache_key``, Bedrock ``cachePoint``; Gemini relies on implicit prefix
+    caching, or on an explicit cached content when ``gemini_caches`` is given), keyed per tenant.
 
-    Every call goes through ``inner``'s own code (its SDK client, retries, tool formatting); only
-    the SDK request is rewritten, on a private copy of ``inner``. Closed LlamaIndex gaps: the
+    Every call goes through ``inner``'s own code (its SDK client, retries, tool formatting,
+    structured-output requests); only the SDK request is rewritten, on a private copy of
+    ``inner``. Closed LlamaIndex gaps: the
     Anthropic system prompt keeps a breakpoint, model ids missing from LlamaIndex's hard-coded
     caching list are still cached, the caller's messages and chat history are never mutated, and
     streamed answers report cache reads and writes too.
@@ -86,8 +91,19 @@ class CachingLLM(FunctionCallingLLM):
     _cache: PromptCache = PrivateAttr()
     _hooked: LLM = PrivateAttr()
 
-    def __init__(self, inner: LLM, cache: PromptCache, **kwargs: Any) -> None:
-        """Wrap ``inner`` with ``cache``; ``tenant``, ``tenant_key``, ``wire_format`` are optional."""
+    def __init__(
+        self,
+        inner: LLM,
+        cache: PromptCache,
+        *,
+        gemini_caches: GeminiCacheManager | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Wrap ``inner`` with ``cache``; ``tenant``, ``tenant_key``, ``wire_format`` are optional.
+
+        ``gemini_caches`` (``cache.gemini_caches(GenAIClientTransport(client))``) makes a
+        ``GoogleGenAI`` inner LLM send its static prefix as an explicit cached content.
+        """
         if isinstance(inner, CachingLLM):
             inner = inner.inner
         # The prompt helpers live on the LLM that LlamaIndex's predict()/stream() paths call:
@@ -104,7 +120,7 @@ class CachingLLM(FunctionCallingLLM):
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         super().__init__(inner=inner, **kwargs)
         self._cache = cache
-        self._hooked = hooked_copy(inner)
+        self._hooked = hooked_copy(inner, gemini_caches=gemini_caches)
 
     @classmethod
     def class_name(cls) -> str:
@@ -128,7 +144,10 @@ class CachingLLM(FunctionCallingLLM):
         tenant = resolve_tenant(self._cache, self.tenant, self.tenant_key)
         return CallContext(cache=self._cache, tenant=tenant, format=fmt)
 
-    def _finish(self, ctx: CallContext, response: Resp | None) -> None:
+    def _finish(self, ctx: CallContext, response: Any) -> None:
+        # Structured predictions answer with the caller's pydantic model: nothing to annotate.
+        if not isinstance(response, ChatResponse | CompletionResponse):
+            response = None
         if ctx.usage is None and ctx.requests == 0 and response is not None:
             # The inner LLM's client is not one we intercept: read what its answer carries.
             ctx.usage = usage_from_raw(response.raw, model=getattr(self.inner, "model", None))
@@ -147,7 +166,7 @@ class CachingLLM(FunctionCallingLLM):
             )
         )
 
-    def _run(self, fn: Callable[[], Resp]) -> Any:
+    def _run(self, fn: Callable[[], Any]) -> Any:
         ctx = self._context()
         with use_call(ctx):
             out = fn()
@@ -317,3 +336,60 @@ class CachingLLM(FunctionCallingLLM):
             response, error_on_no_tool_call=error_on_no_tool_call, **kwargs
         )
         return calls
+
+    # -- structured outputs (structured_predict, as_structured_llm, programs) -------------------
+    #
+    # LLM's own structured_predict builds a program around ``self``, which would replace the
+    # wrapped LLM's structured-output request (OpenAI ``response_format``, OpenAIResponses and
+    # Anthropic ``parse`` with a schema, Gemini ``responseSchema``) by generic tool calling. Each
+    # of these runs the wrapped LLM's own method instead, as one call under promptcache.
+
+    def structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
+        """The wrapped LLM's structured prediction; its SDK request is rewritten and recorded."""
+        out: Model = self._run(
+            lambda: self._hooked.structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
+        )
+        return out
+
+    async def astructured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
+        """The asyncio twin of :meth:`structured_predict`."""
+        out: Model = await self._arun(
+            lambda: self._hooked.astructured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
+        )
+        return out
+
+    def stream_structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Generator[Any, None, None]:
+        """The wrapped LLM's streamed structured prediction (partial objects, then the last)."""
+        return self._stream(
+            lambda: self._hooked.stream_structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
+        )
+
+    async def astream_structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> AsyncGenerator[Any, None]:
+        """The asyncio twin of :meth:`stream_structured_predict`."""
+        return await self._astream(
+            lambda: self._hooked.astream_structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
+        )
