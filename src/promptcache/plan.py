@@ -128,4 +128,9 @@ class Prepared(BaseModel):
     @classmethod
     def fast(cls, body: dict[str, Any], plan: Plan) -> Prepared:
         """Wrap values the engine built itself, skipping validation (as :meth:`Plan.fast`)."""
-        return cls.model_construct(body=body, plan=plan)
+        prepared = cls.__new__(cls)
+        object.__setattr__(prepared, "__dict__", {"body": body, "plan": plan})
+        object.__setattr__(prepared, "__pydantic_fields_set__", {"body", "plan"})
+        object.__setattr__(prepared, "__pydantic_extra__", None)
+        object.__setattr__(prepared, "__pydantic_private__", None)
+        return prepared
