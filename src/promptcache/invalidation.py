@@ -6,9 +6,11 @@ Every entry records, for each of its tags, the *generation* the tag had when
 the value was computed (``Entry.tags``: ``{"reservation:ABC123": 4}``).
 ``invalidate(tag)`` moves the tag to a new generation in the shared tier
 (L2: SQLite or Redis), so every entry written before is refused by every
-reader from then on: an L2 read fetches the current generations of the
-entry's tags in the same round trip (Redis: one Lua call; SQLite: the same
-connection, generations read after the entry) and compares.
+reader from then on. SQLite reads the current generations of the entry's
+tags on the same connection, after the entry, and compares. Redis keeps its
+reads a plain ``GET`` and enforces the same on the other side: a write is
+refused if a tag moved on since its value was computed, and an invalidation
+deletes the tag's entries before it returns (see :mod:`promptcache.tiers.redis`).
 
 L1 copies live in each process and are not re-checked against L2 on every
 hit (that would cost the round trip L1 exists to save). Instead each process

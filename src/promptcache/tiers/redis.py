@@ -10,17 +10,49 @@ can be passed instead.
 
 Key layout (``ns`` defaults to ``pc``)
 --------------------------------------
-* ``ns:{bNN}:e:<key>`` a HASH: ``d`` = the encoded :class:`Entry`,
-  ``t`` = its tags, newline-separated;
+* ``ns:{bNN}:e:<key>`` a STRING: the encoded :class:`Entry` (with a Redis TTL
+  when the entry has one);
+* ``ns:{bNN}:t:<tag>`` a SET: the entry keys of bucket ``NN`` written with ``tag``;
 * ``ns:{bNN}:g`` a HASH: tag → generation, one copy per bucket;
 * ``ns:clock`` the counter new generations are drawn from.
 
-``NN`` is the key's bucket (CRC32 mod ``buckets``). The ``{bNN}`` hash tag puts an
-entry and the generations it is checked against in the same cluster slot, so one
-Lua call reads the entry *and* its tags' current generations atomically, on a
-single node, in one round trip. Invalidation draws a new generation from
-``ns:clock`` and raises the tag to it in every bucket (pipelined; rare). Multi-gets
-are one pipeline of those Lua calls (cluster pipelines split it per node).
+``NN`` is the key's bucket (CRC32 mod ``buckets``). The ``{bNN}`` hash tag keeps
+an entry, its bucket's tag sets and its bucket's generations in one cluster
+slot, so each Lua call below runs on a single node, atomically.
+
+A read is one plain ``GET`` (a multi-get one ``MGET`` per bucket group): the
+tag work is done by writes and invalidations instead, which keeps this
+invariant — *an entry is in Redis only while every one of its tags is still at
+the generation the entry records*:
+
+* a tagged put is one script that writes the entry, and adds it to each tag's
+  set, only if every tag's generation in the bucket equals the one the value
+  was computed under; otherwise it deletes the key and writes nothing (the old
+  value must not outlive a replacement that lost a race). So a value computed
+  before an invalidation can never land after it. An untagged put is a plain
+  ``SET``;
+* ``invalidate_tag`` draws a new generation from ``ns:clock`` and, in each
+  bucket, one script raises the tag's generation and empties the tag's set,
+  deleting each member whose entry still carries the tag (in batches of
+  ``_DRAIN_BATCH``, repeated until the set is empty). A put in a bucket runs
+  either before that script (and is deleted by it) or after (and is refused),
+  so once ``invalidate_tag`` returns no entry written under an older
+  generation exists anywhere.
+
+Set members go stale when an entry expires, is deleted, or is rewritten
+without the tag. Each tagged put drops up to two dead members it samples; an
+invalidation reads the head of each member's entry and spares one rewritten
+without the tag (anything it cannot parse, it deletes: a miss, never a stale
+read). The generation hashes and tag sets carry no Redis TTL: under a
+``volatile-*`` (or ``noeviction``) ``maxmemory-policy`` Redis never evicts them;
+an ``allkeys-*`` policy could evict a tag set and with it the record of which
+entries an invalidation must delete.
+
+An entry left in the previous layout (a HASH under the same name) reads as a
+counted miss (``corrupt``; a multi-get's ``MGET`` just sees no string there) and
+is replaced by the next write of its key. Run one version of promptcache per
+namespace: an older process reads this layout as errors (a skipped tier) and
+its invalidations raise generations without deleting these entries.
 
 Timeouts: ``socket_timeout`` and ``socket_connect_timeout`` default to 250 ms and
 redis-py's own retries are off, so a paused or dead server costs one bounded
@@ -37,6 +69,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import orjson
+
 from promptcache.tiers.base import StatsCounter, TierError, TierStats
 from promptcache.tiers.entry import Entry, decode_entry, encode_entry, key_digest
 
@@ -44,54 +78,65 @@ __all__ = ["RedisStore", "connect_async", "connect_sync"]
 
 log = logging.getLogger("promptcache.tiers")
 
-_GET_LUA = """
-local r = redis.call('HMGET', KEYS[1], 'd', 't')
-if not r[1] then return false end
-if (not r[2]) or r[2] == '' then return {r[1], ''} end
-local tags = {}
-for t in string.gmatch(r[2], '[^\\n]+') do tags[#tags + 1] = t end
-local g = redis.call('HMGET', KEYS[2], unpack(tags))
-local out = {r[1], r[2]}
-for i = 1, #tags do out[i + 2] = g[i] or '0' end
-return out
-"""
-
-_MGET_LUA = """
-local n = #KEYS / 2
-local out = {}
-for i = 1, n do
-  local r = redis.call('HMGET', KEYS[i], 'd', 't')
-  local gs = ''
-  if r[1] and r[2] and r[2] ~= '' then
-    local tags = {}
-    for t in string.gmatch(r[2], '[^\\n]+') do tags[#tags + 1] = t end
-    local g = redis.call('HMGET', KEYS[n + i], unpack(tags))
-    for j = 1, #tags do g[j] = g[j] or '0' end
-    gs = table.concat(g, ',')
-  end
-  out[#out + 1] = r[1]
-  out[#out + 1] = r[2] or ''
-  out[#out + 1] = gs
-end
-return out
-"""
-
+# KEYS: the entry, its bucket's generations, one tag set per tag (same bucket, so one slot);
+# ARGV: the encoded entry, its TTL in ms (0: none), the n tag names, then their n generations.
+# Returns 1 if written, 0 if a tag moved on (the key is then deleted: a stale value must not
+# stand in for the one that replaced it, nor the old value outlive its replacement).
 _PUT_LUA = """
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 't', ARGV[2])
-local ttl = tonumber(ARGV[3])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+local n = #KEYS - 2
+local names = {}
+for i = 1, n do names[i] = ARGV[2 + i] end
+local cur = redis.call('HMGET', KEYS[2], unpack(names))
+for i = 1, n do
+  if tonumber(cur[i] or '0') ~= tonumber(ARGV[2 + n + i]) then
+    redis.call('UNLINK', KEYS[1])
+    return 0
+  end
+end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+for i = 3, #KEYS do
+  redis.call('SADD', KEYS[i], KEYS[1])
+  for _, m in ipairs(redis.call('SRANDMEMBER', KEYS[i], 2)) do
+    if redis.call('EXISTS', m) == 0 then redis.call('SREM', KEYS[i], m) end
+  end
+end
 return 1
 """
 
-_RAISE_LUA = """
+# KEYS: one bucket's generations and the tag's set there; ARGV: the tag, the new generation,
+# how many members to take, and the tag as the entry header spells it after '{' and after ','.
+# Returns how many members are left. A member is deleted unless its header shows, for certain,
+# tags without this one (it was rewritten since): anything unexpected is deleted.
+_INVALIDATE_LUA = """
+local function carries_tag(k)
+  local v = redis.pcall('GETRANGE', k, 0, 2047)
+  if type(v) ~= 'string' or #v < 8 or string.sub(v, 1, 3) ~= 'PCE' then return true end
+  local a, b, c, d = string.byte(v, 5, 8)
+  local stop = 8 + ((a * 256 + b) * 256 + c) * 256 + d
+  if stop > #v then v = redis.call('GETRANGE', k, 0, stop - 1) end
+  local from = string.find(v, ',"tags":{', 9, true)
+  if not from then return true end
+  local to = string.find(v, '},"created_at":', from, true)
+  if not to or to > stop then return true end
+  local tags = string.sub(v, from + 8, to)
+  return string.find(tags, ARGV[4], 1, true) ~= nil or string.find(tags, ARGV[5], 1, true) ~= nil
+end
 local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-local new = tonumber(ARGV[2])
-if cur < new then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
-return 1
+if cur < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+for _, k in ipairs(redis.call('SPOP', KEYS[2], tonumber(ARGV[3]))) do
+  if carries_tag(k) then redis.call('UNLINK', k) end
+end
+return redis.call('SCARD', KEYS[2])
 """
 
 _EXPIRY_SLACK_MS = 5_000  # Redis expiry only reclaims space; the entry's own expiry decides
+_DRAIN_BATCH = 1_000  # set members handled per script call: bounds how long one call blocks Redis
+_MGET_CHUNK = 256
 
 
 def _sha1(src: str) -> str:
@@ -100,21 +145,21 @@ def _sha1(src: str) -> str:
     return hashlib.sha1(src.encode(), usedforsecurity=False).hexdigest()
 
 
-_SCRIPTS = {
-    name: (src, _sha1(src))
-    for name, src in (
-        ("get", _GET_LUA),
-        ("mget", _MGET_LUA),
-        ("put", _PUT_LUA),
-        ("raise", _RAISE_LUA),
-    )
-}
+_SCRIPTS = {name: (src, _sha1(src)) for name, src in (("put", _PUT_LUA), ("invalidate", _INVALIDATE_LUA))}
+_PUT_SHA = _SCRIPTS["put"][1]
+_INVALIDATE_SHA = _SCRIPTS["invalidate"][1]
+_OLD_LAYOUT = object()  # what a GET of a previous-layout (HASH) entry reads as
+
+Command = tuple[Any, ...]
 
 
-def _no_script_error() -> type[Exception]:
-    from redis.exceptions import NoScriptError
+def _is_no_script(r: object) -> bool:
+    return type(r).__name__ == "NoScriptError"
 
-    return NoScriptError
+
+def _wrong_type(exc: BaseException) -> bool:
+    # redis-py is imported lazily: match the reply, not the class
+    return type(exc).__name__ == "ResponseError" and str(exc).startswith("WRONGTYPE")
 
 
 def _hosts(netloc: str) -> tuple[str | None, list[tuple[str, int]]]:
@@ -257,10 +302,7 @@ class RedisStore:
         self._clock = clock
         self._client = client
         self._aclients: dict[int, Any] = {}
-        if async_client is not None:
-            self._given_async: Any = async_client
-        else:
-            self._given_async = None
+        self._given_async: Any = async_client
         self._stats = StatsCounter()
         self._bucket_keys = [f"{namespace}:{{b{i:02d}}}" for i in range(buckets)]
 
@@ -307,162 +349,178 @@ class RedisStore:
         """The Redis key holding ``key``'s entry."""
         return f"{self._bucket(key)}:e:{key}"
 
-    def _gens_key(self, key: str) -> str:
-        return f"{self._bucket(key)}:g"
+    def tag_set_key(self, bucket: int, tag: str) -> str:
+        """The Redis key of the set of bucket ``bucket``'s entries written with ``tag``."""
+        return f"{self._bucket_keys[bucket]}:t:{tag}"
 
     @property
     def _clock_key(self) -> str:
         return f"{self.namespace}:clock"
 
-    # decoding ----------------------------------------------------------------
+    # commands ----------------------------------------------------------------
 
-    def _parse(self, key: str, reply: Any, now: float) -> Entry | None:
-        if not reply:
-            return None
-        data, tagfield, *gens = reply
-        entry = decode_entry(data)
+    def _put_command(self, entry: Entry) -> Command | None:
+        """The one command that writes ``entry``; ``None`` if it is already past keeping."""
+        retain = entry.retain_until()
+        ttl_ms = 0
+        if retain is not None:
+            left = retain - self._clock()
+            if left <= 0:
+                return None
+            ttl_ms = int(left * 1000) + _EXPIRY_SLACK_MS
+        data = encode_entry(entry)
+        self._stats.add("bytes_written", len(data))
+        bucket = self._bucket(entry.key)
+        ekey = f"{bucket}:e:{entry.key}"
+        if not entry.tags:
+            return ("SET", ekey, data, "PX", ttl_ms) if ttl_ms else ("SET", ekey, data)
+        names = sorted(entry.tags)
+        keys = [ekey, f"{bucket}:g", *(f"{bucket}:t:{t}" for t in names)]
+        gens = [entry.tags[t] for t in names]
+        return ("EVALSHA", _PUT_SHA, len(keys), *keys, data, ttl_ms, *names, *gens)
+
+    def _drain_commands(self, tag: str, gen: int, buckets: Sequence[int]) -> list[Command]:
+        # the tag as encode_entry writes it among an entry's tags: first, or after another one
+        name = orjson.dumps(tag) + b":"
+        args = (tag, gen, _DRAIN_BATCH, b"{" + name, b"," + name)
+        return [
+            ("EVALSHA", _INVALIDATE_SHA, 2, f"{self._bucket_keys[b]}:g", self.tag_set_key(b, tag), *args)
+            for b in buckets
+        ]
+
+    def _mget_commands(self, keys: list[str]) -> tuple[list[Command], list[list[str]]]:
+        # standalone: one MGET may hold any keys; cluster: only keys of one bucket (one slot)
+        by_group: dict[str, list[str]] = {}
+        for k in keys:
+            by_group.setdefault(self._bucket(k) if self.cluster else "", []).append(k)
+        chunks = [g[i : i + _MGET_CHUNK] for g in by_group.values() for i in range(0, len(g), _MGET_CHUNK)]
+        return [("MGET", *map(self.entry_key, chunk)) for chunk in chunks], chunks
+
+    # replies -----------------------------------------------------------------
+
+    def _live(self, key: str, data: Any, now: float) -> Entry | None:
+        """The entry in a GET reply if it is ours, whole, under ``key`` and not dead.
+
+        Counts only the unreadable ones (``corrupt``); hits and misses are the caller's.
+        """
+        entry = None if data is _OLD_LAYOUT else decode_entry(data)
         if entry is None or entry.key != key:
             self._stats.add("corrupt")
             log.debug("redis: unreadable entry %s", key_digest(key))
             return None
-        names = tagfield.decode().split("\n") if tagfield else []
-        tags = entry.tags
-        if len(names) != len(tags) or len(gens) != len(names) or not all(n in tags for n in names):
-            self._stats.add("corrupt")
+        return None if entry.dead_at(now) else entry
+
+    def _one(self, key: str, data: Any) -> Entry | None:
+        if data is None:
+            self._stats.add("misses")
             return None
-        if entry.dead_at(now):
+        entry = self._live(key, data, self._clock())
+        if entry is None:
+            self._stats.add("misses")
             return None
-        for n, g in zip(names, gens, strict=True):
-            if tags[n] != int(g):
-                self._stats.add("stale")
-                return None
+        self._stats.add("hits")
+        self._stats.add("bytes_read", entry.size)
         return entry
 
-    _MGET_CHUNK = 256
-
-    def _mget_groups(self, keys: list[str]) -> tuple[list[tuple[str, list[str], list[Any]]], list[list[str]]]:
-        # standalone: any keys may share a script call; cluster: only keys of one bucket (one slot)
-        by_group: dict[str, list[str]] = {}
-        for k in keys:
-            by_group.setdefault(self._bucket(k) if self.cluster else "", []).append(k)
-        calls: list[tuple[str, list[str], list[Any]]] = []
-        chunks: list[list[str]] = []
-        for group in by_group.values():
-            for i in range(0, len(group), self._MGET_CHUNK):
-                chunk = group[i : i + self._MGET_CHUNK]
-                rkeys = [self.entry_key(k) for k in chunk] + [self._gens_key(k) for k in chunk]
-                calls.append(("mget", rkeys, []))
-                chunks.append(chunk)
-        return calls, chunks
-
-    def _mget_collect(self, chunks: list[list[str]], replies: list[Any]) -> dict[str, Entry]:
+    def _collect(self, chunks: list[list[str]], replies: list[Any]) -> dict[str, Entry]:
         now = self._clock()
         out: dict[str, Entry] = {}
         asked = 0
-        for chunk, reply in zip(chunks, replies, strict=True):
+        for chunk, values in zip(chunks, replies, strict=True):
             asked += len(chunk)
-            for i, k in enumerate(chunk):
-                data, tagfield, gens = reply[3 * i : 3 * i + 3]
-                if data is None:
-                    continue
-                parts = [data, tagfield, *(gens.split(b",") if gens else [])]
-                e = self._parse(k, parts, now)
-                if e is not None:
-                    out[k] = e
-        self._count(asked, len(out))
+            for k, data in zip(chunk, values, strict=True):
+                if data is not None:
+                    e = self._live(k, data, now)
+                    if e is not None:
+                        out[k] = e
+        self._stats.add("hits", len(out))
+        self._stats.add("misses", asked - len(out))
         self._stats.add("bytes_read", sum(e.size for e in out.values()))
         return out
 
-    def _count(self, asked: int, found: int) -> None:
-        self._stats.add("hits", found)
-        self._stats.add("misses", asked - found)
+    def _get_failed(self, exc: Exception) -> object:
+        if _wrong_type(exc):
+            return _OLD_LAYOUT
+        raise self._fail(exc, "get") from exc
 
     def _fail(self, exc: BaseException, what: str) -> TierError:
         self._stats.add("errors")
         log.warning("redis %s failed: %s", what, type(exc).__name__)
         return TierError(f"redis {what} failed: {type(exc).__name__}: {exc}")
 
-    def _put_args(self, entry: Entry, now: float) -> tuple[list[str], list[Any]] | None:
-        retain = entry.retain_until()
-        ttl_ms = 0
-        if retain is not None:
-            left = retain - now
-            if left <= 0:
-                return None
-            ttl_ms = int(left * 1000) + _EXPIRY_SLACK_MS
-        data = encode_entry(entry)
-        self._stats.add("bytes_written", len(data))
-        return [self.entry_key(entry.key)], [data, "\n".join(sorted(entry.tags)), ttl_ms]
+    def _put_done(self, reply: Any) -> None:
+        if reply == 0:  # a tag moved on while the value was computed: refused, old value deleted
+            self._stats.add("stale")
 
     # sync --------------------------------------------------------------------
 
-    def _run_pipeline(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
-        from redis.exceptions import NoScriptError
-
-        for attempt in (0, 1):
-            pipe = self.client.pipeline(transaction=False)
-            for script, keys, args in calls:
-                pipe.execute_command("EVALSHA", _SCRIPTS[script][1], len(keys), *keys, *args)
-            results: list[Any] = pipe.execute(raise_on_error=False)
-            if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
+    def _run(self, commands: list[Command]) -> list[Any]:
+        """Send ``commands`` in one round trip (pipelined when several); load scripts if flushed."""
+        client = self.client
+        if len(commands) == 1:
+            try:
+                return [client.execute_command(*commands[0])]
+            except Exception as exc:
+                if not _is_no_script(exc):
+                    raise
                 self._load_scripts()
-                continue
-            for r in results:
-                if isinstance(r, Exception):
-                    raise r
-            return results
-        raise AssertionError("unreachable")
+                return [client.execute_command(*commands[0])]
+        results = self._pipeline(commands)
+        retry = [i for i, r in enumerate(results) if _is_no_script(r)]
+        if retry:
+            self._load_scripts()
+            for i, r in zip(retry, self._pipeline([commands[i] for i in retry]), strict=True):
+                results[i] = r
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results
+
+    def _pipeline(self, commands: list[Command]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for c in commands:
+            pipe.execute_command(*c)
+        results: list[Any] = pipe.execute(raise_on_error=False)
+        return results
 
     def _load_scripts(self) -> None:
         for src, _ in _SCRIPTS.values():
             self.client.script_load(src)
 
+    def get(self, key: str) -> Entry | None:
+        """The live entry under ``key``, or ``None``: one plain ``GET``."""
+        try:
+            data = self.client.get(self.entry_key(key))
+        except Exception as exc:
+            data = self._get_failed(exc)
+        return self._one(key, data)
+
     def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
-        """Live entries among ``keys``: one round trip, one Lua call per bucket group."""
+        """Live entries among ``keys``: one round trip of ``MGET``s (one per bucket on a cluster)."""
         uniq = list(dict.fromkeys(keys))
         if not uniq:
             return {}
-        calls, chunks = self._mget_groups(uniq)
+        commands, chunks = self._mget_commands(uniq)
         try:
-            replies = self._run_pipeline(calls)
+            replies = self._run(commands)
         except Exception as exc:
             raise self._fail(exc, "get") from exc
-        return self._mget_collect(chunks, replies)
-
-    def get(self, key: str) -> Entry | None:
-        """The live entry under ``key``, or ``None`` (one EVALSHA: entry and generations)."""
-        bucket = self._bucket(key)
-        args = ("EVALSHA", _SCRIPTS["get"][1], 2, f"{bucket}:e:{key}", f"{bucket}:g")
-        client = self.client
-        try:
-            try:
-                reply = client.execute_command(*args)
-            except _no_script_error():
-                self._load_scripts()
-                reply = client.execute_command(*args)
-        except Exception as exc:
-            raise self._fail(exc, "get") from exc
-        e = self._parse(key, reply, self._clock())
-        if e is None:
-            self._stats.add("misses")
-        else:
-            self._stats.add("hits")
-            self._stats.add("bytes_read", e.size)
-        return e
+        return self._collect(chunks, replies)
 
     def put(self, entry: Entry) -> None:
-        """Write ``entry`` (entry and tag field atomically, with a Redis TTL for reclaim)."""
-        args = self._put_args(entry, self._clock())
-        if args is None:
+        """Write ``entry``, unless one of its tags was invalidated since its value was computed."""
+        command = self._put_command(entry)
+        if command is None:
             return
         try:
-            self._run_pipeline([("put", *args)])
+            (reply,) = self._run([command])
         except Exception as exc:
             raise self._fail(exc, "put") from exc
+        self._put_done(reply)
 
-    def put_raw(self, key: str, data: bytes, tags: Sequence[str] = ()) -> None:
+    def put_raw(self, key: str, data: bytes) -> None:
         """Store raw bytes as ``key``'s entry (diagnostics and tests of unreadable entries)."""
-        self.client.hset(self.entry_key(key), mapping={"d": data, "t": "\n".join(tags)})
+        self.client.set(self.entry_key(key), data)
 
     def delete(self, key: str) -> None:
         """Remove ``key``."""
@@ -482,10 +540,13 @@ class RedisStore:
         return {t: int(v or 0) for t, v in zip(tags, vals, strict=True)}
 
     def invalidate_tag(self, tag: str) -> int:
-        """Draw a new generation and raise ``tag`` to it in every bucket."""
+        """Draw a new generation; in every bucket raise ``tag`` to it and delete its entries."""
         try:
             gen = int(self.client.incr(self._clock_key))
-            self._run_pipeline([("raise", [f"{b}:g"], [tag, gen]) for b in self._bucket_keys])
+            todo: Sequence[int] = range(self.buckets)
+            while todo:
+                left = self._run(self._drain_commands(tag, gen, todo))
+                todo = [b for b, n in zip(todo, left, strict=True) if n]
         except Exception as exc:
             raise self._fail(exc, "invalidate") from exc
         return gen
@@ -505,50 +566,69 @@ class RedisStore:
 
     # asyncio -----------------------------------------------------------------
 
-    async def _arun_pipeline(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
-        from redis.exceptions import NoScriptError
-
+    async def _arun(self, commands: list[Command]) -> list[Any]:
+        """See :meth:`_run`."""
         client = self._aclient()
-        for attempt in (0, 1):
-            pipe = client.pipeline(transaction=False)
-            for script, keys, args in calls:
-                pipe.execute_command("EVALSHA", _SCRIPTS[script][1], len(keys), *keys, *args)
-            results: list[Any] = await pipe.execute(raise_on_error=False)
-            if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
-                for src, _ in _SCRIPTS.values():
-                    await client.script_load(src)
-                continue
-            for r in results:
-                if isinstance(r, Exception):
-                    raise r
-            return results
-        raise AssertionError("unreachable")
+        if len(commands) == 1:
+            try:
+                return [await client.execute_command(*commands[0])]
+            except Exception as exc:
+                if not _is_no_script(exc):
+                    raise
+                await self._aload_scripts()
+                return [await client.execute_command(*commands[0])]
+        results = await self._apipeline(commands)
+        retry = [i for i, r in enumerate(results) if _is_no_script(r)]
+        if retry:
+            await self._aload_scripts()
+            for i, r in zip(retry, await self._apipeline([commands[i] for i in retry]), strict=True):
+                results[i] = r
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results
+
+    async def _apipeline(self, commands: list[Command]) -> list[Any]:
+        pipe = self._aclient().pipeline(transaction=False)
+        for c in commands:
+            pipe.execute_command(*c)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
+
+    async def _aload_scripts(self) -> None:
+        for src, _ in _SCRIPTS.values():
+            await self._aclient().script_load(src)
+
+    async def aget(self, key: str) -> Entry | None:
+        """See :meth:`get`."""
+        try:
+            data = await self._aclient().get(self.entry_key(key))
+        except Exception as exc:
+            data = self._get_failed(exc)
+        return self._one(key, data)
 
     async def aget_many(self, keys: Sequence[str]) -> dict[str, Entry]:
         """See :meth:`get_many`."""
         uniq = list(dict.fromkeys(keys))
         if not uniq:
             return {}
-        calls, chunks = self._mget_groups(uniq)
+        commands, chunks = self._mget_commands(uniq)
         try:
-            replies = await self._arun_pipeline(calls)
+            replies = await self._arun(commands)
         except Exception as exc:
             raise self._fail(exc, "get") from exc
-        return self._mget_collect(chunks, replies)
-
-    async def aget(self, key: str) -> Entry | None:
-        """See :meth:`get`."""
-        return (await self.aget_many([key])).get(key)
+        return self._collect(chunks, replies)
 
     async def aput(self, entry: Entry) -> None:
         """See :meth:`put`."""
-        args = self._put_args(entry, self._clock())
-        if args is None:
+        command = self._put_command(entry)
+        if command is None:
             return
         try:
-            await self._arun_pipeline([("put", *args)])
+            (reply,) = await self._arun([command])
         except Exception as exc:
             raise self._fail(exc, "put") from exc
+        self._put_done(reply)
 
     async def adelete(self, key: str) -> None:
         """See :meth:`delete`."""
@@ -571,7 +651,10 @@ class RedisStore:
         """See :meth:`invalidate_tag`."""
         try:
             gen = int(await self._aclient().incr(self._clock_key))
-            await self._arun_pipeline([("raise", [f"{b}:g"], [tag, gen]) for b in self._bucket_keys])
+            todo: Sequence[int] = range(self.buckets)
+            while todo:
+                left = await self._arun(self._drain_commands(tag, gen, todo))
+                todo = [b for b, n in zip(todo, left, strict=True) if n]
         except Exception as exc:
             raise self._fail(exc, "invalidate") from exc
         return gen

@@ -381,6 +381,13 @@ class TieredStore:
         entry, _ = found
         if not self._check_tenant(entry, tenant):
             return None
+        known = self.generations.known
+        if any(g < known(t) for t, g in entry.tags.items()):
+            # An invalidation this process has heard of that L2 has not applied (a Redis read is
+            # a plain GET and trusts the writes and invalidations to have kept the tag invariant;
+            # this in-process check is the part of a read-time check that costs no round trip).
+            self._tier_counters["l2"].add("stale")
+            return None
         self.generations.observe(entry.tags)
         self.l1.put(entry)
         return entry
