@@ -156,7 +156,11 @@ def _start_redis(root: Path) -> tuple[subprocess.Popen[bytes], int] | None:
 
 
 def bench_redis(root: Path) -> dict[str, Any]:
-    """Redis L2 next to a bare redis-py GET of a value of the same size."""
+    """Redis L2 next to a bare redis-py GET of the same bytes (a hit is one plain GET plus decoding).
+
+    Also the costs the layout moves off the hit path: a tagged put (one script)
+    and an invalidation (one script per bucket, deleting the tag's entries).
+    """
     import redis
 
     from promptcache.tiers.redis import RedisStore
@@ -172,7 +176,7 @@ def bench_redis(root: Path) -> dict[str, Any]:
         e = _entry(k, {"policy:v12": 0})
         store.put(e)
         bare_client = redis.Redis(port=port)
-        bare_client.set("bare", store.client.hget(store.entry_key(k), "d"))
+        bare_client.set("bare", store.client.get(store.entry_key(k)))
         tier, bare = _pair(lambda: store.get(k), lambda: bare_client.get("bare"))
         router = TieredStore(l2=store)
 
@@ -188,6 +192,18 @@ def bench_redis(root: Path) -> dict[str, Any]:
         bare_client.mset({bk: PAYLOAD for bk in bare_keys})
         many, bare_many = _pair(lambda: store.get_many(keys), lambda: bare_client.mget(bare_keys), 3)
         put, bare_set = _pair(lambda: store.put(e), lambda: bare_client.set("bare", PAYLOAD), 3)
+        untagged = _entry(_key(4))
+        put_untagged = _summary(_measure(lambda: store.put(untagged), 1000))
+        # the work a hit no longer does moved here: a new generation, then one script per bucket
+        invalidate = _summary(_measure(lambda: store.invalidate_tag("bench:empty"), 1000))
+        full: list[float] = []
+        for _ in range(50):
+            gen = store.tag_generations(["bench:full"])
+            for i in range(100):
+                store.put(_entry(_key(200 + i), gen))
+            t0 = time.perf_counter_ns()
+            store.invalidate_tag("bench:full")
+            full.append((time.perf_counter_ns() - t0) / 1000.0)
         router.close()
         bare_client.close()
         return {
@@ -202,6 +218,9 @@ def bench_redis(root: Path) -> dict[str, Any]:
             "ratio_get_many_vs_mget_p50": round(many["p50_us"] / bare_many["p50_us"], 2),
             "bare_set": bare_set,
             "redis_put": put,
+            "redis_put_untagged": put_untagged,
+            "redis_invalidate_tag_no_entries": invalidate,
+            "redis_invalidate_tag_100_entries": _summary(full),
         }
     finally:
         proc.terminate()
