@@ -29,7 +29,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from promptcache.formats import WireFormat
@@ -42,6 +42,9 @@ from promptcache.llm_bridge import (
     mark_first_chunk,
     rewrite_payload,
     to_plain,
+)
+from promptcache.llm_bridge import (
+    _Proxy as _Delegate,  # the bridge's own delegate: a second copy would drift from it
 )
 from promptcache.providers.fallback import send_with_hint_fallback
 from promptcache.providers.gemini_cache import GeminiCacheManager, GeminiPrepared
@@ -61,20 +64,6 @@ _GENERATE = re.compile(r"(?:^|/)models/([^/:?]+):(generateContent|streamGenerate
 # Keyword arguments of the parse helpers that are not body JSON: a Python type the SDK turns into
 # a schema, and the beta flags it sends as a header.
 _PARSE_ASIDE = frozenset({"output_format", "text_format", "betas"})
-
-
-class _Delegate:
-    """Everything from ``target`` except the attributes in ``overrides``."""
-
-    def __init__(self, target: Any, overrides: Mapping[str, Any]) -> None:
-        object.__setattr__(self, "_target", target)
-        object.__setattr__(self, "_overrides", dict(overrides))
-
-    def __getattr__(self, name: str) -> Any:
-        ov = object.__getattribute__(self, "_overrides")
-        if name in ov:
-            return ov[name]
-        return getattr(object.__getattribute__(self, "_target"), name)
 
 
 def is_genai_client(client: Any) -> bool:
