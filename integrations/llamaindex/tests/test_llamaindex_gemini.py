@@ -147,3 +147,49 @@ def test_gemini_explicit_cached_content_reused_and_dropped_when_refused(
     assert emu.requests[-1]["systemInstruction"] == created["systemInstruction"]
     assert any("refused" in n for n in third.additional_kwargs["promptcache"]["notes"])
     assert caches.handles() == []
+
+
+STREAM = f"/v1beta/models/{GEMINI_MODEL}:streamGenerateContent"
+
+
+def _refused_then_resent(emu: Emulator, created: dict[str, object]) -> None:
+    # The emulator records only the requests it answers: the refused one (403) is not there.
+    assert emu.paths[-1] == STREAM and emu.paths.count(STREAM) == 1
+    assert "cachedContent" not in emu.requests[-1]
+    assert emu.requests[-1]["systemInstruction"] == created["systemInstruction"]
+
+
+def test_gemini_streamed_call_survives_a_refused_cached_content(emu: Emulator, cache: PromptCache) -> None:
+    # The sync SDK sends a stream lazily, so the refusal arrives at the first chunk.
+    inner = gemini_llm(emu)
+    caches = cache.gemini_caches(GenAIClientTransport(inner._client), ttl_s=600)
+    llm = CachingLLM(inner, cache, gemini_caches=caches, tenant="acme")
+    llm.chat(_messages())
+    (name,) = emu.cached_contents
+    created = emu.requests[0]
+    assert emu._delete_cached_content(name)
+    chunks = list(llm.stream_chat(_messages()))
+    assert "".join(c.delta or "" for c in chunks)
+    _refused_then_resent(emu, created)
+    meta = chunks[-1].additional_kwargs["promptcache"]
+    assert any("refused" in n for n in meta["notes"])
+    assert meta["cache_write_tokens"] == 0 and meta["output_tokens"] > 0
+    assert caches.handles() == []
+
+
+async def test_gemini_async_stream_survives_a_refused_cached_content(
+    emu: Emulator, cache: PromptCache
+) -> None:
+    inner = gemini_llm(emu)
+    caches = cache.gemini_caches(GenAIClientTransport(inner._client), ttl_s=600)
+    llm = CachingLLM(inner, cache, gemini_caches=caches, tenant="acme")
+    await llm.achat(_messages())
+    (name,) = emu.cached_contents
+    created = emu.requests[0]
+    assert emu._delete_cached_content(name)
+    gen = await llm.astream_chat(_messages())
+    chunks = [c async for c in gen]
+    assert "".join(c.delta or "" for c in chunks)
+    _refused_then_resent(emu, created)
+    assert any("refused" in n for n in chunks[-1].additional_kwargs["promptcache"]["notes"])
+    assert caches.handles() == []

@@ -250,10 +250,15 @@ class _GenAIRequest:
         def send(body: dict[str, Any]) -> Any:
             return self._fn(http_method, path, body, *rest)
 
+        def resend(exc: Exception) -> Any:
+            # A refused cached content is a cache fault: the call goes on without it.
+            retry = self._fallback_body(ctx, exc, prepared, request_dict)
+            return None if retry is None else send(retry)
+
         out = self._send(ctx, send, sent, prepared, request_dict)
         if inspect.isawaitable(out):
-            return self._await(ctx, out, send, prepared, request_dict, write)
-        return self._wrap(ctx, out, write)
+            return self._await(ctx, out, send, prepared, request_dict, write, resend)
+        return self._wrap(ctx, out, write, resend)
 
     # -- the body -----------------------------------------------------------------------
 
@@ -330,28 +335,30 @@ class _GenAIRequest:
         prepared: GeminiPrepared | None,
         original: dict[str, Any],
         write: CacheUsage | None,
+        resend: Any,
     ) -> Any:
         try:
             out = await pending
         except Exception as exc:
+            # Streamed or not, the async SDK sends on await: the refusal surfaces here.
             retry = self._fallback_body(ctx, exc, prepared, original)
-            if retry is None or self._streamed:
+            if retry is None:
                 raise
             write = None
             out = await send(retry)
-        return self._wrap(ctx, out, write)
+        return self._wrap(ctx, out, write, resend)
 
     # -- the answer ---------------------------------------------------------------------
 
-    def _wrap(self, ctx: CallContext, out: Any, write: CacheUsage | None) -> Any:
+    def _wrap(self, ctx: CallContext, out: Any, write: CacheUsage | None, resend: Any) -> Any:
         if not self._streamed:
             chunk = _body_json(out)
             if chunk is not None:
                 _set_usage(ctx, lambda: usage_from_response(WireFormat.GEMINI, chunk), write)
             return out
         if hasattr(out, "__aiter__"):
-            return _agen_tee(ctx, out, write)
-        return _gen_tee(ctx, out, write)
+            return _agen_tee(ctx, out, write, resend)
+        return _gen_tee(ctx, out, write, resend)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._fn, name)
@@ -397,17 +404,62 @@ def _finish(ctx: CallContext, write: CacheUsage | None) -> None:
     _set_usage(ctx, lambda: usage_from_stream(WireFormat.GEMINI, events), write)
 
 
-def _gen_tee(ctx: CallContext, stream: Iterator[Any], write: CacheUsage | None) -> Iterator[Any]:
-    for response in stream:
+def _gen_tee(
+    ctx: CallContext, stream: Iterator[Any], write: CacheUsage | None, resend: Any = None
+) -> Iterator[Any]:
+    it = iter(stream)
+    try:
+        # The sync SDK sends a streamed request lazily: a refused cached content
+        # surfaces at the first chunk, before anything reached the caller.
+        first = next(it)
+    except StopIteration:
+        _finish(ctx, write)
+        return
+    except Exception as exc:
+        again = resend(exc) if resend is not None else None
+        if again is None:
+            raise
+        write = None
+        it = iter(again)
+        first = next(it, _END)
+        if first is _END:
+            _finish(ctx, write)
+            return
+    _note_chunk(ctx, first)
+    yield first
+    for response in it:
         _note_chunk(ctx, response)
         yield response
     _finish(ctx, write)
 
 
 async def _agen_tee(
-    ctx: CallContext, stream: AsyncIterator[Any], write: CacheUsage | None
+    ctx: CallContext, stream: AsyncIterator[Any], write: CacheUsage | None, resend: Any = None
 ) -> AsyncIterator[Any]:
-    async for response in stream:
+    it = aiter(stream)
+    try:
+        first = await anext(it)
+    except StopAsyncIteration:
+        _finish(ctx, write)
+        return
+    except Exception as exc:
+        again = resend(exc) if resend is not None else None
+        if inspect.isawaitable(again):
+            again = await again
+        if again is None:
+            raise
+        write = None
+        it = aiter(again)
+        first = await anext(it, _END)
+        if first is _END:
+            _finish(ctx, write)
+            return
+    _note_chunk(ctx, first)
+    yield first
+    async for response in it:
         _note_chunk(ctx, response)
         yield response
     _finish(ctx, write)
+
+
+_END = object()
