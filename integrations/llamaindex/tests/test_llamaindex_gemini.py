@@ -193,3 +193,19 @@ async def test_gemini_async_stream_survives_a_refused_cached_content(
     _refused_then_resent(emu, created)
     assert any("refused" in n for n in chunks[-1].additional_kwargs["promptcache"]["notes"])
     assert caches.handles() == []
+
+
+def test_enable_through_settings_uses_explicit_gemini_caches(emu: Emulator, cache: PromptCache) -> None:
+    from llama_index.core import Settings
+    from promptcache_llamaindex import enable
+
+    Settings.llm = gemini_llm(emu)
+    enable(cache, tenant="acme", gemini_cache_ttl_s=600)
+    llm = Settings.llm
+    assert isinstance(llm, CachingLLM)
+    llm.chat(_messages())
+    second = llm.chat(_messages(question="And for silver members?"))
+    assert emu.paths == ["/v1beta/cachedContents", GENERATE, GENERATE]
+    assert emu.cached_contents and emu.requests[0]["ttl"] == "600s"
+    assert "cachedContent" in emu.requests[2] and "systemInstruction" not in emu.requests[2]
+    assert second.additional_kwargs["promptcache"]["cache_read_tokens"] > 1000

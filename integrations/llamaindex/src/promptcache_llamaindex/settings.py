@@ -25,6 +25,7 @@ from llama_index.core.settings import _Settings
 from llama_index_instrumentation import get_dispatcher
 
 from promptcache import PromptCache
+from promptcache.providers.sdk_intercept import GenAIClientTransport, is_genai_client
 from promptcache_llamaindex._tenant import DEFAULT_TENANT_KEY
 from promptcache_llamaindex.handler import PromptCacheEventHandler
 from promptcache_llamaindex.llm import CachingLLM
@@ -40,6 +41,7 @@ class _Enabled:
     original_llm: LLM | None
     tenant: str | None
     tenant_key: str
+    gemini_cache_ttl_s: int | None = None
 
 
 _state: dict[int, _Enabled] = {}
@@ -51,7 +53,12 @@ def _wrap(settings: Any, llm: LLM | None) -> LLM | None:
     st = _state.get(id(settings))
     if st is None or llm is None or (isinstance(llm, CachingLLM) and llm.cache is st.cache):
         return llm
-    return CachingLLM(llm, st.cache, tenant=st.tenant, tenant_key=st.tenant_key)
+    caches = None
+    if st.gemini_cache_ttl_s is not None and is_genai_client(getattr(llm, "_client", None)):
+        # Explicit cached contents through the LLM's own client (its credentials, its project).
+        transport = GenAIClientTransport(llm._client)  # type: ignore[attr-defined]
+        caches = st.cache.gemini_caches(transport, ttl_s=st.gemini_cache_ttl_s)
+    return CachingLLM(llm, st.cache, tenant=st.tenant, tenant_key=st.tenant_key, gemini_caches=caches)
 
 
 def _settings_class(cls: type) -> type:
@@ -94,21 +101,32 @@ def enable(
     *,
     tenant: str | None = None,
     tenant_key: str = DEFAULT_TENANT_KEY,
+    gemini_cache_ttl_s: int | None = None,
 ) -> PromptCacheEventHandler:
     """Apply ``cache`` to every LLM configured through ``settings``; returns the event handler.
 
     ``tenant`` is used when no instrumentation tag ``tenant_key`` names one.
+    ``gemini_cache_ttl_s`` moves the static prefix of a ``GoogleGenAI`` LLM's requests into
+    an explicit Gemini cached content kept that long (created with the LLM's own client);
+    without it, Gemini's implicit prefix caching applies.
     """
     with _lock:
         st = _state.get(id(settings))
         if st is not None:
-            if st.cache is cache and st.tenant == tenant and st.tenant_key == tenant_key:
+            if (
+                st.cache is cache
+                and st.tenant == tenant
+                and st.tenant_key == tenant_key
+                and st.gemini_cache_ttl_s == gemini_cache_ttl_s
+            ):
                 return st.handler
             _disable_locked(settings)
         handler = PromptCacheEventHandler(cache, tenant_key=tenant_key)
         original_llm: LLM | None = getattr(settings, "_llm", None)
         original_class = type(settings)
-        _state[id(settings)] = _Enabled(cache, handler, original_class, original_llm, tenant, tenant_key)
+        _state[id(settings)] = _Enabled(
+            cache, handler, original_class, original_llm, tenant, tenant_key, gemini_cache_ttl_s
+        )
         if isinstance(settings, _Settings) or hasattr(original_class, "llm"):
             object.__setattr__(settings, "__class__", _settings_class(original_class))
         if original_llm is not None:
