@@ -186,3 +186,39 @@ def _um(inp: int, read: int) -> Any:
         "total_tokens": inp + 1,
         "input_token_details": {"cache_read": read},
     }
+
+
+def test_a_setting_changed_on_inner_after_wrapping_is_sent(emulator: Any, airline_policy: str) -> None:
+    inner = make_model("openai", emulator.openai_base_url, "k")
+    model = CachingChatModel(inner, PromptCache())
+    config = {"configurable": {"tenant_id": "acme"}}
+    model.invoke(_turns(airline_policy)[0], config=config)
+    inner.temperature = 0.3
+    model.invoke(_turns(airline_policy)[0], config=config)
+    assert "temperature" not in emulator.requests[0]
+    assert emulator.requests[1]["temperature"] == 0.3
+
+
+def test_hooked_copy_is_reused_while_the_model_is_unchanged() -> None:
+    import gc
+
+    from langchain_openai import ChatOpenAI
+    from promptcache_langchain import _hook
+
+    model = make_model("openai", "http://127.0.0.1:9/v1", "k")
+    copy = _hook.hooked_copy(model)
+    assert copy is not None and copy is not model
+    assert isinstance(copy, ChatOpenAI) and type(copy).__name__ == "ChatOpenAI"
+    assert type(model) is ChatOpenAI  # the user's object keeps its class
+    assert _hook.hooked_copy(model) is copy
+    # State the copy computes for itself (LangChain's cached serialized form) keeps it current.
+    copy.__dict__["_serialized"] = {"kept": True}
+    assert _hook.hooked_copy(model) is copy
+    model.temperature = 0.3
+    fresh = _hook.hooked_copy(model)
+    assert fresh is not copy and fresh is not None and fresh.temperature == 0.3
+    assert _hook.hooked_copy(fresh) is fresh  # a hooked copy is its own
+    key = id(model)
+    del model, copy, fresh
+    gc.collect()
+    assert key not in _hook._copies

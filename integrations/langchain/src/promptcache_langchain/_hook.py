@@ -25,6 +25,7 @@ hint gets the request once more, rebuilt without hints, and the call notes and c
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -49,9 +50,20 @@ __all__ = ["CallContext", "current_call", "detect_format", "hooked_copy", "is_ho
 # model happened to share must not rewrite the body a second time.
 current_call: ContextVar[CallContext | None] = ContextVar("promptcache_langchain_call", default=None)
 
-_ANTHROPIC = ("ChatAnthropic",)
-_OPENAI = ("BaseChatOpenAI",)
-_BEDROCK = ("ChatBedrockConverse",)
+_FAMILIES = (("ChatAnthropic", "anthropic"), ("BaseChatOpenAI", "openai"), ("ChatBedrockConverse", "bedrock"))
+# The provider family of a model class, by its MRO (fixed per class): computed once per class,
+# since detect_format runs on every request.
+_family_of_class: dict[type, str | None] = {}
+
+
+def _family(cls: type) -> str | None:
+    try:
+        return _family_of_class[cls]
+    except KeyError:
+        names = {c.__name__ for c in cls.__mro__}
+        family = next((fam for name, fam in _FAMILIES if name in names), None)
+        _family_of_class[cls] = family
+        return family
 
 
 def detect_format(model: BaseChatModel, payload: dict[str, Any]) -> WireFormat | None:
@@ -60,14 +72,14 @@ def detect_format(model: BaseChatModel, payload: dict[str, Any]) -> WireFormat |
     By the model's class (its MRO, so subclasses and OpenAI-compatible models such as
     ``ChatDeepSeek`` count), then by the payload's shape (Responses bodies carry ``input``).
     """
-    names = {c.__name__ for c in type(model).__mro__}
-    if names.intersection(_ANTHROPIC):
+    family = _family(type(model))
+    if family == "anthropic":
         return WireFormat.ANTHROPIC_MESSAGES
-    if names.intersection(_OPENAI):
+    if family == "openai":
         if "messages" not in payload and "input" in payload:
             return WireFormat.OPENAI_RESPONSES
         return WireFormat.OPENAI_CHAT
-    if names.intersection(_BEDROCK):
+    if family == "bedrock":
         return WireFormat.BEDROCK_CONVERSE
     return None
 
@@ -182,8 +194,51 @@ def is_hookable(model: BaseChatModel) -> bool:
     return callable(getattr(type(model), "_get_request_payload", None))
 
 
+# One hooked copy per user model, reused while the model is unchanged: create_agent hands the
+# middleware the same model object on every call, and a copy per call costs more than the copy
+# (LangChain caches the model's serialized form on the instance, so a new copy redoes it per
+# call). Keyed by id() (chat models are not hashable) with a weak reference, so a copy never
+# outlives its model and a recycled id is never mistaken for it.
+_copies: dict[int, tuple[weakref.ref[BaseChatModel], BaseChatModel, tuple[Any, ...]]] = {}
+
+
+def _settings(model: BaseChatModel) -> tuple[Any, ...]:
+    """What the copy was made from: the model's attribute names and values, in order.
+
+    Compared with ``==`` (identity first, element by element, in C): a setting assigned since
+    (``model.temperature = 0.2``) or an attribute added makes a new copy. Names and values as
+    flat tuples, not items: no per-key hashing, which is what makes the check cheap on a cold cache.
+    """
+    private, extra = model.__pydantic_private__, model.__pydantic_extra__
+    return (
+        tuple(model.__dict__),
+        tuple(model.__dict__.values()),
+        None if private is None else tuple(private.items()),
+        None if extra is None else tuple(extra.items()),
+    )
+
+
+def _forget(key: int, ref: weakref.ref[BaseChatModel]) -> None:
+    entry = _copies.get(key)
+    if entry is not None and entry[0] is ref:
+        _copies.pop(key, None)
+
+
 def hooked_copy(model: BaseChatModel) -> BaseChatModel | None:
-    """A copy of ``model`` whose requests promptcache rewrites (None if it cannot be hooked)."""
+    """A copy of ``model`` whose requests promptcache rewrites (None if it cannot be hooked).
+
+    The same copy is returned while ``model`` is unchanged; a model whose settings changed since
+    gets a new one. The copy's own derived state (LangChain's cached ``_serialized``) stays on it.
+    """
+    key = id(model)
+    entry = _copies.get(key)
+    settings = _settings(model)
+    if entry is not None and entry[0]() is model:
+        try:
+            if entry[2] == settings:
+                return entry[1]
+        except Exception:  # a setting whose == raises (an array): not provably the same
+            pass
     if getattr(type(model), "__promptcache_hooked__", False):
         return model
     if not is_hookable(model):
@@ -191,6 +246,11 @@ def hooked_copy(model: BaseChatModel) -> BaseChatModel | None:
     copy = model.model_copy()
     # Swap the class of the copy only: the user's object and its class stay untouched.
     object.__setattr__(copy, "__class__", _hooked_class(type(model)))
+    try:
+        ref = weakref.ref(model, lambda r: _forget(key, r))
+    except TypeError:  # not weakly referenceable: a fresh copy each time, as before
+        return copy
+    _copies[key] = (ref, copy, settings)
     return copy
 
 

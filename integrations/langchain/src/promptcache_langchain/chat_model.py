@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from promptcache import PromptCache, WireFormat
+from promptcache.llm_bridge import new_call_id
 from promptcache_langchain._hook import CallContext, current_call, format_override, hooked_copy
 from promptcache_langchain._observe import finish_call
 from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
@@ -59,7 +59,6 @@ class CachingChatModel(BaseChatModel):
         default=None, description="force a wire format instead of detecting it from the inner model"
     )
 
-    _hooked: BaseChatModel | None = PrivateAttr(default=None)
     _format: WireFormat | None = PrivateAttr(default=None)
 
     def __init__(self, inner: BaseChatModel, cache: PromptCache, **kwargs: Any) -> None:
@@ -67,7 +66,6 @@ class CachingChatModel(BaseChatModel):
 
     @model_validator(mode="after")
     def _setup(self) -> CachingChatModel:
-        self._hooked = hooked_copy(self.inner)
         self._format = format_override(self.wire_format)
         if self.profile is None and self.inner.profile is not None:
             # create_agent reads the profile to choose a structured-output strategy.
@@ -86,7 +84,11 @@ class CachingChatModel(BaseChatModel):
 
     def _with_tenant(self, config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
         if _TENANT_KWARG not in kwargs:
-            tenant = tenant_from_config(ensure_config(config), self.tenant_key)
+            # A tenant in the call's own ``configurable`` is what ensure_config would give too (the
+            # call's configurable replaces the parent's): the merged config is only built without one.
+            tenant = tenant_from_config(config, self.tenant_key, sections=("configurable",))
+            if tenant is None:
+                tenant = tenant_from_config(ensure_config(config), self.tenant_key)
             # Refuse here, before LangChain starts a run, when the policy requires a tenant.
             kwargs[_TENANT_KWARG] = self.prompt_cache.resolve_tenant(tenant)
         return kwargs
@@ -121,18 +123,21 @@ class CachingChatModel(BaseChatModel):
             # generate()/agenerate() called directly: the run's metadata is all we have.
             tenant = tenant_from_config({"metadata": getattr(run_manager, "metadata", None)}, self.tenant_key)
         resolved = self.prompt_cache.resolve_tenant(tenant)
-        return CallContext(cache=self.prompt_cache, tenant=resolved, format=self._format)
+        return CallContext(
+            cache=self.prompt_cache, tenant=resolved, format=self._format, call_id=self._call_id(run_manager)
+        )
 
     def _target(self) -> BaseChatModel:
-        return self._hooked if self._hooked is not None else self.inner
+        # Per call, not once at construction: a setting changed on ``inner`` since is sent too.
+        return hooked_copy(self.inner) or self.inner
 
     @staticmethod
     def _call_id(run_manager: Any) -> str:
         run_id = getattr(run_manager, "run_id", None)
-        return str(run_id) if run_id is not None else uuid.uuid4().hex
+        return str(run_id) if run_id is not None else new_call_id()
 
-    def _finish(self, result: ChatResult, ctx: CallContext, run_manager: Any) -> ChatResult:
-        call_id = self._call_id(run_manager)
+    def _finish(self, result: ChatResult, ctx: CallContext) -> ChatResult:
+        call_id = ctx.call_id
         if len(result.generations) == 1 and result.llm_output:
             # What BaseChatModel does right after _generate returns; done here first so the
             # model name and the provider's raw usage are on the message when we read them.
@@ -157,7 +162,7 @@ class CachingChatModel(BaseChatModel):
             result = self._target()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
         finally:
             current_call.reset(token)
-        return self._finish(result, ctx, run_manager)
+        return self._finish(result, ctx)
 
     async def _agenerate(
         self,
@@ -172,7 +177,7 @@ class CachingChatModel(BaseChatModel):
             result = await self._target()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
         finally:
             current_call.reset(token)
-        return self._finish(result, ctx, run_manager)
+        return self._finish(result, ctx)
 
     def _stream(
         self,
@@ -190,14 +195,13 @@ class CachingChatModel(BaseChatModel):
             pending = next(it, None)
         finally:
             current_call.reset(token)
-        yield from self._annotated(it, pending, ctx, run_manager)
+        yield from self._annotated(it, pending, ctx)
 
     def _annotated(
         self,
         it: Iterator[ChatGenerationChunk],
         pending: ChatGenerationChunk | None,
         ctx: CallContext,
-        run_manager: Any,
     ) -> Iterator[ChatGenerationChunk]:
         # One chunk of lag, so the last chunk can carry the call's promptcache metadata.
         total: AIMessageChunk | None = None
@@ -208,7 +212,7 @@ class CachingChatModel(BaseChatModel):
             pending = chunk
         if pending is not None:
             total = _add(total, pending)
-            self._annotate_last(pending, total, ctx, run_manager)
+            self._annotate_last(pending, total, ctx)
             yield pending
 
     async def _astream(
@@ -233,11 +237,11 @@ class CachingChatModel(BaseChatModel):
             pending = chunk
         if pending is not None:
             total = _add(total, pending)
-            self._annotate_last(pending, total, ctx, run_manager)
+            self._annotate_last(pending, total, ctx)
             yield pending
 
     def _annotate_last(
-        self, last: ChatGenerationChunk, total: AIMessageChunk | None, ctx: CallContext, run_manager: Any
+        self, last: ChatGenerationChunk, total: AIMessageChunk | None, ctx: CallContext
     ) -> None:
         if total is None:
             return
@@ -247,7 +251,7 @@ class CachingChatModel(BaseChatModel):
         probe = AIMessage(
             content="", usage_metadata=total.usage_metadata, response_metadata=dict(total.response_metadata)
         )
-        finish_call(probe, ctx, call_id=self._call_id(run_manager))
+        finish_call(probe, ctx, call_id=ctx.call_id)
         last.message.response_metadata["promptcache"] = probe.response_metadata["promptcache"]
 
     # -- tools: formatted by inner, bound to this wrapper ----------------------------------

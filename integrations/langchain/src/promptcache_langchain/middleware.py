@@ -17,7 +17,6 @@ served) to ``cache_metrics``. Undeclared tools always run and their results pass
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, NotRequired
 
@@ -29,11 +28,13 @@ from langchain.agents.middleware import (
     ModelResponse,
 )
 from langchain_core.messages import AIMessage, ToolMessage
+from langgraph.config import get_config
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 
 from promptcache import PromptCache
 from promptcache.artifacts import ToolSpec
+from promptcache.llm_bridge import new_call_id
 from promptcache.metrics import CacheMetrics, CallFigures, merge_cache_metrics
 from promptcache_langchain._hook import CallContext, current_call, format_override, hooked_copy
 from promptcache_langchain._observe import finish_call
@@ -51,8 +52,6 @@ class PromptCacheAgentState(AgentState[Any]):
 
 def _current_config() -> Mapping[str, Any] | None:
     try:
-        from langgraph.config import get_config
-
         return get_config()
     except RuntimeError:
         # Called outside a graph run (a unit test calling wrap_model_call directly).
@@ -98,7 +97,9 @@ class PromptCacheMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
         return self.cache.resolve_tenant(tenant)
 
     def _start(self, request: ModelRequest[Any]) -> tuple[ModelRequest[Any], CallContext]:
-        ctx = CallContext(cache=self.cache, tenant=self._tenant(request), format=self._format)
+        ctx = CallContext(
+            cache=self.cache, tenant=self._tenant(request), format=self._format, call_id=new_call_id()
+        )
         hooked = hooked_copy(request.model)
         if hooked is None:
             ctx.notes.append(f"{type(request.model).__name__}: request cannot be rewritten; observed only")
@@ -110,13 +111,14 @@ class PromptCacheMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
     ) -> ExtendedModelResponse[Any]:
         if isinstance(response, AIMessage):
             response = ModelResponse(result=[response])
-        figures: list[CallFigures] = []
-        for msg in response.result:
-            if isinstance(msg, AIMessage):
-                f = finish_call(msg, ctx, call_id=uuid.uuid4().hex)
-                if f is not None:
-                    figures.append(f)
-        update = {"cache_metrics": CacheMetrics.of(*figures)} if figures else None
+        figures: dict[str, CallFigures] = {}
+        answers = [msg for msg in response.result if isinstance(msg, AIMessage)]
+        call_id = ctx.call_id
+        for i, msg in enumerate(answers):
+            f = finish_call(msg, ctx, call_id=call_id if i == 0 else f"{call_id}:{i}")
+            if f is not None:
+                figures[f.call_id] = f
+        update = {"cache_metrics": CacheMetrics(figures)} if figures else None
         return ExtendedModelResponse(
             model_response=response, command=Command(update=update) if update else None
         )

@@ -16,11 +16,17 @@ __all__ = ["DEFAULT_TENANT_KEY", "tenant_from_config"]
 DEFAULT_TENANT_KEY = "tenant_id"
 
 
-def tenant_from_config(config: Mapping[str, Any] | None, key: str = DEFAULT_TENANT_KEY) -> str | None:
-    """The tenant named in ``config`` under ``key`` (configurable, then metadata), or ``None``."""
+_SECTIONS = ("configurable", "metadata")
+
+
+def tenant_from_config(
+    config: Mapping[str, Any] | None, key: str = DEFAULT_TENANT_KEY, *, sections: tuple[str, ...] = _SECTIONS
+) -> str | None:
+    """The tenant named in ``config`` under ``key`` (``sections`` in order: configurable, then
+    metadata), or ``None``."""
     if not config:
         return None
-    for section in ("configurable", "metadata"):
+    for section in sections:
         values = config.get(section)
         if isinstance(values, Mapping):
             value = values.get(key)
