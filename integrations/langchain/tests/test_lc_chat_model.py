@@ -202,6 +202,7 @@ def test_a_setting_changed_on_inner_after_wrapping_is_sent(emulator: Any, airlin
 def test_hooked_copy_is_reused_while_the_model_is_unchanged() -> None:
     import gc
 
+    from langchain_core.utils._signature import _signature_parameters
     from langchain_openai import ChatOpenAI
     from promptcache_langchain import _hook
 
@@ -211,6 +212,11 @@ def test_hooked_copy_is_reused_while_the_model_is_unchanged() -> None:
     assert isinstance(copy, ChatOpenAI) and type(copy).__name__ == "ChatOpenAI"
     assert type(model) is ChatOpenAI  # the user's object keeps its class
     assert _hook.hooked_copy(model) is copy
+    # LangChain passes run_manager (callbacks) to _generate only if its signature names it.
+    for name in ("_generate", "_agenerate", "_stream", "_astream", "_get_request_payload"):
+        assert list(_signature_parameters(getattr(copy, name))) == list(
+            _signature_parameters(getattr(model, name))
+        )
     # State the copy computes for itself (LangChain's cached serialized form) keeps it current.
     copy.__dict__["_serialized"] = {"kept": True}
     assert _hook.hooked_copy(model) is copy

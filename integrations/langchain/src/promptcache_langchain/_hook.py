@@ -24,6 +24,7 @@ hint gets the request once more, rebuilt without hints, and the call notes and c
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -151,16 +152,18 @@ def _overrides(cls: type[BaseChatModel]) -> dict[str, Callable[..., Any]]:
                 yield chunk
 
     out: dict[str, Callable[..., Any]] = {
-        "_get_request_payload": _get_request_payload,
-        "_generate": _generate,
-        "_agenerate": _agenerate,
+        "_get_request_payload": functools.wraps(base_payload)(_get_request_payload),
+        "_generate": functools.wraps(base_generate)(_generate),
+        "_agenerate": functools.wraps(base_agenerate)(_agenerate),
     }
     # Only where the model streams natively: BaseChatModel decides whether a model can stream
     # by checking that _stream/_astream are overridden, and that must not change.
     if base_stream is not BaseChatModel._stream:
-        out["_stream"] = _stream
+        out["_stream"] = functools.wraps(base_stream)(_stream)
     if base_astream is not BaseChatModel._astream:
-        out["_astream"] = _astream
+        out["_astream"] = functools.wraps(base_astream)(_astream)
+    # wraps() also gives each override the signature of the method it wraps: LangChain passes
+    # run_manager to _generate/_agenerate only when their signature names it.
     return out
 
 
