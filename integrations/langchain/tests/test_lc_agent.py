@@ -159,3 +159,30 @@ async def test_fallback_model_gets_its_own_providers_hints(
         (sent,) = emu.requests
         assert sent["prompt_cache_key"].startswith("pc-") and not has_cache_control(sent)
         assert out["cache_metrics"].calls == 1
+
+
+def test_request_with_the_hooked_model_is_what_override_gives() -> None:
+    # The middleware swaps the model without re-running ModelRequest.__init__ (see _with_model);
+    # the result must stay exactly request.override(model=...) whatever LangChain adds to it.
+    import warnings
+
+    from langchain_core.messages import SystemMessage
+    from promptcache_langchain._hook import hooked_copy
+
+    model = make_model("openai", "http://127.0.0.1:9/v1", "k")
+    request: ModelRequest[Any] = ModelRequest(
+        model=model,
+        messages=[HumanMessage("hi")],
+        system_message=SystemMessage("policy"),
+        tools=[],
+        state={"messages": []},
+        runtime=None,  # type: ignore[arg-type]
+        model_settings={"temperature": 0},
+    )
+    hooked = hooked_copy(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no deprecated attribute assignment on the way
+        fast = PromptCacheMiddleware._with_model(request, hooked)
+    slow = request.override(model=hooked)
+    assert type(fast) is type(slow) and vars(fast) == vars(slow) and fast == slow
+    assert request.model is model and fast.model is hooked
