@@ -228,3 +228,17 @@ def test_hooked_copy_is_reused_while_the_model_is_unchanged() -> None:
     del model, copy, fresh
     gc.collect()
     assert key not in _hook._copies
+
+
+def test_traces_name_the_inner_provider_and_model(emulator: Any, airline_policy: str) -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    seen: list[dict[str, Any]] = []
+
+    class Metadata(BaseCallbackHandler):
+        def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+            seen.append(kwargs.get("metadata") or {})
+
+    model = CachingChatModel(make_model("openai", emulator.openai_base_url, "k"), PromptCache())
+    model.invoke(_turns(airline_policy)[0], config={"callbacks": [Metadata()]})
+    assert seen[0]["ls_provider"] == "openai" and seen[0]["ls_model_name"] == "gpt-4o"

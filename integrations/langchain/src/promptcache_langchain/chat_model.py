@@ -12,6 +12,7 @@ from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
@@ -79,6 +80,13 @@ class CachingChatModel(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"inner": self.inner._identifying_params, "tenant_key": self.tenant_key}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        # The inner model's provider, model name and settings: BaseChatModel's fallback would
+        # name the provider "cachingchatmodel", find no model name, and pay a failed attribute
+        # lookup (an AttributeError from pydantic) for each of model, model_name, temperature
+        # and max_tokens on every call.
+        return self.inner._get_ls_params(stop=stop, **kwargs)
 
     # -- tenant: read from the RunnableConfig at the public entry points ---------------------
 
