@@ -242,3 +242,13 @@ def test_traces_name_the_inner_provider_and_model(emulator: Any, airline_policy:
     model = CachingChatModel(make_model("openai", emulator.openai_base_url, "k"), PromptCache())
     model.invoke(_turns(airline_policy)[0], config={"callbacks": [Metadata()]})
     assert seen[0]["ls_provider"] == "openai" and seen[0]["ls_model_name"] == "gpt-4o"
+
+
+def test_forced_wire_format(emulator: Any, airline_policy: str) -> None:
+    inner = make_model("openai", emulator.openai_base_url, "k")
+    with pytest.raises(ValueError):
+        CachingChatModel(inner, PromptCache(), wire_format="no-such-format")
+    model = CachingChatModel(inner, PromptCache(), wire_format="openai-chat")
+    out = model.invoke(_turns(airline_policy)[0], config={"configurable": {"tenant_id": "acme"}})
+    assert out.response_metadata["promptcache"]["format"] == "openai-chat"
+    assert emulator.requests[0]["prompt_cache_key"].startswith("pc-")

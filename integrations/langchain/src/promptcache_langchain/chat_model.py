@@ -17,9 +17,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
 from langchain_core.tools import BaseTool
-from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from promptcache import PromptCache, WireFormat
+from promptcache import PromptCache
 from promptcache.llm_bridge import new_call_id
 from promptcache_langchain._hook import CallContext, current_call, format_override, hooked_copy
 from promptcache_langchain._observe import finish_call
@@ -60,14 +60,12 @@ class CachingChatModel(BaseChatModel):
         default=None, description="force a wire format instead of detecting it from the inner model"
     )
 
-    _format: WireFormat | None = PrivateAttr(default=None)
-
     def __init__(self, inner: BaseChatModel, cache: PromptCache, **kwargs: Any) -> None:
         super().__init__(inner=inner, prompt_cache=cache, **kwargs)
 
     @model_validator(mode="after")
     def _setup(self) -> CachingChatModel:
-        self._format = format_override(self.wire_format)
+        format_override(self.wire_format)  # an unknown format fails here, not on the first call
         if self.profile is None and self.inner.profile is not None:
             # create_agent reads the profile to choose a structured-output strategy.
             self.profile = self.inner.profile
@@ -132,7 +130,12 @@ class CachingChatModel(BaseChatModel):
             tenant = tenant_from_config({"metadata": getattr(run_manager, "metadata", None)}, self.tenant_key)
         resolved = self.prompt_cache.resolve_tenant(tenant)
         return CallContext(
-            cache=self.prompt_cache, tenant=resolved, format=self._format, call_id=self._call_id(run_manager)
+            cache=self.prompt_cache,
+            tenant=resolved,
+            # Parsed per call rather than kept in a private attribute: pydantic serves those
+            # through its Python-level __getattr__, slower than this (None when not forced).
+            format=format_override(self.wire_format),
+            call_id=self._call_id(run_manager),
         )
 
     def _target(self) -> BaseChatModel:
