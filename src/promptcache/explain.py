@@ -117,7 +117,7 @@ def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
             prefix_same = False
             continue
         p = prev.system[i]
-        if p.raw == c.raw:
+        if p is c or p.raw == c.raw:
             continue
         if p.canonical != c.canonical:
             prefix_same = False
@@ -195,7 +195,9 @@ def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
             prefix_same = False
             changes.append(Change(block=f"tool {name!r}", cause="content", detail="schema changed"))
     n = min(len(prev.history), len(cur.history))
-    for j in range(n):
+    # One C-level comparison first: an appended conversation (the usual case) needs no loop.
+    same_history = prev.history[:n] == cur.history[:n]
+    for j in range(0 if same_history else n):
         if prev.history[j] != cur.history[j]:
             prefix_same = False
             changes.append(
@@ -206,7 +208,10 @@ def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
                 )
             )
             break
-    return Explanation(family=family, first_in_family=False, prefix_unchanged=prefix_same, changes=changes)
+    # Built from values checked above: skip validation (this runs on every model call).
+    return Explanation.model_construct(
+        family=family, first_in_family=False, prefix_unchanged=prefix_same, changes=changes
+    )
 
 
 def _first_diff(a: list[int], b: list[int], numbers: list[int]) -> int:

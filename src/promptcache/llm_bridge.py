@@ -258,8 +258,9 @@ def record_call(ctx: CallContext) -> CallFigures | None:
     _emit_provider_call(ctx)
     if ctx.usage is None:
         return None
-    recorder_for(ctx.cache).record(ctx.tenant, ctx.usage)
-    return figures_from_usage(ctx.usage, call_id=ctx.call_id, tenant=ctx.tenant)
+    figures = figures_from_usage(ctx.usage, call_id=ctx.call_id, tenant=ctx.tenant)
+    recorder_for(ctx.cache).record(ctx.tenant, ctx.usage, figures=figures)
+    return figures
 
 
 def _emit_provider_call(ctx: CallContext) -> None:

@@ -114,6 +114,14 @@ def figures_from_usage(
     )
 
 
+def _plain(f: CallFigures) -> dict[str, Any]:
+    # Every CallFigures field is a JSON scalar, so its field dict *is* the JSON form;
+    # model_dump cost a visible share of each recorded call. Subclasses take the long way.
+    if type(f) is CallFigures:
+        return dict(f.__dict__)
+    return f.model_dump(mode="json")
+
+
 class CacheMetrics(dict[str, Any]):
     """The cache figures of a run: per-call records and totals computed from them.
 
@@ -134,7 +142,7 @@ class CacheMetrics(dict[str, Any]):
         figures: dict[str, CallFigures] = {}
         for call_id, r in (records or {}).items():
             figures[str(call_id)] = r if isinstance(r, CallFigures) else CallFigures.model_validate(r)
-        super().__init__(records={k: f.model_dump(mode="json") for k, f in figures.items()})
+        super().__init__(records={k: _plain(f) for k, f in figures.items()})
         self._figures = figures
 
     @classmethod

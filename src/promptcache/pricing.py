@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,8 +41,10 @@ def _catalog(catalog: Catalog | None) -> Catalog:
     return _default_catalog
 
 
+@lru_cache(maxsize=4096)
 def _d(value: float) -> Decimal:
-    # Through str() so 0.075 stays 0.075 rather than its binary approximation.
+    # Through str() so 0.075 stays 0.075 rather than its binary approximation. Memoized:
+    # a handful of rates are converted on every priced call.
     return Decimal(str(value))
 
 
@@ -91,6 +94,24 @@ def _write_rate(info: ModelInfo, prices: Prices, ttl: str | None) -> tuple[str, 
     )
 
 
+_lookups: dict[tuple[int, str, str | None], tuple[Catalog, ModelInfo]] = {}
+
+
+def _lookup(cat: Catalog, model: str, provider: str | None) -> ModelInfo:
+    """``cat.lookup`` memoized per catalog object (catalogs are frozen); misses are not kept,
+    so an unknown model still raises its explanation every time."""
+    key = (id(cat), model, provider)
+    hit = _lookups.get(key)
+    # The catalog is kept in the value: an id is only trusted while that object is alive.
+    if hit is not None and hit[0] is cat:
+        return hit[1]
+    info = cat.lookup(model, provider=provider)
+    if len(_lookups) >= 4096:
+        _lookups.clear()
+    _lookups[key] = (cat, info)
+    return info
+
+
 def cost(usage: CacheUsage, *, catalog: Catalog | None = None) -> CostBreakdown:
     """Price ``usage`` with the catalog (the packaged one by default).
 
@@ -101,7 +122,7 @@ def cost(usage: CacheUsage, *, catalog: Catalog | None = None) -> CostBreakdown:
     if not usage.model:
         raise ValueError("usage.model is not set; cannot look up a price")
     cat = _catalog(catalog)
-    info = cat.lookup(usage.model, provider=usage.provider)
+    info = _lookup(cat, usage.model, usage.provider)
     prices = info.prices_for(usage.input_tokens)
     rate_in = _d(prices.input)
 
@@ -136,7 +157,8 @@ def cost(usage: CacheUsage, *, catalog: Catalog | None = None) -> CostBreakdown:
     output_cost = _money(usage.output_tokens, _d(prices.output))
     total = input_cost + read_cost + write_cost + output_cost
     without = _money(usage.input_tokens, rate_in) + output_cost
-    return CostBreakdown(
+    # Every field is computed above with its declared type: skip validation (hot path).
+    return CostBreakdown.model_construct(
         provider=info.provider,
         model=info.id,
         currency=cat.currency,

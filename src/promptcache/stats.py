@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptcache.metrics import figures_from_usage
+from promptcache.metrics import CallFigures, figures_from_usage
 from promptcache.usage import CacheUsage
 
 __all__ = ["CacheStats", "StatsRecorder", "StatsRow", "recorder_for"]
@@ -119,10 +119,14 @@ class StatsRecorder:
         self._lock = threading.Lock()
         self._rows: dict[tuple[str, str | None], _Acc] = {}
 
-    def record(self, tenant: str, usage: CacheUsage) -> None:
-        """Add one provider call's ``usage`` under ``tenant`` (priced with the packaged catalog)."""
+    def record(self, tenant: str, usage: CacheUsage, *, figures: CallFigures | None = None) -> None:
+        """Add one provider call's ``usage`` under ``tenant`` (priced with the packaged catalog).
+
+        ``figures``: the call's figures when the caller already priced ``usage`` with
+        :func:`~promptcache.metrics.figures_from_usage` (pricing is the costly part).
+        """
         # Pricing happens outside the lock: it is the slow part and needs no shared state.
-        f = figures_from_usage(usage, call_id="", tenant=tenant)
+        f = figures if figures is not None else figures_from_usage(usage, call_id="", tenant=tenant)
         key = (tenant, usage.model)
         with self._lock:
             acc = self._rows.get(key)
