@@ -296,7 +296,7 @@ class _Memo:
         if len(self._d) >= self._max:
             # Drop the oldest eighth at once so eviction cost is amortized.
             for k in list(self._d)[: self._max // 8 or 1]:
-                del self._d[k]
+                self._d.pop(k, None)  # another thread may be evicting the same keys
         self._d[key] = value
 
 
@@ -856,7 +856,9 @@ class PromptCache:
     def _remember(self, skey: _StreamKey, stream: _Stream) -> None:
         streams = self._streams
         if skey not in streams and len(streams) >= self._max_families:
-            streams.pop(next(iter(streams)), None)
+            oldest = next(iter(streams), None)  # None if other threads emptied it meanwhile
+            if oldest is not None:
+                streams.pop(oldest, None)
         streams[skey] = stream
 
     def _static_prefix(

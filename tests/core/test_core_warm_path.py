@@ -167,3 +167,42 @@ def test_a_tool_key_order_change_in_place_switches_tools_to_canonical() -> None:
     assert after.plan._snapshot is not None and after.plan._snapshot.tools_canonical
     names = [t["function"]["name"] for t in after.body["tools"]]
     assert names == sorted(names)
+
+
+def test_threads_sharing_a_stream_get_what_the_full_analysis_gives() -> None:
+    # Parallel LangGraph branches on one model and tenant share a stream: each request
+    # must still come out exactly as a full analysis would make it.
+    import threading
+
+    cache = PromptCache(memo_entries=64, max_families=4)  # small: eviction runs under contention
+    system = "You are a booking agent.\nBe brief."
+    requests: list[tuple[int, dict[str, Any]]] = []
+    results: dict[int, Prepared] = {}
+    errors: list[Exception] = []
+
+    def worker(t: int) -> None:
+        conv: list[tuple[str, str]] = []
+        try:
+            for n in range(40):
+                conv += [("user", f"thread {t} turn {n}")]
+                body = make_body("anthropic-messages", system, copy.deepcopy(TOOL_SPECS), conv)
+                i = t * 1000 + n
+                requests.append((i, copy.deepcopy(body)))
+                results[i] = cache.prepare_request(body, format="anthropic-messages")
+                conv += [("assistant", f"answer {t}.{n}")]
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    for i, body in requests:
+        full = PromptCache()
+        expected = full.prepare_request(body, format="anthropic-messages")
+        got = results[i]
+        assert got.plan.conversation_key == expected.plan.conversation_key
+        assert got.plan.prefix_key == expected.plan.prefix_key
+        assert orjson.dumps(got.body) == orjson.dumps(expected.body)
