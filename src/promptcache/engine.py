@@ -193,6 +193,7 @@ class _Stream:
     messages: list[_Message]
     cur: int
     conversation_key: str
+    chars: int  # characters of conversation it keeps referenced (its share of the budget)
 
 
 _StreamKey = tuple[WireFormat, str, str, tuple[BlockKind, ...]]
@@ -305,6 +306,12 @@ class PromptCache:
 
     ``PromptCache()`` works with no arguments (embedded defaults). ``mode="shadow"``
     computes every figure but returns requests unchanged.
+
+    Memory is bounded: ``memo_entries`` analysed blocks and messages per memo,
+    ``max_families`` prefix families, and the last request of each (format, model,
+    tenant) stream, kept so the next one is only analysed where it differs, up to
+    ``max_families`` streams referencing ``stream_chars`` characters of conversation
+    in all (least recently used first out).
     """
 
     def __init__(
@@ -314,6 +321,7 @@ class PromptCache:
         mode: Mode = "active",
         memo_entries: int = 8192,
         max_families: int = 4096,
+        stream_chars: int = 16_000_000,
         catalog: Catalog | None = None,
         store: str | TieredStore | Any | None = None,
         authorize: Authorizer | None = None,
@@ -334,6 +342,9 @@ class PromptCache:
         self._max_families = max_families
         self._families_lock = threading.Lock()
         self._streams: dict[_StreamKey, _Stream] = {}
+        self._streams_lock = threading.Lock()
+        self._stream_chars = 0
+        self._stream_char_budget = stream_chars
         self._contracts: dict[tuple[str, str], KeyContract] = {}
         #: Model facts (minimum cacheable lengths, TTL options, prices); ``None``
         #: uses the packaged, dated catalog.
@@ -814,8 +825,9 @@ class PromptCache:
         new_body = adapter.join(parts, pre.system_out, pre.sent_tools, sent, pre.volatile_text)
 
         plan = self._plan_for_request(fmt, model, tenant, pre, parts, msgs, conv_key)
+        message_chars = [m.chars for m in msgs]
         if copies is not None:
-            self._remember(skey, _Stream(pre, copies, msgs, cur, plan.conversation_key))
+            self._remember(skey, _Stream(pre, copies, msgs, cur, plan.conversation_key, sum(message_chars)))
         snapshot = Snapshot(
             system=pre.prints,
             tool_order=pre.tools.raw_order,
@@ -838,7 +850,7 @@ class PromptCache:
             history_end=cur,
             has_volatile=pre.volatile_text is not None,
             prefix_chars=pre.chars,
-            message_chars=[m.chars for m in msgs],
+            message_chars=message_chars,
             catalog=self.catalog,
         )
         hinted, hints, notes = apply_hints(new_body, ctx)
@@ -854,12 +866,18 @@ class PromptCache:
         return Prepared.fast(hinted, plan)
 
     def _remember(self, skey: _StreamKey, stream: _Stream) -> None:
-        streams = self._streams
-        if skey not in streams and len(streams) >= self._max_families:
-            oldest = next(iter(streams), None)  # None if other threads emptied it meanwhile
-            if oldest is not None:
-                streams.pop(oldest, None)
-        streams[skey] = stream
+        # Streams hold copies of whole conversations: bounded by count and by the
+        # characters they reference, least recently used first out.
+        with self._streams_lock:
+            streams = self._streams
+            old = streams.pop(skey, None)
+            self._stream_chars += stream.chars - (old.chars if old is not None else 0)
+            streams[skey] = stream
+            while len(streams) > 1 and (
+                len(streams) > self._max_families or self._stream_chars > self._stream_char_budget
+            ):
+                evicted = streams.pop(next(iter(streams)))
+                self._stream_chars -= evicted.chars
 
     def _static_prefix(
         self, fmt: WireFormat, parts: WireParts, model: str, tenant: str, stream: _Stream | None

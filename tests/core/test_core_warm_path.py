@@ -206,3 +206,17 @@ def test_threads_sharing_a_stream_get_what_the_full_analysis_gives() -> None:
         assert got.plan.conversation_key == expected.plan.conversation_key
         assert got.plan.prefix_key == expected.plan.prefix_key
         assert orjson.dumps(got.body) == orjson.dumps(expected.body)
+
+
+def test_streams_are_bounded_by_the_characters_they_keep() -> None:
+    # Each tenant's last conversation is kept for its next call; many tenants must not
+    # pin unbounded memory.
+    cache = PromptCache(stream_chars=50_000)
+    conv = [("user", "x" * 10_000), ("assistant", "ok"), ("user", "go")]
+    for t in range(20):
+        body = make_body("openai-chat", "Be brief.", [], conv)
+        cache.prepare_request(body, format="openai-chat", tenant=f"t{t}")
+    assert 1 <= len(cache._streams) <= 5
+    assert cache._stream_chars == sum(s.chars for s in cache._streams.values()) <= 50_000
+    # The most recent tenant is kept and still takes the warm path.
+    assert "t19" in {k[2] for k in cache._streams}
