@@ -284,21 +284,31 @@ def _plain_values(msg: dict[str, Any]) -> bool:
 
 
 class _Memo:
-    """A bounded memo (FIFO eviction: cheap, and hot entries are re-added on reuse)."""
+    """A memo bounded by entries and by the characters its values hold (FIFO eviction:
+    cheap, and an entry still in use is analysed and added again on its next miss)."""
 
-    def __init__(self, max_entries: int) -> None:
-        self._d: dict[Hashable, Any] = {}
+    def __init__(self, max_entries: int, max_chars: int) -> None:
+        self._d: dict[Hashable, tuple[Any, int]] = {}
         self._max = max_entries
+        self._max_chars = max_chars
+        self._chars = 0
+        self._lock = threading.Lock()  # puts only: they run on the miss path
 
     def get(self, key: Hashable) -> Any:
-        return self._d.get(key)
+        hit = self._d.get(key)
+        return None if hit is None else hit[0]
 
-    def put(self, key: Hashable, value: Any) -> None:
-        if len(self._d) >= self._max:
-            # Drop the oldest eighth at once so eviction cost is amortized.
-            for k in list(self._d)[: self._max // 8 or 1]:
-                self._d.pop(k, None)  # another thread may be evicting the same keys
-        self._d[key] = value
+    def put(self, key: Hashable, value: Any, chars: int = 0) -> None:
+        with self._lock:
+            old = self._d.pop(key, None)
+            if old is not None:
+                self._chars -= old[1]
+            while self._d and (len(self._d) >= self._max or self._chars + chars > self._max_chars):
+                # Drop the oldest eighth at once so eviction cost is amortized.
+                for k in list(self._d)[: max(len(self._d) // 8, 1)]:
+                    self._chars -= self._d.pop(k)[1]
+            self._d[key] = (value, chars)
+            self._chars += chars
 
 
 class PromptCache:
@@ -307,11 +317,11 @@ class PromptCache:
     ``PromptCache()`` works with no arguments (embedded defaults). ``mode="shadow"``
     computes every figure but returns requests unchanged.
 
-    Memory is bounded: ``memo_entries`` analysed blocks and messages per memo,
-    ``max_families`` prefix families, and the last request of each (format, model,
-    tenant) stream, kept so the next one is only analysed where it differs, up to
-    ``max_families`` streams referencing ``stream_chars`` characters of conversation
-    in all (least recently used first out).
+    Memory is bounded: ``memo_entries`` analysed blocks and messages holding at
+    most ``memo_chars`` characters per memo; ``max_families`` prefix families; and
+    the last request of each (format, model, tenant) stream, kept so that the next
+    one is analysed only where it differs: up to ``max_families`` streams holding
+    ``stream_chars`` characters of conversation in all (least recently used out).
     """
 
     def __init__(
@@ -322,6 +332,7 @@ class PromptCache:
         memo_entries: int = 8192,
         max_families: int = 4096,
         stream_chars: int = 16_000_000,
+        memo_chars: int = 32_000_000,
         catalog: Catalog | None = None,
         store: str | TieredStore | Any | None = None,
         authorize: Authorizer | None = None,
@@ -336,8 +347,10 @@ class PromptCache:
         if mode not in ("active", "shadow"):
             raise ValueError(f"mode={mode!r}: use 'active' or 'shadow'")
         self.mode: Mode = mode
-        self._memo = _Memo(memo_entries)
-        self._msg_memo: defaultdict[tuple[WireFormat, bool], _Memo] = defaultdict(lambda: _Memo(memo_entries))
+        self._memo = _Memo(memo_entries, memo_chars)
+        self._msg_memo: defaultdict[tuple[WireFormat, bool], _Memo] = defaultdict(
+            lambda: _Memo(memo_entries, memo_chars)
+        )
         self._families: dict[str, _Family] = {}
         self._max_families = max_families
         self._families_lock = threading.Lock()
@@ -574,7 +587,7 @@ class PromptCache:
             canon,
             spans,
         )
-        self._memo.put(key, res)
+        self._memo.put(key, res, 3 * len(text))  # the text, its canonical form and its lines
         return res
 
     def _tools(self, fmt: WireFormat, tools: list[Any], raw: bytes) -> _Tools:
@@ -627,7 +640,7 @@ class PromptCache:
         res = _Tools(
             out_tools, names, blocks, digests, raw_crc, canon_by_name, frags, classes_list, chars, raw
         )
-        self._memo.put(key, res)
+        self._memo.put(key, res, len(raw) + chars)
         return res
 
     def _message_key(self, fmt: WireFormat, msg: Any) -> Hashable:
@@ -679,7 +692,7 @@ class PromptCache:
                 res = _Message(
                     msg, block, digest(kind.value.encode(), cj), classes, len(s), msg is not original
                 )
-                self._msg_memo[(fmt, current)].put(mkey, res)
+                self._msg_memo[(fmt, current)].put(mkey, res, res.chars)
                 out[n] = res
         return out  # type: ignore[return-value]  # every None was filled in above
 

@@ -220,3 +220,13 @@ def test_streams_are_bounded_by_the_characters_they_keep() -> None:
     assert cache._stream_chars == sum(s.chars for s in cache._streams.values()) <= 50_000
     # The most recent tenant is kept and still takes the warm path.
     assert "t19" in {k[2] for k in cache._streams}
+
+
+def test_memos_are_bounded_by_the_characters_they_hold() -> None:
+    cache = PromptCache(memo_chars=100_000)
+    for i in range(40):
+        conv = [("user", f"{i} " + "y" * 20_000), ("assistant", "ok"), ("user", "go")]
+        cache.prepare_request(make_body("openai-chat", "Be brief.", [], conv), format="openai-chat")
+    for memo in cache._msg_memo.values():
+        assert memo._chars <= 100_000
+        assert memo._chars == sum(size for _, size in memo._d.values())
