@@ -245,6 +245,15 @@ def run_cases(root: Path) -> list[Case]:
             "input",
         ),
         _err(
+            "wire_responses_input_item_not_object",
+            lambda: cache.prepare_request(
+                {"model": "gpt-4o", "input": [{"role": "user", "content": "hi"}, "stray"]},
+                format="openai-responses",
+            ),
+            (WireFormatError,),
+            "input[1]",
+        ),
+        _err(
             "wire_messages_not_list",
             lambda: cache.prepare_request({"model": "gpt-4o", "messages": "hi"}, format="openai-chat"),
             (WireFormatError, ValueError),

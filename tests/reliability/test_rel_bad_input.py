@@ -16,6 +16,7 @@ FIXED = (
     "wire_anthropic_body_as_gemini",  # a body of another format is refused, naming it
     "wire_openai_chat_body_as_responses",
     "wire_lone_surrogate_system",  # a WireFormatError naming the block, not a bare UnicodeEncodeError
+    "wire_responses_input_item_not_object",  # found by the fuzzer: was an AttributeError
 )
 
 

@@ -56,6 +56,9 @@ class OpenAIResponsesAdapter:
             kinds.append(kind)
             i += 1
         conv = items[i:]
+        for j, it in enumerate(conv, start=i):
+            if not isinstance(it, dict):
+                raise WireFormatError(f"{fmt}: input[{j}] must be an object (a message or other item)")
         current = current_turn(
             conv, lambda it: it.get("role") == "assistant" or it.get("type") in _ASSISTANT_TYPES
         )
