@@ -305,3 +305,33 @@ def test_long_context_prices_the_whole_call() -> None:
 )
 def test_break_even_reads(model: str, provider: str, ttl: str | None, seconds: float, expected: int) -> None:
     assert break_even_reads(model, ttl, provider=provider, seconds=seconds) == expected
+
+
+def test_use_catalog_reaches_pricing_and_hints_alike() -> None:
+    # One default catalog: a model added by override is priced and gets its hints.
+    from promptcache.catalog import load_catalog, use_catalog
+    from promptcache.formats import WireFormat
+    from promptcache.providers.hints import model_info
+
+    extra = {"providers": {"openai": {"models": {"gpt-9-test": {"prices": {"input": 1.0, "output": 2.0}}}}}}
+    usage = CacheUsage(provider="openai", model="gpt-9-test", input_tokens=1_000_000, output_tokens=0)
+    with pytest.raises(KeyError):
+        cost(usage)
+    use_catalog(load_catalog(overrides=extra))
+    try:
+        assert cost(usage).total == pytest.approx(1.0)
+        assert model_info("gpt-9-test", WireFormat.OPENAI_CHAT) is not None
+    finally:
+        use_catalog(None)
+    with pytest.raises(KeyError):
+        cost(usage)
+
+
+def test_a_catalog_copy_does_not_share_found_models() -> None:
+    from promptcache.catalog import load_catalog
+
+    cat = load_catalog()
+    assert cat.lookup("gpt-4o").prices.input > 0
+    bare = cat.model_copy(update={"providers": {"anthropic": cat.providers["anthropic"]}})
+    with pytest.raises(KeyError):
+        bare.lookup("gpt-4o")

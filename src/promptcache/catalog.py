@@ -26,10 +26,10 @@ from collections.abc import Iterator, Mapping
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 __all__ = [
     "Catalog",
@@ -220,6 +220,17 @@ class Catalog(BaseModel):
     currency: str = "USD"
     providers: dict[str, ProviderInfo]
 
+    # lookup() answers by (model, provider): every priced call and every hint placement
+    # asks, and the search below normalizes ids with regexes. Found models only, so an
+    # unknown one still raises its explanation.
+    _found: dict[tuple[str, str | None], ModelInfo] = PrivateAttr(default_factory=dict)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with changes, whose lookups start afresh (pydantic's copy would share them)."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy._found = {}
+        return copy
+
     def lookup(self, model: str, *, provider: str | None = None) -> ModelInfo:
         """Find ``model``: exact id, then normalized ids, then the longest safe prefix.
 
@@ -235,9 +246,15 @@ class Catalog(BaseModel):
                 f"provider {provider!r} is not in the promptcache catalog (known: {known}); "
                 f"add it with load_catalog(overrides={{'providers': {{{provider!r}: {{...}}}}}})"
             )
+        memo: dict[tuple[str, str | None], ModelInfo] = self.__pydantic_private__["_found"]  # type: ignore[index]
+        hit = memo.get((model, provider))
+        if hit is not None:
+            return hit
         for name in self._search_order(model, provider):
             found = self._find_in(name, model)
             if found is not None:
+                if len(memo) < 4096:
+                    memo[(model, provider)] = found
                 return found
         where = f"provider {provider!r}" if provider else "any provider"
         target = provider or "<provider>"
@@ -345,3 +362,26 @@ def load_catalog(
         extra = overrides if isinstance(overrides, Mapping) else _read_yaml(overrides)
         data = _deep_merge(data, extra)
     return Catalog.model_validate(data)
+
+
+_default: Catalog | None = None
+
+
+def default_catalog() -> Catalog:
+    """The catalog pricing and hint placement use when given none: the packaged one,
+    or what :func:`use_catalog` set."""
+    global _default
+    if _default is None:
+        _default = load_catalog()
+    return _default
+
+
+def use_catalog(catalog: Catalog | None) -> None:
+    """Make ``catalog`` (e.g. ``load_catalog(overrides=...)``) the default for pricing and
+    hint placement; ``None`` goes back to the packaged catalog.
+
+    This is how a model the packaged file lacks (gpt-5.6 and later, a new Claude) gets its
+    prices, minimum, TTL options and ``explicit`` marker before the file is updated.
+    """
+    global _default
+    _default = catalog

@@ -23,22 +23,16 @@ from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptcache.catalog import Catalog, ModelInfo, Prices, load_catalog
+from promptcache.catalog import Catalog, ModelInfo, Prices, default_catalog
 from promptcache.usage import CacheUsage
 
 __all__ = ["CostBreakdown", "break_even_reads", "cost", "gemini_storage_cost"]
 
 _MILLION = Decimal(1_000_000)
-_default_catalog: Catalog | None = None
 
 
 def _catalog(catalog: Catalog | None) -> Catalog:
-    global _default_catalog
-    if catalog is not None:
-        return catalog
-    if _default_catalog is None:
-        _default_catalog = load_catalog()
-    return _default_catalog
+    return catalog if catalog is not None else default_catalog()
 
 
 @lru_cache(maxsize=4096)
@@ -94,24 +88,6 @@ def _write_rate(info: ModelInfo, prices: Prices, ttl: str | None) -> tuple[str, 
     )
 
 
-_lookups: dict[tuple[int, str, str | None], tuple[Catalog, ModelInfo]] = {}
-
-
-def _lookup(cat: Catalog, model: str, provider: str | None) -> ModelInfo:
-    """``cat.lookup`` memoized per catalog object (catalogs are frozen); misses are not kept,
-    so an unknown model still raises its explanation every time."""
-    key = (id(cat), model, provider)
-    hit = _lookups.get(key)
-    # The catalog is kept in the value: an id is only trusted while that object is alive.
-    if hit is not None and hit[0] is cat:
-        return hit[1]
-    info = cat.lookup(model, provider=provider)
-    if len(_lookups) >= 4096:
-        _lookups.clear()
-    _lookups[key] = (cat, info)
-    return info
-
-
 def cost(usage: CacheUsage, *, catalog: Catalog | None = None) -> CostBreakdown:
     """Price ``usage`` with the catalog (the packaged one by default).
 
@@ -122,7 +98,7 @@ def cost(usage: CacheUsage, *, catalog: Catalog | None = None) -> CostBreakdown:
     if not usage.model:
         raise ValueError("usage.model is not set; cannot look up a price")
     cat = _catalog(catalog)
-    info = _lookup(cat, usage.model, usage.provider)
+    info = cat.lookup(usage.model, provider=usage.provider)
     prices = info.prices_for(usage.input_tokens)
     rate_in = _d(prices.input)
 

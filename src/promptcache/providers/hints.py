@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from promptcache.catalog import Catalog, ModelInfo, UnknownModelError, load_catalog
+from promptcache.catalog import Catalog, ModelInfo, UnknownModelError, default_catalog
+from promptcache.catalog import use_catalog as use_catalog  # kept importable from here
 from promptcache.formats import WireFormat
 from promptcache.plan import Hint, Plan
 from promptcache.policy import EntryType, Policy
@@ -51,31 +52,10 @@ FALLBACK_MIN_TOKENS = 1024
 OPENAI_EXTENDED_RETENTION_S = 86400
 _CHARS_PER_TOKEN = 4  # estimate; the simulator counts exactly where it can
 
-_default_catalog: Catalog | None = None
-# (model, format) -> catalog entry or None; the default catalog is immutable, so
-# the answer never changes and the hot path pays one dict lookup.
+# (model, format) -> catalog entry or None, for the default catalog it was filled from
+# (use_catalog may swap it): the hot path pays one dict lookup.
 _info_memo: dict[tuple[str, WireFormat], ModelInfo | None] = {}
-
-
-def _catalog(catalog: Catalog | None) -> Catalog:
-    global _default_catalog
-    if catalog is not None:
-        return catalog
-    if _default_catalog is None:
-        _default_catalog = load_catalog()
-    return _default_catalog
-
-
-def use_catalog(catalog: Catalog | None) -> None:
-    """Make ``catalog`` (e.g. ``load_catalog(overrides=...)``) the one hint placement reads
-    when a :class:`HintContext` names none; ``None`` goes back to the packaged catalog.
-
-    This is how a model the packaged file lacks (gpt-5.6 and later, a new Claude) gets its
-    minimum, TTL options and ``explicit`` marker before the file is updated.
-    """
-    global _default_catalog
-    _default_catalog = catalog
-    _info_memo.clear()
+_info_memo_of: list[Catalog | None] = [None]
 
 
 def _lookup(catalog: Catalog, model: str, fmt: WireFormat) -> ModelInfo | None:
@@ -98,10 +78,14 @@ def model_info(model: str, fmt: WireFormat, catalog: Catalog | None = None) -> M
     if catalog is not None:
         return _lookup(catalog, model, fmt)
     key = (model, fmt)
+    default = default_catalog()
+    if _info_memo_of[0] is not default:
+        _info_memo.clear()
+        _info_memo_of[0] = default
     if key not in _info_memo:
         if len(_info_memo) > 4096:
             _info_memo.clear()
-        _info_memo[key] = _lookup(_catalog(None), model, fmt)
+        _info_memo[key] = _lookup(default, model, fmt)
     return _info_memo[key]
 
 
