@@ -13,9 +13,11 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel, ConfigDict
 
-from promptcache.scan import Scanner
+from promptcache.scan import Hit, Scanner
 
 SECRET = "secret"
 
@@ -111,14 +113,14 @@ class Finding(BaseModel):
 SENSITIVE_SCANNER = Scanner([(k, p) for k, _, p in SENSITIVE_PATTERNS], VERIFY)
 
 
-def sensitive_classes(text: str) -> tuple[str, ...]:
-    """The data classes of the secrets and PII in ``text``, sorted (no findings built).
+def classes_of(hits: Sequence[Hit]) -> tuple[str, ...]:
+    """The sorted data classes of the secret/PII ``hits`` (hits of other kinds, such as
+    volatile values from a combined scanner, are ignored).
 
-    >>> sensitive_classes("mail ops@example.com")
+    >>> classes_of(SENSITIVE_SCANNER.scan("mail ops@example.com"))
     ('pii.email',)
     """
-    hits = SENSITIVE_SCANNER.scan(text)
-    return tuple(sorted({DATA_CLASS[h.kind] for h in hits})) if hits else ()
+    return tuple(sorted({DATA_CLASS[h.kind] for h in hits if h.kind in DATA_CLASS})) if hits else ()
 
 
 def scan_sensitive(text: str) -> list[Finding]:

@@ -43,10 +43,10 @@ from promptcache.canonical import (
     relocate_spans,
 )
 from promptcache.detect import (
-    DATA_CLASS,
     SENSITIVE_PATTERNS,
     SENSITIVE_SCANNER,
     VERIFY,
+    classes_of,
     scan_sensitive,
 )
 from promptcache.explain import SlotPrint, Snapshot
@@ -269,10 +269,6 @@ def _scan_each(scanner: Scanner, texts: list[str]) -> list[list[Hit]]:
                 out[k].append(Hit(max(h.start, lo) - lo, min(h.end, hi) - lo, h.kind))
             k += 1
     return out
-
-
-def _classes_of(hits: list[Hit]) -> tuple[str, ...]:
-    return tuple(sorted({DATA_CLASS[h.kind] for h in hits if h.kind in DATA_CLASS}))
 
 
 def _plain_values(msg: dict[str, Any]) -> bool:
@@ -562,7 +558,7 @@ class PromptCache:
             ) from None
         canon = canonical_text(text)
         hits = _STATIC_SCANNER.scan(canon)
-        classes = tuple(sorted({DATA_CLASS[h.kind] for h in hits if h.kind in DATA_CLASS}))
+        classes = classes_of(hits)
         spans = find_volatile(canon, hits) if self._relocates(kind) else []
         stable, frags = relocate_spans(canon, spans, label)
         lines = stable.split("\n")
@@ -614,7 +610,7 @@ class PromptCache:
             cj = canon[n]
             hits = hits_by_tool[n]
             chars += len(cj)
-            classes = _classes_of(hits) if hits else ()
+            classes = classes_of(hits)
             if relocate and hits and find_volatile(cj.decode(), hits):
                 value, fs = relocate_json(orjson.loads(cj), f"tool {names[i]!r}", marker_start=len(frags) + 1)
                 frags.extend(fs)
@@ -676,7 +672,7 @@ class PromptCache:
             for (n, original, current, mkey), msg, cj, s, hits in zip(
                 todo, normalized, canon, texts, found, strict=True
             ):
-                classes = _classes_of(hits) if hits else ()
+                classes = classes_of(hits)
                 kind = adapter.message_kind(msg)
                 if current and kind is BlockKind.HISTORY:
                     kind = BlockKind.USER
