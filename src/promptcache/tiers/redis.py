@@ -189,41 +189,13 @@ def connect_sync(
     from redis import cluster as _cluster
     from redis import sentinel as _sentinel
 
-    # parts of redis-py are untyped: keep them behind Any
-    ClusterNode: Any = _cluster.ClusterNode
-    RedisCluster: Any = _cluster.RedisCluster
-    Sentinel: Any = _sentinel.Sentinel
-
-    opts: dict[str, Any] = {
-        "socket_timeout": socket_timeout,
-        "socket_connect_timeout": connect_timeout,
-        "retry": _no_retry(),
-    }
-    parts = urlsplit(url)
-    scheme = parts.scheme
-    if scheme in ("redis+cluster", "rediss+cluster"):
-        password, hosts = _hosts(parts.netloc)
-        return RedisCluster(
-            startup_nodes=[ClusterNode(h, p) for h, p in hosts],
-            password=password,
-            ssl=scheme.startswith("rediss"),
-            **opts,
-        )
-    if scheme in ("redis+sentinel", "rediss+sentinel"):
-        password, hosts = _hosts(parts.netloc)
-        path = [p for p in parts.path.split("/") if p]
-        if not path:
-            raise ValueError("a sentinel URL names the service: redis+sentinel://host:port/service")
-        sentinel = Sentinel(hosts, sentinel_kwargs={"socket_timeout": socket_timeout}, **opts)
-        return sentinel.master_for(
-            path[0],
-            password=password,
-            db=int(path[1]) if len(path) > 1 else 0,
-            ssl=scheme.startswith("rediss"),
-        )
-    if cluster:
-        return RedisCluster.from_url(url, **opts)
-    return redis.Redis.from_url(url, **opts)
+    return _connect(
+        url,
+        (redis.Redis, _cluster.RedisCluster, _cluster.ClusterNode, _sentinel.Sentinel),
+        cluster=cluster,
+        socket_timeout=socket_timeout,
+        connect_timeout=connect_timeout,
+    )
 
 
 def connect_async(
@@ -234,10 +206,26 @@ def connect_async(
     from redis.asyncio import cluster as _cluster
     from redis.asyncio import sentinel as _sentinel
 
-    ClusterNode: Any = _cluster.ClusterNode
-    RedisCluster: Any = _cluster.RedisCluster
-    Sentinel: Any = _sentinel.Sentinel
+    return _connect(
+        url,
+        (aredis.Redis, _cluster.RedisCluster, _cluster.ClusterNode, _sentinel.Sentinel),
+        cluster=cluster,
+        socket_timeout=socket_timeout,
+        connect_timeout=connect_timeout,
+    )
 
+
+def _connect(
+    url: str,
+    classes: tuple[Any, Any, Any, Any],
+    *,
+    cluster: bool,
+    socket_timeout: float,
+    connect_timeout: float,
+) -> Any:
+    # One URL grammar for both client families; only the classes differ (and parts of
+    # redis-py are untyped, hence Any).
+    Redis, RedisCluster, ClusterNode, Sentinel = classes
     opts: dict[str, Any] = {
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": connect_timeout,
@@ -267,7 +255,7 @@ def connect_async(
         )
     if cluster:
         return RedisCluster.from_url(url, **opts)
-    return aredis.Redis.from_url(url, **opts)
+    return Redis.from_url(url, **opts)
 
 
 class RedisStore:
