@@ -519,8 +519,12 @@ class _Method:
         return getattr(self._fn, name)
 
 
-class _Proxy:
-    """Delegates everything to ``target`` except the attributes given in ``overrides``."""
+class Delegate:
+    """Delegates everything to ``target`` except the attributes given in ``overrides``.
+
+    How an intercepted SDK client stands in for the caller's: the caller's client is
+    never modified. Shared with :mod:`promptcache.providers.sdk_intercept`.
+    """
 
     def __init__(self, target: Any, overrides: Mapping[str, Any]) -> None:
         object.__setattr__(self, "_target", target)
@@ -563,7 +567,7 @@ def intercept_client(client: Any) -> Any:
         return _sdk_copy(
             client,
             {
-                "messages": _Proxy(
+                "messages": Delegate(
                     messages, {"create": _Method(messages.create, WireFormat.ANTHROPIC_MESSAGES)}
                 )
             },
@@ -574,15 +578,15 @@ def intercept_client(client: Any) -> Any:
         return _sdk_copy(
             client,
             {
-                "chat": _Proxy(
+                "chat": Delegate(
                     chat,
                     {
-                        "completions": _Proxy(
+                        "completions": Delegate(
                             completions, {"create": _Method(completions.create, WireFormat.OPENAI_CHAT)}
                         )
                     },
                 ),
-                "responses": _Proxy(
+                "responses": Delegate(
                     responses, {"create": _Method(responses.create, WireFormat.OPENAI_RESPONSES)}
                 ),
             },
@@ -591,7 +595,7 @@ def intercept_client(client: Any) -> Any:
     service = getattr(getattr(meta, "service_model", None), "service_name", None)
     if service == "bedrock-runtime" or (callable(getattr(client, "converse", None)) and module != "openai"):
         # boto3 clients are generated classes whose copies are not safe to make: delegate instead.
-        proxy = _Proxy(
+        proxy = Delegate(
             client,
             {
                 "converse": _Method(client.converse, WireFormat.BEDROCK_CONVERSE, stream=False),

@@ -36,15 +36,13 @@ from promptcache.formats import WireFormat
 from promptcache.llm_bridge import (
     HINT_REJECTIONS,
     CallContext,
+    Delegate,
     current_call,
     intercept_client,
     is_intercepted,
     mark_first_chunk,
     rewrite_payload,
     to_plain,
-)
-from promptcache.llm_bridge import (
-    _Proxy as _Delegate,  # the bridge's own delegate: a second copy would drift from it
 )
 from promptcache.providers.fallback import send_with_hint_fallback
 from promptcache.providers.gemini_cache import GeminiCacheManager, GeminiPrepared
@@ -69,7 +67,7 @@ _PARSE_ASIDE = frozenset({"output_format", "text_format", "betas"})
 def is_genai_client(client: Any) -> bool:
     """Whether ``client`` is a ``google.genai.Client`` (or a copy made here)."""
     return type(client).__module__.startswith("google.genai") or (
-        isinstance(client, _Delegate) and is_genai_client(object.__getattribute__(client, "_target"))
+        isinstance(client, Delegate) and is_genai_client(object.__getattribute__(client, "_target"))
     )
 
 
@@ -90,13 +88,13 @@ def intercept_sdk_client(client: Any, *, gemini_caches: GeminiCacheManager | Non
     module = type(client).__module__.split(".")[0]
     if module == "anthropic" and hasattr(client, "beta"):
         msgs = client.beta.messages
-        hooked.__dict__["beta"] = _Delegate(
+        hooked.__dict__["beta"] = Delegate(
             client.beta,
-            {"messages": _Delegate(msgs, {"parse": _ParseMethod(msgs.parse, WireFormat.ANTHROPIC_MESSAGES)})},
+            {"messages": Delegate(msgs, {"parse": _ParseMethod(msgs.parse, WireFormat.ANTHROPIC_MESSAGES)})},
         )
     elif module == "openai" and hasattr(client, "responses"):
         responses = hooked.responses
-        hooked.__dict__["responses"] = _Delegate(
+        hooked.__dict__["responses"] = Delegate(
             responses,
             {"parse": _ParseMethod(client.responses.parse, WireFormat.OPENAI_RESPONSES)},
         )
@@ -162,7 +160,7 @@ def intercept_genai_client(client: Any, *, caches: GeminiCacheManager | None = N
     if client is None or is_intercepted(client):
         return client
     api = client._api_client
-    hooked_api = _Delegate(
+    hooked_api = Delegate(
         api,
         {
             "request": _GenAIRequest(api.request, caches, streamed=False),
@@ -175,7 +173,7 @@ def intercept_genai_client(client: Any, *, caches: GeminiCacheManager | None = N
     aio = client.aio
     amodels = type(aio.models)(hooked_api)
     chats_cls, achats_cls = type(client.chats), type(aio.chats)
-    hooked_aio = _Delegate(
+    hooked_aio = Delegate(
         aio,
         {
             "_api_client": hooked_api,
@@ -184,7 +182,7 @@ def intercept_genai_client(client: Any, *, caches: GeminiCacheManager | None = N
             "chats": achats_cls(modules=amodels),
         },
     )
-    return _Delegate(
+    return Delegate(
         client,
         {
             "_api_client": hooked_api,
@@ -204,7 +202,7 @@ class GenAIClientTransport:
     URL (Gemini API keys and Vertex AI alike)."""
 
     def __init__(self, client: Any) -> None:
-        target = object.__getattribute__(client, "_target") if isinstance(client, _Delegate) else client
+        target = object.__getattribute__(client, "_target") if isinstance(client, Delegate) else client
         self._api = target._api_client
 
     def _call(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
