@@ -37,7 +37,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import core_schema
 
-from promptcache.pricing import cost
+from promptcache.pricing import cost_nusd
 from promptcache.usage import CacheUsage
 
 __all__ = ["CacheMetrics", "CallFigures", "figures_from_usage", "merge_cache_metrics"]
@@ -90,14 +90,13 @@ def figures_from_usage(
     priced = False
     if usage.model:
         try:
-            c = cost(usage)
+            cost_n, avoided_n = cost_nusd(usage)
         except (KeyError, ValueError):
             pass
         else:
-            cost_n = round(c.total * _NANO)
-            avoided_n = round(c.cost_avoided * _NANO)
             priced = True
-    return CallFigures(
+    make = _unchecked if _trusted(usage, call_id, tenant, kind, local_hit) else CallFigures
+    return make(
         call_id=call_id,
         kind=kind,
         tenant=tenant,
@@ -112,6 +111,37 @@ def figures_from_usage(
         priced=priced,
         local_hit=local_hit,
     )
+
+
+_KINDS = frozenset(("model", "tool", "retrieval"))
+
+
+def _unchecked(**values: Any) -> CallFigures:
+    # What CallFigures(**values) builds, minus the validation: for values _trusted() vouched for.
+    # model_construct costs about as much as validating; this is what it does, for one class.
+    out = CallFigures.__new__(CallFigures)
+    object.__setattr__(out, "__dict__", values)
+    object.__setattr__(out, "__pydantic_fields_set__", set(values))
+    object.__setattr__(out, "__pydantic_extra__", None)
+    object.__setattr__(out, "__pydantic_private__", None)
+    return out
+
+
+def _trusted(usage: CacheUsage, call_id: object, tenant: object, kind: object, local_hit: object) -> bool:
+    """Whether the figures' values are already what validation would accept (this runs on every
+    recorded call): the caller's arguments of their declared types, the usage a validated one
+    (``model_construct`` skips its checks, so its counts are checked again)."""
+    if not (
+        type(call_id) is str
+        and (tenant is None or type(tenant) is str)
+        and kind in _KINDS
+        and type(local_hit) is bool
+        and type(usage.provider) is str
+        and (usage.model is None or type(usage.model) is str)
+    ):
+        return False
+    counts = (usage.input_tokens, usage.cache_read_tokens, usage.cache_write_tokens, usage.output_tokens)
+    return all(type(n) is int and n >= 0 for n in counts)
 
 
 def _plain(f: CallFigures) -> dict[str, Any]:

@@ -17,6 +17,7 @@ or at the input rate where the provider charges no write premium), output at the
 from __future__ import annotations
 
 import math
+import sys
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
@@ -26,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from promptcache.catalog import Catalog, ModelInfo, Prices, default_catalog
 from promptcache.usage import CacheUsage
 
-__all__ = ["CostBreakdown", "break_even_reads", "cost", "gemini_storage_cost"]
+__all__ = ["CostBreakdown", "break_even_reads", "cost", "cost_nusd", "gemini_storage_cost"]
 
 _MILLION = Decimal(1_000_000)
 
@@ -148,6 +149,139 @@ def cost(usage: CacheUsage, *, catalog: Catalog | None = None) -> CostBreakdown:
         cost_without_cache=float(without),
         cost_avoided=float(without - total),
     )
+
+
+# -- the per-call figures: the same prices as integers ----------------------------------------
+#
+# ``cost_nusd`` runs on every recorded model call. Every catalog rate has at most six decimals in
+# USD per million tokens, i.e. is a whole number of pico-USD per token; priced that way a call's
+# cost is an exact integer, the same exact value ``cost`` reaches through Decimal arithmetic
+# (whose 28 digits hold it exactly below ``_EXACT``). Both then go through one correctly rounded
+# conversion to float (int / int and float(Decimal) both are), so the nano-USD figures agree to
+# the unit. Anything else (a rate with more decimals, usage ``cost`` refuses, sums past
+# ``_EXACT``) takes ``cost`` itself: same answer, same error.
+
+_PICO = 10**12
+_EXACT = 10**27
+
+
+def _pico(per_million: Decimal) -> int | None:
+    """A rate in USD per million tokens as whole pico-USD per token (None: not a whole number)."""
+    scaled = per_million.scaleb(6)
+    whole = int(scaled)
+    return whole if scaled == whole else None
+
+
+class _Rates:
+    """One (model, price tier) in pico-USD per token, with the write rate of each TTL asked so far."""
+
+    __slots__ = ("info", "input", "output", "prices", "read", "writes")
+
+    def __init__(self, info: ModelInfo, prices: Prices) -> None:
+        self.info, self.prices = info, prices
+        self.input = _pico(_d(prices.input))
+        self.output = _pico(_d(prices.output))
+        self.read = None if prices.cache_read is None else _pico(_d(prices.cache_read))
+        self.writes: dict[str | None, int | None] = {}
+
+    def write(self, ttl: str | None) -> int | None:
+        """The pico rate a write of ``ttl`` is billed at (None: let ``cost`` decide or refuse)."""
+        try:
+            return self.writes[ttl]
+        except KeyError:
+            pass
+        try:
+            whole = _pico(_write_rate(self.info, self.prices, ttl)[1])
+        except ValueError:
+            whole = None
+        self.writes[ttl] = whole
+        return whole
+
+
+class _ModelRates:
+    """A model's rates in one catalog: the standard tier and, past its threshold, the long-context
+    one (the standard one again where there is none, so picking needs no test for it)."""
+
+    __slots__ = ("catalog", "long", "standard", "threshold")
+
+    def __init__(self, catalog: Catalog, info: ModelInfo) -> None:
+        self.catalog = catalog
+        self.standard = _Rates(info, info.spec.prices)
+        tier = info.spec.long_context
+        self.threshold = sys.maxsize if tier is None else tier.threshold_tokens
+        self.long = self.standard if tier is None else _Rates(info, tier.prices)
+
+
+# By (model, provider) as the usage names them, for the catalog the entry was made from: a
+# catalog swapped by use_catalog() (or passed in) makes a new entry on its first call.
+_by_model: dict[tuple[str, str], _ModelRates] = {}
+
+
+def _rates(catalog: Catalog, model: str, provider: str) -> _ModelRates:
+    key = (model, provider)
+    entry = _by_model.get(key)
+    if entry is None or entry.catalog is not catalog:
+        entry = _ModelRates(catalog, catalog.lookup(model, provider=provider))
+        if len(_by_model) < 4096:
+            _by_model[key] = entry
+    return entry
+
+
+def cost_nusd(usage: CacheUsage, *, catalog: Catalog | None = None) -> tuple[int, int]:
+    """``(total, cost_avoided)`` of ``usage`` in nano-USD: ``round(cost(usage).total * 1e9)`` and
+    ``round(cost(usage).cost_avoided * 1e9)``, computed in integers.
+
+    Raises what :func:`cost` raises, for the same usage.
+    """
+    # One straight function: on a cold CPU cache each further call is a visible share of it.
+    model, provider = usage.model, usage.provider
+    if not model:
+        return _by_cost(usage, catalog)
+    cat = catalog if catalog is not None else default_catalog()
+    entry = _by_model.get((model, provider))
+    if entry is None or entry.catalog is not cat:
+        entry = _rates(cat, model, provider)
+    n_in, n_read, n_write, n_out = (
+        usage.input_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.output_tokens,
+    )
+    r = entry.long if n_in > entry.threshold else entry.standard  # as ModelInfo.prices_for
+    rate_in, rate_out = r.input, r.output
+    uncached = n_in - n_read - n_write
+    # Negative counts (usage built without validation) are left to ``cost``: with every part
+    # non-negative, no partial sum exceeds the total, so ``_EXACT`` bounds them all.
+    if rate_in is None or rate_out is None or min(uncached, n_read, n_write, n_out) < 0:
+        return _by_cost(usage, catalog)
+    total = uncached * rate_in + n_out * rate_out
+    if n_read:
+        if r.read is None:
+            return _by_cost(usage, catalog)
+        total += n_read * r.read
+    labelled = 0
+    for ttl, tokens in usage.cache_write_tokens_by_ttl.items():
+        rate = r.write(ttl)
+        if rate is None or tokens < 0:
+            return _by_cost(usage, catalog)
+        total += tokens * rate
+        labelled += tokens
+    if labelled != n_write:
+        rate = r.write(None)
+        if rate is None or labelled > n_write:
+            return _by_cost(usage, catalog)
+        total += (n_write - labelled) * rate
+    without = n_in * rate_in + n_out * rate_out
+    if total >= _EXACT or without >= _EXACT:
+        return _by_cost(usage, catalog)
+    # As round(float(Decimal total) * 1e9): the correctly rounded float first, then nano-USD.
+    return round(total / _PICO * 1e9), round((without - total) / _PICO * 1e9)
+
+
+def _by_cost(usage: CacheUsage, catalog: Catalog | None) -> tuple[int, int]:
+    """:func:`cost_nusd` through :func:`cost`: for what the integer path leaves to it."""
+    c = cost(usage, catalog=catalog)
+    return round(c.total * 1e9), round(c.cost_avoided * 1e9)
 
 
 def break_even_reads(
