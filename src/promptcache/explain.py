@@ -17,6 +17,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+_FIRST = "first request of this prefix family: nothing cached yet"
+_UNCHANGED = "cacheable prefix unchanged since the last request"
+
 Cause = Literal[
     "first_request",
     "key_order",
@@ -65,9 +68,9 @@ class Explanation(BaseModel):
 
     def __str__(self) -> str:
         if self.first_in_family:
-            return "first request of this prefix family: nothing cached yet"
+            return _FIRST
         if not self.changes:
-            return "cacheable prefix unchanged since the last request"
+            return _UNCHANGED
         head = (
             "cacheable prefix unchanged (promptcache absorbed the differences)"
             if self.prefix_unchanged
@@ -98,6 +101,38 @@ class Snapshot:
     tool_canonical: dict[str, str] = field(default_factory=dict)
     history: list[str] = field(default_factory=list)
     tools_canonical: bool = False  # tools were sent sorted and canonical (not as the caller sent them)
+
+
+def describe(family: str, prev: Snapshot | None, cur: Snapshot | None) -> str:
+    """``str(compare(family, prev, cur))`` (``cur`` None: no snapshot, a first request), without
+    building the explanation in the usual case: nothing changed since the family's last request.
+
+    This runs on every model call an integration observes; identity checks come first because
+    the engine hands an unchanged part of a snapshot on to the next one as the same object.
+    """
+    if cur is None or prev is None:
+        return _FIRST
+    if _nothing_changed(prev, cur):
+        return _UNCHANGED
+    return str(compare(family, prev, cur))
+
+
+def _nothing_changed(prev: Snapshot, cur: Snapshot) -> bool:
+    """Whether :func:`compare` would list no change at all (False: let it say what changed)."""
+    if prev.system is not cur.system:
+        if len(prev.system) != len(cur.system):
+            return False
+        for p, c in zip(prev.system, cur.system, strict=True):
+            if p is not c and p.raw != c.raw:
+                return False
+    if cur.tools_canonical and not prev.tools_canonical:
+        return False
+    if prev.tool_order is not cur.tool_order and prev.tool_order != cur.tool_order:
+        return False
+    if prev.tool_raw is not cur.tool_raw and prev.tool_raw != cur.tool_raw:
+        return False
+    n = min(len(prev.history), len(cur.history))
+    return prev.history[:n] == cur.history[:n]
 
 
 def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
@@ -184,8 +219,10 @@ def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
             if removed:
                 changes.append(Change(block="tools", cause="removed", detail=f"tools removed: {removed}"))
             prefix_same = False
-    for name, raw in cur.tool_raw.items():
-        if switched or name not in prev.tool_raw or prev.tool_raw[name] == raw:
+    # One C-level comparison first: unchanged tools (the usual case) need no loop.
+    same_tools = switched or prev.tool_raw == cur.tool_raw
+    for name, raw in () if same_tools else cur.tool_raw.items():
+        if name not in prev.tool_raw or prev.tool_raw[name] == raw:
             continue
         if prev.tool_canonical.get(name) == cur.tool_canonical.get(name):
             changes.append(
@@ -209,9 +246,18 @@ def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
             )
             break
     # Built from values checked above: skip validation (this runs on every model call).
-    return Explanation.model_construct(
-        family=family, first_in_family=False, prefix_unchanged=prefix_same, changes=changes
-    )
+    return _explanation(family, False, prefix_same, changes)
+
+
+def _explanation(family: str, first: bool, unchanged: bool, changes: list[Change]) -> Explanation:
+    # What model_construct does, for one class: model_construct costs about as much as validating.
+    out = Explanation.__new__(Explanation)
+    values = {"family": family, "first_in_family": first, "prefix_unchanged": unchanged, "changes": changes}
+    object.__setattr__(out, "__dict__", values)
+    object.__setattr__(out, "__pydantic_fields_set__", set(values))
+    object.__setattr__(out, "__pydantic_extra__", None)
+    object.__setattr__(out, "__pydantic_private__", None)
+    return out
 
 
 def _first_diff(a: list[int], b: list[int], numbers: list[int]) -> int:
