@@ -184,6 +184,23 @@ class _Prefix:
 
 
 @dataclass(slots=True, frozen=True)
+class _History:
+    """What a plan takes from its static prefix and history, ready to extend.
+
+    Kept with the stream, so a call that resends last call's history unchanged
+    builds its plan from these instead of walking every message again. Never
+    mutated: plans get new lists.
+    """
+
+    blocks: list[Block]  # prefix blocks, then one per history message
+    digests: list[str]
+    classes: dict[int, list[str]]  # plan index -> data classes, prefix and history
+    chars: list[int]  # characters of each history message
+    history_digests: list[str]
+    normalized: bool  # some history message is sent as our normalized copy
+
+
+@dataclass(slots=True, frozen=True)
 class _Stream:
     """The last request of one (format, model, tenant, system kinds) stream: the warm
     path compares the next request against it by value and re-analyses only the rest."""
@@ -194,6 +211,7 @@ class _Stream:
     cur: int
     conversation_key: str
     chars: int  # characters of conversation it keeps referenced (its share of the budget)
+    history: _History
 
 
 _StreamKey = tuple[WireFormat, str, str, tuple[BlockKind, ...]]
@@ -253,6 +271,8 @@ def _scan_each(scanner: Scanner, texts: list[str]) -> list[list[Hit]]:
     clipped, to every text it overlaps, so joining can only add findings to a
     text, never hide one.
     """
+    if len(texts) == 1:  # the usual warm call: one new turn, nothing to join
+        return [scanner.scan(texts[0])]
     out: list[list[Hit]] = [[] for _ in texts]
     if not texts:
         return out
@@ -269,6 +289,23 @@ def _scan_each(scanner: Scanner, texts: list[str]) -> list[list[Hit]]:
                 out[k].append(Hit(max(h.start, lo) - lo, min(h.end, hi) - lo, h.kind))
             k += 1
     return out
+
+
+def _canonical_message(msg: Any) -> tuple[Any, bytes]:
+    """``msg`` with its text normalized, and its canonical JSON.
+
+    Sorted-key JSON that is ASCII without an escaped CR is already canonical, and
+    then the message's text needs no normalizing either: one dump instead of a
+    normalization walk plus a dump (this runs for every new message).
+    """
+    try:
+        raw = orjson.dumps(msg, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        raw = None  # canonical_json below says what is wrong, naming the message
+    if raw is not None and raw.isascii() and b"\\r" not in raw:
+        return msg, raw
+    normalized = normalize_message_text(msg)
+    return normalized, canonical_json(normalized, where="message")
 
 
 def _plain_values(msg: dict[str, Any]) -> bool:
@@ -665,8 +702,12 @@ class PromptCache:
                 todo.append((n, msg, current, mkey))
             out.append(hit)
         if todo:
-            normalized = [normalize_message_text(msg) for _, msg, _, _ in todo]
-            canon = [canonical_json(m, where="message") for m in normalized]
+            normalized: list[Any] = []
+            canon: list[bytes] = []
+            for _, msg, _, _ in todo:
+                m, cj = _canonical_message(msg)
+                normalized.append(m)
+                canon.append(cj)
             texts = [c.decode() for c in canon]
             found = _scan_each(SENSITIVE_SCANNER, texts)
             for (n, original, current, mkey), msg, cj, s, hits in zip(
@@ -826,23 +867,32 @@ class PromptCache:
         same = stream if stream is not None and stream.prefix is pre else None
         msgs, copies, k = self._conversation(fmt, adapter, parts, same)
         cur = parts.current
-        # The history is last call's, message for message: so is its key.
-        conv_key = same.conversation_key if same is not None and same.cur == cur and k >= cur else None
+        if same is not None and same.cur == cur and k >= cur:
+            # The history is last call's, message for message: so are its key and plan part.
+            hist, conv_key = same.history, same.conversation_key
+        else:
+            hist, conv_key = self._history(pre, msgs[:cur]), None
+        tail = msgs[cur:]
+        message_chars = hist.chars + [m.chars for m in tail]
         # A message equal to one seen before is sent as the caller's own object;
         # only a message whose text was normalized is sent as our copy.
-        sent = [m.message if m.normalized else parts.messages[i] for i, m in enumerate(msgs)]
+        if hist.normalized or any(m.normalized for m in tail):
+            sent = [m.message if m.normalized else parts.messages[i] for i, m in enumerate(msgs)]
+        else:
+            sent = parts.messages
         new_body = adapter.join(parts, pre.system_out, pre.sent_tools, sent, pre.volatile_text)
 
-        plan = self._plan_for_request(fmt, model, tenant, pre, parts, msgs, conv_key)
-        message_chars = [m.chars for m in msgs]
+        plan = self._plan_for_request(fmt, model, tenant, pre, parts, hist, tail, conv_key)
         if copies is not None:
-            self._remember(skey, _Stream(pre, copies, msgs, cur, plan.conversation_key, sum(message_chars)))
+            self._remember(
+                skey, _Stream(pre, copies, msgs, cur, plan.conversation_key, sum(message_chars), hist)
+            )
         snapshot = Snapshot(
             system=pre.prints,
             tool_order=pre.tools.raw_order,
             tool_raw=pre.tools.raw_crc,
             tool_canonical=pre.tools.canonical_by_name,
-            history=[m.digest for m in msgs[:cur]],
+            history=hist.history_digests,
             tools_canonical=pre.canonical_tools,
         )
         fam = pre.family
@@ -1082,6 +1132,24 @@ class PromptCache:
             return t.canonical_digest
         return digest(t.block.kind.value.encode(), sent.encode())
 
+    @staticmethod
+    def _history(pre: _Prefix, history: list[_Message]) -> _History:
+        """The plan's prefix and history part for ``history`` after ``pre``."""
+        base = len(pre.blocks)
+        classes = dict(pre.classes)
+        for i, m in enumerate(history):
+            if m.data_classes:
+                classes[base + i] = list(m.data_classes)
+        digests = [m.digest for m in history]
+        return _History(
+            blocks=pre.blocks + [m.block for m in history],
+            digests=pre.digests + digests,
+            classes=classes,
+            chars=[m.chars for m in history],
+            history_digests=digests,
+            normalized=any(m.normalized for m in history),
+        )
+
     def _plan_for_request(
         self,
         fmt: WireFormat,
@@ -1089,27 +1157,28 @@ class PromptCache:
         tenant: str,
         pre: _Prefix,
         parts: WireParts,
-        msgs: list[_Message],
+        hist: _History,
+        tail: list[_Message],
         conversation_key: str | None,
     ) -> Plan:
         prefix_end = len(pre.blocks)
-        blocks = pre.blocks + [m.block for m in msgs]
-        digests = pre.digests + [m.digest for m in msgs]
-        classes = dict(pre.classes)
+        blocks = hist.blocks + [m.block for m in tail]
+        digests = hist.digests + [m.digest for m in tail]
+        classes = dict(hist.classes)
         cur = parts.current
-        sections = ["static"] * prefix_end + ["history"] * cur + ["current"] * (len(msgs) - cur)
+        sections = ["static"] * prefix_end + ["history"] * cur + ["current"] * len(tail)
         # The volatile block (if any) sits just before the current turn.
-        shift = 1 if pre.volatile_text is not None else 0
-        for i, m in enumerate(msgs):
+        at = prefix_end + cur + (1 if pre.volatile_text is not None else 0)
+        for i, m in enumerate(tail):
             if m.data_classes:
-                classes[prefix_end + i + (shift if i >= cur else 0)] = list(m.data_classes)
+                classes[at + i] = list(m.data_classes)
         if conversation_key is None:
             h = pre.hash_state
             if cur:
                 # Extends the prefix's hash state: the same bytes as chain_hashes.
                 h = h.copy()
                 sep = "\x00" if prefix_end else ""
-                h.update((sep + "\x00".join(digests[prefix_end : prefix_end + cur])).encode())
+                h.update((sep + "\x00".join(hist.history_digests)).encode())
             conversation_key = derive_key(pre.contract, "conversation", h.hexdigest())
         if pre.volatile_block is not None and pre.volatile_digest is not None:
             at = prefix_end + cur

@@ -26,6 +26,8 @@ from promptcache.plan import Prepared
 
 OPS = [
     "user",
+    "pii_user",  # data classes on a message: their plan indices shift around the volatile block
+    "nfd_user",  # text that needs normalizing: sent as our copy, not the caller's object
     "assistant",
     "same",
     "mutate_old",
@@ -70,6 +72,12 @@ def _same(a: Prepared, b: Prepared) -> None:
     assert pa.hints == pb.hints
     assert pa.decisions == pb.decisions
     assert pa.explain() == pb.explain()
+    # Not only equal: right. A block holds an address exactly when its index carries the class
+    # (indices shift by one after the volatile block, which sits before the current turn).
+    mailed = {i for i, blk in enumerate(pa.blocks) if b"@example.com" in orjson.dumps(blk.content)}
+    assert mailed == {i for i, dcs in pa.data_classes.items() if "pii.email" in dcs}
+    # Text needing normalization is sent normalized.
+    assert "cafe\u0301".encode() not in orjson.dumps(a.body)
 
 
 def _run(fmt: str, ops: list[str], seed: int) -> None:
@@ -88,6 +96,10 @@ def _run(fmt: str, ops: list[str], seed: int) -> None:
         n += 1
         if op == "user" or (op == "assistant" and conv and conv[-1].get("role") not in ("user",)):
             conv.append(_message(fmt, "user", f"turn {n} " + "x" * rng.randint(0, 30)))
+        elif op == "pii_user" and (not conv or conv[-1].get("role") != "user"):
+            conv.append(_message(fmt, "user", f"mail me at jo{n}@example.com"))
+        elif op == "nfd_user" and (not conv or conv[-1].get("role") != "user"):
+            conv.append(_message(fmt, "user", f"cafe\u0301 {n}"))
         elif op == "assistant":
             conv.append(_message(fmt, "assistant", f"answer {n}"))
         elif op == "mutate_old" and len(conv) > 1:
