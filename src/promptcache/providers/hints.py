@@ -108,7 +108,13 @@ def min_cacheable_tokens(
 def ttl_options(model: str, fmt: WireFormat, catalog: Catalog | None = None) -> frozenset[str]:
     """The cache TTL labels the catalog lists for the model (empty when unknown)."""
     info = model_info(model, fmt, catalog)
-    return frozenset(info.spec.ttl_options) if info is not None else frozenset()
+    return _ttl_set(tuple(info.spec.ttl_options)) if info is not None else frozenset()
+
+
+@lru_cache(maxsize=256)
+def _ttl_set(options: tuple[str, ...]) -> frozenset[str]:
+    # One shared set per distinct option list: this runs on every hinted request.
+    return frozenset(options)
 
 
 @dataclass(slots=True)
@@ -140,6 +146,8 @@ def _hint(*, kind: str, where: str, ttl: str | None = None, prefix_tokens: int |
 
 def _blocked_from(ctx: HintContext) -> int:
     """Index (plan order) of the first block provider caching may not cover."""
+    if not ctx.plan.data_classes:  # the usual request: nothing sensitive anywhere
+        return len(ctx.plan.blocks)
     for i in sorted(ctx.plan.data_classes):
         if not ctx.policy.provider_caching_allowed(ctx.plan.data_classes[i]):
             return i

@@ -6,7 +6,7 @@ from typing import Any
 
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
-from promptcache.wire import WireFormatError, WireParts, current_turn, require_conversation, require_list
+from promptcache.wire import WireFormatError, WireParts, require_conversation, require_list
 
 _SYSTEM_ROLES = {"system": BlockKind.SYSTEM, "developer": BlockKind.DEVELOPER}
 
@@ -47,10 +47,15 @@ class OpenAIChatAdapter:
             kinds.append(kind)
             i += 1
         conv = messages[i:]
-        for j, m in enumerate(conv, start=i):
+        # One pass checks every message and finds the current turn (what current_turn
+        # computes): this runs on every request, over the whole conversation.
+        last_assistant = -1
+        for j, m in enumerate(conv):
             if not isinstance(m, dict) or "role" not in m:
-                raise WireFormatError(f"openai-chat: messages[{j}] must be an object with a 'role'")
-        current = current_turn(conv, lambda m: m["role"] == "assistant")
+                raise WireFormatError(f"openai-chat: messages[{i + j}] must be an object with a 'role'")
+            if m["role"] == "assistant":
+                last_assistant = j
+        current = last_assistant + 1 if last_assistant >= 0 else max(len(conv) - 1, 0)
         rest = {k: v for k, v in body.items() if k not in ("messages", "tools")}
         role = messages[0]["role"] if system else "system"
         extra = {"volatile_role": role, "had_tools": "tools" in body}
@@ -79,11 +84,16 @@ class OpenAIChatAdapter:
                 conv.insert(cur, vmsg)
             else:
                 conv.append(vmsg)
-        body: dict[str, Any] = dict(parts.rest)
+        # The caller's top-level field order where possible: model, messages, tools, the rest.
+        rest = parts.rest
+        body: dict[str, Any] = {"model": rest["model"]} if "model" in rest else {}
         body["messages"] = sys_msgs + conv
         if parts.extra["had_tools"]:
             body["tools"] = tools
-        return {k: body[k] for k in _order(parts.rest, body)}
+        for k, v in rest.items():
+            if k != "model":
+                body[k] = v
+        return body
 
     def tool_name(self, tool: Any) -> str:
         if isinstance(tool, dict):
@@ -99,12 +109,6 @@ class OpenAIChatAdapter:
         if role == "tool" or role == "function":
             return BlockKind.TOOL_RESULT
         return BlockKind.HISTORY
-
-
-def _order(rest: dict[str, Any], body: dict[str, Any]) -> list[str]:
-    # Keep the caller's top-level field order where possible (model first, ...).
-    keys = [k for k in ("model", "messages", "tools") if k in body]
-    return keys + [k for k in rest if k not in keys]
 
 
 ADAPTER = OpenAIChatAdapter()
