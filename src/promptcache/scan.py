@@ -50,6 +50,13 @@ class Scanner:
             raise ValueError("Scanner needs at least one (kind, pattern) pair")
         self.kinds = [k for k, _ in patterns]
         self._combined = re2.compile("|".join(f"(?:{p})" for _, p in patterns))
+        # google-re2's search() wraps the compiled RE2 in a generator and a match object
+        # per call; the RE2 object's own Match gives the spans directly. Used when this
+        # version of the binding has it, else search() (checked once, here).
+        raw = getattr(self._combined, "_regexp", None)
+        anchor = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+        self._raw_match = None if raw is None or anchor is None else raw.Match
+        self._anchor = anchor
         # Attribution runs on the short hit only, so Python's re is fine here.
         self._each = [(k, re.compile(p)) for k, p in patterns]
         self._verify: Mapping[str, Verify] = verify or {}
@@ -65,11 +72,17 @@ class Scanner:
         pos = 0
         n = len(data)
         search = self._combined.search
+        raw_match, anchor = self._raw_match, self._anchor
         while pos < n:
-            m = search(data, pos)
-            if m is None:
-                break
-            bstart, bend = m.span()
+            if raw_match is not None:
+                bstart, bend = raw_match(anchor, data, pos, n)[0]
+                if bstart < 0:
+                    break
+            else:
+                m = search(data, pos)
+                if m is None:
+                    break
+                bstart, bend = m.span()
             if ascii_only:
                 start, end = bstart, bend
             else:
