@@ -198,6 +198,10 @@ class _History:
     chars: list[int]  # characters of each history message
     history_digests: list[str]
     normalized: bool  # some history message is sent as our normalized copy
+    # What hint placement asks of every request, answered once for this part:
+    policy: Policy  # (the policy the two answers below were computed under)
+    blocked: int | None  # first block provider caching may not cover, if any
+    class_set: frozenset[str]  # every data class present
 
 
 @dataclass(slots=True, frozen=True)
@@ -867,7 +871,7 @@ class PromptCache:
         same = stream if stream is not None and stream.prefix is pre else None
         msgs, copies, k = self._conversation(fmt, adapter, parts, same)
         cur = parts.current
-        if same is not None and same.cur == cur and k >= cur:
+        if same is not None and same.cur == cur and k >= cur and same.history.policy is self.policy:
             # The history is last call's, message for message: so are its key and plan part.
             hist, conv_key = same.history, same.conversation_key
         else:
@@ -899,6 +903,14 @@ class PromptCache:
         with fam.lock:
             previous, fam.last = fam.last, snapshot
 
+        # The history's answers, extended by the current turn's messages.
+        blocked, class_set = hist.blocked, hist.class_set
+        at = len(pre.blocks) + cur + (pre.volatile_text is not None)
+        for i, m in enumerate(tail):
+            if m.data_classes:
+                class_set = class_set.union(m.data_classes)
+                if blocked is None and not self.policy.provider_caching_allowed(m.data_classes):
+                    blocked = at + i
         ctx = HintContext(
             format=fmt,
             model=model,
@@ -911,6 +923,8 @@ class PromptCache:
             prefix_chars=pre.chars,
             message_chars=message_chars,
             catalog=self.catalog,
+            blocked_from=len(plan.blocks) if blocked is None else blocked,
+            data_class_set=class_set,
         )
         hinted, hints, notes = apply_hints(new_body, ctx)
         # The plan is ours until returned: fill it in place rather than copying it.
@@ -1132,8 +1146,7 @@ class PromptCache:
             return t.canonical_digest
         return digest(t.block.kind.value.encode(), sent.encode())
 
-    @staticmethod
-    def _history(pre: _Prefix, history: list[_Message]) -> _History:
+    def _history(self, pre: _Prefix, history: list[_Message]) -> _History:
         """The plan's prefix and history part for ``history`` after ``pre``."""
         base = len(pre.blocks)
         classes = dict(pre.classes)
@@ -1141,6 +1154,7 @@ class PromptCache:
             if m.data_classes:
                 classes[base + i] = list(m.data_classes)
         digests = [m.digest for m in history]
+        policy = self.policy
         return _History(
             blocks=pre.blocks + [m.block for m in history],
             digests=pre.digests + digests,
@@ -1148,6 +1162,11 @@ class PromptCache:
             chars=[m.chars for m in history],
             history_digests=digests,
             normalized=any(m.normalized for m in history),
+            policy=policy,
+            blocked=next(
+                (i for i in sorted(classes) if not policy.provider_caching_allowed(classes[i])), None
+            ),
+            class_set=frozenset(dc for dcs in classes.values() for dc in dcs),
         )
 
     def _plan_for_request(

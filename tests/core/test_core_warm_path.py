@@ -12,8 +12,10 @@ the same message, tool and string objects in place.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 from typing import Any
+from unittest import mock
 
 import orjson
 import pytest
@@ -21,8 +23,12 @@ from core_bodies import FORMATS, TOOL_SPECS, make_body
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import promptcache.engine as engine_module
+import promptcache.providers.hints as hints_module
 from promptcache.engine import PromptCache
 from promptcache.plan import Prepared
+from promptcache.policy import Policy
+from promptcache.providers.hints import HintContext
 
 OPS = [
     "user",
@@ -80,14 +86,39 @@ def _same(a: Prepared, b: Prepared) -> None:
     assert "cafe\u0301".encode() not in orjson.dumps(a.body)
 
 
+def _checked_apply_hints(body: dict[str, Any], ctx: HintContext) -> Any:
+    # The engine hands hint placement what it keeps per conversation (the first block
+    # provider caching may not cover, the data classes present); both must be what the
+    # plan itself gives.
+    plain = dataclasses.replace(ctx, blocked_from=None, data_class_set=None)
+    assert ctx.blocked_from == hints_module._blocked_from(plain)
+    assert ctx.data_class_set == frozenset(dc for dcs in ctx.plan.data_classes.values() for dc in dcs)
+    return hints_module.apply_hints(body, ctx)
+
+
+# An address keeps content out of provider caches here, so where the first one sits matters.
+STRICT = Policy.load(
+    {"data_classes": {"pii.email": {"action": "shorten", "max_ttl": 600, "provider_caching": False}}}
+)
+
+
 def _run(fmt: str, ops: list[str], seed: int) -> None:
+    with mock.patch.object(engine_module, "apply_hints", _checked_apply_hints):
+        _run_checked(fmt, ops, seed)
+
+
+def _run_checked(fmt: str, ops: list[str], seed: int) -> None:
     rng = random.Random(seed)
-    warm, full = PromptCache(), PromptCache()
+    policy = STRICT if seed % 2 else None
+    warm, full = PromptCache(policy), PromptCache(policy)
     body = make_body(
         fmt,
         "You are a booking agent.\nCurrent time: 2024-05-01T10:00:00Z\nBe brief.",
         copy.deepcopy(TOOL_SPECS),
-        [("user", "hello")],
+        # Under the strict policy the history starts with an address: the first blocked block.
+        [("user", "mail jo0@example.com"), ("assistant", "ok"), ("user", "hello")]
+        if policy
+        else [("user", "hello")],
         model="claude-sonnet-4-5" if fmt in ("anthropic-messages", "bedrock-converse") else "gpt-4o",
     )
     conv = _conv_list(fmt, body)

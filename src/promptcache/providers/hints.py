@@ -135,6 +135,11 @@ class HintContext:
     prefix_chars: int
     message_chars: list[int]
     catalog: Catalog | None = None
+    #: Already known by the caller (the engine keeps them per conversation): the index of
+    #: the first block provider caching may not cover, and every data class in the plan.
+    #: ``None``: computed from ``plan`` and ``policy``.
+    blocked_from: int | None = None
+    data_class_set: frozenset[str] | None = None
 
 
 @lru_cache(maxsize=1024)
@@ -146,6 +151,8 @@ def _hint(*, kind: str, where: str, ttl: str | None = None, prefix_tokens: int |
 
 def _blocked_from(ctx: HintContext) -> int:
     """Index (plan order) of the first block provider caching may not cover."""
+    if ctx.blocked_from is not None:
+        return ctx.blocked_from
     if not ctx.plan.data_classes:  # the usual request: nothing sensitive anywhere
         return len(ctx.plan.blocks)
     for i in sorted(ctx.plan.data_classes):
@@ -187,7 +194,9 @@ _OPENAI_MARKABLE_ROLES = frozenset({"user", "system", "developer", "tool"})
 def policy_prefix_ttl(ctx: HintContext) -> int:
     """Seconds the policy keeps this request's prefix: the prompt_prefix default TTL,
     shortened by the data classes present (0 when a class denies caching)."""
-    classes = {dc for dcs in ctx.plan.data_classes.values() for dc in dcs}
+    classes = ctx.data_class_set
+    if classes is None:
+        classes = frozenset(dc for dcs in ctx.plan.data_classes.values() for dc in dcs)
     decision = ctx.policy.decide(EntryType.PROMPT_PREFIX, data_classes=classes)
     return decision.ttl_seconds if decision.allowed else 0
 
