@@ -258,6 +258,8 @@ def _value_copy(v: Any) -> Any:
     if t is str or v is None:
         return v
     if t is dict:
+        if _plain_values(v):  # most messages: strings only, so a shallow copy is a value copy
+            return dict(v)
         return {k: _value_copy(x) for k, x in v.items()}
     if t is list:
         return [_value_copy(x) for x in v]
