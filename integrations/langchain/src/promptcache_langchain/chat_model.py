@@ -133,8 +133,8 @@ class CachingChatModel(BaseChatModel):
             cache=self.prompt_cache,
             tenant=resolved,
             # Parsed per call rather than kept in a private attribute: pydantic serves those
-            # through its Python-level __getattr__, slower than this (None when not forced).
-            format=format_override(self.wire_format),
+            # through its Python-level __getattr__, slower than this.
+            format=None if self.wire_format is None else format_override(self.wire_format),
             call_id=self._call_id(run_manager),
         )
 

@@ -17,7 +17,6 @@ served) to ``cache_metrics``. Undeclared tools always run and their results pass
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, NotRequired
 
@@ -108,8 +107,10 @@ class PromptCacheMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
         """
         if type(request) is not ModelRequest:
             return request.override(model=model)
-        new = copy.copy(request)
-        object.__setattr__(new, "model", model)
+        # What copy.copy does for a plain dataclass instance, without its generic protocol.
+        new: ModelRequest[Any] = ModelRequest.__new__(ModelRequest)
+        new.__dict__.update(request.__dict__)
+        new.__dict__["model"] = model
         return new
 
     def _start(self, request: ModelRequest[Any]) -> tuple[ModelRequest[Any], CallContext]:

@@ -28,7 +28,8 @@ def tenant_from_config(
         return None
     for section in sections:
         values = config.get(section)
-        if isinstance(values, Mapping):
+        # type() first: isinstance against the Mapping ABC is a Python-level call, on every model call.
+        if type(values) is dict or isinstance(values, Mapping):
             value = values.get(key)
             if value is not None and value != "":
                 return str(value)
