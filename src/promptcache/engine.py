@@ -387,9 +387,8 @@ class PromptCache:
             raise ValueError(f"mode={mode!r}: use 'active' or 'shadow'")
         self.mode: Mode = mode
         self._memo = _Memo(memo_entries, memo_chars)
-        self._msg_memo: defaultdict[tuple[WireFormat, bool], _Memo] = defaultdict(
-            lambda: _Memo(memo_entries, memo_chars)
-        )
+        # History messages analysed, per wire format (the current turn is not memoized).
+        self._msg_memo: defaultdict[WireFormat, _Memo] = defaultdict(lambda: _Memo(memo_entries, memo_chars))
         self._families: dict[str, _Family] = {}
         self._max_families = max_families
         self._families_lock = threading.Lock()
@@ -700,12 +699,18 @@ class PromptCache:
         are, the rest canonicalized and scanned for secrets and PII in one pass."""
         out: list[_Message | None] = []
         todo: list[tuple[int, Any, bool, Hashable]] = []
+        history = self._msg_memo[fmt]
         for n, msg in enumerate(msgs):
-            current = first + n >= cur
+            if first + n >= cur:
+                # The current turn is not memoized: a turn is new when it is current, and on
+                # the next call it is history, reused from the stream or analysed as history.
+                todo.append((n, msg, True, None))
+                out.append(None)
+                continue
             mkey = self._message_key(fmt, msg)
-            hit: _Message | None = self._msg_memo[(fmt, current)].get(mkey)
+            hit: _Message | None = history.get(mkey)
             if hit is None:
-                todo.append((n, msg, current, mkey))
+                todo.append((n, msg, False, mkey))
             out.append(hit)
         if todo:
             normalized: list[Any] = []
@@ -735,7 +740,8 @@ class PromptCache:
                 res = _Message(
                     msg, block, digest(kind.value.encode(), cj), classes, len(s), msg is not original
                 )
-                self._msg_memo[(fmt, current)].put(mkey, res, res.chars)
+                if not current:
+                    history.put(mkey, res, res.chars)
                 out[n] = res
         return out  # type: ignore[return-value]  # every None was filled in above
 
