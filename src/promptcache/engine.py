@@ -892,7 +892,10 @@ class PromptCache:
             sent = [m.message if m.normalized else parts.messages[i] for i, m in enumerate(msgs)]
         else:
             sent = parts.messages
-        new_body = adapter.join(parts, pre.system_out, pre.sent_tools, sent, pre.volatile_text)
+        # Tools the caller sent byte for byte as last time go out as the caller's own objects
+        # (the SDK serializes what it was just handed, not the first call's copies).
+        tools = pre.sent_tools if pre.canonical_tools else parts.tools
+        new_body = adapter.join(parts, pre.system_out, tools, sent, pre.volatile_text)
 
         plan = self._plan_for_request(fmt, model, tenant, pre, parts, hist, tail, conv_key)
         if copies is not None:

@@ -273,3 +273,14 @@ def test_memos_are_bounded_by_the_characters_they_hold() -> None:
     for memo in cache._msg_memo.values():
         assert memo._chars <= 100_000
         assert memo._chars == sum(size for _, size in memo._d.values())
+
+
+def test_unchanged_tools_go_out_as_the_callers_own_objects() -> None:
+    # A framework that rebuilds its tool dicts per call (create_agent binds tools on every
+    # model call) must see its own objects sent, not the first call's, equal as they are.
+    cache = PromptCache()
+    body = make_body("openai-chat", "Be brief.", copy.deepcopy(TOOL_SPECS), [("user", "hi")])
+    cache.prepare_request(body, format="openai-chat")
+    again = {**body, "tools": copy.deepcopy(body["tools"])}
+    sent = cache.prepare_request(again, format="openai-chat").body["tools"]
+    assert sent is again["tools"]
