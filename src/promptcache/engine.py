@@ -297,7 +297,7 @@ def _scan_each(scanner: Scanner, texts: list[str]) -> list[list[Hit]]:
     return out
 
 
-def _canonical_message(msg: Any) -> tuple[Any, bytes]:
+def _canonical_message(fmt: WireFormat, msg: Any) -> tuple[Any, bytes]:
     """``msg`` with its text normalized, and its canonical JSON.
 
     Sorted-key JSON that is ASCII without an escaped CR is already canonical, and
@@ -306,9 +306,10 @@ def _canonical_message(msg: Any) -> tuple[Any, bytes]:
     """
     try:
         raw = orjson.dumps(msg, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
-        raw = None  # canonical_json below says what is wrong, naming the message
-    if raw is not None and raw.isascii() and b"\\r" not in raw:
+    except TypeError as exc:
+        # A wire format error like any other malformed body: the caller's request is bad.
+        raise WireFormatError(f"{fmt.value}: a message is not JSON-serializable ({exc})") from None
+    if raw.isascii() and b"\\r" not in raw:
         return msg, raw
     normalized = normalize_message_text(msg)
     return normalized, canonical_json(normalized, where="message")
@@ -716,7 +717,7 @@ class PromptCache:
             normalized: list[Any] = []
             canon: list[bytes] = []
             for _, msg, _, _ in todo:
-                m, cj = _canonical_message(msg)
+                m, cj = _canonical_message(fmt, msg)
                 normalized.append(m)
                 canon.append(cj)
             texts = [c.decode() for c in canon]
