@@ -73,6 +73,18 @@ def usage_from_response(
     fmt = parse_format(format)
     _require_mapping(body, "body")
     prov = provider or fmt.provider
+    usage = body.get("usage")
+    if type(usage) is dict and fmt in _FAST_FORMATS and body.get("type") != "error":
+        # Every answer's usage is read on the call path: the usual shapes skip the parser.
+        fast = _fast_usage(fmt, usage, _model(model, body, "model"), prov)
+        if fast is not None:
+            return fast
+    return _parse(fmt, body, model=model, provider=prov)
+
+
+def _parse(fmt: WireFormat, body: Mapping[str, Any], *, model: str | None, provider: str) -> CacheUsage:
+    """The general parser of :func:`usage_from_response`: every shape, every error named."""
+    prov = provider
     if fmt is WireFormat.ANTHROPIC_MESSAGES:
         return _anthropic(body, model=model, provider=prov)
     if fmt is WireFormat.OPENAI_CHAT:
@@ -129,6 +141,115 @@ def usage_from_stream(
     if fmt is WireFormat.BEDROCK_CONVERSE:
         return _bedrock_converse_stream(events, model=model, provider=prov)
     return _gemini_stream(events, model=model, provider=prov)
+
+
+# -- the usual shapes, read without the general parser ---------------------------------------
+#
+# The plain shapes of OpenAI and Anthropic usage (integer counts, the sub-objects the providers
+# document) are read directly; whatever else (a float count, a bool, a negative, an unknown TTL
+# key, counts that do not add up) goes to the general parser, which converts it or refuses it
+# with the reason. Same results: the tests compare both on generated usage.
+
+# (prompt, output, prompt details, output details) keys of OpenAI Chat and Responses usage.
+_OPENAI_KEYS = {
+    WireFormat.OPENAI_CHAT: (
+        "prompt_tokens",
+        "completion_tokens",
+        "prompt_tokens_details",
+        "completion_tokens_details",
+    ),
+    WireFormat.OPENAI_RESPONSES: (
+        "input_tokens",
+        "output_tokens",
+        "input_tokens_details",
+        "output_tokens_details",
+    ),
+}
+_ANTHROPIC_TTLS = {"ephemeral_5m_input_tokens": "5m", "ephemeral_1h_input_tokens": "1h"}
+_FAST_FORMATS = frozenset({*_OPENAI_KEYS, WireFormat.ANTHROPIC_MESSAGES})
+
+
+def _n(value: Any) -> int:
+    """An optional count as the parser reads it (None is 0); -1 when the parser must decide."""
+    if value is None:
+        return 0
+    return value if type(value) is int and value >= 0 else -1
+
+
+def _fast_usage(
+    fmt: WireFormat, usage: dict[str, Any], model: str | None, provider: str
+) -> CacheUsage | None:
+    """``usage`` read directly, or None: the general parser must decide."""
+    keys = _OPENAI_KEYS.get(fmt)
+    if keys is not None:
+        return _fast_openai(usage, keys, model, provider)
+    if fmt is WireFormat.ANTHROPIC_MESSAGES:
+        return _fast_anthropic(usage, model, provider)
+    return None
+
+
+def _fast_openai(
+    raw: dict[str, Any], keys: tuple[str, str, str, str], model: str | None, provider: str
+) -> CacheUsage | None:
+    prompt, output = raw.get(keys[0]), raw.get(keys[1])
+    if type(prompt) is not int or type(output) is not int or prompt < 0 or output < 0:
+        return None
+    read = write = reasoning = 0
+    details = raw.get(keys[2])
+    if details is not None:
+        if type(details) is not dict:
+            return None
+        read, write = _n(details.get("cached_tokens")), _n(details.get("cache_write_tokens"))
+    out_details = raw.get(keys[3])
+    if out_details is not None:
+        if type(out_details) is not dict:
+            return None
+        reasoning = _n(out_details.get("reasoning_tokens"))
+    if read < 0 or write < 0 or reasoning < 0 or read + write > prompt:
+        return None
+    return CacheUsage.fast(
+        provider=provider,
+        model=model,
+        input_tokens=prompt,
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+        output_tokens=output,
+        thinking_tokens=min(reasoning, output),
+    )
+
+
+def _fast_anthropic(raw: dict[str, Any], model: str | None, provider: str) -> CacheUsage | None:
+    uncached, output = raw.get("input_tokens"), raw.get("output_tokens")
+    if type(uncached) is not int or type(output) is not int or uncached < 0 or output < 0:
+        return None
+    read, write = _n(raw.get("cache_read_input_tokens")), _n(raw.get("cache_creation_input_tokens"))
+    if read < 0 or write < 0:
+        return None
+    by_ttl: dict[str, int] = {}
+    breakdown = raw.get("cache_creation")
+    if breakdown is not None:
+        if type(breakdown) is not dict:
+            return None
+        for key, value in breakdown.items():
+            ttl, n = _ANTHROPIC_TTLS.get(key), _n(value)
+            if ttl is None or n < 0:
+                return None
+            if n:
+                by_ttl[ttl] = n
+        split = sum(by_ttl.values())
+        if raw.get("cache_creation_input_tokens") is None:
+            write = split
+        elif split != write:
+            return None
+    return CacheUsage.fast(
+        provider=provider,
+        model=model,
+        input_tokens=uncached + read + write,
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+        cache_write_tokens_by_ttl=by_ttl,
+        output_tokens=output,
+    )
 
 
 # -- field access ---------------------------------------------------------------------------

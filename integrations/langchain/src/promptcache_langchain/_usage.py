@@ -55,123 +55,15 @@ def _from_raw(message: BaseMessage, fmt: WireFormat | None) -> CacheUsage | None
         fmt = WireFormat.OPENAI_CHAT
     elif fmt in (WireFormat.ANTHROPIC_MESSAGES, WireFormat.OPENAI_RESPONSES):
         raw = md.get("usage")
-    if fmt is None:
-        return None
-    if type(raw) is dict:
-        fast = _fast(fmt, raw, model)
-        if fast is not None:
-            return fast
-    elif not isinstance(raw, Mapping):
+    if fmt is None or not isinstance(raw, Mapping):
         return None
     try:
-        return usage_from_response(fmt, {"model": model, "usage": dict(raw)}, model=model)
+        # The usual shapes are read directly by the core parser when the usage is a plain dict.
+        usage = raw if type(raw) is dict else dict(raw)
+        return usage_from_response(fmt, {"model": model, "usage": usage}, model=model)
     except ValueError:
         # A usage shape this version of the parser does not know: fall back to usage_metadata.
         return None
-
-
-# -- the usual shapes, read without the general parser ----------------------------------------
-#
-# Every answer's usage is read on the call path. The plain shapes of OpenAI and Anthropic usage
-# (integer counts, the sub-objects the providers document) are read here directly; whatever else
-# (a float count, a bool, a negative, an unknown TTL key, counts that do not add up) goes to
-# ``usage_from_response``, which converts it or refuses it with the reason. Same results: the
-# tests compare both on generated usage.
-
-# (prompt, output, prompt details, output details) keys of OpenAI Chat and Responses usage.
-_OPENAI_KEYS = {
-    WireFormat.OPENAI_CHAT: (
-        "prompt_tokens",
-        "completion_tokens",
-        "prompt_tokens_details",
-        "completion_tokens_details",
-    ),
-    WireFormat.OPENAI_RESPONSES: (
-        "input_tokens",
-        "output_tokens",
-        "input_tokens_details",
-        "output_tokens_details",
-    ),
-}
-_ANTHROPIC_TTLS = {"ephemeral_5m_input_tokens": "5m", "ephemeral_1h_input_tokens": "1h"}
-
-
-def _n(value: Any) -> int:
-    """An optional count as the parser reads it (None is 0); -1 when the parser must decide."""
-    if value is None:
-        return 0
-    return value if type(value) is int and value >= 0 else -1
-
-
-def _fast(fmt: WireFormat, raw: dict[str, Any], model: str | None) -> CacheUsage | None:
-    keys = _OPENAI_KEYS.get(fmt)
-    if keys is not None:
-        return _openai(raw, keys, model)
-    if fmt is WireFormat.ANTHROPIC_MESSAGES:
-        return _anthropic(raw, model)
-    return None
-
-
-def _openai(raw: dict[str, Any], keys: tuple[str, str, str, str], model: str | None) -> CacheUsage | None:
-    prompt, output = raw.get(keys[0]), raw.get(keys[1])
-    if type(prompt) is not int or type(output) is not int or prompt < 0 or output < 0:
-        return None
-    read = write = reasoning = 0
-    details = raw.get(keys[2])
-    if details is not None:
-        if type(details) is not dict:
-            return None
-        read, write = _n(details.get("cached_tokens")), _n(details.get("cache_write_tokens"))
-    out_details = raw.get(keys[3])
-    if out_details is not None:
-        if type(out_details) is not dict:
-            return None
-        reasoning = _n(out_details.get("reasoning_tokens"))
-    if read < 0 or write < 0 or reasoning < 0 or read + write > prompt:
-        return None
-    return CacheUsage.fast(
-        provider="openai",
-        model=model,
-        input_tokens=prompt,
-        cache_read_tokens=read,
-        cache_write_tokens=write,
-        output_tokens=output,
-        thinking_tokens=min(reasoning, output),
-    )
-
-
-def _anthropic(raw: dict[str, Any], model: str | None) -> CacheUsage | None:
-    uncached, output = raw.get("input_tokens"), raw.get("output_tokens")
-    if type(uncached) is not int or type(output) is not int or uncached < 0 or output < 0:
-        return None
-    read, write = _n(raw.get("cache_read_input_tokens")), _n(raw.get("cache_creation_input_tokens"))
-    if read < 0 or write < 0:
-        return None
-    by_ttl: dict[str, int] = {}
-    breakdown = raw.get("cache_creation")
-    if breakdown is not None:
-        if type(breakdown) is not dict:
-            return None
-        for key, value in breakdown.items():
-            ttl, n = _ANTHROPIC_TTLS.get(key), _n(value)
-            if ttl is None or n < 0:
-                return None
-            if n:
-                by_ttl[ttl] = n
-        split = sum(by_ttl.values())
-        if raw.get("cache_creation_input_tokens") is None:
-            write = split
-        elif split != write:
-            return None
-    return CacheUsage.fast(
-        provider="anthropic",
-        model=model,
-        input_tokens=uncached + read + write,
-        cache_read_tokens=read,
-        cache_write_tokens=write,
-        cache_write_tokens_by_ttl=by_ttl,
-        output_tokens=output,
-    )
 
 
 def _from_usage_metadata(message: BaseMessage, fmt: WireFormat | None) -> CacheUsage | None:
