@@ -1,7 +1,7 @@
 """``explain.describe``: the text of an explanation, built only when something changed.
 
 Integrations put ``str(plan.explain())`` in every answer's metadata; ``describe`` (and the
-bridge's ``_explain_text``, which feeds it the plan's snapshots) must give exactly that text
+``Plan.explain_text``, which feeds it the plan's snapshots) must give exactly that text
 whatever changed, and skip building the explanation in the usual case (nothing changed).
 """
 
@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from promptcache import PromptCache, WireFormat
 from promptcache import explain as ex
 from promptcache.explain import SlotPrint, Snapshot, compare, describe
-from promptcache.llm_bridge import _explain_text
 
 _SMALL = st.integers(0, 2)
 _SLOT = st.builds(
@@ -124,7 +123,7 @@ def test_the_bridge_gives_the_text_of_plan_explain_along_a_conversation() -> Non
             _body(f"turn {i}", **state), format=WireFormat.OPENAI_CHAT, tenant="acme"
         )
         want = str(prepared.plan.explain())
-        assert _explain_text(prepared.plan) == want, (i, change)
+        assert prepared.plan.explain_text() == want, (i, change)
         texts.append(want)
     # The sequence exercises both paths: the unchanged text and explanations of changes.
     assert texts[0].startswith("first request")
@@ -142,4 +141,4 @@ def test_the_usual_next_request_is_described_without_an_explanation(monkeypatch:
         raise AssertionError("compare() ran for an unchanged prefix")
 
     monkeypatch.setattr(ex, "compare", no_compare)
-    assert _explain_text(plan) == "cacheable prefix unchanged since the last request"
+    assert plan.explain_text() == "cacheable prefix unchanged since the last request"

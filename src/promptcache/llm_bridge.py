@@ -45,10 +45,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from promptcache.engine import PromptCache
-from promptcache.explain import describe
 from promptcache.formats import WireFormat
 from promptcache.metrics import CallFigures, figures_from_usage
-from promptcache.plan import Plan, Prepared
+from promptcache.plan import Prepared
 from promptcache.providers.fallback import rejected_fields, send_with_hint_fallback, strip_hints
 from promptcache.providers.usage import usage_from_response, usage_from_stream
 from promptcache.stats import recorder_for
@@ -232,7 +231,7 @@ def plan_summary(ctx: CallContext) -> dict[str, Any]:
             prefix_key=plan.prefix_key,
             hints=[{"kind": h.kind, "where": h.where, "ttl": h.ttl} for h in plan.hints],
             relocated_values=len(plan.fragments),
-            explain=_explain_text(plan),
+            explain=plan.explain_text(),
         )
     u = ctx.usage
     if u is not None:
@@ -248,18 +247,6 @@ def plan_summary(ctx: CallContext) -> dict[str, Any]:
     if ctx.notes:
         out["notes"] = list(ctx.notes)
     return out
-
-
-def _explain_text(plan: Plan) -> str:
-    """``str(plan.explain())``, without building the explanation when nothing changed.
-
-    Reads the plan's snapshots where ``Plan.explain`` keeps them; a plan that keeps them
-    elsewhere gets ``plan.explain()`` itself (slower, same text).
-    """
-    private = plan.__pydantic_private__
-    if private is None or "_snapshot" not in private or "_previous" not in private:
-        return str(plan.explain())
-    return describe(plan.family, private["_previous"], private["_snapshot"])
 
 
 def record_call(ctx: CallContext) -> CallFigures | None:

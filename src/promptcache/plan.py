@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from promptcache.blocks import Block
 from promptcache.canonical import Fragment
-from promptcache.explain import Explanation, Snapshot, compare
+from promptcache.explain import Explanation, Snapshot, compare, describe
 from promptcache.formats import WireFormat
 from promptcache.keys import KeyContract, derive_key
 
@@ -115,6 +115,11 @@ class Plan(BaseModel):
         if self._snapshot is None:
             return Explanation(family=self.family, first_in_family=True, prefix_unchanged=False, changes=[])
         return compare(self.family, self._previous, self._snapshot)
+
+    def explain_text(self) -> str:
+        """``str(self.explain())``, without building the explanation when nothing changed
+        (what integrations put in every call's metadata)."""
+        return describe(self.family, self._previous, self._snapshot)
 
 
 class Prepared(BaseModel):
