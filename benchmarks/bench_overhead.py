@@ -12,8 +12,9 @@ noisy), median of N each:
 
 * ``plain`` — ``ChatOpenAI.bind_tools(tools).invoke(messages)``;
 * ``caching_chat_model`` — the same through ``CachingChatModel(ChatOpenAI, PromptCache())``;
-* ``agent`` / ``agent_middleware`` — a ``create_agent`` agent answering in one model call, without
-  and with ``PromptCacheMiddleware`` (the graph's own cost is in both; the difference is ours);
+* ``agent`` / ``agent_middleware`` — a ``create_agent`` agent with the same 30 tools as runnable
+  LangChain tools (identical schemas in the request), answering in one model call, without and
+  with ``PromptCacheMiddleware`` (the graph's own cost is in both; the difference is ours);
 * ``agent_noop_middleware`` — the same agent with a middleware that has the same hooks as
   ``PromptCacheMiddleware`` (``wrap_model_call``, ``wrap_tool_call``) and only calls the
   handlers: what LangChain itself adds for such a middleware (a LangSmith ``traceable`` span
@@ -93,6 +94,19 @@ def _model() -> Any:
     )
 
 
+def _tool(spec: dict[str, Any]) -> Any:
+    """A runnable tool whose OpenAI schema is ``spec`` (its body is never reached here)."""
+    from langchain_core.tools import StructuredTool
+
+    fn = spec["function"]
+    return StructuredTool.from_function(
+        func=lambda **kwargs: "ok",
+        name=fn["name"],
+        description=fn["description"],
+        args_schema=fn["parameters"],
+    )
+
+
 def _messages(body: dict[str, Any]) -> list[BaseMessage]:
     return convert_to_messages(body["messages"])
 
@@ -148,7 +162,11 @@ def run(n: int = 60, *, cold: bool = True) -> dict[str, Any]:
 
     plain = _model().bind_tools(tools)
     wrapped = CachingChatModel(_model(), PromptCache()).bind_tools(tools)
-    agent_tools: list[Any] = tools  # OpenAI function dicts: create_agent binds them as given
+    # The agent's tools are the same 30 tau-bench tools as runnable LangChain tools, as a real
+    # agent has them (the model sees the identical schemas): create_agent then has its tool
+    # node in every arm. Given as bare dicts, they would be provider built-ins with no tool
+    # node, and any middleware with a tool hook would add one, a cost only of this set-up.
+    agent_tools: list[Any] = [_tool(t) for t in tools]
     agent: Any = create_agent(_model(), tools=agent_tools, system_prompt=system.content)  # type: ignore[arg-type]
     agent_mw: Any = create_agent(
         _model(),

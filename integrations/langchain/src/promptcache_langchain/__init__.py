@@ -3,7 +3,9 @@
 * :class:`CachingChatModel` — wrap any chat model; every request it sends is rewritten by
   ``PromptCache.prepare_request`` (canonical, static-first, provider hints, per-tenant keys).
 * :class:`PromptCacheMiddleware` — the same for ``langchain.agents.create_agent``, plus a
-  ``cache_metrics`` channel in the agent state.
+  ``cache_metrics`` channel in the agent state and the tool-output cache;
+  :class:`PromptCacheModelMiddleware` hooks model calls only (agents whose tools are all
+  provider built-ins).
 * :class:`PromptCacheCallbackHandler` — observation only (shadow mode): per-call usage, keys and
   miss explanations for any chat model run.
 * :func:`cached_tool` / :func:`cache_tool` — declare a tool's side effects / wrap any ``BaseTool``
@@ -17,7 +19,11 @@ The tenant of a call comes from its ``RunnableConfig`` (``configurable["tenant_i
 from promptcache_langchain._usage import usage_from_message
 from promptcache_langchain.callbacks import CallRecord, PromptCacheCallbackHandler, UsageCollector
 from promptcache_langchain.chat_model import CachingChatModel
-from promptcache_langchain.middleware import PromptCacheAgentState, PromptCacheMiddleware
+from promptcache_langchain.middleware import (
+    PromptCacheAgentState,
+    PromptCacheMiddleware,
+    PromptCacheModelMiddleware,
+)
 from promptcache_langchain.retriever import CachingRetriever
 from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
 from promptcache_langchain.tools import CachingTool, ToolCallCache, cache_tool, cached_tool, spec_of
@@ -31,6 +37,7 @@ __all__ = [
     "PromptCacheAgentState",
     "PromptCacheCallbackHandler",
     "PromptCacheMiddleware",
+    "PromptCacheModelMiddleware",
     "ToolCallCache",
     "UsageCollector",
     "cache_tool",

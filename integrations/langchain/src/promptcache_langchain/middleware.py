@@ -41,7 +41,7 @@ from promptcache_langchain._observe import finish_call
 from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
 from promptcache_langchain.tools import ToolCallCache
 
-__all__ = ["PromptCacheAgentState", "PromptCacheMiddleware"]
+__all__ = ["PromptCacheAgentState", "PromptCacheMiddleware", "PromptCacheModelMiddleware"]
 
 
 class PromptCacheAgentState(AgentState[Any]):
@@ -58,16 +58,14 @@ def _current_config() -> Mapping[str, Any] | None:
         return None
 
 
-class PromptCacheMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
-    """Rewrite every model request of a ``create_agent`` agent with ``cache.prepare_request``.
+class PromptCacheModelMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
+    """:class:`PromptCacheMiddleware` for model calls only: no tool hook.
 
-    The tenant comes from the run's config (``configurable[tenant_key]``, then
-    ``metadata[tenant_key]``) or, failing that, from the agent's runtime context
-    (``context[tenant_key]`` or its attribute); a missing tenant under a policy that requires
-    one raises ``ValueError`` before the model is called. Each model call's priced figures are
-    added to the ``cache_metrics`` channel and to ``promptcache.stats.recorder_for(cache)``.
-    ``tool_specs`` declares tools by name (winning over the tools' own declarations); see the
-    module docstring for what tool calls do.
+    For an agent whose tools are all provider built-ins (dicts such as OpenAI's ``web_search``
+    or Anthropic's server tools): ``create_agent`` adds a tool node as soon as any middleware
+    hooks tool calls, and then routes those calls to it instead of ending the run, so a
+    middleware that only wants the model calls must not have the hook. Everything else
+    (request rewrite, tenant, ``cache_metrics``) is as in :class:`PromptCacheMiddleware`.
     """
 
     state_schema = PromptCacheAgentState
@@ -78,13 +76,11 @@ class PromptCacheMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
         *,
         tenant_key: str = DEFAULT_TENANT_KEY,
         wire_format: str | None = None,
-        tool_specs: Mapping[str, ToolSpec] | None = None,
     ) -> None:
         super().__init__()
         self.cache = cache
         self.tenant_key = tenant_key
         self._format = format_override(wire_format)
-        self._tools = ToolCallCache(cache, tool_specs=tool_specs, tenant_key=tenant_key)
 
     def _tenant(self, request: ModelRequest[Any]) -> str:
         tenant = tenant_from_config(_current_config(), self.tenant_key)
@@ -167,6 +163,31 @@ class PromptCacheMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
         finally:
             current_call.reset(token)
         return self._finish(response, ctx)
+
+
+class PromptCacheMiddleware(PromptCacheModelMiddleware):
+    """Rewrite every model request of a ``create_agent`` agent with ``cache.prepare_request``.
+
+    The tenant comes from the run's config (``configurable[tenant_key]``, then
+    ``metadata[tenant_key]``) or, failing that, from the agent's runtime context
+    (``context[tenant_key]`` or its attribute); a missing tenant under a policy that requires
+    one raises ``ValueError`` before the model is called. Each model call's priced figures are
+    added to the ``cache_metrics`` channel and to ``promptcache.stats.recorder_for(cache)``.
+    ``tool_specs`` declares tools by name (winning over the tools' own declarations); see the
+    module docstring for what tool calls do. An agent with provider built-in tools only wants
+    :class:`PromptCacheModelMiddleware`.
+    """
+
+    def __init__(
+        self,
+        cache: PromptCache,
+        *,
+        tenant_key: str = DEFAULT_TENANT_KEY,
+        wire_format: str | None = None,
+        tool_specs: Mapping[str, ToolSpec] | None = None,
+    ) -> None:
+        super().__init__(cache, tenant_key=tenant_key, wire_format=wire_format)
+        self._tools = ToolCallCache(cache, tool_specs=tool_specs, tenant_key=tenant_key)
 
     def wrap_tool_call(
         self,
