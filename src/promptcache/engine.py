@@ -1091,10 +1091,10 @@ class PromptCache:
                 limit = min(limit, stream.cur, cur)
             # One C-level comparison against our own copies: safe against a
             # caller that mutates a message in place between calls.
-            if new[:limit] == old[:limit]:
-                k = limit
-            elif limit and new[: limit - 1] == old[: limit - 1]:
-                k = limit - 1  # the common case: only the newest turn differs
+            # The common case first: all but the newest turn equal, so the history is
+            # compared once and the newest pair on its own.
+            if limit and new[: limit - 1] == old[: limit - 1]:
+                k = limit if new[limit - 1] == old[limit - 1] else limit - 1
             else:
                 while k < limit and new[k] == old[k]:
                     k += 1
