@@ -59,6 +59,7 @@ from promptcache.providers.hints import HintContext, apply_hints
 from promptcache.scan import Hit, Scanner
 from promptcache.stats import CacheStats, recorder_for
 from promptcache.telemetry.hooks import span as telemetry_span
+from promptcache.telemetry.hooks import tracing as telemetry_tracing
 from promptcache.tiers.router import TieredStore
 from promptcache.usage import CacheUsage
 from promptcache.volatility import SlotVolatility
@@ -609,7 +610,7 @@ class PromptCache:
         # the caller's numbering, so map each stable line back to its source line.
         moved = {f.line for f in frags if f.marker is None}
         numbers = [n for n in range(1, len(lines) + len(moved) + 1) if n not in moved][: len(lines)]
-        dg = digest(kind.value.encode(), stable.encode())
+        dg = digest(kind.encode(), stable.encode())
         block = trusted_block(
             kind, stable, trust=Trust.TRUSTED, stability=Stability.STATIC, data_classes=classes
         )
@@ -738,9 +739,7 @@ class PromptCache:
                     data_classes=classes,
                     trust=Trust.UNTRUSTED if kind is BlockKind.TOOL_RESULT else Trust.TRUSTED,
                 )
-                res = _Message(
-                    msg, block, digest(kind.value.encode(), cj), classes, len(s), msg is not original
-                )
+                res = _Message(msg, block, digest(kind.encode(), cj), classes, len(s), msg is not original)
                 if not current:
                     history.put(mkey, res, res.chars)
                 out[n] = res
@@ -782,7 +781,7 @@ class PromptCache:
                     cj = canonical_json(content, where=f"{b.label}.content")
                     s = cj.decode()
                 found = tuple(sorted(set(found) | {f.data_class for f in scan_sensitive(s)}))
-                dg = digest(b.kind.value.encode(), cj)
+                dg = digest(b.kind.encode(), cj)
             if found:
                 classes[len(out)] = list(found)
             out.append(b.model_copy(update={"content": content, "data_classes": found}))
@@ -853,7 +852,7 @@ class PromptCache:
         name; the history keeps its order; provider caching hints are placed.
         """
         fmt = parse_format(format)
-        if not isinstance(body, Mapping):
+        if type(body) is not dict and not isinstance(body, Mapping):
             raise WireFormatError(f"{fmt.value}: the request body must be a JSON object")
         body = dict(body)
         model = model or body.get("model") or body.get("modelId")
@@ -862,6 +861,8 @@ class PromptCache:
         tenant = self.resolve_tenant(tenant)
         adapter = get_adapter(fmt)
         parts = adapter.split(body)
+        if not telemetry_tracing():  # no span, not even its attributes, when nobody traces
+            return self._prepare_parts(fmt, adapter, parts, body, model, tenant)
         with telemetry_span("promptcache.canonicalize", {"promptcache.format": fmt.value}):
             return self._prepare_parts(fmt, adapter, parts, body, model, tenant)
 
@@ -1154,9 +1155,9 @@ class PromptCache:
             return t.digest
         if sent is t.canonical:
             if t.canonical_digest is None:
-                t.canonical_digest = digest(t.block.kind.value.encode(), sent.encode())
+                t.canonical_digest = digest(t.block.kind.encode(), sent.encode())
             return t.canonical_digest
-        return digest(t.block.kind.value.encode(), sent.encode())
+        return digest(t.block.kind.encode(), sent.encode())
 
     def _history(self, pre: _Prefix, history: list[_Message]) -> _History:
         """The plan's prefix and history part for ``history`` after ``pre``."""

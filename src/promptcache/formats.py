@@ -38,10 +38,16 @@ _PROVIDER = {
 }
 
 
+_BY_VALUE: dict[str, WireFormat] = {f.value: f for f in WireFormat}
+
+
 def parse_format(value: str | WireFormat) -> WireFormat:
     """Return ``value`` as a :class:`WireFormat`, or raise a ``ValueError`` naming the choices."""
     if isinstance(value, WireFormat):
         return value
+    found = _BY_VALUE.get(value) if type(value) is str else None
+    if found is not None:  # a plain dict lookup, not Enum's call machinery (every request)
+        return found
     try:
         return WireFormat(value)
     except ValueError:

@@ -31,6 +31,7 @@ __all__ = [
     "remove_observer",
     "set_tracer",
     "span",
+    "tracing",
 ]
 
 log = logging.getLogger("promptcache.telemetry")
@@ -125,6 +126,11 @@ def set_tracer(tracer: Any) -> None:
     """Use ``tracer`` (an OpenTelemetry ``Tracer``) for :func:`span`; ``None`` turns spans off."""
     global _tracer
     _tracer = tracer
+
+
+def tracing() -> bool:
+    """Whether a tracer is configured (spans are recorded)."""
+    return _tracer is not None
 
 
 def enabled() -> bool:
