@@ -169,11 +169,25 @@ class CacheMetrics(dict[str, Any]):
 
     def __init__(self, records: Mapping[str, CallFigures | Mapping[str, Any]] | None = None) -> None:
         """Metrics holding ``records`` (figures or their plain form, by call id), validated."""
+        if not records:
+            # The empty value: LangGraph makes one per channel instance of every run (its initial value).
+            dict.__init__(self, records={})
+            self._figures = {}
+            return
         figures: dict[str, CallFigures] = {}
         for call_id, r in (records or {}).items():
             figures[str(call_id)] = r if isinstance(r, CallFigures) else CallFigures.model_validate(r)
         super().__init__(records={k: _plain(f) for k, f in figures.items()})
         self._figures = figures
+
+    @classmethod
+    def of_call(cls, figures: CallFigures) -> CacheMetrics:
+        """Metrics holding the one call ``figures`` (what an integration adds per model call).
+
+        ``CacheMetrics({figures.call_id: figures})``; the figures are already validated, so they
+        are not checked again.
+        """
+        return cls._of_figures({figures.call_id: figures}, {figures.call_id: _plain(figures)})
 
     @classmethod
     def _of_figures(cls, figures: dict[str, CallFigures], plain: dict[str, dict[str, Any]]) -> CacheMetrics:
@@ -372,7 +386,9 @@ def merge_cache_metrics(
     side may be the plain form a checkpoint holds; the result is a :class:`CacheMetrics`, which
     is itself a plain ``dict`` to LangGraph's serializer.
     """
-    a, b = _coerce(left), _coerce(right)
+    # Both sides already typed (the usual channel update) need no coercion.
+    a = left if type(left) is CacheMetrics else _coerce(left)
+    b = right if type(right) is CacheMetrics else _coerce(right)
     if not b._figures:
         return a
     if not a._figures:

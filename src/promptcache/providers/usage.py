@@ -71,7 +71,8 @@ def usage_from_response(
     1280
     """
     fmt = parse_format(format)
-    _require_mapping(body, "body")
+    if type(body) is not dict:  # isinstance against the Mapping ABC is a Python-level call
+        _require_mapping(body, "body")
     prov = provider or fmt.provider
     usage = body.get("usage")
     if type(usage) is dict and fmt in _FAST_FORMATS and body.get("type") != "error":
