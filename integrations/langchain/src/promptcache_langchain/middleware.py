@@ -124,16 +124,27 @@ class PromptCacheModelMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
     ) -> ExtendedModelResponse[Any]:
         if isinstance(response, AIMessage):
             response = ModelResponse(result=[response])
-        figures: dict[str, CallFigures] = {}
-        answers = [msg for msg in response.result if isinstance(msg, AIMessage)]
-        call_id = ctx.call_id
-        for i, msg in enumerate(answers):
-            f = finish_call(msg, ctx, call_id=call_id if i == 0 else f"{call_id}:{i}")
+        result = response.result
+        metrics: CacheMetrics | None = None
+        if len(result) == 1:
+            # The usual answer, one message: its figures are the whole update, built once.
+            msg = result[0]
+            f = finish_call(msg, ctx, call_id=ctx.call_id) if isinstance(msg, AIMessage) else None
             if f is not None:
-                figures[f.call_id] = f
-        update = {"cache_metrics": CacheMetrics(figures)} if figures else None
+                metrics = CacheMetrics.of_call(f)
+        else:
+            figures: dict[str, CallFigures] = {}
+            answers = [msg for msg in result if isinstance(msg, AIMessage)]
+            call_id = ctx.call_id
+            for i, msg in enumerate(answers):
+                f = finish_call(msg, ctx, call_id=call_id if i == 0 else f"{call_id}:{i}")
+                if f is not None:
+                    figures[f.call_id] = f
+            if figures:
+                metrics = CacheMetrics(figures)
         return ExtendedModelResponse(
-            model_response=response, command=Command(update=update) if update else None
+            model_response=response,
+            command=None if metrics is None else Command(update={"cache_metrics": metrics}),
         )
 
     def wrap_model_call(
