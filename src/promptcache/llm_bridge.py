@@ -69,6 +69,7 @@ __all__ = [
     "plan_summary",
     "record_call",
     "rewrite_payload",
+    "should_resend",
     "to_plain",
     "use_call",
 ]
@@ -175,10 +176,11 @@ def rewrite_payload(ctx: CallContext, payload: Mapping[str, Any], fmt: WireForma
     return {**out, **transport}
 
 
-def _should_resend(ctx: CallContext, exc: BaseException) -> bool:
+def should_resend(ctx: CallContext, exc: BaseException) -> bool:
     """Whether ``exc`` is the provider refusing one of our hints, and the request had some to drop.
 
-    Marks the context so the resend is built without hints, notes and counts the event.
+    Marks the context so the resend is built without hints, notes and counts the event. What
+    :func:`call_with_hint_fallback` decides with, for a caller that runs the call itself.
     """
     if ctx.hints_off or ctx.prepared is None or ctx.format_used is None:
         return False
@@ -205,7 +207,7 @@ def call_with_hint_fallback(ctx: CallContext, call: Callable[[], T]) -> T:
     try:
         return call()
     except Exception as exc:
-        if not _should_resend(ctx, exc):
+        if not should_resend(ctx, exc):
             raise
     return call()
 
@@ -215,7 +217,7 @@ async def acall_with_hint_fallback(ctx: CallContext, call: Callable[[], Awaitabl
     try:
         return await call()
     except Exception as exc:
-        if not _should_resend(ctx, exc):
+        if not should_resend(ctx, exc):
             raise
     return await call()
 
@@ -223,8 +225,10 @@ async def acall_with_hint_fallback(ctx: CallContext, call: Callable[[], Awaitabl
 def plan_summary(ctx: CallContext) -> dict[str, Any]:
     """What promptcache did to the call and what the provider reported: no prompt text."""
     out: dict[str, Any] = {"tenant": ctx.tenant, "mode": ctx.cache.mode, "call_id": ctx.call_id}
-    if ctx.format_used is not None:
-        out["format"] = ctx.format_used.value
+    fmt = ctx.format_used
+    if fmt is not None:
+        # ``_value_`` is ``.value`` without Enum's Python-level descriptor (a call per read).
+        out["format"] = fmt._value_
     if ctx.prepared is not None:
         plan = ctx.prepared.plan
         out.update(
@@ -255,17 +259,18 @@ def record_call(ctx: CallContext) -> CallFigures | None:
     Also reports the provider call to telemetry (duration, and time to first token on
     streamed calls, split by whether the provider read the prompt from its cache).
     """
-    _emit_provider_call(ctx)
-    if ctx.usage is None:
+    if hooks.enabled():
+        _emit_provider_call(ctx)
+    usage = ctx.usage
+    if usage is None:
         return None
-    figures = figures_from_usage(ctx.usage, call_id=ctx.call_id, tenant=ctx.tenant)
-    recorder_for(ctx.cache).record(ctx.tenant, ctx.usage, figures=figures)
+    figures = figures_from_usage(usage, call_id=ctx.call_id, tenant=ctx.tenant)
+    recorder_for(ctx.cache).record(ctx.tenant, usage, figures=figures)
     return figures
 
 
 def _emit_provider_call(ctx: CallContext) -> None:
-    if not hooks.enabled():  # nothing listens: no cost
-        return
+    # Called only when something listens (hooks.enabled()).
     fmt = ctx.format_used or ctx.format
     u = ctx.usage
     provider = fmt.provider if fmt is not None else "unknown"
@@ -491,7 +496,7 @@ class _Method:
         try:
             out = await pending
         except Exception as exc:
-            if not _should_resend(ctx, exc):
+            if not should_resend(ctx, exc):
                 raise
             out = await self._fn(**strip_hints(sent, self._fmt))
         return self._wrap(ctx, out, stream)

@@ -39,10 +39,9 @@ def finish_call(
     meta["local_hit"] = False
     figures = record_call(ctx)
     if usage is not None and figures is not None:
-        meta.update(
-            cost_usd=figures.cost_nusd / 1e9 if figures.priced else None,
-            cost_avoided_usd=figures.cost_avoided_nusd / 1e9 if figures.priced else None,
-        )
+        priced = figures.priced
+        meta["cost_usd"] = figures.cost_nusd / 1e9 if priced else None
+        meta["cost_avoided_usd"] = figures.cost_avoided_nusd / 1e9 if priced else None
         if isinstance(message, AIMessage) and not message.usage_metadata:
             message.usage_metadata = {
                 "input_tokens": usage.input_tokens,
