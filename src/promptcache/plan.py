@@ -119,7 +119,10 @@ class Plan(BaseModel):
     def explain_text(self) -> str:
         """``str(self.explain())``, without building the explanation when nothing changed
         (what integrations put in every call's metadata)."""
-        return describe(self.family, self._previous, self._snapshot)
+        # From the private dict itself: pydantic serves private attributes through a
+        # __getattr__ that first fails a normal lookup, twice per call here.
+        private = self.__pydantic_private__ or {}
+        return describe(self.family, private.get("_previous"), private.get("_snapshot"))
 
 
 class Prepared(BaseModel):

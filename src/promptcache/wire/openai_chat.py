@@ -8,6 +8,7 @@ from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
 from promptcache.wire import WireFormatError, WireParts, require_conversation, require_list
 
+_FORMAT = WireFormat.OPENAI_CHAT.value
 _SYSTEM_ROLES = {"system": BlockKind.SYSTEM, "developer": BlockKind.DEVELOPER}
 
 
@@ -31,8 +32,12 @@ class OpenAIChatAdapter:
                 "openai-chat: a top-level 'system' field belongs to anthropic-messages; "
                 "send system messages in 'messages' (or pass format='anthropic-messages')"
             )
-        messages = require_list(body, "messages", self.format.value)
-        tools = require_list(body, "tools", self.format.value)
+        messages = body.get("messages")
+        if type(messages) is not list:  # the usual body skips the general check and its messages
+            messages = require_list(body, "messages", _FORMAT)
+        tools = body.get("tools")
+        if type(tools) is not list:
+            tools = require_list(body, "tools", _FORMAT)
         i = 0
         system: list[str] = []
         kinds: list[BlockKind] = []
@@ -43,7 +48,8 @@ class OpenAIChatAdapter:
             kind = _SYSTEM_ROLES.get(m["role"])
             if kind is None:
                 break
-            system.append(_text(m.get("content"), f"messages[{i}]"))
+            content = m.get("content")
+            system.append(content if type(content) is str else _text(content, f"messages[{i}]"))
             kinds.append(kind)
             i += 1
         conv = messages[i:]
@@ -56,7 +62,9 @@ class OpenAIChatAdapter:
             if m["role"] == "assistant":
                 last_assistant = j
         current = last_assistant + 1 if last_assistant >= 0 else max(len(conv) - 1, 0)
-        rest = {k: v for k, v in body.items() if k not in ("messages", "tools")}
+        rest = dict(body)
+        rest.pop("messages", None)
+        rest.pop("tools", None)
         role = messages[0]["role"] if system else "system"
         extra = {"volatile_role": role, "had_tools": "tools" in body}
         return WireParts(system, kinds, tools, conv, current, rest, extra)
@@ -69,15 +77,17 @@ class OpenAIChatAdapter:
         messages: list[Any],
         volatile_text: str | None,
     ) -> dict[str, Any]:
-        sys_msgs: list[Any] = [
-            {"role": k.value if k is BlockKind.DEVELOPER else "system", "content": t}
-            for t, k in zip(system, parts.system_kinds, strict=True)
-            if t
-        ]
-        conv = list(messages)
+        # Plain loops, not comprehensions: each comprehension is a function of its own, and
+        # this runs on every request.
+        conv: list[Any] = []
+        for t, k in zip(system, parts.system_kinds, strict=True):
+            if t:
+                conv.append({"role": "developer" if k is BlockKind.DEVELOPER else "system", "content": t})
+        n_sys = len(conv)
+        conv += messages
         if volatile_text:
             vmsg = {"role": parts.extra["volatile_role"], "content": volatile_text}
-            cur = parts.current
+            cur = n_sys + parts.current
             # Tool messages must follow the assistant's tool calls directly, so
             # the block goes before a user turn but after a tool-result turn.
             if cur < len(conv) and conv[cur].get("role") == "user" and cur == len(conv) - 1:
@@ -87,12 +97,12 @@ class OpenAIChatAdapter:
         # The caller's top-level field order where possible: model, messages, tools, the rest.
         rest = parts.rest
         body: dict[str, Any] = {"model": rest["model"]} if "model" in rest else {}
-        body["messages"] = sys_msgs + conv
+        body["messages"] = conv
         if parts.extra["had_tools"]:
             body["tools"] = tools
-        for k, v in rest.items():
-            if k != "model":
-                body[k] = v
+        for key, value in rest.items():
+            if key != "model":
+                body[key] = value
         return body
 
     def tool_name(self, tool: Any) -> str:
