@@ -887,10 +887,25 @@ class PromptCache:
         else:
             hist, conv_key = self._history(pre, msgs[:cur]), None
         tail = msgs[cur:]
-        message_chars = hist.chars + [m.chars for m in tail]
+        # One pass over the current turn (usually one message) extends last call's lists
+        # and answers; plain loops, as each comprehension is a function call of its own.
+        blocks, digests, message_chars = hist.blocks.copy(), hist.digests.copy(), hist.chars.copy()
+        normalized, blocked, class_set = hist.normalized, hist.blocked, hist.class_set
+        classes = hist.classes.copy()
+        at = len(pre.blocks) + cur + (pre.volatile_text is not None)  # the volatile block sits before
+        for i, m in enumerate(tail):
+            blocks.append(m.block)
+            digests.append(m.digest)
+            message_chars.append(m.chars)
+            normalized = normalized or m.normalized
+            if m.data_classes:
+                classes[at + i] = list(m.data_classes)
+                class_set = class_set.union(m.data_classes)
+                if blocked is None and not self.policy.provider_caching_allowed(m.data_classes):
+                    blocked = at + i
         # A message equal to one seen before is sent as the caller's own object;
         # only a message whose text was normalized is sent as our copy.
-        if hist.normalized or any(m.normalized for m in tail):
+        if normalized:
             sent = [m.message if m.normalized else parts.messages[i] for i, m in enumerate(msgs)]
         else:
             sent = parts.messages
@@ -899,7 +914,7 @@ class PromptCache:
         tools = pre.sent_tools if pre.canonical_tools else parts.tools
         new_body = adapter.join(parts, pre.system_out, tools, sent, pre.volatile_text)
 
-        plan = self._plan_for_request(fmt, model, tenant, pre, parts, hist, tail, conv_key)
+        plan = self._plan_for_request(fmt, model, tenant, pre, cur, hist, blocks, digests, classes, conv_key)
         if copies is not None:
             self._remember(
                 skey, _Stream(pre, copies, msgs, cur, plan.conversation_key, sum(message_chars), hist)
@@ -916,14 +931,6 @@ class PromptCache:
         with fam.lock:
             previous, fam.last = fam.last, snapshot
 
-        # The history's answers, extended by the current turn's messages.
-        blocked, class_set = hist.blocked, hist.class_set
-        at = len(pre.blocks) + cur + (pre.volatile_text is not None)
-        for i, m in enumerate(tail):
-            if m.data_classes:
-                class_set = class_set.union(m.data_classes)
-                if blocked is None and not self.policy.provider_caching_allowed(m.data_classes):
-                    blocked = at + i
         ctx = HintContext(
             format=fmt,
             model=model,
@@ -936,7 +943,7 @@ class PromptCache:
             prefix_chars=pre.chars,
             message_chars=message_chars,
             catalog=self.catalog,
-            blocked_from=len(plan.blocks) if blocked is None else blocked,
+            blocked_from=len(blocks) if blocked is None else blocked,
             data_class_set=class_set,
         )
         hinted, hints, notes = apply_hints(new_body, ctx)
@@ -1188,22 +1195,19 @@ class PromptCache:
         model: str,
         tenant: str,
         pre: _Prefix,
-        parts: WireParts,
+        cur: int,
         hist: _History,
-        tail: list[_Message],
+        blocks: list[Block],
+        digests: list[str],
+        classes: dict[int, list[str]],
         conversation_key: str | None,
     ) -> Plan:
+        """The plan of a request: ``blocks``/``digests`` are the prefix, history and current
+        turn (the volatile block is inserted here); ``classes`` already in plan indices."""
         prefix_end = len(pre.blocks)
-        blocks = hist.blocks + [m.block for m in tail]
-        digests = hist.digests + [m.digest for m in tail]
-        classes = dict(hist.classes)
-        cur = parts.current
-        sections = ["static"] * prefix_end + ["history"] * cur + ["current"] * len(tail)
-        # The volatile block (if any) sits just before the current turn.
-        at = prefix_end + cur + (1 if pre.volatile_text is not None else 0)
-        for i, m in enumerate(tail):
-            if m.data_classes:
-                classes[at + i] = list(m.data_classes)
+        sections = (
+            ["static"] * prefix_end + ["history"] * cur + ["current"] * (len(blocks) - prefix_end - cur)
+        )
         if conversation_key is None:
             h = pre.hash_state
             if cur:
