@@ -721,7 +721,9 @@ class PromptCache:
                 m, cj = _canonical_message(fmt, msg)
                 normalized.append(m)
                 canon.append(cj)
-            texts = [c.decode() for c in canon]
+            texts: list[str] = []
+            for c in canon:
+                texts.append(c.decode())
             found = _scan_each(SENSITIVE_SCANNER, texts)
             for (n, original, current, mkey), msg, cj, s, hits in zip(
                 todo, normalized, canon, texts, found, strict=True
@@ -1111,7 +1113,8 @@ class PromptCache:
         msgs = msgs + self._messages(fmt, adapter, new[k:], k, cur)
         if copies is not None:
             try:
-                copies = copies + [_value_copy(m) for m in new[k:]]
+                for m in new[k:]:  # a loop, not a comprehension: no extra frame per request
+                    copies.append(_value_copy(m))
             except _NoCopy:
                 copies = None
         return msgs, copies, k
