@@ -21,6 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from promptcache.unchecked import unchecked
+
 
 class BlockKind(StrEnum):
     """What a block is; decides its default trust, stability and layout section."""
@@ -143,23 +145,15 @@ def trusted_block(
     """
     if kind in UNTRUSTED_KINDS and trust is Trust.TRUSTED:
         raise ValueError(f"Block.trust: a {kind.value} block cannot be labelled trusted")
-    b = Block.__new__(Block)
-    object.__setattr__(
-        b,
-        "__dict__",
-        {
-            "kind": kind,
-            "content": content,
-            "trust": trust,
-            "stability": stability,
-            "tags": (),
-            "scope": "tenant",
-            "name": name,
-            "role": role,
-            "data_classes": data_classes,
-        },
-    )
-    object.__setattr__(b, "__pydantic_fields_set__", {"kind", "content"})
-    object.__setattr__(b, "__pydantic_extra__", None)
-    object.__setattr__(b, "__pydantic_private__", None)
-    return b
+    values = {
+        "kind": kind,
+        "content": content,
+        "trust": trust,
+        "stability": stability,
+        "tags": (),
+        "scope": "tenant",
+        "name": name,
+        "role": role,
+        "data_classes": data_classes,
+    }
+    return unchecked(Block, values, fields_set={"kind", "content"})

@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from promptcache.unchecked import unchecked
+
 _FIRST = "first request of this prefix family: nothing cached yet"
 _UNCHANGED = "cacheable prefix unchanged since the last request"
 
@@ -250,14 +252,8 @@ def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
 
 
 def _explanation(family: str, first: bool, unchanged: bool, changes: list[Change]) -> Explanation:
-    # What model_construct does, for one class: model_construct costs about as much as validating.
-    out = Explanation.__new__(Explanation)
     values = {"family": family, "first_in_family": first, "prefix_unchanged": unchanged, "changes": changes}
-    object.__setattr__(out, "__dict__", values)
-    object.__setattr__(out, "__pydantic_fields_set__", set(values))
-    object.__setattr__(out, "__pydantic_extra__", None)
-    object.__setattr__(out, "__pydantic_private__", None)
-    return out
+    return unchecked(Explanation, values)
 
 
 def _first_diff(a: list[int], b: list[int], numbers: list[int]) -> int:

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import core_schema
 
 from promptcache.pricing import cost_nusd
+from promptcache.unchecked import unchecked
 from promptcache.usage import CacheUsage
 
 __all__ = ["CacheMetrics", "CallFigures", "figures_from_usage", "merge_cache_metrics"]
@@ -117,14 +118,8 @@ _KINDS = frozenset(("model", "tool", "retrieval"))
 
 
 def _unchecked(**values: Any) -> CallFigures:
-    # What CallFigures(**values) builds, minus the validation: for values _trusted() vouched for.
-    # model_construct costs about as much as validating; this is what it does, for one class.
-    out = CallFigures.__new__(CallFigures)
-    object.__setattr__(out, "__dict__", values)
-    object.__setattr__(out, "__pydantic_fields_set__", set(values))
-    object.__setattr__(out, "__pydantic_extra__", None)
-    object.__setattr__(out, "__pydantic_private__", None)
-    return out
+    # CallFigures(**values) minus the validation: for values _trusted() vouched for.
+    return unchecked(CallFigures, values)
 
 
 def _trusted(usage: CacheUsage, call_id: object, tenant: object, kind: object, local_hit: object) -> bool:

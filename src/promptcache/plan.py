@@ -16,6 +16,7 @@ from promptcache.canonical import Fragment
 from promptcache.explain import Explanation, Snapshot, compare, describe
 from promptcache.formats import WireFormat
 from promptcache.keys import KeyContract, derive_key
+from promptcache.unchecked import unchecked
 
 
 class Move(BaseModel):
@@ -82,16 +83,7 @@ class Plan(BaseModel):
         costs more than the rest of a warm call's bookkeeping.
         """
         values = {"moves": [], "hints": [], "decisions": [], **fields}
-        plan = cls.__new__(cls)
-        object.__setattr__(plan, "__dict__", values)
-        object.__setattr__(plan, "__pydantic_fields_set__", set(values))
-        object.__setattr__(plan, "__pydantic_extra__", None)
-        object.__setattr__(
-            plan,
-            "__pydantic_private__",
-            {"_contract": None, "_snapshot": None, "_previous": None},
-        )
-        return plan
+        return unchecked(cls, values, private={"_contract": None, "_snapshot": None, "_previous": None})
 
     def with_hints(self, hints: list[Hint], decisions: list[str]) -> Plan:
         """A copy carrying the provider hints placed and the policy notes."""
@@ -136,9 +128,4 @@ class Prepared(BaseModel):
     @classmethod
     def fast(cls, body: dict[str, Any], plan: Plan) -> Prepared:
         """Wrap values the engine built itself, skipping validation (as :meth:`Plan.fast`)."""
-        prepared = cls.__new__(cls)
-        object.__setattr__(prepared, "__dict__", {"body": body, "plan": plan})
-        object.__setattr__(prepared, "__pydantic_fields_set__", {"body", "plan"})
-        object.__setattr__(prepared, "__pydantic_extra__", None)
-        object.__setattr__(prepared, "__pydantic_private__", None)
-        return prepared
+        return unchecked(cls, {"body": body, "plan": plan})

@@ -22,6 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from promptcache.unchecked import unchecked
+
 
 class CacheUsage(BaseModel):
     """Token usage of one model call, with prompt-cache reads and writes.
@@ -70,12 +72,7 @@ class CacheUsage(BaseModel):
             "output_tokens": fields.get("output_tokens", 0),
             "thinking_tokens": fields.get("thinking_tokens", 0),
         }
-        out = cls.__new__(cls)
-        object.__setattr__(out, "__dict__", values)
-        object.__setattr__(out, "__pydantic_fields_set__", set(fields))
-        object.__setattr__(out, "__pydantic_extra__", None)
-        object.__setattr__(out, "__pydantic_private__", None)
-        return out
+        return unchecked(cls, values, fields_set=set(fields))
 
     @property
     def uncached_input_tokens(self) -> int:
