@@ -42,6 +42,7 @@ from promptcache.canonical import (
     relocate_json,
     relocate_spans,
 )
+from promptcache.catalog import default_catalog
 from promptcache.detect import (
     SENSITIVE_PATTERNS,
     SENSITIVE_SCANNER,
@@ -53,7 +54,7 @@ from promptcache.explain import SlotPrint, Snapshot
 from promptcache.formats import WireFormat, parse_format
 from promptcache.keys import KeyContract, chain_hash, derive_key
 from promptcache.layout import arrange
-from promptcache.plan import Plan, Prepared
+from promptcache.plan import Hint, Plan, Prepared
 from promptcache.policy import Policy
 from promptcache.providers.hints import HintContext, apply_hints
 from promptcache.scan import Hit, Scanner
@@ -206,6 +207,30 @@ class _History:
 
 
 @dataclass(slots=True, frozen=True)
+class _HintMemo:
+    """Last call's hint outcome, when it only added top-level fields to the body.
+
+    OpenAI's hints (``prompt_cache_key``, ``prompt_cache_retention``; Gemini has none) are
+    decided by the model, the policy, the catalog, the prefix, which blocks hold content kept
+    out of provider caches and which top-level fields the caller set: ``sig`` and the three
+    objects. The next call of the stream with all of them unchanged gets the same fields.
+    """
+
+    sig: tuple[Any, ...]  # (first blocked block, number of blocks, data classes, body's other fields)
+    policy: Policy
+    catalog: Catalog
+    additions: dict[str, Any]
+    hints: list[Hint]
+    notes: list[str]
+
+
+# Formats whose hints are top-level fields decided only by what _HintMemo checks (the
+# explicit-breakpoint OpenAI models mark messages instead, and are never memoized).
+_TOP_LEVEL_HINTS = frozenset({WireFormat.OPENAI_CHAT, WireFormat.OPENAI_RESPONSES, WireFormat.GEMINI})
+_MISSING = object()
+
+
+@dataclass(slots=True, frozen=True)
 class _Stream:
     """The last request of one (format, model, tenant, system kinds) stream: the warm
     path compares the next request against it by value and re-analyses only the rest."""
@@ -217,6 +242,7 @@ class _Stream:
     conversation_key: str
     chars: int  # characters of conversation it keeps referenced (its share of the budget)
     history: _History
+    hints: _HintMemo | None
 
 
 _StreamKey = tuple[WireFormat, str, str, tuple[BlockKind, ...]]
@@ -917,10 +943,6 @@ class PromptCache:
         new_body = adapter.join(parts, pre.system_out, tools, sent, pre.volatile_text)
 
         plan = self._plan_for_request(fmt, model, tenant, pre, cur, hist, blocks, digests, classes, conv_key)
-        if copies is not None:
-            self._remember(
-                skey, _Stream(pre, copies, msgs, cur, plan.conversation_key, sum(message_chars), hist)
-            )
         snapshot = Snapshot(
             system=pre.prints,
             tool_order=pre.tools.raw_order,
@@ -933,22 +955,34 @@ class PromptCache:
         with fam.lock:
             previous, fam.last = fam.last, snapshot
 
-        ctx = HintContext(
-            format=fmt,
-            model=model,
-            policy=self.policy,
-            plan=plan,
-            n_system=pre.n_system,
-            n_tools=len(pre.tools.canonical),
-            history_end=cur,
-            has_volatile=pre.volatile_text is not None,
-            prefix_chars=pre.chars,
-            message_chars=message_chars,
-            catalog=self.catalog,
-            blocked_from=len(blocks) if blocked is None else blocked,
-            data_class_set=class_set,
-        )
-        hinted, hints, notes = apply_hints(new_body, ctx)
+        blocked_from = len(blocks) if blocked is None else blocked
+        sig = (blocked_from, len(blocks), class_set, tuple(parts.rest))
+        catalog = self.catalog if self.catalog is not None else default_catalog()
+        memo = same.hints if same is not None else None
+        if memo is not None and memo.sig == sig and memo.policy is self.policy and memo.catalog is catalog:
+            hinted = {**new_body, **memo.additions} if memo.additions else new_body
+            hints, notes = list(memo.hints), list(memo.notes)
+        else:
+            ctx = HintContext(
+                format=fmt,
+                model=model,
+                policy=self.policy,
+                plan=plan,
+                n_system=pre.n_system,
+                n_tools=len(pre.tools.canonical),
+                history_end=cur,
+                has_volatile=pre.volatile_text is not None,
+                prefix_chars=pre.chars,
+                message_chars=message_chars,
+                catalog=self.catalog,
+                blocked_from=blocked_from,
+                data_class_set=class_set,
+            )
+            hinted, hints, notes = apply_hints(new_body, ctx)
+            memo = self._hint_memo(fmt, new_body, hinted, hints, notes, sig, catalog)
+        if copies is not None:
+            stream = _Stream(pre, copies, msgs, cur, plan.conversation_key, sum(message_chars), hist, memo)
+            self._remember(skey, stream)
         # The plan is ours until returned: fill it in place rather than copying it.
         plan.__dict__["hints"], plan.__dict__["decisions"] = hints, notes
         object.__setattr__(
@@ -959,6 +993,25 @@ class PromptCache:
         if self.mode == "shadow":
             return Prepared.fast(dict(body), plan)
         return Prepared.fast(hinted, plan)
+
+    def _hint_memo(
+        self,
+        fmt: WireFormat,
+        body: dict[str, Any],
+        hinted: dict[str, Any],
+        hints: list[Hint],
+        notes: list[str],
+        sig: tuple[Any, ...],
+        catalog: Catalog,
+    ) -> _HintMemo | None:
+        """What the stream's next call may reuse of these hints (None: they must be placed again)."""
+        if fmt not in _TOP_LEVEL_HINTS:
+            return None
+        for k, v in body.items():
+            if hinted.get(k, _MISSING) is not v:  # something inside the body was marked
+                return None
+        additions = {k: v for k, v in hinted.items() if k not in body}
+        return _HintMemo(sig, self.policy, catalog, additions, list(hints), list(notes))
 
     def _remember(self, skey: _StreamKey, stream: _Stream) -> None:
         # Streams hold copies of whole conversations: bounded by count and by the

@@ -284,3 +284,70 @@ def test_unchanged_tools_go_out_as_the_callers_own_objects() -> None:
     again = {**body, "tools": copy.deepcopy(body["tools"])}
     sent = cache.prepare_request(again, format="openai-chat").body["tools"]
     assert sent is again["tools"]
+
+
+def _same_as_full(policy: Policy | None, bodies: list[dict[str, Any]], fmt: str) -> list[Prepared]:
+    """Each body through one cache (its stream reused) and through the full analysis: equal results."""
+    warm, full = PromptCache(policy), PromptCache(policy)
+    out = []
+    for body in bodies:
+        got = warm.prepare_request(body, format=fmt)
+        full._streams.clear()  # the full analysis, with the family's history kept for explain()
+        _same(got, full.prepare_request(body, format=fmt))
+        out.append(got)
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["openai-chat", "openai-responses"])
+def test_reused_hints_follow_the_data_classes(fmt: str) -> None:
+    # The stream reuses last call's top-level hints only while what decides them is unchanged:
+    # an address in the new turn shortens the policy TTL below 24h, so no extended retention.
+    policy = Policy.load(
+        {
+            "entries": {"prompt_prefix": {"ttl": {"default": "24h"}}},
+            "data_classes": {"pii.email": {"action": "shorten", "max_ttl": 600}},
+        }
+    )
+    turns = ["hello", "mail me at jo@example.com", "thanks", "and again"]
+    bodies = [
+        make_body(fmt, "Be brief.\n" * 400, copy.deepcopy(TOOL_SPECS), [("user", t)], model="gpt-4.1")
+        for t in turns
+    ]
+    # Then the caller sets its own routing key: kept, whatever was placed last time.
+    bodies.append({**bodies[-1], "prompt_cache_key": "mine"})
+    got = _same_as_full(policy, bodies, fmt)
+    retention = [p.body.get("prompt_cache_retention") for p in got]
+    assert retention == ["24h", None, "24h", "24h", "24h"]
+    assert got[-1].body["prompt_cache_key"] == "mine"
+
+
+def test_hints_that_mark_messages_are_placed_on_every_call() -> None:
+    # An explicit-breakpoint model marks the newest user message: nothing to reuse from the
+    # previous call, whose marks sat on another message.
+    from promptcache.catalog import load_catalog
+    from promptcache.providers import hints
+
+    model = {
+        "min_cacheable_tokens": 1024,
+        "ttl_options": ["explicit", "24h"],
+        "prices": {"input": 5.0, "output": 30.0},
+    }
+    hints.use_catalog(load_catalog(overrides={"providers": {"openai": {"models": {"gpt-5.6-sol": model}}}}))
+    try:
+        # The same history each time and a new last turn: the stream's memo would apply if it could.
+        history = [("user", "question 0"), ("assistant", "answer 0")]
+        bodies = [
+            make_body(
+                "openai-chat",
+                "Be brief.\n" * 400,
+                [],
+                [*history, ("user", f"question {n}")],
+                model="gpt-5.6-sol",
+            )
+            for n in range(1, 4)
+        ]
+        got = _same_as_full(None, bodies, "openai-chat")
+        marks = [sum(h.kind == "prompt_cache_breakpoint" for h in p.plan.hints) for p in got]
+        assert all(marks[1:])  # marks inside the body: never the top-level memo
+    finally:
+        hints.use_catalog(None)
