@@ -112,67 +112,6 @@ class Finding(BaseModel):
 #: The secrets and PII patterns as one scanner (one RE2 pass per text).
 SENSITIVE_SCANNER = Scanner([(k, p) for k, _, p in SENSITIVE_PATTERNS], VERIFY)
 
-# What a match of each pattern above must contain, lowercased (which can only find more):
-# literal parts of the secret shapes, "@" (email), "://" (url_password); the digit patterns
-# need at least seven ASCII digits (card 13, SSN 9, phone 8) or, for an IBAN, two digits and
-# an uppercase letter. A pattern added above must be covered here too, and its kind added to
-# _PREFILTERED_KINDS (a test compares the two).
-_NEEDLES = (
-    "@",
-    "://",
-    "-----begin",
-    "sk-",
-    "akia",
-    "asia",
-    "aws_secret_access_key",
-    "aws_secret_key",
-    "secretaccesskey",
-    "private_key_id",
-    "aiza",
-    "ghp_",
-    "gho_",
-    "ghu_",
-    "ghs_",
-    "ghr_",
-    "github_pat_",
-    "xox",
-    "hf_",
-    "accountkey=",
-    "sharedaccesskey=",
-    "bearer",
-    "k_live_",
-    "eyj",
-)
-_PREFILTERED_KINDS = frozenset(
-    {
-        "pem_private_key", "anthropic_api_key", "openai_api_key", "aws_access_key_id",
-        "aws_secret_access_key", "gcp_private_key_id", "google_api_key", "github_token",
-        "slack_token", "huggingface_token", "azure_storage_key", "bearer_token", "stripe_key",
-        "jwt", "url_password", "card_number", "email", "us_ssn", "phone", "iban",
-    }
-)  # fmt: skip
-_DROP_DIGITS = str.maketrans("", "", "0123456789")
-
-#: Texts up to this length are checked with :func:`may_be_sensitive` before being scanned.
-PREFILTER_MAX_CHARS = 512
-
-
-def may_be_sensitive(text: str) -> bool:
-    """False only when no pattern of :data:`SENSITIVE_SCANNER` can match ``text``.
-
-    A few substring checks, for short texts (a user's turn): on a cold CPU cache they cost a
-    fraction of the first touch of the RE2 scanner, and most turns need no scan at all.
-
-    >>> may_be_sensitive("ok, go on (turn 5)"), may_be_sensitive("mail me at jo@example.com")
-    (False, True)
-    """
-    low = text.lower()
-    for needle in _NEEDLES:
-        if needle in low:
-            return True
-    digits = len(text) - len(text.translate(_DROP_DIGITS))
-    return digits >= 7 or (digits >= 2 and low != text)
-
 
 def classes_of(hits: Sequence[Hit]) -> tuple[str, ...]:
     """The sorted data classes of the secret/PII ``hits`` (hits of other kinds, such as

@@ -44,12 +44,10 @@ from promptcache.canonical import (
 )
 from promptcache.catalog import default_catalog
 from promptcache.detect import (
-    PREFILTER_MAX_CHARS,
     SENSITIVE_PATTERNS,
     SENSITIVE_SCANNER,
     VERIFY,
     classes_of,
-    may_be_sensitive,
     scan_sensitive,
 )
 from promptcache.explain import SlotPrint, Snapshot
@@ -323,20 +321,6 @@ def _scan_each(scanner: Scanner, texts: list[str]) -> list[list[Hit]]:
             if h.start < hi or h.start == lo:
                 out[k].append(Hit(max(h.start, lo) - lo, min(h.end, hi) - lo, h.kind))
             k += 1
-    return out
-
-
-def _scan_sensitive(texts: list[str]) -> list[list[Hit]]:
-    """:func:`_scan_each` with the secrets/PII scanner, skipping short texts no pattern can match."""
-    if len(texts) == 1:  # the usual warm call: the new turn
-        text = texts[0]
-        if len(text) <= PREFILTER_MAX_CHARS and not may_be_sensitive(text):
-            return [[]]
-        return [SENSITIVE_SCANNER.scan(text)]
-    out: list[list[Hit]] = [[] for _ in texts]
-    scan = [i for i, t in enumerate(texts) if len(t) > PREFILTER_MAX_CHARS or may_be_sensitive(t)]
-    for i, hits in zip(scan, _scan_each(SENSITIVE_SCANNER, [texts[i] for i in scan]), strict=True):
-        out[i] = hits
     return out
 
 
@@ -766,7 +750,7 @@ class PromptCache:
             texts: list[str] = []
             for c in canon:
                 texts.append(c.decode())
-            found = _scan_sensitive(texts)
+            found = _scan_each(SENSITIVE_SCANNER, texts)
             for (n, original, current, mkey), msg, cj, s, hits in zip(
                 todo, normalized, canon, texts, found, strict=True
             ):
