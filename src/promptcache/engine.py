@@ -943,17 +943,31 @@ class PromptCache:
         new_body = adapter.join(parts, pre.system_out, tools, sent, pre.volatile_text)
 
         plan = self._plan_for_request(fmt, model, tenant, pre, cur, hist, blocks, digests, classes, conv_key)
-        snapshot = Snapshot(
-            system=pre.prints,
-            tool_order=pre.tools.raw_order,
-            tool_raw=pre.tools.raw_crc,
-            tool_canonical=pre.tools.canonical_by_name,
-            history=hist.history_digests,
-            tools_canonical=pre.canonical_tools,
-        )
         fam = pre.family
         with fam.lock:
-            previous, fam.last = fam.last, snapshot
+            previous = fam.last
+            if (
+                previous is not None
+                and previous.system is pre.prints
+                and previous.history is hist.history_digests
+                and previous.tool_raw is pre.tools.raw_crc
+                and previous.tool_order is pre.tools.raw_order
+                and previous.tool_canonical is pre.tools.canonical_by_name
+                and previous.tools_canonical == pre.canonical_tools
+            ):
+                # Made of the very objects this request would put in a new one: the same
+                # snapshot (snapshots are never changed once made).
+                snapshot = previous
+            else:
+                snapshot = Snapshot(
+                    system=pre.prints,
+                    tool_order=pre.tools.raw_order,
+                    tool_raw=pre.tools.raw_crc,
+                    tool_canonical=pre.tools.canonical_by_name,
+                    history=hist.history_digests,
+                    tools_canonical=pre.canonical_tools,
+                )
+                fam.last = snapshot
 
         blocked_from = len(blocks) if blocked is None else blocked
         sig = (blocked_from, len(blocks), class_set, tuple(parts.rest))

@@ -114,7 +114,7 @@ def describe(family: str, prev: Snapshot | None, cur: Snapshot | None) -> str:
     """
     if cur is None or prev is None:
         return _FIRST
-    if _nothing_changed(prev, cur):
+    if prev is cur or _nothing_changed(prev, cur):  # the engine reuses an unchanged snapshot
         return _UNCHANGED
     return str(compare(family, prev, cur))
 
