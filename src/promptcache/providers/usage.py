@@ -34,7 +34,7 @@ that is present with the wrong type is an error, never a silent zero.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from promptcache.formats import WireFormat, parse_format
@@ -242,15 +242,7 @@ def _fast_anthropic(raw: dict[str, Any], model: str | None, provider: str) -> Ca
             write = split
         elif split != write:
             return None
-    return CacheUsage.fast(
-        provider=provider,
-        model=model,
-        input_tokens=uncached + read + write,
-        cache_read_tokens=read,
-        cache_write_tokens=write,
-        cache_write_tokens_by_ttl=by_ttl,
-        output_tokens=output,
-    )
+    return _anthropic_result(CacheUsage.fast, provider, model, uncached, read, write, by_ttl, output)
 
 
 # -- field access ---------------------------------------------------------------------------
@@ -332,7 +324,21 @@ def _anthropic_usage(usage: Mapping[str, Any], path: str, *, model: str | None, 
                 f"{path}.cache_creation TTL split sums to {split} but "
                 f"{path}.cache_creation_input_tokens is {write}"
             )
-    return CacheUsage(
+    return _anthropic_result(CacheUsage, provider, model, uncached, read, write, by_ttl, output)
+
+
+def _anthropic_result(
+    build: Callable[..., CacheUsage],
+    provider: str,
+    model: str | None,
+    uncached: int,
+    read: int,
+    write: int,
+    by_ttl: dict[str, int],
+    output: int,
+) -> CacheUsage:
+    """Anthropic counts as a usage, by ``build`` (validating, or not for counts read directly)."""
+    return build(
         provider=provider,
         model=model,
         # Anthropic's input_tokens counts only the tokens after the last breakpoint.
