@@ -56,7 +56,7 @@ from promptcache.keys import KeyContract, chain_hash, derive_key
 from promptcache.layout import arrange
 from promptcache.plan import Hint, Plan, Prepared
 from promptcache.policy import Policy
-from promptcache.providers.hints import HintContext, apply_hints
+from promptcache.providers.hints import HintContext, apply_hints, class_set, first_blocked
 from promptcache.scan import Hit, Scanner
 from promptcache.stats import CacheStats, recorder_for
 from promptcache.telemetry.hooks import span as telemetry_span
@@ -324,6 +324,11 @@ def _scan_each(scanner: Scanner, texts: list[str]) -> list[list[Hit]]:
     return out
 
 
+def _not_json(fmt: WireFormat, exc: TypeError) -> WireFormatError:
+    # A wire format error like any other malformed body: the caller's request is bad.
+    return WireFormatError(f"{fmt.value}: a message is not JSON-serializable ({exc})")
+
+
 def _canonical_message(fmt: WireFormat, msg: Any) -> tuple[Any, bytes]:
     """``msg`` with its text normalized, and its canonical JSON.
 
@@ -334,8 +339,7 @@ def _canonical_message(fmt: WireFormat, msg: Any) -> tuple[Any, bytes]:
     try:
         raw = orjson.dumps(msg, option=orjson.OPT_SORT_KEYS)
     except TypeError as exc:
-        # A wire format error like any other malformed body: the caller's request is bad.
-        raise WireFormatError(f"{fmt.value}: a message is not JSON-serializable ({exc})") from None
+        raise _not_json(fmt, exc) from None
     if raw.isascii() and b"\\r" not in raw:
         return msg, raw
     normalized = normalize_message_text(msg)
@@ -718,7 +722,7 @@ class PromptCache:
         try:
             return orjson.dumps(msg)
         except TypeError as exc:
-            raise WireFormatError(f"{fmt.value}: a message is not JSON-serializable ({exc})") from None
+            raise _not_json(fmt, exc) from None
 
     def _messages(
         self, fmt: WireFormat, adapter: WireAdapter, msgs: list[Any], first: int, cur: int
@@ -918,7 +922,7 @@ class PromptCache:
         # One pass over the current turn (usually one message) extends last call's lists
         # and answers; plain loops, as each comprehension is a function call of its own.
         blocks, digests, message_chars = hist.blocks.copy(), hist.digests.copy(), hist.chars.copy()
-        normalized, blocked, class_set = hist.normalized, hist.blocked, hist.class_set
+        normalized, blocked, classes_present = hist.normalized, hist.blocked, hist.class_set
         classes = hist.classes.copy()
         at = len(pre.blocks) + cur + (pre.volatile_text is not None)  # the volatile block sits before
         for i, m in enumerate(tail):
@@ -928,7 +932,7 @@ class PromptCache:
             normalized = normalized or m.normalized
             if m.data_classes:
                 classes[at + i] = list(m.data_classes)
-                class_set = class_set.union(m.data_classes)
+                classes_present = classes_present.union(m.data_classes)
                 if blocked is None and not self.policy.provider_caching_allowed(m.data_classes):
                     blocked = at + i
         # A message equal to one seen before is sent as the caller's own object;
@@ -970,7 +974,7 @@ class PromptCache:
                 fam.last = snapshot
 
         blocked_from = len(blocks) if blocked is None else blocked
-        sig = (blocked_from, len(blocks), class_set, tuple(parts.rest))
+        sig = (blocked_from, len(blocks), classes_present, tuple(parts.rest))
         catalog = self.catalog if self.catalog is not None else default_catalog()
         memo = same.hints if same is not None else None
         if memo is not None and memo.sig == sig and memo.policy is self.policy and memo.catalog is catalog:
@@ -990,7 +994,7 @@ class PromptCache:
                 message_chars=message_chars,
                 catalog=self.catalog,
                 blocked_from=blocked_from,
-                data_class_set=class_set,
+                data_class_set=classes_present,
             )
             hinted, hints, notes = apply_hints(new_body, ctx)
             memo = self._hint_memo(fmt, new_body, hinted, hints, notes, sig, catalog)
@@ -1253,10 +1257,8 @@ class PromptCache:
             history_digests=digests,
             normalized=any(m.normalized for m in history),
             policy=policy,
-            blocked=next(
-                (i for i in sorted(classes) if not policy.provider_caching_allowed(classes[i])), None
-            ),
-            class_set=frozenset(dc for dcs in classes.values() for dc in dcs),
+            blocked=first_blocked(policy, classes),
+            class_set=class_set(classes),
         )
 
     def _plan_for_request(

@@ -36,6 +36,7 @@ headers are in :mod:`promptcache.providers.gateways`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -149,16 +150,25 @@ def _hint(*, kind: str, where: str, ttl: str | None = None, prefix_tokens: int |
     return Hint(kind=kind, where=where, ttl=ttl, prefix_tokens=prefix_tokens)
 
 
+def first_blocked(policy: Policy, data_classes: Mapping[int, Sequence[str]]) -> int | None:
+    """Index of the first block whose data classes ``policy`` keeps out of provider caches."""
+    for i in sorted(data_classes):
+        if not policy.provider_caching_allowed(data_classes[i]):
+            return i
+    return None
+
+
+def class_set(data_classes: Mapping[int, Sequence[str]]) -> frozenset[str]:
+    """Every data class present in a plan's ``data_classes``."""
+    return frozenset(dc for dcs in data_classes.values() for dc in dcs)
+
+
 def _blocked_from(ctx: HintContext) -> int:
     """Index (plan order) of the first block provider caching may not cover."""
     if ctx.blocked_from is not None:
         return ctx.blocked_from
-    if not ctx.plan.data_classes:  # the usual request: nothing sensitive anywhere
-        return len(ctx.plan.blocks)
-    for i in sorted(ctx.plan.data_classes):
-        if not ctx.policy.provider_caching_allowed(ctx.plan.data_classes[i]):
-            return i
-    return len(ctx.plan.blocks)
+    blocked = first_blocked(ctx.policy, ctx.plan.data_classes) if ctx.plan.data_classes else None
+    return len(ctx.plan.blocks) if blocked is None else blocked
 
 
 def caching_forbidden(plan: Plan, policy: Policy) -> bool:
@@ -196,7 +206,7 @@ def policy_prefix_ttl(ctx: HintContext) -> int:
     shortened by the data classes present (0 when a class denies caching)."""
     classes = ctx.data_class_set
     if classes is None:
-        classes = frozenset(dc for dcs in ctx.plan.data_classes.values() for dc in dcs)
+        classes = class_set(ctx.plan.data_classes)
     decision = ctx.policy.decide(EntryType.PROMPT_PREFIX, data_classes=classes)
     return decision.ttl_seconds if decision.allowed else 0
 
