@@ -96,47 +96,47 @@ def figures_from_usage(
             pass
         else:
             priced = True
-    make = _unchecked if _trusted(usage, call_id, tenant, kind, local_hit) else CallFigures
-    return make(
-        call_id=call_id,
-        kind=kind,
-        tenant=tenant,
-        provider=usage.provider,
-        model=usage.model,
-        input_tokens=usage.input_tokens,
-        cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        output_tokens=usage.output_tokens,
-        cost_nusd=cost_n,
-        cost_avoided_nusd=avoided_n,
-        priced=priced,
-        local_hit=local_hit,
+    n_in, n_read, n_write, n_out = (
+        usage.input_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.output_tokens,
     )
-
-
-_KINDS = frozenset(("model", "tool", "retrieval"))
-
-
-def _unchecked(**values: Any) -> CallFigures:
-    # CallFigures(**values) minus the validation: for values _trusted() vouched for.
-    return unchecked(CallFigures, values)
-
-
-def _trusted(usage: CacheUsage, call_id: object, tenant: object, kind: object, local_hit: object) -> bool:
-    """Whether the figures' values are already what validation would accept (this runs on every
-    recorded call): the caller's arguments of their declared types, the usage a validated one
-    (``model_construct`` skips its checks, so its counts are checked again)."""
-    if not (
+    values = {
+        "call_id": call_id,
+        "kind": kind,
+        "tenant": tenant,
+        "provider": usage.provider,
+        "model": usage.model,
+        "input_tokens": n_in,
+        "cache_read_tokens": n_read,
+        "cache_write_tokens": n_write,
+        "output_tokens": n_out,
+        "cost_nusd": cost_n,
+        "cost_avoided_nusd": avoided_n,
+        "priced": priced,
+        "local_hit": local_hit,
+    }
+    # Validation is skipped only for values already of their declared types; the counts are
+    # checked too, as a usage made by ``model_construct`` was never validated.
+    if (
         type(call_id) is str
         and (tenant is None or type(tenant) is str)
         and kind in _KINDS
         and type(local_hit) is bool
         and type(usage.provider) is str
         and (usage.model is None or type(usage.model) is str)
+        and type(n_in) is int
+        and type(n_read) is int
+        and type(n_write) is int
+        and type(n_out) is int
+        and min(n_in, n_read, n_write, n_out) >= 0
     ):
-        return False
-    counts = (usage.input_tokens, usage.cache_read_tokens, usage.cache_write_tokens, usage.output_tokens)
-    return all(type(n) is int and n >= 0 for n in counts)
+        return unchecked(CallFigures, values)
+    return CallFigures.model_validate(values)
+
+
+_KINDS = frozenset(("model", "tool", "retrieval"))
 
 
 def _plain(f: CallFigures) -> dict[str, Any]:
