@@ -884,9 +884,10 @@ class PromptCache:
         name; the history keeps its order; provider caching hints are placed.
         """
         fmt = parse_format(format)
-        if type(body) is not dict and not isinstance(body, Mapping):
-            raise WireFormatError(f"{fmt.value}: the request body must be a JSON object")
-        body = dict(body)
+        if type(body) is not dict:
+            if not isinstance(body, Mapping):
+                raise WireFormatError(f"{fmt.value}: the request body must be a JSON object")
+            body = dict(body)  # adapters read a dict; nothing below writes to the caller's
         model = model or body.get("model") or body.get("modelId")
         if not isinstance(model, str) or not model:
             raise WireFormatError(f"{fmt.value}: no model in the body; pass model=...")
