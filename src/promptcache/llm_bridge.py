@@ -69,7 +69,6 @@ __all__ = [
     "plan_summary",
     "record_call",
     "rewrite_payload",
-    "should_resend",
     "to_plain",
     "use_call",
 ]
@@ -176,11 +175,10 @@ def rewrite_payload(ctx: CallContext, payload: Mapping[str, Any], fmt: WireForma
     return {**out, **transport}
 
 
-def should_resend(ctx: CallContext, exc: BaseException) -> bool:
+def _should_resend(ctx: CallContext, exc: BaseException) -> bool:
     """Whether ``exc`` is the provider refusing one of our hints, and the request had some to drop.
 
-    Marks the context so the resend is built without hints, notes and counts the event. What
-    :func:`call_with_hint_fallback` decides with, for a caller that runs the call itself.
+    Marks the context so the resend is built without hints, notes and counts the event.
     """
     if ctx.hints_off or ctx.prepared is None or ctx.format_used is None:
         return False
@@ -207,7 +205,7 @@ def call_with_hint_fallback(ctx: CallContext, call: Callable[[], T]) -> T:
     try:
         return call()
     except Exception as exc:
-        if not should_resend(ctx, exc):
+        if not _should_resend(ctx, exc):
             raise
     return call()
 
@@ -217,7 +215,7 @@ async def acall_with_hint_fallback(ctx: CallContext, call: Callable[[], Awaitabl
     try:
         return await call()
     except Exception as exc:
-        if not should_resend(ctx, exc):
+        if not _should_resend(ctx, exc):
             raise
     return await call()
 
@@ -496,7 +494,7 @@ class _Method:
         try:
             out = await pending
         except Exception as exc:
-            if not should_resend(ctx, exc):
+            if not _should_resend(ctx, exc):
                 raise
             out = await self._fn(**strip_hints(sent, self._fmt))
         return self._wrap(ctx, out, stream)

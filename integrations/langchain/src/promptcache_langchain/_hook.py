@@ -41,7 +41,6 @@ from promptcache.llm_bridge import (
     call_with_hint_fallback,
     mark_first_chunk,
     rewrite_payload,
-    should_resend,
 )
 
 __all__ = ["CallContext", "current_call", "detect_format", "hooked_copy", "is_hookable"]
@@ -110,23 +109,16 @@ def _overrides(cls: type[BaseChatModel]) -> dict[str, Callable[..., Any]]:
         return _rewrite(self, base_payload(self, *args, **kwargs))
 
     def _generate(self: BaseChatModel, *args: Any, **kwargs: Any) -> Any:
-        # call_with_hint_fallback written out: no closure and two frames fewer on every call.
         ctx = current_call.get()
-        try:
+        if ctx is None:
             return base_generate(self, *args, **kwargs)
-        except Exception as exc:
-            if ctx is None or not should_resend(ctx, exc):
-                raise
-        return base_generate(self, *args, **kwargs)
+        return call_with_hint_fallback(ctx, lambda: base_generate(self, *args, **kwargs))
 
     async def _agenerate(self: BaseChatModel, *args: Any, **kwargs: Any) -> Any:
         ctx = current_call.get()
-        try:
+        if ctx is None:
             return await base_agenerate(self, *args, **kwargs)
-        except Exception as exc:
-            if ctx is None or not should_resend(ctx, exc):
-                raise
-        return await base_agenerate(self, *args, **kwargs)
+        return await acall_with_hint_fallback(ctx, lambda: base_agenerate(self, *args, **kwargs))
 
     def _stream(self: BaseChatModel, *args: Any, **kwargs: Any) -> Iterator[Any]:
         # The request goes out on the first step of the inner generator: only that step can
