@@ -134,8 +134,7 @@ def cost(usage: CacheUsage, *, catalog: Catalog | None = None) -> CostBreakdown:
     output_cost = _money(usage.output_tokens, _d(prices.output))
     total = input_cost + read_cost + write_cost + output_cost
     without = _money(usage.input_tokens, rate_in) + output_cost
-    # Every field is computed above with its declared type: skip validation (hot path).
-    return CostBreakdown.model_construct(
+    return CostBreakdown(
         provider=info.provider,
         model=info.id,
         currency=cat.currency,
