@@ -1,5 +1,4 @@
-"""``recorder_for`` remembers the recorder asked for last; that must not change which recorder a
-cache gets, nor how long a recorder lives."""
+"""``recorder_for``: one recorder per cache, whatever the order of calls, living as long as its cache."""
 
 from __future__ import annotations
 

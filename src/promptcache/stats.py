@@ -167,33 +167,10 @@ def recorder_for(cache: Any) -> StatsRecorder:
 
     Keyed weakly, so a recorder lives exactly as long as its cache.
     """
-    last = _last
-    if last is not None and last[0]() is cache:
-        return last[1]
     rec = _recorders.get(cache)
     if rec is None:
         with _recorders_lock:
             rec = _recorders.get(cache)
             if rec is None:
                 rec = _recorders[cache] = StatsRecorder()
-    _remember(cache, rec)
     return rec
-
-
-# The recorder asked for last: every call of an application usually feeds the same cache, and
-# WeakKeyDictionary.get makes a weak reference per lookup. Weak, and dropped with its cache, so
-# the recorder still lives exactly as long as the cache.
-_last: tuple[weakref.ref[Any], StatsRecorder] | None = None
-
-
-def _remember(cache: Any, rec: StatsRecorder) -> None:
-    global _last
-    # The cache is weakly referenceable: it is a key of the WeakKeyDictionary.
-    _last = (weakref.ref(cache, _forget), rec)
-
-
-def _forget(ref: weakref.ref[Any]) -> None:
-    global _last
-    last = _last
-    if last is not None and last[0] is ref:
-        _last = None
