@@ -29,7 +29,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from promptcache.formats import WireFormat
@@ -37,6 +37,8 @@ from promptcache.llm_bridge import (
     HINT_REJECTIONS,
     CallContext,
     Delegate,
+    acall_with_hint_fallback,
+    call_with_hint_fallback,
     current_call,
     intercept_client,
     is_intercepted,
@@ -44,7 +46,6 @@ from promptcache.llm_bridge import (
     rewrite_payload,
     to_plain,
 )
-from promptcache.providers.fallback import send_with_hint_fallback
 from promptcache.providers.gemini_cache import GeminiCacheManager, GeminiPrepared
 from promptcache.providers.usage import usage_from_response, usage_from_stream
 from promptcache.usage import CacheUsage
@@ -128,17 +129,21 @@ class _ParseMethod:
         aside = {k: v for k, v in kwargs.items() if k in _PARSE_ASIDE}
         body = {k: v for k, v in kwargs.items() if k not in _PARSE_ASIDE}
         ctx.usage = None
-        sent = rewrite_payload(ctx, body, self._fmt)
-        out = send_with_hint_fallback(
-            lambda b: self._fn(**b, **aside), sent, self._fmt, counter=HINT_REJECTIONS
-        )
+
+        def send() -> Any:
+            # Rebuilt on a resend: rewrite_payload then leaves out the hints the provider refused.
+            return self._fn(**rewrite_payload(ctx, body, self._fmt), **aside)
+
+        out = call_with_hint_fallback(ctx, send)
         if inspect.isawaitable(out):
-            return self._await(ctx, out)
+            return self._await(ctx, out, send)
         _read_usage(ctx, self._fmt, out)
         return out
 
-    async def _await(self, ctx: CallContext, pending: Any) -> Any:
-        out = await pending
+    async def _await(self, ctx: CallContext, pending: Awaitable[Any], send: Callable[[], Any]) -> Any:
+        # An async client raises only when awaited: the first attempt is the pending request.
+        first = [pending]
+        out = await acall_with_hint_fallback(ctx, lambda: first.pop() if first else send())
         _read_usage(ctx, self._fmt, out)
         return out
 

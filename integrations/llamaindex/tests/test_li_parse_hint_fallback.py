@@ -1,0 +1,94 @@
+"""Structured-output ``parse`` calls (what CachingLLM's structured_predict reaches) resend without
+caching hints when the provider rejects one, sync and asyncio alike (DESIGN: failure behaviour).
+
+Real ``openai`` clients over an ``httpx.MockTransport`` that answers 400 to a body carrying
+``prompt_cache_key``, as an OpenAI-compatible server does, and 200 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from pydantic import BaseModel
+
+from promptcache import PromptCache
+from promptcache.llm_bridge import HINT_REJECTIONS, CallContext, use_call
+from promptcache.providers.sdk_intercept import intercept_sdk_client
+
+SYSTEM = "You are a fare extractor for an airline. " * 200
+
+_OK = {
+    "id": "resp_1",
+    "object": "response",
+    "created_at": 0,
+    "model": "gpt-4o",
+    "status": "completed",
+    "output": [
+        {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": '{"fare_usd": 210}', "annotations": []}],
+        }
+    ],
+    "parallel_tool_calls": True,
+    "tool_choice": "auto",
+    "tools": [],
+    "usage": {
+        "input_tokens": 1200,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 5,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 1205,
+    },
+}
+
+
+class Fare(BaseModel):
+    fare_usd: int
+
+
+def _handler(sent: list[dict[str, Any]]) -> Any:
+    def handle(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        sent.append(body)
+        if "prompt_cache_key" in body:
+            err = {"message": "Unrecognized request argument supplied: prompt_cache_key", "type": "invalid"}
+            return httpx.Response(400, json={"error": err})
+        return httpx.Response(200, json=_OK)
+
+    return handle
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_parse_resends_without_hints(use_async: bool) -> None:
+    sent: list[dict[str, Any]] = []
+    transport = httpx.MockTransport(_handler(sent))
+    kw: dict[str, Any] = {"api_key": "k", "base_url": "http://llm.test/v1", "max_retries": 0}
+    if use_async:
+        client: Any = openai.AsyncOpenAI(http_client=httpx.AsyncClient(transport=transport), **kw)
+    else:
+        client = openai.OpenAI(http_client=httpx.Client(transport=transport), **kw)
+    hooked = intercept_sdk_client(client)
+    ctx = CallContext(cache=PromptCache(), tenant="acme")
+    before = HINT_REJECTIONS["hint_rejected"]
+    args: dict[str, Any] = {
+        "model": "gpt-4o",
+        "input": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "SFO-JFK, $210"}],
+        "text_format": Fare,
+    }
+    with use_call(ctx):
+        out = hooked.responses.parse(**args)
+        if use_async:
+            out = await out
+    assert out.output_parsed == Fare(fare_usd=210)
+    assert len(sent) == 2 and "prompt_cache_key" in sent[0] and "prompt_cache_key" not in sent[1]
+    assert sent[1]["text"]["format"]["type"] == "json_schema", "the resend keeps the structured format"
+    assert HINT_REJECTIONS["hint_rejected"] == before + 1
+    assert ctx.hints_off and any("rejected" in n for n in ctx.notes)
+    assert ctx.usage is not None and ctx.usage.input_tokens == 1200
