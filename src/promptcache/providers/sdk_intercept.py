@@ -258,9 +258,9 @@ class _GenAIRequest:
             retry = self._fallback_body(ctx, exc, prepared, request_dict)
             return None if retry is None else send(retry)
 
-        out = self._send(ctx, send, sent, prepared, request_dict)
+        out = self._send(send, sent, resend)
         if inspect.isawaitable(out):
-            return self._await(ctx, out, send, prepared, request_dict, write, resend)
+            return self._await(ctx, out, write, resend)
         return self._wrap(ctx, out, write, resend)
 
     # -- the body -----------------------------------------------------------------------
@@ -312,43 +312,27 @@ class _GenAIRequest:
         body = ctx.prepared.body if ctx.prepared is not None else original
         return {**body, **{k: v for k, v in original.items() if k.startswith("_")}}
 
-    def _send(
-        self,
-        ctx: CallContext,
-        send: Any,
-        sent: dict[str, Any],
-        prepared: GeminiPrepared | None,
-        original: dict[str, Any],
-    ) -> Any:
+    def _send(self, send: Any, sent: dict[str, Any], resend: Any) -> Any:
         if self._streamed:
             return send(sent)  # a lazy generator (sync) or a coroutine (async): nothing sent yet
         try:
             return send(sent)
         except Exception as exc:
-            retry = self._fallback_body(ctx, exc, prepared, original)
-            if retry is None:
+            out = resend(exc)
+            if out is None:
                 raise
-        return send(retry)
+            return out
 
-    async def _await(
-        self,
-        ctx: CallContext,
-        pending: Any,
-        send: Any,
-        prepared: GeminiPrepared | None,
-        original: dict[str, Any],
-        write: CacheUsage | None,
-        resend: Any,
-    ) -> Any:
+    async def _await(self, ctx: CallContext, pending: Any, write: CacheUsage | None, resend: Any) -> Any:
         try:
             out = await pending
         except Exception as exc:
             # Streamed or not, the async SDK sends on await: the refusal surfaces here.
-            retry = self._fallback_body(ctx, exc, prepared, original)
-            if retry is None:
+            again = resend(exc)
+            if again is None:
                 raise
             write = None
-            out = await send(retry)
+            out = await again
         return self._wrap(ctx, out, write, resend)
 
     # -- the answer ---------------------------------------------------------------------
