@@ -51,6 +51,9 @@ from promptcache.detect import (
     scan_sensitive,
 )
 from promptcache.explain import SlotPrint, Snapshot
+from promptcache.fingerprint import Record, common_prefix, str_values_only
+from promptcache.fingerprint import same as same_value
+from promptcache.fingerprint import take as take_record
 from promptcache.formats import WireFormat, parse_format
 from promptcache.keys import KeyContract, chain_hash, derive_key
 from promptcache.layout import arrange
@@ -175,6 +178,7 @@ class _Prefix:
     volatile_digest: str | None
     canonical_tools: bool
     sent_tools: list[Any]
+    tools_record: Record | None  # of the caller's tools (see promptcache.fingerprint)
     blocks: list[Block]
     digests: list[str]
     classes: dict[int, list[str]]
@@ -236,7 +240,7 @@ class _Stream:
     path compares the next request against it by value and re-analyses only the rest."""
 
     prefix: _Prefix
-    copies: list[Any]  # value copies of the conversation messages (see _value_copy)
+    records: list[Record]  # of the conversation messages (see promptcache.fingerprint)
     messages: list[_Message]
     cur: int
     conversation_key: str
@@ -246,55 +250,6 @@ class _Stream:
 
 
 _StreamKey = tuple[WireFormat, str, str, tuple[BlockKind, ...]]
-
-
-class _NoCopy(Exception):
-    """A value whose equality cannot stand in for equal JSON (see :func:`_value_copy`)."""
-
-
-class _Strict:
-    """A number in a value copy: equal only to a value of the same type.
-
-    ``1 == 1.0 == True`` in Python, but they serialize differently, so a copy
-    must not let one stand for another.
-    """
-
-    __slots__ = ("v",)
-
-    def __init__(self, v: Any) -> None:
-        self.v = v
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self.v) and other == self.v
-
-    def __ne__(self, other: object) -> bool:
-        return not self.__eq__(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-def _value_copy(v: Any) -> Any:
-    """A copy of JSON-like ``v`` that compares equal to a value exactly when both
-    serialize to the same JSON (up to key order, which message digests ignore).
-
-    Containers are copied, so a caller mutating its message in place is seen as
-    a change; strings are immutable and shared. Anything else raises ``_NoCopy``
-    and that request takes the full path.
-    """
-    t = type(v)
-    if t is str or v is None:
-        return v
-    if t is dict:
-        if _plain_values(v):  # most messages: strings only, so a shallow copy is a value copy
-            return dict(v)
-        return {k: _value_copy(x) for k, x in v.items()}
-    if t is list:
-        return [_value_copy(x) for x in v]
-    if t is tuple:
-        return tuple(_value_copy(x) for x in v)
-    if t is int or t is float or t is bool:
-        return _Strict(v)
-    raise _NoCopy
 
 
 def _scan_each(scanner: Scanner, texts: list[str]) -> list[list[Hit]]:
@@ -344,14 +299,6 @@ def _canonical_message(fmt: WireFormat, msg: Any) -> tuple[Any, bytes]:
         return msg, raw
     normalized = normalize_message_text(msg)
     return normalized, canonical_json(normalized, where="message")
-
-
-def _plain_values(msg: dict[str, Any]) -> bool:
-    # A loop, not all() over a generator: this runs for every new message.
-    for v in msg.values():  # noqa: SIM110
-        if type(v) is not str and v is not None:
-            return False
-    return True
 
 
 class _Memo:
@@ -717,7 +664,7 @@ class PromptCache:
         # Plain-string messages are keyed by their (immutable, hash-cached)
         # strings; anything nested is keyed by its JSON bytes. Both are value keys,
         # so a message mutated in place between calls can never hit a stale entry.
-        if type(msg) is dict and _plain_values(msg):
+        if type(msg) is dict and str_values_only(msg):
             return tuple(msg.items())
         try:
             return orjson.dumps(msg)
@@ -912,7 +859,7 @@ class PromptCache:
         stream = self._streams.get(skey)
         pre = self._static_prefix(fmt, parts, model, tenant, stream)
         same = stream if stream is not None and stream.prefix is pre else None
-        msgs, copies, k = self._conversation(fmt, adapter, parts, same)
+        msgs, records, k = self._conversation(fmt, adapter, parts, same)
         cur = parts.current
         if same is not None and same.cur == cur and k >= cur and same.history.policy is self.policy:
             # The history is last call's, message for message: so are its key and plan part.
@@ -999,8 +946,8 @@ class PromptCache:
             )
             hinted, hints, notes = apply_hints(new_body, ctx)
             memo = self._hint_memo(fmt, new_body, hinted, hints, notes, sig, catalog)
-        if copies is not None:
-            stream = _Stream(pre, copies, msgs, cur, plan.conversation_key, sum(message_chars), hist, memo)
+        if records is not None:
+            stream = _Stream(pre, records, msgs, cur, plan.conversation_key, sum(message_chars), hist, memo)
             self._remember(skey, stream)
         # The plan is ours until returned: fill it in place rather than copying it.
         plan.__dict__["hints"], plan.__dict__["decisions"] = hints, notes
@@ -1055,15 +1002,24 @@ class PromptCache:
         tool bytes equal that request's and the family has not been touched since
         (its volatility maps are then in the state that produced the reused result).
         """
+        system = tuple(parts.system)
+        if stream is not None:
+            pre = stream.prefix
+            if (
+                pre.system == system
+                and pre.family.version == pre.version
+                and pre.tools_record is not None
+                and same_value(parts.tools, pre.tools_record)
+            ):
+                return pre
         try:
             raw_tools = orjson.dumps(parts.tools)
         except TypeError as exc:
             raise WireFormatError(f"{fmt.value}: tools are not JSON-serializable ({exc})") from None
-        system = tuple(parts.system)
         if stream is not None:
             pre = stream.prefix
             if pre.tools.raw == raw_tools and pre.system == system and pre.family.version == pre.version:
-                return pre
+                return pre  # equal bytes, where the record could not vouch (a type it does not take)
         tools = self._tools(fmt, parts.tools, raw_tools)
         fid = self._family_id(fmt.value, model, tenant, tools.raw_order, len(parts.system))
         fam = self._family(fid)
@@ -1139,6 +1095,7 @@ class PromptCache:
             volatile_digest=None if vt is None else digest(b"volatile", vt.encode()),
             canonical_tools=canonical_tools,
             sent_tools=tools.values() if canonical_tools else parts.tools,
+            tools_record=take_record(parts.tools),
             blocks=blocks,
             digests=digests,
             classes=classes,
@@ -1155,7 +1112,7 @@ class PromptCache:
         """Analyse the conversation, reusing the stream's last results for messages
         equal by value to last time's that were history then and are history now.
 
-        Returns the messages, value copies of them for the next call (``None``
+        Returns the messages, records of them for the next call (``None``
         when a message holds a type whose equality cannot be trusted) and how
         many leading messages were reused.
         """
@@ -1163,33 +1120,26 @@ class PromptCache:
         cur = parts.current
         k = 0
         msgs: list[_Message] = []
-        copies: list[Any] | None = []
+        records: list[Record] = []
         if stream is not None:
-            old = stream.copies
+            old = stream.records
             # Reuse needs the same history/current role as last time: everywhere
             # when the current turn starts at the same index, else only in both histories.
             limit = min(len(new), len(old))
             if stream.cur != cur:
                 limit = min(limit, stream.cur, cur)
-            # One C-level comparison against our own copies: safe against a
-            # caller that mutates a message in place between calls.
-            # The common case first: all but the newest turn equal, so the history is
-            # compared once and the newest pair on its own.
-            if limit and new[: limit - 1] == old[: limit - 1]:
-                k = limit if new[limit - 1] == old[limit - 1] else limit - 1
-            else:
-                while k < limit and new[k] == old[k]:
-                    k += 1
+            # By value against our records: safe against a caller that mutates a
+            # message in place between calls.
+            k = common_prefix(new if limit == len(new) else new[:limit], old)
             msgs = stream.messages[:k]
-            copies = old[:k]
+            records = old[:k]
         msgs = msgs + self._messages(fmt, adapter, new[k:], k, cur)
-        if copies is not None:
-            try:
-                for m in new[k:]:  # a loop, not a comprehension: no extra frame per request
-                    copies.append(_value_copy(m))
-            except _NoCopy:
-                copies = None
-        return msgs, copies, k
+        for m in new[k:]:  # a loop, not a comprehension: no extra frame per request
+            rec = take_record(m)
+            if rec is None:
+                return msgs, None, k
+            records.append(rec)
+        return msgs, records, k
 
     def _learned(self, fam: _Family, i: int, t: _Text, kind: BlockKind) -> tuple[str, list[Fragment]]:
         """Apply what the family knows about system slot ``i``: the text to send and what moved.

@@ -1,0 +1,429 @@
+/* Native fingerprints of JSON-like values: the warm path's "has this changed?" check.
+ *
+ * The pure-Python fallback (promptcache/fingerprint.py) compares value copies with
+ * ==, which looks every dict key up by hash; here a value is recorded once as a flat
+ * tuple in its own iteration order and later walked against that record with pointer
+ * comparisons, so an unchanged 30-tool list is verified in a fraction of the time of
+ * serializing it. The contract is the fallback's: same() is true only when the value
+ * would serialize to the same JSON as when take() recorded it; a false "changed" is
+ * allowed (key order, a list become a tuple), a false "same" never is.
+ *
+ * A record is a 3-tuple (flat, containers, tags):
+ *  - flat: a dict is &PyDict_Type, its size, then key, value... in order; a list is
+ *    &PyList_Type and its size, then its items; a leaf (exact str, int, float, bool or
+ *    None) is the object itself. Type objects are never leaves, so the markers cannot
+ *    be confused with content. Walking a value against it proves equal JSON.
+ *  - containers: every dict and list of the value, in the same order, each followed
+ *    by the tuple of its items for a list (or None for a dict); tags: the dicts'
+ *    version tags (uint64, CPython 3.11-3.13). Frameworks pass the same tool and
+ *    message dicts on every call: when every recorded container is still there with
+ *    its version tag unchanged (CPython bumps it on every mutation) and every list
+ *    still holds the same item objects, nothing in the value can have changed, and
+ *    no leaf needs to be looked at. The record holds references to all of them, so
+ *    no address can be reused by another object while it lives.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+/* Deeper than any real tool schema or message; also what stops a self-referencing list. */
+#define MAX_DEPTH 128
+
+/* PEP 509's version tag: public in 3.11, deprecated in 3.12-3.13, renamed in 3.14. */
+#if PY_VERSION_HEX < 0x030E0000
+#define HAVE_DICT_VERSION 1
+#if defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+static inline uint64_t
+dict_version(PyObject *d)
+{
+    return ((PyDictObject *)d)->ma_version_tag;
+}
+#else
+#define HAVE_DICT_VERSION 0
+#endif
+
+/* A growable array of version tags, copied into the record's bytes at the end. */
+typedef struct {
+    uint64_t *v;
+    Py_ssize_t n, cap;
+} Tags;
+
+static int
+tags_push(Tags *t, uint64_t x)
+{
+    if (t->n == t->cap) {
+        Py_ssize_t cap = t->cap ? 2 * t->cap : 64;
+        uint64_t *v = PyMem_Realloc(t->v, (size_t)cap * sizeof *v);
+        if (v == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->v = v;
+        t->cap = cap;
+    }
+    t->v[t->n++] = x;
+    return 0;
+}
+
+typedef struct {
+    PyObject *flat;  /* list */
+    PyObject *conts; /* list */
+    Tags tags;
+} Taking;
+
+static int
+is_leaf_type(PyTypeObject *t)
+{
+    return t == &PyUnicode_Type || t == &PyLong_Type || t == &PyFloat_Type || t == &PyBool_Type ||
+           t == Py_TYPE(Py_None);
+}
+
+/* 0: recorded, 1: not fingerprintable (caller returns None), -1: error set. */
+static int
+take_into(PyObject *v, Taking *tk, int depth)
+{
+    PyObject *out = tk->flat;
+    PyTypeObject *t = Py_TYPE(v);
+    if (is_leaf_type(t)) {
+        return PyList_Append(out, v);
+    }
+    if (depth >= MAX_DEPTH) {
+        return 1;
+    }
+    if (t == &PyDict_Type) {
+        PyObject *n = PyLong_FromSsize_t(PyDict_GET_SIZE(v));
+        if (n == NULL) {
+            return -1;
+        }
+        if (PyList_Append(out, (PyObject *)&PyDict_Type) < 0 || PyList_Append(out, n) < 0) {
+            Py_DECREF(n);
+            return -1;
+        }
+        Py_DECREF(n);
+        if (PyList_Append(tk->conts, v) < 0 || PyList_Append(tk->conts, Py_None) < 0) {
+            return -1;
+        }
+#if HAVE_DICT_VERSION
+        if (tags_push(&tk->tags, dict_version(v)) < 0) {
+            return -1;
+        }
+#endif
+        Py_ssize_t pos = 0;
+        PyObject *k, *x;
+        while (PyDict_Next(v, &pos, &k, &x)) {
+            if (Py_TYPE(k) != &PyUnicode_Type) {
+                return 1;
+            }
+            if (PyList_Append(out, k) < 0) {
+                return -1;
+            }
+            int r = take_into(x, tk, depth + 1);
+            if (r != 0) {
+                return r;
+            }
+        }
+        return 0;
+    }
+    if (t == &PyList_Type) {
+        Py_ssize_t size = PyList_GET_SIZE(v);
+        PyObject *n = PyLong_FromSsize_t(size);
+        if (n == NULL) {
+            return -1;
+        }
+        if (PyList_Append(out, (PyObject *)&PyList_Type) < 0 || PyList_Append(out, n) < 0) {
+            Py_DECREF(n);
+            return -1;
+        }
+        Py_DECREF(n);
+        PyObject *items = PyList_AsTuple(v);
+        if (items == NULL) {
+            return -1;
+        }
+        if (PyList_Append(tk->conts, v) < 0 || PyList_Append(tk->conts, items) < 0) {
+            Py_DECREF(items);
+            return -1;
+        }
+        Py_DECREF(items);
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
+            int r = take_into(PyList_GET_ITEM(v, i), tk, depth + 1);
+            if (r != 0) {
+                return r;
+            }
+        }
+        return 0;
+    }
+    return 1;
+}
+
+static int
+leaf_same(PyObject *v, PyObject *s)
+{
+    if (v == s) {
+        return 1;
+    }
+    PyTypeObject *t = Py_TYPE(v);
+    if (Py_TYPE(s) != t) {
+        return 0;
+    }
+    if (t == &PyUnicode_Type) {
+        /* Exact str on both sides: the comparison runs no Python code and cannot fail. */
+        return PyUnicode_GET_LENGTH(v) == PyUnicode_GET_LENGTH(s) && PyUnicode_Compare(v, s) == 0;
+    }
+    if (t == &PyLong_Type) {
+        return PyObject_RichCompareBool(v, s, Py_EQ) == 1;
+    }
+    if (t == &PyFloat_Type) {
+        /* Bitwise: 0.0 and -0.0 compare equal but serialize differently. */
+        double a = PyFloat_AS_DOUBLE(v), b = PyFloat_AS_DOUBLE(s);
+        return memcmp(&a, &b, sizeof a) == 0;
+    }
+    return 0; /* bool and None are singletons: identity was the test */
+}
+
+/* The size recorded after a container marker (a forged record cannot raise here). */
+static int
+size_is(PyObject *o, Py_ssize_t size)
+{
+    if (!PyLong_CheckExact(o)) {
+        return 0;
+    }
+    Py_ssize_t got = PyLong_AsSsize_t(o);
+    if (got == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return got == size;
+}
+
+/* 1: v matches the record from items[*i]; 0: it does not (or cannot be checked). */
+static int
+same_at(PyObject *v, PyObject *const *items, Py_ssize_t n, Py_ssize_t *i, int depth)
+{
+    if (*i >= n) {
+        return 0;
+    }
+    PyTypeObject *t = Py_TYPE(v);
+    if (is_leaf_type(t)) {
+        return leaf_same(v, items[(*i)++]);
+    }
+    if (depth >= MAX_DEPTH || *i + 1 >= n) {
+        return 0;
+    }
+    if (t == &PyDict_Type) {
+        if (items[*i] != (PyObject *)&PyDict_Type ||
+            !size_is(items[*i + 1], PyDict_GET_SIZE(v))) {
+            return 0;
+        }
+        *i += 2;
+        Py_ssize_t pos = 0;
+        PyObject *k, *x;
+        while (PyDict_Next(v, &pos, &k, &x)) {
+            if (*i >= n || Py_TYPE(k) != &PyUnicode_Type || !leaf_same(k, items[*i])) {
+                return 0;
+            }
+            (*i)++;
+            if (!same_at(x, items, n, i, depth + 1)) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    if (t == &PyList_Type) {
+        Py_ssize_t size = PyList_GET_SIZE(v);
+        if (items[*i] != (PyObject *)&PyList_Type || !size_is(items[*i + 1], size)) {
+            return 0;
+        }
+        *i += 2;
+        for (Py_ssize_t j = 0; j < size; j++) {
+            if (!same_at(PyList_GET_ITEM(v, j), items, n, i, depth + 1)) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static int
+same_items(PyObject *list, PyObject *items)
+{
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    if (!PyTuple_CheckExact(items) || PyTuple_GET_SIZE(items) != n) {
+        return 0;
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (PyList_GET_ITEM(list, j) != PyTuple_GET_ITEM(items, j)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The fast path: v is (or, for a list, holds) the recorded objects, all untouched. */
+static int
+same_objects(PyObject *v, PyObject *conts, PyObject *tags)
+{
+#if HAVE_DICT_VERSION
+    Py_ssize_t nc = PyTuple_GET_SIZE(conts);
+    if (nc < 2 || !PyBytes_CheckExact(tags)) {
+        return 0;
+    }
+    PyObject *const *c = &PyTuple_GET_ITEM(conts, 0);
+    const char *tag = PyBytes_AS_STRING(tags);
+    const char *tag_end = tag + PyBytes_GET_SIZE(tags);
+    Py_ssize_t start = 0;
+    if (v != c[0]) {
+        /* A new list around the same items (a framework rebuilding its request). */
+        if (!PyList_CheckExact(v) || !PyList_CheckExact(c[0]) || !same_items(v, c[1])) {
+            return 0;
+        }
+        start = 2;
+    }
+    for (Py_ssize_t j = start; j < nc; j += 2) {
+        PyObject *o = c[j];
+        if (PyDict_CheckExact(o)) {
+            uint64_t want;
+            if (tag + sizeof want > tag_end) {
+                return 0;
+            }
+            memcpy(&want, tag, sizeof want);
+            tag += sizeof want;
+            if (dict_version(o) != want) {
+                return 0;
+            }
+        }
+        else if (!PyList_CheckExact(o) || !same_items(o, c[j + 1])) {
+            return 0;
+        }
+    }
+    return tag == tag_end;
+#else
+    return 0;
+#endif
+}
+
+static int
+same_record(PyObject *v, PyObject *rec)
+{
+    if (!PyTuple_CheckExact(rec) || PyTuple_GET_SIZE(rec) != 3) {
+        return 0;
+    }
+    PyObject *flat = PyTuple_GET_ITEM(rec, 0), *conts = PyTuple_GET_ITEM(rec, 1);
+    if (!PyTuple_CheckExact(flat)) {
+        return 0;
+    }
+    if (PyTuple_CheckExact(conts) && same_objects(v, conts, PyTuple_GET_ITEM(rec, 2))) {
+        return 1;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(flat);
+    Py_ssize_t i = 0;
+    return same_at(v, &PyTuple_GET_ITEM(flat, 0), n, &i, 0) && i == n;
+}
+
+PyDoc_STRVAR(take_doc,
+             "take(value) -> tuple | None\n\n"
+             "A record of JSON-like ``value`` for :func:`same`; None when it holds a type "
+             "other than exact dict, list, str, int, float, bool or None.");
+
+static PyObject *
+take(PyObject *module, PyObject *value)
+{
+    Taking tk = {PyList_New(0), PyList_New(0), {NULL, 0, 0}};
+    PyObject *rec = NULL;
+    if (tk.flat == NULL || tk.conts == NULL) {
+        goto done;
+    }
+    int r = take_into(value, &tk, 0);
+    if (r != 0) {
+        if (r > 0) {
+            rec = Py_NewRef(Py_None);
+        }
+        goto done;
+    }
+    PyObject *flat = PyList_AsTuple(tk.flat);
+    PyObject *conts = PyList_AsTuple(tk.conts);
+    PyObject *tags = PyBytes_FromStringAndSize((const char *)tk.tags.v, tk.tags.n * (Py_ssize_t)sizeof(uint64_t));
+    if (flat != NULL && conts != NULL && tags != NULL) {
+        rec = PyTuple_Pack(3, flat, conts, tags);
+    }
+    Py_XDECREF(flat);
+    Py_XDECREF(conts);
+    Py_XDECREF(tags);
+done:
+    Py_XDECREF(tk.flat);
+    Py_XDECREF(tk.conts);
+    PyMem_Free(tk.tags.v);
+    return rec;
+}
+
+PyDoc_STRVAR(same_doc,
+             "same(value, record) -> bool\n\n"
+             "True when ``value`` still serializes as it did when ``record`` was taken.");
+
+static PyObject *
+same(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "same() takes exactly 2 arguments (value, record)");
+        return NULL;
+    }
+    return PyBool_FromLong(same_record(args[0], args[1]));
+}
+
+PyDoc_STRVAR(common_prefix_doc,
+             "common_prefix(values, records) -> int\n\n"
+             "How many leading ``values`` match their ``records`` (two sequences).");
+
+static PyObject *
+common_prefix(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "common_prefix() takes 2 arguments (values, records)");
+        return NULL;
+    }
+    PyObject *values = PySequence_Fast(args[0], "common_prefix(): values must be a sequence");
+    if (values == NULL) {
+        return NULL;
+    }
+    PyObject *records = PySequence_Fast(args[1], "common_prefix(): records must be a sequence");
+    if (records == NULL) {
+        Py_DECREF(values);
+        return NULL;
+    }
+    /* Nothing below runs Python code, so neither sequence can change under us. */
+    Py_ssize_t limit = PySequence_Fast_GET_SIZE(values);
+    if (PySequence_Fast_GET_SIZE(records) < limit) {
+        limit = PySequence_Fast_GET_SIZE(records);
+    }
+    PyObject **v = PySequence_Fast_ITEMS(values), **r = PySequence_Fast_ITEMS(records);
+    Py_ssize_t k = 0;
+    while (k < limit && same_record(v[k], r[k])) {
+        k++;
+    }
+    Py_DECREF(values);
+    Py_DECREF(records);
+    return PyLong_FromSsize_t(k);
+}
+
+static PyMethodDef methods[] = {
+    {"take", (PyCFunction)take, METH_O, take_doc},
+    {"same", (PyCFunction)(void (*)(void))same, METH_FASTCALL, same_doc},
+    {"common_prefix", (PyCFunction)(void (*)(void))common_prefix, METH_FASTCALL, common_prefix_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    "promptcache._speedups",
+    "Native fingerprints of JSON-like values (see promptcache.fingerprint).",
+    0,
+    methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModuleDef_Init(&module);
+}

@@ -1,0 +1,191 @@
+"""Records of JSON-like values (``promptcache.fingerprint``): ``same`` is true only when the
+value still serializes to the bytes (key order included) it had when the record was taken.
+
+Both implementations are held to it: the native module (when built) and the pure-Python
+fallback. Values are mutated in place the ways a caller can: a nested value replaced, a
+key added or removed, a list appended to or reordered, a number changed to an equal
+number of another type (``1 == 1.0 == True``, ``0.0 == -0.0``).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import shutil
+import sysconfig
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from promptcache import fingerprint
+
+IMPLS: list[tuple[str, Callable[[Any], Any], Callable[[Any, Any], bool], Callable[[Any, Any], int]]] = [
+    ("python", fingerprint.py_take, fingerprint.py_same, fingerprint.py_common_prefix)
+]
+try:
+    from promptcache import _speedups
+
+    IMPLS.append(("native", _speedups.take, _speedups.same, _speedups.common_prefix))
+except ImportError:
+    pass
+IDS = [i[0] for i in IMPLS]
+
+leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)  # orjson's range
+    | st.floats(allow_nan=False, allow_infinity=False)  # orjson writes both as null
+    | st.sampled_from([0, 0.0, -0.0, 1, 1.0, True, False])
+    | st.text(max_size=8)
+)
+values = st.recursive(
+    leaves,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=25,
+)
+
+
+def _containers(v: Any) -> list[Any]:
+    out: list[Any] = []
+    if isinstance(v, dict | list):
+        out.append(v)
+        for x in v.values() if isinstance(v, dict) else v:
+            out += _containers(x)
+    return out
+
+
+def _mutate(v: Any, rng: random.Random) -> bool:
+    """Mutate some container of ``v`` in place; False when ``v`` has none."""
+    conts = _containers(v)
+    if not conts:
+        return False
+    c = rng.choice(conts)
+    new = rng.choice([0, 0.0, -0.0, 1, 1.0, True, None, "x", [], {}])
+    if isinstance(c, dict):
+        op = rng.choice(["set", "add", "pop", "reorder"]) if c else "add"
+        key = rng.choice(list(c)) if c else "k"
+        if op == "set":
+            c[key] = new
+        elif op == "add":
+            c[f"new{rng.random()}"] = new
+        elif op == "pop":
+            c.pop(key)
+        else:
+            c[key] = c.pop(key)
+    else:
+        op = rng.choice(["set", "append", "reverse", "pop"]) if c else "append"
+        if op == "set":
+            c[rng.randrange(len(c))] = new
+        elif op == "append":
+            c.append(new)
+        elif op == "reverse":
+            c.reverse()
+        else:
+            c.pop()
+    return True
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=IDS)
+@settings(max_examples=300, deadline=None)
+@given(value=values)
+def test_an_unchanged_value_is_the_same(impl: Any, value: Any) -> None:
+    _, take, same, _ = impl
+    rec = take(value)
+    assert rec is not None
+    assert same(value, rec)  # the very same objects
+    assert same(copy.deepcopy(value), rec)  # equal objects (a body parsed again)
+    assert same(orjson.loads(orjson.dumps(value)), rec)  # the same body parsed from JSON
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=IDS)
+@settings(max_examples=400, deadline=None)
+@given(value=values, seed=st.integers(0, 2**32), steps=st.integers(1, 3))
+def test_same_never_vouches_for_changed_bytes(impl: Any, value: Any, seed: int, steps: int) -> None:
+    _, take, same, _ = impl
+    rng = random.Random(seed)
+    before = orjson.dumps(value)
+    rec = take(value)
+    for _ in range(steps):
+        if not _mutate(value, rng):
+            return
+    after = orjson.dumps(value)
+    if same(value, rec):
+        assert after == before
+    if after != before:
+        assert not same(value, rec)
+        assert not same(copy.deepcopy(value), rec)
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=IDS)
+def test_numbers_equal_in_python_but_not_in_json_are_a_change(impl: Any) -> None:
+    _, take, same, _ = impl
+    for a, b in [(1, 1.0), (1, True), (0, False), (0.0, -0.0), (1.0, True)]:
+        v = {"x": [a]}
+        rec = take(v)
+        v["x"][0] = b
+        assert not same(v, rec), (a, b)
+        assert not same({"x": [b]}, rec), (a, b)
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=IDS)
+def test_values_it_cannot_vouch_for_have_no_record(impl: Any) -> None:
+    _, take, _, _ = impl
+    deep: list[Any] = []
+    for _ in range(500):
+        deep = [deep]
+    assert take({"when": object()}) is None
+    assert take(deep) is None  # deeper than any message: not walked
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    assert take(cyclic) is None
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=IDS)
+def test_common_prefix_counts_leading_matches(impl: Any) -> None:
+    _, take, _, common_prefix = impl
+    msgs = [{"role": "user", "content": f"m{i}", "n": i} for i in range(6)]
+    recs = [take(m) for m in msgs]
+    assert common_prefix(msgs, recs) == 6
+    assert common_prefix(tuple(msgs), recs) == 6  # a caller's tuple of messages
+    assert common_prefix(msgs[:4], recs) == 4
+    assert common_prefix([*msgs, {"role": "user"}], recs) == 6
+    msgs[3]["content"] = "edited"  # in place
+    assert common_prefix(msgs, recs) == 3
+    msgs[3]["content"] = "m3"  # back to what was recorded: the same bytes again
+    assert common_prefix(msgs, recs) == 6
+    msgs[0]["n"] = 0.0
+    assert common_prefix(msgs, recs) == 0
+
+
+@pytest.mark.skipif(not fingerprint.NATIVE, reason="native module not built")
+def test_native_records_do_not_keep_a_stale_answer_after_a_mutation() -> None:
+    # The native fast path trusts untouched containers; each kind of in-place change to a
+    # recorded object must send it back to comparing values.
+    tools = [{"name": "t", "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}}]
+    rec = fingerprint.take(tools)
+    assert fingerprint.same(tools, rec)
+    assert fingerprint.same(list(tools), rec)  # a new list around the same dicts
+    props = tools[0]["parameters"]["properties"]
+    props["a"]["type"] = "integer"
+    assert not fingerprint.same(tools, rec)
+    props["a"]["type"] = "string"
+    assert fingerprint.same(tools, rec)  # mutated and restored: equal bytes again
+    props["a"] = {"type": "string"}  # an equal, new object
+    assert fingerprint.same(tools, rec)
+    tools.append({"name": "u"})
+    assert not fingerprint.same(tools, rec)
+    tools.pop()
+    assert fingerprint.same(tools, rec)
+
+
+def test_the_native_module_is_built_where_a_compiler_is() -> None:
+    # The extension is optional so that installs without a compiler work; where one is
+    # present a missing module means the build broke, which must not pass unnoticed.
+    cc = sysconfig.get_config_var("CC") or "cc"
+    if shutil.which(str(cc).split()[0]) is None:
+        pytest.skip(f"no C compiler ({cc}): the pure-Python fallback is in use")
+    assert fingerprint.NATIVE, "promptcache._speedups was not built; run `make setup` again"
