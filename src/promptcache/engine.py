@@ -980,7 +980,7 @@ class PromptCache:
         return _HintMemo(sig, self.policy, catalog, additions, list(hints), list(notes))
 
     def _remember(self, skey: _StreamKey, stream: _Stream) -> None:
-        # Streams hold copies of whole conversations: bounded by count and by the
+        # Streams hold records of whole conversations: bounded by count and by the
         # characters they reference, least recently used first out.
         with self._streams_lock:
             streams = self._streams

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from li_fixtures import AIRLINE_POLICY, GEMINI_MODEL, gemini_llm
 from llama_index.core.llms import ChatMessage
 from llama_index.core.prompts import PromptTemplate
@@ -193,6 +194,59 @@ async def test_gemini_async_stream_survives_a_refused_cached_content(
     _refused_then_resent(emu, created)
     assert any("refused" in n for n in chunks[-1].additional_kwargs["promptcache"]["notes"])
     assert caches.handles() == []
+
+
+def _losing_created_contents(emu: Emulator, cache: PromptCache) -> tuple[CachingLLM, object]:
+    # The content is gone by the time the call that created it uses it (an expiry, a delete
+    # racing us): the call is resent without it, and the creation it paid for is still reported.
+    create = emu._create_cached_content
+
+    def create_then_lose(*args: object) -> dict[str, object]:
+        out = create(*args)
+        emu._delete_cached_content(str(out["name"]))
+        return out
+
+    emu._create_cached_content = create_then_lose  # type: ignore[method-assign]
+    inner = gemini_llm(emu)
+    caches = cache.gemini_caches(GenAIClientTransport(inner._client), ttl_s=600)
+    return CachingLLM(inner, cache, gemini_caches=caches, tenant="acme"), caches
+
+
+def _write_still_counted(emu: Emulator, meta: dict[str, object], caches: object) -> None:
+    created = emu.requests[0]
+    assert emu.paths[0] == "/v1beta/cachedContents"
+    assert "cachedContent" not in emu.requests[-1]
+    assert emu.requests[-1]["systemInstruction"] == created["systemInstruction"]
+    assert any("refused" in n for n in meta["notes"])  # type: ignore[attr-defined]
+    written = emu.usages[0].cache_write_tokens
+    assert written > 1000
+    assert meta["cache_write_tokens"] == written and meta["cache_read_tokens"] == 0
+    assert caches.handles() == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_cached_content_refused_in_the_call_that_created_it_still_counts_its_write(
+    emu: Emulator, cache: PromptCache, streamed: bool
+) -> None:
+    llm, caches = _losing_created_contents(emu, cache)
+    if streamed:
+        meta = list(llm.stream_chat(_messages()))[-1].additional_kwargs["promptcache"]
+    else:
+        meta = llm.chat(_messages()).additional_kwargs["promptcache"]
+    _write_still_counted(emu, meta, caches)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_cached_content_refused_in_the_async_call_that_created_it_still_counts_its_write(
+    emu: Emulator, cache: PromptCache, streamed: bool
+) -> None:
+    llm, caches = _losing_created_contents(emu, cache)
+    if streamed:
+        chunks = [c async for c in await llm.astream_chat(_messages())]
+        meta = chunks[-1].additional_kwargs["promptcache"]
+    else:
+        meta = (await llm.achat(_messages())).additional_kwargs["promptcache"]
+    _write_still_counted(emu, meta, caches)
 
 
 def test_enable_through_settings_uses_explicit_gemini_caches(emu: Emulator, cache: PromptCache) -> None:

@@ -331,7 +331,6 @@ class _GenAIRequest:
             again = resend(exc)
             if again is None:
                 raise
-            write = None
             out = await again
         return self._wrap(ctx, out, write, resend)
 
@@ -369,7 +368,8 @@ def _set_usage(ctx: CallContext, read: Any, write: CacheUsage | None) -> None:
         ctx.notes.append(f"provider usage unreadable: {exc}"[:300])
         return
     if write is not None:
-        # Creating the cached content was billed in this call: its tokens were written once.
+        # Creating the cached content was billed in this call: its tokens were written once,
+        # even when the provider then refused the content and the call was resent without it.
         usage = usage.model_copy(
             update={
                 "input_tokens": usage.input_tokens + write.input_tokens,
@@ -406,7 +406,6 @@ def _gen_tee(
         again = resend(exc) if resend is not None else None
         if again is None:
             raise
-        write = None
         it = iter(again)
         first = next(it, _END)
         if first is _END:
@@ -435,7 +434,6 @@ async def _agen_tee(
             again = await again
         if again is None:
             raise
-        write = None
         it = aiter(again)
         first = await anext(it, _END)
         if first is _END:
