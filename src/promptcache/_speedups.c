@@ -9,12 +9,12 @@
  * allowed (key order, a list become a tuple), a false "same" never is.
  *
  * A record is a 3-tuple (flat, containers, tags):
- *  - flat: a dict is &PyDict_Type, its size, then key, value... in order; a list is
- *    &PyList_Type and its size, then its items; a leaf (exact str, int, float, bool or
- *    None) is the object itself. Type objects are never leaves, so the markers cannot
+ *  - flat: a dict is &PyDict_Type, its size, then key, value... in order; a list (a
+ *    tuple) is &PyList_Type (&PyTuple_Type) and its size, then its items; a leaf (exact
+ *    str, int, float, bool or None) is the object itself. Type objects are never leaves, so the markers cannot
  *    be confused with content. Walking a value against it proves equal JSON.
- *  - containers: every dict and list of the value, in the same order, each followed
- *    by the tuple of its items for a list (or None for a dict); tags: the dicts'
+ *  - containers: every dict, list and tuple of the value, in the same order, each
+ *    followed by the tuple of its items for a list or tuple (None for a dict); tags: the dicts'
  *    version tags (uint64, CPython 3.11-3.13). Frameworks pass the same tool and
  *    message dicts on every call: when every recorded container is still there with
  *    its version tag unchanged (CPython bumps it on every mutation) and every list
@@ -126,18 +126,20 @@ take_into(PyObject *v, Taking *tk, int depth)
         }
         return 0;
     }
-    if (t == &PyList_Type) {
-        Py_ssize_t size = PyList_GET_SIZE(v);
+    if (t == &PyList_Type || t == &PyTuple_Type) {
+        /* A tuple is written as a JSON array too; its own marker keeps it apart from a list. */
+        Py_ssize_t size = Py_SIZE(v);
         PyObject *n = PyLong_FromSsize_t(size);
         if (n == NULL) {
             return -1;
         }
-        if (PyList_Append(out, (PyObject *)&PyList_Type) < 0 || PyList_Append(out, n) < 0) {
+        if (PyList_Append(out, (PyObject *)t) < 0 || PyList_Append(out, n) < 0) {
             Py_DECREF(n);
             return -1;
         }
         Py_DECREF(n);
-        PyObject *items = PyList_AsTuple(v);
+        /* A tuple's items never change: the tuple is its own record of them. */
+        PyObject *items = t == &PyList_Type ? PyList_AsTuple(v) : Py_NewRef(v);
         if (items == NULL) {
             return -1;
         }
@@ -145,13 +147,14 @@ take_into(PyObject *v, Taking *tk, int depth)
             Py_DECREF(items);
             return -1;
         }
-        Py_DECREF(items);
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
-            int r = take_into(PyList_GET_ITEM(v, i), tk, depth + 1);
+        for (Py_ssize_t i = 0; i < size; i++) {
+            int r = take_into(PyTuple_GET_ITEM(items, i), tk, depth + 1);
             if (r != 0) {
+                Py_DECREF(items);
                 return r;
             }
         }
+        Py_DECREF(items);
         return 0;
     }
     return 1;
@@ -230,14 +233,15 @@ same_at(PyObject *v, PyObject *const *items, Py_ssize_t n, Py_ssize_t *i, int de
         }
         return 1;
     }
-    if (t == &PyList_Type) {
-        Py_ssize_t size = PyList_GET_SIZE(v);
-        if (items[*i] != (PyObject *)&PyList_Type || !size_is(items[*i + 1], size)) {
+    if (t == &PyList_Type || t == &PyTuple_Type) {
+        Py_ssize_t size = Py_SIZE(v);
+        if (items[*i] != (PyObject *)t || !size_is(items[*i + 1], size)) {
             return 0;
         }
         *i += 2;
+        PyObject *const *vi = t == &PyList_Type ? &PyList_GET_ITEM(v, 0) : &PyTuple_GET_ITEM(v, 0);
         for (Py_ssize_t j = 0; j < size; j++) {
-            if (!same_at(PyList_GET_ITEM(v, j), items, n, i, depth + 1)) {
+            if (!same_at(vi[j], items, n, i, depth + 1)) {
                 return 0;
             }
         }
@@ -294,7 +298,12 @@ same_objects(PyObject *v, PyObject *conts, PyObject *tags)
                 return 0;
             }
         }
-        else if (!PyList_CheckExact(o) || !same_items(o, c[j + 1])) {
+        else if (PyList_CheckExact(o)) {
+            if (!same_items(o, c[j + 1])) {
+                return 0;
+            }
+        }
+        else if (!PyTuple_CheckExact(o)) { /* tuples are immutable: nothing to check */
             return 0;
         }
     }

@@ -44,15 +44,19 @@ leaves = (
 )
 values = st.recursive(
     leaves,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.lists(inner, max_size=3).map(tuple)
+    | st.dictionaries(st.text(max_size=4), inner, max_size=4),
     max_leaves=25,
 )
 
 
 def _containers(v: Any) -> list[Any]:
+    # The mutable ones, reached through tuples too.
     out: list[Any] = []
     if isinstance(v, dict | list):
         out.append(v)
+    if isinstance(v, dict | list | tuple):
         for x in v.values() if isinstance(v, dict) else v:
             out += _containers(x)
     return out
@@ -98,7 +102,16 @@ def test_an_unchanged_value_is_the_same(impl: Any, value: Any) -> None:
     assert rec is not None
     assert same(value, rec)  # the very same objects
     assert same(copy.deepcopy(value), rec)  # equal objects (a body parsed again)
-    assert same(orjson.loads(orjson.dumps(value)), rec)  # the same body parsed from JSON
+    if not _has_tuple(value):  # parsed back, a tuple is a list: "changed" is allowed then
+        assert same(orjson.loads(orjson.dumps(value)), rec)  # the same body parsed from JSON
+
+
+def _has_tuple(v: Any) -> bool:
+    if isinstance(v, tuple):
+        return True
+    if isinstance(v, dict):
+        return any(_has_tuple(x) for x in v.values())
+    return isinstance(v, list) and any(_has_tuple(x) for x in v)
 
 
 @pytest.mark.parametrize("impl", IMPLS, ids=IDS)
