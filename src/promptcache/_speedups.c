@@ -367,6 +367,16 @@ done:
     return rec;
 }
 
+static int
+two_args(const char *name, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "%s() takes exactly 2 arguments (%zd given)", name, nargs);
+        return 0;
+    }
+    return 1;
+}
+
 PyDoc_STRVAR(same_doc,
              "same(value, record) -> bool\n\n"
              "True when ``value`` still serializes as it did when ``record`` was taken.");
@@ -374,8 +384,7 @@ PyDoc_STRVAR(same_doc,
 static PyObject *
 same(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "same() takes exactly 2 arguments (value, record)");
+    if (!two_args("same", nargs)) {
         return NULL;
     }
     return PyBool_FromLong(same_record(args[0], args[1]));
@@ -388,8 +397,7 @@ PyDoc_STRVAR(common_prefix_doc,
 static PyObject *
 common_prefix(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "common_prefix() takes 2 arguments (values, records)");
+    if (!two_args("common_prefix", nargs)) {
         return NULL;
     }
     PyObject *values = PySequence_Fast(args[0], "common_prefix(): values must be a sequence");
@@ -429,6 +437,10 @@ static struct PyModuleDef module = {
     "Native fingerprints of JSON-like values (see promptcache.fingerprint).",
     0,
     methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC
