@@ -9,10 +9,15 @@ taken. It may answer "changed" for a value whose bytes are unchanged (a list
 replaced by a tuple, a dict subclass); callers then take their full path, which
 is correct, only slower.
 
+:func:`common_prefix` (how many leading messages of a conversation are unchanged)
+keeps a weaker contract: a value whose keys were only reordered may count as
+unchanged, so it suits values compared by their sorted-key canonical form.
+
 Records come from the native module ``promptcache._speedups`` when it was built
 (untouched objects are recognized without looking at their content; others are
-walked against a flat copy) and otherwise are the value's JSON bytes, serialized
-again to compare; both keep the contract above, and the tests hold them to it.
+walked against a flat copy, key order included everywhere) and otherwise are the
+value's JSON bytes plus a value copy compared with ``==``; both keep the
+contracts above, and the tests hold them to it.
 
 >>> rec = take({"name": "search", "strict": True})
 >>> same({"name": "search", "strict": True}, rec), same({"name": "search", "strict": 1}, rec)
@@ -41,27 +46,84 @@ def str_values_only(d: dict[str, Any]) -> bool:
     return True
 
 
+class _NoCopy(Exception):
+    """A value whose equality cannot stand in for equal JSON."""
+
+
+class _Strict:
+    """A number in a value copy: equal only to a number that serializes the same.
+
+    ``1 == 1.0 == True`` and ``0.0 == -0.0`` in Python, but each serializes
+    differently, so a copy must not let one stand for another.
+    """
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: Any) -> None:
+        self.v = v
+
+    def __eq__(self, other: object) -> bool:
+        v = self.v
+        if type(other) is not type(v) or other != v:
+            return False
+        # Equal floats differ in JSON only as 0.0 and -0.0.
+        return type(v) is not float or v != 0.0 or str(other) == str(v)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _value_copy(v: Any) -> Any:
+    # Containers are copied, so a caller mutating its value in place is seen as a
+    # change; strings are immutable and shared.
+    t = type(v)
+    if t is str or v is None:
+        return v
+    if t is dict:
+        if str_values_only(v):  # most messages: strings only, so a shallow copy is a value copy
+            return dict(v)
+        return {k: _value_copy(x) for k, x in v.items()}
+    if t is list:
+        return [_value_copy(x) for x in v]
+    if t is tuple:
+        return tuple(_value_copy(x) for x in v)
+    if t is int or t is float or t is bool:
+        return _Strict(v)
+    raise _NoCopy
+
+
 def py_take(value: Any) -> Record | None:
-    """Pure-Python :func:`take`: the value's JSON, or None when it has none."""
+    """Pure-Python :func:`take`: the value's JSON bytes and a value copy, or None.
+
+    The bytes answer :func:`same`; the copy answers :func:`common_prefix`, where
+    one C-level ``==`` over a list of copies is far cheaper than serializing
+    every message again (it does not see key order: see :func:`common_prefix`).
+    """
     try:
-        return orjson.dumps(value)
-    except TypeError:  # not JSON, or nested past orjson's limit
+        return (orjson.dumps(value), _value_copy(value))
+    except (TypeError, _NoCopy, RecursionError):  # not JSON, or nested past the limits
         return None
 
 
 def py_same(value: Any, record: Record) -> bool:
     """Pure-Python :func:`same`."""
     try:
-        return bool(orjson.dumps(value) == record)
+        return bool(orjson.dumps(value) == record[0])
     except TypeError:
         return False
 
 
 def py_common_prefix(values: Sequence[Any], records: Sequence[Record]) -> int:
     """Pure-Python :func:`common_prefix`."""
-    k = 0
     limit = min(len(values), len(records))
-    while k < limit and py_same(values[k], records[k]):
+    copies = [r[1] for r in records[:limit]]
+    # The usual warm call first: every value unchanged, settled by one C-level comparison.
+    if limit and list(values[: limit - 1]) == copies[: limit - 1]:
+        return limit if values[limit - 1] == copies[limit - 1] else limit - 1
+    k = 0
+    while k < limit and values[k] == copies[k]:
         k += 1
     return k
 
