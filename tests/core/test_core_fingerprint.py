@@ -145,17 +145,19 @@ def test_common_prefix_never_vouches_for_changed_canonical_bytes(
     _, take, _, common_prefix = impl
     rng = random.Random(seed)
     msgs = [{"role": "user", "content": "a"}, value, {"role": "user", "content": "b"}]
-    canonical, raw = orjson.dumps(value, option=orjson.OPT_SORT_KEYS), orjson.dumps(value)
+    canonical = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     recs = [take(m) for m in msgs]
     for _ in range(steps):
         _mutate(value, rng)
     k = common_prefix(msgs, recs)
     if orjson.dumps(value, option=orjson.OPT_SORT_KEYS) != canonical:
         assert k == 1
-    elif orjson.dumps(value) == raw:
+    elif steps == 0:
         assert k == 3
     else:
-        assert k in (1, 3)  # only keys reordered: either answer keeps the contract
+        # Same canonical bytes after edits (keys reordered, a list swapped for an equal
+        # tuple, a value set back): "unchanged" and "changed" both keep the contract.
+        assert k in (1, 3)
 
 
 @pytest.mark.parametrize("impl", IMPLS, ids=IDS)
