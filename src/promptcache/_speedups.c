@@ -15,7 +15,7 @@
  *    be confused with content. Walking a value against it proves equal JSON.
  *  - containers: every dict, list and tuple of the value, in the same order, each
  *    followed by the tuple of its items for a list or tuple (None for a dict); tags: the dicts'
- *    version tags (uint64, CPython 3.11-3.13). Frameworks pass the same tool and
+ *    version tags (uint64, CPython 3.11 only). Frameworks pass the same tool and
  *    message dicts on every call: when every recorded container is still there with
  *    its version tag unchanged (CPython bumps it on every mutation) and every list
  *    still holds the same item objects, nothing in the value can have changed, and
@@ -29,12 +29,11 @@
 /* Deeper than any real tool schema or message; also what stops a self-referencing list. */
 #define MAX_DEPTH 128
 
-/* PEP 509's version tag: public in 3.11, deprecated in 3.12-3.13, renamed in 3.14. */
-#if PY_VERSION_HEX < 0x030E0000
+/* PEP 509's version tag. Only 3.11 promises it changes on every mutation: PEP 699 withdrew
+ * that promise for 3.12 (deprecated there, removed in 3.14), so later versions take the
+ * content walk for every value. Correct everywhere; only 3.11 gets the pointer checks. */
+#if PY_VERSION_HEX < 0x030C0000
 #define HAVE_DICT_VERSION 1
-#if defined(__GNUC__)
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-#endif
 static inline uint64_t
 dict_version(PyObject *d)
 {
@@ -50,6 +49,7 @@ typedef struct {
     Py_ssize_t n, cap;
 } Tags;
 
+#if HAVE_DICT_VERSION
 static int
 tags_push(Tags *t, uint64_t x)
 {
@@ -66,6 +66,7 @@ tags_push(Tags *t, uint64_t x)
     t->v[t->n++] = x;
     return 0;
 }
+#endif
 
 typedef struct {
     PyObject *flat;  /* list */
@@ -250,6 +251,7 @@ same_at(PyObject *v, PyObject *const *items, Py_ssize_t n, Py_ssize_t *i, int de
     return 0;
 }
 
+#if HAVE_DICT_VERSION
 static int
 same_items(PyObject *list, PyObject *items)
 {
@@ -269,7 +271,6 @@ same_items(PyObject *list, PyObject *items)
 static int
 same_objects(PyObject *v, PyObject *conts, PyObject *tags)
 {
-#if HAVE_DICT_VERSION
     Py_ssize_t nc = PyTuple_GET_SIZE(conts);
     if (nc < 2 || !PyBytes_CheckExact(tags)) {
         return 0;
@@ -308,10 +309,14 @@ same_objects(PyObject *v, PyObject *conts, PyObject *tags)
         }
     }
     return tag == tag_end;
-#else
-    return 0;
-#endif
 }
+#else
+static int
+same_objects(PyObject *v, PyObject *conts, PyObject *tags)
+{
+    return 0; /* no version tags to trust: every value is walked */
+}
+#endif
 
 static int
 same_record(PyObject *v, PyObject *rec)
