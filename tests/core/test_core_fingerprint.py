@@ -10,10 +10,14 @@ number of another type (``1 == 1.0 == True``, ``0.0 == -0.0``).
 from __future__ import annotations
 
 import copy
+import os
 import random
 import shutil
+import subprocess
+import sys
 import sysconfig
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -229,3 +233,53 @@ def test_the_native_module_is_built_where_a_compiler_is() -> None:
     if shutil.which(str(cc).split()[0]) is None:
         pytest.skip(f"no C compiler ({cc}): the pure-Python fallback is in use")
     assert fingerprint.NATIVE, "promptcache._speedups was not built; run `make setup` again"
+
+
+_ABOUT = "import sys, sysconfig as s; print(sys.implementation.name, '%d.%d' % sys.version_info[:2]); "
+_ABOUT += "print(s.get_paths()['include'], s.get_config_var('EXT_SUFFIX'))"
+
+
+def _other_pythons() -> list[tuple[str, str, str]]:
+    """(interpreter, include dir, extension suffix) of other CPython 3.11+ on this machine."""
+    found: dict[str, tuple[str, str, str]] = {}
+    candidates = [shutil.which(f"python3.{minor}") for minor in range(11, 16)]
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates += [str(p) for p in sorted(pyenv.glob("3.*/bin/python3"))]
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    for exe in filter(None, candidates):
+        try:
+            out = subprocess.run([exe, "-c", _ABOUT], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        words = out.stdout.split()
+        if out.returncode != 0 or len(words) != 4 or words[0] != "cpython":
+            continue
+        major, minor = (int(x) for x in words[1].split("."))
+        if (major, minor) >= (3, 11) and words[1] != here:
+            found.setdefault(words[1], (exe, words[2], words[3]))
+    return [found[v] for v in sorted(found)]
+
+
+OTHER_PYTHONS = _other_pythons()
+
+
+@pytest.mark.skipif(not OTHER_PYTHONS, reason="no other CPython 3.11+ on this machine")
+@pytest.mark.parametrize("python", OTHER_PYTHONS, ids=lambda p: Path(p[0]).parent.parent.name)
+def test_the_native_contract_holds_on_other_interpreters(
+    python: tuple[str, str, str], tmp_path: Path
+) -> None:
+    # The extension's fast path differs by CPython version; CI's venv runs one. Compile it
+    # for each other interpreter found and run the stdlib-only contract check there.
+    exe, include, suffix = python
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    source = Path(fingerprint.__file__).with_name("_speedups.c")
+    out = tmp_path / f"_speedups{suffix}"
+    flags = ["-O2", "-fPIC", "-shared", "-Wall", "-Werror", f"-I{include}"]
+    build = subprocess.run([cc, *flags, str(source), "-o", str(out)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    check = Path(__file__).with_name("native_contract_check.py")
+    run = subprocess.run([exe, str(check), str(tmp_path), "7"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.startswith("ok")

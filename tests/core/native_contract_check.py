@@ -1,0 +1,125 @@
+"""The native records' contract, checked with the standard library only.
+
+Run by ``test_core_fingerprint.py`` under every other CPython the machine has, against
+``promptcache._speedups`` compiled for that interpreter: the extension's fast paths differ
+by version (dict version tags on 3.11, dict watchers from 3.12), and CI's own venv runs
+one version only. Usage: ``python native_contract_check.py DIR_WITH_SPEEDUPS [SEED]``.
+Exits non-zero with the failing case printed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import sys
+from typing import Any
+
+sys.path.insert(0, sys.argv[1])
+import _speedups as S
+
+LEAVES: list[Any] = [0, 0.0, -0.0, 1, 1.0, True, False, None, "", "x", "é", 2**63, 1e16, -5]
+
+
+def dumps(v: Any) -> str:
+    return json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+
+
+def value(rng: random.Random, depth: int = 0) -> Any:
+    r = rng.random()
+    if depth > 3 or r < 0.35:
+        return rng.choice(LEAVES)
+    if r < 0.6:
+        return [value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    if r < 0.7:
+        return tuple(value(rng, depth + 1) for _ in range(rng.randrange(3)))
+    return {rng.choice("abcdef"): value(rng, depth + 1) for _ in range(rng.randrange(4))}
+
+
+def containers(v: Any) -> list[Any]:
+    out: list[Any] = []
+    if isinstance(v, dict | list):
+        out.append(v)
+    if isinstance(v, dict | list | tuple):
+        for x in v.values() if isinstance(v, dict) else v:
+            out += containers(x)
+    return out
+
+
+def mutate(v: Any, rng: random.Random) -> None:
+    conts = containers(v)
+    if not conts:
+        return
+    c = rng.choice(conts)
+    new = rng.choice([*LEAVES, [], {}])
+    if isinstance(c, dict):
+        op = rng.choice(["set", "add", "pop", "reorder", "clear", "update", "setdefault"])
+        if not c or op == "add":
+            c[f"n{rng.random()}"] = new
+        elif op == "set":
+            c[rng.choice(list(c))] = new
+        elif op == "pop":
+            c.pop(rng.choice(list(c)))
+        elif op == "reorder":
+            k = rng.choice(list(c))
+            c[k] = c.pop(k)
+        elif op == "clear":
+            c.clear()
+        elif op == "update":
+            c.update({rng.choice(list(c)): new})
+        else:
+            c.setdefault(f"s{rng.random()}", new)
+    else:
+        op = rng.choice(["set", "append", "reverse", "pop", "insert", "sort"])
+        if not c or op == "append":
+            c.append(new)
+        elif op == "set":
+            c[rng.randrange(len(c))] = new
+        elif op == "reverse":
+            c.reverse()
+        elif op == "pop":
+            c.pop()
+        elif op == "insert":
+            c.insert(0, new)
+        else:
+            try:
+                c.sort()
+            except TypeError:
+                c.reverse()
+
+
+def main() -> int:
+    seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    rng = random.Random(seed)
+    for case in range(4000):
+        v = {"tools": [value(rng) for _ in range(rng.randrange(1, 4))]}
+        before = dumps(v)
+        rec = S.take(v)
+        if rec is None or not S.same(v, rec) or not S.same(copy.deepcopy(v), rec):
+            print("unchanged value not same:", case, before)
+            return 1
+        for _ in range(rng.randrange(1, 4)):
+            mutate(v, rng)
+        after = dumps(v)
+        if after != before and (S.same(v, rec) or S.same(copy.deepcopy(v), rec)):
+            print("changed value passed as same:", case, before, "->", after)
+            return 1
+        msgs = [{"role": "user", "content": f"m{i}"} for i in range(5)]
+        recs = [S.take(m) for m in msgs]
+        msgs[2]["content"] = "edited"
+        if S.common_prefix(msgs, recs) != 2:
+            print("common_prefix missed an in-place edit")
+            return 1
+    for a, b in [(1, 1.0), (1, True), (0, False), (0.0, -0.0)]:
+        d = {"x": [a]}
+        rec = S.take(d)
+        d["x"][0] = b
+        if S.same(d, rec):
+            print("number types confused:", a, b)
+            return 1
+    print("ok", sys.version.split()[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
