@@ -14,12 +14,13 @@
  *    str, int, float, bool or None) is the object itself. Type objects are never leaves, so the markers cannot
  *    be confused with content. Walking a value against it proves equal JSON.
  *  - containers: every dict, list and tuple of the value, in the same order, each
- *    followed by the tuple of its items for a list or tuple (None for a dict); tags: the dicts'
- *    version tags (uint64, CPython 3.11 only). Frameworks pass the same tool and
- *    message dicts on every call: when every recorded container is still there with
- *    its version tag unchanged (CPython bumps it on every mutation) and every list
- *    still holds the same item objects, nothing in the value can have changed, and
- *    no leaf needs to be looked at. The record holds references to all of them, so
+ *    followed by the tuple of its items for a list or tuple (None for a dict); tags: on
+ *    CPython 3.11 the dicts' version tags (bytes of uint64), on 3.12+ the watched-dict
+ *    mutation count when the record was taken (a bytearray, renewed when a walk finds
+ *    the same untouched objects). Frameworks pass the same tool and message dicts on
+ *    every call: when every recorded container is still there and untouched and every
+ *    list still holds the same item objects, nothing in the value can have changed,
+ *    and no leaf needs to be looked at. The record holds references to all of them, so
  *    no address can be reused by another object while it lives.
  */
 #define PY_SSIZE_T_CLEAN
@@ -29,18 +30,32 @@
 /* Deeper than any real tool schema or message; also what stops a self-referencing list. */
 #define MAX_DEPTH 128
 
-/* PEP 509's version tag. Only 3.11 promises it changes on every mutation: PEP 699 withdrew
- * that promise for 3.12 (deprecated there, removed in 3.14), so later versions take the
- * content walk for every value. Correct everywhere; only 3.11 gets the pointer checks. */
+/* How untouched dicts are recognized without reading them.
+ * 3.11: PEP 509's version tag, which that version promises to change on every mutation.
+ * 3.12+: PEP 699 withdrew that promise (the field is deprecated, then removed in 3.14), so
+ * the dicts of a record are watched instead (PEP-less but public: PyDict_AddWatcher) and
+ * one counter, bumped by any mutation of any watched dict, says whether all are untouched. */
 #if PY_VERSION_HEX < 0x030C0000
-#define HAVE_DICT_VERSION 1
+#define DICT_TRUST_TAGS 1
 static inline uint64_t
 dict_version(PyObject *d)
 {
     return ((PyDictObject *)d)->ma_version_tag;
 }
 #else
-#define HAVE_DICT_VERSION 0
+#define DICT_TRUST_TAGS 0
+static int watcher = -1;
+static uint64_t watched_epoch = 1;
+
+static int
+on_dict_event(PyDict_WatchEvent event, PyObject *dict, PyObject *key, PyObject *new_value)
+{
+    /* A watched dict being freed is no mutation (and a record keeps its dicts alive). */
+    if (event != PyDict_EVENT_DEALLOCATED) {
+        watched_epoch++;
+    }
+    return 0;
+}
 #endif
 
 /* A growable array of version tags, copied into the record's bytes at the end. */
@@ -49,7 +64,7 @@ typedef struct {
     Py_ssize_t n, cap;
 } Tags;
 
-#if HAVE_DICT_VERSION
+#if DICT_TRUST_TAGS
 static int
 tags_push(Tags *t, uint64_t x)
 {
@@ -72,6 +87,7 @@ typedef struct {
     PyObject *flat;  /* list */
     PyObject *conts; /* list */
     Tags tags;
+    int unwatched; /* 3.12+: some dict could not be watched, so no fast path for this record */
 } Taking;
 
 static int
@@ -106,9 +122,14 @@ take_into(PyObject *v, Taking *tk, int depth)
         if (PyList_Append(tk->conts, v) < 0 || PyList_Append(tk->conts, Py_None) < 0) {
             return -1;
         }
-#if HAVE_DICT_VERSION
+#if DICT_TRUST_TAGS
         if (tags_push(&tk->tags, dict_version(v)) < 0) {
             return -1;
+        }
+#else
+        if (watcher < 0 || PyDict_Watch(watcher, v) < 0) {
+            PyErr_Clear(); /* e.g. imported in a subinterpreter: content walks only */
+            tk->unwatched = 1;
         }
 #endif
         Py_ssize_t pos = 0;
@@ -251,7 +272,6 @@ same_at(PyObject *v, PyObject *const *items, Py_ssize_t n, Py_ssize_t *i, int de
     return 0;
 }
 
-#if HAVE_DICT_VERSION
 static int
 same_items(PyObject *list, PyObject *items)
 {
@@ -272,12 +292,23 @@ static int
 same_objects(PyObject *v, PyObject *conts, PyObject *tags)
 {
     Py_ssize_t nc = PyTuple_GET_SIZE(conts);
+#if DICT_TRUST_TAGS
     if (nc < 2 || !PyBytes_CheckExact(tags)) {
         return 0;
     }
-    PyObject *const *c = &PyTuple_GET_ITEM(conts, 0);
     const char *tag = PyBytes_AS_STRING(tags);
     const char *tag_end = tag + PyBytes_GET_SIZE(tags);
+#else
+    uint64_t since;
+    if (nc < 2 || !PyByteArray_CheckExact(tags) || PyByteArray_GET_SIZE(tags) != sizeof since) {
+        return 0;
+    }
+    memcpy(&since, PyByteArray_AS_STRING(tags), sizeof since);
+    if (since != watched_epoch) {
+        return 0; /* some watched dict changed since: maybe one of ours */
+    }
+#endif
+    PyObject *const *c = &PyTuple_GET_ITEM(conts, 0);
     Py_ssize_t start = 0;
     if (v != c[0]) {
         /* A new list around the same items (a framework rebuilding its request). */
@@ -289,6 +320,7 @@ same_objects(PyObject *v, PyObject *conts, PyObject *tags)
     for (Py_ssize_t j = start; j < nc; j += 2) {
         PyObject *o = c[j];
         if (PyDict_CheckExact(o)) {
+#if DICT_TRUST_TAGS
             uint64_t want;
             if (tag + sizeof want > tag_end) {
                 return 0;
@@ -298,6 +330,7 @@ same_objects(PyObject *v, PyObject *conts, PyObject *tags)
             if (dict_version(o) != want) {
                 return 0;
             }
+#endif
         }
         else if (PyList_CheckExact(o)) {
             if (!same_items(o, c[j + 1])) {
@@ -308,13 +341,54 @@ same_objects(PyObject *v, PyObject *conts, PyObject *tags)
             return 0;
         }
     }
+#if DICT_TRUST_TAGS
     return tag == tag_end;
-}
 #else
+    return 1;
+#endif
+}
+
+#if !DICT_TRUST_TAGS
+/* Whether v's containers are the recorded ones (identity, in record order): then a content
+ * match also means every one of them is watched and equal, and the record can be trusted
+ * again from now on. */
 static int
-same_objects(PyObject *v, PyObject *conts, PyObject *tags)
+same_containers(PyObject *v, PyObject *const *c, Py_ssize_t nc, Py_ssize_t *j, int depth)
 {
-    return 0; /* no version tags to trust: every value is walked */
+    PyTypeObject *t = Py_TYPE(v);
+    if (t != &PyDict_Type && t != &PyList_Type && t != &PyTuple_Type) {
+        return 1; /* a leaf */
+    }
+    if (*j + 1 >= nc || depth >= MAX_DEPTH) {
+        return 0;
+    }
+    if (c[*j] != v) {
+        /* Only the root may be a new list around the recorded items. */
+        if (depth > 0 || t != &PyList_Type || !PyList_CheckExact(c[*j]) || !same_items(v, c[*j + 1])) {
+            return 0;
+        }
+    }
+    else if (t == &PyList_Type && !same_items(v, c[*j + 1])) {
+        return 0;
+    }
+    *j += 2;
+    if (t == &PyDict_Type) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *x;
+        while (PyDict_Next(v, &pos, &k, &x)) {
+            if (!same_containers(x, c, nc, j, depth + 1)) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    PyObject *const *items = t == &PyList_Type ? &PyList_GET_ITEM(v, 0) : &PyTuple_GET_ITEM(v, 0);
+    for (Py_ssize_t i = 0; i < Py_SIZE(v); i++) {
+        if (!same_containers(items[i], c, nc, j, depth + 1)) {
+            return 0;
+        }
+    }
+    return 1;
 }
 #endif
 
@@ -328,12 +402,28 @@ same_record(PyObject *v, PyObject *rec)
     if (!PyTuple_CheckExact(flat)) {
         return 0;
     }
-    if (PyTuple_CheckExact(conts) && same_objects(v, conts, PyTuple_GET_ITEM(rec, 2))) {
+    PyObject *tags = PyTuple_GET_ITEM(rec, 2);
+    if (PyTuple_CheckExact(conts) && same_objects(v, conts, tags)) {
         return 1;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(flat);
     Py_ssize_t i = 0;
-    return same_at(v, &PyTuple_GET_ITEM(flat, 0), n, &i, 0) && i == n;
+    if (!same_at(v, &PyTuple_GET_ITEM(flat, 0), n, &i, 0) || i != n) {
+        return 0;
+    }
+#if !DICT_TRUST_TAGS
+    /* Equal content in the very same (watched) containers: trust the record again from the
+     * current count, so an unrelated watched dict's mutation costs one walk, not all later ones. */
+    if (PyTuple_CheckExact(conts) && PyByteArray_CheckExact(tags) &&
+        PyByteArray_GET_SIZE(tags) == sizeof watched_epoch) {
+        Py_ssize_t j = 0;
+        Py_ssize_t nc = PyTuple_GET_SIZE(conts);
+        if (nc > 0 && same_containers(v, &PyTuple_GET_ITEM(conts, 0), nc, &j, 0) && j == nc) {
+            memcpy(PyByteArray_AS_STRING(tags), &watched_epoch, sizeof watched_epoch);
+        }
+    }
+#endif
+    return 1;
 }
 
 PyDoc_STRVAR(take_doc,
@@ -344,7 +434,7 @@ PyDoc_STRVAR(take_doc,
 static PyObject *
 take(PyObject *module, PyObject *value)
 {
-    Taking tk = {PyList_New(0), PyList_New(0), {NULL, 0, 0}};
+    Taking tk = {PyList_New(0), PyList_New(0), {NULL, 0, 0}, 0};
     PyObject *rec = NULL;
     if (tk.flat == NULL || tk.conts == NULL) {
         goto done;
@@ -358,7 +448,15 @@ take(PyObject *module, PyObject *value)
     }
     PyObject *flat = PyList_AsTuple(tk.flat);
     PyObject *conts = PyList_AsTuple(tk.conts);
+#if DICT_TRUST_TAGS
     PyObject *tags = PyBytes_FromStringAndSize((const char *)tk.tags.v, tk.tags.n * (Py_ssize_t)sizeof(uint64_t));
+#else
+    /* The count after every dict was watched: nothing of this value has changed since. An
+     * empty tag (some dict unwatched) never passes the fast path. */
+    PyObject *tags = tk.unwatched
+                         ? PyByteArray_FromStringAndSize(NULL, 0)
+                         : PyByteArray_FromStringAndSize((const char *)&watched_epoch, sizeof watched_epoch);
+#endif
     if (flat != NULL && conts != NULL && tags != NULL) {
         rec = PyTuple_Pack(3, flat, conts, tags);
     }
@@ -451,5 +549,13 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+#if !DICT_TRUST_TAGS
+    if (watcher < 0) {
+        watcher = PyDict_AddWatcher(on_dict_event);
+        if (watcher < 0) {
+            PyErr_Clear(); /* every watcher slot taken: records are walked, never trusted */
+        }
+    }
+#endif
     return PyModuleDef_Init(&module);
 }

@@ -104,6 +104,21 @@ def main() -> int:
         if after != before and (S.same(v, rec) or S.same(copy.deepcopy(v), rec)):
             print("changed value passed as same:", case, before, "->", after)
             return 1
+        # Renewed trust (3.12+): an unrelated watched dict changes, a walk finds ours
+        # untouched and trusts the record again; a change of ours after that is still seen.
+        w = {"tools": [value(rng) for _ in range(rng.randrange(1, 4))]}
+        rec_w = S.take(w)
+        other = {"z": 0}
+        S.take(other)
+        other["z"] = 1
+        if not S.same(w, rec_w) or not S.same(w, rec_w):  # the walk, then the renewed fast path
+            print("untouched value not same after an unrelated change:", case, dumps(w))
+            return 1
+        before_w = dumps(w)
+        mutate(w, rng)
+        if dumps(w) != before_w and S.same(w, rec_w):
+            print("change after renewed trust passed as same:", case, before_w, "->", dumps(w))
+            return 1
         msgs = [{"role": "user", "content": f"m{i}"} for i in range(5)]
         recs = [S.take(m) for m in msgs]
         msgs[2]["content"] = "edited"
