@@ -4,7 +4,8 @@ Run by ``test_core_fingerprint.py`` under every other CPython the machine has, a
 ``promptcache._speedups`` compiled for that interpreter: the extension's fast paths differ
 by version (dict version tags on 3.11, dict watchers from 3.12), and CI's own venv runs
 one version only. Usage: ``python native_contract_check.py DIR_WITH_SPEEDUPS [SEED]``.
-Exits non-zero with the failing case printed.
+Exits non-zero with the failing case printed. ``test_core_fingerprint.py`` also uses its
+``mutate`` for the hypothesis tests.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import random
 import sys
 from typing import Any
 
-sys.path.insert(0, sys.argv[1])
-import _speedups as S
+S: Any = None  # promptcache._speedups built for the interpreter running this (see main)
 
 LEAVES: list[Any] = [0, 0.0, -0.0, 1, 1.0, True, False, None, "", "x", "é", 2**63, 1e16, -5]
 
@@ -37,6 +37,7 @@ def value(rng: random.Random, depth: int = 0) -> Any:
 
 
 def containers(v: Any) -> list[Any]:
+    """The dicts and lists inside ``v`` (reached through tuples too)."""
     out: list[Any] = []
     if isinstance(v, dict | list):
         out.append(v)
@@ -46,10 +47,11 @@ def containers(v: Any) -> list[Any]:
     return out
 
 
-def mutate(v: Any, rng: random.Random) -> None:
+def mutate(v: Any, rng: random.Random) -> bool:
+    """Mutate some dict or list inside ``v`` in place; False when it has none."""
     conts = containers(v)
     if not conts:
-        return
+        return False
     c = rng.choice(conts)
     new = rng.choice([*LEAVES, [], {}])
     if isinstance(c, dict):
@@ -86,9 +88,14 @@ def mutate(v: Any, rng: random.Random) -> None:
                 c.sort()
             except TypeError:
                 c.reverse()
+    return True
 
 
 def main() -> int:
+    sys.path.insert(0, sys.argv[1])
+    global S
+    import _speedups as S  # compiled for this interpreter into argv[1]
+
     seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
     rng = random.Random(seed)
     for case in range(4000):

@@ -24,6 +24,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from native_contract_check import mutate
 
 from promptcache import fingerprint
 
@@ -57,48 +58,6 @@ values = st.recursive(
 )
 
 
-def _containers(v: Any) -> list[Any]:
-    # The mutable ones, reached through tuples too.
-    out: list[Any] = []
-    if isinstance(v, dict | list):
-        out.append(v)
-    if isinstance(v, dict | list | tuple):
-        for x in v.values() if isinstance(v, dict) else v:
-            out += _containers(x)
-    return out
-
-
-def _mutate(v: Any, rng: random.Random) -> bool:
-    """Mutate some container of ``v`` in place; False when ``v`` has none."""
-    conts = _containers(v)
-    if not conts:
-        return False
-    c = rng.choice(conts)
-    new = rng.choice([0, 0.0, -0.0, 1, 1.0, True, None, "x", [], {}])
-    if isinstance(c, dict):
-        op = rng.choice(["set", "add", "pop", "reorder"]) if c else "add"
-        key = rng.choice(list(c)) if c else "k"
-        if op == "set":
-            c[key] = new
-        elif op == "add":
-            c[f"new{rng.random()}"] = new
-        elif op == "pop":
-            c.pop(key)
-        else:
-            c[key] = c.pop(key)
-    else:
-        op = rng.choice(["set", "append", "reverse", "pop"]) if c else "append"
-        if op == "set":
-            c[rng.randrange(len(c))] = new
-        elif op == "append":
-            c.append(new)
-        elif op == "reverse":
-            c.reverse()
-        else:
-            c.pop()
-    return True
-
-
 @pytest.mark.parametrize("impl", IMPLS, ids=IDS)
 @settings(max_examples=300, deadline=None)
 @given(value=values)
@@ -129,7 +88,7 @@ def test_same_never_vouches_for_changed_bytes(impl: Any, value: Any, seed: int, 
     before = orjson.dumps(value)
     rec = take(value)
     for _ in range(steps):
-        if not _mutate(value, rng):
+        if not mutate(value, rng):
             return
     after = orjson.dumps(value)
     if same(value, rec):
@@ -152,7 +111,7 @@ def test_common_prefix_never_vouches_for_changed_canonical_bytes(
     canonical = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     recs = [take(m) for m in msgs]
     for _ in range(steps):
-        _mutate(value, rng)
+        mutate(value, rng)
     k = common_prefix(msgs, recs)
     if orjson.dumps(value, option=orjson.OPT_SORT_KEYS) != canonical:
         assert k == 1
