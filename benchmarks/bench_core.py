@@ -14,7 +14,8 @@ alone and subtracted);
 ``warm`` is the next call of the same agent, unchanged static blocks and
 history (the same string and dict objects, as a framework passes them) and a
 new user turn; ``warm_copied`` is the same with every object deep-copied (a
-body freshly parsed from JSON).
+body freshly parsed from JSON); ``warm_shuffled_tools`` the same call with the tool
+list in a new order each time (no target: the prefix is rebuilt, from parts seen before).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import random
 import statistics
 import time
 from pathlib import Path
@@ -113,6 +115,22 @@ def run(n: int = 300) -> dict[str, Any]:
         warm_cache.prepare_request(b, format="openai-chat")
 
     warm_us = _time(warm, n)
+    # The same agent with its tool list reshuffled on every call (a cache killer real apps
+    # have): the prefix is rebuilt each time, from tools and messages analysed before.
+    rng = random.Random(0)
+
+    def shuffled() -> None:
+        turn[0] += 1
+        tools = list(body["tools"])
+        rng.shuffle(tools)
+        b = {
+            **body,
+            "tools": tools,
+            "messages": [*body["messages"][:-1], {"role": "user", "content": f"turn {turn[0]}"}],
+        }
+        warm_cache.prepare_request(b, format="openai-chat")
+
+    shuffled_us = _time(shuffled, n)
     copied = [copy.deepcopy(body) for _ in range(n)]
     it = iter(copied)
     warm_copied_us = _time(lambda: warm_cache.prepare_request(next(it), format="openai-chat"), n)
@@ -129,10 +147,12 @@ def run(n: int = 300) -> dict[str, Any]:
         "cold_us": round(cold_us, 1),
         "warm_us": round(warm_us, 1),
         "warm_copied_us": round(warm_copied_us, 1),
+        "warm_shuffled_tools_us": round(shuffled_us, 1),
         "subtracted_from_cold_us": {"deepcopy": round(copy_us, 1), "PromptCache()": round(new_cache_us, 1)},
         "cold_ratio": round(cold_us / floor_us, 3),
         "warm_ratio": round(warm_us / floor_us, 3),
         "warm_copied_ratio": round(warm_copied_us / floor_us, 3),
+        "warm_shuffled_tools_ratio": round(shuffled_us / floor_us, 3),
         "targets": {"cold_ratio": 1.2, "warm_ratio": 0.3},
     }
 

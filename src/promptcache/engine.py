@@ -109,19 +109,17 @@ class _Text:
 
 
 @dataclass(slots=True)
-class _Tools:
-    """A tool list in canonical form (memoized by its raw bytes)."""
+class _ToolSet:
+    """The canonical part of a tool list. It depends only on the tools in the order they are
+    laid out (sorted by name unless pinned), so a caller's reshuffled list shares it."""
 
-    canonical: list[bytes]  # each tool's canonical JSON, sorted by name (relocated)
-    raw_order: list[str]
+    canonical: list[bytes]  # each tool's canonical JSON, in layout order (relocated)
     blocks: list[Block]
     digests: list[str]
-    raw_crc: dict[str, int]
     canonical_by_name: dict[str, str]
     fragments: list[Fragment]
     data_classes: list[tuple[str, ...]]
     chars: int
-    raw: bytes  # the list as the caller sent it (orjson, key order kept)
     _values: list[Any] | None = None
 
     def values(self) -> list[Any]:
@@ -130,6 +128,34 @@ class _Tools:
         if self._values is None:
             self._values = [orjson.loads(c) for c in self.canonical]
         return self._values
+
+
+@dataclass(slots=True)
+class _Tools:
+    """A tool list as the caller sent it (memoized by its raw bytes), with its canonical part."""
+
+    shared: _ToolSet
+    raw_order: list[str]
+    raw_crc: dict[str, int]
+    raw: bytes  # the list as the caller sent it (orjson, key order kept)
+    # The shared part's fields, referenced here for the hot paths that read them.
+    canonical: list[bytes] = field(init=False)
+    blocks: list[Block] = field(init=False)
+    digests: list[str] = field(init=False)
+    canonical_by_name: dict[str, str] = field(init=False)
+    fragments: list[Fragment] = field(init=False)
+    data_classes: list[tuple[str, ...]] = field(init=False)
+    chars: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.shared
+        self.canonical, self.blocks, self.digests = s.canonical, s.blocks, s.digests
+        self.canonical_by_name, self.fragments = s.canonical_by_name, s.fragments
+        self.data_classes, self.chars = s.data_classes, s.chars
+
+    def values(self) -> list[Any]:
+        """See :meth:`_ToolSet.values` (parsed once per tool set, not per order)."""
+        return self.shared.values()
 
 
 @dataclass(slots=True)
@@ -609,14 +635,33 @@ class PromptCache:
 
     def _tools(self, fmt: WireFormat, tools: list[Any], raw: bytes) -> _Tools:
         adapter = get_adapter(fmt)
-        key = ("tools", fmt, self.policy.layout.pin_tool_order, raw)
+        pin = self.policy.layout.pin_tool_order
+        key = ("tools", fmt, pin, raw)
         hit: _Tools | None = self._memo.get(key)
         if hit is not None:
             return hit
         names = [adapter.tool_name(t) for t in tools]
+        raws = [orjson.dumps(t) for t in tools]  # each as sent, key order kept
         order = list(range(len(tools)))
-        if not self.policy.layout.pin_tool_order:
+        if not pin:
             order.sort(key=lambda i: names[i])
+        raw_crc = {names[i]: zlib.crc32(raws[i]) for i in range(len(tools))}
+        # A caller reshuffling the same tools on every call (a cache killer promptcache is
+        # there to absorb) gets the canonical part it already has, keyed by the tools in
+        # layout order. Only a new tool set is also memoized by its raw bytes: one entry per
+        # order seen would fill the memo with copies of the same tools.
+        set_key = ("toolset", fmt, pin, tuple(raws[i] for i in order))
+        shared: _ToolSet | None = self._memo.get(set_key)
+        if shared is not None:
+            return _Tools(shared, names, raw_crc, raw)
+        shared = self._tool_set(tools, names, order)
+        res = _Tools(shared, names, raw_crc, raw)
+        self._memo.put(set_key, shared, len(raw) + shared.chars)
+        self._memo.put(key, res, len(raw))
+        return res
+
+    def _tool_set(self, tools: list[Any], names: list[str], order: list[int]) -> _ToolSet:
+        """Canonicalize, scan and key ``tools`` laid out in ``order``."""
         out_tools: list[bytes] = []
         blocks: list[Block] = []
         digests: list[str] = []
@@ -653,12 +698,7 @@ class PromptCache:
                     data_classes=classes,
                 )
             )
-        raw_crc = {names[i]: zlib.crc32(orjson.dumps(tools[i])) for i in range(len(tools))}
-        res = _Tools(
-            out_tools, names, blocks, digests, raw_crc, canon_by_name, frags, classes_list, chars, raw
-        )
-        self._memo.put(key, res, len(raw) + chars)
-        return res
+        return _ToolSet(out_tools, blocks, digests, canon_by_name, frags, classes_list, chars)
 
     def _message_key(self, fmt: WireFormat, msg: Any) -> Hashable:
         # Plain-string messages are keyed by their (immutable, hash-cached)
@@ -859,7 +899,9 @@ class PromptCache:
         stream = self._streams.get(skey)
         pre = self._static_prefix(fmt, parts, model, tenant, stream)
         same = stream if stream is not None and stream.prefix is pre else None
-        msgs, records, k = self._conversation(fmt, adapter, parts, same)
+        # Messages are analysed on their own, whatever precedes them: last call's results are
+        # reused even when the prefix was rebuilt (a reshuffled tool list, a new clock value).
+        msgs, records, k = self._conversation(fmt, adapter, parts, stream)
         cur = parts.current
         if same is not None and same.cur == cur and k >= cur and same.history.policy is self.policy:
             # The history is last call's, message for message: so are its key and plan part.
