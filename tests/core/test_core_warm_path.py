@@ -290,6 +290,27 @@ def test_memos_are_bounded_by_the_characters_they_hold() -> None:
         assert memo._chars == sum(size for _, size in memo._d.values())
 
 
+def test_a_reshuffled_tool_list_shares_one_canonical_tool_set() -> None:
+    # An app that sends its tools in a new order on every call gets the canonical tools it
+    # already has, and the memo does not keep one entry per order seen.
+    cache, full = PromptCache(), PromptCache()
+    tools = copy.deepcopy(TOOL_SPECS) * 4
+    for i, t in enumerate(tools):
+        t["name"] = f"{t['name']}_{i}"
+    rng = random.Random(3)
+    sets = set()
+    for n in range(40):
+        rng.shuffle(tools)
+        body = make_body("openai-chat", "Be brief.", list(tools), [("user", f"turn {n}")])
+        got = cache.prepare_request(body, format="openai-chat")
+        full._streams.clear()
+        _same(got, full.prepare_request(body, format="openai-chat"))
+        sets.add(id(cache._streams[next(iter(cache._streams))].prefix.tools.shared))
+    assert len(sets) == 1
+    tool_entries = [k for k in cache._memo._d if isinstance(k, tuple) and k[0] in ("tools", "toolset")]
+    assert len(tool_entries) == 2  # the set, and the first order's raw bytes
+
+
 def test_unchanged_tools_go_out_as_the_callers_own_objects() -> None:
     # A framework that rebuilds its tool dicts per call (create_agent binds tools on every
     # model call) must see its own objects sent, not the first call's, equal as they are.
