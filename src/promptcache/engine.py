@@ -138,24 +138,6 @@ class _Tools:
     raw_order: list[str]
     raw_crc: dict[str, int]
     raw: bytes  # the list as the caller sent it (orjson, key order kept)
-    # The shared part's fields, referenced here for the hot paths that read them.
-    canonical: list[bytes] = field(init=False)
-    blocks: list[Block] = field(init=False)
-    digests: list[str] = field(init=False)
-    canonical_by_name: dict[str, str] = field(init=False)
-    fragments: list[Fragment] = field(init=False)
-    data_classes: list[tuple[str, ...]] = field(init=False)
-    chars: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        s = self.shared
-        self.canonical, self.blocks, self.digests = s.canonical, s.blocks, s.digests
-        self.canonical_by_name, self.fragments = s.canonical_by_name, s.fragments
-        self.data_classes, self.chars = s.data_classes, s.chars
-
-    def values(self) -> list[Any]:
-        """See :meth:`_ToolSet.values` (parsed once per tool set, not per order)."""
-        return self.shared.values()
 
 
 @dataclass(slots=True)
@@ -946,7 +928,7 @@ class PromptCache:
                 and previous.history is hist.history_digests
                 and previous.tool_raw is pre.tools.raw_crc
                 and previous.tool_order is pre.tools.raw_order
-                and previous.tool_canonical is pre.tools.canonical_by_name
+                and previous.tool_canonical is pre.tools.shared.canonical_by_name
                 and previous.tools_canonical == pre.canonical_tools
             ):
                 # Made of the very objects this request would put in a new one: the same
@@ -957,7 +939,7 @@ class PromptCache:
                     system=pre.prints,
                     tool_order=pre.tools.raw_order,
                     tool_raw=pre.tools.raw_crc,
-                    tool_canonical=pre.tools.canonical_by_name,
+                    tool_canonical=pre.tools.shared.canonical_by_name,
                     history=hist.history_digests,
                     tools_canonical=pre.canonical_tools,
                 )
@@ -977,7 +959,7 @@ class PromptCache:
                 policy=self.policy,
                 plan=plan,
                 n_system=pre.n_system,
-                n_tools=len(pre.tools.canonical),
+                n_tools=len(pre.tools.shared.canonical),
                 history_end=cur,
                 has_volatile=pre.volatile_text is not None,
                 prefix_chars=pre.chars,
@@ -1095,7 +1077,7 @@ class PromptCache:
             fam.version += 1
             version = fam.version
         if canonical_tools:
-            frags.extend(tools.fragments)
+            frags.extend(tools.shared.fragments)
 
         blocks: list[Block] = []
         digests: list[str] = []
@@ -1112,9 +1094,9 @@ class PromptCache:
             if t.data_classes:
                 classes[len(blocks) - 1] = list(t.data_classes)
         base = len(blocks)
-        classes.update({base + i: list(c) for i, c in enumerate(tools.data_classes) if c})
-        blocks += tools.blocks
-        digests += tools.digests
+        classes.update({base + i: list(c) for i, c in enumerate(tools.shared.data_classes) if c})
+        blocks += tools.shared.blocks
+        digests += tools.shared.digests
         # chain_hashes' bytes, kept as a hash state so each call only extends it.
         h = hashlib.sha256("\x00".join(digests).encode())
         contract = self.contract(tenant, model)
@@ -1136,7 +1118,7 @@ class PromptCache:
             ),
             volatile_digest=None if vt is None else digest(b"volatile", vt.encode()),
             canonical_tools=canonical_tools,
-            sent_tools=tools.values() if canonical_tools else parts.tools,
+            sent_tools=tools.shared.values() if canonical_tools else parts.tools,
             tools_record=take_record(parts.tools),
             blocks=blocks,
             digests=digests,
@@ -1145,7 +1127,7 @@ class PromptCache:
             prefix_key=derive_key(contract, "prompt_prefix", h.hexdigest()),
             contract=contract,
             n_system=sum(1 for s in system_out if s),
-            chars=sum(len(s) for s in system_out) + tools.chars,
+            chars=sum(len(s) for s in system_out) + tools.shared.chars,
         )
 
     def _conversation(
