@@ -124,6 +124,16 @@ class CanonicalizationError(TypeError):
     """Content that cannot be put in canonical form (e.g. not JSON-serializable)."""
 
 
+def json_text_is_canonical(raw: bytes) -> bool:
+    """Whether every string in the JSON ``raw`` is already in canonical form: ASCII (so NFC)
+    without an escaped CR. Then serializing needs no normalization walk first.
+
+    >>> json_text_is_canonical(b'{"a":"x\\\\ny"}'), json_text_is_canonical(b'{"a":"x\\\\r\\\\ny"}')
+    (True, False)
+    """
+    return raw.isascii() and b"\\r" not in raw
+
+
 def canonical_json(value: Any, *, where: str = "content") -> bytes:
     """Serialize ``value`` as canonical JSON: sorted keys, normalized strings.
 
@@ -137,8 +147,7 @@ def canonical_json(value: Any, *, where: str = "content") -> bytes:
             f"{where} is not JSON-serializable ({exc}); pass plain dicts, lists, strings, "
             "numbers, booleans or None"
         ) from None
-    # ASCII JSON without an escaped CR is already normalized; skip the walk.
-    if raw.isascii() and b"\\r" not in raw:
+    if json_text_is_canonical(raw):
         return raw
     return orjson.dumps(_normalize_strings(value), option=orjson.OPT_SORT_KEYS)
 

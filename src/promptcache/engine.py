@@ -39,6 +39,7 @@ from promptcache.canonical import (
     canonical_text,
     digest,
     find_volatile,
+    json_text_is_canonical,
     relocate_json,
     relocate_spans,
 )
@@ -295,15 +296,15 @@ def _not_json(fmt: WireFormat, exc: TypeError) -> WireFormatError:
 def _canonical_message(fmt: WireFormat, msg: Any) -> tuple[Any, bytes]:
     """``msg`` with its text normalized, and its canonical JSON.
 
-    Sorted-key JSON that is ASCII without an escaped CR is already canonical, and
-    then the message's text needs no normalizing either: one dump instead of a
-    normalization walk plus a dump (this runs for every new message).
+    When the sorted-key dump is already canonical, the message's text needs no
+    normalizing either: one dump instead of a normalization walk plus a dump (this
+    runs for every new message).
     """
     try:
         raw = orjson.dumps(msg, option=orjson.OPT_SORT_KEYS)
     except TypeError as exc:
         raise _not_json(fmt, exc) from None
-    if raw.isascii() and b"\\r" not in raw:
+    if json_text_is_canonical(raw):
         return msg, raw
     normalized = normalize_message_text(msg)
     return normalized, canonical_json(normalized, where="message")
