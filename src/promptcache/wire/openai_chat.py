@@ -6,10 +6,14 @@ from typing import Any
 
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
-from promptcache.wire import WireFormatError, WireParts, require_conversation, require_list
+from promptcache.wire import WireFormatError, WireParts, current_turn, require_conversation, require_list
 
 _FORMAT = WireFormat.OPENAI_CHAT.value
 _SYSTEM_ROLES = {"system": BlockKind.SYSTEM, "developer": BlockKind.DEVELOPER}
+
+
+def _is_assistant(message: Any) -> bool:
+    return bool(message["role"] == "assistant")
 
 
 def _text(content: Any, where: str) -> str:
@@ -53,15 +57,10 @@ class OpenAIChatAdapter:
             kinds.append(kind)
             i += 1
         conv = messages[i:]
-        # One pass checks every message and finds the current turn (what current_turn
-        # computes): this runs on every request, over the whole conversation.
-        last_assistant = -1
         for j, m in enumerate(conv):
             if not isinstance(m, dict) or "role" not in m:
                 raise WireFormatError(f"openai-chat: messages[{i + j}] must be an object with a 'role'")
-            if m["role"] == "assistant":
-                last_assistant = j
-        current = last_assistant + 1 if last_assistant >= 0 else max(len(conv) - 1, 0)
+        current = current_turn(conv, _is_assistant)
         rest = dict(body)
         rest.pop("messages", None)
         rest.pop("tools", None)
