@@ -124,27 +124,18 @@ class PromptCacheModelMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
     ) -> ExtendedModelResponse[Any]:
         if isinstance(response, AIMessage):
             response = ModelResponse(result=[response])
-        result = response.result
-        metrics: CacheMetrics | None = None
-        if len(result) == 1:
-            # The usual answer, one message: its figures are the whole update, built once.
-            msg = result[0]
-            f = finish_call(msg, ctx, call_id=ctx.call_id) if isinstance(msg, AIMessage) else None
-            if f is not None:
-                metrics = CacheMetrics.of_call(f)
-        else:
-            figures: dict[str, CallFigures] = {}
-            answers = [msg for msg in result if isinstance(msg, AIMessage)]
-            call_id = ctx.call_id
-            for i, msg in enumerate(answers):
+        figures: dict[str, CallFigures] = {}
+        call_id = ctx.call_id
+        i = 0
+        for msg in response.result:
+            if isinstance(msg, AIMessage):
                 f = finish_call(msg, ctx, call_id=call_id if i == 0 else f"{call_id}:{i}")
+                i += 1
                 if f is not None:
                     figures[f.call_id] = f
-            if figures:
-                metrics = CacheMetrics(figures)
         return ExtendedModelResponse(
             model_response=response,
-            command=None if metrics is None else Command(update={"cache_metrics": metrics}),
+            command=Command(update={"cache_metrics": CacheMetrics(figures)}) if figures else None,
         )
 
     def wrap_model_call(
