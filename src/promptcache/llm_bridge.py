@@ -48,7 +48,7 @@ from promptcache.engine import PromptCache
 from promptcache.formats import WireFormat
 from promptcache.metrics import CallFigures, figures_from_usage
 from promptcache.plan import Prepared
-from promptcache.providers.fallback import rejected_fields, send_with_hint_fallback, strip_hints
+from promptcache.providers.fallback import rejected_fields, strip_hints
 from promptcache.providers.usage import usage_from_response, usage_from_stream
 from promptcache.stats import recorder_for
 from promptcache.telemetry import hooks
@@ -448,12 +448,6 @@ def _prepare_kwargs(
     return rewrite_payload(ctx, kwargs, fmt)
 
 
-def _note_resend(ctx: CallContext) -> None:
-    # send_with_hint_fallback counted and logged it; the call's own record says so too.
-    ctx.hints_off = True
-    ctx.notes.append("provider rejected a caching hint; resent without hints")
-
-
 class _Method:
     """A request method (``create``, ``converse``) that rewrites its kwargs inside a call context."""
 
@@ -470,33 +464,23 @@ class _Method:
         if ctx is None or args:
             return self._fn(*args, **kwargs)
         stream = self._is_stream(kwargs)
-        sent = _prepare_kwargs(ctx, self._fmt, kwargs, stream)
-        out = self._send(ctx, sent)
+
+        def send() -> Any:
+            # Rebuilt on a resend: rewrite_payload then leaves out the hints the provider refused.
+            return self._fn(**_prepare_kwargs(ctx, self._fmt, kwargs, stream))
+
+        out = call_with_hint_fallback(ctx, send)
         if inspect.isawaitable(out):
             # Async SDK methods are plain functions returning a coroutine (decorated): test the result.
-            return self._await(ctx, out, sent, stream)
+            return self._await(ctx, out, send, stream)
         return self._wrap(ctx, out, stream)
 
-    def _send(self, ctx: CallContext, sent: dict[str, Any]) -> Any:
-        attempts = 0
-
-        def send(body: dict[str, Any]) -> Any:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                _note_resend(ctx)
-            return self._fn(**body)
-
-        # The body is in hand here: the fallback module's own sender does the resend.
-        return send_with_hint_fallback(send, sent, self._fmt, counter=HINT_REJECTIONS)
-
-    async def _await(self, ctx: CallContext, pending: Any, sent: dict[str, Any], stream: bool) -> Any:
-        try:
-            out = await pending
-        except Exception as exc:
-            if not _should_resend(ctx, exc):
-                raise
-            out = await self._fn(**strip_hints(sent, self._fmt))
+    async def _await(
+        self, ctx: CallContext, pending: Awaitable[Any], send: Callable[[], Any], stream: bool
+    ) -> Any:
+        # An async client raises only when awaited: the first attempt is the pending request.
+        first = [pending]
+        out = await acall_with_hint_fallback(ctx, lambda: first.pop() if first else send())
         return self._wrap(ctx, out, stream)
 
     def _wrap(self, ctx: CallContext, out: Any, stream: bool) -> Any:

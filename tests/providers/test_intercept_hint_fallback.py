@@ -1,0 +1,83 @@
+"""Intercepted SDK ``create`` calls resend without caching hints when the provider rejects one,
+sync and asyncio alike, through the same ``call_with_hint_fallback`` as every other path
+(DESIGN: failure behaviour).
+
+A real ``openai`` client over an ``httpx.MockTransport`` that answers 400 to a body carrying
+``prompt_cache_key``, as an OpenAI-compatible server does, and 200 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from promptcache import PromptCache
+from promptcache.llm_bridge import HINT_REJECTIONS, CallContext, intercept_client, use_call
+
+SYSTEM = "You are a fare assistant for an airline. " * 200
+
+_OK = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "gpt-4o-2024-08-06",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "$210"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 1200, "completion_tokens": 3, "total_tokens": 1203},
+}
+_STREAM = (
+    'data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"gpt-4o","choices":'
+    '[{"index":0,"delta":{"role":"assistant","content":"$210"},"finish_reason":null}]}\n\n'
+    'data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"gpt-4o","choices":[],'
+    '"usage":{"prompt_tokens":1200,"completion_tokens":3,"total_tokens":1203}}\n\n'
+    "data: [DONE]\n\n"
+)
+
+
+def _handler(sent: list[dict[str, Any]]) -> Any:
+    def handle(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        sent.append(body)
+        if "prompt_cache_key" in body:
+            err = {"message": "Unrecognized request argument supplied: prompt_cache_key", "type": "invalid"}
+            return httpx.Response(400, json={"error": err})
+        if body.get("stream"):
+            headers = {"content-type": "text/event-stream"}
+            return httpx.Response(200, content=_STREAM.encode(), headers=headers)
+        return httpx.Response(200, json=_OK)
+
+    return handle
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "streamed"])
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_create_resends_without_hints(use_async: bool, streamed: bool) -> None:
+    sent: list[dict[str, Any]] = []
+    transport = httpx.MockTransport(_handler(sent))
+    kw: dict[str, Any] = {"api_key": "k", "base_url": "http://llm.test/v1", "max_retries": 0}
+    if use_async:
+        client: Any = openai.AsyncOpenAI(http_client=httpx.AsyncClient(transport=transport), **kw)
+    else:
+        client = openai.OpenAI(http_client=httpx.Client(transport=transport), **kw)
+    hooked = intercept_client(client)
+    ctx = CallContext(cache=PromptCache(), tenant="acme")
+    before = HINT_REJECTIONS["hint_rejected"]
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "SFO-JFK fare?"}]
+    with use_call(ctx):
+        out = hooked.chat.completions.create(model="gpt-4o", messages=messages, stream=streamed)
+        if use_async:
+            out = await out
+        if streamed:
+            chunks = [c async for c in out] if use_async else list(out)
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        else:
+            text = out.choices[0].message.content
+    assert text == "$210"
+    assert len(sent) == 2 and "prompt_cache_key" in sent[0] and "prompt_cache_key" not in sent[1]
+    assert sent[1]["messages"][0]["content"] == SYSTEM, "the resend is the same request, hints stripped"
+    assert HINT_REJECTIONS["hint_rejected"] == before + 1
+    assert ctx.hints_off and any("rejected" in n for n in ctx.notes)
+    assert ctx.usage is not None and ctx.usage.input_tokens == 1200
