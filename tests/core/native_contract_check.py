@@ -11,6 +11,7 @@ Exits non-zero with the failing case printed. ``test_core_fingerprint.py`` also 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import random
 import sys
@@ -138,6 +139,19 @@ def main() -> int:
         d["x"][0] = b
         if S.same(d, rec):
             print("number types confused:", a, b)
+            return 1
+    # framed_sha256: the length-prefixed SHA-256 of canonical.digest, on both code paths
+    # where the CPU has SHA extensions (the environment switch is read at import).
+    for n in [*range(0, 140), 1000, 8000, 8200]:
+        parts = [bytes(rng.randrange(256) for _ in range(rng.randrange(0, n + 1))), bytes(n)]
+        h = hashlib.sha256()
+        for p in parts:
+            h.update(len(p).to_bytes(8, "big") + p)
+        got = S.framed_sha256(*parts)
+        size = sum(8 + len(p) for p in parts)
+        limit = 8192 if S.sha_extensions() else 256
+        if (got is None) != (size > limit) or (got is not None and got != h.hexdigest()):
+            print("framed_sha256 wrong:", n, got, h.hexdigest(), S.sha_extensions())
             return 1
     print("ok", sys.version.split()[0])
     return 0
