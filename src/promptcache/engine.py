@@ -217,6 +217,7 @@ class _History:
     policy: Policy  # (the policy the two answers below were computed under)
     blocked: int | None  # first block provider caching may not cover, if any
     class_set: frozenset[str]  # every data class present
+    hash_state: Any  # hashlib's sha256 after the prefix and history digests (never updated)
 
 
 @dataclass(slots=True, frozen=True)
@@ -886,9 +887,13 @@ class PromptCache:
         # reused even when the prefix was rebuilt (a reshuffled tool list, a new clock value).
         msgs, records, k = self._conversation(fmt, adapter, parts, stream)
         cur = parts.current
-        if same is not None and same.cur == cur and k >= cur and same.history.policy is self.policy:
+        old = same.history if same is not None and same.history.policy is self.policy else None
+        if old is not None and same is not None and same.cur == cur and k >= cur:
             # The history is last call's, message for message: so are its key and plan part.
-            hist, conv_key = same.history, same.conversation_key
+            hist, conv_key = old, same.conversation_key
+        elif old is not None and same is not None and same.cur < cur and k >= same.cur:
+            # Last call's history, then more (its answer, tool results): extend its part.
+            hist, conv_key = self._extend_history(old, msgs[same.cur : cur]), None
         else:
             hist, conv_key = self._history(pre, msgs[:cur]), None
         tail = msgs[cur:]
@@ -1235,7 +1240,54 @@ class PromptCache:
             policy=policy,
             blocked=first_blocked(policy, classes),
             class_set=class_set(classes),
+            hash_state=self._extended_hash(pre.hash_state, bool(base), digests),
         )
+
+    def _extend_history(self, old: _History, new: list[_Message]) -> _History:
+        """``old`` (same prefix, same policy) with ``new`` history messages after it.
+
+        An agent's next call usually resends its whole history plus last call's answer and
+        the tool results: only those are added, to copies of last call's lists.
+        """
+        at = len(old.blocks)
+        classes = old.classes
+        blocks, digests, chars, history_digests = old.blocks.copy(), old.digests.copy(), old.chars.copy(), []
+        normalized, blocked, present = old.normalized, old.blocked, old.class_set
+        for i, m in enumerate(new):
+            blocks.append(m.block)
+            digests.append(m.digest)
+            chars.append(m.chars)
+            history_digests.append(m.digest)
+            normalized = normalized or m.normalized
+            if m.data_classes:
+                if classes is old.classes:
+                    classes = dict(old.classes)
+                classes[at + i] = list(m.data_classes)
+                present = present.union(m.data_classes)
+                if blocked is None and not old.policy.provider_caching_allowed(m.data_classes):
+                    blocked = at + i
+        return _History(
+            blocks=blocks,
+            digests=digests,
+            classes=classes,
+            chars=chars,
+            history_digests=old.history_digests + history_digests,
+            normalized=normalized,
+            policy=old.policy,
+            blocked=blocked,
+            class_set=present,
+            hash_state=self._extended_hash(old.hash_state, bool(at), history_digests),
+        )
+
+    @staticmethod
+    def _extended_hash(state: Any, after_some: bool, digests: list[str]) -> Any:
+        """``state`` (a hash of digests joined by NUL) extended by ``digests``: the same
+        bytes as :func:`promptcache.keys.chain_hashes`. ``state`` itself is left as it is."""
+        if not digests:
+            return state
+        h = state.copy()
+        h.update(("\x00" if after_some else "").encode() + "\x00".join(digests).encode())
+        return h
 
     def _plan_for_request(
         self,
@@ -1257,13 +1309,7 @@ class PromptCache:
             ["static"] * prefix_end + ["history"] * cur + ["current"] * (len(blocks) - prefix_end - cur)
         )
         if conversation_key is None:
-            h = pre.hash_state
-            if cur:
-                # Extends the prefix's hash state: the same bytes as chain_hashes.
-                h = h.copy()
-                sep = "\x00" if prefix_end else ""
-                h.update((sep + "\x00".join(hist.history_digests)).encode())
-            conversation_key = derive_key(pre.contract, "conversation", h.hexdigest())
+            conversation_key = derive_key(pre.contract, "conversation", hist.hash_state.hexdigest())
         if pre.volatile_block is not None and pre.volatile_digest is not None:
             at = prefix_end + cur
             blocks.insert(at, pre.volatile_block)
