@@ -151,6 +151,9 @@ class _Message:
     data_classes: tuple[str, ...]
     chars: int
     normalized: bool  # ``message`` is our normalized copy, not the caller's object
+    # Its canonical JSON, kept only while it is a current turn: as history next call its
+    # digest is taken again under its history kind, without analysing it again.
+    canonical: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -742,7 +745,8 @@ class PromptCache:
                     data_classes=classes,
                     trust=Trust.UNTRUSTED if kind is BlockKind.TOOL_RESULT else Trust.TRUSTED,
                 )
-                res = _Message(msg, block, digest(kind.encode(), cj), classes, len(s), msg is not original)
+                dg, kept = digest(kind.encode(), cj), cj if current else None
+                res = _Message(msg, block, dg, classes, len(s), msg is not original, kept)
                 if not current:
                     history.put(mkey, res, res.chars)
                 out[n] = res
@@ -1163,6 +1167,18 @@ class PromptCache:
             k = common_prefix(new if limit == len(new) else new[:limit], old)
             msgs = stream.messages[:k]
             records = old[:k]
+            if k == stream.cur < cur:
+                # Last call's current turn is history now (an agent's next call: its answer
+                # and the tool results follow). Unchanged, its analysis holds as it is;
+                # only its kind and stability as history are new.
+                end = min(len(old), cur)
+                for m in stream.messages[k : k + common_prefix(new[k:end], old[k:end])]:
+                    h = self._as_history(adapter, m)
+                    if h is None:
+                        break
+                    msgs.append(h)
+                    records.append(old[k])
+                    k += 1
         msgs = msgs + self._messages(fmt, adapter, new[k:], k, cur)
         for m in new[k:]:  # a loop, not a comprehension: no extra frame per request
             rec = take_record(m)
@@ -1170,6 +1186,27 @@ class PromptCache:
                 return msgs, None, k
             records.append(rec)
         return msgs, records, k
+
+    @staticmethod
+    def _as_history(adapter: WireAdapter, m: _Message) -> _Message | None:
+        """Current-turn message ``m`` as what it is in a later call, history (None: analyse it)."""
+        msg = m.message
+        kind = adapter.message_kind(msg)
+        if kind is m.block.kind:
+            dg = m.digest
+        elif m.canonical is not None:
+            dg = digest(kind.encode(), m.canonical)
+        else:  # its canonical JSON was not kept
+            return None
+        block = trusted_block(
+            kind,
+            msg,
+            role=m.block.role,
+            stability=Stability.SESSION,
+            data_classes=m.data_classes,
+            trust=Trust.UNTRUSTED if kind is BlockKind.TOOL_RESULT else Trust.TRUSTED,
+        )
+        return _Message(msg, block, dg, m.data_classes, m.chars, m.normalized)
 
     def _learned(self, fam: _Family, i: int, t: _Text, kind: BlockKind) -> tuple[str, list[Fragment]]:
         """Apply what the family knows about system slot ``i``: the text to send and what moved.

@@ -74,6 +74,8 @@ def _same(a: Prepared, b: Prepared) -> None:
     assert pa.conversation_key == pb.conversation_key
     assert pa.digests == pb.digests
     assert pa.sections == pb.sections
+    labels = [(b.kind, b.trust, b.stability, b.role, b.data_classes) for b in pa.blocks]
+    assert labels == [(b.kind, b.trust, b.stability, b.role, b.data_classes) for b in pb.blocks]
     assert pa.data_classes == pb.data_classes
     assert pa.fragments == pb.fragments
     assert pa.hints == pb.hints
@@ -387,3 +389,44 @@ def test_hints_that_mark_messages_are_placed_on_every_call() -> None:
         assert all(marks[1:])  # marks inside the body: never the top-level memo
     finally:
         hints.use_catalog(None)
+
+
+def _tool_step(fmt: str, conv: list[Any], step: int, result: str) -> None:
+    """Append an agent step as a framework would: the model's tool call, then its result."""
+    cid = f"call_{step}"
+    if fmt == "openai-chat":
+        call = {"id": cid, "type": "function", "function": {"name": "get_user", "arguments": '{"id": 7}'}}
+        conv.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        conv.append({"role": "tool", "tool_call_id": cid, "content": result})
+    else:
+        conv.append(
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": cid, "name": "get_user", "input": {}}],
+            }
+        )
+        conv.append(
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": cid, "content": result}]}
+        )
+
+
+@pytest.mark.parametrize("policy", [None, STRICT], ids=["default-policy", "strict-policy"])
+@pytest.mark.parametrize("fmt", ["openai-chat", "anthropic-messages"])
+def test_an_agent_loop_extends_last_calls_analysis(fmt: str, policy: Policy | None) -> None:
+    # Each call resends the conversation with last call's tool call and its result appended:
+    # last call's current turn becomes history (its analysis reused under its history kind),
+    # the history part and its hash are extended. One result carries an address.
+    model = "claude-sonnet-4-5" if fmt == "anthropic-messages" else "gpt-4o"
+    body = make_body(
+        fmt, "You are a booking agent.", copy.deepcopy(TOOL_SPECS), [("user", "hi")], model=model
+    )
+    conv = _conv_list(fmt, body)
+    warm, full = PromptCache(policy), PromptCache(policy)
+    for step in range(8):
+        result = "mail jo@example.com" if step == 3 else f'{{"user": 7, "step": {step}}}'
+        _tool_step(fmt, conv, step, result)
+        if step == 5:
+            conv.append(_message(fmt, "assistant", "Anything else?"))
+            conv.append(_message(fmt, "user", "no, thanks"))
+        full._streams.clear()
+        _same(warm.prepare_request(body, format=fmt), full.prepare_request(body, format=fmt))
