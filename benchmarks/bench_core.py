@@ -15,7 +15,10 @@ alone and subtracted);
 history (the same string and dict objects, as a framework passes them) and a
 new user turn; ``warm_copied`` is the same with every object deep-copied (a
 body freshly parsed from JSON); ``warm_shuffled_tools`` the same call with the tool
-list in a new order each time (no target: the prefix is rebuilt, from parts seen before).
+list in a new order each time (no target: the prefix is rebuilt, from parts seen before);
+``warm_growing_history`` an agent loop, each call resending the conversation with last
+call's tool call and its result appended (no target of its own: the issue's warm target is
+for an unchanged history).
 """
 
 from __future__ import annotations
@@ -131,6 +134,38 @@ def run(n: int = 300) -> dict[str, Any]:
         warm_cache.prepare_request(b, format="openai-chat")
 
     shuffled_us = _time(shuffled, n)
+    # An agent loop: each call resends the conversation with last call's answer (a tool call)
+    # and the tool's result appended, the result being the new turn. Restarts every 40 steps
+    # so the request stays ~16k tokens.
+    grown: list[Any] = []
+
+    def growing() -> None:
+        turn[0] += 1
+        if not grown or len(grown) >= 80:
+            grown[:] = body["messages"]
+        call_id = f"call_{turn[0]}"
+        grown.append(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": call_id,
+                        "type": "function",
+                        "function": {
+                            "name": "get_reservation_details",
+                            "arguments": '{"reservation_id": "8JX2WO"}',
+                        },
+                    }
+                ],
+            }
+        )
+        grown.append(
+            {"role": "tool", "tool_call_id": call_id, "content": f'{{"status": "ok", "step": {turn[0]}}}'}
+        )
+        warm_cache.prepare_request({**body, "messages": list(grown)}, format="openai-chat")
+
+    growing_us = _time(growing, n)
     copied = [copy.deepcopy(body) for _ in range(n)]
     it = iter(copied)
     warm_copied_us = _time(lambda: warm_cache.prepare_request(next(it), format="openai-chat"), n)
@@ -148,11 +183,13 @@ def run(n: int = 300) -> dict[str, Any]:
         "warm_us": round(warm_us, 1),
         "warm_copied_us": round(warm_copied_us, 1),
         "warm_shuffled_tools_us": round(shuffled_us, 1),
+        "warm_growing_history_us": round(growing_us, 1),
         "subtracted_from_cold_us": {"deepcopy": round(copy_us, 1), "PromptCache()": round(new_cache_us, 1)},
         "cold_ratio": round(cold_us / floor_us, 3),
         "warm_ratio": round(warm_us / floor_us, 3),
         "warm_copied_ratio": round(warm_copied_us / floor_us, 3),
         "warm_shuffled_tools_ratio": round(shuffled_us / floor_us, 3),
+        "warm_growing_history_ratio": round(growing_us / floor_us, 3),
         "targets": {"cold_ratio": 1.2, "warm_ratio": 0.3},
     }
 
