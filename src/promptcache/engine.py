@@ -60,7 +60,7 @@ from promptcache.keys import KeyContract, chain_hash, derive_key
 from promptcache.layout import arrange
 from promptcache.plan import Hint, Plan, Prepared
 from promptcache.policy import Policy
-from promptcache.providers.hints import HintContext, apply_hints, class_set, first_blocked
+from promptcache.providers.hints import HintContext, apply_hints, class_set, first_blocked, ttl_options
 from promptcache.scan import Hit, Scanner
 from promptcache.stats import CacheStats, recorder_for
 from promptcache.telemetry.hooks import span as telemetry_span
@@ -233,7 +233,11 @@ class _HintMemo:
     objects. The next call of the stream with all of them unchanged gets the same fields.
     """
 
-    sig: tuple[Any, ...]  # (first blocked block, number of blocks, data classes, body's other fields)
+    # (first blocked block, number of blocks, data classes, body's other fields), or when
+    # ``coarse`` (models caching automatically, no breakpoints to place) only whether the
+    # first blocked block is in the prefix and whether there is one.
+    sig: tuple[Any, ...]
+    coarse: bool
     policy: Policy
     catalog: Catalog
     additions: dict[str, Any]
@@ -955,11 +959,22 @@ class PromptCache:
                 )
                 fam.last = snapshot
 
-        blocked_from = len(blocks) if blocked is None else blocked
-        sig = (blocked_from, len(blocks), classes_present, tuple(parts.rest))
+        n_blocks = len(blocks)
+        blocked_from = n_blocks if blocked is None else blocked
+        rest = tuple(parts.rest)
+        sig = (blocked_from, n_blocks, classes_present, rest)
+        # Automatic-caching models only ask whether blocked content starts in the prefix or in
+        # the conversation: that sig holds while an agent's history grows. (Both answers also
+        # follow from the classes present, under a memo's own prefix; they are kept explicit.)
+        coarse = (blocked_from < len(pre.blocks), blocked_from < n_blocks, classes_present, rest)
         catalog = self.catalog if self.catalog is not None else default_catalog()
         memo = same.hints if same is not None else None
-        if memo is not None and memo.sig == sig and memo.policy is self.policy and memo.catalog is catalog:
+        if (
+            memo is not None
+            and memo.sig == (coarse if memo.coarse else sig)
+            and memo.policy is self.policy
+            and memo.catalog is catalog
+        ):
             hinted = {**new_body, **memo.additions} if memo.additions else new_body
             hints, notes = list(memo.hints), list(memo.notes)
         else:
@@ -979,7 +994,7 @@ class PromptCache:
                 data_class_set=classes_present,
             )
             hinted, hints, notes = apply_hints(new_body, ctx)
-            memo = self._hint_memo(fmt, new_body, hinted, hints, notes, sig, catalog)
+            memo = self._hint_memo(fmt, model, new_body, hinted, hints, notes, (sig, coarse), catalog)
         if records is not None:
             stream = _Stream(pre, records, msgs, cur, plan.conversation_key, sum(message_chars), hist, memo)
             self._remember(skey, stream)
@@ -997,21 +1012,28 @@ class PromptCache:
     def _hint_memo(
         self,
         fmt: WireFormat,
+        model: str,
         body: dict[str, Any],
         hinted: dict[str, Any],
         hints: list[Hint],
         notes: list[str],
-        sig: tuple[Any, ...],
+        sigs: tuple[tuple[Any, ...], tuple[Any, ...]],
         catalog: Catalog,
     ) -> _HintMemo | None:
-        """What the stream's next call may reuse of these hints (None: they must be placed again)."""
+        """What the stream's next call may reuse of these hints (None: they must be placed again).
+
+        ``sigs`` is (exact, coarse): the coarse one is enough for every model without OpenAI's
+        explicit breakpoints (whose placement depends on the messages themselves).
+        """
         if fmt not in _TOP_LEVEL_HINTS:
             return None
         for k, v in body.items():
             if hinted.get(k, _MISSING) is not v:  # something inside the body was marked
                 return None
         additions = {k: v for k, v in hinted.items() if k not in body}
-        return _HintMemo(sig, self.policy, catalog, additions, list(hints), list(notes))
+        coarse = fmt is WireFormat.GEMINI or "explicit" not in ttl_options(model, fmt, catalog)
+        sig = sigs[1] if coarse else sigs[0]
+        return _HintMemo(sig, coarse, self.policy, catalog, additions, list(hints), list(notes))
 
     def _remember(self, skey: _StreamKey, stream: _Stream) -> None:
         # Streams hold records of whole conversations: bounded by count and by the
