@@ -730,6 +730,22 @@ sha256_final(Sha256 *s, uint8_t out[32])
     }
 }
 
+static PyObject *
+hex_of(const uint8_t md[32])
+{
+    PyObject *hex = PyUnicode_New(64, 127);
+    if (hex == NULL) {
+        return NULL;
+    }
+    static const char digits[] = "0123456789abcdef";
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(hex);
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = (Py_UCS1)digits[md[i] >> 4];
+        out[2 * i + 1] = (Py_UCS1)digits[md[i] & 15];
+    }
+    return hex;
+}
+
 PyDoc_STRVAR(framed_sha256_doc,
              "framed_sha256(*parts) -> str | None\n\n"
              "SHA-256 hex of the parts (bytes), each preceded by its length as 8 big-endian "
@@ -762,18 +778,94 @@ framed_sha256(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         sha256_update(&s, (const uint8_t *)PyBytes_AS_STRING(args[i]), (size_t)n);
     }
     sha256_final(&s, md);
-    PyObject *hex = PyUnicode_New(64, 127);
-    if (hex == NULL) {
+    return hex_of(md);
+}
+
+/* An incremental SHA-256 with hashlib's update/copy/hexdigest, for the hash states the
+ * engine extends on every call of a growing conversation (prefix, then history digests)
+ * and for key derivation: same reason as framed_sha256, no OpenSSL set-up per call. */
+typedef struct {
+    PyObject_HEAD Sha256 s;
+} HashObject;
+
+static PyTypeObject HashType;
+
+static int
+hash_feed(HashObject *self, PyObject *data)
+{
+    if (!PyBytes_CheckExact(data)) {
+        PyErr_Format(PyExc_TypeError, "Sha256 takes bytes, not %.100s", Py_TYPE(data)->tp_name);
+        return -1;
+    }
+    sha256_update(&self->s, (const uint8_t *)PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data));
+    return 0;
+}
+
+static PyObject *
+hash_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *data = NULL;
+    if ((kwds != NULL && PyDict_GET_SIZE(kwds) != 0) || !PyArg_UnpackTuple(args, "Sha256", 0, 1, &data)) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "Sha256() takes no keyword arguments");
+        }
         return NULL;
     }
-    static const char digits[] = "0123456789abcdef";
-    Py_UCS1 *out = PyUnicode_1BYTE_DATA(hex);
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = (Py_UCS1)digits[md[i] >> 4];
-        out[2 * i + 1] = (Py_UCS1)digits[md[i] & 15];
+    HashObject *self = (HashObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
     }
-    return hex;
+    sha256_init(&self->s);
+    if (data != NULL && hash_feed(self, data) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
 }
+
+static PyObject *
+hash_update(HashObject *self, PyObject *data)
+{
+    if (hash_feed(self, data) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+hash_copy(HashObject *self, PyObject *unused)
+{
+    HashObject *out = PyObject_New(HashObject, Py_TYPE(self));
+    if (out != NULL) {
+        out->s = self->s;
+    }
+    return (PyObject *)out;
+}
+
+static PyObject *
+hash_hexdigest(HashObject *self, PyObject *unused)
+{
+    Sha256 done = self->s; /* the object can still be extended afterwards, as hashlib's */
+    uint8_t md[32];
+    sha256_final(&done, md);
+    return hex_of(md);
+}
+
+static PyMethodDef hash_methods[] = {
+    {"update", (PyCFunction)hash_update, METH_O, "Hash ``data`` (bytes) after what came before."},
+    {"copy", (PyCFunction)hash_copy, METH_NOARGS, "An independent copy of this hash state."},
+    {"hexdigest", (PyCFunction)hash_hexdigest, METH_NOARGS, "The digest so far, as 64 hex digits."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject HashType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "promptcache._speedups.Sha256",
+    .tp_basicsize = sizeof(HashObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = PyDoc_STR("Sha256(data=b'', /): SHA-256 with hashlib's update, copy and hexdigest."),
+    .tp_methods = hash_methods,
+    .tp_new = hash_new,
+};
 
 PyDoc_STRVAR(sha_extensions_doc,
              "sha_extensions() -> bool\n\n"
@@ -794,13 +886,32 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static int
+module_exec(PyObject *m)
+{
+    if (PyType_Ready(&HashType) < 0) {
+        return -1;
+    }
+    Py_INCREF(&HashType);
+    if (PyModule_AddObject(m, "Sha256", (PyObject *)&HashType) < 0) {
+        Py_DECREF(&HashType);
+        return -1;
+    }
+    return 0;
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, (void *)module_exec},
+    {0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     "promptcache._speedups",
-    "Native fingerprints of JSON-like values (promptcache.fingerprint) and block digests (promptcache.canonical.digest).",
+    "Native fingerprints of JSON-like values (promptcache.fingerprint) and SHA-256 (promptcache.canonical).",
     0,
     methods,
-    NULL,
+    module_slots,
     NULL,
     NULL,
     NULL,

@@ -28,12 +28,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from promptcache.hashing import framed_sha256 as _framed_sha256
 from promptcache.scan import Hit, Scanner, Verify
-
-try:
-    from promptcache._speedups import framed_sha256 as _framed_sha256
-except ImportError:  # built without a C compiler: hashlib does every digest
-    _framed_sha256 = None  # type: ignore[assignment]
 
 #: Detections that stand for their whole line (the line announces the clock,
 #: or was learned as volatile as a whole).

@@ -56,6 +56,7 @@ from promptcache.fingerprint import Record, common_prefix, str_values_only
 from promptcache.fingerprint import same as same_value
 from promptcache.fingerprint import take as take_record
 from promptcache.formats import WireFormat, parse_format
+from promptcache.hashing import HashState, sha256
 from promptcache.keys import KeyContract, chain_hash, derive_key
 from promptcache.layout import arrange
 from promptcache.plan import Hint, Plan, Prepared
@@ -194,7 +195,7 @@ class _Prefix:
     blocks: list[Block]
     digests: list[str]
     classes: dict[int, list[str]]
-    hash_state: Any  # hashlib's sha256 after the prefix digests
+    hash_state: HashState  # SHA-256 after the prefix digests (never updated)
     prefix_key: str
     contract: KeyContract
     n_system: int
@@ -220,7 +221,7 @@ class _History:
     policy: Policy  # (the policy the two answers below were computed under)
     blocked: int | None  # first block provider caching may not cover, if any
     class_set: frozenset[str]  # every data class present
-    hash_state: Any  # hashlib's sha256 after the prefix and history digests (never updated)
+    hash_state: HashState  # SHA-256 after the prefix and history digests (never updated)
 
 
 @dataclass(slots=True, frozen=True)
@@ -1130,7 +1131,7 @@ class PromptCache:
         blocks += tools.shared.blocks
         digests += tools.shared.digests
         # chain_hashes' bytes, kept as a hash state so each call only extends it.
-        h = hashlib.sha256("\x00".join(digests).encode())
+        h = sha256("\x00".join(digests).encode())
         contract = self.contract(tenant, model)
         vt = self._volatile_text(frags) if frags else None
         return _Prefix(
@@ -1339,7 +1340,7 @@ class PromptCache:
         )
 
     @staticmethod
-    def _extended_hash(state: Any, after_some: bool, digests: list[str]) -> Any:
+    def _extended_hash(state: HashState, after_some: bool, digests: list[str]) -> HashState:
         """``state`` (a hash of digests joined by NUL) extended by ``digests``: the same
         bytes as :func:`promptcache.keys.chain_hashes`. ``state`` itself is left as it is."""
         if not digests:

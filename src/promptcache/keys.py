@@ -27,6 +27,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from promptcache.blocks import PUBLIC_SCOPE
+from promptcache.hashing import sha256
 
 #: Bumped when the layout of the key contract itself changes.
 KEY_SCHEMA_VERSION = "1"
@@ -87,16 +88,12 @@ def _fingerprint(contract: KeyContract) -> bytes:
 
 def derive_key(contract: KeyContract, entry_type: str, content_hash: str) -> str:
     """The cache key of ``content_hash`` (a canonical SHA-256 hex) under ``contract``."""
-    h = hashlib.sha256(contract.fingerprint)
-    h.update(entry_type.encode())
-    h.update(b"\x00")
-    h.update(content_hash.encode())
-    return h.hexdigest()
+    return sha256(contract.fingerprint + entry_type.encode() + b"\x00" + content_hash.encode()).hexdigest()
 
 
 def chain_hash(digests: list[str]) -> str:
     """SHA-256 over an ordered list of block digests: the identity of a prefix."""
-    return hashlib.sha256("\x00".join(digests).encode()).hexdigest()
+    return sha256("\x00".join(digests).encode()).hexdigest()
 
 
 def chain_hashes(digests: list[str], *ends: int) -> list[str]:
@@ -105,7 +102,7 @@ def chain_hashes(digests: list[str], *ends: int) -> list[str]:
     The conversation key extends the prefix key; hashing incrementally avoids
     re-hashing the prefix for every key derived from it.
     """
-    h = hashlib.sha256()
+    h = sha256()
     out: list[str] = []
     done = 0
     for end in ends:

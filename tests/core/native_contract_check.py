@@ -153,6 +153,15 @@ def main() -> int:
         if (got is None) != (size > limit) or (got is not None and got != h.hexdigest()):
             print("framed_sha256 wrong:", n, got, h.hexdigest(), S.sha_extensions())
             return 1
+        state = S.Sha256(parts[0])
+        fork = state.copy()
+        fork.update(parts[1])
+        if (state.hexdigest(), fork.hexdigest()) != (
+            hashlib.sha256(parts[0]).hexdigest(),
+            hashlib.sha256(parts[0] + parts[1]).hexdigest(),
+        ):
+            print("Sha256 wrong:", n, S.sha_extensions())
+            return 1
     print("ok", sys.version.split()[0])
     return 0
 

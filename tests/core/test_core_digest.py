@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from promptcache import canonical, fingerprint
+from promptcache import canonical, fingerprint, hashing
 
 
 def reference(*parts: bytes) -> str:
@@ -70,6 +70,13 @@ from promptcache import _speedups as S
 want = sys.argv[1] == "1"
 assert S.sha_extensions() == want, (S.sha_extensions(), want)
 rng = random.Random(3)
+for n in [0, 1, 55, 56, 63, 64, 65, 127, 128, 1000, 20000]:
+    d = os.urandom(n)
+    a, b = S.Sha256(d), hashlib.sha256(d)
+    c, e = a.copy(), b.copy()
+    c.update(d[: n // 2])
+    e.update(d[: n // 2])
+    assert (a.hexdigest(), c.hexdigest()) == (b.hexdigest(), e.hexdigest()), n
 for n in [*range(0, 300), 1000, 4000, 8000]:
     parts = [os.urandom(rng.randrange(0, n + 1)), os.urandom(n)][: rng.randrange(1, 3)]
     h = hashlib.sha256()
@@ -104,3 +111,32 @@ def test_both_native_code_paths_give_hashlibs_digest(sha_ni: bool) -> None:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.strip() == "ok"
+
+
+@given(st.binary(max_size=200), st.lists(st.binary(max_size=300), max_size=6), st.integers(0, 6))
+@settings(max_examples=300, deadline=None)
+def test_hash_states_extend_and_copy_as_hashlibs(first: bytes, more: list[bytes], fork: int) -> None:
+    # The engine keeps a prefix's hash state and extends copies of it on every call.
+    ours, ref = hashing.sha256(first), hashlib.sha256(first)
+    for i, chunk in enumerate(more):
+        if i == fork:
+            ours_copy, ref_copy = ours.copy(), ref.copy()
+            ours_copy.update(b"fork")
+            ref_copy.update(b"fork")
+            assert ours_copy.hexdigest() == ref_copy.hexdigest()
+        ours.update(chunk)
+        ref.update(chunk)
+        assert ours.hexdigest() == ref.hexdigest()  # and it can still be extended after
+    assert ours.hexdigest() == ref.hexdigest()
+
+
+@pytest.mark.skipif(not fingerprint.NATIVE, reason="promptcache._speedups not built")
+def test_native_hash_state_refuses_what_hashlib_would_not_take_silently() -> None:
+    from promptcache import _speedups
+
+    with pytest.raises(TypeError, match="bytes, not str"):
+        _speedups.Sha256("text")  # type: ignore[arg-type]
+    h = _speedups.Sha256()
+    with pytest.raises(TypeError, match="bytes, not str"):
+        h.update("text")  # type: ignore[arg-type]
+    assert h.hexdigest() == hashlib.sha256().hexdigest()  # a refused update changed nothing
