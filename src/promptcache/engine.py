@@ -267,7 +267,13 @@ class _Stream:
     hints: _HintMemo | None
 
 
-_StreamKey = tuple[WireFormat, str, str, tuple[BlockKind, ...]]
+# (format, model, tenant, system kinds, the conversation's first message by value): a server
+# runs many conversations of one agent for one tenant at once, and each keeps its own stream.
+_StreamKey = tuple[WireFormat, str, str, tuple[BlockKind, ...], Hashable]
+# Conversations with the same first message (forks: parallel branches, retries, a history
+# shared by several agents) share a key; it keeps this many of its most recent streams.
+_FORKS = 4
+_PrefixKey = tuple[WireFormat, str, str, tuple[BlockKind, ...]]
 
 
 def _scan_each(scanner: Scanner, texts: list[str]) -> list[list[Hit]]:
@@ -389,7 +395,9 @@ class PromptCache:
         self._families: dict[str, _Family] = {}
         self._max_families = max_families
         self._families_lock = threading.Lock()
-        self._streams: dict[_StreamKey, _Stream] = {}
+        self._streams: dict[_StreamKey, list[_Stream]] = {}  # most recent first
+        # The last prefix of each (format, model, tenant, system kinds), whatever its conversation.
+        self._prefixes: dict[_PrefixKey, _Prefix] = {}
         self._streams_lock = threading.Lock()
         self._stream_chars = 0
         self._stream_char_budget = stream_chars
@@ -888,9 +896,29 @@ class PromptCache:
         model: str,
         tenant: str,
     ) -> Prepared:
-        skey: _StreamKey = (fmt, model, tenant, tuple(parts.system_kinds))
-        stream = self._streams.get(skey)
-        pre = self._static_prefix(fmt, parts, model, tenant, stream)
+        conv = parts.messages
+        kinds = tuple(parts.system_kinds)
+        anchor = self._anchor(fmt, conv[0]) if conv else None
+        skey: _StreamKey = (fmt, model, tenant, kinds, anchor)
+        forks = self._streams.get(skey)
+        if forks is None:
+            stream = None
+        else:
+            stream = forks[0] if len(forks) == 1 else self._closest(forks, conv, parts.current)
+        # The other conversations of this agent (format, model, tenant) share its prefix: a new
+        # one starts from theirs rather than rebuilding it, which would also bump the family's
+        # version and make every other conversation rebuild it on its next call.
+        pkey: _PrefixKey = (fmt, model, tenant, kinds)
+        latest = self._prefixes.get(pkey)
+        if stream is None:
+            candidates = [] if latest is None else [latest]
+        elif latest is None or latest is stream.prefix:
+            candidates = [stream.prefix]
+        else:
+            candidates = [stream.prefix, latest]
+        pre = self._static_prefix(fmt, parts, model, tenant, candidates)
+        if latest is not pre:
+            self._remember_prefix(pkey, pre)
         same = stream if stream is not None and stream.prefix is pre else None
         # Messages are analysed on their own, whatever precedes them: last call's results are
         # reused even when the prefix was rebuilt (a reshuffled tool list, a new clock value).
@@ -997,8 +1025,11 @@ class PromptCache:
             hinted, hints, notes = apply_hints(new_body, ctx)
             memo = self._hint_memo(fmt, model, new_body, hinted, hints, notes, (sig, coarse), catalog)
         if records is not None:
-            stream = _Stream(pre, records, msgs, cur, plan.conversation_key, sum(message_chars), hist, memo)
-            self._remember(skey, stream)
+            # It continues the stream it started from (that stream's history is all in it, or
+            # it rewinds it): replace that one; else it is a fork and both are kept.
+            continued = stream if stream is not None and k >= min(stream.cur, cur) else None
+            new = _Stream(pre, records, msgs, cur, plan.conversation_key, sum(message_chars), hist, memo)
+            self._remember(skey, new, continued)
         # The plan is ours until returned: fill it in place rather than copying it.
         plan.__dict__["hints"], plan.__dict__["decisions"] = hints, notes
         object.__setattr__(
@@ -1036,32 +1067,62 @@ class PromptCache:
         sig = sigs[1] if coarse else sigs[0]
         return _HintMemo(sig, coarse, self.policy, catalog, additions, list(hints), list(notes))
 
-    def _remember(self, skey: _StreamKey, stream: _Stream) -> None:
+    def _anchor(self, fmt: WireFormat, first: Any) -> Hashable:
+        """What tells conversations apart: their first message, by value. Its text alone when
+        that is a string (hashed once per string object); messages with the same text in
+        another role share a key, and the fork lookup tells them apart."""
+        content = first.get("content") if type(first) is dict else None
+        return content if type(content) is str else self._message_key(fmt, first)
+
+    @staticmethod
+    def _closest(forks: list[_Stream], messages: list[Any], cur: int) -> _Stream:
+        """The stream sharing the most leading messages with ``messages``; on a tie the one
+        whose current turn starts where theirs does, then the most recent."""
+        best, score = forks[0], (-1, False)
+        for s in forks:
+            k = common_prefix(messages, s.records)
+            if (k, s.cur == cur) > score:
+                best, score = s, (k, s.cur == cur)
+        return best
+
+    def _remember_prefix(self, pkey: _PrefixKey, pre: _Prefix) -> None:
+        with self._streams_lock:
+            self._prefixes.pop(pkey, None)
+            self._prefixes[pkey] = pre
+            while len(self._prefixes) > self._max_families:
+                self._prefixes.pop(next(iter(self._prefixes)))
+
+    def _remember(self, skey: _StreamKey, stream: _Stream, replaces: _Stream | None) -> None:
         # Streams hold records of whole conversations: bounded by count and by the
         # characters they reference, least recently used first out.
         with self._streams_lock:
             streams = self._streams
-            old = streams.pop(skey, None)
-            self._stream_chars += stream.chars - (old.chars if old is not None else 0)
-            streams[skey] = stream
+            kept = [stream]
+            self._stream_chars += stream.chars
+            for s in streams.pop(skey, ()):
+                if s is not replaces and len(kept) < _FORKS:
+                    kept.append(s)
+                else:
+                    self._stream_chars -= s.chars
+            streams[skey] = kept
             while len(streams) > 1 and (
                 len(streams) > self._max_families or self._stream_chars > self._stream_char_budget
             ):
-                evicted = streams.pop(next(iter(streams)))
-                self._stream_chars -= evicted.chars
+                for evicted in streams.pop(next(iter(streams))):
+                    self._stream_chars -= evicted.chars
 
     def _static_prefix(
-        self, fmt: WireFormat, parts: WireParts, model: str, tenant: str, stream: _Stream | None
+        self, fmt: WireFormat, parts: WireParts, model: str, tenant: str, candidates: list[_Prefix]
     ) -> _Prefix:
         """The system section and tools as sent, with their blocks and hash state.
 
-        Reused from the stream's last request when the caller's system texts and
-        tool bytes equal that request's and the family has not been touched since
-        (its volatility maps are then in the state that produced the reused result).
+        Reused from a candidate (the stream's last request, then the last request of any
+        conversation of this format, model and tenant) when the caller's system texts and
+        tool bytes equal that request's and the family has not been touched since (its
+        volatility maps are then in the state that produced the reused result).
         """
         system = tuple(parts.system)
-        if stream is not None:
-            pre = stream.prefix
+        for pre in candidates:
             if (
                 pre.system == system
                 and pre.family.version == pre.version
@@ -1073,8 +1134,7 @@ class PromptCache:
             raw_tools = orjson.dumps(parts.tools)
         except TypeError as exc:
             raise WireFormatError(f"{fmt.value}: tools are not JSON-serializable ({exc})") from None
-        if stream is not None:
-            pre = stream.prefix
+        for pre in candidates:
             if pre.tools.raw == raw_tools and pre.system == system and pre.family.version == pre.version:
                 return pre  # equal bytes, where the record could not vouch (a type it does not take)
         tools = self._tools(fmt, parts.tools, raw_tools)

@@ -89,6 +89,12 @@ def _same(a: Prepared, b: Prepared) -> None:
     assert "cafe\u0301".encode() not in orjson.dumps(a.body)
 
 
+def _forget_last_requests(cache: PromptCache) -> None:
+    """Make ``cache``'s next call run the full analysis (memos and families are kept)."""
+    cache._streams.clear()
+    cache._prefixes.clear()
+
+
 def _checked_apply_hints(body: dict[str, Any], ctx: HintContext) -> Any:
     # The engine hands hint placement what it keeps per conversation (the first block
     # provider caching may not cover, the data classes present); both must be what the
@@ -171,7 +177,7 @@ def _run_checked(fmt: str, ops: list[str], seed: int) -> None:
             continue  # a request ends with the user's turn (no assistant prefill)
         if fmt == "openai-chat" and len(conv) < 2:
             continue
-        full._streams.clear()  # this one always runs the full analysis
+        _forget_last_requests(full)  # this one always runs the full analysis
         _same(warm.prepare_request(body, format=fmt), full.prepare_request(body, format=fmt))
 
 
@@ -277,7 +283,8 @@ def test_streams_are_bounded_by_the_characters_they_keep() -> None:
         body = make_body("openai-chat", "Be brief.", [], conv)
         cache.prepare_request(body, format="openai-chat", tenant=f"t{t}")
     assert 1 <= len(cache._streams) <= 5
-    assert cache._stream_chars == sum(s.chars for s in cache._streams.values()) <= 50_000
+    kept = [s for forks in cache._streams.values() for s in forks]
+    assert cache._stream_chars == sum(s.chars for s in kept) <= 50_000
     # The most recent tenant is kept and still takes the warm path.
     assert "t19" in {k[2] for k in cache._streams}
 
@@ -305,9 +312,9 @@ def test_a_reshuffled_tool_list_shares_one_canonical_tool_set() -> None:
         rng.shuffle(tools)
         body = make_body("openai-chat", "Be brief.", list(tools), [("user", f"turn {n}")])
         got = cache.prepare_request(body, format="openai-chat")
-        full._streams.clear()
+        _forget_last_requests(full)
         _same(got, full.prepare_request(body, format="openai-chat"))
-        sets.add(id(cache._streams[next(iter(cache._streams))].prefix.tools.shared))
+        sets.add(id(cache._streams[next(iter(cache._streams))][0].prefix.tools.shared))
     assert len(sets) == 1
     tool_entries = [k for k in cache._memo._d if isinstance(k, tuple) and k[0] in ("tools", "toolset")]
     assert len(tool_entries) == 2  # the set, and the first order's raw bytes
@@ -330,7 +337,7 @@ def _same_as_full(policy: Policy | None, bodies: list[dict[str, Any]], fmt: str)
     out = []
     for body in bodies:
         got = warm.prepare_request(body, format=fmt)
-        full._streams.clear()  # the full analysis, with the family's history kept for explain()
+        _forget_last_requests(full)  # the full analysis, with the family's history kept for explain()
         _same(got, full.prepare_request(body, format=fmt))
         out.append(got)
     return out
@@ -428,5 +435,68 @@ def test_an_agent_loop_extends_last_calls_analysis(fmt: str, policy: Policy | No
         if step == 5:
             conv.append(_message(fmt, "assistant", "Anything else?"))
             conv.append(_message(fmt, "user", "no, thanks"))
-        full._streams.clear()
+        _forget_last_requests(full)
         _same(warm.prepare_request(body, format=fmt), full.prepare_request(body, format=fmt))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@settings(max_examples=25, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.integers(0, 4), st.sampled_from(["user", "assistant", "edit"])), max_size=30)
+)
+def test_interleaved_conversations_and_forks_equal_the_full_analysis(
+    fmt: str, steps: list[tuple[int, str]]
+) -> None:
+    # A server runs many conversations of one agent for one tenant: each keeps its own
+    # stream (by its first message), and forks sharing a first message share a key. However
+    # they interleave, every request gives what the full analysis gives.
+    model = "claude-sonnet-4-5" if fmt in ("anthropic-messages", "bedrock-converse") else "gpt-4o"
+    warm, full = PromptCache(), PromptCache()
+    firsts = ["book a flight", "cancel my trip", "book a flight", "book a flight", "baggage rules"]
+    convs = [
+        make_body(fmt, "You are a booking agent.", copy.deepcopy(TOOL_SPECS), [("user", f)], model=model)
+        for f in firsts
+    ]
+    for n, (j, op) in enumerate(steps):
+        body = convs[j]
+        conv = _conv_list(fmt, body)
+        if op == "user" and conv[-1].get("role") != "user":
+            conv.append(_message(fmt, "user", f"turn {n}"))
+        elif op == "assistant" and conv[-1].get("role") == "user":
+            conv.append(_message(fmt, "assistant", f"answer {n} of {j}"))
+            conv.append(_message(fmt, "user", f"go on {n}"))
+        elif op == "edit" and len(conv) > 2:
+            _set_text(fmt, conv[-1], f"edited {n}")
+        if conv[-1].get("role") != "user":
+            continue
+        _forget_last_requests(full)
+        _same(warm.prepare_request(body, format=fmt), full.prepare_request(body, format=fmt))
+    assert all(len(forks) <= 4 for forks in warm._streams.values())
+
+
+def test_each_conversation_keeps_its_stream_and_a_new_one_reuses_the_agents_prefix() -> None:
+    cache = PromptCache()
+    bodies = [
+        make_body(
+            "openai-chat", "You are a booking agent.", copy.deepcopy(TOOL_SPECS), [("user", f"I am user {u}")]
+        )
+        for u in range(6)
+    ]
+    first = cache.prepare_request(bodies[0], format="openai-chat")
+    family = next(iter(cache._families.values()))
+    version = family.version
+    for rnd in range(3):
+        for b in bodies:
+            b["messages"] += [
+                {"role": "assistant", "content": f"ok {rnd}"},
+                {"role": "user", "content": f"more {rnd}"},
+            ]
+            cache.prepare_request(b, format="openai-chat")
+    # Six conversations, six streams, one prefix: no call rebuilt it (the family's version,
+    # bumped by every rebuild, is where the first call left it).
+    assert len(cache._streams) == 6
+    assert {id(forks[0].prefix) for forks in cache._streams.values()} == {
+        id(cache._prefixes[next(iter(cache._prefixes))])
+    }
+    assert family.version == version
+    assert first.plan.prefix_key == cache.prepare_request(bodies[3], format="openai-chat").plan.prefix_key
