@@ -276,6 +276,19 @@ _FORKS = 4
 _PrefixKey = tuple[WireFormat, str, str, tuple[BlockKind, ...]]
 
 
+def _shared_messages(stream: _Stream, new: list[Any], cur: int) -> int:
+    """How many leading messages of ``new`` (current turn from ``cur``) reuse ``stream``'s."""
+    old = stream.records
+    # Reuse needs the same history/current role as last time: everywhere when the current
+    # turn starts at the same index, else only in both histories.
+    limit = min(len(new), len(old))
+    if stream.cur != cur:
+        limit = min(limit, stream.cur, cur)
+    # By value against our records: safe against a caller that mutates a message in place
+    # between calls.
+    return common_prefix(new if limit == len(new) else new[:limit], old)
+
+
 def _scan_each(scanner: Scanner, texts: list[str]) -> list[list[Hit]]:
     """The hits of ``scanner`` in each of ``texts``, from one scan of them joined.
 
@@ -901,10 +914,13 @@ class PromptCache:
         anchor = self._anchor(fmt, conv[0]) if conv else None
         skey: _StreamKey = (fmt, model, tenant, kinds, anchor)
         forks = self._streams.get(skey)
+        shared: int | None = None
         if forks is None:
             stream = None
+        elif len(forks) == 1:
+            stream = forks[0]
         else:
-            stream = forks[0] if len(forks) == 1 else self._closest(forks, conv, parts.current)
+            stream, shared = self._closest(forks, conv, parts.current)
         # The other conversations of this agent (format, model, tenant) share its prefix: a new
         # one starts from theirs rather than rebuilding it, which would also bump the family's
         # version and make every other conversation rebuild it on its next call.
@@ -922,7 +938,7 @@ class PromptCache:
         same = stream if stream is not None and stream.prefix is pre else None
         # Messages are analysed on their own, whatever precedes them: last call's results are
         # reused even when the prefix was rebuilt (a reshuffled tool list, a new clock value).
-        msgs, records, k = self._conversation(fmt, adapter, parts, stream)
+        msgs, records, k = self._conversation(fmt, adapter, parts, stream, shared)
         cur = parts.current
         old = same.history if same is not None and same.history.policy is self.policy else None
         if old is not None and same is not None and same.cur == cur and k >= cur:
@@ -1027,7 +1043,7 @@ class PromptCache:
         if records is not None:
             # It continues the stream it started from (that stream's history is all in it, or
             # it rewinds it): replace that one; else it is a fork and both are kept.
-            continued = stream if stream is not None and k >= min(stream.cur, cur) else None
+            continued = stream if stream is not None and (k >= stream.cur or k >= cur) else None
             new = _Stream(pre, records, msgs, cur, plan.conversation_key, sum(message_chars), hist, memo)
             self._remember(skey, new, continued)
         # The plan is ours until returned: fill it in place rather than copying it.
@@ -1075,15 +1091,19 @@ class PromptCache:
         return content if type(content) is str else self._message_key(fmt, first)
 
     @staticmethod
-    def _closest(forks: list[_Stream], messages: list[Any], cur: int) -> _Stream:
-        """The stream sharing the most leading messages with ``messages``; on a tie the one
-        whose current turn starts where theirs does, then the most recent."""
+    def _closest(forks: list[_Stream], messages: list[Any], cur: int) -> tuple[_Stream, int]:
+        """The stream sharing the most reusable leading messages with ``messages`` (on a tie
+        the one whose current turn starts where theirs does, then the most recent), and how
+        many. The first one this request continues (its whole history is shared) is taken at
+        once: the usual case, as each call of a conversation makes it the most recent."""
         best, score = forks[0], (-1, False)
         for s in forks:
-            k = common_prefix(messages, s.records)
+            k = _shared_messages(s, messages, cur)
+            if k >= s.cur and s.cur <= cur:
+                return s, k
             if (k, s.cur == cur) > score:
                 best, score = s, (k, s.cur == cur)
-        return best
+        return best, score[0]
 
     def _remember_prefix(self, pkey: _PrefixKey, pre: _Prefix) -> None:
         with self._streams_lock:
@@ -1100,10 +1120,10 @@ class PromptCache:
             kept = [stream]
             self._stream_chars += stream.chars
             for s in streams.pop(skey, ()):
-                if s is not replaces and len(kept) < _FORKS:
-                    kept.append(s)
-                else:
+                if s is replaces or len(kept) == _FORKS:
                     self._stream_chars -= s.chars
+                else:
+                    kept.append(s)
             streams[skey] = kept
             while len(streams) > 1 and (
                 len(streams) > self._max_families or self._stream_chars > self._stream_char_budget
@@ -1224,10 +1244,16 @@ class PromptCache:
         )
 
     def _conversation(
-        self, fmt: WireFormat, adapter: WireAdapter, parts: WireParts, stream: _Stream | None
+        self,
+        fmt: WireFormat,
+        adapter: WireAdapter,
+        parts: WireParts,
+        stream: _Stream | None,
+        shared: int | None = None,
     ) -> tuple[list[_Message], list[Any] | None, int]:
         """Analyse the conversation, reusing the stream's last results for messages
-        equal by value to last time's that were history then and are history now.
+        equal by value to last time's that were history then and are history now
+        (``shared``: how many, when already known).
 
         Returns the messages, records of them for the next call (``None``
         when a message holds a type whose equality cannot be trusted) and how
@@ -1240,14 +1266,7 @@ class PromptCache:
         records: list[Record] = []
         if stream is not None:
             old = stream.records
-            # Reuse needs the same history/current role as last time: everywhere
-            # when the current turn starts at the same index, else only in both histories.
-            limit = min(len(new), len(old))
-            if stream.cur != cur:
-                limit = min(limit, stream.cur, cur)
-            # By value against our records: safe against a caller that mutates a
-            # message in place between calls.
-            k = common_prefix(new if limit == len(new) else new[:limit], old)
+            k = _shared_messages(stream, new, cur) if shared is None else shared
             msgs = stream.messages[:k]
             records = old[:k]
             if k == stream.cur < cur:
