@@ -18,7 +18,8 @@ body freshly parsed from JSON); ``warm_shuffled_tools`` the same call with the t
 list in a new order each time (no target: the prefix is rebuilt, from parts seen before);
 ``warm_growing_history`` an agent loop, each call resending the conversation with last
 call's tool call and its result appended (no target of its own: the issue's warm target is
-for an unchanged history).
+for an unchanged history); ``warm_interleaved`` the warm call of 8 conversations of the agent
+interleaved, as a server runs them for one tenant.
 """
 
 from __future__ import annotations
@@ -166,6 +167,24 @@ def run(n: int = 300) -> dict[str, Any]:
         warm_cache.prepare_request({**body, "messages": list(grown)}, format="openai-chat")
 
     growing_us = _time(growing, n)
+    # A server running 8 conversations of this agent for one tenant, their calls interleaved:
+    # each its own history (first messages differ), each call a new turn of one of them.
+    others = []
+    for j in range(8):
+        conv = [dict(m) for m in body["messages"][1:-1]]
+        conv[0]["content"] = f"[conversation {j}] {conv[0]['content']}"
+        others.append(conv)
+    served = PromptCache()
+
+    def interleaved() -> None:
+        turn[0] += 1
+        conv = others[turn[0] % len(others)]
+        msgs = [body["messages"][0], *conv, {"role": "user", "content": f"turn {turn[0]}"}]
+        served.prepare_request({**body, "messages": msgs}, format="openai-chat")
+
+    for _ in range(2 * len(others)):  # each conversation's first call
+        interleaved()
+    interleaved_us = _time(interleaved, n)
     copied = [copy.deepcopy(body) for _ in range(n)]
     it = iter(copied)
     warm_copied_us = _time(lambda: warm_cache.prepare_request(next(it), format="openai-chat"), n)
@@ -184,12 +203,14 @@ def run(n: int = 300) -> dict[str, Any]:
         "warm_copied_us": round(warm_copied_us, 1),
         "warm_shuffled_tools_us": round(shuffled_us, 1),
         "warm_growing_history_us": round(growing_us, 1),
+        "warm_interleaved_us": round(interleaved_us, 1),
         "subtracted_from_cold_us": {"deepcopy": round(copy_us, 1), "PromptCache()": round(new_cache_us, 1)},
         "cold_ratio": round(cold_us / floor_us, 3),
         "warm_ratio": round(warm_us / floor_us, 3),
         "warm_copied_ratio": round(warm_copied_us / floor_us, 3),
         "warm_shuffled_tools_ratio": round(shuffled_us / floor_us, 3),
         "warm_growing_history_ratio": round(growing_us / floor_us, 3),
+        "warm_interleaved_ratio": round(interleaved_us / floor_us, 3),
         "targets": {"cold_ratio": 1.2, "warm_ratio": 0.3},
     }
 
