@@ -24,7 +24,10 @@ noisy), median of N each:
   answering the same request from memory: no HTTP, for scale.
 
 Each iteration sends a new last user turn (as the next call of an agent does), so promptcache runs
-its warm path: static blocks and history seen before, a new turn. The figure that matters is the
+its warm path: static blocks and history seen before, a new turn. ``plain_agent_loop`` /
+``caching_chat_model_agent_loop`` (reported under ``agent_loop``, not part of ``target_met``)
+send what an agent loop sends instead: the conversation with last call's tool call and its
+result appended, so the history grows on every call. The figure that matters is the
 added time as a share of the plain call: ``overhead_ratio = (arm - plain) / plain``; target ≤ 0.05.
 ``paired_overhead_ratio`` is the median of the per-round differences instead (each round runs every
 arm once, close together), which cancels the machine's slow drift; ``target_met`` uses the former.
@@ -150,7 +153,7 @@ def run(n: int = 60, *, cold: bool = True) -> dict[str, Any]:
     """Time every arm, interleaved; return medians (µs) and ratios to the plain call."""
     from langchain.agents import create_agent
     from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
-    from langchain_core.messages import ToolMessage
+    from langchain_core.messages import AIMessage, ToolMessage
     from langgraph.prebuilt.tool_node import ToolCallRequest
     from langgraph.types import Command
     from promptcache_langchain import CachingChatModel, PromptCacheMiddleware
@@ -165,6 +168,7 @@ def run(n: int = 60, *, cold: bool = True) -> dict[str, Any]:
 
     plain = _model().bind_tools(tools)
     wrapped = CachingChatModel(_model(), PromptCache()).bind_tools(tools)
+    looping = CachingChatModel(_model(), PromptCache()).bind_tools(tools)  # an agent of its own
     # The agent's tools are the same 30 tau-bench tools as runnable LangChain tools, as a real
     # agent has them (the model sees the identical schemas): create_agent then has its tool
     # node in every arm. Given as bare dicts, they would be provider built-ins with no tool
@@ -205,9 +209,26 @@ def run(n: int = 60, *, cold: bool = True) -> dict[str, Any]:
     def agent_input() -> dict[str, Any]:
         return {"messages": [*history, HumanMessage(f"ok, go on (turn {turn[0]})")]}
 
+    # An agent loop: each call resends the conversation with last call's answer (a tool call)
+    # and the tool's result appended, restarting every 25 steps so the request stays ~16k
+    # tokens. One conversation per arm, so both arms send the same messages on a given round.
+    loops: dict[str, list[BaseMessage]] = {}
+
+    def loop_msgs(arm: str) -> list[BaseMessage]:
+        conv = loops.setdefault(arm, [])
+        if len(conv) <= len(base) or len(conv) >= len(base) + 50:
+            conv[:] = [*base, HumanMessage("ok, go on")]
+        call_id = f"call_{turn[0]}"
+        call = {"id": call_id, "name": "get_reservation_details", "args": {"reservation_id": "8JX2WO"}}
+        conv.append(AIMessage("", tool_calls=[call]))
+        conv.append(ToolMessage(f'{{"status": "ok", "step": {turn[0]}}}', tool_call_id=call_id))
+        return list(conv)
+
     arms: dict[str, Callable[[], Any]] = {
         "plain": lambda: plain.invoke(msgs()),
         "caching_chat_model": lambda: wrapped.invoke(msgs(), config),
+        "plain_agent_loop": lambda: plain.invoke(loop_msgs("plain")),
+        "caching_chat_model_agent_loop": lambda: looping.invoke(loop_msgs("caching"), config),
         "agent": lambda: agent.invoke(agent_input(), config),
         "agent_middleware": lambda: agent_mw.invoke(agent_input(), config),
         "agent_noop_middleware": lambda: agent_noop.invoke(agent_input(), config),
@@ -262,6 +283,9 @@ def run(n: int = 60, *, cold: bool = True) -> dict[str, Any]:
 
     paired_added = paired(samples)
     framework = med["agent_noop_middleware"] - med["agent"]
+    loop_added = med["caching_chat_model_agent_loop"] - med["plain_agent_loop"]
+    loop_pairs = zip(samples["caching_chat_model_agent_loop"], samples["plain_agent_loop"], strict=True)
+    loop_paired = statistics.median(a - b for a, b in loop_pairs) / 1000.0
     out: dict[str, Any] = {
         "request": {
             "bytes": len(json.dumps(body)),
@@ -285,6 +309,12 @@ def run(n: int = 60, *, cold: bool = True) -> dict[str, Any]:
         "cpu_median_us": {k: round(v, 1) for k, v in cpu_med.items()},
         "cpu_overhead_ratio": ratios(cpu_med),
         "langchain_cache_hit_vs_plain": round(med["langchain_cache_hit"] / med["plain"], 3),
+        # Reported, not part of target_met (the issue's request is the fixed one above).
+        "agent_loop": {
+            "added_us": round(loop_added, 1),
+            "overhead_ratio": round(loop_added / med["plain_agent_loop"], 4),
+            "paired_overhead_ratio": round(loop_paired / med["plain_agent_loop"], 4),
+        },
         "target_overhead_ratio": TARGET,
         "target_met": all(r <= TARGET for r in ratios(med).values()),
     }

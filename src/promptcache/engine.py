@@ -1092,12 +1092,16 @@ class PromptCache:
 
     @staticmethod
     def _closest(forks: list[_Stream], messages: list[Any], cur: int) -> tuple[_Stream, int]:
-        """The stream sharing the most reusable leading messages with ``messages`` (on a tie
-        the one whose current turn starts where theirs does, then the most recent), and how
-        many. The first one this request continues (its whole history is shared) is taken at
-        once: the usual case, as each call of a conversation makes it the most recent."""
+        """The stream sharing the most reusable leading messages with ``messages``, and how many.
+
+        Forks are tried in the order most likely to be continued by this request: the current
+        turn where theirs is, then the longest history not longer than theirs, then the most
+        recent. The first one the request continues (its whole history is shared) is taken at
+        once, so interleaved forks usually cost one comparison, not one per fork; failing that,
+        the most shared messages win (a tie: the current turn where theirs is, then the first tried).
+        """
         best, score = forks[0], (-1, False)
-        for s in forks:
+        for s in sorted(forks, key=lambda s: (s.cur != cur, s.cur > cur, -s.cur)):
             k = _shared_messages(s, messages, cur)
             if k >= s.cur and s.cur <= cur:
                 return s, k
