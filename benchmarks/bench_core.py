@@ -139,6 +139,8 @@ def run(n: int = 300) -> dict[str, Any]:
     # and the tool's result appended, the result being the new turn. Restarts every 40 steps
     # so the request stays ~16k tokens.
     grown: list[Any] = []
+    loop_cache = PromptCache()  # an agent of its own: this loop is not a fork of the calls above
+    loop_cache.prepare_request(body, format="openai-chat")
 
     def growing() -> None:
         turn[0] += 1
@@ -164,7 +166,7 @@ def run(n: int = 300) -> dict[str, Any]:
         grown.append(
             {"role": "tool", "tool_call_id": call_id, "content": f'{{"status": "ok", "step": {turn[0]}}}'}
         )
-        warm_cache.prepare_request({**body, "messages": list(grown)}, format="openai-chat")
+        loop_cache.prepare_request({**body, "messages": list(grown)}, format="openai-chat")
 
     growing_us = _time(growing, n)
     # A server running 8 conversations of this agent for one tenant, their calls interleaved:

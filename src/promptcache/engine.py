@@ -1094,14 +1094,20 @@ class PromptCache:
     def _closest(forks: list[_Stream], messages: list[Any], cur: int) -> tuple[_Stream, int]:
         """The stream sharing the most reusable leading messages with ``messages``, and how many.
 
-        Forks are tried in the order most likely to be continued by this request: the current
-        turn where theirs is, then the longest history not longer than theirs, then the most
-        recent. The first one the request continues (its whole history is shared) is taken at
-        once, so interleaved forks usually cost one comparison, not one per fork; failing that,
-        the most shared messages win (a tie: the current turn where theirs is, then the first tried).
+        The first one the request continues (its whole history is shared) is taken at once.
+        The most recent is tried first (a conversation's next call continues it, whatever
+        stale forks an earlier rewind left), then the others in the order most likely to be
+        continued: the current turn where the request's is, then the longest history not
+        longer than the request's. So interleaved forks usually cost one comparison, not one
+        per fork; failing that, the most shared messages win (a tie: the current turn where
+        the request's is, then the first tried).
         """
-        best, score = forks[0], (-1, False)
-        for s in sorted(forks, key=lambda s: (s.cur != cur, s.cur > cur, -s.cur)):
+        first = forks[0]
+        k = _shared_messages(first, messages, cur)
+        if k >= first.cur and first.cur <= cur:
+            return first, k
+        best, score = first, (k, first.cur == cur)
+        for s in sorted(forks[1:], key=lambda s: (s.cur != cur, s.cur > cur, -s.cur)):
             k = _shared_messages(s, messages, cur)
             if k >= s.cur and s.cur <= cur:
                 return s, k
