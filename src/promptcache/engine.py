@@ -276,6 +276,16 @@ _FORKS = 4
 _PrefixKey = tuple[WireFormat, str, str, tuple[BlockKind, ...]]
 
 
+def _prefix_holds(pre: _Prefix, system: tuple[str, ...], tools: list[Any]) -> bool:
+    """Whether ``pre`` is still the prefix of ``system`` and ``tools`` (checked by record)."""
+    return (
+        pre.system == system
+        and pre.family.version == pre.version
+        and pre.tools_record is not None
+        and same_value(tools, pre.tools_record)
+    )
+
+
 def _shared_messages(stream: _Stream, new: list[Any], cur: int) -> int:
     """How many leading messages of ``new`` (current turn from ``cur``) reuse ``stream``'s."""
     old = stream.records
@@ -910,9 +920,13 @@ class PromptCache:
         tenant: str,
     ) -> Prepared:
         conv = parts.messages
-        kinds = tuple(parts.system_kinds)
-        anchor = self._anchor(fmt, conv[0]) if conv else None
-        skey: _StreamKey = (fmt, model, tenant, kinds, anchor)
+        if conv:
+            first = conv[0]
+            content = first.get("content") if type(first) is dict else None
+            anchor = content if type(content) is str else self._anchor(fmt, first)
+        else:
+            anchor = None
+        skey: _StreamKey = (fmt, model, tenant, tuple(parts.system_kinds), anchor)
         forks = self._streams.get(skey)
         shared: int | None = None
         if forks is None:
@@ -921,20 +935,7 @@ class PromptCache:
             stream = forks[0]
         else:
             stream, shared = self._closest(forks, conv, parts.current)
-        # The other conversations of this agent (format, model, tenant) share its prefix: a new
-        # one starts from theirs rather than rebuilding it, which would also bump the family's
-        # version and make every other conversation rebuild it on its next call.
-        pkey: _PrefixKey = (fmt, model, tenant, kinds)
-        latest = self._prefixes.get(pkey)
-        if stream is None:
-            candidates = [] if latest is None else [latest]
-        elif latest is None or latest is stream.prefix:
-            candidates = [stream.prefix]
-        else:
-            candidates = [stream.prefix, latest]
-        pre = self._static_prefix(fmt, parts, model, tenant, candidates)
-        if latest is not pre:
-            self._remember_prefix(pkey, pre)
+        pre = self._static_prefix(fmt, parts, model, tenant, skey, stream)
         same = stream if stream is not None and stream.prefix is pre else None
         # Messages are analysed on their own, whatever precedes them: last call's results are
         # reused even when the prefix was rebuilt (a reshuffled tool list, a new clock value).
@@ -1084,11 +1085,10 @@ class PromptCache:
         return _HintMemo(sig, coarse, self.policy, catalog, additions, list(hints), list(notes))
 
     def _anchor(self, fmt: WireFormat, first: Any) -> Hashable:
-        """What tells conversations apart: their first message, by value. Its text alone when
-        that is a string (hashed once per string object); messages with the same text in
-        another role share a key, and the fork lookup tells them apart."""
-        content = first.get("content") if type(first) is dict else None
-        return content if type(content) is str else self._message_key(fmt, first)
+        """What tells conversations apart: their first message, by value (its JSON here; a
+        plain text content is taken as it is by the caller, hashed once per string object,
+        and messages with the same text in another role are then told apart as forks)."""
+        return self._message_key(fmt, first)
 
     @staticmethod
     def _closest(forks: list[_Stream], messages: list[Any], cur: int) -> tuple[_Stream, int]:
@@ -1142,31 +1142,57 @@ class PromptCache:
                     self._stream_chars -= evicted.chars
 
     def _static_prefix(
-        self, fmt: WireFormat, parts: WireParts, model: str, tenant: str, candidates: list[_Prefix]
+        self,
+        fmt: WireFormat,
+        parts: WireParts,
+        model: str,
+        tenant: str,
+        skey: _StreamKey,
+        stream: _Stream | None,
     ) -> _Prefix:
         """The system section and tools as sent, with their blocks and hash state.
 
-        Reused from a candidate (the stream's last request, then the last request of any
-        conversation of this format, model and tenant) when the caller's system texts and
+        Reused from the stream's last request, else from the last prefix of any conversation
+        of this format, model and tenant (a new conversation starts from its agent's prefix
+        rather than rebuilding it, which would also bump the family's version and make every
+        other conversation rebuild it on its next call), when the caller's system texts and
         tool bytes equal that request's and the family has not been touched since (its
         volatility maps are then in the state that produced the reused result).
         """
         system = tuple(parts.system)
-        for pre in candidates:
-            if (
-                pre.system == system
-                and pre.family.version == pre.version
-                and pre.tools_record is not None
-                and same_value(parts.tools, pre.tools_record)
-            ):
-                return pre
+        own = stream.prefix if stream is not None else None
+        if own is not None and _prefix_holds(own, system, parts.tools):
+            return own
+        pkey: _PrefixKey = skey[:4]
+        latest = self._prefixes.get(pkey)
+        if latest is not None and latest is not own and _prefix_holds(latest, system, parts.tools):
+            return latest
         try:
             raw_tools = orjson.dumps(parts.tools)
         except TypeError as exc:
             raise WireFormatError(f"{fmt.value}: tools are not JSON-serializable ({exc})") from None
-        for pre in candidates:
-            if pre.tools.raw == raw_tools and pre.system == system and pre.family.version == pre.version:
+        for pre in (own, latest):
+            if (
+                pre is not None
+                and pre.tools.raw == raw_tools
+                and pre.system == system
+                and pre.family.version == pre.version
+            ):
                 return pre  # equal bytes, where the record could not vouch (a type it does not take)
+        pre = self._build_prefix(fmt, parts, model, tenant, system, raw_tools)
+        self._remember_prefix(pkey, pre)
+        return pre
+
+    def _build_prefix(
+        self,
+        fmt: WireFormat,
+        parts: WireParts,
+        model: str,
+        tenant: str,
+        system: tuple[str, ...],
+        raw_tools: bytes,
+    ) -> _Prefix:
+        """:meth:`_static_prefix` for a system section and tools no reusable prefix matches."""
         tools = self._tools(fmt, parts.tools, raw_tools)
         fid = self._family_id(fmt.value, model, tenant, tools.raw_order, len(parts.system))
         fam = self._family(fid)
