@@ -203,6 +203,17 @@ class _Prefix:
 
 
 @dataclass(slots=True, frozen=True)
+class _Learned:
+    """What a family's learning decided for one request's system texts and tools."""
+
+    system_out: list[str]
+    fragments: list[Fragment]
+    prints: list[SlotPrint]
+    canonical_tools: bool
+    version: int
+
+
+@dataclass(slots=True, frozen=True)
 class _History:
     """What a plan takes from its static prefix and history, ready to extend.
 
@@ -1167,6 +1178,17 @@ class PromptCache:
         latest = self._prefixes.get(pkey)
         if latest is not None and latest is not own and _prefix_holds(latest, system, parts.tools):
             return latest
+        if (
+            own is not None
+            and own.system == system
+            and own.tools_record is not None
+            and same_value(parts.tools, own.tools_record)
+        ):
+            relearned = self._relearned(own, parts, model, tenant)
+            if relearned is not None:
+                if relearned is not latest:
+                    self._remember_prefix(pkey, relearned)
+                return relearned
         try:
             raw_tools = orjson.dumps(parts.tools)
         except TypeError as exc:
@@ -1196,17 +1218,25 @@ class PromptCache:
         tools = self._tools(fmt, parts.tools, raw_tools)
         fid = self._family_id(fmt.value, model, tenant, tools.raw_order, len(parts.system))
         fam = self._family(fid)
+        texts = self._system_texts(parts)
+        learned = self._learn(fam, texts, parts.system_kinds, tools)
+        return self._assemble(parts, model, tenant, system, tools, fid, fam, texts, learned)
 
-        texts = [
+    def _system_texts(self, parts: WireParts) -> list[_Text]:
+        return [
             self._text(t, k, k.value if i == 0 else f"{k.value}[{i}]")
             for i, (t, k) in enumerate(zip(parts.system, parts.system_kinds, strict=True))
         ]
+
+    def _learn(self, fam: _Family, texts: list[_Text], kinds: list[BlockKind], tools: _Tools) -> _Learned:
+        """The family's learning from one request's system texts and tools, as every prefix
+        built runs it: what to send of each text, what moved, and the family's new version."""
         frags: list[Fragment] = []
         system_out: list[str] = []
         prints: list[SlotPrint] = []
         with fam.lock:
             for i, t in enumerate(texts):
-                stable, fs = self._learned(fam, i, t, parts.system_kinds[i])
+                stable, fs = self._learned(fam, i, t, kinds[i])
                 system_out.append(stable)
                 frags.extend(fs)
                 prints.append(
@@ -1227,7 +1257,49 @@ class PromptCache:
             version = fam.version
         if canonical_tools:
             frags.extend(tools.shared.fragments)
+        return _Learned(system_out, frags, prints, canonical_tools, version)
 
+    def _relearned(self, own: _Prefix, parts: WireParts, model: str, tenant: str) -> _Prefix | None:
+        """``own`` (same system texts, same tools) after the family learned from other requests
+        since it was built: this request's learning, run as a build runs it, and ``own`` again
+        when it decides the same (None: the family is not ``own``'s any more, build it anew).
+
+        A server's conversations whose system prompts differ (a per-user line) share a family:
+        each call of each one used to rebuild its prefix, as the others' calls had moved the
+        family's version on.
+        """
+        fam = self._families.get(own.fid)
+        if fam is not own.family:
+            return None
+        texts = self._system_texts(parts)
+        learned = self._learn(fam, texts, parts.system_kinds, own.tools)
+        if (
+            learned.system_out == own.system_out
+            and learned.fragments == own.fragments
+            and learned.prints == own.prints
+            and learned.canonical_tools == own.canonical_tools
+        ):
+            # Valid for the family as it is now, so it is made current in place: the same object
+            # keeps the stream's history part and hints reusable (frozen otherwise; only its
+            # version moves, and only forward, under nothing a reader could see half-done).
+            object.__setattr__(own, "version", learned.version)
+            return own
+        return self._assemble(parts, model, tenant, own.system, own.tools, own.fid, fam, texts, learned)
+
+    def _assemble(
+        self,
+        parts: WireParts,
+        model: str,
+        tenant: str,
+        system: tuple[str, ...],
+        tools: _Tools,
+        fid: str,
+        fam: _Family,
+        texts: list[_Text],
+        learned: _Learned,
+    ) -> _Prefix:
+        """The prefix of ``texts`` and ``tools`` as the family's learning decided them."""
+        system_out, frags, canonical_tools = learned.system_out, learned.fragments, learned.canonical_tools
         blocks: list[Block] = []
         digests: list[str] = []
         classes: dict[int, list[str]] = {}
@@ -1254,10 +1326,10 @@ class PromptCache:
             system=system,
             family=fam,
             fid=fid,
-            version=version,
+            version=learned.version,
             tools=tools,
             system_out=system_out,
-            prints=prints,
+            prints=learned.prints,
             fragments=frags,
             volatile_text=vt,
             volatile_block=(

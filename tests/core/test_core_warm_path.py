@@ -439,23 +439,29 @@ def test_an_agent_loop_extends_last_calls_analysis(fmt: str, policy: Policy | No
         _same(warm.prepare_request(body, format=fmt), full.prepare_request(body, format=fmt))
 
 
+@pytest.mark.parametrize("per_user_system", [False, True], ids=["one-system", "per-user-system"])
 @pytest.mark.parametrize("fmt", FORMATS)
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     steps=st.lists(st.tuples(st.integers(0, 4), st.sampled_from(["user", "assistant", "edit"])), max_size=30)
 )
 def test_interleaved_conversations_and_forks_equal_the_full_analysis(
-    fmt: str, steps: list[tuple[int, str]]
+    fmt: str, per_user_system: bool, steps: list[tuple[int, str]]
 ) -> None:
     # A server runs many conversations of one agent for one tenant: each keeps its own
     # stream (by its first message), and forks sharing a first message share a key. However
-    # they interleave, every request gives what the full analysis gives.
+    # they interleave, every request gives what the full analysis gives, also when each
+    # conversation's system prompt names its customer (the family learns from all of them).
     model = "claude-sonnet-4-5" if fmt in ("anthropic-messages", "bedrock-converse") else "gpt-4o"
     warm, full = PromptCache(), PromptCache()
     firsts = ["book a flight", "cancel my trip", "book a flight", "book a flight", "baggage rules"]
+    systems = [
+        "You are a booking agent.\n" + (f"Customer: {name}\n" if per_user_system else "") + "Be brief."
+        for name in ["Ann", "Bo", "Ann", "Cy", "Dee"]
+    ]
     convs = [
-        make_body(fmt, "You are a booking agent.", copy.deepcopy(TOOL_SPECS), [("user", f)], model=model)
-        for f in firsts
+        make_body(fmt, system, copy.deepcopy(TOOL_SPECS), [("user", f)], model=model)
+        for system, f in zip(systems, firsts, strict=True)
     ]
     for n, (j, op) in enumerate(steps):
         body = convs[j]
@@ -500,3 +506,39 @@ def test_each_conversation_keeps_its_stream_and_a_new_one_reuses_the_agents_pref
     }
     assert family.version == version
     assert first.plan.prefix_key == cache.prepare_request(bodies[3], format="openai-chat").plan.prefix_key
+
+
+def test_conversations_with_their_own_system_prompts_keep_their_prefixes() -> None:
+    # A per-user line in the system prompt: each conversation has its own prefix, and all of
+    # them one family, which learns from every call. Once it has learned, another
+    # conversation's call must not make the next one rebuild its prefix (it did: every call
+    # moved the family's version on, so each call of each conversation rebuilt it).
+    cache = PromptCache()
+    bodies = [
+        make_body(
+            "openai-chat",
+            f"You are a booking agent.\nCustomer: {name}\nBe brief.",
+            copy.deepcopy(TOOL_SPECS),
+            [("user", f"hello from {name}")],
+        )
+        for name in ["Ann", "Bo", "Cy", "Dee"]
+    ]
+    built: list[int] = []
+    real_build = PromptCache._build_prefix
+
+    def counting(self: PromptCache, *args: Any) -> Any:
+        built.append(1)
+        return real_build(self, *args)
+
+    settled = 0
+    with mock.patch.object(PromptCache, "_build_prefix", counting):
+        for rnd in range(6):
+            for b in bodies:
+                b["messages"] += [
+                    {"role": "assistant", "content": f"ok {rnd}"},
+                    {"role": "user", "content": f"more {rnd}"},
+                ]
+                cache.prepare_request(b, format="openai-chat")
+            if rnd == 2:
+                settled = len(built)
+    assert len(built) == settled, f"{len(built) - settled} prefixes rebuilt after the family settled"
