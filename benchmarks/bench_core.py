@@ -19,7 +19,8 @@ list in a new order each time (no target: the prefix is rebuilt, from parts seen
 ``warm_growing_history`` an agent loop, each call resending the conversation with last
 call's tool call and its result appended (no target of its own: the issue's warm target is
 for an unchanged history); ``warm_interleaved`` the warm call of 8 conversations of the agent
-interleaved, as a server runs them for one tenant.
+interleaved, as a server runs them for one tenant, and ``warm_interleaved_per_user_system`` the
+same with each conversation's system prompt naming its customer.
 """
 
 from __future__ import annotations
@@ -187,6 +188,21 @@ def run(n: int = 300) -> dict[str, Any]:
     for _ in range(2 * len(others)):  # each conversation's first call
         interleaved()
     interleaved_us = _time(interleaved, n)
+    # The same, each conversation's system prompt naming its customer (its own prefix).
+    per_user = PromptCache()
+    systems = [
+        {"role": "system", "content": f"{body['messages'][0]['content']}\nCustomer: c{j}"} for j in range(8)
+    ]
+
+    def interleaved_per_user() -> None:
+        turn[0] += 1
+        j = turn[0] % len(others)
+        msgs = [systems[j], *others[j], {"role": "user", "content": f"turn {turn[0]}"}]
+        per_user.prepare_request({**body, "messages": msgs}, format="openai-chat")
+
+    for _ in range(4 * len(others)):  # first calls, and the family learning the customer line
+        interleaved_per_user()
+    per_user_us = _time(interleaved_per_user, n)
     copied = [copy.deepcopy(body) for _ in range(n)]
     it = iter(copied)
     warm_copied_us = _time(lambda: warm_cache.prepare_request(next(it), format="openai-chat"), n)
@@ -206,6 +222,7 @@ def run(n: int = 300) -> dict[str, Any]:
         "warm_shuffled_tools_us": round(shuffled_us, 1),
         "warm_growing_history_us": round(growing_us, 1),
         "warm_interleaved_us": round(interleaved_us, 1),
+        "warm_interleaved_per_user_system_us": round(per_user_us, 1),
         "subtracted_from_cold_us": {"deepcopy": round(copy_us, 1), "PromptCache()": round(new_cache_us, 1)},
         "cold_ratio": round(cold_us / floor_us, 3),
         "warm_ratio": round(warm_us / floor_us, 3),
@@ -213,6 +230,7 @@ def run(n: int = 300) -> dict[str, Any]:
         "warm_shuffled_tools_ratio": round(shuffled_us / floor_us, 3),
         "warm_growing_history_ratio": round(growing_us / floor_us, 3),
         "warm_interleaved_ratio": round(interleaved_us / floor_us, 3),
+        "warm_interleaved_per_user_system_ratio": round(per_user_us / floor_us, 3),
         "targets": {"cold_ratio": 1.2, "warm_ratio": 0.3},
     }
 
