@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import random
+from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
@@ -480,6 +481,18 @@ def test_interleaved_conversations_and_forks_equal_the_full_analysis(
     assert all(len(forks) <= 4 for forks in warm._streams.values())
 
 
+def _served_in_turn(cache: PromptCache, bodies: list[dict[str, Any]], rounds: int) -> Iterator[int]:
+    """Serve the openai-chat conversations in turn: each round, each gets an answer and a new turn."""
+    for rnd in range(rounds):
+        for b in bodies:
+            b["messages"] += [
+                {"role": "assistant", "content": f"ok {rnd}"},
+                {"role": "user", "content": f"more {rnd}"},
+            ]
+            cache.prepare_request(b, format="openai-chat")
+        yield rnd
+
+
 def test_each_conversation_keeps_its_stream_and_a_new_one_reuses_the_agents_prefix() -> None:
     cache = PromptCache()
     bodies = [
@@ -491,13 +504,8 @@ def test_each_conversation_keeps_its_stream_and_a_new_one_reuses_the_agents_pref
     first = cache.prepare_request(bodies[0], format="openai-chat")
     family = next(iter(cache._families.values()))
     version = family.version
-    for rnd in range(3):
-        for b in bodies:
-            b["messages"] += [
-                {"role": "assistant", "content": f"ok {rnd}"},
-                {"role": "user", "content": f"more {rnd}"},
-            ]
-            cache.prepare_request(b, format="openai-chat")
+    for _ in _served_in_turn(cache, bodies, rounds=3):
+        pass
     # Six conversations, six streams, one prefix: no call rebuilt it (the family's version,
     # bumped by every rebuild, is where the first call left it).
     assert len(cache._streams) == 6
@@ -532,13 +540,7 @@ def test_conversations_with_their_own_system_prompts_keep_their_prefixes() -> No
 
     settled = 0
     with mock.patch.object(PromptCache, "_build_prefix", counting):
-        for rnd in range(6):
-            for b in bodies:
-                b["messages"] += [
-                    {"role": "assistant", "content": f"ok {rnd}"},
-                    {"role": "user", "content": f"more {rnd}"},
-                ]
-                cache.prepare_request(b, format="openai-chat")
+        for rnd in _served_in_turn(cache, bodies, rounds=6):
             if rnd == 2:
                 settled = len(built)
     assert len(built) == settled, f"{len(built) - settled} prefixes rebuilt after the family settled"
