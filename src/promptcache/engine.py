@@ -287,14 +287,10 @@ _FORKS = 4
 _PrefixKey = tuple[WireFormat, str, str, tuple[BlockKind, ...]]
 
 
-def _prefix_holds(pre: _Prefix, system: tuple[str, ...], tools: list[Any]) -> bool:
-    """Whether ``pre`` is still the prefix of ``system`` and ``tools`` (checked by record)."""
-    return (
-        pre.system == system
-        and pre.family.version == pre.version
-        and pre.tools_record is not None
-        and same_value(tools, pre.tools_record)
-    )
+def _same_inputs(pre: _Prefix, system: tuple[str, ...], tools: list[Any]) -> bool:
+    """Whether ``pre`` was built from these system texts and tools (checked by record); it is
+    still their prefix while its family's version is the one it was built at."""
+    return pre.system == system and pre.tools_record is not None and same_value(tools, pre.tools_record)
 
 
 def _shared_messages(stream: _Stream, new: list[Any], cur: int) -> int:
@@ -934,7 +930,10 @@ class PromptCache:
         if conv:
             first = conv[0]
             content = first.get("content") if type(first) is dict else None
-            anchor = content if type(content) is str else self._anchor(fmt, first)
+            # Conversations are told apart by their first message, by value: its text as it is
+            # (hashed once per string object), else its JSON. The same text in another role
+            # shares the key; the fork lookup tells such conversations apart.
+            anchor = content if type(content) is str else self._message_key(fmt, first)
         else:
             anchor = None
         skey: _StreamKey = (fmt, model, tenant, tuple(parts.system_kinds), anchor)
@@ -1095,12 +1094,6 @@ class PromptCache:
         sig = sigs[1] if coarse else sigs[0]
         return _HintMemo(sig, coarse, self.policy, catalog, additions, list(hints), list(notes))
 
-    def _anchor(self, fmt: WireFormat, first: Any) -> Hashable:
-        """What tells conversations apart: their first message, by value (its JSON here; a
-        plain text content is taken as it is by the caller, hashed once per string object,
-        and messages with the same text in another role are then told apart as forks)."""
-        return self._message_key(fmt, first)
-
     @staticmethod
     def _closest(forks: list[_Stream], messages: list[Any], cur: int) -> tuple[_Stream, int]:
         """The stream sharing the most reusable leading messages with ``messages``, and how many.
@@ -1172,19 +1165,21 @@ class PromptCache:
         """
         system = tuple(parts.system)
         own = stream.prefix if stream is not None else None
-        if own is not None and _prefix_holds(own, system, parts.tools):
-            return own
+        # The stream's own prefix, when built from these very texts and tools.
+        mine = own if own is not None and _same_inputs(own, system, parts.tools) else None
+        if mine is not None and mine.family.version == mine.version:
+            return mine
         pkey: _PrefixKey = skey[:4]
         latest = self._prefixes.get(pkey)
-        if latest is not None and latest is not own and _prefix_holds(latest, system, parts.tools):
-            return latest
         if (
-            own is not None
-            and own.system == system
-            and own.tools_record is not None
-            and same_value(parts.tools, own.tools_record)
+            latest is not None
+            and latest is not own
+            and latest.family.version == latest.version
+            and _same_inputs(latest, system, parts.tools)
         ):
-            relearned = self._relearned(own, parts, model, tenant)
+            return latest
+        if mine is not None:
+            relearned = self._relearned(mine, parts, model, tenant)
             if relearned is not None:
                 if relearned is not latest:
                     self._remember_prefix(pkey, relearned)
