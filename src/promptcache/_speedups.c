@@ -248,10 +248,22 @@ same_at(PyObject *v, PyObject *const *items, Py_ssize_t n, Py_ssize_t *i, int de
         Py_ssize_t pos = 0;
         PyObject *k, *x;
         while (PyDict_Next(v, &pos, &k, &x)) {
-            if (*i >= n || Py_TYPE(k) != &PyUnicode_Type || !leaf_same(k, items[*i])) {
+            if (*i + 1 >= n) {
+                return 0;
+            }
+            /* The recorded key itself (keys are recorded as exact str), else an equal str. */
+            PyObject *rk = items[*i];
+            if (k != rk && (Py_TYPE(k) != &PyUnicode_Type || !leaf_same(k, rk))) {
                 return 0;
             }
             (*i)++;
+            /* The recorded leaf itself: frameworks rebuild the containers of a tool list per
+             * call around the same strings, so this skips a call for most values. Where the
+             * record holds a container marker (a type object) no JSON value can be it. */
+            if (x == items[*i] && !PyType_Check(x)) {
+                (*i)++;
+                continue;
+            }
             if (!same_at(x, items, n, i, depth + 1)) {
                 return 0;
             }
@@ -266,6 +278,10 @@ same_at(PyObject *v, PyObject *const *items, Py_ssize_t n, Py_ssize_t *i, int de
         *i += 2;
         PyObject *const *vi = t == &PyList_Type ? &PyList_GET_ITEM(v, 0) : &PyTuple_GET_ITEM(v, 0);
         for (Py_ssize_t j = 0; j < size; j++) {
+            if (*i < n && vi[j] == items[*i] && !PyType_Check(vi[j])) {
+                (*i)++; /* the recorded leaf itself, as in a dict above */
+                continue;
+            }
             if (!same_at(vi[j], items, n, i, depth + 1)) {
                 return 0;
             }
@@ -877,18 +893,142 @@ sha_extensions(PyObject *module, PyObject *unused)
     return PyBool_FromLong(use_sha_ni);
 }
 
+/* ---- Pydantic models from values already checked (promptcache.unchecked) ----
+ * The Python form pays a wrapper-descriptor call per object.__setattr__ and for cls.__new__
+ * (~2,000 instructions each, ~11,000 a model); a warm model call builds five such models. */
+static PyObject *str_dict, *str_fields_set, *str_extra, *str_private, *empty_tuple;
+
+PyDoc_STRVAR(unchecked_doc,
+             "unchecked(cls, values, fields_set, private, /) -> an instance of cls\n\n"
+             "cls.__new__(cls), then object.__setattr__ of __dict__ (values, a dict),\n"
+             "__pydantic_fields_set__ (fields_set, or set(values) when None),\n"
+             "__pydantic_extra__ (None) and __pydantic_private__ (private): what\n"
+             "promptcache.unchecked.unchecked does in Python.");
+
+static PyObject *
+unchecked(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "unchecked() takes cls, values, fields_set and private");
+        return NULL;
+    }
+    PyObject *cls = args[0], *values = args[1], *fields = args[2], *private = args[3];
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "unchecked(): cls must be a class");
+        return NULL;
+    }
+    if (!PyDict_Check(values)) {
+        PyErr_SetString(PyExc_TypeError, "unchecked(): values must be a dict");
+        return NULL;
+    }
+    newfunc new = ((PyTypeObject *)cls)->tp_new;
+    if (new == NULL) {
+        PyErr_Format(PyExc_TypeError, "cannot create '%s' instances", ((PyTypeObject *)cls)->tp_name);
+        return NULL;
+    }
+    PyObject *obj = new((PyTypeObject *)cls, empty_tuple, NULL);
+    if (obj == NULL) {
+        return NULL;
+    }
+    PyObject *fs = fields == Py_None ? PySet_New(values) : Py_NewRef(fields);
+    if (fs == NULL || PyObject_GenericSetAttr(obj, str_dict, values) < 0 ||
+        PyObject_GenericSetAttr(obj, str_fields_set, fs) < 0 ||
+        PyObject_GenericSetAttr(obj, str_extra, Py_None) < 0 ||
+        PyObject_GenericSetAttr(obj, str_private, private) < 0) {
+        Py_XDECREF(fs);
+        Py_DECREF(obj);
+        return NULL;
+    }
+    Py_DECREF(fs);
+    return obj;
+}
+
+/* ---- The wire adapters' message check (promptcache.wire.first_without_role) ---- */
+static PyObject *str_role;
+
+PyDoc_STRVAR(first_without_role_doc,
+             "first_without_role(messages, roles, /) -> int\n\n"
+             "Index of the first item of the list ``messages`` that is not a dict with a 'role'\n"
+             "(or, when ``roles`` is not None, whose role is not in ``roles``); -1 if none.");
+
+static PyObject *
+first_without_role(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "first_without_role() takes a list and roles (or None)");
+        return NULL;
+    }
+    PyObject *messages = args[0], *roles = args[1];
+    /* Items are read by index each turn: a role's __eq__ (roles given) may run Python code. */
+    for (Py_ssize_t j = 0; j < PyList_GET_SIZE(messages); j++) {
+        PyObject *m = PyList_GET_ITEM(messages, j);
+        if (!PyDict_Check(m)) {
+            return PyLong_FromSsize_t(j);
+        }
+        Py_INCREF(m);
+        int ok;
+        if (!PyDict_CheckExact(m)) {
+            /* A dict subclass gets the Python semantics: "role" in m, or m.get("role") in roles. */
+            if (roles == Py_None) {
+                ok = PySequence_Contains(m, str_role);
+            }
+            else {
+                PyObject *role = PyObject_CallMethod(m, "get", "O", str_role);
+                ok = role == NULL ? -1 : PySequence_Contains(roles, role);
+                Py_XDECREF(role);
+            }
+        }
+        else {
+            PyObject *role = PyDict_GetItemWithError(m, str_role);
+            if (role == NULL) {
+                ok = PyErr_Occurred() ? -1 : roles == Py_None ? 0 : PySequence_Contains(roles, Py_None);
+            }
+            else if (roles == Py_None) {
+                ok = 1;
+            }
+            else {
+                Py_INCREF(role);
+                ok = PySequence_Contains(roles, role);
+                Py_DECREF(role);
+            }
+        }
+        Py_DECREF(m);
+        if (ok < 0) {
+            return NULL;
+        }
+        if (!ok) {
+            return PyLong_FromSsize_t(j);
+        }
+    }
+    return PyLong_FromLong(-1);
+}
+
 static PyMethodDef methods[] = {
     {"take", (PyCFunction)take, METH_O, take_doc},
     {"same", (PyCFunction)(void (*)(void))same, METH_FASTCALL, same_doc},
     {"common_prefix", (PyCFunction)(void (*)(void))common_prefix, METH_FASTCALL, common_prefix_doc},
     {"framed_sha256", (PyCFunction)(void (*)(void))framed_sha256, METH_FASTCALL, framed_sha256_doc},
     {"sha_extensions", (PyCFunction)sha_extensions, METH_NOARGS, sha_extensions_doc},
+    {"unchecked", (PyCFunction)(void (*)(void))unchecked, METH_FASTCALL, unchecked_doc},
+    {"first_without_role", (PyCFunction)(void (*)(void))first_without_role, METH_FASTCALL,
+     first_without_role_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static int
 module_exec(PyObject *m)
 {
+    if (empty_tuple == NULL) {
+        empty_tuple = PyTuple_New(0);
+        str_dict = PyUnicode_InternFromString("__dict__");
+        str_fields_set = PyUnicode_InternFromString("__pydantic_fields_set__");
+        str_extra = PyUnicode_InternFromString("__pydantic_extra__");
+        str_private = PyUnicode_InternFromString("__pydantic_private__");
+        str_role = PyUnicode_InternFromString("role");
+        if (!empty_tuple || !str_dict || !str_fields_set || !str_extra || !str_private || !str_role) {
+            return -1;
+        }
+    }
     if (PyType_Ready(&HashType) < 0) {
         return -1;
     }

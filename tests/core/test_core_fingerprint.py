@@ -135,6 +135,30 @@ def test_numbers_equal_in_python_but_not_in_json_are_a_change(impl: Any) -> None
 
 
 @pytest.mark.parametrize("impl", IMPLS, ids=IDS)
+def test_rebuilt_containers_around_the_same_leaves(impl: Any) -> None:
+    # What a framework sends per call: new dicts and lists holding the very same strings. The
+    # native walk takes a recorded leaf met again as itself; a type object met where the record
+    # has a container (the walk's own markers are the types dict, list and tuple) never is one.
+    _, take, same, _ = impl
+    v: dict[str, Any] = {"a": {"b": "x"}, "c": ["y", {"d": 1}, ("z",)], "e": [], "f": {}}
+    rec = take(v)
+    assert same(copy.deepcopy(v), rec)
+    edits: list[Callable[[Any, Any], None]] = [
+        lambda w, t: w.__setitem__("a", t),
+        lambda w, t: w.__setitem__("e", t),
+        lambda w, t: w.__setitem__("f", t),
+        lambda w, t: w["c"].__setitem__(1, t),
+        lambda w, t: w["c"].__setitem__(2, t),
+        lambda w, t: w["c"].__setitem__(0, t),
+    ]
+    for edit in edits:
+        for marker in (dict, list, tuple, str):
+            w = copy.deepcopy(v)
+            edit(w, marker)
+            assert not same(w, rec), (marker, w)
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=IDS)
 def test_values_it_cannot_vouch_for_have_no_record(impl: Any) -> None:
     _, take, _, _ = impl
     deep: list[Any] = []

@@ -10,10 +10,13 @@ from promptcache.wire import (
     WireFormatError,
     WireParts,
     current_turn,
+    first_without_role,
     place_in_user_turn,
     require_conversation,
     require_list,
 )
+
+_ROLES = ("user", "assistant")
 
 
 def volatile_part(text: str) -> dict[str, Any]:
@@ -45,9 +48,9 @@ class AnthropicAdapter:
             raise WireFormatError(f"{fmt}: field 'system' must be a string or a list of text blocks")
         tools = require_list(body, "tools", fmt)
         messages = require_list(body, "messages", fmt)
-        for j, m in enumerate(messages):
-            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
-                raise WireFormatError(f"{fmt}: messages[{j}].role must be 'user' or 'assistant'")
+        bad = first_without_role(messages, _ROLES)
+        if bad >= 0:
+            raise WireFormatError(f"{fmt}: messages[{bad}].role must be 'user' or 'assistant'")
         current = current_turn(messages, lambda m: m["role"] == "assistant")
         rest = {k: v for k, v in body.items() if k not in ("system", "tools", "messages")}
         extra = {

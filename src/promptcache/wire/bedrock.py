@@ -10,10 +10,13 @@ from promptcache.wire import (
     WireFormatError,
     WireParts,
     current_turn,
+    first_without_role,
     place_in_user_turn,
     require_conversation,
     require_list,
 )
+
+_ROLES = ("user", "assistant")
 
 
 class BedrockConverseAdapter:
@@ -43,9 +46,9 @@ class BedrockConverseAdapter:
                 else:
                     tools.append(t)
         messages = require_list(body, "messages", fmt)
-        for j, m in enumerate(messages):
-            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
-                raise WireFormatError(f"{fmt}: messages[{j}].role must be 'user' or 'assistant'")
+        bad = first_without_role(messages, _ROLES)
+        if bad >= 0:
+            raise WireFormatError(f"{fmt}: messages[{bad}].role must be 'user' or 'assistant'")
         current = current_turn(messages, lambda m: m["role"] == "assistant")
         rest = {k: v for k, v in body.items() if k not in ("system", "messages")}
         extra = {

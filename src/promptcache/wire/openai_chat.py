@@ -6,7 +6,14 @@ from typing import Any
 
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
-from promptcache.wire import WireFormatError, WireParts, current_turn, require_conversation, require_list
+from promptcache.wire import (
+    WireFormatError,
+    WireParts,
+    current_turn,
+    first_without_role,
+    require_conversation,
+    require_list,
+)
 
 _FORMAT = WireFormat.OPENAI_CHAT.value
 _SYSTEM_ROLES = {"system": BlockKind.SYSTEM, "developer": BlockKind.DEVELOPER}
@@ -57,9 +64,9 @@ class OpenAIChatAdapter:
             kinds.append(kind)
             i += 1
         conv = messages[i:]
-        for j, m in enumerate(conv):
-            if not isinstance(m, dict) or "role" not in m:
-                raise WireFormatError(f"openai-chat: messages[{i + j}] must be an object with a 'role'")
+        bad = first_without_role(conv)
+        if bad >= 0:
+            raise WireFormatError(f"openai-chat: messages[{i + bad}] must be an object with a 'role'")
         current = current_turn(conv, _is_assistant)
         rest = dict(body)
         rest.pop("messages", None)
