@@ -893,6 +893,58 @@ sha_extensions(PyObject *module, PyObject *unused)
     return PyBool_FromLong(use_sha_ni);
 }
 
+/* ---- Stamps of a dict's contents (promptcache_langchain's copy of a chat model) ----
+ * The same mechanism as a record's fast path: on 3.11 the dict's version tag, on 3.12+ the
+ * count of mutations of watched dicts (the dict is watched from its first stamp on). */
+PyDoc_STRVAR(dict_stamp_doc,
+             "dict_stamp(d, /) -> bytes | None\n\n"
+             "A stamp of dict ``d`` as it is now: ``stamp_holds(d, stamp)`` stays true only while\n"
+             "``d`` is not mutated (it may turn false without a mutation of ``d``). None when ``d``\n"
+             "cannot be stamped (not an exact dict, or no dict watcher left on 3.12+).");
+
+static PyObject *
+dict_stamp(PyObject *module, PyObject *d)
+{
+    if (!PyDict_CheckExact(d)) {
+        Py_RETURN_NONE;
+    }
+    uint64_t v;
+#if DICT_TRUST_TAGS
+    v = dict_version(d);
+#else
+    if (watcher < 0 || PyDict_Watch(watcher, d) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    v = watched_epoch;
+#endif
+    return PyBytes_FromStringAndSize((const char *)&v, sizeof v);
+}
+
+PyDoc_STRVAR(stamp_holds_doc,
+             "stamp_holds(d, stamp, /) -> bool\n\n"
+             "Whether dict ``d`` is provably unchanged since ``dict_stamp(d)`` gave ``stamp``.");
+
+static PyObject *
+stamp_holds(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "stamp_holds() takes a dict and its stamp");
+        return NULL;
+    }
+    PyObject *d = args[0], *stamp = args[1];
+    if (!PyDict_CheckExact(d) || !PyBytes_CheckExact(stamp) || PyBytes_GET_SIZE(stamp) != sizeof(uint64_t)) {
+        Py_RETURN_FALSE;
+    }
+    uint64_t v;
+    memcpy(&v, PyBytes_AS_STRING(stamp), sizeof v);
+#if DICT_TRUST_TAGS
+    return PyBool_FromLong(v == dict_version(d));
+#else
+    return PyBool_FromLong(v == watched_epoch);
+#endif
+}
+
 /* ---- Pydantic models from values already checked (promptcache.unchecked) ----
  * The Python form pays a wrapper-descriptor call per object.__setattr__ and for cls.__new__
  * (~2,000 instructions each, ~11,000 a model); a warm model call builds five such models. */
@@ -1012,6 +1064,8 @@ static PyMethodDef methods[] = {
     {"unchecked", (PyCFunction)(void (*)(void))unchecked, METH_FASTCALL, unchecked_doc},
     {"first_without_role", (PyCFunction)(void (*)(void))first_without_role, METH_FASTCALL,
      first_without_role_doc},
+    {"dict_stamp", (PyCFunction)dict_stamp, METH_O, dict_stamp_doc},
+    {"stamp_holds", (PyCFunction)(void (*)(void))stamp_holds, METH_FASTCALL, stamp_holds_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -26,12 +26,21 @@ contracts above, and the tests hold them to it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
-__all__ = ["NATIVE", "Record", "common_prefix", "same", "str_values_only", "take"]
+__all__ = [
+    "NATIVE",
+    "Record",
+    "common_prefix",
+    "dict_stamp",
+    "same",
+    "stamp_holds",
+    "str_values_only",
+    "take",
+]
 
 #: A record of a value (opaque: compare values against it with :func:`same`).
 Record = Any
@@ -145,3 +154,11 @@ else:
     take = py_take
     same = py_same
     common_prefix = py_common_prefix
+
+#: ``dict_stamp(d)``: a stamp of dict ``d`` as it is now, or None; ``stamp_holds(d, stamp)``:
+#: whether ``d`` is provably unmutated since (a record's fast path, for one dict). Both None
+#: without the native module: callers compare contents instead.
+dict_stamp: Callable[[dict[str, Any]], bytes | None] | None = None
+stamp_holds: Callable[[dict[str, Any], bytes], bool] | None = None
+if _speedups is not None:
+    dict_stamp, stamp_holds = _speedups.dict_stamp, _speedups.stamp_holds

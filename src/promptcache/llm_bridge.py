@@ -156,8 +156,12 @@ def rewrite_payload(ctx: CallContext, payload: Mapping[str, Any], fmt: WireForma
     hint rejection (``ctx.hints_off``) the body goes out with every caching hint stripped.
     """
     fmt = ctx.format or fmt
-    body = {k: v for k, v in payload.items() if k not in TRANSPORT_KWARGS}
-    transport = {k: v for k, v in payload.items() if k in TRANSPORT_KWARGS}
+    if TRANSPORT_KWARGS.isdisjoint(payload):
+        # The usual payload: nothing to set aside, and prepare_request never writes to its body.
+        body, transport = payload if type(payload) is dict else dict(payload), {}
+    else:
+        body = {k: v for k, v in payload.items() if k not in TRANSPORT_KWARGS}
+        transport = {k: v for k, v in payload.items() if k in TRANSPORT_KWARGS}
     ctx.requests += 1
     ctx.format_used = fmt
     model = body.get("model") or body.get("modelId")

@@ -230,6 +230,38 @@ def test_hooked_copy_is_reused_while_the_model_is_unchanged() -> None:
     assert key not in _hook._copies
 
 
+@pytest.mark.parametrize("stamps", [True, False], ids=["stamped", "compared"])
+def test_hooked_copy_notices_every_way_a_setting_changes(stamps: bool, monkeypatch: Any) -> None:
+    # With the native module the check is a stamp of the model's attribute dicts; without it
+    # (or once a stamp no longer holds) the settings are compared. Both give a new copy for
+    # any changed setting and keep the copy otherwise.
+    from promptcache_langchain import _hook
+
+    if not stamps:
+        monkeypatch.setattr(_hook, "dict_stamp", None)
+        monkeypatch.setattr(_hook, "stamp_holds", None)
+    elif _hook.dict_stamp is None:
+        pytest.skip("promptcache._speedups not built")
+    model = make_model("openai", "http://127.0.0.1:9/v1", "k")
+    copy = _hook.hooked_copy(model)
+    model.temperature = model.temperature  # the same value again: nothing changed
+    assert _hook.hooked_copy(model) is copy
+    changes = [
+        lambda m: setattr(m, "max_tokens", 12),
+        lambda m: m.__dict__.__setitem__("temperature", 0.9),  # behind pydantic's back
+        lambda m: object.__setattr__(m, "top_p", 0.5),
+        lambda m: m.__dict__.__setitem__("promptcache_extra_field", 1),  # an attribute added
+        lambda m: m.__dict__.pop("promptcache_extra_field"),
+    ]
+    for change in changes:
+        change(model)
+        fresh = _hook.hooked_copy(model)
+        assert fresh is not copy and fresh is not None
+        assert fresh.__dict__ == model.__dict__
+        assert _hook.hooked_copy(model) is fresh
+        copy = fresh
+
+
 def test_traces_name_the_inner_provider_and_model(emulator: Any, airline_policy: str) -> None:
     from langchain_core.callbacks import BaseCallbackHandler
 
