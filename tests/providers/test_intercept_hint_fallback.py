@@ -120,6 +120,8 @@ async def test_create_resends_without_hints(use_async: bool, streamed: bool) -> 
     assert HINT_REJECTIONS["hint_rejected"] == before + 1
     assert ctx.hints_off and any("rejected" in n for n in ctx.notes)
     assert ctx.usage is not None and ctx.usage.input_tokens == 1200
+    # Answered: the body is no longer needed and was let go right then; the plan stays.
+    assert ctx.body is None and ctx.plan is not None
 
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])

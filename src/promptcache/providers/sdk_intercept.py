@@ -281,9 +281,9 @@ class _GenAIRequest:
         except (WireFormatError, TypeError, ValueError) as exc:
             # A cache problem must never fail the call (DESIGN: failure behaviour): send it as built.
             ctx.notes.append(f"request sent unchanged: {type(exc).__name__}: {exc}"[:300])
-            ctx.prepared = None
+            ctx.plan = ctx.body = None
             return dict(request_dict), None
-        ctx.prepared = prep
+        ctx.plan, ctx.body = prep.plan, prep.body
         out = prep.body
         explicit: GeminiPrepared | None = None
         if self._caches is not None:
@@ -309,7 +309,7 @@ class _GenAIRequest:
         self._caches.invalidate(tenant=handle.tenant, prefix_key=handle.prefix_key)
         ctx.notes.append(f"provider refused {handle.name}; handle dropped and resent without it")
         HINT_REJECTIONS["hint_rejected"] += 1
-        body = ctx.prepared.body if ctx.prepared is not None else original
+        body = ctx.body if ctx.body is not None else original
         return {**body, **{k: v for k, v in original.items() if k.startswith("_")}}
 
     def _send(self, send: Any, sent: dict[str, Any], resend: Any) -> Any:
