@@ -185,6 +185,13 @@ take_into(PyObject *v, Taking *tk, int depth)
     return 1;
 }
 
+/* A record's container markers: pointer comparisons only, nothing of o is read. */
+static inline int
+is_marker(PyObject *o)
+{
+    return o == (PyObject *)&PyDict_Type || o == (PyObject *)&PyList_Type || o == (PyObject *)&PyTuple_Type;
+}
+
 static int
 leaf_same(PyObject *v, PyObject *s)
 {
@@ -258,9 +265,10 @@ same_at(PyObject *v, PyObject *const *items, Py_ssize_t n, Py_ssize_t *i, int de
             }
             (*i)++;
             /* The recorded leaf itself: frameworks rebuild the containers of a tool list per
-             * call around the same strings, so this skips a call for most values. Where the
-             * record holds a container marker (a type object) no JSON value can be it. */
-            if (x == items[*i] && !PyType_Check(x)) {
+             * call around the same strings, so this skips a call for most values, and reads
+             * nothing of the value (its header is cold in a long-lived string). Where the record
+             * holds a container marker (one of three type objects) no JSON value can be it. */
+            if (x == items[*i] && !is_marker(x)) {
                 (*i)++;
                 continue;
             }
@@ -278,7 +286,7 @@ same_at(PyObject *v, PyObject *const *items, Py_ssize_t n, Py_ssize_t *i, int de
         *i += 2;
         PyObject *const *vi = t == &PyList_Type ? &PyList_GET_ITEM(v, 0) : &PyTuple_GET_ITEM(v, 0);
         for (Py_ssize_t j = 0; j < size; j++) {
-            if (*i < n && vi[j] == items[*i] && !PyType_Check(vi[j])) {
+            if (*i < n && vi[j] == items[*i] && !is_marker(vi[j])) {
                 (*i)++; /* the recorded leaf itself, as in a dict above */
                 continue;
             }
