@@ -226,6 +226,7 @@ class _History:
     digests: list[str]
     classes: dict[int, list[str]]  # plan index -> data classes, prefix and history
     chars: list[int]  # characters of each history message
+    chars_total: int  # their sum
     history_digests: list[str]
     normalized: bool  # some history message is sent as our normalized copy
     # What hint placement asks of every request, answered once for this part:
@@ -963,14 +964,16 @@ class PromptCache:
         tail = msgs[cur:]
         # One pass over the current turn (usually one message) extends last call's lists
         # and answers; plain loops, as each comprehension is a function call of its own.
-        blocks, digests, message_chars = hist.blocks.copy(), hist.digests.copy(), hist.chars.copy()
+        # The history's character counts are read only when hints are placed again: no copy
+        # of them per call (each copy touches every count object, cold on an agent's next call).
+        blocks, digests, tail_chars = hist.blocks.copy(), hist.digests.copy(), []
         normalized, blocked, classes_present = hist.normalized, hist.blocked, hist.class_set
         classes = hist.classes.copy()
         at = len(pre.blocks) + cur + (pre.volatile_text is not None)  # the volatile block sits before
         for i, m in enumerate(tail):
             blocks.append(m.block)
             digests.append(m.digest)
-            message_chars.append(m.chars)
+            tail_chars.append(m.chars)
             normalized = normalized or m.normalized
             if m.data_classes:
                 classes[at + i] = list(m.data_classes)
@@ -1044,7 +1047,7 @@ class PromptCache:
                 history_end=cur,
                 has_volatile=pre.volatile_text is not None,
                 prefix_chars=pre.chars,
-                message_chars=message_chars,
+                message_chars=hist.chars + tail_chars,
                 catalog=self.catalog,
                 blocked_from=blocked_from,
                 data_class_set=classes_present,
@@ -1055,7 +1058,8 @@ class PromptCache:
             # It continues the stream it started from (that stream's history is all in it, or
             # it rewinds it): replace that one; else it is a fork and both are kept.
             continued = stream if stream is not None and (k >= stream.cur or k >= cur) else None
-            new = _Stream(pre, records, msgs, cur, plan.conversation_key, sum(message_chars), hist, memo)
+            chars = hist.chars_total + sum(tail_chars)
+            new = _Stream(pre, records, msgs, cur, plan.conversation_key, chars, hist, memo)
             self._remember(skey, new, continued)
         # The plan is ours until returned: fill it in place rather than copying it.
         plan.__dict__["hints"], plan.__dict__["decisions"] = hints, notes
@@ -1471,12 +1475,14 @@ class PromptCache:
             if m.data_classes:
                 classes[base + i] = list(m.data_classes)
         digests = [m.digest for m in history]
+        chars = [m.chars for m in history]
         policy = self.policy
         return _History(
             blocks=pre.blocks + [m.block for m in history],
             digests=pre.digests + digests,
             classes=classes,
-            chars=[m.chars for m in history],
+            chars=chars,
+            chars_total=sum(chars),
             history_digests=digests,
             normalized=any(m.normalized for m in history),
             policy=policy,
@@ -1513,6 +1519,7 @@ class PromptCache:
             digests=digests,
             classes=classes,
             chars=chars,
+            chars_total=old.chars_total + sum(chars[len(old.chars) :]),
             history_digests=old.history_digests + history_digests,
             normalized=normalized,
             policy=old.policy,
