@@ -31,6 +31,8 @@ result appended, so the history grows on every call. The figure that matters is 
 added time as a share of the plain call: ``overhead_ratio = (arm - plain) / plain``; target ≤ 0.05.
 ``paired_overhead_ratio`` is the median of the per-round differences instead (each round runs every
 arm once, close together), which cancels the machine's slow drift; ``target_met`` uses the former.
+``paired_overhead_ratio_ci95`` is a bootstrap interval of the paired figure: how much one run of
+``--rounds`` rounds (default 60) can be trusted on a shared machine.
 
 Every timed call starts on a cold CPU cache (the full collection before it walks the whole heap),
 as the next model call of an agent does after the network wait and the tool runs in between. Code
@@ -134,6 +136,22 @@ def _timed(fn: Callable[[], Any], cold: bool = True) -> tuple[int, int]:
 
 def _median_us(samples: list[int]) -> float:
     return statistics.median(samples) / 1000.0
+
+
+def _ci95(arm: list[int], base: list[int], scale: float, resamples: int = 2000) -> list[float]:
+    """95 % bootstrap interval of the median per-round difference ``arm - base``, over ``scale``.
+
+    Rounds are resampled whole (a round times every arm close together), with a fixed seed so
+    a run's JSON is reproducible from its samples. It says how far one run's paired figure can
+    be trusted: on these shared machines a run's medians move by more than our added time's
+    changes, and a single figure near the target decides nothing.
+    """
+    diffs = [a - b for a, b in zip(arm, base, strict=True)]
+    rng = random.Random(1)
+    k = len(diffs)
+    meds = sorted(statistics.median(rng.choices(diffs, k=k)) for _ in range(resamples))
+    lo, hi = meds[int(0.025 * resamples)], meds[int(0.975 * resamples) - 1]
+    return [round(lo / 1000.0 / scale, 4), round(hi / 1000.0 / scale, 4)]
 
 
 def _profile(fn: Callable[[], Any], n: int = 30, top: int = 12) -> list[str]:
@@ -301,6 +319,10 @@ def run(n: int = 60, *, cold: bool = True) -> dict[str, Any]:
         "overhead_ratio": ratios(med),
         "paired_added_us": {k: round(v, 1) for k, v in paired_added.items()},
         "paired_overhead_ratio": {k: round(v / med["plain"], 4) for k, v in paired_added.items()},
+        "paired_overhead_ratio_ci95": {
+            "caching_chat_model": _ci95(samples["caching_chat_model"], samples["plain"], med["plain"]),
+            "agent_middleware": _ci95(samples["agent_middleware"], samples["agent"], med["plain"]),
+        },
         # LangChain's own cost of a middleware with these hooks, inside agent_middleware's figure.
         "langchain_middleware_us": round(framework, 1),
         "agent_middleware_ratio_without_langchain_share": round(
@@ -314,6 +336,9 @@ def run(n: int = 60, *, cold: bool = True) -> dict[str, Any]:
             "added_us": round(loop_added, 1),
             "overhead_ratio": round(loop_added / med["plain_agent_loop"], 4),
             "paired_overhead_ratio": round(loop_paired / med["plain_agent_loop"], 4),
+            "paired_overhead_ratio_ci95": _ci95(
+                samples["caching_chat_model_agent_loop"], samples["plain_agent_loop"], med["plain_agent_loop"]
+            ),
         },
         "target_overhead_ratio": TARGET,
         "target_met": all(r <= TARGET for r in ratios(med).values()),
@@ -326,6 +351,10 @@ def run(n: int = 60, *, cold: bool = True) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    print(json.dumps(run(cold="--warm" not in sys.argv[1:]), indent=2))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--warm", action="store_true", help="one collection per round, not per call")
+    ap.add_argument("--rounds", type=int, default=60, help="interleaved rounds (default 60)")
+    args = ap.parse_args()
+    print(json.dumps(run(args.rounds, cold=not args.warm), indent=2))

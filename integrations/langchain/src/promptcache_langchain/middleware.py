@@ -133,10 +133,15 @@ class PromptCacheModelMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
                 i += 1
                 if f is not None:
                     figures[f.call_id] = f
-        return ExtendedModelResponse(
-            model_response=response,
-            command=Command(update={"cache_metrics": CacheMetrics(figures)}) if figures else None,
-        )
+        if not figures:
+            return ExtendedModelResponse(model_response=response, command=None)
+        if len(figures) == 1:  # one answer, the usual: its figures need no second check
+            (only,) = figures.values()
+            metrics = CacheMetrics.of_call(only)
+        else:
+            metrics = CacheMetrics(figures)
+        update: Command[Any] = Command(update={"cache_metrics": metrics})
+        return ExtendedModelResponse(model_response=response, command=update)
 
     def wrap_model_call(
         self,
