@@ -214,6 +214,7 @@ def call_with_hint_fallback(ctx: CallContext, call: Callable[[], T]) -> T:
     :func:`promptcache.providers.fallback.send_with_hint_fallback`, which needs the body in hand,
     does not fit: the retry re-runs the framework call with ``ctx.hints_off`` set, and
     :func:`rewrite_payload` strips the hints from the rebuilt body. Other errors propagate.
+    Once the call has answered, ``ctx.body`` is let go (see :attr:`CallContext.body`).
     """
     try:
         out = call()
