@@ -497,11 +497,12 @@ done:
     return rec;
 }
 
+/* The argument count of a METH_FASTCALL function (a TypeError naming it otherwise). */
 static int
-two_args(const char *name, Py_ssize_t nargs)
+n_args(const char *name, Py_ssize_t nargs, Py_ssize_t n)
 {
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "%s() takes exactly 2 arguments (%zd given)", name, nargs);
+    if (nargs != n) {
+        PyErr_Format(PyExc_TypeError, "%s() takes exactly %zd arguments (%zd given)", name, n, nargs);
         return 0;
     }
     return 1;
@@ -514,7 +515,7 @@ PyDoc_STRVAR(same_doc,
 static PyObject *
 same(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!two_args("same", nargs)) {
+    if (!n_args("same", nargs, 2)) {
         return NULL;
     }
     return PyBool_FromLong(same_record(args[0], args[1]));
@@ -527,7 +528,7 @@ PyDoc_STRVAR(common_prefix_doc,
 static PyObject *
 common_prefix(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!two_args("common_prefix", nargs)) {
+    if (!n_args("common_prefix", nargs, 2)) {
         return NULL;
     }
     PyObject *values = PySequence_Fast(args[0], "common_prefix(): values must be a sequence");
@@ -936,8 +937,7 @@ PyDoc_STRVAR(stamp_holds_doc,
 static PyObject *
 stamp_holds(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "stamp_holds() takes a dict and its stamp");
+    if (!n_args("stamp_holds", nargs, 2)) {
         return NULL;
     }
     PyObject *d = args[0], *stamp = args[1];
@@ -968,8 +968,7 @@ PyDoc_STRVAR(unchecked_doc,
 static PyObject *
 unchecked(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "unchecked() takes cls, values, fields_set and private");
+    if (!n_args("unchecked", nargs, 4)) {
         return NULL;
     }
     PyObject *cls = args[0], *values = args[1], *fields = args[2], *private = args[3];
@@ -1014,8 +1013,11 @@ PyDoc_STRVAR(first_without_role_doc,
 static PyObject *
 first_without_role(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 || !PyList_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "first_without_role() takes a list and roles (or None)");
+    if (!n_args("first_without_role", nargs, 2)) {
+        return NULL;
+    }
+    if (!PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "first_without_role(): messages must be a list");
         return NULL;
     }
     PyObject *messages = args[0], *roles = args[1];

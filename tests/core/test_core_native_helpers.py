@@ -135,6 +135,18 @@ def test_first_without_role_finds_the_first_bad_message(impl: Any, msgs: list[An
     assert impl(msgs, roles) == expected
 
 
+@native
+def test_native_helpers_name_their_wrong_arguments() -> None:
+    with pytest.raises(TypeError, match=r"first_without_role\(\): messages must be a list"):
+        _speedups.first_without_role(({"role": "user"},), None)
+    with pytest.raises(TypeError, match=r"first_without_role\(\) takes exactly 2 arguments \(1 given\)"):
+        _speedups.first_without_role([])  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"stamp_holds\(\) takes exactly 2 arguments \(1 given\)"):
+        _speedups.stamp_holds({})  # type: ignore[call-arg]
+    assert _speedups.dict_stamp([]) is None  # type: ignore[arg-type]
+    assert _speedups.stamp_holds({}, b"short") is False
+
+
 @pytest.mark.parametrize(
     ("fmt", "body", "error"),
     [
