@@ -145,3 +145,4 @@ async def test_parse_resends_without_hints(use_async: bool) -> None:
     assert HINT_REJECTIONS["hint_rejected"] == before + 1
     assert ctx.hints_off and any("rejected" in n for n in ctx.notes)
     assert ctx.usage is not None and ctx.usage.input_tokens == 1200
+    assert ctx.body is None and ctx.plan is not None

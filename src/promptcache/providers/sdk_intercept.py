@@ -134,9 +134,10 @@ class _ParseMethod:
             # Rebuilt on a resend: rewrite_payload then leaves out the hints the provider refused.
             return self._fn(**rewrite_payload(ctx, body, self._fmt), **aside)
 
-        out = call_with_hint_fallback(ctx, send)
+        out = call_with_hint_fallback(ctx, send, answered=False)
         if inspect.isawaitable(out):
             return self._await(ctx, out, send)
+        ctx.body = None  # answered (see CallContext.body)
         _read_usage(ctx, self._fmt, out)
         return out
 
