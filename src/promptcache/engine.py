@@ -1468,34 +1468,30 @@ class PromptCache:
         return digest(t.block.kind.encode(), sent.encode())
 
     def _history(self, pre: _Prefix, history: list[_Message]) -> _History:
-        """The plan's prefix and history part for ``history`` after ``pre``."""
-        base = len(pre.blocks)
-        classes = dict(pre.classes)
-        for i, m in enumerate(history):
-            if m.data_classes:
-                classes[base + i] = list(m.data_classes)
-        digests = [m.digest for m in history]
-        chars = [m.chars for m in history]
+        """The plan's prefix and history part for ``history`` after ``pre``: the prefix's own
+        part (no history yet) extended by it."""
         policy = self.policy
-        return _History(
-            blocks=pre.blocks + [m.block for m in history],
-            digests=pre.digests + digests,
-            classes=classes,
-            chars=chars,
-            chars_total=sum(chars),
-            history_digests=digests,
-            normalized=any(m.normalized for m in history),
+        prefix_only = _History(
+            blocks=pre.blocks,
+            digests=pre.digests,
+            classes=pre.classes,  # never written to: an extension copies it first
+            chars=[],
+            chars_total=0,
+            history_digests=[],
+            normalized=False,
             policy=policy,
-            blocked=first_blocked(policy, classes),
-            class_set=class_set(classes),
-            hash_state=self._extended_hash(pre.hash_state, bool(base), digests),
+            blocked=first_blocked(policy, pre.classes),
+            class_set=class_set(pre.classes),
+            hash_state=pre.hash_state,
         )
+        return self._extend_history(prefix_only, history)
 
     def _extend_history(self, old: _History, new: list[_Message]) -> _History:
         """``old`` (same prefix, same policy) with ``new`` history messages after it.
 
         An agent's next call usually resends its whole history plus last call's answer and
-        the tool results: only those are added, to copies of last call's lists.
+        the tool results: only those are added, to copies of last call's lists. A history
+        built anew is its prefix's part extended the same way (:meth:`_history`).
         """
         at = len(old.blocks)
         classes = old.classes
