@@ -64,7 +64,7 @@ class OpenAIChatAdapter:
             kinds.append(kind)
             i += 1
         conv = messages[i:]
-        bad = first_without_role(conv)
+        bad = first_without_role(conv, None)
         if bad >= 0:
             raise WireFormatError(f"openai-chat: messages[{i + bad}] must be an object with a 'role'")
         current = current_turn(conv, _is_assistant)
