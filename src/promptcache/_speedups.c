@@ -1065,6 +1065,75 @@ first_without_role(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLong(-1);
 }
 
+/* ---- The secrets/PII prefilter (promptcache.detect.sensitive_clue) ---- */
+
+/* Per ASCII character: what it can be a clue of. See detect.py for why these four suffice. */
+enum { CLUE_CHAR = 1, CLUE_RUN = 2, CLUE_DIGIT = 4, CLUE_UPPER = 8 };
+static unsigned char clue_class[128];
+
+static void
+init_clue_class(void)
+{
+    for (int c = 0; c < 128; c++) {
+        unsigned char k = 0;
+        if (c == '@' || c == '+' || c == '=' || c == '-') {
+            k |= CLUE_CHAR;
+        }
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+            c == '.' || c == '/' || c == '~') {
+            k |= CLUE_RUN;
+        }
+        if (c >= '0' && c <= '9') {
+            k |= CLUE_DIGIT;
+        }
+        if (c >= 'A' && c <= 'Z') {
+            k |= CLUE_UPPER;
+        }
+        clue_class[c] = k;
+    }
+}
+
+PyDoc_STRVAR(sensitive_clue_doc,
+             "sensitive_clue(text, /) -> bool\n\n"
+             "Whether ``text`` has one of the clues every secret/PII pattern needs: a character\n"
+             "of '@+=-', a run of 20 of [A-Za-z0-9_./~], 13 ASCII digits, or [A-Z][A-Z][0-9][0-9].");
+
+static PyObject *
+sensitive_clue(PyObject *module, PyObject *text)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "sensitive_clue(): text must be a str, not %.100s",
+                     Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), run = 0, digits = 0;
+    /* How much of "upper upper digit digit" ends at the current character (0-3). */
+    int iban = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        unsigned char k = c < 128 ? clue_class[c] : 0;
+        if (k & CLUE_CHAR) {
+            Py_RETURN_TRUE;
+        }
+        run = (k & CLUE_RUN) ? run + 1 : 0;
+        if (run >= 20) {
+            Py_RETURN_TRUE;
+        }
+        if (k & CLUE_DIGIT) {
+            if (++digits >= 13 || iban == 3) {
+                Py_RETURN_TRUE;
+            }
+            iban = iban == 2 ? 3 : 0;
+        }
+        else {
+            iban = (k & CLUE_UPPER) ? (iban == 0 || iban == 3 ? 1 : 2) : 0;
+        }
+    }
+    Py_RETURN_FALSE;
+}
+
 static PyMethodDef methods[] = {
     {"take", (PyCFunction)take, METH_O, take_doc},
     {"same", (PyCFunction)(void (*)(void))same, METH_FASTCALL, same_doc},
@@ -1076,6 +1145,7 @@ static PyMethodDef methods[] = {
      first_without_role_doc},
     {"dict_stamp", (PyCFunction)dict_stamp, METH_O, dict_stamp_doc},
     {"stamp_holds", (PyCFunction)(void (*)(void))stamp_holds, METH_FASTCALL, stamp_holds_doc},
+    {"sensitive_clue", (PyCFunction)sensitive_clue, METH_O, sensitive_clue_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1093,6 +1163,7 @@ module_exec(PyObject *m)
             return -1;
         }
     }
+    init_clue_class();
     if (PyType_Ready(&HashType) < 0) {
         return -1;
     }

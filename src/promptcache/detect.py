@@ -13,7 +13,8 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -109,8 +110,48 @@ class Finding(BaseModel):
         return self.data_class == SECRET
 
 
-#: The secrets and PII patterns as one scanner (one RE2 pass per text).
-SENSITIVE_SCANNER = Scanner([(k, p) for k, _, p in SENSITIVE_PATTERNS], VERIFY)
+# A text can match one of SENSITIVE_PATTERNS only if it has one of four clues. Per pattern:
+#
+# - a character of "@+=-": the PEM header, every ``sk-``/``xox?-`` key, Azure's ``Key=``, the
+#   e-mail and URL-password ``@``, the SSN's and the bracketed phone form's ``-``, the ``+`` of
+#   the international phone form;
+# - a run of 20 characters of [A-Za-z0-9_./~]: the shortest of them is an AWS key id (20); a
+#   bearer token, a JWT, a Google, GitHub, Hugging Face or Stripe key, an AWS secret key or a
+#   GCP key id either has a character of "+=-" in its run or is such a run of 20 to 40;
+# - 13 ASCII digits (RE2's \d is ASCII): a card number;
+# - two capitals then two digits: an IBAN's country code and check digits.
+#
+# A pattern added to SENSITIVE_PATTERNS must have one of these clues, or a new one here and in
+# the native form: tests/core/test_detect_prefilter.py generates matches of every pattern and
+# fails on one without a clue.
+_CLUE = re.compile(r"[@+=-]|[A-Za-z0-9_./~]{20}|[A-Z]{2}[0-9]{2}")
+
+
+def _sensitive_clue_py(text: str, /) -> bool:
+    """Whether ``text`` has a clue of a secret or PII (see :data:`sensitive_clue`).
+
+    >>> _sensitive_clue_py("ok, go on (turn 12)"), _sensitive_clue_py("mail ops@example.com")
+    (False, True)
+    """
+    return _CLUE.search(text) is not None or sum(map(text.count, "0123456789")) >= 13
+
+
+# The native form where promptcache._speedups was built: every new turn of every call is
+# checked, and on a cold CPU cache one RE2 scan of even a short turn cost ~110k cycles (its DFA
+# states are scattered over the heap), the check a few hundred.
+sensitive_clue: Callable[[str], bool]
+"""Whether ``text`` may hold a secret or PII: False rules out every pattern, without a scan.
+
+>>> sensitive_clue("ok, go on (turn 12)"), sensitive_clue("key AKIAIOSFODNN7EXAMPLE")
+(False, True)
+"""
+try:
+    from promptcache._speedups import sensitive_clue
+except ImportError:  # built without the extension
+    sensitive_clue = _sensitive_clue_py
+
+#: The secrets and PII patterns as one scanner (one RE2 pass per text with a clue of them).
+SENSITIVE_SCANNER = Scanner([(k, p) for k, _, p in SENSITIVE_PATTERNS], VERIFY, prefilter=sensitive_clue)
 
 
 def classes_of(hits: Sequence[Hit]) -> tuple[str, ...]:

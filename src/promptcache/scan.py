@@ -41,10 +41,17 @@ class Scanner:
     >>> s = Scanner([("year", r"\\b\\d{4}\\b"), ("word", r"\\bcache\\b")])
     >>> s.scan("cache since 2024")
     [Hit(start=0, end=5, kind='word'), Hit(start=12, end=16, kind='year')]
+
+    ``prefilter(text)``, when given, is a cheap necessary condition of any hit: a text it
+    rejects is not scanned (see :data:`promptcache.detect.sensitive_clue`).
     """
 
     def __init__(
-        self, patterns: Sequence[tuple[str, str]], verify: Mapping[str, Verify] | None = None
+        self,
+        patterns: Sequence[tuple[str, str]],
+        verify: Mapping[str, Verify] | None = None,
+        *,
+        prefilter: Callable[[str], bool] | None = None,
     ) -> None:
         if not patterns:
             raise ValueError("Scanner needs at least one (kind, pattern) pair")
@@ -60,9 +67,12 @@ class Scanner:
         # Attribution runs on the short hit only, so Python's re is fine here.
         self._each = [(k, re.compile(p)) for k, p in patterns]
         self._verify: Mapping[str, Verify] = verify or {}
+        self._prefilter = prefilter
 
     def scan(self, text: str) -> list[Hit]:
         """All hits in ``text``, left to right."""
+        if self._prefilter is not None and not self._prefilter(text):
+            return []
         # google-re2 re-encodes a str argument on every call; one UTF-8 encode up
         # front and byte offsets make the scan ~2.5x faster. Offsets are mapped
         # back to characters only for hits, and only when the text is not ASCII.
