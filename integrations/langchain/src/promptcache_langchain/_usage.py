@@ -55,7 +55,8 @@ def _from_raw(message: BaseMessage, fmt: WireFormat | None) -> CacheUsage | None
         fmt = WireFormat.OPENAI_CHAT
     elif fmt in (WireFormat.ANTHROPIC_MESSAGES, WireFormat.OPENAI_RESPONSES):
         raw = md.get("usage")
-    if fmt is None or not isinstance(raw, Mapping):
+    # type() first: isinstance against the Mapping ABC is a Python-level call, on every answer.
+    if fmt is None or (type(raw) is not dict and not isinstance(raw, Mapping)):
         return None
     try:
         # The usual shapes are read directly by the core parser when the usage is a plain dict.
