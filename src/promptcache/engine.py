@@ -63,7 +63,7 @@ from promptcache.plan import Hint, Plan, Prepared
 from promptcache.policy import Policy
 from promptcache.providers.hints import HintContext, apply_hints, class_set, first_blocked, ttl_options
 from promptcache.scan import Hit, Scanner
-from promptcache.stats import CacheStats, recorder_for
+from promptcache.stats import CacheStats, StatsRecorder, recorder_for
 from promptcache.telemetry.hooks import span as telemetry_span
 from promptcache.telemetry.hooks import tracing as telemetry_tracing
 from promptcache.tiers.router import TieredStore
@@ -422,6 +422,7 @@ class PromptCache:
         self.mode: Mode = mode
         self._memo = _Memo(memo_entries, memo_chars)
         # History messages analysed, per wire format (the current turn is not memoized).
+        self._stats = StatsRecorder()  # this cache's running totals (stats.recorder_for)
         self._msg_memo: defaultdict[WireFormat, _Memo] = defaultdict(lambda: _Memo(memo_entries, memo_chars))
         self._families: dict[str, _Family] = {}
         self._max_families = max_families

@@ -165,8 +165,13 @@ _recorders_lock = threading.Lock()
 def recorder_for(cache: Any) -> StatsRecorder:
     """The recorder attached to ``cache`` (a ``PromptCache``), created on first use.
 
-    Keyed weakly, so a recorder lives exactly as long as its cache.
+    A ``PromptCache`` holds its own (it is read on every model call: an attribute, where a
+    weak-keyed lookup makes a weak reference per call); any other object's is keyed weakly,
+    so a recorder lives exactly as long as its cache.
     """
+    own = getattr(cache, "_stats", None)
+    if type(own) is StatsRecorder:
+        return own
     rec = _recorders.get(cache)
     if rec is None:
         with _recorders_lock:

@@ -230,6 +230,33 @@ def test_hooked_copy_is_reused_while_the_model_is_unchanged() -> None:
     assert key not in _hook._copies
 
 
+def test_the_signatures_langchain_reads_per_call_are_carried_not_recomputed() -> None:
+    import inspect
+    import types
+
+    from promptcache_langchain import _hook
+
+    model = make_model("openai", "http://127.0.0.1:9/v1", "k")
+    copy = _hook.hooked_copy(model)
+    assert copy is not None
+    for name in ("_generate", "_agenerate"):
+        # Carried by the override (BaseChatModel asks for it on every call) and the very
+        # signature inspect computes for the method it wraps.
+        carried = getattr(type(copy), name).__dict__.get("__signature__")
+        assert carried is not None and carried == inspect.signature(getattr(type(model), name))
+        assert inspect.signature(getattr(copy, name)) == inspect.signature(getattr(model, name))
+        own = getattr(CachingChatModel, name)
+        bare = types.FunctionType(own.__code__, own.__globals__, name, own.__defaults__, own.__closure__)
+        bare.__kwdefaults__, bare.__annotations__ = own.__kwdefaults__, own.__annotations__
+        assert own.__dict__.get("__signature__") == inspect.signature(bare)
+
+    def f(x: int) -> int:
+        return x
+
+    # A signature that cannot be computed up front is left to inspect, per call.
+    assert _hook.with_signature(f, max) is f and "__signature__" not in f.__dict__
+
+
 @pytest.mark.parametrize("stamps", [True, False], ids=["stamped", "compared"])
 def test_hooked_copy_notices_every_way_a_setting_changes(stamps: bool, monkeypatch: Any) -> None:
     # With the native module the check is a stamp of the model's attribute dicts; without it

@@ -25,11 +25,13 @@ hint gets the request once more, rebuilt without hints, and the call notes and c
 from __future__ import annotations
 
 import functools
+import inspect
+import sys
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 
@@ -44,7 +46,9 @@ from promptcache.llm_bridge import (
     rewrite_payload,
 )
 
-__all__ = ["CallContext", "current_call", "detect_format", "hooked_copy", "is_hookable"]
+__all__ = ["CallContext", "current_call", "detect_format", "hooked_copy", "is_hookable", "with_signature"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 # Set around one model call (never across a generator's yields: see CachingChatModel._stream).
@@ -98,6 +102,30 @@ def _rewrite(model: BaseChatModel, payload: Any) -> Any:
 
 
 _END = object()
+
+
+def with_signature(fn: F, like: Callable[..., Any]) -> F:
+    """``fn`` carrying ``like``'s signature, computed once, as ``fn.__signature__``.
+
+    ``BaseChatModel`` asks for the signature of ``self._generate`` (``_agenerate``) on every
+    call, to see whether it takes ``run_manager``. Computed from the function each time, that
+    cost ~200k cycles on the cold CPU cache of an agent's next call (~100 µs on this machine's
+    benchmark: more than a tenth of promptcache's own work); a signature the function carries
+    is used as it is. It is the signature ``inspect`` finds anyway, following ``__wrapped__``
+    to ``like``. Left out where it cannot be computed up front (annotations that only resolve
+    later, on 3.14): ``inspect`` then computes it per call, as without this.
+    """
+    try:
+        if sys.version_info >= (3, 14):  # annotations are lazy there: LangChain reads them so too
+            from annotationlib import Format
+
+            sig = inspect.signature(like, annotation_format=Format.FORWARDREF)
+        else:
+            sig = inspect.signature(like)
+    except (NameError, TypeError, ValueError):
+        return fn
+    fn.__signature__ = sig  # type: ignore[attr-defined]
+    return fn
 
 
 def _overrides(cls: type[BaseChatModel]) -> dict[str, Callable[..., Any]]:
@@ -154,8 +182,8 @@ def _overrides(cls: type[BaseChatModel]) -> dict[str, Callable[..., Any]]:
 
     out: dict[str, Callable[..., Any]] = {
         "_get_request_payload": functools.wraps(base_payload)(_get_request_payload),
-        "_generate": functools.wraps(base_generate)(_generate),
-        "_agenerate": functools.wraps(base_agenerate)(_agenerate),
+        "_generate": with_signature(functools.wraps(base_generate)(_generate), base_generate),
+        "_agenerate": with_signature(functools.wraps(base_agenerate)(_agenerate), base_agenerate),
     }
     # Only where the model streams natively: BaseChatModel decides whether a model can stream
     # by checking that _stream/_astream are overridden, and that must not change.

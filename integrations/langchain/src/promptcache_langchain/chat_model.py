@@ -21,7 +21,13 @@ from pydantic import ConfigDict, Field, model_validator
 
 from promptcache import PromptCache
 from promptcache.llm_bridge import new_call_id
-from promptcache_langchain._hook import CallContext, current_call, format_override, hooked_copy
+from promptcache_langchain._hook import (
+    CallContext,
+    current_call,
+    format_override,
+    hooked_copy,
+    with_signature,
+)
 from promptcache_langchain._observe import finish_call
 from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
 
@@ -284,6 +290,11 @@ class CachingChatModel(BaseChatModel):
                 "not a RunnableBinding; bind the tools to the inner model before wrapping it"
             )
         return self.bind(**bound.kwargs)
+
+
+# BaseChatModel reads these signatures on every call (see with_signature).
+with_signature(CachingChatModel._generate, CachingChatModel._generate)
+with_signature(CachingChatModel._agenerate, CachingChatModel._agenerate)
 
 
 def _add(total: AIMessageChunk | None, chunk: ChatGenerationChunk) -> AIMessageChunk:
