@@ -53,3 +53,25 @@ def test_one_answer_without_usage_or_not_an_answer_updates_nothing() -> None:
     mw = PromptCacheMiddleware(PromptCache())
     assert _update(mw, [AIMessage(content="no usage")], "run-2") is None
     assert _update(mw, [ToolMessage(content="x", tool_call_id="t")], "run-3") is None
+
+
+def test_hooks_carry_the_signature_langsmith_asks_for_on_every_call() -> None:
+    import inspect
+    import types
+
+    from promptcache_langchain import PromptCacheModelMiddleware
+
+    for cls, name in [
+        (PromptCacheModelMiddleware, "wrap_model_call"),
+        (PromptCacheModelMiddleware, "awrap_model_call"),
+        (PromptCacheMiddleware, "wrap_tool_call"),
+        (PromptCacheMiddleware, "awrap_tool_call"),
+    ]:
+        fn = getattr(cls, name)
+        bare = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+        bare.__kwdefaults__, bare.__annotations__ = fn.__kwdefaults__, fn.__annotations__
+        # The very signature inspect would compute, carried so it is not computed per call.
+        assert fn.__dict__.get("__signature__") == inspect.signature(bare), name
+        bound = getattr(PromptCacheMiddleware(PromptCache()), name)
+        assert "run_tree" not in inspect.signature(bound).parameters
+        assert list(inspect.signature(bound).parameters) == ["request", "handler"]

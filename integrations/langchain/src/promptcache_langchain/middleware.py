@@ -36,7 +36,13 @@ from promptcache import PromptCache
 from promptcache.artifacts import ToolSpec
 from promptcache.llm_bridge import new_call_id
 from promptcache.metrics import CacheMetrics, CallFigures, merge_cache_metrics
-from promptcache_langchain._hook import CallContext, current_call, format_override, hooked_copy
+from promptcache_langchain._hook import (
+    CallContext,
+    current_call,
+    format_override,
+    hooked_copy,
+    with_signature,
+)
 from promptcache_langchain._observe import finish_call
 from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
 from promptcache_langchain.tools import ToolCallCache
@@ -217,3 +223,16 @@ class PromptCacheMiddleware(PromptCacheModelMiddleware):
         """Async :meth:`wrap_tool_call`."""
         out: ToolMessage | Command[Any] = await self._tools.awrap(request, handler)
         return out
+
+
+# LangChain wraps each hook in a LangSmith ``traceable`` span, which asks for the hook's signature
+# on every call, traced or not (whether it takes ``run_tree``): carried, as for the model's
+# ``_generate`` (see with_signature).
+for _hook_fn in (
+    PromptCacheModelMiddleware.wrap_model_call,
+    PromptCacheModelMiddleware.awrap_model_call,
+    PromptCacheMiddleware.wrap_tool_call,
+    PromptCacheMiddleware.awrap_tool_call,
+):
+    with_signature(_hook_fn, _hook_fn)
+del _hook_fn
