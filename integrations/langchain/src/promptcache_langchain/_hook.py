@@ -46,7 +46,15 @@ from promptcache.llm_bridge import (
     rewrite_payload,
 )
 
-__all__ = ["CallContext", "current_call", "detect_format", "hooked_copy", "is_hookable", "with_signature"]
+__all__ = [
+    "CallContext",
+    "carries_signature",
+    "current_call",
+    "detect_format",
+    "hooked_copy",
+    "is_hookable",
+    "with_signature",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -126,6 +134,12 @@ def with_signature(fn: F, like: Callable[..., Any]) -> F:
         return fn
     fn.__signature__ = sig  # type: ignore[attr-defined]
     return fn
+
+
+def carries_signature(fn: F) -> F:
+    """Decorator: ``fn`` carrying its own signature (:func:`with_signature`), for methods
+    LangChain introspects on every call (``_generate``, a middleware's hooks)."""
+    return with_signature(fn, fn)
 
 
 def _overrides(cls: type[BaseChatModel]) -> dict[str, Callable[..., Any]]:

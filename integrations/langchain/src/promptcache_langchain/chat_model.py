@@ -23,10 +23,10 @@ from promptcache import PromptCache
 from promptcache.llm_bridge import new_call_id
 from promptcache_langchain._hook import (
     CallContext,
+    carries_signature,
     current_call,
     format_override,
     hooked_copy,
-    with_signature,
 )
 from promptcache_langchain._observe import finish_call
 from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
@@ -166,6 +166,7 @@ class CachingChatModel(BaseChatModel):
 
     # -- the calls: inner's own code, with the request rewritten by the hooked copy ----------
 
+    @carries_signature  # BaseChatModel reads it on every call
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -181,6 +182,7 @@ class CachingChatModel(BaseChatModel):
             current_call.reset(token)
         return self._finish(result, ctx)
 
+    @carries_signature  # BaseChatModel reads it on every call
     async def _agenerate(
         self,
         messages: list[BaseMessage],
@@ -290,11 +292,6 @@ class CachingChatModel(BaseChatModel):
                 "not a RunnableBinding; bind the tools to the inner model before wrapping it"
             )
         return self.bind(**bound.kwargs)
-
-
-# BaseChatModel reads these signatures on every call (see with_signature).
-with_signature(CachingChatModel._generate, CachingChatModel._generate)
-with_signature(CachingChatModel._agenerate, CachingChatModel._agenerate)
 
 
 def _add(total: AIMessageChunk | None, chunk: ChatGenerationChunk) -> AIMessageChunk:

@@ -38,10 +38,10 @@ from promptcache.llm_bridge import new_call_id
 from promptcache.metrics import CacheMetrics, CallFigures, merge_cache_metrics
 from promptcache_langchain._hook import (
     CallContext,
+    carries_signature,
     current_call,
     format_override,
     hooked_copy,
-    with_signature,
 )
 from promptcache_langchain._observe import finish_call
 from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
@@ -149,6 +149,9 @@ class PromptCacheModelMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
         update: Command[Any] = Command(update={"cache_metrics": metrics})
         return ExtendedModelResponse(model_response=response, command=update)
 
+    # LangChain wraps each hook in a LangSmith traceable span, which asks for the hook's
+    # signature on every call, traced or not: carried (see with_signature).
+    @carries_signature
     def wrap_model_call(
         self,
         request: ModelRequest[Any],
@@ -163,6 +166,7 @@ class PromptCacheModelMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
             current_call.reset(token)
         return self._finish(response, ctx)
 
+    @carries_signature
     async def awrap_model_call(
         self,
         request: ModelRequest[Any],
@@ -202,6 +206,7 @@ class PromptCacheMiddleware(PromptCacheModelMiddleware):
         super().__init__(cache, tenant_key=tenant_key, wire_format=wire_format)
         self._tools = ToolCallCache(cache, tool_specs=tool_specs, tenant_key=tenant_key)
 
+    @carries_signature
     def wrap_tool_call(
         self,
         request: ToolCallRequest,
@@ -215,6 +220,7 @@ class PromptCacheMiddleware(PromptCacheModelMiddleware):
         out: ToolMessage | Command[Any] = self._tools.wrap(request, handler)
         return out
 
+    @carries_signature
     async def awrap_tool_call(
         self,
         request: ToolCallRequest,
@@ -223,16 +229,3 @@ class PromptCacheMiddleware(PromptCacheModelMiddleware):
         """Async :meth:`wrap_tool_call`."""
         out: ToolMessage | Command[Any] = await self._tools.awrap(request, handler)
         return out
-
-
-# LangChain wraps each hook in a LangSmith ``traceable`` span, which asks for the hook's signature
-# on every call, traced or not (whether it takes ``run_tree``): carried, as for the model's
-# ``_generate`` (see with_signature).
-for _hook_fn in (
-    PromptCacheModelMiddleware.wrap_model_call,
-    PromptCacheModelMiddleware.awrap_model_call,
-    PromptCacheMiddleware.wrap_tool_call,
-    PromptCacheMiddleware.awrap_tool_call,
-):
-    with_signature(_hook_fn, _hook_fn)
-del _hook_fn
