@@ -1,6 +1,6 @@
 """Benchmark of ``prepare_request`` on a ~16k-token agent request.
 
-The request is built from real material in ``shared/fixtures/real/agents``:
+The request is built from real material in ``promptcache/data/real/agents`` (``promptcache.bundled``):
 a ~2k-token system prompt (the tau-bench airline and retail policies), 30
 real tool schemas (airline 14 + retail 16), ~4k tokens of retrieved documents
 returned by a search tool, ~3k tokens of real conversation history and a
@@ -40,7 +40,7 @@ from promptcache import fingerprint
 from promptcache.engine import PromptCache
 from promptcache.tokens import counter_for_model
 
-AGENTS = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "real" / "agents"
+from promptcache.bundled import AGENTS
 
 
 def build_request() -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Costs of real recorded calls, checked against figures computed by hand from the catalog.
 
-The usages are the ones the shared cassettes record (``shared/fixtures/real/SOURCES.md``;
+The usages are the ones the shared cassettes record (``promptcache/data/real/SOURCES.md``;
 ``tests/providers`` proves they parse that way through the official SDKs). Each expected figure
 is written out as tokens x price per million, with the catalog price it uses.
 """
@@ -21,7 +21,7 @@ from promptcache.providers.usage import usage_from_response
 from promptcache.usage import CacheUsage
 
 M = 1_000_000
-CASSETTES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "real" / "cassettes"
+from promptcache.bundled import CASSETTES
 
 
 def _assert_cost(got: CostBreakdown, **expected: float) -> None:

@@ -15,18 +15,16 @@ from promptcache.formats import WireFormat
 from promptcache.replay import Source, compare_bodies, load_requests, replay
 from promptcache.traces import SCENARIOS, build_trace, write_trace
 
-CASSETTES = (
-    Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "real" / "cassettes"
-).resolve()
+from promptcache.bundled import CASSETTES
 ALL_CASSETTES = sorted(CASSETTES.glob("*.yaml"))
 
 
-def test_the_shared_cassettes_are_there() -> None:
+def test_the_bundled_cassettes_are_there() -> None:
     assert len(ALL_CASSETTES) >= 15
 
 
 @pytest.mark.parametrize("path", ALL_CASSETTES, ids=lambda p: p.stem)
-def test_every_shared_cassette_replays_without_loss(path: Path) -> None:
+def test_every_bundled_cassette_replays_without_loss(path: Path) -> None:
     report = replay(load_requests([path]))
     assert report.requests, "no model call replayed"
     assert report.ok, [(r.index, r.lost) for r in report.requests if r.lost]

@@ -29,9 +29,8 @@ from promptcache.simulate import (
 )
 from promptcache.tokens import counter_for_model
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "real"
+from promptcache.bundled import REAL
 
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="shared/fixtures/real not beside repo")
 
 
 # ----------------------------------------------------------------------------------------

@@ -21,8 +21,7 @@ from promptcache.tokens import (
     encoding,
 )
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "real"
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="shared/fixtures/real not beside repo")
+from promptcache.bundled import REAL
 
 
 @pytest.mark.parametrize(
@@ -67,7 +66,6 @@ def _decoded(name: str) -> list[dict[str, Any]]:
     return out
 
 
-@needs_real
 def test_openai_counts_are_exact_on_recordings() -> None:
     """Responses API: one user message = text + 4 framing + 3 priming = 1515 recorded."""
     body = _decoded("openai_responses__ddtrace__cache_write")[0]["request_body"]
@@ -87,7 +85,6 @@ CLAUDE_CASES = [
 ]
 
 
-@needs_real
 @pytest.mark.parametrize(("name", "recorded", "bound"), CLAUDE_CASES)
 def test_claude_estimate_error_on_prose(name: str, recorded: int, bound: float) -> None:
     body = _decoded(name)[0]["request_body"]
@@ -97,7 +94,6 @@ def test_claude_estimate_error_on_prose(name: str, recorded: int, bound: float) 
     assert abs(est - recorded) / recorded <= bound
 
 
-@needs_real
 def test_claude_estimate_known_bad_case() -> None:
     """Repeated " farewell": 2,056 real Claude-4 tokens, about half that estimated."""
     body = _decoded("anthropic__ddtrace_litellm__cache_write_1h_ttl")[0]["request_body"]

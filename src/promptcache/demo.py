@@ -32,7 +32,7 @@ from promptcache.pricing import cost
 from promptcache.simulate import Simulator
 from promptcache.usage import CacheUsage
 
-AGENTS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real" / "agents"
+from promptcache.bundled import AGENTS
 
 
 def trajectory_requests(provider: str, *, task: int = 0, seed: int = 7) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from promptcache.bundled import AGENTS
 from promptcache.convert import convert
 from promptcache.emulate import ScriptItem, ScriptText, ScriptToolCall, ScriptToolCalls
 from promptcache.formats import WireFormat
@@ -58,8 +59,6 @@ Scenario = Literal["clean", "clock", "tool_order", "call_ids", "memory", "combin
 SCENARIOS: tuple[Scenario, ...] = ("clean", "clock", "tool_order", "call_ids", "memory", "combined")
 Domain = Literal["airline", "retail"]
 
-# Same location rule as promptcache.demo: the shared fixtures sit beside the repository.
-AGENTS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real" / "agents"
 _TIME_LINE = re.compile(r"^The current time is .*$", re.MULTILINE)
 _MEMORY_FACTS = (
     "prefers aisle seats",

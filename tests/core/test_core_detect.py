@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from promptcache.detect import SECRET, luhn_valid, scan_sensitive
 
-AGENTS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real" / "agents"
+from promptcache.bundled import AGENTS
 
 # Shaped like the real thing; none of them is a live credential.
 SECRETS = {

@@ -8,7 +8,7 @@ from typing import Any
 
 from promptcache import PromptCache, load_catalog
 
-AGENTS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real" / "agents"
+from promptcache.bundled import AGENTS
 DECODED = AGENTS.parent / "decoded"
 
 

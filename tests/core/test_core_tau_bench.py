@@ -13,10 +13,9 @@ import pytest
 from promptcache.canonical import canonical_json
 from promptcache.engine import PromptCache
 
-AGENTS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real" / "agents"
+from promptcache.bundled import AGENTS
 VOL = "<volatile_context>"
 
-pytestmark = pytest.mark.skipif(not AGENTS.is_dir(), reason="shared fixtures not present")
 
 
 def _load() -> tuple[list[dict[str, Any]], str, list[dict[str, Any]]]:

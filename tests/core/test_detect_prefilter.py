@@ -31,7 +31,7 @@ try:
 except ImportError:  # pragma: no cover - the native test below says why
     _speedups = None  # type: ignore[assignment]
 
-AGENTS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real" / "agents"
+from promptcache.bundled import AGENTS
 
 CLUES = [_sensitive_clue_py] + ([_speedups.sensitive_clue] if _speedups is not None else [])
 UNFILTERED = Scanner([(k, p) for k, _, p in SENSITIVE_PATTERNS], VERIFY)

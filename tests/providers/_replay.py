@@ -1,7 +1,6 @@
 """Load the shared real-traffic cassettes and replay them through the official SDKs with vcrpy.
 
-The cassettes live in ``shared/fixtures/real/cassettes`` beside the repository (CI clones
-the repo with ``shared/`` next to it) and are never edited: pydantic-ai's cassettes, which
+The cassettes are the bundled ones (``promptcache.bundled.CASSETTES``) and are never edited: pydantic-ai's cassettes, which
 keep bodies under ``parsed_body``, are converted into plain vcrpy cassettes in a temporary
 directory at test time.
 """
@@ -18,9 +17,7 @@ import pytest
 import vcr
 import yaml
 
-# tests/providers/cassettes.py -> parents[2] is the repository root; shared/ sits beside it.
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
-CASSETTES = (SHARED / "fixtures" / "real" / "cassettes").resolve()
+from promptcache.bundled import CASSETTES
 
 # Headers that describe the recorded bytes on the wire, not the re-serialized JSON body.
 _BODY_FRAMING_HEADERS = {"content-length", "content-encoding", "transfer-encoding"}
@@ -35,7 +32,7 @@ def load_cassette(name: str) -> dict[str, Any]:
     """The cassette file as YAML data, unchanged."""
     path = CASSETTES / name
     if not path.is_file():
-        pytest.fail(f"shared cassette {path} is missing; clone shared/ beside the repository")
+        pytest.fail(f"bundled cassette {path} is missing from the package data")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert isinstance(data, dict)
     return data

@@ -17,9 +17,7 @@ from langchain_core.tools import StructuredTool
 
 from promptcache.artifacts import ToolSpec
 
-AGENTS = Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / "real" / "agents"
-if not AGENTS.is_dir():  # the shared fixtures sit next to the repository checkout
-    AGENTS = Path("/work/shared/fixtures/real/agents")
+from promptcache.bundled import AGENTS
 
 RES = "4OG6T3"
 

@@ -9,9 +9,7 @@ from typing import Any
 
 import pytest
 
-AGENTS = Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / "real" / "agents"
-if not AGENTS.is_dir():  # the shared fixtures sit next to the repository checkout
-    AGENTS = Path("/work/shared/fixtures/real/agents")
+from promptcache.bundled import AGENTS
 
 CLOCK_LINE = "The current time is 2024-05-15 15:00:00 EST."
 

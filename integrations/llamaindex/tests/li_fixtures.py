@@ -25,19 +25,16 @@ from promptcache_llamaindex import disable
 from pydantic import BaseModel, ConfigDict
 
 from promptcache import PromptCache
+from promptcache.bundled import AGENTS
 from promptcache.emulate import Emulator
 
-FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "real" / "agents"
-LOCAL_FIXTURES = Path(__file__).parent / "fixtures"
 ANTHROPIC_MODEL = "claude-sonnet-4-5"
 OPENAI_MODEL = "gpt-4o"
 GEMINI_MODEL = "gemini-2.5-flash"
 
 
 def _fixture(name: str) -> Path:
-    # The shared fixture set when present; the copy kept next to the tests otherwise (CI clones).
-    shared = FIXTURES / name
-    return shared if shared.exists() else LOCAL_FIXTURES / name
+    return AGENTS / name
 
 
 AIRLINE_POLICY = _fixture("tau_bench_airline_system_prompt.md").read_text()

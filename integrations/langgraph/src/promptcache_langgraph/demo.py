@@ -33,6 +33,7 @@ from langchain_core.tools import StructuredTool
 from promptcache_langchain import PromptCacheMiddleware
 
 from promptcache import PromptCache
+from promptcache.bundled import AGENTS
 from promptcache.emulate import Emulator
 from promptcache.pricing import cost
 from promptcache.traces import script_from_trajectory
@@ -51,27 +52,15 @@ _FILES = ("tau_bench_airline_system_prompt.md", "tau_bench_airline_tools.json")
 
 
 def fixtures_dir() -> Path:
-    """Where the real tau-bench material is read from.
-
-    The shared fixtures next to the checkout when they are there (``../shared/fixtures/real/
-    agents``), else the copy shipped next to this module (policy, tools and the one trajectory
-    replayed), so a fresh clone runs the demo on its own.
-    """
-    checkout = Path(__file__).resolve().parents[4]
-    shared = checkout.parent / "shared" / "fixtures" / "real" / "agents"
-    if all((shared / f).is_file() for f in _FILES):
-        return shared
-    return Path(__file__).resolve().parent / "demo_data"
+    """Where the real tau-bench material is read from: the fixtures bundled with promptcache."""
+    return AGENTS
 
 
 def _load() -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
     d = fixtures_dir()
     policy = (d / _FILES[0]).read_text()
     tools = json.loads((d / _FILES[1]).read_text())
-    sample = d / "tau_bench_airline_gpt4o_trajectories_sample.json"
-    if not sample.is_file():
-        sample = Path(__file__).resolve().parent / "demo_data" / "tau_bench_airline_task2_trajectory.json"
-    runs = json.loads(sample.read_text())
+    runs = json.loads((d / "tau_bench_airline_gpt4o_trajectories_sample.json").read_text())
     traj = next(r for r in runs if r["task_id"] == TASK_ID)["traj"]
     return policy, tools, traj
 
