@@ -31,16 +31,14 @@ import json
 import random
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from promptcache import fingerprint
+from promptcache.bundled import AGENTS
 from promptcache.engine import PromptCache
 from promptcache.tokens import counter_for_model
-
-from promptcache.bundled import AGENTS
 
 
 def build_request() -> dict[str, Any]:

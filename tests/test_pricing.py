@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from promptcache.bundled import CASSETTES
 from promptcache.catalog import UnknownModelError, load_catalog
 from promptcache.pricing import CostBreakdown, break_even_reads, cost, gemini_storage_cost
 from promptcache.providers.usage import usage_from_response
 from promptcache.usage import CacheUsage
 
 M = 1_000_000
-from promptcache.bundled import CASSETTES
 
 
 def _assert_cost(got: CostBreakdown, **expected: float) -> None:

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from promptcache.bundled import CASSETTES
 from promptcache.cli import main
 from promptcache.engine import PromptCache
 from promptcache.formats import WireFormat
 from promptcache.replay import Source, compare_bodies, load_requests, replay
 from promptcache.traces import SCENARIOS, build_trace, write_trace
 
-from promptcache.bundled import CASSETTES
 ALL_CASSETTES = sorted(CASSETTES.glob("*.yaml"))
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import email.utils
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from promptcache.bundled import REAL
 from promptcache.simulate import (
     MissReason,
     Simulator,
@@ -28,10 +28,6 @@ from promptcache.simulate import (
     simulate,
 )
 from promptcache.tokens import counter_for_model
-
-from promptcache.bundled import REAL
-
-
 
 # ----------------------------------------------------------------------------------------
 # Recording helpers

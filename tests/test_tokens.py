@@ -7,11 +7,11 @@ import gzip
 import hashlib
 import json
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from promptcache.bundled import REAL
 from promptcache.tokens import (
     ANTHROPIC_SCALE,
     Encoding,
@@ -20,8 +20,6 @@ from promptcache.tokens import (
     counter_for_model,
     encoding,
 )
-
-from promptcache.bundled import REAL
 
 
 @pytest.mark.parametrize(

@@ -22,17 +22,15 @@ import importlib
 import json
 import random
 import sys
-from pathlib import Path
 from typing import Any
 
+from promptcache.bundled import AGENTS
 from promptcache.convert import anthropic_messages as _anthropic_messages
 from promptcache.convert import anthropic_tools as _anthropic_tools
 from promptcache.engine import PromptCache
 from promptcache.pricing import cost
 from promptcache.simulate import Simulator
 from promptcache.usage import CacheUsage
-
-from promptcache.bundled import AGENTS
 
 
 def trajectory_requests(provider: str, *, task: int = 0, seed: int = 7) -> list[dict[str, Any]]:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from promptcache.detect import SECRET, luhn_valid, scan_sensitive
-
 from promptcache.bundled import AGENTS
+from promptcache.detect import SECRET, luhn_valid, scan_sensitive
 
 # Shaped like the real thing; none of them is a live credential.
 SECRETS = {

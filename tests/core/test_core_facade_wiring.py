@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from promptcache import PromptCache, load_catalog
-
 from promptcache.bundled import AGENTS
+
 DECODED = AGENTS.parent / "decoded"
 
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 import copy
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from promptcache.bundled import AGENTS
 from promptcache.canonical import canonical_json
 from promptcache.engine import PromptCache
 
-from promptcache.bundled import AGENTS
 VOL = "<volatile_context>"
-
 
 
 def _load() -> tuple[list[dict[str, Any]], str, list[dict[str, Any]]]:

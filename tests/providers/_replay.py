@@ -1,8 +1,8 @@
-"""Load the shared real-traffic cassettes and replay them through the official SDKs with vcrpy.
+"""Load the bundled real-traffic cassettes and replay them through the official SDKs with vcrpy.
 
-The cassettes are the bundled ones (``promptcache.bundled.CASSETTES``) and are never edited: pydantic-ai's cassettes, which
-keep bodies under ``parsed_body``, are converted into plain vcrpy cassettes in a temporary
-directory at test time.
+The cassettes are the bundled ones (``promptcache.bundled.CASSETTES``) and are never edited:
+pydantic-ai's cassettes, which keep bodies under ``parsed_body``, are converted into plain
+vcrpy cassettes in a temporary directory at test time.
 """
 
 from __future__ import annotations

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import StructuredTool
 
 from promptcache.artifacts import ToolSpec
-
 from promptcache.bundled import AGENTS
 
 RES = "4OG6T3"
