@@ -124,3 +124,95 @@ def test_empty_store_and_bad_usage(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["stats", "--store", str(tmp_path), "--by", "colour"]) == 2
     assert main(["stats", "--store", "gopher://x"]) == 2
     capsys.readouterr()
+
+
+PLAIN_APP = textwrap.dedent(
+    """
+    import sys
+    from promptcache import PromptCache
+    from promptcache.usage import CacheUsage
+
+    cache = PromptCache(store=sys.argv[1])  # nothing else: no telemetry, no publish
+    for _ in range(3):
+        cache.record_usage(CacheUsage(provider="openai", model="gpt-4o", input_tokens=2000,
+                                      cache_read_tokens=1024, output_tokens=10), tenant="acme")
+    if sys.argv[2] == "close":
+        cache.close()
+    """
+)
+
+
+def _stats_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "promptcache.cli", "stats", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("ending", ["close", "exit"])
+def test_a_plain_cache_records_into_its_store(tmp_path: Path, ending: str) -> None:
+    """Usage recorded by a plain PromptCache shows in `promptcache stats`, whether closed or just exited."""
+    subprocess.run([sys.executable, "-c", PLAIN_APP, str(tmp_path), ending], check=True, timeout=120)
+    done = _stats_cli("--store", str(tmp_path), "--json")
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)["rows"]
+    assert (row["tenant"], row["model"], row["calls"]) == ("acme", "gpt-4o", 3)
+    assert (row["input_tokens"], row["cache_read_tokens"], row["hit_rate"]) == (6000, 3072, None)
+    assert row["cost_usd"] > 0 and row["cost_avoided_usd"] > 0
+    text = _stats_cli("--store", str(tmp_path))
+    assert text.returncode == 0 and "acme" in text.stdout
+
+
+def test_recording_can_be_switched_off(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "PROMPTCACHE_RECORD_STATS": "0"}
+    subprocess.run(
+        [sys.executable, "-c", PLAIN_APP, str(tmp_path), "close"], check=True, timeout=120, env=env
+    )
+    done = _stats_cli("--store", str(tmp_path))
+    assert done.returncode == 1 and "no figures" in done.stderr
+    cache = PromptCache(store=str(tmp_path / "off"), record_stats=False)
+    cache.record_usage(CacheUsage(provider="openai", model="gpt-4o", input_tokens=10), tenant="t")
+    cache.close()
+    assert not (tmp_path / "off").exists()  # not even opened
+
+
+def test_a_store_fault_never_fails_the_app(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    cache = PromptCache(store=str(blocker / "store"))  # can never be created
+    cache.record_usage(CacheUsage(provider="openai", model="gpt-4o", input_tokens=10), tenant="t")
+    cache.close()  # the write fails inside; the app sees nothing
+    assert cache.stats().total.calls == 1
+
+
+def test_stats_on_a_missing_store_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    for spec in (str(missing), f"sqlite://{missing}"):
+        done = _stats_cli("--store", spec)
+        assert done.returncode == 1
+        assert done.stderr.strip() == (
+            f"promptcache stats: no store at {missing} (--store); "
+            "pass the directory your app's PromptCache(store=...) uses"
+        )
+        assert "Traceback" not in done.stderr and not missing.exists()
+
+
+def test_an_instrumented_cache_is_not_counted_twice(tmp_path: Path) -> None:
+    """Its own record and the telemetry record carry the same usage: the reader keeps one."""
+    agg = telemetry.add_observer(StatsAggregator())
+    try:
+        cache = telemetry.instrument(PromptCache(store=str(tmp_path)))
+        cache.record_usage(CacheUsage(provider="openai", model="gpt-4o", input_tokens=100), tenant="t")
+        publish(agg, cache.store)
+        cache.close()
+    finally:
+        telemetry.remove_observer(agg)
+    done = _stats_cli("--store", str(tmp_path), "--json")
+    out = json.loads(done.stdout)
+    assert out["writers"] == 1 and sum(r["input_tokens"] for r in out["rows"]) == 100

@@ -13,22 +13,58 @@ reach a cache's recorder with :func:`recorder_for`:
 >>> s = rec.snapshot()
 >>> (s.total.calls, s.total.cache_read_tokens, s.get("acme", "gpt-4o").input_tokens)
 (1, 1280, 1420)
+
+Recording into the store
+------------------------
+A ``PromptCache`` also writes its figures into its store, so that ``promptcache stats`` in
+another process shows them with no extra call: a :class:`StatsPersister` writes one record per
+cache (the layout of :mod:`promptcache.telemetry.aggregate`, ``origin="cache"``) at most every
+:data:`PERSIST_INTERVAL_S` seconds from a background thread, at ``close()`` and at interpreter
+exit. A model call never waits for the store, and a store fault is logged, never raised.
+Only counts, tokens and money per tenant and model are written: no prompt text, no tool
+arguments, nothing a key could be derived from. Turn it off with ``PromptCache(record_stats=False)``
+or ``PROMPTCACHE_RECORD_STATS=0`` in the environment.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
+import os
 import threading
+import time
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptcache.metrics import CallFigures, figures_from_usage
 from promptcache.usage import CacheUsage
 
-__all__ = ["CacheStats", "StatsRecorder", "StatsRow", "recorder_for"]
+if TYPE_CHECKING:
+    from promptcache.telemetry.aggregate import PersistedStats
+
+__all__ = [
+    "PERSIST_INTERVAL_S",
+    "RECORD_STATS_ENV",
+    "CacheStats",
+    "StatsPersister",
+    "StatsRecorder",
+    "StatsRow",
+    "persist_stats",
+    "recorder_for",
+    "recording_enabled",
+]
 
 _NANO = 1_000_000_000
+log = logging.getLogger(__name__)
+
+RECORD_STATS_ENV = "PROMPTCACHE_RECORD_STATS"
+"""Environment switch: ``0``, ``false``, ``no`` or ``off`` stops caches writing figures into the store."""
+
+PERSIST_INTERVAL_S = 10.0
+"""Longest a recorded call waits before a background write puts it in the store."""
 
 
 class StatsRow(BaseModel):
@@ -118,6 +154,8 @@ class StatsRecorder:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rows: dict[tuple[str, str | None], _Acc] = {}
+        #: Called after every record (outside the lock); a :class:`StatsPersister` sets it.
+        self.on_record: Callable[[], None] | None = None
 
     def record(self, tenant: str, usage: CacheUsage, *, figures: CallFigures | None = None) -> None:
         """Add one provider call's ``usage`` under ``tenant`` (priced with the packaged catalog).
@@ -140,6 +178,9 @@ class StatsRecorder:
             acc.cost += f.cost_nusd
             acc.saved += f.cost_avoided_nusd
             acc.unpriced += 0 if f.priced else 1
+        hook = self.on_record
+        if hook is not None:
+            hook()
 
     def snapshot(self) -> CacheStats:
         """The figures so far (a consistent copy; recording may go on meanwhile)."""
@@ -151,6 +192,36 @@ class StatsRecorder:
         """Forget every figure (tests, or a new reporting period)."""
         with self._lock:
             self._rows.clear()
+
+    def persisted(self, writer_id: str, started_at: float) -> PersistedStats:
+        """The figures as a ``PersistedStats`` record (``origin="cache"``), money exact in nano-USD."""
+        from promptcache.telemetry.aggregate import PROMPT, PersistedStats, StatsRecord, process_id
+
+        with self._lock:
+            rows = [
+                StatsRecord(
+                    tenant=tenant,
+                    model=model or "",
+                    entry_type=PROMPT,
+                    calls=acc.calls,
+                    usage_calls=acc.calls,
+                    input_tokens=acc.in_,
+                    cache_read_tokens=acc.read,
+                    cache_write_tokens=acc.write,
+                    output_tokens=acc.out,
+                    cost_nusd=acc.cost,
+                    cost_avoided_nusd=acc.saved,
+                )
+                for (tenant, model), acc in sorted(self._rows.items(), key=_row_order)
+            ]
+        return PersistedStats(
+            writer=writer_id,
+            origin="cache",
+            process=process_id(),
+            started_at=started_at,
+            updated_at=time.time(),
+            rows=rows,
+        )
 
 
 def _row_order(item: tuple[tuple[str, str | None], Any]) -> tuple[str, str]:
@@ -179,3 +250,108 @@ def recorder_for(cache: Any) -> StatsRecorder:
             if rec is None:
                 rec = _recorders[cache] = StatsRecorder()
     return rec
+
+
+def recording_enabled(option: bool | None = None) -> bool:
+    """Whether a cache writes its figures into its store: ``option`` if given, else the environment."""
+    if option is not None:
+        return option
+    return os.environ.get(RECORD_STATS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+class StatsPersister:
+    """Writes one cache's figures into its store, off the call path.
+
+    The first call recorded after a write starts a timer; when it fires (``interval_s`` later) a
+    background thread writes the record. ``close()`` and interpreter exit write what is left.
+    The cache is held weakly: a persister never keeps a cache alive.
+    """
+
+    def __init__(
+        self, cache: Any, recorder: StatsRecorder, *, interval_s: float = PERSIST_INTERVAL_S
+    ) -> None:
+        """Attach to ``recorder`` (the cache's) and write into ``cache.store``."""
+        from promptcache.telemetry.aggregate import _writer_id
+
+        self.interval_s = interval_s
+        self.writer_id = _writer_id()
+        self.started_at = time.time()
+        self._cache = weakref.ref(cache)
+        self._recorder = recorder
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._dirty = False
+        self._closed = False
+        self._registered = False
+        recorder.on_record = self.notify
+        _live.add(self)
+
+    def notify(self) -> None:
+        """A call was recorded: make sure a write is scheduled (cheap when one already is)."""
+        self._dirty = True
+        if self._timer is not None or self._closed:
+            return
+        with self._lock:
+            if self._timer is None and not self._closed:
+                t = threading.Timer(self.interval_s, self._tick)
+                t.daemon = True
+                t.name = "promptcache-stats"
+                self._timer = t
+                t.start()
+
+    def _tick(self) -> None:
+        with self._lock:
+            self._timer = None
+        self.flush()
+
+    def flush(self) -> bool:
+        """Write the figures now if any changed; False when the store could not take them."""
+        with self._write_lock:
+            if not self._dirty:
+                return True
+            cache = self._cache()
+            if cache is None:
+                return False
+            from promptcache.telemetry.aggregate import publish_record
+
+            self._dirty = False
+            try:
+                record = self._recorder.persisted(self.writer_id, self.started_at)
+                self._registered = publish_record(cache.store, record, registered=self._registered)
+            except Exception as exc:  # a store fault must never reach the app; the next write retries
+                self._dirty = True
+                log.debug("promptcache: stats not written to the store: %s", exc)
+                return False
+            return True
+
+    def close(self) -> None:
+        """Write what is left and stop (later calls are no longer written)."""
+        with self._lock:
+            self._closed = True
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        self.flush()
+        _live.discard(self)
+        if self._recorder.on_record == self.notify:
+            self._recorder.on_record = None
+
+
+_live: weakref.WeakSet[StatsPersister] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for p in list(_live):
+        try:
+            p.close()
+        except Exception:  # exit must not fail because a store went away first
+            continue
+
+
+def persist_stats(cache: Any, enabled: bool | None = None) -> StatsPersister | None:
+    """A persister for ``cache``'s recorder, or None when recording is switched off."""
+    if not recording_enabled(enabled):
+        return None
+    return StatsPersister(cache, recorder_for(cache))

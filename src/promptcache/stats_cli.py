@@ -1,11 +1,13 @@
 """``promptcache stats [--store URL] [--by DIMS] [--json]``: cache figures from the configured store.
 
-Reads the persisted-stats records every instrumented process published into the store (see
-:mod:`promptcache.telemetry.aggregate`: ``telemetry.publish(aggregator, cache.store)``) and
-shows, per tenant / model / agent / entry type: calls, hit rate, cached share of prompt tokens,
-cost and cost avoided, and the top miss reasons. The store is ``--store``, else
-``$PROMPTCACHE_STORE``, else the embedded default. Exit codes: 0 figures shown, 1 no figures
-in the store, 2 bad usage.
+Every ``PromptCache`` writes its usage figures into its store (per tenant and model: calls,
+tokens, cost; every few seconds, at ``close()`` and at exit; ``record_stats=False`` or
+``PROMPTCACHE_RECORD_STATS=0`` turns that off), and processes that publish telemetry
+(:func:`promptcache.telemetry.aggregate.publish`) add prefix hit rates, artifact-cache
+lookups and miss reasons. This command reads them all back and shows, per tenant / model /
+agent / entry type: calls, hit rate, cached share of prompt tokens, cost and cost avoided, and
+the top miss reasons. The store is ``--store``, else ``$PROMPTCACHE_STORE``, else the embedded
+default. Exit codes: 0 figures shown, 1 no figures (or no store) there, 2 bad usage.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 from collections import Counter
 from typing import Any
 
-from promptcache.telemetry.aggregate import PersistedStats, StatsRecord, read_stats
+from promptcache.telemetry.aggregate import PersistedStats, StatsRecord, dedupe, read_stats
 
 __all__ = ["register", "summarize"]
 
@@ -28,9 +30,12 @@ _NANO = 1_000_000_000
 def summarize(
     records: list[PersistedStats], by: tuple[str, ...] = DIMENSIONS, top: int = 3
 ) -> list[dict[str, Any]]:
-    """The writers' rows summed per ``by`` dimensions, as plain rows (sorted by calls, descending)."""
+    """The writers' rows summed per ``by`` dimensions, as plain rows (sorted by calls, descending).
+
+    ``hit_rate`` is None where there was no lookup to hit (usage recorded by a plain cache).
+    """
     groups: dict[tuple[str, ...], StatsRecord] = {}
-    for rec in records:
+    for rec in dedupe(records):
         for row in rec.rows:
             k = tuple(getattr(row, d) for d in by)
             g = groups.get(k)
@@ -52,7 +57,7 @@ def summarize(
                 "misses": g.misses,
                 "denied": g.denied,
                 "stale": g.stale,
-                "hit_rate": round(g.hit_rate, 4),
+                "hit_rate": round(g.hit_rate, 4) if g.hits + g.misses + g.denied else None,
                 "input_tokens": g.input_tokens,
                 "cache_read_tokens": g.cache_read_tokens,
                 "cached_share": round(g.cached_share, 4),
@@ -83,13 +88,33 @@ def _print(rows: list[dict[str, Any]], by: tuple[str, ...], writers: int) -> Non
         table.add_row(
             *(str(r[d]) or "-" for d in by),
             str(r["calls"]),
-            f"{r['hit_rate']:.1%}",
+            f"{r['hit_rate']:.1%}" if r["hit_rate"] is not None else "-",
             f"{r['cached_share']:.1%}" if r["input_tokens"] else "-",
             f"{r['cost_usd']:.4f}",
             f"{r['cost_avoided_usd']:.4f}",
             reasons,
         )
     Console(width=max(120, Console().width)).print(table)
+
+
+def _missing_path(spec: str | None) -> str | None:
+    """The local directory ``spec`` names when it does not exist (reading must not create a store)."""
+    from urllib.parse import unquote, urlsplit
+
+    if spec is None:
+        from promptcache.tiers.sqlite import default_cache_dir
+
+        path = str(default_cache_dir())
+    else:
+        parts = urlsplit(spec)
+        scheme = parts.scheme.lower()
+        if scheme in ("sqlite", "file"):
+            path = unquote(parts.netloc + parts.path)
+        elif scheme and len(scheme) > 1:
+            return None  # redis://, memory://: nothing on the local disk to check
+        else:
+            path = spec
+    return None if not path or os.path.isdir(path) else path
 
 
 def _cli(args: argparse.Namespace) -> int:
@@ -101,13 +126,28 @@ def _cli(args: argparse.Namespace) -> int:
         print(f"promptcache stats: --by takes {', '.join(DIMENSIONS)}", file=sys.stderr)
         return 2
     spec = args.store or os.environ.get("PROMPTCACHE_STORE") or None
+    missing = _missing_path(spec)
+    if missing is not None:
+        where = "--store" if args.store else "$PROMPTCACHE_STORE" if spec else "the default store"
+        print(
+            f"promptcache stats: no store at {missing} ({where}); pass the directory your app's "
+            "PromptCache(store=...) uses",
+            file=sys.stderr,
+        )
+        return 1
     try:
         store = open_store(spec)
     except (ValueError, TypeError) as exc:
         print(f"promptcache stats: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # an unreachable Redis, an unreadable file: one line, not a traceback
+        print(f"promptcache stats: cannot open the store {spec or '(default)'}: {exc}", file=sys.stderr)
+        return 1
     try:
-        records = read_stats(store)
+        records = dedupe(read_stats(store))
+    except Exception as exc:
+        print(f"promptcache stats: cannot read the store {spec or '(default)'}: {exc}", file=sys.stderr)
+        return 1
     finally:
         store.close()
     rows = summarize(records, by, top=args.top)
@@ -117,7 +157,8 @@ def _cli(args: argparse.Namespace) -> int:
         _print(rows, by, len(records))
     if not rows:
         print(
-            "promptcache stats: no figures in this store yet (publish with telemetry.publish)",
+            "promptcache stats: no figures in this store yet (a PromptCache using it writes them "
+            "every few seconds and at exit, unless PROMPTCACHE_RECORD_STATS=0)",
             file=sys.stderr,
         )
         return 1

@@ -18,6 +18,12 @@ collide with (cache keys are SHA-256 of a key contract; these are SHA-256 of the
 Both are stored with tenant ``*promptcache*`` and entry type ``promptcache.stats``; the index
 is read from the shared tier (L2) directly so an in-process L1 copy never hides other writers.
 Figures are cumulative since the writer started: the reader sums the writers' latest records.
+
+Two kinds of writer share this layout (``origin``): ``telemetry`` records come from
+:func:`publish` of a :class:`StatsAggregator`; ``cache`` records are written by every
+``PromptCache`` on its own (see :mod:`promptcache.stats`: usage figures per tenant and model,
+periodically, at ``close()`` and at exit). A reader that finds both from one process counts the
+usage once (:func:`dedupe`).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,7 +50,10 @@ __all__ = [
     "PersistedStats",
     "StatsAggregator",
     "StatsRecord",
+    "dedupe",
+    "process_id",
     "publish",
+    "publish_record",
     "read_stats",
     "writer_key",
 ]
@@ -137,13 +146,22 @@ class PersistedStats(BaseModel):
 
     v: int = 1
     writer: str
+    origin: Literal["telemetry", "cache"] = Field(
+        default="telemetry", description="who wrote it: a StatsAggregator, or a PromptCache's own recorder"
+    )
+    process: str = Field(default="", description="host:pid of the writing process")
     started_at: float
     updated_at: float
     rows: list[StatsRecord] = Field(default_factory=list)
 
 
+def process_id() -> str:
+    """``host:pid`` of this process, as written in its records."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _writer_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{process_id()}:{uuid.uuid4().hex[:8]}"
 
 
 class StatsAggregator:
@@ -204,7 +222,11 @@ class StatsAggregator:
         with self._lock:
             rows = [r.model_copy(deep=True) for _, r in sorted(self._rows.items())]
         return PersistedStats(
-            writer=self.writer_id, started_at=self.started_at, updated_at=time.time(), rows=rows
+            writer=self.writer_id,
+            process=process_id(),
+            started_at=self.started_at,
+            updated_at=time.time(),
+            rows=rows,
         )
 
 
@@ -248,14 +270,33 @@ def _register(store: Any, writer_id: str, attempts: int = 5) -> bool:
     return False
 
 
+def publish_record(store: Any, record: PersistedStats, *, registered: bool = False) -> bool:
+    """Write one writer's ``record`` into ``store`` and flush; returns whether it is in the index.
+
+    ``registered``: the writer already found itself in the index (skips the read-modify-write).
+    """
+    _put(store, writer_key(record.writer), record.model_dump_json().encode())
+    store.flush()
+    return registered or _register(store, record.writer)
+
+
 def publish(aggregator: StatsAggregator, store: Any) -> PersistedStats:
     """Write ``aggregator``'s figures into ``store`` (a ``TieredStore``) and flush; returns them."""
     snap = aggregator.snapshot()
-    _put(store, writer_key(aggregator.writer_id), snap.model_dump_json().encode())
-    store.flush()
-    if not aggregator._registered:
-        aggregator._registered = _register(store, aggregator.writer_id)
+    aggregator._registered = publish_record(store, snap, registered=aggregator._registered)
     return snap
+
+
+def dedupe(records: list[PersistedStats]) -> list[PersistedStats]:
+    """``records`` without the ``cache`` records of processes that also published usage by telemetry.
+
+    An instrumented cache feeds both its own recorder and the telemetry aggregator the same
+    provider usage; counting both would double it.
+    """
+    with_usage = {
+        r.process for r in records if r.origin == "telemetry" and any(row.usage_calls for row in r.rows)
+    }
+    return [r for r in records if r.origin != "cache" or r.process not in with_usage]
 
 
 def read_stats(store: Any) -> list[PersistedStats]:
