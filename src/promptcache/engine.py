@@ -56,13 +56,14 @@ from promptcache.fingerprint import Record, common_prefix, str_values_only
 from promptcache.fingerprint import same as same_value
 from promptcache.fingerprint import take as take_record
 from promptcache.formats import WireFormat, parse_format
+from promptcache.hashing import HashState, sha256
 from promptcache.keys import KeyContract, chain_hash, derive_key
 from promptcache.layout import arrange
 from promptcache.plan import Hint, Plan, Prepared
 from promptcache.policy import Policy
 from promptcache.providers.hints import HintContext, apply_hints, class_set, first_blocked, ttl_options
 from promptcache.scan import Hit, Scanner
-from promptcache.stats import CacheStats, StatsRecorder, recorder_for
+from promptcache.stats import CacheStats, StatsRecorder, persist_stats, recorder_for
 from promptcache.telemetry.hooks import span as telemetry_span
 from promptcache.telemetry.hooks import tracing as telemetry_tracing
 from promptcache.tiers.router import TieredStore
@@ -71,8 +72,6 @@ from promptcache.volatility import SlotVolatility
 from promptcache.wire import WireAdapter, WireFormatError, WireParts, get_adapter, normalize_message_text
 
 if TYPE_CHECKING:
-    from hashlib import _Hash
-
     from promptcache.artifacts.retrieval import Authorizer
     from promptcache.catalog import Catalog
     from promptcache.providers.gemini_cache import GeminiCacheManager, GeminiTransport
@@ -196,7 +195,7 @@ class _Prefix:
     blocks: list[Block]
     digests: list[str]
     classes: dict[int, list[str]]
-    hash_state: _Hash  # SHA-256 after the prefix digests (never updated)
+    hash_state: HashState  # SHA-256 after the prefix digests (never updated)
     prefix_key: str
     contract: KeyContract
     n_system: int
@@ -234,7 +233,7 @@ class _History:
     policy: Policy  # (the policy the two answers below were computed under)
     blocked: int | None  # first block provider caching may not cover, if any
     class_set: frozenset[str]  # every data class present
-    hash_state: _Hash  # SHA-256 after the prefix and history digests (never updated)
+    hash_state: HashState  # SHA-256 after the prefix and history digests (never updated)
 
 
 @dataclass(slots=True, frozen=True)
@@ -396,6 +395,10 @@ class PromptCache:
     the last request of each (format, model, tenant) stream, kept so that the next
     one is analysed only where it differs: up to ``max_families`` streams holding
     ``stream_chars`` characters of conversation in all (least recently used out).
+
+    ``record_stats``: write this cache's usage figures (counts, tokens, cost per tenant
+    and model; never prompt text) into its store for ``promptcache stats``, off the call
+    path. On by default; ``False`` or ``PROMPTCACHE_RECORD_STATS=0`` turns it off.
     """
 
     def __init__(
@@ -411,6 +414,7 @@ class PromptCache:
         store: str | TieredStore | Any | None = None,
         authorize: Authorizer | None = None,
         telemetry: bool = False,
+        record_stats: bool | None = None,
     ) -> None:
         if policy is None:
             self.policy = Policy()
@@ -454,6 +458,9 @@ class PromptCache:
             from promptcache.telemetry import instrument
 
             instrument(self)
+        # Figures into the store for `promptcache stats` (off: record_stats=False or
+        # PROMPTCACHE_RECORD_STATS=0); written off the call path, see promptcache.stats.
+        self._stats_sink = persist_stats(self, record_stats)
 
     # -- promptcache's own caches ---------------------------------------------
 
@@ -522,7 +529,9 @@ class PromptCache:
         return await self.store.ainvalidate(tag)
 
     def close(self) -> None:
-        """Flush and close the store this cache opened (a store passed in is left open)."""
+        """Write the figures, flush and close the store this cache opened (a store passed in is left open)."""
+        if self._stats_sink is not None:
+            self._stats_sink.close()
         if self._store is not None and self._owns_store:
             self._store.close()
 
@@ -1063,9 +1072,16 @@ class PromptCache:
             chars = hist.chars_total + sum(tail_chars)
             new = _Stream(pre, records, msgs, cur, plan.conversation_key, chars, hist, memo)
             self._remember(skey, new, continued)
-        plan = plan.model_copy(update={"hints": hints, "decisions": notes})
-        plan._contract, plan._snapshot, plan._previous = pre.contract, snapshot, previous
-        return Prepared(body=dict(body) if self.mode == "shadow" else hinted, plan=plan)
+        # The plan is ours until returned: fill it in place rather than copying it.
+        plan.__dict__["hints"], plan.__dict__["decisions"] = hints, notes
+        object.__setattr__(
+            plan,
+            "__pydantic_private__",
+            {"_contract": pre.contract, "_snapshot": snapshot, "_previous": previous},
+        )
+        if self.mode == "shadow":
+            return Prepared.fast(dict(body), plan)
+        return Prepared.fast(hinted, plan)
 
     def _hint_memo(
         self,
@@ -1313,7 +1329,7 @@ class PromptCache:
         blocks += tools.shared.blocks
         digests += tools.shared.digests
         # chain_hashes' bytes, kept as a hash state so each call only extends it.
-        h = hashlib.sha256("\x00".join(digests).encode())
+        h = sha256("\x00".join(digests).encode())
         contract = self.contract(tenant, model)
         vt = self._volatile_text(frags) if frags else None
         return _Prefix(
@@ -1520,7 +1536,7 @@ class PromptCache:
         )
 
     @staticmethod
-    def _extended_hash(state: _Hash, after_some: bool, digests: list[str]) -> _Hash:
+    def _extended_hash(state: HashState, after_some: bool, digests: list[str]) -> HashState:
         """``state`` (a hash of digests joined by NUL) extended by ``digests``: the same
         bytes as :func:`promptcache.keys.chain_hashes`. ``state`` itself is left as it is."""
         if not digests:
@@ -1555,7 +1571,7 @@ class PromptCache:
             blocks.insert(at, pre.volatile_block)
             digests.insert(at, pre.volatile_digest)
             sections.insert(at, "volatile")
-        return Plan(
+        return Plan.fast(
             format=fmt,
             model=model,
             tenant=tenant,
