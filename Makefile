@@ -37,8 +37,8 @@ demo: setup
 	$(BIN)/promptcache demo
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks $(INTEGRATIONS)
-	$(BIN)/ruff format --check src tests benchmarks $(INTEGRATIONS)
+	$(BIN)/ruff check src tests benchmarks examples $(INTEGRATIONS)
+	$(BIN)/ruff format --check src tests benchmarks examples $(INTEGRATIONS)
 
 typecheck: setup
 	$(BIN)/mypy src $(foreach d,$(INTEGRATIONS),$(d)/src)
