@@ -35,7 +35,6 @@ from typing import Any
 
 import orjson
 
-from promptcache import fingerprint
 from promptcache.bundled import AGENTS
 from promptcache.engine import PromptCache
 from promptcache.tokens import counter_for_model
@@ -211,8 +210,6 @@ def run(n: int = 300) -> dict[str, Any]:
             "tools": len(body["tools"]),
             "messages": len(body["messages"]),
         },
-        # Warm figures depend on it: promptcache._speedups built, or the pure-Python fallback.
-        "native_records": fingerprint.NATIVE,
         "floor_us": round(floor_us, 1),
         "cold_us": round(cold_us, 1),
         "warm_us": round(warm_us, 1),

@@ -61,7 +61,6 @@ from langchain_core.globals import set_llm_cache
 from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
 
 from benchmarks.bench_core import build_request
-from promptcache import fingerprint
 
 TARGET = 0.05
 
@@ -313,7 +312,6 @@ def run(n: int = 60, *, cold: bool = True) -> dict[str, Any]:
         },
         "n": n,
         "cold_cache": cold,
-        "native_records": fingerprint.NATIVE,  # promptcache._speedups built (or the fallback)
         "median_us": {k: round(v, 1) for k, v in med.items()},
         "added_us": {k: round(v, 1) for k, v in added(med).items()},
         "overhead_ratio": ratios(med),

@@ -21,8 +21,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from promptcache.unchecked import unchecked
-
 
 class BlockKind(StrEnum):
     """What a block is; decides its default trust, stability and layout section."""
@@ -139,21 +137,21 @@ def trusted_block(
 ) -> Block:
     """Build a :class:`Block` from values the engine has already checked.
 
-    The engine creates a block for every message of every new request;
-    pydantic validation would cost more than canonicalizing the content. The
-    trust rule is still enforced here.
+    The engine creates a block for every message of every new request from values it has
+    typed itself, so this is pydantic's ``model_construct`` (no validation of the content);
+    the trust rule is still enforced here.
     """
     if kind in UNTRUSTED_KINDS and trust is Trust.TRUSTED:
         raise ValueError(f"Block.trust: a {kind.value} block cannot be labelled trusted")
-    values = {
-        "kind": kind,
-        "content": content,
-        "trust": trust,
-        "stability": stability,
-        "tags": (),
-        "scope": "tenant",
-        "name": name,
-        "role": role,
-        "data_classes": data_classes,
-    }
-    return unchecked(Block, values, fields_set={"kind", "content"})
+    return Block.model_construct(
+        _fields_set={"kind", "content"},
+        kind=kind,
+        content=content,
+        trust=trust,
+        stability=stability,
+        tags=(),
+        scope="tenant",
+        name=name,
+        role=role,
+        data_classes=data_classes,
+    )

@@ -28,7 +28,6 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptcache.hashing import framed_sha256 as _framed_sha256
 from promptcache.scan import Hit, Scanner, Verify
 
 #: Detections that stand for their whole line (the line announces the clock,
@@ -159,11 +158,6 @@ def digest(*parts: bytes) -> str:
     >>> digest(b"user", b"hello")[:16]
     'bb645f9105b80150'
     """
-    if _framed_sha256 is not None:
-        # One native call for the small blocks of the warm path; see _speedups.c.
-        out = _framed_sha256(*parts)
-        if out is not None:
-            return out
     h = hashlib.sha256()
     for p in parts:
         h.update(len(p).to_bytes(8, "big"))

@@ -14,7 +14,7 @@ True
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -121,34 +121,20 @@ class Finding(BaseModel):
 # - 13 ASCII digits (RE2's \d is ASCII): a card number;
 # - two capitals then two digits: an IBAN's country code and check digits.
 #
-# A pattern added to SENSITIVE_PATTERNS must have one of these clues, or a new one here and in
-# the native form: tests/core/test_detect_prefilter.py generates matches of every pattern and
+# A pattern added to SENSITIVE_PATTERNS must have one of these clues, or a new one here:
+# tests/core/test_detect_prefilter.py generates matches of every pattern and
 # fails on one without a clue.
 _CLUE = re.compile(r"[@+=-]|[A-Za-z0-9_./~]{20}|[A-Z]{2}[0-9]{2}")
 
 
-def _sensitive_clue_py(text: str, /) -> bool:
-    """Whether ``text`` has a clue of a secret or PII (see :data:`sensitive_clue`).
+def sensitive_clue(text: str, /) -> bool:
+    """Whether ``text`` may hold a secret or PII: False rules out every pattern, without a scan.
 
-    >>> _sensitive_clue_py("ok, go on (turn 12)"), _sensitive_clue_py("mail ops@example.com")
+    >>> sensitive_clue("ok, go on (turn 12)"), sensitive_clue("mail ops@example.com")
     (False, True)
     """
     return _CLUE.search(text) is not None or sum(map(text.count, "0123456789")) >= 13
 
-
-# The native form where promptcache._speedups was built: every new turn of every call is
-# checked, and on a cold CPU cache one RE2 scan of even a short turn cost ~110k cycles (its DFA
-# states are scattered over the heap), the check ~14k with its call.
-sensitive_clue: Callable[[str], bool]
-"""Whether ``text`` may hold a secret or PII: False rules out every pattern, without a scan.
-
->>> sensitive_clue("ok, go on (turn 12)"), sensitive_clue("key AKIAIOSFODNN7EXAMPLE")
-(False, True)
-"""
-try:
-    from promptcache._speedups import sensitive_clue
-except ImportError:  # built without the extension
-    sensitive_clue = _sensitive_clue_py
 
 #: The secrets and PII patterns as one scanner (one RE2 pass per text with a clue of them).
 SENSITIVE_SCANNER = Scanner([(k, p) for k, _, p in SENSITIVE_PATTERNS], VERIFY, prefilter=sensitive_clue)

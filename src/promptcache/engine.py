@@ -56,7 +56,6 @@ from promptcache.fingerprint import Record, common_prefix, str_values_only
 from promptcache.fingerprint import same as same_value
 from promptcache.fingerprint import take as take_record
 from promptcache.formats import WireFormat, parse_format
-from promptcache.hashing import HashState, sha256
 from promptcache.keys import KeyContract, chain_hash, derive_key
 from promptcache.layout import arrange
 from promptcache.plan import Hint, Plan, Prepared
@@ -72,6 +71,8 @@ from promptcache.volatility import SlotVolatility
 from promptcache.wire import WireAdapter, WireFormatError, WireParts, get_adapter, normalize_message_text
 
 if TYPE_CHECKING:
+    from hashlib import _Hash
+
     from promptcache.artifacts.retrieval import Authorizer
     from promptcache.catalog import Catalog
     from promptcache.providers.gemini_cache import GeminiCacheManager, GeminiTransport
@@ -195,7 +196,7 @@ class _Prefix:
     blocks: list[Block]
     digests: list[str]
     classes: dict[int, list[str]]
-    hash_state: HashState  # SHA-256 after the prefix digests (never updated)
+    hash_state: _Hash  # SHA-256 after the prefix digests (never updated)
     prefix_key: str
     contract: KeyContract
     n_system: int
@@ -233,7 +234,7 @@ class _History:
     policy: Policy  # (the policy the two answers below were computed under)
     blocked: int | None  # first block provider caching may not cover, if any
     class_set: frozenset[str]  # every data class present
-    hash_state: HashState  # SHA-256 after the prefix and history digests (never updated)
+    hash_state: _Hash  # SHA-256 after the prefix and history digests (never updated)
 
 
 @dataclass(slots=True, frozen=True)
@@ -1072,16 +1073,9 @@ class PromptCache:
             chars = hist.chars_total + sum(tail_chars)
             new = _Stream(pre, records, msgs, cur, plan.conversation_key, chars, hist, memo)
             self._remember(skey, new, continued)
-        # The plan is ours until returned: fill it in place rather than copying it.
-        plan.__dict__["hints"], plan.__dict__["decisions"] = hints, notes
-        object.__setattr__(
-            plan,
-            "__pydantic_private__",
-            {"_contract": pre.contract, "_snapshot": snapshot, "_previous": previous},
-        )
-        if self.mode == "shadow":
-            return Prepared.fast(dict(body), plan)
-        return Prepared.fast(hinted, plan)
+        plan = plan.model_copy(update={"hints": hints, "decisions": notes})
+        plan._contract, plan._snapshot, plan._previous = pre.contract, snapshot, previous
+        return Prepared(body=dict(body) if self.mode == "shadow" else hinted, plan=plan)
 
     def _hint_memo(
         self,
@@ -1329,7 +1323,7 @@ class PromptCache:
         blocks += tools.shared.blocks
         digests += tools.shared.digests
         # chain_hashes' bytes, kept as a hash state so each call only extends it.
-        h = sha256("\x00".join(digests).encode())
+        h = hashlib.sha256("\x00".join(digests).encode())
         contract = self.contract(tenant, model)
         vt = self._volatile_text(frags) if frags else None
         return _Prefix(
@@ -1536,7 +1530,7 @@ class PromptCache:
         )
 
     @staticmethod
-    def _extended_hash(state: HashState, after_some: bool, digests: list[str]) -> HashState:
+    def _extended_hash(state: _Hash, after_some: bool, digests: list[str]) -> _Hash:
         """``state`` (a hash of digests joined by NUL) extended by ``digests``: the same
         bytes as :func:`promptcache.keys.chain_hashes`. ``state`` itself is left as it is."""
         if not digests:
@@ -1571,7 +1565,7 @@ class PromptCache:
             blocks.insert(at, pre.volatile_block)
             digests.insert(at, pre.volatile_digest)
             sections.insert(at, "volatile")
-        return Plan.fast(
+        return Plan(
             format=fmt,
             model=model,
             tenant=tenant,

@@ -17,8 +17,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from promptcache.unchecked import unchecked
-
 _FIRST = "first request of this prefix family: nothing cached yet"
 _UNCHANGED = "cacheable prefix unchanged since the last request"
 
@@ -247,13 +245,12 @@ def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
                 )
             )
             break
-    # Built from values checked above: skip validation (this runs on every model call).
     return _explanation(family, False, prefix_same, changes)
 
 
 def _explanation(family: str, first: bool, unchanged: bool, changes: list[Change]) -> Explanation:
     values = {"family": family, "first_in_family": first, "prefix_unchanged": unchanged, "changes": changes}
-    return unchecked(Explanation, values)
+    return Explanation.model_validate(values)
 
 
 def _first_diff(a: list[int], b: list[int], numbers: list[int]) -> int:

@@ -13,11 +13,7 @@ is correct, only slower.
 keeps a weaker contract: a value whose keys were only reordered may count as
 unchanged, so it suits values compared by their sorted-key canonical form.
 
-Records come from the native module ``promptcache._speedups`` when it was built
-(untouched objects are recognized without looking at their content; others are
-walked against a flat copy, key order included everywhere) and otherwise are the
-value's JSON bytes plus a value copy compared with ``==``; both keep the
-contracts above, and the tests hold them to it.
+A record is the value's JSON bytes plus a value copy compared with ``==``.
 
 >>> rec = take({"name": "search", "strict": True})
 >>> same({"name": "search", "strict": True}, rec), same({"name": "search", "strict": 1}, rec)
@@ -26,18 +22,15 @@ contracts above, and the tests hold them to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 __all__ = [
-    "NATIVE",
     "Record",
     "common_prefix",
-    "dict_stamp",
     "same",
-    "stamp_holds",
     "str_values_only",
     "take",
 ]
@@ -137,28 +130,6 @@ def py_common_prefix(values: Sequence[Any], records: Sequence[Record]) -> int:
     return k
 
 
-try:
-    from promptcache import _speedups
-except ImportError:  # built without a C compiler: the fallback keeps the same contract
-    _speedups = None  # type: ignore[assignment]
-
-#: Whether records come from the native module.
-NATIVE: bool = _speedups is not None
-
-# Module-level names, not wrappers: a call here runs on every warm request.
-if _speedups is not None:
-    take = _speedups.take
-    same = _speedups.same
-    common_prefix = _speedups.common_prefix
-else:
-    take = py_take
-    same = py_same
-    common_prefix = py_common_prefix
-
-#: ``dict_stamp(d)``: a stamp of dict ``d`` as it is now, or None; ``stamp_holds(d, stamp)``:
-#: whether ``d`` is provably unmutated since (a record's fast path, for one dict). Both None
-#: without the native module: callers compare contents instead.
-dict_stamp: Callable[[dict[str, Any]], bytes | None] | None = None
-stamp_holds: Callable[[dict[str, Any], bytes], bool] | None = None
-if _speedups is not None:
-    dict_stamp, stamp_holds = _speedups.dict_stamp, _speedups.stamp_holds
+take = py_take
+same = py_same
+common_prefix = py_common_prefix

@@ -27,7 +27,6 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from promptcache.blocks import PUBLIC_SCOPE
-from promptcache.hashing import sha256
 
 #: Bumped when the layout of the key contract itself changes.
 KEY_SCHEMA_VERSION = "1"
@@ -88,12 +87,14 @@ def _fingerprint(contract: KeyContract) -> bytes:
 
 def derive_key(contract: KeyContract, entry_type: str, content_hash: str) -> str:
     """The cache key of ``content_hash`` (a canonical SHA-256 hex) under ``contract``."""
-    return sha256(contract.fingerprint + entry_type.encode() + b"\x00" + content_hash.encode()).hexdigest()
+    return hashlib.sha256(
+        contract.fingerprint + entry_type.encode() + b"\x00" + content_hash.encode()
+    ).hexdigest()
 
 
 def chain_hash(digests: list[str]) -> str:
     """SHA-256 over an ordered list of block digests: the identity of a prefix."""
-    return sha256("\x00".join(digests).encode()).hexdigest()
+    return hashlib.sha256("\x00".join(digests).encode()).hexdigest()
 
 
 def chain_hashes(digests: list[str], *ends: int) -> list[str]:
@@ -102,7 +103,7 @@ def chain_hashes(digests: list[str], *ends: int) -> list[str]:
     The conversation key extends the prefix key; hashing incrementally avoids
     re-hashing the prefix for every key derived from it.
     """
-    h = sha256()
+    h = hashlib.sha256()
     out: list[str] = []
     done = 0
     for end in ends:

@@ -38,7 +38,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import core_schema
 
 from promptcache.pricing import cost_nusd
-from promptcache.unchecked import unchecked
 from promptcache.usage import CacheUsage
 
 __all__ = ["CacheMetrics", "CallFigures", "figures_from_usage", "merge_cache_metrics"]
@@ -117,22 +116,6 @@ def figures_from_usage(
         "priced": priced,
         "local_hit": local_hit,
     }
-    # Validation is skipped only for values already of their declared types; the counts are
-    # checked too, as a usage made by ``model_construct`` was never validated.
-    if (
-        type(call_id) is str
-        and (tenant is None or type(tenant) is str)
-        and kind in _KINDS
-        and type(local_hit) is bool
-        and type(usage.provider) is str
-        and (usage.model is None or type(usage.model) is str)
-        and type(n_in) is int
-        and type(n_read) is int
-        and type(n_write) is int
-        and type(n_out) is int
-        and min(n_in, n_read, n_write, n_out) >= 0
-    ):
-        return unchecked(CallFigures, values)
     return CallFigures.model_validate(values)
 
 

@@ -16,7 +16,6 @@ from promptcache.canonical import Fragment
 from promptcache.explain import Explanation, Snapshot, compare, describe
 from promptcache.formats import WireFormat
 from promptcache.keys import KeyContract, derive_key
-from promptcache.unchecked import unchecked
 
 
 class Move(BaseModel):
@@ -75,21 +74,9 @@ class Plan(BaseModel):
     _snapshot: Snapshot | None = PrivateAttr(default=None)
     _previous: Snapshot | None = PrivateAttr(default=None)
 
-    @classmethod
-    def fast(cls, **fields: Any) -> Plan:
-        """Build a plan from values the engine computed itself, skipping validation.
-
-        The engine builds one plan per model call; pydantic's ``model_construct``
-        costs more than the rest of a warm call's bookkeeping.
-        """
-        values = {"moves": [], "hints": [], "decisions": [], **fields}
-        return unchecked(cls, values, private={"_contract": None, "_snapshot": None, "_previous": None})
-
     def with_hints(self, hints: list[Hint], decisions: list[str]) -> Plan:
         """A copy carrying the provider hints placed and the policy notes."""
-        plan = Plan.fast(**{**self.__dict__, "hints": hints, "decisions": decisions})
-        plan.__pydantic_private__ = dict(self.__pydantic_private__ or {})
-        return plan
+        return self.model_copy(update={"hints": hints, "decisions": decisions})
 
     def block_key(self, index: int, entry_type: str = "prompt_block") -> str:
         """The tenant-scoped cache key of block ``index``."""
@@ -124,8 +111,3 @@ class Prepared(BaseModel):
 
     body: dict[str, Any]
     plan: Plan
-
-    @classmethod
-    def fast(cls, body: dict[str, Any], plan: Plan) -> Prepared:
-        """Wrap values the engine built itself, skipping validation (as :meth:`Plan.fast`)."""
-        return unchecked(cls, {"body": body, "plan": plan})

@@ -18,11 +18,7 @@ of promptcache (pricing, telemetry, the framework integrations) works with.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from promptcache.unchecked import unchecked
 
 
 class CacheUsage(BaseModel):
@@ -53,26 +49,6 @@ class CacheUsage(BaseModel):
                 "must count every prompt token, cached or not"
             )
         return self
-
-    @classmethod
-    def fast(cls, **fields: Any) -> CacheUsage:
-        """A usage from counts the caller has already checked, skipping validation.
-
-        For parsers on the path of every model call: every count a non-negative ``int``,
-        ``cache_read_tokens + cache_write_tokens <= input_tokens``. The result equals
-        ``CacheUsage(**fields)``, fields given included (``model_fields_set``).
-        """
-        values: dict[str, Any] = {
-            "provider": fields["provider"],
-            "model": fields.get("model"),
-            "input_tokens": fields.get("input_tokens", 0),
-            "cache_read_tokens": fields.get("cache_read_tokens", 0),
-            "cache_write_tokens": fields.get("cache_write_tokens", 0),
-            "cache_write_tokens_by_ttl": fields.get("cache_write_tokens_by_ttl") or {},
-            "output_tokens": fields.get("output_tokens", 0),
-            "thinking_tokens": fields.get("thinking_tokens", 0),
-        }
-        return unchecked(cls, values, fields_set=set(fields))
 
     @property
     def uncached_input_tokens(self) -> int:

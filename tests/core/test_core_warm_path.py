@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 
 import promptcache.engine as engine_module
 import promptcache.providers.hints as hints_module
-from promptcache import fingerprint
 from promptcache.engine import PromptCache
 from promptcache.plan import Prepared
 from promptcache.policy import Policy
@@ -187,20 +186,6 @@ def _run_checked(fmt: str, ops: list[str], seed: int) -> None:
 @given(ops=st.lists(st.sampled_from(OPS), min_size=1, max_size=14), seed=st.integers(0, 2**16))
 def test_warm_path_equals_full_analysis(fmt: str, ops: list[str], seed: int) -> None:
     _run(fmt, ops, seed)
-
-
-@pytest.mark.parametrize("fmt", FORMATS)
-@settings(max_examples=15, deadline=None)
-@given(ops=st.lists(st.sampled_from(OPS), min_size=1, max_size=14), seed=st.integers(0, 2**16))
-def test_warm_path_equals_full_analysis_with_pure_python_records(fmt: str, ops: list[str], seed: int) -> None:
-    # Where promptcache._speedups could not be built, the fallback decides what is unchanged.
-    with mock.patch.multiple(
-        engine_module,
-        take_record=fingerprint.py_take,
-        same_value=fingerprint.py_same,
-        common_prefix=fingerprint.py_common_prefix,
-    ):
-        _run(fmt, ops, seed)
 
 
 def test_in_place_edit_of_an_old_message_changes_the_conversation_key() -> None:

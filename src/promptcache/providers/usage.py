@@ -34,7 +34,7 @@ that is present with the wrong type is an error, never a silent zero.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from promptcache.formats import WireFormat, parse_format
@@ -208,7 +208,7 @@ def _fast_openai(
         reasoning = _n(out_details.get("reasoning_tokens"))
     if read < 0 or write < 0 or reasoning < 0 or read + write > prompt:
         return None
-    return CacheUsage.fast(
+    return CacheUsage(
         provider=provider,
         model=model,
         input_tokens=prompt,
@@ -242,7 +242,7 @@ def _fast_anthropic(raw: dict[str, Any], model: str | None, provider: str) -> Ca
             write = split
         elif split != write:
             return None
-    return _anthropic_result(CacheUsage.fast, provider, model, uncached, read, write, by_ttl, output)
+    return _anthropic_result(provider, model, uncached, read, write, by_ttl, output)
 
 
 # -- field access ---------------------------------------------------------------------------
@@ -324,11 +324,10 @@ def _anthropic_usage(usage: Mapping[str, Any], path: str, *, model: str | None, 
                 f"{path}.cache_creation TTL split sums to {split} but "
                 f"{path}.cache_creation_input_tokens is {write}"
             )
-    return _anthropic_result(CacheUsage, provider, model, uncached, read, write, by_ttl, output)
+    return _anthropic_result(provider, model, uncached, read, write, by_ttl, output)
 
 
 def _anthropic_result(
-    build: Callable[..., CacheUsage],
     provider: str,
     model: str | None,
     uncached: int,
@@ -337,8 +336,8 @@ def _anthropic_result(
     by_ttl: dict[str, int],
     output: int,
 ) -> CacheUsage:
-    """Anthropic counts as a usage, by ``build`` (validating, or not for counts read directly)."""
-    return build(
+    """Anthropic counts as a usage."""
+    return CacheUsage(
         provider=provider,
         model=model,
         # Anthropic's input_tokens counts only the tokens after the last breakpoint.

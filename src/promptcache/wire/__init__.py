@@ -192,31 +192,19 @@ def require_list(body: dict[str, Any], name: str, fmt: str) -> list[Any]:
     return value
 
 
-def _first_without_role_py(messages: list[Any], roles: tuple[str, ...] | None, /) -> int:
+def first_without_role(messages: list[Any], roles: tuple[str, ...] | None, /) -> int:
     """Index of the first message that is not an object with a ``role`` (or, with ``roles``,
     whose ``role`` is not one of them); -1 when every message has one.
 
-    Every request's messages are checked: :data:`first_without_role` is the native form where
-    ``promptcache._speedups`` was built (a loop of a few instructions per message), this one
-    otherwise.
-
-    >>> _first_without_role_py([{"role": "user"}, {"content": "x"}], None)
+    >>> first_without_role([{"role": "user"}, {"content": "x"}], None)
     1
-    >>> _first_without_role_py([{"role": "system"}], ("user", "assistant"))
+    >>> first_without_role([{"role": "system"}], ("user", "assistant"))
     0
     """
     for j, m in enumerate(messages):
         if not isinstance(m, dict) or ("role" not in m if roles is None else m.get("role") not in roles):
             return j
     return -1
-
-
-# A module-level name, not a wrapper: it runs on every request (see _first_without_role_py).
-first_without_role: Callable[[list[Any], tuple[str, ...] | None], int]
-try:
-    from promptcache._speedups import first_without_role
-except ImportError:  # built without the extension
-    first_without_role = _first_without_role_py
 
 
 def current_turn(messages: list[Any], is_assistant: Callable[[Any], bool]) -> int:

@@ -36,7 +36,6 @@ from typing import Any, TypeVar
 from langchain_core.language_models import BaseChatModel
 
 from promptcache import WireFormat
-from promptcache.fingerprint import dict_stamp, stamp_holds
 from promptcache.formats import parse_format
 from promptcache.llm_bridge import (
     CallContext,
@@ -251,13 +250,12 @@ _copies: dict[int, _Copy] = {}
 class _Copy:
     """A hooked copy and what it was made from (see :func:`hooked_copy`)."""
 
-    __slots__ = ("copy", "ref", "settings", "stamps")
+    __slots__ = ("copy", "ref", "settings")
 
     def __init__(
-        self, ref: weakref.ref[BaseChatModel], copy: BaseChatModel, settings: tuple[Any, ...], model: Any
+        self, ref: weakref.ref[BaseChatModel], copy: BaseChatModel, settings: tuple[Any, ...]
     ) -> None:
         self.ref, self.copy, self.settings = ref, copy, settings
-        self.stamps = _stamps(model)
 
 
 def _settings(model: BaseChatModel) -> tuple[Any, ...]:
@@ -276,44 +274,12 @@ def _settings(model: BaseChatModel) -> tuple[Any, ...]:
     )
 
 
-def _stamps(model: Any) -> tuple[Any, ...] | None:
-    """The model's attribute dicts with a native stamp each (None: they cannot be stamped).
-
-    While every stamp holds, no attribute was assigned, added or removed since, so the settings
-    are the ones compared last time without reading them (a tuple per dict otherwise).
-    """
-    if dict_stamp is None:
-        return None
-    out: list[Any] = []
-    for d in (model.__dict__, model.__pydantic_private__, model.__pydantic_extra__):
-        stamp = None if d is None else dict_stamp(d)
-        if d is not None and stamp is None:
-            return None
-        out += (d, stamp)
-    return tuple(out)
-
-
 def _unchanged(entry: _Copy, model: Any) -> bool:
     """Whether ``model`` holds the settings ``entry`` was made or last checked from."""
-    stamps = entry.stamps
-    if stamps is not None and stamp_holds is not None:
-        d, s, p, sp, e, se = stamps
-        if (
-            model.__dict__ is d
-            and stamp_holds(d, s)
-            and model.__pydantic_private__ is p
-            and (p is None or stamp_holds(p, sp))
-            and model.__pydantic_extra__ is e
-            and (e is None or stamp_holds(e, se))
-        ):
-            return True
     try:
-        same = entry.settings == _settings(model)
+        return bool(entry.settings == _settings(model))
     except Exception:  # a setting whose == raises (an array): not provably the same
         return False
-    if same:
-        entry.stamps = _stamps(model)  # e.g. a value set to itself: trust the dicts again
-    return same
 
 
 def _forget(key: int, ref: weakref.ref[BaseChatModel]) -> None:
@@ -344,7 +310,7 @@ def hooked_copy(model: BaseChatModel) -> BaseChatModel | None:
         ref = weakref.ref(model, lambda r: _forget(key, r))
     except TypeError:  # not weakly referenceable: a fresh copy each time, as before
         return copy
-    _copies[key] = _Copy(ref, copy, settings, model)
+    _copies[key] = _Copy(ref, copy, settings)
     return copy
 
 
