@@ -1,7 +1,9 @@
-"""Generate ``docs/reference/policy.md`` from the pydantic policy models.
+"""The policy reference page (``reference/policy.md``), generated from the pydantic policy models.
 
-Run by ``make docs`` before ``mkdocs build``, so the reference cannot drift
-from the code.
+An mkdocs hook (``hooks:`` in ``mkdocs.yml``): every ``mkdocs build`` or ``mkdocs serve``
+renders the page from the code, so the reference cannot drift from it and a plain build of a
+fresh clone finds the page. It lives outside ``docs/`` so that the site does not publish it.
+``python docs_hooks/policy_reference.py`` prints the page.
 """
 
 from __future__ import annotations
@@ -10,11 +12,23 @@ import sys
 import types
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
+from mkdocs.structure.files import File
 from pydantic import BaseModel
 
-from promptcache.policy import Policy, parse_duration
+if TYPE_CHECKING:
+    from mkdocs.config.defaults import MkDocsConfig
+    from mkdocs.structure.files import Files
+
+PAGE = "reference/policy.md"
+# The checkout being built documents its own code, even when the installed promptcache is
+# another checkout's editable install (a second clone sharing one virtualenv).
+_SRC = Path(__file__).resolve().parents[1] / "src"
+if _SRC.is_dir() and str(_SRC) not in sys.path:
+    sys.path.insert(0, str(_SRC))
+
+from promptcache.policy import Policy, parse_duration  # noqa: E402
 
 
 def _type_name(tp: Any) -> str:
@@ -74,24 +88,29 @@ def _rows(model: type[BaseModel], prefix: str, out: list[str]) -> None:
         _rows(m, p, out)
 
 
-def main() -> int:
-    """Write the reference page; print its path."""
+def render() -> str:
+    """The reference page, as markdown."""
     out = [
         "# Policy reference",
         "",
-        "Generated from `promptcache.policy` by `docs/gen_reference.py`; do not edit by hand.",
+        "Generated from `promptcache.policy` at each docs build (`docs_hooks/policy_reference.py`).",
         'Durations are seconds or strings such as `"5m"`, `"1h"`, `"2d"`.',
         "",
         "| field | type | default | meaning |",
         "|---|---|---|---|",
     ]
     _rows(Policy, "", out)
-    path = Path(__file__).parent / "reference" / "policy.md"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text("\n".join(out) + "\n")
-    print(path)
-    return 0
+    return "\n".join(out) + "\n"
+
+
+def on_files(files: Files, *, config: MkDocsConfig) -> Files:
+    """mkdocs hook: add the generated page to the site's files."""
+    stale = files.get_file_from_path(PAGE)
+    if stale is not None:  # written into docs/ by an older ``make docs``: the code wins
+        files.remove(stale)
+    files.append(File.generated(config, PAGE, content=render()))
+    return files
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.stdout.write(render())
