@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml src/promptcache/_speedups.c $(wildcard integrations/*/pyproject.toml)
+$(STAMP): pyproject.toml $(wildcard integrations/*/pyproject.toml)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip uv
 	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]' $(foreach d,$(INTEGRATIONS),-e '$(d)[dev]')
