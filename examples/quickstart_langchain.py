@@ -44,5 +44,6 @@ for question in ("I want to change my flight", "How many bags are on reservation
 # Any chain: wrap the chat model
 model = CachingChatModel(ChatAnthropic(model="claude-sonnet-4-5"), cache)
 reply = model.invoke([("system", policy), ("user", "Hi")], config=cfg)
-print(reply.response_metadata["promptcache"]["explain"])  # hints placed, cache reads, why it missed
+meta = reply.response_metadata["promptcache"]  # hints placed, cache reads and writes, cost
+print(meta["cache_read_tokens"], meta["explain"])  # why the prefix missed, if it did
 print(cache.stats().for_tenant("acme"))  # every call, per tenant and model
