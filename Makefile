@@ -6,8 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 INTEGRATIONS := $(patsubst %/pyproject.toml,%,$(wildcard integrations/*/pyproject.toml))
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: setup demo test lint typecheck pytest docs bench reliability redis-server chromium clean
+.PHONY: setup demo-setup demo test lint typecheck pytest docs bench reliability redis-server chromium clean
 
 setup: $(STAMP)
 
@@ -16,6 +17,17 @@ $(STAMP): pyproject.toml $(wildcard integrations/*/pyproject.toml)
 	$(BIN)/python -m pip install -q --upgrade pip uv
 	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]' $(foreach d,$(INTEGRATIONS),-e '$(d)[dev]')
 	touch $(STAMP)
+
+# The demo gets only what `promptcache demo` imports: the core, the LangChain and LangGraph
+# integrations and the two chat models (langgraph's `demo` extra), not the dev extras (~830 MB).
+# Same venv: `make test` later installs dev on top.
+demo-setup: $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml integrations/langchain/pyproject.toml integrations/langgraph/pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -e . -e integrations/langchain -e 'integrations/langgraph[demo]'
+	touch $(DEMO_STAMP)
 
 # Later issues need a real redis-server for the store tests; install it from
 # Debian packages when the machine does not have one.
@@ -33,7 +45,7 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "WARNING: could not install chromium; the report's browser check will be skipped"; }
 
-demo: setup
+demo: demo-setup
 	$(BIN)/promptcache demo
 
 lint: setup
