@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -165,8 +166,78 @@ def test_html_escapes_what_it_shows() -> None:
 def test_bad_inputs_exit_2(tmp_path: Path, capsys: Any) -> None:
     (tmp_path / "x.json").write_text(json.dumps({"hello": 1}))
     assert main(["report", str(tmp_path / "x.json"), "--out", str(tmp_path / "o")]) == 2
-    assert "not a report input" in capsys.readouterr().err
+    assert "x.json: a JSON object with none of the shapes a report reads" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "missing.json"), "--out", str(tmp_path / "o")]) == 2
+    assert "missing.json: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("list.json", "[1, 2]", "list.json: a JSON list, not an object; give the --json output of"),
+        ("audit.json", '{"findings": [], "savings": []}', "audit.json: field 'requests' is missing"),
+        (
+            "log.jsonl",
+            '{"ts": 1, "tenant": "a", "format": "openai", "body": {}}\n{}\n',
+            "log.jsonl:1: field 'format'",
+        ),
+        ("bare.jsonl", '{"model": "gpt-4o", "messages": []}\n', "bare.jsonl:1: a bare request body without"),
+        ("bytes.bin", "\udcff", "bytes.bin: not UTF-8 text"),
+    ],
+)
+def test_an_unreadable_input_is_named(tmp_path: Path, name: str, content: str, message: str) -> None:
+    """In a subprocess, as a user runs it: one line on stderr naming the file (and line), no traceback."""
+    (tmp_path / name).write_bytes(content.encode("utf-8", "surrogateescape"))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "promptcache.cli",
+            "report",
+            str(tmp_path / name),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("promptcache report: ") and message in done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+def test_demo_json_is_a_report_input(tmp_path: Path) -> None:
+    """`promptcache demo --json` (the agent demo where installed, else the core one) feeds `report`."""
+    demo = subprocess.run(
+        [sys.executable, "-m", "promptcache.cli", "demo", "--json", "--provider", "openai"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    (tmp_path / "demo.json").write_text(demo.stdout)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "promptcache.cli",
+            "report",
+            str(tmp_path / "demo.json"),
+            "--out",
+            str(tmp_path / "r"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    written = json.loads(done.stdout)
+    assert written["sections"] and all("openai" in t for t in written["sections"])
+    assert len(written["charts"]) >= 2 and Path(written["html"]).exists()
 
 
 def _chromium() -> str | None:

@@ -12,6 +12,7 @@ import pytest
 from promptcache.emulate import Emulator
 from promptcache.traces import (
     AGENTS,
+    TraceError,
     TraceLine,
     build_trace,
     load_trajectories,
@@ -114,8 +115,57 @@ def test_write_read_round_trip(tmp_path: Path) -> None:
     first = json.loads(path.read_text().splitlines()[0])
     assert sorted(first) == ["body", "format", "tenant", "ts"]
     path.write_text(path.read_text() + "\n{not json}\n")
-    with pytest.raises(ValueError, match=r"t.jsonl:13: not a trace line"):
+    with pytest.raises(ValueError, match=r"t.jsonl:13: not JSON \(Expecting property name"):
         read_trace(path)
+
+
+GOOD = '{"ts": 1.5, "tenant": "acme", "format": "openai-chat", "body": {"model": "gpt-4o", "messages": []}}'
+
+
+@pytest.mark.parametrize(
+    ("bad", "field", "message"),
+    [
+        (
+            '{"ts": 1, "tenant": "a", "format": "openai-chat"',
+            None,
+            "not JSON (Expecting ',' delimiter at column",
+        ),
+        ("[1, 2]", None, "a JSON list, not an object"),
+        ('{"model": "gpt-4o", "messages": []}', None, "a bare request body without its envelope"),
+        ('{"ts": 1, "format": "openai-chat", "body": {}}', "tenant", "field 'tenant' is missing"),
+        (
+            '{"ts": 1, "tenant": "a", "format": "openai", "body": {}}',
+            "format",
+            "'openai' is not a wire format",
+        ),
+        ('{"ts": "noon", "tenant": "a", "format": "gemini", "body": {}}', "ts", "a number of seconds"),
+        ('{"ts": 1, "tenant": "a", "format": "gemini", "body": "hi"}', "body", "a JSON object"),
+        (
+            '{"ts": 1, "tenant": "a", "format": "gemini", "body": {}, "user": "x"}',
+            "user",
+            "not part of a trace line",
+        ),
+    ],
+)
+def test_a_bad_line_is_named_with_its_field(
+    tmp_path: Path, bad: str, field: str | None, message: str
+) -> None:
+    """Malformed JSON, an unknown format and a missing envelope each get their own message."""
+    path = tmp_path / "log.jsonl"
+    path.write_text(f"{GOOD}\n\n{bad}\n{GOOD}\n")
+    with pytest.raises(TraceError) as caught:
+        read_trace(path)
+    err = caught.value
+    assert (err.line, err.field) == (3, field)
+    assert str(err).startswith(f"{path}:3: ") and message in str(err)
+
+
+def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(TraceError, match=r"nope.jsonl: no such file"):
+        read_trace(tmp_path / "nope.jsonl")
+    (tmp_path / "bin.jsonl").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(TraceError, match=r"bin.jsonl: not UTF-8 text"):
+        read_trace(tmp_path / "bin.jsonl")
 
 
 def test_trajectory_replays_through_the_emulator() -> None:

@@ -380,11 +380,23 @@ def _format_from_uri(uri: str) -> tuple[WireFormat | None, str | None, str | Non
 def _cassette(path: Path) -> list[Source]:
     import yaml
 
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"{path}: not YAML{at}; a cassette is vcrpy's YAML file") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict) or not isinstance(data.get("interactions", []), list):
+        raise ValueError(f"{path}: no 'interactions' list; a vcrpy cassette is a mapping with one")
     out: list[Source] = []
-    for i, inter in enumerate((data or {}).get("interactions", [])):
-        req = inter["request"]
+    for i, inter in enumerate(data.get("interactions", [])):
+        req = inter.get("request") if isinstance(inter, dict) else None
+        if not isinstance(req, dict):
+            raise ValueError(f"{path}: interaction {i}: field 'request' is missing or not a mapping")
         fmt, model, skip = _format_from_uri(str(req.get("uri", "")))
+        body: Any
         if "parsed_body" in req:
             body = req["parsed_body"]
         else:
@@ -392,8 +404,12 @@ def _cassette(path: Path) -> list[Source]:
             if isinstance(raw, dict):  # vcrpy's {"string": ...} form
                 raw = raw.get("string")
             if isinstance(raw, bytes):
-                raw = raw.decode("utf-8")
-            body = json.loads(raw) if raw else None
+                raw = raw.decode("utf-8", errors="replace")
+            try:
+                body = json.loads(raw) if raw else None
+            except (json.JSONDecodeError, TypeError):
+                body = None
+                skip = skip or "request.body is not JSON"
         if skip is None and not isinstance(body, dict):
             skip = "no JSON body"
         out.append(
@@ -423,7 +439,13 @@ def load_requests(paths: Iterable[str | Path]) -> list[Source]:
     """Every recorded request in ``paths`` (``.yaml``/``.yml`` cassettes, other files JSON lines)."""
     out: list[Source] = []
     for p in map(Path, paths):
-        out.extend(_cassette(p) if p.suffix in (".yaml", ".yml") else _trace(p))
+        if p.suffix in (".yaml", ".yml"):
+            try:
+                out.extend(_cassette(p))
+            except FileNotFoundError:
+                raise ValueError(f"{p}: no such file") from None
+        else:
+            out.extend(_trace(p))  # TraceError names the file, the line and the field
     return out
 
 
@@ -442,17 +464,21 @@ def replay(
     *,
     rewrite: Rewrite | None = None,
     cache_factory: Callable[[], PromptCache] = PromptCache,
+    progress: Callable[[int], None] | None = None,
 ) -> ReplayReport:
     """Rewrite every request in order and compare it with the original.
 
     One cache per source file, so each file's family learns as it did when recorded.
     ``rewrite`` is the step under test (the engine by default; tests swap in a lossy one).
+    ``progress(n)`` is called after each request.
     """
     step = rewrite if rewrite is not None else _prepare
     caches: dict[str, PromptCache] = {}
     diffs: list[RequestDiff] = []
     skipped: list[Skipped] = []
-    for src in sources:
+    for n, src in enumerate(sources, 1):
+        if progress is not None:
+            progress(n - 1)
         if src.skip is not None or src.body is None or src.format is None:
             skipped.append(Skipped(source=src.source, index=src.index, why=src.skip or "no body"))
             continue
@@ -505,12 +531,15 @@ def _print_table(report: ReplayReport) -> None:
 
 
 def _cli(args: argparse.Namespace) -> int:
+    from promptcache._cliutil import progress
+
     try:
         sources = load_requests(args.paths)
     except (OSError, ValueError) as exc:
         print(f"promptcache replay: {exc}", file=sys.stderr)
         return 2
-    report = replay(sources)
+    with progress("replaying", len(sources), enabled=not args.no_progress) as update:
+        report = replay(sources, progress=update)
     if args.json:
         print(json.dumps({"summary": report.summary(), **report.model_dump(mode="json")}, indent=2))
     else:
@@ -530,4 +559,5 @@ def register(sub: Any) -> None:
         "paths", nargs="+", metavar="CASSETTE_OR_LOG", help="vcrpy cassette (.yaml) or JSONL trace"
     )
     p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     p.set_defaults(func=_cli)

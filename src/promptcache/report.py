@@ -610,6 +610,42 @@ def _demo_section(d: Json, source: str) -> Section:
     return s
 
 
+def _agent_demo_sections(d: Json, source: str) -> list[Section]:
+    """``promptcache demo --json`` (the agent demo): each provider without and with promptcache."""
+    out = []
+    for provider, p in d["providers"].items():
+        arms = {"as_sent": p["without"], "promptcache": p["with"]}
+        s = Section(title=f"Agent demo · {provider} · {p.get('model')}", source=source)
+        for k, arm in arms.items():
+            s.kpis.append(
+                (
+                    f"cached {'without' if k == 'as_sent' else 'with'} promptcache",
+                    _pct(float(arm["totals"]["cached_share"])),
+                )
+            )
+        s.kpis.append(("cost avoided", _usd(float(p.get("cost_avoided_usd", 0.0)))))
+        series = {k: [float(c["cached_share"]) for c in arm["calls"]] for k, arm in arms.items()}
+        s.charts.append(
+            Chart(
+                "share-per-call",
+                "Cached share per call",
+                chart_share_per_call(series, "Prompt read from cache, call by call"),
+            )
+        )
+        costs = {k: float(arm["totals"]["cost_usd"]) for k, arm in arms.items()}
+        s.charts.append(
+            Chart(
+                "arms-cost",
+                "Cost per arm",
+                chart_bars(costs, "Cost of the conversation (USD)", percent=False, ylabel="USD"),
+            )
+        )
+        out.append(s)
+    if not out:
+        raise ValueError("a demo report without any provider")
+    return out
+
+
 def _trace_sections(path: Path, source: str, provider: str) -> list[Section]:
     """Simulate a request log call by call, as sent and through promptcache."""
     from promptcache.bench import PROVIDER_FORMATS
@@ -622,7 +658,7 @@ def _trace_sections(path: Path, source: str, provider: str) -> list[Section]:
 
     lines = read_trace(path)
     if not lines:
-        raise ValueError(f"{path}: the trace is empty")
+        raise ValueError("the request log is empty")
     fmt = PROVIDER_FORMATS[provider]
     model = default_model(str(lines[0].body.get("model") or lines[0].body.get("modelId") or ""), fmt)
     share: dict[str, list[float]] = {"as_sent": [], "promptcache": []}
@@ -707,9 +743,11 @@ def _ratio(part: int, whole: int) -> float:
 def _sections_of(d: Any, source: str) -> list[Section]:
     """Recognize a JSON document by its shape and turn it into sections."""
     if not isinstance(d, dict):
-        raise ValueError("expected a JSON object")
-    if isinstance(d.get("reports"), list):  # `promptcache demo --json`: one report per provider
+        raise ValueError(f"a JSON {type(d).__name__}, not an object; {INPUTS_HELP}")
+    if isinstance(d.get("reports"), list):  # `promptcache demo --core --json`: one report per provider
         return [sec for r in d["reports"] for sec in _sections_of(r, source)]
+    if d.get("demo") == "agent" and isinstance(d.get("providers"), dict):  # `promptcache demo --json`
+        return _agent_demo_sections(d, source)
     if "records" in d:
         return [_metrics_section(d, source)]
     if "rows" in d and "total" in d:
@@ -722,25 +760,51 @@ def _sections_of(d: Any, source: str) -> list[Section]:
         return [_demo_section(d, source)]
     if "arms" in d:
         return [_hitrate_section(d, source)]
-    raise ValueError(
-        "not a report input: expected bench hitrate, audit, make bench, demo JSON, "
-        "a CacheMetrics/CacheStats dump or a JSON-lines trace"
-    )
+    raise ValueError(f"a JSON object with none of the shapes a report reads; {INPUTS_HELP}")
+
+
+INPUTS_HELP = (
+    "give the --json output of promptcache bench hitrate, audit or demo, make bench's "
+    "bench-results.json, a CacheMetrics or CacheStats dump, or a JSON-lines request log"
+)
+"""The inputs ``promptcache report`` reads, as said in its error messages."""
 
 
 def load_sections(path: str | Path, *, provider: str = "openai") -> list[Section]:
-    """The report sections of one input file (JSON document or JSON-lines trace)."""
+    """The report sections of one input file (JSON document or JSON-lines trace).
+
+    Every error is a ``ValueError`` whose message starts with the file's name.
+    """
+    from promptcache.traces import TraceError
+
     p = Path(path)
-    raw = p.read_bytes()
-    source = _source(p, raw)
-    text = raw.decode()
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:
-        doc = None
-    if doc is None or (isinstance(doc, dict) and {"ts", "tenant", "format", "body"} <= doc.keys()):
-        return _trace_sections(p, source, provider)
-    return _sections_of(doc, source)
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{p}: no such file") from None
+    except OSError as exc:
+        raise ValueError(f"{p}: cannot read it ({exc.strerror or exc})") from None
+    source = _source(p, raw)
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        doc = None  # not one JSON document: a JSON-lines log, or nothing readable (said per line)
+    try:
+        # A one-line log parses as one document: a request envelope (even a partial one) or a
+        # bare request body is a log line, whose reader says what is wrong with it.
+        if doc is None or (
+            isinstance(doc, dict) and {"ts", "tenant", "body", "messages", "contents"} & doc.keys()
+        ):
+            return _trace_sections(p, source, provider)
+        return _sections_of(doc, source)
+    except TraceError:
+        raise  # names the file, the line and the field already
+    except KeyError as exc:
+        raise ValueError(
+            f"{p}: field {exc.args[0]!r} is missing, so it is not a complete report input; {INPUTS_HELP}"
+        ) from None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{p}: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -827,11 +891,15 @@ def render_html(
     return "\n".join(parts)
 
 
-def build_report(inputs: Sequence[str | Path], *, provider: str = "openai") -> list[Section]:
-    """Every input's sections, in the order given."""
+def build_report(
+    inputs: Sequence[str | Path], *, provider: str = "openai", progress: Callable[[int], None] | None = None
+) -> list[Section]:
+    """Every input's sections, in the order given; ``progress(n)`` after each input read."""
     out: list[Section] = []
-    for p in inputs:
+    for n, p in enumerate(inputs, 1):
         out += load_sections(p, provider=provider)
+        if progress is not None:
+            progress(n)
     return out
 
 
@@ -842,9 +910,10 @@ def write_report(
     provider: str = "openai",
     title: str = "promptcache report",
     now: Callable[[], _dt.datetime] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Json:
     """Write ``report.html`` and one PNG per chart into ``out_dir``; return what was written."""
-    sections = build_report(inputs, provider=provider)
+    sections = build_report(inputs, provider=provider, progress=progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pngs: list[str] = []
@@ -871,8 +940,8 @@ def register(sub: Any) -> None:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="bench hitrate / audit / make bench / demo JSON, a CacheMetrics or stats dump, "
-        "or a JSON-lines trace",
+        help="bench hitrate / audit / demo --json output, make bench's bench-results.json, "
+        "a CacheMetrics or CacheStats dump, or a JSON-lines request log",
     )
     p.add_argument("--out", required=True, help="output directory (report.html and the PNG charts)")
     p.add_argument(
@@ -881,15 +950,21 @@ def register(sub: Any) -> None:
         choices=["openai", "anthropic", "bedrock", "gemini"],
         help="provider rules for simulating a JSON-lines trace (default: openai)",
     )
-    p.add_argument("--title", default="promptcache report")
+    p.add_argument("--title", default="promptcache report", help="page title (default: promptcache report)")
     p.add_argument("--json", action="store_true", help="print what was written as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     p.set_defaults(func=_cli)
 
 
 def _cli(args: argparse.Namespace) -> int:
+    from promptcache._cliutil import progress
+
     try:
-        written = write_report(args.inputs, args.out, provider=args.provider, title=args.title)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        with progress("reading inputs", len(args.inputs), enabled=not args.no_progress) as update:
+            written = write_report(
+                args.inputs, args.out, provider=args.provider, title=args.title, progress=update
+            )
+    except (OSError, ValueError, RuntimeError) as exc:
         print(f"promptcache report: {exc}", file=sys.stderr)
         return 2
     if args.json:

@@ -45,6 +45,7 @@ from promptcache.formats import WireFormat
 __all__ = [
     "AGENTS",
     "SCENARIOS",
+    "TraceError",
     "TraceLine",
     "build_trace",
     "load_trajectories",
@@ -185,16 +186,84 @@ def write_trace(path: str | Path, lines: Iterable[TraceLine]) -> int:
     return n
 
 
+class TraceError(ValueError):
+    """A request log or trace that cannot be read: ``str()`` names the file, the line and the field."""
+
+    def __init__(self, path: str | Path, line: int | None, message: str, field: str | None = None) -> None:
+        """``line`` is 1-based (None: the whole file); ``field`` the top-level field at fault."""
+        self.path, self.line, self.field = str(path), line, field
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {message}")
+
+
+_FIELDS = "ts (seconds), tenant, format (wire format), body (the request as sent)"
+_FORMATS = ", ".join(f.value for f in WireFormat)
+_HINTS = {
+    "ts": "a number of seconds, e.g. time.time()",
+    "tenant": "a string naming the tenant",
+    "body": "the request body as sent, a JSON object",
+}
+_BODY_KEYS = {"messages", "model", "contents", "input", "system", "modelId", "tools"}
+
+
+def _line_error(path: str | Path, no: int, raw: str) -> TraceError:
+    """Why ``raw`` is not a trace line, as precisely as the line allows."""
+    from pydantic import ValidationError
+
+    try:
+        doc = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return TraceError(
+            path, no, f"not JSON ({exc.msg} at column {exc.colno}); each line is one JSON object"
+        )
+    if not isinstance(doc, dict):
+        return TraceError(path, no, f"a JSON {type(doc).__name__}, not an object; each line is {{{_FIELDS}}}")
+    if not {"ts", "tenant", "format", "body"} & doc.keys() and _BODY_KEYS & doc.keys():
+        return TraceError(
+            path,
+            no,
+            "a bare request body without its envelope; write each request as "
+            '{"ts": ..., "tenant": ..., "format": ..., "body": <the request>}',
+        )
+    try:
+        TraceLine.model_validate(doc)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else None
+        if err["type"] == "missing":
+            msg = f"field {field!r} is missing; each line needs {_FIELDS}"
+        elif err["type"] == "extra_forbidden":
+            msg = f"field {field!r} is not part of a trace line; the fields are {_FIELDS}"
+        elif field == "format":
+            msg = f"field 'format': {doc.get('format')!r} is not a wire format; use one of {_FORMATS}"
+        else:
+            hint = _HINTS.get(field or "")
+            msg = f"field {field!r}: {err['msg']}" + (f"; it must be {hint}" if hint else "")
+        return TraceError(path, no, msg, field)
+    return TraceError(path, no, "not a trace line")
+
+
 def read_trace(path: str | Path) -> list[TraceLine]:
-    """Read a JSON-lines trace (blank lines skipped); a bad line raises naming its number."""
+    """Read a JSON-lines trace (blank lines skipped).
+
+    Raises :class:`TraceError` naming the file, the line and the field at fault.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TraceError(path, None, "no such file") from None
+    except IsADirectoryError:
+        raise TraceError(path, None, "a directory, not a JSON-lines file") from None
+    except UnicodeDecodeError as exc:
+        raise TraceError(path, None, f"not UTF-8 text (byte {exc.start}); a trace is JSON lines") from None
     out = []
-    for no, raw in enumerate(Path(path).read_text().splitlines(), 1):
+    for no, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
         try:
             out.append(TraceLine.model_validate_json(raw))
-        except ValueError as exc:
-            raise ValueError(f"{path}:{no}: not a trace line ({type(exc).__name__})") from None
+        except ValueError:
+            raise _line_error(path, no, raw) from None
     return out
 
 
