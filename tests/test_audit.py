@@ -59,3 +59,27 @@ def test_under_minimum_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert kinds == [("prefix under the minimum", f"{report['input_tokens']} tokens < 1024 (gpt-4o)")]
     assert [s["provider"] for s in report["savings"]] == ["openai", "anthropic", "bedrock", "gemini"]
     assert main(["audit", str(tmp_path / "nope.jsonl")]) == 2
+
+
+def test_a_malformed_log_line_names_line_and_field(tmp_path: Path) -> None:
+    """Run as a user would: exit 2, one line naming the file, the line and the field, no traceback."""
+    import subprocess
+    import sys
+
+    from promptcache.traces import build_trace, write_trace
+
+    log = tmp_path / "requests.jsonl"
+    write_trace(log, build_trace("clean", tasks=[0])[:3])
+    log.write_text(log.read_text() + '{"ts": 9, "tenant": "acme", "format": "chatgpt", "body": {}}\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "promptcache.cli", "audit", str(log)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith(
+        f"promptcache audit: {log}:4: field 'format': 'chatgpt' is not a wire format"
+    )
+    assert "openai-chat" in done.stderr and done.stderr.count("\n") == 1

@@ -425,3 +425,38 @@ def test_gemini_generate_stream_and_cached_contents(emu: Emulator) -> None:
     assert client.models.get(model="gemini-2.5-flash").input_token_limit == 1048576
     r = httpx.post(emu.base_url + "/v1beta/models/gemini-2.5-flash:generateContent", json={"contents": []})
     assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED"
+
+
+def test_a_busy_port_is_one_line_not_a_traceback() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "promptcache.cli", "emulate", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == (
+        f"promptcache emulate: cannot listen on 127.0.0.1:{port}: the port is already in use "
+        "(pick another with --port, or --port 0 for any free port)\n"
+    )
+
+
+def test_a_bad_script_is_named(tmp_path: Path) -> None:
+    script = tmp_path / "turns.jsonl"
+    script.write_text('{"text": "hi"}\n{"tool_calls": [{"arguments": {}}]}\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "promptcache.cli", "emulate", "--port", "0", "--script", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"promptcache emulate: {script}: turn 1") and "name" in done.stderr

@@ -157,3 +157,26 @@ def test_cli_exit_code_1_on_loss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(mod, "_prepare", dropping)
     assert main(["replay", str(_trace(tmp_path, "clean"))]) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("interactions: [\n  - {request: \n", "bad.yaml: not YAML at line"),
+        ("just: a mapping\ninteractions: 3\n", "bad.yaml: no 'interactions' list"),
+        ("interactions:\n  - response: {}\n", "bad.yaml: interaction 0: field 'request' is missing"),
+    ],
+)
+def test_a_bad_cassette_is_named(tmp_path: Path, content: str, message: str, capsys: Any) -> None:
+    (tmp_path / "bad.yaml").write_text(content)
+    assert main(["replay", str(tmp_path / "bad.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("promptcache replay: ") and message in err and err.count("\n") == 1
+
+
+def test_a_bad_log_line_is_named(tmp_path: Path, capsys: Any) -> None:
+    log = tmp_path / "log.jsonl"
+    write_trace(log, build_trace("clean", tasks=[0])[:2])
+    log.write_text(log.read_text() + '{"ts": 3, "tenant": "a", "body": {}}\n')
+    assert main(["replay", str(log)]) == 2
+    assert f"{log}:3: field 'format' is missing" in capsys.readouterr().err

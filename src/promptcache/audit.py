@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from promptcache._cliutil import progress as progress_display
 from promptcache.bench import ArmResult, oracle_usage, run_hitrate
 from promptcache.convert import to_openai_chat
 from promptcache.engine import PromptCache
@@ -70,48 +71,6 @@ class AuditReport(BaseModel):
     savings: list[ProviderSavings]
 
 
-class _Progress:
-    """A progress bar on stderr: rich when installed, else a plain one."""
-
-    def __init__(self, total: int, label: str, enabled: bool) -> None:
-        self.total, self.label, self.enabled = total, label, enabled and total > 0
-        self._rich: Any = None
-        self._task: Any = None
-        self._last = -1
-        if not self.enabled:
-            return
-        try:
-            from rich.progress import Progress  # type: ignore[import-not-found, unused-ignore]
-
-            self._rich = Progress(transient=True, console=None)
-            self._rich.start()
-            self._task = self._rich.add_task(label, total=total)
-        except ImportError:
-            self._rich = None
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        if self._rich is not None:
-            self._rich.update(self._task, completed=done)
-            return
-        pct = done * 100 // self.total
-        if pct != self._last:
-            self._last = pct
-            bar = "#" * (pct // 4)
-            sys.stderr.write(f"\r{self.label} [{bar:<25}] {pct:3d}% ({done}/{self.total})")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if not self.enabled:
-            return
-        if self._rich is not None:
-            self._rich.stop()
-        else:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 def _tools_of(chat: Json) -> list[Json]:
     return [t.get("function", t) for t in chat.get("tools") or [] if isinstance(t, dict)]
 
@@ -145,8 +104,7 @@ def audit(
 
     engines: dict[WireFormat, PromptCache] = {}
     prev: dict[str, Json] = {}
-    bar = _Progress(len(lines), "auditing", progress)
-    try:
+    with progress_display("auditing", len(lines), enabled=progress) as update:
         for n, line in enumerate(lines):
             fmt = line.format
             body = line.body
@@ -166,9 +124,7 @@ def audit(
             if before is not None:
                 _compare(before, chat, n, note)
             prev[line.tenant] = chat
-            bar.update(n + 1)
-    finally:
-        bar.close()
+            update(n + 1)
 
     sent = [(x.ts, x.tenant, x.format, x.body) for x in lines]
     oracle = oracle_usage(sent)
@@ -259,9 +215,16 @@ def render_report(report: AuditReport) -> str:
 
 def register(sub: Any) -> None:
     """Add ``promptcache audit`` to the CLI."""
-    p = sub.add_parser("audit", help="cacheable share, cache killers and projected savings of a request log")
-    p.add_argument("log", help="JSON lines: {ts, tenant, format, body}")
-    p.add_argument("--json", action="store_true", help="one JSON object")
+    p = sub.add_parser(
+        "audit",
+        help="cacheable share, cache killers and projected savings of a request log",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "log", help="request log, JSON lines: {ts, tenant, format, body} (see docs/request-log.md)"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_cli)
 
@@ -275,7 +238,7 @@ def _cli(args: argparse.Namespace) -> int:
     if not lines:
         print("promptcache audit: the log is empty", file=sys.stderr)
         return 2
-    # Short logs finish before a bar would be read.
+    # Short logs finish before a bar would be read; the bar only ever draws on a terminal's stderr.
     report = audit(lines, progress=not args.no_progress and len(lines) >= 20)
     if args.json:
         print(json.dumps(report.model_dump(mode="json"), indent=2))

@@ -36,7 +36,7 @@ from promptcache.engine import PromptCache
 from promptcache.formats import WireFormat
 from promptcache.pricing import cost
 from promptcache.simulate import Rendered, Simulator, render
-from promptcache.traces import SCENARIOS, TraceLine, build_trace, read_trace, write_trace
+from promptcache.traces import SCENARIOS, Domain, TraceLine, build_trace, read_trace, write_trace
 from promptcache.usage import CacheUsage
 
 __all__ = [
@@ -293,14 +293,28 @@ def register(sub: Any) -> None:
     p = sub.add_parser("bench", help="offline cache hit-rate benchmarks")
     bsub = p.add_subparsers(dest="bench_command", required=True)
     h = bsub.add_parser("hitrate", help="simulate a JSON-lines trace per arm (as sent, promptcache, ...)")
-    h.add_argument("trace", help="JSON lines: {ts, tenant, format, body}")
-    h.add_argument("--provider", choices=sorted(PROVIDER_FORMATS), required=True)
+    h.add_argument(
+        "trace", help="request log, JSON lines: {ts, tenant, format, body} (see docs/request-log.md)"
+    )
+    h.add_argument(
+        "--provider",
+        choices=sorted(PROVIDER_FORMATS),
+        required=True,
+        help="whose prompt-cache rules to simulate (the trace is converted to its wire format)",
+    )
     h.add_argument("--model", help="target model (default: the trace's, or the provider's default)")
     h.add_argument("--json", action="store_true", help="one JSON object with the arms under 'arms'")
+    h.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     h.set_defaults(func=_cli_hitrate)
     t = bsub.add_parser("traces", help="write the tau-bench scenario traces as JSON lines")
-    t.add_argument("--out", default="traces", help="output directory")
-    t.add_argument("--format", default="openai-chat", choices=[f.value for f in WireFormat])
+    t.add_argument("--out", default="traces", help="output directory (default: traces)")
+    t.add_argument(
+        "--format",
+        default="openai-chat",
+        choices=[f.value for f in WireFormat],
+        help="wire format of the written request bodies (default: openai-chat)",
+    )
+    t.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     t.set_defaults(func=_cli_traces)
 
 
@@ -313,7 +327,20 @@ def _cli_hitrate(args: argparse.Namespace) -> int:
     if not lines:
         print("promptcache bench: the trace is empty", file=sys.stderr)
         return 2
-    report = run_hitrate(lines, args.provider, model=args.model)
+    from promptcache._cliutil import progress
+
+    arms = len(
+        [a for a in ARMS if a != "oracle" and (a != "langchain_middleware" or args.provider == "anthropic")]
+    )
+    done = 0
+
+    def step(_n: int) -> None:
+        nonlocal done
+        done += 1
+        update(done)
+
+    with progress("simulating", arms * len(lines), enabled=not args.no_progress) as update:
+        report = run_hitrate(lines, args.provider, model=args.model, progress=step)
     if args.json:
         print(json.dumps(report.model_dump(mode="json"), indent=2))
     else:
@@ -322,11 +349,16 @@ def _cli_hitrate(args: argparse.Namespace) -> int:
 
 
 def _cli_traces(args: argparse.Namespace) -> int:
+    from promptcache._cliutil import progress
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for domain in ("airline", "retail"):
-        for scenario in SCENARIOS:
+    domains: tuple[Domain, ...] = ("airline", "retail")
+    todo = [(d, s) for d in domains for s in SCENARIOS]
+    with progress("writing traces", len(todo), enabled=not args.no_progress) as update:
+        for i, (domain, scenario) in enumerate(todo, 1):
             path = out / f"tau_{domain}_{scenario}.jsonl"
             n = write_trace(path, build_trace(scenario, domain=domain, format=args.format))
             print(f"{path}: {n} requests")
+            update(i)
     return 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import random
 import sys
 from typing import Any
@@ -154,11 +155,17 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "demo", help="a real LangChain agent without and with promptcache (--core: offline core simulation)"
     )
-    p.add_argument("--provider", choices=["openai", "anthropic", "both"], default="both")
+    p.add_argument(
+        "--provider",
+        choices=["openai", "anthropic", "both"],
+        default="both",
+        help="which provider's client and cache rules to run (default: both)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
     p.add_argument(
         "--core", action="store_true", help="the core-only offline simulation (no agent framework needed)"
     )
+    p.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     p.set_defaults(func=_cli)
 
 
@@ -179,16 +186,26 @@ def _agent_demo() -> tuple[Any, str | None]:
 
 
 def _cli(args: Any) -> int:
+    from promptcache._cliutil import progress
+
+    # The demo's figures are simulated: they must not land in the user's store next to real ones.
+    os.environ["PROMPTCACHE_RECORD_STATS"] = "0"
     providers = ["openai", "anthropic"] if args.provider == "both" else [args.provider]
     note = None
     if not args.core:
         mod, note = _agent_demo()
         if mod is not None:
-            report = mod.run_agent_demo(tuple(providers))
+            label = f"running the agent without and with promptcache ({', '.join(providers)})"
+            with progress(label, enabled=not args.no_progress):
+                report = mod.run_agent_demo(tuple(providers))
             print(json.dumps(report, indent=2) if args.json else mod.render(report))
             return 0
         print(note, file=sys.stderr)
-    reports = [run_demo(p) for p in providers]
+    reports = []
+    with progress("simulating", len(providers), enabled=not args.no_progress) as update:
+        for i, p in enumerate(providers, 1):
+            reports.append(run_demo(p))
+            update(i)
     if args.json:
         out: dict[str, Any] = {"demo": "core", "reports": reports}
         if note:

@@ -30,10 +30,12 @@ organization being a hash of the API key the client sent (``x-api-key``,
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import itertools
 import json
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -1028,9 +1030,11 @@ def register(sub: Any) -> None:
         "emulate", help="serve an offline Anthropic/OpenAI/Gemini-compatible API with simulated cache usage"
     )
     p.add_argument("--port", type=int, default=8089, help="port on 127.0.0.1 (0 = any free port)")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument(
-        "--script", help="JSON array or JSON lines of turns: {'text': ...} or {'tool_calls': [...]}"
+        "--script",
+        help="file of scripted answers, a JSON array or JSON lines of turns: "
+        "{'text': ...} or {'tool_calls': [{'name': ..., 'arguments': {...}}]}",
     )
     p.add_argument(
         "--provider-rules",
@@ -1042,8 +1046,42 @@ def register(sub: Any) -> None:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    script = load_script(args.script) if args.script else None
+    from pydantic import ValidationError
+
+    try:
+        script = load_script(args.script) if args.script else None
+    except FileNotFoundError:
+        print(f"promptcache emulate: {args.script}: no such file", file=sys.stderr)
+        return 2
+    except json.JSONDecodeError as exc:
+        print(
+            f"promptcache emulate: {args.script}:{exc.lineno}: not JSON ({exc.msg}); "
+            "a script is a JSON array or JSON lines of turns",
+            file=sys.stderr,
+        )
+        return 2
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"][:3])
+        print(
+            f"promptcache emulate: {args.script}: turn {where}: {err['msg']}; each turn is "
+            "{'text': ...} or {'tool_calls': [{'name': ..., 'arguments': {...}}]}",
+            file=sys.stderr,
+        )
+        return 2
     emu = Emulator(port=args.port, script=script, provider_rules=args.provider_rules, host=args.host)
+    try:
+        emu.start()
+    except OSError as exc:
+        why = {errno.EADDRINUSE: "the port is already in use", errno.EACCES: "permission denied"}.get(
+            exc.errno or 0, exc.strerror or str(exc)
+        )
+        print(
+            f"promptcache emulate: cannot listen on {args.host}:{args.port}: {why} "
+            "(pick another with --port, or --port 0 for any free port)",
+            file=sys.stderr,
+        )
+        return 1
     with emu:
         print(f"promptcache emulator on {emu.base_url}", flush=True)
         print(f"  OpenAI:    base_url={emu.openai_base_url}", flush=True)
