@@ -97,6 +97,8 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     [
         (["audit", "LOG", "--json"], "auditing"),
         (["bench", "hitrate", "LOG", "--provider", "openai", "--json"], "simulating"),
+        (["replay", "LOG", "--json"], "replaying"),
+        (["report", "LOG", "--out", "report", "--json"], "reading inputs"),
     ],
 )
 def test_progress_on_a_terminal_never_touches_json_on_stdout(log: Path, args: list[str], label: str) -> None:

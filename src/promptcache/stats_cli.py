@@ -174,7 +174,11 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--store", default=None, help="store URL or directory (default: $PROMPTCACHE_STORE)")
-    p.add_argument("--by", default=",".join(DIMENSIONS), help="dimensions to group by (comma-separated)")
-    p.add_argument("--top", type=int, default=3, help="miss reasons shown per row")
+    p.add_argument(
+        "--by",
+        default=",".join(DIMENSIONS),
+        help=f"dimensions to group by, comma-separated: {', '.join(DIMENSIONS)} (default: all)",
+    )
+    p.add_argument("--top", type=int, default=3, help="miss reasons shown per row (default: 3)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cli)
