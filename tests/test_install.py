@@ -165,6 +165,27 @@ def test_one_pip_command_installs_core_and_integrations_from_the_clone(clone: Pa
     assert done.returncode == 0, done.stderr
     assert "demo" in done.stdout
 
+    # The commands the docs show run on the data bundled in the wheel, far from any checkout.
+    done = subprocess.run(
+        [str(bin_dir / "promptcache"), "demo", "--core"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "clock line relocated" in done.stdout
+    done = subprocess.run(
+        [str(bin_dir / "promptcache"), "bench", "traces", "--out", "traces"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    traces = sorted((tmp_path / "traces").glob("*.jsonl"))
+    assert len(traces) == 12 and all(t.stat().st_size > 0 for t in traces)
+
 
 @pytest.mark.install
 def test_core_alone_pulls_no_agent_framework(clone: Path, tmp_path: Path) -> None:
