@@ -116,3 +116,49 @@ def test_no_progress_when_stderr_is_not_a_terminal(log: Path) -> None:
     )
     json.loads(done.stdout)
     assert done.stderr == ""
+
+
+WITHOUT_RICH = (
+    "import sys; sys.modules['rich'] = None\n"  # rich not installed: every import of it fails
+    "from promptcache.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def test_the_commands_work_without_rich(log: Path, tmp_path: Path) -> None:
+    """rich is optional (the cli extra): without it the output is plain and there is no progress."""
+    master, slave = pty.openpty()  # a terminal, so only the missing rich keeps progress away
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", WITHOUT_RICH, "audit", str(log), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert done.returncode == 0
+    json.loads(done.stdout)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from promptcache import PromptCache; from promptcache.usage import CacheUsage; "
+            f"c = PromptCache(store={str(tmp_path)!r}); "
+            "c.record_usage(CacheUsage(provider='openai', model='gpt-4o', input_tokens=10), tenant='t'); "
+            "c.close()",
+        ],
+        check=True,
+        timeout=120,
+    )
+    stats = subprocess.run(
+        [sys.executable, "-c", WITHOUT_RICH, "stats", "--store", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout.splitlines()[0])["tenant"] == "t"

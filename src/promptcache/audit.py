@@ -222,7 +222,7 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "log", help="request log, JSON lines: {ts, tenant, format, body} (see docs/request-log.md)"
+        "log", help="request log, JSON lines: {ts, tenant, format, body} (see docs/guides/request-log.md)"
     )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

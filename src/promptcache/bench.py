@@ -294,7 +294,7 @@ def register(sub: Any) -> None:
     bsub = p.add_subparsers(dest="bench_command", required=True)
     h = bsub.add_parser("hitrate", help="simulate a JSON-lines trace per arm (as sent, promptcache, ...)")
     h.add_argument(
-        "trace", help="request log, JSON lines: {ts, tenant, format, body} (see docs/request-log.md)"
+        "trace", help="request log, JSON lines: {ts, tenant, format, body} (see docs/guides/request-log.md)"
     )
     h.add_argument(
         "--provider",
