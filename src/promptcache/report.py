@@ -740,6 +740,16 @@ def _ratio(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
+def _is_report_input(d: Json) -> bool:
+    """Whether ``d`` has the shape of one of the JSON documents :func:`_sections_of` reads."""
+    return (
+        isinstance(d.get("reports"), list)
+        or d.get("demo") == "agent"
+        or ("rows" in d and "total" in d)
+        or any(k in d for k in ("records", "findings", "results", "calls", "arms"))
+    )
+
+
 def _sections_of(d: Any, source: str) -> list[Section]:
     """Recognize a JSON document by its shape and turn it into sections."""
     if not isinstance(d, dict):
@@ -791,9 +801,11 @@ def load_sections(path: str | Path, *, provider: str = "openai") -> list[Section
         doc = None  # not one JSON document: a JSON-lines log, or nothing readable (said per line)
     try:
         # A one-line log parses as one document: a request envelope (even a partial one) or a
-        # bare request body is a log line, whose reader says what is wrong with it.
+        # bare request body that is no report input is a log line, whose reader says what is wrong.
         if doc is None or (
-            isinstance(doc, dict) and {"ts", "tenant", "body", "messages", "contents"} & doc.keys()
+            isinstance(doc, dict)
+            and not _is_report_input(doc)
+            and {"ts", "tenant", "body", "messages", "contents"} & doc.keys()
         ):
             return _trace_sections(p, source, provider)
         return _sections_of(doc, source)
