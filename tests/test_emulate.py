@@ -459,4 +459,6 @@ def test_a_bad_script_is_named(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.startswith(f"promptcache emulate: {script}: turn 1") and "name" in done.stderr
+    assert done.stderr.startswith(
+        f"promptcache emulate: {script}: turn 2: field 'tool_calls[0].name': Field required; each turn is"
+    )

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -216,3 +217,32 @@ def test_an_instrumented_cache_is_not_counted_twice(tmp_path: Path) -> None:
     done = _stats_cli("--store", str(tmp_path), "--json")
     out = json.loads(done.stdout)
     assert out["writers"] == 1 and sum(r["input_tokens"] for r in out["rows"]) == 100
+
+
+def test_figures_reach_the_store_while_the_app_runs(tmp_path: Path) -> None:
+    """The background write: no close(), no exit, the figures are in the store within the interval."""
+    import time
+
+    from promptcache.artifacts.store import open_store
+    from promptcache.stats import StatsPersister, recorder_for
+    from promptcache.tiers.base import TierError
+
+    cache = PromptCache(store=str(tmp_path), record_stats=False)
+    StatsPersister(cache, recorder_for(cache), interval_s=0.05)
+    cache.record_usage(CacheUsage(provider="openai", model="gpt-4o", input_tokens=700), tenant="t")
+    deadline = time.monotonic() + 10
+    rows: list[Any] = []
+    while not rows and time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:  # the writer may hold SQLite's lock at this very moment: look again
+            reader = open_store(str(tmp_path))
+        except TierError:
+            continue
+        try:
+            rows = [row for rec in read_stats(reader) for row in rec.rows]
+        except TierError:
+            continue
+        finally:
+            reader.close()
+    assert [(r.tenant, r.usage_calls, r.input_tokens) for r in rows] == [("t", 1, 700)]
+    cache.close()

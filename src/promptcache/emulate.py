@@ -1045,6 +1045,18 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_cli)
 
 
+def _script_error(exc: Any) -> tuple[int, str, str]:
+    """(1-based turn, field path, message) of the most specific error in a script's validation."""
+    # A turn is a union: pydantic reports each member's complaint; the deepest one is the real fault.
+    err = max(exc.errors(), key=lambda e: len(e["loc"]))
+    loc = [x for x in err["loc"] if not (isinstance(x, str) and x[:1].isupper())]  # drop member names
+    turn = int(loc[0]) + 1 if loc and isinstance(loc[0], int) else 1
+    path = ""
+    for x in loc[1:]:
+        path += f"[{x}]" if isinstance(x, int) else (f".{x}" if path else str(x))
+    return turn, path or "(the turn)", str(err["msg"])
+
+
 def _cli(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -1061,10 +1073,9 @@ def _cli(args: argparse.Namespace) -> int:
         )
         return 2
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"][:3])
+        turn, field, msg = _script_error(exc)
         print(
-            f"promptcache emulate: {args.script}: turn {where}: {err['msg']}; each turn is "
+            f"promptcache emulate: {args.script}: turn {turn}: field {field!r}: {msg}; each turn is "
             "{'text': ...} or {'tool_calls': [{'name': ..., 'arguments': {...}}]}",
             file=sys.stderr,
         )

@@ -303,7 +303,8 @@ class StatsPersister:
     def _tick(self) -> None:
         with self._lock:
             self._timer = None
-        self.flush()
+        if not self.flush() and self._cache() is not None:
+            self.notify()  # the store refused (busy, down): try again one interval later
 
     def flush(self) -> bool:
         """Write the figures now if any changed; False when the store could not take them."""

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections import Counter
 from typing import Any
 
@@ -117,9 +118,27 @@ def _missing_path(spec: str | None) -> str | None:
     return None if not path or os.path.isdir(path) else path
 
 
-def _cli(args: argparse.Namespace) -> int:
+def _read(spec: str | None, attempts: int = 5) -> list[PersistedStats]:
+    """Every writer's record in the store ``spec`` names, the writers' duplicates left out."""
     from promptcache.artifacts.store import open_store
+    from promptcache.tiers.base import TierError
 
+    for attempt in range(attempts):
+        try:
+            store = open_store(spec)
+            try:
+                return dedupe(read_stats(store))
+            finally:
+                store.close()
+        except TierError:
+            # SQLite: a writing app may hold the lock for a moment; a reader waits its turn.
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _cli(args: argparse.Namespace) -> int:
     by = tuple(d.strip() for d in args.by.split(",") if d.strip())
     bad = [d for d in by if d not in DIMENSIONS]
     if bad or not by:
@@ -136,20 +155,13 @@ def _cli(args: argparse.Namespace) -> int:
         )
         return 1
     try:
-        store = open_store(spec)
+        records = _read(spec)
     except (ValueError, TypeError) as exc:
         print(f"promptcache stats: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # an unreachable Redis, an unreadable file: one line, not a traceback
-        print(f"promptcache stats: cannot open the store {spec or '(default)'}: {exc}", file=sys.stderr)
-        return 1
-    try:
-        records = dedupe(read_stats(store))
-    except Exception as exc:
         print(f"promptcache stats: cannot read the store {spec or '(default)'}: {exc}", file=sys.stderr)
         return 1
-    finally:
-        store.close()
     rows = summarize(records, by, top=args.top)
     if args.json:
         print(json.dumps({"writers": len(records), "by": list(by), "rows": rows}, indent=2))
