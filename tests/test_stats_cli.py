@@ -246,3 +246,30 @@ def test_figures_reach_the_store_while_the_app_runs(tmp_path: Path) -> None:
             reader.close()
     assert [(r.tenant, r.usage_calls, r.input_tokens) for r in rows] == [("t", 1, 700)]
     cache.close()
+
+
+FORKING_APP = textwrap.dedent(
+    """
+    import os, sys
+    from promptcache import PromptCache
+    from promptcache.usage import CacheUsage
+
+    cache = PromptCache(store=sys.argv[1])
+    usage = CacheUsage(provider="openai", model="gpt-4o", input_tokens=100)
+    pid = os.fork()
+    cache.record_usage(usage, tenant="child" if pid == 0 else "parent")
+    cache.close()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_worker_is_its_own_writer(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-c", FORKING_APP, str(tmp_path)], check=True, timeout=120)
+    done = _stats_cli("--store", str(tmp_path), "--json", "--by", "tenant")
+    out = json.loads(done.stdout)
+    assert out["writers"] == 2
+    assert {r["tenant"]: r["calls"] for r in out["rows"]} == {"child": 1, "parent": 1}

@@ -342,6 +342,25 @@ class StatsPersister:
 _live: weakref.WeakSet[StatsPersister] = weakref.WeakSet()
 
 
+def _after_fork_in_child() -> None:
+    # A forked worker (gunicorn --preload, multiprocessing) is another writer: with the parent's
+    # id it would overwrite the parent's record, and the parent's timer thread does not exist here.
+    from promptcache.telemetry.aggregate import _writer_id
+
+    for p in list(_live):
+        p.writer_id = _writer_id()
+        p._registered = False
+        p._timer = None
+        p._lock = threading.Lock()
+        p._write_lock = threading.Lock()
+        if p._dirty:
+            p.notify()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @atexit.register
 def _flush_at_exit() -> None:
     for p in list(_live):
