@@ -20,14 +20,16 @@ Progress = Callable[[int], None]
 
 
 def version() -> str:
-    """The installed version (the distribution is ``promptcache-core``, formerly ``promptcache``)."""
+    """The installed version of the ``promptcache-core`` distribution.
+
+    Never the ``promptcache`` distribution's: that PyPI name belongs to an unrelated project.
+    """
     from importlib import metadata
 
-    for dist in ("promptcache-core", "promptcache"):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
+    try:
+        return metadata.version("promptcache-core")
+    except metadata.PackageNotFoundError:
+        pass
     import promptcache
 
     return str(getattr(promptcache, "__version__", "unknown"))
