@@ -838,13 +838,14 @@ def secrets(tmp: Path, quick: bool, redis_url: str | None) -> dict[str, Any]:
 
 
 def false_positives(quick: bool) -> dict[str, Any]:
-    """Secret/PII findings on ordinary technical text (repo docs, stdlib docstrings, shared fixtures)."""
+    """Secret/PII findings on ordinary technical text (repo docs, stdlib docstrings, bundled fixtures)."""
+    from promptcache.bundled import REAL
     from promptcache.detect import SECRET, scan_sensitive
 
     sources = {
         "repo_docs": corpus.file_texts([ROOT / "docs", ROOT / "README.md"], (".md",)),
         "stdlib_docstrings": corpus.stdlib_docstrings(1_000_000 if quick else 3_000_000),
-        "shared_fixtures": corpus.file_texts([Path("/work/shared/fixtures")]),
+        "bundled_fixtures": corpus.file_texts([REAL]),
     }
     out: dict[str, Any] = {}
     for name, texts in sources.items():

@@ -9,10 +9,9 @@ import pytest
 
 from promptcache.audit import audit
 from promptcache.cli import main
-from promptcache.traces import AGENTS, build_trace, write_trace
+from promptcache.traces import build_trace, write_trace
 
 pytestmark = [
-    pytest.mark.skipif(not AGENTS.is_dir(), reason="shared/fixtures/real/agents not beside the repo"),
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
 ]
 

@@ -15,10 +15,9 @@ from promptcache.convert import convert
 from promptcache.engine import PromptCache
 from promptcache.formats import WireFormat
 from promptcache.simulate import Simulator
-from promptcache.traces import AGENTS, build_trace, write_trace
+from promptcache.traces import build_trace, write_trace
 
 pytestmark = [
-    pytest.mark.skipif(not AGENTS.is_dir(), reason="shared/fixtures/real/agents not beside the repo"),
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
 ]
 FIELDS = [

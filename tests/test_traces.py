@@ -22,8 +22,6 @@ from promptcache.traces import (
     write_trace,
 )
 
-pytestmark = pytest.mark.skipif(not AGENTS.is_dir(), reason="shared/fixtures/real/agents not beside the repo")
-
 TRAJS = load_trajectories()
 AIRLINE_PROMPT = (AGENTS / "tau_bench_airline_system_prompt.md").read_text()
 RETAIL_PROMPT = (AGENTS / "tau_bench_retail_system_prompt.md").read_text()

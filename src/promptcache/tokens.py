@@ -14,7 +14,7 @@ Estimated counters
     Anthropic (Claude 3 and later) publishes no offline tokenizer; it only offers the
     ``count_tokens`` HTTP endpoint. Gemini is in the same position (``countTokens``).
     For those, :func:`count_text` uses ``o200k_base`` scaled by a per-family factor
-    calibrated on the recorded requests in ``shared/fixtures/real`` (see
+    calibrated on the recorded requests bundled in ``promptcache/data/real`` (see
     ``tests/test_tokens.py`` for the measured error per recording). Against the real
     counts the scaled estimate is within 8 % on plain English (+8 % on simple repeated
     text, -6 % on news prose for claude-3-5-sonnet), but Claude's vocabulary differs
