@@ -1,0 +1,99 @@
+"""The package's layering, checked on the source (issue 21, "Core v2").
+
+* ``providers/`` is one level: provider-specific knowledge (hints, usage parsing, fallback,
+  gateways, Gemini cached contents, pre-warm requests) that imports nothing above it: not the
+  engine, not the SDK seam (``llm_bridge``, ``intercept``), no integration.
+
+Every import counts, including those inside functions and under ``TYPE_CHECKING``: a lazy import
+is still a dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import promptcache
+
+SRC = Path(promptcache.__file__).resolve().parent
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line, absolute module name)`` of every import in ``path``, relative ones resolved."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    yield from _imports(path.read_text(encoding="utf-8"), package)
+
+
+def _imports(source: str, package: str) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            yield node.lineno, module
+            # ``from promptcache import engine`` imports a module by its attribute name.
+            for alias in node.names:
+                yield node.lineno, f"{module}.{alias.name}"
+
+
+def _under(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def _violations(files: list[Path], forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(
+        {
+            f"{path.relative_to(SRC.parent)}:{line} imports {module}"
+            for path in files
+            for line, module in imported_modules(path)
+            if _under(module, forbidden)
+        }
+    )
+
+
+PROVIDERS_MUST_NOT_IMPORT = (
+    "promptcache.engine",
+    "promptcache.llm_bridge",
+    "promptcache.intercept",
+    "promptcache.lab",
+    "promptcache_langchain",
+    "promptcache_langgraph",
+    "promptcache_llamaindex",
+    "langchain",
+    "langchain_core",
+    "langgraph",
+    "llama_index",
+)
+
+
+def test_providers_import_nothing_above_them() -> None:
+    files = sorted((SRC / "providers").rglob("*.py"))
+    assert files, "providers/ not found"
+    assert _violations(files, PROVIDERS_MUST_NOT_IMPORT) == []
+
+
+def test_providers_is_one_level() -> None:
+    # No subpackages: providers/ is a flat set of modules, each about one provider concern.
+    assert [p.name for p in (SRC / "providers").iterdir() if p.is_dir() and p.name != "__pycache__"] == []
+
+
+def test_the_walker_sees_lazy_and_relative_imports() -> None:
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from ..engine import PromptCache\n"
+        "def f():\n    from promptcache import llm_bridge\n    import promptcache.lab.emulate\n"
+    )
+    found = {m for _, m in _imports(source, "promptcache.providers")}
+    assert {"promptcache.engine", "promptcache.llm_bridge", "promptcache.lab.emulate"} <= found
