@@ -1,5 +1,9 @@
-"""The package's layering, checked on the source (issue 21, "Core v2").
+"""The package's layering, checked on the source and in a fresh interpreter (issue 21, "Core v2").
 
+* The runtime never imports the lab (:mod:`promptcache.lab`: simulator, emulator, replay, report,
+  bench, demos): not statically (no module outside ``lab/`` names it) and not at run time
+  (importing ``promptcache`` and the three integration packages loads no ``promptcache.lab``
+  module and no matplotlib).
 * ``providers/`` is one level: provider-specific knowledge (hints, usage parsing, fallback,
   gateways, Gemini cached contents, pre-warm requests) that imports nothing above it: not the
   engine, not the SDK seam (``llm_bridge``, ``intercept``), no integration.
@@ -11,8 +15,13 @@ is still a dependency.
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 import promptcache
 
@@ -87,6 +96,40 @@ def test_providers_import_nothing_above_them() -> None:
 def test_providers_is_one_level() -> None:
     # No subpackages: providers/ is a flat set of modules, each about one provider concern.
     assert [p.name for p in (SRC / "providers").iterdir() if p.is_dir() and p.name != "__pycache__"] == []
+
+
+def test_no_runtime_module_imports_the_lab() -> None:
+    runtime = [p for p in sorted(SRC.rglob("*.py")) if (SRC / "lab") not in p.parents]
+    assert len(runtime) > 40, "the runtime modules were not found"
+    assert _violations(runtime, ("promptcache.lab",)) == []
+
+
+INTEGRATIONS = ("promptcache_langchain", "promptcache_langgraph", "promptcache_llamaindex")
+
+_PROBE = """
+import json, sys
+import promptcache
+import promptcache.cli  # the CLI module itself; its commands are imported when the parser is built
+for name in {integrations!r}:
+    __import__(name)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_importing_the_runtime_and_the_integrations_loads_no_lab_and_no_matplotlib() -> None:
+    for name in INTEGRATIONS:
+        pytest.importorskip(name)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(integrations=INTEGRATIONS)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    loaded = json.loads(out.splitlines()[-1])
+    assert set(INTEGRATIONS) <= set(loaded)
+    leaked = [m for m in loaded if _under(m, ("promptcache.lab", "matplotlib"))]
+    assert leaked == []
 
 
 def test_the_walker_sees_lazy_and_relative_imports() -> None:

@@ -24,7 +24,7 @@ Estimated counters
     ``Encoding.CHARS4`` the classic ``ceil(chars / 4)`` estimate.
 
 The counts are for the *prompt as the provider renders it*: the per-message framing
-tokens each provider adds are applied in :mod:`promptcache.simulate`, not here.
+tokens each provider adds are applied in :mod:`promptcache.lab.simulate`, not here.
 """
 
 from __future__ import annotations
