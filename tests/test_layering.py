@@ -4,6 +4,8 @@
   bench, demos): not statically (no module outside ``lab/`` names it) and not at run time
   (importing ``promptcache`` and the three integration packages loads no ``promptcache.lab``
   module and no matplotlib).
+* The README's layout section and the architecture page name every top-level entry of
+  ``src/promptcache/`` and of ``lab/``, and nothing that is not there.
 * ``providers/`` is one level: provider-specific knowledge (hints, usage parsing, fallback,
   gateways, Gemini cached contents, pre-warm requests) that imports nothing above it: not the
   engine, not the SDK seam (``llm_bridge``, ``intercept``), no integration.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -130,6 +133,62 @@ def test_importing_the_runtime_and_the_integrations_loads_no_lab_and_no_matplotl
     assert set(INTEGRATIONS) <= set(loaded)
     leaked = [m for m in loaded if _under(m, ("promptcache.lab", "matplotlib"))]
     assert leaked == []
+
+
+ROOT = SRC.parents[1]
+_FILE_NAME = re.compile(r"^[\w.]+(?:\.py|/)$|^py\.typed$")
+
+
+def _leading_file_names(line: str) -> list[str]:
+    names: list[str] = []
+    for word in line.split():
+        if not _FILE_NAME.match(word):
+            break
+        names.append(word)
+    return names
+
+
+def _tree_entries(folder: Path) -> set[str]:
+    return {
+        p.name + ("/" if p.is_dir() else "")
+        for p in folder.iterdir()
+        if p.name != "__pycache__" and not p.name.endswith(".egg-info")
+    }
+
+
+def _readme_layout() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Layout\n", 1)[1].split("```\n", 2)[1]
+    lines = block.splitlines()
+    assert lines[0].startswith("src/promptcache/")
+    return lines[1 : next(i for i, line in enumerate(lines) if line.startswith("integrations/"))]
+
+
+def test_the_readme_layout_names_exactly_the_tree() -> None:
+    lines = _readme_layout()
+    named = [name for line in lines for name in _leading_file_names(line)]
+    assert sorted(named) == sorted(_tree_entries(SRC)), "README 'Layout' and src/promptcache/ differ"
+    lab_text = " ".join(lines[next(i for i, line in enumerate(lines) if line.strip().startswith("lab/")) :])
+    lab_words = set(re.findall(r"[\w/]+", lab_text))
+    lab = {p.removesuffix(".py") for p in _tree_entries(SRC / "lab") if p != "__init__.py"} - {"data/"}
+    assert lab <= lab_words, "README 'Layout' misses lab modules"
+    assert _tree_entries(SRC / "lab" / "data") == {"real/"} and "data/real/" in lab_words
+
+
+def test_the_architecture_page_names_only_what_exists() -> None:
+    text = (ROOT / "docs" / "concepts" / "architecture.md").read_text(encoding="utf-8")
+    lab_part = text.split("## The lab", 1)[1]
+    runtime_part = text.split("## The lab", 1)[0]
+    # Names in backticks, and the names a line of the diagram starts with.
+    runtime_names = set(re.findall(r"`([a-z_/]+(?:\.py|/))`", runtime_part))
+    for line in runtime_part.split("```\n", 2)[1].splitlines():
+        runtime_names.update(_leading_file_names(line))
+    lab_names = set(re.findall(r"`([a-z_]+\.py|data/real/)`", lab_part))
+    missing = [n for n in runtime_names if not (SRC / n).exists() and not (ROOT / n).exists()]
+    missing += [n for n in lab_names if not (SRC / "lab" / n).exists()]
+    assert missing == []
+    for entry in _tree_entries(SRC) - {"__init__.py", "_cliutil.py", "py.typed", "data/"}:
+        assert entry in runtime_names, f"the architecture page does not place {entry}"
 
 
 def test_the_walker_sees_lazy_and_relative_imports() -> None:
