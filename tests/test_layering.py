@@ -152,7 +152,7 @@ def _tree_entries(folder: Path) -> set[str]:
     return {
         p.name + ("/" if p.is_dir() else "")
         for p in folder.iterdir()
-        if p.name != "__pycache__" and not p.name.endswith(".egg-info")
+        if p.name != "__pycache__" and not p.name.startswith(".") and not p.name.endswith(".egg-info")
     }
 
 
