@@ -1,6 +1,6 @@
 """Benchmark of ``prepare_request`` on a ~16k-token agent request.
 
-The request is built from real material in ``promptcache/data/real/agents`` (``promptcache.bundled``):
+The request is built from real material in ``promptcache/lab/data/real/agents`` (``promptcache.lab.bundled``):
 a ~2k-token system prompt (the tau-bench airline and retail policies), 30
 real tool schemas (airline 14 + retail 16), ~4k tokens of retrieved documents
 returned by a search tool, ~3k tokens of real conversation history and a
@@ -35,8 +35,8 @@ from typing import Any
 
 import orjson
 
-from promptcache.bundled import AGENTS
 from promptcache.engine import PromptCache
+from promptcache.lab.bundled import AGENTS
 from promptcache.tokens import counter_for_model
 
 

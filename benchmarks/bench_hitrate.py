@@ -1,8 +1,8 @@
 """Cache hit rate per scenario and arm on the tau-bench traces (OpenAI and Anthropic rules, simulated).
 
-``run()`` builds every scenario trace (:mod:`promptcache.traces`) for the airline and
+``run()`` builds every scenario trace (:mod:`promptcache.lab.traces`) for the airline and
 retail prefixes, simulates each against OpenAI and Anthropic with
-``promptcache.bench.run_hitrate`` and checks the issue's targets:
+``promptcache.lab.bench.run_hitrate`` and checks the issue's targets:
 
 * promptcache's cached fraction ≥ 0.95 × the oracle's on every scenario;
 * promptcache ≥ ``as_sent`` on the clean traces;
@@ -14,8 +14,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from promptcache.bench import run_hitrate
-from promptcache.traces import SCENARIOS, build_trace
+from promptcache.lab.bench import run_hitrate
+from promptcache.lab.traces import SCENARIOS, build_trace
 
 PROVIDERS = ("openai", "anthropic")
 DOMAINS = ("airline", "retail")

@@ -100,7 +100,7 @@ def lg_fault_worker(url: str, wid: int, t0_box: Any, go: Any, duration: float, q
     from promptcache_langgraph import CacheMetricsState, cached_tool_node
 
     from promptcache import PromptCache
-    from promptcache.emulate import Emulator
+    from promptcache.lab.emulate import Emulator
 
     class State(MessagesState, CacheMetricsState):
         pass

@@ -3,7 +3,7 @@
 import anthropic
 
 from promptcache import PromptCache, usage_from_response
-from promptcache.bundled import AGENTS
+from promptcache.lab.bundled import AGENTS
 
 # A real agent's system prompt (tau-bench's airline policy, bundled with promptcache): long
 # enough for the provider to cache, like most production system prompts.

@@ -5,7 +5,7 @@ from langchain_anthropic import ChatAnthropic
 from promptcache_langchain import CachingChatModel, PromptCacheMiddleware, cached_tool
 
 from promptcache import PromptCache
-from promptcache.bundled import AGENTS
+from promptcache.lab.bundled import AGENTS
 
 # A real agent's system prompt (tau-bench's airline policy, bundled with promptcache): long
 # enough for the provider to cache, like most production system prompts.

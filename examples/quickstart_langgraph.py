@@ -9,7 +9,7 @@ from promptcache_langchain import CachingChatModel
 from promptcache_langgraph import CacheMetricsState, cache_node, tenant_cache_key
 
 from promptcache import PromptCache
-from promptcache.bundled import AGENTS
+from promptcache.lab.bundled import AGENTS
 
 # A real agent's system prompt (tau-bench's airline policy, bundled with promptcache): long
 # enough for the provider to cache, like most production system prompts.

@@ -10,7 +10,7 @@ from llama_index.core.tools import FunctionTool
 from llama_index.llms.anthropic import Anthropic
 
 from promptcache import PromptCache
-from promptcache.bundled import AGENTS
+from promptcache.lab.bundled import AGENTS
 
 # A real agent's system prompt (tau-bench's airline policy, bundled with promptcache): long
 # enough for the provider to cache, like most production system prompts.

@@ -1,4 +1,4 @@
-"""promptcache.audit on tau-bench traces: killers found where they sit, savings per provider."""
+"""promptcache.lab.audit on tau-bench traces: killers found where they sit, savings per provider."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from promptcache.audit import audit
 from promptcache.cli import main
-from promptcache.traces import build_trace, write_trace
+from promptcache.lab.audit import audit
+from promptcache.lab.traces import build_trace, write_trace
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -65,7 +65,7 @@ def test_a_malformed_log_line_names_line_and_field(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from promptcache.traces import build_trace, write_trace
+    from promptcache.lab.traces import build_trace, write_trace
 
     log = tmp_path / "requests.jsonl"
     write_trace(log, build_trace("clean", tasks=[0])[:3])

@@ -1,4 +1,4 @@
-"""promptcache.bench: the hit-rate arms on real tau-bench traces, and the CLI."""
+"""promptcache.lab.bench: the hit-rate arms on real tau-bench traces, and the CLI."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from promptcache.bench import langchain_middleware_body, oracle_usage, run_hitrate
 from promptcache.cli import main
-from promptcache.convert import convert
 from promptcache.engine import PromptCache
 from promptcache.formats import WireFormat
-from promptcache.simulate import Simulator
-from promptcache.traces import build_trace, write_trace
+from promptcache.lab.bench import langchain_middleware_body, oracle_usage, run_hitrate
+from promptcache.lab.convert import convert
+from promptcache.lab.simulate import Simulator
+from promptcache.lab.traces import build_trace, write_trace
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from promptcache.cli import build_parser, walk_parsers
-from promptcache.traces import build_trace, write_trace
+from promptcache.lab.traces import build_trace, write_trace
 
 CLI = [sys.executable, "-m", "promptcache.cli"]
 REST = re.compile(r"``|:(?:class|mod|func|meth|data|attr|exc|obj|ref|doc):`|^\s*=+\s+=+|^\.\. \w+::", re.M)

@@ -1,4 +1,4 @@
-"""promptcache.convert: bodies as an app switching providers would send them."""
+"""promptcache.lab.convert: bodies as an app switching providers would send them."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from promptcache.convert import convert, default_model, from_openai_chat, to_openai_chat
 from promptcache.formats import WireFormat
-from promptcache.simulate import render
-from promptcache.traces import build_trace
+from promptcache.lab.convert import convert, default_model, from_openai_chat, to_openai_chat
+from promptcache.lab.simulate import render
+from promptcache.lab.traces import build_trace
 
 TOOL = {
     "type": "function",

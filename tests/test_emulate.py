@@ -20,8 +20,8 @@ import httpx
 import openai
 import pytest
 
-from promptcache.emulate import Emulator, load_script
-from promptcache.simulate import Simulator
+from promptcache.lab.emulate import Emulator, load_script
+from promptcache.lab.simulate import Simulator
 from promptcache.tokens import count_text
 
 # ~3.2k tokens: above every provider's minimum cacheable prefix used here.

@@ -1,6 +1,6 @@
 """Costs of real recorded calls, checked against figures computed by hand from the catalog.
 
-The usages are the ones the shared cassettes record (``promptcache/data/real/SOURCES.md``;
+The usages are the ones the shared cassettes record (``promptcache/lab/data/real/SOURCES.md``;
 ``tests/providers`` proves they parse that way through the official SDKs). Each expected figure
 is written out as tokens x price per million, with the catalog price it uses.
 """
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from promptcache.bundled import CASSETTES
 from promptcache.catalog import UnknownModelError, load_catalog
+from promptcache.lab.bundled import CASSETTES
 from promptcache.pricing import CostBreakdown, break_even_reads, cost, gemini_storage_cost
 from promptcache.providers.usage import usage_from_response
 from promptcache.usage import CacheUsage

@@ -2,7 +2,7 @@
 
 Each quick start is a file in ``examples/`` that a user could copy: its provider client reads its
 base URL and key from the environment, as with a real provider. The test starts a fresh
-:class:`~promptcache.emulate.Emulator` (its own cache state, so the figures do not depend on test
+:class:`~promptcache.lab.emulate.Emulator` (its own cache state, so the figures do not depend on test
 order), points those variables at it and runs the file as a subprocess, as a user would. What
 must hold is checked twice: in what the emulator served (the second call read the provider's
 cache) and in what the file printed (``cache.stats()`` counted the calls).
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from promptcache.emulate import Emulator
+from promptcache.lab.emulate import Emulator
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from promptcache.bundled import CASSETTES
 from promptcache.cli import main
 from promptcache.engine import PromptCache
 from promptcache.formats import WireFormat
-from promptcache.replay import Source, compare_bodies, load_requests, replay
-from promptcache.traces import SCENARIOS, build_trace, write_trace
+from promptcache.lab.bundled import CASSETTES
+from promptcache.lab.replay import Source, compare_bodies, load_requests, replay
+from promptcache.lab.traces import SCENARIOS, build_trace, write_trace
 
 ALL_CASSETTES = sorted(CASSETTES.glob("*.yaml"))
 
@@ -146,7 +146,7 @@ def test_cli_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_cli_exit_code_1_on_loss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import promptcache.replay as mod
+    import promptcache.lab.replay as mod
 
     engine = mod._prepare
 

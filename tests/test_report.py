@@ -20,13 +20,13 @@ pytest.importorskip("matplotlib", reason="promptcache report draws with matplotl
 import numpy as np
 from matplotlib.image import imread
 
-from promptcache.audit import audit
-from promptcache.bench import run_hitrate
 from promptcache.cli import main
+from promptcache.lab.audit import audit
+from promptcache.lab.bench import run_hitrate
+from promptcache.lab.report import load_sections, render_html, write_report
+from promptcache.lab.traces import build_trace, write_trace
 from promptcache.metrics import CacheMetrics, merge_cache_metrics
-from promptcache.report import load_sections, render_html, write_report
 from promptcache.stats import StatsRecorder
-from promptcache.traces import build_trace, write_trace
 from promptcache.usage import CacheUsage
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -114,7 +114,7 @@ def test_figures_match_the_inputs(inputs: dict[str, Path]) -> None:
 
 def test_trace_arms_agree_with_bench_totals(inputs: dict[str, Path]) -> None:
     """The per-call simulation in the report is the same simulation ``bench hitrate`` totals."""
-    from promptcache.traces import read_trace
+    from promptcache.lab.traces import read_trace
 
     lines = read_trace(inputs["trace"])
     hit = run_hitrate(lines, "openai", arms=("as_sent", "promptcache"))
@@ -143,7 +143,7 @@ def test_cli_writes_one_self_contained_page_and_the_pngs(
 
 def test_no_prompt_text_in_the_page(inputs: dict[str, Path], tmp_path: Path) -> None:
     """Reports carry figures, kinds and positions, never the prompt: no system-prompt line shows up."""
-    from promptcache.traces import read_trace
+    from promptcache.lab.traces import read_trace
 
     written = write_report([inputs["trace"], inputs["audit"]], tmp_path)
     page = Path(written["html"]).read_text()
@@ -157,7 +157,7 @@ def test_no_prompt_text_in_the_page(inputs: dict[str, Path], tmp_path: Path) -> 
 
 
 def test_html_escapes_what_it_shows() -> None:
-    from promptcache.report import Section, Table
+    from promptcache.lab.report import Section, Table
 
     page = render_html([Section(title="<b>x</b>", source="a&b", tables=[Table(["h"], [["<script>"]])])])
     assert "<b>x</b>" not in page and "&lt;script&gt;" in page and "a&amp;b" in page

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from promptcache.formats import WireFormat
-from promptcache.traces import TraceLine
+from promptcache.lab.traces import TraceLine
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "guides" / "request-log.md"
 MARKED = re.compile(r"<!--\s*test\s*-->\s*\n```python\n(.*?)\n```", re.DOTALL)

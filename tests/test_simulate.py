@@ -1,4 +1,4 @@
-"""Tests for promptcache.simulate: replays of real recordings, and hand-worked rule cases.
+"""Tests for promptcache.lab.simulate: replays of real recordings, and hand-worked rule cases.
 
 The replay tests feed each recorded request body, with the time from the recorded
 ``Date`` response header (pydantic-ai cassettes strip headers: their calls get
@@ -18,8 +18,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from promptcache.bundled import REAL
-from promptcache.simulate import (
+from promptcache.lab.bundled import REAL
+from promptcache.lab.simulate import (
     MissReason,
     Simulator,
     TooManyBreakpoints,

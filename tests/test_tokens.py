@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from promptcache.bundled import REAL
+from promptcache.lab.bundled import REAL
 from promptcache.tokens import (
     ANTHROPIC_SCALE,
     Encoding,

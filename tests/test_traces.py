@@ -1,4 +1,4 @@
-"""promptcache.traces: scenario traces from the real tau-bench trajectories."""
+"""promptcache.lab.traces: scenario traces from the real tau-bench trajectories."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from promptcache.emulate import Emulator
-from promptcache.traces import (
+from promptcache.lab.emulate import Emulator
+from promptcache.lab.traces import (
     AGENTS,
     TraceError,
     TraceLine,

@@ -18,14 +18,14 @@ from typing import Any
 from promptcache._cliutil import plain_help, version
 
 COMMAND_MODULES = [
-    "promptcache.demo",
-    "promptcache.emulate",
-    "promptcache.bench",
-    "promptcache.audit",
+    "promptcache.lab.demo",
+    "promptcache.lab.emulate",
+    "promptcache.lab.bench",
+    "promptcache.lab.audit",
     "promptcache.invalidate_cli",
     "promptcache.stats_cli",
-    "promptcache.report",
-    "promptcache.replay",
+    "promptcache.lab.report",
+    "promptcache.lab.replay",
 ]
 
 

@@ -535,7 +535,7 @@ class Delegate:
     """Delegates everything to ``target`` except the attributes given in ``overrides``.
 
     How an intercepted SDK client stands in for the caller's: the caller's client is
-    never modified. Shared with :mod:`promptcache.providers.sdk_intercept`.
+    never modified. Shared with :mod:`promptcache.intercept`.
     """
 
     def __init__(self, target: Any, overrides: Mapping[str, Any]) -> None:

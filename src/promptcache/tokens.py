@@ -14,7 +14,7 @@ Estimated counters
     Anthropic (Claude 3 and later) publishes no offline tokenizer; it only offers the
     ``count_tokens`` HTTP endpoint. Gemini is in the same position (``countTokens``).
     For those, :func:`count_text` uses ``o200k_base`` scaled by a per-family factor
-    calibrated on the recorded requests bundled in ``promptcache/data/real`` (see
+    calibrated on the recorded requests bundled in ``promptcache/lab/data/real`` (see
     ``tests/test_tokens.py`` for the measured error per recording). Against the real
     counts the scaled estimate is within 8 % on plain English (+8 % on simple repeated
     text, -6 % on news prose for claude-3-5-sonnet), but Claude's vocabulary differs
@@ -24,7 +24,7 @@ Estimated counters
     ``Encoding.CHARS4`` the classic ``ceil(chars / 4)`` estimate.
 
 The counts are for the *prompt as the provider renders it*: the per-message framing
-tokens each provider adds are applied in :mod:`promptcache.simulate`, not here.
+tokens each provider adds are applied in :mod:`promptcache.lab.simulate`, not here.
 """
 
 from __future__ import annotations

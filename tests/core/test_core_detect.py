@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from promptcache.bundled import AGENTS
 from promptcache.detect import SECRET, luhn_valid, scan_sensitive
+from promptcache.lab.bundled import AGENTS
 
 # Shaped like the real thing; none of them is a live credential.
 SECRETS = {

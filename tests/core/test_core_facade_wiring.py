@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from promptcache import PromptCache, load_catalog
-from promptcache.bundled import AGENTS
+from promptcache.lab.bundled import AGENTS
 
 DECODED = AGENTS.parent / "decoded"
 

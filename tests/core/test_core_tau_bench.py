@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from promptcache.bundled import AGENTS
 from promptcache.canonical import canonical_json
 from promptcache.engine import PromptCache
+from promptcache.lab.bundled import AGENTS
 
 VOL = "<volatile_context>"
 

@@ -16,13 +16,13 @@ import re2
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from promptcache.bundled import AGENTS
 from promptcache.detect import (
     SENSITIVE_PATTERNS,
     SENSITIVE_SCANNER,
     VERIFY,
     sensitive_clue,
 )
+from promptcache.lab.bundled import AGENTS
 from promptcache.scan import Scanner
 
 UNFILTERED = Scanner([(k, p) for k, _, p in SENSITIVE_PATTERNS], VERIFY)

@@ -1,6 +1,6 @@
 """Load the bundled real-traffic cassettes and replay them through the official SDKs with vcrpy.
 
-The cassettes are the bundled ones (``promptcache.bundled.CASSETTES``) and are never edited:
+The cassettes are the bundled ones (``promptcache.lab.bundled.CASSETTES``) and are never edited:
 pydantic-ai's cassettes, which keep bodies under ``parsed_body``, are converted into plain
 vcrpy cassettes in a temporary directory at test time.
 """
@@ -17,7 +17,7 @@ import pytest
 import vcr
 import yaml
 
-from promptcache.bundled import CASSETTES
+from promptcache.lab.bundled import CASSETTES
 
 # Headers that describe the recorded bytes on the wire, not the re-serialized JSON body.
 _BODY_FRAMING_HEADERS = {"content-length", "content-encoding", "transfer-encoding"}

@@ -18,8 +18,8 @@ import pytest
 from pydantic import BaseModel
 
 from promptcache import PromptCache
+from promptcache.intercept import intercept_sdk_client
 from promptcache.llm_bridge import HINT_REJECTIONS, CallContext, intercept_client, use_call
-from promptcache.providers.sdk_intercept import intercept_sdk_client
 
 SYSTEM = "You are a fare assistant for an airline. " * 200
 

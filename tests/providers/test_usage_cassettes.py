@@ -6,7 +6,7 @@ responses, then reads the SDK's answer with ``usage_from_response`` / ``usage_fr
 Requests match on method, path and the JSON body, and every recorded interaction must be
 played, so a replay that sends the wrong body or skips a call fails.
 
-The expected figures are the ones ``promptcache/data/real/SOURCES.md`` lists for each
+The expected figures are the ones ``promptcache/lab/data/real/SOURCES.md`` lists for each
 recording, written as the provider reported them (``uncached + read + write`` where the
 provider's input count leaves cached tokens out).
 """

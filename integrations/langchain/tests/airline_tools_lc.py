@@ -15,7 +15,7 @@ from typing import Any
 from langchain_core.tools import StructuredTool
 
 from promptcache.artifacts import ToolSpec
-from promptcache.bundled import AGENTS
+from promptcache.lab.bundled import AGENTS
 
 RES = "4OG6T3"
 

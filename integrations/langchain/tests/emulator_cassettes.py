@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[3]
 def _header(command: str) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return (
-        f"{HEADER_FIRST_LINE} (promptcache.emulate.Emulator on 127.0.0.1),\n"
+        f"{HEADER_FIRST_LINE} (promptcache.lab.emulate.Emulator on 127.0.0.1),\n"
         "# NOT a real provider: every answer and every usage figure here comes from the emulator's\n"
         "# scripted turns (or its echo of the last user text) and its simulated prompt cache.\n"
         f"# Recorded at {when} with: {command}\n"
@@ -227,7 +227,7 @@ def isolated_cache_dir(tmp: str | os.PathLike[str]) -> None:
 
 def airline(task_id: int = 2) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The real tau-bench airline trajectory ``task_id`` (gpt-4o) and the airline tool schemas."""
-    from promptcache.traces import AGENTS, load_trajectories
+    from promptcache.lab.traces import AGENTS, load_trajectories
 
     run = next(r for r in load_trajectories() if r["task_id"] == task_id)
     tools: list[dict[str, Any]] = json.loads((AGENTS / "tau_bench_airline_tools.json").read_text())

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from promptcache.bundled import AGENTS
+from promptcache.lab.bundled import AGENTS
 
 CLOCK_LINE = "The current time is 2024-05-15 15:00:00 EST."
 
@@ -47,6 +47,6 @@ def trajectory() -> list[dict[str, Any]]:
 @pytest.fixture
 def emulator() -> Iterator[Any]:
     """A fresh provider emulator on an OS-chosen loopback port."""
-    emulate = pytest.importorskip("promptcache.emulate")
+    emulate = pytest.importorskip("promptcache.lab.emulate")
     with emulate.Emulator(port=0) as emu:
         yield emu

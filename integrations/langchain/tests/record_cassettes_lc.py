@@ -4,7 +4,7 @@
     (or: cd integrations/langchain/tests && ../../../.venv/bin/python -m record_cassettes_lc)
 
 The emulator plays the model with the recorded assistant turns of tau-bench airline task 2
-(``promptcache.traces.script_from_trajectory``); the agent is the one ``test_lc_agent.py``
+(``promptcache.lab.traces.script_from_trajectory``); the agent is the one ``test_lc_agent.py``
 builds (its ``_agent``/``_run``), with the clock line stamped at 15:00, 15:01, ... per call.
 ``test_lc_cassettes.py`` replays the files with nothing listening. Not collected by pytest.
 """
@@ -26,8 +26,8 @@ from promptcache_langchain import PromptCacheMiddleware  # noqa: E402
 from test_lc_agent import STOP, _agent, _run  # noqa: E402
 
 from promptcache import PromptCache  # noqa: E402
-from promptcache.emulate import Emulator  # noqa: E402
-from promptcache.traces import script_from_trajectory  # noqa: E402
+from promptcache.lab.emulate import Emulator  # noqa: E402
+from promptcache.lab.traces import script_from_trajectory  # noqa: E402
 
 CASSETTES = HERE / "cassettes"
 PROVIDERS = ("openai", "anthropic")

@@ -35,7 +35,7 @@ from promptcache.stats import recorder_for
 
 # traj[1] and traj[3] are the user's first two turns; the assistant turns up to index 13 answer them.
 # The emulator is a separate piece of work: skip, not error, where it is not there yet.
-Emulator = pytest.importorskip("promptcache.emulate").Emulator
+Emulator = pytest.importorskip("promptcache.lab.emulate").Emulator
 
 STOP = 13
 

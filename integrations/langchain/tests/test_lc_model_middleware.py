@@ -20,7 +20,7 @@ from promptcache_langchain import PromptCacheMiddleware, PromptCacheModelMiddlew
 from promptcache import PromptCache
 from promptcache.metrics import CacheMetrics
 
-Emulator = pytest.importorskip("promptcache.emulate").Emulator
+Emulator = pytest.importorskip("promptcache.lab.emulate").Emulator
 
 trajectory = shared.trajectory
 

@@ -23,7 +23,7 @@ from promptcache import PromptCache
 from promptcache.artifacts import ToolSpec
 from promptcache.metrics import CacheMetrics
 
-Emulator = pytest.importorskip("promptcache.emulate").Emulator
+Emulator = pytest.importorskip("promptcache.lab.emulate").Emulator
 
 ACME = {"configurable": {"tenant_id": "acme"}}
 

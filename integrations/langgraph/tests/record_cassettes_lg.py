@@ -4,7 +4,7 @@
     (or: cd integrations/langgraph/tests && ../../../.venv/bin/python -m record_cassettes_lg)
 
 The emulator plays the model with the recorded assistant turns of tau-bench airline task 2
-(``promptcache.traces.script_from_trajectory``); the graph is the one ``test_lg_graph.py``
+(``promptcache.lab.traces.script_from_trajectory``); the graph is the one ``test_lg_graph.py``
 builds (its ``_graph``/``_run``: an agent node wrapped by ``cache_node`` stamping the clock at
 15:00, 15:01, ... per call, and a ``ToolNode`` with the recorded tool outputs).
 ``test_lg_cassettes.py`` replays the files with nothing listening. Not collected by pytest.
@@ -29,8 +29,8 @@ from promptcache_langchain import CachingChatModel  # noqa: E402
 from test_lg_graph import STOP, _graph, _run  # noqa: E402
 
 from promptcache import PromptCache  # noqa: E402
-from promptcache.emulate import Emulator  # noqa: E402
-from promptcache.traces import script_from_trajectory  # noqa: E402
+from promptcache.lab.emulate import Emulator  # noqa: E402
+from promptcache.lab.traces import script_from_trajectory  # noqa: E402
 
 CASSETTES = HERE / "cassettes"
 PROVIDERS = ("openai", "anthropic")

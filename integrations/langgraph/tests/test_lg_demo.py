@@ -13,7 +13,7 @@ import pytest
 
 from promptcache import cli
 
-pytest.importorskip("promptcache.emulate")
+pytest.importorskip("promptcache.lab.emulate")
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from promptcache import PromptCache
 from promptcache.stats import recorder_for
 
 # The emulator is a separate piece of work: skip, not error, where it is not there yet.
-Emulator = pytest.importorskip("promptcache.emulate").Emulator
+Emulator = pytest.importorskip("promptcache.lab.emulate").Emulator
 
 # The shared fixtures, registered in this module (a conftest.py would collide).
 airline_policy, airline_tools, trajectory = shared.airline_policy, shared.airline_tools, shared.trajectory

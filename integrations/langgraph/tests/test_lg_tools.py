@@ -30,7 +30,7 @@ from promptcache_langgraph import CacheMetrics, CacheMetricsState, CallFigures, 
 
 from promptcache import PromptCache
 
-Emulator = pytest.importorskip("promptcache.emulate").Emulator
+Emulator = pytest.importorskip("promptcache.lab.emulate").Emulator
 
 
 class State(MessagesState, CacheMetricsState):

@@ -25,8 +25,8 @@ from promptcache_llamaindex import disable
 from pydantic import BaseModel, ConfigDict
 
 from promptcache import PromptCache
-from promptcache.bundled import AGENTS
-from promptcache.emulate import Emulator
+from promptcache.lab.bundled import AGENTS
+from promptcache.lab.emulate import Emulator
 
 ANTHROPIC_MODEL = "claude-sonnet-4-5"
 OPENAI_MODEL = "gpt-4o"

@@ -40,7 +40,7 @@ from test_llamaindex_rag_agent import FAQ, _agent_script, _llm  # noqa: E402
 
 from promptcache import PromptCache  # noqa: E402
 from promptcache.artifacts import ToolOutputCache, open_store  # noqa: E402
-from promptcache.emulate import Emulator  # noqa: E402
+from promptcache.lab.emulate import Emulator  # noqa: E402
 
 CASSETTES = HERE / "cassettes"
 QUESTION = "How many free checked bags does a gold member get?"

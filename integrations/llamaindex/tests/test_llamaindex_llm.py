@@ -14,7 +14,7 @@ from llama_index_instrumentation.dispatcher import instrument_tags
 from promptcache_llamaindex import CachingLLM, PromptCacheEventHandler
 
 from promptcache import PromptCache
-from promptcache.emulate import Emulator
+from promptcache.lab.emulate import Emulator
 from promptcache.stats import recorder_for
 
 CLOCK = "2024-05-15 15:00:00"

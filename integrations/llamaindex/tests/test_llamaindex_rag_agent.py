@@ -25,7 +25,7 @@ from promptcache_llamaindex import CachingLLM, CachingRetriever, cache_tool, dis
 
 from promptcache import PromptCache
 from promptcache.artifacts import ToolOutputCache, open_store
-from promptcache.emulate import Emulator
+from promptcache.lab.emulate import Emulator
 from promptcache.stats import recorder_for
 
 FAQ = [

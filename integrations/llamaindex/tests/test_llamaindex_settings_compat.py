@@ -14,7 +14,7 @@ from packaging.version import Version
 from promptcache_llamaindex import CachingLLM, PromptCacheEventHandler, disable, enable, enabled_handler
 
 from promptcache import PromptCache
-from promptcache.emulate import Emulator
+from promptcache.lab.emulate import Emulator
 from promptcache.stats import recorder_for
 
 

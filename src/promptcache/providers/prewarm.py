@@ -2,7 +2,10 @@
 
 :func:`prewarm` prepares ``body`` with the cache (so the same layout, canonical form and
 hints as a real call), turns it into the cheapest request that still writes the prefix, sends
-it through the caller's ``send``, and reports the usage and its price.
+it through the caller's ``send``, and reports the usage and its price. The cache is anything
+with ``prepare_request`` (:class:`Preparer`; in practice :class:`~promptcache.engine.PromptCache`,
+whose ``prewarm`` method calls this): this module, like all of ``providers/``, never imports the
+engine.
 
 * Anthropic Messages: ``max_tokens: 0``. Anthropic documents it for pre-warming: the input is
   processed and written to the cache, no output is generated (Claude API, Bedrock and
@@ -24,22 +27,28 @@ it through the caller's ``send``, and reports the usage and its price.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptcache.catalog import UnknownModelError
 from promptcache.formats import WireFormat, parse_format
-from promptcache.plan import Hint
+from promptcache.plan import Hint, Prepared
 from promptcache.pricing import CostBreakdown, cost
 from promptcache.providers.hints import ttl_options
 from promptcache.providers.usage import usage_from_response
 from promptcache.usage import CacheUsage
 
-if TYPE_CHECKING:
-    from promptcache.engine import PromptCache
+__all__ = ["Preparer", "PrewarmReport", "aprewarm", "prewarm", "prewarm_body"]
 
-__all__ = ["PrewarmReport", "aprewarm", "prewarm", "prewarm_body"]
+
+class Preparer(Protocol):
+    """What pre-warming needs of the cache: ``PromptCache.prepare_request``."""
+
+    def prepare_request(
+        self, body: Mapping[str, Any], *, format: str | WireFormat, tenant: str | None = ...
+    ) -> Prepared: ...
+
 
 # Fields that cannot accompany max_tokens: 0 on Anthropic. tool_choice stays: changing it
 # would invalidate the message-level cache the warm-up is meant to write.
@@ -120,7 +129,7 @@ def _report(
 
 
 def _prepare(
-    cache: PromptCache, body: Mapping[str, Any], fmt: WireFormat, tenant: str | None, zero: bool
+    cache: Preparer, body: Mapping[str, Any], fmt: WireFormat, tenant: str | None, zero: bool
 ) -> tuple[dict[str, Any], Any, str, list[str]]:
     prepared = cache.prepare_request(body, format=fmt, tenant=tenant)
     model = str(body.get("model") or body.get("modelId") or prepared.plan.model)
@@ -131,7 +140,7 @@ def _prepare(
 
 
 def prewarm(
-    cache: PromptCache,
+    cache: Preparer,
     body: Mapping[str, Any],
     *,
     format: str | WireFormat,
@@ -150,7 +159,7 @@ def prewarm(
 
 
 async def aprewarm(
-    cache: PromptCache,
+    cache: Preparer,
     body: Mapping[str, Any],
     *,
     format: str | WireFormat,

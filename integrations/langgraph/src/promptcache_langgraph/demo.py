@@ -2,7 +2,7 @@
 
 A ``create_agent`` customer-support agent built from the real tau-bench airline policy and its 14
 tool schemas replays a real recorded conversation (GPT-4o, task 2: a customer downgrading three
-business-class reservations): the provider emulator (:class:`promptcache.emulate.Emulator`, started
+business-class reservations): the provider emulator (:class:`promptcache.lab.emulate.Emulator`, started
 in-process on 127.0.0.1) answers with the recorded assistant turns, tool calls included, and the
 tools answer with the recorded tool outputs. Real ``ChatOpenAI`` and ``ChatAnthropic`` clients talk
 HTTP to it; it reports prompt-cache usage by each provider's documented rules (the offline
@@ -33,10 +33,10 @@ from langchain_core.tools import StructuredTool
 from promptcache_langchain import PromptCacheMiddleware
 
 from promptcache import PromptCache
-from promptcache.bundled import AGENTS
-from promptcache.emulate import Emulator
+from promptcache.lab.bundled import AGENTS
+from promptcache.lab.emulate import Emulator
+from promptcache.lab.traces import script_from_trajectory
 from promptcache.pricing import cost
-from promptcache.traces import script_from_trajectory
 from promptcache.usage import CacheUsage
 
 __all__ = ["fixtures_dir", "render", "run_agent_demo"]

@@ -5,7 +5,7 @@ LlamaIndex's provider LLMs build the request in several methods (``chat``, ``str
 ``self._client``/``self._aclient`` (``Anthropic``, ``OpenAIResponses``, ``BedrockConverse``) or
 ``self._get_client()``/``self._get_aclient()`` (``OpenAI``, which may build a fresh client per
 call). :func:`hooked_copy` returns a copy of the user's LLM whose clients are replaced by
-:func:`promptcache.providers.sdk_intercept.intercept_sdk_client` copies (``llm_bridge``'s
+:func:`promptcache.intercept.intercept_sdk_client` copies (``llm_bridge``'s
 ``intercept_client``, plus ``google.genai`` clients for ``GoogleGenAI`` and the structured-output
 ``parse`` methods); the shared core then rewrites the SDK keyword arguments (the body) while a
 call context is set. The user's LLM object, its class and its clients stay untouched.
@@ -18,8 +18,8 @@ from typing import Any
 
 from llama_index.core.llms import LLM
 
+from promptcache.intercept import intercept_sdk_client
 from promptcache.providers.gemini_cache import GeminiCacheManager
-from promptcache.providers.sdk_intercept import intercept_sdk_client
 
 __all__ = ["hooked_copy"]
 

@@ -25,7 +25,7 @@ from llama_index.core.settings import _Settings
 from llama_index_instrumentation import get_dispatcher
 
 from promptcache import PromptCache
-from promptcache.providers.sdk_intercept import GenAIClientTransport, is_genai_client
+from promptcache.intercept import GenAIClientTransport, is_genai_client
 from promptcache_llamaindex._tenant import DEFAULT_TENANT_KEY
 from promptcache_llamaindex.handler import PromptCacheEventHandler
 from promptcache_llamaindex.llm import CachingLLM

@@ -19,7 +19,7 @@ Each answer is either a short echo of the last user text or, when a script is
 given, the next scripted turn (``{"text": ...}`` or ``{"tool_calls": [{"name": ...,
 "arguments": {...}}]}``), so a recorded agent trajectory can be replayed as the
 model's side. The prompt-cache usage in each answer comes from
-:class:`promptcache.simulate.Simulator`, one cache state per organization, the
+:class:`promptcache.lab.simulate.Simulator`, one cache state per organization, the
 organization being a hash of the API key the client sent (``x-api-key``,
 ``x-goog-api-key``, ``?key=`` or ``Authorization: Bearer``) — as providers keep caches per organization.
 
@@ -48,7 +48,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from promptcache.formats import WireFormat
-from promptcache.simulate import Simulator, TooManyBreakpoints, render
+from promptcache.lab.simulate import Simulator, TooManyBreakpoints, render
 from promptcache.tokens import count_text
 from promptcache.usage import CacheUsage
 
@@ -124,7 +124,7 @@ class _HttpError(Exception):
 
 # Why these rules: the route decides the wire format; "auto" simulates the provider whose
 # format it is, another value simulates that provider on the body converted as an app
-# switching providers would (promptcache.convert).
+# switching providers would (promptcache.lab.convert).
 _NATIVE_RULES = {
     WireFormat.ANTHROPIC_MESSAGES: "anthropic",
     WireFormat.OPENAI_CHAT: "openai",
@@ -298,7 +298,7 @@ class Emulator:
         rules = _NATIVE_RULES[fmt] if self.provider_rules == "auto" else self.provider_rules
         sim_fmt, sim_body = fmt, body
         if rules != _NATIVE_RULES[fmt]:
-            from promptcache.convert import convert  # imported late: only cross-provider rules need it
+            from promptcache.lab.convert import convert  # imported late: only cross-provider rules need it
 
             sim_fmt = _RULE_FORMAT.get(rules, WireFormat.OPENAI_CHAT)
             sim_body = convert(body if model is None else {"model": model, **body}, fmt, sim_fmt)

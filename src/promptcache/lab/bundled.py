@@ -1,12 +1,12 @@
 """Where the bundled real-world fixtures live: provider recordings and agent prompts made by others.
 
-These files ship inside the package (``promptcache/data/real/``), so the demo, ``promptcache bench
+These files ship inside the package (``promptcache/lab/data/real/``), so the demo, ``promptcache bench
 traces``, the benchmarks and the tests find them in a bare clone and in an installed wheel alike.
 ``data/real/SOURCES.md`` names the upstream repository, commit and licence of every file.
 
 Example::
 
-    >>> from promptcache.bundled import AGENTS
+    >>> from promptcache.lab.bundled import AGENTS
     >>> (AGENTS / "tau_bench_airline_system_prompt.md").is_file()
     True
 """

@@ -648,12 +648,12 @@ def _agent_demo_sections(d: Json, source: str) -> list[Section]:
 
 def _trace_sections(path: Path, source: str, provider: str) -> list[Section]:
     """Simulate a request log call by call, as sent and through promptcache."""
-    from promptcache.bench import PROVIDER_FORMATS
-    from promptcache.convert import convert, default_model
     from promptcache.engine import PromptCache
+    from promptcache.lab.bench import PROVIDER_FORMATS
+    from promptcache.lab.convert import convert, default_model
+    from promptcache.lab.simulate import Simulator
+    from promptcache.lab.traces import read_trace
     from promptcache.pricing import cost
-    from promptcache.simulate import Simulator
-    from promptcache.traces import read_trace
     from promptcache.usage import CacheUsage
 
     lines = read_trace(path)
@@ -785,7 +785,7 @@ def load_sections(path: str | Path, *, provider: str = "openai") -> list[Section
 
     Every error is a ``ValueError`` whose message starts with the file's name.
     """
-    from promptcache.traces import TraceError
+    from promptcache.lab.traces import TraceError
 
     p = Path(path)
     try:

@@ -25,12 +25,12 @@ import random
 import sys
 from typing import Any
 
-from promptcache.bundled import AGENTS
-from promptcache.convert import anthropic_messages as _anthropic_messages
-from promptcache.convert import anthropic_tools as _anthropic_tools
 from promptcache.engine import PromptCache
+from promptcache.lab.bundled import AGENTS
+from promptcache.lab.convert import anthropic_messages as _anthropic_messages
+from promptcache.lab.convert import anthropic_tools as _anthropic_tools
+from promptcache.lab.simulate import Simulator
 from promptcache.pricing import cost
-from promptcache.simulate import Simulator
 from promptcache.usage import CacheUsage
 
 

@@ -37,10 +37,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptcache.bundled import AGENTS
-from promptcache.convert import convert
-from promptcache.emulate import ScriptItem, ScriptText, ScriptToolCall, ScriptToolCalls
 from promptcache.formats import WireFormat
+from promptcache.lab.bundled import AGENTS
+from promptcache.lab.convert import convert
+from promptcache.lab.emulate import ScriptItem, ScriptText, ScriptToolCall, ScriptToolCalls
 
 __all__ = [
     "AGENTS",
@@ -132,7 +132,7 @@ def build_trace(
     """One call per assistant turn of the chosen trajectories (all by default), interleaved in time.
 
     ``tasks`` are indices into the stored trajectory list; ``format`` converts each body
-    (:func:`promptcache.convert.convert`) as an app on that provider would send it.
+    (:func:`promptcache.lab.convert.convert`) as an app on that provider would send it.
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario={scenario!r}: use one of {', '.join(SCENARIOS)}")
@@ -268,7 +268,7 @@ def read_trace(path: str | Path) -> list[TraceLine]:
 
 
 def script_from_trajectory(traj: Sequence[Json]) -> list[ScriptItem]:
-    """The assistant turns of a recorded trajectory as an :class:`~promptcache.emulate.Emulator` script."""
+    """A recorded trajectory's assistant turns as an :class:`~promptcache.lab.emulate.Emulator` script."""
     items: list[ScriptItem] = []
     for m in traj:
         if m.get("role") != "assistant":

@@ -3,7 +3,7 @@
 The log uses the trace line format (``{"ts", "tenant", "format", "body"}``). The audit reports:
 
 * the cacheable share: tokens whose content the same tenant had already sent within
-  the TTL (the ``oracle`` of :mod:`promptcache.bench`);
+  the TTL (the ``oracle`` of :mod:`promptcache.lab.bench`);
 * each cache killer found, with where it sits — volatile values in the prefix (from the
   engine's plan fragments: kind, block and line, never the value itself), unstable tool
   order or JSON key order, content changed before stable blocks (a block whose change
@@ -25,13 +25,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from promptcache._cliutil import progress as progress_display
-from promptcache.bench import ArmResult, oracle_usage, run_hitrate
-from promptcache.convert import to_openai_chat
 from promptcache.engine import PromptCache
 from promptcache.formats import WireFormat
+from promptcache.lab.bench import ArmResult, oracle_usage, run_hitrate
+from promptcache.lab.convert import to_openai_chat
+from promptcache.lab.simulate import min_cacheable_tokens, render
+from promptcache.lab.traces import TraceLine, read_trace
 from promptcache.pricing import cost
-from promptcache.simulate import min_cacheable_tokens, render
-from promptcache.traces import TraceLine, read_trace
 from promptcache.usage import CacheUsage
 
 __all__ = ["AuditReport", "Finding", "ProviderSavings", "audit", "register"]

@@ -1,6 +1,6 @@
 """``promptcache bench hitrate``: how much of a trace a provider would cache, per arm.
 
-Arms, all simulated offline with :class:`promptcache.simulate.Simulator` (one cache
+Arms, all simulated offline with :class:`promptcache.lab.simulate.Simulator` (one cache
 state per tenant, as providers keep caches per organization):
 
 * ``as_sent`` — the requests as the app sent them (converted to the provider's wire
@@ -31,12 +31,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from promptcache.convert import convert, default_model, to_openai_chat
 from promptcache.engine import PromptCache
 from promptcache.formats import WireFormat
+from promptcache.lab.convert import convert, default_model, to_openai_chat
+from promptcache.lab.simulate import Rendered, Simulator, render
+from promptcache.lab.traces import SCENARIOS, Domain, TraceLine, build_trace, read_trace, write_trace
 from promptcache.pricing import cost
-from promptcache.simulate import Rendered, Simulator, render
-from promptcache.traces import SCENARIOS, Domain, TraceLine, build_trace, read_trace, write_trace
 from promptcache.usage import CacheUsage
 
 __all__ = [

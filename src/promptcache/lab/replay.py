@@ -427,7 +427,7 @@ def _cassette(path: Path) -> list[Source]:
 
 
 def _trace(path: Path) -> list[Source]:
-    from promptcache.traces import read_trace
+    from promptcache.lab.traces import read_trace
 
     return [
         Source(source=path.name, index=i, format=line.format, tenant=line.tenant, body=line.body)
