@@ -839,8 +839,8 @@ def secrets(tmp: Path, quick: bool, redis_url: str | None) -> dict[str, Any]:
 
 def false_positives(quick: bool) -> dict[str, Any]:
     """Secret/PII findings on ordinary technical text (repo docs, stdlib docstrings, bundled fixtures)."""
-    from promptcache.lab.bundled import REAL
     from promptcache.detect import SECRET, scan_sensitive
+    from promptcache.lab.bundled import REAL
 
     sources = {
         "repo_docs": corpus.file_texts([ROOT / "docs", ROOT / "README.md"], (".md",)),
