@@ -47,6 +47,7 @@ from promptcache.tiers.blob import BlobStore, FileBlobStore
 from promptcache.tiers.crypto import KeyRing
 from promptcache.tiers.entry import Entry, key_digest
 from promptcache.tiers.memory import MemoryStore
+from promptcache.tiers.outcome import Produced
 
 __all__ = ["InvalidationFailed", "Lookup", "Result", "RouterStats", "TieredStore"]
 
@@ -77,13 +78,16 @@ class Result:
     """What :meth:`TieredStore.get_or_compute` returns.
 
     ``tier`` is the tier that served it, ``"flight"`` if another caller computed
-    it concurrently, ``None`` if this call computed it.
+    it concurrently, ``None`` if this call computed it. ``produced`` is what the
+    compute callback returned (this call's or the flight leader's), ``None`` on
+    a tier hit; ``payload`` is empty when nothing was stored.
     """
 
     payload: bytes
     tier: str | None
     stale: bool = False
     computed: bool = False
+    produced: Produced | None = None
 
 
 class RouterStats(BaseModel):
@@ -115,7 +119,7 @@ _ROUTER_COUNTERS = (
 @dataclass(slots=True)
 class _Flight:
     done: threading.Event = field(default_factory=threading.Event)
-    payload: bytes | None = None
+    produced: Produced | None = None
     error: BaseException | None = None
 
 
@@ -171,7 +175,7 @@ class TieredStore:
         self._open_until = {"l2": 0.0, "l3": 0.0}
         self._sf_lock = threading.Lock()
         self._flights: dict[tuple[str, str], _Flight] = {}
-        self._aflights: dict[tuple[int, str, str], asyncio.Future[bytes]] = {}
+        self._aflights: dict[tuple[int, str, str], asyncio.Future[Produced]] = {}
         self._refreshing: set[tuple[str, str]] = set()
         self._pool: ThreadPoolExecutor | None = None
         self._bg_tasks: set[asyncio.Task[None]] = set()
@@ -705,14 +709,19 @@ class TieredStore:
     def get_or_compute(
         self,
         key: str,
-        fn: Callable[[], bytes],
+        fn: Callable[[], bytes | Produced],
         *,
         tenant: str,
         entry_type: str,
         tags: Iterable[str] = (),
         ttl_s: float | None = None,
     ) -> Result:
-        """The cached payload, or ``fn()``'s, computed once however many threads miss at once."""
+        """The cached payload, or ``fn()``'s, computed once however many threads miss at once.
+
+        ``fn`` returns the bytes to store, or a :class:`Produced` that may say
+        "computed, don't store" (``payload=None``): the value is then shared with
+        the concurrent identical callers and written nowhere.
+        """
         names = normalize_tags(tags)
         hit = self.lookup(key, tenant=tenant, allow_stale=entry_type in self.swr_types)
         if hit is not None:
@@ -731,12 +740,12 @@ class TieredStore:
             flight.done.wait()
             if flight.error is not None:
                 raise flight.error
-            return Result(flight.payload or b"", "flight")
+            return _shared(flight.produced)
         self._counters.add("single_flight_leaders")
         try:
-            payload = self._compute_and_store(key, fn, tenant, entry_type, names, ttl_s)
-            flight.payload = payload
-            return Result(payload, None, computed=True)
+            produced = self._compute_and_store(key, fn, tenant, entry_type, names, ttl_s)
+            flight.produced = produced
+            return Result(produced.payload or b"", None, computed=True, produced=produced)
         except BaseException as exc:
             flight.error = exc
             raise
@@ -748,22 +757,34 @@ class TieredStore:
     def _compute_and_store(
         self,
         key: str,
-        fn: Callable[[], bytes],
+        fn: Callable[[], bytes | Produced],
         tenant: str,
         entry_type: str,
         names: tuple[str, ...],
         ttl_s: float | None,
-    ) -> bytes:
+    ) -> Produced:
         # generations are read before computing: an invalidation during fn() wins
         gens = self.current_generations(names, refresh=True)
-        payload = fn()
-        self._store(self._build(key, payload, tenant, entry_type, gens, ttl_s))
-        return payload
+        return self._keep(key, _produced(fn()), tenant, entry_type, gens, ttl_s)
+
+    def _keep(
+        self,
+        key: str,
+        produced: Produced,
+        tenant: str,
+        entry_type: str,
+        gens: dict[str, int],
+        ttl_s: float | None,
+    ) -> Produced:
+        if produced.storable:
+            ttl = produced.ttl_s if produced.ttl_s is not None else ttl_s
+            self._store(self._build(key, produced.payload or b"", tenant, entry_type, gens, ttl))
+        return produced
 
     def _refresh_later(
         self,
         key: str,
-        fn: Callable[[], bytes],
+        fn: Callable[[], bytes | Produced],
         tenant: str,
         entry_type: str,
         names: tuple[str, ...],
@@ -780,7 +801,7 @@ class TieredStore:
 
         def run() -> None:
             try:
-                self._compute_and_store(key, fn, tenant, entry_type, names, ttl_s)
+                _log_refresh_error(key, self._compute_and_store(key, fn, tenant, entry_type, names, ttl_s))
             except Exception:
                 log.warning("background refresh of %s failed", key_digest(key), exc_info=True)
             finally:
@@ -792,7 +813,7 @@ class TieredStore:
     async def aget_or_compute(
         self,
         key: str,
-        fn: Callable[[], Awaitable[bytes]],
+        fn: Callable[[], Awaitable[bytes | Produced]],
         *,
         tenant: str,
         entry_type: str,
@@ -812,14 +833,14 @@ class TieredStore:
         fut = self._aflights.get(fk)
         if fut is not None:
             self._counters.add("single_flight_waiters")
-            return Result(await asyncio.shield(fut), "flight")
+            return _shared(await asyncio.shield(fut))
         fut = loop.create_future()
         self._aflights[fk] = fut
         self._counters.add("single_flight_leaders")
         try:
-            payload = await self._acompute_and_store(key, fn, tenant, entry_type, names, ttl_s)
-            fut.set_result(payload)
-            return Result(payload, None, computed=True)
+            produced = await self._acompute_and_store(key, fn, tenant, entry_type, names, ttl_s)
+            fut.set_result(produced)
+            return Result(produced.payload or b"", None, computed=True, produced=produced)
         except BaseException as exc:
             fut.set_exception(exc)
             fut.exception()  # mark retrieved: waiters may be none
@@ -830,21 +851,19 @@ class TieredStore:
     async def _acompute_and_store(
         self,
         key: str,
-        fn: Callable[[], Awaitable[bytes]],
+        fn: Callable[[], Awaitable[bytes | Produced]],
         tenant: str,
         entry_type: str,
         names: tuple[str, ...],
         ttl_s: float | None,
-    ) -> bytes:
+    ) -> Produced:
         gens = await self.acurrent_generations(names, refresh=True)
-        payload = await fn()
-        self._store(self._build(key, payload, tenant, entry_type, gens, ttl_s))
-        return payload
+        return self._keep(key, _produced(await fn()), tenant, entry_type, gens, ttl_s)
 
     def _arefresh_later(
         self,
         key: str,
-        fn: Callable[[], Awaitable[bytes]],
+        fn: Callable[[], Awaitable[bytes | Produced]],
         tenant: str,
         entry_type: str,
         names: tuple[str, ...],
@@ -857,7 +876,8 @@ class TieredStore:
 
         async def run() -> None:
             try:
-                await self._acompute_and_store(key, fn, tenant, entry_type, names, ttl_s)
+                produced = await self._acompute_and_store(key, fn, tenant, entry_type, names, ttl_s)
+                _log_refresh_error(key, produced)
             except Exception:
                 log.warning("background refresh of %s failed", key_digest(key), exc_info=True)
             finally:
@@ -966,3 +986,18 @@ class TieredStore:
     def __exit__(self, *exc: object) -> None:
         """Close."""
         self.close()
+
+
+def _produced(out: bytes | Produced) -> Produced:
+    return out if isinstance(out, Produced) else Produced(payload=out)
+
+
+def _shared(produced: Produced | None) -> Result:
+    """A flight waiter's result: the leader's, whether it was stored or not."""
+    assert produced is not None  # set by the leader before its flight is marked done
+    return Result(produced.payload or b"", "flight", produced=produced)
+
+
+def _log_refresh_error(key: str, produced: Produced) -> None:
+    if produced.error is not None:
+        log.warning("background refresh of %s failed (%s)", key_digest(key), type(produced.error).__name__)
