@@ -94,3 +94,14 @@ def test_the_users_exception_is_raised_unchanged_to_every_caller(tools: ToolOutp
     with pytest.raises(LookupError) as acaught:
         asyncio.run(tools.arun(READ, {"route": "C"}, afail, tenant="t"))
     assert acaught.value is boom
+
+
+def test_even_a_stop_iteration_from_the_users_function_reaches_the_user(tools: ToolOutputCache) -> None:
+    stop = StopIteration("the user's")
+
+    def fail() -> dict[str, object]:
+        raise stop
+
+    with pytest.raises(StopIteration) as caught:
+        tools.run(READ, {"route": "D"}, fail, tenant="t")
+    assert caught.value is stop and tools.stats().cache_errors == 0

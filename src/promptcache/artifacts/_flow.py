@@ -11,17 +11,18 @@ identical misses compute once), and adds what the router does not know about:
 * any fault of the cache machinery runs the call uncached and is counted; an
   exception raised by the user's function propagates unchanged.
 
-No exception is used for control flow: the callback's result says what to do,
-and :func:`_settle` turns the store's :class:`Result` into the caller's value
-and a :class:`LookupResult` in one place shared by :func:`run` and :func:`arun`,
-which differ only where they call the store and the user's function.
+No exception is used for control flow: the callback's result says what to do.
+The flow is written once, as :func:`_steps`, a generator that yields the I/O it
+needs (the store's read-or-compute, the user's function, a write) and receives
+the answers; :func:`run` and :func:`arun` only perform that I/O, sync or
+awaited. The user's own exception is raised by them, at the edge, unchanged.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Generic, TypeVar
@@ -114,9 +115,7 @@ def _settle(call: Call[T], res: Result, box: _Box) -> tuple[T, LookupResult] | _
     p = res.produced
     if p is None:  # a tier hit
         return _decoded(call, res.payload, res.tier, res.stale)
-    if p.error is not None:
-        # the user's own exception (ours, or the flight leader's): raised to the user unchanged
-        raise p.error
+    assert p.error is None  # the user's own exception was raised at the edge (_users_error)
     if box.produced is None:  # a concurrent identical call computed it
         if p.storable:
             return _decoded(call, p.payload or b"", "flight", False)
@@ -172,7 +171,66 @@ def _overwritten(call: Call[T], value: T, p: Produced, err: Exception | None) ->
     return _computed(call, value, p)
 
 
-# the two I/O edges ------------------------------------------------------------------------------
+# one implementation, two I/O edges ---------------------------------------------------------------
+
+#: The I/O a step of the flow needs: ``("get_or_compute",)``, ``("compute",)`` (the user's function),
+#: ``("current_generations",)`` or ``("put", produced, generations)``.
+_Op = tuple[Any, ...]
+
+
+def _steps(call: Call[T], box: _Box) -> Generator[_Op, Any, tuple[T, LookupResult]]:
+    """The flow, written once: yields the I/O it needs, receives the answer (or a cache fault)."""
+    try:
+        res = yield ("get_or_compute",)
+    except Exception as exc:
+        why, reason = _fault(call, exc)
+        if box.produced is not None and box.produced.error is None:
+            return _uncached(call, box.value, why, reason)
+        return _uncached(call, (yield ("compute",)), why, reason)
+    settled = _settle(call, res, box)
+    if settled is _Next.OWN:
+        call.counters.add("misses")
+        why = "a concurrent call's result was its own: computed uncached"
+        return _uncached(call, (yield ("compute",)), why, NotStored.UNCACHEABLE)
+    if settled is _Next.OVERWRITE:
+        # An unreadable entry (corrupt, foreign, old schema): recompute and write over it;
+        # leaving it in place would make every call miss until its TTL ran out.
+        try:
+            gens = yield ("current_generations",)
+        except Exception:
+            call.counters.add("misses")
+            value = yield ("compute",)
+            return _uncached(call, value, "unreadable entry: computed uncached", NotStored.CACHE_FAULT)
+        value = yield ("compute",)
+        p = _produce(call, value)
+        err: Exception | None = None
+        if p.storable:
+            try:
+                yield ("put", p, gens)
+            except Exception as exc:
+                err = exc
+        return _overwritten(call, value, p, err)
+    return settled
+
+
+def _users_error(out: Any) -> None:
+    """Raise the user's own exception (ours, or the flight leader's) to the user, unchanged.
+
+    Raised here, at the edge, never inside the steps: a generator would turn a
+    ``StopIteration`` into a ``RuntimeError``, and the steps would take it for a cache fault.
+    """
+    if isinstance(out, Result) and out.produced is not None and out.produced.error is not None:
+        raise out.produced.error
+
+
+def _where(call: Call[Any]) -> dict[str, Any]:
+    """The store arguments naming the entry (tenant, type, tags)."""
+    return {"tenant": call.tenant, "entry_type": call.kind, "tags": call.tags}
+
+
+def _put(op: _Op) -> dict[str, Any]:
+    """The store arguments of a ``("put", produced, generations)`` step."""
+    return {"ttl_s": op[1].ttl_s, "tag_generations": op[2]}
 
 
 def run(call: Call[T], compute: Callable[[], T]) -> tuple[T, LookupResult]:
@@ -188,58 +246,33 @@ def run(call: Call[T], compute: Callable[[], T]) -> tuple[T, LookupResult]:
             box.produced = _produce(call, box.value)
         return box.produced
 
+    def io(op: _Op) -> Any:
+        if op[0] == "get_or_compute":
+            ttl = call.planned_ttl_s
+            return call.store.get_or_compute(call.key, produce, **_where(call), ttl_s=ttl)
+        if op[0] == "current_generations":
+            return call.store.current_generations(list(call.tags))
+        return call.store.put(call.key, op[1].payload or b"", **_where(call), **_put(op))
+
+    steps = _steps(call, box)
     try:
-        res = call.store.get_or_compute(
-            call.key,
-            produce,
-            tenant=call.tenant,
-            entry_type=call.kind,
-            tags=call.tags,
-            ttl_s=call.planned_ttl_s,
-        )
-    except Exception as exc:
-        why, reason = _fault(call, exc)
-        p = box.produced
-        if p is not None and p.error is None:
-            return _uncached(call, box.value, why, reason)
-        return _uncached(call, compute(), why, reason)
-    settled = _settle(call, res, box)
-    if settled is _Next.OWN:
-        call.counters.add("misses")
-        why = "a concurrent call's result was its own: computed uncached"
-        return _uncached(call, compute(), why, NotStored.UNCACHEABLE)
-    if settled is _Next.OVERWRITE:
-        return _overwrite(call, compute)
-    return settled
-
-
-def _overwrite(call: Call[T], compute: Callable[[], T]) -> tuple[T, LookupResult]:
-    """An unreadable entry (corrupt, foreign, old schema): recompute and write over it.
-
-    Leaving it in place would make every call miss until its TTL ran out.
-    """
-    try:
-        gens = call.store.current_generations(list(call.tags))
-    except Exception:
-        call.counters.add("misses")
-        return _uncached(call, compute(), "unreadable entry: computed uncached", NotStored.CACHE_FAULT)
-    value = compute()
-    p = _produce(call, value)
-    err: Exception | None = None
-    if p.storable:
-        try:
-            call.store.put(
-                call.key,
-                p.payload or b"",
-                tenant=call.tenant,
-                entry_type=call.kind,
-                tags=call.tags,
-                ttl_s=p.ttl_s,
-                tag_generations=gens,
-            )
-        except Exception as exc:
-            err = exc
-    return _overwritten(call, value, p, err)
+        op = next(steps)  # the first step always yields
+        while True:
+            exc: Exception | None = None
+            if op[0] == "compute":  # never thrown into the steps: the user's exception is the user's
+                out = compute()
+            else:
+                try:
+                    out = io(op)
+                except Exception as err:
+                    out, exc = None, err
+                _users_error(out)
+            try:  # only the steps' own end is caught here, never a user's StopIteration
+                op = steps.send(out) if exc is None else steps.throw(exc)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+    finally:
+        steps.close()
 
 
 async def arun(call: Call[T], compute: Callable[[], Awaitable[T]]) -> tuple[T, LookupResult]:
@@ -255,52 +288,31 @@ async def arun(call: Call[T], compute: Callable[[], Awaitable[T]]) -> tuple[T, L
             box.produced = _produce(call, box.value)
         return box.produced
 
-    try:
-        res = await call.store.aget_or_compute(
-            call.key,
-            produce,
-            tenant=call.tenant,
-            entry_type=call.kind,
-            tags=call.tags,
-            ttl_s=call.planned_ttl_s,
-        )
-    except Exception as exc:
-        why, reason = _fault(call, exc)
-        p = box.produced
-        if p is not None and p.error is None:
-            return _uncached(call, box.value, why, reason)
-        return _uncached(call, await compute(), why, reason)
-    settled = _settle(call, res, box)
-    if settled is _Next.OWN:
-        call.counters.add("misses")
-        why = "a concurrent call's result was its own: computed uncached"
-        return _uncached(call, await compute(), why, NotStored.UNCACHEABLE)
-    if settled is _Next.OVERWRITE:
-        return await _aoverwrite(call, compute)
-    return settled
-
-
-async def _aoverwrite(call: Call[T], compute: Callable[[], Awaitable[T]]) -> tuple[T, LookupResult]:
-    """:func:`_overwrite` over awaitable I/O."""
-    try:
-        gens = await call.store.acurrent_generations(list(call.tags))
-    except Exception:
-        call.counters.add("misses")
-        return _uncached(call, await compute(), "unreadable entry: computed uncached", NotStored.CACHE_FAULT)
-    value = await compute()
-    p = _produce(call, value)
-    err: Exception | None = None
-    if p.storable:
-        try:
-            await call.store.aput(
-                call.key,
-                p.payload or b"",
-                tenant=call.tenant,
-                entry_type=call.kind,
-                tags=call.tags,
-                ttl_s=p.ttl_s,
-                tag_generations=gens,
+    async def io(op: _Op) -> Any:
+        if op[0] == "get_or_compute":
+            return await call.store.aget_or_compute(
+                call.key, produce, **_where(call), ttl_s=call.planned_ttl_s
             )
-        except Exception as exc:
-            err = exc
-    return _overwritten(call, value, p, err)
+        if op[0] == "current_generations":
+            return await call.store.acurrent_generations(list(call.tags))
+        return await call.store.aput(call.key, op[1].payload or b"", **_where(call), **_put(op))
+
+    steps = _steps(call, box)
+    try:
+        op = next(steps)  # the first step always yields
+        while True:
+            exc: Exception | None = None
+            if op[0] == "compute":
+                out = await compute()
+            else:
+                try:
+                    out = await io(op)
+                except Exception as err:
+                    out, exc = None, err
+                _users_error(out)
+            try:  # only the steps' own end is caught here, never a user's StopIteration
+                op = steps.send(out) if exc is None else steps.throw(exc)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+    finally:
+        steps.close()
