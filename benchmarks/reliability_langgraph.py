@@ -329,8 +329,8 @@ def _read_back(url: str) -> dict[str, Any]:
 
     cache = PromptCache(store=url)
     try:
-        out = cache.tools.call(
-            AIRLINE_SPECS[READ_TOOL], {"reservation_id": RES}, lambda **_: {"content": "{}"}, tenant=TENANT
+        out = cache.tools.run(
+            AIRLINE_SPECS[READ_TOOL], {"reservation_id": RES}, lambda: {"content": "{}"}, tenant=TENANT
         )
         hit = out.lookup.hit
         ok = sealed_ok(out.value.get("content"), TENANT, RES) if hit else True

@@ -122,7 +122,8 @@ def test_delete_beats_a_queued_write(tmp_path: Path) -> None:
     k = key_for("t", "d")
     store.put(k, b"v", tenant="t", entry_type="m")
     store.put(k, b"v2", tenant="t", entry_type="m")
-    store._mark_deleted(k)
+    assert store.below is not None
+    store.below.cut(k)  # what delete() does first: queued puts of k are discarded
     store.l1.delete(k)
     blocker.execute("COMMIT")
     assert store.flush()
@@ -333,7 +334,9 @@ def test_write_back_queue_full_drops_and_counts(tmp_path: Path) -> None:
     blocker.execute("BEGIN IMMEDIATE")  # the worker's first write waits on this lock
     keys = [key_for("t", str(i)) for i in range(5)]
     store.put(keys[0], b"0", tenant="t", entry_type="m")
-    assert wait_until(lambda: store._wb_queue.qsize() == 0)  # the worker holds #0
+    assert store.below is not None
+    queued = store.below.queue
+    assert wait_until(lambda: queued.qsize() == 0)  # the worker holds #0
     for k in keys[1:]:
         store.put(k, b"x", tenant="t", entry_type="m")  # #1 queued, #2..#4 dropped
     s = store.stats()

@@ -9,7 +9,16 @@ All three are framework-agnostic (plain dicts in, plain dicts out), never write
 a secret to any tier, and never fail a call because the cache failed.
 """
 
-from promptcache.artifacts._common import ArtifactStats, LookupResult, Served, TagTemplate, data_classes_of
+from promptcache.artifacts._common import (
+    ArtifactStats,
+    LookupResult,
+    NotStored,
+    Outcome,
+    Served,
+    TagTemplate,
+    Uncacheable,
+    data_classes_of,
+)
 from promptcache.artifacts.responses import TRANSPORT_FIELDS, Eligibility, ResponseCache
 from promptcache.artifacts.retrieval import (
     Authorizer,
@@ -29,6 +38,8 @@ __all__ = [
     "Eligibility",
     "LookupResult",
     "McpAnnotations",
+    "NotStored",
+    "Outcome",
     "ResponseCache",
     "RetrievalCache",
     "RetrieverSpec",
@@ -37,6 +48,7 @@ __all__ = [
     "TagTemplate",
     "ToolOutputCache",
     "ToolSpec",
+    "Uncacheable",
     "data_classes_of",
     "normalize_query",
     "open_store",

@@ -22,13 +22,17 @@ from promptcache.canonical import canonical_json
 from promptcache.detect import scan_sensitive
 from promptcache.keys import KeyContract, derive_key
 from promptcache.policy import Policy
+from promptcache.tiers.outcome import NotStored, Outcome
 
 __all__ = [
     "PUBLIC_TENANT",
     "ArtifactStats",
     "LookupResult",
+    "NotStored",
+    "Outcome",
     "Served",
     "TagTemplate",
+    "Uncacheable",
     "data_classes_of",
 ]
 
@@ -50,8 +54,9 @@ class LookupResult(BaseModel):
     ``l2``, ``l3``, or ``flight`` when a concurrent identical call computed it).
     ``why`` is one short human-readable reason (never contains payload text).
     ``stored`` says whether the computed value was written to the cache, with
-    ``ttl_seconds``. ``dropped`` counts retrieved documents the authorizer no
-    longer lets the caller read. ``invalidated``/``invalidation_failed`` list
+    ``ttl_seconds``. ``outcome`` sums it up and ``reason`` says why a computed
+    value was not stored. ``dropped`` counts retrieved documents the authorizer
+    no longer lets the caller read. ``invalidated``/``invalidation_failed`` list
     the tags a successful write invalidated or could not invalidate.
     """
 
@@ -67,6 +72,14 @@ class LookupResult(BaseModel):
     invalidated: tuple[str, ...] = ()
     invalidation_failed: tuple[str, ...] = ()
     key_digest: str | None = None
+    reason: NotStored | None = None
+
+    @property
+    def outcome(self) -> Outcome:
+        """Hit, computed and stored, or computed and not stored (then ``reason`` says why)."""
+        if self.hit:
+            return Outcome.HIT
+        return Outcome.STORED if self.stored else Outcome.NOT_STORED
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +97,16 @@ class Served(Generic[T]):
     def __iter__(self) -> Iterator[Any]:
         """Unpack as ``value, lookup = cache.call(...)``."""
         return iter((self.value, self.lookup))
+
+
+@dataclass(frozen=True, slots=True)
+class Uncacheable:
+    """A caller's verdict that a computed result must not be stored (see ``ToolOutputCache.run``).
+
+    ``why`` is a short reason for ``LookupResult.why``; never the result itself.
+    """
+
+    why: str = "result not cacheable"
 
 
 class ArtifactStats(BaseModel):

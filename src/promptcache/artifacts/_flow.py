@@ -5,73 +5,73 @@ identical misses compute once), and adds what the router does not know about:
 
 * the computed value is checked *before* anything is written: a value holding a
   secret, or one the policy refuses, is returned to the caller but never reaches
-  any tier (the router's compute callback raises instead of returning bytes);
-* PII classes shorten the TTL: the value is then written by us, with the tag
-  generations captured *before* the computation, so an invalidation racing with
-  it still wins;
+  any tier (the compute callback returns a :class:`Produced` without payload);
+* PII classes shorten the TTL (the callback says for how long to store);
 * the caller gets the original Python object on a miss, not a JSON round trip;
 * any fault of the cache machinery runs the call uncached and is counted; an
   exception raised by the user's function propagates unchanged.
+
+No exception is used for control flow: the callback's result says what to do.
+The flow is written once, as :func:`_steps`, a generator that yields the I/O it
+needs (the store's read-or-compute, the user's function, a write) and receives
+the answers; :func:`run` and :func:`arun` only perform that I/O, sync or
+awaited. The user's own exception is raised by them, at the edge, unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Generic, TypeVar
 
 from promptcache.artifacts._common import (
     Counters,
     EnvelopeError,
     LookupResult,
+    Uncacheable,
     decode_envelope,
 )
 from promptcache.tiers.entry import key_digest
-from promptcache.tiers.router import TieredStore
+from promptcache.tiers.outcome import NotStored, Produced
+from promptcache.tiers.router import Result, TieredStore
+
+__all__ = ["Call", "arun", "keep", "refuse", "run"]
 
 log = logging.getLogger("promptcache.artifacts")
 
 T = TypeVar("T")
 
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """What to do with a computed value: store ``payload`` for ``ttl_s``, or not (``payload`` None)."""
-
-    payload: bytes | None
-    ttl_s: int
-    why: str
-    counter: str | None = None  # counted when the value is not stored
+# The artifact counter a refusal adds to (besides ``misses``).
+_COUNTER = {
+    NotStored.SECRET: "refused_secret",
+    NotStored.POLICY: "refused_policy",
+    NotStored.UNSERIALIZABLE: "unserializable",
+}
 
 
-class _UserError(Exception):
-    """Wraps an exception of the user's function so it is never mistaken for a cache fault."""
-
-    def __init__(self, original: BaseException) -> None:
-        super().__init__("the wrapped function raised")
-        self.original = original
+def keep(payload: bytes, ttl_s: int, why: str) -> Produced:
+    """Store ``payload`` for ``ttl_s`` seconds; ``why`` is the decision's reason."""
+    return Produced(payload=payload, ttl_s=ttl_s, why=why)
 
 
-class _NotStored(Exception):
-    """Raised in the router's callback: the value was computed but must not be cached."""
-
-    def __init__(self, value: Any, prepared: Prepared, gens: dict[str, int]) -> None:
-        super().__init__(prepared.why)  # the reason only: never the value
-        self.value = value
-        self.prepared = prepared
-        self.gens = gens
-
-
-@dataclass(slots=True)
-class _Box(Generic[T]):
-    computed: bool = False
-    value: Any = None
+def refuse(why: str, reason: NotStored) -> Produced:
+    """Return the value to the caller but write it nowhere."""
+    return Produced(reason=reason, why=why)
 
 
 @dataclass(frozen=True, slots=True)
 class Call(Generic[T]):
-    """One artifact read-or-compute, described for :func:`run`/:func:`arun`."""
+    """One artifact read-or-compute, described for :func:`run`/:func:`arun`.
+
+    ``storable`` gives the form of a computed result to store and to share with
+    concurrent identical calls (default: the result itself), or an
+    :class:`Uncacheable`; ``prepare`` decides what to store for that form
+    (:func:`keep` or :func:`refuse`); ``decode`` turns a stored envelope's value
+    back into ``T``.
+    """
 
     store: TieredStore
     counters: Counters
@@ -80,225 +80,239 @@ class Call(Generic[T]):
     tenant: str
     tags: Sequence[str]
     planned_ttl_s: int
-    prepare: Callable[[T], Prepared]
+    prepare: Callable[[T], Produced]
     decode: Callable[[Any], T]
+    storable: Callable[[T], Any] | None = None
+
+
+class _Next(Enum):
+    """What :func:`_settle` cannot finish without calling the user's function again."""
+
+    OVERWRITE = "overwrite"  # the entry found was unreadable: compute and write over it
+    OWN = "own"  # the flight leader's result was its own (uncacheable): compute ours, uncached
+
+
+@dataclass(slots=True)
+class _Box:
+    produced: Produced | None = None  # set once this call has computed
+    value: Any = None  # what this call computed (a stored or shared form may differ)
 
 
 def _result(call: Call[Any], **kw: Any) -> LookupResult:
     return LookupResult(key_digest=key_digest(call.key), **kw)
 
 
-def _served(call: Call[T], payload: bytes, tier: str | None, stale: bool) -> tuple[T, LookupResult] | None:
+def _produce(call: Call[T], value: T) -> Produced:
+    """What to store of ``value``; the ``value`` it carries is the form shared with other callers."""
+    form = value if call.storable is None else call.storable(value)
+    if isinstance(form, Uncacheable):
+        return Produced(reason=NotStored.UNCACHEABLE, why=form.why)
+    return dataclasses.replace(call.prepare(form), value=form)
+
+
+def _settle(call: Call[T], res: Result, box: _Box) -> tuple[T, LookupResult] | _Next:
+    """The caller's value and how it was answered, from what the store returned."""
+    p = res.produced
+    if p is None:  # a tier hit
+        return _decoded(call, res.payload, res.tier, res.stale)
+    assert p.error is None  # the user's own exception was raised at the edge (_users_error)
+    if box.produced is None:  # a concurrent identical call computed it
+        if p.storable:
+            return _decoded(call, p.payload or b"", "flight", False)
+        if p.reason is NotStored.UNCACHEABLE:
+            return _Next.OWN
+        call.counters.add("hits")  # shared, never stored
+        return p.value, _result(call, hit=True, tier="flight", why=p.why, reason=p.reason)
+    return _computed(call, box.value, p)
+
+
+def _computed(call: Call[T], value: T, p: Produced) -> tuple[T, LookupResult]:
+    call.counters.add("misses")
+    if not p.storable:
+        if p.reason in _COUNTER:
+            call.counters.add(_COUNTER[p.reason])
+        return value, _result(call, hit=False, why=p.why, reason=p.reason)
+    call.counters.add("stored")
+    ttl = p.ttl_s if p.ttl_s is not None else call.planned_ttl_s
+    why = p.why if ttl != call.planned_ttl_s else f"miss: stored for {call.planned_ttl_s}s"
+    return value, _result(call, hit=False, stored=True, ttl_seconds=int(ttl), why=why)
+
+
+def _decoded(call: Call[T], payload: bytes, tier: str | None, stale: bool) -> tuple[T, LookupResult] | _Next:
     try:
         value = call.decode(decode_envelope(call.kind, payload))
     except (EnvelopeError, ValueError, TypeError):
         call.counters.add("corrupt")
-        log.warning("unreadable %s entry %s: recomputing uncached", call.kind, key_digest(call.key))
-        return None
+        log.warning("unreadable %s entry %s: recomputing", call.kind, key_digest(call.key))
+        return _Next.OVERWRITE
     call.counters.add("hits")
     return value, _result(call, hit=True, tier=tier, stale=stale, why=f"hit in {tier}")
 
 
-def _not_stored(call: Call[T], exc: _NotStored, leader: bool) -> tuple[T, LookupResult]:
-    p = exc.prepared
-    if leader:
+def _fault(call: Call[Any], exc: Exception) -> tuple[str, NotStored]:
+    call.counters.add("cache_errors")
+    log.warning("cache fault on %s (%s): running uncached", key_digest(call.key), type(exc).__name__)
+    return f"cache fault ({type(exc).__name__}): uncached", NotStored.CACHE_FAULT
+
+
+def _uncached(call: Call[T], value: T, why: str, reason: NotStored) -> tuple[T, LookupResult]:
+    return value, _result(call, hit=False, why=why, reason=reason)
+
+
+def _overwritten(call: Call[T], value: T, p: Produced, err: Exception | None) -> tuple[T, LookupResult]:
+    """After an unreadable entry was recomputed: written over (``err`` None) or not."""
+    if not p.storable:
         call.counters.add("misses")
-        if p.counter is not None:
-            call.counters.add(p.counter)
-        return exc.value, _result(call, hit=False, why=p.why)
-    # a concurrent identical call computed it; the value is shared, never stored
-    call.counters.add("hits")
-    return exc.value, _result(call, hit=True, tier="flight", why=p.why)
+        return value, _result(call, hit=False, why=f"unreadable entry; {p.why}", reason=p.reason)
+    if err is not None:
+        call.counters.add("misses")
+        _fault(call, err)
+        return value, _result(call, hit=False, why=f"{p.why}; store failed", reason=NotStored.STORE_FAILED)
+    return _computed(call, value, p)
 
 
-def _produce_sync(call: Call[T], compute: Callable[[], T], box: _Box[T]) -> Callable[[], bytes]:
-    def produce() -> bytes:
-        # captured before computing: an invalidation during compute() makes our entry stale
-        gens = call.store.current_generations(list(call.tags))
+# one implementation, two I/O edges ---------------------------------------------------------------
+
+#: The I/O a step of the flow needs: ``("get_or_compute",)``, ``("compute",)`` (the user's function),
+#: ``("current_generations",)`` or ``("put", produced, generations)``.
+_Op = tuple[Any, ...]
+
+
+def _steps(call: Call[T], box: _Box) -> Generator[_Op, Any, tuple[T, LookupResult]]:
+    """The flow, written once: yields the I/O it needs, receives the answer (or a cache fault)."""
+    try:
+        res = yield ("get_or_compute",)
+    except Exception as exc:
+        why, reason = _fault(call, exc)
+        if box.produced is not None and box.produced.error is None:
+            return _uncached(call, box.value, why, reason)
+        return _uncached(call, (yield ("compute",)), why, reason)
+    settled = _settle(call, res, box)
+    if settled is _Next.OWN:
+        call.counters.add("misses")
+        why = "a concurrent call's result was its own: computed uncached"
+        return _uncached(call, (yield ("compute",)), why, NotStored.UNCACHEABLE)
+    if settled is _Next.OVERWRITE:
+        # An unreadable entry (corrupt, foreign, old schema): recompute and write over it;
+        # leaving it in place would make every call miss until its TTL ran out.
         try:
-            value = compute()
-        except BaseException as exc:
-            raise _UserError(exc) from exc
-        box.computed, box.value = True, value
-        p = call.prepare(value)
-        if p.payload is None or p.ttl_s != call.planned_ttl_s:
-            raise _NotStored(value, p, gens)
-        return p.payload
+            gens = yield ("current_generations",)
+        except Exception:
+            call.counters.add("misses")
+            value = yield ("compute",)
+            return _uncached(call, value, "unreadable entry: computed uncached", NotStored.CACHE_FAULT)
+        value = yield ("compute",)
+        p = _produce(call, value)
+        err: Exception | None = None
+        if p.storable:
+            try:
+                yield ("put", p, gens)
+            except Exception as exc:
+                err = exc
+        return _overwritten(call, value, p, err)
+    return settled
 
-    return produce
+
+def _users_error(out: Any) -> None:
+    """Raise the user's own exception (ours, or the flight leader's) to the user, unchanged.
+
+    Raised here, at the edge, never inside the steps: a generator would turn a
+    ``StopIteration`` into a ``RuntimeError``, and the steps would take it for a cache fault.
+    """
+    if isinstance(out, Result) and out.produced is not None and out.produced.error is not None:
+        raise out.produced.error
+
+
+def _where(call: Call[Any]) -> dict[str, Any]:
+    """The store arguments naming the entry (tenant, type, tags)."""
+    return {"tenant": call.tenant, "entry_type": call.kind, "tags": call.tags}
+
+
+def _put(op: _Op) -> dict[str, Any]:
+    """The store arguments of a ``("put", produced, generations)`` step."""
+    return {"ttl_s": op[1].ttl_s, "tag_generations": op[2]}
 
 
 def run(call: Call[T], compute: Callable[[], T]) -> tuple[T, LookupResult]:
     """Serve ``call`` from the store, or compute it (once across concurrent callers) and maybe store it."""
-    box: _Box[T] = _Box()
+    box = _Box()
+
+    def produce() -> Produced:
+        try:
+            box.value = compute()
+        except Exception as exc:  # the user's: carried to the edge as data, raised there
+            box.produced = Produced(error=exc)
+        else:
+            box.produced = _produce(call, box.value)
+        return box.produced
+
+    def io(op: _Op) -> Any:
+        if op[0] == "get_or_compute":
+            ttl = call.planned_ttl_s
+            return call.store.get_or_compute(call.key, produce, **_where(call), ttl_s=ttl)
+        if op[0] == "current_generations":
+            return call.store.current_generations(list(call.tags))
+        return call.store.put(call.key, op[1].payload or b"", **_where(call), **_put(op))
+
+    steps = _steps(call, box)
     try:
-        res = call.store.get_or_compute(
-            call.key,
-            _produce_sync(call, compute, box),
-            tenant=call.tenant,
-            entry_type=call.kind,
-            tags=call.tags,
-            ttl_s=call.planned_ttl_s,
-        )
-    except _UserError as exc:
-        raise exc.original from None
-    except _NotStored as exc:
-        if box.computed and exc.prepared.payload is not None:
-            return _store_shorter(call, exc)
-        return _not_stored(call, exc, box.computed)
-    except Exception as exc:
-        return _fault(call, exc, box, compute)
-    if res.computed:
-        call.counters.add("misses")
-        call.counters.add("stored")
-        return box.value, _result(
-            call,
-            hit=False,
-            stored=True,
-            ttl_seconds=call.planned_ttl_s,
-            why=f"miss: stored for {call.planned_ttl_s}s",
-        )
-    served = _served(call, res.payload, res.tier, res.stale)
-    if served is not None:
-        return served
-    return _overwrite(call, compute)
-
-
-def _overwrite(call: Call[T], compute: Callable[[], T]) -> tuple[T, LookupResult]:
-    """An unreadable entry (corrupt, foreign, old schema): recompute and write over it.
-
-    Leaving it in place would make every call miss until its TTL ran out.
-    """
-    try:
-        gens = call.store.current_generations(list(call.tags))
-    except Exception:
-        call.counters.add("misses")
-        return compute(), _result(call, hit=False, why="unreadable entry: computed uncached")
-    value = compute()
-    p = call.prepare(value)
-    if p.payload is None:
-        call.counters.add("misses")
-        return value, _result(call, hit=False, why=f"unreadable entry; {p.why}")
-    return _store_shorter(call, _NotStored(value, p, gens))
-
-
-def _store_shorter(call: Call[T], exc: _NotStored) -> tuple[T, LookupResult]:
-    p = exc.prepared
-    assert p.payload is not None
-    call.counters.add("misses")
-    try:
-        call.store.put(
-            call.key,
-            p.payload,
-            tenant=call.tenant,
-            entry_type=call.kind,
-            tags=call.tags,
-            ttl_s=p.ttl_s,
-            tag_generations=exc.gens,
-        )
-    except Exception as err:
-        call.counters.add("cache_errors")
-        log.warning("storing %s failed (%s): served uncached", key_digest(call.key), type(err).__name__)
-        return exc.value, _result(call, hit=False, why=f"{p.why}; store failed")
-    call.counters.add("stored")
-    return exc.value, _result(call, hit=False, stored=True, ttl_seconds=p.ttl_s, why=p.why)
-
-
-def _fault(call: Call[T], exc: Exception, box: _Box[T], compute: Callable[[], T]) -> tuple[T, LookupResult]:
-    call.counters.add("cache_errors")
-    log.warning("cache fault on %s (%s): running uncached", key_digest(call.key), type(exc).__name__)
-    why = f"cache fault ({type(exc).__name__}): uncached"
-    if box.computed:
-        return box.value, _result(call, hit=False, why=why)
-    return compute(), _result(call, hit=False, why=why)
+        op = next(steps)  # the first step always yields
+        while True:
+            exc: Exception | None = None
+            if op[0] == "compute":  # never thrown into the steps: the user's exception is the user's
+                out = compute()
+            else:
+                try:
+                    out = io(op)
+                except Exception as err:
+                    out, exc = None, err
+                _users_error(out)
+            try:  # only the steps' own end is caught here, never a user's StopIteration
+                op = steps.send(out) if exc is None else steps.throw(exc)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+    finally:
+        steps.close()
 
 
 async def arun(call: Call[T], compute: Callable[[], Awaitable[T]]) -> tuple[T, LookupResult]:
-    """The asyncio twin of :func:`run` (single-flight per event loop)."""
-    box: _Box[T] = _Box()
+    """:func:`run` over awaitable I/O (single-flight per event loop)."""
+    box = _Box()
 
-    async def produce() -> bytes:
-        gens = await call.store.acurrent_generations(list(call.tags))
+    async def produce() -> Produced:
         try:
-            value = await compute()
-        except BaseException as exc:
-            raise _UserError(exc) from exc
-        box.computed, box.value = True, value
-        p = call.prepare(value)
-        if p.payload is None or p.ttl_s != call.planned_ttl_s:
-            raise _NotStored(value, p, gens)
-        return p.payload
+            box.value = await compute()
+        except Exception as exc:
+            box.produced = Produced(error=exc)
+        else:
+            box.produced = _produce(call, box.value)
+        return box.produced
 
+    async def io(op: _Op) -> Any:
+        if op[0] == "get_or_compute":
+            return await call.store.aget_or_compute(
+                call.key, produce, **_where(call), ttl_s=call.planned_ttl_s
+            )
+        if op[0] == "current_generations":
+            return await call.store.acurrent_generations(list(call.tags))
+        return await call.store.aput(call.key, op[1].payload or b"", **_where(call), **_put(op))
+
+    steps = _steps(call, box)
     try:
-        res = await call.store.aget_or_compute(
-            call.key,
-            produce,
-            tenant=call.tenant,
-            entry_type=call.kind,
-            tags=call.tags,
-            ttl_s=call.planned_ttl_s,
-        )
-    except _UserError as exc:
-        raise exc.original from None
-    except _NotStored as exc:
-        if box.computed and exc.prepared.payload is not None:
-            return await _astore_shorter(call, exc)
-        return _not_stored(call, exc, box.computed)
-    except Exception as exc:
-        call.counters.add("cache_errors")
-        log.warning("cache fault on %s (%s): running uncached", key_digest(call.key), type(exc).__name__)
-        why = f"cache fault ({type(exc).__name__}): uncached"
-        if box.computed:
-            return box.value, _result(call, hit=False, why=why)
-        return await compute(), _result(call, hit=False, why=why)
-    if res.computed:
-        call.counters.add("misses")
-        call.counters.add("stored")
-        return box.value, _result(
-            call,
-            hit=False,
-            stored=True,
-            ttl_seconds=call.planned_ttl_s,
-            why=f"miss: stored for {call.planned_ttl_s}s",
-        )
-    served = _served(call, res.payload, res.tier, res.stale)
-    if served is not None:
-        return served
-    return await _aoverwrite(call, compute)
-
-
-async def _aoverwrite(call: Call[T], compute: Callable[[], Awaitable[T]]) -> tuple[T, LookupResult]:
-    """The asyncio twin of :func:`_overwrite`."""
-    try:
-        gens = await call.store.acurrent_generations(list(call.tags))
-    except Exception:
-        call.counters.add("misses")
-        return await compute(), _result(call, hit=False, why="unreadable entry: computed uncached")
-    value = await compute()
-    p = call.prepare(value)
-    if p.payload is None:
-        call.counters.add("misses")
-        return value, _result(call, hit=False, why=f"unreadable entry; {p.why}")
-    return await _astore_shorter(call, _NotStored(value, p, gens))
-
-
-async def _astore_shorter(call: Call[T], exc: _NotStored) -> tuple[T, LookupResult]:
-    p = exc.prepared
-    assert p.payload is not None
-    call.counters.add("misses")
-    try:
-        await call.store.aput(
-            call.key,
-            p.payload,
-            tenant=call.tenant,
-            entry_type=call.kind,
-            tags=call.tags,
-            ttl_s=p.ttl_s,
-            tag_generations=exc.gens,
-        )
-    except Exception as err:
-        call.counters.add("cache_errors")
-        log.warning("storing %s failed (%s): served uncached", key_digest(call.key), type(err).__name__)
-        return exc.value, _result(call, hit=False, why=f"{p.why}; store failed")
-    call.counters.add("stored")
-    return exc.value, _result(call, hit=False, stored=True, ttl_seconds=p.ttl_s, why=p.why)
+        op = next(steps)  # the first step always yields
+        while True:
+            exc: Exception | None = None
+            if op[0] == "compute":
+                out = await compute()
+            else:
+                try:
+                    out = await io(op)
+                except Exception as err:
+                    out, exc = None, err
+                _users_error(out)
+            try:  # only the steps' own end is caught here, never a user's StopIteration
+                op = steps.send(out) if exc is None else steps.throw(exc)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+    finally:
+        steps.close()

@@ -33,12 +33,13 @@ from promptcache.artifacts._common import (
     encode_envelope,
     key_for,
 )
-from promptcache.artifacts._flow import Call, Prepared, arun, run
+from promptcache.artifacts._flow import Call, arun, keep, refuse, run
 from promptcache.canonical import CanonicalizationError
 from promptcache.detect import SECRET
 from promptcache.policy import EntryType as PolicyEntry
 from promptcache.policy import Policy
 from promptcache.tiers.entry import EntryType
+from promptcache.tiers.outcome import NotStored, Produced
 from promptcache.tiers.router import TieredStore
 
 __all__ = ["TRANSPORT_FIELDS", "Eligibility", "ResponseCache"]
@@ -182,16 +183,16 @@ class ResponseCache:
             decode=lambda v: v,
         )
 
-    def _prepare(self, value: Any, ttl: int | None) -> Prepared:
+    def _prepare(self, value: Any, ttl: int | None) -> Produced:
         try:
             payload = encode_envelope(EntryType.RESPONSE, value)
         except TypeError:
-            return Prepared(None, 0, "response is not JSON-serializable: not cached", "unserializable")
+            return refuse("response is not JSON-serializable: not cached", NotStored.UNSERIALIZABLE)
         classes = data_classes_of(value)
         d = self.policy.decide(PolicyEntry.MODEL_RESPONSE, data_classes=classes, ttl=ttl)
         if not d.allowed:
-            return Prepared(None, 0, d.reason, "refused_secret" if SECRET in classes else "refused_policy")
-        return Prepared(payload, d.ttl_seconds, d.reason)
+            return refuse(d.reason, NotStored.SECRET if SECRET in classes else NotStored.POLICY)
+        return keep(payload, d.ttl_seconds, d.reason)
 
     def call(
         self,

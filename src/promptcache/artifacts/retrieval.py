@@ -42,12 +42,13 @@ from promptcache.artifacts._common import (
     entry_tenant,
     key_for,
 )
-from promptcache.artifacts._flow import Call, Prepared, arun, run
+from promptcache.artifacts._flow import Call, arun, keep, refuse, run
 from promptcache.canonical import CanonicalizationError, canonical_text
 from promptcache.detect import SECRET
 from promptcache.policy import EntryType as PolicyEntry
 from promptcache.policy import Policy, Seconds
 from promptcache.tiers.entry import EntryType, key_digest
+from promptcache.tiers.outcome import NotStored, Produced
 from promptcache.tiers.router import TieredStore
 
 __all__ = ["Authorizer", "Document", "RetrievalCache", "RetrieverSpec", "normalize_query"]
@@ -167,19 +168,18 @@ class RetrievalCache:
             decode=_as_docs,
         )
 
-    def _prepare(self, retriever: RetrieverSpec, docs: Docs) -> Prepared:
+    def _prepare(self, retriever: RetrieverSpec, docs: Docs) -> Produced:
         try:
             plain = _as_docs(docs)
             payload = encode_envelope(EntryType.RETRIEVAL, plain)
         except (ValueError, TypeError):
-            return Prepared(
-                None, 0, "documents are not {id, text, metadata, score} JSON: not cached", "unserializable"
-            )
+            why = "documents are not {id, text, metadata, score} JSON: not cached"
+            return refuse(why, NotStored.UNSERIALIZABLE)
         classes = data_classes_of(plain)
         d = self.policy.decide(PolicyEntry.RETRIEVAL_RESULT, data_classes=classes, ttl=retriever.ttl)
         if not d.allowed:
-            return Prepared(None, 0, d.reason, "refused_secret" if SECRET in classes else "refused_policy")
-        return Prepared(payload, d.ttl_seconds, d.reason)
+            return refuse(d.reason, NotStored.SECRET if SECRET in classes else NotStored.POLICY)
+        return keep(payload, d.ttl_seconds, d.reason)
 
     def _reauthorize(self, tenant: str, docs: Docs, lookup: LookupResult) -> tuple[Docs, LookupResult] | None:
         """Withhold documents the tenant may no longer read; None when the authorizer fails."""

@@ -14,6 +14,14 @@ a sync ``redis.Redis``/``RedisCluster``        L1 + Redis L2 on that client (+ i
 
 Extra keyword arguments go to the :class:`TieredStore` constructor (e.g.
 ``max_staleness_s``, ``keyring``); ``namespace`` and ``blob_dir`` to the Redis forms.
+
+Whatever the form, the store built is the same composition (written out once, in
+:func:`promptcache.tiers.router.below_l1`)::
+
+    L1 (MemoryStore)  →  WriteBack → Sealed → BlobOffload(L3 → CircuitBreaker) → CircuitBreaker → L2
+
+with tenancy, tag generations, the invalidation bus, single-flight and
+stale-while-revalidate kept by :class:`TieredStore` around it.
 """
 
 from __future__ import annotations

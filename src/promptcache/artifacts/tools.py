@@ -22,7 +22,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -39,12 +39,13 @@ from promptcache.artifacts._common import (
     fill_tags,
     key_for,
 )
-from promptcache.artifacts._flow import Call, Prepared, arun, run
+from promptcache.artifacts._flow import Call, arun, keep, refuse, run
 from promptcache.canonical import CanonicalizationError, canonical_json
 from promptcache.detect import SECRET
 from promptcache.policy import EntryType as PolicyEntry
 from promptcache.policy import Policy, Seconds
 from promptcache.tiers.entry import EntryType
+from promptcache.tiers.outcome import NotStored, Produced
 from promptcache.tiers.router import TieredStore
 
 __all__ = ["McpAnnotations", "SideEffect", "ToolOutputCache", "ToolSpec"]
@@ -189,24 +190,31 @@ class ToolOutputCache:
     # planning ----------------------------------------------------------------
 
     def _plan(
-        self, spec: ToolSpec, args: Mapping[str, Any], tenant: str, scope: str
+        self,
+        spec: ToolSpec,
+        args: Mapping[str, Any],
+        tenant: str,
+        scope: str,
+        storable: Callable[[Any], Any] | None = None,
     ) -> Call[Any] | LookupResult:
         """The cached call to make, or the reason the call runs uncached."""
         if not spec.cacheable:
             self._counters.add("bypassed")
-            return LookupResult(hit=False, why=f"{spec.effective_side_effect}: never served from cache")
+            why = f"{spec.effective_side_effect}: never served from cache"
+            return LookupResult(hit=False, why=why, reason=NotStored.BYPASSED)
         planned = self.policy.decide(PolicyEntry.TOOL_OUTPUT, ttl=spec.ttl)
         if not planned.allowed:
             self._counters.add("refused_policy")
-            return LookupResult(hit=False, why=planned.reason)
+            return LookupResult(hit=False, why=planned.reason, reason=NotStored.POLICY)
         try:
             tags = (*fill_tags(spec.tag_templates(), args), tool_tag(spec.name))
         except KeyError as exc:
             self._counters.add("unkeyable")
-            return LookupResult(hit=False, why=f"tag needs argument {exc.args[0]!r}: not cached")
+            why = f"tag needs argument {exc.args[0]!r}: not cached"
+            return LookupResult(hit=False, why=why, reason=NotStored.UNKEYABLE)
         except ValueError as exc:
             self._counters.add("unkeyable")
-            return LookupResult(hit=False, why=f"{exc}: not cached")
+            return LookupResult(hit=False, why=f"{exc}: not cached", reason=NotStored.UNKEYABLE)
         try:
             contract = contract_for(
                 self.policy, tenant, scope, "tool", tool_schema_version=spec.schema_version
@@ -216,12 +224,12 @@ class ToolOutputCache:
             )
         except CanonicalizationError:
             self._counters.add("unkeyable")
-            return LookupResult(hit=False, why=_unkeyable_reason(args))
+            return LookupResult(hit=False, why=_unkeyable_reason(args), reason=NotStored.UNKEYABLE)
         except ValueError as exc:
             self._counters.add("unkeyable")
-            return LookupResult(hit=False, why=str(exc))
+            return LookupResult(hit=False, why=str(exc), reason=NotStored.UNKEYABLE)
 
-        def prepare(value: Any) -> Prepared:
+        def prepare(value: Any) -> Produced:
             return self._prepare(spec, value)
 
         return Call(
@@ -234,18 +242,19 @@ class ToolOutputCache:
             planned_ttl_s=planned.ttl_seconds,
             prepare=prepare,
             decode=lambda v: v,
+            storable=storable,
         )
 
-    def _prepare(self, spec: ToolSpec, value: Any) -> Prepared:
+    def _prepare(self, spec: ToolSpec, value: Any) -> Produced:
         try:
             payload = encode_envelope(EntryType.TOOL_OUTPUT, value)
         except TypeError:
-            return Prepared(None, 0, "output is not JSON-serializable: not cached", "unserializable")
+            return refuse("output is not JSON-serializable: not cached", NotStored.UNSERIALIZABLE)
         classes = data_classes_of(value)
         d = self.policy.decide(PolicyEntry.TOOL_OUTPUT, data_classes=classes, ttl=spec.ttl)
         if not d.allowed:
-            return Prepared(None, 0, d.reason, "refused_secret" if SECRET in classes else "refused_policy")
-        return Prepared(payload, d.ttl_seconds, d.reason)
+            return refuse(d.reason, NotStored.SECRET if SECRET in classes else NotStored.POLICY)
+        return keep(payload, d.ttl_seconds, d.reason)
 
     # writes ------------------------------------------------------------------
 
@@ -317,17 +326,34 @@ class ToolOutputCache:
         A write's result is returned even if invalidating its tags fails (the
         failure is counted and listed in ``lookup.invalidation_failed``).
         """
-        plan = self._plan(spec, args, tenant, scope)
-        if isinstance(plan, LookupResult):
-            out = fn(**args)
-            if spec.effective_side_effect not in CACHEABLE and spec.invalidates:
-                done, failed, why = self._after_write(spec, args)
-                plan = plan.model_copy(
-                    update={"invalidated": done, "invalidation_failed": failed, "why": why}
-                )
-            return Served(out, plan)
-        value, lookup = run(plan, lambda: fn(**args))
-        return Served(value, lookup)
+        return self.run(spec, args, lambda: fn(**args), tenant=tenant, scope=scope)
+
+    def run(
+        self,
+        spec: ToolSpec,
+        args: Mapping[str, Any],
+        compute: Callable[[], T],
+        *,
+        tenant: str,
+        scope: str = "tenant",
+        storable: Callable[[T], Any] | None = None,
+    ) -> Served[Any]:
+        """Like :meth:`call`, for a caller that computes the result itself (``compute()``).
+
+        ``args`` only key the call. ``storable(result)`` gives the JSON form to
+        store, or an :class:`Uncacheable` for a result that must not be stored
+        (an error result): it is then returned as computed, with
+        ``lookup.reason`` ``uncacheable``. A hit (``lookup.hit``) returns the
+        stored form, a computed call the result itself.
+        """
+        plan = self._plan(spec, args, tenant, scope, storable)
+        if isinstance(plan, Call):
+            value, lookup = run(plan, compute)
+            return Served(value, lookup)
+        out = compute()
+        if spec.invalidates and not spec.cacheable:
+            plan = self._wrote(spec, plan, *self._after_write(spec, args))
+        return Served(out, plan)
 
     async def acall(
         self,
@@ -338,25 +364,40 @@ class ToolOutputCache:
         tenant: str,
         scope: str = "tenant",
     ) -> Served[T]:
-        """The asyncio twin of :meth:`call`; ``fn`` may be a coroutine function or a plain one."""
+        """:meth:`call` for asyncio; ``fn`` may be a coroutine function or a plain one."""
+        return await self.arun(spec, args, lambda: fn(**args), tenant=tenant, scope=scope)
 
-        async def compute() -> T:
-            out = fn(**args)
+    async def arun(
+        self,
+        spec: ToolSpec,
+        args: Mapping[str, Any],
+        compute: Callable[[], Awaitable[T]] | Callable[[], T],
+        *,
+        tenant: str,
+        scope: str = "tenant",
+        storable: Callable[[T], Any] | None = None,
+    ) -> Served[Any]:
+        """:meth:`run` for asyncio; ``compute`` may be a coroutine function or a plain one."""
+
+        async def computed() -> T:
+            out = compute()
             if inspect.isawaitable(out):
-                return await out
+                return cast("T", await out)
             return out
 
-        plan = self._plan(spec, args, tenant, scope)
-        if isinstance(plan, LookupResult):
-            result = await compute()
-            if spec.effective_side_effect not in CACHEABLE and spec.invalidates:
-                done, failed, why = await self._aafter_write(spec, args)
-                plan = plan.model_copy(
-                    update={"invalidated": done, "invalidation_failed": failed, "why": why}
-                )
-            return Served(result, plan)
-        value, lookup = await arun(plan, compute)
-        return Served(value, lookup)
+        plan = self._plan(spec, args, tenant, scope, storable)
+        if isinstance(plan, Call):
+            value, lookup = await arun(plan, computed)
+            return Served(value, lookup)
+        out = await computed()
+        if spec.invalidates and not spec.cacheable:
+            plan = self._wrote(spec, plan, *await self._aafter_write(spec, args))
+        return Served(out, plan)
+
+    def _wrote(
+        self, spec: ToolSpec, plan: LookupResult, done: tuple[str, ...], failed: tuple[str, ...], why: str
+    ) -> LookupResult:
+        return plan.model_copy(update={"invalidated": done, "invalidation_failed": failed, "why": why})
 
     def invalidate(self, tag: str) -> int:
         """Invalidate ``tag`` in the underlying store (raises ``InvalidationFailed``)."""

@@ -1,4 +1,8 @@
-"""The tiered stores: L1 memory, L2 SQLite or Redis, L3 blobs, and the router over them.
+"""The tiered stores: L1 memory, L2 SQLite or Redis, L3 blobs, and the chain over them.
+
+Below L1 the chain is composed of store wrappers (see :func:`below_l1`):
+:class:`WriteBack`, :class:`Sealed`, :class:`BlobOffload` and :class:`CircuitBreaker`;
+:class:`SingleFlight` and :class:`StaleWhileRevalidate` serve ``get_or_compute``.
 
 >>> store = TieredStore()          # L1 only; TieredStore.default() adds the embedded SQLite L2
 >>> _ = store.put("k" * 64, b"v", tenant="t1", entry_type="metadata", tags=["policy:v12"])
@@ -11,16 +15,25 @@ True
 
 from promptcache.tiers.base import AsyncStore, Store, TierError, TierStats
 from promptcache.tiers.blob import BlobStore, FileBlobStore, FsspecBlobStore, open_blob_store
+from promptcache.tiers.breaker import CircuitBreaker, TierSkipped
 from promptcache.tiers.crypto import KeyRing
 from promptcache.tiers.entry import SCHEMA_VERSION, Entry, EntryType, decode_entry, encode_entry
 from promptcache.tiers.memory import MemoryStore
-from promptcache.tiers.router import InvalidationFailed, Lookup, Result, RouterStats, TieredStore
+from promptcache.tiers.offload import BlobOffload
+from promptcache.tiers.outcome import NotStored, Outcome, Produced
+from promptcache.tiers.router import InvalidationFailed, Lookup, Result, RouterStats, TieredStore, below_l1
+from promptcache.tiers.sealed import Sealed
+from promptcache.tiers.singleflight import SingleFlight
 from promptcache.tiers.sqlite import SQLiteStore, default_cache_dir
+from promptcache.tiers.swr import StaleWhileRevalidate
+from promptcache.tiers.writeback import WriteBack
 
 __all__ = [
     "SCHEMA_VERSION",
     "AsyncStore",
+    "BlobOffload",
     "BlobStore",
+    "CircuitBreaker",
     "Entry",
     "EntryType",
     "FileBlobStore",
@@ -29,13 +42,22 @@ __all__ = [
     "KeyRing",
     "Lookup",
     "MemoryStore",
+    "NotStored",
+    "Outcome",
+    "Produced",
     "Result",
     "RouterStats",
     "SQLiteStore",
+    "Sealed",
+    "SingleFlight",
+    "StaleWhileRevalidate",
     "Store",
     "TierError",
+    "TierSkipped",
     "TierStats",
     "TieredStore",
+    "WriteBack",
+    "below_l1",
     "decode_entry",
     "default_cache_dir",
     "encode_entry",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -51,10 +51,10 @@ class StatsCounter:
 
     __slots__ = ("_lock", "_values")
 
-    def __init__(self) -> None:
-        """Start every counter at zero."""
+    def __init__(self, names: Iterable[str] | None = None) -> None:
+        """Start every counter at zero (``names``: the counters, default :class:`TierStats`')."""
         self._lock = threading.Lock()
-        self._values: dict[str, int] = dict.fromkeys(TierStats.model_fields, 0)
+        self._values: dict[str, int] = dict.fromkeys(TierStats.model_fields if names is None else names, 0)
 
     def add(self, name: str, n: int = 1) -> None:
         """Add ``n`` to counter ``name``."""
@@ -69,6 +69,11 @@ class StatsCounter:
         """Set a level-type counter such as ``bytes``."""
         with self._lock:
             self._values[name] = value
+
+    def values(self) -> dict[str, int]:
+        """A consistent copy of the counters, by name."""
+        with self._lock:
+            return dict(self._values)
 
     def snapshot(self) -> TierStats:
         """A consistent copy of the counters."""

@@ -1,21 +1,25 @@
-"""``TieredStore``: L1 → L2 → L3 reads, background write-back, single-flight, SWR, encryption.
+"""``TieredStore``: the tier chain L1 → L2 → L3, composed of one store per concern.
 
-Reads go L1, then L2 (whose entry may point into L3); a hit below L1 is
-decrypted, integrity-checked and promoted into L1. Writes go into L1 on the
-caller's thread and are queued for L2/L3 on a bounded background queue: a
-full queue drops the write and counts it, a failing write is dropped and
-counted, nothing is retried on the hot path. A tier that raises or times out
-is skipped (``tier_skipped``), its circuit opens for ``breaker_cooldown_s`` so
-that the next calls do not wait on it again, and the call carries on.
+What sits below L1 is built by :func:`below_l1`, in one place, outermost first::
 
-Tenancy: every read names the tenant, and an entry of another tenant is never
-returned (``tenant_mismatch``), whatever the key.
+    WriteBack            writes queued on a background thread, dropped on failure
+      Sealed             encryption and integrity; unreadable entries are counted misses
+        BlobOffload      large payloads live in L3 (behind its own CircuitBreaker)
+          CircuitBreaker a failing L2 is skipped for a cooldown (``tier_skipped``)
+            L2           SQLite or Redis
 
-Stale-while-revalidate applies only to entry types listed in ``swr_types``:
-for those, ``get_or_compute`` may return an entry up to ``swr_window_s`` past
-its TTL while one background refresh runs. Invalidated entries are never
-served, stale window or not. See :mod:`promptcache.invalidation` for the
-invalidation model and the L1 staleness bound.
+Around that chain :class:`TieredStore` keeps what needs the whole picture: the
+L1 (in memory, on the caller's thread), tenancy (an entry of another tenant is
+never returned, whatever the key: ``tenant_mismatch``), tag generations and the
+invalidation bus (see :mod:`promptcache.invalidation` for the model and the L1
+staleness bound), :class:`SingleFlight` and :class:`StaleWhileRevalidate` for
+:meth:`TieredStore.get_or_compute`.
+
+Sync and asyncio share one implementation: each operation is written once as a
+generator that yields the I/O it needs (``("get", key)``) and receives the
+answer; :meth:`TieredStore._run` performs that I/O with the sync methods of the
+chain, :meth:`TieredStore._arun` awaits their asyncio forms (sans-I/O, the shape
+hishel's core has).
 """
 
 from __future__ import annotations
@@ -23,12 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,25 +43,32 @@ from promptcache.invalidation import (
     LocalBus,
     normalize_tags,
 )
-from promptcache.tiers.base import AsyncStore, StatsCounter, Store, TierError, TierStats
+from promptcache.tiers.base import StatsCounter, Store, TierError, TierStats
 from promptcache.tiers.blob import BlobStore, FileBlobStore
+from promptcache.tiers.breaker import CircuitBreaker, TierSkipped
 from promptcache.tiers.crypto import KeyRing
 from promptcache.tiers.entry import Entry, key_digest
 from promptcache.tiers.memory import MemoryStore
+from promptcache.tiers.offload import BlobOffload
+from promptcache.tiers.outcome import Produced
+from promptcache.tiers.sealed import Sealed
+from promptcache.tiers.singleflight import SingleFlight
+from promptcache.tiers.swr import StaleWhileRevalidate
+from promptcache.tiers.writeback import WriteBack
 
-__all__ = ["InvalidationFailed", "Lookup", "Result", "RouterStats", "TieredStore"]
+__all__ = ["InvalidationFailed", "Lookup", "Result", "RouterStats", "TieredStore", "below_l1"]
 
 log = logging.getLogger("promptcache.tiers")
 
 T = TypeVar("T")
 
+#: One step of an operation: the I/O it needs, e.g. ``("get", key)`` or ``("publish", event)``.
+Op = tuple[Any, ...]
+Steps = Generator[Op, Any, T]
+
 
 class InvalidationFailed(TierError):
     """The shared tier could not record an invalidation: tagged entries may still be served."""
-
-
-class _Skipped(Exception):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +85,16 @@ class Result:
     """What :meth:`TieredStore.get_or_compute` returns.
 
     ``tier`` is the tier that served it, ``"flight"`` if another caller computed
-    it concurrently, ``None`` if this call computed it.
+    it concurrently, ``None`` if this call computed it. ``produced`` is what the
+    compute callback returned (this call's or the flight leader's), ``None`` on
+    a tier hit; ``payload`` is empty when nothing was stored.
     """
 
     payload: bytes
     tier: str | None
     stale: bool = False
     computed: bool = False
+    produced: Produced | None = None
 
 
 class RouterStats(BaseModel):
@@ -100,35 +111,39 @@ class RouterStats(BaseModel):
     publish_failed: int = 0
 
 
-_ROUTER_COUNTERS = (
-    "writeback_queued",
-    "writeback_dropped",
-    "writeback_failed",
-    "single_flight_leaders",
-    "single_flight_waiters",
-    "swr_served",
-    "tenant_mismatch",
-    "publish_failed",
-)
+_ROUTER_COUNTERS = tuple(f for f in RouterStats.model_fields if f != "tiers")
 
 
-@dataclass(slots=True)
-class _Flight:
-    done: threading.Event = field(default_factory=threading.Event)
-    payload: bytes | None = None
-    error: BaseException | None = None
+def below_l1(
+    l2: Store,
+    l3: BlobStore | None,
+    *,
+    counters: dict[str, StatsCounter],
+    count: Callable[[str], None],
+    keyring: KeyRing | None = None,
+    blob_threshold: int = 256 * 1024,
+    writeback_queue_size: int = 10_000,
+    breaker_cooldown_s: float = 1.0,
+    tier_timeout_s: float = 0.5,
+) -> WriteBack:
+    """The chain below L1 (see the module docstring); ``counters`` are the tiers', by name."""
 
+    def breaker(inner: Any, name: str) -> CircuitBreaker[Any]:
+        return CircuitBreaker(
+            inner, name=name, counters=counters[name], cooldown_s=breaker_cooldown_s, timeout_s=tier_timeout_s
+        )
 
-class _Counters:
-    __slots__ = ("_lock", "v")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.v = dict.fromkeys(_ROUTER_COUNTERS, 0)
-
-    def add(self, name: str, n: int = 1) -> None:
-        with self._lock:
-            self.v[name] += n
+    blobs = breaker(l3, "l3") if l3 is not None else None
+    return WriteBack(
+        Sealed(
+            BlobOffload(breaker(l2, "l2"), blobs=blobs, threshold=blob_threshold),
+            keyring=keyring,
+            counters=counters["l2"],
+        ),
+        count=count,
+        tier_counters=counters["l2"],
+        queue_size=writeback_queue_size,
+    )
 
 
 class TieredStore:
@@ -160,34 +175,27 @@ class TieredStore:
         # with no shared tier, this process is alone and its own bus is the whole fleet
         self.bus: InvalidationBus = bus if bus is not None else LocalBus(fleet_wide=l2 is None)
         self.keyring = keyring
-        self.blob_threshold = blob_threshold
-        self.swr_types = frozenset(swr_types)
-        self.swr_window_s = swr_window_s
         self.max_staleness_s = max_staleness_s
-        self.breaker_cooldown_s = breaker_cooldown_s
-        self.tier_timeout_s = tier_timeout_s
-        self._counters = _Counters()
+        self._counters = StatsCounter(_ROUTER_COUNTERS)
         self._tier_counters = {"l1": StatsCounter(), "l2": StatsCounter(), "l3": StatsCounter()}
-        self._open_until = {"l2": 0.0, "l3": 0.0}
-        self._sf_lock = threading.Lock()
-        self._flights: dict[tuple[str, str], _Flight] = {}
-        self._aflights: dict[tuple[int, str, str], asyncio.Future[bytes]] = {}
-        self._refreshing: set[tuple[str, str]] = set()
-        self._pool: ThreadPoolExecutor | None = None
-        self._bg_tasks: set[asyncio.Task[None]] = set()
+        self.below: WriteBack | None = None
+        if l2 is not None:
+            self.below = below_l1(
+                l2,
+                l3,
+                counters=self._tier_counters,
+                count=self._counters.add,
+                keyring=keyring,
+                blob_threshold=blob_threshold,
+                writeback_queue_size=writeback_queue_size,
+                breaker_cooldown_s=breaker_cooldown_s,
+                tier_timeout_s=tier_timeout_s,
+            )
+        self.flights = SingleFlight(self._counters.add)
+        self.swr = StaleWhileRevalidate(swr_types, swr_window_s)
+        self._closed = False
         self.bus.subscribe(self._on_event)
         self.bus.on_reset(self._on_bus_reset)
-        # write-back state
-        self._wb_queue: queue.Queue[tuple[str, Any, int] | None] = queue.Queue(writeback_queue_size)
-        self._wb_cond = threading.Condition()
-        self._wb_pending = 0
-        self._seq = 0
-        self._deleted: dict[str, int] = {}
-        self._closed = False
-        self._wb_thread: threading.Thread | None = None
-        if l2 is not None:
-            self._wb_thread = threading.Thread(target=self._wb_run, name="promptcache-writeback", daemon=True)
-            self._wb_thread.start()
 
     # construction ------------------------------------------------------------
 
@@ -229,32 +237,48 @@ class TieredStore:
         l3 = FileBlobStore(blob_dir) if blob_dir is not None else None
         return cls(l2=l2, l3=l3, bus=bus, **kwargs)
 
-    # tier guard --------------------------------------------------------------
+    @property
+    def swr_types(self) -> frozenset[str]:
+        """Entry types that may be served stale (see :class:`StaleWhileRevalidate`)."""
+        return self.swr.types
 
-    def _guard(self, tier: str, fn: Callable[..., T], *args: Any) -> T:
-        if time.monotonic() < self._open_until[tier]:
-            self._tier_counters[tier].add("tier_skipped")
-            raise _Skipped
+    # the I/O edge: one implementation, two drivers ----------------------------
+
+    def _run(self, steps: Steps[T]) -> T:
+        """Perform each step's I/O with the chain's sync methods."""
         try:
-            return fn(*args)
-        except Exception as exc:
-            self._trip(tier, exc)
-            raise _Skipped from exc
+            op = next(steps)
+            while True:
+                try:
+                    if op[0] == "publish":
+                        out = None
+                        self._publish(op[1])
+                    else:
+                        out = getattr(self.below, op[0])(*op[1:])
+                except Exception as exc:
+                    op = steps.throw(exc)
+                else:
+                    op = steps.send(out)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
-    async def _aguard(self, tier: str, aw: Callable[[], Awaitable[T]]) -> T:
-        if time.monotonic() < self._open_until[tier]:
-            self._tier_counters[tier].add("tier_skipped")
-            raise _Skipped
+    async def _arun(self, steps: Steps[T]) -> T:
+        """Perform each step's I/O with the chain's asyncio methods (blocking ones in a thread)."""
         try:
-            return await asyncio.wait_for(aw(), self.tier_timeout_s)
-        except Exception as exc:
-            self._trip(tier, exc)
-            raise _Skipped from exc
-
-    def _trip(self, tier: str, exc: BaseException) -> None:
-        self._tier_counters[tier].add("tier_skipped")
-        self._open_until[tier] = time.monotonic() + self.breaker_cooldown_s
-        log.warning("tier %s skipped for %.1fs after %s", tier, self.breaker_cooldown_s, type(exc).__name__)
+            op = next(steps)
+            while True:
+                try:
+                    if op[0] == "publish":
+                        out = None
+                        await asyncio.to_thread(self._publish, op[1])
+                    else:
+                        out = await getattr(self.below, f"a{op[0]}")(*op[1:])
+                except Exception as exc:
+                    op = steps.throw(exc)
+                else:
+                    op = steps.send(out)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     # bus ---------------------------------------------------------------------
 
@@ -272,7 +296,7 @@ class TieredStore:
         self.l1.clear()
 
     def _l1_vouched(self, stored_at: float) -> bool:
-        if self.l2 is None or self.bus.healthy():
+        if self.below is None or self.bus.healthy():
             return True
         return self._clock() - stored_at < self.max_staleness_s
 
@@ -283,76 +307,13 @@ class TieredStore:
             self._counters.add("publish_failed")
             log.warning("invalidation publish failed (%s)", type(exc).__name__)
 
-    # entries below L1 -------------------------------------------------------
-
-    def _seal(self, entry: Entry) -> Entry:
-        """The form an entry takes in L2 (encrypted, maybe moved to L3); runs off the hot path."""
-        payload = entry.payload or b""
-        key_id = None
-        if self.keyring is not None:
-            key_id, payload = self.keyring.seal(entry)
-        if self.l3 is not None and len(payload) >= self.blob_threshold:
-            digest = self._guard("l3", self.l3.put_blob, payload)
-            return entry.model_copy(
-                update={"payload": None, "blob": digest, "size": len(payload), "key_id": key_id}
-            )
-        return entry.model_copy(update={"payload": payload, "size": len(payload), "key_id": key_id})
-
-    def _unseal(self, entry: Entry, blob: bytes | None) -> Entry | None:
-        """Plaintext entry from an L2 entry (and its blob bytes), or None if it fails its checks."""
-        stored = entry.payload if entry.blob is None else blob
-        if stored is None:
-            return None
-        if entry.key_id is not None:
-            plain = None if self.keyring is None else self.keyring.open(entry, stored)
-        else:
-            plain = stored
-        out = entry.model_copy(
-            update={"payload": plain, "blob": None, "key_id": None, "size": len(plain or b"")}
-        )
-        if plain is None or not out.verify():
-            self._tier_counters["l2"].add("corrupt")
-            log.warning("entry %s failed decryption or integrity check", key_digest(entry.key))
-            return None
-        return out
-
-    def _from_l2(self, entry: Entry) -> tuple[Entry, str] | None:
-        blob = None
-        tier = "l2"
-        if entry.blob is not None:
-            if self.l3 is None:
-                return None
-            try:
-                blob = self._guard("l3", self.l3.get_blob, entry.blob)
-            except _Skipped:
-                return None
-            if blob is None:
-                return None
-            tier = "l3"
-        plain = self._unseal(entry, blob)
-        return None if plain is None else (plain, tier)
-
-    async def _afrom_l2(self, entry: Entry) -> tuple[Entry, str] | None:
-        if entry.blob is not None and self.l3 is not None:
-            l3 = self.l3
-            digest = entry.blob
-            try:
-                blob = await self._aguard("l3", lambda: asyncio.to_thread(l3.get_blob, digest))
-            except _Skipped:
-                return None
-            if blob is None:
-                return None
-            plain = self._unseal(entry, blob)
-            return None if plain is None else (plain, "l3")
-        return self._from_l2(entry)
-
     # reads -------------------------------------------------------------------
 
     def _servable(self, entry: Entry, tier: str, allow_stale: bool) -> Lookup | None:
         now = self._clock()
         if entry.fresh_at(now):
             return Lookup(entry, tier)
-        if allow_stale and entry.entry_type in self.swr_types and not entry.dead_at(now):
+        if allow_stale and self.swr.applies(entry.entry_type) and not entry.dead_at(now):
             return Lookup(entry, tier, stale=True)
         return None
 
@@ -375,10 +336,11 @@ class TieredStore:
             return None, "unvouched"
         return self._servable(entry, "l1", allow_stale), "miss"
 
-    def _promote(self, found: tuple[Entry, str] | None, tenant: str) -> Entry | None:
-        if found is None:
-            return None
-        entry, _ = found
+    def _promote(self, found: Entry, tenant: str, allow_stale: bool) -> Lookup | None:
+        """A plaintext entry from below L1, checked and copied into L1 when servable."""
+        # BlobOffload leaves the digest on an entry it read from L3: that names the tier
+        tier = "l2" if found.blob is None else "l3"
+        entry = found if found.blob is None else found.model_copy(update={"blob": None})
         if not self._check_tenant(entry, tenant):
             return None
         known = self.generations.known
@@ -390,49 +352,29 @@ class TieredStore:
             return None
         self.generations.observe(entry.tags)
         self.l1.put(entry)
-        return entry
+        return self._servable(entry, tier, allow_stale)
+
+    def _lookup(self, key: str, tenant: str, allow_stale: bool) -> Steps[Lookup | None]:
+        hit, why = self._l1_lookup(key, tenant, allow_stale)
+        if hit is not None or self.below is None or why == "refused":
+            return hit
+        try:
+            found = yield ("get", key)
+        except TierSkipped:
+            return None
+        if found is None:
+            if why == "unvouched":
+                self.l1.delete(key)
+            return None
+        return self._promote(found, tenant, allow_stale)
 
     def lookup(self, key: str, *, tenant: str, allow_stale: bool = False) -> Lookup | None:
         """Find ``key`` for ``tenant`` in L1, then L2/L3; promote hits into L1."""
-        hit, why = self._l1_lookup(key, tenant, allow_stale)
-        if hit is not None or self.l2 is None or why == "refused":
-            return hit
-        try:
-            raw = self._guard("l2", self.l2.get, key)
-        except _Skipped:
-            return None
-        if raw is None:
-            if why == "unvouched":
-                self.l1.delete(key)
-            return None
-        found = self._from_l2(raw)
-        entry = self._promote(found, tenant)
-        if entry is None or found is None:
-            return None
-        return self._servable(entry, found[1], allow_stale)
+        return self._run(self._lookup(key, tenant, allow_stale))
 
     async def alookup(self, key: str, *, tenant: str, allow_stale: bool = False) -> Lookup | None:
-        """The asyncio twin of :meth:`lookup`."""
-        hit, why = self._l1_lookup(key, tenant, allow_stale)
-        if hit is not None or self.l2 is None or why == "refused":
-            return hit
-        l2 = self.l2
-        try:
-            if isinstance(l2, AsyncStore):
-                raw = await self._aguard("l2", lambda: l2.aget(key))
-            else:
-                raw = await self._aguard("l2", lambda: asyncio.to_thread(l2.get, key))
-        except _Skipped:
-            return None
-        if raw is None:
-            if why == "unvouched":
-                self.l1.delete(key)
-            return None
-        found = await self._afrom_l2(raw)
-        entry = self._promote(found, tenant)
-        if entry is None or found is None:
-            return None
-        return self._servable(entry, found[1], allow_stale)
+        """See :meth:`lookup`."""
+        return await self._arun(self._lookup(key, tenant, allow_stale))
 
     def get(self, key: str, *, tenant: str) -> Entry | None:
         """The fresh entry for ``key`` and ``tenant``, or ``None``."""
@@ -440,63 +382,58 @@ class TieredStore:
         return None if hit is None else hit.entry
 
     async def aget(self, key: str, *, tenant: str) -> Entry | None:
-        """The asyncio twin of :meth:`get`."""
+        """See :meth:`get`."""
         hit = await self.alookup(key, tenant=tenant)
         return None if hit is None else hit.entry
 
+    def _get_many(self, keys: Sequence[str], tenant: str) -> Steps[dict[str, Entry]]:
+        out: dict[str, Entry] = {}
+        rest: list[str] = []
+        for k in dict.fromkeys(keys):
+            hit, _ = self._l1_lookup(k, tenant, False)
+            if hit is not None:
+                out[k] = hit.entry
+            else:
+                rest.append(k)
+        if not rest or self.below is None:
+            return out
+        try:
+            found: dict[str, Entry] = yield ("get_many", rest)
+        except TierSkipped:
+            return out
+        for k, entry in found.items():
+            promoted = self._promote(entry, tenant, False)
+            if promoted is not None:
+                out[k] = promoted.entry
+        return out
+
     def get_many(self, keys: Sequence[str], *, tenant: str) -> dict[str, Entry]:
         """Fresh entries among ``keys``: L1 first, the rest from L2 in one round trip."""
-        out: dict[str, Entry] = {}
-        rest: list[str] = []
-        for k in dict.fromkeys(keys):
-            hit, _ = self._l1_lookup(k, tenant, False)
-            if hit is not None:
-                out[k] = hit.entry
-            else:
-                rest.append(k)
-        if rest and self.l2 is not None:
-            try:
-                raws = self._guard("l2", self.l2.get_many, rest)
-            except _Skipped:
-                return out
-            for k, raw in raws.items():
-                found = self._from_l2(raw)
-                entry = self._promote(found, tenant)
-                if entry is not None and found is not None:
-                    hit = self._servable(entry, found[1], False)
-                    if hit is not None:
-                        out[k] = hit.entry
-        return out
+        return self._run(self._get_many(keys, tenant))
 
     async def aget_many(self, keys: Sequence[str], *, tenant: str) -> dict[str, Entry]:
-        """The asyncio twin of :meth:`get_many`."""
-        out: dict[str, Entry] = {}
-        rest: list[str] = []
-        for k in dict.fromkeys(keys):
-            hit, _ = self._l1_lookup(k, tenant, False)
-            if hit is not None:
-                out[k] = hit.entry
-            else:
-                rest.append(k)
-        if rest and self.l2 is not None:
-            l2 = self.l2
-            try:
-                if isinstance(l2, AsyncStore):
-                    raws = await self._aguard("l2", lambda: l2.aget_many(rest))
-                else:
-                    raws = await self._aguard("l2", lambda: asyncio.to_thread(l2.get_many, rest))
-            except _Skipped:
-                return out
-            for k, raw in raws.items():
-                found = await self._afrom_l2(raw)
-                entry = self._promote(found, tenant)
-                if entry is not None and found is not None:
-                    hit = self._servable(entry, found[1], False)
-                    if hit is not None:
-                        out[k] = hit.entry
-        return out
+        """See :meth:`get_many`."""
+        return await self._arun(self._get_many(keys, tenant))
 
     # writes ------------------------------------------------------------------
+
+    def _generations(self, tags: Sequence[str], refresh: bool) -> Steps[dict[str, int]]:
+        if not tags:
+            return {}
+        if not refresh:
+            max_age = None if self.bus.healthy() else self.max_staleness_s
+            known = self.generations.fresh(tags, max_age)
+            if known is not None:
+                return known
+        if self.below is not None:
+            try:
+                current: dict[str, int] = yield ("tag_generations", list(tags))
+            except TierSkipped:
+                pass
+            else:
+                self.generations.observe(current, authoritative=True)
+                return current
+        return {t: self.generations.known(t) for t in tags}
 
     def current_generations(self, tags: Sequence[str], *, refresh: bool = False) -> dict[str, int]:
         """Generations to stamp on a value computed now.
@@ -505,45 +442,11 @@ class TieredStore:
         learned within ``max_staleness_s``), else read from L2. An out-of-date
         stamp can only make the entry miss later, never serve it stale.
         """
-        if not tags:
-            return {}
-        if not refresh:
-            max_age = None if self.bus.healthy() else self.max_staleness_s
-            known = self.generations.fresh(tags, max_age)
-            if known is not None:
-                return known
-        if self.l2 is not None:
-            try:
-                current = self._guard("l2", self.l2.tag_generations, list(tags))
-                self.generations.observe(current, authoritative=True)
-                return current
-            except _Skipped:
-                pass
-        return {t: self.generations.known(t) for t in tags}
+        return self._run(self._generations(tags, refresh))
 
     async def acurrent_generations(self, tags: Sequence[str], *, refresh: bool = False) -> dict[str, int]:
-        """The asyncio twin of :meth:`current_generations`."""
-        if not tags:
-            return {}
-        if not refresh:
-            max_age = None if self.bus.healthy() else self.max_staleness_s
-            known = self.generations.fresh(tags, max_age)
-            if known is not None:
-                return known
-        l2 = self.l2
-        if l2 is not None:
-            try:
-                if isinstance(l2, AsyncStore):
-                    current = await self._aguard("l2", lambda: l2.atag_generations(list(tags)))
-                else:
-                    current = await self._aguard(
-                        "l2", lambda: asyncio.to_thread(l2.tag_generations, list(tags))
-                    )
-                self.generations.observe(current, authoritative=True)
-                return current
-            except _Skipped:
-                pass
-        return {t: self.generations.known(t) for t in tags}
+        """See :meth:`current_generations`."""
+        return await self._arun(self._generations(tags, refresh))
 
     def _build(
         self,
@@ -554,35 +457,41 @@ class TieredStore:
         gens: dict[str, int],
         ttl_s: float | None,
     ) -> Entry:
-        now = self._clock()
         entry = Entry.new(
             key,
             payload,
             tenant=tenant,
             entry_type=entry_type,
-            created_at=now,
+            created_at=self._clock(),
             ttl_s=ttl_s,
             tags=gens,
         )
-        if entry.expires_at is not None and entry_type in self.swr_types:
-            entry = entry.model_copy(update={"stale_until": entry.expires_at + self.swr_window_s})
-        return entry
+        return self.swr.stamp(entry)
 
     def _store(self, entry: Entry) -> None:
+        """L1 now, the chain below in the background (the one write point of every write)."""
         self.l1.put(entry)
-        if self.l2 is None:
-            return
-        with self._wb_cond:
-            self._seq += 1
-            seq = self._seq
-            self._wb_pending += 1
-        try:
-            self._wb_queue.put_nowait(("put", entry, seq))
-            self._counters.add("writeback_queued")
-        except queue.Full:
-            self._wb_done()
-            self._counters.add("writeback_dropped")
-            self._tier_counters["l2"].add("dropped")
+        if self.below is not None:
+            self.below.put(entry)
+
+    def _put(
+        self,
+        key: str,
+        payload: bytes,
+        tenant: str,
+        entry_type: str,
+        tags: Iterable[str],
+        ttl_s: float | None,
+        tag_generations: dict[str, int] | None,
+    ) -> Steps[Entry]:
+        names = normalize_tags(tags)
+        if tag_generations is not None:
+            gens = {t: tag_generations.get(t, 0) for t in names}
+        else:
+            gens = yield from self._generations(names, False)
+        entry = self._build(key, payload, tenant, entry_type, gens, ttl_s)
+        self._store(entry)
+        return entry
 
     def put(
         self,
@@ -601,15 +510,7 @@ class TieredStore:
         :meth:`current_generations`) so that an invalidation racing with the
         computation makes the new entry stale rather than the old data fresh.
         """
-        names = normalize_tags(tags)
-        gens = (
-            {t: tag_generations.get(t, 0) for t in names}
-            if tag_generations is not None
-            else self.current_generations(names)
-        )
-        entry = self._build(key, payload, tenant, entry_type, gens, ttl_s)
-        self._store(entry)
-        return entry
+        return self._run(self._put(key, payload, tenant, entry_type, tags, ttl_s, tag_generations))
 
     async def aput(
         self,
@@ -622,45 +523,37 @@ class TieredStore:
         ttl_s: float | None = None,
         tag_generations: dict[str, int] | None = None,
     ) -> Entry:
-        """The asyncio twin of :meth:`put`."""
-        names = normalize_tags(tags)
-        gens = (
-            {t: tag_generations.get(t, 0) for t in names}
-            if tag_generations is not None
-            else await self.acurrent_generations(names)
-        )
-        entry = self._build(key, payload, tenant, entry_type, gens, ttl_s)
-        self._store(entry)
-        return entry
+        """See :meth:`put`."""
+        return await self._arun(self._put(key, payload, tenant, entry_type, tags, ttl_s, tag_generations))
 
-    def _mark_deleted(self, key: str) -> None:
-        with self._wb_cond:
-            # queued puts of this key older than now must not resurrect it
-            self._deleted[key] = self._seq
+    def _delete(self, key: str) -> Steps[None]:
+        self.l1.delete(key)
+        if self.below is None:
+            return
+        with contextlib.suppress(TierSkipped):
+            yield ("delete", key)
+        yield ("publish", InvalidationEvent(kind="key", key=key))
 
     def delete(self, key: str) -> None:
         """Remove ``key`` from every tier, now (not queued), and tell other processes."""
-        self.l1.delete(key)
-        if self.l2 is not None:
-            self._mark_deleted(key)
-            with contextlib.suppress(_Skipped):
-                self._guard("l2", self.l2.delete, key)
-            self._publish(InvalidationEvent(kind="key", key=key))
+        self._run(self._delete(key))
 
     async def adelete(self, key: str) -> None:
-        """The asyncio twin of :meth:`delete`."""
-        self.l1.delete(key)
-        l2 = self.l2
-        if l2 is not None:
-            self._mark_deleted(key)
-            try:
-                if isinstance(l2, AsyncStore):
-                    await self._aguard("l2", lambda: l2.adelete(key))
-                else:
-                    await self._aguard("l2", lambda: asyncio.to_thread(l2.delete, key))
-            except _Skipped:
-                pass
-            await asyncio.to_thread(self._publish, InvalidationEvent(kind="key", key=key))
+        """See :meth:`delete`."""
+        await self._arun(self._delete(key))
+
+    def _invalidate(self, tag: str) -> Steps[int]:
+        (tag,) = normalize_tags([tag])  # the stored form (a tag holding a secret is a digest)
+        if self.below is None:
+            return self.generations.bump_local(tag)
+        try:
+            gen: int = yield ("invalidate_tag", tag)
+        except Exception as exc:
+            self._tier_counters["l2"].add("errors")
+            raise InvalidationFailed(f"could not invalidate a tag: {type(exc).__name__}") from exc
+        self.generations.observe({tag: gen})
+        yield ("publish", InvalidationEvent(kind="tag", tag=tag, gen=gen))
+        return gen
 
     def invalidate(self, tag: str) -> int:
         """Make every entry tagged ``tag`` unreadable, everywhere; returns the new generation.
@@ -670,248 +563,89 @@ class TieredStore:
         staleness bound without it. Raises :class:`InvalidationFailed` if the
         shared tier could not record it.
         """
-        (tag,) = normalize_tags([tag])  # the stored form (a tag holding a secret is a digest)
-        if self.l2 is None:
-            return self.generations.bump_local(tag)
-        try:
-            gen = self.l2.invalidate_tag(tag)
-        except Exception as exc:
-            self._tier_counters["l2"].add("errors")
-            raise InvalidationFailed(f"could not invalidate a tag: {type(exc).__name__}") from exc
-        self.generations.observe({tag: gen})
-        self._publish(InvalidationEvent(kind="tag", tag=tag, gen=gen))
-        return gen
+        return self._run(self._invalidate(tag))
 
     async def ainvalidate(self, tag: str) -> int:
-        """The asyncio twin of :meth:`invalidate`."""
-        (tag,) = normalize_tags([tag])  # the stored form (a tag holding a secret is a digest)
-        l2 = self.l2
-        if l2 is None:
-            return self.generations.bump_local(tag)
-        try:
-            if isinstance(l2, AsyncStore):
-                gen = await asyncio.wait_for(l2.ainvalidate_tag(tag), self.tier_timeout_s * 4)
-            else:
-                gen = await asyncio.to_thread(l2.invalidate_tag, tag)
-        except Exception as exc:
-            self._tier_counters["l2"].add("errors")
-            raise InvalidationFailed(f"could not invalidate a tag: {type(exc).__name__}") from exc
-        self.generations.observe({tag: gen})
-        await asyncio.to_thread(self._publish, InvalidationEvent(kind="tag", tag=tag, gen=gen))
-        return gen
+        """See :meth:`invalidate`."""
+        return await self._arun(self._invalidate(tag))
 
-    # single-flight -----------------------------------------------------------
+    # read or compute ------------------------------------------------------------
+
+    def _stored(
+        self,
+        key: str,
+        produced: Produced,
+        tenant: str,
+        entry_type: str,
+        gens: dict[str, int],
+        ttl_s: float | None,
+    ) -> Produced:
+        if produced.storable:
+            ttl = produced.ttl_s if produced.ttl_s is not None else ttl_s
+            self._store(self._build(key, produced.payload or b"", tenant, entry_type, gens, ttl))
+        return produced
 
     def get_or_compute(
         self,
         key: str,
-        fn: Callable[[], bytes],
+        fn: Callable[[], bytes | Produced],
         *,
         tenant: str,
         entry_type: str,
         tags: Iterable[str] = (),
         ttl_s: float | None = None,
     ) -> Result:
-        """The cached payload, or ``fn()``'s, computed once however many threads miss at once."""
+        """The cached payload, or ``fn()``'s, computed once however many threads miss at once.
+
+        ``fn`` returns the bytes to store, or a :class:`Produced` that may say
+        "computed, don't store" (``payload=None``): the value is then shared with
+        the concurrent identical callers and written nowhere.
+        """
         names = normalize_tags(tags)
-        hit = self.lookup(key, tenant=tenant, allow_stale=entry_type in self.swr_types)
+
+        def compute() -> Produced:
+            # generations are read before computing: an invalidation during fn() wins
+            gens = self.current_generations(names, refresh=True)
+            return self._stored(key, _produced(fn()), tenant, entry_type, gens, ttl_s)
+
+        hit = self.lookup(key, tenant=tenant, allow_stale=self.swr.applies(entry_type))
         if hit is not None:
             if hit.stale:
                 self._counters.add("swr_served")
-                self._refresh_later(key, fn, tenant, entry_type, names, ttl_s)
+                self.swr.refresh_later(tenant, key, compute)
             return Result(hit.entry.payload or b"", hit.tier, stale=hit.stale)
-        fk = (tenant, key)
-        with self._sf_lock:
-            flight = self._flights.get(fk)
-            leader = flight is None
-            if flight is None:
-                flight = self._flights[fk] = _Flight()
-        if not leader:
-            self._counters.add("single_flight_waiters")
-            flight.done.wait()
-            if flight.error is not None:
-                raise flight.error
-            return Result(flight.payload or b"", "flight")
-        self._counters.add("single_flight_leaders")
-        try:
-            payload = self._compute_and_store(key, fn, tenant, entry_type, names, ttl_s)
-            flight.payload = payload
-            return Result(payload, None, computed=True)
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        finally:
-            with self._sf_lock:
-                self._flights.pop(fk, None)
-            flight.done.set()
-
-    def _compute_and_store(
-        self,
-        key: str,
-        fn: Callable[[], bytes],
-        tenant: str,
-        entry_type: str,
-        names: tuple[str, ...],
-        ttl_s: float | None,
-    ) -> bytes:
-        # generations are read before computing: an invalidation during fn() wins
-        gens = self.current_generations(names, refresh=True)
-        payload = fn()
-        self._store(self._build(key, payload, tenant, entry_type, gens, ttl_s))
-        return payload
-
-    def _refresh_later(
-        self,
-        key: str,
-        fn: Callable[[], bytes],
-        tenant: str,
-        entry_type: str,
-        names: tuple[str, ...],
-        ttl_s: float | None,
-    ) -> None:
-        fk = (tenant, key)
-        with self._sf_lock:
-            if fk in self._refreshing:
-                return
-            self._refreshing.add(fk)
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(2, thread_name_prefix="promptcache-swr")
-            pool = self._pool
-
-        def run() -> None:
-            try:
-                self._compute_and_store(key, fn, tenant, entry_type, names, ttl_s)
-            except Exception:
-                log.warning("background refresh of %s failed", key_digest(key), exc_info=True)
-            finally:
-                with self._sf_lock:
-                    self._refreshing.discard(fk)
-
-        pool.submit(run)
+        return _result(*self.flights.run(tenant, key, compute))
 
     async def aget_or_compute(
         self,
         key: str,
-        fn: Callable[[], Awaitable[bytes]],
+        fn: Callable[[], Awaitable[bytes | Produced]],
         *,
         tenant: str,
         entry_type: str,
         tags: Iterable[str] = (),
         ttl_s: float | None = None,
     ) -> Result:
-        """The asyncio twin of :meth:`get_or_compute` (single-flight per event loop)."""
+        """See :meth:`get_or_compute` (single-flight per event loop)."""
         names = normalize_tags(tags)
-        hit = await self.alookup(key, tenant=tenant, allow_stale=entry_type in self.swr_types)
+
+        async def compute() -> Produced:
+            gens = await self.acurrent_generations(names, refresh=True)
+            return self._stored(key, _produced(await fn()), tenant, entry_type, gens, ttl_s)
+
+        hit = await self.alookup(key, tenant=tenant, allow_stale=self.swr.applies(entry_type))
         if hit is not None:
             if hit.stale:
                 self._counters.add("swr_served")
-                self._arefresh_later(key, fn, tenant, entry_type, names, ttl_s)
+                self.swr.arefresh_later(tenant, key, compute)
             return Result(hit.entry.payload or b"", hit.tier, stale=hit.stale)
-        loop = asyncio.get_running_loop()
-        fk = (id(loop), tenant, key)
-        fut = self._aflights.get(fk)
-        if fut is not None:
-            self._counters.add("single_flight_waiters")
-            return Result(await asyncio.shield(fut), "flight")
-        fut = loop.create_future()
-        self._aflights[fk] = fut
-        self._counters.add("single_flight_leaders")
-        try:
-            payload = await self._acompute_and_store(key, fn, tenant, entry_type, names, ttl_s)
-            fut.set_result(payload)
-            return Result(payload, None, computed=True)
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved: waiters may be none
-            raise
-        finally:
-            self._aflights.pop(fk, None)
+        return _result(*await self.flights.arun(tenant, key, compute))
 
-    async def _acompute_and_store(
-        self,
-        key: str,
-        fn: Callable[[], Awaitable[bytes]],
-        tenant: str,
-        entry_type: str,
-        names: tuple[str, ...],
-        ttl_s: float | None,
-    ) -> bytes:
-        gens = await self.acurrent_generations(names, refresh=True)
-        payload = await fn()
-        self._store(self._build(key, payload, tenant, entry_type, gens, ttl_s))
-        return payload
-
-    def _arefresh_later(
-        self,
-        key: str,
-        fn: Callable[[], Awaitable[bytes]],
-        tenant: str,
-        entry_type: str,
-        names: tuple[str, ...],
-        ttl_s: float | None,
-    ) -> None:
-        fk = (tenant, key)
-        if fk in self._refreshing:
-            return
-        self._refreshing.add(fk)
-
-        async def run() -> None:
-            try:
-                await self._acompute_and_store(key, fn, tenant, entry_type, names, ttl_s)
-            except Exception:
-                log.warning("background refresh of %s failed", key_digest(key), exc_info=True)
-            finally:
-                self._refreshing.discard(fk)
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._bg_tasks.add(task)
-        task.add_done_callback(self._bg_tasks.discard)
-
-    # write-back --------------------------------------------------------------
-
-    def _wb_done(self) -> None:
-        with self._wb_cond:
-            self._wb_pending -= 1
-            if self._wb_pending == 0:
-                self._deleted.clear()
-                self._wb_cond.notify_all()
-
-    def _wb_run(self) -> None:
-        l2 = self.l2
-        assert l2 is not None
-        while True:
-            op = self._wb_queue.get()
-            if op is None:
-                return
-            _, entry, seq = op
-            try:
-                with self._wb_cond:
-                    cut = self._deleted.get(entry.key)
-                if cut is None or seq > cut:
-                    sealed = self._seal(entry)
-                    self._guard("l2", l2.put, sealed)
-            except _Skipped:
-                self._counters.add("writeback_failed")
-                self._tier_counters["l2"].add("dropped")
-            except Exception:
-                self._counters.add("writeback_failed")
-                self._tier_counters["l2"].add("dropped")
-                log.exception("write-back of %s failed", key_digest(entry.key))
-            finally:
-                self._wb_done()
+    # housekeeping ------------------------------------------------------------
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued write-back has been attempted; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._wb_cond:
-            while self._wb_pending > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._wb_cond.wait(left)
-        return True
-
-    # housekeeping ------------------------------------------------------------
+        return True if self.below is None else self.below.flush(timeout)
 
     def stats(self) -> RouterStats:
         """Counters of the router and each tier (tier counters include the router's skips)."""
@@ -922,24 +656,16 @@ class TieredStore:
             extra = self._tier_counters[name].snapshot()
             merged = {f: getattr(own, f) + getattr(extra, f) for f in TierStats.model_fields}
             tiers[name] = TierStats(**merged)
-        with self._counters._lock:
-            values = dict(self._counters.v)
-        return RouterStats(tiers=tiers, **values)
+        return RouterStats(tiers=tiers, **self._counters.values())
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush (bounded), stop the background threads and close every tier and the bus."""
         if self._closed:
             return
         self._closed = True
-        if self._wb_thread is not None:
-            self.flush(timeout)
-            try:
-                self._wb_queue.put(None, timeout=timeout)
-            except queue.Full:
-                log.warning("write-back queue still full at close")
-            self._wb_thread.join(timeout)
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.below is not None:
+            self.below.stop(timeout)
+        self.swr.close()
         self.bus.close()
         for store in (self.l2, self.l3):
             if store is not None:
@@ -953,9 +679,10 @@ class TieredStore:
         """Close, awaiting the asyncio clients of this loop too."""
         l2 = self.l2
         await asyncio.to_thread(self.close, timeout)
-        if isinstance(l2, AsyncStore):
+        aclose = getattr(l2, "aclose", None)
+        if aclose is not None:
             try:
-                await l2.aclose()
+                await aclose()
             except Exception:
                 log.debug("closing the asyncio tier failed", exc_info=True)
 
@@ -966,3 +693,14 @@ class TieredStore:
     def __exit__(self, *exc: object) -> None:
         """Close."""
         self.close()
+
+
+def _produced(out: bytes | Produced) -> Produced:
+    return out if isinstance(out, Produced) else Produced(payload=out)
+
+
+def _result(produced: Produced, leader: bool) -> Result:
+    """This call's result (``leader``), or the one it shared with the flight it joined."""
+    if leader:
+        return Result(produced.payload or b"", None, computed=True, produced=produced)
+    return Result(produced.payload or b"", "flight", produced=produced)

@@ -35,7 +35,8 @@ import typing
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
@@ -48,7 +49,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_core import to_jsonable_python
 
 from promptcache import PromptCache
-from promptcache.artifacts import LookupResult, SideEffect, ToolSpec
+from promptcache.artifacts import LookupResult, NotStored, Served, SideEffect, ToolSpec, Uncacheable
 from promptcache.metrics import CacheMetrics, CallFigures, merge_cache_metrics
 from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
 
@@ -235,10 +236,10 @@ class CachingTool(BaseTool):
         key_args, tenant = self._key_and_tenant(args, kwargs, config)
         extra = _inner_kwargs(self.inner._run, run_manager, config)
 
-        def compute(**_: Any) -> Any:
+        def compute() -> Any:
             return self.inner._run(*args, **kwargs, **extra)
 
-        served = self.cache.tools.call(self.spec, key_args, compute, tenant=tenant)
+        served = self.cache.tools.run(self.spec, key_args, compute, tenant=tenant)
         _log(self.spec, served.lookup)
         _report(served.lookup, tenant, self.spec)
         return self._decode(served.value, served.lookup)
@@ -253,10 +254,10 @@ class CachingTool(BaseTool):
         key_args, tenant = self._key_and_tenant(args, kwargs, config)
         extra = _inner_kwargs(self.inner._arun, run_manager, config)
 
-        async def compute(**_: Any) -> Any:
+        async def compute() -> Any:
             return await self.inner._arun(*args, **kwargs, **extra)
 
-        served = await self.cache.tools.acall(self.spec, key_args, compute, tenant=tenant)
+        served = await self.cache.tools.arun(self.spec, key_args, compute, tenant=tenant)
         _log(self.spec, served.lookup)
         _report(served.lookup, tenant, self.spec)
         return self._decode(served.value, served.lookup)
@@ -344,26 +345,14 @@ def cached_tool(
 # the interceptor --------------------------------------------------------------------------------
 
 
-class _Passthrough(Exception):
-    """Raised inside a cached computation whose result must not be stored (error, Command)."""
+def _storable(result: Any) -> dict[str, Any] | Uncacheable:
+    """The part of a successful tool message the cache keeps: content and artifact.
 
-    def __init__(self, result: Any) -> None:
-        super().__init__("tool result not cacheable")  # never the result itself
-        self.result = result
-
-
-@dataclass
-class _Box:
-    result: Any = None
-    set: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _storable(result: Any) -> dict[str, Any]:
-    """The part of a successful tool message the cache keeps: content and artifact."""
+    An error message or a ``Command`` is this call's own: returned, never stored or shared.
+    """
     if isinstance(result, ToolMessage) and result.status != "error":
         return {"content": result.content, "artifact": result.artifact}
-    raise _Passthrough(result)
+    return Uncacheable("tool result not cacheable")
 
 
 def _call_id(request: Any) -> str | None:
@@ -474,22 +463,18 @@ class ToolCallCache:
             return handler(request)
         tenant = self._tenant(request)
         args = _visible_args(request.tool, request.tool_call.get("args") or {})
-        if not spec.cacheable:  # a write: it always runs, then invalidates its tags
-            served = self.cache.tools.call(spec, args, lambda **_: handler(request), tenant=tenant)
-            return self._finish(request, served.value, served.lookup, tenant, spec)
-        box = _Box()
+        # a write always runs, then invalidates its tags; a read may be served
+        compute = partial(handler, request)
+        served = self.cache.tools.run(spec, args, compute, tenant=tenant, storable=_storable)
+        return self._served(request, served, tenant, spec)
 
-        def compute(**_: Any) -> dict[str, Any]:
-            box.result, box.set = handler(request), True
-            return _storable(box.result)
-
-        try:
-            served = self.cache.tools.call(spec, args, compute, tenant=tenant)
-        except _Passthrough as p:
-            result = p.result if box.set else handler(request)  # another caller's result is not ours
-            return self._finish(request, result, None, tenant, spec)
-        msg = box.result if box.set else self._hit_message(request, served.value)
-        return self._finish(request, msg, served.lookup, tenant, spec)
+    def _served(self, request: Any, served: Served[Any], tenant: str, spec: ToolSpec) -> Any:
+        lookup = served.lookup
+        if lookup.hit:  # the stored form: content and artifact
+            return self._finish(request, self._hit_message(request, served.value), lookup, tenant, spec)
+        if lookup.reason is NotStored.UNCACHEABLE:  # an error result or a Command: reported as it is
+            return self._finish(request, served.value, None, tenant, spec)
+        return self._finish(request, served.value, lookup, tenant, spec)
 
     async def awrap(self, request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
         """``awrap_tool_call``: the asyncio twin of :meth:`wrap`."""
@@ -506,26 +491,10 @@ class ToolCallCache:
             return await handler(request)
         tenant = self._tenant(request)
         args = _visible_args(request.tool, request.tool_call.get("args") or {})
-        if not spec.cacheable:
-
-            async def run_write(**_: Any) -> Any:
-                return await handler(request)
-
-            served = await self.cache.tools.acall(spec, args, run_write, tenant=tenant)
-            return self._finish(request, served.value, served.lookup, tenant, spec)
-        box = _Box()
-
-        async def compute(**_: Any) -> dict[str, Any]:
-            box.result, box.set = await handler(request), True
-            return _storable(box.result)
-
-        try:
-            served = await self.cache.tools.acall(spec, args, compute, tenant=tenant)
-        except _Passthrough as p:
-            result = p.result if box.set else await handler(request)
-            return self._finish(request, result, None, tenant, spec)
-        msg = box.result if box.set else self._hit_message(request, served.value)
-        return self._finish(request, msg, served.lookup, tenant, spec)
+        served = await self.cache.tools.arun(
+            spec, args, partial(handler, request), tenant=tenant, storable=_storable
+        )
+        return self._served(request, served, tenant, spec)
 
     # a CachingTool caches by itself: only its outcome is recorded --------------------------------
 

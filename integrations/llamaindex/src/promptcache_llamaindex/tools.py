@@ -16,13 +16,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 from llama_index.core.tools import AsyncBaseTool, BaseTool, ToolMetadata, ToolOutput, adapt_to_async_tool
 from llama_index_instrumentation import get_dispatcher
 
 from promptcache import PromptCache
-from promptcache.artifacts import LookupResult, Served, SideEffect, ToolOutputCache, ToolSpec, open_store
+from promptcache.artifacts import (
+    LookupResult,
+    Served,
+    SideEffect,
+    ToolOutputCache,
+    ToolSpec,
+    Uncacheable,
+    open_store,
+)
 from promptcache_llamaindex._tenant import DEFAULT_TENANT_KEY, resolve_tenant
 from promptcache_llamaindex.events import ToolCacheEvent
 
@@ -31,17 +40,14 @@ __all__ = ["CachingTool", "cache_tool"]
 dispatcher = get_dispatcher(__name__)
 
 
-class _Failed(Exception):
-    """Carries a failed tool output past the cache so that it is returned but never stored."""
-
-    def __init__(self, output: ToolOutput) -> None:
-        super().__init__("tool failed")
-        self.output = output
-
-
 def _stored(output: ToolOutput) -> dict[str, Any]:
     # The cache holds JSON: the text the model sees, and the raw output when it is plain data.
     return {"content": output.content, "raw_output": _plain(output.raw_output)}
+
+
+def _storable(output: ToolOutput) -> dict[str, Any] | Uncacheable:
+    # a failed output is returned to its caller as it is, never stored or shared
+    return Uncacheable("tool failed") if output.is_error else _stored(output)
 
 
 def _plain(value: Any) -> Any:
@@ -115,40 +121,27 @@ class CachingTool(AsyncBaseTool):
         if args:
             return self.inner(*args, **kwargs)
         tenant = resolve_tenant(self.cache, self.tenant, self.tenant_key)
+        compute = partial(self.inner, **kwargs)
+        served = self.tool_cache.run(self.spec, kwargs, compute, tenant=tenant, storable=_storable)
+        return self._answer(served, tenant, kwargs)
 
-        def run(**kw: Any) -> dict[str, Any]:
-            out = self.inner(**kw)
-            if out.is_error:
-                raise _Failed(out)
-            return _stored(out)
-
-        try:
-            served = self.tool_cache.call(self.spec, kwargs, run, tenant=tenant)
-        except _Failed as failed:
-            return failed.output
+    def _answer(self, served: Served[Any], tenant: str, kwargs: dict[str, Any]) -> ToolOutput:
+        value = served.value
+        if not served.lookup.hit:  # computed here: the tool's own output
+            if value.is_error:
+                return cast("ToolOutput", value)
+            value = _stored(value)
         self._emit(tenant, served.lookup)
-        return self._output(served.value, kwargs)
+        return self._output(value, kwargs)
 
     async def acall(self, *args: Any, **kwargs: Any) -> ToolOutput:
         """The asyncio twin of :meth:`call`."""
         if args:
             return await self._async_inner.acall(*args, **kwargs)
         tenant = resolve_tenant(self.cache, self.tenant, self.tenant_key)
-
-        async def run(**kw: Any) -> dict[str, Any]:
-            out = await self._async_inner.acall(**kw)
-            if out.is_error:
-                raise _Failed(out)
-            return _stored(out)
-
-        try:
-            served: Served[dict[str, Any]] = await self.tool_cache.acall(
-                self.spec, kwargs, run, tenant=tenant
-            )
-        except _Failed as failed:
-            return failed.output
-        self._emit(tenant, served.lookup)
-        return self._output(served.value, kwargs)
+        compute = partial(self._async_inner.acall, **kwargs)
+        served = await self.tool_cache.arun(self.spec, kwargs, compute, tenant=tenant, storable=_storable)
+        return self._answer(served, tenant, kwargs)
 
 
 def cache_tool(

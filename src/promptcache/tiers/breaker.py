@@ -1,0 +1,140 @@
+"""``CircuitBreaker``: a store wrapper that skips a tier which failed, for a cooldown.
+
+Design rule (DESIGN.md, "Failure behaviour"): *L1/L2/L3 unavailable → skip the
+tier, go on to the next or to the uncached call; count ``tier_skipped``.* A
+call that raises or (asyncio) outlasts ``timeout_s`` is skipped and opens the
+circuit for ``cooldown_s``, so that the next calls do not wait on the same dead
+tier again; while open, calls are skipped at once. Either way the caller gets
+:class:`TierSkipped` and carries on without the tier.
+
+This wrapper is also the one place where sync and asyncio differ for a tier:
+``a<method>`` uses the tier's native coroutine when it has one (Redis) and runs
+the blocking method in a thread otherwise (SQLite, files), so the wrappers above
+it never ask which kind of tier they hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+from promptcache.tiers.base import StatsCounter, TierError
+from promptcache.tiers.entry import Entry
+
+__all__ = ["CircuitBreaker", "TierSkipped"]
+
+log = logging.getLogger("promptcache.tiers")
+
+S = TypeVar("S")
+
+
+class TierSkipped(TierError):
+    """The tier was skipped: it just failed or timed out, or its circuit is open."""
+
+
+class CircuitBreaker(Generic[S]):
+    """Guard every call into ``inner`` (a :class:`~promptcache.tiers.base.Store` or a blob store)."""
+
+    def __init__(
+        self, inner: S, *, name: str, counters: StatsCounter, cooldown_s: float = 1.0, timeout_s: float = 0.5
+    ) -> None:
+        """Count skips in ``counters`` (the tier's) under the tier ``name`` (``l2``, ``l3``)."""
+        self.inner = inner
+        self.name = name
+        self.counters = counters
+        self.cooldown_s = cooldown_s
+        self.timeout_s = timeout_s
+        self._open_until = 0.0
+
+    def _check(self) -> None:
+        if time.monotonic() < self._open_until:
+            self.counters.add("tier_skipped")
+            raise TierSkipped(f"{self.name} circuit open")
+
+    def _trip(self, exc: BaseException) -> TierSkipped:
+        self.counters.add("tier_skipped")
+        self._open_until = time.monotonic() + self.cooldown_s
+        log.warning("tier %s skipped for %.1fs after %s", self.name, self.cooldown_s, type(exc).__name__)
+        return TierSkipped(f"{self.name} skipped after {type(exc).__name__}")
+
+    def call(self, method: str, *args: Any) -> Any:
+        """``inner.<method>(*args)``, or :class:`TierSkipped`."""
+        self._check()
+        try:
+            return getattr(self.inner, method)(*args)
+        except Exception as exc:
+            raise self._trip(exc) from exc
+
+    async def acall(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+        """``await inner.a<method>(*args)`` (or the sync method in a thread), bounded in time."""
+        self._check()
+        native = getattr(self.inner, f"a{method}", None)
+        aw = native(*args) if native is not None else asyncio.to_thread(getattr(self.inner, method), *args)
+        try:
+            return await asyncio.wait_for(aw, self.timeout_s if timeout_s is None else timeout_s)
+        except Exception as exc:
+            raise self._trip(exc) from exc
+
+    # the store interface, guarded --------------------------------------------------------------
+
+    def get(self, key: str) -> Entry | None:
+        """See :meth:`Store.get`."""
+        out: Entry | None = self.call("get", key)
+        return out
+
+    async def aget(self, key: str) -> Entry | None:
+        """See :meth:`Store.get`."""
+        out: Entry | None = await self.acall("get", key)
+        return out
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
+        """See :meth:`Store.get_many`."""
+        out: dict[str, Entry] = self.call("get_many", keys)
+        return out
+
+    async def aget_many(self, keys: Sequence[str]) -> dict[str, Entry]:
+        """See :meth:`Store.get_many`."""
+        out: dict[str, Entry] = await self.acall("get_many", keys)
+        return out
+
+    def put(self, entry: Entry) -> None:
+        """See :meth:`Store.put`."""
+        self.call("put", entry)
+
+    def delete(self, key: str) -> None:
+        """See :meth:`Store.delete`."""
+        self.call("delete", key)
+
+    async def adelete(self, key: str) -> None:
+        """See :meth:`Store.delete`."""
+        await self.acall("delete", key)
+
+    def tag_generations(self, tags: Sequence[str]) -> dict[str, int]:
+        """See :meth:`Store.tag_generations`."""
+        out: dict[str, int] = self.call("tag_generations", list(tags))
+        return out
+
+    async def atag_generations(self, tags: Sequence[str]) -> dict[str, int]:
+        """See :meth:`Store.tag_generations`."""
+        out: dict[str, int] = await self.acall("tag_generations", list(tags))
+        return out
+
+    # An invalidation is never skipped: it reaches the tier or fails loudly (InvalidationFailed),
+    # because a skipped invalidation would leave other processes serving what it meant to drop.
+
+    def invalidate_tag(self, tag: str) -> int:
+        """See :meth:`Store.invalidate_tag` (not guarded: see above)."""
+        gen: int = getattr(self.inner, "invalidate_tag")(tag)  # noqa: B009 - S is not a Store for blobs
+        return gen
+
+    async def ainvalidate_tag(self, tag: str) -> int:
+        """See :meth:`Store.invalidate_tag`; bounded by four tier timeouts, not guarded."""
+        native = getattr(self.inner, "ainvalidate_tag", None)
+        if native is None:
+            gen: int = await asyncio.to_thread(getattr(self.inner, "invalidate_tag"), tag)  # noqa: B009
+            return gen
+        out: int = await asyncio.wait_for(native(tag), self.timeout_s * 4)
+        return out
