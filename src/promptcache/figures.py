@@ -152,13 +152,14 @@ _WHY_PHRASES: tuple[tuple[str, LookupReason], ...] = (
     ("tag needs argument", LookupReason.UNKEYABLE),
     ("canonical", LookupReason.UNKEYABLE),
     ("unkeyable", LookupReason.UNKEYABLE),
-    ("policy", LookupReason.POLICY_DENIED),
-    ("not eligible", LookupReason.POLICY_DENIED),
+    # a response's eligibility before the policy's own words (some of them name the policy)
     ("temperature", LookupReason.INELIGIBLE),
     ("streamed", LookupReason.INELIGIBLE),
     ("choices", LookupReason.INELIGIBLE),
     ("structured output", LookupReason.INELIGIBLE),
     ("tools offered", LookupReason.INELIGIBLE),
+    ("policy", LookupReason.POLICY_DENIED),
+    ("not eligible", LookupReason.POLICY_DENIED),
     ("miss", LookupReason.STORED),
 )
 
