@@ -131,3 +131,26 @@ def test_lookup_reasons() -> None:
     typed = _Lookup("miss: stored for 1s")
     typed.reason = LookupReason.TENANT_MISSING  # type: ignore[attr-defined]
     assert lookup_reason(typed) is LookupReason.TENANT_MISSING and LookupReason.TENANT_MISSING.denied
+
+
+def test_the_store_record_reads_the_v1_layout_and_writes_no_zero_figures() -> None:
+    from promptcache.telemetry.aggregate import PersistedStats
+
+    # A record as the previous version wrote it: every v1 field, no figures it did not know.
+    v1 = (
+        '{"v":1,"writer":"w","origin":"cache","process":"h:1","started_at":0.0,"updated_at":1.0,'
+        '"rows":[{"tenant":"acme","model":"gpt-4o","agent":"","entry_type":"prompt_prefix","calls":1,'
+        '"hits":0,"misses":0,"denied":0,"stale":0,"usage_calls":1,"input_tokens":100,'
+        '"cache_read_tokens":50,"cache_write_tokens":0,"output_tokens":5,"cost_nusd":237500,'
+        '"cost_avoided_nusd":62500,"miss_reasons":{}}]}'
+    )
+    rec = PersistedStats.model_validate_json(v1)
+    assert rec.rows[0].figures() == Totals(
+        calls=1, usage_calls=1, input_tokens=100, cache_read_tokens=50, output_tokens=5,
+        cost_nusd=237500, cost_avoided_nusd=62500,
+    )  # fmt: skip
+    # What is written leaves zero figures out, so a v1 reader (which forbids unknown fields)
+    # reads it too, unless a figure it does not know was used.
+    written = rec.model_dump_json(exclude_defaults=True)
+    assert "local_hits" not in written and "unpriced_calls" not in written
+    assert PersistedStats.model_validate_json(written) == rec
