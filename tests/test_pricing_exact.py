@@ -165,6 +165,7 @@ def _validated_figures(usage: CacheUsage, call_id: str, tenant: str | None) -> C
         input_tokens=usage.input_tokens,
         cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens,
+        cache_write_tokens_by_ttl=dict(usage.cache_write_tokens_by_ttl),
         output_tokens=usage.output_tokens,
         cost_nusd=ref[0] if priced else 0,
         cost_avoided_nusd=ref[1] if priced else 0,

@@ -81,7 +81,7 @@ def test_scrape_shows_the_figures_per_label(served: tuple[Any, int]) -> None:
     assert m[("promptcache_lookups_total", tuple(sorted((*art, ("result", "hit"), ("tier", "l1")))))] == 2
     assert m[("promptcache_lookups_total", tuple(sorted((*art, ("result", "miss"), ("tier", "")))))] == 1
     assert m[("promptcache_lookups_total", tuple(sorted((*art, ("result", "denied"), ("tier", "")))))] == 1
-    reason = ("reason", "side_effecting: never served from cache")
+    reason = ("reason", "side_effect")  # the LookupReason value, not the lookup's words
     assert m[("promptcache_policy_denials_total", tuple(sorted((*art, reason))))] == 1
     assert m[("promptcache_lookup_seconds_count", (("entry_type", "tool_output"), ("tier", "l1")))] == 2
     assert m[("promptcache_write_seconds_count", (("entry_type", "tool_output"),))] == 1

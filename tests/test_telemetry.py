@@ -131,7 +131,9 @@ def test_span_names_and_attributes_are_exact(otel: Any) -> None:
         (False, False), (True, False), (False, True),
     ]  # fmt: skip
     assert tools[1]["promptcache.tier"] == "l1"
-    assert tools[2]["promptcache.reason"] == "side_effecting: never served from cache"
+    # The label is the reason's enum value; the lookup's own words stay on the span, values blanked.
+    assert tools[2]["promptcache.reason"] == "side_effect"
+    assert tools[2]["promptcache.reason.detail"] == "side_effecting: never served from cache"
     # The tier lookup and write-back are children of the artifact call.
     by_id = {s.context.span_id: s for s in spans.get_finished_spans()}
     write = next(s for s in spans.get_finished_spans() if s.name == "promptcache.write")
@@ -162,7 +164,7 @@ def test_metrics_follow_the_genai_names_and_count_right(otel: Any) -> None:
     lookups = {p.attributes["promptcache.result"]: p.value for p in pts["promptcache.lookups"]}
     assert lookups == {"miss": 1, "hit": 1, "denied": 1}
     (denial,) = pts["promptcache.policy.denials"]
-    assert denial.attributes["promptcache.reason"] == "side_effecting: never served from cache"
+    assert denial.attributes["promptcache.reason"] == "side_effect"
     prepared = {
         p.attributes["promptcache.prefix_changed"]: p.value for p in pts["promptcache.prepare.requests"]
     }

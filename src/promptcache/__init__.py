@@ -10,9 +10,9 @@
 from promptcache.blocks import Block, BlockKind, Stability, Trust
 from promptcache.catalog import load_catalog
 from promptcache.engine import PromptCache
+from promptcache.figures import CacheMetrics, CallFigures, Totals, merge_cache_metrics
 from promptcache.formats import WireFormat
 from promptcache.keys import KeyContract, derive_key
-from promptcache.metrics import CacheMetrics, merge_cache_metrics
 from promptcache.plan import Plan, Prepared
 from promptcache.policy import Policy, PolicyError
 from promptcache.pricing import cost
@@ -27,6 +27,7 @@ __all__ = [
     "CacheMetrics",
     "CacheStats",
     "CacheUsage",
+    "CallFigures",
     "KeyContract",
     "Plan",
     "Policy",
@@ -34,6 +35,7 @@ __all__ = [
     "Prepared",
     "PromptCache",
     "Stability",
+    "Totals",
     "Trust",
     "WireFormat",
     "WireFormatError",

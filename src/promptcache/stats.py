@@ -1,5 +1,9 @@
 """``CacheStats``: the running aggregate of every call a ``PromptCache`` observed, per tenant and model.
 
+The figures are :class:`~promptcache.figures.Totals` (one per tenant and model); ``StatsRow``
+and ``CacheStats`` are their read-only view in dollars, and the store record is the same
+``Totals`` with its keys.
+
 Every framework integration feeds the same recorder (``StatsRecorder.record``), so a user sees
 one set of figures whichever framework made the call. Until ``PromptCache.stats()`` exists,
 reach a cache's recorder with :func:`recorder_for`:
@@ -39,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptcache.metrics import CallFigures, figures_from_usage
+from promptcache.figures import NANO, CallFigures, Totals, figures_from_usage
 from promptcache.usage import CacheUsage
 
 if TYPE_CHECKING:
@@ -57,7 +61,6 @@ __all__ = [
     "recording_enabled",
 ]
 
-_NANO = 1_000_000_000
 log = logging.getLogger(__name__)
 
 RECORD_STATS_ENV = "PROMPTCACHE_RECORD_STATS"
@@ -88,6 +91,36 @@ class StatsRow(BaseModel):
         """Share of prompt tokens read from the provider's cache."""
         return self.cache_read_tokens / self.input_tokens if self.input_tokens else 0.0
 
+    @classmethod
+    def of(cls, totals: Totals, *, tenant: str | None = None, model: str | None = None) -> StatsRow:
+        """The row showing ``totals`` (money in dollars) under ``tenant`` and ``model``."""
+        return cls(
+            tenant=tenant,
+            model=model,
+            calls=totals.calls,
+            input_tokens=totals.input_tokens,
+            cache_read_tokens=totals.cache_read_tokens,
+            cache_write_tokens=totals.cache_write_tokens,
+            output_tokens=totals.output_tokens,
+            cost_usd=totals.cost_usd,
+            cost_avoided_usd=totals.cost_avoided_usd,
+            unpriced_calls=totals.unpriced_calls,
+        )
+
+    def totals(self) -> Totals:
+        """The row's figures as :class:`~promptcache.figures.Totals` (money back in exact nano-USD)."""
+        return Totals(
+            calls=self.calls,
+            usage_calls=self.calls,
+            input_tokens=self.input_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            output_tokens=self.output_tokens,
+            cost_nusd=round(self.cost_usd * NANO),
+            cost_avoided_nusd=round(self.cost_avoided_usd * NANO),
+            unpriced_calls=self.unpriced_calls,
+        )
+
 
 class CacheStats(BaseModel):
     """A snapshot of a recorder: one row per (tenant, model) and the total."""
@@ -109,43 +142,8 @@ class CacheStats(BaseModel):
         return _sum([r for r in self.rows if r.tenant == tenant], tenant=tenant, model=None)
 
 
-class _Acc:
-    """Mutable counters of one row; money in nano-USD so the totals are exact."""
-
-    __slots__ = ("calls", "cost", "in_", "out", "read", "saved", "unpriced", "write")
-
-    def __init__(self) -> None:
-        self.calls = self.in_ = self.read = self.write = self.out = self.cost = self.saved = 0
-        self.unpriced = 0
-
-    def row(self, tenant: str | None, model: str | None) -> StatsRow:
-        return StatsRow(
-            tenant=tenant,
-            model=model,
-            calls=self.calls,
-            input_tokens=self.in_,
-            cache_read_tokens=self.read,
-            cache_write_tokens=self.write,
-            output_tokens=self.out,
-            cost_usd=self.cost / _NANO,
-            cost_avoided_usd=self.saved / _NANO,
-            unpriced_calls=self.unpriced,
-        )
-
-
 def _sum(rows: list[StatsRow], *, tenant: str | None, model: str | None) -> StatsRow:
-    return StatsRow(
-        tenant=tenant,
-        model=model,
-        calls=sum(r.calls for r in rows),
-        input_tokens=sum(r.input_tokens for r in rows),
-        cache_read_tokens=sum(r.cache_read_tokens for r in rows),
-        cache_write_tokens=sum(r.cache_write_tokens for r in rows),
-        output_tokens=sum(r.output_tokens for r in rows),
-        cost_usd=sum(r.cost_usd for r in rows),
-        cost_avoided_usd=sum(r.cost_avoided_usd for r in rows),
-        unpriced_calls=sum(r.unpriced_calls for r in rows),
-    )
+    return StatsRow.of(Totals.sum(r.totals() for r in rows), tenant=tenant, model=model)
 
 
 class StatsRecorder:
@@ -153,7 +151,7 @@ class StatsRecorder:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._rows: dict[tuple[str, str | None], _Acc] = {}
+        self._rows: dict[tuple[str, str | None], Totals] = {}
         #: Called after every record (outside the lock); a :class:`StatsPersister` sets it.
         self.on_record: Callable[[], None] | None = None
 
@@ -167,17 +165,10 @@ class StatsRecorder:
         f = figures if figures is not None else figures_from_usage(usage, call_id="", tenant=tenant)
         key = (tenant, usage.model)
         with self._lock:
-            acc = self._rows.get(key)
-            if acc is None:
-                acc = self._rows[key] = _Acc()
-            acc.calls += 1
-            acc.in_ += f.input_tokens
-            acc.read += f.cache_read_tokens
-            acc.write += f.cache_write_tokens
-            acc.out += f.output_tokens
-            acc.cost += f.cost_nusd
-            acc.saved += f.cost_avoided_nusd
-            acc.unpriced += 0 if f.priced else 1
+            row = self._rows.get(key)
+            if row is None:
+                row = self._rows[key] = Totals()
+            row.add_call(f)
         hook = self.on_record
         if hook is not None:
             hook()
@@ -185,8 +176,10 @@ class StatsRecorder:
     def snapshot(self) -> CacheStats:
         """The figures so far (a consistent copy; recording may go on meanwhile)."""
         with self._lock:
-            rows = [acc.row(t, m) for (t, m), acc in sorted(self._rows.items(), key=_row_order)]
-        return CacheStats(rows=rows, total=_sum(rows, tenant=None, model=None))
+            items = sorted(self._rows.items(), key=_row_order)
+            rows = [StatsRow.of(t, tenant=tenant, model=model) for (tenant, model), t in items]
+            total = StatsRow.of(Totals.sum(t for _, t in items))
+        return CacheStats(rows=rows, total=total)
 
     def reset(self) -> None:
         """Forget every figure (tests, or a new reporting period)."""
@@ -199,20 +192,8 @@ class StatsRecorder:
 
         with self._lock:
             rows = [
-                StatsRecord(
-                    tenant=tenant,
-                    model=model or "",
-                    entry_type=PROMPT,
-                    calls=acc.calls,
-                    usage_calls=acc.calls,
-                    input_tokens=acc.in_,
-                    cache_read_tokens=acc.read,
-                    cache_write_tokens=acc.write,
-                    output_tokens=acc.out,
-                    cost_nusd=acc.cost,
-                    cost_avoided_nusd=acc.saved,
-                )
-                for (tenant, model), acc in sorted(self._rows.items(), key=_row_order)
+                StatsRecord(tenant=tenant, model=model or "", entry_type=PROMPT, **t.model_dump())
+                for (tenant, model), t in sorted(self._rows.items(), key=_row_order)
             ]
         return PersistedStats(
             writer=writer_id,

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 from typing import Any, Protocol, TypeVar
 
+from promptcache.figures import Degradation
 from promptcache.formats import WireFormat, parse_format
 
 __all__ = [
@@ -50,7 +51,8 @@ HINT_FIELDS = (
     "cachePoint",
 )
 ALL_HINT_KINDS = frozenset(HINT_FIELDS)
-COUNTER_NAME = "hint_rejected"
+# The enum's plain value: counters keyed by it stay plain-str dicts (orjson, JSON exports).
+COUNTER_NAME = Degradation.HINT_REJECTED.value
 
 
 class _Adds(Protocol):

@@ -35,12 +35,12 @@ import socket
 import threading
 import time
 import uuid
-from collections import Counter
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from promptcache.figures import NANO, Totals
 from promptcache.telemetry.events import Event, LookupEvent, PrepareEvent, UsageEvent
 
 __all__ = [
@@ -61,7 +61,6 @@ __all__ = [
 STATS_TENANT = "*promptcache*"
 STATS_ENTRY_TYPE = "promptcache.stats"
 STATS_TTL_S = 30 * 24 * 3600
-_NANO = 1_000_000_000
 #: Entry type of provider prompt caching (the prompt prefix), next to the artifact caches' types.
 PROMPT = "prompt_prefix"
 
@@ -78,65 +77,24 @@ def writer_key(writer_id: str) -> str:
     return _h("promptcache:stats:v1:writer:" + writer_id)
 
 
-class StatsRecord(BaseModel):
-    """Cumulative figures of one (tenant, model, agent, entry type).
+class StatsRecord(Totals):
+    """Cumulative :class:`~promptcache.figures.Totals` of one (tenant, model, agent, entry type).
 
     For ``prompt_prefix``: ``calls`` are prepared requests, ``hits`` those whose prefix was
     unchanged, tokens and money come from recorded provider usage. For artifact caches:
-    ``hits``/``misses``/``denied``/``stale`` count calls.
+    ``hits``/``misses``/``denied``/``stale`` count calls. ``miss_reasons`` are counted by enum
+    value (:class:`~promptcache.figures.PrefixMissReason`, :class:`~promptcache.figures.LookupReason`).
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     tenant: str
     model: str = ""
     agent: str = ""
     entry_type: str
-    calls: int = 0
-    hits: int = 0
-    misses: int = 0
-    denied: int = 0
-    stale: int = 0
-    usage_calls: int = 0
-    input_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    output_tokens: int = 0
-    cost_nusd: int = 0
-    cost_avoided_nusd: int = 0
-    miss_reasons: dict[str, int] = Field(default_factory=dict)
 
     @property
     def hit_rate(self) -> float:
         """Hits over lookups (prefix unchanged over prepared requests for ``prompt_prefix``)."""
-        n = self.hits + self.misses + self.denied
-        return self.hits / n if n else 0.0
-
-    @property
-    def cached_share(self) -> float:
-        """Prompt tokens read from the provider cache over all prompt tokens."""
-        return self.cache_read_tokens / self.input_tokens if self.input_tokens else 0.0
-
-    def add(self, other: StatsRecord) -> None:
-        """Add ``other``'s figures into this one."""
-        for f in (
-            "calls",
-            "hits",
-            "misses",
-            "denied",
-            "stale",
-            "usage_calls",
-            "input_tokens",
-            "cache_read_tokens",
-            "cache_write_tokens",
-            "output_tokens",
-            "cost_nusd",
-            "cost_avoided_nusd",
-        ):
-            setattr(self, f, getattr(self, f) + getattr(other, f))
-        c = Counter(self.miss_reasons)
-        c.update(other.miss_reasons)
-        self.miss_reasons = dict(c)
+        return self.lookup_hit_rate
 
 
 class PersistedStats(BaseModel):
@@ -190,8 +148,8 @@ class StatsAggregator:
                 r.calls += 1
                 if event.prefix_changed:
                     r.misses += 1
-                    for reason in event.miss_reasons:
-                        r.miss_reasons[reason] = r.miss_reasons.get(reason, 0) + 1
+                    for cause in event.miss_causes:
+                        r.count_reason(cause.value)
                 else:
                     r.hits += 1
             elif isinstance(event, UsageEvent):
@@ -201,19 +159,19 @@ class StatsAggregator:
                 r.cache_read_tokens += event.cache_read_tokens
                 r.cache_write_tokens += event.cache_write_tokens
                 r.output_tokens += event.output_tokens
-                r.cost_nusd += round(event.cost_usd * _NANO)
-                r.cost_avoided_nusd += round(event.cost_avoided_usd * _NANO)
+                r.cost_nusd += round(event.cost_usd * NANO)
+                r.cost_avoided_nusd += round(event.cost_avoided_usd * NANO)
             elif isinstance(event, LookupEvent):
                 r = self._row(event.tenant, "", event.agent, event.entry_type)
                 r.calls += 1
                 if event.hit:
                     r.hits += 1
-                elif event.denied:
-                    r.denied += 1
-                    r.miss_reasons[event.reason] = r.miss_reasons.get(event.reason, 0) + 1
                 else:
-                    r.misses += 1
-                    r.miss_reasons[event.reason] = r.miss_reasons.get(event.reason, 0) + 1
+                    if event.denied:
+                        r.denied += 1
+                    else:
+                        r.misses += 1
+                    r.count_reason(event.reason.value)
                 if event.stale:
                     r.stale += 1
 
@@ -275,7 +233,9 @@ def publish_record(store: Any, record: PersistedStats, *, registered: bool = Fal
 
     ``registered``: the writer already found itself in the index (skips the read-modify-write).
     """
-    _put(store, writer_key(record.writer), record.model_dump_json().encode())
+    # Figures still at zero are left out: a reader of an older version (which forbids fields it
+    # does not know) can then read every record whose new figures were never used.
+    _put(store, writer_key(record.writer), record.model_dump_json(exclude_defaults=True).encode())
     store.flush()
     return registered or _register(store, record.writer)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from promptcache.figures import LookupReason, PrefixMissReason
+
 __all__ = [
     "Event",
     "LookupEvent",
@@ -37,8 +39,9 @@ class PrepareEvent:
     """One ``prepare_request``: prompt assembly and canonicalization.
 
     ``prefix_key`` is the tenant-scoped SHA-256 key of the stable prefix (a hash, safe to
-    export); ``miss_reasons`` say why the prefix differs from the family's previous request
-    (empty when it is unchanged).
+    export); ``miss_causes`` say why the prefix differs from the family's previous request
+    (empty when it is unchanged): what metrics and aggregates count. ``miss_reasons`` add the
+    block to each cause (``"tools key_order"``), for spans and logs.
     """
 
     tenant: str
@@ -56,14 +59,17 @@ class PrepareEvent:
     decisions: tuple[str, ...]
     duration_s: float
     agent: str = ""
+    miss_causes: tuple[PrefixMissReason, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class LookupEvent:
     """One artifact-cache call (tool output, retrieval, response), answered from cache or not.
 
-    ``denied`` marks a call the policy kept out of the cache (side-effecting tool, ineligible
-    response, secret in the value); ``reason`` is its label (values blanked).
+    ``reason`` is how it was answered (:class:`~promptcache.figures.LookupReason`, the label
+    metrics use); ``denied`` is ``reason.denied``: the policy kept the call out of the cache
+    (side-effecting tool, ineligible response, secret in the value). ``detail`` is the lookup's
+    own words with values blanked (:func:`reason_label`), for spans.
     """
 
     entry_type: str
@@ -73,10 +79,11 @@ class LookupEvent:
     stale: bool
     stored: bool
     denied: bool
-    reason: str
+    reason: LookupReason
     key_digest: str | None
     duration_s: float
     agent: str = ""
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from promptcache.figures import PrefixMissReason, lookup_reason
 from promptcache.telemetry import hooks
 from promptcache.telemetry.events import (
     LookupEvent,
@@ -48,21 +49,23 @@ _entry_type: contextvars.ContextVar[str] = contextvars.ContextVar("promptcache_e
 _subclasses: dict[type, type] = {}
 
 
-def _miss_reasons(plan: Any) -> tuple[bool, tuple[str, ...]]:
+def _miss_reasons(plan: Any) -> tuple[bool, tuple[str, ...], tuple[PrefixMissReason, ...]]:
     ex = plan.explain()
     if ex.first_in_family:
-        return True, ("first_request",)
+        return True, (PrefixMissReason.FIRST_REQUEST,), (PrefixMissReason.FIRST_REQUEST,)
     if ex.prefix_unchanged:
-        return False, ()
+        return False, (), ()
+    changes = [c for c in ex.changes if not c.neutralized]
     # Block label and cause only: the detail and line text could quote the prompt.
-    reasons = sorted({f"{c.block.split('[')[0]} {c.cause}" for c in ex.changes if not c.neutralized})
-    return True, tuple(reasons) or ("content",)
+    reasons = sorted({f"{c.block.split('[')[0]} {c.cause}" for c in changes})
+    causes = tuple(sorted({PrefixMissReason(c.cause) for c in changes}))
+    return True, tuple(reasons) or ("content",), causes or (PrefixMissReason.CONTENT,)
 
 
 def prepare_event(prepared: Any, duration_s: float) -> PrepareEvent:
     """The event of one ``prepare_request`` result (hashes, counts and reasons only)."""
     plan = prepared.plan
-    changed, reasons = _miss_reasons(plan)
+    changed, reasons, causes = _miss_reasons(plan)
     fmt = plan.format
     return PrepareEvent(
         tenant=plan.tenant,
@@ -77,6 +80,7 @@ def prepare_event(prepared: Any, duration_s: float) -> PrepareEvent:
         hints=tuple(h.kind for h in plan.hints),
         prefix_changed=changed,
         miss_reasons=reasons,
+        miss_causes=causes,
         decisions=tuple(reason_label(d) for d in plan.decisions),
         duration_s=duration_s,
         agent=hooks.current_agent(),
@@ -84,15 +88,7 @@ def prepare_event(prepared: Any, duration_s: float) -> PrepareEvent:
 
 
 def _lookup_event(entry_type: str, tenant: str, lookup: Any, duration_s: float) -> LookupEvent:
-    why = str(lookup.why)
-    # Not served and not stored, for a reason other than a plain miss or a cache fault: the
-    # policy (side effects, eligibility, secrets, authorization) kept it out of the cache.
-    denied = (
-        not lookup.hit
-        and not lookup.stored
-        and not why.startswith(("miss", "unreadable", "cache fault"))
-        and "store failed" not in why
-    )
+    reason = lookup_reason(lookup)
     return LookupEvent(
         entry_type=entry_type,
         tenant=tenant,
@@ -100,11 +96,12 @@ def _lookup_event(entry_type: str, tenant: str, lookup: Any, duration_s: float) 
         tier=lookup.tier,
         stale=bool(lookup.stale),
         stored=bool(lookup.stored),
-        denied=denied,
-        reason=reason_label(why),
+        denied=reason.denied,
+        reason=reason,
         key_digest=lookup.key_digest,
         duration_s=duration_s,
         agent=hooks.current_agent(),
+        detail=reason_label(str(lookup.why)),
     )
 
 
@@ -238,7 +235,7 @@ class _InstrumentedMixin:
         super().record_usage(usage, tenant=tenant)  # type: ignore[misc]
         if not hooks.enabled():
             return
-        from promptcache.metrics import figures_from_usage
+        from promptcache.figures import figures_from_usage
 
         resolved = self.resolve_tenant(tenant)  # type: ignore[attr-defined]
         f = figures_from_usage(usage, call_id="", tenant=resolved)

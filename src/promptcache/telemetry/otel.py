@@ -99,7 +99,8 @@ PROMPTCACHE_ATTRIBUTES = {
     "promptcache.stale": "served stale (stale-while-revalidate)",
     "promptcache.stored": "the computed value was written back",
     "promptcache.denied": "the policy kept the call out of the cache",
-    "promptcache.reason": "why, values blanked (bounded label)",
+    "promptcache.reason": "how a lookup was answered, or why a prefix changed (an enum value)",
+    "promptcache.reason.detail": "the lookup's own reason, values blanked (span only)",
     "promptcache.key_digest": "short digest of the entry key",
     "promptcache.bytes": "payload size written",
     "promptcache.provider_cache_hit": "the provider reported cache-read tokens",
@@ -160,7 +161,8 @@ def lookup_attributes(ev: LookupEvent) -> dict[str, Any]:
         "promptcache.stale": ev.stale,
         "promptcache.stored": ev.stored,
         "promptcache.denied": ev.denied,
-        "promptcache.reason": ev.reason,
+        "promptcache.reason": ev.reason.value,
+        "promptcache.reason.detail": ev.detail,
     }
     if ev.tier is not None:
         attrs["promptcache.tier"] = ev.tier
@@ -213,8 +215,8 @@ class OTelMetrics:
             base = {"promptcache.tenant": event.tenant, GEN_AI["request_model"]: event.model}
             base["promptcache.agent"] = event.agent
             self._prepared.add(1, {**base, "promptcache.prefix_changed": event.prefix_changed})
-            for r in event.miss_reasons:
-                self._prefix_misses.add(1, {**base, "promptcache.reason": r})
+            for r in event.miss_causes:
+                self._prefix_misses.add(1, {**base, "promptcache.reason": r.value})
             if event.relocated:
                 self._relocated.add(event.relocated, base)
             for h in event.hints:
@@ -248,7 +250,7 @@ class OTelMetrics:
             result = "hit" if event.hit else ("denied" if event.denied else "miss")
             self._lookups.add(1, {**base, "promptcache.result": result, "promptcache.tier": event.tier or ""})
             if event.denied:
-                self._denials.add(1, {**base, "promptcache.reason": event.reason})
+                self._denials.add(1, {**base, "promptcache.reason": event.reason.value})
             if event.stale:
                 self._stale.add(1, base)
             if event.hit:

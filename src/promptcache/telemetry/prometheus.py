@@ -103,8 +103,8 @@ class PrometheusExporter:
         if isinstance(event, PrepareEvent):
             m = (self._t(event.tenant), event.model, event.agent)
             self.prepared.labels(*m, str(event.prefix_changed).lower()).inc()
-            for reason in event.miss_reasons:
-                self.prefix_misses.labels(*m, reason).inc()
+            for cause in event.miss_causes:
+                self.prefix_misses.labels(*m, cause.value).inc()
             if event.relocated:
                 self.relocated.labels(*m).inc(event.relocated)
             for h in event.hints:
@@ -124,7 +124,7 @@ class PrometheusExporter:
             result = "hit" if event.hit else ("denied" if event.denied else "miss")
             self.lookups.labels(*a, result, event.tier or "").inc()
             if event.denied:
-                self.denials.labels(*a, event.reason).inc()
+                self.denials.labels(*a, event.reason.value).inc()
             if event.stale:
                 self.stale.labels(*a).inc()
             if event.hit:
