@@ -114,7 +114,14 @@ def carries_signature(fn: F) -> F:
 
 def is_hookable(model: BaseChatModel) -> bool:
     """Whether the model sends through an SDK client this module can put on the HTTP seam."""
-    return _family(type(model)) in ("openai", "anthropic")
+    family = _family(type(model))
+    if family == "openai":
+        # Without its SDK clients (a subclass that builds its own elsewhere) nothing can be rewritten.
+        return (
+            getattr(model, "root_client", None) is not None
+            or getattr(model, "root_async_client", None) is not None
+        )
+    return family == "anthropic"
 
 
 def _over_transport(client: Any) -> Any:
