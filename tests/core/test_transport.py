@@ -146,3 +146,27 @@ def test_other_400_passes_through() -> None:
     client = openai.OpenAI(base_url="http://llm.test/v1", api_key="k", max_retries=0, http_client=http)
     with use_call(CallContext(cache=PromptCache(), tenant="acme")), pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="gpt-4o", messages=_msgs())  # type: ignore[arg-type]
+
+
+def test_many_tenants_at_once_through_one_client(emu: Emulator) -> None:
+    # One shared SDK client, one call context per thread: each request is keyed for its own tenant.
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = openai.OpenAI(base_url=emu.openai_base_url, api_key="k", http_client=wrap_http_client(None))
+    cache = PromptCache()
+
+    def call(i: int) -> CallContext:
+        ctx = CallContext(cache=cache, tenant=f"t{i % 8}")
+        with use_call(ctx):
+            client.chat.completions.create(model="gpt-4o", messages=_msgs())  # type: ignore[arg-type]
+        return ctx
+
+    with ThreadPoolExecutor(8) as pool:
+        done = list(pool.map(call, range(32)))
+    assert all(c.usage is not None and c.plan is not None for c in done)
+    keys: dict[str, set[str]] = {}
+    for c in done:
+        assert c.plan is not None
+        keys.setdefault(c.tenant, set()).add(c.plan.prefix_key)
+    # One prefix key per tenant, and no two tenants share one.
+    assert all(len(k) == 1 for k in keys.values()) and len(set().union(*keys.values())) == 8
