@@ -239,11 +239,9 @@ def test_the_signatures_langchain_reads_per_call_are_carried_not_recomputed() ->
     model = make_model("openai", "http://127.0.0.1:9/v1", "k")
     copy = _hook.hooked_copy(model)
     assert copy is not None
+    # The copy is of the user's own class: its methods are the provider's, unchanged.
+    assert type(copy) is type(model)
     for name in ("_generate", "_agenerate"):
-        # Carried by the override (BaseChatModel asks for it on every call) and the very
-        # signature inspect computes for the method it wraps.
-        carried = getattr(type(copy), name).__dict__.get("__signature__")
-        assert carried is not None and carried == inspect.signature(getattr(type(model), name))
         assert inspect.signature(getattr(copy, name)) == inspect.signature(getattr(model, name))
         own = getattr(CachingChatModel, name)
         bare = types.FunctionType(own.__code__, own.__globals__, name, own.__defaults__, own.__closure__)
@@ -276,7 +274,11 @@ def test_hooked_copy_notices_every_way_a_setting_changes() -> None:
         change(model)
         fresh = _hook.hooked_copy(model)
         assert fresh is not copy and fresh is not None
-        assert fresh.__dict__ == model.__dict__
+        # The same settings; only the SDK clients differ (the copy's send through the seam).
+        clients = {"client", "async_client", "root_client", "root_async_client"}
+        assert {k: v for k, v in fresh.__dict__.items() if k not in clients} == {
+            k: v for k, v in model.__dict__.items() if k not in clients
+        }
         assert _hook.hooked_copy(model) is fresh
         copy = fresh
 
@@ -303,3 +305,35 @@ def test_forced_wire_format(emulator: Any, airline_policy: str) -> None:
     out = model.invoke(_turns(airline_policy)[0], config={"configurable": {"tenant_id": "acme"}})
     assert out.response_metadata["promptcache"]["format"] == "openai-chat"
     assert emulator.requests[0]["prompt_cache_key"].startswith("pc-")
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_the_users_model_is_left_untouched_after_use(
+    emulator: Any, airline_policy: str, provider: str
+) -> None:
+    # Calls, streams and an agent's middleware all go through a copy: the user's model object
+    # keeps its class, every attribute (the same objects) and its own httpx client's transport.
+    from langchain.agents import create_agent
+    from promptcache_langchain import PromptCacheMiddleware
+
+    model = make_model(provider, base_url(emulator, provider), "k")
+    cls, before = type(model), dict(model.__dict__)
+    private = dict(model.__pydantic_private__ or {})
+    http = getattr(model.root_client, "_client", None) if provider == "openai" else None
+    transport = getattr(http, "_transport", None)
+    config: Any = {"configurable": {"tenant_id": "acme"}}
+    cached = CachingChatModel(model, PromptCache())
+    cached.invoke(_turns(airline_policy)[0], config=config)
+    list(cached.stream(_turns(airline_policy)[0], config=config))
+    agent = create_agent(
+        model, tools=[], system_prompt=airline_policy, middleware=[PromptCacheMiddleware(PromptCache())]
+    )
+    agent.invoke({"messages": [HumanMessage("hello")]}, config)
+    assert type(model) is cls
+    assert model.__dict__.keys() == before.keys() and all(model.__dict__[k] is v for k, v in before.items())
+    assert (model.__pydantic_private__ or {}) == private
+    if http is not None:
+        assert http._transport is transport and not http.is_closed
+    # Every request was rewritten all the same.
+    hint = "prompt_cache_key" if provider == "openai" else "cache_control"
+    assert len(emulator.requests) == 3 and all(hint in str(b) for b in emulator.requests)

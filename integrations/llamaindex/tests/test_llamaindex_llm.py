@@ -207,6 +207,34 @@ def test_user_llm_object_untouched(emu: Emulator, cache: PromptCache) -> None:
     assert isinstance(emu.requests[1]["system"], str)
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "responses"])
+def test_user_llm_type_and_state_untouched_after_use(
+    emu: Emulator, cache: PromptCache, provider: str
+) -> None:
+    import httpx
+
+    http = httpx.Client()
+    transport = http._transport
+    make = {"openai": openai_llm, "anthropic": anthropic_llm, "responses": responses_llm}[provider]
+    inner = make(emu, http_client=http) if provider != "anthropic" else make(emu)
+    cls = type(inner)
+    before = dict(inner.__dict__)
+    private = dict(inner.__pydantic_private__ or {})
+    llm = CachingLLM(inner, cache, tenant="acme")
+    llm.chat(_messages())
+    list(llm.stream_chat(_messages()))
+    assert type(inner) is cls and type(inner).__mro__ == cls.__mro__
+    assert inner.__dict__.keys() == before.keys()
+    assert all(inner.__dict__[k] is v for k, v in before.items())
+    assert (inner.__pydantic_private__ or {}).keys() == private.keys()
+    assert all((inner.__pydantic_private__ or {})[k] is v for k, v in private.items())
+    # The caller's httpx client keeps its own transport, open.
+    assert http._transport is transport and not http.is_closed
+    # The requests were rewritten all the same (the provider's caching hint is on them).
+    hint = "cache_control" if provider == "anthropic" else "prompt_cache_key"
+    assert all(hint in json.dumps(b) for b in emu.requests[-2:])
+
+
 def test_tenant_required_refuses_before_sending(emu: Emulator) -> None:
     cache = PromptCache({"require_tenant": True})
     llm = CachingLLM(anthropic_llm(emu), cache)

@@ -41,6 +41,27 @@ def test_enable_is_idempotent_wraps_later_llms_and_disable_restores(
     disable()  # a second disable is a no-op
 
 
+def test_enable_leaves_the_settings_object_and_the_users_llm_as_they_are(
+    emu: Emulator, cache: PromptCache
+) -> None:
+    from llama_index.core.settings import _Settings
+
+    llm = openai_llm(emu)
+    cls, state = type(llm), dict(llm.__dict__)
+    Settings.llm = llm
+    enable(cache, tenant="acme")
+    assert type(Settings) is _Settings  # no class swap on the settings object
+    Settings.llm.chat(
+        [ChatMessage(role="system", content=AIRLINE_POLICY), ChatMessage(role="user", content="hi")]
+    )
+    assert "prompt_cache_key" in emu.requests[-1]
+    disable()
+    assert type(Settings) is _Settings and Settings.llm is llm
+    assert type(llm) is cls and llm.__dict__.keys() == state.keys()
+    # LlamaIndex's own Settings.llm getter assigns Settings.callback_manager to the LLM it returns.
+    assert all(llm.__dict__[k] is v for k, v in state.items() if k != "callback_manager")
+
+
 def test_enable_with_another_cache_switches(emu: Emulator, cache: PromptCache) -> None:
     Settings.llm = openai_llm(emu)
     enable(cache)

@@ -40,7 +40,7 @@ from typing import Any
 from promptcache.formats import WireFormat, parse_format
 from promptcache.usage import CacheUsage
 
-__all__ = ["usage_from_response", "usage_from_stream"]
+__all__ = ["format_of_usage", "usage_from_answer", "usage_from_response", "usage_from_stream"]
 
 _TTL_FIELD = re.compile(r"^ephemeral_(?P<ttl>[0-9]+[smhd])_input_tokens$")
 
@@ -81,6 +81,45 @@ def usage_from_response(
         if fast is not None:
             return fast
     return _parse(fmt, body, model=model, provider=prov)
+
+
+def format_of_usage(body: Mapping[str, Any]) -> WireFormat | None:
+    """The wire format whose usage report ``body`` (a response of unknown provider) carries.
+
+    Told by the report's own field names, which no two formats share: ``prompt_tokens``
+    (Chat Completions), ``inputTokens`` (Converse), ``input_tokens_details`` or
+    ``"object": "response"`` (Responses), ``input_tokens`` (Anthropic), ``usageMetadata``
+    (Gemini). None when ``body`` carries no usage report.
+
+    >>> format_of_usage({"usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+    <WireFormat.OPENAI_CHAT: 'openai-chat'>
+    """
+    usage = body.get("usage")
+    if isinstance(usage, Mapping):
+        if "prompt_tokens" in usage:
+            return WireFormat.OPENAI_CHAT
+        if "inputTokens" in usage:
+            return WireFormat.BEDROCK_CONVERSE
+        if "input_tokens_details" in usage or body.get("object") == "response":
+            return WireFormat.OPENAI_RESPONSES
+        if "input_tokens" in usage:
+            return WireFormat.ANTHROPIC_MESSAGES
+    if isinstance(body.get("usageMetadata") or body.get("usage_metadata"), Mapping):
+        return WireFormat.GEMINI
+    return None
+
+
+def usage_from_answer(body: Mapping[str, Any], *, model: str | None = None) -> CacheUsage | None:
+    """The usage of an answer whose wire format is not known (:func:`format_of_usage`), or None
+    when it carries no readable report. ``model`` names the model where the body does not
+    (Bedrock Converse)."""
+    fmt = format_of_usage(body)
+    if fmt is None:
+        return None
+    try:
+        return usage_from_response(fmt, body, model=model if fmt is WireFormat.BEDROCK_CONVERSE else None)
+    except (ValueError, TypeError):
+        return None
 
 
 def _parse(fmt: WireFormat, body: Mapping[str, Any], *, model: str | None, provider: str) -> CacheUsage:

@@ -1,49 +1,40 @@
 """Apply ``PromptCache.prepare_request`` to the request a LangChain chat model actually sends.
 
-LangChain's provider packages build the provider request in one method,
-``_get_request_payload(messages, stop=..., **kwargs)`` (``ChatOpenAI`` for Chat Completions and
-Responses, ``ChatAnthropic``), and then pass that dict unchanged to the provider SDK in
-``_generate``/``_agenerate``/``_stream``/``_astream``. Rewriting that dict is therefore the one
-place where the body sent is exactly ``prepare_request(payload).body``, whatever the model's
-settings, bound tools, streaming mode or provider-specific options.
+LangChain's provider packages send through the provider SDKs, and those through ``httpx``. The
+core's HTTP seam (:mod:`promptcache.transport`) rewrites the JSON body an SDK sends while a
+:class:`~promptcache.llm_bridge.CallContext` is current, resends once without caching hints when
+the provider refuses one, and reads the usage back (streams included, unbuffered).
 
-We never patch the user's model or its class: :func:`hooked_copy` returns a shallow copy whose
-class is a cached subclass overriding ``_get_request_payload``. The copy shares the user's
-SDK clients and settings; ``isinstance`` checks (``create_agent`` branches on
-``BaseChatOpenAI``) still hold. The subclass only rewrites while a :class:`CallContext` is
-set, so the copy behaves exactly like the original otherwise.
+:func:`hooked_copy` returns a copy of the user's model, made through pydantic's public
+``model_copy(update=...)``, whose SDK clients send through that seam:
 
-The rewrite itself, its failure rule (a cache problem never fails the call; the reason is
-noted) and the hint-rejection resend are the core's :mod:`promptcache.llm_bridge`, shared with
-the LlamaIndex integration. Only what is LangChain-specific lives here: finding the wire format
-from the model class, and the hooked subclass. Its ``_generate``/``_agenerate``/``_stream``/
-``_astream`` run the inner model's own method under
-:func:`~promptcache.llm_bridge.call_with_hint_fallback`: a provider that answers 400 to a caching
-hint gets the request once more, rebuilt without hints, and the call notes and counts it.
+* ``BaseChatOpenAI`` models (``ChatOpenAI``, ``AzureChatOpenAI``, OpenAI-compatible subclasses)
+  hold their SDK clients in the fields ``root_client``/``root_async_client`` (and
+  ``client``/``async_client``, their ``chat.completions``): the copy gets the SDK's own
+  ``with_options(http_client=...)`` copies over :func:`~promptcache.transport.wrap_http_client`;
+* ``ChatAnthropic`` builds its SDK clients lazily (``_client``/``_async_client``): the copy's are
+  built on the copy and then re-made the same way.
+
+The user's model, its class, its SDK clients and its ``httpx`` client are never modified (the
+wrapped ``httpx`` client borrows the caller's transport and never closes it). ``isinstance``
+checks (``create_agent`` branches on ``BaseChatOpenAI``) hold: the copy is of the user's class.
+Outside a call context the copy sends exactly what the user's model would.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 import sys
-import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 
 from promptcache import WireFormat
 from promptcache.formats import parse_format
-from promptcache.llm_bridge import (
-    CallContext,
-    acall_with_hint_fallback,
-    call_with_hint_fallback,
-    mark_first_chunk,
-    rewrite_payload,
-)
+from promptcache.llm_bridge import CallContext, current_call
+from promptcache.transport import wrap_http_client
 
 __all__ = [
     "CallContext",
@@ -56,12 +47,6 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-# Set around one model call (never across a generator's yields: see CachingChatModel._stream).
-# Its own variable, not the bridge's: an SDK client intercepted for LlamaIndex that a LangChain
-# model happened to share must not rewrite the body a second time.
-current_call: ContextVar[CallContext | None] = ContextVar("promptcache_langchain_call", default=None)
 
 _FAMILIES = (("ChatAnthropic", "anthropic"), ("BaseChatOpenAI", "openai"), ("ChatBedrockConverse", "bedrock"))
 # The provider family of a model class, by its MRO (fixed per class): computed once per class,
@@ -97,20 +82,6 @@ def detect_format(model: BaseChatModel, payload: dict[str, Any]) -> WireFormat |
     return None
 
 
-def _rewrite(model: BaseChatModel, payload: Any) -> Any:
-    ctx = current_call.get()
-    if ctx is None or not isinstance(payload, dict):
-        return payload
-    fmt = ctx.format or detect_format(model, payload)
-    if fmt is None:
-        ctx.notes.append(f"{type(model).__name__}: unknown wire format, request sent unchanged")
-        return payload
-    return rewrite_payload(ctx, payload, fmt)
-
-
-_END = object()
-
-
 def with_signature(fn: F, like: Callable[..., Any]) -> F:
     """``fn`` carrying ``like``'s signature, computed once, as ``fn.__signature__``.
 
@@ -141,102 +112,45 @@ def carries_signature(fn: F) -> F:
     return with_signature(fn, fn)
 
 
-def _overrides(cls: type[BaseChatModel]) -> dict[str, Callable[..., Any]]:
-    """The methods of the hooked subclass: the payload rewrite and the hint-rejection resend."""
-    base_payload = cls._get_request_payload  # type: ignore[attr-defined]
-    base_generate, base_agenerate = cls._generate, cls._agenerate
-    base_stream, base_astream = cls._stream, cls._astream
-
-    def _get_request_payload(self: BaseChatModel, *args: Any, **kwargs: Any) -> Any:
-        return _rewrite(self, base_payload(self, *args, **kwargs))
-
-    def _generate(self: BaseChatModel, *args: Any, **kwargs: Any) -> Any:
-        ctx = current_call.get()
-        if ctx is None:
-            return base_generate(self, *args, **kwargs)
-        return call_with_hint_fallback(ctx, lambda: base_generate(self, *args, **kwargs))
-
-    async def _agenerate(self: BaseChatModel, *args: Any, **kwargs: Any) -> Any:
-        ctx = current_call.get()
-        if ctx is None:
-            return await base_agenerate(self, *args, **kwargs)
-        return await acall_with_hint_fallback(ctx, lambda: base_agenerate(self, *args, **kwargs))
-
-    def _stream(self: BaseChatModel, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        # The request goes out on the first step of the inner generator: only that step can
-        # meet a hint rejection, and only then is the context set (CachingChatModel._stream).
-        ctx = current_call.get()
-
-        def start() -> tuple[Iterator[Any], Any]:
-            it = base_stream(self, *args, **kwargs)
-            return it, next(it, _END)
-
-        it, first = start() if ctx is None else call_with_hint_fallback(ctx, start)
-        if first is not _END:
-            if ctx is not None:
-                mark_first_chunk(ctx)
-            yield first
-            yield from it
-
-    async def _astream(self: BaseChatModel, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        ctx = current_call.get()
-
-        async def start() -> tuple[AsyncIterator[Any], Any]:
-            it = base_astream(self, *args, **kwargs)
-            return it, await anext(it, _END)
-
-        it, first = await (start() if ctx is None else acall_with_hint_fallback(ctx, start))
-        if first is not _END:
-            if ctx is not None:
-                mark_first_chunk(ctx)
-            yield first
-            async for chunk in it:
-                yield chunk
-
-    out: dict[str, Callable[..., Any]] = {
-        "_get_request_payload": functools.wraps(base_payload)(_get_request_payload),
-        "_generate": with_signature(functools.wraps(base_generate)(_generate), base_generate),
-        "_agenerate": with_signature(functools.wraps(base_agenerate)(_agenerate), base_agenerate),
-    }
-    # Only where the model streams natively: BaseChatModel decides whether a model can stream
-    # by checking that _stream/_astream are overridden, and that must not change.
-    if base_stream is not BaseChatModel._stream:
-        out["_stream"] = functools.wraps(base_stream)(_stream)
-    if base_astream is not BaseChatModel._astream:
-        out["_astream"] = functools.wraps(base_astream)(_astream)
-    # wraps() also gives each override the signature of the method it wraps: LangChain passes
-    # run_manager to _generate/_agenerate only when their signature names it.
-    return out
-
-
-_subclasses: dict[type[BaseChatModel], type[BaseChatModel]] = {}
-_subclasses_lock = threading.Lock()
-
-
-def _hooked_class(cls: type[BaseChatModel]) -> type[BaseChatModel]:
-    sub = _subclasses.get(cls)
-    if sub is not None:
-        return sub
-    with _subclasses_lock:
-        sub = _subclasses.get(cls)
-        if sub is None:
-            sub = type(
-                cls.__name__,  # same name: traces and _llm_type read as the user's model
-                (cls,),
-                {
-                    **_overrides(cls),
-                    "__module__": cls.__module__,
-                    "__qualname__": cls.__qualname__,
-                    "__promptcache_hooked__": True,
-                },
-            )
-            _subclasses[cls] = sub
-    return sub
-
-
 def is_hookable(model: BaseChatModel) -> bool:
-    """Whether the model builds its request in ``_get_request_payload`` (the providers we rewrite)."""
-    return callable(getattr(type(model), "_get_request_payload", None))
+    """Whether the model sends through an SDK client this module can put on the HTTP seam."""
+    family = _family(type(model))
+    if family == "openai":
+        # Without its SDK clients (a subclass that builds its own elsewhere) nothing can be rewritten.
+        return (
+            getattr(model, "root_client", None) is not None
+            or getattr(model, "root_async_client", None) is not None
+        )
+    return family == "anthropic"
+
+
+def _over_transport(client: Any) -> Any:
+    """``client`` (an ``openai``/``anthropic`` SDK client) re-made by the SDK itself over the
+    promptcache transport; ``client`` when it holds no ``httpx`` client."""
+    # The SDKs keep their httpx client as ``_client``; ``with_options`` is their public copy.
+    http = getattr(client, "_client", None)
+    if http is None or not callable(getattr(client, "with_options", None)):
+        return client
+    return client.with_options(http_client=wrap_http_client(http))
+
+
+def _copy_over_transport(model: BaseChatModel) -> BaseChatModel:
+    if _family(type(model)) == "anthropic":
+        dup = model.model_copy()
+        # Built on the copy (cached there by functools.cached_property), never on the user's model.
+        sync, asynchronous = dup._client, dup._async_client  # type: ignore[attr-defined]
+        dup.__dict__["_client"] = _over_transport(sync)
+        dup.__dict__["_async_client"] = _over_transport(asynchronous)
+        return dup
+    update: dict[str, Any] = {}
+    root, aroot = getattr(model, "root_client", None), getattr(model, "root_async_client", None)
+    if root is not None:
+        root = _over_transport(root)
+        update.update(root_client=root, client=root.chat.completions)
+    if aroot is not None:
+        aroot = _over_transport(aroot)
+        update.update(root_async_client=aroot, async_client=aroot.chat.completions)
+    return model.model_copy(update=update)
 
 
 # One hooked copy per user model, reused while the model is unchanged: create_agent hands the
@@ -245,6 +159,8 @@ def is_hookable(model: BaseChatModel) -> bool:
 # call). Keyed by id() (chat models are not hashable) with a weak reference, so a copy never
 # outlives its model and a recycled id is never mistaken for it.
 _copies: dict[int, _Copy] = {}
+# The copies made here, by id() with a weak reference (same reasons as _copies).
+_own: dict[int, weakref.ref[BaseChatModel]] = {}
 
 
 class _Copy:
@@ -298,14 +214,21 @@ def hooked_copy(model: BaseChatModel) -> BaseChatModel | None:
     entry = _copies.get(key)
     if entry is not None and entry.ref() is model and _unchanged(entry, model):
         return entry.copy
-    if getattr(type(model), "__promptcache_hooked__", False):
+    own = _own.get(key)
+    if own is not None and own() is model:
         return model
     if not is_hookable(model):
         return None
     settings = _settings(model)
-    copy = model.model_copy()
-    # Swap the class of the copy only: the user's object and its class stay untouched.
-    object.__setattr__(copy, "__class__", _hooked_class(type(model)))
+    copy = _copy_over_transport(model)
+    try:
+        # A copy handed back in (a middleware seeing its own copy) is not copied again.
+        copy_key = id(copy)
+        _own[copy_key] = weakref.ref(
+            copy, lambda r: _own.pop(copy_key, None) if _own.get(copy_key) is r else None
+        )
+    except TypeError:
+        pass
     try:
         ref = weakref.ref(model, lambda r: _forget(key, r))
     except TypeError:  # not weakly referenceable: a fresh copy each time, as before

@@ -32,9 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from promptcache import CacheUsage, PromptCache, WireFormatError
 from promptcache.metrics import CacheMetrics, CallFigures, figures_from_usage
 from promptcache.stats import recorder_for
+from promptcache.tenancy import DEFAULT_TENANT_KEY, tenant_from
 from promptcache_langchain._observe import METADATA_KEY
 from promptcache_langchain._usage import usage_from_message
-from promptcache_langchain.tenant import DEFAULT_TENANT_KEY
 
 __all__ = ["CallRecord", "PromptCacheCallbackHandler", "UsageCollector"]
 
@@ -171,7 +171,7 @@ class PromptCacheCallbackHandler(BaseCallbackHandler):
         msg = _answer(response)
         usage = usage_from_message(msg) if msg is not None else None
         applied = msg.response_metadata.get(METADATA_KEY) if msg is not None else None
-        tenant = start["metadata"].get(self.tenant_key)
+        tenant = tenant_from(self.tenant_key, metadata=start["metadata"])
         plan: dict[str, Any] = {}
         explain = error = None
         if isinstance(applied, Mapping):
@@ -205,7 +205,7 @@ class PromptCacheCallbackHandler(BaseCallbackHandler):
     def _shadow(
         self, messages: Sequence[BaseMessage], params: Mapping[str, Any], tenant: Any
     ) -> tuple[dict[str, Any], str, str]:
-        resolved = self.cache.resolve_tenant(str(tenant) if tenant else None)
+        resolved = self.cache.resolve_tenant(tenant)
         model = params.get("model") or params.get("model_name") or "unknown"
         body: dict[str, Any] = {"model": str(model), "messages": convert_to_openai_messages(list(messages))}
         tools = params.get("tools")

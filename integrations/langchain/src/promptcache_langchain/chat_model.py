@@ -21,6 +21,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from promptcache import PromptCache
 from promptcache.llm_bridge import new_call_id
+from promptcache.tenancy import DEFAULT_TENANT_KEY, tenant_from
 from promptcache_langchain._hook import (
     CallContext,
     carries_signature,
@@ -29,7 +30,6 @@ from promptcache_langchain._hook import (
     hooked_copy,
 )
 from promptcache_langchain._observe import finish_call
-from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
 
 __all__ = ["CachingChatModel"]
 
@@ -98,9 +98,13 @@ class CachingChatModel(BaseChatModel):
         if _TENANT_KWARG not in kwargs:
             # A tenant in the call's own ``configurable`` is what ensure_config would give too (the
             # call's configurable replaces the parent's): the merged config is only built without one.
-            tenant = tenant_from_config(config, self.tenant_key, sections=("configurable",))
+            tenant = (
+                tenant_from(self.tenant_key, config={"configurable": config.get("configurable")})
+                if config
+                else None
+            )
             if tenant is None:
-                tenant = tenant_from_config(ensure_config(config), self.tenant_key)
+                tenant = tenant_from(self.tenant_key, config=ensure_config(config))
             # Refuse here, before LangChain starts a run, when the policy requires a tenant.
             kwargs[_TENANT_KWARG] = self.prompt_cache.resolve_tenant(tenant)
         return kwargs
@@ -133,7 +137,7 @@ class CachingChatModel(BaseChatModel):
         tenant = kwargs.pop(_TENANT_KWARG, None)
         if tenant is None and run_manager is not None:
             # generate()/agenerate() called directly: the run's metadata is all we have.
-            tenant = tenant_from_config({"metadata": getattr(run_manager, "metadata", None)}, self.tenant_key)
+            tenant = tenant_from(self.tenant_key, metadata=getattr(run_manager, "metadata", None))
         resolved = self.prompt_cache.resolve_tenant(tenant)
         return CallContext(
             cache=self.prompt_cache,

@@ -36,6 +36,7 @@ from promptcache import PromptCache
 from promptcache.artifacts import ToolSpec
 from promptcache.llm_bridge import new_call_id
 from promptcache.metrics import CacheMetrics, CallFigures, merge_cache_metrics
+from promptcache.tenancy import DEFAULT_TENANT_KEY, resolve_tenant
 from promptcache_langchain._hook import (
     CallContext,
     carries_signature,
@@ -44,7 +45,6 @@ from promptcache_langchain._hook import (
     hooked_copy,
 )
 from promptcache_langchain._observe import finish_call
-from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
 from promptcache_langchain.tools import ToolCallCache
 
 __all__ = ["PromptCacheAgentState", "PromptCacheMiddleware", "PromptCacheModelMiddleware"]
@@ -89,14 +89,12 @@ class PromptCacheModelMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
         self._format = format_override(wire_format)
 
     def _tenant(self, request: ModelRequest[Any]) -> str:
-        tenant = tenant_from_config(_current_config(), self.tenant_key)
-        if tenant is None:
-            ctx = getattr(request.runtime, "context", None)
-            value = (
-                ctx.get(self.tenant_key) if isinstance(ctx, Mapping) else getattr(ctx, self.tenant_key, None)
-            )
-            tenant = str(value) if value else None
-        return self.cache.resolve_tenant(tenant)
+        return resolve_tenant(
+            self.cache,
+            self.tenant_key,
+            config=_current_config(),
+            runtime_context=getattr(request.runtime, "context", None),
+        )
 
     @staticmethod
     def _with_model(request: ModelRequest[Any], model: Any) -> ModelRequest[Any]:

@@ -28,7 +28,7 @@ from pydantic import ConfigDict
 from pydantic_core import to_jsonable_python
 
 from promptcache.artifacts import LookupResult, RetrieverSpec
-from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
+from promptcache.tenancy import DEFAULT_TENANT_KEY, resolve_tenant
 
 __all__ = ["CachingRetriever"]
 
@@ -136,7 +136,7 @@ class CachingRetriever(BaseRetriever):
 
     def _tenant_of(self, config: RunnableConfig | None) -> str:
         # ensure_config merges the ambient config too (a retriever called inside a graph node).
-        return str(self.cache.resolve_tenant(tenant_from_config(ensure_config(config), self.tenant_key)))
+        return resolve_tenant(self.cache, self.tenant_key, config=ensure_config(config))
 
     def invoke(self, input: str, config: RunnableConfig | None = None, **kwargs: Any) -> list[Document]:
         """Retrieve (or serve) documents for ``input``; the tenant is read from ``config``."""

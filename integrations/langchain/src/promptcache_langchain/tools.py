@@ -51,7 +51,7 @@ from pydantic_core import to_jsonable_python
 from promptcache import PromptCache
 from promptcache.artifacts import LookupResult, NotStored, Served, SideEffect, ToolSpec, Uncacheable
 from promptcache.metrics import CacheMetrics, CallFigures, merge_cache_metrics
-from promptcache_langchain.tenant import DEFAULT_TENANT_KEY, tenant_from_config
+from promptcache.tenancy import DEFAULT_TENANT_KEY, resolve_tenant
 
 __all__ = [
     "SPEC_KEY",
@@ -217,7 +217,7 @@ class CachingTool(BaseTool):
         key_args = _visible_args(self.inner, kwargs)
         if args:
             key_args["__args__"] = to_jsonable_python(list(args), fallback=lambda v: v)
-        tenant = self.cache.resolve_tenant(tenant_from_config(config, self.tenant_key))
+        tenant = resolve_tenant(self.cache, self.tenant_key, config=config)
         return key_args, tenant
 
     def _decode(self, value: Any, lookup: LookupResult) -> Any:
@@ -405,14 +405,9 @@ class ToolCallCache:
                 config = get_config()
             except RuntimeError:
                 config = None
-        tenant = tenant_from_config(config, self.tenant_key)
-        if tenant is None:
-            ctx = getattr(runtime, "context", None)
-            value = (
-                ctx.get(self.tenant_key) if isinstance(ctx, Mapping) else getattr(ctx, self.tenant_key, None)
-            )
-            tenant = str(value) if value else None
-        return self.cache.resolve_tenant(tenant)
+        return resolve_tenant(
+            self.cache, self.tenant_key, config=config, runtime_context=getattr(runtime, "context", None)
+        )
 
     # one call -----------------------------------------------------------------------------------
 

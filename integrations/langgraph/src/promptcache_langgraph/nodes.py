@@ -10,10 +10,11 @@ from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.types import Command
-from promptcache_langchain import DEFAULT_TENANT_KEY, UsageCollector, tenant_from_config
+from promptcache_langchain import UsageCollector
 
 from promptcache import PromptCache
 from promptcache.metrics import CacheMetrics, merge_cache_metrics
+from promptcache.tenancy import DEFAULT_TENANT_KEY, resolve_tenant
 
 __all__ = ["cache_node"]
 
@@ -75,8 +76,7 @@ def cache_node(
 
     def _prepare(config: RunnableConfig | None) -> tuple[UsageCollector, RunnableConfig]:
         config = config or {}
-        tenant = tenant_from_config(config, tenant_key)
-        collector = UsageCollector(cache, cache.resolve_tenant(tenant))
+        collector = UsageCollector(cache, resolve_tenant(cache, tenant_key, config=config))
         return collector, _with_handler(config, collector)
 
     if inspect.iscoroutinefunction(fn):

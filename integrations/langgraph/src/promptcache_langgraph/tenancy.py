@@ -9,10 +9,12 @@ refuses (raises) when it cannot find one, rather than sharing silently.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from langgraph.types import CachePolicy
+
+from promptcache.tenancy import tenant_from
 
 __all__ = ["tenant_cache_key"]
 
@@ -27,11 +29,7 @@ def _from_config(key: str) -> str | None:
         config = get_config()
     except RuntimeError:
         return None
-    for section in ("configurable", "metadata"):
-        values = config.get(section)
-        if isinstance(values, Mapping) and values.get(key):
-            return str(values[key])
-    return None
+    return tenant_from(key, config=config)
 
 
 def tenant_cache_key(
@@ -46,12 +44,8 @@ def tenant_cache_key(
     """
 
     def key(*args: Any, **kwargs: Any) -> str | bytes:
-        state = args[0] if args else None
-        tenant: Any = None
-        if isinstance(state, Mapping):
-            tenant = state.get(tenant_field)
-        elif state is not None:
-            tenant = getattr(state, tenant_field, None)
+        # The node input first: it is what LangGraph reliably hands a key function.
+        tenant = tenant_from(tenant_field, state=args[0] if args else None)
         if not tenant and config_key is not None:
             tenant = _from_config(config_key)
         if not tenant:

@@ -1,90 +1,79 @@
 """Make a LlamaIndex LLM send what ``PromptCache.prepare_request`` makes of its requests.
 
 LlamaIndex's provider LLMs build the request in several methods (``chat``, ``stream_chat``,
-``_prepare_chat_with_tools`` ...) but all end in one SDK call on a client they hold:
-``self._client``/``self._aclient`` (``Anthropic``, ``OpenAIResponses``, ``BedrockConverse``) or
-``self._get_client()``/``self._get_aclient()`` (``OpenAI``, which may build a fresh client per
-call). :func:`hooked_copy` returns a copy of the user's LLM whose clients are replaced by
-:func:`promptcache.intercept.intercept_sdk_client` copies (``llm_bridge``'s
-``intercept_client``, plus ``google.genai`` clients for ``GoogleGenAI`` and the structured-output
-``parse`` methods); the shared core then rewrites the SDK keyword arguments (the body) while a
-call context is set. The user's LLM object, its class and its clients stay untouched.
+``_prepare_chat_with_tools`` ...) but all send it through one SDK client. :func:`hooked_copy`
+returns a copy of the user's LLM whose SDK clients send through the core's HTTP seam
+(:mod:`promptcache.transport`):
+
+* ``OpenAI``/``OpenAIResponses`` build their SDK client from their ``http_client`` and
+  ``async_http_client`` settings (once, or per call without ``reuse_client``): the copy gets
+  :func:`~promptcache.transport.wrap_http_client` clients around the user's (or a default one);
+* an SDK client the LLM already holds (``Anthropic``'s, or an ``OpenAI`` given ``openai_client=``)
+  is replaced on the copy by ``client.with_options(http_client=...)``, the SDK's own way to
+  change its HTTP client;
+* clients that do not send through ``httpx`` (boto3 ``bedrock-runtime`` for ``BedrockConverse``,
+  ``google.genai`` for ``GoogleGenAI``, whose explicit cached contents need the API client) keep
+  the SDK-method seam of :func:`promptcache.intercept.intercept_sdk_client`.
+
+The user's LLM object, its class, its clients and its ``httpx`` clients stay untouched: nothing
+here assigns to them, and no class is swapped.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
+import httpx
 from llama_index.core.llms import LLM
 
 from promptcache.intercept import intercept_sdk_client
 from promptcache.providers.gemini_cache import GeminiCacheManager
+from promptcache.transport import wrap_http_client
 
 __all__ = ["hooked_copy"]
 
 _CLIENT_ATTRS = ("_client", "_aclient", "_async_client")
 
-_subclasses: dict[type[LLM], type[LLM]] = {}
-_lock = threading.Lock()
 
-
-def _hooked_class(cls: type[LLM]) -> type[LLM]:
-    """A subclass whose ``_get_client``/``_get_aclient`` hand out intercepted clients."""
-    sub = _subclasses.get(cls)
-    if sub is not None:
-        return sub
-    with _lock:
-        sub = _subclasses.get(cls)
-        if sub is None:
-            base_get = cls._get_client  # type: ignore[attr-defined]
-            base_aget = cls._get_aclient  # type: ignore[attr-defined]
-
-            def _get_client(self: Any) -> Any:
-                return _keep(self, "_client", intercept_sdk_client(base_get(self)))
-
-            def _get_aclient(self: Any) -> Any:
-                return _keep(self, "_aclient", intercept_sdk_client(base_aget(self)))
-
-            sub = type(
-                cls.__name__,  # same name: traces and class_name() read as the user's LLM
-                (cls,),
-                {
-                    "_get_client": _get_client,
-                    "_get_aclient": _get_aclient,
-                    "__module__": cls.__module__,
-                    "__qualname__": cls.__qualname__,
-                    "__promptcache_hooked__": True,
-                },
-            )
-            _subclasses[cls] = sub
-    return sub
-
-
-def _keep(llm: Any, attr: str, client: Any) -> Any:
-    # With reuse_client the LLM caches its client: cache the intercepted one so it is made once.
-    if getattr(llm, "reuse_client", False):
-        setattr(llm, attr, client)
-    return client
+def _through_transport(client: Any) -> Any | None:
+    """``client`` re-made over the promptcache transport, or None when it does not send
+    through ``httpx`` (or signs its requests, as ``AnthropicBedrock`` does: a rewritten body
+    would no longer match its signature)."""
+    module = type(client).__module__.split(".")[0]
+    if module not in ("openai", "anthropic") or "Bedrock" in type(client).__name__:
+        return None
+    # The SDKs keep their httpx client as ``_client``; ``with_options`` is their public copy.
+    http = getattr(client, "_client", None)
+    if not isinstance(http, httpx.Client | httpx.AsyncClient) or not callable(
+        getattr(client, "with_options", None)
+    ):
+        return None
+    return client.with_options(http_client=wrap_http_client(http))
 
 
 def hooked_copy(llm: LLM, *, gemini_caches: GeminiCacheManager | None = None) -> LLM:
-    """A copy of ``llm`` whose SDK calls promptcache rewrites inside a call context.
+    """A copy of ``llm`` whose SDK requests promptcache rewrites inside a call context.
 
     An LLM whose client is not an ``openai``/``anthropic``/``bedrock-runtime``/``google.genai``
     SDK client is copied unchanged (its calls go out as built, and are still observed).
     ``gemini_caches`` moves a ``GoogleGenAI`` request's static prefix into a cached content.
     """
     dup = llm.model_copy()
-    cls = type(llm)
-    if callable(getattr(cls, "_get_client", None)) and callable(getattr(cls, "_get_aclient", None)):
-        # Swap the class of the copy only: the user's object and its class stay untouched.
-        object.__setattr__(dup, "__class__", _hooked_class(cls))
-    private = getattr(dup, "__pydantic_private__", None) or {}
+    private: dict[str, Any] = getattr(dup, "__pydantic_private__", None) or {}
+    if "_http_client" in private:
+        # The OpenAI family builds its SDK clients from these (lazily, or on every call).
+        dup._http_client = wrap_http_client(private["_http_client"])  # type: ignore[attr-defined]
+        dup._async_http_client = wrap_http_client(  # type: ignore[attr-defined]
+            private.get("_async_http_client"), asynchronous=True
+        )
     for attr in _CLIENT_ATTRS:
         client = private.get(attr)
-        if client is not None:
-            setattr(dup, attr, intercept_sdk_client(client, gemini_caches=gemini_caches))
+        if client is None:
+            continue
+        hooked = _through_transport(client)
+        if hooked is None:
+            hooked = intercept_sdk_client(client, gemini_caches=gemini_caches)
+        setattr(dup, attr, hooked)
     if getattr(dup, "cache_idx", None) is not None:
         # promptcache places the breakpoints itself (system prompt included, any model id, at most
         # the provider's limit); LlamaIndex's cache_idx would also write into the caller's messages.

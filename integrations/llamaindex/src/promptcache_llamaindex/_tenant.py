@@ -7,6 +7,9 @@ retrieval and tool calls alike::
     from llama_index.core.instrumentation.dispatcher import instrument_tags
     with instrument_tags({"tenant_id": "acme"}):
         query_engine.query("...")
+
+The rule itself (tags, then the configured default, then the policy) is the core's
+:mod:`promptcache.tenancy`; this module only supplies the active tags.
 """
 
 from __future__ import annotations
@@ -17,18 +20,15 @@ from typing import Any
 from llama_index_instrumentation.dispatcher import active_instrument_tags
 
 from promptcache import PromptCache
+from promptcache.tenancy import DEFAULT_TENANT_KEY, tenant_from
+from promptcache.tenancy import resolve_tenant as _resolve
 
 __all__ = ["DEFAULT_TENANT_KEY", "resolve_tenant", "tenant_from_tags"]
-
-DEFAULT_TENANT_KEY = "tenant_id"
-"""The instrumentation tag that names the tenant (the same key name as the LangChain side)."""
 
 
 def tenant_from_tags(tags: Mapping[str, Any] | None = None, key: str = DEFAULT_TENANT_KEY) -> str | None:
     """The tenant in ``tags`` (default: the active instrumentation tags), or None."""
-    src = active_instrument_tags.get() if tags is None else tags
-    value = src.get(key)
-    return value if isinstance(value, str) and value else None
+    return tenant_from(key, tags=active_instrument_tags.get() if tags is None else tags)
 
 
 def resolve_tenant(
@@ -38,4 +38,4 @@ def resolve_tenant(
     tags: Mapping[str, Any] | None = None,
 ) -> str:
     """Tags first, then ``default``, then the policy (which refuses a missing tenant if it must)."""
-    return cache.resolve_tenant(tenant_from_tags(tags, key) or default)
+    return _resolve(cache, key, tags=active_instrument_tags.get() if tags is None else tags, default=default)

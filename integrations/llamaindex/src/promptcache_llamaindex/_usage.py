@@ -2,8 +2,9 @@
 
 ``ChatResponse.raw`` holds the provider's response as the LLM class left it: an OpenAI SDK object
 (Chat Completions or Responses), ``dict(message)`` of an Anthropic message, a boto3 Converse dict.
-The wire format is told by the usage object's shape; nothing is estimated, and an answer without
-a usage report gives None.
+Only the conversion to plain data is LlamaIndex's business; which format the report is in and
+what it means is the core's (:func:`promptcache.providers.usage.usage_from_answer`). Nothing is
+estimated, and an answer without a usage report gives None.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from promptcache import CacheUsage, WireFormat, usage_from_response
+from promptcache import CacheUsage
 from promptcache.llm_bridge import to_plain
+from promptcache.providers.usage import usage_from_answer
 
-__all__ = ["format_of_raw", "plain_raw", "usage_from_raw"]
+__all__ = ["plain_raw", "usage_from_raw"]
 
 
 def plain_raw(raw: Any) -> dict[str, Any] | None:
@@ -35,32 +37,7 @@ def _deep(value: Any) -> Any:
     return value
 
 
-def format_of_raw(body: Mapping[str, Any]) -> WireFormat | None:
-    """The wire format whose usage shape ``body`` has."""
-    usage = body.get("usage")
-    if isinstance(usage, Mapping):
-        if "prompt_tokens" in usage:
-            return WireFormat.OPENAI_CHAT
-        if "inputTokens" in usage:
-            return WireFormat.BEDROCK_CONVERSE
-        if "input_tokens_details" in usage or body.get("object") == "response":
-            return WireFormat.OPENAI_RESPONSES
-        if "input_tokens" in usage:
-            return WireFormat.ANTHROPIC_MESSAGES
-    if isinstance(body.get("usageMetadata") or body.get("usage_metadata"), Mapping):
-        return WireFormat.GEMINI
-    return None
-
-
 def usage_from_raw(raw: Any, *, model: str | None = None) -> CacheUsage | None:
     """The provider usage in a LlamaIndex response's ``raw``, or None."""
     body = plain_raw(raw)
-    if body is None:
-        return None
-    fmt = format_of_raw(body)
-    if fmt is None:
-        return None
-    try:
-        return usage_from_response(fmt, body, model=model if fmt is WireFormat.BEDROCK_CONVERSE else None)
-    except (ValueError, TypeError):
-        return None
+    return None if body is None else usage_from_answer(body, model=model)

@@ -36,7 +36,7 @@ from promptcache import CacheUsage, PromptCache
 from promptcache.llm_bridge import current_call
 from promptcache.metrics import CacheMetrics, CallFigures, figures_from_usage, merge_cache_metrics
 from promptcache.stats import recorder_for
-from promptcache_llamaindex._tenant import DEFAULT_TENANT_KEY, tenant_from_tags
+from promptcache.tenancy import DEFAULT_TENANT_KEY, resolve_tenant
 from promptcache_llamaindex._usage import usage_from_raw
 from promptcache_llamaindex.events import CacheUsageEvent, RetrievalCacheEvent, ToolCacheEvent
 
@@ -87,7 +87,7 @@ class PromptCacheEventHandler(BaseEventHandler):
             self._metrics = merge_cache_metrics(self._metrics, CacheMetrics.of(figures))
 
     def _tenant(self, event: BaseEvent) -> str:
-        return self._cache.resolve_tenant(tenant_from_tags(event.tags, self.tenant_key))
+        return resolve_tenant(self._cache, self.tenant_key, tags=event.tags)
 
     def handle(self, event: BaseEvent, **kwargs: Any) -> None:
         """Record the figures an event carries; other events are ignored."""

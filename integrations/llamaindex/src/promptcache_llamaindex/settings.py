@@ -1,15 +1,18 @@
 """``enable(cache)``: promptcache for everything configured through LlamaIndex ``Settings``.
 
-``enable`` wraps ``Settings.llm`` in :class:`~promptcache_llamaindex.CachingLLM` and registers a
+``enable`` wraps ``Settings.llm`` in :class:`~promptcache_llamaindex.CachingLLM` (whose private
+copy of the LLM sends through the core's HTTP seam) and registers a
 :class:`~promptcache_llamaindex.PromptCacheEventHandler` on the root instrumentation dispatcher.
 LLMs assigned *later* (``Settings.llm = Anthropic(...)``) and LlamaIndex's lazily resolved default
-LLM are wrapped as well: the ``Settings`` object's class is swapped for a subclass whose ``llm``
-property wraps on assignment and on first read. Components given an explicit ``llm=`` bypass
-``Settings``: wrap those with ``CachingLLM`` yourself (their calls are still observed by the
-handler, but their requests are not rewritten).
+LLM are wrapped as well. The ``Settings`` object itself is never touched beyond its own ``llm``
+setting: its class stays ``_Settings``. What wraps later LLMs is the ``llm`` property of the
+settings class, installed once by the first ``enable`` and put back by the last ``disable``; for
+a settings object that is not enabled it is the original property, unchanged. Components given
+an explicit ``llm=`` bypass ``Settings``: wrap those with ``CachingLLM`` yourself (their calls are
+still observed by the handler, but their requests are not rewritten).
 
 ``enable`` is idempotent (a second call with the same cache returns the same handler; with
-another cache it re-enables with that one) and ``disable`` restores the original LLM, class and
+another cache it re-enables with that one) and ``disable`` restores the original LLM and
 handler list.
 """
 
@@ -37,7 +40,6 @@ __all__ = ["disable", "enable", "enabled_handler"]
 class _Enabled:
     cache: PromptCache
     handler: PromptCacheEventHandler
-    original_class: type
     original_llm: LLM | None
     tenant: str | None
     tenant_key: str
@@ -45,8 +47,17 @@ class _Enabled:
 
 
 _state: dict[int, _Enabled] = {}
+# The enabled settings objects themselves (kept alive while enabled, so an id is never reused).
+_objects: dict[int, Any] = {}
+
+
+def _live_settings() -> list[Any]:
+    return list(_objects.values())
+
+
 _lock = threading.Lock()
-_classes: dict[type, type] = {}
+# The settings classes whose ``llm`` property is ours: class -> the original property.
+_installed: dict[type, property] = {}
 
 
 def _wrap(settings: Any, llm: LLM | None) -> LLM | None:
@@ -61,16 +72,18 @@ def _wrap(settings: Any, llm: LLM | None) -> LLM | None:
     return CachingLLM(llm, st.cache, tenant=st.tenant, tenant_key=st.tenant_key, gemini_caches=caches)
 
 
-def _settings_class(cls: type) -> type:
-    sub = _classes.get(cls)
-    if sub is not None:
-        return sub
+def _install(cls: type) -> None:
+    """Give ``cls`` an ``llm`` property that wraps for enabled instances (once per class)."""
+    if cls in _installed:
+        return
     prop: property = cls.llm  # type: ignore[attr-defined]
     fget, fset = prop.fget, prop.fset
     assert fget is not None and fset is not None
 
     def get_llm(self: Any) -> LLM:
         llm = fget(self)
+        if id(self) not in _state:
+            return llm  # type: ignore[no-any-return]
         wrapped = _wrap(self, llm)
         if wrapped is not llm:
             self._llm = wrapped
@@ -78,15 +91,19 @@ def _settings_class(cls: type) -> type:
 
     def set_llm(self: Any, value: Any) -> None:
         fset(self, value)
-        self._llm = _wrap(self, self._llm)
+        if id(self) in _state:
+            self._llm = _wrap(self, self._llm)
 
-    sub = type(
-        cls.__name__,
-        (cls,),
-        {"llm": property(get_llm, set_llm, doc=prop.__doc__), "__promptcache_settings__": True},
-    )
-    _classes[cls] = sub
-    return sub
+    _installed[cls] = prop
+    # Why on the class and not on the object: Python looks properties up on the type only.
+    # The settings object keeps its class; an instance that is not enabled sees no difference.
+    cls.llm = property(get_llm, set_llm, doc=prop.__doc__)  # type: ignore[attr-defined]
+
+
+def _uninstall_unused() -> None:
+    in_use = {type(s) for s in _live_settings()}
+    for cls in [c for c in _installed if c not in in_use]:
+        cls.llm = _installed.pop(cls)  # type: ignore[attr-defined]
 
 
 def enabled_handler(settings: Any = Settings) -> PromptCacheEventHandler | None:
@@ -123,12 +140,10 @@ def enable(
             _disable_locked(settings)
         handler = PromptCacheEventHandler(cache, tenant_key=tenant_key)
         original_llm: LLM | None = getattr(settings, "_llm", None)
-        original_class = type(settings)
-        _state[id(settings)] = _Enabled(
-            cache, handler, original_class, original_llm, tenant, tenant_key, gemini_cache_ttl_s
-        )
-        if isinstance(settings, _Settings) or hasattr(original_class, "llm"):
-            object.__setattr__(settings, "__class__", _settings_class(original_class))
+        _state[id(settings)] = _Enabled(cache, handler, original_llm, tenant, tenant_key, gemini_cache_ttl_s)
+        _objects[id(settings)] = settings
+        if isinstance(settings, _Settings) or isinstance(getattr(type(settings), "llm", None), property):
+            _install(type(settings))
         if original_llm is not None:
             settings._llm = _wrap(settings, original_llm)
         get_dispatcher().add_event_handler(handler)
@@ -143,7 +158,8 @@ def _disable_locked(settings: Any) -> None:
     if isinstance(current, CachingLLM) and current.cache is st.cache:
         # Give back the LLM the user set (the original, or one assigned since enable()).
         settings._llm = current.inner
-    object.__setattr__(settings, "__class__", st.original_class)
+    _objects.pop(id(settings), None)
+    _uninstall_unused()
     root = get_dispatcher()
     root.event_handlers = [h for h in root.event_handlers if h is not st.handler]
 
