@@ -464,7 +464,7 @@ class PromptCache:
         )
         previous = remember(fam, snapshot)
         # join: the caller's own objects wherever nothing changed them
-        sent = [m.message for m in msgs]
+        sent = [m.message if m.normalized else msg for m, msg in zip(msgs, parts.messages, strict=True)]
         sent_tools = tools.shared.values if learned.canonical_tools else parts.tools
         new_body = adapter.join(parts, learned.system_out, sent_tools, sent, vt)
         # hints, from the plan

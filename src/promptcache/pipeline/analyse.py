@@ -12,6 +12,7 @@ one content-keyed memo)*.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import zlib
 from collections import OrderedDict
@@ -62,12 +63,15 @@ class Memo:
 
     def get(self, key: Hashable) -> Any:
         """The value stored under ``key``, or None."""
-        with self._lock:
-            hit = self._d.get(key)
-            if hit is None:
-                return None
+        # No lock: each OrderedDict call is atomic under the GIL; the lock only keeps a
+        # put's eviction and character count together.
+        hit = self._d.get(key)
+        if hit is None:
+            return None
+        # Evicted by a put in another thread meanwhile: still a valid value.
+        with contextlib.suppress(KeyError):
             self._d.move_to_end(key)
-            return hit[0]
+        return hit[0]
 
     def put(self, key: Hashable, value: Any, chars: int = 0) -> None:
         """Store ``value`` (holding ``chars`` characters) under ``key``, evicting as needed."""
@@ -229,7 +233,7 @@ def analyse_tool_set(tools: list[Any], names: list[str], order: list[int], reloc
 class Message:
     """A conversation message with its block and digest."""
 
-    message: Any  # the caller's message, or our copy when its text needed normalizing
+    message: Any  # our normalized copy, sent in place of the caller's (only when ``normalized``)
     block: Block
     digest: str
     data_classes: tuple[str, ...]
@@ -284,7 +288,11 @@ def analyse_message(fmt: WireFormat, adapter: WireAdapter, msg: Any, current: bo
         data_classes=classes,
         trust=Trust.UNTRUSTED if kind is BlockKind.TOOL_RESULT else Trust.TRUSTED,
     )
-    return Message(normalized, block, digest(kind.encode(), cj), classes, len(text), normalized is not msg)
+    changed = normalized is not msg
+    # Unchanged, the caller's own object is sent (not kept here: a memo must not pin it).
+    return Message(
+        normalized if changed else None, block, digest(kind.encode(), cj), classes, len(text), changed
+    )
 
 
 class Analyser:
@@ -337,7 +345,4 @@ class Analyser:
         if hit is None:
             hit = analyse_message(fmt, adapter, msg, current)
             self.memo.put(key, hit, hit.chars)
-        elif not hit.normalized:
-            # Equal by value: send the caller's own object, as an unmemoized analysis would.
-            hit = Message(msg, hit.block, hit.digest, hit.data_classes, hit.chars, False)
         return hit
