@@ -466,7 +466,7 @@ class PromptCache:
         # join: the caller's own objects wherever nothing changed them
         sent = [m.message if m.normalized else msg for m, msg in zip(msgs, parts.messages, strict=True)]
         sent_tools = tools.shared.values if learned.canonical_tools else parts.tools
-        new_body = adapter.join(parts, learned.system_out, sent_tools, sent, vt)
+        new_body, volatile_at = adapter.join(parts, learned.system_out, sent_tools, sent, vt)
         # hints, from the plan
         ctx = HintContext(
             format=fmt,
@@ -480,6 +480,7 @@ class PromptCache:
             prefix_chars=prefix.chars,
             message_chars=[m.chars for m in msgs],
             catalog=self.catalog,
+            volatile_at=volatile_at,
         )
         hinted, hints, notes = apply_hints(new_body, ctx)
         plan = plan.model_copy(update={"hints": hints, "decisions": notes})
