@@ -246,8 +246,12 @@ def not_json(fmt: WireFormat, exc: TypeError) -> WireFormatError:
     return WireFormatError(f"{fmt.value}: a message is not JSON-serializable ({exc})")
 
 
-def message_bytes(fmt: WireFormat, msg: Any) -> bytes:
-    """The memo key of a message: its JSON as sent (key order kept; ``1`` and ``true`` differ)."""
+def message_key(fmt: WireFormat, msg: Any) -> Hashable:
+    """The memo key of a message, by value: its items when every value is a string (most
+    chat messages: the strings' own cached hashes, no serialization), else its JSON as sent
+    (key order kept; ``1``, ``1.0`` and ``true`` differ)."""
+    if type(msg) is dict and all(type(v) is str for v in msg.values()):
+        return tuple(msg.items())
     try:
         return orjson.dumps(msg)
     except TypeError as exc:
@@ -340,7 +344,7 @@ class Analyser:
 
     def message(self, fmt: WireFormat, adapter: WireAdapter, msg: Any, current: bool) -> Message:
         """:func:`analyse_message`, memoized by (format, current turn or not, the message's JSON)."""
-        key = ("message", fmt, current, message_bytes(fmt, msg))
+        key = ("message", fmt, current, message_key(fmt, msg))
         hit: Message | None = self.memo.get(key)
         if hit is None:
             hit = analyse_message(fmt, adapter, msg, current)
