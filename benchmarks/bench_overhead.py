@@ -23,12 +23,13 @@ noisy), median of N each:
 * ``langchain_cache_hit`` — LangChain's own response cache (``set_llm_cache(InMemoryCache())``)
   answering the same request from memory: no HTTP, for scale.
 
-Each iteration sends a new last user turn (as the next call of an agent does), so promptcache runs
-its warm path: static blocks and history seen before, a new turn. ``plain_agent_loop`` /
+Each iteration sends a new last user turn (as the next call of an agent does): static blocks and
+history seen before (each a memo lookup), a new turn. ``plain_agent_loop`` /
 ``caching_chat_model_agent_loop`` (reported under ``agent_loop``, not part of ``target_met``)
 send what an agent loop sends instead: the conversation with last call's tool call and its
 result appended, so the history grows on every call. The figure that matters is the
-added time as a share of the plain call: ``overhead_ratio = (arm - plain) / plain``; target ≤ 0.05.
+added time as a share of the plain call: ``overhead_ratio = (arm - plain) / plain``; target ≤ 0.10
+(:data:`TARGET`), stretch ≤ 0.05 (:data:`STRETCH`).
 ``paired_overhead_ratio`` is the median of the per-round differences instead (each round runs every
 arm once, close together), which cancels the machine's slow drift; ``target_met`` uses the former.
 ``paired_overhead_ratio_ci95`` is a bootstrap interval of the paired figure: how much one run of
@@ -62,7 +63,10 @@ from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messag
 
 from benchmarks.bench_core import build_request
 
-TARGET = 0.05
+#: The overhead budget (issue 21): promptcache adds at most 10 % to the plain call.
+TARGET = 0.10
+#: The stretch figure, reported next to the target (``stretch_met``).
+STRETCH = 0.05
 
 _COMPLETION = {
     "id": "chatcmpl-bench",
@@ -340,6 +344,8 @@ def run(n: int = 60, *, cold: bool = True) -> dict[str, Any]:
         },
         "target_overhead_ratio": TARGET,
         "target_met": all(r <= TARGET for r in ratios(med).values()),
+        "stretch_overhead_ratio": STRETCH,
+        "stretch_met": all(r <= STRETCH for r in ratios(med).values()),
     }
     if not out["target_met"]:
         # Say where the time goes rather than only that the target was missed.

@@ -108,11 +108,11 @@ def describe(family: str, prev: Snapshot | None, cur: Snapshot | None) -> str:
     building the explanation in the usual case: nothing changed since the family's last request.
 
     This runs on every model call an integration observes; identity checks come first because
-    the engine hands an unchanged part of a snapshot on to the next one as the same object.
+    unchanged tool fingerprints come out of the engine's memo as the same objects.
     """
     if cur is None or prev is None:
         return _FIRST
-    if prev is cur or _nothing_changed(prev, cur):  # the engine reuses an unchanged snapshot
+    if prev is cur or _nothing_changed(prev, cur):  # the same snapshot
         return _UNCHANGED
     return str(compare(family, prev, cur))
 

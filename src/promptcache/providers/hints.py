@@ -46,9 +46,9 @@ from promptcache.catalog import use_catalog as use_catalog  # kept importable fr
 from promptcache.formats import WireFormat
 from promptcache.plan import Hint, Plan
 from promptcache.policy import EntryType, Policy
+from promptcache.wire import VolatileAt
 
 MAX_BREAKPOINTS = 4
-VOLATILE_MARK = "<volatile_context>"
 FALLBACK_MIN_TOKENS = 1024
 OPENAI_EXTENDED_RETENTION_S = 86400
 _CHARS_PER_TOKEN = 4  # estimate; the simulator counts exactly where it can
@@ -141,6 +141,9 @@ class HintContext:
     #: ``None``: computed from ``plan`` and ``policy``.
     blocked_from: int | None = None
     data_class_set: frozenset[str] | None = None
+    #: Where the body carries the volatile block (from the join that placed it, never
+    #: searched for in the body); None: there is none.
+    volatile_at: VolatileAt | None = None
 
 
 @lru_cache(maxsize=1024)
@@ -288,17 +291,6 @@ def _openai(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], lis
     return out, hints, notes
 
 
-def _is_volatile_item(item: Any) -> bool:
-    if not isinstance(item, dict):
-        return False
-    content = item.get("content")
-    if isinstance(content, str):
-        return content.startswith(VOLATILE_MARK)
-    if isinstance(content, list) and content and isinstance(content[0], dict):
-        return str(content[0].get("text", "")).startswith(VOLATILE_MARK)
-    return False
-
-
 def _count_openai_breakpoints(items: list[Any]) -> int:
     n = 0
     for it in items:
@@ -345,12 +337,13 @@ def _openai_breakpoints(
     minimum = min_cacheable_tokens(ctx.model, ctx.format, ctx.catalog)
     static_tokens = ctx.prefix_chars // _CHARS_PER_TOKEN
     conv_tokens = static_tokens + sum(ctx.message_chars) // _CHARS_PER_TOKEN
+    vol = ctx.volatile_at.item if ctx.volatile_at is not None else None
     n_lead = 0
     while (
         n_lead < len(items)
         and isinstance(items[n_lead], dict)
         and items[n_lead].get("role") in ("system", "developer")
-        and not _is_volatile_item(items[n_lead])
+        and n_lead != vol
     ):
         n_lead += 1
     part_type = _OPENAI_TEXT_PART[ctx.format]
@@ -358,8 +351,7 @@ def _openai_breakpoints(
     if conv_blocked:
         notes.append("conversation holds content policy keeps out of provider caches: no breakpoint there")
     elif conv_tokens >= minimum and len(items) > n_lead:
-        volatile = next((i for i in range(n_lead, len(items)) if _is_volatile_item(items[i])), None)
-        end = (volatile - 1) if volatile is not None else len(items) - 1
+        end = (vol - 1) if vol is not None and vol >= n_lead else len(items) - 1
         for i in range(end, n_lead - 1, -1):
             if isinstance(items[i], dict) and _mark_openai_item(items[i], part_type) is not None:
                 wanted.append(i)
@@ -448,21 +440,26 @@ def _count_anthropic_markers(body: dict[str, Any]) -> int:
 _MARKABLE = frozenset({"text", "tool_result", "tool_use", "image", "document"})
 
 
-def _conversation_target(messages: list[Any], text_key: str) -> tuple[int, int] | None:
-    """(message, block) that closes the stable conversation: the block before the volatile one."""
+def _conversation_target(messages: list[Any], volatile: VolatileAt | None) -> tuple[int, int] | None:
+    """(message, block) that closes the stable conversation: the block before the volatile one.
+
+    The volatile block sits in the last message, after its tool results or before its text
+    (:func:`promptcache.wire.place_in_user_turn`); Anthropic caches the prefix up to and
+    including the marked block, so the mark goes on the block just before it.
+    """
     if not messages:
         return None
     last = messages[-1]
     content = last.get("content")
     if isinstance(content, list) and content:
-        first, final = content[0], content[-1]
-        if isinstance(final, dict) and str(final.get(text_key, "")).startswith(VOLATILE_MARK):
-            return (len(messages) - 1, len(content) - 2) if len(content) > 1 else None
-        if isinstance(first, dict) and str(first.get(text_key, "")).startswith(VOLATILE_MARK):
-            if len(messages) < 2:
-                return None
-            prev = messages[-2].get("content")
-            return (len(messages) - 2, len(prev) - 1 if isinstance(prev, list) else -1)
+        if volatile is not None and volatile.item == len(messages) - 1 and volatile.part is not None:
+            if volatile.part == len(content) - 1:
+                return (len(messages) - 1, len(content) - 2) if len(content) > 1 else None
+            if volatile.part == 0:
+                if len(messages) < 2:
+                    return None
+                prev = messages[-2].get("content")
+                return (len(messages) - 2, len(prev) - 1 if isinstance(prev, list) else -1)
         return (len(messages) - 1, len(content) - 1)
     return (len(messages) - 1, -1)
 
@@ -522,7 +519,7 @@ def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], 
                 )
             )
     if "conversation" in wanted:
-        target = _conversation_target(messages, "text")
+        target = _conversation_target(messages, ctx.volatile_at)
         if target is not None:
             mi, bi = target
             msg = dict(messages[mi])
@@ -578,7 +575,7 @@ def _bedrock(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], li
     point = {"cachePoint": {"type": "default"}}
     out = dict(body)
     messages = list(out.get("messages") or [])
-    target = _conversation_target(messages, "text") if messages else None
+    target = _conversation_target(messages, ctx.volatile_at) if messages else None
     if target is not None and budget > 0:
         mi, bi = target
         msg = dict(messages[mi])

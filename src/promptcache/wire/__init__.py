@@ -42,6 +42,16 @@ class WireParts:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True, frozen=True)
+class VolatileAt:
+    """Where a joined body carries the volatile block: ``item`` indexes the conversation
+    field's list as sent (system/developer items included), and ``part`` the content part
+    within that item (None: the item is the volatile block)."""
+
+    item: int
+    part: int | None = None
+
+
 class WireAdapter(Protocol):
     """Split and join one wire format."""
 
@@ -58,8 +68,9 @@ class WireAdapter(Protocol):
         tools: list[Any],
         messages: list[Any],
         volatile_text: str | None,
-    ) -> dict[str, Any]:
-        """Build a body from rewritten parts, placing ``volatile_text`` when given."""
+    ) -> tuple[dict[str, Any], VolatileAt | None]:
+        """Build a body from rewritten parts, placing ``volatile_text`` when given; returns the
+        body and where the volatile block went (None: no volatile block)."""
         ...
 
     def tool_name(self, tool: Any) -> str:
@@ -104,7 +115,7 @@ def normalize_message_text(message: Any) -> Any:
 
 def place_in_user_turn(
     conv: list[Any], current: int, part: dict[str, Any], *, is_result: str, fmt: WireFormat
-) -> list[Any]:
+) -> tuple[list[Any], VolatileAt]:
     """Put ``part`` into the current user turn of an alternating conversation.
 
     Before the user's own text when the turn is a plain user message; after the
@@ -129,7 +140,8 @@ def place_in_user_turn(
         isinstance(p, dict) and p.get("type") == is_result for p in content
     )
     new_content = [*content, part] if has_results else [part, *content]
-    return [*conv[:-1], {**last, key: new_content}]
+    at = VolatileAt(len(conv) - 1, len(new_content) - 1 if has_results else 0)
+    return [*conv[:-1], {**last, key: new_content}], at
 
 
 _ADAPTERS: dict[WireFormat, WireAdapter] = {}

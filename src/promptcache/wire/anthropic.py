@@ -7,6 +7,7 @@ from typing import Any
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
 from promptcache.wire import (
+    VolatileAt,
     WireFormatError,
     WireParts,
     current_turn,
@@ -69,15 +70,16 @@ class AnthropicAdapter:
         tools: list[Any],
         messages: list[Any],
         volatile_text: str | None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], VolatileAt | None]:
         body: dict[str, Any] = {}
         for k, v in parts.rest.items():
             body[k] = v
         orig = parts.extra["system_blocks"]
         sys_blocks = [{**b, "text": t} for b, t in zip(orig, system, strict=True) if t]
         conv = list(messages)
+        at: VolatileAt | None = None
         if volatile_text:
-            conv = place_in_user_turn(
+            conv, at = place_in_user_turn(
                 conv, parts.current, volatile_part(volatile_text), is_result="tool_result", fmt=self.format
             )
         if parts.extra["had_tools"]:
@@ -89,7 +91,7 @@ class AnthropicAdapter:
             else:
                 body["system"] = sys_blocks
         body["messages"] = conv
-        return body
+        return body, at
 
     def tool_name(self, tool: Any) -> str:
         if isinstance(tool, dict) and isinstance(tool.get("name"), str):

@@ -7,6 +7,7 @@ from typing import Any
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
 from promptcache.wire import (
+    VolatileAt,
     WireFormatError,
     WireParts,
     current_turn,
@@ -65,7 +66,7 @@ class BedrockConverseAdapter:
         tools: list[Any],
         messages: list[Any],
         volatile_text: str | None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], VolatileAt | None]:
         body: dict[str, Any] = dict(parts.rest)
         it = iter(system)
         sys_out: list[Any] = []
@@ -77,8 +78,9 @@ class BedrockConverseAdapter:
             else:
                 sys_out.append(b)
         conv = list(messages)
+        at: VolatileAt | None = None
         if volatile_text:
-            conv = place_in_user_turn(
+            conv, at = place_in_user_turn(
                 conv, parts.current, {"text": volatile_text}, is_result="toolResult", fmt=self.format
             )
         if parts.extra["had_system"]:
@@ -87,7 +89,7 @@ class BedrockConverseAdapter:
             points = [{"cachePoint": {"type": "default"}}] if parts.extra["tool_points"] else []
             body["toolConfig"] = {**body["toolConfig"], "tools": list(tools) + points}
         body["messages"] = conv
-        return body
+        return body, at
 
     def tool_name(self, tool: Any) -> str:
         spec = tool.get("toolSpec") if isinstance(tool, dict) else None

@@ -7,6 +7,7 @@ from typing import Any
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
 from promptcache.wire import (
+    VolatileAt,
     WireFormatError,
     WireParts,
     current_turn,
@@ -77,7 +78,7 @@ class GeminiAdapter:
         tools: list[Any],
         messages: list[Any],
         volatile_text: str | None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], VolatileAt | None]:
         body: dict[str, Any] = dict(parts.rest)
         si = parts.extra["si"]
         if si is not None:
@@ -89,12 +90,13 @@ class GeminiAdapter:
             decl_tools = [{parts.extra["decl_key"]: tools}] if tools else []
             body["tools"] = decl_tools + parts.extra["other_tools"]
         conv = list(messages)
+        at: VolatileAt | None = None
         if volatile_text:
-            conv = place_in_user_turn(
+            conv, at = place_in_user_turn(
                 conv, parts.current, {"text": volatile_text}, is_result="functionResponse", fmt=self.format
             )
         body["contents"] = conv
-        return body
+        return body, at
 
     def tool_name(self, tool: Any) -> str:
         if isinstance(tool, dict) and isinstance(tool.get("name"), str):

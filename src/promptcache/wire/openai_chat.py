@@ -7,6 +7,7 @@ from typing import Any
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
 from promptcache.wire import (
+    VolatileAt,
     WireFormatError,
     WireParts,
     current_turn,
@@ -82,7 +83,7 @@ class OpenAIChatAdapter:
         tools: list[Any],
         messages: list[Any],
         volatile_text: str | None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], VolatileAt | None]:
         # Plain loops, not comprehensions: each comprehension is a function of its own, and
         # this runs on every request.
         conv: list[Any] = []
@@ -91,6 +92,7 @@ class OpenAIChatAdapter:
                 conv.append({"role": "developer" if k is BlockKind.DEVELOPER else "system", "content": t})
         n_sys = len(conv)
         conv += messages
+        at: VolatileAt | None = None
         if volatile_text:
             vmsg = {"role": parts.extra["volatile_role"], "content": volatile_text}
             cur = n_sys + parts.current
@@ -98,7 +100,9 @@ class OpenAIChatAdapter:
             # the block goes before a user turn but after a tool-result turn.
             if cur < len(conv) and conv[cur].get("role") == "user" and cur == len(conv) - 1:
                 conv.insert(cur, vmsg)
+                at = VolatileAt(cur)
             else:
+                at = VolatileAt(len(conv))
                 conv.append(vmsg)
         # The caller's top-level field order where possible: model, messages, tools, the rest.
         rest = parts.rest
@@ -109,7 +113,7 @@ class OpenAIChatAdapter:
         for key, value in rest.items():
             if key != "model":
                 body[key] = value
-        return body
+        return body, at
 
     def tool_name(self, tool: Any) -> str:
         if isinstance(tool, dict):

@@ -6,7 +6,14 @@ from typing import Any
 
 from promptcache.blocks import BlockKind
 from promptcache.formats import WireFormat
-from promptcache.wire import WireFormatError, WireParts, current_turn, require_conversation, require_list
+from promptcache.wire import (
+    VolatileAt,
+    WireFormatError,
+    WireParts,
+    current_turn,
+    require_conversation,
+    require_list,
+)
 
 _SYSTEM_ROLES = {"system": BlockKind.SYSTEM, "developer": BlockKind.DEVELOPER}
 _ASSISTANT_TYPES = frozenset({"function_call", "reasoning", "custom_tool_call"})
@@ -80,7 +87,7 @@ class OpenAIResponsesAdapter:
         tools: list[Any],
         messages: list[Any],
         volatile_text: str | None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], VolatileAt | None]:
         body: dict[str, Any] = {}
         texts = list(system)
         if parts.extra["had_instructions"]:
@@ -91,12 +98,15 @@ class OpenAIResponsesAdapter:
             if t
         ]
         conv = list(messages)
+        at: VolatileAt | None = None
         if volatile_text:
             vitem = {"role": "developer", "content": volatile_text}
             last = conv[-1] if conv else None
             if last is not None and last.get("role") == "user" and parts.current == len(conv) - 1:
+                at = VolatileAt(len(lead) + len(conv) - 1)
                 conv.insert(len(conv) - 1, vitem)
             else:
+                at = VolatileAt(len(lead) + len(conv))
                 conv.append(vitem)
         body.update({k: v for k, v in parts.rest.items()})
         if parts.extra["had_tools"]:
@@ -105,7 +115,7 @@ class OpenAIResponsesAdapter:
             body["input"] = conv[0]["content"]
         else:
             body["input"] = lead + conv
-        return body
+        return body, at
 
     def tool_name(self, tool: Any) -> str:
         if isinstance(tool, dict):

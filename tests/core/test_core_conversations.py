@@ -1,22 +1,17 @@
-"""The warm path (a request compared by value with its stream's last one) gives exactly
-what the full analysis gives, whatever the caller does to its objects between calls.
+"""Conversations as frameworks send them: objects reused and mutated in place between calls.
 
-``PromptCache`` re-analyses only what differs from the previous request of the same
-(format, model, tenant) stream. Here every request goes to two caches: one keeps its
-stream memory, the other has it wiped before each call, so it always runs the full
-analysis. Bodies (byte for byte, key order included), keys, digests, fragments, hints
-and explanations must be identical, while a framework-like caller reuses and mutates
-the same message, tool and string objects in place.
+``PromptCache`` memoizes each analysed block by its content. Here every request goes to
+two caches: one is handed the caller's own objects, mutated in place from call to call,
+the other a fresh deep copy of each body. Bodies (byte for byte, key order included),
+keys, digests, fragments, hints and explanations must be identical: no memo entry may
+go stale when a caller edits an object it sent before.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import random
-from collections.abc import Iterator
 from typing import Any
-from unittest import mock
 
 import orjson
 import pytest
@@ -24,12 +19,9 @@ from core_bodies import FORMATS, TOOL_SPECS, make_body
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import promptcache.engine as engine_module
-import promptcache.providers.hints as hints_module
 from promptcache.engine import PromptCache
 from promptcache.plan import Prepared
 from promptcache.policy import Policy
-from promptcache.providers.hints import HintContext
 
 OPS = [
     "user",
@@ -89,22 +81,6 @@ def _same(a: Prepared, b: Prepared) -> None:
     assert "cafe\u0301".encode() not in orjson.dumps(a.body)
 
 
-def _forget_last_requests(cache: PromptCache) -> None:
-    """Make ``cache``'s next call run the full analysis (memos and families are kept)."""
-    cache._streams.clear()
-    cache._prefixes.clear()
-
-
-def _checked_apply_hints(body: dict[str, Any], ctx: HintContext) -> Any:
-    # The engine hands hint placement what it keeps per conversation (the first block
-    # provider caching may not cover, the data classes present); both must be what the
-    # plan itself gives.
-    plain = dataclasses.replace(ctx, blocked_from=None, data_class_set=None)
-    assert ctx.blocked_from == hints_module._blocked_from(plain)
-    assert ctx.data_class_set == frozenset(dc for dcs in ctx.plan.data_classes.values() for dc in dcs)
-    return hints_module.apply_hints(body, ctx)
-
-
 # An address keeps content out of provider caches here, so where the first one sits matters.
 STRICT = Policy.load(
     {"data_classes": {"pii.email": {"action": "shorten", "max_ttl": 600, "provider_caching": False}}}
@@ -112,14 +88,9 @@ STRICT = Policy.load(
 
 
 def _run(fmt: str, ops: list[str], seed: int) -> None:
-    with mock.patch.object(engine_module, "apply_hints", _checked_apply_hints):
-        _run_checked(fmt, ops, seed)
-
-
-def _run_checked(fmt: str, ops: list[str], seed: int) -> None:
     rng = random.Random(seed)
     policy = STRICT if seed % 2 else None
-    warm, full = PromptCache(policy), PromptCache(policy)
+    mutated, fresh = PromptCache(policy), PromptCache(policy)
     body = make_body(
         fmt,
         "You are a booking agent.\nCurrent time: 2024-05-01T10:00:00Z\nBe brief.",
@@ -177,14 +148,14 @@ def _run_checked(fmt: str, ops: list[str], seed: int) -> None:
             continue  # a request ends with the user's turn (no assistant prefill)
         if fmt == "openai-chat" and len(conv) < 2:
             continue
-        _forget_last_requests(full)  # this one always runs the full analysis
-        _same(warm.prepare_request(body, format=fmt), full.prepare_request(body, format=fmt))
+        copied = copy.deepcopy(body)
+        _same(mutated.prepare_request(body, format=fmt), fresh.prepare_request(copied, format=fmt))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @settings(max_examples=40, deadline=None)
 @given(ops=st.lists(st.sampled_from(OPS), min_size=1, max_size=14), seed=st.integers(0, 2**16))
-def test_warm_path_equals_full_analysis(fmt: str, ops: list[str], seed: int) -> None:
+def test_objects_mutated_in_place_equal_fresh_copies(fmt: str, ops: list[str], seed: int) -> None:
     _run(fmt, ops, seed)
 
 
@@ -221,9 +192,9 @@ def test_a_tool_key_order_change_in_place_switches_tools_to_canonical() -> None:
     assert names == sorted(names)
 
 
-def test_threads_sharing_a_stream_get_what_the_full_analysis_gives() -> None:
-    # Parallel LangGraph branches on one model and tenant share a stream: each request
-    # must still come out exactly as a full analysis would make it.
+def test_threads_sharing_a_cache_get_what_a_fresh_cache_gives() -> None:
+    # Parallel LangGraph branches on one model and tenant share a cache: each request
+    # must still come out exactly as a cache of its own would make it.
     import threading
 
     cache = PromptCache(memo_entries=64, max_families=4)  # small: eviction runs under contention
@@ -260,50 +231,34 @@ def test_threads_sharing_a_stream_get_what_the_full_analysis_gives() -> None:
         assert orjson.dumps(got.body) == orjson.dumps(expected.body)
 
 
-def test_streams_are_bounded_by_the_characters_they_keep() -> None:
-    # Each tenant's last conversation is kept for its next call; many tenants must not
-    # pin unbounded memory.
-    cache = PromptCache(stream_chars=50_000)
-    conv = [("user", "x" * 10_000), ("assistant", "ok"), ("user", "go")]
-    for t in range(20):
-        body = make_body("openai-chat", "Be brief.", [], conv)
-        cache.prepare_request(body, format="openai-chat", tenant=f"t{t}")
-    assert 1 <= len(cache._streams) <= 5
-    kept = [s for forks in cache._streams.values() for s in forks]
-    assert cache._stream_chars == sum(s.chars for s in kept) <= 50_000
-    # The most recent tenant is kept and still takes the warm path.
-    assert "t19" in {k[2] for k in cache._streams}
-
-
 def test_memos_are_bounded_by_the_characters_they_hold() -> None:
     cache = PromptCache(memo_chars=100_000)
     for i in range(40):
         conv = [("user", f"{i} " + "y" * 20_000), ("assistant", "ok"), ("user", "go")]
         cache.prepare_request(make_body("openai-chat", "Be brief.", [], conv), format="openai-chat")
-    for memo in cache._msg_memo.values():
-        assert memo._chars <= 100_000
-        assert memo._chars == sum(size for _, size in memo._d.values())
+    memo = cache._analyser.memo
+    assert memo.chars <= 100_000
+    assert memo.chars == sum(size for _, size in memo._d.values())
 
 
 def test_a_reshuffled_tool_list_shares_one_canonical_tool_set() -> None:
     # An app that sends its tools in a new order on every call gets the canonical tools it
     # already has, and the memo does not keep one entry per order seen.
-    cache, full = PromptCache(), PromptCache()
+    cache, fresh = PromptCache(), PromptCache()
     tools = copy.deepcopy(TOOL_SPECS) * 4
     for i, t in enumerate(tools):
         t["name"] = f"{t['name']}_{i}"
     rng = random.Random(3)
-    sets = set()
+    prefixes = set()
     for n in range(40):
         rng.shuffle(tools)
         body = make_body("openai-chat", "Be brief.", list(tools), [("user", f"turn {n}")])
         got = cache.prepare_request(body, format="openai-chat")
-        _forget_last_requests(full)
-        _same(got, full.prepare_request(body, format="openai-chat"))
-        sets.add(id(cache._streams[next(iter(cache._streams))][0].prefix.tools.shared))
-    assert len(sets) == 1
-    tool_entries = [k for k in cache._memo._d if isinstance(k, tuple) and k[0] in ("tools", "toolset")]
-    assert len(tool_entries) == 2  # the set, and the first order's raw bytes
+        _same(got, fresh.prepare_request(copy.deepcopy(body), format="openai-chat"))
+        prefixes.add(got.plan.prefix_key)
+    assert len(prefixes) == 1
+    sets = [k for k in cache._analyser.memo._d if isinstance(k, tuple) and k[0] == "toolset"]
+    assert len(sets) == 1  # one canonical tool set, whatever the order it came in
 
 
 def test_unchanged_tools_go_out_as_the_callers_own_objects() -> None:
@@ -317,22 +272,21 @@ def test_unchanged_tools_go_out_as_the_callers_own_objects() -> None:
     assert sent is again["tools"]
 
 
-def _same_as_full(policy: Policy | None, bodies: list[dict[str, Any]], fmt: str) -> list[Prepared]:
-    """Each body through one cache (its stream reused) and through the full analysis: equal results."""
-    warm, full = PromptCache(policy), PromptCache(policy)
+def _same_as_fresh(policy: Policy | None, bodies: list[dict[str, Any]], fmt: str) -> list[Prepared]:
+    """Each body through one cache, and a deep copy of it through another: equal results."""
+    mutated, fresh = PromptCache(policy), PromptCache(policy)
     out = []
     for body in bodies:
-        got = warm.prepare_request(body, format=fmt)
-        _forget_last_requests(full)  # the full analysis, with the family's history kept for explain()
-        _same(got, full.prepare_request(body, format=fmt))
+        got = mutated.prepare_request(body, format=fmt)
+        _same(got, fresh.prepare_request(copy.deepcopy(body), format=fmt))
         out.append(got)
     return out
 
 
 @pytest.mark.parametrize("fmt", ["openai-chat", "openai-responses"])
 def test_reused_hints_follow_the_data_classes(fmt: str) -> None:
-    # The stream reuses last call's top-level hints only while what decides them is unchanged:
-    # an address in the new turn shortens the policy TTL below 24h, so no extended retention.
+    # An address in the new turn shortens the policy TTL below 24h: no extended retention
+    # on that call, and back to 24h on the next.
     policy = Policy.load(
         {
             "entries": {"prompt_prefix": {"ttl": {"default": "24h"}}},
@@ -346,15 +300,15 @@ def test_reused_hints_follow_the_data_classes(fmt: str) -> None:
     ]
     # Then the caller sets its own routing key: kept, whatever was placed last time.
     bodies.append({**bodies[-1], "prompt_cache_key": "mine"})
-    got = _same_as_full(policy, bodies, fmt)
+    got = _same_as_fresh(policy, bodies, fmt)
     retention = [p.body.get("prompt_cache_retention") for p in got]
     assert retention == ["24h", None, "24h", "24h", "24h"]
     assert got[-1].body["prompt_cache_key"] == "mine"
 
 
 def test_hints_that_mark_messages_are_placed_on_every_call() -> None:
-    # An explicit-breakpoint model marks the newest user message: nothing to reuse from the
-    # previous call, whose marks sat on another message.
+    # An explicit-breakpoint model marks the newest user message on every call, not the
+    # message the previous call marked.
     from promptcache.catalog import load_catalog
     from promptcache.providers import hints
 
@@ -365,7 +319,6 @@ def test_hints_that_mark_messages_are_placed_on_every_call() -> None:
     }
     hints.use_catalog(load_catalog(overrides={"providers": {"openai": {"models": {"gpt-5.6-sol": model}}}}))
     try:
-        # The same history each time and a new last turn: the stream's memo would apply if it could.
         history = [("user", "question 0"), ("assistant", "answer 0")]
         bodies = [
             make_body(
@@ -377,9 +330,9 @@ def test_hints_that_mark_messages_are_placed_on_every_call() -> None:
             )
             for n in range(1, 4)
         ]
-        got = _same_as_full(None, bodies, "openai-chat")
+        got = _same_as_fresh(None, bodies, "openai-chat")
         marks = [sum(h.kind == "prompt_cache_breakpoint" for h in p.plan.hints) for p in got]
-        assert all(marks[1:])  # marks inside the body: never the top-level memo
+        assert all(marks[1:])
     finally:
         hints.use_catalog(None)
 
@@ -405,24 +358,23 @@ def _tool_step(fmt: str, conv: list[Any], step: int, result: str) -> None:
 
 @pytest.mark.parametrize("policy", [None, STRICT], ids=["default-policy", "strict-policy"])
 @pytest.mark.parametrize("fmt", ["openai-chat", "anthropic-messages"])
-def test_an_agent_loop_extends_last_calls_analysis(fmt: str, policy: Policy | None) -> None:
+def test_an_agent_loop_mutating_its_conversation_equals_fresh_copies(fmt: str, policy: Policy | None) -> None:
     # Each call resends the conversation with last call's tool call and its result appended:
-    # last call's current turn becomes history (its analysis reused under its history kind),
-    # the history part and its hash are extended. One result carries an address.
+    # last call's current turn becomes history. One result carries an address.
     model = "claude-sonnet-4-5" if fmt == "anthropic-messages" else "gpt-4o"
     body = make_body(
         fmt, "You are a booking agent.", copy.deepcopy(TOOL_SPECS), [("user", "hi")], model=model
     )
     conv = _conv_list(fmt, body)
-    warm, full = PromptCache(policy), PromptCache(policy)
+    mutated, fresh = PromptCache(policy), PromptCache(policy)
     for step in range(8):
         result = "mail jo@example.com" if step == 3 else f'{{"user": 7, "step": {step}}}'
         _tool_step(fmt, conv, step, result)
         if step == 5:
             conv.append(_message(fmt, "assistant", "Anything else?"))
             conv.append(_message(fmt, "user", "no, thanks"))
-        _forget_last_requests(full)
-        _same(warm.prepare_request(body, format=fmt), full.prepare_request(body, format=fmt))
+        copied = copy.deepcopy(body)
+        _same(mutated.prepare_request(body, format=fmt), fresh.prepare_request(copied, format=fmt))
 
 
 @pytest.mark.parametrize("per_user_system", [False, True], ids=["one-system", "per-user-system"])
@@ -431,15 +383,15 @@ def test_an_agent_loop_extends_last_calls_analysis(fmt: str, policy: Policy | No
 @given(
     steps=st.lists(st.tuples(st.integers(0, 4), st.sampled_from(["user", "assistant", "edit"])), max_size=30)
 )
-def test_interleaved_conversations_and_forks_equal_the_full_analysis(
+def test_interleaved_conversations_and_forks_equal_fresh_copies(
     fmt: str, per_user_system: bool, steps: list[tuple[int, str]]
 ) -> None:
-    # A server runs many conversations of one agent for one tenant: each keeps its own
-    # stream (by its first message), and forks sharing a first message share a key. However
-    # they interleave, every request gives what the full analysis gives, also when each
-    # conversation's system prompt names its customer (the family learns from all of them).
+    # A server runs many conversations of one agent for one tenant, some forks sharing a
+    # first message. However they interleave, every request gives what a deep copy gives,
+    # also when each conversation's system prompt names its customer (the family learns
+    # from all of them).
     model = "claude-sonnet-4-5" if fmt in ("anthropic-messages", "bedrock-converse") else "gpt-4o"
-    warm, full = PromptCache(), PromptCache()
+    mutated, fresh = PromptCache(), PromptCache()
     firsts = ["book a flight", "cancel my trip", "book a flight", "book a flight", "baggage rules"]
     systems = [
         "You are a booking agent.\n" + (f"Customer: {name}\n" if per_user_system else "") + "Be brief."
@@ -461,71 +413,5 @@ def test_interleaved_conversations_and_forks_equal_the_full_analysis(
             _set_text(fmt, conv[-1], f"edited {n}")
         if conv[-1].get("role") != "user":
             continue
-        _forget_last_requests(full)
-        _same(warm.prepare_request(body, format=fmt), full.prepare_request(body, format=fmt))
-    assert all(len(forks) <= 4 for forks in warm._streams.values())
-
-
-def _served_in_turn(cache: PromptCache, bodies: list[dict[str, Any]], rounds: int) -> Iterator[int]:
-    """Serve the openai-chat conversations in turn: each round, each gets an answer and a new turn."""
-    for rnd in range(rounds):
-        for b in bodies:
-            b["messages"] += [
-                {"role": "assistant", "content": f"ok {rnd}"},
-                {"role": "user", "content": f"more {rnd}"},
-            ]
-            cache.prepare_request(b, format="openai-chat")
-        yield rnd
-
-
-def test_each_conversation_keeps_its_stream_and_a_new_one_reuses_the_agents_prefix() -> None:
-    cache = PromptCache()
-    bodies = [
-        make_body(
-            "openai-chat", "You are a booking agent.", copy.deepcopy(TOOL_SPECS), [("user", f"I am user {u}")]
-        )
-        for u in range(6)
-    ]
-    first = cache.prepare_request(bodies[0], format="openai-chat")
-    family = next(iter(cache._families.values()))
-    version = family.version
-    for _ in _served_in_turn(cache, bodies, rounds=3):
-        pass
-    # Six conversations, six streams, one prefix: no call rebuilt it (the family's version,
-    # bumped by every rebuild, is where the first call left it).
-    assert len(cache._streams) == 6
-    assert {id(forks[0].prefix) for forks in cache._streams.values()} == {
-        id(cache._prefixes[next(iter(cache._prefixes))])
-    }
-    assert family.version == version
-    assert first.plan.prefix_key == cache.prepare_request(bodies[3], format="openai-chat").plan.prefix_key
-
-
-def test_conversations_with_their_own_system_prompts_keep_their_prefixes() -> None:
-    # A per-user line in the system prompt: each conversation has its own prefix, and all of
-    # them one family, which learns from every call. Once it has learned, another
-    # conversation's call must not make the next one rebuild its prefix (it did: every call
-    # moved the family's version on, so each call of each conversation rebuilt it).
-    cache = PromptCache()
-    bodies = [
-        make_body(
-            "openai-chat",
-            f"You are a booking agent.\nCustomer: {name}\nBe brief.",
-            copy.deepcopy(TOOL_SPECS),
-            [("user", f"hello from {name}")],
-        )
-        for name in ["Ann", "Bo", "Cy", "Dee"]
-    ]
-    built: list[int] = []
-    real_build = PromptCache._build_prefix
-
-    def counting(self: PromptCache, *args: Any) -> Any:
-        built.append(1)
-        return real_build(self, *args)
-
-    settled = 0
-    with mock.patch.object(PromptCache, "_build_prefix", counting):
-        for rnd in _served_in_turn(cache, bodies, rounds=6):
-            if rnd == 2:
-                settled = len(built)
-    assert len(built) == settled, f"{len(built) - settled} prefixes rebuilt after the family settled"
+        copied = copy.deepcopy(body)
+        _same(mutated.prepare_request(body, format=fmt), fresh.prepare_request(copied, format=fmt))

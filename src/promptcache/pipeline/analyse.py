@@ -1,0 +1,352 @@
+"""Analyse one block: canonical form, scans, digest; through one content-keyed memo.
+
+Every analysis here is a pure function of the block's content (and of the few policy
+switches named in its memo key), so :class:`Memo` can serve an unchanged block, whoever
+sends it and however often, for the price of one lookup. Keys are values (text, or the
+block's JSON bytes), never object identities: a caller that edits a message in place
+between calls gets a miss, not a stale entry.
+
+DESIGN.md, "Shape of the code": *analyse each block (canonical form, scans, digests;
+one content-keyed memo)*.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import zlib
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from promptcache.blocks import Block, BlockKind, Stability, Trust, trusted_block
+from promptcache.canonical import (
+    VOLATILE_PATTERNS,
+    VOLATILE_VERIFY,
+    Fragment,
+    canonical_json,
+    canonical_text,
+    digest,
+    find_volatile,
+    json_text_is_canonical,
+    relocate_json,
+    relocate_spans,
+)
+from promptcache.detect import SENSITIVE_PATTERNS, SENSITIVE_SCANNER, VERIFY, classes_of
+from promptcache.formats import WireFormat
+from promptcache.scan import Scanner
+from promptcache.wire import WireAdapter, WireFormatError, normalize_message_text
+
+#: Volatile values and secrets/PII in one RE2 pass: static text is scanned for both.
+STATIC_SCANNER = Scanner(
+    [*VOLATILE_PATTERNS, *((k, p) for k, _, p in SENSITIVE_PATTERNS)],
+    {**VOLATILE_VERIFY, **VERIFY},
+)
+
+
+class Memo:
+    """A thread-safe LRU memo bounded by entries and by the characters its values hold.
+
+    ``max_entries`` entries and ``max_chars`` characters (as each ``put`` declares them)
+    at most; the least recently used entries go first.
+    """
+
+    def __init__(self, max_entries: int, max_chars: int) -> None:
+        self._d: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._max = max_entries
+        self._max_chars = max_chars
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        """The value stored under ``key``, or None."""
+        # No lock: each OrderedDict call is atomic under the GIL; the lock only keeps a
+        # put's eviction and character count together.
+        hit = self._d.get(key)
+        if hit is None:
+            return None
+        # Evicted by a put in another thread meanwhile: still a valid value.
+        with contextlib.suppress(KeyError):
+            self._d.move_to_end(key)
+        return hit[0]
+
+    def put(self, key: Hashable, value: Any, chars: int = 0) -> None:
+        """Store ``value`` (holding ``chars`` characters) under ``key``, evicting as needed."""
+        with self._lock:
+            old = self._d.pop(key, None)
+            if old is not None:
+                self._chars -= old[1]
+            while self._d and (len(self._d) >= self._max or self._chars + chars > self._max_chars):
+                self._chars -= self._d.popitem(last=False)[1][1]
+            self._d[key] = (value, chars)
+            self._chars += chars
+
+    @property
+    def chars(self) -> int:
+        """Characters held by the entries now stored."""
+        return self._chars
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+@dataclass(slots=True, frozen=True)
+class TextAnalysis:
+    """A system/developer text after canonical form and relocation of detected values."""
+
+    canonical: str  # before any relocation
+    spans: list[tuple[int, int, str]]  # detected volatile spans of ``canonical``
+    stable: str  # ``canonical`` with every detected span moved out
+    fragments: list[Fragment]  # what moved, for ``stable``
+    lines: list[str]  # of ``stable``
+    line_crcs: list[int]
+    line_numbers: list[int]  # the caller's (canonical) line number of each stable line
+    data_classes: tuple[str, ...]
+    raw_crc: int
+    digest: str  # of ``stable``
+    canonical_digest: str  # of ``canonical``
+    block: Block  # of ``stable``
+
+
+def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> TextAnalysis:
+    """Canonical form (DESIGN.md step 2: one newline style, NFC), secret/PII classes and the
+    detected volatile values of a system text, moved out (``relocate``) as fragments."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # Not valid Unicode: no provider client can send it. Say where, instead
+        # of failing later inside a hash or the SDK's JSON encoder.
+        raise WireFormatError(
+            f"{label}: the text holds an unpaired surrogate at character {exc.start}; "
+            "decode the source with errors='replace' or fix the string"
+        ) from None
+    canon = canonical_text(text)
+    hits = STATIC_SCANNER.scan(canon)
+    classes = classes_of(hits)
+    spans = find_volatile(canon, hits) if relocate else []
+    stable, frags = relocate_spans(canon, spans, label)
+    lines = stable.split("\n")
+    # Whole-line moves shift every later line up; explanations must speak in
+    # the caller's numbering, so map each stable line back to its source line.
+    moved = {f.line for f in frags if f.marker is None}
+    numbers = [n for n in range(1, len(lines) + len(moved) + 1) if n not in moved][: len(lines)]
+    return TextAnalysis(
+        canonical=canon,
+        spans=spans,
+        stable=stable,
+        fragments=frags,
+        lines=lines,
+        line_crcs=[zlib.crc32(x.encode()) for x in lines],
+        line_numbers=numbers,
+        data_classes=classes,
+        raw_crc=zlib.crc32(text.encode("utf-8", "surrogatepass")),
+        digest=digest(kind.encode(), stable.encode()),
+        canonical_digest=digest(kind.encode(), canon.encode()),
+        block=trusted_block(
+            kind, stable, trust=Trust.TRUSTED, stability=Stability.STATIC, data_classes=classes
+        ),
+    )
+
+
+@dataclass(slots=True, frozen=True)
+class ToolSet:
+    """The canonical part of a tool list laid out in order (by name unless pinned): a caller
+    that reshuffles the same tools shares it."""
+
+    canonical: list[bytes]  # each tool's canonical JSON, in layout order (relocated)
+    values: list[Any]  # the same, parsed: what is sent once a family sends canonical tools
+    blocks: list[Block]
+    digests: list[str]
+    canonical_by_name: dict[str, str]
+    fragments: list[Fragment]
+    data_classes: list[tuple[str, ...]]
+    chars: int
+
+
+@dataclass(slots=True, frozen=True)
+class Tools:
+    """A tool list as the caller sent it, with its canonical part."""
+
+    shared: ToolSet
+    raw_order: list[str]
+    raw_crc: dict[str, int]
+    raw: bytes  # the list as the caller sent it (orjson, key order kept)
+
+
+def tool_order(names: list[str], pin: bool) -> list[int]:
+    """Layout order of a tool list: sorted by name (DESIGN.md step 1, tools are static and
+    a reshuffled list must give the same prefix) unless the policy pins the caller's order
+    (``layout.pin_tool_order``). The sort is stable: equal names keep their order."""
+    order = list(range(len(names)))
+    if not pin:
+        order.sort(key=lambda i: names[i])
+    return order
+
+
+def analyse_tool_set(tools: list[Any], names: list[str], order: list[int], relocate: bool) -> ToolSet:
+    """Canonicalize, scan and digest ``tools`` laid out in ``order``.
+
+    Volatile values inside a schema are replaced by markers (a schema has no lines to
+    move; :func:`promptcache.canonical.relocate_json`).
+    """
+    out: list[bytes] = []
+    blocks: list[Block] = []
+    digests: list[str] = []
+    frags: list[Fragment] = []
+    classes_list: list[tuple[str, ...]] = []
+    canon_by_name: dict[str, str] = {}
+    chars = 0
+    for i in order:
+        cj = canonical_json(tools[i], where=f"tools[{i}]")
+        text = cj.decode()
+        hits = STATIC_SCANNER.scan(text)
+        chars += len(cj)
+        classes = classes_of(hits)
+        if relocate and hits and find_volatile(text, hits):
+            value, fs = relocate_json(orjson.loads(cj), f"tool {names[i]!r}", marker_start=len(frags) + 1)
+            frags.extend(fs)
+            cj = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        dg = digest(b"tool_schema", cj)
+        out.append(cj)
+        digests.append(dg)
+        canon_by_name[names[i]] = dg
+        classes_list.append(classes)
+        # The canonical JSON text as content: exact and immutable.
+        blocks.append(
+            trusted_block(
+                BlockKind.TOOL_SCHEMA,
+                cj.decode(),
+                trust=Trust.TRUSTED,
+                stability=Stability.STATIC,
+                name=names[i],
+                data_classes=classes,
+            )
+        )
+    values = [orjson.loads(c) for c in out]
+    return ToolSet(out, values, blocks, digests, canon_by_name, frags, classes_list, chars)
+
+
+@dataclass(slots=True, frozen=True)
+class Message:
+    """A conversation message with its block and digest."""
+
+    message: Any  # our normalized copy, sent in place of the caller's (only when ``normalized``)
+    block: Block
+    digest: str
+    data_classes: tuple[str, ...]
+    chars: int
+    normalized: bool  # ``message`` is our normalized copy
+
+
+def not_json(fmt: WireFormat, exc: TypeError) -> WireFormatError:
+    """A message that JSON cannot hold is a malformed body, like any other."""
+    return WireFormatError(f"{fmt.value}: a message is not JSON-serializable ({exc})")
+
+
+def message_key(fmt: WireFormat, msg: Any) -> Hashable:
+    """The memo key of a message, by value: its items when every value is a string (most
+    chat messages: the strings' own cached hashes, no serialization), else its JSON as sent
+    (key order kept; ``1``, ``1.0`` and ``true`` differ)."""
+    if type(msg) is dict and all(type(v) is str for v in msg.values()):
+        return tuple(msg.items())
+    try:
+        return orjson.dumps(msg)
+    except TypeError as exc:
+        raise not_json(fmt, exc) from None
+
+
+def analyse_message(fmt: WireFormat, adapter: WireAdapter, msg: Any, current: bool) -> Message:
+    """Canonical JSON, secret/PII classes and digest of one conversation message.
+
+    Its kind is the adapter's, except that a plain message of the current turn is the
+    user's (``USER``), and a tool result is untrusted (DESIGN.md, Trust).
+    """
+    try:
+        raw = orjson.dumps(msg, option=orjson.OPT_SORT_KEYS)
+    except TypeError as exc:
+        raise not_json(fmt, exc) from None
+    # A sorted dump already canonical means the text needs no normalizing either.
+    if json_text_is_canonical(raw):
+        normalized, cj = msg, raw
+    else:
+        normalized = normalize_message_text(msg)
+        cj = canonical_json(normalized, where="message")
+    text = cj.decode()
+    classes = classes_of(SENSITIVE_SCANNER.scan(text))
+    kind = adapter.message_kind(normalized)
+    if current and kind is BlockKind.HISTORY:
+        kind = BlockKind.USER
+    role = normalized.get("role") if type(normalized) is dict else None
+    if normalized is not msg:
+        # Our own copy, deep: the caller may edit the parts it shares with its message.
+        normalized = orjson.loads(orjson.dumps(normalized))
+    block = trusted_block(
+        kind,
+        # A private copy: a memo entry must not change when the caller edits its message.
+        orjson.loads(cj),
+        role=role if role is None or type(role) is str else str(role),
+        stability=Stability.VOLATILE if current else Stability.SESSION,
+        data_classes=classes,
+        trust=Trust.UNTRUSTED if kind is BlockKind.TOOL_RESULT else Trust.TRUSTED,
+    )
+    changed = normalized is not msg
+    # Unchanged, the caller's own object is sent (not kept here: a memo must not pin it).
+    return Message(
+        normalized if changed else None, block, digest(kind.encode(), cj), classes, len(text), changed
+    )
+
+
+class Analyser:
+    """The analyses of :mod:`promptcache.pipeline.analyse` through one bounded memo.
+
+    Memory: at most ``memo_entries`` entries holding ``memo_chars`` characters.
+    """
+
+    def __init__(self, memo_entries: int, memo_chars: int) -> None:
+        self.memo = Memo(memo_entries, memo_chars)
+
+    def text(self, text: str, kind: BlockKind, label: str, relocate: bool) -> TextAnalysis:
+        """:func:`analyse_text`, memoized by (kind, label, relocate, text)."""
+        key = ("text", kind, label, relocate, text)
+        hit: TextAnalysis | None = self.memo.get(key)
+        if hit is None:
+            hit = analyse_text(text, kind, label, relocate)
+            self.memo.put(key, hit, 3 * len(text))  # the text, its canonical form and its lines
+        return hit
+
+    def tools(
+        self, fmt: WireFormat, adapter: WireAdapter, tools: list[Any], pin: bool, relocate: bool
+    ) -> Tools:
+        """The tool list analysed, memoized by its bytes; its canonical part by the tools
+        in layout order, so reshuffled lists share one entry."""
+        try:
+            raw = orjson.dumps(tools)
+        except TypeError as exc:
+            raise WireFormatError(f"{fmt.value}: tools are not JSON-serializable ({exc})") from None
+        key = ("tools", fmt, pin, relocate, raw)
+        hit: Tools | None = self.memo.get(key)
+        if hit is not None:
+            return hit
+        names = [adapter.tool_name(t) for t in tools]
+        raws = [orjson.dumps(t) for t in tools]
+        order = tool_order(names, pin)
+        set_key = ("toolset", fmt, pin, relocate, tuple(raws[i] for i in order))
+        shared: ToolSet | None = self.memo.get(set_key)
+        if shared is None:
+            shared = analyse_tool_set(tools, names, order, relocate)
+            self.memo.put(set_key, shared, len(raw) + shared.chars)
+        res = Tools(shared, names, {names[i]: zlib.crc32(raws[i]) for i in range(len(tools))}, raw)
+        self.memo.put(key, res, len(raw))
+        return res
+
+    def message(self, fmt: WireFormat, adapter: WireAdapter, msg: Any, current: bool) -> Message:
+        """:func:`analyse_message`, memoized by (format, current turn or not, the message's JSON)."""
+        key = ("message", fmt, current, message_key(fmt, msg))
+        hit: Message | None = self.memo.get(key)
+        if hit is None:
+            hit = analyse_message(fmt, adapter, msg, current)
+            self.memo.put(key, hit, hit.chars)
+        return hit

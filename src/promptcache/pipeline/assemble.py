@@ -1,0 +1,149 @@
+"""Lay a wire request's analysed parts out as a :class:`~promptcache.plan.Plan` and key it.
+
+The wire layout is DESIGN.md step 1 for a request a framework already ordered:
+
+    static    system/developer texts (the caller's order), then tools (by name unless pinned)
+    history   the conversation before the current turn, never reordered
+    volatile  the values moved out of the static prefix, labelled (one block, if any)
+    current   the current turn
+
+Keys follow DESIGN.md "Key contract": the SHA-256 of the tenant's contract and the
+chained digests of the prefix (``prompt_prefix``) and of the prefix plus history
+(``conversation``); nothing that only exists for transport enters them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from promptcache.blocks import Block, BlockKind, Stability
+from promptcache.canonical import Fragment, digest
+from promptcache.formats import WireFormat
+from promptcache.keys import KeyContract, chain_hash, derive_key
+from promptcache.pipeline.analyse import Message, TextAnalysis, Tools
+from promptcache.pipeline.learning import Learned, sent_digest
+from promptcache.plan import Plan
+
+VOLATILE_HEADER = (
+    "<volatile_context>\n"
+    "These values were moved here from earlier in the prompt so that its stable part "
+    "can be cached; read each one as part of the section it names.\n"
+)
+VOLATILE_FOOTER = "</volatile_context>"
+
+
+def volatile_text(frags: list[Fragment]) -> str:
+    """The volatile block: each moved value labelled with the section and line it came from,
+    so the model reads it where it belongs (DESIGN.md step 2)."""
+    lines = []
+    for f in frags:
+        where = f"[{f.source}, line {f.line}]" if f.path is None else f"[{f.source} {f.path}]"
+        lines.append(f"{where} {f.marker} = {f.text}" if f.marker else f"{where} {f.text}")
+    return VOLATILE_HEADER + "\n".join(lines) + "\n" + VOLATILE_FOOTER
+
+
+def volatile_block(text: str) -> tuple[Block, str]:
+    """The volatile block and its digest."""
+    block = Block(kind=BlockKind.CONTEXT, content=text, stability=Stability.VOLATILE, name="relocated")
+    return block, digest(b"volatile", text.encode())
+
+
+def wire_sections(prefix_end: int, history: int, current: int, volatile: bool) -> list[str]:
+    """Sections of a wire request's plan, in order (the layout in this module's docstring):
+    the volatile block sits after the history, before the current turn, so it never
+    breaks the cached prefix nor the cached conversation."""
+    return (
+        ["static"] * prefix_end
+        + ["history"] * history
+        + (["volatile"] if volatile else [])
+        + ["current"] * current
+    )
+
+
+@dataclass(slots=True, frozen=True)
+class Prefix:
+    """The static prefix as sent: system texts then tools."""
+
+    blocks: list[Block]
+    digests: list[str]
+    data_classes: dict[int, list[str]]
+    chars: int  # characters of the system texts and tools (the hint placement's estimate)
+    n_system: int  # system texts sent (a text moved whole is not)
+
+
+def prefix_of(texts: list[TextAnalysis], learned: Learned, tools: Tools) -> Prefix:
+    """The prefix of ``texts`` and ``tools`` as the family's learning decided them."""
+    blocks: list[Block] = []
+    digests: list[str] = []
+    classes: dict[int, list[str]] = {}
+    for t, sent in zip(texts, learned.system_out, strict=True):
+        if not sent:
+            continue
+        same = sent == t.stable
+        blocks.append(
+            t.block if same else Block(kind=t.block.kind, content=sent, data_classes=t.data_classes)
+        )
+        digests.append(sent_digest(t, sent))
+        if t.data_classes:
+            classes[len(blocks) - 1] = list(t.data_classes)
+    base = len(blocks)
+    classes.update({base + i: list(c) for i, c in enumerate(tools.shared.data_classes) if c})
+    return Prefix(
+        blocks=[*blocks, *tools.shared.blocks],
+        digests=[*digests, *tools.shared.digests],
+        data_classes=classes,
+        chars=sum(len(s) for s in learned.system_out) + tools.shared.chars,
+        n_system=base,
+    )
+
+
+def wire_plan(
+    *,
+    fmt: WireFormat,
+    model: str,
+    tenant: str,
+    family: str,
+    contract: KeyContract,
+    prefix: Prefix,
+    messages: list[Message],
+    current: int,
+    fragments: list[Fragment],
+    volatile: str | None,
+    mode: str,
+) -> Plan:
+    """The plan of a wire request: blocks and digests in sent order, sections, data classes
+    at their plan indices, and the two keys."""
+    blocks = list(prefix.blocks)
+    digests = list(prefix.digests)
+    classes = dict(prefix.data_classes)
+    for m in messages[:current]:
+        blocks.append(m.block)
+        digests.append(m.digest)
+        if m.data_classes:
+            classes[len(blocks) - 1] = list(m.data_classes)
+    conversation_key = derive_key(contract, "conversation", chain_hash(digests))
+    if volatile is not None:
+        block, dg = volatile_block(volatile)
+        blocks.append(block)
+        digests.append(dg)
+    for m in messages[current:]:
+        blocks.append(m.block)
+        digests.append(m.digest)
+        if m.data_classes:
+            classes[len(blocks) - 1] = list(m.data_classes)
+    prefix_end = len(prefix.blocks)
+    return Plan(
+        format=fmt,
+        model=model,
+        tenant=tenant,
+        family=family,
+        blocks=blocks,
+        digests=digests,
+        sections=wire_sections(prefix_end, current, len(messages) - current, volatile is not None),
+        prefix_end=prefix_end,
+        prefix_key=derive_key(contract, "prompt_prefix", chain_hash(prefix.digests)),
+        conversation_key=conversation_key,
+        fragments=fragments,
+        data_classes=classes,
+        mode=mode,
+    )

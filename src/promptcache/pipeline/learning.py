@@ -1,0 +1,193 @@
+"""Per-family learning: which parts of a family's prefix change from call to call.
+
+A *family* is what should share a prefix: one format, model, tenant and tool set
+(:func:`family_id`). Its state (:class:`Family`) is all the engine learns; each
+decision drawn from it is a pure function here.
+
+Today's rules (DESIGN.md step 2 and :mod:`promptcache.volatility`):
+
+* a detected volatile value (a clock line, a request id) moves out of the prefix once
+  the family has seen it change, and from then on on every call (:func:`system_slot`);
+* a line no regex caught moves once it has changed ``learn_after`` times in place;
+* a later system block that changes wholesale is moved whole, after the history;
+* tools go out as the caller sent them until the family sees their bytes change (order,
+  key order), then sorted and canonical for good (:func:`tools_canonical`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+
+import orjson
+
+from promptcache.blocks import BlockKind
+from promptcache.canonical import Fragment, digest, relocate_spans
+from promptcache.explain import SlotPrint, Snapshot
+from promptcache.pipeline.analyse import TextAnalysis, Tools
+from promptcache.volatility import SlotVolatility
+
+
+def family_id(fmt: str, model: str, tenant: str, tool_names: list[str], n_system: int) -> str:
+    """The family of a request: same tenant, model, tool set and number of system blocks.
+
+    Content is left out on purpose, so an edited prompt stays in its family and the edit
+    can be explained (DESIGN.md step 7).
+    """
+    h = hashlib.sha256(orjson.dumps([fmt, model, tenant, sorted(tool_names), n_system]))
+    return h.hexdigest()[:16]
+
+
+@dataclass(slots=True)
+class Family:
+    """What one prefix family has learned, and its last request's fingerprints (for explain)."""
+
+    slots: dict[str, SlotVolatility] = field(default_factory=dict)
+    last: Snapshot | None = None
+    tools_raw: bytes | None = None
+    tools_unstable: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Families:
+    """The engine's families, at most ``max_families`` (the oldest created goes first)."""
+
+    def __init__(self, max_families: int) -> None:
+        self._d: dict[str, Family] = {}
+        self._max = max_families
+        self._lock = threading.Lock()
+
+    def get(self, fid: str) -> Family:
+        """The family ``fid``, created on first use."""
+        with self._lock:
+            fam = self._d.get(fid)
+            if fam is None:
+                if len(self._d) >= self._max:
+                    self._d.pop(next(iter(self._d)))
+                fam = self._d[fid] = Family()
+            return fam
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+def tools_canonical(previous_raw: bytes | None, raw: bytes, unstable: bool) -> bool:
+    """Whether tools go out sorted and canonical: from the first call whose tool bytes differ
+    from the family's previous ones (a reorder or a new key order breaks the provider's prefix
+    on every call; DESIGN.md step 2), and for good after that (no flip back)."""
+    return unstable or (previous_raw is not None and previous_raw != raw)
+
+
+def slot_label(kind: BlockKind, i: int) -> str:
+    """The label of system slot ``i`` in explanations and fragments."""
+    return kind.value if i == 0 else f"{kind.value}[{i}]"
+
+
+def line_spans(lines: list[str], indices: list[int]) -> list[tuple[int, int, str]]:
+    """Character spans, in ``"\\n".join(lines)``, of the lines at ``indices``."""
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    return [(offsets[j], offsets[j] + len(lines[j]), "learned") for j in indices]
+
+
+def system_slot(
+    slot: SlotVolatility, i: int, t: TextAnalysis, label: str, relocates: bool
+) -> tuple[str, list[Fragment]]:
+    """What to send for system slot ``i`` under what ``slot`` has learned: the text and what moved.
+
+    Detected values move only once the family has seen them change
+    (:meth:`SlotVolatility.changed_spans`: moving a value that never changes costs prefix
+    for nothing); lines no regex caught move once learned; a later slot learned volatile as
+    a whole moves whole (``""`` sent in its place).
+    """
+    if not relocates:
+        return t.stable, t.fragments
+    chosen = slot.changed_spans(t.canonical, t.spans)
+    if len(chosen) == len(t.spans):
+        text, frags = t.stable, t.fragments
+    elif not chosen:
+        text, frags = t.canonical, []
+    else:
+        text, frags = relocate_spans(t.canonical, chosen, label)
+    if i > 0 and slot.volatile_block and text:
+        return "", [*frags, Fragment(source=label, kind="learned_block", line=1, text=text)]
+    # Learned lines are anchored on the fully relocated text; while some detected
+    # value is still kept in place they wait for the next request.
+    idx = slot.volatile_lines(t.lines) if text == t.stable else []
+    if not idx:
+        return text, frags
+    stable, fs = relocate_spans(t.stable, line_spans(t.lines, idx), label)
+    return stable, [*t.fragments, *fs]
+
+
+def sent_digest(t: TextAnalysis, sent: str) -> str:
+    """Digest of the system text sent for ``t`` (one of its own two, or a new one)."""
+    if sent == t.stable:
+        return t.digest
+    if sent == t.canonical:
+        return t.canonical_digest
+    return digest(t.block.kind.encode(), sent.encode())
+
+
+@dataclass(slots=True, frozen=True)
+class Learned:
+    """What the family decided for one request's system texts and tools."""
+
+    system_out: list[str]
+    fragments: list[Fragment]
+    prints: list[SlotPrint]
+    canonical_tools: bool
+
+
+def learn(
+    fam: Family,
+    texts: list[TextAnalysis],
+    kinds: list[BlockKind],
+    tools: Tools,
+    *,
+    learn_after: int,
+    relocates: list[bool],
+) -> Learned:
+    """Observe one request in ``fam`` and decide what it sends of its system texts and tools.
+
+    An unchanged slot is not a new observation: a request equal to the last one teaches
+    nothing (nor undoes anything learned).
+    """
+    frags: list[Fragment] = []
+    system_out: list[str] = []
+    prints: list[SlotPrint] = []
+    with fam.lock:
+        for i, t in enumerate(texts):
+            slot = fam.slots.get(f"s{i}")
+            if slot is None:
+                slot = fam.slots[f"s{i}"] = SlotVolatility(learn_after=learn_after)
+            if slot.previous != t.lines:
+                slot.observe(t.lines)
+            label = slot_label(kinds[i], i)
+            stable, fs = system_slot(slot, i, t, label, relocates[i])
+            system_out.append(stable)
+            frags.extend(fs)
+            prints.append(
+                SlotPrint(
+                    t.block.label if i == 0 else f"{t.block.label}[{i}]",
+                    t.raw_crc,
+                    sent_digest(t, stable),
+                    t.line_crcs,
+                    t.line_numbers,
+                    [(f.kind, f.line) for f in fs],
+                )
+            )
+        canonical = tools_canonical(fam.tools_raw, tools.raw, fam.tools_unstable)
+        fam.tools_raw, fam.tools_unstable = tools.raw, canonical
+    if canonical:
+        frags.extend(tools.shared.fragments)
+    return Learned(system_out, frags, prints, canonical)
+
+
+def remember(fam: Family, snapshot: Snapshot) -> Snapshot | None:
+    """Make ``snapshot`` the family's last request; returns the one it replaces."""
+    with fam.lock:
+        previous, fam.last = fam.last, snapshot
+    return previous
