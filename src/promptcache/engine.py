@@ -134,12 +134,9 @@ class PromptCache:
         self._retrieval_cache: RetrievalCache | None = None
         self._responses_cache: ResponseCache | None = None
         self._gemini_managers: list[GeminiCacheManager] = []
-        if telemetry:
-            # Spans, metrics and events (hashes and sizes only); nothing is exported
-            # until an exporter or observer listens (see promptcache.telemetry).
-            from promptcache.telemetry import instrument
-
-            instrument(self)
+        #: Whether this cache reports spans, metrics and events (hashes and sizes only; nothing
+        #: is exported until an exporter or observer listens, see :mod:`promptcache.telemetry`).
+        self.telemetry = telemetry
         # Figures into the store for `promptcache stats` (off: record_stats=False or
         # PROMPTCACHE_RECORD_STATS=0); written off the call path, see promptcache.stats.
         self._stats_sink = persist_stats(self, record_stats)
@@ -158,6 +155,8 @@ class PromptCache:
             with self._artifacts_lock:
                 if self._store is None:
                     self._store = open_store(self._store_spec)
+        if self.telemetry:
+            return _instrumentation().observe_store(self._store)  # type: ignore[no-any-return]
         return self._store
 
     @property
@@ -165,6 +164,8 @@ class PromptCache:
         """The tool-output cache (side-effect classes honoured; see :mod:`promptcache.artifacts`)."""
         if self._tools_cache is None:
             self._tools_cache = ToolOutputCache(self.store, self.policy)
+        if self.telemetry:
+            return _instrumentation().observe_artifact(self._tools_cache, "tools")  # type: ignore[no-any-return]
         return self._tools_cache
 
     @property
@@ -172,6 +173,8 @@ class PromptCache:
         """The retrieval cache; ``authorize=`` re-checks documents on every hit."""
         if self._retrieval_cache is None:
             self._retrieval_cache = RetrievalCache(self.store, self.policy, authorize=self._authorize)
+        if self.telemetry:
+            return _instrumentation().observe_artifact(self._retrieval_cache, "retrieval")  # type: ignore[no-any-return]
         return self._retrieval_cache
 
     @property
@@ -179,6 +182,8 @@ class PromptCache:
         """The response cache (only what the policy allows: low temperature, structured output)."""
         if self._responses_cache is None:
             self._responses_cache = ResponseCache(self.store, self.policy)
+        if self.telemetry:
+            return _instrumentation().observe_artifact(self._responses_cache, "responses")  # type: ignore[no-any-return]
         return self._responses_cache
 
     def gemini_caches(self, transport: GeminiTransport, **kwargs: Any) -> GeminiCacheManager:
@@ -225,7 +230,10 @@ class PromptCache:
         The framework integrations call this for every model call they observe;
         call it yourself when you send ``prepare_request`` bodies directly.
         """
-        recorder_for(self).record(self.resolve_tenant(tenant), usage)
+        resolved = self.resolve_tenant(tenant)
+        recorder_for(self).record(resolved, usage)
+        if self.telemetry:
+            _instrumentation().observe_usage(usage, resolved)
 
     def stats(self) -> CacheStats:
         """Aggregate figures of every call recorded so far, per tenant and model.
@@ -387,6 +395,20 @@ class PromptCache:
         after the stable prefix; tools are put in canonical JSON and sorted by
         name; the history keeps its order; provider caching hints are placed.
         """
+        if self.telemetry:
+            return _instrumentation().observe_prepare(  # type: ignore[no-any-return]
+                lambda: self._prepare(body, format=format, model=model, tenant=tenant)
+            )
+        return self._prepare(body, format=format, model=model, tenant=tenant)
+
+    def _prepare(
+        self,
+        body: Mapping[str, Any],
+        *,
+        format: str | WireFormat,
+        model: str | None,
+        tenant: str | None,
+    ) -> Prepared:
         fmt = parse_format(format)
         if type(body) is not dict:
             if not isinstance(body, Mapping):
@@ -486,3 +508,10 @@ class PromptCache:
         plan = plan.model_copy(update={"hints": hints, "decisions": notes})
         plan._contract, plan._snapshot, plan._previous = contract, snapshot, previous
         return Prepared(body=dict(body) if self.mode == "shadow" else hinted, plan=plan)
+
+
+def _instrumentation() -> Any:
+    # Imported on first use: an uninstrumented cache never loads the OpenTelemetry glue.
+    from promptcache.telemetry import instrumentation
+
+    return instrumentation

@@ -46,7 +46,6 @@ _METHODS = {
 }
 # Which artifact call is running, so the store-level lookup/write spans know their entry type.
 _entry_type: contextvars.ContextVar[str] = contextvars.ContextVar("promptcache_entry_type", default="")
-_subclasses: dict[type, type] = {}
 
 
 def _miss_reasons(plan: Any) -> tuple[bool, tuple[str, ...], tuple[PrefixMissReason, ...]]:
@@ -206,102 +205,88 @@ def _wrap_store(store: Any) -> None:
     store._pc_instrumented = True
 
 
-class _InstrumentedMixin:
-    """Overrides placed in front of ``PromptCache`` by :func:`instrument`."""
+def observe_prepare(run: Callable[[], Any]) -> Any:
+    """Run ``run`` (a cache's ``prepare_request``) inside its span, and emit its event.
 
-    def prepare_request(self, body: Any, **kwargs: Any) -> Any:
-        base = super().prepare_request  # type: ignore[misc]
-        if not hooks.enabled():
-            return base(body, **kwargs)
-        t0 = time.perf_counter()
-        with hooks.span(SPAN_NAMES["prepare"]) as sp:
-            prepared = base(body, **kwargs)
-            ev = prepare_event(prepared, time.perf_counter() - t0)
-            if sp.is_recording():
-                sp.set_attributes(prepare_attributes(ev))
-                if hooks.capture_content():
-                    import hashlib
+    ``PromptCache.prepare_request`` calls this when the cache is instrumented.
+    """
+    if not hooks.enabled():
+        return run()
+    t0 = time.perf_counter()
+    with hooks.span(SPAN_NAMES["prepare"]) as sp:
+        prepared = run()
+        ev = prepare_event(prepared, time.perf_counter() - t0)
+        if sp.is_recording():
+            sp.set_attributes(prepare_attributes(ev))
+            if hooks.capture_content():
+                import hashlib
 
-                    import orjson
+                import orjson
 
-                    sp.set_attribute(
-                        "promptcache.content.body_sha256",
-                        hashlib.sha256(orjson.dumps(prepared.body)).hexdigest(),
-                    )
-        hooks.emit(ev)
-        return prepared
+                sp.set_attribute(
+                    "promptcache.content.body_sha256",
+                    hashlib.sha256(orjson.dumps(prepared.body)).hexdigest(),
+                )
+    hooks.emit(ev)
+    return prepared
 
-    def record_usage(self, usage: Any, *, tenant: str | None = None) -> None:
-        super().record_usage(usage, tenant=tenant)  # type: ignore[misc]
-        if not hooks.enabled():
-            return
-        from promptcache.figures import figures_from_usage
 
-        resolved = self.resolve_tenant(tenant)  # type: ignore[attr-defined]
-        f = figures_from_usage(usage, call_id="", tenant=resolved)
-        hooks.emit(
-            UsageEvent(
-                tenant=resolved,
-                provider=usage.provider,
-                model=usage.model or "",
-                input_tokens=usage.input_tokens,
-                cache_read_tokens=usage.cache_read_tokens,
-                cache_write_tokens=usage.cache_write_tokens,
-                output_tokens=usage.output_tokens,
-                cost_usd=f.cost_nusd / 1e9,
-                cost_avoided_usd=f.cost_avoided_nusd / 1e9,
-                priced=f.priced,
-                agent=hooks.current_agent(),
-            )
+def observe_usage(usage: Any, tenant: str) -> None:
+    """Emit the event of one recorded provider usage (``PromptCache.record_usage``)."""
+    if not hooks.enabled():
+        return
+    from promptcache.figures import figures_from_usage
+
+    f = figures_from_usage(usage, call_id="", tenant=tenant)
+    hooks.emit(
+        UsageEvent(
+            tenant=tenant,
+            provider=usage.provider,
+            model=usage.model or "",
+            input_tokens=usage.input_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=f.cost_nusd / 1e9,
+            cost_avoided_usd=f.cost_avoided_nusd / 1e9,
+            priced=f.priced,
+            agent=hooks.current_agent(),
         )
+    )
 
-    @property
-    def store(self) -> Any:
-        s = super().store  # type: ignore[misc]
-        _wrap_store(s)
-        return s
 
-    @property
-    def tools(self) -> Any:
-        return _wrap_artifact(super().tools, "tools")  # type: ignore[misc]
+def observe_store(store: Any) -> Any:
+    """``store`` with its lookups and writes reported (idempotent); returns it."""
+    _wrap_store(store)
+    return store
 
-    @property
-    def retrieval(self) -> Any:
-        return _wrap_artifact(super().retrieval, "retrieval")  # type: ignore[misc]
 
-    @property
-    def responses(self) -> Any:
-        return _wrap_artifact(super().responses, "responses")  # type: ignore[misc]
+def observe_artifact(cache: Any, kind: str) -> Any:
+    """The artifact cache ``cache`` (``tools``, ``retrieval`` or ``responses``) with its calls reported."""
+    return _wrap_artifact(cache, kind)
 
 
 def instrument(cache: Any) -> Any:
     """Make ``cache`` (a ``PromptCache``) report telemetry; returns it. Idempotent.
 
+    The cache's own methods consult its ``telemetry`` flag; its class is never changed.
     Nothing is exported until something listens: ``telemetry.enable_otel()``, a
     :class:`~promptcache.telemetry.prometheus.PrometheusExporter`, a
     :class:`~promptcache.telemetry.aggregate.StatsAggregator` or any ``add_observer``.
     """
-    cls = type(cache)
-    if issubclass(cls, _InstrumentedMixin):
-        return cache
-    sub = _subclasses.get(cls)
-    if sub is None:
-        sub = _subclasses[cls] = type(f"Instrumented{cls.__name__}", (_InstrumentedMixin, cls), {})
-    cache.__class__ = sub
+    cache.telemetry = True
     return cache
 
 
 def uninstrument(cache: Any) -> Any:
-    """Undo :func:`instrument` on the facade (artifact caches already handed out stay wrapped)."""
-    cls = type(cache)
-    if issubclass(cls, _InstrumentedMixin):
-        cache.__class__ = cls.__mro__[2]
+    """Undo :func:`instrument` (artifact caches and stores already handed out stay wrapped)."""
+    cache.telemetry = False
     return cache
 
 
 def is_instrumented(cache: Any) -> bool:
     """Whether :func:`instrument` was applied to ``cache``."""
-    return isinstance(cache, _InstrumentedMixin)
+    return bool(getattr(cache, "telemetry", False))
 
 
 @dataclass(slots=True)
