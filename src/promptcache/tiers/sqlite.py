@@ -125,16 +125,7 @@ class SQLiteStore:
         if self._closed:
             raise TierError("store is closed")
         try:
-            db = sqlite3.connect(
-                self.path,
-                timeout=self.busy_timeout_s,
-                isolation_level=None,  # we issue BEGIN/COMMIT ourselves: transactions stay short
-                check_same_thread=False,
-            )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable enough for a cache
-            db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-            db.executescript(_SCHEMA)
+            db = self._open()
         except sqlite3.Error as exc:
             if _is_corruption(exc):
                 self._set_aside()
@@ -145,6 +136,38 @@ class SQLiteStore:
         with self._conns_lock:
             self._conns.append(db)
         return db
+
+    def _open(self) -> sqlite3.Connection:
+        """A new connection in WAL mode with the schema in place.
+
+        Two processes opening a new file at once race to switch it to WAL, and SQLite answers
+        the loser "database is locked" at once, without its busy handler: that step is retried
+        within the busy timeout, like any other lock wait.
+        """
+        deadline = time.monotonic() + self.busy_timeout_s
+        pause = 0.005
+        while True:
+            db = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout_s,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves: transactions stay short
+                check_same_thread=False,
+            )
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable enough for a cache
+                db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+                db.executescript(_SCHEMA)
+                return db
+            except sqlite3.OperationalError as exc:
+                db.close()
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+            except BaseException:
+                db.close()
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     def _file_id(self) -> int | None:
         try:
