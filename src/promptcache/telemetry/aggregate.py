@@ -222,9 +222,13 @@ def _register(store: Any, writer_id: str, attempts: int = 5) -> bool:
             return True
         _put(store, INDEX_KEY, orjson.dumps([*ids, writer_id][-1024:]))
         store.flush()
+        # The index is read, extended and written back, so a writer that read it just before
+        # us overwrites our entry a moment later: look again only after such a write would
+        # have landed, and go round again if it did.
+        time.sleep(random.uniform(0.02, 0.06))
         if writer_id in _read_index(store):
             return True
-        time.sleep(random.uniform(0.005, 0.05) * (i + 1))  # a concurrent writer won; retry
+        time.sleep(random.uniform(0.005, 0.05) * (i + 1))
     return False
 
 
