@@ -128,7 +128,9 @@ def secrets_corpus(seed: int = 9) -> list[Secret]:
                 spaced = " ".join(num[i : i + 4] for i in range(0, 16, 4))
             else:
                 spaced = f"{num[:4]} {num[4:10]} {num[10:]}"
-            add(f"card_{prefix}", spaced, num[-8:] if n == 16 else num[10:])
+            # Amex's last group is only 5 digits, which the numbers in a store file can hold by
+            # chance: its needle is the last two groups with their space.
+            add(f"card_{prefix}", spaced, num[-8:] if n == 16 else spaced[5:])
             add(f"card_{prefix}_plain", num, num)
         core = _r(rng, ALNUM, 24)
         add("slack_bot_token", f"xoxb-{_r(rng, string.digits, 11)}-{_r(rng, string.digits, 12)}-{core}", core)
