@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import orjson
 
 from promptcache.formats import WireFormat
 from promptcache.llm_bridge import HINT_REJECTIONS, CallContext, current_call, mark_first_chunk
@@ -141,7 +142,7 @@ class _Call:
         ctx = self.ctx
         ctx.body = None  # answered (see CallContext.body)
         try:
-            plain = json.loads(data)
+            plain = _loads(data)
             if not isinstance(plain, dict):
                 raise TypeError("answer is not a JSON object")
             ctx.usage = usage_from_response(self.fmt, plain, model=self._model())
@@ -169,7 +170,7 @@ def _start(request: httpx.Request, content: bytes) -> tuple[_Call, dict[str, Any
     if found is None:
         return None
     try:
-        body = json.loads(content)
+        body = _loads(content)
     except ValueError:
         return None
     if not isinstance(body, dict):
@@ -177,8 +178,25 @@ def _start(request: httpx.Request, content: bytes) -> tuple[_Call, dict[str, Any
     return _Call(ctx, found[0], found[1]), body
 
 
+def _loads(data: bytes | str) -> Any:
+    # orjson parses a 16k-token body in a fraction of the stdlib's time (on every call); the
+    # stdlib takes what orjson refuses (integers beyond 64 bits), so nothing parses differently.
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    # Compact UTF-8, as the SDKs send; the stdlib for what orjson refuses (non-str keys, big ints).
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def _rebuilt(request: httpx.Request, body: dict[str, Any]) -> httpx.Request:
-    content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    content = _dumps(body)
     headers = httpx.Headers(request.headers)
     headers["content-length"] = str(len(content))
     return httpx.Request(
@@ -224,7 +242,7 @@ class _SSEReader:
         if not data or data == "[DONE]":
             return
         try:
-            event = json.loads(data)
+            event = _loads(data)
         except ValueError:
             return
         if isinstance(event, dict):
