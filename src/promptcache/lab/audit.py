@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,7 +29,7 @@ from promptcache.formats import WireFormat
 from promptcache.lab.bench import ArmResult, oracle_usage, run_hitrate
 from promptcache.lab.convert import to_openai_chat
 from promptcache.lab.simulate import min_cacheable_tokens, render
-from promptcache.lab.traces import TraceLine, read_trace
+from promptcache.lab.traces import TraceLine, read_trace_for
 from promptcache.pricing import cost
 from promptcache.usage import CacheUsage
 
@@ -230,13 +229,8 @@ def register(sub: Any) -> None:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    try:
-        lines = read_trace(args.log)
-    except (OSError, ValueError) as exc:
-        print(f"promptcache audit: {exc}", file=sys.stderr)
-        return 2
-    if not lines:
-        print("promptcache audit: the log is empty", file=sys.stderr)
+    lines = read_trace_for("audit", args.log, "log")
+    if lines is None:
         return 2
     # Short logs finish before a bar would be read; the bar only ever draws on a terminal's stderr.
     report = audit(lines, progress=not args.no_progress and len(lines) >= 20)

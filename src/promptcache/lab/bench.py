@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +34,14 @@ from promptcache.engine import PromptCache
 from promptcache.formats import WireFormat
 from promptcache.lab.convert import convert, default_model, to_openai_chat
 from promptcache.lab.simulate import Rendered, Simulator, render
-from promptcache.lab.traces import SCENARIOS, Domain, TraceLine, build_trace, read_trace, write_trace
+from promptcache.lab.traces import (
+    SCENARIOS,
+    Domain,
+    TraceLine,
+    build_trace,
+    read_trace_for,
+    write_trace,
+)
 from promptcache.pricing import cost
 from promptcache.usage import CacheUsage
 
@@ -319,13 +325,8 @@ def register(sub: Any) -> None:
 
 
 def _cli_hitrate(args: argparse.Namespace) -> int:
-    try:
-        lines = read_trace(args.trace)
-    except (OSError, ValueError) as exc:
-        print(f"promptcache bench: {exc}", file=sys.stderr)
-        return 2
-    if not lines:
-        print("promptcache bench: the trace is empty", file=sys.stderr)
+    lines = read_trace_for("bench", args.trace, "trace")
+    if lines is None:
         return 2
     from promptcache._cliutil import progress
 

@@ -31,6 +31,7 @@ import hashlib
 import json
 import random
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -50,6 +51,7 @@ __all__ = [
     "build_trace",
     "load_trajectories",
     "read_trace",
+    "read_trace_for",
     "script_from_trajectory",
     "trace_digest",
     "write_trace",
@@ -241,6 +243,23 @@ def _line_error(path: str | Path, no: int, raw: str) -> TraceError:
             msg = f"field {field!r}: {err['msg']}" + (f"; it must be {hint}" if hint else "")
         return TraceError(path, no, msg, field)
     return TraceError(path, no, "not a trace line")
+
+
+def read_trace_for(command: str, path: str | Path, what: str = "trace") -> list[TraceLine] | None:
+    """:func:`read_trace` for a CLI command: the lines, or None after one error line on stderr.
+
+    A missing, unreadable, malformed or empty file is the same for every command that reads
+    traces: ``promptcache COMMAND: <what went wrong>``, and the command exits 2.
+    """
+    try:
+        lines = read_trace(path)
+    except (OSError, ValueError) as exc:
+        print(f"promptcache {command}: {exc}", file=sys.stderr)
+        return None
+    if not lines:
+        print(f"promptcache {command}: the {what} is empty", file=sys.stderr)
+        return None
+    return lines
 
 
 def read_trace(path: str | Path) -> list[TraceLine]:
