@@ -48,7 +48,7 @@ from promptcache.pipeline.assemble import (
     prefix_of,
     volatile_block,
     volatile_text,
-    wire_plan,
+    wire_layout,
 )
 from promptcache.pipeline.learning import Families, family_id, learn, remember, slot_label
 from promptcache.plan import Plan, Prepared
@@ -463,19 +463,7 @@ class PromptCache:
         prefix = prefix_of(texts, learned, tools)
         vt = volatile_text(learned.fragments) if learned.fragments else None
         contract = self.contract(tenant, model)
-        plan = wire_plan(
-            fmt=fmt,
-            model=model,
-            tenant=tenant,
-            family=fid,
-            contract=contract,
-            prefix=prefix,
-            messages=msgs,
-            current=cur,
-            fragments=learned.fragments,
-            volatile=vt,
-            mode=self.mode,
-        )
+        laid = wire_layout(contract=contract, prefix=prefix, messages=msgs, current=cur, volatile=vt)
         snapshot = Snapshot(
             system=learned.prints,
             tool_order=tools.raw_order,
@@ -494,7 +482,10 @@ class PromptCache:
             format=fmt,
             model=model,
             policy=policy,
-            plan=plan,
+            n_blocks=len(laid.blocks),
+            prefix_end=laid.prefix_end,
+            prefix_key=laid.prefix_key,
+            data_classes=laid.data_classes,
             n_system=prefix.n_system,
             n_tools=len(tools.shared.canonical),
             history_end=cur,
@@ -505,7 +496,16 @@ class PromptCache:
             volatile_at=volatile_at,
         )
         hinted, hints, notes = apply_hints(new_body, ctx)
-        plan = plan.model_copy(update={"hints": hints, "decisions": notes})
+        plan = laid.plan(
+            format=fmt,
+            model=model,
+            tenant=tenant,
+            family=fid,
+            fragments=learned.fragments,
+            hints=hints,
+            decisions=notes,
+            mode=self.mode,
+        )
         plan._contract, plan._snapshot, plan._previous = contract, snapshot, previous
         return Prepared(body=dict(body) if self.mode == "shadow" else hinted, plan=plan)
 

@@ -12,7 +12,6 @@ one content-keyed memo)*.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import zlib
 from collections import OrderedDict
@@ -37,6 +36,7 @@ from promptcache.canonical import (
 )
 from promptcache.detect import SENSITIVE_PATTERNS, SENSITIVE_SCANNER, VERIFY, classes_of
 from promptcache.formats import WireFormat
+from promptcache.layout import tool_order
 from promptcache.scan import Scanner
 from promptcache.wire import WireAdapter, WireFormatError, normalize_message_text
 
@@ -68,9 +68,12 @@ class Memo:
         hit = self._d.get(key)
         if hit is None:
             return None
-        # Evicted by a put in another thread meanwhile: still a valid value.
-        with contextlib.suppress(KeyError):
+        # try/except rather than contextlib.suppress: this runs for every block of every
+        # request, and the context manager costs more than the lookup.
+        try:
             self._d.move_to_end(key)
+        except KeyError:
+            return hit[0]  # evicted by a put in another thread meanwhile: still a valid value
         return hit[0]
 
     def put(self, key: Hashable, value: Any, chars: int = 0) -> None:
@@ -109,6 +112,7 @@ class TextAnalysis:
     digest: str  # of ``stable``
     canonical_digest: str  # of ``canonical``
     block: Block  # of ``stable``
+    canonical_block: Block  # of ``canonical``: what a family sends while its values stay put
 
 
 def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> TextAnalysis:
@@ -148,6 +152,9 @@ def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> Text
         block=trusted_block(
             kind, stable, trust=Trust.TRUSTED, stability=Stability.STATIC, data_classes=classes
         ),
+        canonical_block=trusted_block(
+            kind, canon, trust=Trust.TRUSTED, stability=Stability.STATIC, data_classes=classes
+        ),
     )
 
 
@@ -174,16 +181,6 @@ class Tools:
     raw_order: list[str]
     raw_crc: dict[str, int]
     raw: bytes  # the list as the caller sent it (orjson, key order kept)
-
-
-def tool_order(names: list[str], pin: bool) -> list[int]:
-    """Layout order of a tool list: sorted by name (DESIGN.md step 1, tools are static and
-    a reshuffled list must give the same prefix) unless the policy pins the caller's order
-    (``layout.pin_tool_order``). The sort is stable: equal names keep their order."""
-    order = list(range(len(names)))
-    if not pin:
-        order.sort(key=lambda i: names[i])
-    return order
 
 
 def analyse_tool_set(tools: list[Any], names: list[str], order: list[int], relocate: bool) -> ToolSet:
@@ -250,8 +247,14 @@ def message_key(fmt: WireFormat, msg: Any) -> Hashable:
     """The memo key of a message, by value: its items when every value is a string (most
     chat messages: the strings' own cached hashes, no serialization), else its JSON as sent
     (key order kept; ``1``, ``1.0`` and ``true`` differ)."""
-    if type(msg) is dict and all(type(v) is str for v in msg.values()):
-        return tuple(msg.items())
+    if type(msg) is dict:
+        # A plain loop: this runs for every message of every request, and a generator
+        # expression costs a frame per message.
+        for v in msg.values():
+            if type(v) is not str:
+                break
+        else:
+            return tuple(msg.items())
     try:
         return orjson.dumps(msg)
     except TypeError as exc:

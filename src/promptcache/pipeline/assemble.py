@@ -1,4 +1,4 @@
-"""Lay a wire request's analysed parts out as a :class:`~promptcache.plan.Plan` and key it.
+"""Lay a wire request's analysed parts out (:class:`WireLayout`, then its ``Plan``) and key it.
 
 The wire layout is DESIGN.md step 1 for a request a framework already ordered:
 
@@ -15,11 +15,12 @@ chained digests of the prefix (``prompt_prefix``) and of the prefix plus history
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from promptcache.blocks import Block, BlockKind, Stability
 from promptcache.canonical import Fragment, digest
-from promptcache.formats import WireFormat
 from promptcache.keys import KeyContract, chain_hash, derive_key
+from promptcache.layout import wire_sections
 from promptcache.pipeline.analyse import Message, TextAnalysis, Tools
 from promptcache.pipeline.learning import Learned, sent_digest
 from promptcache.plan import Plan
@@ -48,18 +49,6 @@ def volatile_block(text: str) -> tuple[Block, str]:
     return block, digest(b"volatile", text.encode())
 
 
-def wire_sections(prefix_end: int, history: int, current: int, volatile: bool) -> list[str]:
-    """Sections of a wire request's plan, in order (the layout in this module's docstring):
-    the volatile block sits after the history, before the current turn, so it never
-    breaks the cached prefix nor the cached conversation."""
-    return (
-        ["static"] * prefix_end
-        + ["history"] * history
-        + (["volatile"] if volatile else [])
-        + ["current"] * current
-    )
-
-
 @dataclass(slots=True, frozen=True)
 class Prefix:
     """The static prefix as sent: system texts then tools."""
@@ -79,10 +68,12 @@ def prefix_of(texts: list[TextAnalysis], learned: Learned, tools: Tools) -> Pref
     for t, sent in zip(texts, learned.system_out, strict=True):
         if not sent:
             continue
-        same = sent == t.stable
-        blocks.append(
-            t.block if same else Block(kind=t.block.kind, content=sent, data_classes=t.data_classes)
-        )
+        if sent == t.stable:
+            blocks.append(t.block)
+        elif sent == t.canonical:  # the analysis made both blocks once, not one per call
+            blocks.append(t.canonical_block)
+        else:
+            blocks.append(Block(kind=t.block.kind, content=sent, data_classes=t.data_classes))
         digests.append(sent_digest(t, sent))
         if t.data_classes:
             classes[len(blocks) - 1] = list(t.data_classes)
@@ -97,22 +88,44 @@ def prefix_of(texts: list[TextAnalysis], learned: Learned, tools: Tools) -> Pref
     )
 
 
-def wire_plan(
+@dataclass(slots=True, frozen=True)
+class WireLayout:
+    """A wire request laid out: blocks and digests in sent order, their sections, the static
+    prefix's length, the two keys, and data classes at their block indices. Plain data: the
+    hint placement reads it, and the engine makes it the request's :class:`Plan`."""
+
+    blocks: list[Block]
+    digests: list[str]
+    sections: list[str]
+    prefix_end: int
+    prefix_key: str
+    conversation_key: str
+    data_classes: dict[int, list[str]]
+
+    def plan(self, **fields: Any) -> Plan:
+        """The :class:`Plan` of this layout, with the request's other ``fields``."""
+        return Plan(
+            blocks=self.blocks,
+            digests=self.digests,
+            sections=self.sections,
+            prefix_end=self.prefix_end,
+            prefix_key=self.prefix_key,
+            conversation_key=self.conversation_key,
+            data_classes=self.data_classes,
+            **fields,
+        )
+
+
+def wire_layout(
     *,
-    fmt: WireFormat,
-    model: str,
-    tenant: str,
-    family: str,
     contract: KeyContract,
     prefix: Prefix,
     messages: list[Message],
     current: int,
-    fragments: list[Fragment],
     volatile: str | None,
-    mode: str,
-) -> Plan:
-    """The plan of a wire request: blocks and digests in sent order, sections, data classes
-    at their plan indices, and the two keys."""
+) -> WireLayout:
+    """Lay a wire request out and key it: the prefix, the history, the volatile block (if
+    any), the current turn from message ``current`` on (:func:`promptcache.layout.wire_sections`)."""
     blocks = list(prefix.blocks)
     digests = list(prefix.digests)
     classes = dict(prefix.data_classes)
@@ -126,24 +139,18 @@ def wire_plan(
         block, dg = volatile_block(volatile)
         blocks.append(block)
         digests.append(dg)
+    current_from = len(blocks)
     for m in messages[current:]:
         blocks.append(m.block)
         digests.append(m.digest)
         if m.data_classes:
             classes[len(blocks) - 1] = list(m.data_classes)
-    prefix_end = len(prefix.blocks)
-    return Plan(
-        format=fmt,
-        model=model,
-        tenant=tenant,
-        family=family,
+    return WireLayout(
         blocks=blocks,
         digests=digests,
-        sections=wire_sections(prefix_end, current, len(messages) - current, volatile is not None),
-        prefix_end=prefix_end,
+        sections=wire_sections(blocks, current_from),
+        prefix_end=len(prefix.blocks),
         prefix_key=derive_key(contract, "prompt_prefix", chain_hash(prefix.digests)),
         conversation_key=conversation_key,
-        fragments=fragments,
         data_classes=classes,
-        mode=mode,
     )

@@ -120,15 +120,21 @@ def _ttl_set(options: tuple[str, ...]) -> frozenset[str]:
 
 @dataclass(slots=True)
 class HintContext:
-    """What the hint placement needs to know about a rewritten request.
+    """What the hint placement needs to know about a rewritten request: plain figures of its
+    plan (the placement reads nothing back from the joined body but ``volatile_at``).
 
+    ``n_blocks``, ``prefix_end``, ``prefix_key`` and ``data_classes`` are the plan's (blocks in
+    sent order, the static prefix's length and key, data classes per block index).
     ``catalog`` replaces the packaged model catalog (overrides included).
     """
 
     format: WireFormat
     model: str
     policy: Policy
-    plan: Plan
+    n_blocks: int
+    prefix_end: int
+    prefix_key: str
+    data_classes: Mapping[int, Sequence[str]]
     n_system: int
     n_tools: int
     history_end: int
@@ -136,11 +142,6 @@ class HintContext:
     prefix_chars: int
     message_chars: list[int]
     catalog: Catalog | None = None
-    #: Already known by the caller (the engine keeps them per conversation): the index of
-    #: the first block provider caching may not cover, and every data class in the plan.
-    #: ``None``: computed from ``plan`` and ``policy``.
-    blocked_from: int | None = None
-    data_class_set: frozenset[str] | None = None
     #: Where the body carries the volatile block (from the join that placed it, never
     #: searched for in the body); None: there is none.
     volatile_at: VolatileAt | None = None
@@ -168,10 +169,8 @@ def class_set(data_classes: Mapping[int, Sequence[str]]) -> frozenset[str]:
 
 def _blocked_from(ctx: HintContext) -> int:
     """Index (plan order) of the first block provider caching may not cover."""
-    if ctx.blocked_from is not None:
-        return ctx.blocked_from
-    blocked = first_blocked(ctx.policy, ctx.plan.data_classes) if ctx.plan.data_classes else None
-    return len(ctx.plan.blocks) if blocked is None else blocked
+    blocked = first_blocked(ctx.policy, ctx.data_classes) if ctx.data_classes else None
+    return ctx.n_blocks if blocked is None else blocked
 
 
 def caching_forbidden(plan: Plan, policy: Policy) -> bool:
@@ -207,10 +206,7 @@ _OPENAI_MARKABLE_ROLES = frozenset({"user", "system", "developer", "tool"})
 def policy_prefix_ttl(ctx: HintContext) -> int:
     """Seconds the policy keeps this request's prefix: the prompt_prefix default TTL,
     shortened by the data classes present (0 when a class denies caching)."""
-    classes = ctx.data_class_set
-    if classes is None:
-        classes = class_set(ctx.plan.data_classes)
-    decision = ctx.policy.decide(EntryType.PROMPT_PREFIX, data_classes=classes)
+    decision = ctx.policy.decide(EntryType.PROMPT_PREFIX, data_classes=class_set(ctx.data_classes))
     return decision.ttl_seconds if decision.allowed else 0
 
 
@@ -240,7 +236,7 @@ def _openai(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], lis
     options = ttl_options(ctx.model, ctx.format, ctx.catalog)
     explicit = "explicit" in options
     blocked = _blocked_from(ctx)
-    if blocked < ctx.plan.prefix_end:
+    if blocked < ctx.prefix_end:
         notes.append(
             "system prompt or tools hold content policy keeps out of provider caches: no prompt_cache_key"
         )
@@ -260,9 +256,9 @@ def _openai(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], lis
     if "prompt_cache_key" in body:
         notes.append("prompt_cache_key set by the caller: kept")
     else:
-        out["prompt_cache_key"] = "pc-" + ctx.plan.prefix_key[:32]
+        out["prompt_cache_key"] = "pc-" + ctx.prefix_key[:32]
         hints.append(_hint(kind="prompt_cache_key", where="$.prompt_cache_key"))
-    conv_blocked = blocked < len(ctx.plan.blocks)
+    conv_blocked = blocked < ctx.n_blocks
     ttl_s = policy_prefix_ttl(ctx)
     if explicit:
         # prompt_cache_options.ttl supersedes prompt_cache_retention on these models and
@@ -473,13 +469,13 @@ def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], 
     minimum = min_cacheable_tokens(ctx.model, ctx.format, ctx.catalog)
     static_tokens = ctx.prefix_chars // _CHARS_PER_TOKEN
     blocked = _blocked_from(ctx)
-    static_blocked = blocked < ctx.plan.prefix_end
+    static_blocked = blocked < ctx.prefix_end
     ttl = _ttl_static(ctx, body)
     out = dict(body)
     wanted: list[str] = []
     messages = list(out.get("messages") or [])
     conv_tokens = static_tokens + sum(ctx.message_chars) // _CHARS_PER_TOKEN
-    conv_blocked = blocked < len(ctx.plan.blocks) and not static_blocked
+    conv_blocked = blocked < ctx.n_blocks and not static_blocked
     if messages and conv_tokens >= minimum and not static_blocked and not conv_blocked:
         wanted.append("conversation")
     elif conv_blocked:
@@ -560,7 +556,7 @@ def _bedrock(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], li
         return body, [], ["4 cachePoints already placed by the caller: none added"]
     minimum = min_cacheable_tokens(ctx.model, ctx.format, ctx.catalog)
     static_tokens = ctx.prefix_chars // _CHARS_PER_TOKEN
-    if _blocked_from(ctx) < len(ctx.plan.blocks):
+    if _blocked_from(ctx) < ctx.n_blocks:
         return (
             body,
             [],
