@@ -460,8 +460,64 @@ def _conversation_target(messages: list[Any], volatile: VolatileAt | None) -> tu
     return (len(messages) - 1, -1)
 
 
-def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], list[Hint], list[str]]:
+@dataclass(frozen=True, slots=True)
+class PrefixFigures:
+    """What a breakpoint decision needs to know about one request, as plain figures.
+
+    Token counts are estimates (characters / 4). ``free_slots`` is how many breakpoints the
+    caller left free; ``static_blocked`` / ``conversation_blocked``: the policy keeps content
+    of that part out of provider caches.
+    """
+
+    static_tokens: int
+    conversation_tokens: int
+    minimum: int
+    free_slots: int
+    static_blocked: bool
+    conversation_blocked: bool
+    has_messages: bool
+    n_system: int
+    n_tools: int
+
+
+def anthropic_breakpoints(f: PrefixFigures) -> tuple[list[str], list[str]]:
+    """The sections that get an Anthropic ``cache_control`` breakpoint, most valuable first,
+    and notes on those that do not.
+
+    Anthropic prompt caching (docs.anthropic.com, "Prompt caching"): at most 4 breakpoints per
+    request, the caller's included (:data:`MAX_BREAKPOINTS`; DESIGN.md: the caller's markers
+    are sacred, so only free slots are used); a prefix shorter than the model's minimum
+    cacheable length is not cached, so no breakpoint goes below it; the prefix is rendered
+    tools → system → messages, so a breakpoint at the end of the conversation also covers
+    the static part, and it comes first. Content the policy keeps out of provider caches
+    stops placement at and after it (DESIGN.md, Trust).
+
+    >>> anthropic_breakpoints(PrefixFigures(3000, 9000, 1024, 4, False, False, True, 1, 5))
+    (['conversation', 'system', 'tools'], [])
+    """
+    wanted: list[str] = []
     notes: list[str] = []
+    if (
+        f.has_messages
+        and f.conversation_tokens >= f.minimum
+        and not (f.static_blocked or f.conversation_blocked)
+    ):
+        wanted.append("conversation")
+    elif f.conversation_blocked and not f.static_blocked:
+        notes.append("conversation holds content policy keeps out of provider caches: no breakpoint there")
+    if f.static_blocked:
+        notes.append(
+            "system prompt or tools hold content policy keeps out of provider caches: no breakpoints"
+        )
+    elif f.static_tokens >= f.minimum:
+        if f.n_system:
+            wanted.append("system")
+        if f.n_tools:
+            wanted.append("tools")
+    return wanted[: f.free_slots], notes
+
+
+def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], list[Hint], list[str]]:
     hints: list[Hint] = []
     budget = MAX_BREAKPOINTS - _count_anthropic_markers(body)
     if budget <= 0:
@@ -472,28 +528,25 @@ def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], 
     static_blocked = blocked < ctx.prefix_end
     ttl = _ttl_static(ctx, body)
     out = dict(body)
-    wanted: list[str] = []
     messages = list(out.get("messages") or [])
     conv_tokens = static_tokens + sum(ctx.message_chars) // _CHARS_PER_TOKEN
-    conv_blocked = blocked < ctx.n_blocks and not static_blocked
-    if messages and conv_tokens >= minimum and not static_blocked and not conv_blocked:
-        wanted.append("conversation")
-    elif conv_blocked:
-        notes.append("conversation holds content policy keeps out of provider caches: no breakpoint there")
-    if static_blocked:
-        notes.append(
-            "system prompt or tools hold content policy keeps out of provider caches: no breakpoints"
+    wanted, notes = anthropic_breakpoints(
+        PrefixFigures(
+            static_tokens=static_tokens,
+            conversation_tokens=conv_tokens,
+            minimum=minimum,
+            free_slots=budget,
+            static_blocked=static_blocked,
+            conversation_blocked=blocked < ctx.n_blocks and not static_blocked,
+            has_messages=bool(messages),
+            n_system=ctx.n_system,
+            n_tools=ctx.n_tools,
         )
-    elif static_tokens >= minimum:
-        if ctx.n_system:
-            wanted.append("system")
-        if ctx.n_tools:
-            wanted.append("tools")
-    else:
+    )
+    if not static_blocked and static_tokens < minimum:
         notes.append(
             f"static prefix ~{static_tokens} tokens is below the {minimum}-token minimum of {ctx.model}"
         )
-    wanted = wanted[:budget]
     # Placement in rendering order (tools, system, conversation) keeps 1h before 5m.
     if "tools" in wanted:
         tools = list(out["tools"])
@@ -542,8 +595,32 @@ def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], 
     return out, hints, notes
 
 
+def bedrock_cache_points(f: PrefixFigures) -> tuple[list[str], list[str]]:
+    """The sections that get a Bedrock Converse ``cachePoint``, in placement order, and notes.
+
+    Bedrock prompt caching (docs.aws.amazon.com, "Prompt caching for faster model inference"):
+    at most 4 cache checkpoints per request, the caller's included; a checkpoint below the
+    model's minimum tokens per checkpoint is ignored, so none is placed when the static
+    prefix is below it; the conversation's point comes first (it covers system and tools).
+    Any content the policy keeps out of provider caches stops placement for the whole
+    request (DESIGN.md, Trust).
+
+    >>> bedrock_cache_points(PrefixFigures(3000, 9000, 1024, 2, False, False, True, 1, 5))
+    (['conversation', 'system'], [])
+    """
+    if f.static_blocked or f.conversation_blocked:
+        return [], ["request holds content policy keeps out of provider caches: no cachePoint"]
+    if f.static_tokens < f.minimum:
+        return [], [f"static prefix ~{f.static_tokens} tokens is below the {f.minimum}-token minimum"]
+    wanted = ["conversation"] if f.has_messages else []
+    if f.n_system:
+        wanted.append("system")
+    if f.n_tools:
+        wanted.append("tools")
+    return wanted[: f.free_slots], []
+
+
 def _bedrock(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], list[Hint], list[str]]:
-    notes: list[str] = []
     hints: list[Hint] = []
 
     def points(seq: Any) -> int:
@@ -554,25 +631,29 @@ def _bedrock(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], li
     budget = MAX_BREAKPOINTS - existing
     if budget <= 0:
         return body, [], ["4 cachePoints already placed by the caller: none added"]
-    minimum = min_cacheable_tokens(ctx.model, ctx.format, ctx.catalog)
-    static_tokens = ctx.prefix_chars // _CHARS_PER_TOKEN
-    if _blocked_from(ctx) < ctx.n_blocks:
-        return (
-            body,
-            [],
-            ["request holds content policy keeps out of provider caches: no cachePoint"],
-        )
-    if static_tokens < minimum:
-        return (
-            body,
-            [],
-            [f"static prefix ~{static_tokens} tokens is below the {minimum}-token minimum"],
-        )
-    point = {"cachePoint": {"type": "default"}}
+    blocked = _blocked_from(ctx)
     out = dict(body)
     messages = list(out.get("messages") or [])
     target = _conversation_target(messages, ctx.volatile_at) if messages else None
-    if target is not None and budget > 0:
+    static_tokens = ctx.prefix_chars // _CHARS_PER_TOKEN
+    wanted, notes = bedrock_cache_points(
+        PrefixFigures(
+            static_tokens=static_tokens,
+            conversation_tokens=static_tokens + sum(ctx.message_chars) // _CHARS_PER_TOKEN,
+            minimum=min_cacheable_tokens(ctx.model, ctx.format, ctx.catalog),
+            free_slots=budget,
+            static_blocked=blocked < ctx.prefix_end,
+            conversation_blocked=blocked < ctx.n_blocks,
+            has_messages=target is not None,
+            # A section the caller already gave a point keeps the caller's.
+            n_system=ctx.n_system if not points(out.get("system")) else 0,
+            n_tools=ctx.n_tools if not points((out.get("toolConfig") or {}).get("tools")) else 0,
+        )
+    )
+    if not wanted:
+        return body, [], notes
+    point = {"cachePoint": {"type": "default"}}
+    if "conversation" in wanted and target is not None:
         mi, bi = target
         msg = dict(messages[mi])
         content = list(msg.get("content") or [])
@@ -581,13 +662,11 @@ def _bedrock(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], li
         messages[mi] = msg
         out["messages"] = messages
         hints.append(_hint(kind="cachePoint", where=f"$.messages[{mi}].content[{bi + 1}]"))
-        budget -= 1
-    if budget > 0 and ctx.n_system and not points(out.get("system")):
+    if "system" in wanted:
         out["system"] = [*out["system"], point]
         hints.append(_hint(kind="cachePoint", where=f"$.system[{len(out['system']) - 1}]"))
-        budget -= 1
     tc = out.get("toolConfig")
-    if budget > 0 and ctx.n_tools and isinstance(tc, dict) and not points(tc.get("tools")):
+    if "tools" in wanted and isinstance(tc, dict):
         out["toolConfig"] = {**tc, "tools": [*tc["tools"], point]}
         hints.append(_hint(kind="cachePoint", where=f"$.toolConfig.tools[{len(tc['tools'])}]"))
     return out, hints, notes
