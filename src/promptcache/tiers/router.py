@@ -8,12 +8,19 @@ What sits below L1 is built by :func:`below_l1`, in one place, outermost first::
           CircuitBreaker a failing L2 is skipped for a cooldown (``tier_skipped``)
             L2           SQLite or Redis
 
-Around that chain :class:`TieredStore` keeps what needs the whole picture: the
-L1 (in memory, on the caller's thread), tenancy (an entry of another tenant is
-never returned, whatever the key: ``tenant_mismatch``), tag generations and the
-invalidation bus (see :mod:`promptcache.invalidation` for the model and the L1
-staleness bound), :class:`SingleFlight` and :class:`StaleWhileRevalidate` for
-:meth:`TieredStore.get_or_compute`.
+Around that chain :class:`TieredStore` routes between the tiers and keeps what
+needs the whole picture: the L1 (in memory, on the caller's thread), tenancy (an
+entry of another tenant is never returned, whatever the key: ``tenant_mismatch``),
+tag generations and the invalidation bus (see :mod:`promptcache.invalidation` for
+the model and the L1 staleness bound).
+
+Above it, the read path is built by :func:`read_through`, in one place, outermost
+first; each wrapper is a :class:`~promptcache.tiers.readthrough.ReadThrough` over
+the next, and :meth:`TieredStore.get_or_compute` is the outermost one's::
+
+    StaleWhileRevalidate a just-expired entry of the listed types is served while one refresh runs
+      SingleFlight       concurrent identical fills compute once
+        TieredStore      lookup (L1, then below) and fill (compute, then store)
 
 Sync and asyncio share one implementation: each operation is written once as a
 generator that yields the I/O it needs (``("get", key)``) and receives the
@@ -28,8 +35,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,12 +57,13 @@ from promptcache.tiers.entry import Entry, key_digest
 from promptcache.tiers.memory import MemoryStore
 from promptcache.tiers.offload import BlobOffload
 from promptcache.tiers.outcome import Produced
+from promptcache.tiers.readthrough import AsyncCompute, Lookup, Result, SyncCompute
 from promptcache.tiers.sealed import Sealed
 from promptcache.tiers.singleflight import SingleFlight
 from promptcache.tiers.swr import StaleWhileRevalidate
 from promptcache.tiers.writeback import WriteBack
 
-__all__ = ["InvalidationFailed", "Lookup", "Result", "RouterStats", "TieredStore", "below_l1"]
+__all__ = ["InvalidationFailed", "Lookup", "Result", "RouterStats", "TieredStore", "below_l1", "read_through"]
 
 log = logging.getLogger("promptcache.tiers")
 
@@ -69,32 +76,6 @@ Steps = Generator[Op, Any, T]
 
 class InvalidationFailed(TierError):
     """The shared tier could not record an invalidation: tagged entries may still be served."""
-
-
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    """A read that found something: the (plaintext) entry, the tier it came from, and staleness."""
-
-    entry: Entry
-    tier: str
-    stale: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What :meth:`TieredStore.get_or_compute` returns.
-
-    ``tier`` is the tier that served it, ``"flight"`` if another caller computed
-    it concurrently, ``None`` if this call computed it. ``produced`` is what the
-    compute callback returned (this call's or the flight leader's), ``None`` on
-    a tier hit; ``payload`` is empty when nothing was stored.
-    """
-
-    payload: bytes
-    tier: str | None
-    stale: bool = False
-    computed: bool = False
-    produced: Produced | None = None
 
 
 class RouterStats(BaseModel):
@@ -146,6 +127,14 @@ def below_l1(
     )
 
 
+def read_through(
+    inner: Any, *, count: Callable[[str], None], swr_types: Iterable[str] = (), swr_window_s: float = 60.0
+) -> StaleWhileRevalidate:
+    """The read path over ``inner``'s lookup and fill (see the module docstring), counting with ``count``."""
+    flights = SingleFlight(inner, count=count)
+    return StaleWhileRevalidate(flights, count=count, types=swr_types, window_s=swr_window_s)
+
+
 class TieredStore:
     """The tiered cache the artifact caches are built on (see the module docstring)."""
 
@@ -191,8 +180,9 @@ class TieredStore:
                 breaker_cooldown_s=breaker_cooldown_s,
                 tier_timeout_s=tier_timeout_s,
             )
-        self.flights = SingleFlight(self._counters.add)
-        self.swr = StaleWhileRevalidate(swr_types, swr_window_s)
+        self.reads = read_through(
+            self, count=self._counters.add, swr_types=swr_types, swr_window_s=swr_window_s
+        )
         self._closed = False
         self.bus.subscribe(self._on_event)
         self.bus.on_reset(self._on_bus_reset)
@@ -240,12 +230,12 @@ class TieredStore:
     @property
     def swr_types(self) -> frozenset[str]:
         """Entry types that may be served stale (see :class:`StaleWhileRevalidate`)."""
-        return self.swr.types
+        return self.reads.types
 
     # the I/O edge: one implementation, two drivers ----------------------------
 
     def _run(self, steps: Steps[T]) -> T:
-        """Perform each step's I/O with the chain's sync methods."""
+        """Perform each step's I/O with the chain's sync methods (``("call", fn)``: ``fn()``)."""
         try:
             op = next(steps)
             while True:
@@ -253,6 +243,8 @@ class TieredStore:
                     if op[0] == "publish":
                         out = None
                         self._publish(op[1])
+                    elif op[0] == "call":
+                        out = op[1]()
                     else:
                         out = getattr(self.below, op[0])(*op[1:])
                 except Exception as exc:
@@ -263,7 +255,7 @@ class TieredStore:
             return done.value  # type: ignore[no-any-return]
 
     async def _arun(self, steps: Steps[T]) -> T:
-        """Perform each step's I/O with the chain's asyncio methods (blocking ones in a thread)."""
+        """Perform each step's I/O with the chain's asyncio methods (``("call", fn)``: ``await fn()``)."""
         try:
             op = next(steps)
             while True:
@@ -271,6 +263,8 @@ class TieredStore:
                     if op[0] == "publish":
                         out = None
                         await asyncio.to_thread(self._publish, op[1])
+                    elif op[0] == "call":
+                        out = await op[1]()
                     else:
                         out = await getattr(self.below, f"a{op[0]}")(*op[1:])
                 except Exception as exc:
@@ -313,7 +307,8 @@ class TieredStore:
         now = self._clock()
         if entry.fresh_at(now):
             return Lookup(entry, tier)
-        if allow_stale and self.swr.applies(entry.entry_type) and not entry.dead_at(now):
+        # only an entry stamped with a stale window (StaleWhileRevalidate.stamp) outlives its TTL
+        if allow_stale and not entry.dead_at(now):
             return Lookup(entry, tier, stale=True)
         return None
 
@@ -466,7 +461,7 @@ class TieredStore:
             ttl_s=ttl_s,
             tags=gens,
         )
-        return self.swr.stamp(entry)
+        return self.reads.stamp(entry)
 
     def _store(self, entry: Entry) -> None:
         """L1 now, the chain below in the background (the one write point of every write)."""
@@ -571,24 +566,51 @@ class TieredStore:
 
     # read or compute ------------------------------------------------------------
 
-    def _stored(
-        self,
-        key: str,
-        produced: Produced,
-        tenant: str,
-        entry_type: str,
-        gens: dict[str, int],
-        ttl_s: float | None,
-    ) -> Produced:
+    def _fill(
+        self, key: str, fn: Any, tenant: str, entry_type: str, tags: Iterable[str], ttl_s: float | None
+    ) -> Steps[Result]:
+        # generations are read before computing: an invalidation during fn() wins
+        gens = yield from self._generations(normalize_tags(tags), True)
+        produced = _produced((yield ("call", fn)))
         if produced.storable:
             ttl = produced.ttl_s if produced.ttl_s is not None else ttl_s
             self._store(self._build(key, produced.payload or b"", tenant, entry_type, gens, ttl))
-        return produced
+        return Result(produced.payload or b"", None, computed=True, produced=produced)
+
+    def fill(
+        self,
+        key: str,
+        fn: SyncCompute,
+        *,
+        tenant: str,
+        entry_type: str,
+        tags: Iterable[str] = (),
+        ttl_s: float | None = None,
+    ) -> Result:
+        """Compute ``fn()`` now (no lookup, no single-flight) and store it when it is storable.
+
+        ``fn`` returns the bytes to store, or a :class:`Produced` that may say
+        "computed, don't store" (``payload=None``).
+        """
+        return self._run(self._fill(key, fn, tenant, entry_type, tags, ttl_s))
+
+    async def afill(
+        self,
+        key: str,
+        fn: AsyncCompute,
+        *,
+        tenant: str,
+        entry_type: str,
+        tags: Iterable[str] = (),
+        ttl_s: float | None = None,
+    ) -> Result:
+        """See :meth:`fill`."""
+        return await self._arun(self._fill(key, fn, tenant, entry_type, tags, ttl_s))
 
     def get_or_compute(
         self,
         key: str,
-        fn: Callable[[], bytes | Produced],
+        fn: SyncCompute,
         *,
         tenant: str,
         entry_type: str,
@@ -599,27 +621,17 @@ class TieredStore:
 
         ``fn`` returns the bytes to store, or a :class:`Produced` that may say
         "computed, don't store" (``payload=None``): the value is then shared with
-        the concurrent identical callers and written nowhere.
+        the concurrent identical callers and written nowhere. This is the read
+        path built by :func:`read_through` (stale-while-revalidate, single-flight).
         """
-        names = normalize_tags(tags)
-
-        def compute() -> Produced:
-            # generations are read before computing: an invalidation during fn() wins
-            gens = self.current_generations(names, refresh=True)
-            return self._stored(key, _produced(fn()), tenant, entry_type, gens, ttl_s)
-
-        hit = self.lookup(key, tenant=tenant, allow_stale=self.swr.applies(entry_type))
-        if hit is not None:
-            if hit.stale:
-                self._counters.add("swr_served")
-                self.swr.refresh_later(tenant, key, compute)
-            return Result(hit.entry.payload or b"", hit.tier, stale=hit.stale)
-        return _result(*self.flights.run(tenant, key, compute))
+        return self.reads.get_or_compute(
+            key, fn, tenant=tenant, entry_type=entry_type, tags=tags, ttl_s=ttl_s
+        )
 
     async def aget_or_compute(
         self,
         key: str,
-        fn: Callable[[], Awaitable[bytes | Produced]],
+        fn: AsyncCompute,
         *,
         tenant: str,
         entry_type: str,
@@ -627,19 +639,9 @@ class TieredStore:
         ttl_s: float | None = None,
     ) -> Result:
         """See :meth:`get_or_compute` (single-flight per event loop)."""
-        names = normalize_tags(tags)
-
-        async def compute() -> Produced:
-            gens = await self.acurrent_generations(names, refresh=True)
-            return self._stored(key, _produced(await fn()), tenant, entry_type, gens, ttl_s)
-
-        hit = await self.alookup(key, tenant=tenant, allow_stale=self.swr.applies(entry_type))
-        if hit is not None:
-            if hit.stale:
-                self._counters.add("swr_served")
-                self.swr.arefresh_later(tenant, key, compute)
-            return Result(hit.entry.payload or b"", hit.tier, stale=hit.stale)
-        return _result(*await self.flights.arun(tenant, key, compute))
+        return await self.reads.aget_or_compute(
+            key, fn, tenant=tenant, entry_type=entry_type, tags=tags, ttl_s=ttl_s
+        )
 
     # housekeeping ------------------------------------------------------------
 
@@ -665,7 +667,7 @@ class TieredStore:
         self._closed = True
         if self.below is not None:
             self.below.stop(timeout)
-        self.swr.close()
+        self.reads.close()
         self.bus.close()
         for store in (self.l2, self.l3):
             if store is not None:
@@ -697,10 +699,3 @@ class TieredStore:
 
 def _produced(out: bytes | Produced) -> Produced:
     return out if isinstance(out, Produced) else Produced(payload=out)
-
-
-def _result(produced: Produced, leader: bool) -> Result:
-    """This call's result (``leader``), or the one it shared with the flight it joined."""
-    if leader:
-        return Result(produced.payload or b"", None, computed=True, produced=produced)
-    return Result(produced.payload or b"", "flight", produced=produced)
