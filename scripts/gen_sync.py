@@ -20,7 +20,7 @@ from pathlib import Path
 import unasync  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = [ROOT / "src" / "promptcache" / "tiers"]
+PACKAGES = [ROOT / "src" / "promptcache" / "tiers", ROOT / "src" / "promptcache" / "artifacts"]
 
 #: Async name → sync name (``AsyncX`` → ``SyncX`` is unasync's own rule).
 REPLACEMENTS = {
@@ -41,6 +41,14 @@ REPLACEMENTS = {
     "_apipeline": "_pipeline",
     "_aload_scripts": "_load_scripts",
     "_aclient": "_sclient",
+    "_async": "_sync",
+    "arun": "run",
+    "acall": "call",
+    "aretrieve": "retrieve",
+    "aresolve": "resolve",
+    "ainvalidate": "invalidate",
+    "acurrent_generations": "current_generations",
+    "_aafter_write": "_after_write",
 }
 
 HEADER = (
