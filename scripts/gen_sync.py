@@ -49,6 +49,8 @@ REPLACEMENTS = {
     "ainvalidate": "invalidate",
     "acurrent_generations": "current_generations",
     "_aafter_write": "_after_write",
+    "_apublish": "_publish",
+    "_agenerations": "_generations",
 }
 
 HEADER = (

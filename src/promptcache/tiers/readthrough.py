@@ -23,7 +23,7 @@ from typing import Protocol
 from promptcache.tiers.entry import Entry
 from promptcache.tiers.outcome import Produced
 
-__all__ = ["AsyncCompute", "Lookup", "ReadThrough", "Result", "SyncCompute", "served"]
+__all__ = ["AsyncCompute", "Lookup", "ReadThrough", "Result", "SyncCompute", "produced_of", "served"]
 
 #: A compute callback: the bytes to store, or a :class:`Produced` that may say "don't store".
 SyncCompute = Callable[[], bytes | Produced]
@@ -55,6 +55,11 @@ class Result:
     stale: bool = False
     computed: bool = False
     produced: Produced | None = None
+
+
+def produced_of(out: bytes | Produced) -> Produced:
+    """What a compute callback returned, as a :class:`Produced` (bare bytes: store them)."""
+    return out if isinstance(out, Produced) else Produced(payload=out)
 
 
 def served(hit: Lookup) -> Result:

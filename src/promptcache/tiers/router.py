@@ -22,22 +22,21 @@ the next, and :meth:`TieredStore.get_or_compute` is the outermost one's::
       SingleFlight       concurrent identical fills compute once
         TieredStore      lookup (L1, then below) and fill (compute, then store)
 
-Sync and asyncio share one implementation: each operation is written once as a
-generator that yields the I/O it needs (``("get", key)``) and receives the
-answer; :meth:`TieredStore._run` performs that I/O with the sync methods of the
-chain, :meth:`TieredStore._arun` awaits their asyncio forms (sans-I/O, the shape
-hishel's core has).
+Sync and asyncio share one implementation: each operation (lookup, get_many,
+put, delete, invalidate, fill, ...) is written once, for asyncio, in
+``_async/router.py``, and the sync form is generated from it with unasync
+(``_sync/router.py``, scripts/gen_sync.py); the chain's wrappers are written the
+same way, so an operation reads as plain code in both forms.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -47,17 +46,17 @@ from promptcache.invalidation import (
     InvalidationBus,
     InvalidationEvent,
     LocalBus,
-    normalize_tags,
 )
-from promptcache.tiers.base import StatsCounter, Store, TierError, TierStats
+from promptcache.tiers._async.router import AsyncRouterOps
+from promptcache.tiers._sync.router import SyncRouterOps
+from promptcache.tiers.base import InvalidationFailed, StatsCounter, Store, TierStats
 from promptcache.tiers.blob import BlobStore, FileBlobStore
-from promptcache.tiers.breaker import CircuitBreaker, TierSkipped
+from promptcache.tiers.breaker import CircuitBreaker
 from promptcache.tiers.crypto import KeyRing
 from promptcache.tiers.entry import Entry, key_digest
 from promptcache.tiers.memory import MemoryStore
 from promptcache.tiers.offload import BlobOffload
-from promptcache.tiers.outcome import Produced
-from promptcache.tiers.readthrough import AsyncCompute, Lookup, Result, SyncCompute
+from promptcache.tiers.readthrough import Lookup, Result
 from promptcache.tiers.sealed import Sealed
 from promptcache.tiers.singleflight import SingleFlight
 from promptcache.tiers.swr import StaleWhileRevalidate
@@ -66,16 +65,6 @@ from promptcache.tiers.writeback import WriteBack
 __all__ = ["InvalidationFailed", "Lookup", "Result", "RouterStats", "TieredStore", "below_l1", "read_through"]
 
 log = logging.getLogger("promptcache.tiers")
-
-T = TypeVar("T")
-
-#: One step of an operation: the I/O it needs, e.g. ``("get", key)`` or ``("publish", event)``.
-Op = tuple[Any, ...]
-Steps = Generator[Op, Any, T]
-
-
-class InvalidationFailed(TierError):
-    """The shared tier could not record an invalidation: tagged entries may still be served."""
 
 
 class RouterStats(BaseModel):
@@ -135,8 +124,13 @@ def read_through(
     return StaleWhileRevalidate(flights, count=count, types=swr_types, window_s=swr_window_s)
 
 
-class TieredStore:
-    """The tiered cache the artifact caches are built on (see the module docstring)."""
+class TieredStore(SyncRouterOps, AsyncRouterOps):
+    """The tiered cache the artifact caches are built on (see the module docstring).
+
+    Its operations are written once (``_async/router.py``, :class:`AsyncRouterOps`) and the
+    sync ones generated from them (:class:`SyncRouterOps`, scripts/gen_sync.py); this class
+    holds what both share: the tiers, tenancy, promotion into L1, generations and the bus.
+    """
 
     def __init__(
         self,
@@ -232,48 +226,6 @@ class TieredStore:
         """Entry types that may be served stale (see :class:`StaleWhileRevalidate`)."""
         return self.reads.types
 
-    # the I/O edge: one implementation, two drivers ----------------------------
-
-    def _run(self, steps: Steps[T]) -> T:
-        """Perform each step's I/O with the chain's sync methods (``("call", fn)``: ``fn()``)."""
-        try:
-            op = next(steps)
-            while True:
-                try:
-                    if op[0] == "publish":
-                        out = None
-                        self._publish(op[1])
-                    elif op[0] == "call":
-                        out = op[1]()
-                    else:
-                        out = getattr(self.below, op[0])(*op[1:])
-                except Exception as exc:
-                    op = steps.throw(exc)
-                else:
-                    op = steps.send(out)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-
-    async def _arun(self, steps: Steps[T]) -> T:
-        """Perform each step's I/O with the chain's asyncio methods (``("call", fn)``: ``await fn()``)."""
-        try:
-            op = next(steps)
-            while True:
-                try:
-                    if op[0] == "publish":
-                        out = None
-                        await asyncio.to_thread(self._publish, op[1])
-                    elif op[0] == "call":
-                        out = await op[1]()
-                    else:
-                        out = await getattr(self.below, f"a{op[0]}")(*op[1:])
-                except Exception as exc:
-                    op = steps.throw(exc)
-                else:
-                    op = steps.send(out)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-
     # bus ---------------------------------------------------------------------
 
     def _on_event(self, event: InvalidationEvent) -> None:
@@ -300,6 +252,10 @@ class TieredStore:
         except Exception as exc:
             self._counters.add("publish_failed")
             log.warning("invalidation publish failed (%s)", type(exc).__name__)
+
+    async def _apublish(self, event: InvalidationEvent) -> None:
+        # the bus clients are sync (a Redis pub/sub connection of their own): off the event loop
+        await asyncio.to_thread(self._publish, event)
 
     # reads -------------------------------------------------------------------
 
@@ -349,99 +305,7 @@ class TieredStore:
         self.l1.put(entry)
         return self._servable(entry, tier, allow_stale)
 
-    def _lookup(self, key: str, tenant: str, allow_stale: bool) -> Steps[Lookup | None]:
-        hit, why = self._l1_lookup(key, tenant, allow_stale)
-        if hit is not None or self.below is None or why == "refused":
-            return hit
-        try:
-            found = yield ("get", key)
-        except TierSkipped:
-            return None
-        if found is None:
-            if why == "unvouched":
-                self.l1.delete(key)
-            return None
-        return self._promote(found, tenant, allow_stale)
-
-    def lookup(self, key: str, *, tenant: str, allow_stale: bool = False) -> Lookup | None:
-        """Find ``key`` for ``tenant`` in L1, then L2/L3; promote hits into L1."""
-        return self._run(self._lookup(key, tenant, allow_stale))
-
-    async def alookup(self, key: str, *, tenant: str, allow_stale: bool = False) -> Lookup | None:
-        """See :meth:`lookup`."""
-        return await self._arun(self._lookup(key, tenant, allow_stale))
-
-    def get(self, key: str, *, tenant: str) -> Entry | None:
-        """The fresh entry for ``key`` and ``tenant``, or ``None``."""
-        hit = self.lookup(key, tenant=tenant)
-        return None if hit is None else hit.entry
-
-    async def aget(self, key: str, *, tenant: str) -> Entry | None:
-        """See :meth:`get`."""
-        hit = await self.alookup(key, tenant=tenant)
-        return None if hit is None else hit.entry
-
-    def _get_many(self, keys: Sequence[str], tenant: str) -> Steps[dict[str, Entry]]:
-        out: dict[str, Entry] = {}
-        rest: list[str] = []
-        for k in dict.fromkeys(keys):
-            hit, _ = self._l1_lookup(k, tenant, False)
-            if hit is not None:
-                out[k] = hit.entry
-            else:
-                rest.append(k)
-        if not rest or self.below is None:
-            return out
-        try:
-            found: dict[str, Entry] = yield ("get_many", rest)
-        except TierSkipped:
-            return out
-        for k, entry in found.items():
-            promoted = self._promote(entry, tenant, False)
-            if promoted is not None:
-                out[k] = promoted.entry
-        return out
-
-    def get_many(self, keys: Sequence[str], *, tenant: str) -> dict[str, Entry]:
-        """Fresh entries among ``keys``: L1 first, the rest from L2 in one round trip."""
-        return self._run(self._get_many(keys, tenant))
-
-    async def aget_many(self, keys: Sequence[str], *, tenant: str) -> dict[str, Entry]:
-        """See :meth:`get_many`."""
-        return await self._arun(self._get_many(keys, tenant))
-
     # writes ------------------------------------------------------------------
-
-    def _generations(self, tags: Sequence[str], refresh: bool) -> Steps[dict[str, int]]:
-        if not tags:
-            return {}
-        if not refresh:
-            max_age = None if self.bus.healthy() else self.max_staleness_s
-            known = self.generations.fresh(tags, max_age)
-            if known is not None:
-                return known
-        if self.below is not None:
-            try:
-                current: dict[str, int] = yield ("tag_generations", list(tags))
-            except TierSkipped:
-                pass
-            else:
-                self.generations.observe(current, authoritative=True)
-                return current
-        return {t: self.generations.known(t) for t in tags}
-
-    def current_generations(self, tags: Sequence[str], *, refresh: bool = False) -> dict[str, int]:
-        """Generations to stamp on a value computed now.
-
-        From this process's cache when it can vouch for it (bus healthy, or
-        learned within ``max_staleness_s``), else read from L2. An out-of-date
-        stamp can only make the entry miss later, never serve it stale.
-        """
-        return self._run(self._generations(tags, refresh))
-
-    async def acurrent_generations(self, tags: Sequence[str], *, refresh: bool = False) -> dict[str, int]:
-        """See :meth:`current_generations`."""
-        return await self._arun(self._generations(tags, refresh))
 
     def _build(
         self,
@@ -468,180 +332,6 @@ class TieredStore:
         self.l1.put(entry)
         if self.below is not None:
             self.below.put(entry)
-
-    def _put(
-        self,
-        key: str,
-        payload: bytes,
-        tenant: str,
-        entry_type: str,
-        tags: Iterable[str],
-        ttl_s: float | None,
-        tag_generations: dict[str, int] | None,
-    ) -> Steps[Entry]:
-        names = normalize_tags(tags)
-        if tag_generations is not None:
-            gens = {t: tag_generations.get(t, 0) for t in names}
-        else:
-            gens = yield from self._generations(names, False)
-        entry = self._build(key, payload, tenant, entry_type, gens, ttl_s)
-        self._store(entry)
-        return entry
-
-    def put(
-        self,
-        key: str,
-        payload: bytes,
-        *,
-        tenant: str,
-        entry_type: str,
-        tags: Iterable[str] = (),
-        ttl_s: float | None = None,
-        tag_generations: dict[str, int] | None = None,
-    ) -> Entry:
-        """Cache ``payload``: into L1 now, into L2/L3 in the background.
-
-        Pass ``tag_generations`` captured *before* computing the value (see
-        :meth:`current_generations`) so that an invalidation racing with the
-        computation makes the new entry stale rather than the old data fresh.
-        """
-        return self._run(self._put(key, payload, tenant, entry_type, tags, ttl_s, tag_generations))
-
-    async def aput(
-        self,
-        key: str,
-        payload: bytes,
-        *,
-        tenant: str,
-        entry_type: str,
-        tags: Iterable[str] = (),
-        ttl_s: float | None = None,
-        tag_generations: dict[str, int] | None = None,
-    ) -> Entry:
-        """See :meth:`put`."""
-        return await self._arun(self._put(key, payload, tenant, entry_type, tags, ttl_s, tag_generations))
-
-    def _delete(self, key: str) -> Steps[None]:
-        self.l1.delete(key)
-        if self.below is None:
-            return
-        with contextlib.suppress(TierSkipped):
-            yield ("delete", key)
-        yield ("publish", InvalidationEvent(kind="key", key=key))
-
-    def delete(self, key: str) -> None:
-        """Remove ``key`` from every tier, now (not queued), and tell other processes."""
-        self._run(self._delete(key))
-
-    async def adelete(self, key: str) -> None:
-        """See :meth:`delete`."""
-        await self._arun(self._delete(key))
-
-    def _invalidate(self, tag: str) -> Steps[int]:
-        (tag,) = normalize_tags([tag])  # the stored form (a tag holding a secret is a digest)
-        if self.below is None:
-            return self.generations.bump_local(tag)
-        try:
-            gen: int = yield ("invalidate_tag", tag)
-        except Exception as exc:
-            self._tier_counters["l2"].add("errors")
-            raise InvalidationFailed(f"could not invalidate a tag: {type(exc).__name__}") from exc
-        self.generations.observe({tag: gen})
-        yield ("publish", InvalidationEvent(kind="tag", tag=tag, gen=gen))
-        return gen
-
-    def invalidate(self, tag: str) -> int:
-        """Make every entry tagged ``tag`` unreadable, everywhere; returns the new generation.
-
-        When this returns, this process will not serve such an entry from any
-        tier; other processes drop theirs on the bus message, or within the
-        staleness bound without it. Raises :class:`InvalidationFailed` if the
-        shared tier could not record it.
-        """
-        return self._run(self._invalidate(tag))
-
-    async def ainvalidate(self, tag: str) -> int:
-        """See :meth:`invalidate`."""
-        return await self._arun(self._invalidate(tag))
-
-    # read or compute ------------------------------------------------------------
-
-    def _fill(
-        self, key: str, fn: Any, tenant: str, entry_type: str, tags: Iterable[str], ttl_s: float | None
-    ) -> Steps[Result]:
-        # generations are read before computing: an invalidation during fn() wins
-        gens = yield from self._generations(normalize_tags(tags), True)
-        produced = _produced((yield ("call", fn)))
-        if produced.storable:
-            ttl = produced.ttl_s if produced.ttl_s is not None else ttl_s
-            self._store(self._build(key, produced.payload or b"", tenant, entry_type, gens, ttl))
-        return Result(produced.payload or b"", None, computed=True, produced=produced)
-
-    def fill(
-        self,
-        key: str,
-        fn: SyncCompute,
-        *,
-        tenant: str,
-        entry_type: str,
-        tags: Iterable[str] = (),
-        ttl_s: float | None = None,
-    ) -> Result:
-        """Compute ``fn()`` now (no lookup, no single-flight) and store it when it is storable.
-
-        ``fn`` returns the bytes to store, or a :class:`Produced` that may say
-        "computed, don't store" (``payload=None``).
-        """
-        return self._run(self._fill(key, fn, tenant, entry_type, tags, ttl_s))
-
-    async def afill(
-        self,
-        key: str,
-        fn: AsyncCompute,
-        *,
-        tenant: str,
-        entry_type: str,
-        tags: Iterable[str] = (),
-        ttl_s: float | None = None,
-    ) -> Result:
-        """See :meth:`fill`."""
-        return await self._arun(self._fill(key, fn, tenant, entry_type, tags, ttl_s))
-
-    def get_or_compute(
-        self,
-        key: str,
-        fn: SyncCompute,
-        *,
-        tenant: str,
-        entry_type: str,
-        tags: Iterable[str] = (),
-        ttl_s: float | None = None,
-    ) -> Result:
-        """The cached payload, or ``fn()``'s, computed once however many threads miss at once.
-
-        ``fn`` returns the bytes to store, or a :class:`Produced` that may say
-        "computed, don't store" (``payload=None``): the value is then shared with
-        the concurrent identical callers and written nowhere. This is the read
-        path built by :func:`read_through` (stale-while-revalidate, single-flight).
-        """
-        return self.reads.get_or_compute(
-            key, fn, tenant=tenant, entry_type=entry_type, tags=tags, ttl_s=ttl_s
-        )
-
-    async def aget_or_compute(
-        self,
-        key: str,
-        fn: AsyncCompute,
-        *,
-        tenant: str,
-        entry_type: str,
-        tags: Iterable[str] = (),
-        ttl_s: float | None = None,
-    ) -> Result:
-        """See :meth:`get_or_compute` (single-flight per event loop)."""
-        return await self.reads.aget_or_compute(
-            key, fn, tenant=tenant, entry_type=entry_type, tags=tags, ttl_s=ttl_s
-        )
 
     # housekeeping ------------------------------------------------------------
 
@@ -695,7 +385,3 @@ class TieredStore:
     def __exit__(self, *exc: object) -> None:
         """Close."""
         self.close()
-
-
-def _produced(out: bytes | Produced) -> Produced:
-    return out if isinstance(out, Produced) else Produced(payload=out)
