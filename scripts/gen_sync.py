@@ -51,6 +51,7 @@ REPLACEMENTS = {
     "_aafter_write": "_after_write",
     "_apublish": "_publish",
     "_agenerations": "_generations",
+    "_afetch": "_fetch",
 }
 
 HEADER = (
