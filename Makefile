@@ -8,7 +8,7 @@ INTEGRATIONS := $(patsubst %/pyproject.toml,%,$(wildcard integrations/*/pyprojec
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: setup demo-setup demo test lint typecheck pytest docs bench reliability redis-server chromium clean
+.PHONY: setup demo-setup demo test lint gen-sync typecheck pytest docs bench reliability redis-server chromium clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,12 @@ demo: demo-setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks examples docs_hooks $(INTEGRATIONS)
 	$(BIN)/ruff format --check src tests benchmarks examples docs_hooks $(INTEGRATIONS)
+	$(BIN)/ruff check scripts && $(BIN)/ruff format --check scripts
+	# the sync forms generated from the async-first sources are current (regenerate: make gen-sync)
+	$(BIN)/python scripts/gen_sync.py --check
+
+gen-sync: setup
+	$(BIN)/python scripts/gen_sync.py
 
 typecheck: setup
 	$(BIN)/mypy src $(foreach d,$(INTEGRATIONS),$(d)/src) docs_hooks

@@ -12,20 +12,23 @@ identical misses compute once), and adds what the router does not know about:
   exception raised by the user's function propagates unchanged.
 
 No exception is used for control flow: the callback's result says what to do.
-The flow is written once, as :func:`_steps`, a generator that yields the I/O it
+The flow is written once, as :func:`steps`, a generator that yields the I/O it
 needs (the store's read-or-compute, the user's function, a write) and receives
-the answers; :func:`run` and :func:`arun` only perform that I/O, sync or
-awaited. The user's own exception is raised by them, at the edge, unchanged.
+the answers; ``run`` and ``arun`` only perform that I/O, sync or awaited. They
+too are written once: ``_async/flow.py`` is the source of ``arun`` and ``run``
+is generated from it (scripts/gen_sync.py). The user's own exception is raised
+by them, at the edge, unchanged.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from promptcache.artifacts._common import (
     Counters,
@@ -38,11 +41,34 @@ from promptcache.tiers.entry import key_digest
 from promptcache.tiers.outcome import NotStored, Produced
 from promptcache.tiers.router import Result, TieredStore
 
-__all__ = ["Call", "arun", "keep", "refuse", "run"]
+__all__ = ["AsyncFn", "AsyncThunk", "Call", "SyncFn", "SyncThunk", "aresolve", "keep", "refuse", "resolve"]
 
 log = logging.getLogger("promptcache.artifacts")
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+#: The user's function as a sync method takes it.
+SyncFn = Callable[P, T]
+#: The user's function as an asyncio method takes it: a coroutine function or a plain one.
+AsyncFn = Callable[P, Awaitable[T]] | Callable[P, T]
+#: The flow's compute callback, sync.
+SyncThunk = Callable[[], T]
+#: The flow's compute callback, asyncio.
+AsyncThunk = Callable[[], Awaitable[T]]
+
+
+def resolve(out: T) -> T:
+    """What a sync user function returned (the sync form of :func:`aresolve`)."""
+    return out
+
+
+async def aresolve(out: Awaitable[T] | T) -> T:
+    """What a user function returned, awaited when it returned an awaitable."""
+    if inspect.isawaitable(out):
+        return await out
+    return out
+
 
 # The artifact counter a refusal adds to (besides ``misses``).
 _COUNTER = {
@@ -93,7 +119,9 @@ class _Next(Enum):
 
 
 @dataclass(slots=True)
-class _Box:
+class Box:
+    """What one call computed, kept across the steps."""
+
     produced: Produced | None = None  # set once this call has computed
     value: Any = None  # what this call computed (a stored or shared form may differ)
 
@@ -102,7 +130,7 @@ def _result(call: Call[Any], **kw: Any) -> LookupResult:
     return LookupResult(key_digest=key_digest(call.key), **kw)
 
 
-def _produce(call: Call[T], value: T) -> Produced:
+def produce(call: Call[T], value: T) -> Produced:
     """What to store of ``value``; the ``value`` it carries is the form shared with other callers."""
     form = value if call.storable is None else call.storable(value)
     if isinstance(form, Uncacheable):
@@ -110,12 +138,12 @@ def _produce(call: Call[T], value: T) -> Produced:
     return dataclasses.replace(call.prepare(form), value=form)
 
 
-def _settle(call: Call[T], res: Result, box: _Box) -> tuple[T, LookupResult] | _Next:
+def _settle(call: Call[T], res: Result, box: Box) -> tuple[T, LookupResult] | _Next:
     """The caller's value and how it was answered, from what the store returned."""
     p = res.produced
     if p is None:  # a tier hit
         return _decoded(call, res.payload, res.tier, res.stale)
-    assert p.error is None  # the user's own exception was raised at the edge (_users_error)
+    assert p.error is None  # the user's own exception was raised at the edge (raise_users_error)
     if box.produced is None:  # a concurrent identical call computed it
         if p.storable:
             return _decoded(call, p.payload or b"", "flight", False)
@@ -175,10 +203,10 @@ def _overwritten(call: Call[T], value: T, p: Produced, err: Exception | None) ->
 
 #: The I/O a step of the flow needs: ``("get_or_compute",)``, ``("compute",)`` (the user's function),
 #: ``("current_generations",)`` or ``("put", produced, generations)``.
-_Op = tuple[Any, ...]
+Op = tuple[Any, ...]
 
 
-def _steps(call: Call[T], box: _Box) -> Generator[_Op, Any, tuple[T, LookupResult]]:
+def steps(call: Call[T], box: Box) -> Generator[Op, Any, tuple[T, LookupResult]]:
     """The flow, written once: yields the I/O it needs, receives the answer (or a cache fault)."""
     try:
         res = yield ("get_or_compute",)
@@ -202,7 +230,7 @@ def _steps(call: Call[T], box: _Box) -> Generator[_Op, Any, tuple[T, LookupResul
             value = yield ("compute",)
             return _uncached(call, value, "unreadable entry: computed uncached", NotStored.CACHE_FAULT)
         value = yield ("compute",)
-        p = _produce(call, value)
+        p = produce(call, value)
         err: Exception | None = None
         if p.storable:
             try:
@@ -213,7 +241,7 @@ def _steps(call: Call[T], box: _Box) -> Generator[_Op, Any, tuple[T, LookupResul
     return settled
 
 
-def _users_error(out: Any) -> None:
+def raise_users_error(out: Any) -> None:
     """Raise the user's own exception (ours, or the flight leader's) to the user, unchanged.
 
     Raised here, at the edge, never inside the steps: a generator would turn a
@@ -223,96 +251,11 @@ def _users_error(out: Any) -> None:
         raise out.produced.error
 
 
-def _where(call: Call[Any]) -> dict[str, Any]:
+def where(call: Call[Any]) -> dict[str, Any]:
     """The store arguments naming the entry (tenant, type, tags)."""
     return {"tenant": call.tenant, "entry_type": call.kind, "tags": call.tags}
 
 
-def _put(op: _Op) -> dict[str, Any]:
+def put_args(op: Op) -> dict[str, Any]:
     """The store arguments of a ``("put", produced, generations)`` step."""
     return {"ttl_s": op[1].ttl_s, "tag_generations": op[2]}
-
-
-def run(call: Call[T], compute: Callable[[], T]) -> tuple[T, LookupResult]:
-    """Serve ``call`` from the store, or compute it (once across concurrent callers) and maybe store it."""
-    box = _Box()
-
-    def produce() -> Produced:
-        try:
-            box.value = compute()
-        except Exception as exc:  # the user's: carried to the edge as data, raised there
-            box.produced = Produced(error=exc)
-        else:
-            box.produced = _produce(call, box.value)
-        return box.produced
-
-    def io(op: _Op) -> Any:
-        if op[0] == "get_or_compute":
-            ttl = call.planned_ttl_s
-            return call.store.get_or_compute(call.key, produce, **_where(call), ttl_s=ttl)
-        if op[0] == "current_generations":
-            return call.store.current_generations(list(call.tags))
-        return call.store.put(call.key, op[1].payload or b"", **_where(call), **_put(op))
-
-    steps = _steps(call, box)
-    try:
-        op = next(steps)  # the first step always yields
-        while True:
-            exc: Exception | None = None
-            if op[0] == "compute":  # never thrown into the steps: the user's exception is the user's
-                out = compute()
-            else:
-                try:
-                    out = io(op)
-                except Exception as err:
-                    out, exc = None, err
-                _users_error(out)
-            try:  # only the steps' own end is caught here, never a user's StopIteration
-                op = steps.send(out) if exc is None else steps.throw(exc)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-    finally:
-        steps.close()
-
-
-async def arun(call: Call[T], compute: Callable[[], Awaitable[T]]) -> tuple[T, LookupResult]:
-    """:func:`run` over awaitable I/O (single-flight per event loop)."""
-    box = _Box()
-
-    async def produce() -> Produced:
-        try:
-            box.value = await compute()
-        except Exception as exc:
-            box.produced = Produced(error=exc)
-        else:
-            box.produced = _produce(call, box.value)
-        return box.produced
-
-    async def io(op: _Op) -> Any:
-        if op[0] == "get_or_compute":
-            return await call.store.aget_or_compute(
-                call.key, produce, **_where(call), ttl_s=call.planned_ttl_s
-            )
-        if op[0] == "current_generations":
-            return await call.store.acurrent_generations(list(call.tags))
-        return await call.store.aput(call.key, op[1].payload or b"", **_where(call), **_put(op))
-
-    steps = _steps(call, box)
-    try:
-        op = next(steps)  # the first step always yields
-        while True:
-            exc: Exception | None = None
-            if op[0] == "compute":
-                out = await compute()
-            else:
-                try:
-                    out = await io(op)
-                except Exception as err:
-                    out, exc = None, err
-                _users_error(out)
-            try:  # only the steps' own end is caught here, never a user's StopIteration
-                op = steps.send(out) if exc is None else steps.throw(exc)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-    finally:
-        steps.close()

@@ -17,23 +17,23 @@ fields that only carry tracing or transport (see ``TRANSPORT_FIELDS``).
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from promptcache.artifacts._async.responses import AsyncResponseCalls
 from promptcache.artifacts._common import (
     ArtifactStats,
     Counters,
     LookupResult,
-    Served,
     contract_for,
     data_classes_of,
     encode_envelope,
     key_for,
 )
-from promptcache.artifacts._flow import Call, arun, keep, refuse, run
+from promptcache.artifacts._flow import Call, keep, refuse
+from promptcache.artifacts._sync.responses import SyncResponseCalls
 from promptcache.canonical import CanonicalizationError
 from promptcache.detect import SECRET
 from promptcache.policy import EntryType as PolicyEntry
@@ -43,8 +43,6 @@ from promptcache.tiers.outcome import NotStored, Produced
 from promptcache.tiers.router import TieredStore
 
 __all__ = ["TRANSPORT_FIELDS", "Eligibility", "ResponseCache"]
-
-T = TypeVar("T")
 
 #: Request fields that never enter the key: tracing, transport and provider-cache routing only.
 TRANSPORT_FIELDS = frozenset(
@@ -111,8 +109,11 @@ def _offers_tools(request: Mapping[str, Any]) -> bool:
     return isinstance(tc, Mapping) and bool(tc.get("tools"))
 
 
-class ResponseCache:
-    """Caches whole model responses for eligible requests (see the module docstring)."""
+class ResponseCache(SyncResponseCalls, AsyncResponseCalls):
+    """Caches whole model responses for eligible requests (see the module docstring).
+
+    ``call`` and ``acall`` are written once (``_async/responses.py``) and the sync one generated.
+    """
 
     def __init__(self, store: TieredStore, policy: Policy | None = None) -> None:
         """Use ``store`` under ``policy`` (default policy if None)."""
@@ -193,44 +194,3 @@ class ResponseCache:
         if not d.allowed:
             return refuse(d.reason, NotStored.SECRET if SECRET in classes else NotStored.POLICY)
         return keep(payload, d.ttl_seconds, d.reason)
-
-    def call(
-        self,
-        request: Mapping[str, Any],
-        fn: Callable[[Mapping[str, Any]], T],
-        *,
-        tenant: str,
-        ttl: int | None = None,
-    ) -> Served[T]:
-        """The cached response to ``request``, or ``fn(request)``'s (stored when eligible).
-
-        ``lookup.why`` carries the reason a request was not eligible. The
-        response must be JSON-like (a dict, e.g. ``response.model_dump()``) to be stored.
-        """
-        plan = self._plan(request, tenant, ttl)
-        if isinstance(plan, LookupResult):
-            return Served(fn(request), plan, trust="model")
-        value, lookup = run(plan, lambda: fn(request))
-        return Served(value, lookup, trust="model")
-
-    async def acall(
-        self,
-        request: Mapping[str, Any],
-        fn: Callable[[Mapping[str, Any]], Awaitable[T]] | Callable[[Mapping[str, Any]], T],
-        *,
-        tenant: str,
-        ttl: int | None = None,
-    ) -> Served[T]:
-        """The asyncio twin of :meth:`call`."""
-
-        async def compute() -> T:
-            out = fn(request)
-            if inspect.isawaitable(out):
-                return await out
-            return out
-
-        plan = self._plan(request, tenant, ttl)
-        if isinstance(plan, LookupResult):
-            return Served(await compute(), plan, trust="model")
-        value, lookup = await arun(plan, compute)
-        return Served(value, lookup, trust="model")

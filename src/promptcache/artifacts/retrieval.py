@@ -24,30 +24,30 @@ closed) and the retriever runs.
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from promptcache.artifacts._async.retrieval import AsyncRetrievalCalls
 from promptcache.artifacts._common import (
     ArtifactStats,
     Counters,
     LookupResult,
-    Served,
     contract_for,
     data_classes_of,
     encode_envelope,
     entry_tenant,
     key_for,
 )
-from promptcache.artifacts._flow import Call, arun, keep, refuse, run
+from promptcache.artifacts._flow import Call, keep, refuse
+from promptcache.artifacts._sync.retrieval import SyncRetrievalCalls
 from promptcache.canonical import CanonicalizationError, canonical_text
 from promptcache.detect import SECRET
 from promptcache.policy import EntryType as PolicyEntry
 from promptcache.policy import Policy, Seconds
-from promptcache.tiers.entry import EntryType, key_digest
+from promptcache.tiers.entry import EntryType
 from promptcache.tiers.outcome import NotStored, Produced
 from promptcache.tiers.router import TieredStore
 
@@ -108,8 +108,11 @@ def _as_docs(value: Any) -> Docs:
     return [d.model_dump() for d in _DOCS.validate_python(value)]
 
 
-class RetrievalCache:
-    """Caches retrieval results per tenant and scope; re-authorizes documents on every hit."""
+class RetrievalCache(SyncRetrievalCalls, AsyncRetrievalCalls):
+    """Caches retrieval results per tenant and scope; re-authorizes documents on every hit.
+
+    ``retrieve`` and ``aretrieve`` are written once (``_async/retrieval.py``) and the sync one generated.
+    """
 
     def __init__(
         self, store: TieredStore, policy: Policy | None = None, *, authorize: Authorizer | None = None
@@ -201,79 +204,6 @@ class RetrievalCache:
                 update={"dropped": dropped, "why": f"{lookup.why}; {dropped} withheld"}
             )
         return kept, lookup
-
-    def retrieve(
-        self,
-        query: str,
-        fn: Callable[[str], Sequence[Mapping[str, Any]]],
-        *,
-        tenant: str,
-        retriever: RetrieverSpec,
-        scope: str = "tenant",
-        filters: Mapping[str, Any] | None = None,
-        index_version: str | None = None,
-    ) -> Served[Docs]:
-        """Documents for ``query``: cached (re-authorized) or from ``fn(query)``.
-
-        ``fn`` is called with the query exactly as given; it returns documents
-        as plain dicts ``{id, text, metadata, score}``.
-        """
-        plan = self._plan(
-            query,
-            tenant=tenant,
-            scope=scope,
-            retriever=retriever,
-            filters=filters,
-            index_version=index_version,
-        )
-        if isinstance(plan, LookupResult):
-            return Served([dict(d) for d in fn(query)], plan)
-        docs, lookup = run(plan, lambda: [dict(d) for d in fn(query)])
-        checked = self._reauthorize(tenant, docs, lookup)
-        if checked is None:
-            why = "authorizer failed: cached result not used"
-            return Served(
-                [dict(d) for d in fn(query)],
-                LookupResult(hit=False, why=why, key_digest=key_digest(plan.key)),
-            )
-        return Served(*checked)
-
-    async def aretrieve(
-        self,
-        query: str,
-        fn: Callable[[str], Awaitable[Sequence[Mapping[str, Any]]]]
-        | Callable[[str], Sequence[Mapping[str, Any]]],
-        *,
-        tenant: str,
-        retriever: RetrieverSpec,
-        scope: str = "tenant",
-        filters: Mapping[str, Any] | None = None,
-        index_version: str | None = None,
-    ) -> Served[Docs]:
-        """The asyncio twin of :meth:`retrieve` (the authorizer is called synchronously)."""
-
-        async def compute() -> Docs:
-            out = fn(query)
-            if inspect.isawaitable(out):
-                out = await out
-            return [dict(d) for d in out]
-
-        plan = self._plan(
-            query,
-            tenant=tenant,
-            scope=scope,
-            retriever=retriever,
-            filters=filters,
-            index_version=index_version,
-        )
-        if isinstance(plan, LookupResult):
-            return Served(await compute(), plan)
-        docs, lookup = await arun(plan, compute)
-        checked = self._reauthorize(tenant, docs, lookup)
-        if checked is None:
-            why = "authorizer failed: cached result not used"
-            return Served(await compute(), LookupResult(hit=False, why=why, key_digest=key_digest(plan.key)))
-        return Served(*checked)
 
     def invalidate(self, tag: str) -> int:
         """Invalidate ``tag`` (e.g. ``index:kb@42``) in the underlying store."""

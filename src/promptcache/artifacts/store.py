@@ -20,8 +20,9 @@ Whatever the form, the store built is the same composition (written out once, in
 
     L1 (MemoryStore)  →  WriteBack → Sealed → BlobOffload(L3 → CircuitBreaker) → CircuitBreaker → L2
 
-with tenancy, tag generations, the invalidation bus, single-flight and
-stale-while-revalidate kept by :class:`TieredStore` around it.
+with tenancy, tag generations and the invalidation bus kept by :class:`TieredStore`
+around it, and the read path (stale-while-revalidate, single-flight) wrapped around
+that, in :func:`promptcache.tiers.router.read_through`.
 """
 
 from __future__ import annotations

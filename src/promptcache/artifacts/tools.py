@@ -18,19 +18,18 @@ True
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from promptcache.artifacts._async.tools import AsyncToolCalls
 from promptcache.artifacts._common import (
     ArtifactStats,
     Counters,
     LookupResult,
-    Served,
     TagTemplate,
     contract_for,
     data_classes_of,
@@ -39,7 +38,8 @@ from promptcache.artifacts._common import (
     fill_tags,
     key_for,
 )
-from promptcache.artifacts._flow import Call, arun, keep, refuse, run
+from promptcache.artifacts._flow import Call, keep, refuse
+from promptcache.artifacts._sync.tools import SyncToolCalls
 from promptcache.canonical import CanonicalizationError, canonical_json
 from promptcache.detect import SECRET
 from promptcache.policy import EntryType as PolicyEntry
@@ -174,8 +174,12 @@ def _unkeyable_reason(args: Mapping[str, Any]) -> str:
     return "arguments are not JSON-serializable: not cached"
 
 
-class ToolOutputCache:
-    """Caches outputs of ``pure``/``read_only`` tools; runs writes and invalidates their tags."""
+class ToolOutputCache(SyncToolCalls, AsyncToolCalls):
+    """Caches outputs of ``pure``/``read_only`` tools; runs writes and invalidates their tags.
+
+    ``call``/``run`` and ``acall``/``arun`` are written once (``_async/tools.py``); the sync ones
+    are generated.
+    """
 
     def __init__(self, store: TieredStore, policy: Policy | None = None) -> None:
         """Use ``store`` (see :func:`open_store`) under ``policy`` (default policy if None)."""
@@ -268,36 +272,6 @@ class ToolOutputCache:
         except ValueError as exc:
             return (), f"cannot fill an invalidation tag: {exc}"
 
-    def _after_write(
-        self, spec: ToolSpec, args: Mapping[str, Any]
-    ) -> tuple[tuple[str, ...], tuple[str, ...], str]:
-        tags, err = self._invalidation_targets(spec, args)
-        done: list[str] = []
-        failed: list[str] = list(spec.invalidates) if err else []
-        for t in tags:
-            try:
-                self.store.invalidate(t)
-                done.append(t)
-            except Exception as exc:  # InvalidationFailed, or anything else: the write already happened
-                failed.append(t)
-                log.warning("tool %s: an invalidation failed (%s)", spec.name, type(exc).__name__)
-        return self._count_invalidations(spec, done, failed, err)
-
-    async def _aafter_write(
-        self, spec: ToolSpec, args: Mapping[str, Any]
-    ) -> tuple[tuple[str, ...], tuple[str, ...], str]:
-        tags, err = self._invalidation_targets(spec, args)
-        done: list[str] = []
-        failed: list[str] = list(spec.invalidates) if err else []
-        for t in tags:
-            try:
-                await self.store.ainvalidate(t)
-                done.append(t)
-            except Exception as exc:
-                failed.append(t)
-                log.warning("tool %s: an invalidation failed (%s)", spec.name, type(exc).__name__)
-        return self._count_invalidations(spec, done, failed, err)
-
     def _count_invalidations(
         self, spec: ToolSpec, done: list[str], failed: list[str], err: str | None
     ) -> tuple[tuple[str, ...], tuple[str, ...], str]:
@@ -309,90 +283,6 @@ class ToolOutputCache:
         elif done:
             why += f"; invalidated {len(done)} tag(s)"
         return tuple(done), tuple(failed), why
-
-    # calls -------------------------------------------------------------------
-
-    def call(
-        self,
-        spec: ToolSpec,
-        args: Mapping[str, Any],
-        fn: Callable[..., T],
-        *,
-        tenant: str,
-        scope: str = "tenant",
-    ) -> Served[T]:
-        """Run ``fn(**args)`` or serve its cached output; returns the output and how it was answered.
-
-        A write's result is returned even if invalidating its tags fails (the
-        failure is counted and listed in ``lookup.invalidation_failed``).
-        """
-        return self.run(spec, args, lambda: fn(**args), tenant=tenant, scope=scope)
-
-    def run(
-        self,
-        spec: ToolSpec,
-        args: Mapping[str, Any],
-        compute: Callable[[], T],
-        *,
-        tenant: str,
-        scope: str = "tenant",
-        storable: Callable[[T], Any] | None = None,
-    ) -> Served[Any]:
-        """Like :meth:`call`, for a caller that computes the result itself (``compute()``).
-
-        ``args`` only key the call. ``storable(result)`` gives the JSON form to
-        store, or an :class:`Uncacheable` for a result that must not be stored
-        (an error result): it is then returned as computed, with
-        ``lookup.reason`` ``uncacheable``. A hit (``lookup.hit``) returns the
-        stored form, a computed call the result itself.
-        """
-        plan = self._plan(spec, args, tenant, scope, storable)
-        if isinstance(plan, Call):
-            value, lookup = run(plan, compute)
-            return Served(value, lookup)
-        out = compute()
-        if spec.invalidates and not spec.cacheable:
-            plan = self._wrote(spec, plan, *self._after_write(spec, args))
-        return Served(out, plan)
-
-    async def acall(
-        self,
-        spec: ToolSpec,
-        args: Mapping[str, Any],
-        fn: Callable[..., Awaitable[T]] | Callable[..., T],
-        *,
-        tenant: str,
-        scope: str = "tenant",
-    ) -> Served[T]:
-        """:meth:`call` for asyncio; ``fn`` may be a coroutine function or a plain one."""
-        return await self.arun(spec, args, lambda: fn(**args), tenant=tenant, scope=scope)
-
-    async def arun(
-        self,
-        spec: ToolSpec,
-        args: Mapping[str, Any],
-        compute: Callable[[], Awaitable[T]] | Callable[[], T],
-        *,
-        tenant: str,
-        scope: str = "tenant",
-        storable: Callable[[T], Any] | None = None,
-    ) -> Served[Any]:
-        """:meth:`run` for asyncio; ``compute`` may be a coroutine function or a plain one."""
-
-        async def computed() -> T:
-            out = compute()
-            if inspect.isawaitable(out):
-                return cast("T", await out)
-            return out
-
-        plan = self._plan(spec, args, tenant, scope, storable)
-        if isinstance(plan, Call):
-            value, lookup = await arun(plan, computed)
-            return Served(value, lookup)
-        out = await computed()
-        if spec.invalidates and not spec.cacheable:
-            plan = self._wrote(spec, plan, *await self._aafter_write(spec, args))
-        return Served(out, plan)
 
     def _wrote(
         self, spec: ToolSpec, plan: LookupResult, done: tuple[str, ...], failed: tuple[str, ...], why: str

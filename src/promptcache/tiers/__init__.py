@@ -1,8 +1,9 @@
 """The tiered stores: L1 memory, L2 SQLite or Redis, L3 blobs, and the chain over them.
 
 Below L1 the chain is composed of store wrappers (see :func:`below_l1`):
-:class:`WriteBack`, :class:`Sealed`, :class:`BlobOffload` and :class:`CircuitBreaker`;
-:class:`SingleFlight` and :class:`StaleWhileRevalidate` serve ``get_or_compute``.
+:class:`WriteBack`, :class:`Sealed`, :class:`BlobOffload` and :class:`CircuitBreaker`.
+Above the router, ``get_or_compute`` is a chain of read-through wrappers (see
+:func:`read_through`): :class:`StaleWhileRevalidate` → :class:`SingleFlight` → router.
 
 >>> store = TieredStore()          # L1 only; TieredStore.default() adds the embedded SQLite L2
 >>> _ = store.put("k" * 64, b"v", tenant="t1", entry_type="metadata", tags=["policy:v12"])
@@ -21,7 +22,16 @@ from promptcache.tiers.entry import SCHEMA_VERSION, Entry, EntryType, decode_ent
 from promptcache.tiers.memory import MemoryStore
 from promptcache.tiers.offload import BlobOffload
 from promptcache.tiers.outcome import NotStored, Outcome, Produced
-from promptcache.tiers.router import InvalidationFailed, Lookup, Result, RouterStats, TieredStore, below_l1
+from promptcache.tiers.readthrough import ReadThrough
+from promptcache.tiers.router import (
+    InvalidationFailed,
+    Lookup,
+    Result,
+    RouterStats,
+    TieredStore,
+    below_l1,
+    read_through,
+)
 from promptcache.tiers.sealed import Sealed
 from promptcache.tiers.singleflight import SingleFlight
 from promptcache.tiers.sqlite import SQLiteStore, default_cache_dir
@@ -45,6 +55,7 @@ __all__ = [
     "NotStored",
     "Outcome",
     "Produced",
+    "ReadThrough",
     "Result",
     "RouterStats",
     "SQLiteStore",
@@ -62,4 +73,5 @@ __all__ = [
     "default_cache_dir",
     "encode_entry",
     "open_blob_store",
+    "read_through",
 ]

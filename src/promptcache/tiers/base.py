@@ -10,11 +10,15 @@ from pydantic import BaseModel
 
 from promptcache.tiers.entry import Entry
 
-__all__ = ["AsyncStore", "StatsCounter", "Store", "TierError", "TierStats"]
+__all__ = ["AsyncStore", "InvalidationFailed", "StatsCounter", "Store", "TierError", "TierStats"]
 
 
 class TierError(RuntimeError):
     """A tier could not do what was asked (unreachable, timed out, misconfigured)."""
+
+
+class InvalidationFailed(TierError):
+    """The shared tier could not record an invalidation: tagged entries may still be served."""
 
 
 class TierStats(BaseModel):

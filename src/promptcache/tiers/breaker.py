@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
+from promptcache.tiers._async.breaker import AsyncGuardedStore
+from promptcache.tiers._sync.breaker import SyncGuardedStore
 from promptcache.tiers.base import StatsCounter, TierError
 from promptcache.tiers.entry import Entry
 
@@ -35,7 +36,7 @@ class TierSkipped(TierError):
     """The tier was skipped: it just failed or timed out, or its circuit is open."""
 
 
-class CircuitBreaker(Generic[S]):
+class CircuitBreaker(SyncGuardedStore, AsyncGuardedStore, Generic[S]):
     """Guard every call into ``inner`` (a :class:`~promptcache.tiers.base.Store` or a blob store)."""
 
     def __init__(
@@ -80,47 +81,9 @@ class CircuitBreaker(Generic[S]):
 
     # the store interface, guarded --------------------------------------------------------------
 
-    def get(self, key: str) -> Entry | None:
-        """See :meth:`Store.get`."""
-        out: Entry | None = self.call("get", key)
-        return out
-
-    async def aget(self, key: str) -> Entry | None:
-        """See :meth:`Store.get`."""
-        out: Entry | None = await self.acall("get", key)
-        return out
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
-        """See :meth:`Store.get_many`."""
-        out: dict[str, Entry] = self.call("get_many", keys)
-        return out
-
-    async def aget_many(self, keys: Sequence[str]) -> dict[str, Entry]:
-        """See :meth:`Store.get_many`."""
-        out: dict[str, Entry] = await self.acall("get_many", keys)
-        return out
-
     def put(self, entry: Entry) -> None:
-        """See :meth:`Store.put`."""
+        """See :meth:`Store.put` (the other store methods: ``_async/breaker.py``, generated sync form)."""
         self.call("put", entry)
-
-    def delete(self, key: str) -> None:
-        """See :meth:`Store.delete`."""
-        self.call("delete", key)
-
-    async def adelete(self, key: str) -> None:
-        """See :meth:`Store.delete`."""
-        await self.acall("delete", key)
-
-    def tag_generations(self, tags: Sequence[str]) -> dict[str, int]:
-        """See :meth:`Store.tag_generations`."""
-        out: dict[str, int] = self.call("tag_generations", list(tags))
-        return out
-
-    async def atag_generations(self, tags: Sequence[str]) -> dict[str, int]:
-        """See :meth:`Store.tag_generations`."""
-        out: dict[str, int] = await self.acall("tag_generations", list(tags))
-        return out
 
     # An invalidation is never skipped: it reaches the tier or fails loudly (InvalidationFailed),
     # because a skipped invalidation would leave other processes serving what it meant to drop.

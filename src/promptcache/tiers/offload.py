@@ -14,22 +14,22 @@ them, and is cleared before the entry reaches L1.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from promptcache.tiers.breaker import CircuitBreaker, TierSkipped
+from promptcache.tiers._async.offload import AsyncOffloadReads
+from promptcache.tiers._sync.offload import SyncOffloadReads
+from promptcache.tiers.breaker import CircuitBreaker
 from promptcache.tiers.entry import Entry
 from promptcache.tiers.wrapper import Forwarding
 
 __all__ = ["BlobOffload"]
 
 
-def _resolved(raw: Entry, data: bytes | None) -> Entry | None:
-    return None if data is None else raw.model_copy(update={"payload": data})
+class BlobOffload(SyncOffloadReads, AsyncOffloadReads, Forwarding):
+    """Keep large payloads in ``blobs`` (a guarded blob store, or ``None``: no L3).
 
-
-class BlobOffload(Forwarding):
-    """Keep large payloads in ``blobs`` (a guarded blob store, or ``None``: no L3)."""
+    Writes are here; reads are written once in ``_async/offload.py`` (the sync form generated).
+    """
 
     def __init__(self, inner: Any, *, blobs: CircuitBreaker[Any] | None, threshold: int) -> None:
         """Offload payloads of ``threshold`` bytes or more to ``blobs``."""
@@ -44,43 +44,3 @@ class BlobOffload(Forwarding):
             digest = self.blobs.call("put_blob", payload)
             entry = entry.model_copy(update={"payload": None, "blob": digest, "size": len(payload)})
         self.inner.put(entry)
-
-    def _fetch(self, raw: Entry) -> Entry | None:
-        if raw.blob is None:
-            return raw
-        if self.blobs is None:
-            return None
-        try:
-            return _resolved(raw, self.blobs.call("get_blob", raw.blob))
-        except TierSkipped:
-            return None
-
-    async def _afetch(self, raw: Entry) -> Entry | None:
-        if raw.blob is None:
-            return raw
-        if self.blobs is None:
-            return None
-        try:
-            return _resolved(raw, await self.blobs.acall("get_blob", raw.blob))
-        except TierSkipped:
-            return None
-
-    def get(self, key: str) -> Entry | None:
-        """The entry under ``key`` with its payload, wherever it lives."""
-        raw = self.inner.get(key)
-        return None if raw is None else self._fetch(raw)
-
-    async def aget(self, key: str) -> Entry | None:
-        """See :meth:`get`."""
-        raw = await self.inner.aget(key)
-        return None if raw is None else await self._afetch(raw)
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
-        """See :meth:`get`, in one round trip to L2."""
-        found = {k: self._fetch(raw) for k, raw in self.inner.get_many(keys).items()}
-        return {k: e for k, e in found.items() if e is not None}
-
-    async def aget_many(self, keys: Sequence[str]) -> dict[str, Entry]:
-        """See :meth:`get_many`."""
-        found = {k: await self._afetch(raw) for k, raw in (await self.inner.aget_many(keys)).items()}
-        return {k: e for k, e in found.items() if e is not None}

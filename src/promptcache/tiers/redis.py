@@ -71,6 +71,8 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
+from promptcache.tiers._async.redis import AsyncRedisOps, Command
+from promptcache.tiers._sync.redis import SyncRedisOps
 from promptcache.tiers.base import StatsCounter, TierError, TierStats
 from promptcache.tiers.entry import Entry, decode_entry, encode_entry, key_digest
 
@@ -149,12 +151,6 @@ _SCRIPTS = {name: (src, _sha1(src)) for name, src in (("put", _PUT_LUA), ("inval
 _PUT_SHA = _SCRIPTS["put"][1]
 _INVALIDATE_SHA = _SCRIPTS["invalidate"][1]
 _OLD_LAYOUT = object()  # what a GET of a previous-layout (HASH) entry reads as
-
-Command = tuple[Any, ...]
-
-
-def _is_no_script(r: object) -> bool:
-    return type(r).__name__ == "NoScriptError"
 
 
 def _wrong_type(exc: BaseException) -> bool:
@@ -258,10 +254,16 @@ def _connect(
     return Redis.from_url(url, **opts)
 
 
-class RedisStore:
-    """The Redis L2 (see the module docstring for URLs, key layout and timeouts)."""
+class RedisStore(SyncRedisOps, AsyncRedisOps):
+    """The Redis L2 (see the module docstring for URLs, key layout and timeouts).
+
+    Its store operations are written once (``_async/redis.py``, :class:`AsyncRedisOps`) and
+    the sync ones generated from them (:class:`SyncRedisOps`, scripts/gen_sync.py); this class
+    holds what both share: clients, layout, the commands to send and how to read the replies.
+    """
 
     name = "redis"
+    lua = tuple(src for src, _ in _SCRIPTS.values())
 
     def __init__(
         self,
@@ -309,6 +311,9 @@ class RedisStore:
                 connect_timeout=self.connect_timeout,
             )
         return self._client
+
+    def _sclient(self) -> Any:
+        return self.client
 
     def _aclient(self) -> Any:
         if self._given_async is not None:
@@ -440,104 +445,9 @@ class RedisStore:
         if reply == 0:  # a tag moved on while the value was computed: refused, old value deleted
             self._stats.add("stale")
 
-    # sync --------------------------------------------------------------------
-
-    def _run(self, commands: list[Command]) -> list[Any]:
-        """Send ``commands`` in one round trip (pipelined when several); load scripts if flushed."""
-        client = self.client
-        if len(commands) == 1:
-            try:
-                return [client.execute_command(*commands[0])]
-            except Exception as exc:
-                if not _is_no_script(exc):
-                    raise
-                self._load_scripts()
-                return [client.execute_command(*commands[0])]
-        results = self._pipeline(commands)
-        retry = [i for i, r in enumerate(results) if _is_no_script(r)]
-        if retry:
-            self._load_scripts()
-            for i, r in zip(retry, self._pipeline([commands[i] for i in retry]), strict=True):
-                results[i] = r
-        for r in results:
-            if isinstance(r, Exception):
-                raise r
-        return results
-
-    def _pipeline(self, commands: list[Command]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for c in commands:
-            pipe.execute_command(*c)
-        results: list[Any] = pipe.execute(raise_on_error=False)
-        return results
-
-    def _load_scripts(self) -> None:
-        for src, _ in _SCRIPTS.values():
-            self.client.script_load(src)
-
-    def get(self, key: str) -> Entry | None:
-        """The live entry under ``key``, or ``None``: one plain ``GET``."""
-        try:
-            data = self.client.get(self.entry_key(key))
-        except Exception as exc:
-            data = self._get_failed(exc)
-        return self._one(key, data)
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
-        """Live entries among ``keys``: one round trip of ``MGET``s (one per bucket on a cluster)."""
-        uniq = list(dict.fromkeys(keys))
-        if not uniq:
-            return {}
-        commands, chunks = self._mget_commands(uniq)
-        try:
-            replies = self._run(commands)
-        except Exception as exc:
-            raise self._fail(exc, "get") from exc
-        return self._collect(chunks, replies)
-
-    def put(self, entry: Entry) -> None:
-        """Write ``entry``, unless one of its tags was invalidated since its value was computed."""
-        command = self._put_command(entry)
-        if command is None:
-            return
-        try:
-            (reply,) = self._run([command])
-        except Exception as exc:
-            raise self._fail(exc, "put") from exc
-        self._put_done(reply)
-
     def put_raw(self, key: str, data: bytes) -> None:
         """Store raw bytes as ``key``'s entry (diagnostics and tests of unreadable entries)."""
         self.client.set(self.entry_key(key), data)
-
-    def delete(self, key: str) -> None:
-        """Remove ``key``."""
-        try:
-            self.client.delete(self.entry_key(key))
-        except Exception as exc:
-            raise self._fail(exc, "delete") from exc
-
-    def tag_generations(self, tags: Sequence[str]) -> dict[str, int]:
-        """Current generations (read from bucket 0; all buckets agree after each invalidation)."""
-        if not tags:
-            return {}
-        try:
-            vals = self.client.hmget(f"{self._bucket_keys[0]}:g", list(tags))
-        except Exception as exc:
-            raise self._fail(exc, "tag_generations") from exc
-        return {t: int(v or 0) for t, v in zip(tags, vals, strict=True)}
-
-    def invalidate_tag(self, tag: str) -> int:
-        """Draw a new generation; in every bucket raise ``tag`` to it and delete its entries."""
-        try:
-            gen = int(self.client.incr(self._clock_key))
-            todo: Sequence[int] = range(self.buckets)
-            while todo:
-                left = self._run(self._drain_commands(tag, gen, todo))
-                todo = [b for b, n in zip(todo, left, strict=True) if n]
-        except Exception as exc:
-            raise self._fail(exc, "invalidate") from exc
-        return gen
 
     def stats(self) -> TierStats:
         """A snapshot of the counters."""
@@ -551,101 +461,6 @@ class RedisStore:
             except Exception:
                 log.debug("closing redis client failed", exc_info=True)
             self._client = None
-
-    # asyncio -----------------------------------------------------------------
-
-    async def _arun(self, commands: list[Command]) -> list[Any]:
-        """See :meth:`_run`."""
-        client = self._aclient()
-        if len(commands) == 1:
-            try:
-                return [await client.execute_command(*commands[0])]
-            except Exception as exc:
-                if not _is_no_script(exc):
-                    raise
-                await self._aload_scripts()
-                return [await client.execute_command(*commands[0])]
-        results = await self._apipeline(commands)
-        retry = [i for i, r in enumerate(results) if _is_no_script(r)]
-        if retry:
-            await self._aload_scripts()
-            for i, r in zip(retry, await self._apipeline([commands[i] for i in retry]), strict=True):
-                results[i] = r
-        for r in results:
-            if isinstance(r, Exception):
-                raise r
-        return results
-
-    async def _apipeline(self, commands: list[Command]) -> list[Any]:
-        pipe = self._aclient().pipeline(transaction=False)
-        for c in commands:
-            pipe.execute_command(*c)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results
-
-    async def _aload_scripts(self) -> None:
-        for src, _ in _SCRIPTS.values():
-            await self._aclient().script_load(src)
-
-    async def aget(self, key: str) -> Entry | None:
-        """See :meth:`get`."""
-        try:
-            data = await self._aclient().get(self.entry_key(key))
-        except Exception as exc:
-            data = self._get_failed(exc)
-        return self._one(key, data)
-
-    async def aget_many(self, keys: Sequence[str]) -> dict[str, Entry]:
-        """See :meth:`get_many`."""
-        uniq = list(dict.fromkeys(keys))
-        if not uniq:
-            return {}
-        commands, chunks = self._mget_commands(uniq)
-        try:
-            replies = await self._arun(commands)
-        except Exception as exc:
-            raise self._fail(exc, "get") from exc
-        return self._collect(chunks, replies)
-
-    async def aput(self, entry: Entry) -> None:
-        """See :meth:`put`."""
-        command = self._put_command(entry)
-        if command is None:
-            return
-        try:
-            (reply,) = await self._arun([command])
-        except Exception as exc:
-            raise self._fail(exc, "put") from exc
-        self._put_done(reply)
-
-    async def adelete(self, key: str) -> None:
-        """See :meth:`delete`."""
-        try:
-            await self._aclient().delete(self.entry_key(key))
-        except Exception as exc:
-            raise self._fail(exc, "delete") from exc
-
-    async def atag_generations(self, tags: Sequence[str]) -> dict[str, int]:
-        """See :meth:`tag_generations`."""
-        if not tags:
-            return {}
-        try:
-            vals = await self._aclient().hmget(f"{self._bucket_keys[0]}:g", list(tags))
-        except Exception as exc:
-            raise self._fail(exc, "tag_generations") from exc
-        return {t: int(v or 0) for t, v in zip(tags, vals, strict=True)}
-
-    async def ainvalidate_tag(self, tag: str) -> int:
-        """See :meth:`invalidate_tag`."""
-        try:
-            gen = int(await self._aclient().incr(self._clock_key))
-            todo: Sequence[int] = range(self.buckets)
-            while todo:
-                left = await self._arun(self._drain_commands(tag, gen, todo))
-                todo = [b for b, n in zip(todo, left, strict=True) if n]
-        except Exception as exc:
-            raise self._fail(exc, "invalidate") from exc
-        return gen
 
     async def aclose(self) -> None:
         """Close the asyncio client of the running loop (and the sync client)."""

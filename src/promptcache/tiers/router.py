@@ -8,30 +8,35 @@ What sits below L1 is built by :func:`below_l1`, in one place, outermost first::
           CircuitBreaker a failing L2 is skipped for a cooldown (``tier_skipped``)
             L2           SQLite or Redis
 
-Around that chain :class:`TieredStore` keeps what needs the whole picture: the
-L1 (in memory, on the caller's thread), tenancy (an entry of another tenant is
-never returned, whatever the key: ``tenant_mismatch``), tag generations and the
-invalidation bus (see :mod:`promptcache.invalidation` for the model and the L1
-staleness bound), :class:`SingleFlight` and :class:`StaleWhileRevalidate` for
-:meth:`TieredStore.get_or_compute`.
+Around that chain :class:`TieredStore` routes between the tiers and keeps what
+needs the whole picture: the L1 (in memory, on the caller's thread), tenancy (an
+entry of another tenant is never returned, whatever the key: ``tenant_mismatch``),
+tag generations and the invalidation bus (see :mod:`promptcache.invalidation` for
+the model and the L1 staleness bound).
 
-Sync and asyncio share one implementation: each operation is written once as a
-generator that yields the I/O it needs (``("get", key)``) and receives the
-answer; :meth:`TieredStore._run` performs that I/O with the sync methods of the
-chain, :meth:`TieredStore._arun` awaits their asyncio forms (sans-I/O, the shape
-hishel's core has).
+Above it, the read path is built by :func:`read_through`, in one place, outermost
+first; each wrapper is a :class:`~promptcache.tiers.readthrough.ReadThrough` over
+the next, and :meth:`TieredStore.get_or_compute` is the outermost one's::
+
+    StaleWhileRevalidate a just-expired entry of the listed types is served while one refresh runs
+      SingleFlight       concurrent identical fills compute once
+        TieredStore      lookup (L1, then below) and fill (compute, then store)
+
+Sync and asyncio share one implementation: each operation (lookup, get_many,
+put, delete, invalidate, fill, ...) is written once, for asyncio, in
+``_async/router.py``, and the sync form is generated from it with unasync
+(``_sync/router.py``, scripts/gen_sync.py); the chain's wrappers are written the
+same way, so an operation reads as plain code in both forms.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -41,60 +46,25 @@ from promptcache.invalidation import (
     InvalidationBus,
     InvalidationEvent,
     LocalBus,
-    normalize_tags,
 )
-from promptcache.tiers.base import StatsCounter, Store, TierError, TierStats
+from promptcache.tiers._async.router import AsyncRouterOps
+from promptcache.tiers._sync.router import SyncRouterOps
+from promptcache.tiers.base import InvalidationFailed, StatsCounter, Store, TierStats
 from promptcache.tiers.blob import BlobStore, FileBlobStore
-from promptcache.tiers.breaker import CircuitBreaker, TierSkipped
+from promptcache.tiers.breaker import CircuitBreaker
 from promptcache.tiers.crypto import KeyRing
 from promptcache.tiers.entry import Entry, key_digest
 from promptcache.tiers.memory import MemoryStore
 from promptcache.tiers.offload import BlobOffload
-from promptcache.tiers.outcome import Produced
+from promptcache.tiers.readthrough import Lookup, Result
 from promptcache.tiers.sealed import Sealed
 from promptcache.tiers.singleflight import SingleFlight
 from promptcache.tiers.swr import StaleWhileRevalidate
 from promptcache.tiers.writeback import WriteBack
 
-__all__ = ["InvalidationFailed", "Lookup", "Result", "RouterStats", "TieredStore", "below_l1"]
+__all__ = ["InvalidationFailed", "Lookup", "Result", "RouterStats", "TieredStore", "below_l1", "read_through"]
 
 log = logging.getLogger("promptcache.tiers")
-
-T = TypeVar("T")
-
-#: One step of an operation: the I/O it needs, e.g. ``("get", key)`` or ``("publish", event)``.
-Op = tuple[Any, ...]
-Steps = Generator[Op, Any, T]
-
-
-class InvalidationFailed(TierError):
-    """The shared tier could not record an invalidation: tagged entries may still be served."""
-
-
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    """A read that found something: the (plaintext) entry, the tier it came from, and staleness."""
-
-    entry: Entry
-    tier: str
-    stale: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What :meth:`TieredStore.get_or_compute` returns.
-
-    ``tier`` is the tier that served it, ``"flight"`` if another caller computed
-    it concurrently, ``None`` if this call computed it. ``produced`` is what the
-    compute callback returned (this call's or the flight leader's), ``None`` on
-    a tier hit; ``payload`` is empty when nothing was stored.
-    """
-
-    payload: bytes
-    tier: str | None
-    stale: bool = False
-    computed: bool = False
-    produced: Produced | None = None
 
 
 class RouterStats(BaseModel):
@@ -146,8 +116,21 @@ def below_l1(
     )
 
 
-class TieredStore:
-    """The tiered cache the artifact caches are built on (see the module docstring)."""
+def read_through(
+    inner: Any, *, count: Callable[[str], None], swr_types: Iterable[str] = (), swr_window_s: float = 60.0
+) -> StaleWhileRevalidate:
+    """The read path over ``inner``'s lookup and fill (see the module docstring), counting with ``count``."""
+    flights = SingleFlight(inner, count=count)
+    return StaleWhileRevalidate(flights, count=count, types=swr_types, window_s=swr_window_s)
+
+
+class TieredStore(SyncRouterOps, AsyncRouterOps):
+    """The tiered cache the artifact caches are built on (see the module docstring).
+
+    Its operations are written once (``_async/router.py``, :class:`AsyncRouterOps`) and the
+    sync ones generated from them (:class:`SyncRouterOps`, scripts/gen_sync.py); this class
+    holds what both share: the tiers, tenancy, promotion into L1, generations and the bus.
+    """
 
     def __init__(
         self,
@@ -191,8 +174,9 @@ class TieredStore:
                 breaker_cooldown_s=breaker_cooldown_s,
                 tier_timeout_s=tier_timeout_s,
             )
-        self.flights = SingleFlight(self._counters.add)
-        self.swr = StaleWhileRevalidate(swr_types, swr_window_s)
+        self.reads = read_through(
+            self, count=self._counters.add, swr_types=swr_types, swr_window_s=swr_window_s
+        )
         self._closed = False
         self.bus.subscribe(self._on_event)
         self.bus.on_reset(self._on_bus_reset)
@@ -240,45 +224,7 @@ class TieredStore:
     @property
     def swr_types(self) -> frozenset[str]:
         """Entry types that may be served stale (see :class:`StaleWhileRevalidate`)."""
-        return self.swr.types
-
-    # the I/O edge: one implementation, two drivers ----------------------------
-
-    def _run(self, steps: Steps[T]) -> T:
-        """Perform each step's I/O with the chain's sync methods."""
-        try:
-            op = next(steps)
-            while True:
-                try:
-                    if op[0] == "publish":
-                        out = None
-                        self._publish(op[1])
-                    else:
-                        out = getattr(self.below, op[0])(*op[1:])
-                except Exception as exc:
-                    op = steps.throw(exc)
-                else:
-                    op = steps.send(out)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-
-    async def _arun(self, steps: Steps[T]) -> T:
-        """Perform each step's I/O with the chain's asyncio methods (blocking ones in a thread)."""
-        try:
-            op = next(steps)
-            while True:
-                try:
-                    if op[0] == "publish":
-                        out = None
-                        await asyncio.to_thread(self._publish, op[1])
-                    else:
-                        out = await getattr(self.below, f"a{op[0]}")(*op[1:])
-                except Exception as exc:
-                    op = steps.throw(exc)
-                else:
-                    op = steps.send(out)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        return self.reads.types
 
     # bus ---------------------------------------------------------------------
 
@@ -307,13 +253,18 @@ class TieredStore:
             self._counters.add("publish_failed")
             log.warning("invalidation publish failed (%s)", type(exc).__name__)
 
+    async def _apublish(self, event: InvalidationEvent) -> None:
+        # the bus clients are sync (a Redis pub/sub connection of their own): off the event loop
+        await asyncio.to_thread(self._publish, event)
+
     # reads -------------------------------------------------------------------
 
     def _servable(self, entry: Entry, tier: str, allow_stale: bool) -> Lookup | None:
         now = self._clock()
         if entry.fresh_at(now):
             return Lookup(entry, tier)
-        if allow_stale and self.swr.applies(entry.entry_type) and not entry.dead_at(now):
+        # only an entry stamped with a stale window (StaleWhileRevalidate.stamp) outlives its TTL
+        if allow_stale and not entry.dead_at(now):
             return Lookup(entry, tier, stale=True)
         return None
 
@@ -354,99 +305,7 @@ class TieredStore:
         self.l1.put(entry)
         return self._servable(entry, tier, allow_stale)
 
-    def _lookup(self, key: str, tenant: str, allow_stale: bool) -> Steps[Lookup | None]:
-        hit, why = self._l1_lookup(key, tenant, allow_stale)
-        if hit is not None or self.below is None or why == "refused":
-            return hit
-        try:
-            found = yield ("get", key)
-        except TierSkipped:
-            return None
-        if found is None:
-            if why == "unvouched":
-                self.l1.delete(key)
-            return None
-        return self._promote(found, tenant, allow_stale)
-
-    def lookup(self, key: str, *, tenant: str, allow_stale: bool = False) -> Lookup | None:
-        """Find ``key`` for ``tenant`` in L1, then L2/L3; promote hits into L1."""
-        return self._run(self._lookup(key, tenant, allow_stale))
-
-    async def alookup(self, key: str, *, tenant: str, allow_stale: bool = False) -> Lookup | None:
-        """See :meth:`lookup`."""
-        return await self._arun(self._lookup(key, tenant, allow_stale))
-
-    def get(self, key: str, *, tenant: str) -> Entry | None:
-        """The fresh entry for ``key`` and ``tenant``, or ``None``."""
-        hit = self.lookup(key, tenant=tenant)
-        return None if hit is None else hit.entry
-
-    async def aget(self, key: str, *, tenant: str) -> Entry | None:
-        """See :meth:`get`."""
-        hit = await self.alookup(key, tenant=tenant)
-        return None if hit is None else hit.entry
-
-    def _get_many(self, keys: Sequence[str], tenant: str) -> Steps[dict[str, Entry]]:
-        out: dict[str, Entry] = {}
-        rest: list[str] = []
-        for k in dict.fromkeys(keys):
-            hit, _ = self._l1_lookup(k, tenant, False)
-            if hit is not None:
-                out[k] = hit.entry
-            else:
-                rest.append(k)
-        if not rest or self.below is None:
-            return out
-        try:
-            found: dict[str, Entry] = yield ("get_many", rest)
-        except TierSkipped:
-            return out
-        for k, entry in found.items():
-            promoted = self._promote(entry, tenant, False)
-            if promoted is not None:
-                out[k] = promoted.entry
-        return out
-
-    def get_many(self, keys: Sequence[str], *, tenant: str) -> dict[str, Entry]:
-        """Fresh entries among ``keys``: L1 first, the rest from L2 in one round trip."""
-        return self._run(self._get_many(keys, tenant))
-
-    async def aget_many(self, keys: Sequence[str], *, tenant: str) -> dict[str, Entry]:
-        """See :meth:`get_many`."""
-        return await self._arun(self._get_many(keys, tenant))
-
     # writes ------------------------------------------------------------------
-
-    def _generations(self, tags: Sequence[str], refresh: bool) -> Steps[dict[str, int]]:
-        if not tags:
-            return {}
-        if not refresh:
-            max_age = None if self.bus.healthy() else self.max_staleness_s
-            known = self.generations.fresh(tags, max_age)
-            if known is not None:
-                return known
-        if self.below is not None:
-            try:
-                current: dict[str, int] = yield ("tag_generations", list(tags))
-            except TierSkipped:
-                pass
-            else:
-                self.generations.observe(current, authoritative=True)
-                return current
-        return {t: self.generations.known(t) for t in tags}
-
-    def current_generations(self, tags: Sequence[str], *, refresh: bool = False) -> dict[str, int]:
-        """Generations to stamp on a value computed now.
-
-        From this process's cache when it can vouch for it (bus healthy, or
-        learned within ``max_staleness_s``), else read from L2. An out-of-date
-        stamp can only make the entry miss later, never serve it stale.
-        """
-        return self._run(self._generations(tags, refresh))
-
-    async def acurrent_generations(self, tags: Sequence[str], *, refresh: bool = False) -> dict[str, int]:
-        """See :meth:`current_generations`."""
-        return await self._arun(self._generations(tags, refresh))
 
     def _build(
         self,
@@ -466,180 +325,13 @@ class TieredStore:
             ttl_s=ttl_s,
             tags=gens,
         )
-        return self.swr.stamp(entry)
+        return self.reads.stamp(entry)
 
     def _store(self, entry: Entry) -> None:
         """L1 now, the chain below in the background (the one write point of every write)."""
         self.l1.put(entry)
         if self.below is not None:
             self.below.put(entry)
-
-    def _put(
-        self,
-        key: str,
-        payload: bytes,
-        tenant: str,
-        entry_type: str,
-        tags: Iterable[str],
-        ttl_s: float | None,
-        tag_generations: dict[str, int] | None,
-    ) -> Steps[Entry]:
-        names = normalize_tags(tags)
-        if tag_generations is not None:
-            gens = {t: tag_generations.get(t, 0) for t in names}
-        else:
-            gens = yield from self._generations(names, False)
-        entry = self._build(key, payload, tenant, entry_type, gens, ttl_s)
-        self._store(entry)
-        return entry
-
-    def put(
-        self,
-        key: str,
-        payload: bytes,
-        *,
-        tenant: str,
-        entry_type: str,
-        tags: Iterable[str] = (),
-        ttl_s: float | None = None,
-        tag_generations: dict[str, int] | None = None,
-    ) -> Entry:
-        """Cache ``payload``: into L1 now, into L2/L3 in the background.
-
-        Pass ``tag_generations`` captured *before* computing the value (see
-        :meth:`current_generations`) so that an invalidation racing with the
-        computation makes the new entry stale rather than the old data fresh.
-        """
-        return self._run(self._put(key, payload, tenant, entry_type, tags, ttl_s, tag_generations))
-
-    async def aput(
-        self,
-        key: str,
-        payload: bytes,
-        *,
-        tenant: str,
-        entry_type: str,
-        tags: Iterable[str] = (),
-        ttl_s: float | None = None,
-        tag_generations: dict[str, int] | None = None,
-    ) -> Entry:
-        """See :meth:`put`."""
-        return await self._arun(self._put(key, payload, tenant, entry_type, tags, ttl_s, tag_generations))
-
-    def _delete(self, key: str) -> Steps[None]:
-        self.l1.delete(key)
-        if self.below is None:
-            return
-        with contextlib.suppress(TierSkipped):
-            yield ("delete", key)
-        yield ("publish", InvalidationEvent(kind="key", key=key))
-
-    def delete(self, key: str) -> None:
-        """Remove ``key`` from every tier, now (not queued), and tell other processes."""
-        self._run(self._delete(key))
-
-    async def adelete(self, key: str) -> None:
-        """See :meth:`delete`."""
-        await self._arun(self._delete(key))
-
-    def _invalidate(self, tag: str) -> Steps[int]:
-        (tag,) = normalize_tags([tag])  # the stored form (a tag holding a secret is a digest)
-        if self.below is None:
-            return self.generations.bump_local(tag)
-        try:
-            gen: int = yield ("invalidate_tag", tag)
-        except Exception as exc:
-            self._tier_counters["l2"].add("errors")
-            raise InvalidationFailed(f"could not invalidate a tag: {type(exc).__name__}") from exc
-        self.generations.observe({tag: gen})
-        yield ("publish", InvalidationEvent(kind="tag", tag=tag, gen=gen))
-        return gen
-
-    def invalidate(self, tag: str) -> int:
-        """Make every entry tagged ``tag`` unreadable, everywhere; returns the new generation.
-
-        When this returns, this process will not serve such an entry from any
-        tier; other processes drop theirs on the bus message, or within the
-        staleness bound without it. Raises :class:`InvalidationFailed` if the
-        shared tier could not record it.
-        """
-        return self._run(self._invalidate(tag))
-
-    async def ainvalidate(self, tag: str) -> int:
-        """See :meth:`invalidate`."""
-        return await self._arun(self._invalidate(tag))
-
-    # read or compute ------------------------------------------------------------
-
-    def _stored(
-        self,
-        key: str,
-        produced: Produced,
-        tenant: str,
-        entry_type: str,
-        gens: dict[str, int],
-        ttl_s: float | None,
-    ) -> Produced:
-        if produced.storable:
-            ttl = produced.ttl_s if produced.ttl_s is not None else ttl_s
-            self._store(self._build(key, produced.payload or b"", tenant, entry_type, gens, ttl))
-        return produced
-
-    def get_or_compute(
-        self,
-        key: str,
-        fn: Callable[[], bytes | Produced],
-        *,
-        tenant: str,
-        entry_type: str,
-        tags: Iterable[str] = (),
-        ttl_s: float | None = None,
-    ) -> Result:
-        """The cached payload, or ``fn()``'s, computed once however many threads miss at once.
-
-        ``fn`` returns the bytes to store, or a :class:`Produced` that may say
-        "computed, don't store" (``payload=None``): the value is then shared with
-        the concurrent identical callers and written nowhere.
-        """
-        names = normalize_tags(tags)
-
-        def compute() -> Produced:
-            # generations are read before computing: an invalidation during fn() wins
-            gens = self.current_generations(names, refresh=True)
-            return self._stored(key, _produced(fn()), tenant, entry_type, gens, ttl_s)
-
-        hit = self.lookup(key, tenant=tenant, allow_stale=self.swr.applies(entry_type))
-        if hit is not None:
-            if hit.stale:
-                self._counters.add("swr_served")
-                self.swr.refresh_later(tenant, key, compute)
-            return Result(hit.entry.payload or b"", hit.tier, stale=hit.stale)
-        return _result(*self.flights.run(tenant, key, compute))
-
-    async def aget_or_compute(
-        self,
-        key: str,
-        fn: Callable[[], Awaitable[bytes | Produced]],
-        *,
-        tenant: str,
-        entry_type: str,
-        tags: Iterable[str] = (),
-        ttl_s: float | None = None,
-    ) -> Result:
-        """See :meth:`get_or_compute` (single-flight per event loop)."""
-        names = normalize_tags(tags)
-
-        async def compute() -> Produced:
-            gens = await self.acurrent_generations(names, refresh=True)
-            return self._stored(key, _produced(await fn()), tenant, entry_type, gens, ttl_s)
-
-        hit = await self.alookup(key, tenant=tenant, allow_stale=self.swr.applies(entry_type))
-        if hit is not None:
-            if hit.stale:
-                self._counters.add("swr_served")
-                self.swr.arefresh_later(tenant, key, compute)
-            return Result(hit.entry.payload or b"", hit.tier, stale=hit.stale)
-        return _result(*await self.flights.arun(tenant, key, compute))
 
     # housekeeping ------------------------------------------------------------
 
@@ -665,7 +357,7 @@ class TieredStore:
         self._closed = True
         if self.below is not None:
             self.below.stop(timeout)
-        self.swr.close()
+        self.reads.close()
         self.bus.close()
         for store in (self.l2, self.l3):
             if store is not None:
@@ -693,14 +385,3 @@ class TieredStore:
     def __exit__(self, *exc: object) -> None:
         """Close."""
         self.close()
-
-
-def _produced(out: bytes | Produced) -> Produced:
-    return out if isinstance(out, Produced) else Produced(payload=out)
-
-
-def _result(produced: Produced, leader: bool) -> Result:
-    """This call's result (``leader``), or the one it shared with the flight it joined."""
-    if leader:
-        return Result(produced.payload or b"", None, computed=True, produced=produced)
-    return Result(produced.payload or b"", "flight", produced=produced)

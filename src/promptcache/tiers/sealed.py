@@ -11,9 +11,10 @@ counted as ``corrupt`` on the tier, and the next write of its key replaces it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
+from promptcache.tiers._async.sealed import AsyncSealedReads
+from promptcache.tiers._sync.sealed import SyncSealedReads
 from promptcache.tiers.base import StatsCounter
 from promptcache.tiers.crypto import KeyRing
 from promptcache.tiers.entry import Entry, key_digest
@@ -24,7 +25,7 @@ __all__ = ["Sealed"]
 log = logging.getLogger("promptcache.tiers")
 
 
-class Sealed(Forwarding):
+class Sealed(SyncSealedReads, AsyncSealedReads, Forwarding):
     """Seal what goes into ``inner`` with ``keyring`` (``None``: plaintext, still integrity-checked)."""
 
     def __init__(self, inner: Any, *, keyring: KeyRing | None, counters: StatsCounter) -> None:
@@ -56,27 +57,5 @@ class Sealed(Forwarding):
         return out
 
     def put(self, entry: Entry) -> None:
-        """Write the sealed form of ``entry``."""
+        """Write the sealed form of ``entry`` (reads: ``_async/sealed.py``, and its generated sync form)."""
         self.inner.put(self.seal(entry))
-
-    def get(self, key: str) -> Entry | None:
-        """The plaintext entry under ``key``, or ``None``."""
-        raw = self.inner.get(key)
-        return None if raw is None else self.open(raw)
-
-    async def aget(self, key: str) -> Entry | None:
-        """See :meth:`get`."""
-        raw = await self.inner.aget(key)
-        return None if raw is None else self.open(raw)
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
-        """See :meth:`get`, in one round trip."""
-        return self._open_all(self.inner.get_many(keys))
-
-    async def aget_many(self, keys: Sequence[str]) -> dict[str, Entry]:
-        """See :meth:`get_many`."""
-        return self._open_all(await self.inner.aget_many(keys))
-
-    def _open_all(self, raws: dict[str, Entry]) -> dict[str, Entry]:
-        opened = {k: self.open(raw) for k, raw in raws.items()}
-        return {k: e for k, e in opened.items() if e is not None}

@@ -1,45 +1,47 @@
 """``StaleWhileRevalidate``: serve a just-expired entry while one background refresh runs.
 
-Applies only to the entry types listed (``swr_types``): an entry of such a type
-stays servable ``window_s`` past its TTL (``stale_until``); a caller served a
-stale entry gets it at once and one refresh per (tenant, key) runs in the
+A read-through store wrapper. Applies only to the entry types listed
+(``types``): an entry of such a type is stamped to stay servable ``window_s``
+past its TTL (``stale_until``); a caller served a stale entry gets it at once
+and one refresh (a fill through ``inner``) per (tenant, key) runs in the
 background. Design rules (DESIGN.md): an invalidated entry is never served,
-stale window or not (the tag check comes first); a failed refresh is dropped
-and logged, never retried on the hot path (*write-back fails → drop it*).
+stale window or not (the router's tag check comes first); a failed refresh is
+dropped and logged, never retried on the hot path (*write-back fails → drop it*).
+
+The rule is written once, for asyncio (``_async/swr.py``); the sync methods are
+generated from it (``_sync/swr.py``, scripts/gen_sync.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import threading
-from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from promptcache.tiers.entry import Entry, key_digest
-from promptcache.tiers.outcome import Produced
+from promptcache.tiers._async.swr import AsyncStaleWhileRevalidate
+from promptcache.tiers._sync.swr import SyncStaleWhileRevalidate
+from promptcache.tiers.concurrency import Background
+from promptcache.tiers.entry import Entry
 
 __all__ = ["StaleWhileRevalidate"]
 
-log = logging.getLogger("promptcache.tiers")
 
+class StaleWhileRevalidate(SyncStaleWhileRevalidate, AsyncStaleWhileRevalidate):
+    """Wrap ``inner`` (a :class:`~promptcache.tiers.readthrough.ReadThrough`): stale reads for ``types``."""
 
-def _log_failure(key: str, produced: Produced) -> None:
-    if produced.error is not None:
-        log.warning("background refresh of %s failed (%s)", key_digest(key), type(produced.error).__name__)
-
-
-class StaleWhileRevalidate:
-    """Which entries may be served stale, for how long, and the refreshes in progress."""
-
-    def __init__(self, types: Iterable[str] = (), window_s: float = 60.0) -> None:
-        """Serve entries of ``types`` up to ``window_s`` past their TTL."""
+    def __init__(
+        self,
+        inner: Any,
+        *,
+        count: Callable[[str], None],
+        types: Iterable[str] = (),
+        window_s: float = 60.0,
+    ) -> None:
+        """Serve entries of ``types`` up to ``window_s`` past their TTL; ``count("swr_served")``."""
+        self.inner = inner
+        self._count = count
         self.types = frozenset(types)
         self.window_s = window_s
-        self._lock = threading.Lock()
-        self._refreshing: set[tuple[str, str]] = set()
-        self._pool: ThreadPoolExecutor | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.background = Background("swr")
 
     def applies(self, entry_type: str) -> bool:
         """Whether entries of ``entry_type`` may be served stale."""
@@ -51,50 +53,6 @@ class StaleWhileRevalidate:
             return entry.model_copy(update={"stale_until": entry.expires_at + self.window_s})
         return entry
 
-    def refresh_later(self, tenant: str, key: str, refresh: Callable[[], Produced]) -> None:
-        """Run ``refresh`` in a background thread unless one for this key is running."""
-        fk = (tenant, key)
-        with self._lock:
-            if fk in self._refreshing:
-                return
-            self._refreshing.add(fk)
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(2, thread_name_prefix="promptcache-swr")
-            pool = self._pool
-
-        def run() -> None:
-            try:
-                _log_failure(key, refresh())
-            except Exception:
-                log.warning("background refresh of %s failed", key_digest(key), exc_info=True)
-            finally:
-                with self._lock:
-                    self._refreshing.discard(fk)
-
-        pool.submit(run)
-
-    def arefresh_later(self, tenant: str, key: str, refresh: Callable[[], Awaitable[Produced]]) -> None:
-        """Run ``refresh`` as a task of the running loop unless one for this key is running."""
-        fk = (tenant, key)
-        with self._lock:
-            if fk in self._refreshing:
-                return
-            self._refreshing.add(fk)
-
-        async def run() -> None:
-            try:
-                _log_failure(key, await refresh())
-            except Exception:
-                log.warning("background refresh of %s failed", key_digest(key), exc_info=True)
-            finally:
-                with self._lock:
-                    self._refreshing.discard(fk)
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     def close(self) -> None:
         """Wait for the refreshes running in threads; drop the queued ones."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.background.close()

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from promptcache.tiers._async.writeback import AsyncWriteBackDelete
+from promptcache.tiers._sync.writeback import SyncWriteBackDelete
 from promptcache.tiers.base import StatsCounter
 from promptcache.tiers.breaker import TierSkipped
 from promptcache.tiers.entry import Entry, key_digest
@@ -31,7 +33,7 @@ __all__ = ["WriteBack"]
 log = logging.getLogger("promptcache.tiers")
 
 
-class WriteBack(Forwarding):
+class WriteBack(SyncWriteBackDelete, AsyncWriteBackDelete, Forwarding):
     """Queue ``put`` for ``inner``; reads, deletes and invalidations go straight through."""
 
     def __init__(
@@ -72,16 +74,6 @@ class WriteBack(Forwarding):
         """Discard the puts of ``key`` queued so far (it is being deleted)."""
         with self._cond:
             self._deleted[key] = self._seq
-
-    def delete(self, key: str) -> None:
-        """Delete ``key`` in the tier now; queued puts of it are discarded."""
-        self.cut(key)
-        self.inner.delete(key)
-
-    async def adelete(self, key: str) -> None:
-        """See :meth:`delete`."""
-        self.cut(key)
-        await self.inner.adelete(key)
 
     def _done(self) -> None:
         with self._cond:
