@@ -13,7 +13,8 @@ set by an integration around the framework call), the transport:
 
 1. tells the wire format from the endpoint (``/chat/completions`` → ``openai-chat``,
    ``/responses`` → ``openai-responses``, ``/messages`` → ``anthropic-messages``,
-   ``models/{m}:generateContent`` → ``gemini``, ``/model/{id}/converse`` → ``bedrock-converse``);
+   ``models/{m}:generateContent`` → ``gemini``, ``/model/{id}/converse`` (and ``converse-stream``)
+   → ``bedrock-converse``);
 2. rewrites the JSON body through ``PromptCache.prepare_request`` for the context's tenant (a
    cache problem never fails the call: the request then goes out as built, and the reason is
    noted);
@@ -44,6 +45,7 @@ import weakref
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import orjson
@@ -69,7 +71,7 @@ __all__ = [
 log = logging.getLogger("promptcache.transport")
 
 _GEMINI = re.compile(r"/models/([^/:?]+):(generateContent|streamGenerateContent)$")
-_CONVERSE = re.compile(r"/model/([^/]+)/converse$")
+_CONVERSE = re.compile(r"/model/([^/]+)/converse(?:-stream)?$")
 
 
 def endpoint_format(path: str) -> tuple[WireFormat, str | None] | None:
@@ -86,8 +88,8 @@ def endpoint_format(path: str) -> tuple[WireFormat, str | None] | None:
         return WireFormat.GEMINI, m.group(1)
     m = _CONVERSE.search(path)
     if m is not None:
-        # botocore percent-encodes model ids and ARNs in the path.
-        return WireFormat.BEDROCK_CONVERSE, httpx.URL(path).path.rsplit("/", 2)[-2]
+        # botocore percent-encodes model ids and ARNs (whose "/" becomes %2F) in the path.
+        return WireFormat.BEDROCK_CONVERSE, unquote(m.group(1))
     return None
 
 
