@@ -63,11 +63,13 @@ def _on_before_call(params: dict[str, Any], context: dict[str, Any], **_: Any) -
     if ctx is None:
         return
     found = endpoint_format(str(params.get("url_path", "")))
+    if found is None:
+        return  # not Converse: InvokeModel, guardrails, ...
     try:
         body = orjson.loads(params["body"])
     except (KeyError, TypeError, orjson.JSONDecodeError):
         return
-    if found is None or not isinstance(body, dict):
+    if not isinstance(body, dict):
         return
     call = ProviderRequest(ctx, found[0], found[1])
     context[_KEY] = call
