@@ -490,8 +490,8 @@ class AsyncPromptCacheTransport(httpx.AsyncBaseTransport):
         if started is None:
             return await self.inner.handle_async_request(request)
         call, body = started
-        # Creating a Gemini cached content is a blocking call (the manager is synchronous), as
-        # it was under the SDK methods: once per prefix and TTL, not per request.
+        # Creating a Gemini cached content blocks the event loop (the manager is synchronous);
+        # it happens once per prefix and TTL, not per request.
         sent = _rebuilt(request, call.prepare(body, _path_streams(request)))
         response = await self.inner.handle_async_request(sent)
         if call.may_retry(response.status_code):
