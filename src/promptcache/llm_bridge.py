@@ -1,12 +1,9 @@
-"""Apply ``PromptCache.prepare_request`` where a framework's LLM object calls its provider SDK.
+"""The call context of one model call under promptcache, and what is done with it.
 
-Framework LLM classes (LlamaIndex's ``OpenAI``/``Anthropic``/``BedrockConverse``, ...) build the
-provider request in several places but always end in one SDK call whose keyword arguments *are*
-the request body: ``client.messages.create(**body)`` (Anthropic), ``client.chat.completions.create``
-and ``client.responses.create`` (OpenAI), ``client.converse``/``converse_stream`` (boto3 Bedrock
-Runtime). Rewriting those keyword arguments is the one place where the body sent is exactly
-``prepare_request(body).body``, whatever the framework did before, and where the provider's own
-usage report (streamed or not) can be read back with cache reads and writes intact.
+Integrations set a :class:`CallContext` around the framework call; the seams into the SDKs
+rewrite the request while it is current and read the provider's usage back into it:
+:mod:`promptcache.transport` (an httpx transport: ``openai``, ``anthropic``, ``google-genai``)
+and :mod:`promptcache.botocore_events` (botocore's event system: boto3 ``bedrock-runtime``).
 
 This module is framework-agnostic (it imports no agent framework):
 
@@ -14,17 +11,17 @@ This module is framework-agnostic (it imports no agent framework):
   variable around the framework call (and around each step of a stream);
 * :func:`rewrite_payload` — ``prepare_request`` with the failure rule (a cache problem never fails
   the call: the request goes out as built, and the reason is noted);
-* :func:`intercept_client` — a copy of an SDK client whose request methods rewrite while a call
-  context is set and record the provider's usage (streams are teed, not buffered);
+* :func:`intercept_client` — for an ``openai``/``anthropic`` SDK client that cannot go through
+  the transport (``AnthropicBedrock`` signs its body before httpx sees it): a copy whose request
+  methods (``messages.create``, ``chat.completions.create``, ``responses.create``) rewrite their
+  keyword arguments while a call context is set and record the provider's usage (streams are
+  teed, not buffered);
 * :func:`call_with_hint_fallback` / :func:`acall_with_hint_fallback` — run a framework call that
   sends the context's request; if the provider rejects a caching hint (a 400 naming
   ``cache_control``, ``prompt_cache_key``, ...), run it once more with every hint stripped
   (:mod:`promptcache.providers.fallback`), counted in :data:`HINT_REJECTIONS`;
 * :func:`plan_summary` / :func:`record_call` — what was done (no prompt text) and the usage fed to
   the cache's shared stats (``promptcache.stats.recorder_for``).
-
-The LangChain integration (``promptcache_langchain``) and the LlamaIndex one both use this
-module: one implementation of "rewrite this provider payload, never fail the call, note why".
 
 Outside a call context the intercepted client behaves exactly like the original.
 """
@@ -172,7 +169,7 @@ def rewrite_payload(ctx: CallContext, payload: Mapping[str, Any], fmt: WireForma
         transport = {k: v for k, v in payload.items() if k in TRANSPORT_KWARGS}
     ctx.requests += 1
     ctx.format_used = fmt
-    model = body.get("model") or body.get("modelId")
+    model = body.get("model")
     ctx.model = model if isinstance(model, str) else None
     try:
         prepared = ctx.cache.prepare_request(body, format=fmt, tenant=ctx.tenant)
@@ -340,21 +337,16 @@ def _emit_provider_call(ctx: CallContext) -> None:
 
 def _observe_response(ctx: CallContext, fmt: WireFormat, response: Any) -> None:
     try:
-        ctx.usage = usage_from_response(fmt, to_plain(response), model=_model_for(ctx, fmt))
+        ctx.usage = usage_from_response(fmt, to_plain(response))
     except (ValueError, TypeError) as exc:
         ctx.notes.append(f"provider usage unreadable: {exc}"[:300])
 
 
 def _finish_stream(ctx: CallContext, fmt: WireFormat) -> None:
     try:
-        ctx.usage = usage_from_stream(fmt, ctx.stream_events, model=_model_for(ctx, fmt))
+        ctx.usage = usage_from_stream(fmt, ctx.stream_events)
     except (ValueError, TypeError) as exc:
         ctx.notes.append(f"stream usage unreadable: {exc}"[:300])
-
-
-def _model_for(ctx: CallContext, fmt: WireFormat) -> str | None:
-    # Converse responses carry no model id; everything else reports its own.
-    return ctx.model if fmt is WireFormat.BEDROCK_CONVERSE else None
 
 
 class _TeeStream:
@@ -473,21 +465,17 @@ def _prepare_kwargs(
 
 
 class _Method:
-    """A request method (``create``, ``converse``) that rewrites its kwargs inside a call context."""
+    """A request method (``create``) that rewrites its kwargs inside a call context."""
 
-    def __init__(self, fn: Any, fmt: WireFormat, *, stream: bool | None = None) -> None:
+    def __init__(self, fn: Any, fmt: WireFormat) -> None:
         self._fn = fn
         self._fmt = fmt
-        self._stream = stream  # None: the ``stream`` kwarg decides
-
-    def _is_stream(self, kwargs: Mapping[str, Any]) -> bool:
-        return bool(kwargs.get("stream")) if self._stream is None else self._stream
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         ctx = current_call.get()
         if ctx is None or args:
             return self._fn(*args, **kwargs)
-        stream = self._is_stream(kwargs)
+        stream = bool(kwargs.get("stream"))
 
         def send() -> Any:
             # Rebuilt on a resend: rewrite_payload then leaves out the hints the provider refused.
@@ -509,23 +497,12 @@ class _Method:
         return self._wrap(ctx, out, stream)
 
     def _wrap(self, ctx: CallContext, out: Any, stream: bool) -> Any:
-        if self._fmt is WireFormat.BEDROCK_CONVERSE:
-            return self._wrap_converse(ctx, out, stream)
         if not stream:
             _observe_response(ctx, self._fmt, out)
             return out
         if hasattr(out, "__aiter__"):
             return _AsyncTeeStream(out, ctx, self._fmt)
         return _TeeStream(out, ctx, self._fmt)
-
-    def _wrap_converse(self, ctx: CallContext, out: Any, stream: bool) -> Any:
-        # boto3 returns a plain dict; a stream is the EventStream under "stream".
-        if not stream:
-            _observe_response(ctx, self._fmt, out)
-            return out
-        if isinstance(out, dict) and "stream" in out:
-            return {**out, "stream": _TeeStream(out["stream"], ctx, self._fmt)}
-        return out
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._fn, name)
@@ -565,8 +542,9 @@ def _sdk_copy(client: Any, attrs: Mapping[str, Any]) -> Any:
 
 
 def intercept_client(client: Any) -> Any:
-    """A copy of an ``openai``/``anthropic`` SDK client or a boto3 ``bedrock-runtime`` client whose
-    request methods apply promptcache while a :class:`CallContext` is current.
+    """A copy of an ``openai``/``anthropic`` SDK client whose request methods apply promptcache
+    while a :class:`CallContext` is current (boto3 ``bedrock-runtime`` clients: see
+    :mod:`promptcache.botocore_events`).
 
     Returns ``client`` itself when it is ``None``, already intercepted, or of a kind this module
     does not know (the call then goes out unchanged).
@@ -603,22 +581,5 @@ def intercept_client(client: Any) -> Any:
                 ),
             },
         )
-    meta = getattr(client, "meta", None)
-    service = getattr(getattr(meta, "service_model", None), "service_name", None)
-    if service == "bedrock-runtime" or (callable(getattr(client, "converse", None)) and module != "openai"):
-        # boto3 clients are generated classes whose copies are not safe to make: delegate instead.
-        proxy = Delegate(
-            client,
-            {
-                "converse": _Method(client.converse, WireFormat.BEDROCK_CONVERSE, stream=False),
-                "converse_stream": _Method(
-                    getattr(client, "converse_stream", client.converse),
-                    WireFormat.BEDROCK_CONVERSE,
-                    stream=True,
-                ),
-                _MARK: True,
-            },
-        )
-        return proxy
     log.debug("intercept_client: %s is not a known SDK client; calls go out unchanged", type(client).__name__)
     return client

@@ -13,7 +13,8 @@ set by an integration around the framework call), the transport:
 
 1. tells the wire format from the endpoint (``/chat/completions`` → ``openai-chat``,
    ``/responses`` → ``openai-responses``, ``/messages`` → ``anthropic-messages``,
-   ``models/{m}:generateContent`` → ``gemini``, ``/model/{id}/converse`` → ``bedrock-converse``);
+   ``models/{m}:generateContent`` → ``gemini``, ``/model/{id}/converse`` (and ``converse-stream``)
+   → ``bedrock-converse``);
 2. rewrites the JSON body through ``PromptCache.prepare_request`` for the context's tenant (a
    cache problem never fails the call: the request then goes out as built, and the reason is
    noted);
@@ -22,8 +23,17 @@ set by an integration around the framework call), the transport:
 4. reads the provider's usage back into the context: from the JSON answer, or from a
    server-sent-event stream as it passes through to the SDK, event by event, never buffered.
 
-Outside a call context, and for any other request (model listings, token counting, uploads),
-the transport only forwards.
+Given a :class:`~promptcache.providers.gemini_cache.GeminiCacheManager` (``gemini_caches=``),
+a ``generateContent`` request's static prefix then moves into an explicit cached content
+(``cachedContent``); when Gemini refuses that content (expired or deleted behind our back: a
+400, 403 or 404) the handle is dropped and the request is sent once more without it, and the
+tokens written by creating it are still counted in the call's usage.
+
+Outside a call context, and for any other request (model listings, token counting, uploads,
+the cached contents themselves), the transport only forwards.
+
+:func:`wrap_genai_client` puts a ``google.genai.Client`` on this seam through the SDK's own
+``HttpOptions(httpx_client=..., httpx_async_client=...)``.
 """
 
 from __future__ import annotations
@@ -31,9 +41,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import weakref
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import orjson
@@ -41,20 +53,25 @@ import orjson
 from promptcache.formats import WireFormat
 from promptcache.llm_bridge import HINT_REJECTIONS, CallContext, current_call, mark_first_chunk
 from promptcache.providers.fallback import HINT_FIELDS, strip_hints
+from promptcache.providers.gemini_cache import GeminiCacheManager, GeminiPrepared
 from promptcache.providers.usage import usage_from_response, usage_from_stream
+from promptcache.usage import CacheUsage
 from promptcache.wire import WireFormatError
 
 __all__ = [
     "AsyncPromptCacheTransport",
     "PromptCacheTransport",
+    "ProviderRequest",
     "endpoint_format",
+    "is_genai_client",
+    "wrap_genai_client",
     "wrap_http_client",
 ]
 
 log = logging.getLogger("promptcache.transport")
 
 _GEMINI = re.compile(r"/models/([^/:?]+):(generateContent|streamGenerateContent)$")
-_CONVERSE = re.compile(r"/model/([^/]+)/converse$")
+_CONVERSE = re.compile(r"/model/([^/]+)/converse(?:-stream)?$")
 
 
 def endpoint_format(path: str) -> tuple[WireFormat, str | None] | None:
@@ -71,25 +88,41 @@ def endpoint_format(path: str) -> tuple[WireFormat, str | None] | None:
         return WireFormat.GEMINI, m.group(1)
     m = _CONVERSE.search(path)
     if m is not None:
-        # botocore percent-encodes model ids and ARNs in the path.
-        return WireFormat.BEDROCK_CONVERSE, httpx.URL(path).path.rsplit("/", 2)[-2]
+        # botocore percent-encodes model ids and ARNs (whose "/" becomes %2F) in the path.
+        return WireFormat.BEDROCK_CONVERSE, unquote(m.group(1))
     return None
 
 
 # -- the request --------------------------------------------------------------------------
 
 
-class _Call:
-    """One request of a call context through the transport: what was sent, how to read the answer."""
+class ProviderRequest:
+    """One request of a call context to a provider, whichever SDK hook saw it: what was sent,
+    how to resend it once, how to read the answer.
 
-    __slots__ = ("ctx", "fmt", "model", "sent", "stream")
+    The httpx transport here and the botocore event handlers
+    (:mod:`promptcache.botocore_events`) both drive it, so rewriting, the hint fallback and
+    the usage read-back are written once.
+    """
 
-    def __init__(self, ctx: CallContext, fmt: WireFormat, model: str | None) -> None:
-        self.ctx, self.fmt, self.model = ctx, fmt, model
+    __slots__ = ("caches", "ctx", "explicit", "fmt", "model", "sent", "stream", "write")
+
+    def __init__(
+        self,
+        ctx: CallContext,
+        fmt: WireFormat,
+        model: str | None,
+        *,
+        caches: GeminiCacheManager | None = None,
+    ) -> None:
+        self.ctx, self.fmt, self.model, self.caches = ctx, fmt, model, caches
         self.sent: dict[str, Any] = {}
         self.stream = False
+        self.explicit: GeminiPrepared | None = None
+        self.write: CacheUsage | None = None
 
     def prepare(self, body: dict[str, Any], path_streams: bool) -> dict[str, Any]:
+        """The body to send for ``body`` (``path_streams``: the endpoint itself streams)."""
         ctx, fmt = self.ctx, self.ctx.format or self.fmt
         self.fmt = fmt
         ctx.stream_events.clear()
@@ -117,13 +150,38 @@ class _Call:
             return self.sent
         ctx.plan, ctx.body = prepared.plan, prepared.body
         self.sent = strip_hints(prepared.body, fmt) if ctx.hints_off else prepared.body
+        if self.caches is not None and fmt is WireFormat.GEMINI and ctx.model is not None:
+            self.sent = self._explicit(self.caches, self.sent, ctx.model)
         return self.sent
 
-    def retry_body(self, status: int, text: str) -> dict[str, Any] | None:
-        """The body to send once more when the provider refused a caching hint, else None."""
+    def _explicit(self, caches: GeminiCacheManager, body: dict[str, Any], model: str) -> dict[str, Any]:
         ctx = self.ctx
-        if status != 400 or ctx.hints_off or self.fmt is WireFormat.GEMINI:
+        try:
+            explicit = caches.prepare(body, tenant=ctx.tenant, model=model)
+        except Exception as exc:
+            # Creating the cached content failed (quota, auth, network): implicit caching only.
+            ctx.notes.append(f"explicit cache skipped: {type(exc).__name__}"[:300])
+            return body
+        ctx.notes.extend(explicit.notes)
+        self.explicit, self.write = explicit, explicit.create_usage
+        return explicit.body
+
+    def may_retry(self, status: int) -> bool:
+        """Whether an answer with ``status`` could be a refusal this request resends after."""
+        if self.fmt is WireFormat.GEMINI:
+            return (
+                status in (400, 403, 404) and self.explicit is not None and self.explicit.handle is not None
+            )
+        return status == 400 and not self.ctx.hints_off
+
+    def retry_body(self, status: int, text: str) -> dict[str, Any] | None:
+        """The body to send once more when the provider refused a caching hint (or a Gemini
+        cached content), else None."""
+        if not self.may_retry(status):
             return None
+        if self.fmt is WireFormat.GEMINI:
+            return self._without_cached_content()
+        ctx = self.ctx
         fields = [f for f in HINT_FIELDS if f in text]
         stripped = strip_hints(self.sent, self.fmt)
         if not fields or stripped == self.sent:
@@ -138,30 +196,70 @@ class _Call:
         self.sent = stripped
         return stripped
 
+    def _without_cached_content(self) -> dict[str, Any] | None:
+        # A refused cached content is a cache fault: the call goes on without it, as promptcache
+        # laid it out (``ctx.body``: the prefix back in systemInstruction and contents).
+        explicit, caches, ctx = self.explicit, self.caches, self.ctx
+        if explicit is None or explicit.handle is None or caches is None or ctx.body is None:
+            return None
+        handle = explicit.handle
+        self.explicit = None
+        caches.invalidate(tenant=handle.tenant, prefix_key=handle.prefix_key)
+        ctx.notes.append(f"provider refused {handle.name}; handle dropped and resent without it")
+        HINT_REJECTIONS["hint_rejected"] += 1
+        self.sent = ctx.body
+        return self.sent
+
     def read_json(self, data: bytes) -> None:
-        ctx = self.ctx
-        ctx.body = None  # answered (see CallContext.body)
+        """Read the usage of a JSON answer into the context."""
         try:
             plain = _loads(data)
             if not isinstance(plain, dict):
                 raise TypeError("answer is not a JSON object")
-            ctx.usage = usage_from_response(self.fmt, plain, model=self._model())
+        except (ValueError, TypeError) as exc:
+            self.ctx.body = None  # answered (see CallContext.body)
+            self.ctx.notes.append(f"provider usage unreadable: {type(exc).__name__}"[:300])
+            return
+        self.read_answer(plain)
+
+    def read_answer(self, plain: dict[str, Any]) -> None:
+        """Read the usage of an answer already parsed (a dict in the provider's wire shape)."""
+        ctx = self.ctx
+        ctx.body = None  # answered (see CallContext.body)
+        try:
+            ctx.usage = self._with_write(usage_from_response(self.fmt, plain, model=self._model()))
         except (ValueError, TypeError) as exc:
             ctx.notes.append(f"provider usage unreadable: {type(exc).__name__}"[:300])
 
     def finish_stream(self) -> None:
+        """Read the usage of the stream events gathered in the context."""
         ctx = self.ctx
         try:
-            ctx.usage = usage_from_stream(self.fmt, ctx.stream_events, model=self._model())
+            ctx.usage = self._with_write(usage_from_stream(self.fmt, ctx.stream_events, model=self._model()))
         except (ValueError, TypeError) as exc:
             ctx.notes.append(f"stream usage unreadable: {exc}"[:300])
+
+    def _with_write(self, usage: CacheUsage) -> CacheUsage:
+        write = self.write
+        if write is None:
+            return usage
+        # Creating the cached content was billed in this call: its tokens were written once,
+        # even when the provider then refused the content and the call was resent without it.
+        return usage.model_copy(
+            update={
+                "input_tokens": usage.input_tokens + write.input_tokens,
+                "cache_write_tokens": usage.cache_write_tokens + write.cache_write_tokens,
+            }
+        )
 
     def _model(self) -> str | None:
         # Converse answers carry no model id, and Gemini's name it only sometimes: the path does.
         return self.ctx.model if self.fmt in (WireFormat.BEDROCK_CONVERSE, WireFormat.GEMINI) else None
 
 
-def _start(request: httpx.Request, content: bytes) -> tuple[_Call, dict[str, Any]] | None:
+def _start(
+    request: httpx.Request, content: bytes, caches: GeminiCacheManager | None
+) -> tuple[ProviderRequest, dict[str, Any]] | None:
     """The call and the parsed body of ``request`` when the transport rewrites it, else None."""
     ctx = current_call.get()
     if ctx is None or request.method != "POST":
@@ -175,7 +273,7 @@ def _start(request: httpx.Request, content: bytes) -> tuple[_Call, dict[str, Any
         return None
     if not isinstance(body, dict):
         return None
-    return _Call(ctx, found[0], found[1]), body
+    return ProviderRequest(ctx, found[0], found[1], caches=caches), body
 
 
 def _loads(data: bytes | str) -> Any:
@@ -214,7 +312,7 @@ def _is_sse(response: httpx.Response) -> bool:
 class _SSEReader:
     """Reads server-sent events off the raw bytes as they pass, into the call's stream events."""
 
-    def __init__(self, call: _Call, encoding: str) -> None:
+    def __init__(self, call: ProviderRequest, encoding: str) -> None:
         self._call = call
         self._buf = ""
         self._utf8 = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
@@ -301,7 +399,7 @@ def _buffered(response: httpx.Response, raw: bytes) -> httpx.Response:
     return out
 
 
-def _sse(response: httpx.Response, call: _Call, *, sync: bool) -> httpx.Response:
+def _sse(response: httpx.Response, call: ProviderRequest, *, sync: bool) -> httpx.Response:
     reader = _SSEReader(call, response.headers.get("content-encoding", "").strip().lower())
     stream: Any = response.stream
     tee: Any = _TeeStream(stream, reader) if sync else _AsyncTeeStream(stream, reader)
@@ -320,34 +418,38 @@ class PromptCacheTransport(httpx.BaseTransport):
     """An ``httpx`` transport that applies promptcache to model calls, then hands them to ``inner``.
 
     See the module docstring for what is rewritten and read back. ``inner`` defaults to a plain
-    ``httpx.HTTPTransport()``.
+    ``httpx.HTTPTransport()``; ``gemini_caches`` moves Gemini prefixes into cached contents.
     """
 
-    def __init__(self, inner: httpx.BaseTransport | None = None, *, close_inner: bool | None = None) -> None:
+    def __init__(
+        self,
+        inner: httpx.BaseTransport | None = None,
+        *,
+        close_inner: bool | None = None,
+        gemini_caches: GeminiCacheManager | None = None,
+    ) -> None:
         self.inner = inner if inner is not None else httpx.HTTPTransport()
         # A transport borrowed from the caller's client is the caller's to close.
         self.close_inner = inner is None if close_inner is None else close_inner
+        self.gemini_caches = gemini_caches
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Rewrite, forward, read the usage back (see the module docstring)."""
         if current_call.get() is None:
             return self.inner.handle_request(request)
-        started = _start(request, request.read())
+        started = _start(request, request.read(), self.gemini_caches)
         if started is None:
             return self.inner.handle_request(request)
         call, body = started
         response = self.inner.handle_request(_rebuilt(request, call.prepare(body, _path_streams(request))))
-        if response.status_code == 400:
+        if call.may_retry(response.status_code):
             refused = _buffered(response, b"".join(_iter(response)))
             response.close()
-            retry = call.retry_body(400, _text(refused))
+            retry = call.retry_body(refused.status_code, _text(refused))
             if retry is None:
                 call.ctx.body = None
                 return refused
             response = self.inner.handle_request(_rebuilt(request, retry))
-        return self._answer(response, call)
-
-    def _answer(self, response: httpx.Response, call: _Call) -> httpx.Response:
         if response.status_code >= 300:
             call.ctx.body = None
             return response
@@ -370,25 +472,32 @@ class AsyncPromptCacheTransport(httpx.AsyncBaseTransport):
     """The asyncio twin of :class:`PromptCacheTransport`."""
 
     def __init__(
-        self, inner: httpx.AsyncBaseTransport | None = None, *, close_inner: bool | None = None
+        self,
+        inner: httpx.AsyncBaseTransport | None = None,
+        *,
+        close_inner: bool | None = None,
+        gemini_caches: GeminiCacheManager | None = None,
     ) -> None:
         self.inner = inner if inner is not None else httpx.AsyncHTTPTransport()
         self.close_inner = inner is None if close_inner is None else close_inner
+        self.gemini_caches = gemini_caches
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Rewrite, forward, read the usage back (see the module docstring)."""
         if current_call.get() is None:
             return await self.inner.handle_async_request(request)
-        started = _start(request, await request.aread())
+        started = _start(request, await request.aread(), self.gemini_caches)
         if started is None:
             return await self.inner.handle_async_request(request)
         call, body = started
+        # Creating a Gemini cached content blocks the event loop (the manager is synchronous);
+        # it happens once per prefix and TTL, not per request.
         sent = _rebuilt(request, call.prepare(body, _path_streams(request)))
         response = await self.inner.handle_async_request(sent)
-        if response.status_code == 400:
+        if call.may_retry(response.status_code):
             refused = _buffered(response, b"".join([c async for c in _aiter(response)]))
             await response.aclose()
-            retry = call.retry_body(400, _text(refused))
+            retry = call.retry_body(refused.status_code, _text(refused))
             if retry is None:
                 call.ctx.body = None
                 return refused
@@ -435,19 +544,25 @@ def _text(response: httpx.Response) -> str:
         return ""
 
 
-def wrap_http_client(client: httpx.Client | httpx.AsyncClient | None, *, asynchronous: bool = False) -> Any:
+def wrap_http_client(
+    client: httpx.Client | httpx.AsyncClient | None,
+    *,
+    asynchronous: bool = False,
+    gemini_caches: GeminiCacheManager | None = None,
+) -> Any:
     """A new ``httpx`` client like ``client`` (None: a default one) whose transports apply
     promptcache around ``client``'s own.
 
     ``client`` itself is left as it is: the new client borrows its transports (and so its
     connection pool, proxies and TLS settings) and copies its base URL, headers, cookies, auth,
     query parameters, timeout, redirect policy and event hooks. Closing the new client does not
-    close the borrowed transports: they stay the caller's.
+    close the borrowed transports: they stay the caller's. ``gemini_caches``: see the module
+    docstring.
     """
     if client is None:
         if asynchronous:
-            return httpx.AsyncClient(transport=AsyncPromptCacheTransport())
-        return httpx.Client(transport=PromptCacheTransport())
+            return httpx.AsyncClient(transport=AsyncPromptCacheTransport(gemini_caches=gemini_caches))
+        return httpx.Client(transport=PromptCacheTransport(gemini_caches=gemini_caches))
     common: dict[str, Any] = {
         "base_url": client.base_url,
         "headers": client.headers,
@@ -468,14 +583,69 @@ def wrap_http_client(client: httpx.Client | httpx.AsyncClient | None, *, asynchr
     # garbage-collected, and this transport is the caller's.
     if isinstance(client, httpx.AsyncClient):
         amounts = {
-            p.pattern: AsyncPromptCacheTransport(t)
+            p.pattern: AsyncPromptCacheTransport(t, gemini_caches=gemini_caches)
             for p, t in mounts.items()
             if isinstance(t, httpx.AsyncBaseTransport)
         }
         assert isinstance(inner, httpx.AsyncBaseTransport)
-        return httpx.AsyncClient(transport=AsyncPromptCacheTransport(inner), mounts=amounts, **common)
+        atransport = AsyncPromptCacheTransport(inner, gemini_caches=gemini_caches)
+        return httpx.AsyncClient(transport=atransport, mounts=amounts, **common)
     smounts = {
-        p.pattern: PromptCacheTransport(t) for p, t in mounts.items() if isinstance(t, httpx.BaseTransport)
+        p.pattern: PromptCacheTransport(t, gemini_caches=gemini_caches)
+        for p, t in mounts.items()
+        if isinstance(t, httpx.BaseTransport)
     }
     assert isinstance(inner, httpx.BaseTransport)
-    return httpx.Client(transport=PromptCacheTransport(inner), mounts=smounts, **common)
+    transport = PromptCacheTransport(inner, gemini_caches=gemini_caches)
+    return httpx.Client(transport=transport, mounts=smounts, **common)
+
+
+# -- google-genai ---------------------------------------------------------------------------
+
+# Each client made by wrap_genai_client keeps the caller's alive: it borrows the caller's httpx
+# transports, which the caller's client (the SDK's own httpx subclass) closes when collected.
+_borrowed: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def is_genai_client(client: Any) -> bool:
+    """Whether ``client`` is a ``google.genai.Client``."""
+    return type(client).__module__.startswith("google.genai") and hasattr(client, "_api_client")
+
+
+def wrap_genai_client(client: Any, *, gemini_caches: GeminiCacheManager | None = None) -> Any | None:
+    """A new ``google.genai.Client`` configured like ``client`` whose requests go through this
+    transport (``models``, ``chats`` and their ``aio`` twins, streams included); None when
+    ``client`` does not send through ``httpx``.
+
+    Made through the SDK's own ``HttpOptions(httpx_client=..., httpx_async_client=...)`` over
+    :func:`wrap_http_client` copies of ``client``'s httpx clients, with the same API key or
+    credentials, project, location and HTTP options; ``client`` is not modified. google-genai
+    never closes an httpx client it was given, so neither client closes the other's transport.
+
+    Not on this seam (None): the ``httpx2`` backend (``GOOGLE_GENAI_HTTP_CLIENT=httpx2``) and
+    Vertex AI over mTLS, where the SDK sends through google-auth sessions. A client whose
+    async side has no httpx client sends its async calls unchanged.
+    """
+    from google.genai import Client
+
+    api = client._api_client
+    sync_http, async_http = api._httpx_client, api._async_httpx_client
+    if not isinstance(sync_http, httpx.Client) or api._use_google_auth_sync():
+        log.debug("google-genai client does not send through httpx; its calls go out unchanged")
+        return None
+    update: dict[str, Any] = {"httpx_client": wrap_http_client(sync_http, gemini_caches=gemini_caches)}
+    if isinstance(async_http, httpx.AsyncClient):
+        # Given an httpx async client, the SDK no longer picks aiohttp for async calls.
+        update["httpx_async_client"] = wrap_http_client(
+            async_http, asynchronous=True, gemini_caches=gemini_caches
+        )
+    wrapped = Client(
+        vertexai=api.vertexai,
+        api_key=api.api_key,
+        credentials=api._credentials,
+        project=api.project,
+        location=api.location,
+        http_options=api._http_options.model_copy(update=update),
+    )
+    _borrowed[wrapped] = client
+    return wrapped

@@ -38,6 +38,11 @@ def test_endpoint_format() -> None:
         endpoint_format("/v1beta/models/gemini-2.5-flash:generateContent")
     )
     assert endpoint_format("/model/anthropic.claude-v2/converse") is not None
+    # botocore's paths: a percent-encoded ARN (its "/" too), and the streaming operation.
+    arn = "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ainference-profile%2Fus.claude%3A0/converse-stream"
+    found = endpoint_format(arn)
+    assert found is not None and found[0].value == "bedrock-converse"
+    assert found[1] == "arn:aws:bedrock:us-east-1:1:inference-profile/us.claude:0"
     assert endpoint_format("/v1/messages/count_tokens") is None
     assert endpoint_format("/v1/models") is None
 

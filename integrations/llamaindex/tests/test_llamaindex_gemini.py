@@ -16,8 +16,8 @@ from promptcache_llamaindex import CachingLLM
 from pydantic import BaseModel
 
 from promptcache import PromptCache
-from promptcache.intercept import GenAIClientTransport
 from promptcache.lab.emulate import Emulator
+from promptcache.providers.gemini_cache import GenAIClientTransport
 from promptcache.stats import recorder_for
 
 CLOCK = "2024-05-15 15:00:00"

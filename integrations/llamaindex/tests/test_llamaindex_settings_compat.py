@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anthropic
@@ -102,8 +103,10 @@ def test_bedrock_converse_gets_cache_point_and_usage(cache: PromptCache) -> None
         "bedrock-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
     )
     sent: list[dict[str, Any]] = []
+    # The serialized body: promptcache's before-call handler (registered first) has rewritten it,
+    # and the Stubber (registered on the same general event name, after this) has not answered.
     client.meta.events.register(
-        "provide-client-params.bedrock-runtime.Converse", lambda params, **_: sent.append(dict(params))
+        "before-call.*.*", lambda params, **_: sent.append(json.loads(params["body"]))
     )
     stub = Stubber(client)
     stub.add_response("converse", _CONVERSE_REPLY)

@@ -51,6 +51,7 @@ __all__ = [
     "GeminiCacheManager",
     "GeminiPrepared",
     "GeminiTransport",
+    "GenAIClientTransport",
     "HttpxGeminiTransport",
 ]
 
@@ -108,6 +109,35 @@ class HttpxGeminiTransport:
     def delete(self, name: str) -> None:
         r = self._client.delete(f"{self._base}/{name}", headers=self._headers)
         r.raise_for_status()
+
+
+class GenAIClientTransport:
+    """:class:`GeminiTransport` over a ``google.genai.Client``: cached contents are created,
+    refreshed and deleted with the client's own credentials and base URL (Gemini API keys and
+    Vertex AI alike)."""
+
+    def __init__(self, client: Any) -> None:
+        # The API client sends REST JSON as it is (``request(method, path, body)``): the
+        # manager already holds the cachedContents bodies in that shape.
+        self._api = client._api_client
+
+    def _call(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        resp = self._api.request(method, path, body)
+        text = getattr(resp, "body", None) or "{}"
+        out = orjson.loads(text)
+        return out if isinstance(out, dict) else {}
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST cachedContents``."""
+        return self._call("post", "cachedContents", body)
+
+    def update_ttl(self, name: str, ttl: str) -> dict[str, Any]:
+        """``PATCH {name}?updateMask=ttl``."""
+        return self._call("patch", f"{name}?updateMask=ttl", {"ttl": ttl})
+
+    def delete(self, name: str) -> None:
+        """``DELETE {name}``."""
+        self._call("delete", name, {})
 
 
 @dataclass(slots=True)

@@ -11,12 +11,20 @@ returns a copy of the user's LLM whose SDK clients send through the core's HTTP 
 * an SDK client the LLM already holds (``Anthropic``'s, or an ``OpenAI`` given ``openai_client=``)
   is replaced on the copy by ``client.with_options(http_client=...)``, the SDK's own way to
   change its HTTP client;
-* clients that do not send through ``httpx`` (boto3 ``bedrock-runtime`` for ``BedrockConverse``,
-  ``google.genai`` for ``GoogleGenAI``, whose explicit cached contents need the API client) keep
-  the SDK-method seam of :func:`promptcache.intercept.intercept_sdk_client`.
+* ``GoogleGenAI``'s ``google.genai.Client`` is replaced on the copy by
+  :func:`~promptcache.transport.wrap_genai_client`: a client made with the SDK's own
+  ``HttpOptions(httpx_client=...)`` over the same seam, which also moves the static prefix into
+  an explicit cached content when ``gemini_caches`` is given;
+* ``BedrockConverse``'s boto3 ``bedrock-runtime`` client does not send through ``httpx``: it stays
+  the same client, with promptcache's handlers registered on botocore's own event system
+  (:func:`~promptcache.botocore_events.hook_bedrock_client`; they act only inside a call
+  context);
+* an SDK client that signs its body before ``httpx`` sees it (``AnthropicBedrock``) keeps the
+  SDK-method seam of :func:`promptcache.intercept.intercept_sdk_client`.
 
-The user's LLM object, its class, its clients and its ``httpx`` clients stay untouched: nothing
-here assigns to them, and no class is swapped.
+The user's LLM object, its class, its clients and its ``httpx`` clients stay untouched (a boto3
+client only carries the registered handlers): nothing here assigns to them, and no class is
+swapped.
 """
 
 from __future__ import annotations
@@ -26,9 +34,10 @@ from typing import Any
 import httpx
 from llama_index.core.llms import LLM
 
+from promptcache.botocore_events import hook_bedrock_client
 from promptcache.intercept import intercept_sdk_client
 from promptcache.providers.gemini_cache import GeminiCacheManager
-from promptcache.transport import wrap_http_client
+from promptcache.transport import is_genai_client, wrap_genai_client, wrap_http_client
 
 __all__ = ["hooked_copy"]
 
@@ -70,9 +79,12 @@ def hooked_copy(llm: LLM, *, gemini_caches: GeminiCacheManager | None = None) ->
         client = private.get(attr)
         if client is None:
             continue
-        hooked = _through_transport(client)
-        if hooked is None:
-            hooked = intercept_sdk_client(client, gemini_caches=gemini_caches)
+        if is_genai_client(client):
+            hooked = wrap_genai_client(client, gemini_caches=gemini_caches) or client
+        elif hook_bedrock_client(client):
+            continue  # the same client: its events carry the hook
+        else:
+            hooked = _through_transport(client) or intercept_sdk_client(client)
         setattr(dup, attr, hooked)
     if getattr(dup, "cache_idx", None) is not None:
         # promptcache places the breakpoints itself (system prompt included, any model id, at most

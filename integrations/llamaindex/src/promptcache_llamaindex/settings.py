@@ -28,7 +28,8 @@ from llama_index.core.settings import _Settings
 from llama_index_instrumentation import get_dispatcher
 
 from promptcache import PromptCache
-from promptcache.intercept import GenAIClientTransport, is_genai_client
+from promptcache.providers.gemini_cache import GenAIClientTransport
+from promptcache.transport import is_genai_client
 from promptcache_llamaindex._tenant import DEFAULT_TENANT_KEY
 from promptcache_llamaindex.handler import PromptCacheEventHandler
 from promptcache_llamaindex.llm import CachingLLM
