@@ -41,14 +41,16 @@ from promptcache.artifacts._common import (
     encode_envelope,
     entry_tenant,
     key_for,
+    key_refusal,
+    refusal,
 )
 from promptcache.artifacts._flow import Call, arun, keep, refuse, run
 from promptcache.canonical import CanonicalizationError, canonical_text
-from promptcache.detect import SECRET
+from promptcache.figures import LookupReason
 from promptcache.policy import EntryType as PolicyEntry
 from promptcache.policy import Policy, Seconds
 from promptcache.tiers.entry import EntryType, key_digest
-from promptcache.tiers.outcome import NotStored, Produced
+from promptcache.tiers.outcome import Produced
 from promptcache.tiers.router import TieredStore
 
 __all__ = ["Authorizer", "Document", "RetrievalCache", "RetrieverSpec", "normalize_query"]
@@ -108,6 +110,14 @@ def _as_docs(value: Any) -> Docs:
     return [d.model_dump() for d in _DOCS.validate_python(value)]
 
 
+def _unauthorized(key: str) -> LookupResult:
+    """A hit the authorizer could not check: recomputed (DESIGN.md: a policy that cannot be
+    evaluated denies private-scope reads)."""
+    detail = "authorizer failed: cached result not used"
+    reason = LookupReason.POLICY_DENIED
+    return LookupResult(hit=False, reason=reason, detail=detail, key_digest=key_digest(key))
+
+
 class RetrievalCache:
     """Caches retrieval results per tenant and scope; re-authorizes documents on every hit."""
 
@@ -137,7 +147,7 @@ class RetrievalCache:
         planned = self.policy.decide(PolicyEntry.RETRIEVAL_RESULT, ttl=retriever.ttl)
         if not planned.allowed:
             self._counters.add("refused_policy")
-            return LookupResult(hit=False, why=planned.reason)
+            return LookupResult(hit=False, reason=LookupReason.POLICY_DENIED, detail=planned.reason)
         version = index_version if index_version is not None else retriever.index_version
         content = {
             "query": normalize_query(query),
@@ -152,10 +162,10 @@ class RetrievalCache:
             key = key_for(contract, EntryType.RETRIEVAL, content, where="retriever config or filters")
         except CanonicalizationError as exc:
             self._counters.add("unkeyable")
-            return LookupResult(hit=False, why=str(exc).split(";")[0] + ": not cached")
+            return LookupResult(hit=False, reason=LookupReason.UNKEYABLE, detail=str(exc).split(";")[0])
         except ValueError as exc:
             self._counters.add("unkeyable")
-            return LookupResult(hit=False, why=str(exc))
+            return LookupResult(hit=False, reason=key_refusal(exc), detail=str(exc))
         return Call(
             store=self.store,
             counters=self._counters,
@@ -173,12 +183,11 @@ class RetrievalCache:
             plain = _as_docs(docs)
             payload = encode_envelope(EntryType.RETRIEVAL, plain)
         except (ValueError, TypeError):
-            why = "documents are not {id, text, metadata, score} JSON: not cached"
-            return refuse(why, NotStored.UNSERIALIZABLE)
+            return refuse(LookupReason.UNSERIALIZABLE, "documents are not {id, text, metadata, score} JSON")
         classes = data_classes_of(plain)
         d = self.policy.decide(PolicyEntry.RETRIEVAL_RESULT, data_classes=classes, ttl=retriever.ttl)
         if not d.allowed:
-            return refuse(d.reason, NotStored.SECRET if SECRET in classes else NotStored.POLICY)
+            return refuse(refusal(classes), d.reason)
         return keep(payload, d.ttl_seconds, d.reason)
 
     def _reauthorize(self, tenant: str, docs: Docs, lookup: LookupResult) -> tuple[Docs, LookupResult] | None:
@@ -197,9 +206,7 @@ class RetrievalCache:
         dropped = len(docs) - len(kept)
         if dropped:
             self._counters.add("auth_dropped", dropped)
-            lookup = lookup.model_copy(
-                update={"dropped": dropped, "why": f"{lookup.why}; {dropped} withheld"}
-            )
+            lookup = lookup.model_copy(update={"dropped": dropped})
         return kept, lookup
 
     def retrieve(
@@ -231,11 +238,7 @@ class RetrievalCache:
         docs, lookup = run(plan, lambda: [dict(d) for d in fn(query)])
         checked = self._reauthorize(tenant, docs, lookup)
         if checked is None:
-            why = "authorizer failed: cached result not used"
-            return Served(
-                [dict(d) for d in fn(query)],
-                LookupResult(hit=False, why=why, key_digest=key_digest(plan.key)),
-            )
+            return Served([dict(d) for d in fn(query)], _unauthorized(plan.key))
         return Served(*checked)
 
     async def aretrieve(
@@ -271,8 +274,7 @@ class RetrievalCache:
         docs, lookup = await arun(plan, compute)
         checked = self._reauthorize(tenant, docs, lookup)
         if checked is None:
-            why = "authorizer failed: cached result not used"
-            return Served(await compute(), LookupResult(hit=False, why=why, key_digest=key_digest(plan.key)))
+            return Served(await compute(), _unauthorized(plan.key))
         return Served(*checked)
 
     def invalidate(self, tag: str) -> int:

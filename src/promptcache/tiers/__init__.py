@@ -20,7 +20,7 @@ from promptcache.tiers.crypto import KeyRing
 from promptcache.tiers.entry import SCHEMA_VERSION, Entry, EntryType, decode_entry, encode_entry
 from promptcache.tiers.memory import MemoryStore
 from promptcache.tiers.offload import BlobOffload
-from promptcache.tiers.outcome import NotStored, Outcome, Produced
+from promptcache.tiers.outcome import Outcome, Produced
 from promptcache.tiers.router import InvalidationFailed, Lookup, Result, RouterStats, TieredStore, below_l1
 from promptcache.tiers.sealed import Sealed
 from promptcache.tiers.singleflight import SingleFlight
@@ -42,7 +42,6 @@ __all__ = [
     "KeyRing",
     "Lookup",
     "MemoryStore",
-    "NotStored",
     "Outcome",
     "Produced",
     "Result",
