@@ -426,7 +426,9 @@ class ToolCallCache:
         if isinstance(result, ToolMessage) and spec.cacheable:
             label: dict[str, Any] = {"trust": "untrusted", "hit": bool(lookup and lookup.hit)}
             if lookup is not None:
-                label.update(tier=lookup.tier, why=lookup.why, key_digest=lookup.key_digest)
+                label.update(
+                    tier=lookup.tier, reason=lookup.reason.value, why=lookup.why, key_digest=lookup.key_digest
+                )
             result = result.model_copy(
                 update={"response_metadata": {**result.response_metadata, SPEC_KEY: label}}
             )
