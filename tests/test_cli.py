@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from promptcache.cli import build_parser, walk_parsers
+from promptcache.cli import COMMANDS, build_parser, walk_parsers
 from promptcache.lab.traces import build_trace, write_trace
 
 CLI = [sys.executable, "-m", "promptcache.cli"]
@@ -50,6 +50,24 @@ def test_every_option_has_plain_help() -> None:
         text = _help(parser)
         found = REST.search(text)
         assert found is None, f"{prog} --help shows reST markup: {found.group(0)!r}"
+
+
+def _listing(parser: argparse.ArgumentParser) -> list[tuple[str, str | None]]:
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return [(choice.dest, choice.help) for choice in sub._choices_actions]
+
+
+def test_the_listing_before_a_command_loads_is_the_one_after() -> None:
+    """``promptcache --help`` lists the commands from cli.COMMANDS without importing them; each
+    command's own register() says the same, in the same order, once it is loaded."""
+    parser = build_parser()
+    before = _listing(parser)
+    assert before == [(c.name, c.help) for c in COMMANDS]
+    list(walk_parsers(parser))  # loads every command
+    assert _listing(parser) == before
+    # the loaded parsers are the ones that parse
+    assert callable(parser.parse_args(["stats", "--json"]).func)
+    assert parser.parse_args(["bench", "traces", "--out", "x"]).bench_command == "traces"
 
 
 def test_help_pages_in_a_subprocess_are_plain() -> None:

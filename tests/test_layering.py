@@ -3,7 +3,8 @@
 * The runtime never imports the lab (:mod:`promptcache.lab`: simulator, emulator, replay, report,
   bench, demos): not statically (no module outside ``lab/`` names it) and not at run time
   (importing ``promptcache`` and the three integration packages loads no ``promptcache.lab``
-  module and no matplotlib).
+  module and no matplotlib). The CLI names the lab's commands but imports a command's module only
+  when that command runs: ``promptcache --help`` and ``promptcache stats`` load none of the lab.
 * The README's layout section and the architecture page name every top-level entry of
   ``src/promptcache/`` and of ``lab/``, and nothing that is not there.
 * ``providers/`` is one level: provider-specific knowledge (hints, usage parsing, fallback,
@@ -112,7 +113,8 @@ INTEGRATIONS = ("promptcache_langchain", "promptcache_langgraph", "promptcache_l
 _PROBE = """
 import json, sys
 import promptcache
-import promptcache.cli  # the CLI module itself; its commands are imported when the parser is built
+from promptcache.cli import build_parser
+build_parser()  # lists every command, imports none of their modules
 for name in {integrations!r}:
     __import__(name)
 print(json.dumps(sorted(sys.modules)))
@@ -133,6 +135,38 @@ def test_importing_the_runtime_and_the_integrations_loads_no_lab_and_no_matplotl
     assert set(INTEGRATIONS) <= set(loaded)
     leaked = [m for m in loaded if _under(m, ("promptcache.lab", "matplotlib"))]
     assert leaked == []
+
+
+# Runs the real entry point, then reports what it loaded (atexit: --help ends in SystemExit).
+_CLI_PROBE = """
+import atexit, json, sys
+atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))
+from promptcache.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _modules_loaded_by_the_cli(*argv: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _CLI_PROBE, *argv], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: promptcache")
+    return list(json.loads(done.stderr.splitlines()[-1]))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["stats", "--help"], ["invalidate", "--help"]])
+def test_the_cli_loads_the_lab_only_for_a_lab_command(argv: list[str]) -> None:
+    loaded = _modules_loaded_by_the_cli(*argv)
+    assert "promptcache.cli" in loaded
+    assert [m for m in loaded if _under(m, ("promptcache.lab", "matplotlib"))] == []
+
+
+def test_a_lab_command_loads_its_module_when_it_runs() -> None:
+    # The check above would pass on a probe that saw nothing: here the same probe sees the lab.
+    loaded = _modules_loaded_by_the_cli("bench", "--help")
+    assert "promptcache.lab.bench" in loaded
+    assert "promptcache.lab.report" not in loaded  # only the chosen command's module
 
 
 ROOT = SRC.parents[1]

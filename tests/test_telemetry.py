@@ -133,7 +133,7 @@ def test_span_names_and_attributes_are_exact(otel: Any) -> None:
     assert tools[1]["promptcache.tier"] == "l1"
     # The label is the reason's enum value; the lookup's own words stay on the span, values blanked.
     assert tools[2]["promptcache.reason"] == "side_effect"
-    assert tools[2]["promptcache.reason.detail"] == "side_effecting: never served from cache"
+    assert tools[2]["promptcache.reason.detail"] == "side effects: never served from cache (side_effecting)"
     # The tier lookup and write-back are children of the artifact call.
     by_id = {s.context.span_id: s for s in spans.get_finished_spans()}
     write = next(s for s in spans.get_finished_spans() if s.name == "promptcache.write")

@@ -60,7 +60,6 @@ __all__ = [
     "PrefixMissReason",
     "Totals",
     "figures_from_usage",
-    "lookup_reason",
     "merge_cache_metrics",
 ]
 
@@ -89,14 +88,18 @@ class PrefixMissReason(StrEnum):
 class LookupReason(StrEnum):
     """How an artifact-cache call (tool output, retrieval, response) was answered, as a label.
 
-    The members in :data:`DENIALS` are calls the policy kept out of the cache; the others
-    are hits, plain misses, and faults of the cache machinery (the call ran uncached).
+    Every :class:`~promptcache.artifacts.LookupResult` carries one, set by the code that made
+    the decision: telemetry, stats and integrations count and compare these values and never
+    read the lookup's words. The members in :data:`DENIALS` are calls the policy kept out of the
+    cache; the others are hits, misses, values that could not be stored, and faults of the cache
+    machinery (the call ran uncached). :attr:`text` is the reason in words.
     """
 
     HIT = "hit"
     SHARED = "shared"  # a concurrent identical call computed it (single flight)
     STORED = "stored"  # a miss: computed and stored
-    NOT_STORED = "not_stored"  # computed, then not stored (value refused, not unsafe)
+    UNSERIALIZABLE = "unserializable"  # computed, but the value has no JSON form: not stored
+    UNCACHEABLE = "uncacheable"  # the caller declared the result not cacheable (an error result)
     UNREADABLE = "unreadable"  # the entry could not be decoded: recomputed
     CACHE_FAULT = "cache_fault"
     STORE_FAILED = "store_failed"
@@ -114,6 +117,15 @@ class LookupReason(StrEnum):
         """Whether the policy kept this call out of the cache."""
         return self in DENIALS
 
+    @property
+    def text(self) -> str:
+        """The reason in a few words, for logs, callbacks and ``explain``.
+
+        >>> LookupReason.SIDE_EFFECT.text
+        'side effects: never served from cache'
+        """
+        return _TEXT[self]
+
 
 DENIALS = frozenset(
     {
@@ -128,65 +140,30 @@ DENIALS = frozenset(
 )
 """The lookup reasons that are policy denials (``promptcache_policy_denials_total``)."""
 
+_TEXT: dict[LookupReason, str] = {
+    LookupReason.HIT: "hit",
+    LookupReason.SHARED: "hit: computed by a concurrent identical call",
+    LookupReason.STORED: "miss: stored",
+    LookupReason.UNSERIALIZABLE: "not JSON-serializable: not stored",
+    LookupReason.UNCACHEABLE: "result not cacheable: not stored",
+    LookupReason.UNREADABLE: "unreadable entry: recomputed",
+    LookupReason.CACHE_FAULT: "cache fault: ran uncached",
+    LookupReason.STORE_FAILED: "store failed: not cached",
+    LookupReason.SIDE_EFFECT: "side effects: never served from cache",
+    LookupReason.INELIGIBLE: "not eligible for caching",
+    LookupReason.POLICY_DENIED: "denied by policy",
+    LookupReason.SECRET: "secret detected: never cached",
+    LookupReason.PII: "sensitive data: denied by policy",
+    LookupReason.TENANT_MISSING: "no tenant: not cached",
+    LookupReason.UNKEYABLE: "no canonical key: not cached",
+}
+
 
 class Degradation(StrEnum):
     """A fault promptcache absorbed instead of failing the call (design: failure behaviour)."""
 
     TIER_SKIPPED = "tier_skipped"
     HINT_REJECTED = "hint_rejected"
-
-
-# The artifact caches still describe a lookup in words (``LookupResult.why``); until each
-# LookupResult carries its reason, this table is the one place that reads those words, by the
-# fixed phrases the artifact code writes (never by a value it quotes). First match wins.
-_WHY_PHRASES: tuple[tuple[str, LookupReason], ...] = (
-    ("store failed", LookupReason.STORE_FAILED),
-    ("cache fault", LookupReason.CACHE_FAULT),
-    ("unreadable entry", LookupReason.UNREADABLE),
-    ("never served from cache", LookupReason.SIDE_EFFECT),
-    ("serializable", LookupReason.NOT_STORED),
-    ("secret", LookupReason.SECRET),
-    ("sensitive data", LookupReason.PII),
-    ("data class", LookupReason.PII),
-    ("tenant", LookupReason.TENANT_MISSING),
-    ("tag needs argument", LookupReason.UNKEYABLE),
-    ("canonical", LookupReason.UNKEYABLE),
-    ("unkeyable", LookupReason.UNKEYABLE),
-    # a response's eligibility before the policy's own words (some of them name the policy)
-    ("temperature", LookupReason.INELIGIBLE),
-    ("streamed", LookupReason.INELIGIBLE),
-    ("choices", LookupReason.INELIGIBLE),
-    ("structured output", LookupReason.INELIGIBLE),
-    ("tools offered", LookupReason.INELIGIBLE),
-    ("policy", LookupReason.POLICY_DENIED),
-    ("not eligible", LookupReason.POLICY_DENIED),
-    ("miss", LookupReason.STORED),
-)
-
-
-def lookup_reason(lookup: Any) -> LookupReason:
-    """The reason of an artifact lookup (a ``LookupResult``) as a :class:`LookupReason`.
-
-    A lookup that carries a ``reason`` already typed is taken at its word. Otherwise the
-    structured fields decide (hit, shared, stored); only what they leave open is read from
-    the fixed phrases of ``why``. An unrecognized reason is a policy denial, as before.
-
-    >>> from types import SimpleNamespace as L
-    >>> lookup_reason(L(hit=False, stored=False, tier=None, why="side_effecting: never served from cache"))
-    <LookupReason.SIDE_EFFECT: 'side_effect'>
-    """
-    typed = getattr(lookup, "reason", None)
-    if isinstance(typed, LookupReason):
-        return typed
-    if lookup.hit:
-        return LookupReason.SHARED if lookup.tier == "flight" else LookupReason.HIT
-    if lookup.stored:
-        return LookupReason.STORED
-    why = str(getattr(lookup, "why", ""))
-    for phrase, reason in _WHY_PHRASES:
-        if phrase in why:
-            return reason
-    return LookupReason.POLICY_DENIED
 
 
 CallKind = Literal["model", "tool", "retrieval"]

@@ -161,12 +161,12 @@ async def test_fallback_model_gets_its_own_providers_hints(
         assert out["cache_metrics"].calls == 1
 
 
-def test_request_with_the_hooked_model_is_what_override_gives() -> None:
-    # The middleware swaps the model without re-running ModelRequest.__init__ (see _with_model);
-    # the result must stay exactly request.override(model=...) whatever LangChain adds to it.
-    import warnings
-
-    from langchain_core.messages import SystemMessage
+def test_the_model_is_called_with_the_request_override_makes(tmp_path: Any) -> None:
+    # The middleware swaps the model through LangChain's own ModelRequest.override: the handler
+    # gets exactly that request, and the caller's request and model are left as they were.
+    from langchain.agents.middleware import ModelResponse
+    from langchain_core.messages import AIMessage, SystemMessage
+    from langgraph.runtime import Runtime
     from promptcache_langchain._hook import hooked_copy
 
     model = make_model("openai", "http://127.0.0.1:9/v1", "k")
@@ -176,13 +176,22 @@ def test_request_with_the_hooked_model_is_what_override_gives() -> None:
         system_message=SystemMessage("policy"),
         tools=[],
         state={"messages": []},
-        runtime=None,  # type: ignore[arg-type]
+        runtime=Runtime(context={"tenant_id": "acme"}),
         model_settings={"temperature": 0},
     )
-    hooked = hooked_copy(model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no deprecated attribute assignment on the way
-        fast = PromptCacheMiddleware._with_model(request, hooked)
-    slow = request.override(model=hooked)
-    assert type(fast) is type(slow) and vars(fast) == vars(slow) and fast == slow
-    assert request.model is model and fast.model is hooked
+    before = vars(request).copy()
+    seen: list[ModelRequest[Any]] = []
+
+    def handler(sent: ModelRequest[Any]) -> ModelResponse[Any]:
+        seen.append(sent)
+        return ModelResponse(result=[AIMessage("ok")])
+
+    cache = PromptCache(store=str(tmp_path))
+    try:
+        PromptCacheMiddleware(cache).wrap_model_call(request, handler)
+    finally:
+        cache.close()
+    (sent,) = seen
+    assert sent.model is hooked_copy(model) and sent.model is not model
+    assert sent == request.override(model=sent.model)
+    assert vars(request) == before and request.model is model

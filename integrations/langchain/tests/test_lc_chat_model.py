@@ -274,11 +274,20 @@ def test_hooked_copy_notices_every_way_a_setting_changes() -> None:
         change(model)
         fresh = _hook.hooked_copy(model)
         assert fresh is not copy and fresh is not None
-        # The same settings; only the SDK clients differ (the copy's send through the seam).
-        clients = {"client", "async_client", "root_client", "root_async_client"}
-        assert {k: v for k, v in fresh.__dict__.items() if k not in clients} == {
-            k: v for k, v in model.__dict__.items() if k not in clients
+        # The same settings (every field, built by the class's own constructor); only the clients
+        # differ: the copy's send through the seam, over the user's own httpx transport.
+        clients = {
+            "client",
+            "async_client",
+            "root_client",
+            "root_async_client",
+            "http_client",
+            "http_async_client",
         }
+        fields = [name for name in type(model).model_fields if name not in clients]
+        assert {f: getattr(fresh, f) for f in fields} == {f: getattr(model, f) for f in fields}
+        assert fresh.http_client._transport.inner is model.root_client._client._transport
+        assert fresh.root_client._client is fresh.http_client
         assert _hook.hooked_copy(model) is fresh
         copy = fresh
 
@@ -337,3 +346,96 @@ def test_the_users_model_is_left_untouched_after_use(
     # Every request was rewritten all the same.
     hint = "prompt_cache_key" if provider == "openai" else "cache_control"
     assert len(emulator.requests) == 3 and all(hint in str(b) for b in emulator.requests)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_the_copy_sends_with_the_users_settings_and_leaves_the_users_model_alone(
+    emulator: Any, airline_policy: str, provider: str
+) -> None:
+    """The copy is built by the model's own constructor: the user's key (a SecretStr), base URL,
+    timeout, default headers and httpx client (its hooks, its transport) all still apply, the
+    body is rewritten on the way, and the user's model and clients are exactly as they were."""
+    import httpx
+    from langchain_anthropic import ChatAnthropic
+    from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
+
+    from promptcache.transport import AsyncPromptCacheTransport, PromptCacheTransport
+
+    sent: list[httpx.Request] = []
+
+    async def arecord(request: httpx.Request) -> None:
+        sent.append(request)
+
+    own = httpx.Client(headers={"x-user-client": "1"}, event_hooks={"request": [sent.append]})
+    aown = httpx.AsyncClient(headers={"x-user-client": "1"}, event_hooks={"request": [arecord]})
+    settings: dict[str, Any] = {"timeout": 21.0, "default_headers": {"x-default": "d"}, "max_retries": 0}
+    inner: Any
+    if provider == "openai":
+        inner = ChatOpenAI(
+            model="gpt-4o",
+            api_key="sk-user",
+            base_url=emulator.openai_base_url,
+            http_client=own,
+            http_async_client=aown,
+            **settings,
+        )
+    else:  # langchain_anthropic takes no http_client: its default one is wrapped
+        inner = ChatAnthropic(
+            model="claude-sonnet-4-5", api_key="sk-ant-user", base_url=emulator.anthropic_base_url, **settings
+        )
+    sdk_clients = (inner._client, inner._async_client) if provider == "anthropic" else ()
+    before = dict(inner.__dict__)
+    transports = [c._client._transport for c in sdk_clients] + [own._transport, aown._transport]
+
+    model = CachingChatModel(inner, PromptCache())
+    config = {"configurable": {"tenant_id": "acme"}}
+    messages = _turns(airline_policy)[0]
+    model.invoke(messages, config=config)
+    await model.ainvoke(messages, config=config)
+
+    # Sent through promptcache: both bodies carry the provider's caching hint.
+    for body in emulator.requests:
+        if provider == "openai":
+            assert body["prompt_cache_key"].startswith("pc-")
+        else:
+            assert has_cache_control(body)
+    copy = _copy_of(inner)
+    key = copy.openai_api_key if provider == "openai" else copy.anthropic_api_key
+    assert isinstance(key, SecretStr) and key.get_secret_value() in ("sk-user", "sk-ant-user")
+    sdk = (
+        (copy.root_client, copy.root_async_client)
+        if provider == "openai"
+        else (copy._client, copy._async_client)
+    )
+    for client, wrapper in zip(sdk, (PromptCacheTransport, AsyncPromptCacheTransport), strict=True):
+        assert type(client._client._transport) is wrapper
+        assert client.default_headers["x-default"] == "d" and client.timeout == 21.0
+        assert str(client.base_url).startswith(
+            str(inner.openai_api_base if provider == "openai" else inner.anthropic_api_url)
+        )
+    if provider == "openai":
+        # the user's own httpx clients: their hooks ran, their headers went, their transports carry it
+        assert len(sent) == 2 and all(r.headers["x-user-client"] == "1" for r in sent)
+        assert all(
+            r.headers["authorization"] == "Bearer sk-user" and r.headers["x-default"] == "d" for r in sent
+        )
+        assert copy.http_client._transport.inner is own._transport
+        assert copy.http_async_client._transport.inner is aown._transport
+    else:  # the SDK clients the user's model built, re-made by the SDK over the wrapped transport
+        assert copy._client._client._transport.inner is inner._client._client._transport
+        assert copy._async_client._client._transport.inner is inner._async_client._client._transport
+    # The user's model: the same attributes, the same objects, its clients on their own transports.
+    assert inner.__dict__.keys() == before.keys() and all(inner.__dict__[k] is v for k, v in before.items())
+    assert [c._client._transport for c in sdk_clients] + [own._transport, aown._transport] == transports
+    assert all(type(t) in (httpx.HTTPTransport, httpx.AsyncHTTPTransport) for t in transports)
+    own.close()
+    await aown.aclose()
+
+
+def _copy_of(model: Any) -> Any:
+    from promptcache_langchain import _hook
+
+    copy = _hook.hooked_copy(model)
+    assert copy is not None and copy is not model and type(copy) is type(model)
+    return copy

@@ -62,7 +62,7 @@ def _model(provider: str, sent: list[dict[str, Any]], use_async: bool) -> Any:
         return ChatOpenAI(model="gpt-4o", api_key="k", base_url="http://llm.test/v1", max_retries=0, **kw)
     t = _transport("cache_control", _ANTHROPIC_OK, sent)
     model = ChatAnthropic(model="claude-sonnet-4-5", api_key="k", base_url="http://llm.test", max_retries=0)
-    # ChatAnthropic takes no http_client: seed its cached SDK clients (copied by model_copy).
+    # ChatAnthropic takes no http_client: seed its cached SDK clients (the hooked copy wraps these).
     sdk: dict[str, Any] = {"base_url": "http://llm.test", "api_key": "k", "max_retries": 0, "timeout": 60.0}
     model.__dict__["_client"] = anthropic.Anthropic(http_client=httpx.Client(transport=t), **sdk)
     model.__dict__["_async_client"] = anthropic.AsyncAnthropic(

@@ -81,6 +81,11 @@ async def test_agent_serves_reads_invalidates_on_write_runs_side_effects(
         assert served.response_metadata["promptcache"]["trust"] == "untrusted"
         assert served.response_metadata["promptcache"]["hit"] is True
         assert first.response_metadata["promptcache"]["hit"] is False
+        # the reason as its plain enum value (JSON in any checkpoint), and the same in words
+        assert served.response_metadata["promptcache"]["reason"] == "hit"
+        assert type(first.response_metadata["promptcache"]["reason"]) is str
+        assert first.response_metadata["promptcache"]["reason"] == "stored"
+        assert first.response_metadata["promptcache"]["why"].startswith("miss: stored for")
         assert "promptcache" not in cert1.response_metadata
 
         m: CacheMetrics = final["cache_metrics"]

@@ -19,12 +19,23 @@ from li_fixtures import (
 )
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.agent.workflow import FunctionAgent
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index_instrumentation.dispatcher import instrument_tags
-from promptcache_llamaindex import CachingLLM, CachingRetriever, cache_tool, disable, enable
+from promptcache_llamaindex import (
+    CachingLLM,
+    CachingRetriever,
+    RetrievalCacheEvent,
+    cache_tool,
+    disable,
+    enable,
+)
+from pydantic import Field
 
 from promptcache import PromptCache
-from promptcache.artifacts import ToolOutputCache, open_store
+from promptcache.artifacts import LookupReason, ToolOutputCache, open_store
 from promptcache.lab.emulate import Emulator
 from promptcache.stats import recorder_for
 
@@ -35,6 +46,16 @@ FAQ = [
     "A reservation can be cancelled within 24 hours of booking for a full refund.",
     "Pets are not allowed in the cabin; service animals travel free of charge.",
 ]
+
+
+class _Retrievals(BaseEventHandler):
+    """Keeps the retrieval events dispatched on LlamaIndex's own dispatcher."""
+
+    events: list[RetrievalCacheEvent] = Field(default_factory=list)
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        if isinstance(event, RetrievalCacheEvent):
+            self.events.append(event)
 
 
 def _llm(provider: str, emu: Emulator, **kw: Any) -> Any:
@@ -68,6 +89,8 @@ async def test_vector_index_query_engine_with_enable(
     )
     engine = RetrieverQueryEngine.from_args(retriever)
     streaming = RetrieverQueryEngine.from_args(retriever, streaming=True)
+    seen = _Retrievals()
+    get_dispatcher().add_event_handler(seen)
     question = "How many free checked bags does a gold member get?"
     with instrument_tags({"tenant_id": "acme"}):
         first = engine.query(question)
@@ -87,6 +110,11 @@ async def test_vector_index_query_engine_with_enable(
     retrievals = [r for r in handler.metrics.records.values() if r.kind == "retrieval"]
     assert retrievals and handler.metrics.local_hits >= 1
     assert retriever.retrieval_cache.stats().hits == 2
+    # The retrieval events say how each was answered as the enum value, and the same in words.
+    assert [(e.reason, e.hit) for e in seen.events] == [
+        (LookupReason.STORED, False), (LookupReason.HIT, True), (LookupReason.HIT, True),
+    ]  # fmt: skip
+    assert seen.events[1].why == "hit in l1"
     stats = recorder_for(cache).snapshot().for_tenant("acme")
     assert (stats.calls, stats.input_tokens, stats.cache_read_tokens) == (
         handler.metrics.calls,

@@ -11,8 +11,8 @@ a secret to any tier, and never fail a call because the cache failed.
 
 from promptcache.artifacts._common import (
     ArtifactStats,
+    LookupReason,
     LookupResult,
-    NotStored,
     Outcome,
     Served,
     TagTemplate,
@@ -36,9 +36,9 @@ __all__ = [
     "Authorizer",
     "Document",
     "Eligibility",
+    "LookupReason",
     "LookupResult",
     "McpAnnotations",
-    "NotStored",
     "Outcome",
     "ResponseCache",
     "RetrievalCache",

@@ -19,21 +19,25 @@ from pydantic import BaseModel, ConfigDict
 
 from promptcache.blocks import PUBLIC_SCOPE
 from promptcache.canonical import canonical_json
-from promptcache.detect import scan_sensitive
-from promptcache.keys import KeyContract, derive_key
+from promptcache.detect import SECRET, scan_sensitive
+from promptcache.figures import LookupReason
+from promptcache.keys import KeyContract, MissingTenantError, derive_key
 from promptcache.policy import Policy
-from promptcache.tiers.outcome import NotStored, Outcome
+from promptcache.tiers.outcome import Outcome
 
 __all__ = [
     "PUBLIC_TENANT",
     "ArtifactStats",
+    "LookupReason",
     "LookupResult",
-    "NotStored",
     "Outcome",
+    "ScopeNotAllowed",
     "Served",
     "TagTemplate",
     "Uncacheable",
     "data_classes_of",
+    "key_refusal",
+    "refusal",
 ]
 
 log = logging.getLogger("promptcache.artifacts")
@@ -50,20 +54,22 @@ ENVELOPE_VERSION = 1
 class LookupResult(BaseModel):
     """How an artifact call was answered, for callbacks, metrics and ``explain``.
 
-    ``hit`` is true when the value came from a cache tier (``tier``: ``l1``,
-    ``l2``, ``l3``, or ``flight`` when a concurrent identical call computed it).
-    ``why`` is one short human-readable reason (never contains payload text).
-    ``stored`` says whether the computed value was written to the cache, with
-    ``ttl_seconds``. ``outcome`` sums it up and ``reason`` says why a computed
-    value was not stored. ``dropped`` counts retrieved documents the authorizer
-    no longer lets the caller read. ``invalidated``/``invalidation_failed`` list
-    the tags a successful write invalidated or could not invalidate.
+    ``reason`` says how, as an enum value set by the code that decided it; telemetry and stats
+    count it as it is. ``hit`` is true when the value came from a cache tier (``tier``: ``l1``,
+    ``l2``, ``l3``, or ``flight`` when a concurrent identical call computed it). ``stored`` says
+    whether the computed value was written to the cache, with ``ttl_seconds``. ``detail`` adds
+    the decision's specifics in words (the argument that has no JSON form, the data class the
+    policy denied); it never contains payload text and nothing parses it. ``dropped`` counts
+    retrieved documents the authorizer no longer lets the caller read.
+    ``invalidated``/``invalidation_failed`` list the tags a successful write invalidated or could
+    not invalidate. :attr:`why` renders all of it as one human-readable line.
     """
 
     model_config = ConfigDict(frozen=True)
 
     hit: bool
-    why: str
+    reason: LookupReason
+    detail: str = ""
     tier: str | None = None
     stale: bool = False
     stored: bool = False
@@ -72,7 +78,6 @@ class LookupResult(BaseModel):
     invalidated: tuple[str, ...] = ()
     invalidation_failed: tuple[str, ...] = ()
     key_digest: str | None = None
-    reason: NotStored | None = None
 
     @property
     def outcome(self) -> Outcome:
@@ -80,6 +85,28 @@ class LookupResult(BaseModel):
         if self.hit:
             return Outcome.HIT
         return Outcome.STORED if self.stored else Outcome.NOT_STORED
+
+    @property
+    def why(self) -> str:
+        """The answer as one short line for people (logs, callbacks): derived, never parsed.
+
+        >>> LookupResult(hit=False, reason=LookupReason.SIDE_EFFECT, detail="side_effecting").why
+        'side effects: never served from cache (side_effecting)'
+        """
+        head = self.reason.text
+        if self.reason is LookupReason.HIT:
+            head = f"hit in {self.tier}" + (" (stale)" if self.stale else "")
+        elif self.reason is LookupReason.STORED and self.ttl_seconds is not None:
+            head = f"miss: stored for {self.ttl_seconds}s"
+        parts = [f"{head} ({self.detail})" if self.detail else head]
+        if self.dropped:
+            parts.append(f"{self.dropped} withheld")
+        if self.invalidated:
+            parts.append(f"invalidated {len(self.invalidated)} tag(s)")
+        if self.invalidation_failed:
+            n = len(self.invalidation_failed)
+            parts.append(f"{n} invalidation(s) failed: cached reads may be stale")
+        return "; ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +130,7 @@ class Served(Generic[T]):
 class Uncacheable:
     """A caller's verdict that a computed result must not be stored (see ``ToolOutputCache.run``).
 
-    ``why`` is a short reason for ``LookupResult.why``; never the result itself.
+    ``why`` is a short reason for ``LookupResult.detail``; never the result itself.
     """
 
     why: str = "result not cacheable"
@@ -212,15 +239,46 @@ def decode_envelope(kind: str, payload: bytes) -> Any:
 # keys -------------------------------------------------------------------------
 
 
+class ScopeNotAllowed(ValueError):
+    """The policy does not allow the scope asked for (``public`` without ``allow_public``)."""
+
+
 def contract_for(policy: Policy, tenant: str, scope: str, model: str, **extra: str | None) -> KeyContract:
-    """The key contract of an artifact; ``public`` scope only when the policy allows it."""
+    """The key contract of an artifact; ``public`` scope only when the policy allows it.
+
+    Raises :class:`~promptcache.keys.MissingTenantError` without a tenant and
+    :class:`ScopeNotAllowed` for a scope the policy refuses (see :func:`key_refusal`).
+    """
     if not tenant:
-        raise ValueError("tenant is required (an empty tenant would share entries across tenants)")
+        raise MissingTenantError("tenant is required (an empty tenant would share entries across tenants)")
     if scope == PUBLIC_SCOPE:
         if not policy.allow_public:
-            raise ValueError("scope 'public' is not allowed by the policy (allow_public: false)")
+            raise ScopeNotAllowed("scope 'public' is not allowed by the policy (allow_public: false)")
         return KeyContract(tenant=None, scope=scope, model=model, policy_version=policy.version, **extra)
     return KeyContract(tenant=tenant, scope=scope, model=model, policy_version=policy.version, **extra)
+
+
+def key_refusal(exc: ValueError) -> LookupReason:
+    """Why no key could be derived, told by the exception's type (never its words).
+
+    No tenant, a scope the policy refuses, or content with no canonical form.
+    """
+    if isinstance(exc, MissingTenantError):
+        return LookupReason.TENANT_MISSING
+    if isinstance(exc, ScopeNotAllowed):
+        return LookupReason.POLICY_DENIED
+    return LookupReason.UNKEYABLE
+
+
+def refusal(data_classes: set[str]) -> LookupReason:
+    """Why the policy refused to store a value holding ``data_classes``.
+
+    Only called after the entry type was found eligible, so a refusal is the data's: a secret
+    (never cached, DESIGN.md) or a class the policy denies.
+    """
+    if SECRET in data_classes:
+        return LookupReason.SECRET
+    return LookupReason.PII if data_classes else LookupReason.POLICY_DENIED
 
 
 def entry_tenant(tenant: str, scope: str) -> str:

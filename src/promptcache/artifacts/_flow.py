@@ -37,8 +37,9 @@ from promptcache.artifacts._common import (
     Uncacheable,
     decode_envelope,
 )
+from promptcache.figures import LookupReason
 from promptcache.tiers.entry import key_digest
-from promptcache.tiers.outcome import NotStored, Produced
+from promptcache.tiers.outcome import Produced
 from promptcache.tiers.router import Result, TieredStore
 
 __all__ = ["AsyncFn", "AsyncThunk", "Call", "SyncFn", "SyncThunk", "aresolve", "keep", "refuse", "resolve"]
@@ -72,19 +73,20 @@ async def aresolve(out: Awaitable[T] | T) -> T:
 
 # The artifact counter a refusal adds to (besides ``misses``).
 _COUNTER = {
-    NotStored.SECRET: "refused_secret",
-    NotStored.POLICY: "refused_policy",
-    NotStored.UNSERIALIZABLE: "unserializable",
+    LookupReason.SECRET: "refused_secret",
+    LookupReason.PII: "refused_policy",
+    LookupReason.POLICY_DENIED: "refused_policy",
+    LookupReason.UNSERIALIZABLE: "unserializable",
 }
 
 
 def keep(payload: bytes, ttl_s: int, why: str) -> Produced:
-    """Store ``payload`` for ``ttl_s`` seconds; ``why`` is the decision's reason."""
+    """Store ``payload`` for ``ttl_s`` seconds; ``why`` is the decision's specifics in words."""
     return Produced(payload=payload, ttl_s=ttl_s, why=why)
 
 
-def refuse(why: str, reason: NotStored) -> Produced:
-    """Return the value to the caller but write it nowhere."""
+def refuse(reason: LookupReason, why: str = "") -> Produced:
+    """Return the value to the caller but write it nowhere, for ``reason`` (``why``: its specifics)."""
     return Produced(reason=reason, why=why)
 
 
@@ -134,7 +136,7 @@ def produce(call: Call[T], value: T) -> Produced:
     """What to store of ``value``; the ``value`` it carries is the form shared with other callers."""
     form = value if call.storable is None else call.storable(value)
     if isinstance(form, Uncacheable):
-        return Produced(reason=NotStored.UNCACHEABLE, why=form.why)
+        return Produced(reason=LookupReason.UNCACHEABLE, why=form.why)
     return dataclasses.replace(call.prepare(form), value=form)
 
 
@@ -147,10 +149,11 @@ def _settle(call: Call[T], res: Result, box: Box) -> tuple[T, LookupResult] | _N
     if box.produced is None:  # a concurrent identical call computed it
         if p.storable:
             return _decoded(call, p.payload or b"", "flight", False)
-        if p.reason is NotStored.UNCACHEABLE:
+        if p.reason is LookupReason.UNCACHEABLE:
             return _Next.OWN
-        call.counters.add("hits")  # shared, never stored
-        return p.value, _result(call, hit=True, tier="flight", why=p.why, reason=p.reason)
+        call.counters.add("hits")  # shared, never stored: the detail says why it was not stored
+        detail = _not_stored(p)
+        return p.value, _result(call, hit=True, tier="flight", reason=LookupReason.SHARED, detail=detail)
     return _computed(call, box.value, p)
 
 
@@ -159,11 +162,24 @@ def _computed(call: Call[T], value: T, p: Produced) -> tuple[T, LookupResult]:
     if not p.storable:
         if p.reason in _COUNTER:
             call.counters.add(_COUNTER[p.reason])
-        return value, _result(call, hit=False, why=p.why, reason=p.reason)
+        return value, _result(call, hit=False, reason=_reason(p), detail=p.why)
     call.counters.add("stored")
     ttl = p.ttl_s if p.ttl_s is not None else call.planned_ttl_s
-    why = p.why if ttl != call.planned_ttl_s else f"miss: stored for {call.planned_ttl_s}s"
-    return value, _result(call, hit=False, stored=True, ttl_seconds=int(ttl), why=why)
+    detail = p.why if ttl != call.planned_ttl_s else ""  # only a TTL the policy changed needs saying
+    return value, _result(
+        call, hit=False, stored=True, ttl_seconds=int(ttl), reason=LookupReason.STORED, detail=detail
+    )
+
+
+def _reason(p: Produced) -> LookupReason:
+    # A value is refused through refuse() or Uncacheable, both of which name the reason.
+    assert p.reason is not None, "a computed value was neither stored nor given a reason"
+    return p.reason
+
+
+def _not_stored(p: Produced) -> str:
+    """Why a shared value was not stored, in words (for the waiters' ``detail``)."""
+    return f"not stored: {_reason(p).text}" + (f" ({p.why})" if p.why else "")
 
 
 def _decoded(call: Call[T], payload: bytes, tier: str | None, stale: bool) -> tuple[T, LookupResult] | _Next:
@@ -174,28 +190,30 @@ def _decoded(call: Call[T], payload: bytes, tier: str | None, stale: bool) -> tu
         log.warning("unreadable %s entry %s: recomputing", call.kind, key_digest(call.key))
         return _Next.OVERWRITE
     call.counters.add("hits")
-    return value, _result(call, hit=True, tier=tier, stale=stale, why=f"hit in {tier}")
+    return value, _result(call, hit=True, tier=tier, stale=stale, reason=LookupReason.HIT)
 
 
-def _fault(call: Call[Any], exc: Exception) -> tuple[str, NotStored]:
+def _fault(call: Call[Any], exc: Exception) -> str:
+    """Count a fault of the cache machinery; its detail (the exception's type, never its text)."""
     call.counters.add("cache_errors")
     log.warning("cache fault on %s (%s): running uncached", key_digest(call.key), type(exc).__name__)
-    return f"cache fault ({type(exc).__name__}): uncached", NotStored.CACHE_FAULT
+    return type(exc).__name__
 
 
-def _uncached(call: Call[T], value: T, why: str, reason: NotStored) -> tuple[T, LookupResult]:
-    return value, _result(call, hit=False, why=why, reason=reason)
+def _uncached(call: Call[T], value: T, reason: LookupReason, detail: str) -> tuple[T, LookupResult]:
+    return value, _result(call, hit=False, reason=reason, detail=detail)
 
 
 def _overwritten(call: Call[T], value: T, p: Produced, err: Exception | None) -> tuple[T, LookupResult]:
     """After an unreadable entry was recomputed: written over (``err`` None) or not."""
     if not p.storable:
         call.counters.add("misses")
-        return value, _result(call, hit=False, why=f"unreadable entry; {p.why}", reason=p.reason)
+        detail = _not_stored(p)
+        return value, _result(call, hit=False, reason=LookupReason.UNREADABLE, detail=detail)
     if err is not None:
         call.counters.add("misses")
-        _fault(call, err)
-        return value, _result(call, hit=False, why=f"{p.why}; store failed", reason=NotStored.STORE_FAILED)
+        detail = _fault(call, err)
+        return value, _result(call, hit=False, reason=LookupReason.STORE_FAILED, detail=detail)
     return _computed(call, value, p)
 
 
@@ -211,15 +229,15 @@ def steps(call: Call[T], box: Box) -> Generator[Op, Any, tuple[T, LookupResult]]
     try:
         res = yield ("get_or_compute",)
     except Exception as exc:
-        why, reason = _fault(call, exc)
+        detail = _fault(call, exc)
         if box.produced is not None and box.produced.error is None:
-            return _uncached(call, box.value, why, reason)
-        return _uncached(call, (yield ("compute",)), why, reason)
+            return _uncached(call, box.value, LookupReason.CACHE_FAULT, detail)
+        return _uncached(call, (yield ("compute",)), LookupReason.CACHE_FAULT, detail)
     settled = _settle(call, res, box)
     if settled is _Next.OWN:
         call.counters.add("misses")
-        why = "a concurrent call's result was its own: computed uncached"
-        return _uncached(call, (yield ("compute",)), why, NotStored.UNCACHEABLE)
+        detail = "a concurrent call's result was its own: computed here"
+        return _uncached(call, (yield ("compute",)), LookupReason.UNCACHEABLE, detail)
     if settled is _Next.OVERWRITE:
         # An unreadable entry (corrupt, foreign, old schema): recompute and write over it;
         # leaving it in place would make every call miss until its TTL ran out.
@@ -228,7 +246,8 @@ def steps(call: Call[T], box: Box) -> Generator[Op, Any, tuple[T, LookupResult]]
         except Exception:
             call.counters.add("misses")
             value = yield ("compute",)
-            return _uncached(call, value, "unreadable entry: computed uncached", NotStored.CACHE_FAULT)
+            detail = "after an unreadable entry, the tags' generations could not be read"
+            return _uncached(call, value, LookupReason.CACHE_FAULT, detail)
         value = yield ("compute",)
         p = produce(call, value)
         err: Exception | None = None

@@ -31,15 +31,17 @@ from promptcache.artifacts._common import (
     data_classes_of,
     encode_envelope,
     key_for,
+    key_refusal,
+    refusal,
 )
 from promptcache.artifacts._flow import Call, keep, refuse
 from promptcache.artifacts._sync.responses import SyncResponseCalls
 from promptcache.canonical import CanonicalizationError
-from promptcache.detect import SECRET
+from promptcache.figures import LookupReason
 from promptcache.policy import EntryType as PolicyEntry
 from promptcache.policy import Policy
 from promptcache.tiers.entry import EntryType
-from promptcache.tiers.outcome import NotStored, Produced
+from promptcache.tiers.outcome import Produced
 from promptcache.tiers.router import TieredStore
 
 __all__ = ["TRANSPORT_FIELDS", "Eligibility", "ResponseCache"]
@@ -60,13 +62,23 @@ TRANSPORT_FIELDS = frozenset(
 
 
 class Eligibility(BaseModel):
-    """Whether a request's response may be cached, and why (one reason, the first rule that failed)."""
+    """Whether a request's response may be cached, and why (one reason, the first rule that failed).
+
+    ``reason`` is the rule in words; ``denial`` is the same refusal as the
+    :class:`~promptcache.figures.LookupReason` the lookup reports (None when allowed).
+    """
 
     model_config = ConfigDict(frozen=True)
 
     allowed: bool
     reason: str
     ttl_seconds: int = 0
+    denial: LookupReason | None = None
+
+
+def _ineligible(reason: str, denial: LookupReason = LookupReason.INELIGIBLE) -> Eligibility:
+    """A refusal: ``reason`` in words, ``denial`` as the lookup will report it."""
+    return Eligibility(allowed=False, reason=reason, denial=denial)
 
 
 def _has_schema(request: Mapping[str, Any]) -> bool:
@@ -130,37 +142,35 @@ class ResponseCache(SyncResponseCalls, AsyncResponseCalls):
         rule = self.policy.response_cache
         temp = _temperature(request)
         if temp is None:
-            return Eligibility(allowed=False, reason="no temperature set (the provider default is not low)")
+            return _ineligible("no temperature set (the provider default is not low)")
         if isinstance(temp, bool) or not isinstance(temp, int | float):
-            return Eligibility(allowed=False, reason="temperature is not a number")
+            return _ineligible("temperature is not a number")
         if temp > rule.max_temperature:
-            return Eligibility(
-                allowed=False, reason=f"temperature {temp} above the policy maximum {rule.max_temperature}"
-            )
+            return _ineligible(f"temperature {temp} above the policy maximum {rule.max_temperature}")
         if request.get("stream"):
-            return Eligibility(allowed=False, reason="streamed responses are not cached")
+            return _ineligible("streamed responses are not cached")
         n = request.get("n", 1)
         if isinstance(n, int) and n > 1:
-            return Eligibility(allowed=False, reason="several choices (n > 1) are not cached")
+            return _ineligible("several choices (n > 1) are not cached")
         if rule.require_structured_output and not _has_schema(request):
-            return Eligibility(allowed=False, reason="no structured output schema (policy requires one)")
+            return _ineligible("no structured output schema (policy requires one)")
         if _offers_tools(request) and not rule.allow_with_tools:
-            return Eligibility(allowed=False, reason="tools offered (side effects possible; policy forbids)")
+            return _ineligible("tools offered (side effects possible; policy forbids)")
         classes = data_classes_of(request)
         if classes:
-            return Eligibility(
-                allowed=False, reason=f"sensitive data in the request: {', '.join(sorted(classes))}"
-            )
+            found = ", ".join(sorted(classes))
+            return _ineligible(f"sensitive data in the request: {found}", refusal(classes))
         d = self.policy.decide(PolicyEntry.MODEL_RESPONSE, ttl=ttl)
         if not d.allowed:
-            return Eligibility(allowed=False, reason=d.reason)
+            return _ineligible(d.reason, LookupReason.POLICY_DENIED)
         return Eligibility(allowed=True, reason=d.reason, ttl_seconds=d.ttl_seconds)
 
     def _plan(self, request: Mapping[str, Any], tenant: str, ttl: int | None) -> Call[Any] | LookupResult:
         elig = self.check(request, ttl=ttl)
         if not elig.allowed:
             self._counters.add("bypassed")
-            return LookupResult(hit=False, why=elig.reason)
+            denial = elig.denial or LookupReason.INELIGIBLE
+            return LookupResult(hit=False, reason=denial, detail=elig.reason)
         keyed = {k: v for k, v in request.items() if k not in TRANSPORT_FIELDS}
         model = str(request.get("model") or request.get("modelId") or "unknown")
         try:
@@ -168,10 +178,10 @@ class ResponseCache(SyncResponseCalls, AsyncResponseCalls):
             key = key_for(contract, EntryType.RESPONSE, keyed, where="request")
         except CanonicalizationError as exc:
             self._counters.add("unkeyable")
-            return LookupResult(hit=False, why=str(exc).split(";")[0] + ": not cached")
+            return LookupResult(hit=False, reason=LookupReason.UNKEYABLE, detail=str(exc).split(";")[0])
         except ValueError as exc:
             self._counters.add("unkeyable")
-            return LookupResult(hit=False, why=str(exc))
+            return LookupResult(hit=False, reason=key_refusal(exc), detail=str(exc))
         return Call(
             store=self.store,
             counters=self._counters,
@@ -188,9 +198,9 @@ class ResponseCache(SyncResponseCalls, AsyncResponseCalls):
         try:
             payload = encode_envelope(EntryType.RESPONSE, value)
         except TypeError:
-            return refuse("response is not JSON-serializable: not cached", NotStored.UNSERIALIZABLE)
+            return refuse(LookupReason.UNSERIALIZABLE, "the response")
         classes = data_classes_of(value)
         d = self.policy.decide(PolicyEntry.MODEL_RESPONSE, data_classes=classes, ttl=ttl)
         if not d.allowed:
-            return refuse(d.reason, NotStored.SECRET if SECRET in classes else NotStored.POLICY)
+            return refuse(refusal(classes), d.reason)
         return keep(payload, d.ttl_seconds, d.reason)

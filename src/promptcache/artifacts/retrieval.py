@@ -40,15 +40,17 @@ from promptcache.artifacts._common import (
     encode_envelope,
     entry_tenant,
     key_for,
+    key_refusal,
+    refusal,
 )
 from promptcache.artifacts._flow import Call, keep, refuse
 from promptcache.artifacts._sync.retrieval import SyncRetrievalCalls
 from promptcache.canonical import CanonicalizationError, canonical_text
-from promptcache.detect import SECRET
+from promptcache.figures import LookupReason
 from promptcache.policy import EntryType as PolicyEntry
 from promptcache.policy import Policy, Seconds
 from promptcache.tiers.entry import EntryType
-from promptcache.tiers.outcome import NotStored, Produced
+from promptcache.tiers.outcome import Produced
 from promptcache.tiers.router import TieredStore
 
 __all__ = ["Authorizer", "Document", "RetrievalCache", "RetrieverSpec", "normalize_query"]
@@ -140,7 +142,7 @@ class RetrievalCache(SyncRetrievalCalls, AsyncRetrievalCalls):
         planned = self.policy.decide(PolicyEntry.RETRIEVAL_RESULT, ttl=retriever.ttl)
         if not planned.allowed:
             self._counters.add("refused_policy")
-            return LookupResult(hit=False, why=planned.reason)
+            return LookupResult(hit=False, reason=LookupReason.POLICY_DENIED, detail=planned.reason)
         version = index_version if index_version is not None else retriever.index_version
         content = {
             "query": normalize_query(query),
@@ -155,10 +157,10 @@ class RetrievalCache(SyncRetrievalCalls, AsyncRetrievalCalls):
             key = key_for(contract, EntryType.RETRIEVAL, content, where="retriever config or filters")
         except CanonicalizationError as exc:
             self._counters.add("unkeyable")
-            return LookupResult(hit=False, why=str(exc).split(";")[0] + ": not cached")
+            return LookupResult(hit=False, reason=LookupReason.UNKEYABLE, detail=str(exc).split(";")[0])
         except ValueError as exc:
             self._counters.add("unkeyable")
-            return LookupResult(hit=False, why=str(exc))
+            return LookupResult(hit=False, reason=key_refusal(exc), detail=str(exc))
         return Call(
             store=self.store,
             counters=self._counters,
@@ -176,12 +178,11 @@ class RetrievalCache(SyncRetrievalCalls, AsyncRetrievalCalls):
             plain = _as_docs(docs)
             payload = encode_envelope(EntryType.RETRIEVAL, plain)
         except (ValueError, TypeError):
-            why = "documents are not {id, text, metadata, score} JSON: not cached"
-            return refuse(why, NotStored.UNSERIALIZABLE)
+            return refuse(LookupReason.UNSERIALIZABLE, "documents are not {id, text, metadata, score} JSON")
         classes = data_classes_of(plain)
         d = self.policy.decide(PolicyEntry.RETRIEVAL_RESULT, data_classes=classes, ttl=retriever.ttl)
         if not d.allowed:
-            return refuse(d.reason, NotStored.SECRET if SECRET in classes else NotStored.POLICY)
+            return refuse(refusal(classes), d.reason)
         return keep(payload, d.ttl_seconds, d.reason)
 
     def _reauthorize(self, tenant: str, docs: Docs, lookup: LookupResult) -> tuple[Docs, LookupResult] | None:
@@ -200,9 +201,7 @@ class RetrievalCache(SyncRetrievalCalls, AsyncRetrievalCalls):
         dropped = len(docs) - len(kept)
         if dropped:
             self._counters.add("auth_dropped", dropped)
-            lookup = lookup.model_copy(
-                update={"dropped": dropped, "why": f"{lookup.why}; {dropped} withheld"}
-            )
+            lookup = lookup.model_copy(update={"dropped": dropped})
         return kept, lookup
 
     def invalidate(self, tag: str) -> int:

@@ -37,15 +37,17 @@ from promptcache.artifacts._common import (
     entry_tenant,
     fill_tags,
     key_for,
+    key_refusal,
+    refusal,
 )
 from promptcache.artifacts._flow import Call, keep, refuse
 from promptcache.artifacts._sync.tools import SyncToolCalls
 from promptcache.canonical import CanonicalizationError, canonical_json
-from promptcache.detect import SECRET
+from promptcache.figures import LookupReason
 from promptcache.policy import EntryType as PolicyEntry
 from promptcache.policy import Policy, Seconds
 from promptcache.tiers.entry import EntryType
-from promptcache.tiers.outcome import NotStored, Produced
+from promptcache.tiers.outcome import Produced
 from promptcache.tiers.router import TieredStore
 
 __all__ = ["McpAnnotations", "SideEffect", "ToolOutputCache", "ToolSpec"]
@@ -170,8 +172,8 @@ def _unkeyable_reason(args: Mapping[str, Any]) -> str:
         try:
             canonical_json(v, where=f"argument {k!r}")
         except CanonicalizationError:
-            return f"argument {k!r} is not JSON-serializable ({type(v).__name__}): not cached"
-    return "arguments are not JSON-serializable: not cached"
+            return f"argument {k!r} is not JSON-serializable ({type(v).__name__})"
+    return "arguments are not JSON-serializable"
 
 
 class ToolOutputCache(SyncToolCalls, AsyncToolCalls):
@@ -204,21 +206,21 @@ class ToolOutputCache(SyncToolCalls, AsyncToolCalls):
         """The cached call to make, or the reason the call runs uncached."""
         if not spec.cacheable:
             self._counters.add("bypassed")
-            why = f"{spec.effective_side_effect}: never served from cache"
-            return LookupResult(hit=False, why=why, reason=NotStored.BYPASSED)
+            detail = str(spec.effective_side_effect)
+            return LookupResult(hit=False, reason=LookupReason.SIDE_EFFECT, detail=detail)
         planned = self.policy.decide(PolicyEntry.TOOL_OUTPUT, ttl=spec.ttl)
         if not planned.allowed:
             self._counters.add("refused_policy")
-            return LookupResult(hit=False, why=planned.reason, reason=NotStored.POLICY)
+            return LookupResult(hit=False, reason=LookupReason.POLICY_DENIED, detail=planned.reason)
         try:
             tags = (*fill_tags(spec.tag_templates(), args), tool_tag(spec.name))
         except KeyError as exc:
             self._counters.add("unkeyable")
-            why = f"tag needs argument {exc.args[0]!r}: not cached"
-            return LookupResult(hit=False, why=why, reason=NotStored.UNKEYABLE)
+            detail = f"tag needs argument {exc.args[0]!r}"
+            return LookupResult(hit=False, reason=LookupReason.UNKEYABLE, detail=detail)
         except ValueError as exc:
             self._counters.add("unkeyable")
-            return LookupResult(hit=False, why=f"{exc}: not cached", reason=NotStored.UNKEYABLE)
+            return LookupResult(hit=False, reason=LookupReason.UNKEYABLE, detail=str(exc))
         try:
             contract = contract_for(
                 self.policy, tenant, scope, "tool", tool_schema_version=spec.schema_version
@@ -228,10 +230,11 @@ class ToolOutputCache(SyncToolCalls, AsyncToolCalls):
             )
         except CanonicalizationError:
             self._counters.add("unkeyable")
-            return LookupResult(hit=False, why=_unkeyable_reason(args), reason=NotStored.UNKEYABLE)
+            detail = _unkeyable_reason(args)
+            return LookupResult(hit=False, reason=LookupReason.UNKEYABLE, detail=detail)
         except ValueError as exc:
             self._counters.add("unkeyable")
-            return LookupResult(hit=False, why=str(exc), reason=NotStored.UNKEYABLE)
+            return LookupResult(hit=False, reason=key_refusal(exc), detail=str(exc))
 
         def prepare(value: Any) -> Produced:
             return self._prepare(spec, value)
@@ -253,11 +256,11 @@ class ToolOutputCache(SyncToolCalls, AsyncToolCalls):
         try:
             payload = encode_envelope(EntryType.TOOL_OUTPUT, value)
         except TypeError:
-            return refuse("output is not JSON-serializable: not cached", NotStored.UNSERIALIZABLE)
+            return refuse(LookupReason.UNSERIALIZABLE, "the tool output")
         classes = data_classes_of(value)
         d = self.policy.decide(PolicyEntry.TOOL_OUTPUT, data_classes=classes, ttl=spec.ttl)
         if not d.allowed:
-            return refuse(d.reason, NotStored.SECRET if SECRET in classes else NotStored.POLICY)
+            return refuse(refusal(classes), d.reason)
         return keep(payload, d.ttl_seconds, d.reason)
 
     # writes ------------------------------------------------------------------
@@ -275,19 +278,18 @@ class ToolOutputCache(SyncToolCalls, AsyncToolCalls):
     def _count_invalidations(
         self, spec: ToolSpec, done: list[str], failed: list[str], err: str | None
     ) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+        """Count a write's invalidations: the tags done, the tags failed, why a tag could not be filled."""
         self._counters.add("invalidations", len(done))
-        why = f"{spec.effective_side_effect}: never served from cache"
         if failed:
             self._counters.add("invalidation_failed", len(failed))
-            why += f"; {err or f'{len(failed)} invalidation(s) failed: cached reads may be stale'}"
-        elif done:
-            why += f"; invalidated {len(done)} tag(s)"
-        return tuple(done), tuple(failed), why
+        return tuple(done), tuple(failed), err or ""
 
     def _wrote(
-        self, spec: ToolSpec, plan: LookupResult, done: tuple[str, ...], failed: tuple[str, ...], why: str
+        self, spec: ToolSpec, plan: LookupResult, done: tuple[str, ...], failed: tuple[str, ...], err: str
     ) -> LookupResult:
-        return plan.model_copy(update={"invalidated": done, "invalidation_failed": failed, "why": why})
+        # The lookup's ``why`` renders the counts; only a tag that could not be filled needs words.
+        detail = f"{plan.detail}; {err}" if err else plan.detail
+        return plan.model_copy(update={"invalidated": done, "invalidation_failed": failed, "detail": detail})
 
     def invalidate(self, tag: str) -> int:
         """Invalidate ``tag`` in the underlying store (raises ``InvalidationFailed``)."""

@@ -20,6 +20,6 @@ it is on a request's path, and ``import promptcache`` (or any integration packag
 ``bundled``          paths of the real fixtures in ``lab/data/real/`` (see its ``SOURCES.md``)
 ===================  ============================================================================
 
-The CLI (:mod:`promptcache.cli`) registers these commands next to the runtime's own (``stats``,
-``invalidate``); the modules above are imported only when the command line is built.
+The CLI (:mod:`promptcache.cli`) lists these commands by name next to the runtime's own (``stats``,
+``invalidate``); a command's module is imported only when that command runs.
 """

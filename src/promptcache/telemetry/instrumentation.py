@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from promptcache.figures import PrefixMissReason, lookup_reason
+from promptcache.figures import LookupReason, PrefixMissReason
 from promptcache.telemetry import hooks
 from promptcache.telemetry.events import (
     LookupEvent,
@@ -87,7 +87,7 @@ def prepare_event(prepared: Any, duration_s: float) -> PrepareEvent:
 
 
 def _lookup_event(entry_type: str, tenant: str, lookup: Any, duration_s: float) -> LookupEvent:
-    reason = lookup_reason(lookup)
+    reason: LookupReason = lookup.reason
     return LookupEvent(
         entry_type=entry_type,
         tenant=tenant,

@@ -21,7 +21,7 @@ from promptcache.tiers.crypto import KeyRing
 from promptcache.tiers.entry import SCHEMA_VERSION, Entry, EntryType, decode_entry, encode_entry
 from promptcache.tiers.memory import MemoryStore
 from promptcache.tiers.offload import BlobOffload
-from promptcache.tiers.outcome import NotStored, Outcome, Produced
+from promptcache.tiers.outcome import Outcome, Produced
 from promptcache.tiers.readthrough import ReadThrough
 from promptcache.tiers.router import (
     InvalidationFailed,
@@ -52,7 +52,6 @@ __all__ = [
     "KeyRing",
     "Lookup",
     "MemoryStore",
-    "NotStored",
     "Outcome",
     "Produced",
     "ReadThrough",

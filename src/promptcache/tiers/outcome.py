@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["NotStored", "Outcome", "Produced"]
+from promptcache.figures import LookupReason
+
+__all__ = ["Outcome", "Produced"]
 
 
 class Outcome(StrEnum):
@@ -22,20 +24,7 @@ class Outcome(StrEnum):
 
     HIT = "hit"  # served from a tier, or from a concurrent identical call that stored it
     STORED = "stored"  # computed by this call and written
-    NOT_STORED = "not_stored"  # computed (here or by a concurrent call) and not written: see NotStored
-
-
-class NotStored(StrEnum):
-    """Why a computed value was returned but not written to any tier."""
-
-    SECRET = "secret"  # a secret was found in the value (DESIGN.md: never cache secrets)
-    POLICY = "policy"  # the policy refused the entry type or the data classes found
-    UNSERIALIZABLE = "unserializable"  # the value has no JSON form
-    UNCACHEABLE = "uncacheable"  # the caller declared this result not cacheable (an error result)
-    BYPASSED = "bypassed"  # the call may never be served from cache (a write, an ineligible call)
-    UNKEYABLE = "unkeyable"  # the arguments have no canonical form, so no key
-    CACHE_FAULT = "cache_fault"  # the cache machinery failed: the call ran uncached
-    STORE_FAILED = "store_failed"  # the write itself failed (dropped, never retried)
+    NOT_STORED = "not_stored"  # computed (here or by a concurrent call) and not written: see LookupReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +41,7 @@ class Produced:
     value: Any = None
     payload: bytes | None = None
     ttl_s: float | None = None
-    reason: NotStored | None = None
+    reason: LookupReason | None = None
     why: str = ""
     error: Exception | None = None
 

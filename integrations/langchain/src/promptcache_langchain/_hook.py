@@ -5,15 +5,16 @@ core's HTTP seam (:mod:`promptcache.transport`) rewrites the JSON body an SDK se
 :class:`~promptcache.llm_bridge.CallContext` is current, resends once without caching hints when
 the provider refuses one, and reads the usage back (streams included, unbuffered).
 
-:func:`hooked_copy` returns a copy of the user's model, made through pydantic's public
-``model_copy(update=...)``, whose SDK clients send through that seam:
+:func:`hooked_copy` returns a new model of the user's class, built by its constructor from the
+user's settings, whose SDK clients send through that seam:
 
 * ``BaseChatOpenAI`` models (``ChatOpenAI``, ``AzureChatOpenAI``, OpenAI-compatible subclasses)
-  hold their SDK clients in the fields ``root_client``/``root_async_client`` (and
-  ``client``/``async_client``, their ``chat.completions``): the copy gets the SDK's own
-  ``with_options(http_client=...)`` copies over :func:`~promptcache.transport.wrap_http_client`;
-* ``ChatAnthropic`` builds its SDK clients lazily (``_client``/``_async_client``): the copy's are
-  built on the copy and then re-made the same way.
+  take ``http_client``/``http_async_client``: the copy is given
+  :func:`~promptcache.transport.wrap_http_client` over the ``httpx`` clients the user's model
+  sends through, and its validators build its SDK clients over them;
+* ``ChatAnthropic`` takes no ``http_client`` and builds its SDK clients lazily
+  (``_client``/``_async_client``): the copy's are built on the copy, then replaced by the SDK's
+  own ``with_options(http_client=...)`` copies over the wrapped client.
 
 The user's model, its class, its SDK clients and its ``httpx`` client are never modified (the
 wrapped ``httpx`` client borrows the caller's transport and never closes it). ``isinstance``
@@ -134,23 +135,74 @@ def _over_transport(client: Any) -> Any:
     return client.with_options(http_client=wrap_http_client(http))
 
 
+# The fields a copy gets anew from its own validators: its SDK clients, built over our httpx
+# clients. ``openai_proxy`` is already in the user's httpx client (its mounts), which the
+# copy's borrows; LangChain refuses a proxy next to an http_client.
+_CLIENT_FIELDS = frozenset(
+    {
+        "client",
+        "async_client",
+        "root_client",
+        "root_async_client",
+        "http_client",
+        "http_async_client",
+        "openai_proxy",
+    }
+)
+
+
+def _fields(model: BaseChatModel) -> dict[str, Any]:
+    """The user's model's settings as its constructor takes them: every field by name, as validated.
+
+    Every field, not only those set: one assigned behind pydantic's back is the model's setting
+    too. Values are as the validators left them (the API key resolved, still a ``SecretStr``).
+    """
+    return {name: getattr(model, name) for name in type(model).model_fields if name not in _CLIENT_FIELDS}
+
+
+def _httpx_client(model: BaseChatModel, field: str, sdk_client: Any) -> Any:
+    """The ``httpx`` client ``model`` sends through: the user's own (``http_client``/``http_async_client``)
+    or, when LangChain built a default one, the one its SDK client holds (no public accessor)."""
+    own = getattr(model, field, None)
+    return own if own is not None else getattr(sdk_client, "_client", None)
+
+
+def _cached(model: BaseChatModel, name: str) -> Any:
+    """The value of ``model``'s ``functools.cached_property`` ``name`` if it was computed, else None.
+
+    A ``cached_property`` keeps its value in the instance's ``__dict__``; reading it there (never
+    through the attribute, which would compute and cache one on the user's model) is how to ask.
+    """
+    return vars(model).get(name)
+
+
 def _copy_over_transport(model: BaseChatModel) -> BaseChatModel:
+    """A new model of the user's class, from the user's settings, whose SDK clients send through promptcache.
+
+    Built through the class's constructor, so its validators build its SDK clients as they would
+    for the user's: ``BaseChatOpenAI`` takes ``http_client``/``http_async_client`` (the SDKs' own
+    hook), given :func:`~promptcache.transport.wrap_http_client` over the user's. ``ChatAnthropic``
+    takes no ``http_client``: it builds its SDK clients lazily (``functools.cached_property``) over
+    a default ``httpx`` client, so the copy gets the SDK's ``with_options(http_client=...)`` copies
+    of the user's (when built) or of its own, assigned as a ``cached_property`` allows.
+    """
+    settings = _fields(model)
     if _family(type(model)) == "anthropic":
-        dup = model.model_copy()
-        # Built on the copy (cached there by functools.cached_property), never on the user's model.
-        sync, asynchronous = dup._client, dup._async_client  # type: ignore[attr-defined]
-        dup.__dict__["_client"] = _over_transport(sync)
-        dup.__dict__["_async_client"] = _over_transport(asynchronous)
+        dup = type(model)(**settings)
+        # The user's own SDK clients when the model already built (or was given) them, read
+        # without building any on the user's model; else the ones the copy builds the same way.
+        sync = _cached(model, "_client") or dup._client  # type: ignore[attr-defined]
+        asynchronous = _cached(model, "_async_client") or dup._async_client  # type: ignore[attr-defined]
+        dup._client = _over_transport(sync)  # type: ignore[attr-defined]
+        dup._async_client = _over_transport(asynchronous)  # type: ignore[attr-defined]
         return dup
-    update: dict[str, Any] = {}
     root, aroot = getattr(model, "root_client", None), getattr(model, "root_async_client", None)
     if root is not None:
-        root = _over_transport(root)
-        update.update(root_client=root, client=root.chat.completions)
+        settings["http_client"] = wrap_http_client(_httpx_client(model, "http_client", root))
     if aroot is not None:
-        aroot = _over_transport(aroot)
-        update.update(root_async_client=aroot, async_client=aroot.chat.completions)
-    return model.model_copy(update=update)
+        http = _httpx_client(model, "http_async_client", aroot)
+        settings["http_async_client"] = wrap_http_client(http, asynchronous=True)
+    return type(model)(**settings)
 
 
 # One hooked copy per user model, reused while the model is unchanged: create_agent hands the

@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_core import to_jsonable_python
 
 from promptcache import PromptCache
-from promptcache.artifacts import LookupResult, NotStored, Served, SideEffect, ToolSpec, Uncacheable
+from promptcache.artifacts import LookupReason, LookupResult, Served, SideEffect, ToolSpec, Uncacheable
 from promptcache.metrics import CacheMetrics, CallFigures, merge_cache_metrics
 from promptcache.tenancy import DEFAULT_TENANT_KEY, resolve_tenant
 
@@ -426,7 +426,9 @@ class ToolCallCache:
         if isinstance(result, ToolMessage) and spec.cacheable:
             label: dict[str, Any] = {"trust": "untrusted", "hit": bool(lookup and lookup.hit)}
             if lookup is not None:
-                label.update(tier=lookup.tier, why=lookup.why, key_digest=lookup.key_digest)
+                label.update(
+                    tier=lookup.tier, reason=lookup.reason.value, why=lookup.why, key_digest=lookup.key_digest
+                )
             result = result.model_copy(
                 update={"response_metadata": {**result.response_metadata, SPEC_KEY: label}}
             )
@@ -467,7 +469,7 @@ class ToolCallCache:
         lookup = served.lookup
         if lookup.hit:  # the stored form: content and artifact
             return self._finish(request, self._hit_message(request, served.value), lookup, tenant, spec)
-        if lookup.reason is NotStored.UNCACHEABLE:  # an error result or a Command: reported as it is
+        if lookup.reason is LookupReason.UNCACHEABLE:  # an error result or a Command: reported as it is
             return self._finish(request, served.value, None, tenant, spec)
         return self._finish(request, served.value, lookup, tenant, spec)
 

@@ -12,6 +12,8 @@ from typing import Any
 from llama_index.core.instrumentation.events import BaseEvent
 from pydantic import Field
 
+from promptcache.figures import LookupReason
+
 __all__ = ["CacheUsageEvent", "RetrievalCacheEvent", "ToolCacheEvent"]
 
 
@@ -36,13 +38,17 @@ class CacheUsageEvent(BaseEvent):
 
 
 class RetrievalCacheEvent(BaseEvent):
-    """One retrieval through :class:`~promptcache_llamaindex.CachingRetriever`."""
+    """One retrieval through :class:`~promptcache_llamaindex.CachingRetriever`.
+
+    ``reason`` is how it was answered (count and compare it); ``why`` is the same in words.
+    """
 
     cache_id: str
     call_id: str
     tenant: str
     retriever: str
     hit: bool
+    reason: LookupReason
     tier: str | None = None
     why: str = ""
     stored: bool = False
@@ -56,7 +62,10 @@ class RetrievalCacheEvent(BaseEvent):
 
 
 class ToolCacheEvent(BaseEvent):
-    """One tool call through :class:`~promptcache_llamaindex.CachingTool`."""
+    """One tool call through :class:`~promptcache_llamaindex.CachingTool`.
+
+    ``reason`` is how it was answered (count and compare it); ``why`` is the same in words.
+    """
 
     cache_id: str
     call_id: str
@@ -64,6 +73,7 @@ class ToolCacheEvent(BaseEvent):
     tool: str
     side_effect: str
     hit: bool
+    reason: LookupReason
     tier: str | None = None
     why: str = ""
     stored: bool = False

@@ -132,6 +132,7 @@ class CachingRetriever(BaseRetriever):
                 tenant=tenant,
                 retriever=self.spec.name,
                 hit=lk.hit,
+                reason=lk.reason,
                 tier=lk.tier,
                 why=lk.why,
                 stored=lk.stored,

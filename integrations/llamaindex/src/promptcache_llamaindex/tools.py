@@ -101,6 +101,7 @@ class CachingTool(AsyncBaseTool):
                 tool=self.spec.name,
                 side_effect=str(self.spec.effective_side_effect),
                 hit=lookup.hit,
+                reason=lookup.reason,
                 tier=lookup.tier,
                 why=lookup.why,
                 stored=lookup.stored,

@@ -35,7 +35,7 @@ class AsyncResponseCalls:
     ) -> Served[T]:
         """The cached response to ``request``, or ``fn(request)``'s (stored when eligible).
 
-        ``lookup.why`` carries the reason a request was not eligible. The
+        ``lookup.reason`` says why a request was not eligible (``lookup.detail``: which rule). The
         response must be JSON-like (a dict, e.g. ``response.model_dump()``) to be
         stored. In the asyncio form ``fn`` may be a coroutine function or a plain one.
         """

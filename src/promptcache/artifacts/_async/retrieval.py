@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from promptcache.artifacts._async.flow import arun
 from promptcache.artifacts._common import LookupResult, Served
 from promptcache.artifacts._flow import AsyncFn, Call, aresolve
+from promptcache.figures import LookupReason
 from promptcache.tiers.entry import key_digest
 
 if TYPE_CHECKING:
@@ -76,6 +77,12 @@ class AsyncRetrievalCalls:
         docs, lookup = await arun(plan, compute)
         checked = self._reauthorize(tenant, docs, lookup)
         if checked is None:
-            why = "authorizer failed: cached result not used"
-            return Served(await compute(), LookupResult(hit=False, why=why, key_digest=key_digest(plan.key)))
+            # DESIGN.md: a policy that cannot be evaluated denies private-scope reads.
+            unauthorized = LookupResult(
+                hit=False,
+                reason=LookupReason.POLICY_DENIED,
+                detail="authorizer failed: cached result not used",
+                key_digest=key_digest(plan.key),
+            )
+            return Served(await compute(), unauthorized)
         return Served(*checked)

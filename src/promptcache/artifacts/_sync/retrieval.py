@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from promptcache.artifacts._common import LookupResult, Served
 from promptcache.artifacts._flow import Call, SyncFn, resolve
 from promptcache.artifacts._sync.flow import run
+from promptcache.figures import LookupReason
 from promptcache.tiers.entry import key_digest
 
 if TYPE_CHECKING:
@@ -78,6 +79,12 @@ class SyncRetrievalCalls:
         docs, lookup = run(plan, compute)
         checked = self._reauthorize(tenant, docs, lookup)
         if checked is None:
-            why = "authorizer failed: cached result not used"
-            return Served(compute(), LookupResult(hit=False, why=why, key_digest=key_digest(plan.key)))
+            # DESIGN.md: a policy that cannot be evaluated denies private-scope reads.
+            unauthorized = LookupResult(
+                hit=False,
+                reason=LookupReason.POLICY_DENIED,
+                detail="authorizer failed: cached result not used",
+                key_digest=key_digest(plan.key),
+            )
+            return Served(compute(), unauthorized)
         return Served(*checked)
