@@ -445,9 +445,8 @@ class PromptCache:
             fmt, adapter, parts.tools, policy.layout.pin_tool_order, self._relocates(BlockKind.TOOL_SCHEMA)
         )
         cur = parts.current
-        msgs: list[Message] = [
-            analyser.message(fmt, adapter, m, i >= cur) for i, m in enumerate(parts.messages)
-        ]
+        history = analyser.history(fmt, adapter, parts.messages[:cur])
+        turn: list[Message] = [analyser.message(fmt, adapter, m, True) for m in parts.messages[cur:]]
         # learn: what the family decides for this request's system texts and tools
         fid = family_id(fmt.value, model, tenant, tools.raw_order, len(parts.system))
         fam = self._families.get(fid)
@@ -463,18 +462,21 @@ class PromptCache:
         prefix = prefix_of(texts, learned, tools)
         vt = volatile_text(learned.fragments) if learned.fragments else None
         contract = self.contract(tenant, model)
-        laid = wire_layout(contract=contract, prefix=prefix, messages=msgs, current=cur, volatile=vt)
+        laid = wire_layout(contract=contract, prefix=prefix, history=history, current=turn, volatile=vt)
         snapshot = Snapshot(
             system=learned.prints,
             tool_order=tools.raw_order,
             tool_raw=tools.raw_crc,
             tool_canonical=tools.shared.canonical_by_name,
-            history=[m.digest for m in msgs[:cur]],
+            history=history.digests,
             tools_canonical=learned.canonical_tools,
         )
         previous = remember(fam, snapshot)
         # join: the caller's own objects wherever nothing changed them
-        sent = [m.message if m.normalized else msg for m, msg in zip(msgs, parts.messages, strict=True)]
+        sent = parts.messages
+        if history.normalized or any(m.normalized for m in turn):
+            msgs = history.messages + turn
+            sent = [m.message if m.normalized else msg for m, msg in zip(msgs, parts.messages, strict=True)]
         sent_tools = tools.shared.values if learned.canonical_tools else parts.tools
         new_body, volatile_at = adapter.join(parts, learned.system_out, sent_tools, sent, vt)
         # hints, from the plan
@@ -491,7 +493,7 @@ class PromptCache:
             history_end=cur,
             has_volatile=vt is not None,
             prefix_chars=prefix.chars,
-            message_chars=[m.chars for m in msgs],
+            message_chars=history.chars + [m.chars for m in turn],
             catalog=self.catalog,
             volatile_at=volatile_at,
         )

@@ -302,6 +302,38 @@ def analyse_message(fmt: WireFormat, adapter: WireAdapter, msg: Any, current: bo
     )
 
 
+@dataclass(slots=True, frozen=True)
+class History:
+    """The analysed messages of a conversation before its current turn, with the per-message
+    figures the layout and the hints read, gathered once per history rather than per request."""
+
+    messages: list[Message]
+    blocks: list[Block]
+    digests: list[str]
+    chars: list[int]
+    data_classes: dict[int, list[str]]  # by index in the history
+    normalized: bool  # some message is sent as our normalized copy
+
+    def extended(self, more: list[Message]) -> History:
+        """This history with ``more`` messages appended (a new value; this one is shared)."""
+        n = len(self.messages)
+        classes = dict(self.data_classes)
+        classes.update({n + i: list(m.data_classes) for i, m in enumerate(more) if m.data_classes})
+        return History(
+            messages=self.messages + more,
+            blocks=self.blocks + [m.block for m in more],
+            digests=self.digests + [m.digest for m in more],
+            chars=self.chars + [m.chars for m in more],
+            data_classes=classes,
+            normalized=self.normalized or any(m.normalized for m in more),
+        )
+
+
+EMPTY_HISTORY = History([], [], [], [], {}, False)
+
+_LIST_CONTINUES = frozenset(b",]")  # what may follow a JSON list's items: another item, or its end
+
+
 class Analyser:
     """The analyses of :mod:`promptcache.pipeline.analyse` through one bounded memo.
 
@@ -344,6 +376,36 @@ class Analyser:
         res = Tools(shared, names, {names[i]: zlib.crc32(raws[i]) for i in range(len(tools))}, raw)
         self.memo.put(key, res, len(raw))
         return res
+
+    def history(self, fmt: WireFormat, adapter: WireAdapter, msgs: list[Any]) -> History:
+        """The :class:`History` of a conversation's messages before the current turn, paying per
+        message only for those the last request with the same opening did not already send.
+
+        An agent resends its history with a turn or two appended on every call. The history's
+        compact JSON is the previous one's with those messages added (orjson writes a list as
+        ``[`` + the items joined by ``,`` + ``]``), so one serialization and a byte-prefix
+        comparison find the unchanged messages; they are exactly equal, types and key order
+        included. Anything else (an edit, another conversation) falls back to the memo per message.
+        """
+        if not msgs:
+            return EMPTY_HISTORY
+        try:
+            raw = orjson.dumps(msgs)
+        except TypeError as exc:
+            raise not_json(fmt, exc) from None
+        # Keyed by the opening bytes: conversations of one agent interleave, and each keeps its own.
+        key = ("history", fmt, raw[:256])
+        last: tuple[bytes, History] | None = self.memo.get(key)
+        known = EMPTY_HISTORY
+        if last is not None:
+            head, analysed = last  # head: the last history's JSON without its closing bracket
+            if raw.startswith(head) and raw[len(head)] in _LIST_CONTINUES:
+                if len(analysed.messages) == len(msgs):
+                    return analysed
+                known = analysed
+        out = known.extended([self.message(fmt, adapter, m, False) for m in msgs[len(known.messages) :]])
+        self.memo.put(key, (raw[:-1], out), len(raw))
+        return out
 
     def message(self, fmt: WireFormat, adapter: WireAdapter, msg: Any, current: bool) -> Message:
         """:func:`analyse_message`, memoized by (format, current turn or not, the message's JSON)."""

@@ -21,7 +21,7 @@ from promptcache.blocks import Block, BlockKind, Stability
 from promptcache.canonical import Fragment, digest
 from promptcache.keys import KeyContract, chain_hash, derive_key
 from promptcache.layout import wire_sections
-from promptcache.pipeline.analyse import Message, TextAnalysis, Tools
+from promptcache.pipeline.analyse import History, Message, TextAnalysis, Tools
 from promptcache.pipeline.learning import Learned, sent_digest
 from promptcache.plan import Plan
 
@@ -120,27 +120,24 @@ def wire_layout(
     *,
     contract: KeyContract,
     prefix: Prefix,
-    messages: list[Message],
-    current: int,
+    history: History,
+    current: list[Message],
     volatile: str | None,
 ) -> WireLayout:
     """Lay a wire request out and key it: the prefix, the history, the volatile block (if
-    any), the current turn from message ``current`` on (:func:`promptcache.layout.wire_sections`)."""
-    blocks = list(prefix.blocks)
-    digests = list(prefix.digests)
+    any), then the current turn (:func:`promptcache.layout.wire_sections`)."""
+    blocks = prefix.blocks + history.blocks
+    digests = prefix.digests + history.digests
     classes = dict(prefix.data_classes)
-    for m in messages[:current]:
-        blocks.append(m.block)
-        digests.append(m.digest)
-        if m.data_classes:
-            classes[len(blocks) - 1] = list(m.data_classes)
+    base = len(prefix.blocks)
+    classes.update({base + i: c for i, c in history.data_classes.items()})
     conversation_key = derive_key(contract, "conversation", chain_hash(digests))
     if volatile is not None:
         block, dg = volatile_block(volatile)
         blocks.append(block)
         digests.append(dg)
     current_from = len(blocks)
-    for m in messages[current:]:
+    for m in current:
         blocks.append(m.block)
         digests.append(m.digest)
         if m.data_classes:
