@@ -462,7 +462,14 @@ class PromptCache:
         prefix = prefix_of(texts, learned, tools)
         vt = volatile_text(learned.fragments) if learned.fragments else None
         contract = self.contract(tenant, model)
-        laid = wire_layout(contract=contract, prefix=prefix, history=history, current=turn, volatile=vt)
+        laid = wire_layout(
+            contract=contract,
+            prefix=prefix,
+            history=history,
+            current=turn,
+            volatile=vt,
+            tool_names=tools.raw_order,
+        )
         snapshot = Snapshot(
             system=learned.prints,
             tool_order=tools.raw_order,
@@ -487,6 +494,7 @@ class PromptCache:
             n_blocks=len(laid.blocks),
             prefix_end=laid.prefix_end,
             prefix_key=laid.prefix_key,
+            routing_key=laid.routing_key,
             data_classes=laid.data_classes,
             n_system=prefix.n_system,
             n_tools=len(tools.shared.canonical),

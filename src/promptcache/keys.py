@@ -92,6 +92,30 @@ def derive_key(contract: KeyContract, entry_type: str, content_hash: str) -> str
     ).hexdigest()
 
 
+#: Characters of the system prompt that enter :func:`routing_key`: about its first 256 tokens,
+#: the window of the prompt OpenAI hashes, with the key, to choose the machine.
+ROUTING_HEAD_CHARS = 1024
+
+
+def routing_key(contract: KeyContract, tool_names: list[str], system_head: str) -> str:
+    """The key a provider routes a request by (OpenAI's ``prompt_cache_key``): the contract
+    (tenant, model), the tool set (names, in any order) and the start of the system prompt.
+
+    Not the whole prefix: OpenAI sends requests with the same key and prompt start to the same
+    machines, and caches per machine (developers.openai.com, "Prompt caching": "requests are
+    routed based on a hash of the initial prefix of the prompt" and ``prompt_cache_key``). A key
+    that changes with every edit further down (a memory block, a profile) reroutes the
+    conversation away from the machine that holds even its unchanged tools and instructions
+    (issue 22, decision 6).
+
+    >>> c = KeyContract(tenant="acme", model="gpt-4o")
+    >>> routing_key(c, ["b", "a"], "You are") == routing_key(c, ["a", "b"], "You are")
+    True
+    """
+    names = orjson.dumps(sorted(tool_names))
+    return derive_key(contract, "routing", hashlib.sha256(names + b"\x00" + system_head.encode()).hexdigest())
+
+
 def chain_hash(digests: list[str]) -> str:
     """SHA-256 over an ordered list of block digests: the identity of a prefix."""
     return hashlib.sha256("\x00".join(digests).encode()).hexdigest()

@@ -61,6 +61,9 @@ class Plan(BaseModel):
     prefix_end: int
     prefix_key: str
     conversation_key: str = Field(description="key of the prefix through the history")
+    routing_key: str = Field(
+        default="", description="key a provider routes by: tenant, model, tool set, system prompt start"
+    )
     fragments: list[Fragment] = Field(default_factory=list)
     moves: list[Move] = Field(default_factory=list)
     hints: list[Hint] = Field(default_factory=list)

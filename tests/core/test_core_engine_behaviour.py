@@ -11,6 +11,7 @@ from core_bodies import TOOL_SPECS, make_body
 from promptcache.blocks import Block
 from promptcache.canonical import CanonicalizationError
 from promptcache.engine import PromptCache
+from promptcache.keys import ROUTING_HEAD_CHARS
 from promptcache.policy import Policy, PolicyError
 from promptcache.wire import WireFormatError
 
@@ -272,10 +273,33 @@ def test_openai_prompt_cache_key(fmt: str) -> None:
     pc = PromptCache()
     a1 = pc.prepare_request(make_body(fmt, LONG, TOOL_SPECS, [("user", "one")]), format=fmt, tenant="t").body
     a2 = pc.prepare_request(make_body(fmt, LONG, TOOL_SPECS, [("user", "two")]), format=fmt, tenant="t").body
-    b = pc.prepare_request(
+    # The key routes (issue 22, decision 6): an edit deep in the system prompt (a memory block)
+    # keeps the conversation on its machines; another start, tool set or tenant does not.
+    assert len(LONG) > ROUTING_HEAD_CHARS
+    tail = pc.prepare_request(
         make_body(fmt, LONG + "\nExtra rule.", TOOL_SPECS, [("user", "one")]), format=fmt, tenant="t"
     ).body
-    assert a1["prompt_cache_key"] == a2["prompt_cache_key"] != b["prompt_cache_key"]
+    head = pc.prepare_request(
+        make_body(fmt, "Other role.\n" + LONG, TOOL_SPECS, [("user", "one")]), format=fmt, tenant="t"
+    ).body
+    fewer = pc.prepare_request(
+        make_body(fmt, LONG, TOOL_SPECS[:2], [("user", "one")]), format=fmt, tenant="t"
+    ).body
+    other = pc.prepare_request(
+        make_body(fmt, LONG, TOOL_SPECS, [("user", "one")]), format=fmt, tenant="u"
+    ).body
+    assert a1["prompt_cache_key"] == a2["prompt_cache_key"] == tail["prompt_cache_key"]
+    assert (
+        len(
+            {
+                a1["prompt_cache_key"],
+                head["prompt_cache_key"],
+                fewer["prompt_cache_key"],
+                other["prompt_cache_key"],
+            }
+        )
+        == 4
+    )
     assert a1["prompt_cache_key"].startswith("pc-")
     mine = {**make_body(fmt, LONG, TOOL_SPECS, [("user", "one")]), "prompt_cache_key": "caller-key"}
     assert pc.prepare_request(mine, format=fmt, tenant="t").body["prompt_cache_key"] == "caller-key"

@@ -19,7 +19,7 @@ from typing import Any
 
 from promptcache.blocks import Block, BlockKind, Stability
 from promptcache.canonical import Fragment, digest
-from promptcache.keys import KeyContract, chain_hash, derive_key
+from promptcache.keys import ROUTING_HEAD_CHARS, KeyContract, chain_hash, derive_key, routing_key
 from promptcache.layout import wire_sections
 from promptcache.pipeline.analyse import History, Message, TextAnalysis, Tools
 from promptcache.pipeline.learning import Learned, sent_digest
@@ -58,6 +58,7 @@ class Prefix:
     data_classes: dict[int, list[str]]
     chars: int  # characters of the system texts and tools (the hint placement's estimate)
     n_system: int  # system texts sent (a text moved whole is not)
+    head: str  # the start of the first system text sent (what the routing key reads)
 
 
 def prefix_of(texts: list[TextAnalysis], learned: Learned, tools: Tools) -> Prefix:
@@ -85,6 +86,7 @@ def prefix_of(texts: list[TextAnalysis], learned: Learned, tools: Tools) -> Pref
         data_classes=classes,
         chars=sum(len(s) for s in learned.system_out) + tools.shared.chars,
         n_system=base,
+        head=next((s for s in learned.system_out if s), "")[:ROUTING_HEAD_CHARS],
     )
 
 
@@ -100,6 +102,7 @@ class WireLayout:
     prefix_end: int
     prefix_key: str
     conversation_key: str
+    routing_key: str
     data_classes: dict[int, list[str]]
 
     def plan(self, **fields: Any) -> Plan:
@@ -111,6 +114,7 @@ class WireLayout:
             prefix_end=self.prefix_end,
             prefix_key=self.prefix_key,
             conversation_key=self.conversation_key,
+            routing_key=self.routing_key,
             data_classes=self.data_classes,
             **fields,
         )
@@ -123,6 +127,7 @@ def wire_layout(
     history: History,
     current: list[Message],
     volatile: str | None,
+    tool_names: list[str],
 ) -> WireLayout:
     """Lay a wire request out and key it: the prefix, the history, the volatile block (if
     any), then the current turn (:func:`promptcache.layout.wire_sections`)."""
@@ -149,5 +154,6 @@ def wire_layout(
         prefix_end=len(prefix.blocks),
         prefix_key=derive_key(contract, "prompt_prefix", chain_hash(prefix.digests)),
         conversation_key=conversation_key,
+        routing_key=routing_key(contract, tool_names, prefix.head),
         data_classes=classes,
     )

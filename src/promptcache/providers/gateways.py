@@ -49,7 +49,7 @@ class GatewayProfile(BaseModel):
     )
     key_field: str | None = Field(
         default=None,
-        description="body field that takes the prefix key instead of prompt_cache_key (sticky routing)",
+        description="body field that takes the routing key instead of prompt_cache_key (sticky routing)",
     )
     isolation_field: str | None = Field(
         default=None, description="body field that scopes the server's prefix cache (vLLM cache_salt)"

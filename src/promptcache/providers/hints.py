@@ -8,8 +8,9 @@
   catalog lists a 1h option for the model (longer TTLs must come first, which
   this order guarantees); none below the model's minimum cacheable length.
 * Bedrock Converse: ``cachePoint`` blocks at the same places.
-* OpenAI Chat / Responses: ``prompt_cache_key`` from the tenant-scoped key of
-  the stable prefix, so requests sharing it are routed to the same cache;
+* OpenAI Chat / Responses: ``prompt_cache_key`` from the tenant-scoped routing key
+  (:func:`promptcache.keys.routing_key`: tool set and the start of the system prompt), so
+  requests of one agent are routed to the same cache whatever changes further down;
   ``prompt_cache_retention: "24h"`` under the rule in :func:`openai_retention`;
   on models the catalog marks ``explicit`` (gpt-5.6 and later),
   ``prompt_cache_options: {"mode": "explicit"}`` with ``prompt_cache_breakpoint``
@@ -123,8 +124,9 @@ class HintContext:
     """What the hint placement needs to know about a rewritten request: plain figures of its
     plan (the placement reads nothing back from the joined body but ``volatile_at``).
 
-    ``n_blocks``, ``prefix_end``, ``prefix_key`` and ``data_classes`` are the plan's (blocks in
-    sent order, the static prefix's length and key, data classes per block index).
+    ``n_blocks``, ``prefix_end``, ``prefix_key``, ``routing_key`` and ``data_classes`` are the
+    plan's (blocks in sent order, the static prefix's length and key, the key a provider routes
+    by, data classes per block index).
     ``catalog`` replaces the packaged model catalog (overrides included).
     """
 
@@ -134,6 +136,7 @@ class HintContext:
     n_blocks: int
     prefix_end: int
     prefix_key: str
+    routing_key: str
     data_classes: Mapping[int, Sequence[str]]
     n_system: int
     n_tools: int
@@ -256,7 +259,7 @@ def _openai(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], lis
     if "prompt_cache_key" in body:
         notes.append("prompt_cache_key set by the caller: kept")
     else:
-        out["prompt_cache_key"] = "pc-" + ctx.prefix_key[:32]
+        out["prompt_cache_key"] = "pc-" + ctx.routing_key[:32]
         hints.append(_hint(kind="prompt_cache_key", where="$.prompt_cache_key"))
     conv_blocked = blocked < ctx.n_blocks
     ttl_s = policy_prefix_ttl(ctx)
