@@ -50,7 +50,14 @@ from promptcache.pipeline.assemble import (
     volatile_text,
     wire_layout,
 )
-from promptcache.pipeline.learning import Families, family_id, learn, remember, slot_label
+from promptcache.pipeline.learning import (
+    Families,
+    conversation_id,
+    family_id,
+    learn,
+    remember,
+    slot_label,
+)
 from promptcache.plan import Plan, Prepared
 from promptcache.policy import Policy
 from promptcache.providers.hints import HintContext, apply_hints
@@ -478,7 +485,7 @@ class PromptCache:
             history=history.digests,
             tools_canonical=learned.canonical_tools,
         )
-        previous = remember(fam, snapshot)
+        previous = remember(fam, snapshot, conversation_id(parts.messages))
         # join: the caller's own objects wherever nothing changed them
         sent = parts.messages
         if history.normalized or any(m.normalized for m in turn):

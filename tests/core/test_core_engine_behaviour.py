@@ -355,9 +355,13 @@ def test_explain_causes() -> None:
     e = call(sys_text.replace("Line four.", "Line 4 is different."), list(reversed(reordered)), conv)
     assert [(c.cause, c.neutralized, c.line) for c in e.changes] == [("content", False, 4)]
     assert not e.prefix_unchanged and e.misses
-    rewritten = [{"role": "user", "content": "q1 edited"}, *conv[1:]]
+    rewritten = [conv[0], {"role": "assistant", "content": "a1 edited"}, conv[2]]
     e = call(sys_text.replace("Line four.", "Line 4 is different."), list(reversed(reordered)), rewritten)
     assert [c.cause for c in e.changes] == ["history_rewritten"]
+    # Another opening message is another conversation: compared for its prefix, not its history.
+    other = [{"role": "user", "content": "q1 elsewhere"}, *conv[1:]]
+    e = call(sys_text.replace("Line four.", "Line 4 is different."), list(reversed(reordered)), other)
+    assert e.changes == [] and e.prefix_unchanged
 
 
 def test_explain_line_number_counts_relocated_lines() -> None:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import orjson
 
@@ -45,6 +47,9 @@ class Family:
 
     slots: dict[str, SlotVolatility] = field(default_factory=dict)
     last: Snapshot | None = None
+    #: Each conversation's last request, by :func:`conversation_id` (the most recent
+    #: :data:`CONVERSATIONS_PER_FAMILY`): explain compares a request with its own conversation.
+    conversations: OrderedDict[bytes, Snapshot] = field(default_factory=OrderedDict)
     tools_raw: bytes | None = None
     tools_unstable: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -186,8 +191,40 @@ def learn(
     return Learned(system_out, frags, prints, canonical)
 
 
-def remember(fam: Family, snapshot: Snapshot) -> Snapshot | None:
-    """Make ``snapshot`` the family's last request; returns the one it replaces."""
+#: Conversations whose last request each family keeps for :func:`remember` (the oldest go first).
+CONVERSATIONS_PER_FAMILY = 256
+
+
+def conversation_id(messages: list[Any]) -> bytes | None:
+    """Which conversation a request continues: its first message, as sent (at most 256 bytes of
+    its JSON; None for a request without messages). Two conversations that open alike share
+    an id until they differ, which only makes explain compare them with each other."""
+    if not messages:
+        return None
+    try:
+        return orjson.dumps(messages[0])[:256]
+    except TypeError:
+        return None
+
+
+def remember(fam: Family, snapshot: Snapshot, conversation: bytes | None = None) -> Snapshot | None:
+    """Make ``snapshot`` the family's and its conversation's last request; returns the one to
+    explain it against (issue 22, decision 8: like with like).
+
+    That is the conversation's previous request. A conversation not seen before is compared with
+    the family's last request for its prefix only: its history is new, not another
+    conversation's history rewritten.
+    """
     with fam.lock:
-        previous, fam.last = fam.last, snapshot
+        previous: Snapshot | None
+        if conversation is None:
+            previous = fam.last
+        else:
+            previous = fam.conversations.pop(conversation, None)
+            if previous is None and fam.last is not None:
+                previous = replace(fam.last, history=[])
+            fam.conversations[conversation] = snapshot
+            if len(fam.conversations) > CONVERSATIONS_PER_FAMILY:
+                fam.conversations.popitem(last=False)
+        fam.last = snapshot
     return previous
