@@ -61,6 +61,7 @@ __all__ = [
     "ProviderResult",
     "TraceResult",
     "anthropic_with_markers",
+    "applies",
     "register_agents",
     "render_table",
     "run_agents",
@@ -178,7 +179,7 @@ def _split(blocks: list[Json]) -> list[Json]:
                     out.append({**b, "text": piece, "cache_control": {"type": "ephemeral"}})
                 elif piece:
                     out.append({k: v for k, v in b.items() if k != "cache_control"} | {"text": piece})
-        elif b.get("type") == "tool_result" and _SENTINEL in json.dumps(b.get("content")):
+        elif b.get("type") == "tool_result" and _SENTINEL in json.dumps(b.get("content"), ensure_ascii=False):
             content = b["content"]
             if isinstance(content, str):
                 content = content.replace(_SENTINEL, "")
@@ -277,17 +278,27 @@ def _figures(usages: Sequence[CacheUsage], catalog: Catalog | None) -> ArmFigure
     )
 
 
-def _bodies(trace: AgentTrace, provider: str, arm: str) -> list[Json] | None:
-    """The bodies an arm sends, or None when the arm does not apply to this trace/provider."""
+def applies(trace: AgentTrace, provider: str, arm: str) -> bool:
+    """Whether ``arm`` exists for ``trace`` on ``provider``.
+
+    The agents' markers and LangChain's middleware are Anthropic-only; "own markers" needs an
+    agent that places some.
+    """
+    if arm == "langchain_middleware":
+        return provider == "anthropic"
+    if arm == "own_markers":
+        return provider == "anthropic" and trace.own_markers is not None
+    return arm in ARMS
+
+
+def _bodies(trace: AgentTrace, provider: str, arm: str) -> list[Json]:
+    """The bodies an arm sends (the oracle sees what was sent)."""
     model = MODELS[provider]
     plain = [strip_markers(c.body) | {"model": model} for c in trace.calls]
     if provider != "anthropic":
-        if arm in ("own_markers", "langchain_middleware"):
-            return None  # the agents' markers and LangChain's middleware are Anthropic-only
         return plain
+    # promptcache gets the agent's own markers where the agent sends them: they are the caller's.
     if arm == "own_markers" or (arm == "promptcache" and trace.own_markers):
-        if not trace.own_markers:
-            return None
         return [anthropic_with_markers(c.body | {"model": model}, model) for c in trace.calls]
     if arm == "langchain_middleware":
         return [langchain_middleware_body(b, WireFormat.OPENAI_CHAT, model) for b in plain]
@@ -306,9 +317,9 @@ def run_trace(
     results: dict[str, ArmFigures] = {}
     with _catalog_for(provider) as cat:
         for arm in arms:
-            bodies = _bodies(trace, provider, "as_sent" if arm == "oracle" else arm)
-            if bodies is None:
+            if not applies(trace, provider, arm):
                 continue
+            bodies = _bodies(trace, provider, "as_sent" if arm == "oracle" else arm)
             calls = list(zip(trace.calls, bodies, strict=True))
             if arm == "oracle":
                 usages = oracle_usage([(c.ts, c.tenant, fmt, b) for c, b in calls], model)
@@ -392,14 +403,16 @@ def _cli_agents(args: argparse.Namespace) -> int:
 
     traces = args.trace or list(TRACES)
     providers = args.provider or list(PROVIDERS)
-    total = sum(len(t.calls) for t in build_corpus(traces)) * len(providers) * 3
+    corpus = build_corpus(traces)
+    simulated = [a for a in ARMS if a != "oracle"]
+    total = sum(len(t.calls) for t in corpus for p in providers for a in simulated if applies(t, p, a))
     done = 0
     with progress("simulating", total, enabled=not args.no_progress) as update:
 
         def step() -> None:
             nonlocal done
             done += 1
-            update(min(done, total))
+            update(done)
 
         report = run_agents(traces, providers, progress=step)
     data = report.model_dump(mode="json")

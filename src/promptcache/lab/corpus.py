@@ -103,6 +103,10 @@ def _mark(msg: Json) -> Json:
     return {**msg, "content": parts}
 
 
+def _parts(text: str) -> list[Json]:
+    return [{"type": "text", "text": text}]
+
+
 def _xml(s: str) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -332,6 +336,8 @@ def _openhands() -> AgentTrace:
         },
         {"role": "user", "content": context},
     ]
+    # Message.serialize_model: with function calling on, every content is a list of parts.
+    history = [{**m, "content": _parts(m["content"])} for m in history]
     steps: list[tuple[str, Json]] = [
         ("execute_bash", {"command": "cd /workspace/webshop && git status && ls", "security_risk": "LOW"}),
         (
@@ -375,7 +381,7 @@ def _openhands() -> AgentTrace:
     calls: list[AgentCall] = []
     ts = 0.0
     for name, args in steps:
-        messages = [{"role": "system", "content": system}, *history]
+        messages = [{"role": "system", "content": _parts(system)}, *history]
         # ConversationMemory.apply_prompt_caching: system, and the last user or tool message.
         messages[0] = _mark(messages[0])
         last = max(i for i, m in enumerate(messages) if m["role"] in ("user", "tool"))
@@ -388,9 +394,10 @@ def _openhands() -> AgentTrace:
             )
         )
         tc = _tool_call(rng, name, args)
-        history.append({"role": "assistant", "content": "", "tool_calls": [tc]})
+        thought = f"Running {name} next."
+        history.append({"role": "assistant", "content": _parts(thought), "tool_calls": [tc]})
         out = _code(rng, "cart", 48) if args.get("command") == "view" else _output(rng, rng.randint(4, 30))
-        history.append({"role": "tool", "tool_call_id": tc["id"], "name": name, "content": out})
+        history.append({"role": "tool", "tool_call_id": tc["id"], "name": name, "content": _parts(out)})
         ts += rng.uniform(6, 40)
     return AgentTrace(
         name="openhands",
