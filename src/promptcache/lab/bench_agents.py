@@ -62,9 +62,11 @@ __all__ = [
     "TraceResult",
     "anthropic_with_markers",
     "applies",
+    "explicit_catalog",
     "register_agents",
     "render_table",
     "run_agents",
+    "run_trace",
 ]
 
 Json = dict[str, Any]
