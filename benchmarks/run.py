@@ -19,6 +19,7 @@ MODULES = [
     "benchmarks.bench_core",
     "benchmarks.bench_tiers",
     "benchmarks.bench_hitrate",
+    "benchmarks.bench_agents",
     "benchmarks.bench_overhead",
 ]
 

@@ -9,7 +9,9 @@ it is on a request's path, and ``import promptcache`` (or any integration packag
                      (``promptcache emulate``)
 ``convert``          one request body as an app on another provider would send it
 ``traces``           scenario traces built from the bundled tau-bench trajectories
+``corpus``           multi-turn traces rendered the way real open-source agents build requests
 ``bench``            hit-rate arms over traces (``promptcache bench``)
+``bench_agents``     every arm over the agents corpus (``promptcache bench agents``)
 ``audit``            what in a request log breaks caching, and what fixing it saves
                      (``promptcache audit``)
 ``replay``           a request log run through promptcache, compared body by body

@@ -295,7 +295,7 @@ def render_report(report: HitrateReport) -> str:
 
 
 def register(sub: Any) -> None:
-    """Add ``promptcache bench hitrate`` and ``promptcache bench traces`` to the CLI."""
+    """Add ``promptcache bench hitrate``, ``bench traces`` and ``bench agents`` to the CLI."""
     p = sub.add_parser("bench", help="offline cache hit-rate benchmarks")
     bsub = p.add_subparsers(dest="bench_command", required=True)
     h = bsub.add_parser("hitrate", help="simulate a JSON-lines trace per arm (as sent, promptcache, ...)")
@@ -322,6 +322,10 @@ def register(sub: Any) -> None:
     )
     t.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     t.set_defaults(func=_cli_traces)
+    # Imported here: bench_agents builds on this module (oracle, LangChain middleware).
+    from promptcache.lab.bench_agents import register_agents
+
+    register_agents(bsub)
 
 
 def _cli_hitrate(args: argparse.Namespace) -> int:
