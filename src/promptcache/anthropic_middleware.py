@@ -1,8 +1,9 @@
 """The seam for anthropic's cloud-platform clients: the SDK's own client middleware.
 
-``AnthropicBedrock`` signs each request (AWS SigV4, over the body) in its ``_prepare_request``,
-after the body is serialized and before ``httpx`` sends it, so the httpx transport
-(:mod:`promptcache.transport`) would rewrite a body its signature no longer matches.
+``AnthropicBedrock`` (and ``AnthropicBedrockMantle``) signs each request (AWS SigV4, over the
+body) in its ``_prepare_request``, after the body is serialized and before ``httpx`` sends it,
+so the httpx transport (:mod:`promptcache.transport`) would rewrite a body its signature no
+longer matches.
 ``AnthropicVertex`` moves the model into the URL (``.../models/{model}:rawPredict``) at the
 same point, so the transport no longer sees a Messages request there. The anthropic SDK's client
 middleware (``anthropic.Middleware``, from anthropic 0.108) runs earlier: once per HTTP attempt,
@@ -30,6 +31,7 @@ import logging
 from typing import Any
 
 import anthropic
+import anthropic.lib.bedrock as anthropic_bedrock
 import httpx
 
 from promptcache.formats import WireFormat
@@ -47,16 +49,19 @@ __all__ = ["PromptCacheMiddleware", "hook_anthropic_client", "is_platform_client
 
 log = logging.getLogger("promptcache.anthropic_middleware")
 
-_PLATFORM_CLIENTS = (
-    anthropic.AnthropicBedrock,
-    anthropic.AsyncAnthropicBedrock,
+_BEDROCK = (anthropic.AnthropicBedrock, anthropic.AsyncAnthropicBedrock)
+_PLATFORM_CLIENTS: tuple[type[Any], ...] = (
+    *_BEDROCK,
     anthropic.AnthropicVertex,
     anthropic.AsyncAnthropicVertex,
+    # Bedrock's Messages endpoint, SigV4-signed like AnthropicBedrock.
+    anthropic_bedrock.AnthropicBedrockMantle,
+    anthropic_bedrock.AsyncAnthropicBedrockMantle,
 )
 
 
 def is_platform_client(client: Any) -> bool:
-    """Whether ``client`` is an anthropic Bedrock or Vertex client (this module's seam)."""
+    """Whether ``client`` is one of anthropic's Bedrock or Vertex clients (this module's seam)."""
     return isinstance(client, _PLATFORM_CLIENTS)
 
 
@@ -72,7 +77,7 @@ def hook_anthropic_client(client: Any) -> Any:
     if any(isinstance(m, PromptCacheMiddleware) for m in middleware):
         return client
     extra: dict[str, Any] = {}
-    if getattr(client, "aws_profile", None) is not None:
+    if isinstance(client, _BEDROCK) and client.aws_profile is not None:
         # AnthropicBedrock.copy() does not carry the profile over: without it the copy would
         # sign with the default credentials.
         extra["_extra_kwargs"] = {"aws_profile": client.aws_profile}

@@ -19,6 +19,7 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from pydantic import BaseModel
 
 from promptcache import PromptCache
 from promptcache.anthropic_middleware import PromptCacheMiddleware, hook_anthropic_client, is_platform_client
@@ -190,3 +191,33 @@ def test_vertex(emu: Emulator, stream: bool) -> None:
     assert emu.paths[-1].endswith(":streamRawPredict" if stream else ":rawPredict")
     assert "cache_control" in json.dumps(emu.requests[-1])
     assert ctx.usage is not None and ctx.usage.input_tokens > 1000
+
+
+def test_bedrock_mantle(emu: Emulator) -> None:
+    client = anthropic.AnthropicBedrockMantle(
+        aws_access_key=KEY, aws_secret_key=SECRET, aws_region=REGION, base_url=emu.base_url, max_retries=0
+    )
+    ctx = CallContext(cache=PromptCache(), tenant="acme")
+    with use_call(ctx):
+        hook_anthropic_client(client).messages.create(**_args(model="claude-sonnet-4-5"))
+    assert emu.paths[-1] == "/v1/messages" and "cache_control" in json.dumps(emu.requests[-1])
+    assert ctx.usage is not None and ctx.usage.input_tokens > 1000
+
+
+class Fare(BaseModel):
+    fare_usd: int
+
+
+# output_format is what older callers (and anthropic 0.108) pass; newer SDKs warn and map it.
+@pytest.mark.filterwarnings("ignore:The 'output_format' parameter is deprecated:DeprecationWarning")
+def test_structured_output_parse_is_a_plain_request() -> None:
+    # beta.messages.parse (LlamaIndex's structured_predict) turns the type into JSON before the
+    # middleware sees the request: nothing per method.
+    with Emulator(script=[{"text": '{"fare_usd": 210}'}]) as emu:
+        hooked = hook_anthropic_client(_bedrock(emu.base_url))
+        ctx = CallContext(cache=PromptCache(), tenant="acme")
+        with use_call(ctx):
+            out = hooked.beta.messages.parse(**_args(max_tokens=50), output_format=Fare)
+    assert out.parsed_output == Fare(fare_usd=210)
+    assert "cache_control" in json.dumps(emu.requests[-1]) and "output_config" in emu.requests[-1]
+    assert ctx.usage is not None and ctx.usage.cache_write_tokens > 0
