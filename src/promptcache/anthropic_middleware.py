@@ -27,7 +27,6 @@ own (the caller's client is not modified). Other anthropic clients send through 
 from __future__ import annotations
 
 import base64
-import logging
 from typing import Any
 
 import anthropic
@@ -46,8 +45,6 @@ from promptcache.transport import (
 )
 
 __all__ = ["PromptCacheMiddleware", "hook_anthropic_client", "is_platform_client"]
-
-log = logging.getLogger("promptcache.anthropic_middleware")
 
 _BEDROCK = (anthropic.AnthropicBedrock, anthropic.AsyncAnthropicBedrock)
 _PLATFORM_CLIENTS: tuple[type[Any], ...] = (

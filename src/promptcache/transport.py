@@ -34,6 +34,10 @@ the cached contents themselves), the transport only forwards.
 
 :func:`wrap_genai_client` puts a ``google.genai.Client`` on this seam through the SDK's own
 ``HttpOptions(httpx_client=..., httpx_async_client=...)``.
+
+anthropic's Bedrock and Vertex clients sign the body (or move the model into the URL) before
+httpx sees the request: they go through :mod:`promptcache.anthropic_middleware` instead, which
+drives the same :class:`ProviderRequest` and stream readers.
 """
 
 from __future__ import annotations
