@@ -1,7 +1,8 @@
 """``promptcache emulate``: a local HTTP provider emulator with simulated prompt-cache usage.
 
-It speaks four wire formats, streaming included, closely enough that the real
-``openai``, ``anthropic`` and ``google-genai`` SDK clients parse every response:
+It speaks four wire formats (the first also as Bedrock and Vertex AI serve it), streaming
+included, closely enough that the real ``openai``, ``anthropic`` and ``google-genai`` SDK
+clients parse every response:
 
 * Anthropic Messages — ``POST /v1/messages`` (SSE: ``message_start`` with the prompt
   usage, ``content_block_*``, ``message_delta`` with the cumulative usage, ``message_stop``);
