@@ -9,7 +9,8 @@
   ``src/promptcache/`` and of ``lab/``, and nothing that is not there.
 * ``providers/`` is one level: provider-specific knowledge (hints, usage parsing, fallback,
   gateways, Gemini cached contents, pre-warm requests) that imports nothing above it: not the
-  engine, not the SDK seam (``llm_bridge``, ``intercept``), no integration.
+  engine, not the SDK seams (``llm_bridge``, ``transport``, ``botocore_events``,
+  ``anthropic_middleware``), no integration.
 
 Every import counts, including those inside functions and under ``TYPE_CHECKING``: a lazy import
 is still a dependency.
@@ -79,7 +80,9 @@ def _violations(files: list[Path], forbidden: tuple[str, ...]) -> list[str]:
 PROVIDERS_MUST_NOT_IMPORT = (
     "promptcache.engine",
     "promptcache.llm_bridge",
-    "promptcache.intercept",
+    "promptcache.transport",
+    "promptcache.botocore_events",
+    "promptcache.anthropic_middleware",
     "promptcache.lab",
     "promptcache_langchain",
     "promptcache_langgraph",

@@ -34,6 +34,10 @@ the cached contents themselves), the transport only forwards.
 
 :func:`wrap_genai_client` puts a ``google.genai.Client`` on this seam through the SDK's own
 ``HttpOptions(httpx_client=..., httpx_async_client=...)``.
+
+anthropic's Bedrock and Vertex clients sign the body (or move the model into the URL) before
+httpx sees the request: they go through :mod:`promptcache.anthropic_middleware` instead, which
+drives the same :class:`ProviderRequest` and stream readers.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import re
 import weakref
 import zlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import httpx
@@ -62,8 +66,11 @@ __all__ = [
     "AsyncPromptCacheTransport",
     "PromptCacheTransport",
     "ProviderRequest",
+    "SSEReader",
+    "StreamReader",
     "endpoint_format",
     "is_genai_client",
+    "tee_response",
     "wrap_genai_client",
     "wrap_http_client",
 ]
@@ -309,7 +316,17 @@ def _is_sse(response: httpx.Response) -> bool:
 # -- the answer -----------------------------------------------------------------------------
 
 
-class _SSEReader:
+class StreamReader(Protocol):
+    """What reads a streamed answer's events off its raw bytes as they pass (:func:`tee_response`)."""
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next chunk of raw (still encoded) bytes."""
+
+    def close(self) -> None:
+        """The stream ended or was closed: read the usage of what was seen."""
+
+
+class SSEReader:
     """Reads server-sent events off the raw bytes as they pass, into the call's stream events."""
 
     def __init__(self, call: ProviderRequest, encoding: str) -> None:
@@ -322,6 +339,7 @@ class _SSEReader:
         self._done = False
 
     def feed(self, chunk: bytes) -> None:
+        """Take the next chunk of raw bytes; each complete event goes to the call's stream events."""
         mark_first_chunk(self._call.ctx)
         if self._broken:
             return
@@ -347,6 +365,7 @@ class _SSEReader:
             self._call.ctx.stream_events.append(event)
 
     def close(self) -> None:
+        """Read the last event, if unterminated, then the usage of the whole stream."""
         if self._done:
             return
         self._done = True
@@ -356,7 +375,7 @@ class _SSEReader:
 
 
 class _TeeStream(httpx.SyncByteStream):
-    def __init__(self, inner: httpx.SyncByteStream, reader: _SSEReader) -> None:
+    def __init__(self, inner: httpx.SyncByteStream, reader: StreamReader) -> None:
         self._inner, self._reader = inner, reader
 
     def __iter__(self) -> Iterator[bytes]:
@@ -372,7 +391,7 @@ class _TeeStream(httpx.SyncByteStream):
 
 
 class _AsyncTeeStream(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.AsyncByteStream, reader: _SSEReader) -> None:
+    def __init__(self, inner: httpx.AsyncByteStream, reader: StreamReader) -> None:
         self._inner, self._reader = inner, reader
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -399,16 +418,31 @@ def _buffered(response: httpx.Response, raw: bytes) -> httpx.Response:
     return out
 
 
-def _sse(response: httpx.Response, call: ProviderRequest, *, sync: bool) -> httpx.Response:
-    reader = _SSEReader(call, response.headers.get("content-encoding", "").strip().lower())
+def tee_response(
+    response: httpx.Response,
+    reader: StreamReader,
+    *,
+    sync: bool,
+    request: httpx.Request | None = None,
+) -> httpx.Response:
+    """A response standing in for ``response`` (not yet read) whose raw bytes pass through
+    ``reader`` as whoever holds it consumes them: nothing is buffered. ``request``: the request
+    it answers (an httpx client's response has one; a transport's does not yet)."""
     stream: Any = response.stream
     tee: Any = _TeeStream(stream, reader) if sync else _AsyncTeeStream(stream, reader)
+    # The raw bytes with the original headers: the new response decodes them as the old one would.
     return httpx.Response(
         response.status_code,
         headers=response.headers,
         stream=tee,
         extensions=response.extensions,
+        request=request,
     )
+
+
+def _sse(response: httpx.Response, call: ProviderRequest, *, sync: bool) -> httpx.Response:
+    reader = SSEReader(call, response.headers.get("content-encoding", "").strip().lower())
+    return tee_response(response, reader, sync=sync)
 
 
 # -- the transports -------------------------------------------------------------------------

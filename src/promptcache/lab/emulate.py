@@ -1,7 +1,8 @@
 """``promptcache emulate``: a local HTTP provider emulator with simulated prompt-cache usage.
 
-It speaks four wire formats, streaming included, closely enough that the real
-``openai``, ``anthropic`` and ``google-genai`` SDK clients parse every response:
+It speaks four wire formats (the first also as Bedrock and Vertex AI serve it), streaming
+included, closely enough that the real ``openai``, ``anthropic`` and ``google-genai`` SDK
+clients parse every response:
 
 * Anthropic Messages — ``POST /v1/messages`` (SSE: ``message_start`` with the prompt
   usage, ``content_block_*``, ``message_delta`` with the cumulative usage, ``message_stop``);
@@ -10,6 +11,12 @@ It speaks four wire formats, streaming included, closely enough that the real
   ``data: [DONE]`` ends the stream);
 * OpenAI Responses — ``POST /v1/responses`` (SSE ``response.*`` events with
   ``sequence_number``; the usage is in ``response.completed``);
+* Anthropic Messages on Amazon Bedrock — ``POST /model/{id}/invoke`` and
+  ``/invoke-with-response-stream`` (the model in the path; each stream event base64 JSON in an
+  AWS event-stream ``chunk`` message), what ``anthropic.AnthropicBedrock`` sends; the request's
+  SigV4 access key names the organization (the signature is not checked); and on Vertex AI —
+  ``POST /v1/projects/{p}/locations/{r}/publishers/anthropic/models/{model}:rawPredict`` and
+  ``:streamRawPredict`` (server-sent events), what ``anthropic.AnthropicVertex`` sends;
 * Gemini — ``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent``
   (SSE ``data:`` chunks, each with the ``usageMetadata`` so far), explicit cached contents
   (``POST /v1beta/cachedContents``, ``DELETE /v1beta/cachedContents/{id}``) and
@@ -30,11 +37,14 @@ organization being a hash of the API key the client sent (``x-api-key``,
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import errno
 import hashlib
 import itertools
 import json
 import re
+import struct
 import sys
 import threading
 import time
@@ -43,7 +53,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -162,14 +172,20 @@ class Emulator:
         *,
         host: str = "127.0.0.1",
         clock: Callable[[], float] | None = None,
+        rejects: Sequence[str] = (),
     ) -> None:
-        """Configure the emulator; nothing listens until :meth:`start` or ``with``."""
+        """Configure the emulator; nothing listens until :meth:`start` or ``with``.
+
+        ``rejects``: request fields answered by a 400 naming them (``cache_control: Extra
+        inputs are not permitted``), as a provider or model without that feature answers.
+        """
         if provider_rules not in ("auto", "openai", "anthropic", "bedrock", "gemini"):
             raise ValueError(
                 f"provider_rules={provider_rules!r}: use auto, openai, anthropic, bedrock or gemini"
             )
         self._host = host
         self._port = port
+        self.rejects = tuple(rejects)
         self.provider_rules: ProviderRules = provider_rules
         self._script: list[ScriptItem] = _SCRIPT.validate_python(list(script or []))
         self._t0 = time.monotonic()
@@ -285,6 +301,11 @@ class Emulator:
             self.requests.append(body)
             self.paths.append(path)
             try:
+                refused = [f for f in self.rejects if _has_key(body, f)]
+                if refused:
+                    raise _HttpError(
+                        400, "invalid_request_error", f"{refused[0]}: Extra inputs are not permitted"
+                    )
                 usage = self._simulate(fmt, body, org, model)
             except _HttpError:
                 self.usages.append(None)
@@ -359,6 +380,14 @@ class Emulator:
         for c in turn.tool_calls:
             n += count_text(c.name + json.dumps(c.arguments), model) + 3
         return max(n, 1)
+
+
+def _has_key(data: Any, key: str) -> bool:
+    if isinstance(data, dict):
+        return key in data or any(_has_key(v, key) for v in data.values())
+    if isinstance(data, list):
+        return any(_has_key(v, key) for v in data)
+    return False
 
 
 def _text_of(content: Any) -> str:
@@ -779,6 +808,11 @@ _ROUTES = {
 _GEMINI_ROUTE = re.compile(
     r"^/v1(?:beta\d*|alpha)?/(?:.*/)?models/([^/:]+):(generateContent|streamGenerateContent)$"
 )
+# The anthropic SDK's platform clients: the model in the path, the Messages body otherwise.
+_BEDROCK_INVOKE = re.compile(r"^/model/([^/]+)/(invoke|invoke-with-response-stream)$")
+_VERTEX_PREDICT = re.compile(
+    r"^(?:/v1)?/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/([^/:]+):(rawPredict|streamRawPredict)$"
+)
 _GEMINI_MODEL = re.compile(r"^/v1(?:beta\d*|alpha)?/models/([^/:]+)$")
 _GEMINI_CACHES = re.compile(r"^/v1(?:beta\d*|alpha)?/(cachedContents(?:/[^/]+)?)$")
 
@@ -879,6 +913,12 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         if fmt is None and (_GEMINI_ROUTE.match(path) or _GEMINI_CACHES.match(path)):
             fmt = WireFormat.GEMINI
+        if fmt is None and (_BEDROCK_INVOKE.match(path) or _VERTEX_PREDICT.match(path)):
+            try:
+                self._answer_platform(path, raw)
+            except _HttpError as err:
+                self._error(WireFormat.ANTHROPIC_MESSAGES, err)
+            return
         if fmt is None:
             self._error(WireFormat.OPENAI_CHAT, _HttpError(404, "not_found_error", "unknown route"))
             return
@@ -903,9 +943,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _org(self, fmt: WireFormat) -> str:
         key = self.headers.get("x-api-key") or self.headers.get("x-goog-api-key") or ""
+        auth = self.headers.get("Authorization") or ""
+        m = re.match(r"AWS4-HMAC-SHA256 Credential=([^/,\s]+)/", auth)
+        if not key and m is not None:
+            key = m.group(1)  # the SigV4 access key id
         if not key and "key=" in self.path:
             key = (parse_qs(urlsplit(self.path).query).get("key") or [""])[0]
-        auth = self.headers.get("Authorization") or ""
         if not key and auth.lower().startswith("bearer "):
             key = auth[7:].strip()
         if not key:
@@ -957,6 +1000,35 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(200, _response(body, turn, usage, n, out, created))
 
+    def _answer_platform(self, path: str, raw: bytes) -> None:
+        bedrock = _BEDROCK_INVOKE.match(path)
+        route = bedrock or _VERTEX_PREDICT.match(path)
+        assert route is not None
+        org = self._org(WireFormat.ANTHROPIC_MESSAGES)
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            raise _HttpError(400, "invalid_request_error", "request body is not valid JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            raise _HttpError(400, "invalid_request_error", "messages: field required")
+        model = unquote(route.group(1))
+        emu = self.emulator
+        turn, usage, n = emu._handle(WireFormat.ANTHROPIC_MESSAGES, path, body, org, model)
+        out = emu._output_tokens(turn, model)
+        named = {"model": model, **body}
+        if route.group(2) in ("invoke", "rawPredict"):
+            self._send_json(200, _anthropic_message(named, turn, usage, n, out))
+        elif bedrock is None:
+            self._send_sse(
+                f"event: {e}\ndata: {json.dumps(d)}\n\n"
+                for e, d in _anthropic_stream(named, turn, usage, n, out)
+            )
+        else:
+            self._send_chunks(
+                "application/vnd.amazon.eventstream",
+                (_aws_event_chunk(d) for _, d in _anthropic_stream(named, turn, usage, n, out)),
+            )
+
     def _answer_gemini(self, path: str, body: Json, org: str) -> None:
         emu = self.emulator
         route = _GEMINI_ROUTE.match(path)
@@ -1006,17 +1078,37 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _send_sse(self, events: Iterator[str] | Any) -> None:
+        self._send_chunks("text/event-stream; charset=utf-8", (ev.encode() for ev in events))
+
+    def _send_chunks(self, content_type: str, chunks: Iterator[bytes]) -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for ev in events:
-            data = ev.encode()
+        for data in chunks:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+
+def _aws_event_chunk(event: Json) -> bytes:
+    """One AWS event-stream message as Bedrock frames a stream event: prelude (total and
+    headers length, CRC32), string headers, the JSON payload ``{"bytes": base64(event)}``,
+    CRC32 of the whole message."""
+    payload = json.dumps({"bytes": base64.b64encode(json.dumps(event).encode()).decode()}).encode()
+    headers = b""
+    for name, value in (
+        (":event-type", "chunk"),
+        (":content-type", "application/json"),
+        (":message-type", "event"),
+    ):
+        v = value.encode()
+        headers += bytes([len(name)]) + name.encode() + b"\x07" + struct.pack(">H", len(v)) + v
+    prelude = struct.pack(">II", 16 + len(headers) + len(payload), len(headers))
+    message = prelude + struct.pack(">I", binascii.crc32(prelude)) + headers + payload
+    return message + struct.pack(">I", binascii.crc32(message))
 
 
 # --------------------------------------------------------------------------------------------

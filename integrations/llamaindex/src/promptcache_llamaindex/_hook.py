@@ -19,8 +19,10 @@ returns a copy of the user's LLM whose SDK clients send through the core's HTTP 
   the same client, with promptcache's handlers registered on botocore's own event system
   (:func:`~promptcache.botocore_events.hook_bedrock_client`; they act only inside a call
   context);
-* an SDK client that signs its body before ``httpx`` sees it (``AnthropicBedrock``) keeps the
-  SDK-method seam of :func:`promptcache.intercept.intercept_sdk_client`.
+* anthropic's Bedrock and Vertex clients (``AnthropicBedrock`` signs its body before ``httpx``
+  sees it, ``AnthropicVertex`` moves the model into the URL) are replaced on the copy by
+  :func:`~promptcache.anthropic_middleware.hook_anthropic_client`: the SDK's own ``copy`` with
+  promptcache's client middleware, which rewrites the request before the client signs it.
 
 The user's LLM object, its class, its clients and its ``httpx`` clients stay untouched (a boto3
 client only carries the registered handlers): nothing here assigns to them, and no class is
@@ -35,7 +37,6 @@ import httpx
 from llama_index.core.llms import LLM
 
 from promptcache.botocore_events import hook_bedrock_client
-from promptcache.intercept import intercept_sdk_client
 from promptcache.providers.gemini_cache import GeminiCacheManager
 from promptcache.transport import is_genai_client, wrap_genai_client, wrap_http_client
 
@@ -44,12 +45,21 @@ __all__ = ["hooked_copy"]
 _CLIENT_ATTRS = ("_client", "_aclient", "_async_client")
 
 
+def _through_middleware(client: Any) -> Any | None:
+    """``client`` with promptcache's anthropic middleware when it is an anthropic Bedrock or
+    Vertex client, else None."""
+    if type(client).__module__.split(".")[0] != "anthropic":
+        return None
+    # Imported here: it imports the anthropic SDK, an optional dependency of this package.
+    from promptcache.anthropic_middleware import hook_anthropic_client, is_platform_client
+
+    return hook_anthropic_client(client) if is_platform_client(client) else None
+
+
 def _through_transport(client: Any) -> Any | None:
     """``client`` re-made over the promptcache transport, or None when it does not send
-    through ``httpx`` (or signs its requests, as ``AnthropicBedrock`` does: a rewritten body
-    would no longer match its signature)."""
-    module = type(client).__module__.split(".")[0]
-    if module not in ("openai", "anthropic") or "Bedrock" in type(client).__name__:
+    through ``httpx``."""
+    if type(client).__module__.split(".")[0] not in ("openai", "anthropic"):
         return None
     # The SDKs keep their httpx client as ``_client``; ``with_options`` is their public copy.
     http = getattr(client, "_client", None)
@@ -84,7 +94,7 @@ def hooked_copy(llm: LLM, *, gemini_caches: GeminiCacheManager | None = None) ->
         elif hook_bedrock_client(client):
             continue  # the same client: its events carry the hook
         else:
-            hooked = _through_transport(client) or intercept_sdk_client(client)
+            hooked = _through_middleware(client) or _through_transport(client) or client
         setattr(dup, attr, hooked)
     if getattr(dup, "cache_idx", None) is not None:
         # promptcache places the breakpoints itself (system prompt included, any model id, at most

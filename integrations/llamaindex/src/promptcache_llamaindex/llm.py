@@ -149,9 +149,9 @@ class CachingLLM(FunctionCallingLLM):
         if not isinstance(response, ChatResponse | CompletionResponse):
             response = None
         if ctx.usage is None and ctx.requests == 0 and response is not None:
-            # The inner LLM's client is not one we intercept: read what its answer carries.
+            # The inner LLM's client is on none of the seams: read what its answer carries.
             ctx.usage = usage_from_raw(response.raw, model=getattr(self.inner, "model", None))
-            ctx.notes.append("request not rewritten: the LLM's client is not an intercepted SDK client")
+            ctx.notes.append("request not rewritten: the LLM's client is on none of promptcache's SDK seams")
         record_call(ctx)
         summary = plan_summary(ctx)
         if response is not None:

@@ -1,10 +1,11 @@
-"""Intercepted SDK calls (``create``, and the structured-output ``parse`` that LlamaIndex's
-``structured_predict`` reaches) resend without caching hints when the provider rejects one, sync
-and asyncio alike, through the same ``call_with_hint_fallback`` as every other path (DESIGN:
-failure behaviour).
+"""SDK calls through the httpx seam (``create``, plain and streamed, and the structured-output
+``parse`` that LlamaIndex's ``structured_predict`` reaches) resend without caching hints when
+the provider rejects one, sync and asyncio alike (DESIGN: failure behaviour). The transport sees
+``parse`` as the plain JSON request it is: no per-method handling.
 
-A real ``openai`` client over an ``httpx.MockTransport`` that answers 400 to a body carrying
-``prompt_cache_key``, as an OpenAI-compatible server does, and 200 otherwise.
+A real ``openai`` client over ``wrap_http_client`` around an ``httpx.MockTransport`` that
+answers 400 to a body carrying ``prompt_cache_key``, as an OpenAI-compatible server does, and
+200 otherwise.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import pytest
 from pydantic import BaseModel
 
 from promptcache import PromptCache
-from promptcache.intercept import intercept_sdk_client
-from promptcache.llm_bridge import HINT_REJECTIONS, CallContext, intercept_client, use_call
+from promptcache.llm_bridge import HINT_REJECTIONS, CallContext, use_call
+from promptcache.transport import wrap_http_client
 
 SYSTEM = "You are a fare assistant for an airline. " * 200
 
@@ -93,15 +94,15 @@ def _client(sent: list[dict[str, Any]], use_async: bool) -> Any:
     transport = httpx.MockTransport(_handler(sent))
     kw: dict[str, Any] = {"api_key": "k", "base_url": "http://llm.test/v1", "max_retries": 0}
     if use_async:
-        return openai.AsyncOpenAI(http_client=httpx.AsyncClient(transport=transport), **kw)
-    return openai.OpenAI(http_client=httpx.Client(transport=transport), **kw)
+        return openai.AsyncOpenAI(http_client=wrap_http_client(httpx.AsyncClient(transport=transport)), **kw)
+    return openai.OpenAI(http_client=wrap_http_client(httpx.Client(transport=transport)), **kw)
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["plain", "streamed"])
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
 async def test_create_resends_without_hints(use_async: bool, streamed: bool) -> None:
     sent: list[dict[str, Any]] = []
-    hooked = intercept_client(_client(sent, use_async))
+    hooked = _client(sent, use_async)
     ctx = CallContext(cache=PromptCache(), tenant="acme")
     before = HINT_REJECTIONS["hint_rejected"]
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "SFO-JFK fare?"}]
@@ -127,7 +128,7 @@ async def test_create_resends_without_hints(use_async: bool, streamed: bool) -> 
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
 async def test_parse_resends_without_hints(use_async: bool) -> None:
     sent: list[dict[str, Any]] = []
-    hooked = intercept_sdk_client(_client(sent, use_async))
+    hooked = _client(sent, use_async)
     ctx = CallContext(cache=PromptCache(), tenant="acme")
     before = HINT_REJECTIONS["hint_rejected"]
     args: dict[str, Any] = {
