@@ -134,6 +134,7 @@ def plan_summary(ctx: CallContext) -> dict[str, Any]:
     if plan is not None:
         out.update(
             prefix_key=plan.prefix_key,
+            routing_key=plan.routing_key,
             hints=[{"kind": h.kind, "where": h.where, "ttl": h.ttl} for h in plan.hints],
             relocated_values=len(plan.fragments),
             explain=plan.explain_text(),

@@ -125,7 +125,7 @@ async def test_create_agent_replays_cassette(
     assert [x["relocated_values"] for x in metas] == [0, 1, 1, 1, 1, 1]
     if provider == "openai":
         bodies = ec.recorded_bodies(path)
-        # The routing key sent is the one derived from the prefix key the answer reports.
+        # The routing key sent is the one the answer reports.
         assert all(
-            x["prefix_key"].startswith(b["prompt_cache_key"][3:]) for x, b in zip(metas, bodies, strict=True)
+            x["routing_key"].startswith(b["prompt_cache_key"][3:]) for x, b in zip(metas, bodies, strict=True)
         )
