@@ -335,28 +335,25 @@ class Totals(BaseModel):
         tokens; a local hit, a tool call or a retrieval only in its own count. Money counts
         for every priced call.
         """
-        # On the field dict directly: this runs on every recorded call, and pydantic's
-        # __setattr__ (no validation is configured here anyway) costs a few times more.
-        d = self.__dict__
         if f.local_hit:
-            d["local_hits"] += 1
+            self.local_hits += 1
         if f.kind == "tool":
-            d["tool_calls"] += 1
+            self.tool_calls += 1
         elif f.kind == "retrieval":
-            d["retrievals"] += 1
+            self.retrievals += 1
         elif not f.local_hit:
-            d["calls"] += 1
-            d["usage_calls"] += 1
-            d["input_tokens"] += f.input_tokens
-            d["cache_read_tokens"] += f.cache_read_tokens
-            d["cache_write_tokens"] += f.cache_write_tokens
+            self.calls += 1
+            self.usage_calls += 1
+            self.input_tokens += f.input_tokens
+            self.cache_read_tokens += f.cache_read_tokens
+            self.cache_write_tokens += f.cache_write_tokens
             if f.cache_write_tokens_by_ttl:
-                _add_counts(d["cache_write_tokens_by_ttl"], f.cache_write_tokens_by_ttl)
-            d["output_tokens"] += f.output_tokens
+                _add_counts(self.cache_write_tokens_by_ttl, f.cache_write_tokens_by_ttl)
+            self.output_tokens += f.output_tokens
             if not f.priced:
-                d["unpriced_calls"] += 1
-        d["cost_nusd"] += f.cost_nusd
-        d["cost_avoided_nusd"] += f.cost_avoided_nusd
+                self.unpriced_calls += 1
+        self.cost_nusd += f.cost_nusd
+        self.cost_avoided_nusd += f.cost_avoided_nusd
 
     def count_reason(self, reason: str) -> None:
         """Count one miss or denial under ``reason`` (an enum value) in place."""
@@ -364,9 +361,8 @@ class Totals(BaseModel):
 
     def add(self, other: Totals) -> None:
         """Add ``other``'s figures into this one, in place."""
-        mine, theirs = self.__dict__, other.__dict__
         for name in _SUMMED:
-            mine[name] += theirs[name]
+            setattr(self, name, getattr(self, name) + getattr(other, name))
         _add_counts(self.cache_write_tokens_by_ttl, other.cache_write_tokens_by_ttl)
         _add_counts(self.miss_reasons, other.miss_reasons)
 
@@ -409,15 +405,8 @@ _KINDS = frozenset(("model", "tool", "retrieval"))
 
 
 def _plain(f: CallFigures) -> dict[str, Any]:
-    # Every CallFigures field is JSON data, so its field dict *is* the JSON form; model_dump
-    # cost a visible share of each recorded call. Subclasses take the long way. An empty TTL
-    # breakdown is left out: the plain form of a call stays what checkpoints already hold.
-    if type(f) is CallFigures:
-        out = dict(f.__dict__)
-        ttl = out.pop("cache_write_tokens_by_ttl")
-        if ttl:
-            out["cache_write_tokens_by_ttl"] = dict(ttl)
-        return out
+    # An empty TTL breakdown is left out: the plain form of a call stays what checkpoints
+    # already hold.
     out = f.model_dump(mode="json")
     if not out["cache_write_tokens_by_ttl"]:
         del out["cache_write_tokens_by_ttl"]

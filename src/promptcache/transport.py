@@ -490,11 +490,10 @@ class PromptCacheTransport(httpx.BaseTransport):
         if _is_sse(response):
             call.ctx.body = None
             return _sse(response, call, sync=True)
-        raw = b"".join(_iter(response))
-        response.close()
-        out = _buffered(response, raw)
-        call.read_json(out.content)
-        return out
+        # Read here (decoded, and the connection released), so the usage is known when the SDK
+        # returns; the SDK's own read then finds the content already there.
+        call.read_json(response.read())
+        return response
 
     def close(self) -> None:
         """Close the inner transport if this transport made it."""
@@ -542,11 +541,8 @@ class AsyncPromptCacheTransport(httpx.AsyncBaseTransport):
         if _is_sse(response):
             call.ctx.body = None
             return _sse(response, call, sync=False)
-        raw = b"".join([chunk async for chunk in _aiter(response)])
-        await response.aclose()
-        out = _buffered(response, raw)
-        call.read_json(out.content)
-        return out
+        call.read_json(await response.aread())
+        return response
 
     async def aclose(self) -> None:
         """Close the inner transport if this transport made it."""

@@ -31,7 +31,12 @@ def finish_call(
     answer carries no usage. The provider's own figures in ``usage_metadata`` are left as they
     are; only an answer without any gets one, built from the provider usage we read.
     """
-    usage = usage_from_message(message, ctx.format_used)
+    # The usage the transport read from the provider's own answer, when it saw the call (the
+    # first answer of it: the request's usage is not each of several generations'); else what
+    # LangChain kept of it on the message.
+    usage = ctx.usage if ctx.usage is not None and call_id == ctx.call_id else None
+    if usage is None:
+        usage = usage_from_message(message, ctx.format_used)
     ctx.call_id, ctx.usage = call_id, usage
     if cache is not None and cache is not ctx.cache:
         ctx = replace(ctx, cache=cache)  # the caller's stats are the ones to feed
