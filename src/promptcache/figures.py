@@ -164,6 +164,7 @@ class Degradation(StrEnum):
 
     TIER_SKIPPED = "tier_skipped"
     HINT_REJECTED = "hint_rejected"
+    REQUEST_UNCHANGED = "request_unchanged"  # promptcache failed to prepare it: sent as built
 
 
 CallKind = Literal["model", "tool", "retrieval"]

@@ -49,7 +49,9 @@ __all__ = [
 ]
 
 HINT_REJECTIONS: Counter[str] = Counter()
-"""Process-wide count of requests resent without caching hints (key ``hint_rejected``)."""
+"""Process-wide counts of absorbed faults, by :class:`promptcache.figures.Degradation` value:
+requests resent without caching hints (``hint_rejected``), and requests promptcache failed to
+prepare and sent as built (``request_unchanged``)."""
 
 
 def new_call_id() -> str:

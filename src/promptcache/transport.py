@@ -54,6 +54,7 @@ from urllib.parse import unquote
 import httpx
 import orjson
 
+from promptcache.figures import Degradation
 from promptcache.formats import WireFormat
 from promptcache.llm_bridge import HINT_REJECTIONS, CallContext, current_call, mark_first_chunk
 from promptcache.providers.fallback import HINT_FIELDS, strip_hints
@@ -152,6 +153,18 @@ class ProviderRequest:
             # A cache problem must never fail the call (DESIGN: failure behaviour): send it as built.
             # The exception text names fields, not prompt text.
             ctx.notes.append(f"request sent unchanged: {type(exc).__name__}: {exc}"[:300])
+            ctx.plan = ctx.body = None
+            self.sent = strip_hints(body, fmt) if ctx.hints_off else body
+            return self.sent
+        except Exception as exc:  # a fault of promptcache itself: the call still goes out, as built
+            # Its text may quote the request: the type only, in the note and the log.
+            HINT_REJECTIONS[Degradation.REQUEST_UNCHANGED.value] += 1
+            ctx.notes.append(f"request sent unchanged: promptcache fault ({type(exc).__name__})")
+            log.warning(
+                "promptcache could not prepare a %s request (%s); sent as built",
+                fmt.value,
+                type(exc).__name__,
+            )
             ctx.plan = ctx.body = None
             self.sent = strip_hints(body, fmt) if ctx.hints_off else body
             return self.sent

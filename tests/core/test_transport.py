@@ -175,3 +175,28 @@ def test_many_tenants_at_once_through_one_client(emu: Emulator) -> None:
         keys.setdefault(c.tenant, set()).add(c.plan.prefix_key)
     # One prefix key per tenant, and no two tenants share one.
     assert all(len(k) == 1 for k in keys.values()) and len(set().union(*keys.values())) == 8
+
+
+class _FaultyCache(PromptCache):
+    """The real engine with a fault injected where it prepares a request (a bug of ours)."""
+
+    def prepare_request(self, *args: Any, **kwargs: Any) -> Any:
+        raise KeyError(SYSTEM[:40])  # an exception whose text quotes the prompt
+
+
+def test_a_promptcache_fault_sends_the_request_as_built(
+    emu: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = openai.OpenAI(
+        base_url=emu.openai_base_url, api_key="k", http_client=wrap_http_client(httpx.Client())
+    )
+    before = HINT_REJECTIONS["request_unchanged"]
+    ctx = CallContext(cache=_FaultyCache(), tenant="acme")
+    with use_call(ctx), caplog.at_level("WARNING", logger="promptcache.transport"):
+        out = client.chat.completions.create(model="gpt-4o", messages=_msgs())  # type: ignore[arg-type]
+    assert out.choices[0].message.content  # the user's call succeeded
+    assert emu.requests[-1]["messages"] == _msgs() and "prompt_cache_key" not in emu.requests[-1]
+    assert HINT_REJECTIONS["request_unchanged"] == before + 1
+    assert ctx.plan is None and any("KeyError" in n for n in ctx.notes)
+    # Neither the note nor the log quotes the exception's text (it may hold the prompt).
+    assert SYSTEM[:40] not in " ".join(ctx.notes) and SYSTEM[:40] not in caplog.text
