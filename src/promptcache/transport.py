@@ -57,7 +57,7 @@ import orjson
 from promptcache.figures import Degradation
 from promptcache.formats import WireFormat
 from promptcache.llm_bridge import HINT_REJECTIONS, CallContext, current_call, mark_first_chunk
-from promptcache.providers.fallback import HINT_FIELDS, strip_hints
+from promptcache.providers.fallback import HINT_FIELDS, REJECTIONS, may_be_rejection, strip_hints
 from promptcache.providers.gemini_cache import GeminiCacheManager, GeminiPrepared
 from promptcache.providers.usage import usage_from_response, usage_from_stream
 from promptcache.usage import CacheUsage
@@ -113,7 +113,7 @@ class ProviderRequest:
     the usage read-back are written once.
     """
 
-    __slots__ = ("caches", "ctx", "explicit", "fmt", "model", "sent", "stream", "write")
+    __slots__ = ("caches", "ctx", "endpoint", "explicit", "fmt", "model", "sent", "stream", "write")
 
     def __init__(
         self,
@@ -122,8 +122,11 @@ class ProviderRequest:
         model: str | None,
         *,
         caches: GeminiCacheManager | None = None,
+        endpoint: str | None = None,
     ) -> None:
         self.ctx, self.fmt, self.model, self.caches = ctx, fmt, model, caches
+        # Where the request goes (scheme, host, path): a refused hint is remembered for it.
+        self.endpoint = endpoint
         self.sent: dict[str, Any] = {}
         self.stream = False
         self.explicit: GeminiPrepared | None = None
@@ -147,6 +150,11 @@ class ProviderRequest:
                 body = {**body, "stream_options": {**opts, "include_usage": True}}
         model = self.model or body.get("model")
         ctx.model = model if isinstance(model, str) else None
+        if not ctx.hints_off and self.endpoint is not None and REJECTIONS.rejects(self.endpoint, ctx.model):
+            # This endpoint refused a hint for this model lately: send none rather than pay the
+            # refused request again (providers.fallback.REJECTION_TTL_S).
+            ctx.hints_off = True
+            ctx.notes.append("caching hints off: this endpoint refused them for this model lately")
         try:
             prepared = ctx.cache.prepare_request(body, format=fmt, tenant=ctx.tenant, model=self.model)
         except (WireFormatError, TypeError, ValueError) as exc:
@@ -192,7 +200,7 @@ class ProviderRequest:
             return (
                 status in (400, 403, 404) and self.explicit is not None and self.explicit.handle is not None
             )
-        return status == 400 and not self.ctx.hints_off
+        return may_be_rejection(status) and not self.ctx.hints_off
 
     def retry_body(self, status: int, text: str) -> dict[str, Any] | None:
         """The body to send once more when the provider refused a caching hint (or a Gemini
@@ -208,6 +216,8 @@ class ProviderRequest:
             return None
         ctx.hints_off = True
         HINT_REJECTIONS["hint_rejected"] += 1
+        if self.endpoint is not None:
+            REJECTIONS.remember(self.endpoint, ctx.model)
         ctx.notes.append(f"provider rejected caching hint ({', '.join(fields)}); resent without hints")
         # Field names and the model only: provider error messages may quote the prompt.
         log.warning(
@@ -293,7 +303,8 @@ def _start(
         return None
     if not isinstance(body, dict):
         return None
-    return ProviderRequest(ctx, found[0], found[1], caches=caches), body
+    endpoint = f"{request.url.scheme}://{request.url.netloc.decode()}{request.url.path}"
+    return ProviderRequest(ctx, found[0], found[1], caches=caches, endpoint=endpoint), body
 
 
 def _loads(data: bytes | str) -> Any:

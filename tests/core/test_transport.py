@@ -200,3 +200,31 @@ def test_a_promptcache_fault_sends_the_request_as_built(
     assert ctx.plan is None and any("KeyError" in n for n in ctx.notes)
     # Neither the note nor the log quotes the exception's text (it may hold the prompt).
     assert SYSTEM[:40] not in " ".join(ctx.notes) and SYSTEM[:40] not in caplog.text
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_a_422_naming_a_hint_is_resent_and_remembered(use_async: bool) -> None:
+    # An OpenAI-compatible server built on FastAPI refuses unknown fields with 422 and pydantic's
+    # error body. The first call pays one refused request; the next ones go out without hints.
+    with Emulator(rejects=["prompt_cache_key"], reject_status=422) as server:
+        before = HINT_REJECTIONS["hint_rejected"]
+        kw: dict[str, Any] = {"base_url": server.openai_base_url, "api_key": "k", "max_retries": 0}
+        for _ in range(4):
+            ctx = CallContext(cache=PromptCache(), tenant="acme")
+            with use_call(ctx):
+                if use_async:
+                    aclient = openai.AsyncOpenAI(http_client=wrap_http_client(httpx.AsyncClient()), **kw)
+                    out = await aclient.chat.completions.create(model="gpt-4o", messages=_msgs())  # type: ignore[arg-type]
+                else:
+                    client = openai.OpenAI(http_client=wrap_http_client(httpx.Client()), **kw)
+                    out = client.chat.completions.create(model="gpt-4o", messages=_msgs())  # type: ignore[arg-type]
+            assert out.choices[0].message.content and ctx.usage is not None
+        # 4 calls, 5 requests (not 8): one refusal, then each call sent without the hint at once.
+        assert len(server.requests) == 5
+        assert ["prompt_cache_key" in b for b in server.requests] == [True, False, False, False, False]
+        assert HINT_REJECTIONS["hint_rejected"] == before + 1
+        # Another model on the same endpoint has refused nothing yet.
+        with use_call(CallContext(cache=PromptCache(), tenant="acme")):
+            client = openai.OpenAI(http_client=wrap_http_client(httpx.Client()), **kw)
+            client.chat.completions.create(model="gpt-4o-mini", messages=_msgs())  # type: ignore[arg-type]
+        assert "prompt_cache_key" in server.requests[-2] and "prompt_cache_key" not in server.requests[-1]

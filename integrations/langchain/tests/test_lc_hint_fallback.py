@@ -20,6 +20,13 @@ from promptcache_langchain import CachingChatModel, PromptCacheMiddleware
 
 from promptcache import PromptCache
 from promptcache.llm_bridge import HINT_REJECTIONS
+from promptcache.providers.fallback import REJECTIONS
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rejection_memory() -> None:
+    # Each test shows one refusal and its resend: none remembered from another test.
+    REJECTIONS.clear()
 
 SYSTEM = "You are a support agent for an airline. " * 200
 

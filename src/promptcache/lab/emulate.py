@@ -173,11 +173,14 @@ class Emulator:
         host: str = "127.0.0.1",
         clock: Callable[[], float] | None = None,
         rejects: Sequence[str] = (),
+        reject_status: int = 400,
     ) -> None:
         """Configure the emulator; nothing listens until :meth:`start` or ``with``.
 
         ``rejects``: request fields answered by a 400 naming them (``cache_control: Extra
         inputs are not permitted``), as a provider or model without that feature answers.
+        ``reject_status=422``: answered instead as an OpenAI-compatible server built on FastAPI
+        does (``{"detail": [{"type": "extra_forbidden", "loc": ["body", field], ...}]}``).
         """
         if provider_rules not in ("auto", "openai", "anthropic", "bedrock", "gemini"):
             raise ValueError(
@@ -186,6 +189,7 @@ class Emulator:
         self._host = host
         self._port = port
         self.rejects = tuple(rejects)
+        self.reject_status = reject_status
         self.provider_rules: ProviderRules = provider_rules
         self._script: list[ScriptItem] = _SCRIPT.validate_python(list(script or []))
         self._t0 = time.monotonic()
@@ -302,6 +306,8 @@ class Emulator:
             self.paths.append(path)
             try:
                 refused = [f for f in self.rejects if _has_key(body, f)]
+                if refused and self.reject_status == 422:
+                    raise _HttpError(422, "extra_forbidden", refused[0])
                 if refused:
                     raise _HttpError(
                         400, "invalid_request_error", f"{refused[0]}: Extra inputs are not permitted"
@@ -1061,6 +1067,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(
                 err.status, {"error": {"code": err.status, "message": err.message, "status": status}}
             )
+            return
+        if err.kind == "extra_forbidden":  # pydantic v2's validation error, as FastAPI sends it
+            field = err.message
+            detail = {
+                "type": "extra_forbidden",
+                "loc": ["body", field],
+                "msg": "Extra inputs are not permitted",
+            }
+            self._send_json(err.status, {"detail": [detail]})
             return
         if fmt is WireFormat.ANTHROPIC_MESSAGES:
             payload: Json = {"type": "error", "error": {"type": err.kind, "message": err.message}}

@@ -10,8 +10,11 @@ once more with every caching hint removed, and the event is counted as ``hint_re
 >>> strip_hints(body, "openai-chat")
 {'model': 'm', 'messages': [{'role': 'user', 'content': 'hi'}]}
 
-Only a 400 whose message names a hint field triggers the resend; anything else is raised
-unchanged, and so is a second failure. Gemini explicit caches are not hints in this sense
+Only a 4xx (other than 429) whose message names a hint field triggers the resend: providers
+answer 400, OpenAI-compatible servers built on FastAPI 422 (``extra_forbidden``). Anything else
+is raised unchanged, and so is a second failure. A rejection is remembered per endpoint and model
+for :data:`REJECTION_TTL_S` (:class:`RejectionMemory`), so the next calls go out without hints
+at once instead of paying the refused request again. Gemini explicit caches are not hints in this sense
 (a ``cachedContent`` reference replaces the system instruction it holds), so Gemini bodies
 are never stripped: :mod:`promptcache.providers.gemini_cache` handles a stale handle.
 """
@@ -20,6 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 from typing import Any, Protocol, TypeVar
 
@@ -29,9 +35,13 @@ from promptcache.formats import WireFormat, parse_format
 __all__ = [
     "ALL_HINT_KINDS",
     "HINT_FIELDS",
+    "REJECTIONS",
+    "REJECTION_TTL_S",
     "HintCounter",
+    "RejectionMemory",
     "async_send_with_hint_fallback",
     "is_hint_rejection",
+    "may_be_rejection",
     "rejected_fields",
     "send_with_hint_fallback",
     "strip_hints",
@@ -99,16 +109,82 @@ def _error_text(exc: BaseException) -> str:
     return "\n".join(parts)
 
 
+def may_be_rejection(status: int) -> bool:
+    """Whether an answer with HTTP ``status`` can be a refused caching hint: a client error, but
+    not a rate limit (400 from the providers, 422 from FastAPI-style compatible servers)."""
+    return 400 <= status < 500 and status != 429
+
+
+#: How long a refused hint is remembered for an endpoint and model. A server may learn the field
+#: after an upgrade; an hour bounds how long its calls go without hints after that.
+REJECTION_TTL_S = 3600.0
+
+
+class RejectionMemory:
+    """Endpoints and models that refused caching hints lately, so their calls go out without any.
+
+    At most ``max_entries`` pairs (the oldest go first), each for ``ttl_s`` seconds.
+
+    >>> m = RejectionMemory(clock=lambda: 0.0)
+    >>> url = "https://llm.local/v1/chat/completions"
+    >>> m.remember(url, "m")
+    >>> m.rejects(url, "m"), m.rejects(url, "n")
+    (True, False)
+    """
+
+    def __init__(
+        self,
+        ttl_s: float = REJECTION_TTL_S,
+        max_entries: int = 1024,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._ttl, self._max = ttl_s, max_entries
+        self._clock = clock or time.monotonic
+        self._until: OrderedDict[tuple[str, str | None], float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, endpoint: str, model: str | None) -> None:
+        """Note that ``endpoint`` refused a hint for ``model``."""
+        with self._lock:
+            self._until.pop((endpoint, model), None)
+            self._until[(endpoint, model)] = self._clock() + self._ttl
+            while len(self._until) > self._max:
+                self._until.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every refusal (a test's fresh start, or after fixing a server's configuration)."""
+        with self._lock:
+            self._until.clear()
+
+    def rejects(self, endpoint: str, model: str | None) -> bool:
+        """Whether ``endpoint`` refused a hint for ``model`` within the last ``ttl_s`` seconds."""
+        if not self._until:  # the usual case: nothing ever refused
+            return False
+        with self._lock:
+            until = self._until.get((endpoint, model))
+            if until is None:
+                return False
+            if until <= self._clock():
+                del self._until[(endpoint, model)]
+                return False
+            return True
+
+
+#: The process's memory of refused hints (the HTTP seam consults and feeds it).
+REJECTIONS = RejectionMemory()
+
+
 def rejected_fields(exc: BaseException) -> list[str]:
-    """The hint field names a 400 error's message mentions (empty for any other error)."""
-    if _status(exc) != 400:
+    """The hint field names a client error's message mentions (empty for any other error)."""
+    status = _status(exc)
+    if status is None or not may_be_rejection(status):
         return []
     text = _error_text(exc)
     return [f for f in HINT_FIELDS if f in text]
 
 
 def is_hint_rejection(exc: BaseException) -> bool:
-    """True if ``exc`` is a provider 400 that names a caching hint field."""
+    """True if ``exc`` is a client error (not a rate limit) that names a caching hint field."""
     return bool(rejected_fields(exc))
 
 
