@@ -28,6 +28,7 @@ def _fresh_rejection_memory() -> None:
     # Each test shows one refusal and its resend: none remembered from another test.
     REJECTIONS.clear()
 
+
 SYSTEM = "You are a support agent for an airline. " * 200
 
 _OPENAI_OK = {
