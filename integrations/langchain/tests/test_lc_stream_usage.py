@@ -75,3 +75,14 @@ def test_an_agent_streaming_messages_counts_its_calls(airline_policy: str, emula
     final = [p for mode, p in parts if mode == "values"][-1]
     assert final["cache_metrics"].calls == 1
     assert cache.stats().for_tenant("acme").calls == 1
+
+
+def test_the_middleware_needs_no_argument(airline_policy: str, emulator: Any) -> None:
+    # One line, like LangChain's own caching middleware: a cache of its own on the embedded store.
+    mw = PromptCacheMiddleware()
+    agent: Any = create_agent(
+        _model(emulator), tools=[], system_prompt=stamp(airline_policy, 4), middleware=[mw]
+    )
+    out = agent.invoke({"messages": [HumanMessage("Hi, I need help.")]}, CONFIG)
+    assert out["cache_metrics"].calls == 1 and mw.cache.stats().for_tenant("acme").calls == 1
+    assert "prompt_cache_key" in emulator.requests[-1]

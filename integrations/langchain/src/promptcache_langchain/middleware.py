@@ -78,13 +78,15 @@ class PromptCacheModelMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
 
     def __init__(
         self,
-        cache: PromptCache,
+        cache: PromptCache | None = None,
         *,
         tenant_key: str = DEFAULT_TENANT_KEY,
         wire_format: str | None = None,
     ) -> None:
+        """Rewrite model requests with ``cache`` (None: a ``PromptCache()`` of its own, on the
+        embedded default store; read its figures with ``middleware.cache.stats()``)."""
         super().__init__()
-        self.cache = cache
+        self.cache = cache if cache is not None else PromptCache()
         self.tenant_key = tenant_key
         self._format = format_override(wire_format)
 
@@ -179,14 +181,20 @@ class PromptCacheMiddleware(PromptCacheModelMiddleware):
 
     def __init__(
         self,
-        cache: PromptCache,
+        cache: PromptCache | None = None,
         *,
         tenant_key: str = DEFAULT_TENANT_KEY,
         wire_format: str | None = None,
         tool_specs: Mapping[str, ToolSpec] | None = None,
     ) -> None:
+        """As :class:`PromptCacheModelMiddleware`, plus the declared tools' cache (``tool_specs``).
+
+        Example (one line, a cache of its own)::
+
+            agent = create_agent("openai:gpt-4o", tools=[], middleware=[PromptCacheMiddleware()])
+        """
         super().__init__(cache, tenant_key=tenant_key, wire_format=wire_format)
-        self._tools = ToolCallCache(cache, tool_specs=tool_specs, tenant_key=tenant_key)
+        self._tools = ToolCallCache(self.cache, tool_specs=tool_specs, tenant_key=tenant_key)
 
     @carries_signature
     def wrap_tool_call(
