@@ -54,10 +54,17 @@ _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
 _UNIT = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+#: The longest TTL a policy may state: ten years. Stores take far less than what an unbounded
+#: integer allows (Redis drops an expiry past 2**63 ms without an error), so a larger figure is
+#: a mistake to report, not a value to pass on.
+MAX_TTL_S = 10 * 365 * 86400
+
+
 def parse_duration(value: Any) -> Any:
     """Seconds from ``300``, ``"300s"``, ``"5m"``, ``"1h"`` or ``"2d"``."""
     if isinstance(value, bool):
-        return value  # let pydantic reject it with its own message
+        # pydantic would read true as 1 second: a YAML "yes" is not a duration.
+        raise ValueError(f"{value!r} is not a duration; write seconds (300) or '5m', '1h', '2d'")
     if isinstance(value, int | float):
         return int(value)
     if isinstance(value, str):
@@ -68,7 +75,7 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
-Seconds = Annotated[int, BeforeValidator(parse_duration), Field(ge=0)]
+Seconds = Annotated[int, BeforeValidator(parse_duration), Field(ge=0, le=MAX_TTL_S)]
 
 
 class _Strict(BaseModel):
@@ -183,7 +190,9 @@ class Policy(_Strict):
         default=False, description="refuse calls that carry no tenant (multi-tenant deployments)"
     )
     default_tenant: str = Field(
-        default="default", description="tenant used when none is given and none is required"
+        default="default",
+        min_length=1,
+        description="tenant used when none is given and none is required (not empty)",
     )
     allow_public: bool = Field(
         default=False, description="whether entries may use the cross-tenant 'public' scope"

@@ -131,6 +131,12 @@ def test_policy_yaml_toml_dict_equal(tmp_path: Any) -> None:
         ),
         ({"data_classes": {"secret": {"action": "allow"}}}, "data_classes.secret"),
         ({"relocation": {"learn_after": 0}}, "relocation.learn_after"),
+        # issue 19, item 8: a YAML "yes" is not 1 second, a TTL no store keeps is refused, and an
+        # empty default tenant would fail every call later
+        ({"entries": {"tool_output": {"ttl": {"default": True}}}}, "entries.tool_output.ttl.default"),
+        ({"entries": {"tool_output": {"ttl": {"max": 10**19}}}}, "entries.tool_output.ttl.max"),
+        ({"data_classes": {"pii.email": {"max_ttl": "99999d"}}}, "data_classes.pii.email.max_ttl"),
+        ({"default_tenant": ""}, "default_tenant"),
     ],
 )
 def test_malformed_policy_names_field(data: dict[str, Any], field: str) -> None:
