@@ -292,8 +292,21 @@ class PromptCache:
     # -- tenants and keys -------------------------------------------------
 
     def resolve_tenant(self, tenant: str | None) -> str:
-        """The tenant a call runs under; refuses a missing tenant when the policy requires one."""
+        """The tenant a call runs under; refuses a missing tenant when the policy requires one.
+
+        No tenant is the policy's ``default_tenant`` ("default" unless set): a call that names
+        that tenant explicitly is the same tenant, on purpose (it is how an app names it).
+        A tenant that is not text, or not valid Unicode, is refused with the field named.
+        """
+        if tenant is not None and not isinstance(tenant, str):
+            raise TypeError(f"tenant: a {type(tenant).__name__} was given; pass the tenant id as a str")
         if tenant:
+            try:
+                tenant.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(
+                    f"tenant: holds an unpaired surrogate at character {exc.start}; pass valid text"
+                ) from None
             return tenant
         if self.policy.require_tenant:
             raise ValueError(

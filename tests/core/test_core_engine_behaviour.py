@@ -437,3 +437,12 @@ def test_plan_non_serializable_content() -> None:
 def test_unknown_format() -> None:
     with pytest.raises(ValueError, match="format"):
         PromptCache().prepare_request({"model": "m"}, format="cohere")
+
+
+@pytest.mark.parametrize(
+    ("tenant", "error"), [(["acme"], TypeError), ("ac\udc80me", ValueError), (7, TypeError)]
+)
+def test_a_bad_tenant_is_refused_with_the_field_named(tenant: Any, error: type[Exception]) -> None:
+    # issue 19, item 8: a list or a lone surrogate raised deep inside, naming nothing
+    with pytest.raises(error, match=r"^tenant: "):
+        PromptCache().prepare_request(_chat("Be brief."), format="openai-chat", tenant=tenant)
