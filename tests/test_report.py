@@ -282,3 +282,13 @@ def test_report_renders_in_headless_chromium(inputs: dict[str, Path], tmp_path: 
     rgb = (np.asarray(img)[..., :3] * 255).astype(int)
     blue = (np.abs(rgb - np.array([0x1A, 0x73, 0xE8])).sum(axis=2) < 40).mean()
     assert blue > 0.003
+
+
+def test_a_dollar_sign_in_a_name_is_drawn_as_written() -> None:
+    # issue 19, item 8: a tenant named "$x^$" made matplotlib parse mathtext and crash the report
+    from promptcache.lab.report import chart_bars, chart_grouped
+
+    png = chart_bars({"$x^$": 0.5, "acme": 0.2}, "tenant $x^$", percent=True, ylabel="cached share")
+    assert png.startswith(b"\x89PNG")
+    png = chart_grouped({"$x^$": {"as sent": 0.1, "promptcache": 0.6}}, "t", percent=True, ylabel="y")
+    assert png.startswith(b"\x89PNG")

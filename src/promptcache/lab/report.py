@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as _dt
+import functools
 import hashlib
 import html
 import io
@@ -40,7 +41,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 __all__ = ["Chart", "Section", "build_report", "load_sections", "register", "render_html", "write_report"]
 
@@ -113,6 +114,23 @@ def _figure(width: float = 7.5, height: float = 3.6) -> Any:
     return fig
 
 
+P = ParamSpec("P")
+
+
+def _literal_text(chart: Callable[P, bytes]) -> Callable[P, bytes]:
+    """Draw ``chart`` with every label as written: names come from the data (tenants, models,
+    arms), and matplotlib would read a ``$...$`` in one as mathtext and fail on it (issue 19)."""
+
+    @functools.wraps(chart)
+    def draw(*args: P.args, **kwargs: P.kwargs) -> bytes:
+        from matplotlib import rc_context
+
+        with rc_context({"text.parse_math": False}):
+            return chart(*args, **kwargs)
+
+    return draw
+
+
 def _style(ax: Any) -> None:
     ax.spines["top"].set_visible(False)
     ax.spines["right"].set_visible(False)
@@ -140,6 +158,7 @@ def _percent_axis(ax: Any, top: float = 1.0) -> None:
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
 
 
+@_literal_text
 def chart_share_per_call(series: dict[str, list[float]], title: str) -> bytes:
     """Cached share of each call's prompt, one line per arm."""
     fig = _figure()
@@ -156,6 +175,7 @@ def chart_share_per_call(series: dict[str, list[float]], title: str) -> bytes:
     return _png(fig)
 
 
+@_literal_text
 def chart_cumulative_cost(series: dict[str, list[float]], title: str) -> bytes:
     """Running total of cost per arm (``uncached``: every prompt token at the input rate)."""
     fig = _figure()
@@ -187,6 +207,7 @@ def chart_cumulative_cost(series: dict[str, list[float]], title: str) -> bytes:
     return _png(fig)
 
 
+@_literal_text
 def chart_bars(values: dict[str, float], title: str, *, percent: bool, ylabel: str) -> bytes:
     """One bar per arm, value printed on top."""
     fig = _figure(6.5, 3.4)
@@ -218,6 +239,7 @@ def chart_bars(values: dict[str, float], title: str, *, percent: bool, ylabel: s
     return _png(fig)
 
 
+@_literal_text
 def chart_grouped(groups: dict[str, dict[str, float]], title: str, *, percent: bool, ylabel: str) -> bytes:
     """Groups on the x axis (scenarios, providers), one bar per arm inside each group."""
     arms: list[str] = []
@@ -249,6 +271,7 @@ def chart_grouped(groups: dict[str, dict[str, float]], title: str, *, percent: b
     return _png(fig)
 
 
+@_literal_text
 def chart_reasons(counts: dict[str, int], title: str, *, fixed: dict[str, int] | None = None) -> bytes:
     """Horizontal bars: how many requests each miss reason hit, largest first.
 
