@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
 
 import pytest
@@ -446,3 +447,36 @@ def test_a_bad_tenant_is_refused_with_the_field_named(tenant: Any, error: type[E
     # issue 19, item 8: a list or a lone surrogate raised deep inside, naming nothing
     with pytest.raises(error, match=r"^tenant: "):
         PromptCache().prepare_request(_chat("Be brief."), format="openai-chat", tenant=tenant)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "body", "field"),
+    [
+        ("openai-chat", {"model": "m", "messages": [{"role": 5, "content": "hi"}]}, "'role'"),
+        ("openai-chat", {"model": "m", "messages": [{"role": "user", "content": 5}]}, "'content'"),
+        ("openai-responses", {"model": "m", "input": [{"role": "user", "content": 5}]}, "'content'"),
+        (
+            "anthropic-messages",
+            {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": 5}]},
+            "'content'",
+        ),
+        ("bedrock-converse", {"modelId": "m", "messages": [{"role": "user", "content": 5}]}, "'content'"),
+        (
+            "bedrock-converse",
+            {
+                "modelId": "m",
+                "system": [{"text": 5}],
+                "messages": [{"role": "user", "content": [{"text": "x"}]}],
+            },
+            "system[0].text",
+        ),
+        ("gemini", {"model": "m", "contents": [{"role": 5, "parts": [{"text": "hi"}]}]}, "'role'"),
+        ("gemini", {"model": "m", "contents": [{"role": "user", "parts": 5}]}, "'parts'"),
+    ],
+)
+def test_a_wrongly_typed_role_or_content_is_refused_by_name(
+    fmt: str, body: dict[str, Any], field: str
+) -> None:
+    # issue 19, item 8: an int was accepted in some formats, and failed deep inside others
+    with pytest.raises(WireFormatError, match=re.escape(field)):
+        PromptCache().prepare_request(body, format=fmt, tenant="t")

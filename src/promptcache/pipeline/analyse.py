@@ -261,12 +261,41 @@ def message_key(fmt: WireFormat, msg: Any) -> Hashable:
         raise not_json(fmt, exc) from None
 
 
+#: Where each format keeps a message's content, and the JSON types that content may have.
+_CONTENT: dict[WireFormat, tuple[str, tuple[type, ...]]] = {
+    WireFormat.OPENAI_CHAT: ("content", (str, list, type(None))),  # None: an assistant's tool calls
+    WireFormat.OPENAI_RESPONSES: ("content", (str, list)),
+    WireFormat.ANTHROPIC_MESSAGES: ("content", (str, list)),
+    WireFormat.BEDROCK_CONVERSE: ("content", (list,)),
+    WireFormat.GEMINI: ("parts", (list,)),
+}
+_TYPE_NAMES = {str: "a string", list: "a list", type(None): "null"}
+
+
+def check_message(fmt: WireFormat, msg: Any) -> None:
+    """Refuse a message whose ``role`` or content has a type the format does not allow, naming the
+    field (issue 19: an int was accepted in some formats and failed deep inside in others).
+    Only messages not analysed before pay for it: an analysed message was checked then."""
+    if type(msg) is not dict:
+        return  # the adapters name a message that is not an object
+    role = msg.get("role")
+    if role is not None and type(role) is not str:
+        raise WireFormatError(f"{fmt.value}: a message's 'role' must be a string, not {type(role).__name__}")
+    field, types = _CONTENT[fmt]
+    if field in msg and not isinstance(msg[field], types):
+        allowed = " or ".join(_TYPE_NAMES[t] for t in types)
+        raise WireFormatError(
+            f"{fmt.value}: a message's '{field}' must be {allowed}, not {type(msg[field]).__name__}"
+        )
+
+
 def analyse_message(fmt: WireFormat, adapter: WireAdapter, msg: Any, current: bool) -> Message:
     """Canonical JSON, secret/PII classes and digest of one conversation message.
 
     Its kind is the adapter's, except that a plain message of the current turn is the
     user's (``USER``), and a tool result is untrusted (DESIGN.md, Trust).
     """
+    check_message(fmt, msg)
     try:
         raw = orjson.dumps(msg, option=orjson.OPT_SORT_KEYS)
     except TypeError as exc:

@@ -34,7 +34,9 @@ class BedrockConverseAdapter:
             if not isinstance(b, dict):
                 raise WireFormatError(f"{fmt}: system[{i}] must be an object")
             if "text" in b:
-                texts.append(str(b["text"]))
+                if type(b["text"]) is not str:  # str() would send another value than the caller's
+                    raise WireFormatError(f"{fmt}: system[{i}].text must be a string")
+                texts.append(b["text"])
         tool_config = body.get("toolConfig")
         tools: list[Any] = []
         tool_points = False
