@@ -311,8 +311,77 @@ def run_cases(root: Path) -> list[Case]:
         return out.value, docs, cache.retrieval.stats().unserializable - before
 
     cases.append(_miss("retrieval_docs_wrong_shape", bad_docs))
+    cases += _issue19_config_and_input(cache)
     store.close()
     return cases
+
+
+def _issue19_config_and_input(cache: Any) -> list[Case]:
+    """Issue 19, item 8: the configurations and inputs an operator found accepted or crashing."""
+    from promptcache.lab.report import chart_bars
+    from promptcache.policy import Policy, PolicyError
+    from promptcache.wire import WireFormatError
+
+    def ttl(value: Any) -> Any:
+        return Policy.load({"entries": {"tool_output": {"ttl": {"max": value}}}})
+
+    def tenant(value: Any) -> Any:
+        return cache.prepare_request(
+            {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+            format="openai-chat",
+            tenant=value,
+        )
+
+    def dollar_chart() -> Case:
+        try:
+            chart_bars({"$x^$": 0.5}, "tenant $x^$", percent=True, ylabel="cached share")
+        except BaseException as exc:
+            return {
+                "name": "report_tenant_with_dollars",
+                "outcome": "crash",
+                "ok": False,
+                "detail": type(exc).__name__,
+            }
+        return {
+            "name": "report_tenant_with_dollars",
+            "outcome": "handled",
+            "ok": True,
+            "detail": "drawn as written",
+        }
+
+    wrong_types = [
+        ("openai-chat", {"model": "m", "messages": [{"role": 5, "content": "hi"}]}, "role"),
+        ("openai-responses", {"model": "m", "input": [{"role": "user", "content": 5}]}, "content"),
+        (
+            "anthropic-messages",
+            {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": 5}]},
+            "content",
+        ),
+        ("bedrock-converse", {"modelId": "m", "messages": [{"role": "user", "content": 5}]}, "content"),
+        ("gemini", {"model": "m", "contents": [{"role": "user", "parts": 5}]}, "parts"),
+    ]
+    return [
+        _err("policy_ttl_true", lambda: ttl(True), (PolicyError,), "ttl.max"),
+        _err("policy_ttl_beyond_any_store", lambda: ttl(10**19), (PolicyError,), "ttl.max"),
+        _err(
+            "policy_default_tenant_empty",
+            lambda: Policy.load({"default_tenant": ""}),
+            (PolicyError,),
+            "default_tenant",
+        ),
+        _err("tenant_as_list", lambda: tenant(["acme"]), (TypeError,), "tenant"),
+        _err("tenant_lone_surrogate", lambda: tenant("ac\udc80me"), (ValueError,), "tenant"),
+        *(
+            _err(
+                f"wire_{fmt}_{field}_int",
+                lambda b=body, f=fmt: cache.prepare_request(b, format=f, tenant="t"),
+                (WireFormatError,),
+                field,
+            )
+            for fmt, body, field in wrong_types
+        ),
+        dollar_chart(),
+    ]
 
 
 def _surrogate(cache: Any) -> Any:
