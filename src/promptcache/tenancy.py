@@ -36,6 +36,10 @@ DEFAULT_TENANT_KEY = "tenant_id"
 """The key that names the tenant in every carrier, unless an integration is told another."""
 
 
+#: Types whose text is not a tenant id (a number or a UUID is: it is named by its text).
+_NOT_A_TENANT = (bool, bytes, dict, frozenset, list, set, tuple)
+
+
 def _value(carrier: Any, key: str, *, attribute: bool = False) -> str | None:
     if carrier is None:
         return None
@@ -48,7 +52,16 @@ def _value(carrier: Any, key: str, *, attribute: bool = False) -> str | None:
         return None
     if value is None or value == "":
         return None
-    return value if type(value) is str else str(value)
+    if type(value) is str:
+        return value
+    if isinstance(value, _NOT_A_TENANT):
+        # str() of these is a spelling of a container, not an id: refuse it, naming the key
+        # (issue 19: a list given as the tenant failed deep inside, or silently became "['acme']").
+        raise TypeError(
+            f"{key}: a {type(value).__name__} was given as the tenant; pass the tenant id as a str"
+        )
+    return str(value)  # a number or a UUID names its tenant by its text
+
 
 
 def tenant_from(

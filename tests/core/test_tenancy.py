@@ -46,3 +46,15 @@ def test_the_policy_decides_a_missing_tenant() -> None:
     strict = PromptCache(policy=cache.policy.model_copy(update={"require_tenant": True}))
     with pytest.raises(ValueError, match="require_tenant"):
         resolve_tenant(strict, tags={})
+
+
+@pytest.mark.parametrize("value", [["acme"], ("acme",), {"id": "acme"}, True, b"acme"])
+def test_a_container_is_not_a_tenant(value: object) -> None:
+    # issue 19, item 8: it became "['acme']" silently; the same rule as PromptCache.resolve_tenant
+    with pytest.raises(TypeError, match=r"^tenant_id: "):
+        tenant_from(config={"configurable": {"tenant_id": value}})
+
+
+def test_a_surrogate_in_a_carried_tenant_is_refused_by_the_engine() -> None:
+    with pytest.raises(ValueError, match=r"^tenant: "):
+        resolve_tenant(PromptCache(), metadata={"tenant_id": "ac\udc80me"})
