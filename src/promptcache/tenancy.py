@@ -63,7 +63,6 @@ def _value(carrier: Any, key: str, *, attribute: bool = False) -> str | None:
     return str(value)  # a number or a UUID names its tenant by its text
 
 
-
 def tenant_from(
     key: str = DEFAULT_TENANT_KEY,
     *,
