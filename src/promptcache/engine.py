@@ -52,6 +52,7 @@ from promptcache.pipeline.assemble import (
 )
 from promptcache.pipeline.learning import (
     Families,
+    conversation_change,
     conversation_id,
     family_id,
     learn,
@@ -496,9 +497,11 @@ class PromptCache:
             tool_raw=tools.raw_crc,
             tool_canonical=tools.shared.canonical_by_name,
             history=history.digests,
+            messages=history.digests + [m.history_digest for m in turn],
             tools_canonical=learned.canonical_tools,
         )
         previous = remember(fam, snapshot, conversation_id(parts.messages))
+        change = conversation_change(previous.messages, snapshot.messages) if previous else None
         # join: the caller's own objects wherever nothing changed them
         sent = parts.messages
         if history.normalized or any(m.normalized for m in turn):
@@ -524,6 +527,8 @@ class PromptCache:
             message_chars=history.chars + [m.chars for m in turn],
             catalog=self.catalog,
             volatile_at=volatile_at,
+            resent_messages=change.resent if change else 0,
+            stable_messages=change.stable if change else None,
         )
         hinted, hints, notes = apply_hints(new_body, ctx)
         plan = laid.plan(

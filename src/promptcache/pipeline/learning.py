@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -191,6 +192,49 @@ def learn(
     return Learned(system_out, frags, prints, canonical)
 
 
+@dataclass(frozen=True, slots=True)
+class ConversationChange:
+    """How a request's messages relate to its conversation's previous request.
+
+    ``resent``: leading messages sent unchanged from the previous request. ``stable``: leading
+    messages the next request is predicted to resend unchanged, when the conversation rewrites
+    part of what it sent before (None: it only appends, so all of them).
+    """
+
+    resent: int
+    stable: int | None
+
+
+def conversation_change(previous: Sequence[str], current: Sequence[str]) -> ConversationChange | None:
+    """Where a conversation changes, learned from its behaviour (issue 22, decision 5).
+
+    ``previous`` and ``current`` are the digests of the messages of the conversation's last
+    request and of this one. Many agents rewrite part of what they sent before rather than only
+    appending: a reminder taken off the newest user message, files re-sent after the history,
+    observations older than the last few elided in place. The first changed message sits the same
+    number of messages before the end on each call, so the next request is predicted to keep
+    all but that many of this one's messages: a breakpoint there is read by the next call, while
+    one on the tail would be written and never read (Anthropic caches the prefix up to a
+    breakpoint, docs.anthropic.com "Prompt caching").
+
+    None: no previous request to compare with.
+
+    >>> conversation_change(["a", "b", "c"], ["a", "b", "c", "d", "e"])  # appends only
+    ConversationChange(resent=3, stable=None)
+    >>> conversation_change(["a", "b", "F", "u"], ["a", "b", "u", "x", "F2", "v"])  # rewrites the last 2
+    ConversationChange(resent=2, stable=4)
+    """
+    if not previous or not current:
+        return None
+    n = min(len(previous), len(current))
+    resent = next((i for i in range(n) if previous[i] != current[i]), n)
+    if resent == len(previous):
+        return ConversationChange(resent, None)
+    rewritten = len(previous) - resent
+    stable = len(current) - rewritten
+    return ConversationChange(resent, stable if 0 < stable < len(current) else None)
+
+
 #: Conversations whose last request each family keeps for :func:`remember` (the oldest go first).
 CONVERSATIONS_PER_FAMILY = 256
 
@@ -222,7 +266,7 @@ def remember(fam: Family, snapshot: Snapshot, conversation: bytes | None = None)
         else:
             previous = fam.conversations.pop(conversation, None)
             if previous is None and fam.last is not None:
-                previous = replace(fam.last, history=[])
+                previous = replace(fam.last, history=[], messages=[])
             fam.conversations[conversation] = snapshot
             if len(fam.conversations) > CONVERSATIONS_PER_FAMILY:
                 fam.conversations.popitem(last=False)

@@ -148,6 +148,13 @@ class HintContext:
     #: Where the body carries the volatile block (from the join that placed it, never
     #: searched for in the body); None: there is none.
     volatile_at: VolatileAt | None = None
+    #: Leading conversation messages (after the system prompt) that the conversation's previous
+    #: request sent the same; 0 for a first request.
+    resent_messages: int = 0
+    #: Leading conversation messages the next request is predicted to resend unchanged, when the
+    #: conversation rewrites part of what it sent before; None when it only appends
+    #: (:func:`promptcache.pipeline.learning.conversation_change`).
+    stable_messages: int | None = None
 
 
 @lru_cache(maxsize=1024)
@@ -323,19 +330,35 @@ def _mark_openai_item(item: dict[str, Any], part_type: str) -> tuple[dict[str, A
 def _openai_breakpoints(
     out: dict[str, Any], ctx: HintContext, conv_blocked: bool
 ) -> tuple[dict[str, Any], list[Hint], list[str]]:
-    """Explicit ``prompt_cache_breakpoint`` parts (gpt-5.6+): end of the static prefix, end of
-    the conversation before the volatile block; at most 4 per request, the caller's included."""
+    """``prompt_cache_breakpoint`` parts (gpt-5.6+): the end of the static prefix (read by the
+    tenant's other conversations), and, in explicit mode only, the end of the conversation
+    before the volatile block or before the messages it rewrites; at most 4 per request, the
+    caller's included, and one fewer in implicit mode, whose own breakpoint ends the newest
+    message."""
     notes: list[str] = []
     hints: list[Hint] = []
     key = "messages" if ctx.format is WireFormat.OPENAI_CHAT else "input"
     raw = out.get(key)
     items: list[Any] = list(raw) if isinstance(raw, list) else []
     caller_retention = "prompt_cache_retention" in out
-    limit = MAX_BREAKPOINTS - 1 if caller_retention else MAX_BREAKPOINTS  # implicit mode keeps 1 slot
+    # Explicit mode wins only where the automatic breakpoint at the end of the newest message
+    # would write something never read: the volatile block, a tail the conversation rewrites on
+    # the next call, or content the policy keeps out. Elsewhere implicit mode caches a few more
+    # tokens (the newest message's closing ones) at no extra write, so it stays (issue 22,
+    # decision 1: a transformation that cannot be shown to win is not applied).
+    opts = out.get("prompt_cache_options")
+    caller_mode = opts.get("mode") if isinstance(opts, dict) else None
+    if caller_mode is not None:  # the caller chose: its mode is kept, and placement follows it
+        explicit = caller_mode == "explicit"
+    else:
+        explicit = not caller_retention and (
+            conv_blocked or ctx.has_volatile or ctx.stable_messages is not None
+        )
+    limit = MAX_BREAKPOINTS if explicit else MAX_BREAKPOINTS - 1  # implicit mode keeps 1 slot
     budget = limit - _count_openai_breakpoints(items)
     minimum = min_cacheable_tokens(ctx.model, ctx.format, ctx.catalog)
     static_tokens = ctx.prefix_chars // _CHARS_PER_TOKEN
-    conv_tokens = static_tokens + sum(ctx.message_chars) // _CHARS_PER_TOKEN
+    conv_tokens = static_tokens + sum(ctx.message_chars[: ctx.stable_messages]) // _CHARS_PER_TOKEN
     vol = ctx.volatile_at.item if ctx.volatile_at is not None else None
     n_lead = 0
     while (
@@ -349,8 +372,15 @@ def _openai_breakpoints(
     wanted: list[int] = []
     if conv_blocked:
         notes.append("conversation holds content policy keeps out of provider caches: no breakpoint there")
-    elif conv_tokens >= minimum and len(items) > n_lead:
+    elif explicit and conv_tokens >= minimum and len(items) > n_lead:
         end = (vol - 1) if vol is not None and vol >= n_lead else len(items) - 1
+        if ctx.stable_messages is not None:
+            # The conversation rewrites what follows its stable messages on every call: the
+            # breakpoint goes where the next request still matches (issue 22, decision 5).
+            stable_end = n_lead + ctx.stable_messages - 1
+            if vol is not None and vol <= stable_end:
+                stable_end += 1
+            end = min(end, stable_end)
         for i in range(end, n_lead - 1, -1):
             if isinstance(items[i], dict) and _mark_openai_item(items[i], part_type) is not None:
                 wanted.append(i)
@@ -380,7 +410,7 @@ def _openai_breakpoints(
         notes.append("prompt_cache_options set by the caller: kept")
     elif caller_retention:
         notes.append("prompt_cache_retention set by the caller: implicit mode kept (OpenAI rejects both)")
-    elif hints or conv_blocked:
+    elif explicit:
         # Explicit mode: only our breakpoints write, so the volatile tail is never written
         # (gpt-5.6+ bills writes), and content the policy keeps out is never cached.
         out = {**out, "prompt_cache_options": dict(_BREAKPOINT)}
@@ -439,8 +469,12 @@ def _count_anthropic_markers(body: dict[str, Any]) -> int:
 _MARKABLE = frozenset({"text", "tool_result", "tool_use", "image", "document"})
 
 
-def _conversation_target(messages: list[Any], volatile: VolatileAt | None) -> tuple[int, int] | None:
-    """(message, block) that closes the stable conversation: the block before the volatile one.
+def _conversation_target(
+    messages: list[Any], volatile: VolatileAt | None, stable: int | None = None
+) -> tuple[int, int] | None:
+    """(message, block) that closes the stable conversation: the block before the volatile one,
+    or the end of the ``stable`` leading messages when the conversation is predicted to rewrite
+    what follows them (:attr:`HintContext.stable_messages`).
 
     The volatile block sits in the last message, after its tool results or before its text
     (:func:`promptcache.wire.place_in_user_turn`); Anthropic caches the prefix up to and
@@ -448,6 +482,9 @@ def _conversation_target(messages: list[Any], volatile: VolatileAt | None) -> tu
     """
     if not messages:
         return None
+    if stable is not None and 0 < stable < len(messages):
+        content = messages[stable - 1].get("content")
+        return (stable - 1, len(content) - 1 if isinstance(content, list) and content else -1)
     last = messages[-1]
     content = last.get("content")
     if isinstance(content, list) and content:
@@ -481,6 +518,15 @@ class PrefixFigures:
     has_messages: bool
     n_system: int
     n_tools: int
+    #: The conversation grew by more content blocks than the provider looks back from a
+    #: breakpoint since its previous request's end (:data:`ANTHROPIC_LOOKBACK_BLOCKS`).
+    bridge: bool = False
+
+
+#: Content blocks Anthropic looks back from a breakpoint for an earlier cache entry
+#: (docs.anthropic.com, "Prompt caching": the automatic prefix check covers about the 20 blocks
+#: before each breakpoint). A turn that adds more needs a breakpoint where the last request ended.
+ANTHROPIC_LOOKBACK_BLOCKS = 20
 
 
 def anthropic_breakpoints(f: PrefixFigures) -> tuple[list[str], list[str]]:
@@ -495,8 +541,14 @@ def anthropic_breakpoints(f: PrefixFigures) -> tuple[list[str], list[str]]:
     the static part, and it comes first. Content the policy keeps out of provider caches
     stops placement at and after it (DESIGN.md, Trust).
 
+    A conversation that grew by more blocks than the provider's lookback since its previous
+    request also gets a breakpoint where that request ended (``bridge``, issue 22 decision 5),
+    or the new tail would not find the entry the previous request wrote.
+
     >>> anthropic_breakpoints(PrefixFigures(3000, 9000, 1024, 4, False, False, True, 1, 5))
     (['conversation', 'system', 'tools'], [])
+    >>> anthropic_breakpoints(PrefixFigures(3000, 9000, 1024, 2, False, False, True, 1, 5, bridge=True))
+    (['conversation', 'bridge'], [])
     """
     wanted: list[str] = []
     notes: list[str] = []
@@ -506,6 +558,8 @@ def anthropic_breakpoints(f: PrefixFigures) -> tuple[list[str], list[str]]:
         and not (f.static_blocked or f.conversation_blocked)
     ):
         wanted.append("conversation")
+        if f.bridge:
+            wanted.append("bridge")
     elif f.conversation_blocked and not f.static_blocked:
         notes.append("conversation holds content policy keeps out of provider caches: no breakpoint there")
     if f.static_blocked:
@@ -532,7 +586,7 @@ def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], 
     ttl = _ttl_static(ctx, body)
     out = dict(body)
     messages = list(out.get("messages") or [])
-    conv_tokens = static_tokens + sum(ctx.message_chars) // _CHARS_PER_TOKEN
+    conv_tokens = static_tokens + sum(ctx.message_chars[: ctx.stable_messages]) // _CHARS_PER_TOKEN
     wanted, notes = anthropic_breakpoints(
         PrefixFigures(
             static_tokens=static_tokens,
@@ -544,6 +598,7 @@ def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], 
             has_messages=bool(messages),
             n_system=ctx.n_system,
             n_tools=ctx.n_tools,
+            bridge=_needs_bridge(messages, ctx),
         )
     )
     if not static_blocked and static_tokens < minimum:
@@ -570,32 +625,60 @@ def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], 
                     prefix_tokens=static_tokens,
                 )
             )
+    marks: list[tuple[int, int, int]] = []  # (message, block, estimated prefix tokens)
+    if "bridge" in wanted:
+        at = ctx.resent_messages - 1
+        tokens = static_tokens + sum(ctx.message_chars[: at + 1]) // _CHARS_PER_TOKEN
+        marks.append((at, -1, tokens))
     if "conversation" in wanted:
-        target = _conversation_target(messages, ctx.volatile_at)
+        target = _conversation_target(messages, ctx.volatile_at, ctx.stable_messages)
         if target is not None:
-            mi, bi = target
-            msg = dict(messages[mi])
-            content = msg.get("content")
-            if isinstance(content, str):
-                content = [{"type": "text", "text": content}]
-                bi = 0
-            content = list(content or [])
-            while bi >= 0 and not (isinstance(content[bi], dict) and content[bi].get("type") in _MARKABLE):
-                bi -= 1
-            if bi >= 0:
-                content[bi] = {**content[bi], "cache_control": _control(None)}
-                msg["content"] = content
-                messages[mi] = msg
-                out["messages"] = messages
-                hints.append(
-                    _hint(
-                        kind="cache_control",
-                        where=f"$.messages[{mi}].content[{bi}]",
-                        ttl="5m",
-                        prefix_tokens=conv_tokens,
-                    )
+            marks.append((*target, conv_tokens))
+    for mi, bi, tokens in marks:
+        placed = _mark_anthropic(messages, mi, bi)
+        if placed is not None:
+            out["messages"] = messages
+            hints.append(
+                _hint(
+                    kind="cache_control",
+                    where=f"$.messages[{mi}].content[{placed}]",
+                    ttl="5m",
+                    prefix_tokens=tokens,
                 )
+            )
     return out, hints, notes
+
+
+def _mark_anthropic(messages: list[Any], mi: int, bi: int) -> int | None:
+    """Put a 5-minute breakpoint on message ``mi``'s markable block at or before ``bi`` (-1: its
+    last); returns that block's index, None when it has none (``messages`` is updated in place)."""
+    msg = dict(messages[mi])
+    content = msg.get("content")
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    content = list(content or [])
+    bi = len(content) - 1 if bi < 0 else bi
+    while bi >= 0 and not (isinstance(content[bi], dict) and content[bi].get("type") in _MARKABLE):
+        bi -= 1
+    if bi < 0 or "cache_control" in content[bi]:
+        return None
+    content[bi] = {**content[bi], "cache_control": _control(None)}
+    msg["content"] = content
+    messages[mi] = msg
+    return bi
+
+
+def _needs_bridge(messages: list[Any], ctx: HintContext) -> bool:
+    """Whether the conversation only appended to its previous request, by more content blocks
+    than Anthropic looks back from the new tail (:data:`ANTHROPIC_LOOKBACK_BLOCKS`)."""
+    at = ctx.resent_messages
+    if ctx.stable_messages is not None or not 0 < at < len(messages):
+        return False
+    added = 0
+    for m in messages[at:]:
+        content = m.get("content") if isinstance(m, dict) else None
+        added += len(content) if isinstance(content, list) else 1
+    return added > ANTHROPIC_LOOKBACK_BLOCKS
 
 
 def bedrock_cache_points(f: PrefixFigures) -> tuple[list[str], list[str]]:
@@ -637,12 +720,13 @@ def _bedrock(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], li
     blocked = _blocked_from(ctx)
     out = dict(body)
     messages = list(out.get("messages") or [])
-    target = _conversation_target(messages, ctx.volatile_at) if messages else None
+    target = _conversation_target(messages, ctx.volatile_at, ctx.stable_messages) if messages else None
     static_tokens = ctx.prefix_chars // _CHARS_PER_TOKEN
     wanted, notes = bedrock_cache_points(
         PrefixFigures(
             static_tokens=static_tokens,
-            conversation_tokens=static_tokens + sum(ctx.message_chars) // _CHARS_PER_TOKEN,
+            conversation_tokens=static_tokens
+            + sum(ctx.message_chars[: ctx.stable_messages]) // _CHARS_PER_TOKEN,
             minimum=min_cacheable_tokens(ctx.model, ctx.format, ctx.catalog),
             free_slots=budget,
             static_blocked=blocked < ctx.prefix_end,
