@@ -35,7 +35,7 @@ from langgraph.types import Command
 from promptcache import PromptCache
 from promptcache.artifacts import ToolSpec
 from promptcache.llm_bridge import new_call_id
-from promptcache.metrics import CacheMetrics, CallFigures, merge_cache_metrics
+from promptcache.metrics import CacheMetrics, CallFigures
 from promptcache.tenancy import DEFAULT_TENANT_KEY, resolve_tenant
 from promptcache_langchain._hook import (
     CallContext,
@@ -45,15 +45,20 @@ from promptcache_langchain._hook import (
     hooked_copy,
 )
 from promptcache_langchain._observe import finish_call
+from promptcache_langchain.channel import CacheMetricsChannel
 from promptcache_langchain.tools import ToolCallCache
 
 __all__ = ["PromptCacheAgentState", "PromptCacheMiddleware", "PromptCacheModelMiddleware"]
 
 
 class PromptCacheAgentState(AgentState[Any]):
-    """The agent state with promptcache's ``cache_metrics`` channel (same reducer as LangGraph's)."""
+    """The agent state with promptcache's ``cache_metrics`` channel (the same channel as LangGraph's).
 
-    cache_metrics: NotRequired[Annotated[CacheMetrics, merge_cache_metrics]]
+    A value read back from a checkpointer (``agent.get_state(cfg).values["cache_metrics"]``) is
+    a :class:`CacheMetrics` too (see :mod:`promptcache_langchain.channel`).
+    """
+
+    cache_metrics: NotRequired[Annotated[CacheMetrics, CacheMetricsChannel]]
 
 
 def _current_config() -> Mapping[str, Any] | None:
