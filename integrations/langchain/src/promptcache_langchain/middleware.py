@@ -101,6 +101,7 @@ class PromptCacheModelMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
             self.tenant_key,
             config=_current_config(),
             runtime_context=getattr(request.runtime, "context", None),
+            state=request.state,
         )
 
     def _start(self, request: ModelRequest[Any]) -> tuple[ModelRequest[Any], CallContext]:
@@ -175,8 +176,8 @@ class PromptCacheMiddleware(PromptCacheModelMiddleware):
     """Rewrite every model request of a ``create_agent`` agent with ``cache.prepare_request``.
 
     The tenant comes from the run's config (``configurable[tenant_key]``, then
-    ``metadata[tenant_key]``) or, failing that, from the agent's runtime context
-    (``context[tenant_key]`` or its attribute); a missing tenant under a policy that requires
+    ``metadata[tenant_key]``), then the agent's runtime context (``context[tenant_key]`` or its
+    attribute), then the agent state (the core's one order); a missing tenant under a policy that requires
     one raises ``ValueError`` before the model is called. Each model call's priced figures are
     added to the ``cache_metrics`` channel and to ``promptcache.stats.recorder_for(cache)``.
     ``tool_specs`` declares tools by name (winning over the tools' own declarations); see the
