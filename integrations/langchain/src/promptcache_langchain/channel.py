@@ -16,10 +16,9 @@ LangGraph's ``CacheMetricsState`` declare the channel with it::
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from langgraph.channels import BinaryOperatorAggregate
-from typing_extensions import Self
 
 from promptcache.metrics import CacheMetrics, merge_cache_metrics
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, NotRequired
 
+from promptcache_langchain.channel import CacheMetricsChannel
+
 # typing_extensions, as LangGraph and LangChain use it: a typing.TypedDict cannot be mixed
 # with their state classes (metaclass conflict).
 from typing_extensions import TypedDict
-
-from promptcache_langchain.channel import CacheMetricsChannel
 
 from promptcache.metrics import CacheMetrics
 
