@@ -148,3 +148,20 @@ def test_graphs_sharing_a_cache_keep_their_own_entries() -> None:
     first = _handler_graph(c, shared_cache, name="first").invoke(QUESTION, cfg)
     second = _handler_graph(d, shared_cache, name="second").invoke(QUESTION, cfg)
     assert (first["messages"][-1].content, second["messages"][-1].content) == ("first", "second")
+
+
+async def test_a_cached_node_in_a_subgraph_reads_the_parent_run_config() -> None:
+    # LangGraph computes the key inside the subgraph's own run: its config is the parent's.
+    handler = _HandlerA("from the subgraph")
+    sub = StateGraph(State)
+    sub.add_node("handle", handler, cache_policy=CachePolicy(key_func=tenant_cache_key()))
+    sub.add_edge(START, "handle")
+    parent = StateGraph(State)
+    parent.add_node("sub", sub.compile(cache=InMemoryCache()))
+    parent.add_edge(START, "sub")
+    graph = parent.compile(cache=InMemoryCache())
+    out = await graph.ainvoke(QUESTION, {"configurable": {"tenant_id": "acme"}})
+    assert out["messages"][-1].content == "from the subgraph"
+    with pytest.raises(ValueError, match="tenant_cache_key: no tenant"):
+        await graph.ainvoke(QUESTION)
+    assert handler.runs == 1
