@@ -30,6 +30,7 @@ from promptcache_langchain._hook import (
     hooked_copy,
 )
 from promptcache_langchain._observe import finish_call
+from promptcache_langchain.tenant import runtime_context
 
 __all__ = ["CachingChatModel"]
 
@@ -47,7 +48,8 @@ class CachingChatModel(BaseChatModel):
     Sync, async and streaming calls all go through ``inner``'s own code (its SDK client, retries,
     settings); only the request dict is rewritten. Tools bound with :meth:`bind_tools` are
     formatted by ``inner``. The tenant is read from the call's ``RunnableConfig``
-    (``configurable[tenant_key]``, then ``metadata[tenant_key]``); when the policy requires a
+    (``configurable[tenant_key]``, then ``metadata[tenant_key]``), then from the LangGraph
+    runtime context of the node it runs in (the core's one order); when the policy requires a
     tenant, a call without one raises ``ValueError`` before anything is sent.
 
     After a call, ``response_metadata["promptcache"]`` says what was done (prefix key, hints,
@@ -104,7 +106,9 @@ class CachingChatModel(BaseChatModel):
                 else None
             )
             if tenant is None:
-                tenant = tenant_from(self.tenant_key, config=ensure_config(config))
+                tenant = tenant_from(
+                    self.tenant_key, config=ensure_config(config), runtime_context=runtime_context()
+                )
             # Refuse here, before LangChain starts a run, when the policy requires a tenant.
             kwargs[_TENANT_KWARG] = self.prompt_cache.resolve_tenant(tenant)
         return kwargs

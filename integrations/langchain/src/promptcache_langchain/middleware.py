@@ -35,7 +35,7 @@ from langgraph.types import Command
 from promptcache import PromptCache
 from promptcache.artifacts import ToolSpec
 from promptcache.llm_bridge import new_call_id
-from promptcache.metrics import CacheMetrics, CallFigures, merge_cache_metrics
+from promptcache.metrics import CacheMetrics, CallFigures
 from promptcache.tenancy import DEFAULT_TENANT_KEY, resolve_tenant
 from promptcache_langchain._hook import (
     CallContext,
@@ -45,15 +45,20 @@ from promptcache_langchain._hook import (
     hooked_copy,
 )
 from promptcache_langchain._observe import finish_call
+from promptcache_langchain.channel import CacheMetricsChannel
 from promptcache_langchain.tools import ToolCallCache
 
 __all__ = ["PromptCacheAgentState", "PromptCacheMiddleware", "PromptCacheModelMiddleware"]
 
 
 class PromptCacheAgentState(AgentState[Any]):
-    """The agent state with promptcache's ``cache_metrics`` channel (same reducer as LangGraph's)."""
+    """The agent state with promptcache's ``cache_metrics`` channel (the same channel as LangGraph's).
 
-    cache_metrics: NotRequired[Annotated[CacheMetrics, merge_cache_metrics]]
+    A value read back from a checkpointer (``agent.get_state(cfg).values["cache_metrics"]``) is
+    a :class:`CacheMetrics` too (see :mod:`promptcache_langchain.channel`).
+    """
+
+    cache_metrics: NotRequired[Annotated[CacheMetrics, CacheMetricsChannel]]
 
 
 def _current_config() -> Mapping[str, Any] | None:
@@ -96,6 +101,7 @@ class PromptCacheModelMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
             self.tenant_key,
             config=_current_config(),
             runtime_context=getattr(request.runtime, "context", None),
+            state=request.state,
         )
 
     def _start(self, request: ModelRequest[Any]) -> tuple[ModelRequest[Any], CallContext]:
@@ -170,8 +176,8 @@ class PromptCacheMiddleware(PromptCacheModelMiddleware):
     """Rewrite every model request of a ``create_agent`` agent with ``cache.prepare_request``.
 
     The tenant comes from the run's config (``configurable[tenant_key]``, then
-    ``metadata[tenant_key]``) or, failing that, from the agent's runtime context
-    (``context[tenant_key]`` or its attribute); a missing tenant under a policy that requires
+    ``metadata[tenant_key]``), then the agent's runtime context (``context[tenant_key]`` or its
+    attribute), then the agent state (the core's one order); a missing tenant under a policy that requires
     one raises ``ValueError`` before the model is called. Each model call's priced figures are
     added to the ``cache_metrics`` channel and to ``promptcache.stats.recorder_for(cache)``.
     ``tool_specs`` declares tools by name (winning over the tools' own declarations); see the

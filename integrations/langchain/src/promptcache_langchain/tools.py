@@ -52,6 +52,7 @@ from promptcache import PromptCache
 from promptcache.artifacts import LookupReason, LookupResult, Served, SideEffect, ToolSpec, Uncacheable
 from promptcache.metrics import CacheMetrics, CallFigures, merge_cache_metrics
 from promptcache.tenancy import DEFAULT_TENANT_KEY, resolve_tenant
+from promptcache_langchain.tenant import runtime_context
 
 __all__ = [
     "SPEC_KEY",
@@ -217,7 +218,7 @@ class CachingTool(BaseTool):
         key_args = _visible_args(self.inner, kwargs)
         if args:
             key_args["__args__"] = to_jsonable_python(list(args), fallback=lambda v: v)
-        tenant = resolve_tenant(self.cache, self.tenant_key, config=config)
+        tenant = resolve_tenant(self.cache, self.tenant_key, config=config, runtime_context=runtime_context())
         return key_args, tenant
 
     def _decode(self, value: Any, lookup: LookupResult) -> Any:
@@ -406,7 +407,11 @@ class ToolCallCache:
             except RuntimeError:
                 config = None
         return resolve_tenant(
-            self.cache, self.tenant_key, config=config, runtime_context=getattr(runtime, "context", None)
+            self.cache,
+            self.tenant_key,
+            config=config,
+            runtime_context=getattr(runtime, "context", None),
+            state=getattr(request, "state", None),
         )
 
     # one call -----------------------------------------------------------------------------------
