@@ -55,6 +55,7 @@ from promptcache.pipeline.learning import (
     conversation_change,
     conversation_id,
     family_id,
+    keep_layout,
     learn,
     remember,
     slot_label,
@@ -471,6 +472,7 @@ class PromptCache:
         # learn: what the family decides for this request's system texts and tools
         fid = family_id(fmt.value, model, tenant, tools.raw_order, len(parts.system))
         fam = self._families.get(fid)
+        conversation = conversation_id(parts.messages)
         learned = learn(
             fam,
             texts,
@@ -479,6 +481,7 @@ class PromptCache:
             learn_after=policy.relocation.learn_after,
             relocates=[self._relocates(k) for k in kinds],
         )
+        learned = keep_layout(fam, conversation, texts, tools, learned)
         # layout and keys
         prefix = prefix_of(texts, learned, tools)
         vt = volatile_text(learned.fragments) if learned.fragments else None
@@ -500,7 +503,7 @@ class PromptCache:
             messages=history.digests + [m.history_digest for m in turn],
             tools_canonical=learned.canonical_tools,
         )
-        previous = remember(fam, snapshot, conversation_id(parts.messages))
+        previous = remember(fam, snapshot, conversation)
         change = conversation_change(previous.messages, snapshot.messages) if previous else None
         # join: the caller's own objects wherever nothing changed them
         sent = parts.messages

@@ -528,3 +528,48 @@ def test_a_turn_longer_than_the_lookback_gets_a_breakpoint_where_the_last_call_e
     fresh = PromptCache()
     fresh.prepare_request(first, format="anthropic-messages")
     assert _marked(fresh.prepare_request(small, format="anthropic-messages").body) == [6]
+
+
+# -- issue 22, decision 3: no flips mid-conversation ----------------------------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@given(order=st.lists(st.integers(0, 2), min_size=3, max_size=12), shuffle_tools=st.booleans())
+@settings(max_examples=25, deadline=None)
+def test_a_conversation_keeps_its_layout_while_the_family_learns(
+    fmt: str, order: list[int], shuffle_tools: bool
+) -> None:
+    # Three conversations of one family, interleaved at random. Each has its own session id in
+    # the system prompt (constant within it), and the later ones may send the tools reordered:
+    # the family learns both from the others, but a conversation's own prefix never flips.
+    import uuid
+
+    cache = PromptCache()
+    ids = [str(uuid.UUID(int=0x1234 + 7 * c)) for c in range(3)]
+    convs: list[list[tuple[str, str]]] = [[("user", f"hello from conversation {c}")] for c in range(3)]
+    sent: dict[int, set[str]] = {0: set(), 1: set(), 2: set()}
+    for step, c in enumerate(order):
+        system = "You are the booking agent.\n" * 40 + f"Session id: {ids[c]}\nBe brief."
+        tools = list(reversed(TOOL_SPECS)) if shuffle_tools and c > 0 else TOOL_SPECS
+        got = cache.prepare_request(make_body(fmt, system, tools, convs[c]), format=fmt, tenant="t")
+        sent[c].add(got.plan.prefix_key)
+        convs[c] += [("assistant", f"answer {step}"), ("user", f"question {step}")]
+    assert all(len(keys) <= 1 for keys in sent.values())
+
+
+def test_what_the_family_learned_reaches_new_conversations() -> None:
+    # A's session id is kept in place for A; once B shows it differs between conversations, new
+    # conversations (C) are sent with it moved out, and share one prefix with B.
+    cache = PromptCache()
+
+    def call(session: str, opening: str) -> str:
+        system = "You are the booking agent.\n" * 40 + f"Session id: {session}\nBe brief."
+        body = make_body("anthropic-messages", system, TOOL_SPECS, [("user", opening)])
+        return cache.prepare_request(body, format="anthropic-messages", tenant="t").plan.prefix_key
+
+    a1 = call("0b7c1e52-3f5c-4a7e-9f1e-6c0d2b9a8e11", "I am A")
+    b1 = call("5d2f9a30-8c41-4e6b-b2d7-1a9e3c4f5b22", "I am B")
+    a2 = call("0b7c1e52-3f5c-4a7e-9f1e-6c0d2b9a8e11", "I am A")
+    c1 = call("9e8d7c6b-5a49-4382-a1b0-c9d8e7f6a533", "I am C")
+    assert a1 == a2  # no flip for A
+    assert b1 == c1 != a1  # the id moved out: B and C share the prefix

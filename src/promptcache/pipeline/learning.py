@@ -53,6 +53,9 @@ class Family:
     conversations: OrderedDict[bytes, Snapshot] = field(default_factory=OrderedDict)
     tools_raw: bytes | None = None
     tools_unstable: bool = False
+    #: Each conversation's last layout and what it was decided for (:func:`keep_layout`), the
+    #: most recent :data:`LAYOUTS_PER_FAMILY`.
+    layouts: OrderedDict[bytes, tuple[tuple[Any, ...], Learned]] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -190,6 +193,40 @@ def learn(
     if canonical:
         frags.extend(tools.shared.fragments)
     return Learned(system_out, frags, prints, canonical)
+
+
+#: Conversations per family whose layout :func:`keep_layout` holds (the oldest go first). Their
+#: texts are mostly the analyser's own strings, shared; a value relocated from the middle of a
+#: text makes one more copy of it per conversation.
+LAYOUTS_PER_FAMILY = 64
+
+
+def keep_layout(
+    fam: Family, conversation: bytes | None, texts: list[TextAnalysis], tools: Tools, learned: Learned
+) -> Learned:
+    """What a conversation sends: its previous layout while what it sends of its own is unchanged,
+    else ``learned``, the family's current decision (issue 22, decision 3).
+
+    The family learns from every request, its conversations' included: a value constant within
+    each conversation but different between two (an agent id, a session UUID) is learned volatile
+    when the second one starts. Moving it then in the first conversation would change a prefix the
+    provider holds, a full miss for nothing; so a new decision reaches a conversation when its own
+    system texts or tools change (its prefix is rewritten anyway) or when it starts.
+
+    Compared by canonical digest (SHA-256) and the tools' exact bytes: the kept layout was made
+    from the same content.
+    """
+    if conversation is None:
+        return learned
+    inputs = (tuple(t.canonical_digest for t in texts), tools.raw)
+    with fam.lock:
+        kept = fam.layouts.pop(conversation, None)
+        if kept is not None and kept[0] == inputs:
+            learned = kept[1]
+        fam.layouts[conversation] = (inputs, learned)
+        if len(fam.layouts) > LAYOUTS_PER_FAMILY:
+            fam.layouts.popitem(last=False)
+    return learned
 
 
 @dataclass(frozen=True, slots=True)
