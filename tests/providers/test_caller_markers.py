@@ -42,7 +42,11 @@ def _anthropic(system: Any, question: str, **extra: Any) -> dict[str, Any]:
 
 def _markers(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """Every cache_control of an Anthropic body, with its place, in rendering order."""
-    found = [(f"tools[{i}]", t["cache_control"]) for i, t in enumerate(body.get("tools", [])) if "cache_control" in t]
+    found = [
+        (f"tools[{i}]", t["cache_control"])
+        for i, t in enumerate(body.get("tools", []))
+        if "cache_control" in t
+    ]
     system = body.get("system")
     if isinstance(system, list):
         found += [(f"system[{i}]", b["cache_control"]) for i, b in enumerate(system) if "cache_control" in b]
@@ -90,7 +94,9 @@ def test_breakpoint_ttl_never_breaks_the_order_rule() -> None:
                     if ttl is None:
                         continue
                     seq = [*before, ttl, *after]
-                    caller_ok = all(not (a != "1h" and b == "1h") for a, b in itertools.pairwise([*before, *after]))
+                    caller_ok = all(
+                        not (a != "1h" and b == "1h") for a, b in itertools.pairwise([*before, *after])
+                    )
                     ours_ok = all(not (a != "1h" and b == "1h") for a, b in itertools.pairwise(seq))
                     assert ours_ok or not caller_ok
 

@@ -75,6 +75,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -709,7 +710,7 @@ class Simulator:
             )
         if r.provider == "anthropic":
             ttls = [ttl for _, ttl in sorted(r.breakpoints)]
-            if any(a != "1h" and b == "1h" for a, b in zip(ttls, ttls[1:], strict=False)):
+            if any(a != "1h" and b == "1h" for a, b in itertools.pairwise(ttls)):
                 raise BreakpointTtlOrder(
                     "a 1h cache_control breakpoint comes after a 5m one; longer TTLs must come first"
                 )

@@ -472,7 +472,9 @@ def _anthropic_markers(body: dict[str, Any]) -> dict[_Pos, str]:
     return found
 
 
-def _fit_ttl(caller: Mapping[_Pos, str], pos: _Pos, desired: str, section: str, notes: list[str]) -> str | None:
+def _fit_ttl(
+    caller: Mapping[_Pos, str], pos: _Pos, desired: str, section: str, notes: list[str]
+) -> str | None:
     """The TTL of our breakpoint at ``pos`` among the caller's markers (None: none goes there)."""
     if pos in caller:
         notes.append(f"{section}: the caller's cache_control is kept as sent")
