@@ -12,8 +12,11 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import fixtures_lc as shared
@@ -152,3 +155,24 @@ def test_a_call_that_bypassed_the_seam_is_noted(airline_policy: str) -> None:
     out = agent.invoke({"messages": [HumanMessage("hi")]}, CFG)
     meta = out["messages"][-1].response_metadata["promptcache"]
     assert "no request went through promptcache's seam: this call was not rewritten" in meta["notes"]
+
+
+# -- the README's one line ---------------------------------------------------------------------------
+
+
+def test_the_readme_leads_with_the_one_line_and_it_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    first = re.search(r"^```python\n(.*?)^```$", readme, re.DOTALL | re.MULTILINE)
+    assert first is not None
+    code = first.group(1)
+    assert "middleware=[PromptCacheMiddleware()]" in code  # the first code a reader sees
+    with Emulator() as emu:
+        monkeypatch.setenv("OPENAI_BASE_URL", emu.openai_base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        exec(compile(code, "README.md", "exec"), {})
+        (sent,) = emu.requests
+    assert sent["prompt_cache_key"].startswith("pc-")
+    summary = ast.literal_eval(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["calls"] == 1
