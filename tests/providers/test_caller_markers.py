@@ -203,3 +203,36 @@ def test_bedrock_callers_tool_point_keeps_its_ttl_when_tools_are_reordered() -> 
         # Ours after the caller's 1h keep the default 5m (shorter after longer is the rule).
         assert p.body["system"][-1] == {"cachePoint": {"type": "default"}}
         Simulator().feed(0.0, "bedrock-converse", p.body)
+
+
+# -- through the anthropic SDK, against the emulator --------------------------------------------------
+
+
+def test_through_the_anthropic_sdk_the_callers_markers_reach_the_provider_as_written() -> None:
+    anthropic = pytest.importorskip("anthropic")
+    from promptcache.lab.emulate import Emulator
+
+    own_system = {"type": "text", "text": LONG, "cache_control": CC1H}
+    own_doc = {"type": "text", "text": "A long document. " * 300, "cache_control": CC1H}
+    cache = PromptCache()
+    with Emulator() as emu:
+        client = anthropic.Anthropic(base_url=emu.anthropic_base_url, api_key="k", max_retries=0)
+        for question in ("hi", "how many bags?"):
+            body = _anthropic(
+                [own_system],
+                "",
+                messages=[
+                    {"role": "user", "content": [copy.deepcopy(own_doc), {"type": "text", "text": question}]}
+                ],
+            )
+            prepared = cache.prepare_request(body, format="anthropic-messages", tenant="acme")
+            client.messages.create(**prepared.body)  # a 400 (1h after 5m, > 4 markers) would raise here
+        for i, sent in enumerate(emu.requests):
+            assert sent["system"] == [own_system]
+            assert sent["messages"][0]["content"][0] == own_doc
+            assert _ttl_order_ok(sent)
+            usage = emu.usages[i]
+            assert usage is not None
+            assert (
+                usage.cache_write_tokens_by_ttl.get("1h", 0) if i == 0 else usage.cache_read_tokens
+            ) > 1000
