@@ -150,6 +150,20 @@ def test_a_callers_1h_marker_on_the_last_message_makes_ours_1h() -> None:
     Simulator().feed(0.0, "anthropic-messages", p.body)  # accepted: the order rule holds
 
 
+def test_a_section_the_caller_closed_leaves_its_slot_to_another() -> None:
+    msg = {"role": "user", "content": [{"type": "text", "text": "book me a flight", "cache_control": CC}]}
+    body = _anthropic([{"type": "text", "text": LONG, "cache_control": CC}], "", messages=[msg])
+    p = PromptCache().prepare_request(body, format="anthropic-messages", tenant="acme")
+    # The system and the conversation are the caller's: the free slot goes to the tools.
+    assert [h.where for h in p.plan.hints] == ["$.tools[1]"]
+    assert p.body["system"] == body["system"] and p.body["messages"] == [msg]
+    notes = [d for d in p.plan.decisions if "kept as sent" in d]
+    assert notes == [
+        "conversation: the caller's cache_control is kept as sent",
+        "system: the caller's cache_control is kept as sent",
+    ]
+
+
 def test_a_top_level_1h_marker_bounds_every_breakpoint() -> None:
     body = _anthropic(LONG, "hi", cache_control=CC1H)
     p = PromptCache().prepare_request(body, format="anthropic-messages", tenant="acme")

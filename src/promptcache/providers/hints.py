@@ -476,7 +476,7 @@ def _fit_ttl(
     caller: Mapping[_Pos, str], pos: _Pos, desired: str, section: str, notes: list[str]
 ) -> str | None:
     """The TTL of our breakpoint at ``pos`` among the caller's markers (None: none goes there)."""
-    if pos in caller:
+    if pos in caller:  # the caller's marker is already there: it stays as sent
         notes.append(f"{section}: the caller's cache_control is kept as sent")
         return None
     ttl = breakpoint_ttl(
@@ -571,6 +571,24 @@ def anthropic_breakpoints(f: PrefixFigures) -> tuple[list[str], list[str]]:
     return wanted[: f.free_slots], notes
 
 
+def _conversation_block(
+    messages: list[Any], volatile: VolatileAt | None
+) -> tuple[int, int, list[Any]] | None:
+    """(message, block, that message's content as a block list) of the conversation's breakpoint:
+    the last markable block up to :func:`_conversation_target`; None when there is none."""
+    target = _conversation_target(messages, volatile)
+    if target is None:
+        return None
+    mi, bi = target
+    content = messages[mi].get("content")
+    if isinstance(content, str):
+        content, bi = [{"type": "text", "text": content}], 0
+    content = list(content or [])
+    while bi >= 0 and not (isinstance(content[bi], dict) and content[bi].get("type") in _MARKABLE):
+        bi -= 1
+    return (mi, bi, content) if bi >= 0 else None
+
+
 def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], list[Hint], list[str]]:
     hints: list[Hint] = []
     caller = _anthropic_markers(body)
@@ -585,6 +603,18 @@ def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], 
     out = dict(body)
     messages = list(out.get("messages") or [])
     conv_tokens = static_tokens + sum(ctx.message_chars) // _CHARS_PER_TOKEN
+    system = out.get("system")
+    blocks = [{"type": "text", "text": system}] if isinstance(system, str) else list(system or [])
+    tools = list(out.get("tools") or [])
+    conv = _conversation_block(messages, ctx.volatile_at)
+    # Where ours would go, per section. A section whose end the caller's own marker already
+    # closes is left to it (sent byte for byte), so the slot goes to another section.
+    places: dict[str, _Pos | None] = {
+        "tools": (0, len(tools) - 1, 0) if tools else None,
+        "system": (1, len(blocks) - 1, 0) if blocks else None,
+        "conversation": (2, conv[0], conv[1]) if conv is not None else None,
+    }
+    closed = {name for name, pos in places.items() if pos is not None and pos in caller}
     wanted, notes = anthropic_breakpoints(
         PrefixFigures(
             static_tokens=static_tokens,
@@ -593,28 +623,26 @@ def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], 
             free_slots=budget,
             static_blocked=static_blocked,
             conversation_blocked=blocked < ctx.n_blocks and not static_blocked,
-            has_messages=bool(messages),
-            n_system=ctx.n_system,
-            n_tools=ctx.n_tools,
+            has_messages=conv is not None and "conversation" not in closed,
+            n_system=0 if "system" in closed else ctx.n_system,
+            n_tools=0 if "tools" in closed else ctx.n_tools,
         )
     )
+    notes.extend(f"{name}: the caller's cache_control is kept as sent" for name in sorted(closed))
     if not static_blocked and static_tokens < minimum:
         notes.append(
             f"static prefix ~{static_tokens} tokens is below the {minimum}-token minimum of {ctx.model}"
         )
-    # The caller's markers stay byte for byte: a section they already close is left to them, and
-    # ours take the TTL the provider's order rule allows around them (breakpoint_ttl).
-    if "tools" in wanted:
-        tools = list(out["tools"])
-        ttl = _fit_ttl(caller, (0, len(tools) - 1, 0), static_ttl, "tools", notes)
+    # Ours take the TTL the provider's order rule allows around the caller's (breakpoint_ttl).
+    tools_at, system_at = places["tools"], places["system"]
+    if "tools" in wanted and tools_at is not None:
+        ttl = _fit_ttl(caller, tools_at, static_ttl, "tools", notes)
         if ttl is not None:
             tools[-1] = {**tools[-1], "cache_control": _control(ttl)}
             out["tools"] = tools
             hints.append(_hint(kind="cache_control", where=f"$.tools[{len(tools) - 1}]", ttl=ttl))
-    if "system" in wanted:
-        system = out.get("system")
-        blocks = [{"type": "text", "text": system}] if isinstance(system, str) else list(system or [])
-        ttl = _fit_ttl(caller, (1, len(blocks) - 1, 0), static_ttl, "system", notes) if blocks else None
+    if "system" in wanted and system_at is not None:
+        ttl = _fit_ttl(caller, system_at, static_ttl, "system", notes)
         if ttl is not None:
             blocks[-1] = {**blocks[-1], "cache_control": _control(ttl)}
             out["system"] = blocks
@@ -626,32 +654,21 @@ def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], 
                     prefix_tokens=static_tokens,
                 )
             )
-    if "conversation" in wanted:
-        target = _conversation_target(messages, ctx.volatile_at)
-        if target is not None:
-            mi, bi = target
-            msg = dict(messages[mi])
-            content = msg.get("content")
-            if isinstance(content, str):
-                content = [{"type": "text", "text": content}]
-                bi = 0
-            content = list(content or [])
-            while bi >= 0 and not (isinstance(content[bi], dict) and content[bi].get("type") in _MARKABLE):
-                bi -= 1
-            ttl = _fit_ttl(caller, (2, mi, bi), "5m", "conversation", notes) if bi >= 0 else None
-            if ttl is not None:
-                content[bi] = {**content[bi], "cache_control": _control(ttl)}
-                msg["content"] = content
-                messages[mi] = msg
-                out["messages"] = messages
-                hints.append(
-                    _hint(
-                        kind="cache_control",
-                        where=f"$.messages[{mi}].content[{bi}]",
-                        ttl=ttl,
-                        prefix_tokens=conv_tokens,
-                    )
+    if "conversation" in wanted and conv is not None:
+        mi, bi, content = conv
+        ttl = _fit_ttl(caller, (2, mi, bi), "5m", "conversation", notes)
+        if ttl is not None:
+            content[bi] = {**content[bi], "cache_control": _control(ttl)}
+            messages[mi] = {**messages[mi], "content": content}
+            out["messages"] = messages
+            hints.append(
+                _hint(
+                    kind="cache_control",
+                    where=f"$.messages[{mi}].content[{bi}]",
+                    ttl=ttl,
+                    prefix_tokens=conv_tokens,
                 )
+            )
     return out, hints, notes
 
 
