@@ -14,6 +14,7 @@ import itertools
 from typing import Any
 
 import fixtures_lc as shared
+import pytest
 from helpers_lc import make_model
 from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -75,3 +76,37 @@ async def test_middleware_keeps_the_callers_1h_marker(emulator: Any, airline_pol
             out = await out
         assert out["cache_metrics"].calls == 1
     _check(emulator, own)
+
+
+@pytest.mark.parametrize("ours_first", [True, False], ids=["promptcache-first", "promptcache-last"])
+def test_with_langchains_own_anthropic_caching_middleware(
+    emulator: Any, airline_policy: str, ours_first: bool
+) -> None:
+    """LangChain's ``AnthropicPromptCachingMiddleware(ttl="1h")`` marks the system prompt, the last
+    tool and the request (top-level ``cache_control``): those are the caller's markers, kept as
+    they are, wherever promptcache sits in the list, and the provider accepts the result."""
+    from langchain_anthropic.middleware import AnthropicPromptCachingMiddleware
+    from langchain_core.tools import tool
+
+    @tool
+    def get_reservation_details(reservation_id: str) -> str:
+        """Get the details of a reservation."""
+        return "{}"
+
+    theirs, ours = AnthropicPromptCachingMiddleware(ttl="1h"), PromptCacheMiddleware(PromptCache())
+    agent = create_agent(
+        make_model("anthropic", emulator.anthropic_base_url, "k"),
+        [get_reservation_details],
+        system_prompt=airline_policy,
+        middleware=[ours, theirs] if ours_first else [theirs, ours],
+    )
+    for q in ("Hi", "How many bags?"):
+        agent.invoke({"messages": [HumanMessage(q)]}, CFG)
+    assert len(emulator.requests) == 2 and all(u is not None for u in emulator.usages)  # no 400
+    for body in emulator.requests:
+        assert body["cache_control"] == CC1H
+        assert body["system"][-1]["cache_control"] == CC1H
+        assert any(t.get("cache_control") == CC1H for t in body["tools"])
+        ttls = [cc.get("ttl", "5m") for cc in _markers(body)]
+        assert all(not (a != "1h" and b == "1h") for a, b in itertools.pairwise(ttls))
+    assert emulator.usages[1].cache_read_tokens > 1000
