@@ -45,8 +45,9 @@ class BedrockConverseAdapter:
                 raise WireFormatError(f"{fmt}: field 'toolConfig' must be an object")
             for t in require_list(tool_config, "tools", fmt):
                 if isinstance(t, dict) and "cachePoint" in t:
-                    # Re-added after the (sorted) tools on join, as the caller wrote them (a ttl included).
-                    tool_points.append(t)
+                    # Re-added after the (sorted) tools on join, as the caller wrote it (its ttl
+                    # included); several become their last one, their places gone with the order.
+                    tool_points = [t]
                 else:
                     tools.append(t)
         messages = require_list(body, "messages", fmt)

@@ -11,10 +11,10 @@
 * :func:`declare_tool` / :func:`cache_tool` — declare a tool's side effects (the middleware then
   serves it) / wrap any ``BaseTool`` in a cache of its own; ``pure``/``read_only`` outputs are
   served from ``cache.tools`` (writes invalidate tags).
+* :class:`CachingRetriever` — any ``BaseRetriever`` with its results in ``cache.retrieval``.
 
 Deprecated names, kept as aliases that warn: ``PromptCacheModelMiddleware``
 (:class:`PromptCacheModelOnlyMiddleware`), ``cached_tool`` (:func:`declare_tool`).
-* :class:`CachingRetriever` — any ``BaseRetriever`` with its results in ``cache.retrieval``.
 
 The tenant of a call comes from its ``RunnableConfig`` (``configurable["tenant_id"]`` or
 ``metadata["tenant_id"]``; the key name is configurable), never from a global.

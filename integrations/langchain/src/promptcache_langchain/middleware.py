@@ -16,7 +16,7 @@ built a new ``ModelRequest`` by hand) is noted in ``response_metadata["promptcac
 tools are all provider built-ins (a tool hook makes ``create_agent`` add a tool node and route
 those calls to it). ``PromptCacheModelMiddleware`` is its deprecated former name.
 
-Tool calls: declared tools (``tool_specs={name: ToolSpec}``, tools built with ``cached_tool``,
+Tool calls: declared tools (``tool_specs={name: ToolSpec}``, tools built with ``declare_tool``,
 MCP annotations) are served from ``cache.tools`` when ``pure``/``read_only``; writes run and
 invalidate their tags; every declared call adds a ``kind="tool"`` record (``local_hit`` when
 served) to ``cache_metrics``. Undeclared tools always run and their results pass through untouched.
@@ -270,7 +270,7 @@ class PromptCacheMiddleware(PromptCacheModelOnlyMiddleware):
 
 
 class PromptCacheModelMiddleware(PromptCacheModelOnlyMiddleware):
-    """Deprecated name of :class:`PromptCacheModelOnlyMiddleware` (same behaviour; warns once per use)."""
+    """Deprecated name of :class:`PromptCacheModelOnlyMiddleware`: the same, with a ``DeprecationWarning``."""
 
     def __init__(
         self,
