@@ -52,6 +52,9 @@ REPLACEMENTS = {
     "_apublish": "_publish",
     "_agenerations": "_generations",
     "_afetch": "_fetch",
+    "_atag_namer": "_tag_namer",
+    "_anames": "_names",
+    "atag_key": "tag_key",
 }
 
 HEADER = (

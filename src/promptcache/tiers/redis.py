@@ -14,7 +14,12 @@ Key layout (``ns`` defaults to ``pc``)
   when the entry has one);
 * ``ns:{bNN}:t:<tag>`` a SET: the entry keys of bucket ``NN`` written with ``tag``;
 * ``ns:{bNN}:g`` a HASH: tag → generation, one copy per bucket;
-* ``ns:clock`` the counter new generations are drawn from.
+* ``ns:clock`` the counter new generations are drawn from;
+* ``ns:tagkey`` the random key tag names are computed with (created by the first process
+  that needs it; see :mod:`promptcache.tagnames`).
+
+Tags arrive as stored names (a readable prefix and a keyed digest): no tag value is ever
+part of a Redis key name.
 
 ``NN`` is the key's bucket (CRC32 mod ``buckets``). The ``{bNN}`` hash tag keeps
 an entry, its bucket's tag sets and its bucket's generations in one cluster
@@ -43,8 +48,11 @@ Set members go stale when an entry expires, is deleted, or is rewritten
 without the tag. Each tagged put drops up to two dead members it samples; an
 invalidation reads the head of each member's entry and spares one rewritten
 without the tag (anything it cannot parse, it deletes: a miss, never a stale
-read). The generation hashes and tag sets carry no Redis TTL: under a
-``volatile-*`` (or ``noeviction``) ``maxmemory-policy`` Redis never evicts them;
+read). A tag set expires with its longest-lived member: each tagged put extends
+the set's TTL to the entry's (and a member without TTL makes the set persistent), so
+when every entry of a tag has expired its set goes too. The generation hashes carry
+no Redis TTL (their fields are digests, one per tag ever invalidated). Under a
+``volatile-*`` (or ``noeviction``) ``maxmemory-policy`` Redis never evicts a hash;
 an ``allkeys-*`` policy could evict a tag set and with it the record of which
 entries an invalidation must delete.
 
@@ -102,7 +110,15 @@ else
   redis.call('SET', KEYS[1], ARGV[1])
 end
 for i = 3, #KEYS do
+  local existed = redis.call('EXISTS', KEYS[i])
   redis.call('SADD', KEYS[i], KEYS[1])
+  if ttl > 0 then
+    -- the set lives as long as its longest-lived member (a persistent set stays so)
+    local left = redis.call('PTTL', KEYS[i])
+    if existed == 0 or (left >= 0 and left < ttl) then redis.call('PEXPIRE', KEYS[i], ttl) end
+  else
+    redis.call('PERSIST', KEYS[i])
+  end
   for _, m in ipairs(redis.call('SRANDMEMBER', KEYS[i], 2)) do
     if redis.call('EXISTS', m) == 0 then redis.call('SREM', KEYS[i], m) end
   end
@@ -349,6 +365,10 @@ class RedisStore(SyncRedisOps, AsyncRedisOps):
     @property
     def _clock_key(self) -> str:
         return f"{self.namespace}:clock"
+
+    @property
+    def _tag_key_key(self) -> str:
+        return f"{self.namespace}:tagkey"
 
     # commands ----------------------------------------------------------------
 

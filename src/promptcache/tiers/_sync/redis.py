@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -35,6 +36,8 @@ class _Core(Protocol):
 
     @property
     def _clock_key(self) -> str: ...
+    @property
+    def _tag_key_key(self) -> str: ...
 
     def _sclient(self) -> Any: ...
     def entry_key(self, key: str) -> str: ...
@@ -134,6 +137,20 @@ class SyncRedisOps:
         except Exception as exc:
             raise self._fail(exc, "tag_generations") from exc
         return {t: int(v or 0) for t, v in zip(tags, vals, strict=True)}
+
+    def tag_key(self: _Core) -> bytes:
+        """The namespace's random tag key, created by the first process that asks."""
+        try:
+            # hex text: readable by a client with decode_responses=True as well
+            new = os.urandom(32).hex()
+            _, key = self._run([("SET", self._tag_key_key, new, "NX"), ("GET", self._tag_key_key)])
+        except Exception as exc:
+            raise self._fail(exc, "tag_key") from exc
+        if isinstance(key, str):
+            key = key.encode()
+        if not isinstance(key, bytes) or len(key) < 16:
+            raise TierError("redis tag key unreadable")
+        return key
 
     def invalidate_tag(self: _Core, tag: str) -> int:
         """Draw a new generation; in every bucket raise ``tag`` to it and delete its entries."""
