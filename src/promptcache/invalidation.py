@@ -97,7 +97,7 @@ class GenerationCache:
     so an L1 entry whose recorded generation is below it is certainly stale.
 
     Bounded: at most ``max_tags`` tags are remembered (default
-    :data:`DEFAULT_MAX_TAGS`, about 9 MB at the bound), the least recently learned
+    :data:`DEFAULT_MAX_TAGS`: 16 MB measured at the bound), the least recently learned
     first out. For L1 a forgotten tag reads as the highest generation ever forgotten
     (the *floor*): an L1 entry stamped below it is dropped and read again from L2,
     which checks it. Forgetting can cost a miss, never serve a stale entry. ``fresh``
