@@ -55,6 +55,7 @@ REPLACEMENTS = {
     "_atag_namer": "_tag_namer",
     "_anames": "_names",
     "atag_key": "tag_key",
+    "_asweep_clear_tags": "_sweep_clear_tags",
 }
 
 HEADER = (

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ import redis
 
 from promptcache.invalidation import GenerationCache, LocalBus
 from promptcache.tagnames import TagNamer, tag_key_from
-from promptcache.tiers import MemoryStore, SQLiteStore, TieredStore
+from promptcache.tiers import Entry, MemoryStore, SQLiteStore, TieredStore, encode_entry
 from promptcache.tiers.redis import RedisStore
 from promptcache.tiers.router import InvalidationFailed
 
@@ -341,4 +342,56 @@ def test_an_unreadable_tag_key_keeps_tagged_entries_local(tmp_path: Path) -> Non
     assert store.stats().tiers["l2"].tier_skipped >= 1
     with pytest.raises(InvalidationFailed):
         store.invalidate("kb:x", tenant="A")
+    store.close()
+
+
+# upgrading from a version that kept tags in clear ------------------------------------------
+
+_OLD_SQLITE_SCHEMA = """
+CREATE TABLE pc_entries (key TEXT PRIMARY KEY, data BLOB NOT NULL, retain_until REAL) WITHOUT ROWID;
+CREATE TABLE pc_entry_tags (tag TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (tag, key)) WITHOUT ROWID;
+CREATE TABLE pc_tag_gens (tag TEXT PRIMARY KEY, gen INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+
+def test_sqlite_file_of_an_earlier_version_loses_its_clear_tags(tmp_path: Path) -> None:
+    """Tagged entries of a version that stored tags in clear are dropped on upgrade, untagged ones kept."""
+    path = tmp_path / "old.sqlite3"
+    tagged, plain = key_for("A", "old-tagged"), key_for("A", "old-plain")
+    old = Entry.new(
+        tagged, b"v", tenant="A", entry_type="m", created_at=time.time(), tags={f"person:{SSN}": 0}
+    )
+    kept = Entry.new(plain, b"v", tenant="A", entry_type="m", created_at=time.time())
+    with sqlite3.connect(path) as db:
+        db.executescript(_OLD_SQLITE_SCHEMA)
+        db.execute("INSERT INTO pc_entries VALUES (?, ?, NULL)", (tagged, encode_entry(old)))
+        db.execute("INSERT INTO pc_entries VALUES (?, ?, NULL)", (plain, encode_entry(kept)))
+        db.execute("INSERT INTO pc_entry_tags VALUES (?, ?)", (f"person:{SSN}", tagged))
+        db.execute("INSERT INTO pc_tag_gens VALUES (?, 3)", (f"mail:{MAIL}",))
+    store = SQLiteStore(path)
+    assert store.get(tagged) is None and store.get(plain) is not None
+    _assert_no_pii(_sqlite_dump(path))
+    store.close()
+
+
+@pytest.mark.redis
+def test_redis_namespace_of_an_earlier_version_loses_its_clear_tags(
+    redis_server: RedisServer, ns: str
+) -> None:
+    l2 = RedisStore(redis_server.url, namespace=ns)
+    tagged = key_for("A", "old-tagged")
+    old = Entry.new(
+        tagged, b"v", tenant="A", entry_type="m", created_at=time.time(), tags={f"person:{SSN}": 0}
+    )
+    c = l2.client
+    c.set(l2.entry_key(tagged), encode_entry(old))
+    bucket = l2.entry_key(tagged).split(":e:")[0]
+    c.sadd(f"{bucket}:t:person:{SSN}", l2.entry_key(tagged))
+    c.hset(f"{bucket}:g", f"mail:{MAIL}", 3)
+    store = TieredStore(l2=l2, bus=LocalBus())
+    store.put(key_for("A", "new"), b"v", tenant="A", entry_type="m", tags=["kb:x"])  # the first key read
+    assert store.flush()
+    assert l2.get(tagged) is None
+    _assert_no_pii(_redis_dump(redis_server.url, ns))
+    assert store.get(key_for("A", "new"), tenant="A") is not None
     store.close()

@@ -19,7 +19,8 @@ Key layout (``ns`` defaults to ``pc``)
   that needs it; see :mod:`promptcache.tagnames`).
 
 Tags arrive as stored names (a readable prefix and a keyed digest): no tag value is ever
-part of a Redis key name.
+part of a Redis key name. The process that creates ``ns:tagkey`` sweeps, best effort, what
+an earlier version named in clear (tag sets with their entries, generation fields).
 
 ``NN`` is the key's bucket (CRC32 mod ``buckets``). The ``{bNN}`` hash tag keeps
 an entry, its bucket's tag sets and its bucket's generations in one cluster

@@ -86,15 +86,29 @@ def default_cache_dir() -> Path:
 _REOPEN_CHECK_S = 1.0
 
 
+def _gens_columns(db: sqlite3.Connection) -> set[str]:
+    return {str(r[1]) for r in db.execute("PRAGMA table_info(pc_tag_gens)").fetchall()}
+
+
 def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a file made by an earlier version up to this schema; give a new file its tag key."""
-    cols = {str(r[1]) for r in db.execute("PRAGMA table_info(pc_tag_gens)").fetchall()}
-    if "bumped_at" not in cols:
+    """Bring a file made by an earlier version up to this schema; give a new file its tag key.
+
+    An earlier version stored tags in clear: its tagged entries, tag rows and generations are
+    dropped (an invalidation, which now names a digest, would not reach those entries, and
+    the clear names are what must not be kept). It is a cache: they are computed again.
+    """
+    if "bumped_at" not in _gens_columns(db):
+        db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("ALTER TABLE pc_tag_gens ADD COLUMN bumped_at REAL")
-        except sqlite3.OperationalError as exc:
-            if "duplicate column" not in str(exc):  # another process added it first
-                raise
+            if "bumped_at" not in _gens_columns(db):  # not done by another process meanwhile
+                db.execute("ALTER TABLE pc_tag_gens ADD COLUMN bumped_at REAL")
+                db.execute("DELETE FROM pc_entries WHERE key IN (SELECT key FROM pc_entry_tags)")
+                db.execute("DELETE FROM pc_entry_tags")
+                db.execute("DELETE FROM pc_tag_gens")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
     db.execute("INSERT OR IGNORE INTO pc_meta(name, value) VALUES ('tag_key', ?)", (os.urandom(32),))
 
 
