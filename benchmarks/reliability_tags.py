@@ -6,7 +6,8 @@
   searched for those values in clear (and for a bare SHA-256 of each tag). Target: 0.
 * **Orphans after purge**: on SQLite, tag rows without their entry and generations of tags
   no entry uses, after the entries expired and were purged (past ``tag_retention_s``); on
-  Redis, tag sets still present after every entry expired. Target: 0.
+  Redis, tag sets and generation fields still present after every entry expired (the
+  generations with ``tag_retention_s=2``, cleaned up by the next invalidation). Target: 0.
 * **Cross-tenant invalidations**: several tenants cache the same tags, each one's writes
   invalidate them; an entry of another tenant that stops being served is one cross-tenant
   invalidation. Target: 0 (and every own entry is dropped: the check can fail).
@@ -166,17 +167,26 @@ def orphans_after_purge(tmp: Path, redis_url: str | None) -> dict[str, Any]:
         from promptcache.tiers.redis import RedisStore
 
         ns = "orph" + uuid.uuid4().hex[:8]
-        rstore = TieredStore(l2=RedisStore(redis_url, namespace=ns), bus=LocalBus())
+        # a 2 s retention: a generation may go 2 s after its last invalidation once no entry carries it
+        rstore = TieredStore(l2=RedisStore(redis_url, namespace=ns, tag_retention_s=2), bus=LocalBus())
         for i, (ssn, mail) in enumerate(people[:100]):
+            if i % 4 == 0:
+                rstore.invalidate(f"person:{ssn}", tenant="t")
             key = hashlib.sha256(f"r{i}".encode()).hexdigest()
             rstore.put(key, b"v", tenant="t", entry_type="m", tags=[f"person:{ssn}", f"mail:{mail}"], ttl_s=1)
         rstore.flush(30)
         c = redis.Redis.from_url(redis_url)
         before = sum(1 for _ in c.scan_iter(match=f"{ns}:*:t:*", count=1000))
         no_ttl = sum(1 for k in c.scan_iter(match=f"{ns}:*:t:*", count=1000) if c.pttl(k) == -1)
+        gens_live = sum(c.hlen(k) for k in c.scan_iter(match=f"{ns}:*:g", count=1000))
         time.sleep(6.5)  # the entries' Redis TTL: 1 s and the 5 s expiry slack
         after = sum(1 for _ in c.scan_iter(match=f"{ns}:*:t:*", count=1000))
         entries_left = sum(1 for _ in c.scan_iter(match=f"{ns}:*:e:*", count=1000))
+        rstore.invalidate("cleanup:trigger")  # each invalidation also cleans up old generations
+        trigger = rstore.tag_name("cleanup:trigger")  # just invalidated: kept for its retention
+        gens_after = sum(
+            c.hlen(k) - c.hexists(k, trigger) for k in c.scan_iter(match=f"{ns}:*:g", count=1000)
+        )
         c.close()
         rstore.close()
         out.update(
@@ -184,6 +194,8 @@ def orphans_after_purge(tmp: Path, redis_url: str | None) -> dict[str, Any]:
             redis_tag_sets_without_expiry=no_ttl,
             redis_entries_left_after_expiry=entries_left,
             redis_tag_sets_left_after_expiry=after,
+            redis_generation_fields_while_live=gens_live,
+            redis_generation_fields_left_after_expiry=gens_after,
         )
     return out
 
@@ -290,6 +302,7 @@ def tags(tmp: Path, quick: bool, redis_url: str | None) -> dict[str, Any]:
         orphans["sqlite_orphan_tag_rows"]
         + orphans["sqlite_orphan_generations"]
         + orphans.get("redis_tag_sets_left_after_expiry", 0)
+        + orphans.get("redis_generation_fields_left_after_expiry", 0)
     )
     crossed = sum(v["cross_tenant_invalidations"] for v in cross.values())
     own_kept = sum(v["own_entries_not_invalidated"] for v in cross.values())
@@ -309,5 +322,6 @@ def tags(tmp: Path, quick: bool, redis_url: str | None) -> dict[str, Any]:
         and own_kept == 0
         and all(m["table"] <= m["bound"] for m in memory)
         and redis_url is not None
-        and orphans.get("redis_tag_sets_while_live", 0) > 0,
+        and orphans.get("redis_tag_sets_while_live", 0) > 0
+        and orphans.get("redis_generation_fields_while_live", 0) > 0,
     }

@@ -395,3 +395,33 @@ def test_redis_namespace_of_an_earlier_version_loses_its_clear_tags(
     _assert_no_pii(_redis_dump(redis_server.url, ns))
     assert store.get(key_for("A", "new"), tenant="A") is not None
     store.close()
+
+
+@pytest.mark.redis
+def test_redis_generations_of_unused_tags_are_cleaned_up(
+    redis_server: RedisServer, ns: str, clock: FakeClock
+) -> None:
+    """A generation not moved for tag_retention_s whose tag has no entry left goes, bucket by bucket."""
+    l2 = RedisStore(redis_server.url, namespace=ns, clock=clock, tag_retention_s=3600)
+    store = TieredStore(l2=l2, bus=LocalBus(), clock=clock)
+    live = key_for("A", "live")
+    store.invalidate("kb:gone")
+    store.invalidate("kb:live")
+    store.put(live, b"v", tenant="A", entry_type="m", tags=["kb:live"], ttl_s=30 * 86400)
+    assert store.flush()
+    gone, kept = store.tag_name("kb:gone"), store.tag_name("kb:live")
+    hashes = [f"{b}:g" for b in l2._bucket_keys]
+    assert all(l2.client.hexists(h, gone) for h in hashes)
+    store.invalidate("kb:trigger")  # within the retention: nothing goes
+    assert all(l2.client.hexists(h, gone) for h in hashes)
+    clock.advance(3601)
+    store.invalidate("kb:trigger")
+    assert not any(l2.client.hexists(h, gone) for h in hashes)  # no entry anywhere: gone everywhere
+    home = l2.entry_key(live).split(":e:")[0] + ":g"
+    assert l2.client.hexists(home, kept)  # kept where an entry still carries the tag
+    store.l1.clear()
+    assert store.get(live, tenant="A") is not None
+    store.invalidate("kb:live")  # and the tag still reaches that entry
+    store.l1.clear()
+    assert store.get(live, tenant="A") is None
+    store.close()

@@ -31,10 +31,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from promptcache.tiers.base import StatsCounter, TierError, TierStats, tags_current
+from promptcache.tiers.base import DEFAULT_TAG_RETENTION_S, StatsCounter, TierError, TierStats, tags_current
 from promptcache.tiers.entry import Entry, decode_entry, encode_entry, key_digest
 
-__all__ = ["DEFAULT_TAG_RETENTION_S", "SQLiteStore", "default_cache_dir"]
+__all__ = ["SQLiteStore", "default_cache_dir"]
 
 log = logging.getLogger("promptcache.tiers")
 
@@ -62,9 +62,6 @@ CREATE TABLE IF NOT EXISTS pc_meta (
     value BLOB NOT NULL
 ) WITHOUT ROWID;
 """
-
-#: How long the generation of a tag no entry uses is kept after its last invalidation.
-DEFAULT_TAG_RETENTION_S = 86_400.0
 
 
 def default_cache_dir() -> Path:
