@@ -209,20 +209,21 @@ class PromptCache:
         self._gemini_managers.append(manager)
         return manager
 
-    def invalidate(self, tag: str) -> int:
-        """Make every entry tagged ``tag`` unreadable in every process; returns the new generation.
+    def invalidate(self, tag: str, *, tenant: str | None = None) -> int:
+        """Make entries tagged ``tag`` unreadable in every process; returns the new generation.
 
-        Gemini cached contents created under ``tag`` are deleted too. Raises
-        ``InvalidationFailed`` when the shared tier cannot record it (then
-        entries could survive, so the caller must know).
+        With ``tenant``, only that tenant's entries (and, for a ``public:<tag>``, every
+        tenant's); without, every tenant's (the operator's form). Gemini cached contents
+        created under ``tag`` are deleted too. Raises ``InvalidationFailed`` when the shared
+        tier cannot record it (then entries could survive, so the caller must know).
         """
         for manager in self._gemini_managers:
             manager.invalidate(tag=tag)
-        return self.store.invalidate(tag)
+        return self.store.invalidate(tag, tenant=tenant)
 
-    async def ainvalidate(self, tag: str) -> int:
+    async def ainvalidate(self, tag: str, *, tenant: str | None = None) -> int:
         """The asyncio twin of :meth:`invalidate`."""
-        return await self.store.ainvalidate(tag)
+        return await self.store.ainvalidate(tag, tenant=tenant)
 
     def close(self) -> None:
         """Write the figures, flush and close the store this cache opened (a store passed in is left open)."""
