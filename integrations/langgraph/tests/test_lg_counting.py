@@ -8,7 +8,7 @@ LangGraph's node cache.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired
 
 import lc_tests_path  # noqa: F401  (puts the LangChain tests' helpers on sys.path: first)
 
@@ -17,11 +17,15 @@ import fixtures_lc as shared
 import pytest
 from helpers_lc import make_model
 from langchain.agents import create_agent
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.tools import tool
+from langgraph.cache.memory import InMemoryCache
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
-from promptcache_langchain import PromptCacheMiddleware
-from promptcache_langgraph import CacheMetrics, CacheMetricsState, cache_node
+from langgraph.types import CachePolicy
+from promptcache_langchain import CachingChatModel, PromptCacheMiddleware
+from promptcache_langgraph import CacheMetrics, CacheMetricsState, cache_node, node_cache
+from typing_extensions import TypedDict
 
 from promptcache import PromptCache
 from promptcache.stats import recorder_for
@@ -91,3 +95,75 @@ async def test_agent_with_middleware_inside_cache_node(
         answers = [msg for msg in out["messages"] if msg.type == "ai"]
         assert set(m.records) == {a.response_metadata["promptcache"]["call_id"] for a in answers}
         assert recorder_for(cache).snapshot().for_tenant("acme").calls == billed
+
+
+class Question(CacheMetricsState):
+    question: str
+    answer: NotRequired[str]
+
+
+class Asked(TypedDict):
+    """What the answer node reads (all its node-cache key covers): the question only."""
+
+    question: str
+
+
+def _answer_graph(
+    model: Any, pc: PromptCache, policy: str, use_async: bool = False, **compile_kwargs: Any
+) -> Any:
+    def answer(state: Asked) -> dict[str, Any]:
+        msg = model.invoke([SystemMessage(policy), HumanMessage(state["question"])])
+        return {"answer": str(msg.content)}
+
+    async def aanswer(state: Asked) -> dict[str, Any]:
+        msg = await model.ainvoke([SystemMessage(policy), HumanMessage(state["question"])])
+        return {"answer": str(msg.content)}
+
+    g = StateGraph(Question)
+    fn: Any = aanswer if use_async else answer
+    g.add_node("answer", cache_node(fn, pc), input_schema=Asked, cache_policy=CachePolicy())
+    g.add_edge(START, "answer")
+    return g.compile(**compile_kwargs)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_node_cache_replay_reports_a_local_hit(airline_policy: str, use_async: bool) -> None:
+    cache = PromptCache()
+    with Emulator() as emu:
+        model = CachingChatModel(make_model("openai", emu.openai_base_url, "k"), cache)
+        graph = _answer_graph(model, cache, airline_policy, use_async, cache=node_cache(InMemoryCache()))
+        q = {"question": "What is the baggage allowance?"}
+
+        async def run(config: Any) -> Any:
+            return await graph.ainvoke(q, config) if use_async else graph.invoke(q, config)
+
+        first = (await run(CONFIG))["cache_metrics"]
+        replay = await run(CONFIG)
+        assert len(emu.requests) == 1  # the second run was served from LangGraph's node cache
+        assert replay["answer"]
+        m: CacheMetrics = replay["cache_metrics"]
+        assert (first.calls, first.local_hits) == (1, 0) and first.cost_usd > 0
+        assert (m.calls, m.local_hits, m.input_tokens, m.cost_usd) == (0, 1, 0, 0.0)
+        assert m.cost_avoided_usd == pytest.approx(first.cost_usd + first.cost_avoided_usd)
+        (hit,) = m.records.values()
+        assert hit.local_hit and hit.kind == "model" and hit.tenant == "acme"
+        assert recorder_for(cache).snapshot().for_tenant("acme").calls == len(emu.requests)
+
+
+def test_node_cache_replay_in_a_checkpointed_thread(airline_policy: str) -> None:
+    cache = PromptCache()
+    with Emulator() as emu:
+        model = CachingChatModel(make_model("openai", emu.openai_base_url, "k"), cache)
+        graph = _answer_graph(
+            model, cache, airline_policy, cache=node_cache(InMemoryCache()), checkpointer=InMemorySaver()
+        )
+        config: Any = {"configurable": {"tenant_id": "acme", "thread_id": "t1"}}
+        q = {"question": "What is the baggage allowance?"}
+        graph.invoke(q, config)
+        graph.invoke(q, config)  # the same thread asks again: served from the node cache
+        other = graph.invoke(q, {"configurable": {"tenant_id": "acme", "thread_id": "t2"}})
+        assert len(emu.requests) == 1
+        thread: CacheMetrics = CacheMetrics.model_validate(graph.get_state(config).values["cache_metrics"])
+        # The thread's figures: the one billed call, then one local hit; nothing counted twice.
+        assert (thread.calls, thread.local_hits) == (1, 1)
+        assert (other["cache_metrics"].calls, other["cache_metrics"].local_hits) == (0, 1)
