@@ -22,12 +22,14 @@ from langchain_core.tools import tool
 from langgraph.cache.memory import InMemoryCache
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
-from langgraph.types import CachePolicy
+from langgraph.types import CachePolicy, Command, RetryPolicy, interrupt
 from promptcache_langchain import CachingChatModel, PromptCacheMiddleware
 from promptcache_langgraph import CacheMetrics, CacheMetricsState, cache_node, node_cache
 from typing_extensions import TypedDict
 
 from promptcache import PromptCache
+from promptcache.figures import Degradation
+from promptcache.llm_bridge import HINT_REJECTIONS
 from promptcache.stats import recorder_for
 
 Emulator = pytest.importorskip("promptcache.lab.emulate").Emulator
@@ -167,3 +169,137 @@ def test_node_cache_replay_in_a_checkpointed_thread(airline_policy: str) -> None
         # The thread's figures: the one billed call, then one local hit; nothing counted twice.
         assert (thread.calls, thread.local_hits) == (1, 1)
         assert (other["cache_metrics"].calls, other["cache_metrics"].local_hits) == (0, 1)
+
+
+def _approval_graph(model: Any, pc: PromptCache, policy: str, *, questions: int, subgraph: bool) -> Any:
+    """A model node that asks a human after each billed call: ``interrupt()`` after the call."""
+
+    def decide(state: State) -> dict[str, Any]:
+        out = []
+        for i in range(questions):
+            out.append(model.invoke([SystemMessage(policy), *state["messages"], HumanMessage(f"step {i}")]))
+            interrupt(f"approve step {i}?")  # the call before it is billed either way
+        return {"messages": out}
+
+    async def adecide(state: State) -> dict[str, Any]:
+        out = []
+        for i in range(questions):
+            msgs = [SystemMessage(policy), *state["messages"], HumanMessage(f"step {i}")]
+            out.append(await model.ainvoke(msgs))
+            interrupt(f"approve step {i}?")
+        return {"messages": out}
+
+    def build(fn: Any) -> Any:
+        g = StateGraph(State)
+        g.add_node("decide", cache_node(fn, pc))
+        g.add_edge(START, "decide")
+        return g
+
+    def graph(use_async: bool) -> Any:
+        inner = build(adecide if use_async else decide)
+        if not subgraph:
+            return inner.compile(checkpointer=InMemorySaver())
+        outer = StateGraph(State)
+        outer.add_node("approval", inner.compile())  # the subgraph shares the parent's checkpointer
+        outer.add_edge(START, "approval")
+        return outer.compile(checkpointer=InMemorySaver())
+
+    return graph
+
+
+@pytest.mark.parametrize("subgraph", [False, True], ids=["node", "subgraph"])
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_calls_billed_before_interrupt_are_counted_once(
+    airline_policy: str, use_async: bool, subgraph: bool
+) -> None:
+    cache = PromptCache()
+    with Emulator() as emu:
+        model = CachingChatModel(make_model("openai", emu.openai_base_url, "k"), cache)
+        graph = _approval_graph(model, cache, airline_policy, questions=2, subgraph=subgraph)(use_async)
+        config: Any = {"configurable": {"tenant_id": "acme", "thread_id": "t1"}}
+
+        async def run(value: Any) -> Any:
+            return await graph.ainvoke(value, config) if use_async else graph.invoke(value, config)
+
+        first = await run({"messages": [HumanMessage("Change my flight, please.")]})
+        assert "__interrupt__" in first and len(emu.requests) == 1
+        second = await run(Command(resume="yes"))  # runs the node again: 2 more calls, 2nd interrupt
+        assert "__interrupt__" in second and len(emu.requests) == 3
+        done = await run(Command(resume="yes"))  # again from the start: 2 more calls, finished
+        assert "__interrupt__" not in done
+
+        billed = len(emu.requests)
+        assert billed == 5
+        m = CacheMetrics.model_validate(done["cache_metrics"])
+        assert m.calls == len(m.records) == billed
+        assert m.input_tokens == sum(u.input_tokens for u in emu.usages)
+        assert recorder_for(cache).snapshot().for_tenant("acme").calls == billed
+
+
+def test_a_resume_in_another_process_finds_the_billed_call(airline_policy: str, tmp_path: Any) -> None:
+    # Two PromptCache objects over one store, two graphs over one checkpointer: the worker that
+    # resumes is not the one that was interrupted (nothing shared in memory but the checkpointer).
+    saver = InMemorySaver()
+    with Emulator() as emu:
+        graphs = []
+        for _ in range(2):
+            pc = PromptCache(store=tmp_path / "pc")
+            model = CachingChatModel(make_model("openai", emu.openai_base_url, "k"), pc)
+
+            def decide(state: State, model: Any = model) -> dict[str, Any]:
+                answer = model.invoke([SystemMessage(airline_policy), *state["messages"]])
+                interrupt("approve?")
+                return {"messages": [answer]}
+
+            g = StateGraph(State)
+            g.add_node("decide", cache_node(decide, pc))
+            g.add_edge(START, "decide")
+            graphs.append(g.compile(checkpointer=saver))
+        config: Any = {"configurable": {"tenant_id": "acme", "thread_id": "t1"}}
+        graphs[0].invoke({"messages": [HumanMessage("Change my flight, please.")]}, config)
+        done = graphs[1].invoke(Command(resume="yes"), config)
+        assert len(emu.requests) == 2
+        assert CacheMetrics.model_validate(done["cache_metrics"]).calls == 2
+
+
+def test_calls_of_a_retried_attempt_are_counted(airline_policy: str) -> None:
+    # The same rule for an error: LangGraph's RetryPolicy runs the task again, keeping nothing.
+    cache = PromptCache()
+    with Emulator() as emu:
+        model = CachingChatModel(make_model("openai", emu.openai_base_url, "k"), cache)
+        attempts: list[int] = []
+
+        def flaky(state: State) -> dict[str, Any]:
+            answer = model.invoke([SystemMessage(airline_policy), *state["messages"]])
+            attempts.append(1)
+            if len(attempts) == 1:
+                raise ConnectionError("the booking system did not answer")
+            return {"messages": [answer]}
+
+        g = StateGraph(State)
+        g.add_node(
+            "flaky", cache_node(flaky, cache), retry_policy=RetryPolicy(max_attempts=2, initial_interval=0)
+        )
+        g.add_edge(START, "flaky")
+        graph = g.compile(checkpointer=InMemorySaver())
+        config: Any = {"configurable": {"tenant_id": "acme", "thread_id": "t1"}}
+        out = graph.invoke({"messages": [HumanMessage("Change my flight, please.")]}, config)
+        assert len(attempts) == len(emu.requests) == 2
+        assert CacheMetrics.model_validate(out["cache_metrics"]).calls == 2
+
+
+def test_an_unusable_store_never_fails_the_interrupted_run(airline_policy: str, tmp_path: Any) -> None:
+    # A cache fault degrades: the interrupted attempt's figures are lost (and counted), the run goes on.
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    cache = PromptCache(store=blocker / "pc")
+    before = HINT_REJECTIONS[Degradation.TIER_SKIPPED.value]
+    with Emulator() as emu:
+        model = CachingChatModel(make_model("openai", emu.openai_base_url, "k"), cache)
+        graph = _approval_graph(model, cache, airline_policy, questions=1, subgraph=False)(False)
+        config: Any = {"configurable": {"tenant_id": "acme", "thread_id": "t1"}}
+        graph.invoke({"messages": [HumanMessage("Change my flight, please.")]}, config)
+        done = graph.invoke(Command(resume="yes"), config)
+        assert len(emu.requests) == 2 and done["messages"][-1].type == "ai"
+        assert CacheMetrics.model_validate(done["cache_metrics"]).calls == 1  # the first one was lost
+    assert HINT_REJECTIONS[Degradation.TIER_SKIPPED.value] > before
