@@ -110,3 +110,27 @@ async def test_handler_with_the_middleware_records_each_call_once_as_applied(
     assert handler.metrics().calls == metrics.calls == billed
     assert handler.metrics().input_tokens == sum(u.input_tokens for u in emulator.usages)
     assert recorder_for(cache).snapshot().for_tenant("acme").calls == billed
+
+
+def test_a_caching_chat_model_inside_the_middleware_is_recorded_once(
+    emulator: Any, airline_policy: str
+) -> None:
+    # The agent's model is itself a CachingChatModel: it records the call; the middleware and
+    # the handler name the same call and feed nothing twice.
+    cache = PromptCache()
+    handler = PromptCacheCallbackHandler(cache)
+    model = CachingChatModel(make_model("openai", emulator.openai_base_url, "k"), cache)
+    agent: Any = create_agent(
+        model, [], system_prompt=airline_policy, middleware=[PromptCacheMiddleware(cache)]
+    )
+    out = agent.invoke(
+        {"messages": [HumanMessage("Hi, I need to change a flight.")]},
+        {"callbacks": [handler], "configurable": {"tenant_id": "acme"}},
+    )
+    assert len(emulator.requests) == 1
+    metrics: CacheMetrics = out["cache_metrics"]
+    (rec,) = handler.records
+    assert rec.applied and rec.figures is not None
+    assert list(metrics.records) == [rec.figures.call_id]
+    assert metrics.calls == handler.metrics().calls == 1
+    assert recorder_for(cache).snapshot().for_tenant("acme").calls == 1
