@@ -100,14 +100,21 @@ def _pending_key(scope: str) -> str:
     return "pending-figures:" + hashlib.sha256(scope.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+_warned = False
+
+
 def _absorbed(what: str, exc: BaseException) -> None:
-    # A store fault loses these figures, never the user's call (design: failure behaviour).
+    # A store fault loses these figures, never the user's call (design: failure behaviour):
+    # counted every time, logged once per process (a broken store would fail every node run).
+    global _warned
     HINT_REJECTIONS[Degradation.TIER_SKIPPED.value] += 1
-    log.warning(
-        "promptcache: could not %s a stopped step's figures (%s); they are not counted",
-        what,
-        type(exc).__name__,
-    )
+    if not _warned:
+        _warned = True
+        log.warning(
+            "promptcache: could not %s a stopped step's figures (%s); they are not counted",
+            what,
+            type(exc).__name__,
+        )
 
 
 def _decode(payload: bytes | None) -> CacheMetrics:
