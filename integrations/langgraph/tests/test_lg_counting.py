@@ -17,6 +17,7 @@ import fixtures_lc as shared
 import pytest
 from helpers_lc import make_model
 from langchain.agents import create_agent
+from langchain.agents.middleware import HumanInTheLoopMiddleware
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.tools import tool
 from langgraph.cache.memory import InMemoryCache
@@ -303,3 +304,28 @@ def test_an_unusable_store_never_fails_the_interrupted_run(airline_policy: str, 
         assert len(emu.requests) == 2 and done["messages"][-1].type == "ai"
         assert CacheMetrics.model_validate(done["cache_metrics"]).calls == 1  # the first one was lost
     assert HINT_REJECTIONS[Degradation.TIER_SKIPPED.value] > before
+
+
+def test_agent_tool_approval_interrupt_counts_each_call_once(airline_policy: str) -> None:
+    # create_agent's own interrupt (LangChain's HumanInTheLoopMiddleware, after the model call):
+    # the model node finished before the interrupt, so its record is in the checkpoint already.
+    cache = PromptCache()
+    with Emulator(script=AGENT_SCRIPT) as emu:
+        agent: Any = create_agent(
+            make_model("openai", emu.openai_base_url, "k"),
+            [get_reservation_details],
+            system_prompt=airline_policy,
+            checkpointer=InMemorySaver(),
+            middleware=[
+                HumanInTheLoopMiddleware(interrupt_on={"get_reservation_details": True}),
+                PromptCacheMiddleware(cache),
+            ],
+        )
+        config: Any = {"configurable": {"tenant_id": "acme", "thread_id": "t1"}}
+        first = agent.invoke({"messages": [HumanMessage("How many bags are on ZFA04Y?")]}, config)
+        assert "__interrupt__" in first and len(emu.requests) == 1
+        done = agent.invoke(Command(resume={"decisions": [{"type": "approve"}]}), config)
+        billed = len(emu.requests)
+        assert billed == 2
+        assert CacheMetrics.model_validate(done["cache_metrics"]).calls == billed
+        assert recorder_for(cache).snapshot().for_tenant("acme").calls == billed
