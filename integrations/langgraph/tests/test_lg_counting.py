@@ -329,3 +329,41 @@ def test_agent_tool_approval_interrupt_counts_each_call_once(airline_policy: str
         assert billed == 2
         assert CacheMetrics.model_validate(done["cache_metrics"]).calls == billed
         assert recorder_for(cache).snapshot().for_tenant("acme").calls == billed
+
+
+@pytest.mark.parametrize("hand_back", [False, True], ids=["messages", "messages+metrics"])
+def test_agent_inside_cache_node_interrupted_and_resumed(airline_policy: str, hand_back: bool) -> None:
+    # Items b and c together: the agent's approval interrupt stops the outer node after a billed
+    # call; the outer node runs again on resume, the agent resumes inside it.
+    cache = PromptCache()
+    with Emulator(script=AGENT_SCRIPT) as emu:
+        agent: Any = create_agent(
+            make_model("openai", emu.openai_base_url, "k"),
+            [get_reservation_details],
+            system_prompt=airline_policy,
+            middleware=[
+                HumanInTheLoopMiddleware(interrupt_on={"get_reservation_details": True}),
+                PromptCacheMiddleware(cache),
+            ],
+        )
+
+        def support(state: State) -> dict[str, Any]:
+            out = agent.invoke({"messages": state["messages"]})
+            update: dict[str, Any] = {"messages": out["messages"]}
+            if hand_back:
+                update["cache_metrics"] = out["cache_metrics"]
+            return update
+
+        g = StateGraph(State)
+        g.add_node("support", cache_node(support, cache))
+        g.add_edge(START, "support")
+        graph = g.compile(checkpointer=InMemorySaver())
+        config: Any = {"configurable": {"tenant_id": "acme", "thread_id": "t1"}}
+        first = graph.invoke({"messages": [HumanMessage("How many bags are on ZFA04Y?")]}, config)
+        assert "__interrupt__" in first and len(emu.requests) == 1
+        done = graph.invoke(Command(resume={"decisions": [{"type": "approve"}]}), config)
+        billed = len(emu.requests)
+        assert billed == 2
+        m = CacheMetrics.model_validate(done["cache_metrics"])
+        assert m.calls == len(m.records) == billed
+        assert recorder_for(cache).snapshot().for_tenant("acme").calls == billed
