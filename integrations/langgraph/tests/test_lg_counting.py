@@ -367,3 +367,14 @@ def test_agent_inside_cache_node_interrupted_and_resumed(airline_policy: str, ha
         m = CacheMetrics.model_validate(done["cache_metrics"])
         assert m.calls == len(m.records) == billed
         assert recorder_for(cache).snapshot().for_tenant("acme").calls == billed
+
+
+def test_node_cache_serves_a_foreign_value_as_stored() -> None:
+    # A graph whose "cache_metrics" channel holds something else: served as stored, never raised.
+    cache = node_cache(InMemoryCache())
+    key = (("answer",), "k1")
+    cache.set({key: ([("cache_metrics", {"unrelated": 1}), ("answer", "42")], None)})
+    assert [tuple(w) for w in cache.get([key])[key]] == [
+        ("cache_metrics", {"unrelated": 1}),
+        ("answer", "42"),
+    ]

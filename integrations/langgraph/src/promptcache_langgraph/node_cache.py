@@ -17,6 +17,7 @@ what it stores, its serializer, TTLs, namespaces and ``clear``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ from promptcache.llm_bridge import new_call_id
 from promptcache.rerun import replayed
 
 __all__ = ["NodeCache", "node_cache"]
+
+log = logging.getLogger(__name__)
 
 
 class NodeCache(BaseCache[Any]):
@@ -46,9 +49,16 @@ class NodeCache(BaseCache[Any]):
         out: list[Any] = []
         for w in writes:
             if isinstance(w, Sequence) and len(w) == 2 and w[0] == self.channel and w[1] is not None:
-                out.append((w[0], replayed(w[1], replay_id=replay_id)))
-            else:
-                out.append(w)
+                try:
+                    out.append((w[0], replayed(w[1], replay_id=replay_id)))
+                    continue
+                except (TypeError, ValueError):
+                    # Not figures promptcache wrote (another channel of that name): served as stored,
+                    # as without this wrapper, rather than failing the run.
+                    log.warning(
+                        "promptcache: a node-cache replay's %r write is not cache figures", self.channel
+                    )
+            out.append(w)
         return out
 
     def get(self, keys: Sequence[FullKey]) -> dict[FullKey, Any]:
