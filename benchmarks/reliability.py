@@ -890,6 +890,16 @@ def bad_input(tmp: Path, quick: bool) -> dict[str, Any]:
     }
 
 
+# tags ----------------------------------------------------------------------------------------
+
+
+def tags(tmp: Path, quick: bool, redis_url: str | None) -> dict[str, Any]:
+    """Tag values never in clear, no orphans after purge, no cross-tenant invalidation, bounded memory."""
+    from benchmarks.reliability_tags import tags as run
+
+    return run(tmp, quick, redis_url)
+
+
 # load ----------------------------------------------------------------------------------------
 
 
@@ -997,7 +1007,7 @@ def fuzz(quick: bool) -> dict[str, Any]:
 
 # main ----------------------------------------------------------------------------------------
 
-SECTIONS = ["faults", "freshness", "isolation", "injection", "secrets", "bad_input", "load", "fuzz"]
+SECTIONS = ["faults", "freshness", "isolation", "injection", "secrets", "bad_input", "tags", "load", "fuzz"]
 
 
 def main() -> int:
@@ -1020,7 +1030,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pc-reliability-") as d:
         tmp = Path(d)
         shared: RedisProc | None = None
-        if REDIS_SERVER and any(s in only for s in ("freshness", "isolation", "secrets")):
+        if REDIS_SERVER and any(s in only for s in ("freshness", "isolation", "secrets", "tags")):
             shared = RedisProc(tmp / "redis-shared")
         url = shared.url if shared else None
         runners: dict[str, Callable[[], dict[str, Any]]] = {
@@ -1030,6 +1040,7 @@ def main() -> int:
             "injection": lambda: injection(args.quick),
             "secrets": lambda: secrets(tmp, args.quick, url),
             "bad_input": lambda: bad_input(tmp, args.quick),
+            "tags": lambda: tags(tmp, args.quick, url),
             "load": lambda: load(tmp, args.quick),
             "fuzz": lambda: fuzz(args.quick),
         }

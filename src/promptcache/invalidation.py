@@ -39,18 +39,16 @@ hits in-process (microseconds) and makes the worst case explicit and tunable
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
 from pydantic import BaseModel, ValidationError
-
-from promptcache.detect import scan_sensitive
 
 __all__ = [
     "DEFAULT_MAX_STALENESS_S",
@@ -68,6 +66,9 @@ log = logging.getLogger("promptcache.tiers")
 DEFAULT_MAX_STALENESS_S = 1.0
 """How long another process's L1 may serve a tagged entry without hearing from the bus."""
 
+DEFAULT_MAX_TAGS = 50_000
+"""How many tag generations a process remembers (least recently used beyond: see :class:`GenerationCache`)."""
+
 
 def tag(kind: str, *parts: str | int) -> str:
     """Build a tag such as ``tag("tool", "search", "v3") == "tool:search:v3"``."""
@@ -76,33 +77,16 @@ def tag(kind: str, *parts: str | int) -> str:
     return text
 
 
-def stored_tag(tag: str) -> str:
-    """The form ``tag`` takes in the stores: itself, or a digest when it holds a secret.
-
-    Tags are often filled from tool arguments (``acct:{key}``); a secret among
-    them must not reach L1, SQLite, Redis or the bus in clear. The mapping is
-    deterministic, so invalidating by the original tag still matches.
-
-    >>> stored_tag("reservation:ABC123")
-    'reservation:ABC123'
-    >>> stored_tag("acct:AKIAIOSFODNN7EXAMPLE").startswith("redacted:")
-    True
-    """
-    if any(f.is_secret for f in scan_sensitive(tag)):
-        return "redacted:" + hashlib.sha256(tag.encode("utf-8", "surrogatepass")).hexdigest()
-    return tag
-
-
 def normalize_tags(tags: Iterable[str]) -> tuple[str, ...]:
-    """Deduplicate and sort tags in their stored form (see :func:`stored_tag`).
+    """Deduplicate and sort tags as declared (the stores see digests: :mod:`promptcache.tagnames`).
 
     Refuses empty tags and ones with newline or NUL.
     """
     out = set()
     for t in tags:
-        if not t or "\n" in t or "\x00" in t or len(t) > 512:
+        if not isinstance(t, str) or not t or "\n" in t or "\x00" in t or len(t) > 512:
             raise ValueError("a tag is 1-512 characters without newline or NUL")
-        out.add(stored_tag(t))
+        out.add(t)
     return tuple(sorted(out))
 
 
@@ -111,19 +95,52 @@ class GenerationCache:
 
     ``known(tag)`` never goes down except on :meth:`reset` (bus reconnect),
     so an L1 entry whose recorded generation is below it is certainly stale.
+
+    Bounded: at most ``max_tags`` tags are remembered (default
+    :data:`DEFAULT_MAX_TAGS`: 16 MB measured at the bound), the least recently learned
+    first out. For L1 a forgotten tag reads as the highest generation ever forgotten
+    (the *floor*): an L1 entry stamped below it is dropped and read again from L2,
+    which checks it. Forgetting can cost a miss, never serve a stale entry. ``fresh``
+    does not vouch for a forgotten tag, so its generation is read again from L2.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        """Create an empty cache; ``clock`` stamps when each generation was learned."""
+    def __init__(self, clock: Callable[[], float] = time.time, *, max_tags: int = DEFAULT_MAX_TAGS) -> None:
+        """Create an empty cache of at most ``max_tags`` tags; ``clock`` stamps when each was learned."""
+        if max_tags < 1:
+            raise ValueError("max_tags must be positive")
         self._clock = clock
+        self.max_tags = max_tags
         self._lock = threading.Lock()
-        self._gens: dict[str, tuple[int, float]] = {}
+        self._gens: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._floor = 0
         self._listeners: list[Callable[[str, int], None]] = []
 
+    def __len__(self) -> int:
+        """How many tags are remembered (at most ``max_tags``)."""
+        return len(self._gens)
+
     def known(self, tag: str) -> int:
-        """The highest generation seen for ``tag`` (0 if none)."""
+        """The highest generation seen for ``tag`` (the floor if it was forgotten, 0 if none)."""
+        item = self._gens.get(tag)
+        return self._floor if item is None else item[0]
+
+    def heard(self, tag: str) -> int:
+        """The generation this process learned for ``tag`` and still remembers (0 if none).
+
+        For an entry L2 has just checked: only an invalidation L2 has not applied yet matters.
+        """
         item = self._gens.get(tag)
         return 0 if item is None else item[0]
+
+    def _set(self, tag: str, gen: int, now: float) -> None:
+        """Remember ``tag`` at ``gen`` (caller holds the lock), forgetting the oldest beyond the bound."""
+        gens = self._gens
+        gens[tag] = (gen, now)
+        gens.move_to_end(tag)
+        while len(gens) > self.max_tags:
+            _, (old, _) = gens.popitem(last=False)
+            if old > self._floor:
+                self._floor = old
 
     def fresh(self, tags: Sequence[str], max_age_s: float | None) -> dict[str, int] | None:
         """Generations of ``tags`` if all were learned within ``max_age_s`` (None = any age)."""
@@ -148,11 +165,11 @@ class GenerationCache:
             for t, g in gens.items():
                 old = self._gens.get(t)
                 if old is None or g > old[0] or authoritative:
-                    self._gens[t] = (g, now)
+                    self._set(t, g, now)
                     if old is not None and g > old[0]:
                         raised.append((t, g))
                 elif g == old[0]:
-                    self._gens[t] = (g, now)
+                    self._set(t, g, now)
         for t, g in raised:
             self._notify(t, g)
 
@@ -160,7 +177,7 @@ class GenerationCache:
         """Advance ``tag`` by one without any shared tier (single-process use)."""
         with self._lock:
             gen = self.known(tag) + 1
-            self._gens[tag] = (gen, self._clock())
+            self._set(tag, gen, self._clock())
         self._notify(tag, gen)
         return gen
 

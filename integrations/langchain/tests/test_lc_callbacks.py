@@ -48,7 +48,7 @@ async def test_shadow_records_without_changing_requests(emulator: Any, airline_p
     for rec, usage in zip(handler.records, emulator.usages, strict=True):
         assert rec.usage is not None and rec.usage.input_tokens == usage.input_tokens
     assert recorder_for(cache).snapshot().for_tenant("acme").calls == 2
-    assert handler.metrics().calls == 2
+    assert handler.cache_metrics.calls == 2
 
 
 def test_calls_already_under_promptcache_are_not_counted_twice(emulator: Any, airline_policy: str) -> None:
@@ -70,6 +70,7 @@ def test_missing_tenant_is_recorded_not_raised(emulator: Any) -> None:
     make_model("openai", emulator.openai_base_url, "k").invoke("hi", {"callbacks": [handler]})
     (rec,) = handler.records
     assert rec.error is not None and "requires a tenant" in rec.error and rec.plan == {}
+    assert "config={'metadata': {'tenant_id': ...}}" in rec.error  # the fix, named
     assert recorder_for(cache).snapshot().total.calls == 0
 
 
@@ -106,9 +107,9 @@ async def test_handler_with_the_middleware_records_each_call_once_as_applied(
         assert rec.tenant == "acme" and rec.plan["prefix_key"]
     # One identity per call: the handler's figures and the agent's channel name the same calls.
     metrics: CacheMetrics = state["cache_metrics"]
-    assert set(handler.metrics().records) == set(metrics.records)
-    assert handler.metrics().calls == metrics.calls == billed
-    assert handler.metrics().input_tokens == sum(u.input_tokens for u in emulator.usages)
+    assert set(handler.cache_metrics.records) == set(metrics.records)
+    assert handler.cache_metrics.calls == metrics.calls == billed
+    assert handler.cache_metrics.input_tokens == sum(u.input_tokens for u in emulator.usages)
     assert recorder_for(cache).snapshot().for_tenant("acme").calls == billed
 
 
@@ -132,5 +133,5 @@ def test_a_caching_chat_model_inside_the_middleware_is_recorded_once(
     (rec,) = handler.records
     assert rec.applied and rec.figures is not None
     assert list(metrics.records) == [rec.figures.call_id]
-    assert metrics.calls == handler.metrics().calls == 1
+    assert metrics.calls == handler.cache_metrics.calls == 1
     assert recorder_for(cache).snapshot().for_tenant("acme").calls == 1

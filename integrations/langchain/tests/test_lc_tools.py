@@ -17,7 +17,7 @@ from airline_tools_lc import AIRLINE_SPECS, RES, SCRIPT, Backend, call
 from helpers_lc import make_model
 from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage, ToolMessage
-from promptcache_langchain import PromptCacheMiddleware, cache_tool, cached_tool, spec_of
+from promptcache_langchain import PromptCacheMiddleware, cache_tool, cached_tool, declare_tool, spec_of
 
 from promptcache import PromptCache
 from promptcache.artifacts import ToolSpec
@@ -234,8 +234,8 @@ def _declare_send_certificate(way: str, backend: Backend, cache: PromptCache) ->
         specs["send_certificate"] = ToolSpec(name="send_certificate", side_effect="side_effecting")
     else:
         i = next(i for i, t in enumerate(tools) if t.name == "send_certificate")
-        if way == "cached_tool":
-            tools[i] = cached_tool(tools[i], side_effect="side_effecting")
+        if way == "declare_tool":
+            tools[i] = declare_tool(tools[i], side_effect="side_effecting")
         elif way == "cache_tool":
             tools[i] = cache_tool(tools[i], cache, side_effect="side_effecting")
         else:  # MCP annotations, as langchain-mcp-adapters copies them into the metadata
@@ -246,7 +246,7 @@ def _declare_send_certificate(way: str, backend: Backend, cache: PromptCache) ->
 
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
-@pytest.mark.parametrize("way", ["tool_specs", "cached_tool", "cache_tool", "mcp"])
+@pytest.mark.parametrize("way", ["tool_specs", "declare_tool", "cache_tool", "mcp"])
 async def test_declared_side_effecting_calls_are_recorded_never_served(
     tmp_path: Path, way: str, use_async: bool
 ) -> None:

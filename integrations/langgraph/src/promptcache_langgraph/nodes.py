@@ -11,6 +11,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.types import Command
 from promptcache_langchain import UsageCollector
+from promptcache_langchain.tenant import runtime_context
 
 from promptcache import PromptCache
 from promptcache.metrics import CacheMetrics, merge_cache_metrics
@@ -84,7 +85,8 @@ def cache_node(
     ambient one — is observed by a callback, priced, and returned with the node's update as a
     ``CacheMetrics`` of those calls only (the reducer merges it). Calls not already recorded
     by ``CachingChatModel``/``PromptCacheMiddleware`` feed ``cache.stats()`` under the run's
-    tenant (``configurable``/``metadata`` ``tenant_key``). The node's own update is unchanged.
+    tenant (``configurable``/``metadata`` ``tenant_key``, then the runtime context, then the
+    node's state: the core's one order). The node's own update is unchanged.
     Use ``CachingChatModel`` inside the node to also rewrite the requests.
 
     A node that stops before it finishes (``interrupt()``, an error) is run again from its start
@@ -95,15 +97,18 @@ def cache_node(
     """
     pass_config = _accepts_config(fn)
 
-    def _prepare(config: RunnableConfig | None) -> tuple[UsageCollector, RunnableConfig]:
+    def _prepare(state: Any, config: RunnableConfig | None) -> tuple[UsageCollector, RunnableConfig]:
         config = config or {}
-        collector = UsageCollector(cache, resolve_tenant(cache, tenant_key, config=config))
+        tenant = resolve_tenant(
+            cache, tenant_key, config=config, runtime_context=runtime_context(), state=state
+        )
+        collector = UsageCollector(cache, tenant)
         return collector, _with_handler(config, collector)
 
     if inspect.iscoroutinefunction(fn):
 
         async def anode(state: Any, config: RunnableConfig) -> Any:
-            collector, cfg = _prepare(config)
+            collector, cfg = _prepare(state, config)
             scope, tenant = _step(config), collector.tenant
             earlier = await atake_pending(cache, scope, tenant) if scope and tenant else CacheMetrics()
             token = var_child_runnable_config.set(cfg)
@@ -112,17 +117,17 @@ def cache_node(
             except Exception:
                 if scope and tenant:
                     await akeep_pending(
-                        cache, scope, tenant, merge_cache_metrics(earlier, collector.metrics())
+                        cache, scope, tenant, merge_cache_metrics(earlier, collector.cache_metrics)
                     )
                 raise
             finally:
                 var_child_runnable_config.reset(token)
-            return _merge_update(result, merge_cache_metrics(earlier, collector.metrics()), channel)
+            return _merge_update(result, merge_cache_metrics(earlier, collector.cache_metrics), channel)
 
         return _named(anode, fn)
 
     def node(state: Any, config: RunnableConfig) -> Any:
-        collector, cfg = _prepare(config)
+        collector, cfg = _prepare(state, config)
         # A step that stopped before (interrupt(), an error) and runs again: the calls its
         # stopped attempts paid for, which LangGraph kept none of.
         scope, tenant = _step(config), collector.tenant
@@ -134,11 +139,11 @@ def cache_node(
         except Exception:
             # interrupt() raises through here: the billed calls are kept for the resumed run.
             if scope and tenant:
-                keep_pending(cache, scope, tenant, merge_cache_metrics(earlier, collector.metrics()))
+                keep_pending(cache, scope, tenant, merge_cache_metrics(earlier, collector.cache_metrics))
             raise
         finally:
             var_child_runnable_config.reset(token)
-        return _merge_update(result, merge_cache_metrics(earlier, collector.metrics()), channel)
+        return _merge_update(result, merge_cache_metrics(earlier, collector.cache_metrics), channel)
 
     return _named(node, fn)
 

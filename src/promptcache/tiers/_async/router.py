@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from promptcache.invalidation import GenerationCache, InvalidationBus, InvalidationEvent, normalize_tags
+from promptcache.tagnames import TagNamer
 from promptcache.tiers.base import InvalidationFailed, StatsCounter
 from promptcache.tiers.breaker import TierSkipped
 from promptcache.tiers.entry import Entry
@@ -46,7 +47,9 @@ class _Router(Protocol):
         gens: dict[str, int],
         ttl_s: float | None,
     ) -> Entry: ...
-    def _store(self, entry: Entry) -> None: ...
+    def _store(self, entry: Entry, shared: bool = True) -> None: ...
+    async def _atag_namer(self) -> tuple[TagNamer, bool]: ...
+    async def _anames(self, tags: Iterable[str], tenant: str) -> tuple[tuple[str, ...], bool]: ...
     async def _apublish(self, event: InvalidationEvent) -> None: ...
     async def _agenerations(self, tags: Sequence[str], refresh: bool) -> dict[str, int]: ...
     async def alookup(self, key: str, *, tenant: str, allow_stale: bool = False) -> Lookup | None: ...
@@ -119,16 +122,25 @@ class AsyncRouterOps:
                 return current
         return {t: self.generations.known(t) for t in tags}
 
+    async def _anames(self: _Router, tags: Iterable[str], tenant: str) -> tuple[tuple[str, ...], bool]:
+        """The stored names of ``tenant``'s ``tags`` and whether they are shared with other processes."""
+        plain = normalize_tags(tags)
+        if not plain:
+            return (), True
+        namer, shared = await self._atag_namer()
+        return namer.entry_names(plain, tenant), shared
+
     async def acurrent_generations(
-        self: _Router, tags: Sequence[str], *, refresh: bool = False
+        self: _Router, tags: Sequence[str], *, tenant: str, refresh: bool = False
     ) -> dict[str, int]:
-        """Generations to stamp on a value computed now.
+        """Generations to stamp on a value of ``tenant`` computed now, by stored tag name.
 
         From this process's cache when it can vouch for it (bus healthy, or
         learned within ``max_staleness_s``), else read from L2. An out-of-date
         stamp can only make the entry miss later, never serve it stale.
         """
-        return await self._agenerations(tags, refresh)
+        names, _ = await self._anames(tags, tenant)
+        return await self._agenerations(names, refresh)
 
     async def aput(
         self: _Router,
@@ -144,16 +156,17 @@ class AsyncRouterOps:
         """Cache ``payload``: into L1 now, into L2/L3 in the background.
 
         Pass ``tag_generations`` captured *before* computing the value (see
-        ``current_generations``) so that an invalidation racing with the
-        computation makes the new entry stale rather than the old data fresh.
+        ``current_generations``, same ``tenant``) so that an invalidation racing with the
+        computation makes the new entry stale rather than the old data fresh. ``tags`` are
+        scoped to ``tenant`` unless written ``public:<tag>`` (see :mod:`promptcache.tagnames`).
         """
-        names = normalize_tags(tags)
+        names, shared = await self._anames(tags, tenant)
         if tag_generations is not None:
             gens = {t: tag_generations.get(t, 0) for t in names}
         else:
             gens = await self._agenerations(names, False)
         entry = self._build(key, payload, tenant, entry_type, gens, ttl_s)
-        self._store(entry)
+        self._store(entry, shared)
         return entry
 
     async def adelete(self: _Router, key: str) -> None:
@@ -165,17 +178,24 @@ class AsyncRouterOps:
             await self.below.adelete(key)
         await self._apublish(InvalidationEvent(kind="key", key=key))
 
-    async def ainvalidate(self: _Router, tag: str) -> int:
-        """Make every entry tagged ``tag`` unreadable, everywhere; returns the new generation.
+    async def ainvalidate(self: _Router, tag: str, *, tenant: str | None = None) -> int:
+        """Make ``tenant``'s entries tagged ``tag`` unreadable, everywhere; returns the new generation.
 
-        When this returns, this process will not serve such an entry from any
-        tier; other processes drop theirs on the bus message, or within the
-        staleness bound without it. Raises :class:`InvalidationFailed` if the
-        shared tier could not record it.
+        ``tenant=None`` is the operator's form: the tag is dropped for every tenant. A tag
+        written ``public:<tag>`` is shared: any tenant's invalidation drops every entry
+        declared with it. When this returns, this process will not serve such an entry
+        from any tier; other processes drop theirs on the bus message, or within the
+        staleness bound without it. Raises :class:`InvalidationFailed` if the shared tier
+        could not record it.
         """
-        (tag,) = normalize_tags([tag])  # the stored form (a tag holding a secret is a digest)
+        (plain,) = normalize_tags([tag])
+        namer, shared = await self._atag_namer()
+        tag = namer.target(plain, tenant)  # the stored name: no tag value reaches a store
         if self.below is None:
             return self.generations.bump_local(tag)
+        if not shared:
+            self._tier_counters["l2"].add("errors")
+            raise InvalidationFailed("could not invalidate a tag: the shared tier's tag key cannot be read")
         try:
             gen = await self.below.ainvalidate_tag(tag)
         except Exception as exc:
@@ -203,11 +223,12 @@ class AsyncRouterOps:
         "computed, don't store" (``payload=None``).
         """
         # generations are read before computing: an invalidation during fn() wins
-        gens = await self._agenerations(normalize_tags(tags), True)
+        names, shared = await self._anames(tags, tenant)
+        gens = await self._agenerations(names, True)
         produced = produced_of(await fn())
         if produced.storable:
             ttl = produced.ttl_s if produced.ttl_s is not None else ttl_s
-            self._store(self._build(key, produced.payload or b"", tenant, entry_type, gens, ttl))
+            self._store(self._build(key, produced.payload or b"", tenant, entry_type, gens, ttl), shared)
         return Result(produced.payload or b"", None, computed=True, produced=produced)
 
     async def aget_or_compute(
