@@ -9,7 +9,12 @@ import pytest
 from helpers_lc import has_clock, make_model, stamp, system_text
 from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage, SystemMessage
-from promptcache_langchain import CachingChatModel, PromptCacheCallbackHandler, PromptCacheMiddleware
+from promptcache_langchain import (
+    CachingChatModel,
+    PromptCacheCallbackHandler,
+    PromptCacheMiddleware,
+    get_cache_metrics_callback,
+)
 
 from promptcache import PromptCache
 from promptcache.metrics import CacheMetrics
@@ -135,3 +140,20 @@ def test_a_caching_chat_model_inside_the_middleware_is_recorded_once(
     assert list(metrics.records) == [rec.figures.call_id]
     assert metrics.calls == handler.cache_metrics.calls == 1
     assert recorder_for(cache).snapshot().for_tenant("acme").calls == 1
+
+
+def test_cache_metrics_callback_names_the_middleware_calls_like_the_channel(
+    emulator: Any, airline_policy: str
+) -> None:
+    # get_cache_metrics_callback() sees the middleware's calls while its call context is current.
+    cache = PromptCache()
+    agent: Any = create_agent(
+        make_model("anthropic", emulator.anthropic_base_url, "k"),
+        [],
+        system_prompt=airline_policy,
+        middleware=[PromptCacheMiddleware(cache)],
+    )
+    with get_cache_metrics_callback() as cb:
+        out = agent.invoke({"messages": [HumanMessage("Hi")]}, {"configurable": {"tenant_id": "acme"}})
+    assert len(emulator.requests) == 1
+    assert cb.cache_metrics == out["cache_metrics"] and cb.cache_metrics.calls == 1

@@ -46,7 +46,7 @@ from promptcache import CacheUsage, PromptCache, WireFormatError
 from promptcache.metrics import CacheMetrics, CallFigures, figures_from_usage, merge_cache_metrics
 from promptcache.stats import recorder_for
 from promptcache.tenancy import DEFAULT_TENANT_KEY, tenant_from
-from promptcache_langchain._observe import METADATA_KEY, owned_call
+from promptcache_langchain._observe import owned_call
 from promptcache_langchain._usage import usage_from_message
 from promptcache_langchain.tenant import ambient_config, runtime_context
 
@@ -304,9 +304,9 @@ class CacheMetricsCallbackHandler(BaseCallbackHandler):
     Reads each answer's provider usage (streamed answers included: LangChain hands the merged
     message to ``on_llm_end``) and prices it; changes nothing and feeds no ``cache.stats()``
     (the calls made through promptcache are there already). Each call is kept under its
-    LangChain run id (the id ``CachingChatModel`` records it under too), with the tenant
-    promptcache resolved for it, else the one the tenant rule finds. Usually made by
-    :func:`get_cache_metrics_callback`.
+    LangChain run id, or, for a call made through promptcache, under that call's own id (the
+    one ``cache_metrics`` holds), with the tenant promptcache resolved for it, else the one the
+    tenant rule finds. Usually made by :func:`get_cache_metrics_callback`.
     """
 
     raise_error = False
@@ -350,14 +350,19 @@ class CacheMetricsCallbackHandler(BaseCallbackHandler):
         with self._lock:
             tenant = self._tenants.pop(run_id, None)
         msg = _answer(response)
-        usage = usage_from_message(msg) if msg is not None else None
-        if msg is None or usage is None:
+        if msg is None:
             return
-        seen = msg.response_metadata.get(METADATA_KEY)
+        owned = owned_call(msg)
         call_id = str(run_id)
-        if isinstance(seen, Mapping):
-            call_id = str(seen.get("call_id") or call_id)
-            tenant = seen.get("tenant", tenant)
+        if owned is not None:
+            # Made under promptcache (CachingChatModel, PromptCacheMiddleware): that call's own
+            # id and tenant, so these figures and the cache_metrics channel name one call alike.
+            usage, call_id = owned.usage, owned.call_id
+            tenant = owned.tenant if owned.tenant is not None else tenant
+        else:
+            usage = usage_from_message(msg)
+        if usage is None:
+            return
         self._add(figures_from_usage(usage, call_id=call_id, tenant=tenant))
 
     def _add(self, figures: CallFigures) -> None:
