@@ -8,6 +8,7 @@ LangGraph's node cache.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NotRequired
 
 import lc_tests_path  # noqa: F401  (puts the LangChain tests' helpers on sys.path: first)
@@ -17,7 +18,7 @@ import fixtures_lc as shared
 import pytest
 from helpers_lc import make_model
 from langchain.agents import create_agent
-from langchain.agents.middleware import HumanInTheLoopMiddleware
+from langchain.agents.middleware import HumanInTheLoopMiddleware, ModelRequest, ModelResponse, wrap_model_call
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.tools import tool
 from langgraph.cache.memory import InMemoryCache
@@ -378,3 +379,37 @@ def test_node_cache_serves_a_foreign_value_as_stored() -> None:
         ("cache_metrics", {"unrelated": 1}),
         ("answer", "42"),
     ]
+
+
+def test_agent_interrupting_inside_its_model_call_counts_through_cache_node(airline_policy: str) -> None:
+    # A middleware of the app's own interrupts inside wrap_model_call, after the billed call: the
+    # agent's model node is dropped and runs again on resume. Inside cache_node, both calls count.
+    @wrap_model_call
+    def review(request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]) -> Any:
+        response = handler(request)
+        interrupt("review the answer")
+        return response
+
+    cache = PromptCache()
+    with Emulator(script=[{"text": "First draft."}, {"text": "Second draft."}]) as emu:
+        agent: Any = create_agent(
+            make_model("openai", emu.openai_base_url, "k"),
+            [],
+            system_prompt=airline_policy,
+            middleware=[review, PromptCacheMiddleware(cache)],
+        )
+
+        def support(state: State) -> dict[str, Any]:
+            return {"messages": agent.invoke({"messages": state["messages"]})["messages"]}
+
+        g = StateGraph(State)
+        g.add_node("support", cache_node(support, cache))
+        g.add_edge(START, "support")
+        graph = g.compile(checkpointer=InMemorySaver())
+        config: Any = {"configurable": {"tenant_id": "acme", "thread_id": "t1"}}
+        first = graph.invoke({"messages": [HumanMessage("Change my flight, please.")]}, config)
+        assert "__interrupt__" in first and len(emu.requests) == 1
+        done = graph.invoke(Command(resume="ok"), config)
+        billed = len(emu.requests)
+        assert billed == 2
+        assert CacheMetrics.model_validate(done["cache_metrics"]).calls == billed
