@@ -156,7 +156,7 @@ class PromptCache:
         # when a store was named (it is what the workers share), or by PROMPTCACHE_FLEET=1.
         if fleet is None:
             fleet = store is not None or os.environ.get("PROMPTCACHE_FLEET", "") == "1"
-        self._fleet = FleetLearning(lambda: self.store, self.policy.relocation.learn_after) if fleet else None
+        self._fleet = FleetLearning(self._open_store, self.policy.relocation.learn_after) if fleet else None
 
     # -- promptcache's own caches ---------------------------------------------
 
@@ -168,12 +168,18 @@ class PromptCache:
         embedded SQLite default, or what ``store=`` named (``redis://...``,
         ``rediss://``, cluster, sentinel, a Redis client or a ``TieredStore``).
         """
+        store = self._open_store()
+        if self.telemetry:
+            return _instrumentation().observe_store(store)  # type: ignore[no-any-return]
+        return store
+
+    def _open_store(self) -> TieredStore:
+        # The store itself, uninstrumented: the engine's own reads (shared family decisions) are
+        # not the app's cache lookups, and are not reported as such.
         if self._store is None:
             with self._artifacts_lock:
                 if self._store is None:
                     self._store = open_store(self._store_spec)
-        if self.telemetry:
-            return _instrumentation().observe_store(self._store)  # type: ignore[no-any-return]
         return self._store
 
     @property

@@ -177,15 +177,15 @@ def _wrap_store(store: Any) -> None:
                 )
         return found
 
-    def write(entry: Any) -> None:
+    def write(entry: Any, *args: Any, **kwargs: Any) -> None:
         if not hooks.enabled():
-            return orig_store(entry)  # type: ignore[no-any-return]
+            return orig_store(entry, *args, **kwargs)  # type: ignore[no-any-return]
         size = len(entry.payload or b"")
         t0 = time.perf_counter()
         ok = False
         try:
             with hooks.span(SPAN_NAMES["write"], {"promptcache.entry_type": str(entry.entry_type)}) as sp:
-                orig_store(entry)
+                orig_store(entry, *args, **kwargs)
                 ok = True
                 sp.set_attribute("promptcache.bytes", size)
         finally:
