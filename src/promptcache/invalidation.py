@@ -35,6 +35,20 @@ process itself never serves a stale entry once ``invalidate()`` has returned.
 We chose a time bound over checking L2 on every L1 hit because it keeps L1
 hits in-process (microseconds) and makes the worst case explicit and tunable
 (``max_staleness_s=0`` turns tagged L1 hits into L2 round trips).
+
+Store epochs
+------------
+Generations are counters kept in the shared tier, and a shared tier can lose them:
+``FLUSHDB``, a Redis restart without persistence, a SQLite file deleted or replaced.
+The counters then start again from 0, and a number this process has seen may come
+back meaning something else. So every shared tier keeps an *epoch*, a random id
+written on first use and written anew when it is found missing, and returns it with
+every generation read (:class:`Generations`); the invalidation bus carries it too.
+When a process sees an epoch other than the one it knows, it forgets every
+generation it has learned and drops its L1 (:meth:`GenerationCache.adopt_epoch`):
+what it held was admitted under counters that no longer exist, so it is treated as
+invalid, never compared with the new numbers. Generations thus never appear to go
+backwards to a running process.
 """
 
 from __future__ import annotations
@@ -55,6 +69,7 @@ from promptcache.detect import scan_sensitive
 __all__ = [
     "DEFAULT_MAX_STALENESS_S",
     "GenerationCache",
+    "Generations",
     "InvalidationBus",
     "InvalidationEvent",
     "LocalBus",
@@ -106,11 +121,34 @@ def normalize_tags(tags: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+class Generations(dict[str, int]):
+    """Tag generations read together, and the epoch of the store they were read from.
+
+    A plain ``dict`` of tag to generation everywhere a dict is expected; ``epoch`` is
+    the shared tier's epoch at the time of the read (``None`` where there is no shared
+    tier, or where the generations come from this process's own cache without one).
+    Numbers of different epochs are never compared (see the module docstring).
+    """
+
+    __slots__ = ("epoch",)
+
+    def __init__(self, gens: Mapping[str, int] | None = None, *, epoch: str | None = None) -> None:
+        """``gens`` with ``epoch``."""
+        super().__init__(gens or {})
+        self.epoch = epoch
+
+
+def new_epoch() -> str:
+    """A fresh, random store epoch (what a shared tier writes when it finds none)."""
+    return uuid.uuid4().hex
+
+
 class GenerationCache:
     """This process's view of tag generations (a lower bound of the truth in L2).
 
-    ``known(tag)`` never goes down except on :meth:`reset` (bus reconnect),
-    so an L1 entry whose recorded generation is below it is certainly stale.
+    ``known(tag)`` never goes down except on :meth:`reset` (bus reconnect) or
+    when the shared tier's epoch changes (:meth:`adopt_epoch`), so an L1 entry
+    whose recorded generation is below it is certainly stale.
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -119,6 +157,27 @@ class GenerationCache:
         self._lock = threading.Lock()
         self._gens: dict[str, tuple[int, float]] = {}
         self._listeners: list[Callable[[str, int], None]] = []
+        self.epoch: str | None = None
+        """The shared tier's epoch these generations belong to (``None``: none seen yet)."""
+
+    def adopt_epoch(self, epoch: str | None) -> bool:
+        """Take ``epoch`` as the shared tier's; True if it replaced another one.
+
+        On a change every generation learned so far is forgotten: they were counted
+        in a store that has since been reset, and must not be compared with the new
+        store's numbers. The caller drops what it admitted under them (its L1).
+        ``None`` (a read that carries no epoch) changes nothing.
+        """
+        if epoch is None:
+            return False
+        with self._lock:
+            if self.epoch == epoch:
+                return False
+            changed = self.epoch is not None
+            self.epoch = epoch
+            if changed:
+                self._gens.clear()
+        return changed
 
     def known(self, tag: str) -> int:
         """The highest generation seen for ``tag`` (0 if none)."""
@@ -172,6 +231,7 @@ class GenerationCache:
         """Forget everything (after a bus outage we may have missed invalidations)."""
         with self._lock:
             self._gens.clear()
+            self.epoch = None
 
     def _notify(self, tag: str, gen: int) -> None:
         for fn in list(self._listeners):
@@ -182,13 +242,18 @@ class GenerationCache:
 
 
 class InvalidationEvent(BaseModel):
-    """A message on the bus: a tag moved to ``gen``, or ``key`` was deleted."""
+    """A message on the bus: a tag moved to ``gen``, or ``key`` was deleted.
+
+    ``epoch`` is the shared tier's epoch the sender read with ``gen``: a receiver that
+    knows another epoch learns from it that the store was reset.
+    """
 
     kind: Literal["tag", "key", "clear"]
     tag: str | None = None
     gen: int | None = None
     key: str | None = None
     origin: str = ""
+    epoch: str | None = None
 
 
 Handler = Callable[[InvalidationEvent], None]

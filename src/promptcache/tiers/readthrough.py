@@ -3,7 +3,8 @@
 A read-through store answers three calls, each in a sync and an asyncio form:
 
 * ``lookup(key, tenant=, allow_stale=)``: what a tier holds, or ``None``;
-* ``fill(key, fn, ...)``: compute ``fn()`` now and store what it produced (no lookup);
+* ``fill(key, fn, ..., tag_generations=)``: compute ``fn()`` now and store what it
+  produced (no lookup), stamped with the tag generations read before computing;
 * ``get_or_compute(key, fn, ...)``: ``lookup``, then ``fill`` on a miss.
 
 :class:`~promptcache.tiers.router.TieredStore` implements ``lookup`` and ``fill``
@@ -87,8 +88,13 @@ class ReadThrough(Protocol):
         entry_type: str,
         tags: Iterable[str] = (),
         ttl_s: float | None = None,
+        tag_generations: dict[str, int] | None = None,
     ) -> Result:
-        """Compute ``fn()`` now and store what it produced when storable."""
+        """Compute ``fn()`` now and store what it produced when storable.
+
+        ``tag_generations``: the tags' generations read before the computation
+        (``current_generations``), which the entry is stamped with; read now if not given.
+        """
         ...
 
     async def afill(
@@ -100,6 +106,7 @@ class ReadThrough(Protocol):
         entry_type: str,
         tags: Iterable[str] = (),
         ttl_s: float | None = None,
+        tag_generations: dict[str, int] | None = None,
     ) -> Result:
         """See :meth:`fill`."""
         ...

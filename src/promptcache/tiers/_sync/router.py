@@ -13,7 +13,13 @@ import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from promptcache.invalidation import GenerationCache, InvalidationBus, InvalidationEvent, normalize_tags
+from promptcache.invalidation import (
+    GenerationCache,
+    Generations,
+    InvalidationBus,
+    InvalidationEvent,
+    normalize_tags,
+)
 from promptcache.tiers.base import InvalidationFailed, StatsCounter
 from promptcache.tiers.breaker import TierSkipped
 from promptcache.tiers.entry import Entry
@@ -49,8 +55,9 @@ class _Router(Protocol):
         ttl_s: float | None,
     ) -> Entry: ...
     def _store(self, entry: Entry) -> None: ...
+    def _adopt_epoch(self, epoch: str | None) -> None: ...
     def _publish(self, event: InvalidationEvent) -> None: ...
-    def _generations(self, tags: Sequence[str], refresh: bool) -> dict[str, int]: ...
+    def _generations(self, tags: Sequence[str], refresh: bool) -> Generations: ...
     def lookup(self, key: str, *, tenant: str, allow_stale: bool = False) -> Lookup | None: ...
 
 
@@ -103,32 +110,35 @@ class SyncRouterOps:
 
     # writes ------------------------------------------------------------------
 
-    def _generations(self: _Router, tags: Sequence[str], refresh: bool) -> dict[str, int]:
+    def _generations(self: _Router, tags: Sequence[str], refresh: bool) -> Generations:
         if not tags:
-            return {}
+            return Generations(epoch=self.generations.epoch)
         if not refresh:
             max_age = None if self.bus.healthy() else self.max_staleness_s
             known = self.generations.fresh(tags, max_age)
             if known is not None:
-                return known
+                return Generations(known, epoch=self.generations.epoch)
         if self.below is not None:
             try:
                 current = self.below.tag_generations(list(tags))
             except TierSkipped:
                 pass
             else:
+                # the store's epoch comes with its generations: a reset store is never compared
+                self._adopt_epoch(getattr(current, "epoch", None))
                 self.generations.observe(current, authoritative=True)
-                return current
-        return {t: self.generations.known(t) for t in tags}
+                return Generations(current, epoch=self.generations.epoch)
+        return Generations({t: self.generations.known(t) for t in tags}, epoch=self.generations.epoch)
 
-    def current_generations(self: _Router, tags: Sequence[str], *, refresh: bool = False) -> dict[str, int]:
-        """Generations to stamp on a value computed now.
+    def current_generations(self: _Router, tags: Sequence[str], *, refresh: bool = False) -> Generations:
+        """Generations to stamp on a value computed now, by stored tag, with the store's epoch.
 
         From this process's cache when it can vouch for it (bus healthy, or
-        learned within ``max_staleness_s``), else read from L2. An out-of-date
-        stamp can only make the entry miss later, never serve it stale.
+        learned within ``max_staleness_s``), else read from L2 (always, with
+        ``refresh``). An out-of-date stamp can only make the entry miss later,
+        never serve it stale.
         """
-        return self._generations(tags, refresh)
+        return self._generations(normalize_tags(tags), refresh)
 
     def put(
         self: _Router,
@@ -181,8 +191,12 @@ class SyncRouterOps:
         except Exception as exc:
             self._tier_counters["l2"].add("errors")
             raise InvalidationFailed(f"could not invalidate a tag: {type(exc).__name__}") from exc
+        # Read the tag back with the store's epoch: if the store was reset since this process
+        # last looked, the new generation may be lower than one it knows, and everything it
+        # holds must go before this returns (issue 19, item 4: reset stores).
+        self._generations([tag], True)
         self.generations.observe({tag: gen})
-        self._publish(InvalidationEvent(kind="tag", tag=tag, gen=gen))
+        self._publish(InvalidationEvent(kind="tag", tag=tag, gen=gen, epoch=self.generations.epoch))
         return gen
 
     # read or compute ---------------------------------------------------------
@@ -196,14 +210,21 @@ class SyncRouterOps:
         entry_type: str,
         tags: Iterable[str] = (),
         ttl_s: float | None = None,
+        tag_generations: dict[str, int] | None = None,
     ) -> Result:
         """Compute ``fn()`` now (no lookup, no single-flight) and store it when it is storable.
 
         ``fn`` returns the bytes to store, or a :class:`Produced` that may say
-        "computed, don't store" (``payload=None``).
+        "computed, don't store" (``payload=None``). ``tag_generations`` are the
+        generations read before the computation (``current_generations``); when
+        not given they are read here, from L2.
         """
+        names = normalize_tags(tags)
         # generations are read before computing: an invalidation during fn() wins
-        gens = self._generations(normalize_tags(tags), True)
+        if tag_generations is None:
+            gens: dict[str, int] = self._generations(names, True)
+        else:
+            gens = {t: tag_generations.get(t, 0) for t in names}
         produced = produced_of(fn())
         if produced.storable:
             ttl = produced.ttl_s if produced.ttl_s is not None else ttl_s
