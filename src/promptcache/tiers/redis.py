@@ -13,8 +13,15 @@ Key layout (``ns`` defaults to ``pc``)
 * ``ns:{bNN}:e:<key>`` a STRING: the encoded :class:`Entry` (with a Redis TTL
   when the entry has one);
 * ``ns:{bNN}:t:<tag>`` a SET: the entry keys of bucket ``NN`` written with ``tag``;
-* ``ns:{bNN}:g`` a HASH: tag → generation, one copy per bucket;
+* ``ns:{bNN}:g`` a HASH: tag → generation, one copy per bucket; bucket 0's also
+  holds the store epoch under a field no tag can have (a newline, then ``epoch``);
 * ``ns:clock`` the counter new generations are drawn from.
+
+The store epoch is a random id written on first use and written anew whenever a
+generation read finds it missing: ``FLUSHDB``, a restart without persistence, or an
+eviction of that hash reset the counters, and the new epoch tells every process so
+(see :mod:`promptcache.invalidation`). It is written and read with the generations,
+in one round trip.
 
 ``NN`` is the key's bucket (CRC32 mod ``buckets``). The ``{bNN}`` hash tag keeps
 an entry, its bucket's tag sets and its bucket's generations in one cluster
@@ -71,6 +78,7 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
+from promptcache.invalidation import Generations, new_epoch
 from promptcache.tiers._async.redis import AsyncRedisOps, Command
 from promptcache.tiers._sync.redis import SyncRedisOps
 from promptcache.tiers.base import StatsCounter, TierError, TierStats
@@ -136,6 +144,7 @@ end
 return redis.call('SCARD', KEYS[2])
 """
 
+_EPOCH_FIELD = "\nepoch"  # in bucket 0's generations hash: a tag never holds a newline
 _EXPIRY_SLACK_MS = 5_000  # Redis expiry only reclaims space; the entry's own expiry decides
 _DRAIN_BATCH = 1_000  # set members handled per script call: bounds how long one call blocks Redis
 _MGET_CHUNK = 256
@@ -380,6 +389,16 @@ class RedisStore(SyncRedisOps, AsyncRedisOps):
             ("EVALSHA", _INVALIDATE_SHA, 2, f"{self._bucket_keys[b]}:g", self.tag_set_key(b, tag), *args)
             for b in buckets
         ]
+
+    def _generations_commands(self, tags: Sequence[str]) -> list[Command]:
+        # HSETNX writes an epoch only where there is none; HMGET reads it with the generations
+        gens = f"{self._bucket_keys[0]}:g"
+        return [("HSETNX", gens, _EPOCH_FIELD, new_epoch()), ("HMGET", gens, _EPOCH_FIELD, *tags)]
+
+    def _generations_read(self, tags: Sequence[str], replies: list[Any]) -> Generations:
+        epoch, *vals = replies[1]
+        text = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        return Generations({t: int(v or 0) for t, v in zip(tags, vals, strict=True)}, epoch=text)
 
     def _mget_commands(self, keys: list[str]) -> tuple[list[Command], list[list[str]]]:
         # standalone: one MGET may hold any keys; cluster: only keys of one bucket (one slot)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from promptcache.invalidation import Generations
 from promptcache.tiers.base import StatsCounter, TierError
 from promptcache.tiers.entry import Entry
 
@@ -44,6 +45,8 @@ class _Core(Protocol):
     def _put_command(self, entry: Entry) -> Command | None: ...
     def _put_done(self, reply: Any) -> None: ...
     def _drain_commands(self, tag: str, gen: int, buckets: Sequence[int]) -> list[Command]: ...
+    def _generations_commands(self, tags: Sequence[str]) -> list[Command]: ...
+    def _generations_read(self, tags: Sequence[str], replies: list[Any]) -> Generations: ...
     async def _arun(self, commands: list[Command]) -> list[Any]: ...
     async def _apipeline(self, commands: list[Command]) -> list[Any]: ...
     async def _aload_scripts(self) -> None: ...
@@ -123,15 +126,17 @@ class AsyncRedisOps:
         except Exception as exc:
             raise self._fail(exc, "delete") from exc
 
-    async def atag_generations(self: _Core, tags: Sequence[str]) -> dict[str, int]:
-        """Current generations (read from bucket 0; all buckets agree after each invalidation)."""
-        if not tags:
-            return {}
+    async def atag_generations(self: _Core, tags: Sequence[str]) -> Generations:
+        """Current generations and the store epoch (bucket 0; all buckets agree after each invalidation).
+
+        One round trip: the epoch is written if missing (first use, or a reset store) and
+        read in the same command as the generations.
+        """
         try:
-            vals = await self._aclient().hmget(f"{self._bucket_keys[0]}:g", list(tags))
+            replies = await self._arun(self._generations_commands(tags))
         except Exception as exc:
             raise self._fail(exc, "tag_generations") from exc
-        return {t: int(v or 0) for t, v in zip(tags, vals, strict=True)}
+        return self._generations_read(tags, replies)
 
     async def ainvalidate_tag(self: _Core, tag: str) -> int:
         """Draw a new generation; in every bucket raise ``tag`` to it and delete its entries."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from promptcache.invalidation import Generations
 from promptcache.tiers.base import StatsCounter, TierError
 from promptcache.tiers.entry import Entry
 
@@ -46,6 +47,8 @@ class _Core(Protocol):
     def _put_command(self, entry: Entry) -> Command | None: ...
     def _put_done(self, reply: Any) -> None: ...
     def _drain_commands(self, tag: str, gen: int, buckets: Sequence[int]) -> list[Command]: ...
+    def _generations_commands(self, tags: Sequence[str]) -> list[Command]: ...
+    def _generations_read(self, tags: Sequence[str], replies: list[Any]) -> Generations: ...
     def _run(self, commands: list[Command]) -> list[Any]: ...
     def _pipeline(self, commands: list[Command]) -> list[Any]: ...
     def _load_scripts(self) -> None: ...
@@ -125,15 +128,17 @@ class SyncRedisOps:
         except Exception as exc:
             raise self._fail(exc, "delete") from exc
 
-    def tag_generations(self: _Core, tags: Sequence[str]) -> dict[str, int]:
-        """Current generations (read from bucket 0; all buckets agree after each invalidation)."""
-        if not tags:
-            return {}
+    def tag_generations(self: _Core, tags: Sequence[str]) -> Generations:
+        """Current generations and the store epoch (bucket 0; all buckets agree after each invalidation).
+
+        One round trip: the epoch is written if missing (first use, or a reset store) and
+        read in the same command as the generations.
+        """
         try:
-            vals = self._sclient().hmget(f"{self._bucket_keys[0]}:g", list(tags))
+            replies = self._run(self._generations_commands(tags))
         except Exception as exc:
             raise self._fail(exc, "tag_generations") from exc
-        return {t: int(v or 0) for t, v in zip(tags, vals, strict=True)}
+        return self._generations_read(tags, replies)
 
     def invalidate_tag(self: _Core, tag: str) -> int:
         """Draw a new generation; in every bucket raise ``tag`` to it and delete its entries."""
