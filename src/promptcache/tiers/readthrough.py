@@ -48,7 +48,8 @@ class Result:
     ``tier`` is the tier that served it, ``"flight"`` if another caller computed
     it concurrently, ``None`` if this call computed it. ``produced`` is what the
     compute callback returned (this call's or the flight leader's), ``None`` on
-    a tier hit; ``payload`` is empty when nothing was stored.
+    a tier hit; ``payload`` is empty when nothing was stored. ``policy`` is, on a
+    tier hit, the identity of the policy that admitted the entry served.
     """
 
     payload: bytes
@@ -56,6 +57,7 @@ class Result:
     stale: bool = False
     computed: bool = False
     produced: Produced | None = None
+    policy: str | None = None
 
 
 def produced_of(out: bytes | Produced) -> Produced:
@@ -65,7 +67,7 @@ def produced_of(out: bytes | Produced) -> Produced:
 
 def served(hit: Lookup) -> Result:
     """The :class:`Result` of a read answered by ``hit``."""
-    return Result(hit.entry.payload or b"", hit.tier, stale=hit.stale)
+    return Result(hit.entry.payload or b"", hit.tier, stale=hit.stale, policy=hit.entry.policy)
 
 
 class ReadThrough(Protocol):

@@ -335,6 +335,7 @@ class TieredStore(SyncRouterOps, AsyncRouterOps):
         entry_type: str,
         gens: dict[str, int],
         ttl_s: float | None,
+        policy: str | None = None,
     ) -> Entry:
         entry = Entry.new(
             key,
@@ -344,6 +345,7 @@ class TieredStore(SyncRouterOps, AsyncRouterOps):
             created_at=self._clock(),
             ttl_s=ttl_s,
             tags=gens,
+            policy=policy,
         )
         return self.reads.stamp(entry)
 

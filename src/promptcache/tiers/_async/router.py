@@ -51,6 +51,7 @@ class _Router(Protocol):
         entry_type: str,
         gens: dict[str, int],
         ttl_s: float | None,
+        policy: str | None = None,
     ) -> Entry: ...
     def _store(self, entry: Entry) -> None: ...
     def _adopt_epoch(self, epoch: str | None) -> None: ...
@@ -150,19 +151,21 @@ class AsyncRouterOps:
         tags: Iterable[str] = (),
         ttl_s: float | None = None,
         tag_generations: dict[str, int] | None = None,
+        policy: str | None = None,
     ) -> Entry:
         """Cache ``payload``: into L1 now, into L2/L3 in the background.
 
         Pass ``tag_generations`` captured *before* computing the value (see
         ``current_generations``) so that an invalidation racing with the
         computation makes the new entry stale rather than the old data fresh.
+        ``policy`` is the identity of the policy that admitted the value.
         """
         names = normalize_tags(tags)
         if tag_generations is not None:
             gens = {t: tag_generations.get(t, 0) for t in names}
         else:
             gens = await self._agenerations(names, False)
-        entry = self._build(key, payload, tenant, entry_type, gens, ttl_s)
+        entry = self._build(key, payload, tenant, entry_type, gens, ttl_s, policy)
         self._store(entry)
         return entry
 
@@ -228,7 +231,8 @@ class AsyncRouterOps:
         produced = produced_of(await fn())
         if produced.storable:
             ttl = produced.ttl_s if produced.ttl_s is not None else ttl_s
-            self._store(self._build(key, produced.payload or b"", tenant, entry_type, gens, ttl))
+            payload = produced.payload or b""
+            self._store(self._build(key, payload, tenant, entry_type, gens, ttl, produced.policy))
         return Result(produced.payload or b"", None, computed=True, produced=produced)
 
     async def aget_or_compute(
