@@ -195,23 +195,23 @@ class GenerationCache:
             out[t] = item[0]
         return out
 
-    def observe(self, gens: Mapping[str, int], *, authoritative: bool = False) -> None:
+    def observe(self, gens: Mapping[str, int]) -> None:
         """Record generations read from L2 or the bus.
 
-        Normally a generation only moves up; ``authoritative`` (a direct read of
-        L2) also lets it move down, which happens only if L2 lost its state.
+        A generation only moves up. A read of L2 that raced with an invalidation
+        may come back with the number from before it; taking that would let the
+        invalidated L1 copies be served again. A store that lost its counters is
+        told apart by its epoch instead (:meth:`adopt_epoch`), which forgets them all.
         """
         now = self._clock()
         raised: list[tuple[str, int]] = []
         with self._lock:
             for t, g in gens.items():
                 old = self._gens.get(t)
-                if old is None or g > old[0] or authoritative:
+                if old is None or g >= old[0]:
                     self._gens[t] = (g, now)
                     if old is not None and g > old[0]:
                         raised.append((t, g))
-                elif g == old[0]:
-                    self._gens[t] = (g, now)
         for t, g in raised:
             self._notify(t, g)
 

@@ -125,7 +125,7 @@ class AsyncRouterOps:
             else:
                 # the store's epoch comes with its generations: a reset store is never compared
                 self._adopt_epoch(getattr(current, "epoch", None))
-                self.generations.observe(current, authoritative=True)
+                self.generations.observe(current)
                 return Generations(current, epoch=self.generations.epoch)
         return Generations({t: self.generations.known(t) for t in tags}, epoch=self.generations.epoch)
 
