@@ -893,6 +893,16 @@ def bad_input(tmp: Path, quick: bool) -> dict[str, Any]:
     }
 
 
+# tags ----------------------------------------------------------------------------------------
+
+
+def tags(tmp: Path, quick: bool, redis_url: str | None) -> dict[str, Any]:
+    """Tag values never in clear, no orphans after purge, no cross-tenant invalidation, bounded memory."""
+    from benchmarks.reliability_tags import tags as run
+
+    return run(tmp, quick, redis_url)
+
+
 # load ----------------------------------------------------------------------------------------
 
 
@@ -1008,6 +1018,7 @@ SECTIONS = [
     "injection",
     "secrets",
     "bad_input",
+    "tags",
     "load",
     "fuzz",
 ]
@@ -1034,7 +1045,7 @@ def main() -> int:
         tmp = Path(d)
         shared: RedisProc | None = None
         if REDIS_SERVER and any(
-            s in only for s in ("freshness", "stale_after_invalidate", "isolation", "secrets")
+            s in only for s in ("freshness", "stale_after_invalidate", "isolation", "secrets", "tags")
         ):
             shared = RedisProc(tmp / "redis-shared")
         url = shared.url if shared else None
@@ -1046,6 +1057,7 @@ def main() -> int:
             "injection": lambda: injection(args.quick),
             "secrets": lambda: secrets(tmp, args.quick, url),
             "bad_input": lambda: bad_input(tmp, args.quick),
+            "tags": lambda: tags(tmp, args.quick, url),
             "load": lambda: load(tmp, args.quick),
             "fuzz": lambda: fuzz(args.quick),
         }

@@ -2,7 +2,7 @@
 
 from langchain.agents import create_agent
 from langchain_anthropic import ChatAnthropic
-from promptcache_langchain import CachingChatModel, PromptCacheMiddleware, cached_tool
+from promptcache_langchain import CachingChatModel, PromptCacheMiddleware, declare_tool
 
 from promptcache import PromptCache
 from promptcache.lab.bundled import AGENTS
@@ -14,13 +14,13 @@ policy = (AGENTS / "tau_bench_airline_system_prompt.md").read_text()
 
 # Tools declare their side effects: only pure and read_only results are served from
 # promptcache's tool cache, and a write invalidates the tags it names.
-@cached_tool(side_effect="read_only", tags=["reservation:{reservation_id}"])
+@declare_tool(side_effect="read_only", tags=["reservation:{reservation_id}"])
 def get_reservation_details(reservation_id: str) -> str:
     """Get the details of a reservation."""
     return f'{{"reservation_id": "{reservation_id}", "total_baggages": 1}}'
 
 
-@cached_tool(side_effect="idempotent_write", invalidates=["reservation:{reservation_id}"])
+@declare_tool(side_effect="idempotent_write", invalidates=["reservation:{reservation_id}"])
 def update_reservation_baggages(reservation_id: str, total_baggages: int) -> str:
     """Set the number of checked bags of a reservation."""
     return f'{{"reservation_id": "{reservation_id}", "total_baggages": {total_baggages}}}'
@@ -30,7 +30,7 @@ tools = [get_reservation_details, update_reservation_baggages]
 cache = PromptCache({"require_tenant": True})
 cfg = {"configurable": {"tenant_id": "acme"}}  # the tenant comes per call, never from a global
 
-# Agents: add the middleware, last in the list. ChatAnthropic reads ANTHROPIC_API_KEY.
+# Agents: add the middleware, anywhere in the list. ChatAnthropic reads ANTHROPIC_API_KEY.
 agent = create_agent(
     ChatAnthropic(model="claude-sonnet-4-5"),
     tools,

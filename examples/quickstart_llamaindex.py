@@ -33,7 +33,7 @@ async def main() -> None:
     with instrument_tags({"tenant_id": "acme"}):  # the tenant of every call inside
         for question in ("Can I change my flight?", "How many free bags does a gold member get?"):
             print(await agent.run(question))
-            print(handler.metrics.summary())
+            print(handler.cache_metrics.summary())
 
 
 asyncio.run(main())

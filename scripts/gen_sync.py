@@ -52,6 +52,10 @@ REPLACEMENTS = {
     "_apublish": "_publish",
     "_agenerations": "_generations",
     "_afetch": "_fetch",
+    "_atag_namer": "_tag_namer",
+    "_anames": "_names",
+    "atag_key": "tag_key",
+    "_asweep_clear_tags": "_sweep_clear_tags",
 }
 
 HEADER = (

@@ -52,8 +52,10 @@ from promptcache.pipeline.assemble import (
 )
 from promptcache.pipeline.learning import (
     Families,
+    conversation_change,
     conversation_id,
     family_id,
+    keep_layout,
     learn,
     remember,
     slot_label,
@@ -207,20 +209,21 @@ class PromptCache:
         self._gemini_managers.append(manager)
         return manager
 
-    def invalidate(self, tag: str) -> int:
-        """Make every entry tagged ``tag`` unreadable in every process; returns the new generation.
+    def invalidate(self, tag: str, *, tenant: str | None = None) -> int:
+        """Make entries tagged ``tag`` unreadable in every process; returns the new generation.
 
-        Gemini cached contents created under ``tag`` are deleted too. Raises
-        ``InvalidationFailed`` when the shared tier cannot record it (then
-        entries could survive, so the caller must know).
+        With ``tenant``, only that tenant's entries (and, for a ``public:<tag>``, every
+        tenant's); without, every tenant's (the operator's form). Gemini cached contents
+        created under ``tag`` are deleted too. Raises ``InvalidationFailed`` when the shared
+        tier cannot record it (then entries could survive, so the caller must know).
         """
         for manager in self._gemini_managers:
             manager.invalidate(tag=tag)
-        return self.store.invalidate(tag)
+        return self.store.invalidate(tag, tenant=tenant)
 
-    async def ainvalidate(self, tag: str) -> int:
+    async def ainvalidate(self, tag: str, *, tenant: str | None = None) -> int:
         """The asyncio twin of :meth:`invalidate`."""
-        return await self.store.ainvalidate(tag)
+        return await self.store.ainvalidate(tag, tenant=tenant)
 
     def close(self) -> None:
         """Write the figures, flush and close the store this cache opened (a store passed in is left open)."""
@@ -470,6 +473,7 @@ class PromptCache:
         # learn: what the family decides for this request's system texts and tools
         fid = family_id(fmt.value, model, tenant, tools.raw_order, len(parts.system))
         fam = self._families.get(fid)
+        conversation = conversation_id(parts.messages)
         learned = learn(
             fam,
             texts,
@@ -478,6 +482,7 @@ class PromptCache:
             learn_after=policy.relocation.learn_after,
             relocates=[self._relocates(k) for k in kinds],
         )
+        learned = keep_layout(fam, conversation, texts, tools, learned)
         # layout and keys
         prefix = prefix_of(texts, learned, tools)
         vt = volatile_text(learned.fragments) if learned.fragments else None
@@ -496,9 +501,11 @@ class PromptCache:
             tool_raw=tools.raw_crc,
             tool_canonical=tools.shared.canonical_by_name,
             history=history.digests,
+            messages=history.digests + [m.history_digest for m in turn],
             tools_canonical=learned.canonical_tools,
         )
-        previous = remember(fam, snapshot, conversation_id(parts.messages))
+        previous = remember(fam, snapshot, conversation)
+        change = conversation_change(previous.messages, snapshot.messages) if previous else None
         # join: the caller's own objects wherever nothing changed them
         sent = parts.messages
         if history.normalized or any(m.normalized for m in turn):
@@ -524,6 +531,8 @@ class PromptCache:
             message_chars=history.chars + [m.chars for m in turn],
             catalog=self.catalog,
             volatile_at=volatile_at,
+            resent_messages=change.resent if change else 0,
+            stable_messages=change.stable if change else None,
         )
         hinted, hints, notes = apply_hints(new_body, ctx)
         plan = laid.plan(

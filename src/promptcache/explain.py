@@ -100,6 +100,10 @@ class Snapshot:
     tool_raw: dict[str, int] = field(default_factory=dict)
     tool_canonical: dict[str, str] = field(default_factory=dict)
     history: list[str] = field(default_factory=list)
+    #: Every message sent, history and current turn, by its digest as part of a history: what
+    #: the conversation's next request is compared with (:func:`promptcache.pipeline.learning.
+    #: conversation_change`).
+    messages: list[str] = field(default_factory=list)
     tools_canonical: bool = False  # tools were sent sorted and canonical (not as the caller sent them)
 
 

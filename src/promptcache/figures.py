@@ -424,7 +424,9 @@ class CacheMetrics(dict[str, Any]):
     so LangGraph never has to deserialize a promptcache class: no "unregistered type" warning,
     nothing for ``LANGGRAPH_STRICT_MSGPACK`` to block). The typed view is :attr:`records`
     (:class:`CallFigures` by call id); totals are properties. A value read back from a
-    checkpoint is a plain dict: ``CacheMetrics.model_validate(value)`` gives the typed form.
+    checkpoint is a plain dict, which ``CacheMetrics.model_validate(value)`` types; the
+    integrations' ``cache_metrics`` channel (``promptcache_langchain.CacheMetricsChannel``) does
+    it when a checkpoint is restored, so ``get_state(cfg).values["cache_metrics"]`` is typed.
 
     ``CacheMetrics()`` is the empty value (what a state channel starts from).
     """

@@ -1,4 +1,7 @@
-"""``promptcache invalidate --tag T [--tag T2 ...] [--store URL]``: invalidate tags from the shell.
+"""``promptcache invalidate --tag T [--tag T2 ...] [--tenant ID] [--store URL]``: drop tags from the shell.
+
+Without ``--tenant`` a tag is dropped for every tenant; with it, only for that tenant
+(a ``public:<tag>`` is shared by all tenants either way).
 
 The store is ``--store``, else ``$PROMPTCACHE_STORE``, else the embedded
 default (the SQLite cache in the documented cache directory). Exit codes: 0
@@ -41,7 +44,7 @@ def _cli(args: argparse.Namespace) -> int:
     try:
         for t in tags:
             try:
-                gen = store.invalidate(t)
+                gen = store.invalidate(t, tenant=args.tenant)
             except InvalidationFailed as exc:
                 failed += 1
                 print(f"FAILED  {t}: {exc}", file=sys.stderr)
@@ -61,6 +64,7 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--tag", action="append", required=True, help="tag to invalidate (repeatable)")
+    p.add_argument("--tenant", default=None, help="invalidate for this tenant only (default: every tenant)")
     p.add_argument(
         "--store",
         default=None,

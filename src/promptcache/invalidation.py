@@ -53,18 +53,16 @@ backwards to a running process.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
 from pydantic import BaseModel, ValidationError
-
-from promptcache.detect import scan_sensitive
 
 __all__ = [
     "DEFAULT_MAX_STALENESS_S",
@@ -83,6 +81,9 @@ log = logging.getLogger("promptcache.tiers")
 DEFAULT_MAX_STALENESS_S = 1.0
 """How long another process's L1 may serve a tagged entry without hearing from the bus."""
 
+DEFAULT_MAX_TAGS = 50_000
+"""How many tag generations a process remembers (least recently used beyond: see :class:`GenerationCache`)."""
+
 
 def tag(kind: str, *parts: str | int) -> str:
     """Build a tag such as ``tag("tool", "search", "v3") == "tool:search:v3"``."""
@@ -91,33 +92,16 @@ def tag(kind: str, *parts: str | int) -> str:
     return text
 
 
-def stored_tag(tag: str) -> str:
-    """The form ``tag`` takes in the stores: itself, or a digest when it holds a secret.
-
-    Tags are often filled from tool arguments (``acct:{key}``); a secret among
-    them must not reach L1, SQLite, Redis or the bus in clear. The mapping is
-    deterministic, so invalidating by the original tag still matches.
-
-    >>> stored_tag("reservation:ABC123")
-    'reservation:ABC123'
-    >>> stored_tag("acct:AKIAIOSFODNN7EXAMPLE").startswith("redacted:")
-    True
-    """
-    if any(f.is_secret for f in scan_sensitive(tag)):
-        return "redacted:" + hashlib.sha256(tag.encode("utf-8", "surrogatepass")).hexdigest()
-    return tag
-
-
 def normalize_tags(tags: Iterable[str]) -> tuple[str, ...]:
-    """Deduplicate and sort tags in their stored form (see :func:`stored_tag`).
+    """Deduplicate and sort tags as declared (the stores see digests: :mod:`promptcache.tagnames`).
 
     Refuses empty tags and ones with newline or NUL.
     """
     out = set()
     for t in tags:
-        if not t or "\n" in t or "\x00" in t or len(t) > 512:
+        if not isinstance(t, str) or not t or "\n" in t or "\x00" in t or len(t) > 512:
             raise ValueError("a tag is 1-512 characters without newline or NUL")
-        out.add(stored_tag(t))
+        out.add(t)
     return tuple(sorted(out))
 
 
@@ -149,13 +133,24 @@ class GenerationCache:
     ``known(tag)`` never goes down except on :meth:`reset` (bus reconnect) or
     when the shared tier's epoch changes (:meth:`adopt_epoch`), so an L1 entry
     whose recorded generation is below it is certainly stale.
+
+    Bounded: at most ``max_tags`` tags are remembered (default
+    :data:`DEFAULT_MAX_TAGS`: 16 MB measured at the bound), the least recently learned
+    first out. For L1 a forgotten tag reads as the highest generation ever forgotten
+    (the *floor*): an L1 entry stamped below it is dropped and read again from L2,
+    which checks it. Forgetting can cost a miss, never serve a stale entry. ``fresh``
+    does not vouch for a forgotten tag, so its generation is read again from L2.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        """Create an empty cache; ``clock`` stamps when each generation was learned."""
+    def __init__(self, clock: Callable[[], float] = time.time, *, max_tags: int = DEFAULT_MAX_TAGS) -> None:
+        """Create an empty cache of at most ``max_tags`` tags; ``clock`` stamps when each was learned."""
+        if max_tags < 1:
+            raise ValueError("max_tags must be positive")
         self._clock = clock
+        self.max_tags = max_tags
         self._lock = threading.Lock()
-        self._gens: dict[str, tuple[int, float]] = {}
+        self._gens: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._floor = 0
         self._listeners: list[Callable[[str, int], None]] = []
         self.epoch: str | None = None
         """The shared tier's epoch these generations belong to (``None``: none seen yet)."""
@@ -177,12 +172,35 @@ class GenerationCache:
             self.epoch = epoch
             if changed:
                 self._gens.clear()
+                self._floor = 0  # a number forgotten in the old store means nothing in the new one
         return changed
 
+    def __len__(self) -> int:
+        """How many tags are remembered (at most ``max_tags``)."""
+        return len(self._gens)
+
     def known(self, tag: str) -> int:
-        """The highest generation seen for ``tag`` (0 if none)."""
+        """The highest generation seen for ``tag`` (the floor if it was forgotten, 0 if none)."""
+        item = self._gens.get(tag)
+        return self._floor if item is None else item[0]
+
+    def heard(self, tag: str) -> int:
+        """The generation this process learned for ``tag`` and still remembers (0 if none).
+
+        For an entry L2 has just checked: only an invalidation L2 has not applied yet matters.
+        """
         item = self._gens.get(tag)
         return 0 if item is None else item[0]
+
+    def _set(self, tag: str, gen: int, now: float) -> None:
+        """Remember ``tag`` at ``gen`` (caller holds the lock), forgetting the oldest beyond the bound."""
+        gens = self._gens
+        gens[tag] = (gen, now)
+        gens.move_to_end(tag)
+        while len(gens) > self.max_tags:
+            _, (old, _) = gens.popitem(last=False)
+            if old > self._floor:
+                self._floor = old
 
     def fresh(self, tags: Sequence[str], max_age_s: float | None) -> dict[str, int] | None:
         """Generations of ``tags`` if all were learned within ``max_age_s`` (None = any age)."""
@@ -209,7 +227,7 @@ class GenerationCache:
             for t, g in gens.items():
                 old = self._gens.get(t)
                 if old is None or g >= old[0]:
-                    self._gens[t] = (g, now)
+                    self._set(t, g, now)
                     if old is not None and g > old[0]:
                         raised.append((t, g))
         for t, g in raised:
@@ -219,7 +237,7 @@ class GenerationCache:
         """Advance ``tag`` by one without any shared tier (single-process use)."""
         with self._lock:
             gen = self.known(tag) + 1
-            self._gens[tag] = (gen, self._clock())
+            self._set(tag, gen, self._clock())
         self._notify(tag, gen)
         return gen
 
@@ -228,10 +246,13 @@ class GenerationCache:
         self._listeners.append(fn)
 
     def reset(self) -> None:
-        """Forget everything (after a bus outage we may have missed invalidations)."""
+        """Forget every generation (after a bus outage we may have missed invalidations).
+
+        The store epoch is kept: a bus outage is not a reset of the store, and a reset is
+        still told by the next generation read.
+        """
         with self._lock:
             self._gens.clear()
-            self.epoch = None
 
     def _notify(self, tag: str, gen: int) -> None:
         for fn in list(self._listeners):

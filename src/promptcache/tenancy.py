@@ -1,9 +1,12 @@
 """Which tenant a call runs for: one rule, read from whatever carriers the framework has.
 
 Every integration asks :func:`resolve_tenant` (or :func:`tenant_from`, which stops short of
-the policy), so the rule is written once. The carriers are looked at in this order, the first
-non-empty value under ``key`` wins:
+the policy), so the rule is written once: the LangChain middleware, chat-model wrapper, callback
+handlers, tool and retriever caches, LangGraph's ``cache_node`` and ``tenant_cache_key``, and
+LlamaIndex's LLM, handler, tool and retriever caches. Each passes every carrier its framework
+has; the carriers are looked at in this order, the first non-empty value under ``key`` wins:
 
+0. ``tenant`` — a tenant the caller passed explicitly for this call;
 1. ``config["configurable"][key]`` — the call's ``RunnableConfig`` (LangChain, LangGraph), the
    documented way to pass a per-call value;
 2. ``config["metadata"][key]`` — the same config's metadata (LangGraph and ``create_agent`` copy
@@ -66,6 +69,7 @@ def _value(carrier: Any, key: str, *, attribute: bool = False) -> str | None:
 def tenant_from(
     key: str = DEFAULT_TENANT_KEY,
     *,
+    tenant: Any = None,
     config: Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
     runtime_context: Any = None,
@@ -75,9 +79,13 @@ def tenant_from(
 ) -> str | None:
     """The tenant the carriers name under ``key``, in the module's documented order, or None.
 
-    ``config`` is a LangChain ``RunnableConfig`` (its ``configurable`` then its ``metadata``);
-    ``runtime_context`` and ``state`` may be mappings or objects with a ``key`` attribute.
+    ``tenant`` is an explicit tenant (it wins over every carrier); ``config`` is a LangChain
+    ``RunnableConfig`` (its ``configurable`` then its ``metadata``); ``runtime_context`` and
+    ``state`` may be mappings or objects with a ``key`` attribute.
     """
+    found = _value({key: tenant}, key)
+    if found is not None:
+        return found
     if config:
         for section in ("configurable", "metadata"):
             found = _value(config.get(section), key)
@@ -94,6 +102,7 @@ def resolve_tenant(
     cache: PromptCache,
     key: str = DEFAULT_TENANT_KEY,
     *,
+    tenant: Any = None,
     config: Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
     runtime_context: Any = None,
@@ -108,6 +117,7 @@ def resolve_tenant(
     """
     found = tenant_from(
         key,
+        tenant=tenant,
         config=config,
         metadata=metadata,
         runtime_context=runtime_context,

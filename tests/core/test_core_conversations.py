@@ -307,8 +307,8 @@ def test_reused_hints_follow_the_data_classes(fmt: str) -> None:
 
 
 def test_hints_that_mark_messages_are_placed_on_every_call() -> None:
-    # An explicit-breakpoint model marks the newest user message on every call, not the
-    # message the previous call marked.
+    # In explicit mode (here the caller's choice) the newest user message is marked on every
+    # call, not the message the previous call marked.
     from promptcache.catalog import load_catalog
     from promptcache.providers import hints
 
@@ -319,20 +319,25 @@ def test_hints_that_mark_messages_are_placed_on_every_call() -> None:
     }
     hints.use_catalog(load_catalog(overrides={"providers": {"openai": {"models": {"gpt-5.6-sol": model}}}}))
     try:
-        history = [("user", "question 0"), ("assistant", "answer 0")]
-        bodies = [
-            make_body(
-                "openai-chat",
-                "Be brief.\n" * 400,
-                [],
-                [*history, ("user", f"question {n}")],
-                model="gpt-5.6-sol",
-            )
-            for n in range(1, 4)
-        ]
+        # A conversation that grows: each call resends the last one's turns and adds one.
+        turns: list[tuple[str, str]] = [("user", "question 0"), ("assistant", "answer 0")]
+        bodies = []
+        for n in range(1, 4):
+            turns.append(("user", f"question {n}"))
+            body = make_body("openai-chat", "Be brief.\n" * 400, [], list(turns), model="gpt-5.6-sol")
+            bodies.append(body | {"prompt_cache_options": {"mode": "explicit"}})
+            turns.append(("assistant", f"answer {n}"))
         got = _same_as_fresh(None, bodies, "openai-chat")
         marks = [sum(h.kind == "prompt_cache_breakpoint" for h in p.plan.hints) for p in got]
         assert all(marks[1:])
+        assert all(p.body["prompt_cache_options"] == {"mode": "explicit"} for p in got)
+        # Without the caller's mode and with nothing to keep out of the cache, implicit mode
+        # stays: its own breakpoint ends the newest message, a few tokens further than a part.
+        plain = [{k: v for k, v in b.items() if k != "prompt_cache_options"} for b in bodies]
+        got = _same_as_fresh(None, plain, "openai-chat")
+        assert all("prompt_cache_options" not in p.body for p in got)
+        newest = [f"$.messages[{len(b['messages']) - 1}]" for b in plain]
+        assert not any(h.where.startswith(w) for p, w in zip(got, newest, strict=True) for h in p.plan.hints)
     finally:
         hints.use_catalog(None)
 
@@ -415,3 +420,156 @@ def test_interleaved_conversations_and_forks_equal_fresh_copies(
             continue
         copied = copy.deepcopy(body)
         _same(mutated.prepare_request(body, format=fmt), fresh.prepare_request(copied, format=fmt))
+
+
+# -- issue 22, decision 5: breakpoints where the conversation changes ----------------------
+
+
+@given(
+    st.integers(1, 30),
+    st.integers(0, 30),
+    st.integers(0, 8),
+    st.integers(0, 6),
+)
+@settings(max_examples=200, deadline=None)
+def test_conversation_change_predicts_what_the_next_request_keeps(
+    kept: int, tail: int, rewritten: int, appended: int
+) -> None:
+    # A conversation that rewrites its last ``rewritten`` messages and appends ``appended`` on
+    # every call: the prediction keeps exactly the messages the next call resends unchanged.
+    from promptcache.pipeline.learning import conversation_change
+
+    def request(step: int) -> list[str]:
+        # ``kept`` fixed messages, then ``tail + step * appended`` that only grow, then the
+        # ``rewritten`` ones, different on every step.
+        grown = [f"g{i}" for i in range(tail + step * appended)]
+        return [f"k{i}" for i in range(kept)] + grown + [f"r{step}.{i}" for i in range(rewritten)]
+
+    first, second, third = request(0), request(1), request(2)
+    change = conversation_change(first, second)
+    assert change is not None
+    resent_next = next((i for i, (a, b) in enumerate(zip(second, third, strict=False)) if a != b), None)
+    if rewritten == 0:
+        assert change.stable is None  # appends only: the tail breakpoint is read next time
+        assert change.resent == len(first)
+    elif change.stable is not None:
+        # Never past what the next request still sends the same.
+        assert resent_next is not None and change.stable <= resent_next
+        # And exactly there when the conversation grows by what it rewrites (the agents' case).
+        if appended == 0:
+            assert change.stable == resent_next
+    assert conversation_change([], second) is None
+
+
+def _anthropic_turns(n: int, rewrite: bool) -> dict[str, Any]:
+    """An Anthropic body of ``n`` question/answer turns; ``rewrite``: the newest user message
+    carries a reminder the agent takes off on the next call (aider's pattern)."""
+    msgs: list[dict[str, Any]] = []
+    for i in range(n):
+        msgs.append({"role": "user", "content": [{"type": "text", "text": f"question {i} " + "x" * 400}]})
+        msgs.append({"role": "assistant", "content": [{"type": "text", "text": f"answer {i} " + "y" * 400}]})
+    last = "newest question " + "z" * 400 + (" REMINDER: reply with a diff" if rewrite else "")
+    msgs.append({"role": "user", "content": [{"type": "text", "text": last}]})
+    return {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 64,
+        "system": "You are a careful coding agent.\n" * 200,
+        "messages": msgs,
+    }
+
+
+def _marked(body: dict[str, Any]) -> list[int]:
+    return [
+        i
+        for i, m in enumerate(body["messages"])
+        if any(isinstance(b, dict) and "cache_control" in b for b in m["content"])
+    ]
+
+
+def test_a_rewritten_tail_moves_the_breakpoint_to_what_the_next_call_keeps() -> None:
+    # The agent takes the reminder off its last user message on the next call: a breakpoint
+    # on it would be written and never read, so it goes on the last message the next call keeps.
+    cache = PromptCache()
+    first = cache.prepare_request(_anthropic_turns(3, rewrite=True), format="anthropic-messages")
+    assert _marked(first.body) == [6]  # nothing known yet: the tail
+    second = cache.prepare_request(_anthropic_turns(4, rewrite=True), format="anthropic-messages")
+    # The previous call's last message (index 6) came back rewritten: one message from the end
+    # is rewritten on each call, so the next call keeps the first 8 of these 9.
+    assert _marked(second.body) == [7]
+    # A conversation that only appends keeps its tail breakpoint.
+    plain = PromptCache()
+    plain.prepare_request(_anthropic_turns(3, rewrite=False), format="anthropic-messages")
+    grown = _anthropic_turns(3, rewrite=False)
+    grown["messages"] += [
+        {"role": "assistant", "content": [{"type": "text", "text": "answer 3"}]},
+        {"role": "user", "content": [{"type": "text", "text": "one more " + "w" * 400}]},
+    ]
+    assert _marked(plain.prepare_request(grown, format="anthropic-messages").body) == [8]
+
+
+def test_a_turn_longer_than_the_lookback_gets_a_breakpoint_where_the_last_call_ended() -> None:
+    # Anthropic looks back about 20 blocks from a breakpoint: a turn that adds more (parallel
+    # tool calls) would not find the previous call's entry without a breakpoint at its end.
+    cache = PromptCache()
+    first = _anthropic_turns(2, rewrite=False)
+    assert _marked(cache.prepare_request(first, format="anthropic-messages").body) == [4]
+    calls = [{"type": "tool_use", "id": f"t{i}", "name": "read", "input": {"i": i}} for i in range(12)]
+    results = [{"type": "tool_result", "tool_use_id": f"t{i}", "content": f"r{i}"} for i in range(12)]
+    second = copy.deepcopy(first)
+    second["messages"] += [{"role": "assistant", "content": calls}, {"role": "user", "content": results}]
+    body = cache.prepare_request(second, format="anthropic-messages").body
+    assert _marked(body) == [4, 6]
+    # 12 blocks added: within the lookback, the tail alone is enough.
+    small = copy.deepcopy(first)
+    small["messages"] += [
+        {"role": "assistant", "content": calls[:6]},
+        {"role": "user", "content": results[:6]},
+    ]
+    fresh = PromptCache()
+    fresh.prepare_request(first, format="anthropic-messages")
+    assert _marked(fresh.prepare_request(small, format="anthropic-messages").body) == [6]
+
+
+# -- issue 22, decision 3: no flips mid-conversation ----------------------------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@given(order=st.lists(st.integers(0, 2), min_size=3, max_size=12), shuffle_tools=st.booleans())
+@settings(max_examples=25, deadline=None)
+def test_a_conversation_keeps_its_layout_while_the_family_learns(
+    fmt: str, order: list[int], shuffle_tools: bool
+) -> None:
+    # Three conversations of one family, interleaved at random. Each has its own session id in
+    # the system prompt (constant within it), and the later ones may send the tools reordered:
+    # the family learns both from the others, but a conversation's own prefix never flips.
+    import uuid
+
+    cache = PromptCache()
+    ids = [str(uuid.UUID(int=0x1234 + 7 * c)) for c in range(3)]
+    convs: list[list[tuple[str, str]]] = [[("user", f"hello from conversation {c}")] for c in range(3)]
+    sent: dict[int, set[str]] = {0: set(), 1: set(), 2: set()}
+    for step, c in enumerate(order):
+        system = "You are the booking agent.\n" * 40 + f"Session id: {ids[c]}\nBe brief."
+        tools = list(reversed(TOOL_SPECS)) if shuffle_tools and c > 0 else TOOL_SPECS
+        got = cache.prepare_request(make_body(fmt, system, tools, convs[c]), format=fmt, tenant="t")
+        sent[c].add(got.plan.prefix_key)
+        convs[c] += [("assistant", f"answer {step}"), ("user", f"question {step}")]
+    assert all(len(keys) <= 1 for keys in sent.values())
+
+
+def test_what_the_family_learned_reaches_new_conversations() -> None:
+    # A's session id is kept in place for A; once B shows it differs between conversations, new
+    # conversations (C) are sent with it moved out, and share one prefix with B.
+    cache = PromptCache()
+
+    def call(session: str, opening: str) -> str:
+        system = "You are the booking agent.\n" * 40 + f"Session id: {session}\nBe brief."
+        body = make_body("anthropic-messages", system, TOOL_SPECS, [("user", opening)])
+        return cache.prepare_request(body, format="anthropic-messages", tenant="t").plan.prefix_key
+
+    a1 = call("0b7c1e52-3f5c-4a7e-9f1e-6c0d2b9a8e11", "I am A")
+    b1 = call("5d2f9a30-8c41-4e6b-b2d7-1a9e3c4f5b22", "I am B")
+    a2 = call("0b7c1e52-3f5c-4a7e-9f1e-6c0d2b9a8e11", "I am A")
+    c1 = call("9e8d7c6b-5a49-4382-a1b0-c9d8e7f6a533", "I am C")
+    assert a1 == a2  # no flip for A
+    assert b1 == c1 != a1  # the id moved out: B and C share the prefix

@@ -24,6 +24,7 @@ def test_carriers_in_order() -> None:
         "tags": {"tenant_id": "f"},
         "default": "g",
     }
+    assert tenant_from(tenant="x", config=config, **everything) == "x"  # type: ignore[arg-type]
     assert tenant_from(config=config, **everything) == "a"  # type: ignore[arg-type]
     assert tenant_from(config={"metadata": {"tenant_id": "b"}}, **everything) == "b"  # type: ignore[arg-type]
     order = ["metadata", "runtime_context", "state", "tags", "default"]
@@ -37,6 +38,9 @@ def test_empty_values_and_other_keys_are_skipped() -> None:
     assert tenant_from("org", config={"configurable": {"tenant_id": "x", "org": 7}}) == "7"
     assert tenant_from(runtime_context=_Context(None), state=object()) is None
     assert tenant_from(metadata={"tenant_id": None}) is None
+    assert tenant_from(tenant="", state={"tenant_id": "s"}) == "s"
+    with pytest.raises(TypeError, match=r"^tenant_id: "):
+        tenant_from(tenant=["acme"])
 
 
 def test_the_policy_decides_a_missing_tenant() -> None:

@@ -273,10 +273,18 @@ def test_openai_explicit_breakpoints_chat() -> None:
         {"role": "user", "content": "q2"},
     ]
     body = {"model": "gpt-5.6-sol", "messages": [{"role": "system", "content": LONG}, *conv]}
-    p = _prepare(body, "openai-chat", _ttl_policy("24h"))
+    system = {"role": "system", "content": [{"type": "text", "text": LONG, "prompt_cache_breakpoint": BP}]}
+    # Nothing to keep out of the cache: implicit mode stays (its own breakpoint ends the newest
+    # message), with one breakpoint at the end of the static prefix for other conversations.
+    implicit = _prepare(body, "openai-chat", _ttl_policy("24h"))
+    assert implicit.body["messages"] == [system, *conv]
+    assert "prompt_cache_options" not in implicit.body
+    assert [h.kind for h in implicit.plan.hints] == ["prompt_cache_key", "prompt_cache_breakpoint"]
+    # In explicit mode (the caller's here) the conversation's end is marked too.
+    p = _prepare({**body, "prompt_cache_options": {"mode": "explicit"}}, "openai-chat", _ttl_policy("24h"))
     out = p.body
     assert out["messages"] == [
-        {"role": "system", "content": [{"type": "text", "text": LONG, "prompt_cache_breakpoint": BP}]},
+        system,
         conv[0],
         conv[1],
         {"role": "user", "content": [{"type": "text", "text": "q2", "prompt_cache_breakpoint": BP}]},
@@ -287,7 +295,6 @@ def test_openai_explicit_breakpoints_chat() -> None:
         "prompt_cache_key",
         "prompt_cache_breakpoint",
         "prompt_cache_breakpoint",
-        "prompt_cache_options",
     ]
     # Same part shape as the real gpt-5.6 recording.
     recorded = request_bodies("openai_chat__pydantic_ai__prompt_cache_key_e2e.yaml")[0]["messages"][0][

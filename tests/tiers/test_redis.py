@@ -374,10 +374,11 @@ def test_router_refuses_an_l2_entry_behind_a_known_generation(redis_server: Redi
     l2 = new.l2
     assert isinstance(l2, RedisStore)
     g = int(l2.client.incr(f"{ns}:clock"))
+    name = new.tag_name("policy:v12")  # the stored (fleet-wide) name of the tag
     for b in range(l2.buckets):
-        l2.client.hset(f"{ns}:{{b{b:02d}}}:g", "policy:v12", g)
-    old.bus.publish(InvalidationEvent(kind="tag", tag="policy:v12", gen=g))
-    assert wait_until(lambda: new.generations.known("policy:v12") == g)
+        l2.client.hset(f"{ns}:{{b{b:02d}}}:g", name, g)
+    old.bus.publish(InvalidationEvent(kind="tag", tag=name, gen=g))
+    assert wait_until(lambda: new.generations.known(name) == g)
     assert l2.get(k) is not None  # still in Redis ...
     assert new.get(k, tenant="t") is None  # ... but not served
     assert new.stats().tiers["l2"].stale == 1

@@ -105,7 +105,7 @@ def test_invalidate_then_nothing_stale(tiered: TieredStore) -> None:
 def test_write_racing_an_invalidation_is_stale(tiered: TieredStore) -> None:
     """A value computed before an invalidation never becomes servable after it."""
     k = key_for("t", "race")
-    gens = tiered.current_generations(["tool:search:v3"], refresh=True)
+    gens = tiered.current_generations(["tool:search:v3"], tenant="t", refresh=True)
     tiered.invalidate("tool:search:v3")  # happens while the value is being computed
     tiered.put(k, b"old", tenant="t", entry_type="m", tags=["tool:search:v3"], tag_generations=gens)
     assert tiered.flush()

@@ -165,7 +165,7 @@ class RouterMachine(RuleBasedStateMachine):
     @rule(tenant=st.sampled_from(TENANTS), name=st.sampled_from(NAMES), tag=st.sampled_from(TAGS))
     def put_computed_before_invalidate(self, tenant: str, name: str, tag: str) -> None:
         """The other process reads generations and computes; this one invalidates; the write lands late."""
-        before = self.other.current_generations([tag], refresh=True)
+        before = self.other.current_generations([tag], tenant=tenant, refresh=True)
         old = self.gens[tag]
         self.invalidate(tag)
         payload = self._payload(False)

@@ -56,7 +56,7 @@ def _clock_prompt(policy: str) -> Any:
 
 
 def _agent(provider: str, emu: Any, key: str, traj: list[dict[str, Any]], schemas: Any, mw: list[Any]) -> Any:
-    # PromptCacheMiddleware goes last (innermost): it sees the prompt the other middlewares made.
+    # PromptCacheMiddleware last, as most apps put it (anywhere works: test_lc_names_and_order).
     return create_agent(
         make_model(provider, base_url(emu, provider), key),
         tools=recorded_tools(schemas, traj),
@@ -141,8 +141,8 @@ async def test_two_tenants_two_keys(trajectory: list[dict[str, Any]], airline_to
 async def test_fallback_model_gets_its_own_providers_hints(
     trajectory: list[dict[str, Any]], airline_tools: Any
 ) -> None:
-    """Primary Anthropic model down; ModelFallbackMiddleware switches to OpenAI. Our middleware,
-    last in the list, rewrites the fallback's request: OpenAI hints only, no cache_control."""
+    """Primary Anthropic model down; ModelFallbackMiddleware switches to OpenAI. Our middleware
+    rewrites the fallback's request: OpenAI hints only, no cache_control."""
     cache = PromptCache()
     with Emulator(script=script_from_trajectory(trajectory, 0, 3)) as emu:
         dead = make_model("anthropic", "http://127.0.0.1:9", "k")  # nothing listens on the discard port
@@ -162,8 +162,9 @@ async def test_fallback_model_gets_its_own_providers_hints(
 
 
 def test_the_model_is_called_with_the_request_override_makes(tmp_path: Any) -> None:
-    # The middleware swaps the model through LangChain's own ModelRequest.override: the handler
-    # gets exactly that request, and the caller's request and model are left as they were.
+    # The handler gets the caller's request with the hooked model, field for field (a ModelRequest
+    # that keeps a model swapped in later on the seam), and the caller's request and model are left
+    # as they were.
     from langchain.agents.middleware import ModelResponse
     from langchain_core.messages import AIMessage, SystemMessage
     from langgraph.runtime import Runtime
@@ -193,5 +194,5 @@ def test_the_model_is_called_with_the_request_override_makes(tmp_path: Any) -> N
         cache.close()
     (sent,) = seen
     assert sent.model is hooked_copy(model) and sent.model is not model
-    assert sent == request.override(model=sent.model)
+    assert isinstance(sent, ModelRequest) and vars(sent) == vars(request.override(model=sent.model))
     assert vars(request) == before and request.model is model

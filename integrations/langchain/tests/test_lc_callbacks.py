@@ -45,7 +45,7 @@ async def test_shadow_records_without_changing_requests(emulator: Any, airline_p
     for rec, usage in zip(handler.records, emulator.usages, strict=True):
         assert rec.usage is not None and rec.usage.input_tokens == usage.input_tokens
     assert recorder_for(cache).snapshot().for_tenant("acme").calls == 2
-    assert handler.metrics().calls == 2
+    assert handler.cache_metrics.calls == 2
 
 
 def test_calls_already_under_promptcache_are_not_counted_twice(emulator: Any, airline_policy: str) -> None:
@@ -67,4 +67,5 @@ def test_missing_tenant_is_recorded_not_raised(emulator: Any) -> None:
     make_model("openai", emulator.openai_base_url, "k").invoke("hi", {"callbacks": [handler]})
     (rec,) = handler.records
     assert rec.error is not None and "requires a tenant" in rec.error and rec.plan == {}
+    assert "config={'metadata': {'tenant_id': ...}}" in rec.error  # the fix, named
     assert recorder_for(cache).snapshot().total.calls == 0

@@ -1,4 +1,4 @@
-"""``PromptCacheModelMiddleware``: model calls only, for agents whose tools are provider built-ins.
+"""``PromptCacheModelOnlyMiddleware``: model calls only, for agents whose tools are provider built-ins.
 
 ``create_agent`` treats dict tools as provider built-ins (no tool node), but adds a tool node as
 soon as any middleware hooks tool calls and then routes the model's tool calls to it. The
@@ -15,7 +15,7 @@ import pytest
 from helpers_lc import base_url, make_model
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage
-from promptcache_langchain import PromptCacheMiddleware, PromptCacheModelMiddleware
+from promptcache_langchain import PromptCacheMiddleware, PromptCacheModelOnlyMiddleware
 
 from promptcache import PromptCache
 from promptcache.metrics import CacheMetrics
@@ -74,7 +74,7 @@ async def test_model_only_middleware_keeps_built_in_tools_with_the_caller(
             model,
             tools=_schemas(),
             system_prompt=system,
-            middleware=[PromptCacheModelMiddleware(cache)],
+            middleware=[PromptCacheModelOnlyMiddleware(cache)],
         )
         assert _tool_node(full) and not _tool_node(agent)
 

@@ -62,7 +62,7 @@ async def _replay(scenario: str, provider: str, run: Any, calls: int) -> tuple[d
 
 
 def _model_usages(handler: Any) -> list[dict[str, int]]:
-    records = [r for r in handler.metrics.records.values() if r.kind == "model"]
+    records = [r for r in handler.cache_metrics.records.values() if r.kind == "model"]
     return [
         {
             "input": r.input_tokens,
@@ -78,7 +78,7 @@ def _assert_metrics(handler: Any, cache: PromptCache, tenant: str, usages: list[
     """Per call and in total, the handler and cache.stats() hold exactly the recorded usage."""
     expected = totals(usages)
     assert _model_usages(handler) == usages
-    m = handler.metrics
+    m = handler.cache_metrics
     assert (m.input_tokens, m.cache_read_tokens, m.cache_write_tokens, m.output_tokens) == (
         expected["input"],
         expected["read"],
@@ -132,7 +132,7 @@ async def test_query_engine_replays_cassette(
     _assert_metrics(out["handler"], cache, "acme", usages)
     # Retrieval: computed once, then served twice by promptcache's retrieval cache.
     assert out["retriever"].retrieval_cache.stats().hits == 2
-    assert out["handler"].metrics.local_hits >= 1
+    assert out["handler"].cache_metrics.local_hits >= 1
 
 
 def _last_tool_result(provider: str, body: dict[str, Any]) -> str:
@@ -176,7 +176,7 @@ async def test_function_agent_replays_cassette(
     backend = out["backend"]
     assert [n for n, _ in backend.calls].count("get_reservation_details") == 2
     assert backend.bags["ZFA04Y"] == 2 and "2 checked bags" in out["result"]
-    tool_records = [r for r in out["handler"].metrics.records.values() if r.kind == "tool"]
+    tool_records = [r for r in out["handler"].cache_metrics.records.values() if r.kind == "tool"]
     assert sum(r.local_hit for r in tool_records) == 1
     _assert_metrics(out["handler"], cache, "mia", usages)
 
@@ -224,7 +224,7 @@ async def test_gemini_query_engine_replays_cassette(monkeypatch: pytest.MonkeyPa
     answers = out["answers"]
     assert answers[0] and answers[0] == answers[1] == answers[2]
     _assert_metrics(out["handler"], cache, "acme", usages)
-    records = [r for r in out["handler"].metrics.records.values() if r.kind == "model"]
+    records = [r for r in out["handler"].cache_metrics.records.values() if r.kind == "model"]
     assert {(r.provider, r.model) for r in records} == {("gemini", GEMINI_MODEL)}
 
 

@@ -255,7 +255,7 @@ def test_handler_records_wrapped_and_observes_unwrapped(emu: Emulator, cache: Pr
         wrapped.chat(_messages())
         list(wrapped.stream_chat(_messages()))
         plain.chat(_messages("unwrapped"))
-    m = handler.metrics
+    m = handler.cache_metrics
     assert m.calls == 3, "one record per call: the inner LLM's own end events are not counted twice"
     assert {r.tenant for r in m.records.values()} == {"acme"}
     stats = recorder_for(cache).snapshot().for_tenant("acme")
@@ -265,6 +265,9 @@ def test_handler_records_wrapped_and_observes_unwrapped(emu: Emulator, cache: Pr
         m.cache_read_tokens,
     )
     assert "prompt_cache_key" not in emu.requests[2], "an unwrapped LLM is observed, not rewritten"
+    # The figures' one name is the cache_metrics property; the old metrics property still works.
+    with pytest.warns(DeprecationWarning, match=r"handler\.cache_metrics"):
+        assert handler.metrics == m
 
 
 def test_chat_with_tools_does_not_grow_caller_history(emu: Emulator, cache: PromptCache) -> None:

@@ -104,11 +104,11 @@ async def test_vector_index_query_engine_with_enable(
         _assert_hinted(provider, body)
     assert emu.requests[2]["stream"] is True
     # The policy prefix is read back from the provider cache from the second call on, streamed too.
-    usages = [r for r in handler.metrics.records.values() if r.kind == "model"]
+    usages = [r for r in handler.cache_metrics.records.values() if r.kind == "model"]
     assert len(usages) == 3 and sorted(u.cache_read_tokens > 1000 for u in usages) == [False, True, True]
     # Retrieval: computed once, then served by promptcache's retrieval cache for the same tenant.
-    retrievals = [r for r in handler.metrics.records.values() if r.kind == "retrieval"]
-    assert retrievals and handler.metrics.local_hits >= 1
+    retrievals = [r for r in handler.cache_metrics.records.values() if r.kind == "retrieval"]
+    assert retrievals and handler.cache_metrics.local_hits >= 1
     assert retriever.retrieval_cache.stats().hits == 2
     # The retrieval events say how each was answered as the enum value, and the same in words.
     assert [(e.reason, e.hit) for e in seen.events] == [
@@ -117,9 +117,9 @@ async def test_vector_index_query_engine_with_enable(
     assert seen.events[1].why == "hit in l1"
     stats = recorder_for(cache).snapshot().for_tenant("acme")
     assert (stats.calls, stats.input_tokens, stats.cache_read_tokens) == (
-        handler.metrics.calls,
-        handler.metrics.input_tokens,
-        handler.metrics.cache_read_tokens,
+        handler.cache_metrics.calls,
+        handler.cache_metrics.input_tokens,
+        handler.cache_metrics.cache_read_tokens,
     )
     disable()
     assert Settings.llm is original
@@ -194,7 +194,7 @@ async def test_function_agent_airline_tools(provider: str, cache: PromptCache) -
     assert all(json.dumps(r[tool_key]) == json.dumps(requests[0][tool_key]) for r in requests)
     if provider == "anthropic":
         assert requests[0][tool_key][-1]["cache_control"] == {"type": "ephemeral"}
-    m = handler.metrics
+    m = handler.cache_metrics
     tool_records = [r for r in m.records.values() if r.kind == "tool"]
     assert sum(r.local_hit for r in tool_records) == 1
     model_records = [r for r in m.records.values() if r.kind == "model"]

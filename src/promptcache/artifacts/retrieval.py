@@ -205,8 +205,8 @@ class RetrievalCache(SyncRetrievalCalls, AsyncRetrievalCalls):
             lookup = lookup.model_copy(update={"dropped": dropped})
         return kept, lookup
 
-    def invalidate(self, tag: str) -> int:
-        """Invalidate ``tag`` (e.g. ``index:kb@42``) in the underlying store."""
-        gen = self.store.invalidate(tag)
+    def invalidate(self, tag: str, *, tenant: str | None = None) -> int:
+        """Invalidate ``tag`` (e.g. ``index:kb@42``) for ``tenant`` (``None``: every tenant) in the store."""
+        gen = self.store.invalidate(tag, tenant=tenant)
         self._counters.add("invalidations")
         return gen

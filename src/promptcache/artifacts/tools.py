@@ -276,6 +276,10 @@ class ToolOutputCache(SyncToolCalls, AsyncToolCalls):
         except ValueError as exc:
             return (), f"cannot fill an invalidation tag: {exc}"
 
+    def _invalidation_tenant(self, tenant: str, scope: str) -> str:
+        """The tenant a write's invalidations are scoped to: the one whose entries its reads stored."""
+        return entry_tenant(tenant, scope)
+
     def _count_invalidations(
         self, spec: ToolSpec, done: list[str], failed: list[str], err: str | None
     ) -> tuple[tuple[str, ...], tuple[str, ...], str]:
@@ -292,8 +296,8 @@ class ToolOutputCache(SyncToolCalls, AsyncToolCalls):
         detail = f"{plan.detail}; {err}" if err else plan.detail
         return plan.model_copy(update={"invalidated": done, "invalidation_failed": failed, "detail": detail})
 
-    def invalidate(self, tag: str) -> int:
-        """Invalidate ``tag`` in the underlying store (raises ``InvalidationFailed``)."""
-        gen = self.store.invalidate(tag)
+    def invalidate(self, tag: str, *, tenant: str | None = None) -> int:
+        """Invalidate ``tenant``'s ``tag`` (``None``: every tenant's); raises ``InvalidationFailed``."""
+        gen = self.store.invalidate(tag, tenant=tenant)
         self._counters.add("invalidations")
         return gen

@@ -169,6 +169,14 @@ def oracle_usage(
 # --------------------------------------------------------------------------------------------
 
 
+def _langchain_tool_choice(choice: Any) -> Any:
+    """An OpenAI ``tool_choice`` as LangChain's ``bind_tools`` takes it (None: not set), so the
+    middleware arm asks for the same tool use as the app's request."""
+    if isinstance(choice, dict):
+        return (choice.get("function") or {}).get("name")
+    return {"required": "any"}.get(choice, choice) if isinstance(choice, str) else None
+
+
 def langchain_middleware_body(body: Json, src: WireFormat, model: str) -> Json:
     """The Anthropic body a LangChain agent with ``AnthropicPromptCachingMiddleware`` would send.
 
@@ -202,7 +210,13 @@ def langchain_middleware_body(body: Json, src: WireFormat, model: str) -> Json:
         for t in chat.get("tools") or []
     ]
     llm = ChatAnthropic(model_name=model, api_key="unused", max_tokens=1024, timeout=None, stop=None)  # type: ignore[call-arg]
-    request = ModelRequest(model=llm, messages=list(rest), system_message=system, tools=tools)  # type: ignore[arg-type]
+    request = ModelRequest(
+        model=llm,
+        messages=list(rest),  # type: ignore[arg-type]
+        system_message=system,
+        tools=tools,
+        tool_choice=_langchain_tool_choice(chat.get("tool_choice")),
+    )
     captured: list[Any] = []
 
     def handler(req: Any) -> Any:

@@ -128,7 +128,12 @@ class AgentsReport(BaseModel):
     traces: list[TraceResult]
 
     def losses(self) -> list[str]:
-        """Where promptcache is below a baseline (as sent, own markers, LangChain) in share or cost."""
+        """Where promptcache is below a baseline (as sent, own markers, LangChain) in share or cost.
+
+        A lower share counts when promptcache also leaves more input tokens uncached: the arms'
+        renderings can differ by a few tokens over the same content (LangChain sends the system
+        prompt as a list of blocks), and a longer rendering, cached, is not better caching.
+        """
         out = []
         for t in self.traces:
             for p in t.providers.values():
@@ -137,7 +142,11 @@ class AgentsReport(BaseModel):
                     b = p.arms.get(arm)
                     if b is None:
                         continue
-                    if pc.cached_fraction < b.cached_fraction:
+                    uncached = pc.input_tokens - pc.cached_read_tokens
+                    if (
+                        pc.cached_fraction < b.cached_fraction
+                        and uncached > b.input_tokens - b.cached_read_tokens
+                    ):
                         out.append(
                             f"{t.name}/{p.provider}: share {pc.cached_fraction:.1%}"
                             f" < {arm} {b.cached_fraction:.1%}"

@@ -58,7 +58,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from promptcache.formats import WireFormat
-from promptcache.lab.simulate import Simulator, TooManyBreakpoints, render
+from promptcache.lab.simulate import BreakpointTtlOrder, Simulator, TooManyBreakpoints, render
 from promptcache.tokens import count_text
 from promptcache.usage import CacheUsage
 
@@ -331,7 +331,7 @@ class Emulator:
             sim_body = convert(body if model is None else {"model": model, **body}, fmt, sim_fmt)
         try:
             result = self._sim.feed(self._clock(), sim_fmt, sim_body, org=org, model=model)
-        except TooManyBreakpoints as exc:
+        except (TooManyBreakpoints, BreakpointTtlOrder) as exc:
             raise _HttpError(400, "invalid_request_error", str(exc)) from None
         except (KeyError, TypeError, ValueError) as exc:
             # The simulator could not render the body: the provider would reject it too.

@@ -54,7 +54,8 @@ Rules per provider (sources cited where applied)
   a prefix matches exactly at a cached breakpoint, with no lookback limit; writes are
   reported (``cache_write_tokens``); TTL 30 min (the only accepted value).
 * Anthropic: ≤ 4 ``cache_control`` breakpoints (a 5th is a 400 error, raised here as
-  :class:`TooManyBreakpoints`); a top-level ``cache_control`` adds one on the last
+  :class:`TooManyBreakpoints`; a 1h breakpoint after a 5m one is a 400 too, raised as
+  :class:`BreakpointTtlOrder`); a top-level ``cache_control`` adds one on the last
   block. A read is the longest cached prefix ending at a breakpoint or at one of the
   20 block boundaries before it; the write is everything from there to the last
   breakpoint, split by the TTL of the breakpoint closing each span. Per-model minimum
@@ -74,6 +75,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -90,6 +92,7 @@ from promptcache.usage import CacheUsage
 __all__ = [
     "IMAGE_TOKENS",
     "MIN_CACHEABLE_TOKENS",
+    "BreakpointTtlOrder",
     "MissReason",
     "Rendered",
     "Request",
@@ -163,6 +166,11 @@ def min_cacheable_tokens(model: str | None) -> int:
 
 class TooManyBreakpoints(ValueError):
     """More cache breakpoints than the provider accepts (Anthropic answers 400)."""
+
+
+class BreakpointTtlOrder(ValueError):
+    """A 1h breakpoint rendered after a 5m one: Anthropic (and Bedrock) answer 400, since
+    entries with a longer TTL must come first (Anthropic docs, "Mixing different TTLs")."""
 
 
 class MissReason(StrEnum):
@@ -701,6 +709,11 @@ class Simulator:
                 f"{len(r.breakpoints)} cache breakpoints; the provider accepts at most 4"
             )
         if r.provider == "anthropic":
+            ttls = [ttl for _, ttl in sorted(r.breakpoints)]
+            if any(a != "1h" and b == "1h" for a, b in itertools.pairwise(ttls)):
+                raise BreakpointTtlOrder(
+                    "a 1h cache_control breakpoint comes after a 5m one; longer TTLs must come first"
+                )
             return self._anthropic(ts, r, org)
         if r.provider == "openai" and _is_gpt56_or_later(r.model):
             return self._breakpoint_openai(ts, r, org, route)

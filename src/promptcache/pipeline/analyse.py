@@ -236,6 +236,9 @@ class Message:
     data_classes: tuple[str, ...]
     chars: int
     normalized: bool  # ``message`` is our normalized copy
+    #: The digest this message has once it is part of the history (a current turn's own
+    #: differs by its kind): what the next request of the conversation is compared by.
+    history_digest: str
 
 
 def not_json(fmt: WireFormat, exc: TypeError) -> WireFormatError:
@@ -308,7 +311,7 @@ def analyse_message(fmt: WireFormat, adapter: WireAdapter, msg: Any, current: bo
         cj = canonical_json(normalized, where="message")
     text = cj.decode()
     classes = classes_of(SENSITIVE_SCANNER.scan(text))
-    kind = adapter.message_kind(normalized)
+    kind = as_history_kind = adapter.message_kind(normalized)
     if current and kind is BlockKind.HISTORY:
         kind = BlockKind.USER
     role = normalized.get("role") if type(normalized) is dict else None
@@ -325,10 +328,10 @@ def analyse_message(fmt: WireFormat, adapter: WireAdapter, msg: Any, current: bo
         trust=Trust.UNTRUSTED if kind is BlockKind.TOOL_RESULT else Trust.TRUSTED,
     )
     changed = normalized is not msg
+    dg = digest(kind.encode(), cj)
+    as_history = dg if kind is as_history_kind else digest(as_history_kind.encode(), cj)
     # Unchanged, the caller's own object is sent (not kept here: a memo must not pin it).
-    return Message(
-        normalized if changed else None, block, digest(kind.encode(), cj), classes, len(text), changed
-    )
+    return Message(normalized if changed else None, block, dg, classes, len(text), changed, as_history)
 
 
 @dataclass(slots=True, frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -52,6 +53,9 @@ class Family:
     conversations: OrderedDict[bytes, Snapshot] = field(default_factory=OrderedDict)
     tools_raw: bytes | None = None
     tools_unstable: bool = False
+    #: Each conversation's last layout and what it was decided for (:func:`keep_layout`), the
+    #: most recent :data:`LAYOUTS_PER_FAMILY`.
+    layouts: OrderedDict[bytes, tuple[tuple[Any, ...], Learned]] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -191,6 +195,83 @@ def learn(
     return Learned(system_out, frags, prints, canonical)
 
 
+#: Conversations per family whose layout :func:`keep_layout` holds (the oldest go first). Their
+#: texts are mostly the analyser's own strings, shared; a value relocated from the middle of a
+#: text makes one more copy of it per conversation.
+LAYOUTS_PER_FAMILY = 64
+
+
+def keep_layout(
+    fam: Family, conversation: bytes | None, texts: list[TextAnalysis], tools: Tools, learned: Learned
+) -> Learned:
+    """What a conversation sends: its previous layout while what it sends of its own is unchanged,
+    else ``learned``, the family's current decision (issue 22, decision 3).
+
+    The family learns from every request, its conversations' included: a value constant within
+    each conversation but different between two (an agent id, a session UUID) is learned volatile
+    when the second one starts. Moving it then in the first conversation would change a prefix the
+    provider holds, a full miss for nothing; so a new decision reaches a conversation when its own
+    system texts or tools change (its prefix is rewritten anyway) or when it starts.
+
+    Compared by canonical digest (SHA-256) and the tools' exact bytes: the kept layout was made
+    from the same content.
+    """
+    if conversation is None:
+        return learned
+    inputs = (tuple(t.canonical_digest for t in texts), tools.raw)
+    with fam.lock:
+        kept = fam.layouts.pop(conversation, None)
+        if kept is not None and kept[0] == inputs:
+            learned = kept[1]
+        fam.layouts[conversation] = (inputs, learned)
+        if len(fam.layouts) > LAYOUTS_PER_FAMILY:
+            fam.layouts.popitem(last=False)
+    return learned
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationChange:
+    """How a request's messages relate to its conversation's previous request.
+
+    ``resent``: leading messages sent unchanged from the previous request. ``stable``: leading
+    messages the next request is predicted to resend unchanged, when the conversation rewrites
+    part of what it sent before (None: it only appends, so all of them).
+    """
+
+    resent: int
+    stable: int | None
+
+
+def conversation_change(previous: Sequence[str], current: Sequence[str]) -> ConversationChange | None:
+    """Where a conversation changes, learned from its behaviour (issue 22, decision 5).
+
+    ``previous`` and ``current`` are the digests of the messages of the conversation's last
+    request and of this one. Many agents rewrite part of what they sent before rather than only
+    appending: a reminder taken off the newest user message, files re-sent after the history,
+    observations older than the last few elided in place. The first changed message sits the same
+    number of messages before the end on each call, so the next request is predicted to keep
+    all but that many of this one's messages: a breakpoint there is read by the next call, while
+    one on the tail would be written and never read (Anthropic caches the prefix up to a
+    breakpoint, docs.anthropic.com "Prompt caching").
+
+    None: no previous request to compare with.
+
+    >>> conversation_change(["a", "b", "c"], ["a", "b", "c", "d", "e"])  # appends only
+    ConversationChange(resent=3, stable=None)
+    >>> conversation_change(["a", "b", "F", "u"], ["a", "b", "u", "x", "F2", "v"])  # rewrites the last 2
+    ConversationChange(resent=2, stable=4)
+    """
+    if not previous or not current:
+        return None
+    n = min(len(previous), len(current))
+    resent = next((i for i in range(n) if previous[i] != current[i]), n)
+    if resent == len(previous):
+        return ConversationChange(resent, None)
+    rewritten = len(previous) - resent
+    stable = len(current) - rewritten
+    return ConversationChange(resent, stable if 0 < stable < len(current) else None)
+
+
 #: Conversations whose last request each family keeps for :func:`remember` (the oldest go first).
 CONVERSATIONS_PER_FAMILY = 256
 
@@ -222,7 +303,7 @@ def remember(fam: Family, snapshot: Snapshot, conversation: bytes | None = None)
         else:
             previous = fam.conversations.pop(conversation, None)
             if previous is None and fam.last is not None:
-                previous = replace(fam.last, history=[])
+                previous = replace(fam.last, history=[], messages=[])
             fam.conversations[conversation] = snapshot
             if len(fam.conversations) > CONVERSATIONS_PER_FAMILY:
                 fam.conversations.popitem(last=False)

@@ -148,6 +148,13 @@ class HintContext:
     #: Where the body carries the volatile block (from the join that placed it, never
     #: searched for in the body); None: there is none.
     volatile_at: VolatileAt | None = None
+    #: Leading conversation messages (after the system prompt) that the conversation's previous
+    #: request sent the same; 0 for a first request.
+    resent_messages: int = 0
+    #: Leading conversation messages the next request is predicted to resend unchanged, when the
+    #: conversation rewrites part of what it sent before; None when it only appends
+    #: (:func:`promptcache.pipeline.learning.conversation_change`).
+    stable_messages: int | None = None
 
 
 @lru_cache(maxsize=1024)
@@ -323,19 +330,35 @@ def _mark_openai_item(item: dict[str, Any], part_type: str) -> tuple[dict[str, A
 def _openai_breakpoints(
     out: dict[str, Any], ctx: HintContext, conv_blocked: bool
 ) -> tuple[dict[str, Any], list[Hint], list[str]]:
-    """Explicit ``prompt_cache_breakpoint`` parts (gpt-5.6+): end of the static prefix, end of
-    the conversation before the volatile block; at most 4 per request, the caller's included."""
+    """``prompt_cache_breakpoint`` parts (gpt-5.6+): the end of the static prefix (read by the
+    tenant's other conversations), and, in explicit mode only, the end of the conversation
+    before the volatile block or before the messages it rewrites; at most 4 per request, the
+    caller's included, and one fewer in implicit mode, whose own breakpoint ends the newest
+    message."""
     notes: list[str] = []
     hints: list[Hint] = []
     key = "messages" if ctx.format is WireFormat.OPENAI_CHAT else "input"
     raw = out.get(key)
     items: list[Any] = list(raw) if isinstance(raw, list) else []
     caller_retention = "prompt_cache_retention" in out
-    limit = MAX_BREAKPOINTS - 1 if caller_retention else MAX_BREAKPOINTS  # implicit mode keeps 1 slot
+    # Explicit mode wins only where the automatic breakpoint at the end of the newest message
+    # would write something never read: the volatile block, a tail the conversation rewrites on
+    # the next call, or content the policy keeps out. Elsewhere implicit mode caches a few more
+    # tokens (the newest message's closing ones) at no extra write, so it stays (issue 22,
+    # decision 1: a transformation that cannot be shown to win is not applied).
+    opts = out.get("prompt_cache_options")
+    caller_mode = opts.get("mode") if isinstance(opts, dict) else None
+    if caller_mode is not None:  # the caller chose: its mode is kept, and placement follows it
+        explicit = caller_mode == "explicit"
+    else:
+        explicit = not caller_retention and (
+            conv_blocked or ctx.has_volatile or ctx.stable_messages is not None
+        )
+    limit = MAX_BREAKPOINTS if explicit else MAX_BREAKPOINTS - 1  # implicit mode keeps 1 slot
     budget = limit - _count_openai_breakpoints(items)
     minimum = min_cacheable_tokens(ctx.model, ctx.format, ctx.catalog)
     static_tokens = ctx.prefix_chars // _CHARS_PER_TOKEN
-    conv_tokens = static_tokens + sum(ctx.message_chars) // _CHARS_PER_TOKEN
+    conv_tokens = static_tokens + sum(ctx.message_chars[: ctx.stable_messages]) // _CHARS_PER_TOKEN
     vol = ctx.volatile_at.item if ctx.volatile_at is not None else None
     n_lead = 0
     while (
@@ -349,8 +372,15 @@ def _openai_breakpoints(
     wanted: list[int] = []
     if conv_blocked:
         notes.append("conversation holds content policy keeps out of provider caches: no breakpoint there")
-    elif conv_tokens >= minimum and len(items) > n_lead:
+    elif explicit and conv_tokens >= minimum and len(items) > n_lead:
         end = (vol - 1) if vol is not None and vol >= n_lead else len(items) - 1
+        if ctx.stable_messages is not None:
+            # The conversation rewrites what follows its stable messages on every call: the
+            # breakpoint goes where the next request still matches (issue 22, decision 5).
+            stable_end = n_lead + ctx.stable_messages - 1
+            if vol is not None and vol <= stable_end:
+                stable_end += 1
+            end = min(end, stable_end)
         for i in range(end, n_lead - 1, -1):
             if isinstance(items[i], dict) and _mark_openai_item(items[i], part_type) is not None:
                 wanted.append(i)
@@ -380,7 +410,7 @@ def _openai_breakpoints(
         notes.append("prompt_cache_options set by the caller: kept")
     elif caller_retention:
         notes.append("prompt_cache_retention set by the caller: implicit mode kept (OpenAI rejects both)")
-    elif hints or conv_blocked:
+    elif explicit:
         # Explicit mode: only our breakpoints write, so the volatile tail is never written
         # (gpt-5.6+ bills writes), and content the policy keeps out is never cached.
         out = {**out, "prompt_cache_options": dict(_BREAKPOINT)}
@@ -391,56 +421,111 @@ def _openai_breakpoints(
 # -- Anthropic and Bedrock -------------------------------------------------------------
 
 
-def _ttl_static(ctx: HintContext, body: dict[str, Any] | None = None) -> str | None:
+def _ttl_static(ctx: HintContext) -> str | None:
     if ctx.policy.entry(EntryType.PROMPT_PREFIX).ttl.default < 3600:
         return None
     # An unknown model, or one the catalog lists without a 1h option (older Claude on
     # Bedrock), gets the default 5m: a ttl it does not accept would be a 400.
     if "1h" not in ttl_options(ctx.model, ctx.format, ctx.catalog):
         return None
-    # Anthropic requires 1h breakpoints before 5m ones; a caller-placed 5m marker
-    # could sit before ours, so with any 5m marker present ours stay 5m too.
-    if body is not None and _has_5m_marker(body):
-        return None
     return "1h"
 
 
-def _has_5m_marker(body: dict[str, Any]) -> bool:
-    def short(x: Any) -> bool:
-        cc = x.get("cache_control") if isinstance(x, dict) else None
-        return isinstance(cc, dict) and cc.get("ttl", "5m") != "1h"
-
-    seqs: list[Any] = [body.get("tools") or []]
-    if isinstance(body.get("system"), list):
-        seqs.append(body["system"])
-    for m in body.get("messages") or []:
-        if isinstance(m, dict) and isinstance(m.get("content"), list):
-            seqs.append(m["content"])
-    return any(short(x) for seq in seqs for x in seq)
+_TTL_RANK = {"5m": 0, "1h": 1}
 
 
-def _control(ttl: str | None) -> dict[str, str]:
-    return {"type": "ephemeral", "ttl": ttl} if ttl else {"type": "ephemeral"}
+def marker_ttl(marker: Any) -> str:
+    """The TTL label of a ``cache_control`` / ``cachePoint`` object: ``"1h"`` or ``"5m"`` (the
+    providers' default when the marker names none)."""
+    ttl = marker.get("ttl") if isinstance(marker, dict) else None
+    return "1h" if ttl == "1h" else "5m"
 
 
-def _count_anthropic_markers(body: dict[str, Any]) -> int:
-    n = 1 if "cache_control" in body else 0
-    n += sum(1 for t in body.get("tools") or [] if isinstance(t, dict) and "cache_control" in t)
+def breakpoint_ttl(desired: str, before: Sequence[str], after: Sequence[str]) -> str | None:
+    """The TTL of a breakpoint promptcache adds among the caller's own markers, or None when
+    no TTL fits there (then none is added: the caller's markers are never changed).
+
+    Anthropic prompt caching (docs.anthropic.com, "Prompt caching", "Mixing different TTLs"):
+    cache entries with a longer TTL must appear before those with a shorter one, in rendering
+    order (tools → system → messages), or the request is refused. Bedrock's ``cachePoint``
+    takes the same ``ttl`` under the same rule. ``before`` / ``after`` are the TTLs of the
+    caller's markers rendered before / after this breakpoint (DESIGN.md: the caller's markers
+    are sacred, so they bound ours, never the reverse): after a caller's 5m marker ours is 5m;
+    before a caller's 1h marker ours is 1h, which bills nothing more (the 1h write is paid up to
+    the caller's marker anyway).
+
+    >>> breakpoint_ttl("5m", before=[], after=["1h"])
+    '1h'
+    >>> breakpoint_ttl("1h", before=["5m"], after=[])
+    '5m'
+    >>> breakpoint_ttl("5m", before=["5m"], after=["1h"]) is None
+    True
+    """
+    low = max((_TTL_RANK[t] for t in after), default=0)
+    high = min((_TTL_RANK[t] for t in before), default=1)
+    if low > high:
+        return None
+    rank = min(max(_TTL_RANK[desired], low), high)
+    return "1h" if rank else "5m"
+
+
+def _control(ttl: str) -> dict[str, str]:
+    # 5m is the provider's default: sent without a ttl, as the bodies Anthropic documents.
+    return {"type": "ephemeral", "ttl": ttl} if ttl != "5m" else {"type": "ephemeral"}
+
+
+# A marker's place in Anthropic's rendering order: (section, index, block); tools 0, system 1,
+# messages 2, and the top-level ``cache_control`` (automatic caching) after everything.
+_Pos = tuple[int, int, int]
+_END: _Pos = (3, 0, 0)
+
+
+def _anthropic_markers(body: dict[str, Any]) -> dict[_Pos, str]:
+    """The caller's ``cache_control`` markers of an Anthropic body: place -> TTL label."""
+    found: dict[_Pos, str] = {}
+    for i, t in enumerate(body.get("tools") or []):
+        if isinstance(t, dict) and "cache_control" in t:
+            found[(0, i, 0)] = marker_ttl(t["cache_control"])
     system = body.get("system")
     if isinstance(system, list):
-        n += sum(1 for b in system if isinstance(b, dict) and "cache_control" in b)
-    for m in body.get("messages") or []:
+        for i, blk in enumerate(system):
+            if isinstance(blk, dict) and "cache_control" in blk:
+                found[(1, i, 0)] = marker_ttl(blk["cache_control"])
+    for mi, m in enumerate(body.get("messages") or []):
         c = m.get("content") if isinstance(m, dict) else None
         if isinstance(c, list):
-            n += sum(1 for b in c if isinstance(b, dict) and "cache_control" in b)
-    return n
+            for bi, blk in enumerate(c):
+                if isinstance(blk, dict) and "cache_control" in blk:
+                    found[(2, mi, bi)] = marker_ttl(blk["cache_control"])
+    if "cache_control" in body:
+        found[_END] = marker_ttl(body["cache_control"])
+    return found
+
+
+def _fit_ttl(
+    caller: Mapping[_Pos, str], pos: _Pos, desired: str, section: str, notes: list[str]
+) -> str | None:
+    """The TTL of our breakpoint at ``pos`` among the caller's markers (None: none goes there)."""
+    if pos in caller:  # the caller's marker is already there: it stays as sent
+        notes.append(f"{section}: the caller's cache_control is kept as sent")
+        return None
+    ttl = breakpoint_ttl(
+        desired, [t for p, t in caller.items() if p < pos], [t for p, t in caller.items() if p > pos]
+    )
+    if ttl is None:
+        notes.append(f"{section}: the caller's markers put a 1h after a 5m one; no breakpoint added")
+    return ttl
 
 
 _MARKABLE = frozenset({"text", "tool_result", "tool_use", "image", "document"})
 
 
-def _conversation_target(messages: list[Any], volatile: VolatileAt | None) -> tuple[int, int] | None:
-    """(message, block) that closes the stable conversation: the block before the volatile one.
+def _conversation_target(
+    messages: list[Any], volatile: VolatileAt | None, stable: int | None = None
+) -> tuple[int, int] | None:
+    """(message, block) that closes the stable conversation: the block before the volatile one,
+    or the end of the ``stable`` leading messages when the conversation is predicted to rewrite
+    what follows them (:attr:`HintContext.stable_messages`).
 
     The volatile block sits in the last message, after its tool results or before its text
     (:func:`promptcache.wire.place_in_user_turn`); Anthropic caches the prefix up to and
@@ -448,6 +533,9 @@ def _conversation_target(messages: list[Any], volatile: VolatileAt | None) -> tu
     """
     if not messages:
         return None
+    if stable is not None and 0 < stable < len(messages):
+        content = messages[stable - 1].get("content")
+        return (stable - 1, len(content) - 1 if isinstance(content, list) and content else -1)
     last = messages[-1]
     content = last.get("content")
     if isinstance(content, list) and content:
@@ -481,6 +569,15 @@ class PrefixFigures:
     has_messages: bool
     n_system: int
     n_tools: int
+    #: The conversation grew by more content blocks than the provider looks back from a
+    #: breakpoint since its previous request's end (:data:`ANTHROPIC_LOOKBACK_BLOCKS`).
+    bridge: bool = False
+
+
+#: Content blocks Anthropic looks back from a breakpoint for an earlier cache entry
+#: (docs.anthropic.com, "Prompt caching": the automatic prefix check covers about the 20 blocks
+#: before each breakpoint). A turn that adds more needs a breakpoint where the last request ended.
+ANTHROPIC_LOOKBACK_BLOCKS = 20
 
 
 def anthropic_breakpoints(f: PrefixFigures) -> tuple[list[str], list[str]]:
@@ -495,8 +592,14 @@ def anthropic_breakpoints(f: PrefixFigures) -> tuple[list[str], list[str]]:
     the static part, and it comes first. Content the policy keeps out of provider caches
     stops placement at and after it (DESIGN.md, Trust).
 
+    A conversation that grew by more blocks than the provider's lookback since its previous
+    request also gets a breakpoint where that request ended (``bridge``, issue 22 decision 5),
+    or the new tail would not find the entry the previous request wrote.
+
     >>> anthropic_breakpoints(PrefixFigures(3000, 9000, 1024, 4, False, False, True, 1, 5))
     (['conversation', 'system', 'tools'], [])
+    >>> anthropic_breakpoints(PrefixFigures(3000, 9000, 1024, 2, False, False, True, 1, 5, bridge=True))
+    (['conversation', 'bridge'], [])
     """
     wanted: list[str] = []
     notes: list[str] = []
@@ -506,6 +609,8 @@ def anthropic_breakpoints(f: PrefixFigures) -> tuple[list[str], list[str]]:
         and not (f.static_blocked or f.conversation_blocked)
     ):
         wanted.append("conversation")
+        if f.bridge:
+            wanted.append("bridge")
     elif f.conversation_blocked and not f.static_blocked:
         notes.append("conversation holds content policy keeps out of provider caches: no breakpoint there")
     if f.static_blocked:
@@ -520,19 +625,56 @@ def anthropic_breakpoints(f: PrefixFigures) -> tuple[list[str], list[str]]:
     return wanted[: f.free_slots], notes
 
 
+def _conversation_block(
+    messages: list[Any], volatile: VolatileAt | None, stable: int | None = None
+) -> tuple[int, int, list[Any]] | None:
+    """(message, block, that message's content as a block list) of the conversation's breakpoint:
+    the last markable block up to :func:`_conversation_target`; None when there is none."""
+    target = _conversation_target(messages, volatile, stable)
+    return None if target is None else _markable_block(messages, *target)
+
+
+def _markable_block(messages: list[Any], mi: int, bi: int) -> tuple[int, int, list[Any]] | None:
+    """(message, block, content as a block list) of message ``mi``'s last markable block at or
+    before ``bi`` (-1: its last block); None when it has none."""
+    if not 0 <= mi < len(messages):
+        return None
+    content = messages[mi].get("content")
+    if isinstance(content, str):
+        content, bi = [{"type": "text", "text": content}], 0
+    content = list(content or [])
+    bi = len(content) - 1 if bi < 0 else min(bi, len(content) - 1)
+    while bi >= 0 and not (isinstance(content[bi], dict) and content[bi].get("type") in _MARKABLE):
+        bi -= 1
+    return (mi, bi, content) if bi >= 0 else None
+
+
 def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], list[Hint], list[str]]:
     hints: list[Hint] = []
-    budget = MAX_BREAKPOINTS - _count_anthropic_markers(body)
+    caller = _anthropic_markers(body)
+    budget = MAX_BREAKPOINTS - len(caller)
     if budget <= 0:
         return body, [], ["4 cache_control breakpoints already placed by the caller: none added"]
     minimum = min_cacheable_tokens(ctx.model, ctx.format, ctx.catalog)
     static_tokens = ctx.prefix_chars // _CHARS_PER_TOKEN
     blocked = _blocked_from(ctx)
     static_blocked = blocked < ctx.prefix_end
-    ttl = _ttl_static(ctx, body)
+    static_ttl = _ttl_static(ctx) or "5m"
     out = dict(body)
     messages = list(out.get("messages") or [])
-    conv_tokens = static_tokens + sum(ctx.message_chars) // _CHARS_PER_TOKEN
+    conv_tokens = static_tokens + sum(ctx.message_chars[: ctx.stable_messages]) // _CHARS_PER_TOKEN
+    system = out.get("system")
+    blocks = [{"type": "text", "text": system}] if isinstance(system, str) else list(system or [])
+    tools = list(out.get("tools") or [])
+    conv = _conversation_block(messages, ctx.volatile_at, ctx.stable_messages)
+    # Where ours would go, per section. A section whose end the caller's own marker already
+    # closes is left to it (sent byte for byte), so the slot goes to another section.
+    places: dict[str, _Pos | None] = {
+        "tools": (0, len(tools) - 1, 0) if tools else None,
+        "system": (1, len(blocks) - 1, 0) if blocks else None,
+        "conversation": (2, conv[0], conv[1]) if conv is not None else None,
+    }
+    closed = {name for name, pos in places.items() if pos is not None and pos in caller}
     wanted, notes = anthropic_breakpoints(
         PrefixFigures(
             static_tokens=static_tokens,
@@ -541,61 +683,77 @@ def _anthropic(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], 
             free_slots=budget,
             static_blocked=static_blocked,
             conversation_blocked=blocked < ctx.n_blocks and not static_blocked,
-            has_messages=bool(messages),
-            n_system=ctx.n_system,
-            n_tools=ctx.n_tools,
+            has_messages=conv is not None and "conversation" not in closed,
+            n_system=0 if "system" in closed else ctx.n_system,
+            n_tools=0 if "tools" in closed else ctx.n_tools,
+            bridge=_needs_bridge(messages, ctx),
         )
     )
+    notes.extend(f"{name}: the caller's cache_control is kept as sent" for name in sorted(closed))
     if not static_blocked and static_tokens < minimum:
         notes.append(
             f"static prefix ~{static_tokens} tokens is below the {minimum}-token minimum of {ctx.model}"
         )
-    # Placement in rendering order (tools, system, conversation) keeps 1h before 5m.
-    if "tools" in wanted:
-        tools = list(out["tools"])
-        tools[-1] = {**tools[-1], "cache_control": _control(ttl)}
-        out["tools"] = tools
-        hints.append(_hint(kind="cache_control", where=f"$.tools[{len(tools) - 1}]", ttl=ttl or "5m"))
-    if "system" in wanted:
-        system = out.get("system")
-        blocks = [{"type": "text", "text": system}] if isinstance(system, str) else list(system or [])
-        if blocks:
+    # Ours take the TTL the provider's order rule allows around the caller's (breakpoint_ttl).
+    tools_at, system_at = places["tools"], places["system"]
+    if "tools" in wanted and tools_at is not None:
+        ttl = _fit_ttl(caller, tools_at, static_ttl, "tools", notes)
+        if ttl is not None:
+            tools[-1] = {**tools[-1], "cache_control": _control(ttl)}
+            out["tools"] = tools
+            hints.append(_hint(kind="cache_control", where=f"$.tools[{len(tools) - 1}]", ttl=ttl))
+    if "system" in wanted and system_at is not None:
+        ttl = _fit_ttl(caller, system_at, static_ttl, "system", notes)
+        if ttl is not None:
             blocks[-1] = {**blocks[-1], "cache_control": _control(ttl)}
             out["system"] = blocks
             hints.append(
                 _hint(
                     kind="cache_control",
                     where=f"$.system[{len(blocks) - 1}]",
-                    ttl=ttl or "5m",
+                    ttl=ttl,
                     prefix_tokens=static_tokens,
                 )
             )
-    if "conversation" in wanted:
-        target = _conversation_target(messages, ctx.volatile_at)
-        if target is not None:
-            mi, bi = target
-            msg = dict(messages[mi])
-            content = msg.get("content")
-            if isinstance(content, str):
-                content = [{"type": "text", "text": content}]
-                bi = 0
-            content = list(content or [])
-            while bi >= 0 and not (isinstance(content[bi], dict) and content[bi].get("type") in _MARKABLE):
-                bi -= 1
-            if bi >= 0:
-                content[bi] = {**content[bi], "cache_control": _control(None)}
-                msg["content"] = content
-                messages[mi] = msg
-                out["messages"] = messages
-                hints.append(
-                    _hint(
-                        kind="cache_control",
-                        where=f"$.messages[{mi}].content[{bi}]",
-                        ttl="5m",
-                        prefix_tokens=conv_tokens,
-                    )
+    marks: list[tuple[str, tuple[int, int, list[Any]], int]] = []  # (section, block, prefix tokens)
+    bridge = _markable_block(messages, ctx.resent_messages - 1, -1) if "bridge" in wanted else None
+    if bridge is not None:
+        tokens = static_tokens + sum(ctx.message_chars[: ctx.resent_messages]) // _CHARS_PER_TOKEN
+        marks.append(("bridge", bridge, tokens))
+    if "conversation" in wanted and conv is not None:
+        marks.append(("conversation", conv, conv_tokens))
+    placed: set[tuple[int, int]] = set()
+    for section, (mi, bi, content), tokens in marks:
+        if (2, mi, bi) in caller or (mi, bi) in placed:
+            continue
+        placed.add((mi, bi))
+        ttl = _fit_ttl(caller, (2, mi, bi), "5m", section, notes)
+        if ttl is not None:
+            content[bi] = {**content[bi], "cache_control": _control(ttl)}
+            messages[mi] = {**messages[mi], "content": content}
+            out["messages"] = messages
+            hints.append(
+                _hint(
+                    kind="cache_control",
+                    where=f"$.messages[{mi}].content[{bi}]",
+                    ttl=ttl,
+                    prefix_tokens=tokens,
                 )
+            )
     return out, hints, notes
+
+
+def _needs_bridge(messages: list[Any], ctx: HintContext) -> bool:
+    """Whether the conversation only appended to its previous request, by more content blocks
+    than Anthropic looks back from the new tail (:data:`ANTHROPIC_LOOKBACK_BLOCKS`)."""
+    at = ctx.resent_messages
+    if ctx.stable_messages is not None or not 0 < at < len(messages):
+        return False
+    added = 0
+    for m in messages[at:]:
+        content = m.get("content") if isinstance(m, dict) else None
+        added += len(content) if isinstance(content, list) else 1
+    return added > ANTHROPIC_LOOKBACK_BLOCKS
 
 
 def bedrock_cache_points(f: PrefixFigures) -> tuple[list[str], list[str]]:
@@ -629,20 +787,33 @@ def _bedrock(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], li
     def points(seq: Any) -> int:
         return sum(1 for b in seq or [] if isinstance(b, dict) and "cachePoint" in b)
 
-    existing = points(body.get("system")) + points((body.get("toolConfig") or {}).get("tools"))
-    existing += sum(points(m.get("content")) for m in body.get("messages") or [])
-    budget = MAX_BREAKPOINTS - existing
+    # The caller's points in rendering order (tools, system, messages), for the TTL order rule.
+    caller: dict[_Pos, str] = {}
+    sections = (
+        (0, (body.get("toolConfig") or {}).get("tools")),
+        (1, body.get("system")),
+    )
+    for section, seq in sections:
+        for i, b in enumerate(seq or []):
+            if isinstance(b, dict) and "cachePoint" in b:
+                caller[(section, i, 0)] = marker_ttl(b["cachePoint"])
+    for mi, m in enumerate(body.get("messages") or []):
+        for bi, b in enumerate((m.get("content") if isinstance(m, dict) else None) or []):
+            if isinstance(b, dict) and "cachePoint" in b:
+                caller[(2, mi, bi)] = marker_ttl(b["cachePoint"])
+    budget = MAX_BREAKPOINTS - len(caller)
     if budget <= 0:
         return body, [], ["4 cachePoints already placed by the caller: none added"]
     blocked = _blocked_from(ctx)
     out = dict(body)
     messages = list(out.get("messages") or [])
-    target = _conversation_target(messages, ctx.volatile_at) if messages else None
+    target = _conversation_target(messages, ctx.volatile_at, ctx.stable_messages) if messages else None
     static_tokens = ctx.prefix_chars // _CHARS_PER_TOKEN
     wanted, notes = bedrock_cache_points(
         PrefixFigures(
             static_tokens=static_tokens,
-            conversation_tokens=static_tokens + sum(ctx.message_chars) // _CHARS_PER_TOKEN,
+            conversation_tokens=static_tokens
+            + sum(ctx.message_chars[: ctx.stable_messages]) // _CHARS_PER_TOKEN,
             minimum=min_cacheable_tokens(ctx.model, ctx.format, ctx.catalog),
             free_slots=budget,
             static_blocked=blocked < ctx.prefix_end,
@@ -655,21 +826,33 @@ def _bedrock(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], li
     )
     if not wanted:
         return body, [], notes
-    point = {"cachePoint": {"type": "default"}}
+
+    def point(ttl: str) -> dict[str, Any]:
+        return {"cachePoint": {"type": "default", "ttl": ttl} if ttl != "5m" else {"type": "default"}}
+
     if "conversation" in wanted and target is not None:
         mi, bi = target
-        msg = dict(messages[mi])
-        content = list(msg.get("content") or [])
-        content.insert(bi + 1 if bi >= 0 else len(content), point)
-        msg["content"] = content
-        messages[mi] = msg
-        out["messages"] = messages
-        hints.append(_hint(kind="cachePoint", where=f"$.messages[{mi}].content[{bi + 1}]"))
+        # Inserted after block bi: it sits between bi and bi + 1 in rendering order.
+        ttl = _fit_ttl(caller, (2, mi, bi), "5m", "conversation", notes)
+        if ttl is not None:
+            msg = dict(messages[mi])
+            content = list(msg.get("content") or [])
+            content.insert(bi + 1 if bi >= 0 else len(content), point(ttl))
+            msg["content"] = content
+            messages[mi] = msg
+            out["messages"] = messages
+            hints.append(_hint(kind="cachePoint", where=f"$.messages[{mi}].content[{bi + 1}]", ttl=ttl))
     if "system" in wanted:
-        out["system"] = [*out["system"], point]
-        hints.append(_hint(kind="cachePoint", where=f"$.system[{len(out['system']) - 1}]"))
+        n = len(out["system"])
+        ttl = _fit_ttl(caller, (1, n - 1, 1), "5m", "system", notes)
+        if ttl is not None:
+            out["system"] = [*out["system"], point(ttl)]
+            hints.append(_hint(kind="cachePoint", where=f"$.system[{n}]", ttl=ttl))
     tc = out.get("toolConfig")
     if "tools" in wanted and isinstance(tc, dict):
-        out["toolConfig"] = {**tc, "tools": [*tc["tools"], point]}
-        hints.append(_hint(kind="cachePoint", where=f"$.toolConfig.tools[{len(tc['tools'])}]"))
+        n = len(tc["tools"])
+        ttl = _fit_ttl(caller, (0, n - 1, 1), "5m", "tools", notes)
+        if ttl is not None:
+            out["toolConfig"] = {**tc, "tools": [*tc["tools"], point(ttl)]}
+            hints.append(_hint(kind="cachePoint", where=f"$.toolConfig.tools[{n}]", ttl=ttl))
     return out, hints, notes

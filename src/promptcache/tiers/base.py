@@ -10,7 +10,22 @@ from pydantic import BaseModel
 
 from promptcache.tiers.entry import Entry
 
-__all__ = ["AsyncStore", "InvalidationFailed", "StatsCounter", "Store", "TierError", "TierStats"]
+__all__ = [
+    "DEFAULT_TAG_RETENTION_S",
+    "AsyncStore",
+    "InvalidationFailed",
+    "StatsCounter",
+    "Store",
+    "TierError",
+    "TierStats",
+]
+
+DEFAULT_TAG_RETENTION_S = 86_400.0
+"""How long a shared tier keeps the generation of a tag no entry uses after its last invalidation.
+
+A value computed before an invalidation and written more than this later could be stored again
+once the generation is gone: the retention bounds how late a write may land.
+"""
 
 
 class TierError(RuntimeError):

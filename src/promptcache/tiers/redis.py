@@ -15,7 +15,14 @@ Key layout (``ns`` defaults to ``pc``)
 * ``ns:{bNN}:t:<tag>`` a SET: the entry keys of bucket ``NN`` written with ``tag``;
 * ``ns:{bNN}:g`` a HASH: tag → generation, one copy per bucket; bucket 0's also
   holds the store epoch under a field no tag can have (a newline, then ``epoch``);
-* ``ns:clock`` the counter new generations are drawn from.
+* ``ns:{bNN}:gt`` a ZSET: tag → when it was last invalidated (ms), to clean ``g`` up;
+* ``ns:clock`` the counter new generations are drawn from;
+* ``ns:tagkey`` the random key tag names are computed with (created by the first process
+  that needs it; see :mod:`promptcache.tagnames`).
+
+Tags arrive as stored names (a readable prefix and a keyed digest): no tag value is ever
+part of a Redis key name. The process that creates ``ns:tagkey`` sweeps, best effort, what
+an earlier version named in clear (tag sets with their entries, generation fields).
 
 The store epoch is a random id written on first use and written anew whenever a
 generation read finds it missing: ``FLUSHDB``, a restart without persistence, or an
@@ -50,8 +57,15 @@ Set members go stale when an entry expires, is deleted, or is rewritten
 without the tag. Each tagged put drops up to two dead members it samples; an
 invalidation reads the head of each member's entry and spares one rewritten
 without the tag (anything it cannot parse, it deletes: a miss, never a stale
-read). The generation hashes and tag sets carry no Redis TTL: under a
-``volatile-*`` (or ``noeviction``) ``maxmemory-policy`` Redis never evicts them;
+read). A tag set expires with its longest-lived member: each tagged put extends
+the set's TTL to the entry's (and a member without TTL makes the set persistent), so
+when every entry of a tag has expired its set goes too. The generation hashes carry
+no Redis TTL; each invalidation also deletes, in every bucket, up to ``_TIDY_BATCH``
+generations of tags not invalidated for ``tag_retention_s`` that have no entry left in the
+bucket (a value computed before such an invalidation and written more than
+``tag_retention_s`` later could be stored again: the retention bounds how late a write may
+land). Under a
+``volatile-*`` (or ``noeviction``) ``maxmemory-policy`` Redis never evicts a hash;
 an ``allkeys-*`` policy could evict a tag set and with it the record of which
 entries an invalidation must delete.
 
@@ -79,9 +93,9 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 from promptcache.invalidation import Generations, new_epoch
-from promptcache.tiers._async.redis import AsyncRedisOps, Command
+from promptcache.tiers._async.redis import EPOCH_FIELD, AsyncRedisOps, Command
 from promptcache.tiers._sync.redis import SyncRedisOps
-from promptcache.tiers.base import StatsCounter, TierError, TierStats
+from promptcache.tiers.base import DEFAULT_TAG_RETENTION_S, StatsCounter, TierError, TierStats
 from promptcache.tiers.entry import Entry, decode_entry, encode_entry, key_digest
 
 __all__ = ["RedisStore", "connect_async", "connect_sync"]
@@ -110,7 +124,15 @@ else
   redis.call('SET', KEYS[1], ARGV[1])
 end
 for i = 3, #KEYS do
+  local existed = redis.call('EXISTS', KEYS[i])
   redis.call('SADD', KEYS[i], KEYS[1])
+  if ttl > 0 then
+    -- the set lives as long as its longest-lived member (a persistent set stays so)
+    local left = redis.call('PTTL', KEYS[i])
+    if existed == 0 or (left >= 0 and left < ttl) then redis.call('PEXPIRE', KEYS[i], ttl) end
+  else
+    redis.call('PERSIST', KEYS[i])
+  end
   for _, m in ipairs(redis.call('SRANDMEMBER', KEYS[i], 2)) do
     if redis.call('EXISTS', m) == 0 then redis.call('SREM', KEYS[i], m) end
   end
@@ -144,9 +166,27 @@ end
 return redis.call('SCARD', KEYS[2])
 """
 
-_EPOCH_FIELD = "\nepoch"  # in bucket 0's generations hash: a tag never holds a newline
+# KEYS: one bucket's generations and its record of when each tag was last invalidated (a
+# sorted set, same bucket); ARGV: the cutoff (ms), how many to look at, the bucket's tag-set
+# prefix, now (ms). A generation not moved since the cutoff whose tag has no set left in the
+# bucket (no live entry) is deleted; one whose tag still has entries is looked at again later.
+_TIDY_LUA = """
+local n = 0
+for _, tag in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))) do
+  if redis.call('EXISTS', ARGV[3] .. tag) == 0 then
+    redis.call('HDEL', KEYS[1], tag)
+    redis.call('ZREM', KEYS[2], tag)
+    n = n + 1
+  else
+    redis.call('ZADD', KEYS[2], ARGV[4], tag)
+  end
+end
+return n
+"""
+
 _EXPIRY_SLACK_MS = 5_000  # Redis expiry only reclaims space; the entry's own expiry decides
 _DRAIN_BATCH = 1_000  # set members handled per script call: bounds how long one call blocks Redis
+_TIDY_BATCH = 100  # generations looked at per bucket and invalidation: the clean-up keeps pace
 _MGET_CHUNK = 256
 
 
@@ -156,9 +196,13 @@ def _sha1(src: str) -> str:
     return hashlib.sha1(src.encode(), usedforsecurity=False).hexdigest()
 
 
-_SCRIPTS = {name: (src, _sha1(src)) for name, src in (("put", _PUT_LUA), ("invalidate", _INVALIDATE_LUA))}
+_SCRIPTS = {
+    name: (src, _sha1(src))
+    for name, src in (("put", _PUT_LUA), ("invalidate", _INVALIDATE_LUA), ("tidy", _TIDY_LUA))
+}
 _PUT_SHA = _SCRIPTS["put"][1]
 _INVALIDATE_SHA = _SCRIPTS["invalidate"][1]
+_TIDY_SHA = _SCRIPTS["tidy"][1]
 _OLD_LAYOUT = object()  # what a GET of a previous-layout (HASH) entry reads as
 
 
@@ -286,8 +330,13 @@ class RedisStore(SyncRedisOps, AsyncRedisOps):
         socket_timeout: float = 0.25,
         connect_timeout: float = 0.25,
         clock: Callable[[], float] = time.time,
+        tag_retention_s: float = DEFAULT_TAG_RETENTION_S,
     ) -> None:
-        """Connect lazily to ``url`` (or wrap ``client``/``async_client``)."""
+        """Connect lazily to ``url`` (or wrap ``client``/``async_client``).
+
+        ``tag_retention_s``: how long the generation of a tag without entries is kept after its
+        last invalidation (see :data:`~promptcache.tiers.base.DEFAULT_TAG_RETENTION_S`).
+        """
         if url is None and client is None and async_client is None:
             raise ValueError("give a Redis URL or a client")
         if not 1 <= buckets <= 1024:
@@ -299,6 +348,7 @@ class RedisStore(SyncRedisOps, AsyncRedisOps):
         self.socket_timeout = socket_timeout
         self.connect_timeout = connect_timeout
         self._clock = clock
+        self.tag_retention_s = tag_retention_s
         self._client = client
         self._aclients: dict[int, Any] = {}
         self._given_async: Any = async_client
@@ -359,6 +409,10 @@ class RedisStore(SyncRedisOps, AsyncRedisOps):
     def _clock_key(self) -> str:
         return f"{self.namespace}:clock"
 
+    @property
+    def _tag_key_key(self) -> str:
+        return f"{self.namespace}:tagkey"
+
     # commands ----------------------------------------------------------------
 
     def _put_command(self, entry: Entry) -> Command | None:
@@ -393,12 +447,24 @@ class RedisStore(SyncRedisOps, AsyncRedisOps):
     def _generations_commands(self, tags: Sequence[str]) -> list[Command]:
         # HSETNX writes an epoch only where there is none; HMGET reads it with the generations
         gens = f"{self._bucket_keys[0]}:g"
-        return [("HSETNX", gens, _EPOCH_FIELD, new_epoch()), ("HMGET", gens, _EPOCH_FIELD, *tags)]
+        return [("HSETNX", gens, EPOCH_FIELD, new_epoch()), ("HMGET", gens, EPOCH_FIELD, *tags)]
 
     def _generations_read(self, tags: Sequence[str], replies: list[Any]) -> Generations:
         epoch, *vals = replies[1]
         text = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
         return Generations({t: int(v or 0) for t, v in zip(tags, vals, strict=True)}, epoch=text)
+
+    def _tidy_commands(self, tag: str) -> list[Command]:
+        """Record when ``tag`` was invalidated, in every bucket, and clean up old generations there."""
+        now_ms = int(self._clock() * 1000)
+        cutoff_ms = now_ms - int(self.tag_retention_s * 1000)
+        out: list[Command] = []
+        for b in self._bucket_keys:
+            out.append(("ZADD", f"{b}:gt", now_ms, tag))
+            out.append(
+                ("EVALSHA", _TIDY_SHA, 2, f"{b}:g", f"{b}:gt", cutoff_ms, _TIDY_BATCH, f"{b}:t:", now_ms)
+            )
+        return out
 
     def _mget_commands(self, keys: list[str]) -> tuple[list[Command], list[list[str]]]:
         # standalone: one MGET may hold any keys; cluster: only keys of one bucket (one slot)

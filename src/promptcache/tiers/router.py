@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -47,11 +48,12 @@ from promptcache.invalidation import (
     InvalidationEvent,
     LocalBus,
 )
+from promptcache.tagnames import TAG_KEY_ENV, TagKeys, TagNamer
 from promptcache.tiers._async.router import AsyncRouterOps
 from promptcache.tiers._sync.router import SyncRouterOps
 from promptcache.tiers.base import InvalidationFailed, StatsCounter, Store, TierStats
 from promptcache.tiers.blob import BlobStore, FileBlobStore
-from promptcache.tiers.breaker import CircuitBreaker
+from promptcache.tiers.breaker import CircuitBreaker, TierSkipped
 from promptcache.tiers.crypto import KeyRing
 from promptcache.tiers.entry import Entry, key_digest
 from promptcache.tiers.memory import MemoryStore
@@ -150,8 +152,13 @@ class TieredStore(SyncRouterOps, AsyncRouterOps):
         breaker_cooldown_s: float = 1.0,
         tier_timeout_s: float = 0.5,
         clock: Callable[[], float] = time.time,
+        tag_key: str | bytes | None = None,
     ) -> None:
-        """Assemble the tiers; the write-back thread starts here when there is an L2."""
+        """Assemble the tiers; the write-back thread starts here when there is an L2.
+
+        ``tag_key`` keys the digests tags are stored as (see :mod:`promptcache.tagnames`):
+        default ``$PROMPTCACHE_TAG_KEY``, else a random key the L2 creates and keeps.
+        """
         self._clock = clock
         self.l1 = l1 if l1 is not None else MemoryStore(clock=clock)
         self.generations: GenerationCache = self.l1.generations
@@ -179,6 +186,23 @@ class TieredStore(SyncRouterOps, AsyncRouterOps):
         self.reads = read_through(
             self, count=self._counters.add, swr_types=swr_types, swr_window_s=swr_window_s
         )
+        self._key_guard: CircuitBreaker[Any] | None = None
+        if l2 is not None and callable(getattr(l2, "tag_key", None)):
+            self._key_guard = CircuitBreaker(
+                l2,
+                name="l2",
+                counters=self._tier_counters["l2"],
+                cooldown_s=breaker_cooldown_s,
+                timeout_s=tier_timeout_s,
+            )
+        elif l2 is not None and tag_key is None and not os.environ.get(TAG_KEY_ENV):
+            log.warning(
+                "L2 %s keeps no tag key: tag digests use a fixed key; pass tag_key= or set %s",
+                type(l2).__name__,
+                TAG_KEY_ENV,
+            )
+            tag_key = b"promptcache: this L2 keeps no tag key"
+        self._tag_keys = TagKeys(tag_key, from_store=self._key_guard is not None)
         self._closed = False
         self.bus.subscribe(self._on_event)
         self.bus.on_reset(self._on_bus_reset)
@@ -231,11 +255,8 @@ class TieredStore(SyncRouterOps, AsyncRouterOps):
     # bus ---------------------------------------------------------------------
 
     def _on_event(self, event: InvalidationEvent) -> None:
-        if event.epoch is not None and self.generations.epoch not in (None, event.epoch):
-            # the sender read another store epoch: the store was reset, drop what we learned
-            self.generations.reset()
-            self.generations.adopt_epoch(event.epoch)
-            self._store_was_reset()
+        # the sender read another store epoch with its generation: the store was reset
+        self._adopt_epoch(event.epoch)
         if event.kind == "tag" and event.tag is not None and event.gen is not None:
             self.generations.observe({event.tag: event.gen})
         elif event.kind == "key" and event.key is not None:
@@ -314,8 +335,8 @@ class TieredStore(SyncRouterOps, AsyncRouterOps):
         entry = found if found.blob is None else found.model_copy(update={"blob": None})
         if not self._check_tenant(entry, tenant):
             return None
-        known = self.generations.known
-        if any(g < known(t) for t, g in entry.tags.items()):
+        heard = self.generations.heard
+        if any(g < heard(t) for t, g in entry.tags.items()):
             # An invalidation this process has heard of that L2 has not applied (a Redis read is
             # a plain GET and trusts the writes and invalidations to have kept the tag invariant;
             # this in-process check is the part of a read-time check that costs no round trip).
@@ -349,11 +370,58 @@ class TieredStore(SyncRouterOps, AsyncRouterOps):
         )
         return self.reads.stamp(entry)
 
-    def _store(self, entry: Entry) -> None:
-        """L1 now, the chain below in the background (the one write point of every write)."""
+    def _store(self, entry: Entry, shared: bool = True) -> None:
+        """L1 now, the chain below in the background (the one write point of every write).
+
+        An entry whose tags are named under this process's own key (``shared`` False: the
+        store's key could not be read yet) stays in L1: other processes could not invalidate it.
+        """
         self.l1.put(entry)
-        if self.below is not None:
+        if self.below is None:
+            return
+        if shared or not entry.tags:
             self.below.put(entry)
+        else:
+            self._tier_counters["l2"].add("tier_skipped")
+
+    # tag names ---------------------------------------------------------------
+
+    def _key_read(self, key: bytes) -> None:
+        if self._tag_keys.learned(key):
+            # The store was recreated with a new key: names this process used before match
+            # nothing any more, so nothing local can be vouched for (as after a bus outage).
+            log.warning("the shared tier's tag key changed (store recreated): L1 dropped")
+            self._on_bus_reset()
+
+    def _tag_namer(self) -> tuple[TagNamer, bool]:
+        """The namer of stored tag names, and whether its names are shared (see :class:`TagKeys`)."""
+        if self._key_guard is not None and self._tag_keys.due():
+            try:
+                key = self._key_guard.call("tag_key")
+            except TierSkipped:
+                self._tag_keys.failed()
+            else:
+                self._key_read(key)
+        return self._tag_keys.namer()
+
+    def tag_name(self, tag: str, *, tenant: str | None = None) -> str:
+        """The stored name an invalidation of ``tag`` for ``tenant`` moves (diagnostics and tests).
+
+        ``tenant=None`` gives the fleet-wide name every entry with ``tag`` carries.
+        """
+        namer, _ = self._tag_namer()
+        return namer.target(tag, tenant)
+
+    async def _atag_namer(self) -> tuple[TagNamer, bool]:
+        """The asyncio form of :meth:`_tag_namer`."""
+        if self._key_guard is not None and self._tag_keys.due():
+            try:
+                key = await self._key_guard.acall("tag_key")
+            except TierSkipped:
+                self._tag_keys.failed()
+            else:
+                self._key_read(key)
+        return self._tag_keys.namer()
 
     # housekeeping ------------------------------------------------------------
 

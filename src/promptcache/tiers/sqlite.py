@@ -9,6 +9,12 @@ Concurrency: every thread gets its own connection; WAL lets readers run
 while one writer writes; every write is one short ``BEGIN IMMEDIATE``
 transaction; a busy timeout (default 2 s) makes writers queue instead of
 failing. Reads never take the write lock.
+
+Tags arrive here as stored names (digests, see :mod:`promptcache.tagnames`); the file keeps
+the random key they are computed with (``pc_meta``). :meth:`SQLiteStore.purge_expired` also
+removes tag index rows left without their entry, and the generation of a tag no entry uses
+once it has not moved for ``tag_retention_s`` (a value computed before that invalidation and
+written after it would otherwise outlive it: the retention bounds how late a write may land).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from promptcache.invalidation import Generations, new_epoch
-from promptcache.tiers.base import StatsCounter, TierError, TierStats, tags_current
+from promptcache.tiers.base import DEFAULT_TAG_RETENTION_S, StatsCounter, TierError, TierStats, tags_current
 from promptcache.tiers.entry import Entry, decode_entry, encode_entry, key_digest
 
 __all__ = ["SQLiteStore", "default_cache_dir"]
@@ -49,16 +55,17 @@ CREATE TABLE IF NOT EXISTS pc_entry_tags (
 CREATE INDEX IF NOT EXISTS pc_entry_tags_key ON pc_entry_tags(key);
 CREATE TABLE IF NOT EXISTS pc_tag_gens (
     tag TEXT PRIMARY KEY,
-    gen INTEGER NOT NULL
+    gen INTEGER NOT NULL,
+    bumped_at REAL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pc_meta (
     name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
+    value BLOB NOT NULL
 ) WITHOUT ROWID;
 """
 
-# The store epoch's row in pc_meta, and the name it is returned under with the generations
-# (a tag never holds a newline, so it cannot collide with one).
+# The store epoch's row in pc_meta (text, beside the tag key), and the name it is returned under
+# with the generations (a tag never holds a newline, so it cannot collide with one).
 _EPOCH = "epoch"
 _EPOCH_ROW = "\nepoch"
 
@@ -82,6 +89,32 @@ def default_cache_dir() -> Path:
 _REOPEN_CHECK_S = 1.0
 
 
+def _gens_columns(db: sqlite3.Connection) -> set[str]:
+    return {str(r[1]) for r in db.execute("PRAGMA table_info(pc_tag_gens)").fetchall()}
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a file made by an earlier version up to this schema; give a new file its tag key.
+
+    An earlier version stored tags in clear: its tagged entries, tag rows and generations are
+    dropped (an invalidation, which now names a digest, would not reach those entries, and
+    the clear names are what must not be kept). It is a cache: they are computed again.
+    """
+    if "bumped_at" not in _gens_columns(db):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if "bumped_at" not in _gens_columns(db):  # not done by another process meanwhile
+                db.execute("ALTER TABLE pc_tag_gens ADD COLUMN bumped_at REAL")
+                db.execute("DELETE FROM pc_entries WHERE key IN (SELECT key FROM pc_entry_tags)")
+                db.execute("DELETE FROM pc_entry_tags")
+                db.execute("DELETE FROM pc_tag_gens")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    db.execute("INSERT OR IGNORE INTO pc_meta(name, value) VALUES ('tag_key', ?)", (os.urandom(32),))
+
+
 def _is_corruption(exc: sqlite3.Error) -> bool:
     msg = str(exc).lower()
     return isinstance(exc, sqlite3.DatabaseError) and (
@@ -101,6 +134,7 @@ class SQLiteStore:
         busy_timeout_s: float = 2.0,
         clock: Callable[[], float] = time.time,
         purge_every: int = 1000,
+        tag_retention_s: float = DEFAULT_TAG_RETENTION_S,
     ) -> None:
         """Open (creating if needed) the cache file at ``path`` (default: see module doc)."""
         self.path = Path(path) if path is not None else default_cache_dir() / "promptcache.sqlite3"
@@ -108,6 +142,7 @@ class SQLiteStore:
         self.busy_timeout_s = busy_timeout_s
         self._clock = clock
         self._purge_every = purge_every
+        self.tag_retention_s = tag_retention_s
         self._writes = 0
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
@@ -168,6 +203,7 @@ class SQLiteStore:
                 db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable enough for a cache
                 db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
                 db.executescript(_SCHEMA)
+                _migrate(db)
                 return db
             except sqlite3.OperationalError as exc:
                 db.close()
@@ -365,24 +401,44 @@ class SQLiteStore:
             row = db.execute("SELECT value FROM pc_meta WHERE name = ?", (_EPOCH,)).fetchone()
         return str(row[0])
 
+    def tag_key(self) -> bytes:
+        """The random key this file's tag names are computed with (see :mod:`promptcache.tagnames`)."""
+        try:
+            row = self._conn().execute("SELECT value FROM pc_meta WHERE name = 'tag_key'").fetchone()
+        except sqlite3.Error as exc:
+            self._failed(exc)
+            raise TierError(f"sqlite read failed: {type(exc).__name__}") from exc
+        if row is None:
+            raise TierError("sqlite cache file has no tag key")
+        return bytes(row[0])
+
     def invalidate_tag(self, tag: str) -> int:
         """Bump ``tag``'s generation and delete the entries the tag index lists for it."""
         with self._write() as db:
             row = db.execute(
-                "INSERT INTO pc_tag_gens(tag, gen) VALUES (?, 1) "
-                "ON CONFLICT(tag) DO UPDATE SET gen = gen + 1 RETURNING gen",
-                (tag,),
+                "INSERT INTO pc_tag_gens(tag, gen, bumped_at) VALUES (?, 1, ?) "
+                "ON CONFLICT(tag) DO UPDATE SET gen = gen + 1, bumped_at = excluded.bumped_at RETURNING gen",
+                (tag, self._clock()),
             ).fetchone()
-            # the generation bump alone makes them unreadable; deleting reclaims the space
+            # the generation bump alone makes them unreadable; deleting reclaims the space, and
+            # every tag row of a deleted entry goes with it (not only this tag's)
             db.execute(
                 "DELETE FROM pc_entries WHERE key IN (SELECT key FROM pc_entry_tags WHERE tag = ?)",
                 (tag,),
             )
-            db.execute("DELETE FROM pc_entry_tags WHERE tag = ?", (tag,))
+            db.execute(
+                "DELETE FROM pc_entry_tags WHERE key IN (SELECT key FROM pc_entry_tags WHERE tag = ?)",
+                (tag,),
+            )
         return int(row[0])
 
     def purge_expired(self, limit: int = 10_000) -> int:
-        """Delete up to ``limit`` entries past their retention; returns how many."""
+        """Delete up to ``limit`` entries past their retention and orphaned tag rows; returns the entries.
+
+        Orphans are tag index rows whose entry is gone (replaced raw, or left by an earlier
+        version) and generations of tags no entry uses that have not moved for
+        ``tag_retention_s`` (see the module docstring).
+        """
         now = self._clock()
         with self._write() as db:
             keys = [
@@ -394,6 +450,17 @@ class SQLiteStore:
             ]
             db.executemany("DELETE FROM pc_entries WHERE key = ?", [(k,) for k in keys])
             db.executemany("DELETE FROM pc_entry_tags WHERE key = ?", [(k,) for k in keys])
+            db.execute(
+                "DELETE FROM pc_entry_tags WHERE key IN (SELECT t.key FROM pc_entry_tags t "
+                "WHERE NOT EXISTS (SELECT 1 FROM pc_entries e WHERE e.key = t.key) LIMIT ?)",
+                (limit,),
+            )
+            db.execute(
+                "DELETE FROM pc_tag_gens WHERE tag IN (SELECT g.tag FROM pc_tag_gens g "
+                "WHERE COALESCE(g.bumped_at, 0) <= ? "
+                "AND NOT EXISTS (SELECT 1 FROM pc_entry_tags t WHERE t.tag = g.tag) LIMIT ?)",
+                (now - self.tag_retention_s, limit),
+            )
         self._stats.add("evictions", len(keys))
         return len(keys)
 

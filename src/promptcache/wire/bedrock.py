@@ -39,13 +39,15 @@ class BedrockConverseAdapter:
                 texts.append(b["text"])
         tool_config = body.get("toolConfig")
         tools: list[Any] = []
-        tool_points = False
+        tool_points: list[Any] = []
         if tool_config is not None:
             if not isinstance(tool_config, dict):
                 raise WireFormatError(f"{fmt}: field 'toolConfig' must be an object")
             for t in require_list(tool_config, "tools", fmt):
                 if isinstance(t, dict) and "cachePoint" in t:
-                    tool_points = True  # re-added after the (sorted) tools on join
+                    # Re-added after the (sorted) tools on join, as the caller wrote it (its ttl
+                    # included); several become their last one, their places gone with the order.
+                    tool_points = [t]
                 else:
                     tools.append(t)
         messages = require_list(body, "messages", fmt)
@@ -88,8 +90,7 @@ class BedrockConverseAdapter:
         if parts.extra["had_system"]:
             body["system"] = sys_out
         if "toolConfig" in body:
-            points = [{"cachePoint": {"type": "default"}}] if parts.extra["tool_points"] else []
-            body["toolConfig"] = {**body["toolConfig"], "tools": list(tools) + points}
+            body["toolConfig"] = {**body["toolConfig"], "tools": list(tools) + parts.extra["tool_points"]}
         body["messages"] = conv
         return body, at
 

@@ -11,32 +11,51 @@ The request itself is never touched. When the call went through ``CachingChatMod
 that was really applied is recorded instead, and the call is not fed to ``cache.stats()`` a
 second time.
 
-A callback sees the run's ``metadata`` but not its ``configurable``: the tenant is read from
-``metadata[tenant_key]`` (LangGraph and ``create_agent`` copy per-run metadata to every child
-run). A callback cannot refuse a call, so a call without a tenant under a policy that requires
-one is recorded with ``error`` set and no plan, rather than failing the user's call.
+A callback is handed the run's ``metadata`` but not its ``configurable``: the tenant is read, in
+the core's one order (:mod:`promptcache.tenancy`), from the ``configurable`` and ``metadata`` of
+the chain or graph node the call runs in, then the call's own ``metadata``, then the LangGraph
+runtime context. A model invoked directly, outside any chain or graph, hands its callbacks
+nothing but that metadata: name the tenant there (``config={"metadata": {"tenant_id": ...}}``).
+A callback cannot refuse a call, so a call without a tenant under a policy that requires one is
+recorded with ``error`` set and no plan, rather than failing the user's call.
+
+:func:`get_cache_metrics_callback` is the ``with`` block of LangChain's idiom
+(``get_usage_metadata_callback()``): the cache figures of every chat model call inside it.
+Every handler here exposes its figures the same way, as the ``cache_metrics`` property (the
+name they have in the LangGraph state too).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage, convert_to_openai_messages
 from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.tracers.context import register_configure_hook
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptcache import CacheUsage, PromptCache, WireFormatError
-from promptcache.metrics import CacheMetrics, CallFigures, figures_from_usage
+from promptcache.metrics import CacheMetrics, CallFigures, figures_from_usage, merge_cache_metrics
 from promptcache.stats import recorder_for
 from promptcache.tenancy import DEFAULT_TENANT_KEY, tenant_from
 from promptcache_langchain._observe import METADATA_KEY
 from promptcache_langchain._usage import usage_from_message
+from promptcache_langchain.tenant import ambient_config, runtime_context
 
-__all__ = ["CallRecord", "PromptCacheCallbackHandler", "UsageCollector"]
+__all__ = [
+    "CacheMetricsCallbackHandler",
+    "CallRecord",
+    "PromptCacheCallbackHandler",
+    "UsageCollector",
+    "get_cache_metrics_callback",
+]
 
 
 class CallRecord(BaseModel):
@@ -103,10 +122,30 @@ class UsageCollector(BaseCallbackHandler):
         with self._lock:
             self._figures[f.call_id] = f
 
-    def metrics(self) -> CacheMetrics:
+    @property
+    def cache_metrics(self) -> CacheMetrics:
         """The figures collected so far."""
         with self._lock:
             return CacheMetrics(records=dict(self._figures))
+
+    def metrics(self) -> CacheMetrics:
+        """Deprecated: read the :attr:`cache_metrics` property (the figures' one name)."""
+        _deprecated_metrics(type(self).__name__)
+        return self.cache_metrics
+
+
+def _deprecated_metrics(owner: str) -> None:
+    warnings.warn(
+        f"{owner}.metrics() is deprecated: read the .cache_metrics property",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+def _call_tenant(key: str, metadata: Mapping[str, Any] | None) -> str | None:
+    # The core's one order, with what a callback can reach: the enclosing chain or node's config
+    # (its configurable, then its metadata), the run's own metadata, the LangGraph runtime context.
+    return tenant_from(key, config=ambient_config(), metadata=metadata, runtime_context=runtime_context())
 
 
 def _openai_tool(tool: Any) -> Any:
@@ -123,7 +162,8 @@ def _openai_tool(tool: Any) -> Any:
 class PromptCacheCallbackHandler(BaseCallbackHandler):
     """Shadow-mode observer: per-call usage, keys and miss explanations; changes nothing.
 
-    ``records`` lists one :class:`CallRecord` per chat model call; ``metrics()`` adds them up.
+    ``records`` lists one :class:`CallRecord` per chat model call; :attr:`cache_metrics` adds
+    them up.
     """
 
     raise_error = False
@@ -155,6 +195,9 @@ class PromptCacheCallbackHandler(BaseCallbackHandler):
                 "parent": parent_run_id,
                 "tags": list(tags or []),
                 "metadata": dict(metadata or {}),
+                # Read now: the enclosing chain or node's config is the ambient one only while
+                # the call starts.
+                "tenant": _call_tenant(self.tenant_key, metadata),
             }
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -171,7 +214,7 @@ class PromptCacheCallbackHandler(BaseCallbackHandler):
         msg = _answer(response)
         usage = usage_from_message(msg) if msg is not None else None
         applied = msg.response_metadata.get(METADATA_KEY) if msg is not None else None
-        tenant = tenant_from(self.tenant_key, metadata=start["metadata"])
+        tenant = start["tenant"]
         plan: dict[str, Any] = {}
         explain = error = None
         if isinstance(applied, Mapping):
@@ -183,6 +226,12 @@ class PromptCacheCallbackHandler(BaseCallbackHandler):
                 plan, explain, tenant = self._shadow(start["messages"], start["params"], tenant)
             except (ValueError, WireFormatError) as exc:
                 error = str(exc)
+                if tenant is None:
+                    # The one carrier a callback of a directly invoked model is handed.
+                    error += (
+                        f"; a callback sees a call's metadata, not its configurable: outside a chain "
+                        f"or graph, pass config={{'metadata': {{'{self.tenant_key}': ...}}}}"
+                    )
             if usage is not None and error is None and tenant is not None:
                 recorder_for(self.cache).record(tenant, usage)
         figures = figures_from_usage(usage, call_id=str(run_id), tenant=tenant) if usage is not None else None
@@ -224,8 +273,120 @@ class PromptCacheCallbackHandler(BaseCallbackHandler):
         }
         return summary, explain, resolved
 
-    def metrics(self) -> CacheMetrics:
+    @property
+    def cache_metrics(self) -> CacheMetrics:
         """Every recorded call's figures, merged."""
         with self._lock:
             figs = [r.figures for r in self.records if r.figures is not None]
         return CacheMetrics(records={f.call_id: f for f in figs})
+
+    def metrics(self) -> CacheMetrics:
+        """Deprecated: read the :attr:`cache_metrics` property (the figures' one name)."""
+        _deprecated_metrics(type(self).__name__)
+        return self.cache_metrics
+
+
+class CacheMetricsCallbackHandler(BaseCallbackHandler):
+    """The cache figures of every chat model call it sees, as :attr:`cache_metrics`.
+
+    Reads each answer's provider usage (streamed answers included: LangChain hands the merged
+    message to ``on_llm_end``) and prices it; changes nothing and feeds no ``cache.stats()``
+    (the calls made through promptcache are there already). Each call is kept under its
+    LangChain run id (the id ``CachingChatModel`` records it under too), with the tenant
+    promptcache resolved for it, else the one the tenant rule finds. Usually made by
+    :func:`get_cache_metrics_callback`.
+    """
+
+    raise_error = False
+    run_inline = True
+
+    def __init__(
+        self, *, tenant_key: str = DEFAULT_TENANT_KEY, parent: CacheMetricsCallbackHandler | None = None
+    ):
+        """Collect figures; the tenant of a call not made through promptcache is read under ``tenant_key``.
+
+        ``parent``: an enclosing handler that gets every figure too (nested ``with`` blocks).
+        """
+        super().__init__()
+        self.tenant_key = tenant_key
+        self._parent = parent
+        self._lock = threading.Lock()
+        self._metrics = CacheMetrics()
+        self._tenants: dict[UUID, str | None] = {}
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Note the call's tenant while its enclosing config is the ambient one."""
+        tenant = _call_tenant(self.tenant_key, metadata)
+        with self._lock:
+            self._tenants[run_id] = tenant
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        """Forget a failed call."""
+        with self._lock:
+            self._tenants.pop(run_id, None)
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        """Price the call's provider usage and keep it under the call's id."""
+        with self._lock:
+            tenant = self._tenants.pop(run_id, None)
+        msg = _answer(response)
+        usage = usage_from_message(msg) if msg is not None else None
+        if msg is None or usage is None:
+            return
+        seen = msg.response_metadata.get(METADATA_KEY)
+        call_id = str(run_id)
+        if isinstance(seen, Mapping):
+            call_id = str(seen.get("call_id") or call_id)
+            tenant = seen.get("tenant", tenant)
+        self._add(figures_from_usage(usage, call_id=call_id, tenant=tenant))
+
+    def _add(self, figures: CallFigures) -> None:
+        with self._lock:
+            self._metrics = merge_cache_metrics(self._metrics, CacheMetrics.of_call(figures))
+        if self._parent is not None:
+            self._parent._add(figures)
+
+    @property
+    def cache_metrics(self) -> CacheMetrics:
+        """Every call seen so far (per-call records; totals and ``summary()`` on it)."""
+        with self._lock:
+            return self._metrics
+
+
+# One variable, registered once: LangChain adds the handler it holds to every run configured
+# while it is set (inherited by child runs), as it does for get_usage_metadata_callback().
+_active: ContextVar[CacheMetricsCallbackHandler | None] = ContextVar(
+    "promptcache_cache_metrics_callback", default=None
+)
+register_configure_hook(_active, inheritable=True)
+
+
+@contextmanager
+def get_cache_metrics_callback(
+    *, tenant_key: str = DEFAULT_TENANT_KEY
+) -> Iterator[CacheMetricsCallbackHandler]:
+    """Collect the cache figures of every chat model call made inside the ``with`` block.
+
+    LangChain's idiom (``get_usage_metadata_callback()``), for cache figures: sync, async and
+    streamed calls, any chat model, agents and graphs included, with no callback to pass::
+
+        with get_cache_metrics_callback() as cb:
+            agent.invoke({"messages": [...]}, cfg)
+        cb.cache_metrics.summary()
+
+    Blocks nest: an enclosing block sees the calls of the inner one too.
+    """
+    handler = CacheMetricsCallbackHandler(tenant_key=tenant_key, parent=_active.get())
+    token = _active.set(handler)
+    try:
+        yield handler
+    finally:
+        _active.reset(token)

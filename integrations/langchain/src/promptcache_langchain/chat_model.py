@@ -15,9 +15,18 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
+from langchain_core.runnables import (
+    Runnable,
+    RunnableBinding,
+    RunnableConfig,
+    RunnableParallel,
+    RunnableSequence,
+    RunnableWithFallbacks,
+    ensure_config,
+)
+from langchain_core.runnables.passthrough import RunnableAssign
 from langchain_core.tools import BaseTool
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from promptcache import PromptCache
 from promptcache.llm_bridge import new_call_id
@@ -30,6 +39,7 @@ from promptcache_langchain._hook import (
     hooked_copy,
 )
 from promptcache_langchain._observe import finish_call
+from promptcache_langchain.tenant import runtime_context
 
 __all__ = ["CachingChatModel"]
 
@@ -47,7 +57,8 @@ class CachingChatModel(BaseChatModel):
     Sync, async and streaming calls all go through ``inner``'s own code (its SDK client, retries,
     settings); only the request dict is rewritten. Tools bound with :meth:`bind_tools` are
     formatted by ``inner``. The tenant is read from the call's ``RunnableConfig``
-    (``configurable[tenant_key]``, then ``metadata[tenant_key]``); when the policy requires a
+    (``configurable[tenant_key]``, then ``metadata[tenant_key]``), then from the LangGraph
+    runtime context of the node it runs in (the core's one order); when the policy requires a
     tenant, a call without one raises ``ValueError`` before anything is sent.
 
     After a call, ``response_metadata["promptcache"]`` says what was done (prefix key, hints,
@@ -104,7 +115,9 @@ class CachingChatModel(BaseChatModel):
                 else None
             )
             if tenant is None:
-                tenant = tenant_from(self.tenant_key, config=ensure_config(config))
+                tenant = tenant_from(
+                    self.tenant_key, config=ensure_config(config), runtime_context=runtime_context()
+                )
             # Refuse here, before LangChain starts a run, when the policy requires a tenant.
             kwargs[_TENANT_KWARG] = self.prompt_cache.resolve_tenant(tenant)
         return kwargs
@@ -277,25 +290,90 @@ class CachingChatModel(BaseChatModel):
         finish_call(probe, ctx, call_id=ctx.call_id)
         last.message.response_metadata["promptcache"] = probe.response_metadata["promptcache"]
 
-    # -- tools: formatted by inner, bound to this wrapper ----------------------------------
+    # -- tools and structured output: inner's own, bound to this wrapper --------------------
+
+    def _rebound(self, runnable: Runnable[Any, Any], what: str) -> Runnable[Any, Any]:
+        """``runnable`` (built by ``inner``) with every binding of ``inner`` bound to this wrapper."""
+        out, found = _rebind(runnable, self.inner, self)
+        if not found:
+            raise NotImplementedError(
+                f"{type(self.inner).__name__}.{what} returned a {type(runnable).__name__} that does not "
+                "call the model through a binding promptcache can follow; call it on the inner model "
+                "before wrapping, or wrap its result's model"
+            )
+        return out
 
     def bind_tools(
         self,
         tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
         *,
-        tool_choice: str | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind tools formatted by ``inner.bind_tools`` (so each provider's tool format is kept)."""
+        """``inner.bind_tools`` (each provider's own tool format and ``tool_choice``), sent through
+        this wrapper: the request is the unwrapped model's, rewritten by promptcache."""
         if tool_choice is not None:
             kwargs["tool_choice"] = tool_choice
-        bound = self.inner.bind_tools(tools, **kwargs)
-        if not isinstance(bound, RunnableBinding):
-            raise NotImplementedError(
-                f"{type(self.inner).__name__}.bind_tools returned {type(bound).__name__}, "
-                "not a RunnableBinding; bind the tools to the inner model before wrapping it"
-            )
-        return self.bind(**bound.kwargs)
+        return self._rebound(self.inner.bind_tools(tools, **kwargs), "bind_tools")
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        include_raw: bool = False,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
+        """``inner.with_structured_output`` with its model calls sent through this wrapper.
+
+        Every ``method=`` works as on the unwrapped model (OpenAI: ``json_schema`` as a strict
+        ``response_format``, ``function_calling``, ``json_mode``; Anthropic: the schema tool forced
+        with ``tool_choice={"type": "tool", ...}``, ``json_schema``), and so does its parser: a JSON
+        answer is parsed, never ``None``. LangChain's generic fallback (any tool, ``tool_choice``
+        ``"any"``/``"required"``) is never used in its place.
+        """
+        built = self.inner.with_structured_output(schema, include_raw=include_raw, **kwargs)
+        return self._rebound(built, "with_structured_output")
+
+
+def _rebind(
+    runnable: Runnable[Any, Any], inner: BaseChatModel, wrapper: BaseChatModel
+) -> tuple[Runnable[Any, Any], bool]:
+    """``runnable`` with ``inner`` (bound or bare) replaced by ``wrapper``, and whether it was found.
+
+    Follows the containers LangChain's ``bind_tools``/``with_structured_output`` build (sequences,
+    maps, assigns, fallbacks, bindings); each is copied with pydantic's ``model_copy``, so its
+    settings (bound kwargs, config, names) stay as ``inner`` made them and ``inner``'s result is
+    left unchanged.
+    """
+    if runnable is inner:
+        return wrapper, True
+    if isinstance(runnable, RunnableBinding):
+        if runnable.bound is inner:
+            return runnable.model_copy(update={"bound": wrapper}), True
+        bound, found = _rebind(runnable.bound, inner, wrapper)
+        return (runnable.model_copy(update={"bound": bound}), True) if found else (runnable, False)
+    if isinstance(runnable, RunnableSequence):
+        steps = [_rebind(s, inner, wrapper) for s in runnable.steps]
+        if not any(f for _, f in steps):
+            return runnable, False
+        new = [s for s, _ in steps]
+        update = {"first": new[0], "middle": new[1:-1], "last": new[-1]}
+        return runnable.model_copy(update=update), True
+    if isinstance(runnable, RunnableParallel):
+        items = {k: _rebind(v, inner, wrapper) for k, v in runnable.steps__.items()}
+        if not any(f for _, f in items.values()):
+            return runnable, False
+        return runnable.model_copy(update={"steps__": {k: v for k, (v, _) in items.items()}}), True
+    if isinstance(runnable, RunnableAssign):
+        mapper, found = _rebind(runnable.mapper, inner, wrapper)
+        return (runnable.model_copy(update={"mapper": mapper}), True) if found else (runnable, False)
+    if isinstance(runnable, RunnableWithFallbacks):
+        first, found = _rebind(runnable.runnable, inner, wrapper)
+        rest = [_rebind(f, inner, wrapper) for f in runnable.fallbacks]
+        if not (found or any(f for _, f in rest)):
+            return runnable, False
+        return runnable.model_copy(update={"runnable": first, "fallbacks": [f for f, _ in rest]}), True
+    return runnable, False
 
 
 def _add(total: AIMessageChunk | None, chunk: ChatGenerationChunk) -> AIMessageChunk:

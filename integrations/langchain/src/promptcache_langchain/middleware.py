@@ -4,12 +4,19 @@
 >>> out = agent.invoke({"messages": [...]}, {"configurable": {"tenant_id": "acme"}})  # doctest: +SKIP
 >>> out["cache_metrics"].summary()                                                     # doctest: +SKIP
 
-Place it **last** in the middleware list (innermost): it then rewrites the request of the model
-that is actually called, after any middleware that swaps the model (``ModelFallbackMiddleware``)
-or edits messages and settings (summarization, context editing, Anthropic's own prompt-caching
-middleware). A fallback model gets the hints of its own provider, never the primary's.
+Its place in the middleware list does not matter. The request is rewritten where the provider
+SDK sends it (the HTTP seam), so messages and settings edited by any middleware (summarization,
+context editing, Anthropic's own prompt-caching middleware) are seen as sent; and a model swapped in
+by a middleware after it (``ModelFallbackMiddleware``, a dynamic model choice, both through
+LangChain's ``request.override(model=...)``) is hooked too, and gets the hints of its own provider,
+never the primary's. A call that still reached the provider outside the seam (a middleware that
+built a new ``ModelRequest`` by hand) is noted in ``response_metadata["promptcache"]``.
 
-Tool calls: declared tools (``tool_specs={name: ToolSpec}``, tools built with ``cached_tool``,
+:class:`PromptCacheModelOnlyMiddleware` is the same without the tool-call hook, for agents whose
+tools are all provider built-ins (a tool hook makes ``create_agent`` add a tool node and route
+those calls to it). ``PromptCacheModelMiddleware`` is its deprecated former name.
+
+Tool calls: declared tools (``tool_specs={name: ToolSpec}``, tools built with ``declare_tool``,
 MCP annotations) are served from ``cache.tools`` when ``pure``/``read_only``; writes run and
 invalidate their tags; every declared call adds a ``kind="tool"`` record (``local_hit`` when
 served) to ``cache_metrics``. Undeclared tools always run and their results pass through untouched.
@@ -17,7 +24,9 @@ served) to ``cache_metrics``. Undeclared tools always run and their results pass
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import fields
 from typing import Annotated, Any, NotRequired
 
 from langchain.agents.middleware import (
@@ -27,6 +36,7 @@ from langchain.agents.middleware import (
     ModelRequest,
     ModelResponse,
 )
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.config import get_config
 from langgraph.prebuilt.tool_node import ToolCallRequest
@@ -35,7 +45,7 @@ from langgraph.types import Command
 from promptcache import PromptCache
 from promptcache.artifacts import ToolSpec
 from promptcache.llm_bridge import new_call_id
-from promptcache.metrics import CacheMetrics, CallFigures, merge_cache_metrics
+from promptcache.metrics import CacheMetrics, CallFigures
 from promptcache.tenancy import DEFAULT_TENANT_KEY, resolve_tenant
 from promptcache_langchain._hook import (
     CallContext,
@@ -45,15 +55,25 @@ from promptcache_langchain._hook import (
     hooked_copy,
 )
 from promptcache_langchain._observe import finish_call
+from promptcache_langchain.channel import CacheMetricsChannel
 from promptcache_langchain.tools import ToolCallCache
 
-__all__ = ["PromptCacheAgentState", "PromptCacheMiddleware", "PromptCacheModelMiddleware"]
+__all__ = [
+    "PromptCacheAgentState",
+    "PromptCacheMiddleware",
+    "PromptCacheModelMiddleware",
+    "PromptCacheModelOnlyMiddleware",
+]
 
 
 class PromptCacheAgentState(AgentState[Any]):
-    """The agent state with promptcache's ``cache_metrics`` channel (same reducer as LangGraph's)."""
+    """The agent state with promptcache's ``cache_metrics`` channel (the same channel as LangGraph's).
 
-    cache_metrics: NotRequired[Annotated[CacheMetrics, merge_cache_metrics]]
+    A value read back from a checkpointer (``agent.get_state(cfg).values["cache_metrics"]``) is
+    a :class:`CacheMetrics` too (see :mod:`promptcache_langchain.channel`).
+    """
+
+    cache_metrics: NotRequired[Annotated[CacheMetrics, CacheMetricsChannel]]
 
 
 def _current_config() -> Mapping[str, Any] | None:
@@ -64,7 +84,36 @@ def _current_config() -> Mapping[str, Any] | None:
         return None
 
 
-class PromptCacheModelMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
+class _HookedModelRequest(ModelRequest[Any]):
+    """A ``ModelRequest`` whose model stays on promptcache's seam when a later middleware swaps it.
+
+    Middleware after ours that swaps the model does it with LangChain's ``request.override(model=...)``
+    (``ModelFallbackMiddleware``, dynamic model selection); ``override`` builds the new request with
+    ``dataclasses.replace``, so it is of this class too and the model it carries is hooked.
+    """
+
+    def override(self, **overrides: Any) -> ModelRequest[Any]:
+        """As ``ModelRequest.override``; a new ``model`` is replaced by its hooked copy."""
+        model = overrides.get("model")
+        if model is not None:
+            overrides["model"] = hooked_copy(model) or model
+        return super().override(**overrides)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The deprecated direct assignment (``request.model = ...``) is honoured the same way.
+        if name == "model" and value is not None:
+            value = hooked_copy(value) or value
+        super().__setattr__(name, value)
+
+
+def _hooked_request(request: ModelRequest[Any], model: BaseChatModel) -> ModelRequest[Any]:
+    """``request`` with ``model``, as a :class:`_HookedModelRequest` (``request`` is left unchanged)."""
+    values = {f.name: getattr(request, f.name) for f in fields(request)}
+    values["model"] = model
+    return _HookedModelRequest(**values)
+
+
+class PromptCacheModelOnlyMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
     """:class:`PromptCacheMiddleware` for model calls only: no tool hook.
 
     For an agent whose tools are all provider built-ins (dicts such as OpenAI's ``web_search``
@@ -96,6 +145,7 @@ class PromptCacheModelMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
             self.tenant_key,
             config=_current_config(),
             runtime_context=getattr(request.runtime, "context", None),
+            state=request.state,
         )
 
     def _start(self, request: ModelRequest[Any]) -> tuple[ModelRequest[Any], CallContext]:
@@ -106,14 +156,18 @@ class PromptCacheModelMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
         if hooked is None:
             ctx.notes.append(f"{type(request.model).__name__}: request cannot be rewritten; observed only")
             return request, ctx
-        # LangChain's own immutable copy: the caller's request (and its model) stay as they were.
-        return request.override(model=hooked), ctx
+        # A new request: the caller's (and its model) stay as they were.
+        return _hooked_request(request, hooked), ctx
 
     def _finish(
         self, response: ModelResponse[Any] | AIMessage, ctx: CallContext
     ) -> ExtendedModelResponse[Any]:
         if isinstance(response, AIMessage):
             response = ModelResponse(result=[response])
+        if ctx.requests == 0 and not any(n.endswith("observed only") for n in ctx.notes):
+            # The model we handed on never sent: a middleware after this one answered by itself, or
+            # called a model it built a request for by hand (not through request.override).
+            ctx.notes.append("no request went through promptcache's seam: this call was not rewritten")
         figures: dict[str, CallFigures] = {}
         call_id = ctx.call_id
         i = 0
@@ -166,17 +220,17 @@ class PromptCacheModelMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
         return self._finish(response, ctx)
 
 
-class PromptCacheMiddleware(PromptCacheModelMiddleware):
+class PromptCacheMiddleware(PromptCacheModelOnlyMiddleware):
     """Rewrite every model request of a ``create_agent`` agent with ``cache.prepare_request``.
 
     The tenant comes from the run's config (``configurable[tenant_key]``, then
-    ``metadata[tenant_key]``) or, failing that, from the agent's runtime context
-    (``context[tenant_key]`` or its attribute); a missing tenant under a policy that requires
+    ``metadata[tenant_key]``), then the agent's runtime context (``context[tenant_key]`` or its
+    attribute), then the agent state (the core's one order); a missing tenant under a policy that requires
     one raises ``ValueError`` before the model is called. Each model call's priced figures are
     added to the ``cache_metrics`` channel and to ``promptcache.stats.recorder_for(cache)``.
     ``tool_specs`` declares tools by name (winning over the tools' own declarations); see the
     module docstring for what tool calls do. An agent with provider built-in tools only wants
-    :class:`PromptCacheModelMiddleware`.
+    :class:`PromptCacheModelOnlyMiddleware`. Its place in the middleware list does not matter.
     """
 
     def __init__(
@@ -187,7 +241,7 @@ class PromptCacheMiddleware(PromptCacheModelMiddleware):
         wire_format: str | None = None,
         tool_specs: Mapping[str, ToolSpec] | None = None,
     ) -> None:
-        """As :class:`PromptCacheModelMiddleware`, plus the declared tools' cache (``tool_specs``).
+        """As :class:`PromptCacheModelOnlyMiddleware`, plus the declared tools' cache (``tool_specs``).
 
         Example (one line, a cache of its own)::
 
@@ -219,3 +273,23 @@ class PromptCacheMiddleware(PromptCacheModelMiddleware):
         """Async :meth:`wrap_tool_call`."""
         out: ToolMessage | Command[Any] = await self._tools.awrap(request, handler)
         return out
+
+
+class PromptCacheModelMiddleware(PromptCacheModelOnlyMiddleware):
+    """Deprecated name of :class:`PromptCacheModelOnlyMiddleware`: the same, with a ``DeprecationWarning``."""
+
+    def __init__(
+        self,
+        cache: PromptCache | None = None,
+        *,
+        tenant_key: str = DEFAULT_TENANT_KEY,
+        wire_format: str | None = None,
+    ) -> None:
+        """As :class:`PromptCacheModelOnlyMiddleware`, with a ``DeprecationWarning``."""
+        warnings.warn(
+            "PromptCacheModelMiddleware is renamed PromptCacheModelOnlyMiddleware (model calls only, "
+            "no tool hook); the old name will be removed",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(cache, tenant_key=tenant_key, wire_format=wire_format)

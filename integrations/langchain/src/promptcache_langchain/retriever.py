@@ -29,6 +29,7 @@ from pydantic_core import to_jsonable_python
 
 from promptcache.artifacts import LookupResult, RetrieverSpec
 from promptcache.tenancy import DEFAULT_TENANT_KEY, resolve_tenant
+from promptcache_langchain.tenant import runtime_context
 
 __all__ = ["CachingRetriever"]
 
@@ -136,7 +137,9 @@ class CachingRetriever(BaseRetriever):
 
     def _tenant_of(self, config: RunnableConfig | None) -> str:
         # ensure_config merges the ambient config too (a retriever called inside a graph node).
-        return resolve_tenant(self.cache, self.tenant_key, config=ensure_config(config))
+        return resolve_tenant(
+            self.cache, self.tenant_key, config=ensure_config(config), runtime_context=runtime_context()
+        )
 
     def invoke(self, input: str, config: RunnableConfig | None = None, **kwargs: Any) -> list[Document]:
         """Retrieve (or serve) documents for ``input``; the tenant is read from ``config``."""

@@ -9,10 +9,11 @@ runs. Where a tool carries MCP annotations (``langchain-mcp-adapters`` copies th
 
 Three ways in:
 
-* :func:`cached_tool` — ``@cached_tool(side_effect="read_only", tags=[...])`` on a function (like
+* :func:`declare_tool` — ``@declare_tool(side_effect="read_only", tags=[...])`` on a function (like
   ``@tool``) or on an existing tool: declares it (in ``tool.metadata["promptcache"]``); the agent
   middleware or ``promptcache_langgraph.cached_tool_node`` then serves it. With ``cache=`` it
-  caches by itself wherever it is invoked.
+  caches by itself wherever it is invoked. ``cached_tool`` is its deprecated former name (one
+  letter from :func:`cache_tool`, which does something else).
 * :func:`cache_tool` — wrap any ``BaseTool`` in a :class:`CachingTool` that caches on
   ``invoke``/``ainvoke`` (sync ``_run`` and async ``_arun``).
 * :class:`ToolCallCache` — the ``wrap_tool_call`` logic shared by ``PromptCacheMiddleware`` and
@@ -33,6 +34,7 @@ import inspect
 import logging
 import typing
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -52,6 +54,7 @@ from promptcache import PromptCache
 from promptcache.artifacts import LookupReason, LookupResult, Served, SideEffect, ToolSpec, Uncacheable
 from promptcache.metrics import CacheMetrics, CallFigures, merge_cache_metrics
 from promptcache.tenancy import DEFAULT_TENANT_KEY, resolve_tenant
+from promptcache_langchain.tenant import runtime_context
 
 __all__ = [
     "SPEC_KEY",
@@ -59,6 +62,7 @@ __all__ = [
     "ToolCallCache",
     "cache_tool",
     "cached_tool",
+    "declare_tool",
     "spec_of",
 ]
 
@@ -217,7 +221,7 @@ class CachingTool(BaseTool):
         key_args = _visible_args(self.inner, kwargs)
         if args:
             key_args["__args__"] = to_jsonable_python(list(args), fallback=lambda v: v)
-        tenant = resolve_tenant(self.cache, self.tenant_key, config=config)
+        tenant = resolve_tenant(self.cache, self.tenant_key, config=config, runtime_context=runtime_context())
         return key_args, tenant
 
     def _decode(self, value: Any, lookup: LookupResult) -> Any:
@@ -304,7 +308,7 @@ def cache_tool(
     )
 
 
-def cached_tool(
+def declare_tool(
     func: Callable[..., Any] | BaseTool | None = None,
     *,
     side_effect: SideEffect | str,
@@ -318,7 +322,7 @@ def cached_tool(
 ) -> Any:
     """Declare a tool's side effects (and cache it with ``cache=``); usable as a decorator.
 
-    >>> @cached_tool(side_effect="read_only", tags=["reservation:{reservation_id}"])
+    >>> @declare_tool(side_effect="read_only", tags=["reservation:{reservation_id}"])
     ... def get_reservation_details(reservation_id: str) -> str:
     ...     '''Get the details of a reservation.'''
     ...     return "{}"
@@ -340,6 +344,17 @@ def cached_tool(
     if func is None:
         return build
     return build(func)
+
+
+def cached_tool(func: Callable[..., Any] | BaseTool | None = None, **kwargs: Any) -> Any:
+    """Deprecated name of :func:`declare_tool` (same arguments and result, with a ``DeprecationWarning``)."""
+    warnings.warn(
+        "cached_tool is renamed declare_tool (it declares a tool's side effects; cache_tool wraps a "
+        "tool in a cache); the old name will be removed",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return declare_tool(func, **kwargs)
 
 
 # the interceptor --------------------------------------------------------------------------------
@@ -406,7 +421,11 @@ class ToolCallCache:
             except RuntimeError:
                 config = None
         return resolve_tenant(
-            self.cache, self.tenant_key, config=config, runtime_context=getattr(runtime, "context", None)
+            self.cache,
+            self.tenant_key,
+            config=config,
+            runtime_context=getattr(runtime, "context", None),
+            state=getattr(request, "state", None),
         )
 
     # one call -----------------------------------------------------------------------------------

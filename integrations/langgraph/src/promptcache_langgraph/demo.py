@@ -142,7 +142,7 @@ def _run_arm(provider: str, with_promptcache: bool, material: Any) -> dict[str, 
     cache = PromptCache()
     middleware = _cache_killers(policy, seed=7)
     if with_promptcache:
-        middleware.append(PromptCacheMiddleware(cache))  # last: it sees the prompt the others made
+        middleware.append(PromptCacheMiddleware(cache))  # its place in the list does not matter
     with Emulator(port=0, script=script_from_trajectory(played)) as emu:
         tools = _recorded_tools(schemas, played)
         # Any: the compiled graph's invoke overloads are typed for the v2 stream API.

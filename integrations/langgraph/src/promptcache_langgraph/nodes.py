@@ -11,6 +11,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.types import Command
 from promptcache_langchain import UsageCollector
+from promptcache_langchain.tenant import runtime_context
 
 from promptcache import PromptCache
 from promptcache.metrics import CacheMetrics, merge_cache_metrics
@@ -69,38 +70,42 @@ def cache_node(
     ambient one — is observed by a callback, priced, and returned with the node's update as a
     ``CacheMetrics`` of those calls only (the reducer merges it). Calls not already recorded
     by ``CachingChatModel``/``PromptCacheMiddleware`` feed ``cache.stats()`` under the run's
-    tenant (``configurable``/``metadata`` ``tenant_key``). The node's own update is unchanged.
+    tenant (``configurable``/``metadata`` ``tenant_key``, then the runtime context, then the
+    node's state: the core's one order). The node's own update is unchanged.
     Use ``CachingChatModel`` inside the node to also rewrite the requests.
     """
     pass_config = _accepts_config(fn)
 
-    def _prepare(config: RunnableConfig | None) -> tuple[UsageCollector, RunnableConfig]:
+    def _prepare(state: Any, config: RunnableConfig | None) -> tuple[UsageCollector, RunnableConfig]:
         config = config or {}
-        collector = UsageCollector(cache, resolve_tenant(cache, tenant_key, config=config))
+        tenant = resolve_tenant(
+            cache, tenant_key, config=config, runtime_context=runtime_context(), state=state
+        )
+        collector = UsageCollector(cache, tenant)
         return collector, _with_handler(config, collector)
 
     if inspect.iscoroutinefunction(fn):
 
         async def anode(state: Any, config: RunnableConfig) -> Any:
-            collector, cfg = _prepare(config)
+            collector, cfg = _prepare(state, config)
             token = var_child_runnable_config.set(cfg)
             try:
                 result = await (fn(state, config=cfg) if pass_config else fn(state))
             finally:
                 var_child_runnable_config.reset(token)
-            return _merge_update(result, collector.metrics(), channel)
+            return _merge_update(result, collector.cache_metrics, channel)
 
         return _named(anode, fn)
 
     def node(state: Any, config: RunnableConfig) -> Any:
-        collector, cfg = _prepare(config)
+        collector, cfg = _prepare(state, config)
         # The ambient config too: model calls inside that pass no config still see the handler.
         token = var_child_runnable_config.set(cfg)
         try:
             result = fn(state, config=cfg) if pass_config else fn(state)
         finally:
             var_child_runnable_config.reset(token)
-        return _merge_update(result, collector.metrics(), channel)
+        return _merge_update(result, collector.cache_metrics, channel)
 
     return _named(node, fn)
 

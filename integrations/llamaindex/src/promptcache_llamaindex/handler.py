@@ -19,12 +19,14 @@ It reads
 
 The tenant of an observed call is the instrumentation tag ``tenant_key``. Records are kept in a
 merge-safe :class:`promptcache.metrics.CacheMetrics` (the form the LangChain and LangGraph sides
-use), readable as :attr:`PromptCacheEventHandler.metrics`.
+use), readable as :attr:`PromptCacheEventHandler.cache_metrics` — the name the figures have
+everywhere: the LangGraph state's ``cache_metrics``, the LangChain handlers' ``cache_metrics``.
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
 from typing import Any
 
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
@@ -72,10 +74,20 @@ class PromptCacheEventHandler(BaseEventHandler):
         return self._cache
 
     @property
-    def metrics(self) -> CacheMetrics:
+    def cache_metrics(self) -> CacheMetrics:
         """Every call recorded so far (per-call records and totals)."""
         with self._lock:
             return self._metrics
+
+    @property
+    def metrics(self) -> CacheMetrics:
+        """Deprecated alias of :attr:`cache_metrics` (the figures' one name in every integration)."""
+        warnings.warn(
+            "PromptCacheEventHandler.metrics is deprecated: read handler.cache_metrics",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.cache_metrics
 
     def reset(self) -> None:
         """Forget the records (the cache's shared stats are not touched)."""

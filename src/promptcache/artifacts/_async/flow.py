@@ -45,7 +45,7 @@ async def arun(call: Call[T], compute: AsyncThunk[T]) -> tuple[T, LookupResult]:
         if op[0] == "get_or_compute":
             return await call.store.aget_or_compute(call.key, fill, **where(call), ttl_s=call.planned_ttl_s)
         if op[0] == "current_generations":
-            return await call.store.acurrent_generations(list(call.tags))
+            return await call.store.acurrent_generations(list(call.tags), tenant=call.tenant)
         return await call.store.aput(call.key, op[1].payload or b"", **where(call), **put_args(op))
 
     flow = steps(call, box)

@@ -44,6 +44,8 @@ class _Cache(Protocol):
         self, spec: ToolSpec, args: Mapping[str, Any]
     ) -> tuple[tuple[str, ...], str | None]: ...
 
+    def _invalidation_tenant(self, tenant: str, scope: str) -> str: ...
+
     def _count_invalidations(
         self, spec: ToolSpec, done: list[str], failed: list[str], err: str | None
     ) -> Invalidated: ...
@@ -63,19 +65,26 @@ class _Cache(Protocol):
         storable: Callable[[T], Any] | None = None,
     ) -> Served[Any]: ...
 
-    async def _aafter_write(self, spec: ToolSpec, args: Mapping[str, Any]) -> Invalidated: ...
+    async def _aafter_write(
+        self, spec: ToolSpec, args: Mapping[str, Any], tenant: str, scope: str
+    ) -> Invalidated: ...
 
 
 class AsyncToolCalls:
     """The tool-output cache's calls (``call``, ``run``), in one form: sync or asyncio."""
 
-    async def _aafter_write(self: _Cache, spec: ToolSpec, args: Mapping[str, Any]) -> Invalidated:
+    async def _aafter_write(
+        self: _Cache, spec: ToolSpec, args: Mapping[str, Any], tenant: str, scope: str
+    ) -> Invalidated:
+        # A write invalidates its tags for the tenant that made it (and public tags for all):
+        # one tenant's write never evicts another tenant's entries.
         tags, err = self._invalidation_targets(spec, args)
+        owner = self._invalidation_tenant(tenant, scope)
         done: list[str] = []
         failed: list[str] = list(spec.invalidates) if err else []
         for t in tags:
             try:
-                await self.store.ainvalidate(t)
+                await self.store.ainvalidate(t, tenant=owner)
                 done.append(t)
             except Exception as exc:  # InvalidationFailed, or anything else: the write already happened
                 failed.append(t)
@@ -129,5 +138,5 @@ class AsyncToolCalls:
             return Served(value, lookup)
         out = await computed()
         if spec.invalidates and not spec.cacheable:
-            plan = self._wrote(spec, plan, *await self._aafter_write(spec, args))
+            plan = self._wrote(spec, plan, *await self._aafter_write(spec, args, tenant, scope))
         return Served(out, plan)

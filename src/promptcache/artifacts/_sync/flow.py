@@ -47,7 +47,7 @@ def run(call: Call[T], compute: SyncThunk[T]) -> tuple[T, LookupResult]:
         if op[0] == "get_or_compute":
             return call.store.get_or_compute(call.key, fill, **where(call), ttl_s=call.planned_ttl_s)
         if op[0] == "current_generations":
-            return call.store.current_generations(list(call.tags))
+            return call.store.current_generations(list(call.tags), tenant=call.tenant)
         return call.store.put(call.key, op[1].payload or b"", **where(call), **put_args(op))
 
     flow = steps(call, box)

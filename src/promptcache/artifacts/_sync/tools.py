@@ -46,6 +46,8 @@ class _Cache(Protocol):
         self, spec: ToolSpec, args: Mapping[str, Any]
     ) -> tuple[tuple[str, ...], str | None]: ...
 
+    def _invalidation_tenant(self, tenant: str, scope: str) -> str: ...
+
     def _count_invalidations(
         self, spec: ToolSpec, done: list[str], failed: list[str], err: str | None
     ) -> Invalidated: ...
@@ -65,19 +67,26 @@ class _Cache(Protocol):
         storable: Callable[[T], Any] | None = None,
     ) -> Served[Any]: ...
 
-    def _after_write(self, spec: ToolSpec, args: Mapping[str, Any]) -> Invalidated: ...
+    def _after_write(
+        self, spec: ToolSpec, args: Mapping[str, Any], tenant: str, scope: str
+    ) -> Invalidated: ...
 
 
 class SyncToolCalls:
     """The tool-output cache's calls (``call``, ``run``), in one form: sync or asyncio."""
 
-    def _after_write(self: _Cache, spec: ToolSpec, args: Mapping[str, Any]) -> Invalidated:
+    def _after_write(
+        self: _Cache, spec: ToolSpec, args: Mapping[str, Any], tenant: str, scope: str
+    ) -> Invalidated:
+        # A write invalidates its tags for the tenant that made it (and public tags for all):
+        # one tenant's write never evicts another tenant's entries.
         tags, err = self._invalidation_targets(spec, args)
+        owner = self._invalidation_tenant(tenant, scope)
         done: list[str] = []
         failed: list[str] = list(spec.invalidates) if err else []
         for t in tags:
             try:
-                self.store.invalidate(t)
+                self.store.invalidate(t, tenant=owner)
                 done.append(t)
             except Exception as exc:  # InvalidationFailed, or anything else: the write already happened
                 failed.append(t)
@@ -131,5 +140,5 @@ class SyncToolCalls:
             return Served(value, lookup)
         out = computed()
         if spec.invalidates and not spec.cacheable:
-            plan = self._wrote(spec, plan, *self._after_write(spec, args))
+            plan = self._wrote(spec, plan, *self._after_write(spec, args, tenant, scope))
         return Served(out, plan)

@@ -18,6 +18,7 @@ from promptcache.invalidation import (
     InvalidationEvent,
     normalize_tags,
 )
+from promptcache.tagnames import TagNamer
 from promptcache.tiers.base import InvalidationFailed, StatsCounter
 from promptcache.tiers.breaker import TierSkipped
 from promptcache.tiers.entry import Entry
@@ -53,8 +54,10 @@ class _Router(Protocol):
         ttl_s: float | None,
         policy: str | None = None,
     ) -> Entry: ...
-    def _store(self, entry: Entry) -> None: ...
+    def _store(self, entry: Entry, shared: bool = True) -> None: ...
     def _adopt_epoch(self, epoch: str | None) -> None: ...
+    async def _atag_namer(self) -> tuple[TagNamer, bool]: ...
+    async def _anames(self, tags: Iterable[str], tenant: str) -> tuple[tuple[str, ...], bool]: ...
     async def _apublish(self, event: InvalidationEvent) -> None: ...
     async def _agenerations(self, tags: Sequence[str], refresh: bool) -> Generations: ...
     async def alookup(self, key: str, *, tenant: str, allow_stale: bool = False) -> Lookup | None: ...
@@ -129,17 +132,27 @@ class AsyncRouterOps:
                 return Generations(current, epoch=self.generations.epoch)
         return Generations({t: self.generations.known(t) for t in tags}, epoch=self.generations.epoch)
 
+    async def _anames(self: _Router, tags: Iterable[str], tenant: str) -> tuple[tuple[str, ...], bool]:
+        """The stored names of ``tenant``'s ``tags`` and whether they are shared with other processes."""
+        plain = normalize_tags(tags)
+        if not plain:
+            return (), True
+        namer, shared = await self._atag_namer()
+        return namer.entry_names(plain, tenant), shared
+
     async def acurrent_generations(
-        self: _Router, tags: Sequence[str], *, refresh: bool = False
+        self: _Router, tags: Sequence[str], *, tenant: str, refresh: bool = False
     ) -> Generations:
-        """Generations to stamp on a value computed now, by stored tag, with the store's epoch.
+        """Generations to stamp on a value of ``tenant`` computed now, by stored tag name, with the
+        store's epoch.
 
         From this process's cache when it can vouch for it (bus healthy, or
         learned within ``max_staleness_s``), else read from L2 (always, with
         ``refresh``). An out-of-date stamp can only make the entry miss later,
         never serve it stale.
         """
-        return await self._agenerations(normalize_tags(tags), refresh)
+        names, _ = await self._anames(tags, tenant)
+        return await self._agenerations(names, refresh)
 
     async def aput(
         self: _Router,
@@ -156,17 +169,18 @@ class AsyncRouterOps:
         """Cache ``payload``: into L1 now, into L2/L3 in the background.
 
         Pass ``tag_generations`` captured *before* computing the value (see
-        ``current_generations``) so that an invalidation racing with the
-        computation makes the new entry stale rather than the old data fresh.
+        ``current_generations``, same ``tenant``) so that an invalidation racing with the
+        computation makes the new entry stale rather than the old data fresh. ``tags`` are
+        scoped to ``tenant`` unless written ``public:<tag>`` (see :mod:`promptcache.tagnames`).
         ``policy`` is the identity of the policy that admitted the value.
         """
-        names = normalize_tags(tags)
+        names, shared = await self._anames(tags, tenant)
         if tag_generations is not None:
             gens = {t: tag_generations.get(t, 0) for t in names}
         else:
             gens = await self._agenerations(names, False)
         entry = self._build(key, payload, tenant, entry_type, gens, ttl_s, policy)
-        self._store(entry)
+        self._store(entry, shared)
         return entry
 
     async def adelete(self: _Router, key: str) -> None:
@@ -178,17 +192,24 @@ class AsyncRouterOps:
             await self.below.adelete(key)
         await self._apublish(InvalidationEvent(kind="key", key=key))
 
-    async def ainvalidate(self: _Router, tag: str) -> int:
-        """Make every entry tagged ``tag`` unreadable, everywhere; returns the new generation.
+    async def ainvalidate(self: _Router, tag: str, *, tenant: str | None = None) -> int:
+        """Make ``tenant``'s entries tagged ``tag`` unreadable, everywhere; returns the new generation.
 
-        When this returns, this process will not serve such an entry from any
-        tier; other processes drop theirs on the bus message, or within the
-        staleness bound without it. Raises :class:`InvalidationFailed` if the
-        shared tier could not record it.
+        ``tenant=None`` is the operator's form: the tag is dropped for every tenant. A tag
+        written ``public:<tag>`` is shared: any tenant's invalidation drops every entry
+        declared with it. When this returns, this process will not serve such an entry
+        from any tier; other processes drop theirs on the bus message, or within the
+        staleness bound without it. Raises :class:`InvalidationFailed` if the shared tier
+        could not record it.
         """
-        (tag,) = normalize_tags([tag])  # the stored form (a tag holding a secret is a digest)
+        (plain,) = normalize_tags([tag])
+        namer, shared = await self._atag_namer()
+        tag = namer.target(plain, tenant)  # the stored name: no tag value reaches a store
         if self.below is None:
             return self.generations.bump_local(tag)
+        if not shared:
+            self._tier_counters["l2"].add("errors")
+            raise InvalidationFailed("could not invalidate a tag: the shared tier's tag key cannot be read")
         try:
             gen = await self.below.ainvalidate_tag(tag)
         except Exception as exc:
@@ -222,7 +243,7 @@ class AsyncRouterOps:
         generations read before the computation (``current_generations``); when
         not given they are read here, from L2.
         """
-        names = normalize_tags(tags)
+        names, shared = await self._anames(tags, tenant)
         # generations are read before computing: an invalidation during fn() wins
         if tag_generations is None:
             gens: dict[str, int] = await self._agenerations(names, True)
@@ -232,7 +253,8 @@ class AsyncRouterOps:
         if produced.storable:
             ttl = produced.ttl_s if produced.ttl_s is not None else ttl_s
             payload = produced.payload or b""
-            self._store(self._build(key, payload, tenant, entry_type, gens, ttl, produced.policy))
+            entry = self._build(key, payload, tenant, entry_type, gens, ttl, produced.policy)
+            self._store(entry, shared)
         return Result(produced.payload or b"", None, computed=True, produced=produced)
 
     async def aget_or_compute(

@@ -48,7 +48,7 @@ class AsyncSingleFlight:
         """
         names = tuple(tags)
         if tag_generations is None:
-            tag_generations = await self.inner.acurrent_generations(names, refresh=True)
+            tag_generations = await self.inner.acurrent_generations(names, tenant=tenant, refresh=True)
         fk = (tenant, key, getattr(tag_generations, "epoch", None), frozenset(tag_generations.items()))
         flight, leader = self.flights.ajoin(fk)
         if not leader:

@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -18,7 +21,16 @@ from promptcache.tiers.entry import Entry
 
 __all__ = ["SyncRedisOps"]
 
+log = logging.getLogger("promptcache.tiers")
+
 Command = tuple[Any, ...]
+
+#: The store epoch's field in bucket 0's generations hash: a tag never holds a newline.
+EPOCH_FIELD = "\nepoch"
+
+# A stored tag name (promptcache.tagnames): a kind and 32 hex digits. Anything else in a
+# generation hash was written by an earlier version, which kept tags in clear.
+_STORED_NAME = re.compile(rb"[A-Za-z][A-Za-z0-9_.-]{0,31}:[0-9a-f]{32}")
 
 
 def _is_no_script(r: object) -> bool:
@@ -30,12 +42,15 @@ class _Core(Protocol):
     """What the commands below need of the store that holds them."""
 
     buckets: int
+    namespace: str
     lua: tuple[str, ...]
     _stats: StatsCounter
     _bucket_keys: list[str]
 
     @property
     def _clock_key(self) -> str: ...
+    @property
+    def _tag_key_key(self) -> str: ...
 
     def _sclient(self) -> Any: ...
     def entry_key(self, key: str) -> str: ...
@@ -49,9 +64,11 @@ class _Core(Protocol):
     def _drain_commands(self, tag: str, gen: int, buckets: Sequence[int]) -> list[Command]: ...
     def _generations_commands(self, tags: Sequence[str]) -> list[Command]: ...
     def _generations_read(self, tags: Sequence[str], replies: list[Any]) -> Generations: ...
+    def _tidy_commands(self, tag: str) -> list[Command]: ...
     def _run(self, commands: list[Command]) -> list[Any]: ...
     def _pipeline(self, commands: list[Command]) -> list[Any]: ...
     def _load_scripts(self) -> None: ...
+    def _sweep_clear_tags(self) -> None: ...
 
 
 class SyncRedisOps:
@@ -140,6 +157,46 @@ class SyncRedisOps:
             raise self._fail(exc, "tag_generations") from exc
         return self._generations_read(tags, replies)
 
+    def tag_key(self: _Core) -> bytes:
+        """The namespace's random tag key, created by the first process that asks."""
+        try:
+            # hex text: readable by a client with decode_responses=True as well
+            new = os.urandom(32).hex()
+            created, key = self._run([("SET", self._tag_key_key, new, "NX"), ("GET", self._tag_key_key)])
+        except Exception as exc:
+            raise self._fail(exc, "tag_key") from exc
+        if created:  # a new namespace, or one an earlier version used: sweep what it named in clear
+            self._sweep_clear_tags()
+        if isinstance(key, str):
+            key = key.encode()
+        if not isinstance(key, bytes) or len(key) < 16:
+            raise TierError("redis tag key unreadable")
+        return key
+
+    def _sweep_clear_tags(self: _Core) -> None:
+        """Remove the tag sets (with their entries) and clear generation fields of an earlier version.
+
+        Its tagged entries name their tags in clear: an invalidation, which now names a digest,
+        would not reach them, and the clear names must not stay. Best effort, once per namespace.
+        """
+        client = self._sclient()
+        try:
+            for name in client.scan_iter(match=f"{self.namespace}:*:t:*", count=1000):
+                members = list(client.smembers(name))
+                client.unlink(name, *members)  # one bucket: one cluster slot
+            for bucket in self._bucket_keys:
+                fields = [f for f, _ in client.hscan_iter(f"{bucket}:g")]
+                clear = [
+                    f
+                    for f in fields
+                    if not _STORED_NAME.fullmatch(b := f if isinstance(f, bytes) else f.encode())
+                    and b != EPOCH_FIELD.encode()  # the store epoch lives here too (not a tag)
+                ]
+                if clear:
+                    client.hdel(f"{bucket}:g", *clear)
+        except Exception as exc:
+            log.warning("redis: sweeping an earlier version's tags failed (%s)", type(exc).__name__)
+
     def invalidate_tag(self: _Core, tag: str) -> int:
         """Draw a new generation; in every bucket raise ``tag`` to it and delete its entries."""
         try:
@@ -150,4 +207,8 @@ class SyncRedisOps:
                 todo = [b for b, n in zip(todo, left, strict=True) if n]
         except Exception as exc:
             raise self._fail(exc, "invalidate") from exc
+        try:  # housekeeping: the invalidation itself is done, whatever happens here
+            self._run(self._tidy_commands(tag))
+        except Exception as exc:
+            log.warning("redis: cleaning up old tag generations failed (%s)", type(exc).__name__)
         return gen

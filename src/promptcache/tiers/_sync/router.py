@@ -20,6 +20,7 @@ from promptcache.invalidation import (
     InvalidationEvent,
     normalize_tags,
 )
+from promptcache.tagnames import TagNamer
 from promptcache.tiers.base import InvalidationFailed, StatsCounter
 from promptcache.tiers.breaker import TierSkipped
 from promptcache.tiers.entry import Entry
@@ -55,8 +56,10 @@ class _Router(Protocol):
         ttl_s: float | None,
         policy: str | None = None,
     ) -> Entry: ...
-    def _store(self, entry: Entry) -> None: ...
+    def _store(self, entry: Entry, shared: bool = True) -> None: ...
     def _adopt_epoch(self, epoch: str | None) -> None: ...
+    def _tag_namer(self) -> tuple[TagNamer, bool]: ...
+    def _names(self, tags: Iterable[str], tenant: str) -> tuple[tuple[str, ...], bool]: ...
     def _publish(self, event: InvalidationEvent) -> None: ...
     def _generations(self, tags: Sequence[str], refresh: bool) -> Generations: ...
     def lookup(self, key: str, *, tenant: str, allow_stale: bool = False) -> Lookup | None: ...
@@ -131,15 +134,27 @@ class SyncRouterOps:
                 return Generations(current, epoch=self.generations.epoch)
         return Generations({t: self.generations.known(t) for t in tags}, epoch=self.generations.epoch)
 
-    def current_generations(self: _Router, tags: Sequence[str], *, refresh: bool = False) -> Generations:
-        """Generations to stamp on a value computed now, by stored tag, with the store's epoch.
+    def _names(self: _Router, tags: Iterable[str], tenant: str) -> tuple[tuple[str, ...], bool]:
+        """The stored names of ``tenant``'s ``tags`` and whether they are shared with other processes."""
+        plain = normalize_tags(tags)
+        if not plain:
+            return (), True
+        namer, shared = self._tag_namer()
+        return namer.entry_names(plain, tenant), shared
+
+    def current_generations(
+        self: _Router, tags: Sequence[str], *, tenant: str, refresh: bool = False
+    ) -> Generations:
+        """Generations to stamp on a value of ``tenant`` computed now, by stored tag name, with the
+        store's epoch.
 
         From this process's cache when it can vouch for it (bus healthy, or
         learned within ``max_staleness_s``), else read from L2 (always, with
         ``refresh``). An out-of-date stamp can only make the entry miss later,
         never serve it stale.
         """
-        return self._generations(normalize_tags(tags), refresh)
+        names, _ = self._names(tags, tenant)
+        return self._generations(names, refresh)
 
     def put(
         self: _Router,
@@ -156,17 +171,18 @@ class SyncRouterOps:
         """Cache ``payload``: into L1 now, into L2/L3 in the background.
 
         Pass ``tag_generations`` captured *before* computing the value (see
-        ``current_generations``) so that an invalidation racing with the
-        computation makes the new entry stale rather than the old data fresh.
+        ``current_generations``, same ``tenant``) so that an invalidation racing with the
+        computation makes the new entry stale rather than the old data fresh. ``tags`` are
+        scoped to ``tenant`` unless written ``public:<tag>`` (see :mod:`promptcache.tagnames`).
         ``policy`` is the identity of the policy that admitted the value.
         """
-        names = normalize_tags(tags)
+        names, shared = self._names(tags, tenant)
         if tag_generations is not None:
             gens = {t: tag_generations.get(t, 0) for t in names}
         else:
             gens = self._generations(names, False)
         entry = self._build(key, payload, tenant, entry_type, gens, ttl_s, policy)
-        self._store(entry)
+        self._store(entry, shared)
         return entry
 
     def delete(self: _Router, key: str) -> None:
@@ -178,17 +194,24 @@ class SyncRouterOps:
             self.below.delete(key)
         self._publish(InvalidationEvent(kind="key", key=key))
 
-    def invalidate(self: _Router, tag: str) -> int:
-        """Make every entry tagged ``tag`` unreadable, everywhere; returns the new generation.
+    def invalidate(self: _Router, tag: str, *, tenant: str | None = None) -> int:
+        """Make ``tenant``'s entries tagged ``tag`` unreadable, everywhere; returns the new generation.
 
-        When this returns, this process will not serve such an entry from any
-        tier; other processes drop theirs on the bus message, or within the
-        staleness bound without it. Raises :class:`InvalidationFailed` if the
-        shared tier could not record it.
+        ``tenant=None`` is the operator's form: the tag is dropped for every tenant. A tag
+        written ``public:<tag>`` is shared: any tenant's invalidation drops every entry
+        declared with it. When this returns, this process will not serve such an entry
+        from any tier; other processes drop theirs on the bus message, or within the
+        staleness bound without it. Raises :class:`InvalidationFailed` if the shared tier
+        could not record it.
         """
-        (tag,) = normalize_tags([tag])  # the stored form (a tag holding a secret is a digest)
+        (plain,) = normalize_tags([tag])
+        namer, shared = self._tag_namer()
+        tag = namer.target(plain, tenant)  # the stored name: no tag value reaches a store
         if self.below is None:
             return self.generations.bump_local(tag)
+        if not shared:
+            self._tier_counters["l2"].add("errors")
+            raise InvalidationFailed("could not invalidate a tag: the shared tier's tag key cannot be read")
         try:
             gen = self.below.invalidate_tag(tag)
         except Exception as exc:
@@ -222,7 +245,7 @@ class SyncRouterOps:
         generations read before the computation (``current_generations``); when
         not given they are read here, from L2.
         """
-        names = normalize_tags(tags)
+        names, shared = self._names(tags, tenant)
         # generations are read before computing: an invalidation during fn() wins
         if tag_generations is None:
             gens: dict[str, int] = self._generations(names, True)
@@ -232,7 +255,8 @@ class SyncRouterOps:
         if produced.storable:
             ttl = produced.ttl_s if produced.ttl_s is not None else ttl_s
             payload = produced.payload or b""
-            self._store(self._build(key, payload, tenant, entry_type, gens, ttl, produced.policy))
+            entry = self._build(key, payload, tenant, entry_type, gens, ttl, produced.policy)
+            self._store(entry, shared)
         return Result(produced.payload or b"", None, computed=True, produced=produced)
 
     def get_or_compute(

@@ -50,7 +50,7 @@ class SyncSingleFlight:
         """
         names = tuple(tags)
         if tag_generations is None:
-            tag_generations = self.inner.current_generations(names, refresh=True)
+            tag_generations = self.inner.current_generations(names, tenant=tenant, refresh=True)
         fk = (tenant, key, getattr(tag_generations, "epoch", None), frozenset(tag_generations.items()))
         flight, leader = self.flights.join(fk)
         if not leader:
