@@ -29,6 +29,7 @@ from then on it moves after the cached prefix:
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -50,6 +51,7 @@ from promptcache.pipeline.assemble import (
     volatile_text,
     wire_layout,
 )
+from promptcache.pipeline.fleet import FleetLearning
 from promptcache.pipeline.learning import (
     Families,
     conversation_change,
@@ -115,6 +117,7 @@ class PromptCache:
         authorize: Authorizer | None = None,
         telemetry: bool = False,
         record_stats: bool | None = None,
+        fleet: bool | None = None,
     ) -> None:
         if policy is None:
             self.policy = Policy()
@@ -149,6 +152,11 @@ class PromptCache:
         # Figures into the store for `promptcache stats` (off: record_stats=False or
         # PROMPTCACHE_RECORD_STATS=0); written off the call path, see promptcache.stats.
         self._stats_sink = persist_stats(self, record_stats)
+        # Family decisions shared with the other processes on the store (pipeline.fleet): on
+        # when a store was named (it is what the workers share), or by PROMPTCACHE_FLEET=1.
+        if fleet is None:
+            fleet = store is not None or os.environ.get("PROMPTCACHE_FLEET", "") == "1"
+        self._fleet = FleetLearning(lambda: self.store, self.policy.relocation.learn_after) if fleet else None
 
     # -- promptcache's own caches ---------------------------------------------
 
@@ -473,6 +481,9 @@ class PromptCache:
         # learn: what the family decides for this request's system texts and tools
         fid = family_id(fmt.value, model, tenant, tools.raw_order, len(parts.system))
         fam = self._families.get(fid)
+        contract = self.contract(tenant, model)
+        if self._fleet is not None:
+            self._fleet.before(fam, fid, contract, tenant)
         conversation = conversation_id(parts.messages)
         learned = learn(
             fam,
@@ -483,10 +494,11 @@ class PromptCache:
             relocates=[self._relocates(k) for k in kinds],
         )
         learned = keep_layout(fam, conversation, texts, tools, learned)
+        if self._fleet is not None:
+            self._fleet.after(fam, fid, contract, tenant)
         # layout and keys
         prefix = prefix_of(texts, learned, tools)
         vt = volatile_text(learned.fragments) if learned.fragments else None
-        contract = self.contract(tenant, model)
         laid = wire_layout(
             contract=contract,
             prefix=prefix,

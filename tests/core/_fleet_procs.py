@@ -1,0 +1,29 @@
+"""Worker side of the fleet-learning test (must be importable by spawn): one process of a fleet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SYSTEM = "You are the support agent of Acme.\n" * 60 + "Current time: {now}\nAnswer briefly.\n"
+
+
+def body(now: str, question: str) -> dict[str, Any]:
+    """A request of the family: the clock in the system prompt, a question."""
+    return {
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "system", "content": SYSTEM.format(now=now)},
+            {"role": "user", "content": question},
+        ],
+    }
+
+
+def first_call(location: str, fleet: bool, worker: int, q_out: Any) -> None:
+    """This worker's first request of the family: report its prefix key and what it moved."""
+    from promptcache import PromptCache
+
+    cache = PromptCache(store=location, fleet=fleet, record_stats=False)
+    now = f"2026-12-07T10:{worker:02d}:00Z"
+    p = cache.prepare_request(body(now, f"hello from worker {worker}"), format="openai-chat", tenant="acme")
+    q_out.put((worker, p.plan.prefix_key, len(p.plan.fragments)))
+    cache.close()
