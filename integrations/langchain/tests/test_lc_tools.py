@@ -17,7 +17,7 @@ from airline_tools_lc import AIRLINE_SPECS, RES, SCRIPT, Backend, call
 from helpers_lc import make_model
 from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage, ToolMessage
-from promptcache_langchain import PromptCacheMiddleware, cache_tool, cached_tool, spec_of
+from promptcache_langchain import PromptCacheMiddleware, cache_tool, cached_tool, declare_tool, spec_of
 
 from promptcache import PromptCache
 from promptcache.artifacts import ToolSpec
@@ -224,3 +224,50 @@ def test_cached_tool_decorates_a_function_and_reads_mcp_annotations(tmp_path: Pa
     destructive = mcp_like.model_copy(update={"metadata": {"readOnlyHint": False, "destructiveHint": True}})
     spec2 = spec_of(destructive)
     assert spec2 is not None and not spec2.cacheable
+
+
+def _declare_send_certificate(way: str, backend: Backend, cache: PromptCache) -> tuple[list[Any], Any]:
+    """The airline tools with ``send_certificate`` declared side-effecting in one of the three ways."""
+    tools = backend.tools()
+    specs: dict[str, ToolSpec] = dict(AIRLINE_SPECS)
+    if way == "tool_specs":
+        specs["send_certificate"] = ToolSpec(name="send_certificate", side_effect="side_effecting")
+    else:
+        i = next(i for i, t in enumerate(tools) if t.name == "send_certificate")
+        if way == "declare_tool":
+            tools[i] = declare_tool(tools[i], side_effect="side_effecting")
+        elif way == "cache_tool":
+            tools[i] = cache_tool(tools[i], cache, side_effect="side_effecting")
+        else:  # MCP annotations, as langchain-mcp-adapters copies them into the metadata
+            tools[i] = tools[i].model_copy(
+                update={"metadata": {"destructiveHint": True, "readOnlyHint": False}}
+            )
+    return tools, specs
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("way", ["tool_specs", "declare_tool", "cache_tool", "mcp"])
+async def test_declared_side_effecting_calls_are_recorded_never_served(
+    tmp_path: Path, way: str, use_async: bool
+) -> None:
+    # Issue 20, item 9: tool_calls counted every declared call but the side-effecting ones.
+    backend, cache = Backend(), _pc(tmp_path)
+    tools, specs = _declare_send_certificate(way, backend, cache)
+    with Emulator(script=SCRIPT) as emu:
+        agent = create_agent(
+            make_model("openai", emu.openai_base_url, "k"),
+            tools=tools,
+            system_prompt="You are an airline agent.",
+            middleware=[PromptCacheMiddleware(cache, tool_specs=specs)],
+        )
+        final = await _invoke(agent, "Add a bag.", ACME, use_async)
+    # Both identical certificate calls ran: a side-effecting tool is never served.
+    assert backend.calls["send_certificate"] == 2
+    cert1, cert2 = _tool_messages(final)[4:]
+    assert cert1.content != cert2.content
+    m: CacheMetrics = final["cache_metrics"]
+    tools_run = [r for r in m.records.values() if r.kind == "tool"]
+    # 3 reads (1 served) + 1 write + 2 side-effecting calls, each recorded once.
+    assert m.tool_calls == len(tools_run) == 6 and m.local_hits == 1
+    assert sum(1 for r in tools_run if not r.local_hit) == 5
+    assert m.calls == len(SCRIPT) == len(emu.requests)

@@ -29,6 +29,7 @@ from promptcache_langchain import cached_tool
 from promptcache_langgraph import CacheMetrics, CacheMetricsState, CallFigures, cache_node, cached_tool_node
 
 from promptcache import PromptCache
+from promptcache.artifacts import ToolSpec
 
 Emulator = pytest.importorskip("promptcache.lab.emulate").Emulator
 
@@ -131,3 +132,23 @@ def test_channel_is_plain_data_in_checkpoints_and_node_cache(
     assert kind == "msgpack" and b"promptcache" not in blob and b"CallFigures" not in blob
     back = JsonPlusSerializer(allowed_msgpack_modules=None).loads_typed((kind, blob))  # strict mode
     assert back == first["cache_metrics"]
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_state_graph_records_declared_side_effecting_calls(tmp_path: Path, use_async: bool) -> None:
+    # Issue 20, item 9: declared side-effecting calls run every time and are counted in tool_calls.
+    backend, cache = Backend(), PromptCache(store=tmp_path / "pc")
+    specs = {
+        **AIRLINE_SPECS,
+        "send_certificate": ToolSpec(name="send_certificate", side_effect="side_effecting"),
+    }
+    config = {"configurable": {"tenant_id": "acme"}}
+    with Emulator(script=SCRIPT) as emu:
+        graph = _graph(emu, backend.tools(), cache, tool_specs=specs)
+        state = {"messages": [HumanMessage("Add a bag to my reservation.")]}
+        final = await graph.ainvoke(state, config) if use_async else graph.invoke(state, config)
+    assert backend.calls["send_certificate"] == 2
+    msgs = [m for m in final["messages"] if isinstance(m, ToolMessage)]
+    assert msgs[4].content != msgs[5].content  # never served from cache
+    m = final["cache_metrics"]
+    assert m.tool_calls == 6 and m.local_hits == 1

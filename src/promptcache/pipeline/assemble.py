@@ -15,15 +15,15 @@ chained digests of the prefix (``prompt_prefix``) and of the prefix plus history
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from promptcache.blocks import Block, BlockKind, Stability
 from promptcache.canonical import Fragment, digest
+from promptcache.formats import WireFormat
 from promptcache.keys import ROUTING_HEAD_CHARS, KeyContract, chain_hash, derive_key, routing_key
 from promptcache.layout import wire_sections
 from promptcache.pipeline.analyse import History, Message, TextAnalysis, Tools
 from promptcache.pipeline.learning import Learned, sent_digest
-from promptcache.plan import Plan
+from promptcache.plan import Hint, Plan
 
 VOLATILE_HEADER = (
     "<volatile_context>\n"
@@ -105,9 +105,25 @@ class WireLayout:
     routing_key: str
     data_classes: dict[int, list[str]]
 
-    def plan(self, **fields: Any) -> Plan:
-        """The :class:`Plan` of this layout, with the request's other ``fields``."""
-        return Plan(
+    def plan(
+        self,
+        *,
+        format: WireFormat,
+        model: str,
+        tenant: str,
+        family: str,
+        fragments: list[Fragment],
+        hints: list[Hint],
+        decisions: list[str],
+        mode: str,
+    ) -> Plan:
+        """The :class:`Plan` of this layout, with the request's other fields.
+
+        Built with ``model_construct``: every field comes from the engine's own typed values
+        (checked by mypy), so pydantic's validation would only walk the block lists again on
+        every call. A :class:`Plan` built by anyone else is validated as usual.
+        """
+        return Plan.model_construct(
             blocks=self.blocks,
             digests=self.digests,
             sections=self.sections,
@@ -116,7 +132,14 @@ class WireLayout:
             conversation_key=self.conversation_key,
             routing_key=self.routing_key,
             data_classes=self.data_classes,
-            **fields,
+            format=format,
+            model=model,
+            tenant=tenant,
+            family=family,
+            fragments=fragments,
+            hints=hints,
+            decisions=decisions,
+            mode=mode,
         )
 
 

@@ -6,10 +6,11 @@ run id, tags and metadata, and the plan promptcache *would* make of the request:
 the hints it would place, the volatile values it would move out of the prefix and, above all,
 ``plan.explain()`` — why the cacheable prefix differs from the previous call of its family.
 
-The request itself is never touched. When the call went through ``CachingChatModel`` or
-``PromptCacheMiddleware`` (the answer carries ``response_metadata["promptcache"]``), the plan
-that was really applied is recorded instead, and the call is not fed to ``cache.stats()`` a
-second time.
+The request itself is never touched. When the call went through ``CachingChatModel`` (the
+answer carries ``response_metadata["promptcache"]``) or ``PromptCacheMiddleware`` (its call
+context is current while the callbacks fire), the plan that was really applied is recorded
+instead (``applied=True``, the cache's own mode), its figures carry that call's own id (the one
+in ``cache_metrics``), and the call is not fed to ``cache.stats()`` a second time.
 
 A callback is handed the run's ``metadata`` but not its ``configurable``: the tenant is read, in
 the core's one order (:mod:`promptcache.tenancy`), from the ``configurable`` and ``metadata`` of
@@ -45,7 +46,7 @@ from promptcache import CacheUsage, PromptCache, WireFormatError
 from promptcache.metrics import CacheMetrics, CallFigures, figures_from_usage, merge_cache_metrics
 from promptcache.stats import recorder_for
 from promptcache.tenancy import DEFAULT_TENANT_KEY, tenant_from
-from promptcache_langchain._observe import METADATA_KEY
+from promptcache_langchain._observe import owned_call
 from promptcache_langchain._usage import usage_from_message
 from promptcache_langchain.tenant import ambient_config, runtime_context
 
@@ -93,8 +94,11 @@ def _answer(response: LLMResult) -> BaseMessage | None:
 class UsageCollector(BaseCallbackHandler):
     """Collect the priced figures of every chat model call of a run (for a metrics channel).
 
-    Calls not already observed by promptcache (no ``response_metadata["promptcache"]``) are fed
-    to ``cache.stats()`` under ``tenant``; the others were recorded where they were made.
+    Calls not made under promptcache are fed to ``cache.stats()`` under ``tenant`` and collected
+    under their run id. Calls made under promptcache (``CachingChatModel``, whose answers carry
+    ``response_metadata["promptcache"]``, or ``PromptCacheMiddleware``, whose call context is
+    current while the callbacks fire) were recorded where they were made: they are collected
+    under that call's own id and tenant, never fed to the stats a second time.
     """
 
     raise_error = False
@@ -111,14 +115,18 @@ class UsageCollector(BaseCallbackHandler):
         msg = _answer(response)
         if msg is None:
             return
-        usage = usage_from_message(msg)
+        owned = owned_call(msg)
+        if owned is not None:
+            # Recorded where it was made, under its own call id: collected under that id too,
+            # so the run's channel and the agent's own channel hold one record for one call.
+            usage, call_id, tenant = owned.usage, owned.call_id, owned.tenant
+        else:
+            usage, call_id, tenant = usage_from_message(msg), str(run_id), self.tenant
+            if usage is not None and tenant is not None:
+                recorder_for(self.cache).record(tenant, usage)
         if usage is None:
             return
-        seen = msg.response_metadata.get(METADATA_KEY)
-        tenant = seen.get("tenant") if isinstance(seen, Mapping) else self.tenant
-        if not isinstance(seen, Mapping) and tenant is not None:
-            recorder_for(self.cache).record(tenant, usage)
-        f = figures_from_usage(usage, call_id=str(run_id), tenant=tenant)
+        f = figures_from_usage(usage, call_id=call_id, tenant=tenant)
         with self._lock:
             self._figures[f.call_id] = f
 
@@ -212,16 +220,20 @@ class PromptCacheCallbackHandler(BaseCallbackHandler):
         if start is None:
             return
         msg = _answer(response)
-        usage = usage_from_message(msg) if msg is not None else None
-        applied = msg.response_metadata.get(METADATA_KEY) if msg is not None else None
+        owned = owned_call(msg)
         tenant = start["tenant"]
         plan: dict[str, Any] = {}
         explain = error = None
-        if isinstance(applied, Mapping):
-            plan = dict(applied)
-            tenant = plan.get("tenant", tenant)
+        call_id = str(run_id)
+        if owned is not None:
+            # Applied by CachingChatModel or PromptCacheMiddleware, and recorded there: the
+            # plan that was really sent, under the call's own id; the stats are not fed twice.
+            plan = owned.describe()
+            usage, call_id = owned.usage, owned.call_id
+            tenant = owned.tenant if owned.tenant is not None else tenant
             explain = plan.get("explain")
         else:
+            usage = usage_from_message(msg) if msg is not None else None
             try:
                 plan, explain, tenant = self._shadow(start["messages"], start["params"], tenant)
             except (ValueError, WireFormatError) as exc:
@@ -234,7 +246,7 @@ class PromptCacheCallbackHandler(BaseCallbackHandler):
                     )
             if usage is not None and error is None and tenant is not None:
                 recorder_for(self.cache).record(tenant, usage)
-        figures = figures_from_usage(usage, call_id=str(run_id), tenant=tenant) if usage is not None else None
+        figures = figures_from_usage(usage, call_id=call_id, tenant=tenant) if usage is not None else None
         rec = CallRecord(
             run_id=str(run_id),
             parent_run_id=str(start["parent"]) if start["parent"] else None,
@@ -243,7 +255,7 @@ class PromptCacheCallbackHandler(BaseCallbackHandler):
             tenant=tenant,
             usage=usage,
             figures=figures,
-            applied=isinstance(applied, Mapping),
+            applied=owned is not None,
             plan=plan,
             explain=explain,
             error=error,
@@ -292,9 +304,9 @@ class CacheMetricsCallbackHandler(BaseCallbackHandler):
     Reads each answer's provider usage (streamed answers included: LangChain hands the merged
     message to ``on_llm_end``) and prices it; changes nothing and feeds no ``cache.stats()``
     (the calls made through promptcache are there already). Each call is kept under its
-    LangChain run id (the id ``CachingChatModel`` records it under too), with the tenant
-    promptcache resolved for it, else the one the tenant rule finds. Usually made by
-    :func:`get_cache_metrics_callback`.
+    LangChain run id, or, for a call made through promptcache, under that call's own id (the
+    one ``cache_metrics`` holds), with the tenant promptcache resolved for it, else the one the
+    tenant rule finds. Usually made by :func:`get_cache_metrics_callback`.
     """
 
     raise_error = False
@@ -338,14 +350,19 @@ class CacheMetricsCallbackHandler(BaseCallbackHandler):
         with self._lock:
             tenant = self._tenants.pop(run_id, None)
         msg = _answer(response)
-        usage = usage_from_message(msg) if msg is not None else None
-        if msg is None or usage is None:
+        if msg is None:
             return
-        seen = msg.response_metadata.get(METADATA_KEY)
+        owned = owned_call(msg)
         call_id = str(run_id)
-        if isinstance(seen, Mapping):
-            call_id = str(seen.get("call_id") or call_id)
-            tenant = seen.get("tenant", tenant)
+        if owned is not None:
+            # Made under promptcache (CachingChatModel, PromptCacheMiddleware): that call's own
+            # id and tenant, so these figures and the cache_metrics channel name one call alike.
+            usage, call_id = owned.usage, owned.call_id
+            tenant = owned.tenant if owned.tenant is not None else tenant
+        else:
+            usage = usage_from_message(msg)
+        if usage is None:
+            return
         self._add(figures_from_usage(usage, call_id=call_id, tenant=tenant))
 
     def _add(self, figures: CallFigures) -> None:

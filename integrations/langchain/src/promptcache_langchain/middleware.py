@@ -45,7 +45,7 @@ from langgraph.types import Command
 from promptcache import PromptCache
 from promptcache.artifacts import ToolSpec
 from promptcache.llm_bridge import new_call_id
-from promptcache.metrics import CacheMetrics, CallFigures
+from promptcache.metrics import CacheMetrics, CallFigures, figures_from_usage
 from promptcache.tenancy import DEFAULT_TENANT_KEY, resolve_tenant
 from promptcache_langchain._hook import (
     CallContext,
@@ -54,7 +54,7 @@ from promptcache_langchain._hook import (
     format_override,
     hooked_copy,
 )
-from promptcache_langchain._observe import finish_call
+from promptcache_langchain._observe import METADATA_KEY, finish_call, owned_call
 from promptcache_langchain.channel import CacheMetricsChannel
 from promptcache_langchain.tools import ToolCallCache
 
@@ -74,6 +74,14 @@ class PromptCacheAgentState(AgentState[Any]):
     """
 
     cache_metrics: NotRequired[Annotated[CacheMetrics, CacheMetricsChannel]]
+
+
+def _recorded_inside(msg: AIMessage) -> CallFigures | None:
+    """The figures of a call a promptcache model inside the middleware already recorded."""
+    owned = owned_call(msg)
+    if owned is None or owned.usage is None:
+        return None
+    return figures_from_usage(owned.usage, call_id=owned.call_id, tenant=owned.tenant)
 
 
 def _current_config() -> Mapping[str, Any] | None:
@@ -172,11 +180,17 @@ class PromptCacheModelOnlyMiddleware(AgentMiddleware[PromptCacheAgentState, Any]
         call_id = ctx.call_id
         i = 0
         for msg in response.result:
-            if isinstance(msg, AIMessage):
+            if not isinstance(msg, AIMessage):
+                continue
+            if isinstance(msg.response_metadata.get(METADATA_KEY), Mapping):
+                # The agent's model is a CachingChatModel: it recorded the call already, under
+                # its own id. Its figures go to the channel under that id; recorded once.
+                f = _recorded_inside(msg)
+            else:
                 f = finish_call(msg, ctx, call_id=call_id if i == 0 else f"{call_id}:{i}")
                 i += 1
-                if f is not None:
-                    figures[f.call_id] = f
+            if f is not None:
+                figures[f.call_id] = f
         if not figures:
             return ExtendedModelResponse(model_response=response, command=None)
         if len(figures) == 1:  # one answer, the usual: its figures need no second check

@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeGuard
 
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
 from langchain_core.messages import ToolMessage
@@ -370,6 +370,19 @@ def _storable(result: Any) -> dict[str, Any] | Uncacheable:
     return Uncacheable("tool result not cacheable")
 
 
+def _declared(spec: ToolSpec | None) -> TypeGuard[ToolSpec]:
+    """Whether a tool was declared: a side-effect class (``side_effect`` or MCP annotations) or
+    tags it invalidates.
+
+    Every declared call goes through ``cache.tools`` and is recorded, side-effecting ones
+    included (they always run: the tool-output cache never serves them); an undeclared tool
+    passes through untouched.
+    """
+    return spec is not None and (
+        spec.side_effect is not None or spec.annotations is not None or bool(spec.invalidates)
+    )
+
+
 def _call_id(request: Any) -> str | None:
     cid = request.tool_call.get("id")
     return str(cid) if cid is not None else None
@@ -475,7 +488,7 @@ class ToolCallCache:
         spec = self.spec_for(request)
         if isinstance(request.tool, CachingTool):
             return self._through_caching_tool(request, handler)
-        if spec is None or (not spec.cacheable and not spec.invalidates):
+        if not _declared(spec):
             return handler(request)
         tenant = self._tenant(request)
         args = _visible_args(request.tool, request.tool_call.get("args") or {})
@@ -503,7 +516,7 @@ class ToolCallCache:
             finally:
                 _SLOT.reset(token)
             return self._after_caching_tool(request, result, slot)
-        if spec is None or (not spec.cacheable and not spec.invalidates):
+        if not _declared(spec):
             return await handler(request)
         tenant = self._tenant(request)
         args = _visible_args(request.tool, request.tool_call.get("args") or {})
@@ -527,6 +540,6 @@ class ToolCallCache:
         tool = request.tool
         assert isinstance(tool, CachingTool)
         spec = slot.spec or tool.spec
-        if slot.tenant is None or (not spec.cacheable and not spec.invalidates):
+        if slot.tenant is None or not _declared(spec):
             return result  # undeclared, or the tool failed before reaching the cache
         return self._finish(request, result, slot.lookup, slot.tenant, spec)

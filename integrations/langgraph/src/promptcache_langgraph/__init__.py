@@ -15,11 +15,14 @@
   (``default_cache_key``) hashes the node input only: two tenants with the same input would share
   one cached node result, messages without ids never hit twice, and graphs sharing a cache can
   read each other's entries.
+* :func:`node_cache` — the node cache to compile with (``g.compile(cache=node_cache())``): a run
+  served from it reports local hits in ``cache_metrics``, not the stored run's provider calls.
 """
 
 from promptcache_langchain.channel import CacheMetricsChannel
 
 from promptcache.metrics import CacheMetrics, CallFigures, merge_cache_metrics
+from promptcache_langgraph.node_cache import NodeCache, node_cache
 from promptcache_langgraph.nodes import cache_node
 from promptcache_langgraph.state import CacheMetricsState
 from promptcache_langgraph.tenancy import tenant_cache_key
@@ -30,8 +33,10 @@ __all__ = [
     "CacheMetricsChannel",
     "CacheMetricsState",
     "CallFigures",
+    "NodeCache",
     "cache_node",
     "cached_tool_node",
     "merge_cache_metrics",
+    "node_cache",
     "tenant_cache_key",
 ]

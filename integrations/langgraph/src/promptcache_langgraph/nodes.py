@@ -15,6 +15,7 @@ from promptcache_langchain.tenant import runtime_context
 
 from promptcache import PromptCache
 from promptcache.metrics import CacheMetrics, merge_cache_metrics
+from promptcache.rerun import akeep_pending, atake_pending, keep_pending, take_pending
 from promptcache.tenancy import DEFAULT_TENANT_KEY, resolve_tenant
 
 __all__ = ["cache_node"]
@@ -50,6 +51,20 @@ def _merge_update(result: Any, metrics: CacheMetrics, channel: str) -> Any:
     return result  # a pydantic/dataclass state object: the node owns its shape
 
 
+def _step(config: RunnableConfig | None) -> str | None:
+    """The durable identity of the node's task: the same when it runs again after an interrupt.
+
+    The thread (a resume needs a checkpointer, hence a thread id) and the task's checkpoint
+    namespace, which names the node and its task id (derived from the checkpoint the task runs
+    from, so a resumed task has the same one), under every parent graph's. None outside a thread.
+    """
+    configurable = (config or {}).get("configurable") or {}
+    thread, ns = configurable.get("thread_id"), configurable.get("checkpoint_ns")
+    if thread is None or not ns:
+        return None
+    return f"{thread}\x00{ns}"
+
+
 def _accepts_config(fn: Callable[..., Any]) -> bool:
     try:
         return "config" in inspect.signature(fn).parameters
@@ -73,6 +88,12 @@ def cache_node(
     tenant (``configurable``/``metadata`` ``tenant_key``, then the runtime context, then the
     node's state: the core's one order). The node's own update is unchanged.
     Use ``CachingChatModel`` inside the node to also rewrite the requests.
+
+    A node that stops before it finishes (``interrupt()``, an error) is run again from its start
+    when the thread resumes, and LangGraph keeps none of the stopped attempt's writes: in a
+    thread (``configurable["thread_id"]``), the figures of the calls the stopped attempt made are
+    kept in ``cache``'s store (:mod:`promptcache.rerun`) and added to the node's update when the
+    same task finishes, so a call billed before an ``interrupt()`` is still counted once.
     """
     pass_config = _accepts_config(fn)
 
@@ -88,24 +109,41 @@ def cache_node(
 
         async def anode(state: Any, config: RunnableConfig) -> Any:
             collector, cfg = _prepare(state, config)
+            scope, tenant = _step(config), collector.tenant
+            earlier = await atake_pending(cache, scope, tenant) if scope and tenant else CacheMetrics()
             token = var_child_runnable_config.set(cfg)
             try:
                 result = await (fn(state, config=cfg) if pass_config else fn(state))
+            except Exception:
+                if scope and tenant:
+                    await akeep_pending(
+                        cache, scope, tenant, merge_cache_metrics(earlier, collector.cache_metrics)
+                    )
+                raise
             finally:
                 var_child_runnable_config.reset(token)
-            return _merge_update(result, collector.cache_metrics, channel)
+            return _merge_update(result, merge_cache_metrics(earlier, collector.cache_metrics), channel)
 
         return _named(anode, fn)
 
     def node(state: Any, config: RunnableConfig) -> Any:
         collector, cfg = _prepare(state, config)
+        # A step that stopped before (interrupt(), an error) and runs again: the calls its
+        # stopped attempts paid for, which LangGraph kept none of.
+        scope, tenant = _step(config), collector.tenant
+        earlier = take_pending(cache, scope, tenant) if scope and tenant else CacheMetrics()
         # The ambient config too: model calls inside that pass no config still see the handler.
         token = var_child_runnable_config.set(cfg)
         try:
             result = fn(state, config=cfg) if pass_config else fn(state)
+        except Exception:
+            # interrupt() raises through here: the billed calls are kept for the resumed run.
+            if scope and tenant:
+                keep_pending(cache, scope, tenant, merge_cache_metrics(earlier, collector.cache_metrics))
+            raise
         finally:
             var_child_runnable_config.reset(token)
-        return _merge_update(result, collector.cache_metrics, channel)
+        return _merge_update(result, merge_cache_metrics(earlier, collector.cache_metrics), channel)
 
     return _named(node, fn)
 
