@@ -1,5 +1,7 @@
 """``make reliability``: faults, freshness, isolation, injection, secrets, bad input, load, fuzz (issue 9).
 
+``stale_after_invalidate`` (issue 19, items 4 and 5) is in ``reliability_stale.py``.
+
 ``python -m benchmarks.reliability --out FILE [--only a,b] [--quick]`` writes ONE JSON
 report with a section per item of issue 9; each section has its figures and
 ``passed`` against the property it states. Everything runs on loopback
@@ -44,6 +46,7 @@ from benchmarks.reliability_infra import (
     sqlite_raw,
     tmpfs,
 )
+from benchmarks.reliability_stale import stale_after_invalidate
 
 ROOT = Path(__file__).resolve().parents[1]
 CTX = mp.get_context("spawn")
@@ -1007,7 +1010,18 @@ def fuzz(quick: bool) -> dict[str, Any]:
 
 # main ----------------------------------------------------------------------------------------
 
-SECTIONS = ["faults", "freshness", "isolation", "injection", "secrets", "bad_input", "tags", "load", "fuzz"]
+SECTIONS = [
+    "faults",
+    "freshness",
+    "stale_after_invalidate",
+    "isolation",
+    "injection",
+    "secrets",
+    "bad_input",
+    "tags",
+    "load",
+    "fuzz",
+]
 
 
 def main() -> int:
@@ -1030,12 +1044,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pc-reliability-") as d:
         tmp = Path(d)
         shared: RedisProc | None = None
-        if REDIS_SERVER and any(s in only for s in ("freshness", "isolation", "secrets", "tags")):
+        if REDIS_SERVER and any(
+            s in only for s in ("freshness", "stale_after_invalidate", "isolation", "secrets", "tags")
+        ):
             shared = RedisProc(tmp / "redis-shared")
         url = shared.url if shared else None
         runners: dict[str, Callable[[], dict[str, Any]]] = {
             "faults": lambda: _faults(tmp, args.quick),
             "freshness": lambda: freshness(tmp, args.quick, url),
+            "stale_after_invalidate": lambda: stale_after_invalidate(tmp, args.quick, url),
             "isolation": lambda: isolation(tmp, args.quick, url),
             "injection": lambda: injection(args.quick),
             "secrets": lambda: secrets(tmp, args.quick, url),

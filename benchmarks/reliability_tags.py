@@ -164,6 +164,7 @@ def orphans_after_purge(tmp: Path, redis_url: str | None) -> dict[str, Any]:
     if redis_url:
         import redis
 
+        from promptcache.tiers._async.redis import EPOCH_FIELD
         from promptcache.tiers.redis import RedisStore
 
         ns = "orph" + uuid.uuid4().hex[:8]
@@ -184,8 +185,10 @@ def orphans_after_purge(tmp: Path, redis_url: str | None) -> dict[str, Any]:
         entries_left = sum(1 for _ in c.scan_iter(match=f"{ns}:*:e:*", count=1000))
         rstore.invalidate("cleanup:trigger")  # each invalidation also cleans up old generations
         trigger = rstore.tag_name("cleanup:trigger")  # just invalidated: kept for its retention
+        # the store epoch is a field of bucket 0's generation hash, not a tag's generation
         gens_after = sum(
-            c.hlen(k) - c.hexists(k, trigger) for k in c.scan_iter(match=f"{ns}:*:g", count=1000)
+            c.hlen(k) - c.hexists(k, trigger) - c.hexists(k, EPOCH_FIELD)
+            for k in c.scan_iter(match=f"{ns}:*:g", count=1000)
         )
         c.close()
         rstore.close()

@@ -101,6 +101,7 @@ class LookupReason(StrEnum):
     UNSERIALIZABLE = "unserializable"  # computed, but the value has no JSON form: not stored
     UNCACHEABLE = "uncacheable"  # the caller declared the result not cacheable (an error result)
     UNREADABLE = "unreadable"  # the entry could not be decoded: recomputed
+    POLICY_MISMATCH = "policy_mismatch"  # the entry was admitted by another policy: recomputed
     CACHE_FAULT = "cache_fault"
     STORE_FAILED = "store_failed"
     # denials: the policy kept the call out of the cache
@@ -147,6 +148,7 @@ _TEXT: dict[LookupReason, str] = {
     LookupReason.UNSERIALIZABLE: "not JSON-serializable: not stored",
     LookupReason.UNCACHEABLE: "result not cacheable: not stored",
     LookupReason.UNREADABLE: "unreadable entry: recomputed",
+    LookupReason.POLICY_MISMATCH: "entry admitted by another policy: recomputed",
     LookupReason.CACHE_FAULT: "cache fault: ran uncached",
     LookupReason.STORE_FAILED: "store failed: not cached",
     LookupReason.SIDE_EFFECT: "side effects: never served from cache",

@@ -35,6 +35,20 @@ process itself never serves a stale entry once ``invalidate()`` has returned.
 We chose a time bound over checking L2 on every L1 hit because it keeps L1
 hits in-process (microseconds) and makes the worst case explicit and tunable
 (``max_staleness_s=0`` turns tagged L1 hits into L2 round trips).
+
+Store epochs
+------------
+Generations are counters kept in the shared tier, and a shared tier can lose them:
+``FLUSHDB``, a Redis restart without persistence, a SQLite file deleted or replaced.
+The counters then start again from 0, and a number this process has seen may come
+back meaning something else. So every shared tier keeps an *epoch*, a random id
+written on first use and written anew when it is found missing, and returns it with
+every generation read (:class:`Generations`); the invalidation bus carries it too.
+When a process sees an epoch other than the one it knows, it forgets every
+generation it has learned and drops its L1 (:meth:`GenerationCache.adopt_epoch`):
+what it held was admitted under counters that no longer exist, so it is treated as
+invalid, never compared with the new numbers. Generations thus never appear to go
+backwards to a running process.
 """
 
 from __future__ import annotations
@@ -53,6 +67,7 @@ from pydantic import BaseModel, ValidationError
 __all__ = [
     "DEFAULT_MAX_STALENESS_S",
     "GenerationCache",
+    "Generations",
     "InvalidationBus",
     "InvalidationEvent",
     "LocalBus",
@@ -90,11 +105,34 @@ def normalize_tags(tags: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+class Generations(dict[str, int]):
+    """Tag generations read together, and the epoch of the store they were read from.
+
+    A plain ``dict`` of tag to generation everywhere a dict is expected; ``epoch`` is
+    the shared tier's epoch at the time of the read (``None`` where there is no shared
+    tier, or where the generations come from this process's own cache without one).
+    Numbers of different epochs are never compared (see the module docstring).
+    """
+
+    __slots__ = ("epoch",)
+
+    def __init__(self, gens: Mapping[str, int] | None = None, *, epoch: str | None = None) -> None:
+        """``gens`` with ``epoch``."""
+        super().__init__(gens or {})
+        self.epoch = epoch
+
+
+def new_epoch() -> str:
+    """A fresh, random store epoch (what a shared tier writes when it finds none)."""
+    return uuid.uuid4().hex
+
+
 class GenerationCache:
     """This process's view of tag generations (a lower bound of the truth in L2).
 
-    ``known(tag)`` never goes down except on :meth:`reset` (bus reconnect),
-    so an L1 entry whose recorded generation is below it is certainly stale.
+    ``known(tag)`` never goes down except on :meth:`reset` (bus reconnect) or
+    when the shared tier's epoch changes (:meth:`adopt_epoch`), so an L1 entry
+    whose recorded generation is below it is certainly stale.
 
     Bounded: at most ``max_tags`` tags are remembered (default
     :data:`DEFAULT_MAX_TAGS`: 16 MB measured at the bound), the least recently learned
@@ -114,6 +152,28 @@ class GenerationCache:
         self._gens: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._floor = 0
         self._listeners: list[Callable[[str, int], None]] = []
+        self.epoch: str | None = None
+        """The shared tier's epoch these generations belong to (``None``: none seen yet)."""
+
+    def adopt_epoch(self, epoch: str | None) -> bool:
+        """Take ``epoch`` as the shared tier's; True if it replaced another one.
+
+        On a change every generation learned so far is forgotten: they were counted
+        in a store that has since been reset, and must not be compared with the new
+        store's numbers. The caller drops what it admitted under them (its L1).
+        ``None`` (a read that carries no epoch) changes nothing.
+        """
+        if epoch is None:
+            return False
+        with self._lock:
+            if self.epoch == epoch:
+                return False
+            changed = self.epoch is not None
+            self.epoch = epoch
+            if changed:
+                self._gens.clear()
+                self._floor = 0  # a number forgotten in the old store means nothing in the new one
+        return changed
 
     def __len__(self) -> int:
         """How many tags are remembered (at most ``max_tags``)."""
@@ -153,23 +213,23 @@ class GenerationCache:
             out[t] = item[0]
         return out
 
-    def observe(self, gens: Mapping[str, int], *, authoritative: bool = False) -> None:
+    def observe(self, gens: Mapping[str, int]) -> None:
         """Record generations read from L2 or the bus.
 
-        Normally a generation only moves up; ``authoritative`` (a direct read of
-        L2) also lets it move down, which happens only if L2 lost its state.
+        A generation only moves up. A read of L2 that raced with an invalidation
+        may come back with the number from before it; taking that would let the
+        invalidated L1 copies be served again. A store that lost its counters is
+        told apart by its epoch instead (:meth:`adopt_epoch`), which forgets them all.
         """
         now = self._clock()
         raised: list[tuple[str, int]] = []
         with self._lock:
             for t, g in gens.items():
                 old = self._gens.get(t)
-                if old is None or g > old[0] or authoritative:
+                if old is None or g >= old[0]:
                     self._set(t, g, now)
                     if old is not None and g > old[0]:
                         raised.append((t, g))
-                elif g == old[0]:
-                    self._set(t, g, now)
         for t, g in raised:
             self._notify(t, g)
 
@@ -186,7 +246,11 @@ class GenerationCache:
         self._listeners.append(fn)
 
     def reset(self) -> None:
-        """Forget everything (after a bus outage we may have missed invalidations)."""
+        """Forget every generation (after a bus outage we may have missed invalidations).
+
+        The store epoch is kept: a bus outage is not a reset of the store, and a reset is
+        still told by the next generation read.
+        """
         with self._lock:
             self._gens.clear()
 
@@ -199,13 +263,18 @@ class GenerationCache:
 
 
 class InvalidationEvent(BaseModel):
-    """A message on the bus: a tag moved to ``gen``, or ``key`` was deleted."""
+    """A message on the bus: a tag moved to ``gen``, or ``key`` was deleted.
+
+    ``epoch`` is the shared tier's epoch the sender read with ``gen``: a receiver that
+    knows another epoch learns from it that the store was reset.
+    """
 
     kind: Literal["tag", "key", "clear"]
     tag: str | None = None
     gen: int | None = None
     key: str | None = None
     origin: str = ""
+    epoch: str | None = None
 
 
 Handler = Callable[[InvalidationEvent], None]

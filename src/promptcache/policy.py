@@ -17,6 +17,7 @@ False
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tomllib
@@ -215,6 +216,27 @@ class Policy(_Strict):
     _decisions: dict[tuple[EntryType, frozenset[str], int | None], Decision] = PrivateAttr(
         default_factory=dict
     )
+    _identity: str | None = PrivateAttr(default=None)
+
+    @property
+    def identity(self) -> str:
+        """A digest of this policy's whole content (every field, defaults included).
+
+        Every entry an artifact cache stores carries the identity of the policy that
+        admitted it, and a reader serves only entries of its own policy: two policies
+        sharing one store, even with the same ``version``, never serve each other's
+        entries (issue 19, item 5). Equal content gives an equal identity, whatever file
+        format or key order it was loaded from.
+
+        >>> Policy().identity == Policy.load({"version": "1"}).identity
+        True
+        >>> Policy().identity == Policy.load({"allow_public": True}).identity
+        False
+        """
+        if self._identity is None:
+            text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+            self._identity = hashlib.sha256(text.encode()).hexdigest()[:32]
+        return self._identity
 
     @model_validator(mode="before")
     @classmethod
@@ -280,6 +302,7 @@ class Policy(_Strict):
         would share this policy's memo of them)."""
         copy = super().model_copy(update=update, deep=deep)
         copy._decisions = {}
+        copy._identity = None
         return copy
 
     def entry(self, entry_type: EntryType | str) -> EntryRule:

@@ -142,7 +142,11 @@ def test_generation_cache_and_local_bus() -> None:
     gens.observe({"a": 3})
     gens.observe({"a": 2})  # never goes down from a bus message
     assert gens.known("a") == 3
-    gens.observe({"a": 1}, authoritative=True)  # L2 said so (it lost its state)
+    gens.observe({"a": 1})  # nor from a read of L2 that raced with an invalidation
+    assert gens.known("a") == 3
+    gens.adopt_epoch("e1")
+    assert gens.adopt_epoch("e2")  # L2 lost its state: a new store epoch forgets every number
+    gens.observe({"a": 1})
     assert gens.known("a") == 1
     assert gens.bump_local("a") == 2 and seen == [("a", 2)]  # first sight is no raise
     bus = LocalBus()

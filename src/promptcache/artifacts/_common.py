@@ -146,7 +146,8 @@ class ArtifactStats(BaseModel):
     not be stored; ``cache_errors``: faults of the cache machinery that made the
     call run uncached; ``auth_dropped``: documents withheld on a hit because the
     authorizer refused them; ``auth_errors``: hits discarded because the
-    authorizer failed (fail closed).
+    authorizer failed (fail closed); ``policy_mismatch``: entries (or concurrent
+    results) admitted by another policy, not served and recomputed.
     """
 
     hits: int = 0
@@ -163,6 +164,7 @@ class ArtifactStats(BaseModel):
     invalidation_failed: int = 0
     auth_dropped: int = 0
     auth_errors: int = 0
+    policy_mismatch: int = 0
 
 
 class Counters:

@@ -98,7 +98,9 @@ class Call(Generic[T]):
     concurrent identical calls (default: the result itself), or an
     :class:`Uncacheable`; ``prepare`` decides what to store for that form
     (:func:`keep` or :func:`refuse`); ``decode`` turns a stored envelope's value
-    back into ``T``.
+    back into ``T``. ``policy`` is the identity of the cache's policy
+    (:attr:`promptcache.policy.Policy.identity`): what this call stores carries it, and
+    an entry or a concurrent call's result under another policy is not taken as a hit.
     """
 
     store: TieredStore
@@ -111,6 +113,7 @@ class Call(Generic[T]):
     prepare: Callable[[T], Produced]
     decode: Callable[[Any], T]
     storable: Callable[[T], Any] | None = None
+    policy: str | None = None
 
 
 class _Next(Enum):
@@ -118,6 +121,7 @@ class _Next(Enum):
 
     OVERWRITE = "overwrite"  # the entry found was unreadable: compute and write over it
     OWN = "own"  # the flight leader's result was its own (uncacheable): compute ours, uncached
+    READMIT = "readmit"  # admitted by another policy: compute, and write over it if ours admits it
 
 
 @dataclass(slots=True)
@@ -136,17 +140,19 @@ def produce(call: Call[T], value: T) -> Produced:
     """What to store of ``value``; the ``value`` it carries is the form shared with other callers."""
     form = value if call.storable is None else call.storable(value)
     if isinstance(form, Uncacheable):
-        return Produced(reason=LookupReason.UNCACHEABLE, why=form.why)
-    return dataclasses.replace(call.prepare(form), value=form)
+        return Produced(reason=LookupReason.UNCACHEABLE, why=form.why, policy=call.policy)
+    return dataclasses.replace(call.prepare(form), value=form, policy=call.policy)
 
 
 def _settle(call: Call[T], res: Result, box: Box) -> tuple[T, LookupResult] | _Next:
     """The caller's value and how it was answered, from what the store returned."""
     p = res.produced
     if p is None:  # a tier hit
-        return _decoded(call, res.payload, res.tier, res.stale)
+        return _decoded(call, res.payload, res.tier, res.stale, res.policy)
     assert p.error is None  # the user's own exception was raised at the edge (raise_users_error)
     if box.produced is None:  # a concurrent identical call computed it
+        if p.policy != call.policy:  # decided by another policy (two caches on one store)
+            return _Next.READMIT
         if p.storable:
             return _decoded(call, p.payload or b"", "flight", False)
         if p.reason is LookupReason.UNCACHEABLE:
@@ -182,13 +188,19 @@ def _not_stored(p: Produced) -> str:
     return f"not stored: {_reason(p).text}" + (f" ({p.why})" if p.why else "")
 
 
-def _decoded(call: Call[T], payload: bytes, tier: str | None, stale: bool) -> tuple[T, LookupResult] | _Next:
+def _decoded(
+    call: Call[T], payload: bytes, tier: str | None, stale: bool, policy: str | None = None
+) -> tuple[T, LookupResult] | _Next:
     try:
         value = call.decode(decode_envelope(call.kind, payload))
     except (EnvelopeError, ValueError, TypeError):
         call.counters.add("corrupt")
         log.warning("unreadable %s entry %s: recomputing", call.kind, key_digest(call.key))
         return _Next.OVERWRITE
+    if tier != "flight" and policy != call.policy:
+        # Issue 19, item 5: an entry carries the identity of the policy that admitted it, and
+        # is served only under that policy; another policy's entry is a miss, recomputed here.
+        return _Next.READMIT
     call.counters.add("hits")
     return value, _result(call, hit=True, tier=tier, stale=stale, reason=LookupReason.HIT)
 
@@ -202,6 +214,24 @@ def _fault(call: Call[Any], exc: Exception) -> str:
 
 def _uncached(call: Call[T], value: T, reason: LookupReason, detail: str) -> tuple[T, LookupResult]:
     return value, _result(call, hit=False, reason=reason, detail=detail)
+
+
+def _readmitted(call: Call[T], value: T, p: Produced, err: Exception | None) -> tuple[T, LookupResult]:
+    """After an entry (or a concurrent result) of another policy was recomputed under this one."""
+    call.counters.add("misses")
+    call.counters.add("policy_mismatch")
+    reason = LookupReason.POLICY_MISMATCH
+    if not p.storable:
+        if p.reason in _COUNTER:
+            call.counters.add(_COUNTER[p.reason])
+        return value, _result(call, hit=False, reason=reason, detail=_not_stored(p))
+    if err is not None:
+        detail = _fault(call, err)
+        return value, _result(call, hit=False, reason=LookupReason.STORE_FAILED, detail=detail)
+    call.counters.add("stored")
+    ttl = int(p.ttl_s if p.ttl_s is not None else call.planned_ttl_s)
+    detail = "stored under this policy"
+    return value, _result(call, hit=False, stored=True, ttl_seconds=ttl, reason=reason, detail=detail)
 
 
 def _overwritten(call: Call[T], value: T, p: Produced, err: Exception | None) -> tuple[T, LookupResult]:
@@ -238,9 +268,10 @@ def steps(call: Call[T], box: Box) -> Generator[Op, Any, tuple[T, LookupResult]]
         call.counters.add("misses")
         detail = "a concurrent call's result was its own: computed here"
         return _uncached(call, (yield ("compute",)), LookupReason.UNCACHEABLE, detail)
-    if settled is _Next.OVERWRITE:
-        # An unreadable entry (corrupt, foreign, old schema): recompute and write over it;
-        # leaving it in place would make every call miss until its TTL ran out.
+    if settled is _Next.OVERWRITE or settled is _Next.READMIT:
+        # An unreadable entry (corrupt, foreign, old schema), or one another policy admitted:
+        # recompute and write over it; leaving it in place would make every call miss until
+        # its TTL ran out.
         try:
             gens = yield ("current_generations",)
         except Exception:
@@ -256,6 +287,8 @@ def steps(call: Call[T], box: Box) -> Generator[Op, Any, tuple[T, LookupResult]]
                 yield ("put", p, gens)
             except Exception as exc:
                 err = exc
+        if settled is _Next.READMIT:
+            return _readmitted(call, value, p, err)
         return _overwritten(call, value, p, err)
     return settled
 
@@ -277,4 +310,4 @@ def where(call: Call[Any]) -> dict[str, Any]:
 
 def put_args(op: Op) -> dict[str, Any]:
     """The store arguments of a ``("put", produced, generations)`` step."""
-    return {"ttl_s": op[1].ttl_s, "tag_generations": op[2]}
+    return {"ttl_s": op[1].ttl_s, "tag_generations": op[2], "policy": op[1].policy}

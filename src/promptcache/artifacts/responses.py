@@ -192,6 +192,7 @@ class ResponseCache(SyncResponseCalls, AsyncResponseCalls):
             planned_ttl_s=elig.ttl_seconds,
             prepare=lambda value: self._prepare(value, ttl),
             decode=lambda v: v,
+            policy=self.policy.identity,
         )
 
     def _prepare(self, value: Any, ttl: int | None) -> Produced:

@@ -171,6 +171,7 @@ class RetrievalCache(SyncRetrievalCalls, AsyncRetrievalCalls):
             planned_ttl_s=planned.ttl_seconds,
             prepare=lambda docs: self._prepare(retriever, docs),
             decode=_as_docs,
+            policy=self.policy.identity,
         )
 
     def _prepare(self, retriever: RetrieverSpec, docs: Docs) -> Produced:

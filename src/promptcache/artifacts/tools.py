@@ -250,6 +250,7 @@ class ToolOutputCache(SyncToolCalls, AsyncToolCalls):
             prepare=prepare,
             decode=lambda v: v,
             storable=storable,
+            policy=self.policy.identity,
         )
 
     def _prepare(self, spec: ToolSpec, value: Any) -> Produced:

@@ -70,6 +70,9 @@ class Entry(BaseModel):
     generation (see :mod:`promptcache.invalidation`). Exactly one of
     ``payload`` (inline bytes) and ``blob`` (content hash of an L3 blob) is set.
     ``key_id`` is set when ``payload``/the blob holds AES-GCM ciphertext.
+    ``policy`` is the identity of the policy that admitted the value
+    (:attr:`promptcache.policy.Policy.identity`), ``None`` for entries no policy
+    decided on; a reader under another policy does not serve it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -87,6 +90,7 @@ class Entry(BaseModel):
     size: int = Field(default=0, ge=0)
     content_hash: str = Field(min_length=64, max_length=64)
     key_id: str | None = None
+    policy: str | None = Field(default=None, max_length=128)
 
     @field_validator("tags")
     @classmethod
@@ -110,6 +114,7 @@ class Entry(BaseModel):
         created_at: float,
         ttl_s: float | None = None,
         tags: dict[str, int] | None = None,
+        policy: str | None = None,
     ) -> Entry:
         """Build a plaintext entry for ``payload``, hashing it and computing ``expires_at``."""
         return cls(
@@ -122,6 +127,7 @@ class Entry(BaseModel):
             payload=payload,
             size=len(payload),
             content_hash=content_hash(payload),
+            policy=policy,
         )
 
     def fresh_at(self, now: float) -> bool:
@@ -168,6 +174,7 @@ _META_FIELDS = (
     "size",
     "content_hash",
     "key_id",
+    "policy",
 )
 
 
@@ -233,9 +240,9 @@ def _construct_checked(meta: dict[str, Any], raw: bytes, end: int) -> Entry | No
     """
     if tuple(meta) != _WIRE_ORDER:
         return None
-    key, entry_type, tenant, tags, created, expires_at, stale_until, blob, size, chash, key_id, inline = (
-        meta.values()
-    )
+    values = tuple(meta.values())
+    key, entry_type, tenant, tags, created, expires_at, stale_until, blob, size, chash, key_id = values[:11]
+    policy, inline = values[11:]
     if not (
         type(key) is str
         and 0 < len(key) <= 512
@@ -253,6 +260,7 @@ def _construct_checked(meta: dict[str, Any], raw: bytes, end: int) -> Entry | No
         and type(chash) is str
         and len(chash) == 64
         and (key_id is None or type(key_id) is str)
+        and (policy is None or (type(policy) is str and len(policy) <= 128))
     ):
         return None
     for t, g in tags.items():
@@ -285,6 +293,7 @@ def _construct_checked(meta: dict[str, Any], raw: bytes, end: int) -> Entry | No
             "size": size,
             "content_hash": chash,
             "key_id": key_id,
+            "policy": policy,
         },
     )
     _set(entry, "__pydantic_fields_set__", set(_ALL_SET))

@@ -35,7 +35,10 @@ class Produced:
     ``ttl_s`` seconds when given (else the caller's planned TTL). ``value`` is
     the caller's object, shared with concurrent identical callers when it is
     not stored. ``error`` is the user function's exception: nothing is stored
-    and every caller of the flight re-raises it.
+    and every caller of the flight re-raises it. ``policy`` is the identity of
+    the policy that decided (:attr:`promptcache.policy.Policy.identity`): the
+    stored entry carries it, and a caller under another policy does not take
+    the value as its own.
     """
 
     value: Any = None
@@ -44,6 +47,7 @@ class Produced:
     reason: LookupReason | None = None
     why: str = ""
     error: Exception | None = None
+    policy: str | None = None
 
     @property
     def storable(self) -> bool:

@@ -3,7 +3,8 @@
 A read-through store answers three calls, each in a sync and an asyncio form:
 
 * ``lookup(key, tenant=, allow_stale=)``: what a tier holds, or ``None``;
-* ``fill(key, fn, ...)``: compute ``fn()`` now and store what it produced (no lookup);
+* ``fill(key, fn, ..., tag_generations=)``: compute ``fn()`` now and store what it
+  produced (no lookup), stamped with the tag generations read before computing;
 * ``get_or_compute(key, fn, ...)``: ``lookup``, then ``fill`` on a miss.
 
 :class:`~promptcache.tiers.router.TieredStore` implements ``lookup`` and ``fill``
@@ -47,7 +48,8 @@ class Result:
     ``tier`` is the tier that served it, ``"flight"`` if another caller computed
     it concurrently, ``None`` if this call computed it. ``produced`` is what the
     compute callback returned (this call's or the flight leader's), ``None`` on
-    a tier hit; ``payload`` is empty when nothing was stored.
+    a tier hit; ``payload`` is empty when nothing was stored. ``policy`` is, on a
+    tier hit, the identity of the policy that admitted the entry served.
     """
 
     payload: bytes
@@ -55,6 +57,7 @@ class Result:
     stale: bool = False
     computed: bool = False
     produced: Produced | None = None
+    policy: str | None = None
 
 
 def produced_of(out: bytes | Produced) -> Produced:
@@ -64,7 +67,7 @@ def produced_of(out: bytes | Produced) -> Produced:
 
 def served(hit: Lookup) -> Result:
     """The :class:`Result` of a read answered by ``hit``."""
-    return Result(hit.entry.payload or b"", hit.tier, stale=hit.stale)
+    return Result(hit.entry.payload or b"", hit.tier, stale=hit.stale, policy=hit.entry.policy)
 
 
 class ReadThrough(Protocol):
@@ -87,8 +90,13 @@ class ReadThrough(Protocol):
         entry_type: str,
         tags: Iterable[str] = (),
         ttl_s: float | None = None,
+        tag_generations: dict[str, int] | None = None,
     ) -> Result:
-        """Compute ``fn()`` now and store what it produced when storable."""
+        """Compute ``fn()`` now and store what it produced when storable.
+
+        ``tag_generations``: the tags' generations read before the computation
+        (``current_generations``), which the entry is stamped with; read now if not given.
+        """
         ...
 
     async def afill(
@@ -100,6 +108,7 @@ class ReadThrough(Protocol):
         entry_type: str,
         tags: Iterable[str] = (),
         ttl_s: float | None = None,
+        tag_generations: dict[str, int] | None = None,
     ) -> Result:
         """See :meth:`fill`."""
         ...

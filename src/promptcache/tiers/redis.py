@@ -13,7 +13,8 @@ Key layout (``ns`` defaults to ``pc``)
 * ``ns:{bNN}:e:<key>`` a STRING: the encoded :class:`Entry` (with a Redis TTL
   when the entry has one);
 * ``ns:{bNN}:t:<tag>`` a SET: the entry keys of bucket ``NN`` written with ``tag``;
-* ``ns:{bNN}:g`` a HASH: tag → generation, one copy per bucket;
+* ``ns:{bNN}:g`` a HASH: tag → generation, one copy per bucket; bucket 0's also
+  holds the store epoch under a field no tag can have (a newline, then ``epoch``);
 * ``ns:{bNN}:gt`` a ZSET: tag → when it was last invalidated (ms), to clean ``g`` up;
 * ``ns:clock`` the counter new generations are drawn from;
 * ``ns:tagkey`` the random key tag names are computed with (created by the first process
@@ -22,6 +23,12 @@ Key layout (``ns`` defaults to ``pc``)
 Tags arrive as stored names (a readable prefix and a keyed digest): no tag value is ever
 part of a Redis key name. The process that creates ``ns:tagkey`` sweeps, best effort, what
 an earlier version named in clear (tag sets with their entries, generation fields).
+
+The store epoch is a random id written on first use and written anew whenever a
+generation read finds it missing: ``FLUSHDB``, a restart without persistence, or an
+eviction of that hash reset the counters, and the new epoch tells every process so
+(see :mod:`promptcache.invalidation`). It is written and read with the generations,
+in one round trip.
 
 ``NN`` is the key's bucket (CRC32 mod ``buckets``). The ``{bNN}`` hash tag keeps
 an entry, its bucket's tag sets and its bucket's generations in one cluster
@@ -85,7 +92,8 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
-from promptcache.tiers._async.redis import AsyncRedisOps, Command
+from promptcache.invalidation import Generations, new_epoch
+from promptcache.tiers._async.redis import EPOCH_FIELD, AsyncRedisOps, Command
 from promptcache.tiers._sync.redis import SyncRedisOps
 from promptcache.tiers.base import DEFAULT_TAG_RETENTION_S, StatsCounter, TierError, TierStats
 from promptcache.tiers.entry import Entry, decode_entry, encode_entry, key_digest
@@ -435,6 +443,16 @@ class RedisStore(SyncRedisOps, AsyncRedisOps):
             ("EVALSHA", _INVALIDATE_SHA, 2, f"{self._bucket_keys[b]}:g", self.tag_set_key(b, tag), *args)
             for b in buckets
         ]
+
+    def _generations_commands(self, tags: Sequence[str]) -> list[Command]:
+        # HSETNX writes an epoch only where there is none; HMGET reads it with the generations
+        gens = f"{self._bucket_keys[0]}:g"
+        return [("HSETNX", gens, EPOCH_FIELD, new_epoch()), ("HMGET", gens, EPOCH_FIELD, *tags)]
+
+    def _generations_read(self, tags: Sequence[str], replies: list[Any]) -> Generations:
+        epoch, *vals = replies[1]
+        text = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        return Generations({t: int(v or 0) for t, v in zip(tags, vals, strict=True)}, epoch=text)
 
     def _tidy_commands(self, tag: str) -> list[Command]:
         """Record when ``tag`` was invalidated, in every bucket, and clean up old generations there."""

@@ -81,6 +81,8 @@ class RouterStats(BaseModel):
     swr_served: int = 0
     tenant_mismatch: int = 0
     publish_failed: int = 0
+    epoch_changes: int = 0
+    """Times the shared tier was found reset (a new store epoch): L1 and known generations dropped."""
 
 
 _ROUTER_COUNTERS = tuple(f for f in RouterStats.model_fields if f != "tiers")
@@ -253,12 +255,27 @@ class TieredStore(SyncRouterOps, AsyncRouterOps):
     # bus ---------------------------------------------------------------------
 
     def _on_event(self, event: InvalidationEvent) -> None:
+        # the sender read another store epoch with its generation: the store was reset
+        self._adopt_epoch(event.epoch)
         if event.kind == "tag" and event.tag is not None and event.gen is not None:
             self.generations.observe({event.tag: event.gen})
         elif event.kind == "key" and event.key is not None:
             self.l1.delete(event.key)
         elif event.kind == "clear":
             self.l1.clear()
+
+    def _adopt_epoch(self, epoch: str | None) -> None:
+        """Take the shared tier's epoch, read with its generations (see :mod:`promptcache.invalidation`)."""
+        if self.generations.adopt_epoch(epoch):
+            self._store_was_reset()
+
+    def _store_was_reset(self) -> None:
+        # Generation numbers restart in a reset store: whatever L1 holds was admitted under
+        # the old ones and could match a new number by chance, so none of it is served again
+        # (the generations themselves were forgotten by whoever noticed the new epoch).
+        self.l1.clear()
+        self._counters.add("epoch_changes")
+        log.warning("the shared cache tier was reset (new store epoch): in-process copies dropped")
 
     def _on_bus_reset(self) -> None:
         # invalidations may have been published while we were deaf: trust nothing local
@@ -339,6 +356,7 @@ class TieredStore(SyncRouterOps, AsyncRouterOps):
         entry_type: str,
         gens: dict[str, int],
         ttl_s: float | None,
+        policy: str | None = None,
     ) -> Entry:
         entry = Entry.new(
             key,
@@ -348,6 +366,7 @@ class TieredStore(SyncRouterOps, AsyncRouterOps):
             created_at=self._clock(),
             ttl_s=ttl_s,
             tags=gens,
+            policy=policy,
         )
         return self.reads.stamp(entry)
 

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from promptcache.invalidation import Generations, new_epoch
 from promptcache.tiers.base import DEFAULT_TAG_RETENTION_S, StatsCounter, TierError, TierStats, tags_current
 from promptcache.tiers.entry import Entry, decode_entry, encode_entry, key_digest
 
@@ -62,6 +63,11 @@ CREATE TABLE IF NOT EXISTS pc_meta (
     value BLOB NOT NULL
 ) WITHOUT ROWID;
 """
+
+# The store epoch's row in pc_meta (text, beside the tag key), and the name it is returned under
+# with the generations (a tag never holds a newline, so it cannot collide with one).
+_EPOCH = "epoch"
+_EPOCH_ROW = "\nepoch"
 
 
 def default_cache_dir() -> Path:
@@ -365,14 +371,35 @@ class SQLiteStore:
             db.execute("DELETE FROM pc_entries WHERE key = ?", (key,))
             db.execute("DELETE FROM pc_entry_tags WHERE key = ?", (key,))
 
-    def tag_generations(self, tags: Sequence[str]) -> dict[str, int]:
-        """The current generation of each tag (0 if never invalidated)."""
+    def tag_generations(self, tags: Sequence[str]) -> Generations:
+        """The current generation of each tag (0 if never invalidated), with the file's epoch.
+
+        The epoch is a random id written into the file on first use; a file deleted or
+        replaced comes back with another one (see :mod:`promptcache.invalidation`). It is
+        read in the same statement as the generations, so both come from one snapshot.
+        """
+        names = list(tags)
+        marks = ",".join("?" * len(names))
+        sql = (
+            f"SELECT tag, gen FROM pc_tag_gens WHERE tag IN ({marks}) UNION ALL " if names else ""
+        ) + "SELECT ?, value FROM pc_meta WHERE name = ?"
         try:
-            found = self._gens(self._conn(), list(tags))
+            rows = self._conn().execute(sql, [*names, _EPOCH_ROW, _EPOCH]).fetchall()
+            found = {str(t): g for t, g in rows}
+            epoch = found.pop(_EPOCH_ROW, None)
+            if epoch is None:
+                epoch = self._create_epoch()
         except sqlite3.Error as exc:
             self._failed(exc)
             raise TierError(f"sqlite read failed: {type(exc).__name__}") from exc
-        return {t: found.get(t, 0) for t in tags}
+        return Generations({t: int(found.get(t, 0)) for t in names}, epoch=str(epoch))
+
+    def _create_epoch(self) -> str:
+        """Write this file's epoch if it has none yet; the one it has after that."""
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO pc_meta(name, value) VALUES (?, ?)", (_EPOCH, new_epoch()))
+            row = db.execute("SELECT value FROM pc_meta WHERE name = ?", (_EPOCH,)).fetchone()
+        return str(row[0])
 
     def tag_key(self) -> bytes:
         """The random key this file's tag names are computed with (see :mod:`promptcache.tagnames`)."""
@@ -471,7 +498,7 @@ class SQLiteStore:
         """See :meth:`delete`."""
         await asyncio.to_thread(self.delete, key)
 
-    async def atag_generations(self, tags: Sequence[str]) -> dict[str, int]:
+    async def atag_generations(self, tags: Sequence[str]) -> Generations:
         """See :meth:`tag_generations`."""
         return await asyncio.to_thread(self.tag_generations, tags)
 

@@ -11,7 +11,13 @@ import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from promptcache.invalidation import GenerationCache, InvalidationBus, InvalidationEvent, normalize_tags
+from promptcache.invalidation import (
+    GenerationCache,
+    Generations,
+    InvalidationBus,
+    InvalidationEvent,
+    normalize_tags,
+)
 from promptcache.tagnames import TagNamer
 from promptcache.tiers.base import InvalidationFailed, StatsCounter
 from promptcache.tiers.breaker import TierSkipped
@@ -46,12 +52,14 @@ class _Router(Protocol):
         entry_type: str,
         gens: dict[str, int],
         ttl_s: float | None,
+        policy: str | None = None,
     ) -> Entry: ...
     def _store(self, entry: Entry, shared: bool = True) -> None: ...
+    def _adopt_epoch(self, epoch: str | None) -> None: ...
     async def _atag_namer(self) -> tuple[TagNamer, bool]: ...
     async def _anames(self, tags: Iterable[str], tenant: str) -> tuple[tuple[str, ...], bool]: ...
     async def _apublish(self, event: InvalidationEvent) -> None: ...
-    async def _agenerations(self, tags: Sequence[str], refresh: bool) -> dict[str, int]: ...
+    async def _agenerations(self, tags: Sequence[str], refresh: bool) -> Generations: ...
     async def alookup(self, key: str, *, tenant: str, allow_stale: bool = False) -> Lookup | None: ...
 
 
@@ -104,23 +112,25 @@ class AsyncRouterOps:
 
     # writes ------------------------------------------------------------------
 
-    async def _agenerations(self: _Router, tags: Sequence[str], refresh: bool) -> dict[str, int]:
+    async def _agenerations(self: _Router, tags: Sequence[str], refresh: bool) -> Generations:
         if not tags:
-            return {}
+            return Generations(epoch=self.generations.epoch)
         if not refresh:
             max_age = None if self.bus.healthy() else self.max_staleness_s
             known = self.generations.fresh(tags, max_age)
             if known is not None:
-                return known
+                return Generations(known, epoch=self.generations.epoch)
         if self.below is not None:
             try:
                 current = await self.below.atag_generations(list(tags))
             except TierSkipped:
                 pass
             else:
-                self.generations.observe(current, authoritative=True)
-                return current
-        return {t: self.generations.known(t) for t in tags}
+                # the store's epoch comes with its generations: a reset store is never compared
+                self._adopt_epoch(getattr(current, "epoch", None))
+                self.generations.observe(current)
+                return Generations(current, epoch=self.generations.epoch)
+        return Generations({t: self.generations.known(t) for t in tags}, epoch=self.generations.epoch)
 
     async def _anames(self: _Router, tags: Iterable[str], tenant: str) -> tuple[tuple[str, ...], bool]:
         """The stored names of ``tenant``'s ``tags`` and whether they are shared with other processes."""
@@ -132,12 +142,14 @@ class AsyncRouterOps:
 
     async def acurrent_generations(
         self: _Router, tags: Sequence[str], *, tenant: str, refresh: bool = False
-    ) -> dict[str, int]:
-        """Generations to stamp on a value of ``tenant`` computed now, by stored tag name.
+    ) -> Generations:
+        """Generations to stamp on a value of ``tenant`` computed now, by stored tag name, with the
+        store's epoch.
 
         From this process's cache when it can vouch for it (bus healthy, or
-        learned within ``max_staleness_s``), else read from L2. An out-of-date
-        stamp can only make the entry miss later, never serve it stale.
+        learned within ``max_staleness_s``), else read from L2 (always, with
+        ``refresh``). An out-of-date stamp can only make the entry miss later,
+        never serve it stale.
         """
         names, _ = await self._anames(tags, tenant)
         return await self._agenerations(names, refresh)
@@ -152,6 +164,7 @@ class AsyncRouterOps:
         tags: Iterable[str] = (),
         ttl_s: float | None = None,
         tag_generations: dict[str, int] | None = None,
+        policy: str | None = None,
     ) -> Entry:
         """Cache ``payload``: into L1 now, into L2/L3 in the background.
 
@@ -159,13 +172,14 @@ class AsyncRouterOps:
         ``current_generations``, same ``tenant``) so that an invalidation racing with the
         computation makes the new entry stale rather than the old data fresh. ``tags`` are
         scoped to ``tenant`` unless written ``public:<tag>`` (see :mod:`promptcache.tagnames`).
+        ``policy`` is the identity of the policy that admitted the value.
         """
         names, shared = await self._anames(tags, tenant)
         if tag_generations is not None:
             gens = {t: tag_generations.get(t, 0) for t in names}
         else:
             gens = await self._agenerations(names, False)
-        entry = self._build(key, payload, tenant, entry_type, gens, ttl_s)
+        entry = self._build(key, payload, tenant, entry_type, gens, ttl_s, policy)
         self._store(entry, shared)
         return entry
 
@@ -201,8 +215,12 @@ class AsyncRouterOps:
         except Exception as exc:
             self._tier_counters["l2"].add("errors")
             raise InvalidationFailed(f"could not invalidate a tag: {type(exc).__name__}") from exc
+        # Read the tag back with the store's epoch: if the store was reset since this process
+        # last looked, the new generation may be lower than one it knows, and everything it
+        # holds must go before this returns (issue 19, item 4: reset stores).
+        await self._agenerations([tag], True)
         self.generations.observe({tag: gen})
-        await self._apublish(InvalidationEvent(kind="tag", tag=tag, gen=gen))
+        await self._apublish(InvalidationEvent(kind="tag", tag=tag, gen=gen, epoch=self.generations.epoch))
         return gen
 
     # read or compute ---------------------------------------------------------
@@ -216,19 +234,27 @@ class AsyncRouterOps:
         entry_type: str,
         tags: Iterable[str] = (),
         ttl_s: float | None = None,
+        tag_generations: dict[str, int] | None = None,
     ) -> Result:
         """Compute ``fn()`` now (no lookup, no single-flight) and store it when it is storable.
 
         ``fn`` returns the bytes to store, or a :class:`Produced` that may say
-        "computed, don't store" (``payload=None``).
+        "computed, don't store" (``payload=None``). ``tag_generations`` are the
+        generations read before the computation (``current_generations``); when
+        not given they are read here, from L2.
         """
-        # generations are read before computing: an invalidation during fn() wins
         names, shared = await self._anames(tags, tenant)
-        gens = await self._agenerations(names, True)
+        # generations are read before computing: an invalidation during fn() wins
+        if tag_generations is None:
+            gens: dict[str, int] = await self._agenerations(names, True)
+        else:
+            gens = {t: tag_generations.get(t, 0) for t in names}
         produced = produced_of(await fn())
         if produced.storable:
             ttl = produced.ttl_s if produced.ttl_s is not None else ttl_s
-            self._store(self._build(key, produced.payload or b"", tenant, entry_type, gens, ttl), shared)
+            payload = produced.payload or b""
+            entry = self._build(key, payload, tenant, entry_type, gens, ttl, produced.policy)
+            self._store(entry, shared)
         return Result(produced.payload or b"", None, computed=True, produced=produced)
 
     async def aget_or_compute(

@@ -37,9 +37,19 @@ class AsyncSingleFlight:
         entry_type: str,
         tags: Iterable[str] = (),
         ttl_s: float | None = None,
+        tag_generations: dict[str, int] | None = None,
     ) -> Result:
-        """``inner``'s fill, led by the first caller of the key; the others share its result or error."""
-        fk = (tenant, key)
+        """``inner``'s fill, led by the first caller of the key; the others share its result or error.
+
+        Callers share a flight only if they read the same tag generations (and store epoch)
+        before joining: a call that starts after ``invalidate()`` returned reads the new
+        generation and so never joins a computation that started under the old one. The
+        leader stamps its entry with exactly the generations its flight is keyed on.
+        """
+        names = tuple(tags)
+        if tag_generations is None:
+            tag_generations = await self.inner.acurrent_generations(names, tenant=tenant, refresh=True)
+        fk = (tenant, key, getattr(tag_generations, "epoch", None), frozenset(tag_generations.items()))
         flight, leader = self.flights.ajoin(fk)
         if not leader:
             self._count("single_flight_waiters")
@@ -50,7 +60,13 @@ class AsyncSingleFlight:
         error: BaseException | None = None
         try:
             result = await self.inner.afill(
-                key, fn, tenant=tenant, entry_type=entry_type, tags=tags, ttl_s=ttl_s
+                key,
+                fn,
+                tenant=tenant,
+                entry_type=entry_type,
+                tags=names,
+                ttl_s=ttl_s,
+                tag_generations=tag_generations,
             )
             return result
         except BaseException as exc:

@@ -45,10 +45,17 @@ class AsyncStaleWhileRevalidate:
         entry_type: str,
         tags: Iterable[str] = (),
         ttl_s: float | None = None,
+        tag_generations: dict[str, int] | None = None,
     ) -> Result:
         """``inner``'s fill."""
         out: Result = await self.inner.afill(
-            key, fn, tenant=tenant, entry_type=entry_type, tags=tags, ttl_s=ttl_s
+            key,
+            fn,
+            tenant=tenant,
+            entry_type=entry_type,
+            tags=tags,
+            ttl_s=ttl_s,
+            tag_generations=tag_generations,
         )
         return out
 

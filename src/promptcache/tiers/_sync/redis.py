@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from promptcache.invalidation import Generations
 from promptcache.tiers.base import StatsCounter, TierError
 from promptcache.tiers.entry import Entry
 
@@ -23,6 +24,9 @@ __all__ = ["SyncRedisOps"]
 log = logging.getLogger("promptcache.tiers")
 
 Command = tuple[Any, ...]
+
+#: The store epoch's field in bucket 0's generations hash: a tag never holds a newline.
+EPOCH_FIELD = "\nepoch"
 
 # A stored tag name (promptcache.tagnames): a kind and 32 hex digits. Anything else in a
 # generation hash was written by an earlier version, which kept tags in clear.
@@ -58,6 +62,8 @@ class _Core(Protocol):
     def _put_command(self, entry: Entry) -> Command | None: ...
     def _put_done(self, reply: Any) -> None: ...
     def _drain_commands(self, tag: str, gen: int, buckets: Sequence[int]) -> list[Command]: ...
+    def _generations_commands(self, tags: Sequence[str]) -> list[Command]: ...
+    def _generations_read(self, tags: Sequence[str], replies: list[Any]) -> Generations: ...
     def _tidy_commands(self, tag: str) -> list[Command]: ...
     def _run(self, commands: list[Command]) -> list[Any]: ...
     def _pipeline(self, commands: list[Command]) -> list[Any]: ...
@@ -139,15 +145,17 @@ class SyncRedisOps:
         except Exception as exc:
             raise self._fail(exc, "delete") from exc
 
-    def tag_generations(self: _Core, tags: Sequence[str]) -> dict[str, int]:
-        """Current generations (read from bucket 0; all buckets agree after each invalidation)."""
-        if not tags:
-            return {}
+    def tag_generations(self: _Core, tags: Sequence[str]) -> Generations:
+        """Current generations and the store epoch (bucket 0; all buckets agree after each invalidation).
+
+        One round trip: the epoch is written if missing (first use, or a reset store) and
+        read in the same command as the generations.
+        """
         try:
-            vals = self._sclient().hmget(f"{self._bucket_keys[0]}:g", list(tags))
+            replies = self._run(self._generations_commands(tags))
         except Exception as exc:
             raise self._fail(exc, "tag_generations") from exc
-        return {t: int(v or 0) for t, v in zip(tags, vals, strict=True)}
+        return self._generations_read(tags, replies)
 
     def tag_key(self: _Core) -> bytes:
         """The namespace's random tag key, created by the first process that asks."""
@@ -179,7 +187,10 @@ class SyncRedisOps:
             for bucket in self._bucket_keys:
                 fields = [f for f, _ in client.hscan_iter(f"{bucket}:g")]
                 clear = [
-                    f for f in fields if not _STORED_NAME.fullmatch(f if isinstance(f, bytes) else f.encode())
+                    f
+                    for f in fields
+                    if not _STORED_NAME.fullmatch(b := f if isinstance(f, bytes) else f.encode())
+                    and b != EPOCH_FIELD.encode()  # the store epoch lives here too (not a tag)
                 ]
                 if clear:
                     client.hdel(f"{bucket}:g", *clear)

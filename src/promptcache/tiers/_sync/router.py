@@ -13,7 +13,13 @@ import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from promptcache.invalidation import GenerationCache, InvalidationBus, InvalidationEvent, normalize_tags
+from promptcache.invalidation import (
+    GenerationCache,
+    Generations,
+    InvalidationBus,
+    InvalidationEvent,
+    normalize_tags,
+)
 from promptcache.tagnames import TagNamer
 from promptcache.tiers.base import InvalidationFailed, StatsCounter
 from promptcache.tiers.breaker import TierSkipped
@@ -48,12 +54,14 @@ class _Router(Protocol):
         entry_type: str,
         gens: dict[str, int],
         ttl_s: float | None,
+        policy: str | None = None,
     ) -> Entry: ...
     def _store(self, entry: Entry, shared: bool = True) -> None: ...
+    def _adopt_epoch(self, epoch: str | None) -> None: ...
     def _tag_namer(self) -> tuple[TagNamer, bool]: ...
     def _names(self, tags: Iterable[str], tenant: str) -> tuple[tuple[str, ...], bool]: ...
     def _publish(self, event: InvalidationEvent) -> None: ...
-    def _generations(self, tags: Sequence[str], refresh: bool) -> dict[str, int]: ...
+    def _generations(self, tags: Sequence[str], refresh: bool) -> Generations: ...
     def lookup(self, key: str, *, tenant: str, allow_stale: bool = False) -> Lookup | None: ...
 
 
@@ -106,23 +114,25 @@ class SyncRouterOps:
 
     # writes ------------------------------------------------------------------
 
-    def _generations(self: _Router, tags: Sequence[str], refresh: bool) -> dict[str, int]:
+    def _generations(self: _Router, tags: Sequence[str], refresh: bool) -> Generations:
         if not tags:
-            return {}
+            return Generations(epoch=self.generations.epoch)
         if not refresh:
             max_age = None if self.bus.healthy() else self.max_staleness_s
             known = self.generations.fresh(tags, max_age)
             if known is not None:
-                return known
+                return Generations(known, epoch=self.generations.epoch)
         if self.below is not None:
             try:
                 current = self.below.tag_generations(list(tags))
             except TierSkipped:
                 pass
             else:
-                self.generations.observe(current, authoritative=True)
-                return current
-        return {t: self.generations.known(t) for t in tags}
+                # the store's epoch comes with its generations: a reset store is never compared
+                self._adopt_epoch(getattr(current, "epoch", None))
+                self.generations.observe(current)
+                return Generations(current, epoch=self.generations.epoch)
+        return Generations({t: self.generations.known(t) for t in tags}, epoch=self.generations.epoch)
 
     def _names(self: _Router, tags: Iterable[str], tenant: str) -> tuple[tuple[str, ...], bool]:
         """The stored names of ``tenant``'s ``tags`` and whether they are shared with other processes."""
@@ -134,12 +144,14 @@ class SyncRouterOps:
 
     def current_generations(
         self: _Router, tags: Sequence[str], *, tenant: str, refresh: bool = False
-    ) -> dict[str, int]:
-        """Generations to stamp on a value of ``tenant`` computed now, by stored tag name.
+    ) -> Generations:
+        """Generations to stamp on a value of ``tenant`` computed now, by stored tag name, with the
+        store's epoch.
 
         From this process's cache when it can vouch for it (bus healthy, or
-        learned within ``max_staleness_s``), else read from L2. An out-of-date
-        stamp can only make the entry miss later, never serve it stale.
+        learned within ``max_staleness_s``), else read from L2 (always, with
+        ``refresh``). An out-of-date stamp can only make the entry miss later,
+        never serve it stale.
         """
         names, _ = self._names(tags, tenant)
         return self._generations(names, refresh)
@@ -154,6 +166,7 @@ class SyncRouterOps:
         tags: Iterable[str] = (),
         ttl_s: float | None = None,
         tag_generations: dict[str, int] | None = None,
+        policy: str | None = None,
     ) -> Entry:
         """Cache ``payload``: into L1 now, into L2/L3 in the background.
 
@@ -161,13 +174,14 @@ class SyncRouterOps:
         ``current_generations``, same ``tenant``) so that an invalidation racing with the
         computation makes the new entry stale rather than the old data fresh. ``tags`` are
         scoped to ``tenant`` unless written ``public:<tag>`` (see :mod:`promptcache.tagnames`).
+        ``policy`` is the identity of the policy that admitted the value.
         """
         names, shared = self._names(tags, tenant)
         if tag_generations is not None:
             gens = {t: tag_generations.get(t, 0) for t in names}
         else:
             gens = self._generations(names, False)
-        entry = self._build(key, payload, tenant, entry_type, gens, ttl_s)
+        entry = self._build(key, payload, tenant, entry_type, gens, ttl_s, policy)
         self._store(entry, shared)
         return entry
 
@@ -203,8 +217,12 @@ class SyncRouterOps:
         except Exception as exc:
             self._tier_counters["l2"].add("errors")
             raise InvalidationFailed(f"could not invalidate a tag: {type(exc).__name__}") from exc
+        # Read the tag back with the store's epoch: if the store was reset since this process
+        # last looked, the new generation may be lower than one it knows, and everything it
+        # holds must go before this returns (issue 19, item 4: reset stores).
+        self._generations([tag], True)
         self.generations.observe({tag: gen})
-        self._publish(InvalidationEvent(kind="tag", tag=tag, gen=gen))
+        self._publish(InvalidationEvent(kind="tag", tag=tag, gen=gen, epoch=self.generations.epoch))
         return gen
 
     # read or compute ---------------------------------------------------------
@@ -218,19 +236,27 @@ class SyncRouterOps:
         entry_type: str,
         tags: Iterable[str] = (),
         ttl_s: float | None = None,
+        tag_generations: dict[str, int] | None = None,
     ) -> Result:
         """Compute ``fn()`` now (no lookup, no single-flight) and store it when it is storable.
 
         ``fn`` returns the bytes to store, or a :class:`Produced` that may say
-        "computed, don't store" (``payload=None``).
+        "computed, don't store" (``payload=None``). ``tag_generations`` are the
+        generations read before the computation (``current_generations``); when
+        not given they are read here, from L2.
         """
-        # generations are read before computing: an invalidation during fn() wins
         names, shared = self._names(tags, tenant)
-        gens = self._generations(names, True)
+        # generations are read before computing: an invalidation during fn() wins
+        if tag_generations is None:
+            gens: dict[str, int] = self._generations(names, True)
+        else:
+            gens = {t: tag_generations.get(t, 0) for t in names}
         produced = produced_of(fn())
         if produced.storable:
             ttl = produced.ttl_s if produced.ttl_s is not None else ttl_s
-            self._store(self._build(key, produced.payload or b"", tenant, entry_type, gens, ttl), shared)
+            payload = produced.payload or b""
+            entry = self._build(key, payload, tenant, entry_type, gens, ttl, produced.policy)
+            self._store(entry, shared)
         return Result(produced.payload or b"", None, computed=True, produced=produced)
 
     def get_or_compute(

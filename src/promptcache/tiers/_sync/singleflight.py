@@ -39,9 +39,19 @@ class SyncSingleFlight:
         entry_type: str,
         tags: Iterable[str] = (),
         ttl_s: float | None = None,
+        tag_generations: dict[str, int] | None = None,
     ) -> Result:
-        """``inner``'s fill, led by the first caller of the key; the others share its result or error."""
-        fk = (tenant, key)
+        """``inner``'s fill, led by the first caller of the key; the others share its result or error.
+
+        Callers share a flight only if they read the same tag generations (and store epoch)
+        before joining: a call that starts after ``invalidate()`` returned reads the new
+        generation and so never joins a computation that started under the old one. The
+        leader stamps its entry with exactly the generations its flight is keyed on.
+        """
+        names = tuple(tags)
+        if tag_generations is None:
+            tag_generations = self.inner.current_generations(names, tenant=tenant, refresh=True)
+        fk = (tenant, key, getattr(tag_generations, "epoch", None), frozenset(tag_generations.items()))
         flight, leader = self.flights.join(fk)
         if not leader:
             self._count("single_flight_waiters")
@@ -51,7 +61,15 @@ class SyncSingleFlight:
         result: Result | None = None
         error: BaseException | None = None
         try:
-            result = self.inner.fill(key, fn, tenant=tenant, entry_type=entry_type, tags=tags, ttl_s=ttl_s)
+            result = self.inner.fill(
+                key,
+                fn,
+                tenant=tenant,
+                entry_type=entry_type,
+                tags=names,
+                ttl_s=ttl_s,
+                tag_generations=tag_generations,
+            )
             return result
         except BaseException as exc:
             error = exc

@@ -47,9 +47,18 @@ class SyncStaleWhileRevalidate:
         entry_type: str,
         tags: Iterable[str] = (),
         ttl_s: float | None = None,
+        tag_generations: dict[str, int] | None = None,
     ) -> Result:
         """``inner``'s fill."""
-        out: Result = self.inner.fill(key, fn, tenant=tenant, entry_type=entry_type, tags=tags, ttl_s=ttl_s)
+        out: Result = self.inner.fill(
+            key,
+            fn,
+            tenant=tenant,
+            entry_type=entry_type,
+            tags=tags,
+            ttl_s=ttl_s,
+            tag_generations=tag_generations,
+        )
         return out
 
     def get_or_compute(
