@@ -221,7 +221,9 @@ def _issue19_kinds(rng: random.Random, r: int, add: Any) -> None:
     enc = _b64(key)
     add("base64_openai_key", f"OPENAI_KEY_B64={enc}", enc[4:40])
     body = "\n".join(_r(rng, B64, 64) for _ in range(12))
-    pgp = f"-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQOYBF{body}\n=Ab3x\n-----END PGP PRIVATE KEY BLOCK-----\n"
+    pgp = (
+        f"-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQOYBF{body}\n=Ab3x\n-----END PGP PRIVATE KEY BLOCK-----\n"
+    )
     add("pgp_private_key", pgp, body.split("\n")[3])
     priv = "\n".join(_r(rng, B64, 64) for _ in range(14))
     putty = (
@@ -251,7 +253,7 @@ def _issue19_kinds(rng: random.Random, r: int, add: Any) -> None:
         pw,
     )
     pw = _password(rng)
-    add("go_mysql_dsn", f"dsn := \"svc_user:{pw}@tcp(mysql.internal:3306)/inventory?parseTime=true\"", pw)
+    add("go_mysql_dsn", f'dsn := "svc_user:{pw}@tcp(mysql.internal:3306)/inventory?parseTime=true"', pw)
     sig = _r(rng, ALNUM, 40) + "%2B" + _r(rng, ALNUM, 2) + "%3D"
     sas = (
         "https://acmeprod.blob.core.windows.net/exports/report.csv?sv=2022-11-02&ss=b&srt=o&sp=r"
@@ -262,7 +264,9 @@ def _issue19_kinds(rng: random.Random, r: int, add: Any) -> None:
     add("azure_openai_api_key_header", f"api-key: {core}", core)
     path = f"T{_r(rng, UPPER_DIGITS, 10)}/B{_r(rng, UPPER_DIGITS, 10)}/{_r(rng, ALNUM, 24)}"
     add("slack_webhook", f"https://hooks.slack.com/services/{path}", path)
-    core = f"xapp-1-A{_r(rng, UPPER_DIGITS, 10)}-{_r(rng, string.digits, 13)}-{_r(rng, '0123456789abcdef', 64)}"
+    core = (
+        f"xapp-1-A{_r(rng, UPPER_DIGITS, 10)}-{_r(rng, string.digits, 13)}-{_r(rng, '0123456789abcdef', 64)}"
+    )
     add("slack_app_token", core, core[10:])
     core = _r(rng, ALNUM, 99)
     add("stripe_test_key", f"sk_test_{core}", core)
@@ -280,7 +284,11 @@ def _issue19_kinds(rng: random.Random, r: int, add: Any) -> None:
     pw = _password(rng)
     add("split_name_value", json.dumps({"env": [{"name": "DB_PASSWORD", "value": pw}]}), pw)
     pw = _password(rng, 20)
-    add("split_ssm_parameter", json.dumps({"Name": "/prod/payments/api_key", "Value": pw, "Type": "SecureString"}), pw)
+    add(
+        "split_ssm_parameter",
+        json.dumps({"Name": "/prod/payments/api_key", "Value": pw, "Type": "SecureString"}),
+        pw,
+    )
     pw = _password(rng)
     add("json_password_field", json.dumps({"username": "admin", "password": pw}), pw)
     pw = _password(rng)

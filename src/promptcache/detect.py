@@ -107,9 +107,7 @@ class Finding(BaseModel):
 # A pattern added to SENSITIVE_PATTERNS must have one of these clues, or a new one here:
 # tests/core/test_detect_prefilter.py generates matches of every pattern and
 # fails on one without a clue.
-_CLUE = re.compile(
-    r"[@+=-]|[A-Za-z0-9_./~]{20}|[A-Z]{2}[0-9]{2}|(?i:pass|pwd|secret|key|token|credential)"
-)
+_CLUE = re.compile(r"[@+=-]|[A-Za-z0-9_./~]{20}|[A-Z]{2}[0-9]{2}|(?i:pass|pwd|secret|key|token|credential)")
 
 
 def sensitive_clue(text: str, /) -> bool:
