@@ -81,7 +81,7 @@ SPAN_NAMES = {
 
 #: The ``promptcache.*`` attributes, with what they hold.
 PROMPTCACHE_ATTRIBUTES = {
-    "promptcache.tenant": "tenant the call ran under",
+    "promptcache.tenant": "keyed hash of the tenant the call ran under (promptcache.pseudonym.tenant_label)",
     "promptcache.agent": "agent label (telemetry.labels(agent=...)), '' when unset",
     "promptcache.format": "wire format of the request body",
     "promptcache.mode": "active or shadow",
