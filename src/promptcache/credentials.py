@@ -31,9 +31,12 @@ _KEYWORD = (
     r"|access[_-]?key|private[_-]?key|access[_-]?token|auth[_-]?token|refresh[_-]?token"
     r"|session[_-]?token|token|credentials?|subscription[_-]?key|signing[_-]?key)"
 )
-# A value: quoted (anything but the quote and a newline) or bare (no separator of the syntax
-# around it: spaces, quotes, commas, semicolons, ampersands, brackets).
-_VALUE = r"(?:\"[^\"\n]{6,}\"|'[^'\n]{6,}'|[^\s\"',;&<>{}()\[\]]{6,})"
+# A value: quoted (anything but the quote, a backslash and a newline) or bare (no separator of
+# the syntax around it: spaces, quotes, commas, semicolons, ampersands, brackets, backslashes).
+_VALUE = r"(?:\\?\"[^\"\n\\]{6,}\\?\"|\\?'[^'\n\\]{6,}\\?'|[^\s\"',;&<>{}()\[\]\\]{6,})"
+# An optional quote, escaped or not: JSON inside a JSON string (a tool result that is itself
+# JSON text) reaches the model as \"password\": \"...\", and that is what it reads.
+_Q = r"(?:\\?[\"'])?"
 _B64 = r"[A-Za-z0-9+/]"
 
 CREDENTIAL_PATTERNS: list[tuple[str, str]] = [
@@ -54,10 +57,13 @@ CREDENTIAL_PATTERNS: list[tuple[str, str]] = [
     ("aws_access_key_id", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
     (
         "aws_secret_access_key",
-        r"(?i:aws_secret_access_key|aws_secret_key|secretaccesskey)[\"']?\s*[:=]\s*[\"']?"
-        r"[A-Za-z0-9/+=]{40}",
+        r"(?i:aws_secret_access_key|aws_secret_key|secretaccesskey)"
+        + _Q
+        + r"\s*[:=]\s*"
+        + _Q
+        + r"[A-Za-z0-9/+=]{40}",
     ),
-    ("gcp_private_key_id", r"\"private_key_id\"\s*:\s*\"[0-9a-f]{40}\""),
+    ("gcp_private_key_id", r"private_key_id" + _Q + r"\s*:\s*" + _Q + r"[0-9a-f]{40}\b"),
     ("google_api_key", r"\bAIza[0-9A-Za-z_-]{35}"),
     ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
     ("slack_token", r"\b(?:xox[abposre]-[A-Za-z0-9-]{10,}|xapp-[0-9]+-[A-Za-z0-9-]{10,})"),
@@ -79,15 +85,26 @@ CREDENTIAL_PATTERNS: list[tuple[str, str]] = [
     ),
     ("go_mysql_dsn", r"\b[A-Za-z0-9_.-]+:[^\s\"']+@(?:tcp|udp|unix)\("),
     # a Kubernetes Secret manifest carries its secrets in data/stringData
-    ("kubernetes_secret", r"(?i:\bkind)[\"']?\s*:\s*[\"']?Secret\b"),
+    ("kubernetes_secret", r"(?i:\bkind)" + _Q + r"\s*:\s*" + _Q + r"Secret\b"),
     # generic: a credential named in one field and given in the next ({"name": "DB_PASSWORD",
     # "value": "..."}, an env entry, an SSM parameter), then any assignment to a credential word
     (
         "split_credential",
-        r"(?i:\b(?:name|key|id)[\"']?\s*[:=]\s*[\"']?/?" + _KEYWORD + r"[\"']?\s*[,;]?\s*[\"']?value"
-        r"[\"']?\s*[:=]\s*)" + _VALUE,
+        r"(?i:\b(?:name|key|id)"
+        + _Q
+        + r"\s*[:=]\s*"
+        + _Q
+        + "/?"
+        + _KEYWORD
+        + _Q
+        + r"\s*[,;]?\s*"
+        + _Q
+        + r"value"
+        + _Q
+        + r"\s*[:=]\s*)"
+        + _VALUE,
     ),
-    ("credential_assignment", r"(?i:\b" + _KEYWORD + r")[\"']?\s*(?:=>|:=|[:=])\s*" + _VALUE),
+    ("credential_assignment", r"(?i:\b" + _KEYWORD + ")" + _Q + r"\s*(?:=>|:=|[:=])\s*" + _VALUE),
 ]
 
 _PLACEHOLDER = re.compile(
@@ -108,9 +125,9 @@ _CODE = re.compile(
 def _value_of(text: str, start: int, end: int) -> str:
     """The assigned value of a hit ``text[start:end]``: after the last separator, unquoted."""
     hit = text[start:end]
-    m = re.search(r"(?:=>|:=|[:=])\s*(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"']+)$", hit)
+    m = re.search(r"(?:=>|:=|[:=])\s*(\\?\"[^\"\n]*\"|\\?'[^'\n]*'|[^\s\"']+)$", hit)
     value = m.group(1) if m else hit
-    return value.strip("\"'")
+    return value.strip("\\\"'")
 
 
 def plausible_secret(value: str) -> bool:
