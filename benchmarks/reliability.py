@@ -872,6 +872,13 @@ def false_positives(quick: bool) -> dict[str, Any]:
     return out
 
 
+def secret_detection(quick: bool) -> dict[str, Any]:
+    """Recall by kind on the generated corpus, false positives on real text, scan cost (issue 19)."""
+    from benchmarks.reliability_secrets import secret_detection as run
+
+    return run(quick)
+
+
 # bad input -----------------------------------------------------------------------------------
 
 
@@ -997,7 +1004,17 @@ def fuzz(quick: bool) -> dict[str, Any]:
 
 # main ----------------------------------------------------------------------------------------
 
-SECTIONS = ["faults", "freshness", "isolation", "injection", "secrets", "bad_input", "load", "fuzz"]
+SECTIONS = [
+    "faults",
+    "freshness",
+    "isolation",
+    "injection",
+    "secrets",
+    "secret_detection",
+    "bad_input",
+    "load",
+    "fuzz",
+]
 
 
 def main() -> int:
@@ -1029,6 +1046,7 @@ def main() -> int:
             "isolation": lambda: isolation(tmp, args.quick, url),
             "injection": lambda: injection(args.quick),
             "secrets": lambda: secrets(tmp, args.quick, url),
+            "secret_detection": lambda: secret_detection(args.quick),
             "bad_input": lambda: bad_input(tmp, args.quick),
             "load": lambda: load(tmp, args.quick),
             "fuzz": lambda: fuzz(args.quick),

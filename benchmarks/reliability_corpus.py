@@ -249,7 +249,8 @@ def _issue19_kinds(rng: random.Random, r: int, add: Any) -> None:
     pw = _password(rng, 16, "!#/+")
     add(
         "adonet_password",
-        f"Server=tcp:sql-prod.database.windows.net,1433;Database=crm;User ID=crm_app;Password={pw};Encrypt=True;",
+        "Server=tcp:sql-prod.database.windows.net,1433;Database=crm;User ID=crm_app;"
+        f"Password={pw};Encrypt=True;",
         pw,
     )
     pw = _password(rng)
