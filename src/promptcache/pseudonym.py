@@ -77,10 +77,11 @@ def deployment_key() -> bytes:
     if key is not None:
         return key
     with _lock:
-        if _key[0] is None:
+        key = _key[0]
+        if key is None:
             env = os.environ.get(ENV_KEY)
-            _key[0] = _checked(env, ENV_KEY) if env else _file_key()
-        return _key[0]
+            key = _key[0] = _checked(env, ENV_KEY) if env else _file_key()
+        return key
 
 
 def _file_key() -> bytes:

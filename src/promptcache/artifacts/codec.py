@@ -81,7 +81,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, tuple):
         if hasattr(type(value), "_fields"):
-            return _obj("namedtuple", value, value._asdict())
+            names: tuple[str, ...] = type(value)._fields  # type: ignore[attr-defined]
+            return _obj("namedtuple", value, dict(zip(names, value, strict=True)))
         return {TAG: "tuple", "items": [_plain(v) for v in value]}
     if isinstance(value, bytes | bytearray | memoryview):
         return {TAG: "bytes", "b64": base64.b64encode(bytes(value)).decode("ascii")}
@@ -166,7 +167,7 @@ def _fields(plain: dict[str, Any]) -> dict[str, Any]:
     return {k: from_plain(v) for k, v in fields.items()}
 
 
-def _set_fields(cls: type, fields: dict[str, Any]) -> Any:
+def _set_fields(cls: Any, fields: dict[str, Any]) -> Any:
     # Field by field, without __init__ (as copy and pickle rebuild an instance): frozen and
     # slotted classes included, and no user code runs on a read.
     obj = cls.__new__(cls)
