@@ -8,9 +8,11 @@ import pytest
 
 from benchmarks import reliability_corpus as corpus
 from benchmarks.reliability_infra import files_raw, l1_raw, needle_forms, sqlite_raw
+from benchmarks.reliability_secrets import FORMS
 from promptcache import PromptCache
 from promptcache.artifacts import RetrieverSpec, ToolSpec, open_store
 from promptcache.detect import SECRET, scan_sensitive
+from promptcache.lab.bundled import REAL
 
 from . import _path
 
@@ -102,3 +104,24 @@ def test_quoted_secret_in_a_message_is_found_and_no_breakpoint_follows(fmt: str,
     after = json.dumps(p.body.get("messages", p.body.get("input", p.body.get("contents", []))))
     assert "cache_control" not in after and "cachePoint" not in after
     assert not [h for h in p.plan.hints if "messages" in h.where or "contents" in h.where]
+
+
+# issue 19, item 1: every kind, in each form promptcache scans, and the false-positive target
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_every_generated_kind_is_found_in_every_scanned_form(form: str) -> None:
+    found = FORMS[form]
+    missed = sorted({s.kind for s in corpus.secrets_corpus() if not found(s.text)})
+    assert missed == []
+
+
+def test_false_positives_stay_under_a_tenth_of_a_percent_of_documents() -> None:
+    texts = [
+        *corpus.file_texts([_path.Path(_path.ROOT) / "docs", _path.Path(_path.ROOT) / "README.md"], (".md",)),
+        *corpus.file_texts([REAL]),
+        *corpus.stdlib_docstrings(300_000),
+    ]
+    paras = list(corpus.paragraphs(iter(texts)))
+    flagged = [p for p in paras if any(f.data_class == SECRET for f in scan_sensitive(p))]
+    assert len(paras) > 2000 and len(flagged) <= len(paras) // 1000
