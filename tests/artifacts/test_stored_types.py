@@ -11,17 +11,22 @@ import base64
 import dataclasses
 import datetime as dt
 import enum
+import subprocess
+import sys
+import urllib.parse
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import attrs
 import pytest
 from pydantic import BaseModel
 
-from promptcache.artifacts import ToolOutputCache, ToolSpec
+from promptcache.artifacts import LookupResult, ToolOutputCache, ToolSpec, open_store
 from promptcache.figures import LookupReason
 from promptcache.policy import Policy
+from promptcache.scan import Hit
 
 from .conftest import StoreFactory
 
@@ -128,3 +133,67 @@ def test_a_secret_inside_any_stored_type_is_never_written(shared_l2: SharedL2, f
     if isinstance(value, bytes):
         assert base64.b64encode(value)[8:40] not in stored
     assert tools.stats().refused_secret == 1
+
+
+# async and multi-process variants ------------------------------------------------------------
+
+
+async def test_async_calls_store_and_serve_the_same_forms(shared_l2: SharedL2) -> None:
+    make, raw = shared_l2
+    writer, reader = ToolOutputCache(make(), Policy()), ToolOutputCache(make(), Policy())
+    value = {"pair": Pair(3, "t"), "raw": b"\x01\x02", "row": Row("k", "n")}
+    assert (await writer.acall(READ, {"i": 3}, lambda i: value, tenant="acme")).lookup.stored
+    leaked = await writer.acall(READ, {"i": 4}, lambda i: Credential("k", OPENAI_KEY), tenant="acme")
+    assert leaked.lookup.reason is LookupReason.SECRET
+    writer.store.flush()
+    served = await reader.acall(
+        READ, {"i": 3}, lambda i: pytest.fail("must be served from L2"), tenant="acme"
+    )
+    assert served.lookup.tier == "l2" and served.value == value and type(served.value["pair"]) is Pair
+    assert OPENAI_KEY[8:40].encode() not in b"".join(raw())
+
+
+# The child stores values of classes both processes can import (promptcache's own dataclass and
+# pydantic model, a stdlib named tuple), and one holding a secret; the parent reads them.
+CHILD = """
+import datetime as dt, sys, urllib.parse
+from promptcache.artifacts import LookupResult, ToolSpec, open_store, ToolOutputCache
+from promptcache.figures import LookupReason
+from promptcache.scan import Hit
+redis = sys.argv[1].startswith("redis")
+store = open_store(sys.argv[1], namespace=sys.argv[2]) if redis else open_store(sys.argv[1])
+tools = ToolOutputCache(store)
+spec = ToolSpec(name="lookup", side_effect="read_only", ttl=3600)
+value = {
+    "hit": Hit(1, 2, "kind"),
+    "lookup": LookupResult(hit=False, reason=LookupReason.STORED),
+    "url": urllib.parse.urlparse("https://example.com/a?b=1"),
+    "when": dt.date(2026, 12, 7),
+    "raw": b"bytes",
+}
+assert tools.call(spec, {"i": 1}, lambda i: value, tenant="acme").lookup.stored
+secret = Hit(0, 1, sys.argv[3])
+assert not tools.call(spec, {"i": 2}, lambda i: secret, tenant="acme").lookup.stored
+store.flush()
+store.close()
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_another_process_reads_the_types_back(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    location = str(tmp_path) if kind == "sqlite" else request.getfixturevalue("redis_server").url
+    namespace = "st" + uuid.uuid4().hex[:8]
+    subprocess.run([sys.executable, "-c", CHILD, location, namespace, OPENAI_KEY], check=True, timeout=120)
+    store = open_store(location, namespace=namespace) if kind == "redis" else open_store(location)
+    try:
+        tools = ToolOutputCache(store, Policy())
+        got = tools.call(READ, {"i": 1}, lambda i: pytest.fail("must be served from L2"), tenant="acme").value
+        assert type(got["hit"]) is Hit and got["hit"] == Hit(1, 2, "kind")
+        assert type(got["lookup"]) is LookupResult and got["lookup"].reason is LookupReason.STORED
+        assert type(got["url"]) is urllib.parse.ParseResult and got["url"].netloc == "example.com"
+        assert got["when"] == dt.date(2026, 12, 7) and got["raw"] == b"bytes"
+        assert not tools.call(READ, {"i": 2}, lambda i: "recomputed", tenant="acme").lookup.hit
+    finally:
+        store.close()
