@@ -6,6 +6,9 @@ in an event or in the persisted stats; entries stay isolated per tenant all the 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ from redis_fixtures import RedisServer
 
 from promptcache import PromptCache, telemetry
 from promptcache.artifacts import ToolSpec, open_store
-from promptcache.pseudonym import set_deployment_key, tenant_label
+from promptcache.pseudonym import ENV_KEY, set_deployment_key, tenant_label
 from promptcache.telemetry.aggregate import STATS_TENANT
 from promptcache.usage import CacheUsage
 
@@ -100,3 +103,28 @@ def test_the_label_is_keyed() -> None:
             set_deployment_key("short")
     finally:
         set_deployment_key(None)
+
+
+LABEL = "from promptcache.pseudonym import tenant_label; print(tenant_label('acme'))"
+
+
+def _label_in_child(cache_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != ENV_KEY}
+    env["PROMPTCACHE_CACHE_DIR"] = str(cache_dir)
+    return subprocess.run(
+        [sys.executable, "-c", LABEL], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+
+
+def test_without_a_configured_key_the_processes_of_one_machine_share_one(tmp_path: Path) -> None:
+    first, second = _label_in_child(tmp_path).stdout, _label_in_child(tmp_path).stdout
+    assert first == second and first.startswith("t_")
+    assert (tmp_path / "tenant.key").stat().st_mode & 0o077 == 0  # readable by its owner only
+    assert _label_in_child(tmp_path / "elsewhere").stdout != first  # another key: another label
+
+
+def test_an_unusable_cache_dir_gives_a_process_key_and_one_warning(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache directory should be")
+    done = _label_in_child(blocker / "cache")
+    assert done.stdout.startswith("t_") and "PROMPTCACHE_TENANT_KEY" in done.stderr
