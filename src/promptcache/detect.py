@@ -29,7 +29,9 @@ SECRET = "secret"
 SENSITIVE_PATTERNS: list[tuple[str, str, str]] = [
     *((kind, SECRET, pattern) for kind, pattern in CREDENTIAL_PATTERNS),
     ("card_number", SECRET, r"\b\d(?:[ -]?\d){12,18}\b"),
-    ("email", "pii.email", r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}\b"),
+    # Unbounded parts, not RFC 5321's {1,64} and {1,253}: bounded repeats multiply the states of
+    # the combined DFA, which then overflows on a long base64 run (1 MB: 0.8 s instead of 10 ms).
+    ("email", "pii.email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,24}\b"),
     ("us_ssn", "pii.national_id", r"\b\d{3}-\d{2}-\d{4}\b"),
     (
         "phone",

@@ -26,8 +26,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import re2
@@ -130,17 +132,26 @@ class Scanner:
 
     def _unwrapped(self, text: str, data: bytes, ascii_only: bool, hits: list[Hit], depth: int) -> list[Hit]:
         """``hits`` plus one hit per base64 run of ``text`` whose decoded text holds an ``unwrap`` kind."""
+        spans: list[tuple[int, int]] = []
+        texts: list[str] = []
+        for bstart, bend in _runs(data):
+            if bend - bstart <= _MAX_UNWRAP:
+                decoded = _decoded_text(data[bstart:bend])
+                if decoded is not None:
+                    spans.append((bstart, bend))
+                    texts.append(decoded)
+        if not texts:
+            return hits
+        # One scan of every decoded run, joined by a line no pattern crosses (a value stops at
+        # ';' and a quoted one at a newline): one RE2 pass, not one per run.
+        offsets = list(accumulate(len(t) + len(_JOIN) for t in texts))
+        found: dict[int, set[str]] = {}
+        for h in self._scan(_JOIN.join(texts), depth - 1):
+            if h.kind in self._unwrap:
+                found.setdefault(bisect_right(offsets, h.start), set()).add(h.kind)
         extra: list[Hit] = []
-        for m in _BASE64_RUN.finditer(data):
-            bstart, bend = m.span()
-            if bend - bstart > _MAX_UNWRAP:
-                continue
-            decoded = _decoded_text(m.group())
-            if decoded is None:
-                continue
-            kinds = {h.kind for h in self._scan(decoded, depth - 1) if h.kind in self._unwrap}
-            if not kinds:
-                continue
+        for i, kinds in sorted(found.items()):
+            bstart, bend = spans[i]
             if ascii_only:
                 start, end = bstart, bend
             else:
@@ -172,13 +183,32 @@ _MAX_UNWRAP = 256 * 1024
 # A base64 run of at least 24 characters (18 bytes), with the line breaks and indentation of
 # wrapped output (``base64`` wraps at 76 columns, YAML indents continuation lines).
 _BASE64_RUN = re2.compile(rb"[A-Za-z0-9+/]{24,}={0,2}(?:\r?\n[ \t]*[A-Za-z0-9+/]{4,}={0,2})*")
-_CONTROL = frozenset(range(32)) - {9, 10, 13}
+_JOIN = "\n;\n"
+_CONTROL_BYTES = re.compile(b"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]")
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
+
+
+def _runs(data: bytes) -> Iterator[tuple[int, int]]:
+    """The spans of the base64 runs of ``data`` (through the RE2 object's own Match when the
+    binding has it: finditer's generator and match objects cost more than the search)."""
+    raw = getattr(_BASE64_RUN, "_regexp", None)
+    anchor = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+    if raw is None or anchor is None:
+        yield from (m.span() for m in _BASE64_RUN.finditer(data))
+        return
+    pos, n = 0, len(data)
+    while pos < n:
+        start, end = raw.Match(anchor, data, pos, n)[0]
+        if start < 0:
+            return
+        yield start, end
+        pos = end
 
 
 def _decoded_text(run: bytes) -> str | None:
     """The text a base64 ``run`` encodes, or None when it is not (mostly printable) text."""
     # Cheap rejection first: six bytes decoded from the first eight characters.
-    if any(b in _CONTROL or b == 127 for b in base64.b64decode(run[:8])):
+    if _CONTROL_BYTES.search(base64.b64decode(run[:8])):
         return None
     decoded = _b64_text(b"".join(run.split()))
     if decoded is None and b"\n" in run:
@@ -186,7 +216,7 @@ def _decoded_text(run: bytes) -> str | None:
         decoded = _b64_text(run.split(b"\n", 1)[0].strip())
     if decoded is None:
         return None
-    bad = sum(1 for c in decoded if not c.isprintable() and c not in "\t\n\r")
+    bad = len(_UNPRINTABLE.findall(decoded))
     return decoded if bad * 20 <= len(decoded) else None
 
 
