@@ -875,6 +875,13 @@ def false_positives(quick: bool) -> dict[str, Any]:
     return out
 
 
+def secret_detection(quick: bool) -> dict[str, Any]:
+    """Recall by kind on the generated corpus, false positives on real text, scan cost (issue 19)."""
+    from benchmarks.reliability_secrets import secret_detection as run
+
+    return run(quick)
+
+
 # bad input -----------------------------------------------------------------------------------
 
 
@@ -1017,6 +1024,7 @@ SECTIONS = [
     "isolation",
     "injection",
     "secrets",
+    "secret_detection",
     "bad_input",
     "tags",
     "load",
@@ -1056,6 +1064,7 @@ def main() -> int:
             "isolation": lambda: isolation(tmp, args.quick, url),
             "injection": lambda: injection(args.quick),
             "secrets": lambda: secrets(tmp, args.quick, url),
+            "secret_detection": lambda: secret_detection(args.quick),
             "bad_input": lambda: bad_input(tmp, args.quick),
             "tags": lambda: tags(tmp, args.quick, url),
             "load": lambda: load(tmp, args.quick),

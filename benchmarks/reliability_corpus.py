@@ -62,15 +62,65 @@ def _pem(rng: random.Random, label: str) -> tuple[str, str]:
     return pem, lines[2]
 
 
-def secrets_corpus(seed: int = 9) -> list[Secret]:
-    """Realistic secrets of every family the issue lists (plus a few extras, flagged ``listed=False``)."""
+def _password(rng: random.Random, n: int = 16, symbols: str = "!#%^*-_") -> str:
+    """A generated password: letters, digits and a few symbols, each class present."""
+    pw = [rng.choice(string.ascii_lowercase), rng.choice(string.ascii_uppercase), rng.choice(string.digits)]
+    pw += [rng.choice(ALNUM + symbols) for _ in range(n - 3)]
+    rng.shuffle(pw)
+    return "".join(pw)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _wrapped(text: str, width: int = 76) -> str:
+    """Base64 of ``text`` wrapped as the ``base64`` tool writes it."""
+    enc = _b64(text)
+    return "\n".join(enc[i : i + width] for i in range(0, len(enc), width))
+
+
+_KEY_CACHE: dict[str, list[str]] = {}
+
+
+def _real_key_bodies(seed: int) -> list[str]:
+    """PEM bodies (no header) of freshly generated keys: RSA PKCS#1 and PKCS#8, EC, Ed25519, OpenSSH."""
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    key = f"{seed}"
+    if key not in _KEY_CACHE:
+        none = ser.NoEncryption()
+        pem = ser.Encoding.PEM
+        r = rsa.generate_private_key(65537, 2048)
+        e = ec.generate_private_key(ec.SECP256R1())
+        d = ed25519.Ed25519PrivateKey.generate()
+        forms = [
+            r.private_bytes(pem, ser.PrivateFormat.TraditionalOpenSSL, none),
+            r.private_bytes(pem, ser.PrivateFormat.PKCS8, none),
+            r.private_bytes(pem, ser.PrivateFormat.PKCS8, ser.BestAvailableEncryption(b"pw-" + key.encode())),
+            e.private_bytes(pem, ser.PrivateFormat.TraditionalOpenSSL, none),
+            e.private_bytes(pem, ser.PrivateFormat.PKCS8, none),
+            d.private_bytes(pem, ser.PrivateFormat.PKCS8, none),
+            d.private_bytes(pem, ser.PrivateFormat.OpenSSH, none),
+        ]
+        _KEY_CACHE[key] = ["\n".join(f.decode().strip().split("\n")[1:-1]) for f in forms]
+    return _KEY_CACHE[key]
+
+
+def secrets_corpus(seed: int = 9, rounds: int = 6) -> list[Secret]:
+    """Realistic secrets of every family issues 9 and 19 list (extras flagged ``listed=False``).
+
+    ``rounds`` copies of each kind, every value drawn from a seeded RNG; the private-key bodies
+    are real keys generated for the run (synthetic: never used anywhere).
+    """
     rng = random.Random(seed)
     out: list[Secret] = []
 
     def add(kind: str, text: str, needle: str, listed: bool = True) -> None:
         out.append(Secret(kind, text, needle, listed))
 
-    for _ in range(3):
+    for r in range(rounds):
         core = _r(rng, ALNUM + "_-", 48)
         add("openai_api_key", f"sk-proj-{core}", core)
         core = _r(rng, ALNUM, 48)
@@ -148,7 +198,104 @@ def secrets_corpus(seed: int = 9) -> list[Secret]:
         )
         core = _r(rng, ALNUM, 32)
         add("bearer_header", f"Authorization: Bearer {core}", core, listed=False)
+        _issue19_kinds(rng, r, add)
     return out
+
+
+def _issue19_kinds(rng: random.Random, r: int, add: Any) -> None:
+    """The kinds issue 19 found undetected, one of each per round."""
+    kid = "AKIA" + _r(rng, UPPER_DIGITS, 16)
+    sk = _r(rng, B64, 40)
+    quoted = f'[default]\naws_access_key_id = "{kid}"\naws_secret_access_key = "{sk}"\n'
+    add("aws_secret_quoted", quoted, sk)
+    creds = f"[default]\naws_access_key_id = {kid}\naws_secret_access_key = {sk[::-1]}\nregion = eu-west-1\n"
+    enc = _wrapped(creds)
+    add("base64_aws_credentials_file", f"credentials: |\n  {enc}", enc.split("\n")[0][8:40])
+    pw = _password(rng)
+    key = "sk-proj-" + _r(rng, ALNUM + "_-", 48)
+    manifest = (
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: app-db\ntype: Opaque\ndata:\n"
+        f"  username: {_b64('app')}\n  password: {_b64(pw)}\n"
+    )
+    add("base64_k8s_secret_data", manifest, _b64(pw)[:-2].rstrip("="))
+    enc = _b64(key)
+    add("base64_openai_key", f"OPENAI_KEY_B64={enc}", enc[4:40])
+    body = "\n".join(_r(rng, B64, 64) for _ in range(12))
+    pgp = (
+        f"-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQOYBF{body}\n=Ab3x\n-----END PGP PRIVATE KEY BLOCK-----\n"
+    )
+    add("pgp_private_key", pgp, body.split("\n")[3])
+    priv = "\n".join(_r(rng, B64, 64) for _ in range(14))
+    putty = (
+        "PuTTY-User-Key-File-3: ssh-rsa\nEncryption: none\nComment: rsa-key-20240101\n"
+        f"Public-Lines: 6\n{_r(rng, B64, 64)}\nPrivate-Lines: 14\n{priv}\n"
+        f"Private-MAC: {_r(rng, '0123456789abcdef', 64)}\n"
+    )
+    add("putty_private_key", putty, priv.split("\n")[2])
+    bodies = _real_key_bodies(r)
+    b = bodies[r % len(bodies)]
+    add(f"pem_body_no_header_{r % len(bodies)}", b, b.split("\n")[1] if "\n" in b else b[20:60])
+    b = bodies[(r + 3) % len(bodies)]
+    add(f"pem_body_no_header_{(r + 3) % len(bodies)}", b, b.split("\n")[1] if "\n" in b else b[20:60])
+    pw = _password(rng, 18, "/+!")
+    pw = pw[:5] + "/" + pw[6:12] + "+" + pw[13:]
+    add("url_password_slash_plus", f"postgres://report:{pw}@pg.internal:5432/sales", pw)
+    pw = _password(rng)
+    add(
+        "jdbc_password",
+        f"jdbc:postgresql://db.internal:5432/orders?user=app&password={pw}&ssl=true",
+        pw,
+    )
+    pw = _password(rng, 16, "!#/+")
+    add(
+        "adonet_password",
+        "Server=tcp:sql-prod.database.windows.net,1433;Database=crm;User ID=crm_app;"
+        f"Password={pw};Encrypt=True;",
+        pw,
+    )
+    pw = _password(rng)
+    add("go_mysql_dsn", f'dsn := "svc_user:{pw}@tcp(mysql.internal:3306)/inventory?parseTime=true"', pw)
+    sig = _r(rng, ALNUM, 40) + "%2B" + _r(rng, ALNUM, 2) + "%3D"
+    sas = (
+        "https://acmeprod.blob.core.windows.net/exports/report.csv?sv=2022-11-02&ss=b&srt=o&sp=r"
+        f"&se=2026-12-31T00:00:00Z&st=2026-01-01T00:00:00Z&spr=https&sig={sig}"
+    )
+    add("azure_sas_sig", sas, sig)
+    core = _r(rng, "0123456789abcdef", 32)
+    add("azure_openai_api_key_header", f"api-key: {core}", core)
+    path = f"T{_r(rng, UPPER_DIGITS, 10)}/B{_r(rng, UPPER_DIGITS, 10)}/{_r(rng, ALNUM, 24)}"
+    add("slack_webhook", f"https://hooks.slack.com/services/{path}", path)
+    core = (
+        f"xapp-1-A{_r(rng, UPPER_DIGITS, 10)}-{_r(rng, string.digits, 13)}-{_r(rng, '0123456789abcdef', 64)}"
+    )
+    add("slack_app_token", core, core[10:])
+    core = _r(rng, ALNUM, 99)
+    add("stripe_test_key", f"sk_test_{core}", core)
+    core = _r(rng, ALNUM, 32)
+    add("stripe_webhook_secret", f"whsec_{core}", core)
+    core = f"SG.{_r(rng, ALNUM + '_-', 22)}.{_r(rng, ALNUM + '_-', 43)}"
+    add("sendgrid_api_key", core, core[3:])
+    header = _b64url(b'{ "alg": "RS256", "typ": "JWT" }')
+    payload = _b64url(json.dumps({"sub": _r(rng, string.digits, 8), "exp": 1893456000}).encode())
+    jwt_sig = _b64url(rng.randbytes(64))
+    add("jwt_spaced_header", f"{header}.{payload}.{jwt_sig}", jwt_sig)
+    sk = _r(rng, B64, 40)
+    tf = f'provider "aws" {{\n  region     = "us-east-1"\n  access_key = "{kid}"\n  secret_key = "{sk}"\n}}\n'
+    add("terraform_secret_key", tf, sk)
+    pw = _password(rng)
+    add("split_name_value", json.dumps({"env": [{"name": "DB_PASSWORD", "value": pw}]}), pw)
+    pw = _password(rng, 20)
+    add(
+        "split_ssm_parameter",
+        json.dumps({"Name": "/prod/payments/api_key", "Value": pw, "Type": "SecureString"}),
+        pw,
+    )
+    pw = _password(rng)
+    add("json_password_field", json.dumps({"username": "admin", "password": pw}), pw)
+    pw = _password(rng)
+    add("env_password", f"POSTGRES_PASSWORD={pw}", pw)
+    pw = _password(rng, 24)
+    add("yaml_client_secret", f"oauth:\n  client_id: web-portal\n  client_secret: {pw}\n", pw)
 
 
 # prompt injection -------------------------------------------------------------

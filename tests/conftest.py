@@ -1,10 +1,16 @@
 """Root test configuration: registers the shared real redis-server fixtures (``tests/redis_fixtures.py``)."""
 
+import os
+
 import pytest
 
 from promptcache.providers.fallback import REJECTIONS
 
 pytest_plugins = ["redis_fixtures"]
+
+# One deployment key for the test process and every process it starts (they share stores, so
+# they must label tenants alike; promptcache.pseudonym). Set before any label is made.
+os.environ.setdefault("PROMPTCACHE_TENANT_KEY", "promptcache-tests-deployment-key")
 
 
 @pytest.fixture(autouse=True)

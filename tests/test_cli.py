@@ -16,6 +16,7 @@ import pytest
 
 from promptcache.cli import COMMANDS, build_parser, walk_parsers
 from promptcache.lab.traces import build_trace, write_trace
+from promptcache.pseudonym import tenant_label
 
 CLI = [sys.executable, "-m", "promptcache.cli"]
 REST = re.compile(r"``|:(?:class|mod|func|meth|data|attr|exc|obj|ref|doc):`|^\s*=+\s+=+|^\.\. \w+::", re.M)
@@ -179,4 +180,4 @@ def test_the_commands_work_without_rich(log: Path, tmp_path: Path) -> None:
         check=False,
     )
     assert stats.returncode == 0, stats.stderr
-    assert json.loads(stats.stdout.splitlines()[0])["tenant"] == "t"
+    assert json.loads(stats.stdout.splitlines()[0])["tenant"] == tenant_label("t")  # keyed hash

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from promptcache import telemetry
 from promptcache.artifacts import ToolSpec
 from promptcache.engine import PromptCache
+from promptcache.pseudonym import tenant_label as label_of
 from promptcache.telemetry.prometheus import start_http_server
 from promptcache.usage import CacheUsage
 
@@ -64,7 +65,7 @@ def test_scrape_shows_the_figures_per_label(served: tuple[Any, int]) -> None:
         call.set_usage(CacheUsage(provider="openai", model="gpt-4o", input_tokens=10, cache_read_tokens=0))
 
     m = _scrape(port)
-    who = (("agent", "triage"), ("model", "gpt-4o"), ("tenant", "acme"))
+    who = (("agent", "triage"), ("model", "gpt-4o"), ("tenant", label_of("acme")))  # keyed hash
 
     def get(name: str, **labels: str) -> float:
         return m[(name, tuple(sorted((*who, *labels.items()))))]
@@ -77,7 +78,7 @@ def test_scrape_shows_the_figures_per_label(served: tuple[Any, int]) -> None:
     assert get("promptcache_prefix_misses_total", reason="first_request") == 1
     assert get("promptcache_cost_usd_total", kind="avoided") > 0
 
-    art = (("agent", "triage"), ("entry_type", "tool_output"), ("tenant", "acme"))
+    art = (("agent", "triage"), ("entry_type", "tool_output"), ("tenant", label_of("acme")))
     assert m[("promptcache_lookups_total", tuple(sorted((*art, ("result", "hit"), ("tier", "l1")))))] == 2
     assert m[("promptcache_lookups_total", tuple(sorted((*art, ("result", "miss"), ("tier", "")))))] == 1
     assert m[("promptcache_lookups_total", tuple(sorted((*art, ("result", "denied"), ("tier", "")))))] == 1
@@ -107,7 +108,12 @@ def test_aggregated_tenants_and_uninstalled_exporter(served: tuple[Any, int]) ->
         _scrape(port)[
             (
                 "promptcache_tokens_total",
-                (("agent", ""), ("kind", "input"), ("model", "gpt-4o"), ("tenant", "secret-tenant")),
+                (
+                    ("agent", ""),
+                    ("kind", "input"),
+                    ("model", "gpt-4o"),
+                    ("tenant", label_of("secret-tenant")),
+                ),
             )
         ]
         == 10

@@ -15,6 +15,7 @@ from promptcache import telemetry
 from promptcache.artifacts import ToolSpec
 from promptcache.cli import main
 from promptcache.engine import PromptCache
+from promptcache.pseudonym import tenant_label
 from promptcache.telemetry.aggregate import StatsAggregator, publish, read_stats
 from promptcache.usage import CacheUsage
 
@@ -59,13 +60,14 @@ def test_figures_from_two_processes_are_read_by_a_third(
     out = json.loads(capsys.readouterr().out)
     assert out["writers"] == 2
     rows = {(r["tenant"], r["entry_type"]): r for r in out["rows"]}
+    acme, globex = tenant_label("acme"), tenant_label("globex")  # written as keyed hashes
     assert set(rows) == {
-        ("acme", "prompt_prefix"),
-        ("acme", "tool_output"),
-        ("globex", "prompt_prefix"),
-        ("globex", "tool_output"),
+        (acme, "prompt_prefix"),
+        (acme, "tool_output"),
+        (globex, "prompt_prefix"),
+        (globex, "tool_output"),
     }
-    p = rows[("acme", "prompt_prefix")]
+    p = rows[(acme, "prompt_prefix")]
     assert p["model"] == "gpt-4o" and p["agent"] == "support"
     assert (p["calls"], p["input_tokens"], p["cache_read_tokens"]) == (4, 8000, 4096)
     assert p["cached_share"] == pytest.approx(0.512)
@@ -74,7 +76,7 @@ def test_figures_from_two_processes_are_read_by_a_third(
     reasons = dict(p["top_miss_reasons"])
     assert reasons["first_request"] == 1
     assert p["hits"] >= 1 and p["hits"] + p["misses"] == 4
-    t = rows[("acme", "tool_output")]
+    t = rows[(acme, "tool_output")]
     assert (t["calls"], t["hits"], t["misses"], t["hit_rate"]) == (3, 2, 1, pytest.approx(0.6667, abs=1e-3))
     assert t["top_miss_reasons"][0][0] == "stored"  # a LookupReason value
 
@@ -161,11 +163,12 @@ def test_a_plain_cache_records_into_its_store(tmp_path: Path, ending: str) -> No
     done = _stats_cli("--store", str(tmp_path), "--json")
     assert done.returncode == 0, done.stderr
     (row,) = json.loads(done.stdout)["rows"]
-    assert (row["tenant"], row["model"], row["calls"]) == ("acme", "gpt-4o", 3)
+    assert (row["tenant"], row["model"], row["calls"]) == (tenant_label("acme"), "gpt-4o", 3)
     assert (row["input_tokens"], row["cache_read_tokens"], row["hit_rate"]) == (6000, 3072, None)
     assert row["cost_usd"] > 0 and row["cost_avoided_usd"] > 0
     text = _stats_cli("--store", str(tmp_path))
-    assert text.returncode == 0 and "acme" in text.stdout
+    # the table names the tenant by its keyed hash, never in clear
+    assert text.returncode == 0 and "acme" not in text.stdout and "t_" in text.stdout
 
 
 def test_recording_can_be_switched_off(tmp_path: Path) -> None:
@@ -244,7 +247,7 @@ def test_figures_reach_the_store_while_the_app_runs(tmp_path: Path) -> None:
             continue
         finally:
             reader.close()
-    assert [(r.tenant, r.usage_calls, r.input_tokens) for r in rows] == [("t", 1, 700)]
+    assert [(r.tenant, r.usage_calls, r.input_tokens) for r in rows] == [(tenant_label("t"), 1, 700)]
     cache.close()
 
 
@@ -272,4 +275,7 @@ def test_a_forked_worker_is_its_own_writer(tmp_path: Path) -> None:
     done = _stats_cli("--store", str(tmp_path), "--json", "--by", "tenant")
     out = json.loads(done.stdout)
     assert out["writers"] == 2
-    assert {r["tenant"]: r["calls"] for r in out["rows"]} == {"child": 1, "parent": 1}
+    assert {r["tenant"]: r["calls"] for r in out["rows"]} == {
+        tenant_label("child"): 1,
+        tenant_label("parent"): 1,
+    }

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from promptcache import telemetry
 from promptcache.artifacts import ToolSpec
 from promptcache.engine import PromptCache
+from promptcache.pseudonym import tenant_label
 from promptcache.telemetry import hooks
 from promptcache.usage import CacheUsage
 
@@ -106,7 +107,7 @@ def test_span_names_and_attributes_are_exact(otel: Any) -> None:
         "promptcache.prefix_changed", "promptcache.miss_reasons",
     }  # fmt: skip
     assert a["gen_ai.request.model"] == "claude-sonnet-4-5" and a["promptcache.agent"] == "planner"
-    assert a["promptcache.tenant"] == "acme" and a["promptcache.format"] == "anthropic-messages"
+    assert a["promptcache.tenant"] == tenant_label("acme") and a["promptcache.format"] == "anthropic-messages"
     assert len(str(a["promptcache.prefix_key"])) == 64  # a SHA-256, not text
     assert a["promptcache.relocated"] == 1  # the clock line, once the family has seen it move
     assert "cache_control" in tuple(a["promptcache.hints"])

@@ -10,15 +10,36 @@ A :class:`Scanner` is built from ``(kind, pattern)`` pairs. The combined
 pattern finds the next hit; the hit is then attributed to its kind by matching
 the (short) hit against each kind's own pattern. Optional ``verify`` callbacks
 reject hits a regex cannot rule out (a Luhn check, a hex run without digits).
+
+A scanner can also look *inside* base64: with ``unwrap`` kinds, every base64 run that
+decodes to text (an encoded credentials file, a Kubernetes Secret's data) is scanned again,
+and a hit of one of those kinds in it is reported over the whole run. This is a second RE2
+pass of its own, so a run that turns out not to be text never hides a hit of the first.
+
+What to scan is the text a model sees: :func:`visible_text` renders a JSON-like value with
+its strings as they are, never JSON-escaped (an escaped quote or newline would hide
+``password = "..."`` and a PEM header from the patterns).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
-from collections.abc import Callable, Mapping, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any
 
 import re2
+
+# RE2's DFA is built lazily, state by state, within ``max_mem``. At RE2's default (8 MiB) the
+# combined secrets table (about 30 patterns, several case-insensitive) overflows it on ordinary
+# text: the DFA is flushed and rebuilt over and over, and the scan runs ~8x slower (measured in
+# benchmarks/reliability_secrets.py). 64 MiB is a ceiling, not an allocation.
+_OPTIONS = re2.Options()
+_OPTIONS.max_mem = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +73,12 @@ class Scanner:
         verify: Mapping[str, Verify] | None = None,
         *,
         prefilter: Callable[[str], bool] | None = None,
+        unwrap: Collection[str] = (),
     ) -> None:
         if not patterns:
             raise ValueError("Scanner needs at least one (kind, pattern) pair")
         self.kinds = [k for k, _ in patterns]
-        self._combined = re2.compile("|".join(f"(?:{p})" for _, p in patterns))
+        self._combined = re2.compile("|".join(f"(?:{p})" for _, p in patterns), _OPTIONS)
         # google-re2's search() wraps the compiled RE2 in a generator and a match object
         # per call; the RE2 object's own Match gives the spans directly. Used when this
         # version of the binding has it, else search() (checked once, here).
@@ -68,9 +90,13 @@ class Scanner:
         self._each = [(k, re.compile(p)) for k, p in patterns]
         self._verify: Mapping[str, Verify] = verify or {}
         self._prefilter = prefilter
+        self._unwrap = frozenset(unwrap)
 
     def scan(self, text: str) -> list[Hit]:
-        """All hits in ``text``, left to right."""
+        """All hits in ``text``, left to right (with those found inside base64 runs, see ``unwrap``)."""
+        return self._scan(text, _UNWRAP_DEPTH)
+
+    def _scan(self, text: str, depth: int) -> list[Hit]:
         if self._prefilter is not None and not self._prefilter(text):
             return []
         # google-re2 re-encodes a str argument on every call; one UTF-8 encode up
@@ -100,7 +126,41 @@ class Scanner:
                 end = start + len(data[bstart:bend].decode("utf-8", "surrogatepass"))
             hits.extend(self._attribute(text, start, end))
             pos = bend if bend > bstart else bstart + 1
+        if self._unwrap and depth > 0:
+            hits = self._unwrapped(text, data, ascii_only, hits, depth)
         return hits
+
+    def _unwrapped(self, text: str, data: bytes, ascii_only: bool, hits: list[Hit], depth: int) -> list[Hit]:
+        """``hits`` plus one hit per base64 run of ``text`` whose decoded text holds an ``unwrap`` kind."""
+        spans: list[tuple[int, int]] = []
+        texts: list[str] = []
+        for bstart, bend in _runs(data):
+            if bend - bstart <= _MAX_UNWRAP:
+                decoded = _decoded_text(data[bstart:bend])
+                if decoded is not None:
+                    spans.append((bstart, bend))
+                    texts.append(decoded)
+        if not texts:
+            return hits
+        # One scan of every decoded run, joined by a line no pattern crosses (a value stops at
+        # ';' and a quoted one at a newline): one RE2 pass, not one per run.
+        offsets = list(accumulate(len(t) + len(_JOIN) for t in texts))
+        found: dict[int, set[str]] = {}
+        for h in self._scan(_JOIN.join(texts), depth - 1):
+            if h.kind in self._unwrap:
+                found.setdefault(bisect_right(offsets, h.start), set()).add(h.kind)
+        extra: list[Hit] = []
+        for i, kinds in sorted(found.items()):
+            bstart, bend = spans[i]
+            if ascii_only:
+                start, end = bstart, bend
+            else:
+                start = len(data[:bstart].decode("utf-8", "surrogatepass"))
+                end = start + len(data[bstart:bend].decode("utf-8", "surrogatepass"))
+            if any(h.start < end and start < h.end for h in hits):
+                continue  # already reported (a key body the first pass knows)
+            extra.append(Hit(start, end, min(kinds)))
+        return sorted([*hits, *extra], key=lambda h: h.start) if extra else hits
 
     def _attribute(self, text: str, start: int, end: int) -> list[Hit]:
         # The combined match is the leftmost one; find which kind produced it
@@ -114,3 +174,98 @@ class Scanner:
                 continue
             return [Hit(start, end, kind)]
         return []
+
+
+#: How many layers of base64 are unwrapped (a base64 credentials file in a base64 Secret: two).
+_UNWRAP_DEPTH = 2
+#: Runs longer than this are not decoded (an image or a file attachment, not a credential).
+_MAX_UNWRAP = 256 * 1024
+# A base64 run of at least 24 characters (18 bytes), with the line breaks and indentation of
+# wrapped output (``base64`` wraps at 76 columns, YAML indents continuation lines).
+_BASE64_RUN = re2.compile(rb"[A-Za-z0-9+/]{24,}={0,2}(?:\r?\n[ \t]*[A-Za-z0-9+/]{4,}={0,2})*")
+_JOIN = "\n;\n"
+_CONTROL_BYTES = re.compile(b"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]")
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
+
+
+def _runs(data: bytes) -> Iterator[tuple[int, int]]:
+    """The spans of the base64 runs of ``data`` (through the RE2 object's own Match when the
+    binding has it: finditer's generator and match objects cost more than the search)."""
+    raw = getattr(_BASE64_RUN, "_regexp", None)
+    anchor = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+    if raw is None or anchor is None:
+        yield from (m.span() for m in _BASE64_RUN.finditer(data))
+        return
+    pos, n = 0, len(data)
+    while pos < n:
+        start, end = raw.Match(anchor, data, pos, n)[0]
+        if start < 0:
+            return
+        yield start, end
+        pos = end
+
+
+def _decoded_text(run: bytes) -> str | None:
+    """The text a base64 ``run`` encodes, or None when it is not (mostly printable) text."""
+    # Cheap rejection first: six bytes decoded from the first eight characters.
+    if _CONTROL_BYTES.search(base64.b64decode(run[:8])):
+        return None
+    decoded = _b64_text(b"".join(run.split()))
+    if decoded is None and b"\n" in run:
+        # A line of prose after a wrapped run can be taken for its last line: the first alone.
+        decoded = _b64_text(run.split(b"\n", 1)[0].strip())
+    if decoded is None:
+        return None
+    bad = len(_UNPRINTABLE.findall(decoded))
+    return decoded if bad * 20 <= len(decoded) else None
+
+
+def _b64_text(compact: bytes) -> str | None:
+    if b"=" not in compact:
+        compact = compact[: len(compact) - len(compact) % 4]
+    try:
+        return base64.b64decode(compact).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def visible_text(value: Any) -> str:
+    """``value`` (JSON-like: dicts, lists, strings, numbers) as one text, strings as written.
+
+    Keys and values keep their JSON shape (``"key": "value"``) so that a credential named
+    in one field and given in the next is seen together, but nothing inside a string is
+    escaped: a quote stays a quote and a newline a newline, as the model reads them.
+
+    >>> visible_text({"env": {"name": "DB_PASSWORD", "value": 'say "hi"'}})
+    '{"env": {"name": "DB_PASSWORD", "value": "say "hi""}}'
+    """
+    parts: list[str] = []
+    _render(value, parts)
+    return "".join(parts)
+
+
+def _render(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, Mapping):
+        out.append("{")
+        for i, (k, v) in enumerate(value.items()):
+            out.append(f'{", " if i else ""}"{k}": ')
+            _quoted(v, out)
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for i, v in enumerate(value):
+            if i:
+                out.append(", ")
+            _quoted(v, out)
+        out.append("]")
+    elif value is not None:
+        out.append(str(value))
+
+
+def _quoted(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(f'"{value}"')
+    else:
+        _render(value, out)

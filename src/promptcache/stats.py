@@ -188,11 +188,16 @@ class StatsRecorder:
 
     def persisted(self, writer_id: str, started_at: float) -> PersistedStats:
         """The figures as a ``PersistedStats`` record (``origin="cache"``), money exact in nano-USD."""
+        from promptcache.pseudonym import tenant_label
         from promptcache.telemetry.aggregate import PROMPT, PersistedStats, StatsRecord, process_id
+
+        # Written to the store: tenants by their keyed hash (the in-memory snapshot keeps names).
 
         with self._lock:
             rows = [
-                StatsRecord(tenant=tenant, model=model or "", entry_type=PROMPT, **t.model_dump())
+                StatsRecord(
+                    tenant=tenant_label(tenant), model=model or "", entry_type=PROMPT, **t.model_dump()
+                )
                 for (tenant, model), t in sorted(self._rows.items(), key=_row_order)
             ]
         return PersistedStats(

@@ -8,6 +8,9 @@ lookups and miss reasons. This command reads them all back and shows, per tenant
 agent / entry type: calls, hit rate, cached share of prompt tokens, cost and cost avoided, and
 the top miss reasons. The store is ``--store``, else ``$PROMPTCACHE_STORE``, else the embedded
 default. Exit codes: 0 figures shown, 1 no figures (or no store) there, 2 bad usage.
+
+Tenants appear as the store holds them: by their keyed label
+(:func:`promptcache.pseudonym.tenant_label`), never by name.
 """
 
 from __future__ import annotations

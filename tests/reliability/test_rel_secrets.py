@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from benchmarks import reliability_corpus as corpus
 from benchmarks.reliability_infra import files_raw, l1_raw, needle_forms, sqlite_raw
+from benchmarks.reliability_secrets import FORMS
 from promptcache import PromptCache
 from promptcache.artifacts import RetrieverSpec, ToolSpec, open_store
 from promptcache.detect import SECRET, scan_sensitive
+from promptcache.lab.bundled import REAL
 
 from . import _path
 
@@ -70,3 +76,52 @@ def test_false_positive_rate_on_repo_docs() -> None:
     paras = list(corpus.paragraphs(corpus.file_texts([_path.Path(_path.ROOT) / "docs"], (".md",))))
     flagged = [p for p in paras if any(f.data_class == SECRET for f in scan_sensitive(p))]
     assert len(flagged) <= max(1, len(paras) // 100)
+
+
+# issue 19, item 1: the message scan reads the text the model sees, not its JSON escapes
+
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYzX9aB4c5Dq"
+QUOTED = {
+    "quoted_aws_config": f'[default]\naws_secret_access_key = "{AWS_SECRET}"\n',
+    "aws_credentials_json": json.dumps(
+        {"Credentials": {"AccessKeyId": "ASIAQ3EXAMPLEZ7K2P4M", "SecretAccessKey": AWS_SECRET}}, indent=2
+    ),
+    "gcp_credentials_json": json.dumps(
+        {"type": "service_account", "private_key_id": "0" * 8 + "3f9a1c2b7d" * 3 + "ab", "client_id": "1"}
+    ),
+    "terraform_secret_key": f'provider "aws" {{\n  secret_key = "{AWS_SECRET[::-1]}"\n}}',
+    "split_name_value": json.dumps({"env": [{"name": "DB_PASSWORD", "value": "Zq8#mT2vLp9!"}]}),
+}
+
+
+@pytest.mark.parametrize("fmt", corpus.FORMATS)
+@pytest.mark.parametrize("case", list(QUOTED))
+def test_quoted_secret_in_a_message_is_found_and_no_breakpoint_follows(fmt: str, case: str) -> None:
+    body = corpus.agent_body(fmt, QUOTED[case], "Baggage policy: one free bag.")
+    p = PromptCache().prepare_request(body, format=fmt, tenant="acme")
+    assert any(SECRET in classes for classes in p.plan.data_classes.values()), (fmt, case)
+    # the tool result is history: nothing at or after it may carry a cache marker
+    after = json.dumps(p.body.get("messages", p.body.get("input", p.body.get("contents", []))))
+    assert "cache_control" not in after and "cachePoint" not in after
+    assert not [h for h in p.plan.hints if "messages" in h.where or "contents" in h.where]
+
+
+# issue 19, item 1: every kind, in each form promptcache scans, and the false-positive target
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_every_generated_kind_is_found_in_every_scanned_form(form: str) -> None:
+    found = FORMS[form]
+    missed = sorted({s.kind for s in corpus.secrets_corpus() if not found(s.text)})
+    assert missed == []
+
+
+def test_false_positives_stay_under_a_tenth_of_a_percent_of_documents() -> None:
+    texts = [
+        *corpus.file_texts([_path.Path(_path.ROOT) / "docs", _path.Path(_path.ROOT) / "README.md"], (".md",)),
+        *corpus.file_texts([REAL]),
+        *corpus.stdlib_docstrings(300_000),
+    ]
+    paras = list(corpus.paragraphs(iter(texts)))
+    flagged = [p for p in paras if any(f.data_class == SECRET for f in scan_sensitive(p))]
+    assert len(paras) > 2000 and len(flagged) <= len(paras) // 1000

@@ -17,12 +17,14 @@ from typing import Any, Generic, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict
 
+from promptcache.artifacts.codec import from_plain, scan_view, to_plain
 from promptcache.blocks import PUBLIC_SCOPE
 from promptcache.canonical import canonical_json
 from promptcache.detect import SECRET, scan_sensitive
 from promptcache.figures import LookupReason
 from promptcache.keys import KeyContract, MissingTenantError, derive_key
 from promptcache.policy import Policy
+from promptcache.scan import visible_text
 from promptcache.tiers.outcome import Outcome
 
 __all__ = [
@@ -48,7 +50,8 @@ T = TypeVar("T")
 PUBLIC_TENANT = "*public*"
 
 #: Version of the JSON envelope every artifact payload is wrapped in; another version reads as a miss.
-ENVELOPE_VERSION = 1
+#: 2: values in their tagged stored form (:mod:`promptcache.artifacts.codec`).
+ENVELOPE_VERSION = 2
 
 
 class LookupResult(BaseModel):
@@ -191,28 +194,24 @@ class Counters:
 # sensitive data ---------------------------------------------------------------
 
 
-def _strings(value: Any) -> Iterator[str]:
-    # Scan each string on its own rather than the JSON text: JSON escapes
-    # newlines, which would hide multi-line secrets (PEM headers) from the patterns.
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            yield str(k)
-            yield from _strings(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            yield from _strings(v)
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        yield str(value)  # a card number may travel as an integer
-
-
 def data_classes_of(value: Any) -> set[str]:
-    """Data classes (``secret``, ``pii.email``, ...) found anywhere in a JSON-like value."""
-    found: set[str] = set()
-    for s in _strings(value):
-        found.update(f.data_class for f in scan_sensitive(s))
-    return found
+    """Data classes (``secret``, ``pii.email``, ...) found anywhere in a value, as it is stored.
+
+    The value is read in its stored form (:func:`promptcache.artifacts.codec.to_plain`: the
+    fields of dataclasses, pydantic models, attrs classes and named tuples, bytes as text),
+    rendered as the model would read it (:func:`promptcache.scan.visible_text`: no JSON
+    escapes to hide a quoted secret or a PEM header). A value with no stored form is read as
+    its ``str``: it cannot be stored, but a request holding it must still be refused.
+    """
+    try:
+        view = scan_view(to_plain(value))
+    except TypeError:
+        view = str(value)
+    return _classes_of_view(view)
+
+
+def _classes_of_view(view: Any) -> set[str]:
+    return {f.data_class for f in scan_sensitive(visible_text(view))}
 
 
 # envelopes --------------------------------------------------------------------
@@ -223,19 +222,33 @@ class EnvelopeError(ValueError):
 
 
 def encode_envelope(kind: str, value: Any) -> bytes:
-    """The bytes stored for ``value``; raises ``TypeError`` when it is not JSON-serializable."""
-    return orjson.dumps({"v": ENVELOPE_VERSION, "kind": kind, "value": value})
+    """The bytes stored for ``value``; raises ``TypeError`` when it has no stored form."""
+    return orjson.dumps({"v": ENVELOPE_VERSION, "kind": kind, "value": to_plain(value)})
+
+
+def encode_scanned(kind: str, value: Any) -> tuple[bytes, set[str]]:
+    """The bytes stored for ``value`` and the data classes found in exactly what they hold.
+
+    One stored form is built and both serialized and scanned, so no object type can reach
+    storage unscanned. Raises ``TypeError`` when ``value`` has no stored form.
+    """
+    plain = to_plain(value)
+    payload = orjson.dumps({"v": ENVELOPE_VERSION, "kind": kind, "value": plain})
+    return payload, _classes_of_view(scan_view(plain))
 
 
 def decode_envelope(kind: str, payload: bytes) -> Any:
-    """The value stored by :func:`encode_envelope`, or :class:`EnvelopeError`."""
+    """The value stored by :func:`encode_envelope`, with its types, or :class:`EnvelopeError`."""
     try:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise EnvelopeError("not JSON") from exc
     if not isinstance(data, dict) or data.get("v") != ENVELOPE_VERSION or data.get("kind") != kind:
         raise EnvelopeError("foreign or old envelope")
-    return data.get("value")
+    try:
+        return from_plain(data.get("value"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EnvelopeError("malformed stored value") from exc
 
 
 # keys -------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from promptcache.artifacts._common import (
     LookupResult,
     contract_for,
     data_classes_of,
-    encode_envelope,
+    encode_scanned,
     key_for,
     key_refusal,
     refusal,
@@ -197,10 +197,9 @@ class ResponseCache(SyncResponseCalls, AsyncResponseCalls):
 
     def _prepare(self, value: Any, ttl: int | None) -> Produced:
         try:
-            payload = encode_envelope(EntryType.RESPONSE, value)
+            payload, classes = encode_scanned(EntryType.RESPONSE, value)
         except TypeError:
             return refuse(LookupReason.UNSERIALIZABLE, "the response")
-        classes = data_classes_of(value)
         d = self.policy.decide(PolicyEntry.MODEL_RESPONSE, data_classes=classes, ttl=ttl)
         if not d.allowed:
             return refuse(refusal(classes), d.reason)

@@ -36,8 +36,7 @@ from promptcache.artifacts._common import (
     Counters,
     LookupResult,
     contract_for,
-    data_classes_of,
-    encode_envelope,
+    encode_scanned,
     entry_tenant,
     key_for,
     key_refusal,
@@ -177,10 +176,9 @@ class RetrievalCache(SyncRetrievalCalls, AsyncRetrievalCalls):
     def _prepare(self, retriever: RetrieverSpec, docs: Docs) -> Produced:
         try:
             plain = _as_docs(docs)
-            payload = encode_envelope(EntryType.RETRIEVAL, plain)
+            payload, classes = encode_scanned(EntryType.RETRIEVAL, plain)
         except (ValueError, TypeError):
             return refuse(LookupReason.UNSERIALIZABLE, "documents are not {id, text, metadata, score} JSON")
-        classes = data_classes_of(plain)
         d = self.policy.decide(PolicyEntry.RETRIEVAL_RESULT, data_classes=classes, ttl=retriever.ttl)
         if not d.allowed:
             return refuse(refusal(classes), d.reason)

@@ -32,8 +32,7 @@ from promptcache.artifacts._common import (
     LookupResult,
     TagTemplate,
     contract_for,
-    data_classes_of,
-    encode_envelope,
+    encode_scanned,
     entry_tenant,
     fill_tags,
     key_for,
@@ -255,10 +254,9 @@ class ToolOutputCache(SyncToolCalls, AsyncToolCalls):
 
     def _prepare(self, spec: ToolSpec, value: Any) -> Produced:
         try:
-            payload = encode_envelope(EntryType.TOOL_OUTPUT, value)
+            payload, classes = encode_scanned(EntryType.TOOL_OUTPUT, value)
         except TypeError:
             return refuse(LookupReason.UNSERIALIZABLE, "the tool output")
-        classes = data_classes_of(value)
         d = self.policy.decide(PolicyEntry.TOOL_OUTPUT, data_classes=classes, ttl=spec.ttl)
         if not d.allowed:
             return refuse(refusal(classes), d.reason)

@@ -34,16 +34,17 @@ from promptcache.canonical import (
     relocate_json,
     relocate_spans,
 )
-from promptcache.detect import SENSITIVE_PATTERNS, SENSITIVE_SCANNER, VERIFY, classes_of
+from promptcache.detect import SECRET, SENSITIVE_PATTERNS, SENSITIVE_SCANNER, VERIFY, classes_of
 from promptcache.formats import WireFormat
 from promptcache.layout import tool_order
-from promptcache.scan import Scanner
+from promptcache.scan import Scanner, visible_text
 from promptcache.wire import WireAdapter, WireFormatError, normalize_message_text
 
 #: Volatile values and secrets/PII in one RE2 pass: static text is scanned for both.
 STATIC_SCANNER = Scanner(
     [*VOLATILE_PATTERNS, *((k, p) for k, _, p in SENSITIVE_PATTERNS)],
     {**VOLATILE_VERIFY, **VERIFY},
+    unwrap={k for k, cls, _ in SENSITIVE_PATTERNS if cls == SECRET},
 )
 
 
@@ -310,7 +311,9 @@ def analyse_message(fmt: WireFormat, adapter: WireAdapter, msg: Any, current: bo
         normalized = normalize_message_text(msg)
         cj = canonical_json(normalized, where="message")
     text = cj.decode()
-    classes = classes_of(SENSITIVE_SCANNER.scan(text))
+    # The text the model sees, not the JSON: an escaped quote (\") or newline (\n) would hide
+    # ``password = "..."`` and a PEM header from the patterns.
+    classes = classes_of(SENSITIVE_SCANNER.scan(visible_text(normalized)))
     kind = as_history_kind = adapter.message_kind(normalized)
     if current and kind is BlockKind.HISTORY:
         kind = BlockKind.USER

@@ -29,6 +29,7 @@ from promptcache.blocks import BlockKind
 from promptcache.canonical import Fragment, digest, relocate_spans
 from promptcache.explain import SlotPrint, Snapshot
 from promptcache.pipeline.analyse import TextAnalysis, Tools
+from promptcache.pseudonym import tenant_label
 from promptcache.volatility import SlotVolatility
 
 
@@ -38,7 +39,9 @@ def family_id(fmt: str, model: str, tenant: str, tool_names: list[str], n_system
     Content is left out on purpose, so an edited prompt stays in its family and the edit
     can be explained (DESIGN.md step 7).
     """
-    h = hashlib.sha256(orjson.dumps([fmt, model, tenant, sorted(tool_names), n_system]))
+    # The tenant by its keyed label: the id is exported (spans, events) and names store entries,
+    # and a plain hash of a guessable tenant with the model and tool names would give it away.
+    h = hashlib.sha256(orjson.dumps([fmt, model, tenant_label(tenant), sorted(tool_names), n_system]))
     return h.hexdigest()[:16]
 
 

@@ -9,8 +9,9 @@ way in is :func:`instrument`, which wraps a ``PromptCache`` without touching the
 >>> agg = telemetry.add_observer(telemetry.StatsAggregator())
 >>> body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 >>> _ = cache.prepare_request(body, format="openai-chat", tenant="acme")
->>> [(r.tenant, r.entry_type, r.calls) for r in agg.snapshot().rows]
-[('acme', 'prompt_prefix', 1)]
+>>> from promptcache.pseudonym import tenant_label  # events name tenants by keyed hash
+>>> [(r.tenant == tenant_label("acme"), r.entry_type, r.calls) for r in agg.snapshot().rows]
+[(True, 'prompt_prefix', 1)]
 >>> telemetry.remove_observer(agg)
 
 Exporters: :func:`enable_otel` (extra ``otel``), :class:`PrometheusExporter` /

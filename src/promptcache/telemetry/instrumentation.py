@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptcache.figures import LookupReason, PrefixMissReason
+from promptcache.pseudonym import tenant_label
 from promptcache.telemetry import hooks
 from promptcache.telemetry.events import (
     LookupEvent,
@@ -67,7 +68,7 @@ def prepare_event(prepared: Any, duration_s: float) -> PrepareEvent:
     changed, reasons, causes = _miss_reasons(plan)
     fmt = plan.format
     return PrepareEvent(
-        tenant=plan.tenant,
+        tenant=tenant_label(plan.tenant),
         model=plan.model,
         format=fmt.value if fmt is not None else "",
         mode=plan.mode,
@@ -90,7 +91,7 @@ def _lookup_event(entry_type: str, tenant: str, lookup: Any, duration_s: float) 
     reason: LookupReason = lookup.reason
     return LookupEvent(
         entry_type=entry_type,
-        tenant=tenant,
+        tenant=tenant_label(tenant),
         hit=bool(lookup.hit),
         tier=lookup.tier,
         stale=bool(lookup.stale),
@@ -240,7 +241,7 @@ def observe_usage(usage: Any, tenant: str) -> None:
     f = figures_from_usage(usage, call_id="", tenant=tenant)
     hooks.emit(
         UsageEvent(
-            tenant=tenant,
+            tenant=tenant_label(tenant),
             provider=usage.provider,
             model=usage.model or "",
             input_tokens=usage.input_tokens,
@@ -323,7 +324,7 @@ def provider_call(
         GEN_AI["operation"]: "chat",
         GEN_AI["provider"]: provider_name(provider),
         GEN_AI["request_model"]: model,
-        "promptcache.tenant": tenant,
+        "promptcache.tenant": tenant_label(tenant),
         "promptcache.streaming": streaming,
     }
     error: str | None = None
@@ -353,7 +354,7 @@ def provider_call(
             if hooks.enabled():
                 hooks.emit(
                     ProviderCallEvent(
-                        tenant=tenant,
+                        tenant=tenant_label(tenant),
                         provider=provider,
                         model=model,
                         streaming=streaming,

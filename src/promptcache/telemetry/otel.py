@@ -81,12 +81,12 @@ SPAN_NAMES = {
 
 #: The ``promptcache.*`` attributes, with what they hold.
 PROMPTCACHE_ATTRIBUTES = {
-    "promptcache.tenant": "tenant the call ran under",
+    "promptcache.tenant": "keyed hash of the tenant the call ran under (promptcache.pseudonym.tenant_label)",
     "promptcache.agent": "agent label (telemetry.labels(agent=...)), '' when unset",
     "promptcache.format": "wire format of the request body",
     "promptcache.mode": "active or shadow",
     "promptcache.prefix_key": "SHA-256 key of the stable prefix (tenant-scoped; a hash, not text)",
-    "promptcache.family": "prefix-family id (hash of tenant, model, tool names)",
+    "promptcache.family": "prefix-family id (hash of the tenant label, model, tool names)",
     "promptcache.blocks": "blocks in the request",
     "promptcache.prefix_blocks": "blocks in the cacheable prefix",
     "promptcache.relocated": "volatile values moved after the prefix",

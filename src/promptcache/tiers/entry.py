@@ -33,8 +33,10 @@ __all__ = [
 
 log = logging.getLogger("promptcache.tiers")
 
-SCHEMA_VERSION = 1
-"""Bumped whenever the envelope changes shape; entries of another version read as misses."""
+SCHEMA_VERSION = 2
+"""Bumped whenever the envelope changes shape; entries of another version read as misses.
+
+2: ``tenant`` is the tenant's keyed hash (:func:`promptcache.pseudonym.tenant_label`)."""
 
 MAGIC = b"PCE"
 _HEADER = struct.Struct(">3sBI")
@@ -80,7 +82,7 @@ class Entry(BaseModel):
     schema_version: int = SCHEMA_VERSION
     key: str = Field(min_length=1, max_length=512)
     entry_type: str = Field(min_length=1, max_length=64)
-    tenant: str = Field(min_length=1, max_length=256)
+    tenant: str = Field(min_length=1, max_length=256)  # a tenant_label, never the tenant
     tags: dict[str, int] = Field(default_factory=dict)
     created_at: float
     expires_at: float | None = None

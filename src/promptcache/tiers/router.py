@@ -48,6 +48,7 @@ from promptcache.invalidation import (
     InvalidationEvent,
     LocalBus,
 )
+from promptcache.pseudonym import tenant_label
 from promptcache.tagnames import TAG_KEY_ENV, TagKeys, TagNamer
 from promptcache.tiers._async.router import AsyncRouterOps
 from promptcache.tiers._sync.router import SyncRouterOps
@@ -310,7 +311,7 @@ class TieredStore(SyncRouterOps, AsyncRouterOps):
         return None
 
     def _check_tenant(self, entry: Entry, tenant: str) -> bool:
-        if entry.tenant == tenant:
+        if entry.tenant == tenant_label(tenant):
             return True
         self._counters.add("tenant_mismatch")
         log.warning("refused entry %s: tenant mismatch", key_digest(entry.key))
@@ -361,7 +362,9 @@ class TieredStore(SyncRouterOps, AsyncRouterOps):
         entry = Entry.new(
             key,
             payload,
-            tenant=tenant,
+            # The header names the tenant by its keyed hash: an app that passes a secret (or an
+            # e-mail address) as its tenant must not find it in SQLite, Redis or a blob.
+            tenant=tenant_label(tenant),
             entry_type=entry_type,
             created_at=self._clock(),
             ttl_s=ttl_s,
