@@ -2,11 +2,10 @@
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
-from langgraph.cache.memory import InMemoryCache
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import CachePolicy
 from promptcache_langchain import CachingChatModel
-from promptcache_langgraph import CacheMetricsState, cache_node, tenant_cache_key
+from promptcache_langgraph import CacheMetricsState, cache_node, node_cache, tenant_cache_key
 
 from promptcache import PromptCache
 from promptcache.lab.bundled import AGENTS
@@ -36,7 +35,9 @@ g = StateGraph(State)
 g.add_node("answer", cache_node(answer, cache), cache_policy=CachePolicy(key_func=tenant_cache_key()))
 g.add_edge(START, "answer")
 g.add_edge("answer", END)
-graph = g.compile(cache=InMemoryCache())  # without a cache here, a CachePolicy does nothing
+# LangGraph's InMemoryCache, with a replayed run counted as a local hit (no provider call, no
+# cost); without a cache here, a CachePolicy does nothing.
+graph = g.compile(cache=node_cache())
 
 runs = [
     ("acme", "Can I change my flight?"),

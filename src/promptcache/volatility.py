@@ -36,6 +36,37 @@ def _crc(line: str) -> int:
     return zlib.crc32(line.encode("utf-8", "surrogatepass"))
 
 
+def _positions(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, int]]:
+    """Where each of ``spans`` (sorted by start) sits: (checksum of the nearest line above with
+    no span, distance to it in lines, order among the spans of its line). One pass over the text."""
+    lines = text.split("\n")
+    starts = [0]
+    for line in lines[:-1]:
+        starts.append(starts[-1] + len(line) + 1)
+    at: list[int] = []  # the line of each span
+    i = 0
+    for start, _, _ in spans:
+        while i + 1 < len(starts) and starts[i + 1] <= start:
+            i += 1
+        at.append(i)
+    with_spans = set(at)
+    out: list[tuple[int, int, int]] = []
+    anchor_line, anchor = -1, _TOP
+    last_line, order = -1, 0
+    for line_no in at:
+        # The nearest span-free line above: found by walking up from this span's line, cached
+        # for the spans after it (their lines only grow).
+        j = line_no - 1
+        while j > anchor_line and j in with_spans:
+            j -= 1
+        if j > anchor_line:
+            anchor_line, anchor = j, _crc(lines[j])
+        order = order + 1 if line_no == last_line else 0
+        last_line = line_no
+        out.append((anchor, line_no - anchor_line, order))
+    return out
+
+
 @dataclass(slots=True)
 class SlotVolatility:
     """Change history of one slot (e.g. ``system[0]``) in one prefix family."""
@@ -46,8 +77,8 @@ class SlotVolatility:
     learned: set[tuple[int, int]] = field(default_factory=set)
     wholesale_streak: int = 0
     observations: int = 0
-    values: dict[tuple[str, int], str] | None = None
-    changing: set[tuple[str, int]] = field(default_factory=set)
+    values: dict[tuple[int, int, int], str] | None = None
+    changing: set[tuple[int, int, int]] = field(default_factory=set)
 
     def changed_spans(self, text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
         """The detected volatile spans of ``text`` that should move out of the prefix.
@@ -56,15 +87,23 @@ class SlotVolatility:
         value equal to the previous request's stays where it is (moving a value
         that never changes would cost prefix for nothing). From its first change
         on, a value is moved on every request, so the prefix does not flip-flop.
-        Values are matched by kind and order of appearance.
+
+        Values are matched by position, not by what they look like (issue 22, decision 2):
+        the stable line above them (its checksum, as for learned lines), the distance to it,
+        and their order on their line. A clock that is an ISO stamp on one call and an epoch
+        on the next is the same changing value.
+
+        >>> m = SlotVolatility()
+        >>> text = "Policy\\n[{}] clock\\nBe nice"
+        >>> a, b = text.format("2026-12-07T10:00:00Z"), text.format("1765101660")
+        >>> m.changed_spans(a, [(8, 28, "iso_datetime")])
+        []
+        >>> m.changed_spans(b, [(8, 18, "epoch")])
+        [(8, 18, 'epoch')]
         """
-        values: dict[tuple[str, int], str] = {}
-        seen: dict[str, int] = {}
+        values: dict[tuple[int, int, int], str] = {}
         chosen: list[tuple[int, int, str]] = []
-        for start, end, kind in spans:
-            n = seen.get(kind, 0)
-            seen[kind] = n + 1
-            key = (kind, n)
+        for key, (start, end, kind) in zip(_positions(text, spans), spans, strict=True):
             value = text[start:end]
             values[key] = value
             if self.values is not None and self.values.get(key, value) != value:

@@ -573,3 +573,38 @@ def test_what_the_family_learned_reaches_new_conversations() -> None:
     c1 = call("9e8d7c6b-5a49-4382-a1b0-c9d8e7f6a533", "I am C")
     assert a1 == a2  # no flip for A
     assert b1 == c1 != a1  # the id moved out: B and C share the prefix
+
+
+# -- issue 22, decision 2: volatility by behaviour, whatever the format ---------------------
+
+_CLOCK_FORMATS = [
+    "[{iso}] session clock",
+    "now={epoch}",
+    "Time: {hms} on Monday 7 December 2026",
+]
+
+
+@given(
+    formats=st.lists(st.integers(0, len(_CLOCK_FORMATS) - 1), min_size=4, max_size=8),
+    fmt=st.sampled_from(FORMATS),
+)
+@settings(max_examples=40, deadline=None)
+def test_a_clock_that_switches_format_is_learned_and_look_alikes_stay(formats: list[int], fmt: str) -> None:
+    # The clock line changes on every call and switches its format between calls: it is moved
+    # out from its first change on, and the static dates around it (a policy's effective date,
+    # a version) never are.
+    cache = PromptCache()
+    head = "You are the booking agent.\nPolicy effective 2024-05-15, version 2.3.1.\n" * 20
+    moved = []
+    for n, f in enumerate(formats):
+        epoch = 1765101600 + 61 * n
+        clock = _CLOCK_FORMATS[f].format(
+            iso=f"2026-12-07T10:{n:02d}:00Z", epoch=epoch, hms=f"10:{n:02d}:{(7 * n) % 60:02d}"
+        )
+        system = f"{head}{clock}\nBe brief."
+        got = cache.prepare_request(make_body(fmt, system, TOOL_SPECS, [("user", f"q{n}")]), format=fmt)
+        moved.append([f.text for f in got.plan.fragments])
+    # Every fragment moved is the clock, never a static date or version.
+    assert all("2024-05-15" not in t and "2.3.1" not in t for frags in moved for t in frags)
+    # From the second call on (the first change), the clock is out of the prefix.
+    assert all(frags for frags in moved[1:])

@@ -8,10 +8,11 @@ wholesale, whether the tools go out canonical) are written to the cache's store 
 the L2 every worker shares) when they change, and read by a process when it meets the family, and
 again every :data:`REFRESH_S`.
 
-What is shared is decisions, as hashes and counters: value kinds and their order, line anchors
-(CRC-32 of the stable line above), flags. Never prompt text. The entry is scoped like every other:
-its key derives from the family's :class:`~promptcache.keys.KeyContract` (tenant and model), and
-the store checks the tenant on read. Sizes are bounded (:data:`MAX_ITEMS` per slot).
+What is shared is decisions, as hashes and counters: where changing values sit and which lines
+change (CRC-32 of the stable line above, distances, orders), flags. Never prompt text. The entry
+is scoped like every other: its key derives from the family's
+:class:`~promptcache.keys.KeyContract` (tenant and model), and the store checks the tenant on read.
+Sizes are bounded (:data:`MAX_ITEMS` per slot).
 
 Reads happen on the call path once per family per :data:`REFRESH_S` (one store read); writes
 happen in a background thread. Any store fault leaves the process learning on its own, counted in
@@ -52,8 +53,10 @@ class LearnedSlot(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    changing: list[tuple[str, int]] = Field(
-        default_factory=list, description="detected values (kind, order) seen changing", max_length=MAX_ITEMS
+    changing: list[tuple[int, int, int]] = Field(
+        default_factory=list,
+        description="detected values seen changing, by position (anchor CRC, distance, order on the line)",
+        max_length=MAX_ITEMS,
     )
     lines: list[tuple[int, int]] = Field(
         default_factory=list,
@@ -104,11 +107,11 @@ def adopt_state(fam: Family, state: LearnedState, learn_after: int) -> None:
 def merge_states(a: LearnedState, b: LearnedState) -> LearnedState:
     """Both sets of decisions (they only add up: a value seen changing by one process is volatile).
 
-    >>> one = LearnedState(slots={"s0": LearnedSlot(changing=[("iso_datetime", 0)])})
+    >>> one = LearnedState(slots={"s0": LearnedSlot(changing=[(3, 1, 0)])})
     >>> two = LearnedState(slots={"s0": LearnedSlot(lines=[(7, 1)])}, tools_canonical=True)
     >>> m = merge_states(one, two)
     >>> m.slots["s0"].changing, m.slots["s0"].lines, m.tools_canonical
-    ([('iso_datetime', 0)], [(7, 1)], True)
+    ([(3, 1, 0)], [(7, 1)], True)
     """
     slots = dict(a.slots)
     for name, s in b.slots.items():
