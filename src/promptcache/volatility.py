@@ -36,7 +36,7 @@ def _crc(line: str) -> int:
     return zlib.crc32(line.encode("utf-8", "surrogatepass"))
 
 
-def _positions(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, int]]:
+def span_positions(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, int]]:
     """Where each of ``spans`` (sorted by start) sits: (checksum of the nearest line above with
     no span, distance to it in lines, order among the spans of its line). One pass over the text."""
     lines = text.split("\n")
@@ -80,7 +80,12 @@ class SlotVolatility:
     values: dict[tuple[int, int, int], str] | None = None
     changing: set[tuple[int, int, int]] = field(default_factory=set)
 
-    def changed_spans(self, text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    def changed_spans(
+        self,
+        text: str,
+        spans: list[tuple[int, int, str]],
+        positions: list[tuple[int, int, int]] | None = None,
+    ) -> list[tuple[int, int, str]]:
         """The detected volatile spans of ``text`` that should move out of the prefix.
 
         A detection is a guess until the family shows the value changing: a
@@ -90,8 +95,9 @@ class SlotVolatility:
 
         Values are matched by position, not by what they look like (issue 22, decision 2):
         the stable line above them (its checksum, as for learned lines), the distance to it,
-        and their order on their line. A clock that is an ISO stamp on one call and an epoch
-        on the next is the same changing value.
+        and their order on their line (:func:`span_positions`; pass ``positions`` when they are
+        known already, as the engine's memoized analysis does). A clock that is an ISO stamp on
+        one call and an epoch on the next is the same changing value.
 
         >>> m = SlotVolatility()
         >>> text = "Policy\\n[{}] clock\\nBe nice"
@@ -103,7 +109,9 @@ class SlotVolatility:
         """
         values: dict[tuple[int, int, int], str] = {}
         chosen: list[tuple[int, int, str]] = []
-        for key, (start, end, kind) in zip(_positions(text, spans), spans, strict=True):
+        if positions is None:
+            positions = span_positions(text, spans)
+        for key, (start, end, kind) in zip(positions, spans, strict=True):
             value = text[start:end]
             values[key] = value
             if self.values is not None and self.values.get(key, value) != value:

@@ -38,6 +38,7 @@ from promptcache.detect import SECRET, SENSITIVE_PATTERNS, SENSITIVE_SCANNER, VE
 from promptcache.formats import WireFormat
 from promptcache.layout import tool_order
 from promptcache.scan import Scanner, visible_text
+from promptcache.volatility import span_positions
 from promptcache.wire import WireAdapter, WireFormatError, normalize_message_text
 
 #: Volatile values and secrets/PII in one RE2 pass: static text is scanned for both.
@@ -103,6 +104,7 @@ class TextAnalysis:
 
     canonical: str  # before any relocation
     spans: list[tuple[int, int, str]]  # detected volatile spans of ``canonical``
+    span_positions: list[tuple[int, int, int]]  # where each span sits (volatility.span_positions)
     stable: str  # ``canonical`` with every detected span moved out
     fragments: list[Fragment]  # what moved, for ``stable``
     lines: list[str]  # of ``stable``
@@ -141,6 +143,7 @@ def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> Text
     return TextAnalysis(
         canonical=canon,
         spans=spans,
+        span_positions=span_positions(canon, spans),
         stable=stable,
         fragments=frags,
         lines=lines,

@@ -140,6 +140,9 @@ class WireLayout:
             hints=hints,
             decisions=decisions,
             mode=mode,
+            # Every field given: model_construct would otherwise call each missing field's
+            # default factory through inspect.signature, on every call.
+            moves=[],
         )
 
 

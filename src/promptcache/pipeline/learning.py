@@ -116,7 +116,7 @@ def system_slot(
     """
     if not relocates:
         return t.stable, t.fragments
-    chosen = slot.changed_spans(t.canonical, t.spans)
+    chosen = slot.changed_spans(t.canonical, t.spans, t.span_positions)
     if len(chosen) == len(t.spans):
         text, frags = t.stable, t.fragments
     elif not chosen:
