@@ -10,11 +10,37 @@ from pydantic import BaseModel
 
 from promptcache.tiers.entry import Entry
 
-__all__ = ["AsyncStore", "InvalidationFailed", "StatsCounter", "Store", "TierError", "TierStats"]
+__all__ = [
+    "AsyncStore",
+    "InvalidationFailed",
+    "LocationUnusable",
+    "StatsCounter",
+    "Store",
+    "TierError",
+    "TierStats",
+    "location_unusable",
+]
 
 
 class TierError(RuntimeError):
     """A tier could not do what was asked (unreachable, timed out, misconfigured)."""
+
+
+class LocationUnusable(TierError):
+    """The directory a file tier lives in cannot hold a cache (read-only, a file in the way, ``/proc``).
+
+    Its message is written to be logged: the location, what is wrong with it and the fix. It names
+    a directory of the operator's configuration, never anything of a request.
+    """
+
+
+def location_unusable(directory: object, exc: BaseException) -> LocationUnusable:
+    """The :class:`LocationUnusable` for ``directory``, which failed with ``exc`` (an OS or SQLite error)."""
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return LocationUnusable(
+        f"cache location {directory} is unusable ({type(exc).__name__}: {why}); calls run without "
+        "this tier. Fix: point PROMPTCACHE_CACHE_DIR or store= at a writable directory"
+    )
 
 
 class InvalidationFailed(TierError):
