@@ -180,6 +180,9 @@ class SyncRouterOps:
             gen = self.below.invalidate_tag(tag)
         except Exception as exc:
             self._tier_counters["l2"].add("errors")
+            # This process, at least, stops serving what the invalidation meant to drop (its L1
+            # checks generations on every read); other processes cannot be told: hence the error.
+            self.generations.bump_local(tag)
             raise InvalidationFailed(f"could not invalidate a tag: {type(exc).__name__}") from exc
         self.generations.observe({tag: gen})
         self._publish(InvalidationEvent(kind="tag", tag=tag, gen=gen))
