@@ -890,6 +890,33 @@ def bad_input(tmp: Path, quick: bool) -> dict[str, Any]:
     }
 
 
+# unusable cache locations --------------------------------------------------------------------
+
+
+def locations(tmp: Path, quick: bool) -> dict[str, Any]:
+    """Unusable cache locations (issue 19, item 6): every call succeeds, skips are counted, one warning."""
+    from benchmarks.reliability_locations import run_cases
+
+    cases = run_cases(tmp / "locations")
+    ran = [c for c in cases if c["ok"] is not None]
+    bad = [c for c in ran if not c["ok"]]
+    return {
+        "cases": len(cases),
+        "ran": len(ran),
+        "degraded": sum(bool(c["ok"]) for c in ran),
+        "calls_raised": sum(c.get("raised") is not None for c in ran),
+        "wrong_or_stale_values": sum(
+            c.get("wrong_values", 0) + c.get("retrieval_wrong", 0) + c.get("stale_after_write", 0)
+            for c in ran
+        ),
+        "tier_skipped_counted": sum(bool(c.get("tier_skipped")) for c in ran),
+        "unavailable": [f"{c['name']}/{c['via']}" for c in cases if c["ok"] is None],
+        "all": {f"{c['name']}/{c['via']}": c["outcome"] for c in cases},
+        "failed": [{k: c.get(k) for k in ("name", "via", "outcome")} for c in bad],
+        "passed": bool(ran) and not bad,
+    }
+
+
 # load ----------------------------------------------------------------------------------------
 
 
@@ -997,7 +1024,17 @@ def fuzz(quick: bool) -> dict[str, Any]:
 
 # main ----------------------------------------------------------------------------------------
 
-SECTIONS = ["faults", "freshness", "isolation", "injection", "secrets", "bad_input", "load", "fuzz"]
+SECTIONS = [
+    "faults",
+    "freshness",
+    "isolation",
+    "injection",
+    "secrets",
+    "bad_input",
+    "locations",
+    "load",
+    "fuzz",
+]
 
 
 def main() -> int:
@@ -1030,6 +1067,7 @@ def main() -> int:
             "injection": lambda: injection(args.quick),
             "secrets": lambda: secrets(tmp, args.quick, url),
             "bad_input": lambda: bad_input(tmp, args.quick),
+            "locations": lambda: locations(tmp, args.quick),
             "load": lambda: load(tmp, args.quick),
             "fuzz": lambda: fuzz(args.quick),
         }
