@@ -25,14 +25,15 @@ from promptcache.blocks import Block, BlockKind, Stability, Trust, trusted_block
 from promptcache.canonical import (
     VOLATILE_PATTERNS,
     VOLATILE_VERIFY,
+    Cuts,
     Fragment,
     canonical_json,
     canonical_text,
+    cut_spans,
     digest,
     find_volatile,
     json_text_is_canonical,
     relocate_json,
-    relocate_spans,
 )
 from promptcache.detect import SENSITIVE_PATTERNS, SENSITIVE_SCANNER, VERIFY, classes_of
 from promptcache.formats import WireFormat
@@ -103,7 +104,7 @@ class TextAnalysis:
     canonical: str  # before any relocation
     spans: list[tuple[int, int, str]]  # detected volatile spans of ``canonical``
     stable: str  # ``canonical`` with every detected span moved out
-    fragments: list[Fragment]  # what moved, for ``stable``
+    cuts: Cuts  # what moved, for ``stable`` (fragments made only when sent: see ``fragments``)
     lines: list[str]  # of ``stable``
     line_crcs: list[int]
     line_numbers: list[int]  # the caller's (canonical) line number of each stable line
@@ -113,6 +114,11 @@ class TextAnalysis:
     canonical_digest: str  # of ``canonical``
     block: Block  # of ``stable``
     canonical_block: Block  # of ``canonical``: what a family sends while its values stay put
+
+    @property
+    def fragments(self) -> list[Fragment]:
+        """What moved out of ``stable``, as fragments (made on first use, then kept)."""
+        return self.cuts.fragments()
 
 
 def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> TextAnalysis:
@@ -131,17 +137,17 @@ def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> Text
     hits = STATIC_SCANNER.scan(canon)
     classes = classes_of(hits)
     spans = find_volatile(canon, hits) if relocate else []
-    stable, frags = relocate_spans(canon, spans, label)
+    stable, cuts = cut_spans(canon, spans)
     lines = stable.split("\n")
     # Whole-line moves shift every later line up; explanations must speak in
     # the caller's numbering, so map each stable line back to its source line.
-    moved = {f.line for f in frags if f.marker is None}
+    moved = {line for _, line, _, marker in cuts if marker is None}
     numbers = [n for n in range(1, len(lines) + len(moved) + 1) if n not in moved][: len(lines)]
     return TextAnalysis(
         canonical=canon,
         spans=spans,
         stable=stable,
-        fragments=frags,
+        cuts=Cuts(cuts, label),
         lines=lines,
         line_crcs=[zlib.crc32(x.encode()) for x in lines],
         line_numbers=numbers,
