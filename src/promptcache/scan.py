@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import re2
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """A span of ``text[start:end]`` matched by pattern ``kind``."""
+class Hit(NamedTuple):
+    """A span of ``text[start:end]`` matched by pattern ``kind``.
+
+    A named tuple, not a frozen dataclass: a large text yields tens of thousands of hits,
+    and a frozen dataclass costs several times as much to build.
+    """
 
     start: int
     end: int
@@ -67,6 +70,8 @@ class Scanner:
         # Attribution runs on the short hit only, so Python's re is fine here.
         self._each = [(k, re.compile(p)) for k, p in patterns]
         self._verify: Mapping[str, Verify] = verify or {}
+        # What attribution runs per hit, bound once: a text can hold tens of thousands of hits.
+        self._attributes = [(k, rx.match, self._verify.get(k)) for k, rx in self._each]
         self._prefilter = prefilter
 
     def scan(self, text: str) -> list[Hit]:
@@ -98,19 +103,20 @@ class Scanner:
             else:
                 start = len(data[:bstart].decode("utf-8", "surrogatepass"))
                 end = start + len(data[bstart:bend].decode("utf-8", "surrogatepass"))
-            hits.extend(self._attribute(text, start, end))
+            hit = self._attribute(text, start, end)
+            if hit is not None:
+                hits.append(hit)
             pos = bend if bend > bstart else bstart + 1
         return hits
 
-    def _attribute(self, text: str, start: int, end: int) -> list[Hit]:
+    def _attribute(self, text: str, start: int, end: int) -> Hit | None:
         # The combined match is the leftmost one; find which kind produced it
         # (first in table order, as RE2's leftmost-first alternation does).
-        for kind, rx in self._each:
-            m = rx.match(text, start)
+        for kind, match, check in self._attributes:
+            m = match(text, start)
             if m is None or m.end() != end:
                 continue
-            check = self._verify.get(kind)
             if check is not None and not check(text, start, end):
                 continue
-            return [Hit(start, end, kind)]
-        return []
+            return Hit(start, end, kind)
+        return None

@@ -46,8 +46,10 @@ class SlotVolatility:
     learned: set[tuple[int, int]] = field(default_factory=set)
     wholesale_streak: int = 0
     observations: int = 0
-    values: dict[tuple[str, int], str] | None = None
-    changing: set[tuple[str, int]] = field(default_factory=set)
+    #: The previous request's detected values, per kind in order of appearance.
+    values: dict[str, list[str]] | None = None
+    #: Per kind, the positions of the values seen changing (moved from then on).
+    changing: dict[str, set[int]] = field(default_factory=dict)
 
     def changed_spans(self, text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
         """The detected volatile spans of ``text`` that should move out of the prefix.
@@ -58,19 +60,28 @@ class SlotVolatility:
         on, a value is moved on every request, so the prefix does not flip-flop.
         Values are matched by kind and order of appearance.
         """
-        values: dict[tuple[str, int], str] = {}
-        seen: dict[str, int] = {}
+        # Per kind, the values in order: no key object per value (a text may hold tens of thousands).
+        values: dict[str, list[str]] = {}
+        previous = self.values
+        changing = self.changing
         chosen: list[tuple[int, int, str]] = []
-        for start, end, kind in spans:
-            n = seen.get(kind, 0)
-            seen[kind] = n + 1
-            key = (kind, n)
+        for span in spans:
+            start, end, kind = span
+            seen = values.get(kind)
+            if seen is None:
+                seen = values[kind] = []
+            n = len(seen)
             value = text[start:end]
-            values[key] = value
-            if self.values is not None and self.values.get(key, value) != value:
-                self.changing.add(key)
-            if key in self.changing:
-                chosen.append((start, end, kind))
+            seen.append(value)
+            moving = changing.get(kind)
+            if previous is not None:
+                before = previous.get(kind)
+                if before is not None and n < len(before) and before[n] != value:
+                    if moving is None:
+                        moving = changing[kind] = set()
+                    moving.add(n)
+            if moving is not None and n in moving:
+                chosen.append(span)
         self.values = values
         return chosen
 
