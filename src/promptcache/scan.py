@@ -88,6 +88,8 @@ class Scanner:
         n = len(data)
         search = self._combined.search
         raw_match, anchor = self._raw_match, self._anchor
+        attributes = self._attributes
+        b_at = c_at = 0  # a byte offset and its character offset, moved forward hit by hit
         while pos < n:
             if raw_match is not None:
                 bstart, bend = raw_match(anchor, data, pos, n)[0]
@@ -101,22 +103,20 @@ class Scanner:
             if ascii_only:
                 start, end = bstart, bend
             else:
-                start = len(data[:bstart].decode("utf-8", "surrogatepass"))
+                # Only the bytes since the previous hit are decoded: decoding the whole prefix
+                # for every hit made a long non-ASCII text with many hits quadratic.
+                c_at += len(data[b_at:bstart].decode("utf-8", "surrogatepass"))
+                b_at = bstart
+                start = c_at
                 end = start + len(data[bstart:bend].decode("utf-8", "surrogatepass"))
-            hit = self._attribute(text, start, end)
-            if hit is not None:
-                hits.append(hit)
+            # Attribution, inline (a text can hold tens of thousands of hits): the combined
+            # match is the leftmost one; find which kind produced it (first in table order,
+            # as RE2's leftmost-first alternation does).
+            for kind, match, check in attributes:
+                m2 = match(text, start)
+                if m2 is None or m2.end() != end or (check is not None and not check(text, start, end)):
+                    continue
+                hits.append(Hit(start, end, kind))
+                break
             pos = bend if bend > bstart else bstart + 1
         return hits
-
-    def _attribute(self, text: str, start: int, end: int) -> Hit | None:
-        # The combined match is the leftmost one; find which kind produced it
-        # (first in table order, as RE2's leftmost-first alternation does).
-        for kind, match, check in self._attributes:
-            m = match(text, start)
-            if m is None or m.end() != end:
-                continue
-            if check is not None and not check(text, start, end):
-                continue
-            return Hit(start, end, kind)
-        return None

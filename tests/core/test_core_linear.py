@@ -84,3 +84,20 @@ def test_lines_index() -> None:
     lines = Lines("a\nbb\n\nccc")
     assert [lines.number(i) for i in (0, 1, 2, 4, 5, 6)] == [1, 1, 2, 2, 3, 4]
     assert lines.bounds(2, 3) == (2, 4) and lines.bounds(6, 8) == (6, 9) and lines.bounds(0, 6) == (0, 9)
+
+
+def test_scan_offsets_are_characters_in_a_long_non_ascii_text() -> None:
+    # Byte offsets are mapped to characters incrementally (the whole prefix was decoded per hit).
+    from promptcache.pipeline.analyse import STATIC_SCANNER
+
+    rng = random.Random(7)
+    parts, expected, at = [], [], 0
+    for i in range(3000):
+        filler = rng.choice(["é", "日本", "🙂", "a", "Ω "]) * rng.randint(0, 5) + " at "
+        stamp = f"2024-05-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:00"
+        parts += [filler, stamp, "\n"]
+        expected.append((at + len(filler), at + len(filler) + len(stamp)))
+        at += len(filler) + len(stamp) + 1
+    text = "".join(parts)
+    hits = STATIC_SCANNER.scan(text)
+    assert [(h.start, h.end) for h in hits if h.kind == "timestamp"] == expected
