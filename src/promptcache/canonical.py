@@ -24,12 +24,13 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from promptcache.scan import Hit, Scanner, Verify
+from promptcache.scan import Scanner, Verify
 
 #: Detections that stand for their whole line (the line announces the clock,
 #: or was learned as volatile as a whole).
@@ -173,29 +174,32 @@ def digest(*parts: bytes) -> str:
     return h.hexdigest()
 
 
-def find_volatile(text: str, hits: list[Hit] | None = None) -> list[tuple[int, int, str]]:
+def find_volatile(
+    text: str, hits: Sequence[tuple[int, int, str]] | None = None
+) -> list[tuple[int, int, str]]:
     """Spans ``(start, end, kind)`` of volatile values in ``text``.
 
-    ``hits`` lets a caller that already scanned ``text`` with a combined
-    scanner (volatile and sensitive patterns in one pass) reuse that pass;
-    hits of other kinds are ignored.
+    ``hits`` (:class:`~promptcache.scan.Hit` objects or plain ``(start, end, kind)``
+    tuples) lets a caller that already scanned ``text`` with a combined scanner
+    (volatile and sensitive patterns in one pass) reuse that pass; hits of other
+    kinds are ignored.
 
-    >>> find_volatile("id 123e4567-e89b-12d3-a456-426614174000 ok") == [(3, 39, "uuid")]
-    True
+    >>> find_volatile("id 123e4567-e89b-12d3-a456-426614174000 ok")
+    [(3, 39, 'uuid')]
     """
     if hits is None:
-        hits = _VOLATILE.scan(text)
+        hits = _VOLATILE.spans(text)
     spans: list[tuple[int, int, str]] = []
     lines: Lines | None = None
-    for h in hits:
-        if h.kind == "clock_line":
+    for start, end, kind in hits:
+        if kind == "clock_line":
             # The keyword alone is not volatile: the line is, when it carries a value.
             lines = lines if lines is not None else Lines(text)
-            ls, le = lines.bounds(h.start, h.end)
+            ls, le = lines.bounds(start, end)
             if any(c.isdigit() for c in text[ls:le]):
                 spans.append((ls, le, "clock_line"))
-        elif h.kind in _VOLATILE_KINDS:
-            spans.append(h)  # a Hit is the tuple (start, end, kind)
+        elif kind in _VOLATILE_KINDS:
+            spans.append((start, end, kind))
     return spans
 
 

@@ -72,10 +72,29 @@ class Scanner:
         self._verify: Mapping[str, Verify] = verify or {}
         # What attribution runs per hit, bound once: a text can hold tens of thousands of hits.
         self._attributes = [(k, rx.match, self._verify.get(k)) for k, rx in self._each]
+        # The kinds as one Python pattern, a named group each: matched at a hit, ``lastindex``
+        # names the first kind (in table order) that matches there, in one call instead of
+        # one per kind. Only a candidate: it is kept when it ends where RE2's hit ends and
+        # passes its check; otherwise the kinds are tried one by one, as always.
+        self._first = re.compile("|".join(f"({p})" for _, p in patterns))
+        self._group_kind: dict[int | None, int] = {}
+        group = 1
+        for i, (_, p) in enumerate(patterns):
+            self._group_kind[group] = i
+            group += 1 + re.compile(p).groups
         self._prefilter = prefilter
 
     def scan(self, text: str) -> list[Hit]:
         """All hits in ``text``, left to right."""
+        return list(map(Hit._make, self.spans(text)))
+
+    def spans(self, text: str) -> list[tuple[int, int, str]]:
+        """All hits in ``text``, left to right, as plain ``(start, end, kind)`` tuples.
+
+        What :meth:`scan` returns as :class:`Hit` objects, for a caller that keeps many: the
+        garbage collector stops tracking a plain tuple of atoms, not a named tuple, and a large
+        text's tens of thousands of tracked hits made full collections run on every call.
+        """
         if self._prefilter is not None and not self._prefilter(text):
             return []
         # google-re2 re-encodes a str argument on every call; one UTF-8 encode up
@@ -83,12 +102,13 @@ class Scanner:
         # back to characters only for hits, and only when the text is not ASCII.
         data = text.encode("utf-8", "surrogatepass")
         ascii_only = len(data) == len(text)
-        hits: list[Hit] = []
+        hits: list[tuple[int, int, str]] = []
         pos = 0
         n = len(data)
         search = self._combined.search
         raw_match, anchor = self._raw_match, self._anchor
         attributes = self._attributes
+        first, group_kind = self._first.match, self._group_kind
         b_at = c_at = 0  # a byte offset and its character offset, moved forward hit by hit
         while pos < n:
             if raw_match is not None:
@@ -112,11 +132,19 @@ class Scanner:
             # Attribution, inline (a text can hold tens of thousands of hits): the combined
             # match is the leftmost one; find which kind produced it (first in table order,
             # as RE2's leftmost-first alternation does).
+            m2 = first(text, start)
+            k = group_kind.get(m2.lastindex) if m2 is not None and m2.end() == end else None
+            if k is not None:
+                kind, _, check = attributes[k]
+                if check is None or check(text, start, end):
+                    hits.append((start, end, kind))
+                    pos = bend if bend > bstart else bstart + 1
+                    continue
             for kind, match, check in attributes:
                 m2 = match(text, start)
                 if m2 is None or m2.end() != end or (check is not None and not check(text, start, end)):
                     continue
-                hits.append(Hit(start, end, kind))
+                hits.append((start, end, kind))
                 break
             pos = bend if bend > bstart else bstart + 1
         return hits

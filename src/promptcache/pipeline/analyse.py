@@ -134,7 +134,7 @@ def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> Text
             "decode the source with errors='replace' or fix the string"
         ) from None
     canon = canonical_text(text)
-    hits = STATIC_SCANNER.scan(canon)
+    hits = STATIC_SCANNER.spans(canon)
     classes = classes_of(hits)
     spans = find_volatile(canon, hits) if relocate else []
     stable, cuts = cut_spans(canon, spans)
@@ -205,7 +205,7 @@ def analyse_tool_set(tools: list[Any], names: list[str], order: list[int], reloc
     for i in order:
         cj = canonical_json(tools[i], where=f"tools[{i}]")
         text = cj.decode()
-        hits = STATIC_SCANNER.scan(text)
+        hits = STATIC_SCANNER.spans(text)
         chars += len(cj)
         classes = classes_of(hits)
         if relocate and hits and find_volatile(text, hits):
