@@ -26,6 +26,8 @@ import unicodedata
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
+from operator import add
 from typing import Any
 
 import orjson
@@ -223,13 +225,10 @@ class Lines:
     def __init__(self, text: str) -> None:
         """Index the newlines of ``text``."""
         self._size = len(text)
-        newlines: list[int] = []
-        i = text.find("\n")
-        while i != -1:
-            newlines.append(i)
-            i = text.find("\n", i + 1)
+        # The i-th newline sits after the first i + 1 lines and i newlines: every step in C.
+        ends = list(accumulate(map(len, text.split("\n"))))
         #: Offsets of the newlines, in order.
-        self.newlines = newlines
+        self.newlines: list[int] = list(map(add, ends[:-1], range(len(ends) - 1)))
 
     def number(self, pos: int) -> int:
         """The 1-based line that ``pos`` is on."""
@@ -297,43 +296,45 @@ def cut_spans(
         return text, []
     out: list[str] = []
     cuts: list[Cut] = []
+    out_append, cut_append = out.append, cuts.append
+    limit, whole_kinds = LINE_MOVE_LIMIT, WHOLE_LINE_KINDS
     pos = 0
     n_marker = marker_start
+    size = len(text)
     # Spans come in text order, so the newline index is walked once with two cursors
-    # (one per span end): line numbers and bounds in linear time overall.
-    newlines = Lines(text).newlines
-    n_newlines, size = len(newlines), len(text)
+    # (one per span end): line numbers and bounds in linear time overall. The end of the
+    # text stands as a last newline, so that a cursor never runs off the index.
+    newlines = [*Lines(text).newlines, size]
     k = 0  # newlines[:k] lie before the span's start: it is on line k + 1
     for start, end, kind in sorted(spans):
         if start < pos:  # overlaps a region already moved
             continue
-        while k < n_newlines and newlines[k] < start:
+        while newlines[k] < start:
             k += 1
         j = k
-        while j < n_newlines and newlines[j] < end:
+        while newlines[j] < end:
             j += 1
         ls = newlines[k - 1] + 1 if k else 0
-        le = newlines[j] if j < n_newlines else size
+        le = newlines[j]
         # A whole line moves when it *is* the volatile thing (a clock line, or a
         # value filling most of it, like "Request-ID: ..."); otherwise only the
         # value moves, so instructions around it stay in the cached prefix. Only a
         # short line is looked at: slicing a long one for every span is quadratic.
-        short = le - ls <= LINE_MOVE_LIMIT
         if (
             whole_lines
-            and short
+            and le - ls <= limit
             and ls >= pos
-            and (kind in WHOLE_LINE_KINDS or 3 * (end - start) >= 2 * len(text[ls:le].strip()))
+            and (kind in whole_kinds or 3 * (end - start) >= 2 * len(text[ls:le].strip()))
         ):
-            out.append(text[pos:ls])
-            cuts.append((kind, k + 1, text[ls:le], None))
+            out_append(text[pos:ls])
+            cut_append((kind, k + 1, text[ls:le], None))
             pos = le + 1 if le < size else le
         else:
             marker = f"[volatile:{n_marker}]"
             n_marker += 1
-            out.append(text[pos:start])
-            out.append(marker)
-            cuts.append((kind, k + 1, text[start:end], marker))
+            out_append(text[pos:start])
+            out_append(marker)
+            cut_append((kind, k + 1, text[start:end], marker))
             pos = end
     out.append(text[pos:])
     stable = "".join(out)

@@ -142,7 +142,10 @@ def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> Text
     # Whole-line moves shift every later line up; explanations must speak in
     # the caller's numbering, so map each stable line back to its source line.
     moved = {line for _, line, _, marker in cuts if marker is None}
-    numbers = [n for n in range(1, len(lines) + len(moved) + 1) if n not in moved][: len(lines)]
+    if moved:
+        numbers = [n for n in range(1, len(lines) + len(moved) + 1) if n not in moved][: len(lines)]
+    else:  # values replaced in place by markers (or nothing cut): the numbering is the caller's
+        numbers = list(range(1, len(lines) + 1))
     return TextAnalysis(
         canonical=canon,
         spans=spans,
