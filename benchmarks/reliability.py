@@ -917,6 +917,25 @@ def locations(tmp: Path, quick: bool) -> dict[str, Any]:
     }
 
 
+# linear time, bounded memory -------------------------------------------------------------------
+
+
+def linear(tmp: Path, quick: bool) -> dict[str, Any]:
+    """Issue 19, item 7: the 1 MB / 25k-timestamp prompt against json.dumps, and memory at 100k tenants."""
+    from benchmarks.reliability_linear import bounded_memory, linear_time
+
+    time_ = linear_time(quick)
+    memory = bounded_memory(quick)
+    return {
+        "ratio_1mb": time_["ratio_1mb"],
+        "max_ratio": time_["max_ratio"],
+        "mb_at_tenants": {memory["tenants"]: memory["mb_held"]},
+        "time": time_,
+        "memory": memory,
+        "passed": bool(time_["passed"] and memory["passed"]),
+    }
+
+
 # load ----------------------------------------------------------------------------------------
 
 
@@ -1032,6 +1051,7 @@ SECTIONS = [
     "secrets",
     "bad_input",
     "locations",
+    "linear",
     "load",
     "fuzz",
 ]
@@ -1068,6 +1088,7 @@ def main() -> int:
             "secrets": lambda: secrets(tmp, args.quick, url),
             "bad_input": lambda: bad_input(tmp, args.quick),
             "locations": lambda: locations(tmp, args.quick),
+            "linear": lambda: linear(tmp, args.quick),
             "load": lambda: load(tmp, args.quick),
             "fuzz": lambda: fuzz(args.quick),
         }
