@@ -89,8 +89,9 @@ MAX_BODY_BYTES = 8_000_000
 """Largest request body, in bytes of its JSON, that ``prepare_request`` processes by default.
 
 8 MB is about 2 million tokens, more than any model in the catalog reads; processing is
-linear (about 0.1 s per MB of system prompt on a 2026 laptop core), so the bound is on the
-time one call may add, not a guard against a blow-up. A larger body is passed through as
+linear (0.1 to 0.2 s of CPU per MB of system prompt dense with volatile values, measured by
+``make reliability``), so the bound is on the time one call may add, not a guard against a
+blow-up. A larger body is passed through as
 sent, counted as ``body_too_large`` (:meth:`PromptCache.degradations`)."""
 
 
