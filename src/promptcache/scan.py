@@ -88,8 +88,10 @@ class Scanner:
         """All hits in ``text``, left to right."""
         return list(map(Hit._make, self.spans(text)))
 
-    def spans(self, text: str) -> list[tuple[int, int, str]]:
+    def spans(self, text: str, data: bytes | None = None) -> list[tuple[int, int, str]]:
         """All hits in ``text``, left to right, as plain ``(start, end, kind)`` tuples.
+
+        ``data``: ``text`` already encoded as UTF-8 (with ``surrogatepass``), when the caller has it.
 
         What :meth:`scan` returns as :class:`Hit` objects, for a caller that keeps many: the
         garbage collector stops tracking a plain tuple of atoms, not a named tuple, and a large
@@ -100,7 +102,8 @@ class Scanner:
         # google-re2 re-encodes a str argument on every call; one UTF-8 encode up
         # front and byte offsets make the scan ~2.5x faster. Offsets are mapped
         # back to characters only for hits, and only when the text is not ASCII.
-        data = text.encode("utf-8", "surrogatepass")
+        if data is None:
+            data = text.encode("utf-8", "surrogatepass")
         ascii_only = len(data) == len(text)
         hits: list[tuple[int, int, str]] = []
         pos = 0

@@ -125,7 +125,7 @@ def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> Text
     """Canonical form (DESIGN.md step 2: one newline style, NFC), secret/PII classes and the
     detected volatile values of a system text, moved out (``relocate``) as fragments."""
     try:
-        text.encode("utf-8")
+        data = text.encode("utf-8")
     except UnicodeEncodeError as exc:
         # Not valid Unicode: no provider client can send it. Say where, instead
         # of failing later inside a hash or the SDK's JSON encoder.
@@ -134,7 +134,9 @@ def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> Text
             "decode the source with errors='replace' or fix the string"
         ) from None
     canon = canonical_text(text)
-    hits = STATIC_SCANNER.spans(canon)
+    # One encoding of a large text, not one per use: the check above, the scan, the digests.
+    canon_bytes = data if canon is text else canon.encode("utf-8")
+    hits = STATIC_SCANNER.spans(canon, canon_bytes)
     classes = classes_of(hits)
     spans = find_volatile(canon, hits) if relocate else []
     stable, cuts = cut_spans(canon, spans)
@@ -155,9 +157,9 @@ def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> Text
         line_crcs=[zlib.crc32(x.encode()) for x in lines],
         line_numbers=numbers,
         data_classes=classes,
-        raw_crc=zlib.crc32(text.encode("utf-8", "surrogatepass")),
-        digest=digest(kind.encode(), stable.encode()),
-        canonical_digest=digest(kind.encode(), canon.encode()),
+        raw_crc=zlib.crc32(data),  # valid UTF-8: the bytes surrogatepass would give
+        digest=digest(kind.encode(), canon_bytes if stable is canon else stable.encode()),
+        canonical_digest=digest(kind.encode(), canon_bytes),
         block=trusted_block(
             kind, stable, trust=Trust.TRUSTED, stability=Stability.STATIC, data_classes=classes
         ),
