@@ -98,7 +98,12 @@ class SQLiteStore:
         clock: Callable[[], float] = time.time,
         purge_every: int = 1000,
     ) -> None:
-        """Open (creating if needed) the cache file at ``path`` (default: see module doc)."""
+        """Open (creating if needed) the cache file at ``path`` (default: see module doc).
+
+        A location that cannot hold it (read-only, a file in the way, ``/proc``) does not fail
+        here: each call then raises :class:`~promptcache.tiers.base.LocationUnusable` naming the
+        directory and the fix, and tries the location again (a fixed location is used from then on).
+        """
         self.path = Path(path) if path is not None else default_cache_dir() / "promptcache.sqlite3"
         self.busy_timeout_s = busy_timeout_s
         self._clock = clock
