@@ -910,6 +910,52 @@ def tags(tmp: Path, quick: bool, redis_url: str | None) -> dict[str, Any]:
     return run(tmp, quick, redis_url)
 
 
+# unusable cache locations --------------------------------------------------------------------
+
+
+def locations(tmp: Path, quick: bool) -> dict[str, Any]:
+    """Unusable cache locations (issue 19, item 6): every call succeeds, skips are counted, one warning."""
+    from benchmarks.reliability_locations import run_cases
+
+    cases = run_cases(tmp / "locations")
+    ran = [c for c in cases if c["ok"] is not None]
+    bad = [c for c in ran if not c["ok"]]
+    return {
+        "cases": len(cases),
+        "ran": len(ran),
+        "degraded": sum(bool(c["ok"]) for c in ran),
+        "calls_raised": sum(c.get("raised") is not None for c in ran),
+        "wrong_or_stale_values": sum(
+            c.get("wrong_values", 0) + c.get("retrieval_wrong", 0) + c.get("stale_after_write", 0)
+            for c in ran
+        ),
+        "tier_skipped_counted": sum(bool(c.get("tier_skipped")) for c in ran),
+        "unavailable": [f"{c['name']}/{c['via']}" for c in cases if c["ok"] is None],
+        "all": {f"{c['name']}/{c['via']}": c["outcome"] for c in cases},
+        "failed": [{k: c.get(k) for k in ("name", "via", "outcome")} for c in bad],
+        "passed": bool(ran) and not bad,
+    }
+
+
+# linear time, bounded memory -------------------------------------------------------------------
+
+
+def linear(tmp: Path, quick: bool) -> dict[str, Any]:
+    """Issue 19, item 7: the 1 MB / 25k-timestamp prompt against json.dumps, and memory at 100k tenants."""
+    from benchmarks.reliability_linear import bounded_memory, linear_time
+
+    time_ = linear_time(quick)
+    memory = bounded_memory(quick)
+    return {
+        "ratio_1mb": time_["ratio_1mb"],
+        "max_ratio": time_["max_ratio"],
+        "mb_at_tenants": {memory["tenants"]: memory["mb_held"]},
+        "time": time_,
+        "memory": memory,
+        "passed": bool(time_["passed"] and memory["passed"]),
+    }
+
+
 # load ----------------------------------------------------------------------------------------
 
 
@@ -1027,6 +1073,8 @@ SECTIONS = [
     "secret_detection",
     "bad_input",
     "tags",
+    "locations",
+    "linear",
     "load",
     "fuzz",
 ]
@@ -1067,6 +1115,8 @@ def main() -> int:
             "secret_detection": lambda: secret_detection(args.quick),
             "bad_input": lambda: bad_input(tmp, args.quick),
             "tags": lambda: tags(tmp, args.quick, url),
+            "locations": lambda: locations(tmp, args.quick),
+            "linear": lambda: linear(tmp, args.quick),
             "load": lambda: load(tmp, args.quick),
             "fuzz": lambda: fuzz(args.quick),
         }

@@ -23,12 +23,16 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import accumulate
+from operator import add
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
 
-from promptcache.scan import Hit, Scanner, Verify
+from promptcache.scan import Scanner, Verify
 
 #: Detections that stand for their whole line (the line announces the clock,
 #: or was learned as volatile as a whole).
@@ -79,22 +83,29 @@ VOLATILE_VERIFY: dict[str, Verify] = {"hex_nonce": _mixed_hex}
 _VOLATILE = Scanner(VOLATILE_PATTERNS, VOLATILE_VERIFY)
 
 
-class Fragment(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Fragment:
     """A volatile value moved out of a stable block.
 
-    ``line`` is 1-based within the block's canonical text. ``marker`` is set
-    when only the value moved (long lines, structured content): the stable
-    text then holds the marker where the value was.
+    ``source`` is the label of the block it came from (``system``, ``tool 'search'``);
+    ``kind`` what was detected (``timestamp``, ``uuid``, ``learned`` ...); ``line`` is
+    1-based within the block's canonical text; ``text`` the moved text, byte for byte.
+    ``marker`` is set when only the value moved (long lines, structured content): the
+    stable text then holds the marker where the value was. ``path`` is the JSON path of
+    a value moved out of structured content.
+
+    A frozen dataclass rather than a pydantic model: every field is made by promptcache
+    itself, never parsed from outside, and a large text yields tens of thousands of them
+    (validating each was a third of such a call). A :class:`~promptcache.plan.Plan` holds
+    them as they are.
     """
 
-    model_config = ConfigDict(frozen=True)
-
-    source: str = Field(description="label of the block it came from, e.g. 'system'")
-    kind: str = Field(description="what was detected: timestamp, uuid, epoch, learned, ...")
-    line: int = Field(ge=0)
-    text: str = Field(repr=False, description="the moved text, byte for byte")
+    source: str
+    kind: str
+    line: int
+    text: str = field(repr=False)
     marker: str | None = None
-    path: str | None = Field(default=None, description="JSON path for structured content")
+    path: str | None = None
 
 
 def canonical_text(text: str) -> str:
@@ -165,37 +176,173 @@ def digest(*parts: bytes) -> str:
     return h.hexdigest()
 
 
-def find_volatile(text: str, hits: list[Hit] | None = None) -> list[tuple[int, int, str]]:
+def find_volatile(
+    text: str, hits: Sequence[tuple[int, int, str]] | None = None
+) -> list[tuple[int, int, str]]:
     """Spans ``(start, end, kind)`` of volatile values in ``text``.
 
-    ``hits`` lets a caller that already scanned ``text`` with a combined
-    scanner (volatile and sensitive patterns in one pass) reuse that pass;
-    hits of other kinds are ignored.
+    ``hits`` (:class:`~promptcache.scan.Hit` objects or plain ``(start, end, kind)``
+    tuples) lets a caller that already scanned ``text`` with a combined scanner
+    (volatile and sensitive patterns in one pass) reuse that pass; hits of other
+    kinds are ignored.
 
     >>> find_volatile("id 123e4567-e89b-12d3-a456-426614174000 ok")
     [(3, 39, 'uuid')]
     """
     if hits is None:
-        hits = _VOLATILE.scan(text)
+        hits = _VOLATILE.spans(text)
     spans: list[tuple[int, int, str]] = []
-    for h in hits:
-        if h.kind == "clock_line":
+    lines: Lines | None = None
+    for start, end, kind in hits:
+        if kind == "clock_line":
             # The keyword alone is not volatile: the line is, when it carries a value.
-            ls, le = _line_bounds(text, h.start, h.end)
+            lines = lines if lines is not None else Lines(text)
+            ls, le = lines.bounds(start, end)
             if any(c.isdigit() for c in text[ls:le]):
                 spans.append((ls, le, "clock_line"))
-        elif h.kind in _VOLATILE_KINDS:
-            spans.append((h.start, h.end, h.kind))
+        elif kind in _VOLATILE_KINDS:
+            spans.append((start, end, kind))
     return spans
 
 
 _VOLATILE_KINDS = frozenset(k for k, _ in VOLATILE_PATTERNS)
 
 
-def _line_bounds(text: str, start: int, end: int) -> tuple[int, int]:
-    ls = text.rfind("\n", 0, start) + 1
-    le = text.find("\n", end)
-    return ls, (len(text) if le == -1 else le)
+class Lines:
+    """Where the lines of one text start and end, found in one pass.
+
+    A span's line number and bounds are then a bisection, not a scan from the start of the
+    text (or of a long line) per span, which made many spans in a large text quadratic
+    (issue 19, item 7: a 1 MB prompt with 25k timestamps took 15 s).
+
+    >>> lines = Lines("ab\\ncd\\nef")
+    >>> lines.number(4), lines.bounds(3, 4)
+    (2, (3, 5))
+    """
+
+    __slots__ = ("_size", "newlines")
+
+    def __init__(self, text: str) -> None:
+        """Index the newlines of ``text``."""
+        self._size = len(text)
+        # The i-th newline sits after the first i + 1 lines and i newlines: every step in C.
+        ends = list(accumulate(map(len, text.split("\n"))))
+        #: Offsets of the newlines, in order.
+        self.newlines: list[int] = list(map(add, ends[:-1], range(len(ends) - 1)))
+
+    def number(self, pos: int) -> int:
+        """The 1-based line that ``pos`` is on."""
+        return bisect_left(self.newlines, pos) + 1
+
+    def bounds(self, start: int, end: int) -> tuple[int, int]:
+        """The start of the line holding ``start`` and the end (its newline) of the one holding ``end``."""
+        nl = self.newlines
+        i = bisect_left(nl, start)
+        j = bisect_left(nl, end, lo=i)
+        return (nl[i - 1] + 1 if i else 0), (nl[j] if j < len(nl) else self._size)
+
+
+#: One value :func:`cut_spans` took out of a text: ``(kind, line, text, marker)``, the fields
+#: of its :class:`Fragment` but the source. A plain tuple: a large text yields tens of thousands.
+Cut = tuple[str, int, str, str | None]
+
+
+class Cuts:
+    """What :func:`cut_spans` took out of one text, as :class:`Fragment` objects made on first use.
+
+    An analysed text is cut speculatively (the family decides later what moves, and often nothing
+    does); building a pydantic object per value up front was most of the time of a large text with
+    many values. Making them twice from two threads at once is harmless: both lists are equal.
+    """
+
+    __slots__ = ("_built", "_path", "_source", "cuts")
+
+    def __init__(self, cuts: list[Cut], source: str, path: str | None = None) -> None:
+        """Hold ``cuts`` of the block labelled ``source`` (``path``: their JSON path, if any)."""
+        self.cuts = cuts
+        self._source = source
+        self._path = path
+        self._built: list[Fragment] | None = None
+
+    def fragments(self) -> list[Fragment]:
+        """The cuts as fragments, in text order (made once)."""
+        built = self._built
+        if built is None:
+            source, path = self._source, self._path
+            built = self._built = [
+                Fragment(source=source, kind=kind, line=line, text=text, marker=marker, path=path)
+                for kind, line, text, marker in self.cuts
+            ]
+        return built
+
+    def __len__(self) -> int:
+        return len(self.cuts)
+
+
+def cut_spans(
+    text: str,
+    spans: list[tuple[int, int, str]],
+    *,
+    marker_start: int = 1,
+    whole_lines: bool = True,
+) -> tuple[str, list[Cut]]:
+    """Cut ``spans`` out of ``text``: whole short lines, or the value behind a marker.
+
+    Returns the stable text and the cuts in text order. Lines are moved with their
+    newline so the remaining text stays well formed. Linear in the text and the spans:
+    line numbers and bounds come from one index of the newlines (:class:`Lines`).
+    """
+    if not spans:
+        return text, []
+    out: list[str] = []
+    cuts: list[Cut] = []
+    out_append, cut_append = out.append, cuts.append
+    limit, whole_kinds = LINE_MOVE_LIMIT, WHOLE_LINE_KINDS
+    pos = 0
+    n_marker = marker_start
+    size = len(text)
+    # Spans come in text order, so the newline index is walked once with two cursors
+    # (one per span end): line numbers and bounds in linear time overall. The end of the
+    # text stands as a last newline, so that a cursor never runs off the index.
+    newlines = [*Lines(text).newlines, size]
+    k = 0  # newlines[:k] lie before the span's start: it is on line k + 1
+    for start, end, kind in sorted(spans):
+        if start < pos:  # overlaps a region already moved
+            continue
+        while newlines[k] < start:
+            k += 1
+        j = k
+        while newlines[j] < end:
+            j += 1
+        ls = newlines[k - 1] + 1 if k else 0
+        le = newlines[j]
+        # A whole line moves when it *is* the volatile thing (a clock line, or a
+        # value filling most of it, like "Request-ID: ..."); otherwise only the
+        # value moves, so instructions around it stay in the cached prefix. Only a
+        # short line is looked at: slicing a long one for every span is quadratic.
+        if (
+            whole_lines
+            and le - ls <= limit
+            and ls >= pos
+            and (kind in whole_kinds or 3 * (end - start) >= 2 * len(text[ls:le].strip()))
+        ):
+            out_append(text[pos:ls])
+            cut_append((kind, k + 1, text[ls:le], None))
+            pos = le + 1 if le < size else le
+        else:
+            marker = f"[volatile:{n_marker}]"
+            n_marker += 1
+            out_append(text[pos:start])
+            out_append(marker)
+            cut_append((kind, k + 1, text[start:end], marker))
+            pos = end
+    out.append(text[pos:])
+    stable = "".join(out)
+    # Moving the final line of a text with no trailing newline leaves the newline
+    # that separated it; drop it so stable text + fragments rebuild the original.
+    if cuts and cuts[-1][3] is None and pos == len(text) and not text.endswith("\n"):
+        stable = stable.removesuffix("\n")
+    return stable, cuts
 
 
 def relocate_spans(
@@ -207,53 +354,9 @@ def relocate_spans(
     path: str | None = None,
     whole_lines: bool = True,
 ) -> tuple[str, list[Fragment]]:
-    """Cut ``spans`` out of ``text``: whole short lines, or the value behind a marker.
-
-    Returns the stable text and the fragments in text order. Lines are moved
-    with their newline so the remaining text stays well formed.
-    """
-    if not spans:
-        return text, []
-    out: list[str] = []
-    frags: list[Fragment] = []
-    pos = 0
-    n_marker = marker_start
-    for start, end, kind in sorted(spans):
-        if start < pos:  # overlaps a region already moved
-            continue
-        ls, le = _line_bounds(text, start, end)
-        line_no = text.count("\n", 0, start) + 1
-        # A whole line moves when it *is* the volatile thing (a clock line, or a
-        # value filling most of it, like "Request-ID: ..."); otherwise only the
-        # value moves, so instructions around it stay in the cached prefix.
-        mostly_value = kind in WHOLE_LINE_KINDS or 3 * (end - start) >= 2 * len(text[ls:le].strip())
-        if whole_lines and mostly_value and le - ls <= LINE_MOVE_LIMIT and ls >= pos:
-            out.append(text[pos:ls])
-            frags.append(Fragment(source=source, kind=kind, line=line_no, text=text[ls:le], path=path))
-            pos = le + 1 if le < len(text) else le
-        else:
-            marker = f"[volatile:{n_marker}]"
-            n_marker += 1
-            out.append(text[pos:start])
-            out.append(marker)
-            frags.append(
-                Fragment(
-                    source=source,
-                    kind=kind,
-                    line=line_no,
-                    text=text[start:end],
-                    marker=marker,
-                    path=path,
-                )
-            )
-            pos = end
-    out.append(text[pos:])
-    stable = "".join(out)
-    # Moving the final line of a text with no trailing newline leaves the newline
-    # that separated it; drop it so stable text + fragments rebuild the original.
-    if frags and frags[-1].marker is None and pos == len(text) and not text.endswith("\n"):
-        stable = stable.removesuffix("\n")
-    return stable, frags
+    """Cut ``spans`` out of ``text`` (:func:`cut_spans`) and return the stable text and the fragments."""
+    stable, cuts = cut_spans(text, spans, marker_start=marker_start, whole_lines=whole_lines)
+    return stable, Cuts(cuts, source, path).fragments()
 
 
 def relocate_text(text: str, source: str, *, marker_start: int = 1) -> tuple[str, list[Fragment]]:

@@ -135,14 +135,15 @@ SENSITIVE_SCANNER = Scanner(
 )
 
 
-def classes_of(hits: Sequence[Hit]) -> tuple[str, ...]:
+def classes_of(hits: Sequence[Hit] | Sequence[tuple[int, int, str]]) -> tuple[str, ...]:
     """The sorted data classes of the secret/PII ``hits`` (hits of other kinds, such as
     volatile values from a combined scanner, are ignored).
 
     >>> classes_of(SENSITIVE_SCANNER.scan("mail ops@example.com"))
     ('pii.email',)
     """
-    return tuple(sorted({DATA_CLASS[h.kind] for h in hits if h.kind in DATA_CLASS})) if hits else ()
+    # h[2] is the kind, of a Hit or of a plain (start, end, kind) tuple (Scanner.spans)
+    return tuple(sorted({DATA_CLASS[h[2]] for h in hits if h[2] in DATA_CLASS})) if hits else ()
 
 
 def scan_sensitive(text: str) -> list[Finding]:

@@ -29,16 +29,21 @@ from then on it moves after the cached prefix:
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
 
 from promptcache.artifacts import ResponseCache, RetrievalCache, ToolOutputCache, open_store
 from promptcache.blocks import Block, BlockKind, Stability, Trust
 from promptcache.canonical import Fragment, canonical_json, canonical_text, digest
 from promptcache.detect import scan_sensitive
 from promptcache.explain import Snapshot
+from promptcache.figures import Degradation
 from promptcache.formats import WireFormat, parse_format
 from promptcache.keys import KeyContract, chain_hash, derive_key
 from promptcache.layout import arrange
@@ -78,9 +83,20 @@ if TYPE_CHECKING:
     from promptcache.providers.gemini_cache import GeminiCacheManager, GeminiTransport
     from promptcache.providers.prewarm import PrewarmReport
 
-__all__ = ["VOLATILE_FOOTER", "VOLATILE_HEADER", "Mode", "PromptCache"]
+__all__ = ["MAX_BODY_BYTES", "VOLATILE_FOOTER", "VOLATILE_HEADER", "Mode", "PromptCache"]
+
+log = logging.getLogger(__name__)
 
 Mode = Literal["active", "shadow"]
+
+MAX_BODY_BYTES = 8_000_000
+"""Largest request body, in bytes of its JSON, that ``prepare_request`` processes by default.
+
+8 MB is about 2 million tokens, more than any model in the catalog reads; processing is
+linear (0.1 to 0.2 s of CPU per MB of system prompt dense with volatile values, measured by
+``make reliability``), so the bound is on the time one call may add, not a guard against a
+blow-up. A larger body is passed through as
+sent, counted as ``body_too_large`` (:meth:`PromptCache.degradations`)."""
 
 
 class PromptCache:
@@ -91,8 +107,12 @@ class PromptCache:
 
     Memory is bounded: one memo of analysed blocks (system texts, tool lists, messages),
     at most ``memo_entries`` entries holding ``memo_chars`` characters, least recently
-    used out; and at most ``max_families`` prefix families (their learned volatility and
-    last request's fingerprints), oldest out. ``stream_chars`` is accepted for
+    used out; at most ``max_families`` prefix families (their learned volatility and
+    last request's fingerprints), oldest out, and as many key contracts (per tenant and
+    model); usage figures for at most :data:`promptcache.stats.MAX_ROWS` (tenant, model)
+    pairs, the least recently used added up in one ``(other)`` row (see
+    ``docs/operations.md``, "Memory"). A request body larger than ``max_body_bytes`` of JSON
+    is passed through unprocessed (counted in :meth:`degradations`). ``stream_chars`` is accepted for
     compatibility and has no effect (no conversation is kept between calls).
 
     Thread-safe: the memo and the family table have their own locks, each family's
@@ -118,6 +138,7 @@ class PromptCache:
         telemetry: bool = False,
         record_stats: bool | None = None,
         fleet: bool | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         if policy is None:
             self.policy = Policy()
@@ -128,11 +149,18 @@ class PromptCache:
         if mode not in ("active", "shadow"):
             raise ValueError(f"mode={mode!r}: use 'active' or 'shadow'")
         self.mode: Mode = mode
+        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes={max_body_bytes!r}: give a positive number of bytes")
+        #: Bodies with more bytes of JSON than this are passed through unprocessed (:data:`MAX_BODY_BYTES`).
+        self.max_body_bytes = max_body_bytes
+        self._degraded: Counter[str] = Counter()
+        self._degraded_lock = threading.Lock()
         del stream_chars  # see the class docstring
         self._analyser = Analyser(memo_entries, memo_chars)
         self._stats = StatsRecorder()  # this cache's running totals (stats.recorder_for)
         self._families = Families(max_families)
         self._contracts: dict[tuple[str, str], KeyContract] = {}
+        self._max_contracts = max(1, max_families)
         #: Model facts (minimum cacheable lengths, TTL options, prices); ``None``
         #: uses the packaged, dated catalog.
         self.catalog = catalog
@@ -333,12 +361,20 @@ class PromptCache:
         return self.policy.default_tenant
 
     def contract(self, tenant: str, model: str) -> KeyContract:
-        """The key contract for prompt entries of ``tenant`` on ``model``."""
+        """The key contract for prompt entries of ``tenant`` on ``model``.
+
+        Kept for the ``max_families`` pairs made last (made again when needed: it is a pure
+        function of its fields), so that a process serving many tenants holds a bounded table.
+        """
         k = (tenant, model)
-        c = self._contracts.get(k)
+        contracts = self._contracts
+        c = contracts.get(k)
         if c is None:
             c = KeyContract(tenant=tenant, model=model, policy_version=self.policy.version)
-            self._contracts[k] = c
+            with self._artifacts_lock:
+                if len(contracts) >= self._max_contracts:
+                    contracts.pop(next(iter(contracts)), None)
+                contracts[k] = c
         return c
 
     # -- the pipeline -----------------------------------------------------------
@@ -455,12 +491,50 @@ class PromptCache:
         if not isinstance(model, str) or not model:
             raise WireFormatError(f"{fmt.value}: no model in the body; pass model=...")
         tenant = self.resolve_tenant(tenant)
+        size = _json_size(body)
+        if size is not None and size > self.max_body_bytes:
+            return self._passed_through(body, fmt, model, tenant, size)
         adapter = get_adapter(fmt)
         parts = adapter.split(body)
         if not telemetry_tracing():  # no span, not even its attributes, when nobody traces
             return self._prepare_parts(fmt, adapter, parts, body, model, tenant)
         with telemetry_span("promptcache.canonicalize", {"promptcache.format": fmt.value}):
             return self._prepare_parts(fmt, adapter, parts, body, model, tenant)
+
+    def _passed_through(
+        self, body: dict[str, Any], fmt: WireFormat, model: str, tenant: str, size: int
+    ) -> Prepared:
+        """A body above ``max_body_bytes``: sent as it came, with an empty plan saying why, counted."""
+        with self._degraded_lock:
+            self._degraded[Degradation.BODY_TOO_LARGE.value] += 1
+            first = self._degraded[Degradation.BODY_TOO_LARGE.value] == 1
+        why = (
+            f"passed through unprocessed: the body is {size:,} bytes of JSON, above "
+            f"max_body_bytes={self.max_body_bytes:,}"
+        )
+        if first:  # once per cache: the count says how often
+            log.warning("promptcache: a %s request %s; raise PromptCache(max_body_bytes=...)", fmt.value, why)
+        plan = Plan(
+            format=fmt,
+            model=model,
+            tenant=tenant,
+            family="",
+            blocks=[],
+            digests=[],
+            sections=[],
+            prefix_end=0,
+            prefix_key="",
+            conversation_key="",
+            decisions=[why],
+            mode=self.mode,
+        )
+        return Prepared(body=dict(body), plan=plan)
+
+    def degradations(self) -> dict[str, int]:
+        """How many requests this cache absorbed a fault for, by :class:`~promptcache.figures.Degradation`
+        value (so far ``body_too_large``: a body above ``max_body_bytes``, passed through unprocessed)."""
+        with self._degraded_lock:
+            return dict(self._degraded)
 
     def _prepare_parts(
         self,
@@ -565,6 +639,20 @@ class PromptCache:
         )
         plan._contract, plan._snapshot, plan._previous = contract, snapshot, previous
         return Prepared(body=dict(body) if self.mode == "shadow" else hinted, plan=plan)
+
+
+def _json_size(body: Mapping[str, Any]) -> int | None:
+    """Bytes of ``body`` as JSON (an object JSON cannot hold counts as ``null``); None if it has
+    no JSON form at all (too deep, an integer too large): the pipeline then says what is wrong."""
+    try:
+        return len(orjson.dumps(body, default=_as_null, option=orjson.OPT_NON_STR_KEYS))
+    except (orjson.JSONEncodeError, TypeError, ValueError):
+        return None
+
+
+def _as_null(value: Any) -> None:
+    """orjson's ``default``: an object without a JSON form weighs as ``null`` (only the size is wanted)."""
+    del value
 
 
 def _instrumentation() -> Any:

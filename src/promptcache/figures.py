@@ -167,6 +167,7 @@ class Degradation(StrEnum):
     TIER_SKIPPED = "tier_skipped"
     HINT_REJECTED = "hint_rejected"
     REQUEST_UNCHANGED = "request_unchanged"  # promptcache failed to prepare it: sent as built
+    BODY_TOO_LARGE = "body_too_large"  # above PromptCache(max_body_bytes): passed through unprocessed
 
 
 CallKind = Literal["model", "tool", "retrieval"]

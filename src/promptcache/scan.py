@@ -28,9 +28,8 @@ import binascii
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any
+from typing import Any, NamedTuple
 
 import re2
 
@@ -42,9 +41,12 @@ _OPTIONS = re2.Options()
 _OPTIONS.max_mem = 64 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """A span of ``text[start:end]`` matched by pattern ``kind``."""
+class Hit(NamedTuple):
+    """A span of ``text[start:end]`` matched by pattern ``kind``.
+
+    A named tuple, not a frozen dataclass: a large text yields tens of thousands of hits,
+    and a frozen dataclass costs several times as much to build.
+    """
 
     start: int
     end: int
@@ -89,26 +91,55 @@ class Scanner:
         # Attribution runs on the short hit only, so Python's re is fine here.
         self._each = [(k, re.compile(p)) for k, p in patterns]
         self._verify: Mapping[str, Verify] = verify or {}
+        # What attribution runs per hit, bound once: a text can hold tens of thousands of hits.
+        self._attributes = [(k, rx.match, self._verify.get(k)) for k, rx in self._each]
+        # The kinds as one Python pattern, a named group each: matched at a hit, ``lastindex``
+        # names the first kind (in table order) that matches there, in one call instead of
+        # one per kind. Only a candidate: it is kept when it ends where RE2's hit ends and
+        # passes its check; otherwise the kinds are tried one by one, as always.
+        self._first = re.compile("|".join(f"({p})" for _, p in patterns))
+        self._group_kind: dict[int | None, int] = {}
+        group = 1
+        for i, (_, p) in enumerate(patterns):
+            self._group_kind[group] = i
+            group += 1 + re.compile(p).groups
         self._prefilter = prefilter
         self._unwrap = frozenset(unwrap)
 
     def scan(self, text: str) -> list[Hit]:
         """All hits in ``text``, left to right (with those found inside base64 runs, see ``unwrap``)."""
-        return self._scan(text, _UNWRAP_DEPTH)
+        return list(map(Hit._make, self.spans(text)))
 
-    def _scan(self, text: str, depth: int) -> list[Hit]:
+    def spans(
+        self, text: str, data: bytes | None = None, *, depth: int | None = None
+    ) -> list[tuple[int, int, str]]:
+        """All hits in ``text``, left to right, as plain ``(start, end, kind)`` tuples.
+
+        ``data``: ``text`` already encoded as UTF-8 (with ``surrogatepass``), when the caller has it.
+        ``depth``: layers of base64 still to unwrap (default :data:`_UNWRAP_DEPTH`).
+
+        What :meth:`scan` returns as :class:`Hit` objects, for a caller that keeps many: the
+        garbage collector stops tracking a plain tuple of atoms, not a named tuple, and a large
+        text's tens of thousands of tracked hits made full collections run on every call.
+        """
+        if depth is None:
+            depth = _UNWRAP_DEPTH
         if self._prefilter is not None and not self._prefilter(text):
             return []
         # google-re2 re-encodes a str argument on every call; one UTF-8 encode up
         # front and byte offsets make the scan ~2.5x faster. Offsets are mapped
         # back to characters only for hits, and only when the text is not ASCII.
-        data = text.encode("utf-8", "surrogatepass")
+        if data is None:
+            data = text.encode("utf-8", "surrogatepass")
         ascii_only = len(data) == len(text)
-        hits: list[Hit] = []
+        hits: list[tuple[int, int, str]] = []
         pos = 0
         n = len(data)
         search = self._combined.search
         raw_match, anchor = self._raw_match, self._anchor
+        attributes = self._attributes
+        first, group_kind = self._first.match, self._group_kind
+        b_at = c_at = 0  # a byte offset and its character offset, moved forward hit by hit
         while pos < n:
             if raw_match is not None:
                 bstart, bend = raw_match(anchor, data, pos, n)[0]
@@ -122,15 +153,37 @@ class Scanner:
             if ascii_only:
                 start, end = bstart, bend
             else:
-                start = len(data[:bstart].decode("utf-8", "surrogatepass"))
+                # Only the bytes since the previous hit are decoded: decoding the whole prefix
+                # for every hit made a long non-ASCII text with many hits quadratic.
+                c_at += len(data[b_at:bstart].decode("utf-8", "surrogatepass"))
+                b_at = bstart
+                start = c_at
                 end = start + len(data[bstart:bend].decode("utf-8", "surrogatepass"))
-            hits.extend(self._attribute(text, start, end))
+            # Attribution, inline (a text can hold tens of thousands of hits): the combined
+            # match is the leftmost one; find which kind produced it (first in table order,
+            # as RE2's leftmost-first alternation does).
+            m2 = first(text, start)
+            k = group_kind.get(m2.lastindex) if m2 is not None and m2.end() == end else None
+            if k is not None:
+                kind, _, check = attributes[k]
+                if check is None or check(text, start, end):
+                    hits.append((start, end, kind))
+                    pos = bend if bend > bstart else bstart + 1
+                    continue
+            for kind, match, check in attributes:
+                m2 = match(text, start)
+                if m2 is None or m2.end() != end or (check is not None and not check(text, start, end)):
+                    continue
+                hits.append((start, end, kind))
+                break
             pos = bend if bend > bstart else bstart + 1
         if self._unwrap and depth > 0:
             hits = self._unwrapped(text, data, ascii_only, hits, depth)
         return hits
 
-    def _unwrapped(self, text: str, data: bytes, ascii_only: bool, hits: list[Hit], depth: int) -> list[Hit]:
+    def _unwrapped(
+        self, text: str, data: bytes, ascii_only: bool, hits: list[tuple[int, int, str]], depth: int
+    ) -> list[tuple[int, int, str]]:
         """``hits`` plus one hit per base64 run of ``text`` whose decoded text holds an ``unwrap`` kind."""
         spans: list[tuple[int, int]] = []
         texts: list[str] = []
@@ -146,10 +199,10 @@ class Scanner:
         # ';' and a quoted one at a newline): one RE2 pass, not one per run.
         offsets = list(accumulate(len(t) + len(_JOIN) for t in texts))
         found: dict[int, set[str]] = {}
-        for h in self._scan(_JOIN.join(texts), depth - 1):
-            if h.kind in self._unwrap:
-                found.setdefault(bisect_right(offsets, h.start), set()).add(h.kind)
-        extra: list[Hit] = []
+        for h_start, _, h_kind in self.spans(_JOIN.join(texts), depth=depth - 1):
+            if h_kind in self._unwrap:
+                found.setdefault(bisect_right(offsets, h_start), set()).add(h_kind)
+        extra: list[tuple[int, int, str]] = []
         for i, kinds in sorted(found.items()):
             bstart, bend = spans[i]
             if ascii_only:
@@ -157,23 +210,10 @@ class Scanner:
             else:
                 start = len(data[:bstart].decode("utf-8", "surrogatepass"))
                 end = start + len(data[bstart:bend].decode("utf-8", "surrogatepass"))
-            if any(h.start < end and start < h.end for h in hits):
+            if any(h[0] < end and start < h[1] for h in hits):
                 continue  # already reported (a key body the first pass knows)
-            extra.append(Hit(start, end, min(kinds)))
-        return sorted([*hits, *extra], key=lambda h: h.start) if extra else hits
-
-    def _attribute(self, text: str, start: int, end: int) -> list[Hit]:
-        # The combined match is the leftmost one; find which kind produced it
-        # (first in table order, as RE2's leftmost-first alternation does).
-        for kind, rx in self._each:
-            m = rx.match(text, start)
-            if m is None or m.end() != end:
-                continue
-            check = self._verify.get(kind)
-            if check is not None and not check(text, start, end):
-                continue
-            return [Hit(start, end, kind)]
-        return []
+            extra.append((start, end, min(kinds)))
+        return sorted([*hits, *extra], key=lambda h: h[0]) if extra else hits
 
 
 #: How many layers of base64 are unwrapped (a base64 credentials file in a base64 Secret: two).

@@ -38,6 +38,7 @@ import os
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from promptcache.telemetry.aggregate import PersistedStats
 
 __all__ = [
+    "MAX_ROWS",
+    "OTHER_TENANT",
     "PERSIST_INTERVAL_S",
     "RECORD_STATS_ENV",
     "CacheStats",
@@ -146,12 +149,31 @@ def _sum(rows: list[StatsRow], *, tenant: str | None, model: str | None) -> Stat
     return StatsRow.of(Totals.sum(r.totals() for r in rows), tenant=tenant, model=model)
 
 
-class StatsRecorder:
-    """Thread-safe running totals per (tenant, model). Cheap to call on every model call."""
+MAX_ROWS = 10_000
+"""Most (tenant, model) rows a recorder keeps; see :class:`StatsRecorder`."""
 
-    def __init__(self) -> None:
+OTHER_TENANT = "(other)"
+"""The tenant of the row that adds up the figures of rows a full recorder let go."""
+
+
+class StatsRecorder:
+    """Thread-safe running totals per (tenant, model). Cheap to call on every model call.
+
+    Memory is bounded: at most ``max_rows`` (tenant, model) rows (:data:`MAX_ROWS`). When a new
+    pair arrives at a full recorder, the row recorded least recently is added into one row of
+    tenant :data:`OTHER_TENANT` (model ``None``) and let go: the totals stay exact, and the
+    pairs in use keep their own rows. About 1.2 kB per row, so 12 MB at most by default.
+    """
+
+    def __init__(self, max_rows: int = MAX_ROWS) -> None:
+        """Start empty, keeping at most ``max_rows`` rows (at least 1)."""
+        if max_rows < 1:
+            raise ValueError(f"max_rows: {max_rows!r}; keep at least one row")
         self._lock = threading.Lock()
-        self._rows: dict[tuple[str, str | None], Totals] = {}
+        self.max_rows = max_rows
+        # In order of last record: the first row is the one let go when a new pair arrives.
+        self._rows: OrderedDict[tuple[str, str | None], Totals] = OrderedDict()
+        self._other: Totals | None = None
         #: Called after every record (outside the lock); a :class:`StatsPersister` sets it.
         self.on_record: Callable[[], None] | None = None
 
@@ -164,10 +186,18 @@ class StatsRecorder:
         # Pricing happens outside the lock: it is the slow part and needs no shared state.
         f = figures if figures is not None else figures_from_usage(usage, call_id="", tenant=tenant)
         key = (tenant, usage.model)
+        rows = self._rows
         with self._lock:
-            row = self._rows.get(key)
+            row = rows.get(key)
             if row is None:
-                row = self._rows[key] = Totals()
+                if len(rows) >= self.max_rows:
+                    _, oldest = rows.popitem(last=False)
+                    if self._other is None:
+                        self._other = Totals()
+                    self._other.add(oldest)
+                row = rows[key] = Totals()
+            else:
+                rows.move_to_end(key)
             row.add_call(f)
         hook = self.on_record
         if hook is not None:
@@ -176,15 +206,27 @@ class StatsRecorder:
     def snapshot(self) -> CacheStats:
         """The figures so far (a consistent copy; recording may go on meanwhile)."""
         with self._lock:
-            items = sorted(self._rows.items(), key=_row_order)
+            items = self._items()
             rows = [StatsRow.of(t, tenant=tenant, model=model) for (tenant, model), t in items]
             total = StatsRow.of(Totals.sum(t for _, t in items))
         return CacheStats(rows=rows, total=total)
+
+    def _items(self) -> list[tuple[tuple[str, str | None], Totals]]:
+        """Every row in report order, the :data:`OTHER_TENANT` row included (under the lock)."""
+        items = sorted(self._rows.items(), key=_row_order)
+        if self._other is not None:
+            items.append(((OTHER_TENANT, None), self._other))
+        return items
+
+    def __len__(self) -> int:
+        """How many (tenant, model) rows are kept (the :data:`OTHER_TENANT` row not counted)."""
+        return len(self._rows)
 
     def reset(self) -> None:
         """Forget every figure (tests, or a new reporting period)."""
         with self._lock:
             self._rows.clear()
+            self._other = None
 
     def persisted(self, writer_id: str, started_at: float) -> PersistedStats:
         """The figures as a ``PersistedStats`` record (``origin="cache"``), money exact in nano-USD."""
@@ -196,9 +238,12 @@ class StatsRecorder:
         with self._lock:
             rows = [
                 StatsRecord(
-                    tenant=tenant_label(tenant), model=model or "", entry_type=PROMPT, **t.model_dump()
+                    tenant=tenant if tenant == OTHER_TENANT else tenant_label(tenant),
+                    model=model or "",
+                    entry_type=PROMPT,
+                    **t.model_dump(),
                 )
-                for (tenant, model), t in sorted(self._rows.items(), key=_row_order)
+                for (tenant, model), t in self._items()
             ]
         return PersistedStats(
             writer=writer_id,

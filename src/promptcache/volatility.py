@@ -77,7 +77,9 @@ class SlotVolatility:
     learned: set[tuple[int, int]] = field(default_factory=set)
     wholesale_streak: int = 0
     observations: int = 0
+    #: The previous request's detected values, by position (:func:`span_positions`).
     values: dict[tuple[int, int, int], str] | None = None
+    #: The positions of the values seen changing (moved from then on).
     changing: set[tuple[int, int, int]] = field(default_factory=set)
 
     def changed_spans(
@@ -108,16 +110,17 @@ class SlotVolatility:
         [(8, 18, 'epoch')]
         """
         values: dict[tuple[int, int, int], str] = {}
+        previous, changing = self.values, self.changing
         chosen: list[tuple[int, int, str]] = []
         if positions is None:
             positions = span_positions(text, spans)
-        for key, (start, end, kind) in zip(positions, spans, strict=True):
-            value = text[start:end]
+        for key, span in zip(positions, spans, strict=True):
+            value = text[span[0] : span[1]]
             values[key] = value
-            if self.values is not None and self.values.get(key, value) != value:
-                self.changing.add(key)
-            if key in self.changing:
-                chosen.append((start, end, kind))
+            if previous is not None and previous.get(key, value) != value:
+                changing.add(key)
+            if key in changing:
+                chosen.append(span)
         self.values = values
         return chosen
 

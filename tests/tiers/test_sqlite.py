@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from promptcache.tiers import Entry, SQLiteStore, TieredStore, TierError, default_cache_dir
+from promptcache.tiers import Entry, SQLiteStore, TieredStore, default_cache_dir
 
 from . import _procs
 from .conftest import FakeClock, key_for
@@ -80,11 +80,17 @@ def test_row_under_another_key_is_corrupt(store: SQLiteStore, clock: FakeClock) 
     assert store.get("b" * 64) is None and store.stats().corrupt == 1
 
 
-def test_a_damaged_database_file_is_a_skipped_tier(tmp_path: Path) -> None:
+def test_a_damaged_database_file_is_set_aside_and_the_store_opens(tmp_path: Path, clock: FakeClock) -> None:
+    # Opening never raises (an unusable cache must not fail the cache's construction, issue 19
+    # item 6): the damaged file is set aside, counted, and the next call starts a new one.
     path = tmp_path / "c.sqlite3"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(TierError):
-        SQLiteStore(path)
+    store = SQLiteStore(path, clock=clock)
+    assert store.stats().corrupt == 1
+    assert any(p.name.startswith("c.sqlite3.corrupt-") for p in tmp_path.iterdir())
+    store.put(_e("a" * 64, now=clock()))
+    assert store.get("a" * 64) is not None
+    store.close()
 
 
 def test_router_skips_a_tier_that_breaks_mid_use(tmp_path: Path) -> None:

@@ -25,14 +25,15 @@ from promptcache.blocks import Block, BlockKind, Stability, Trust, trusted_block
 from promptcache.canonical import (
     VOLATILE_PATTERNS,
     VOLATILE_VERIFY,
+    Cuts,
     Fragment,
     canonical_json,
     canonical_text,
+    cut_spans,
     digest,
     find_volatile,
     json_text_is_canonical,
     relocate_json,
-    relocate_spans,
 )
 from promptcache.detect import SECRET, SENSITIVE_PATTERNS, SENSITIVE_SCANNER, VERIFY, classes_of
 from promptcache.formats import WireFormat
@@ -106,7 +107,7 @@ class TextAnalysis:
     spans: list[tuple[int, int, str]]  # detected volatile spans of ``canonical``
     span_positions: list[tuple[int, int, int]]  # where each span sits (volatility.span_positions)
     stable: str  # ``canonical`` with every detected span moved out
-    fragments: list[Fragment]  # what moved, for ``stable``
+    cuts: Cuts  # what moved, for ``stable`` (fragments made only when sent: see ``fragments``)
     lines: list[str]  # of ``stable``
     line_crcs: list[int]
     line_numbers: list[int]  # the caller's (canonical) line number of each stable line
@@ -117,12 +118,17 @@ class TextAnalysis:
     block: Block  # of ``stable``
     canonical_block: Block  # of ``canonical``: what a family sends while its values stay put
 
+    @property
+    def fragments(self) -> list[Fragment]:
+        """What moved out of ``stable``, as fragments (made on first use, then kept)."""
+        return self.cuts.fragments()
+
 
 def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> TextAnalysis:
     """Canonical form (DESIGN.md step 2: one newline style, NFC), secret/PII classes and the
     detected volatile values of a system text, moved out (``relocate``) as fragments."""
     try:
-        text.encode("utf-8")
+        data = text.encode("utf-8")
     except UnicodeEncodeError as exc:
         # Not valid Unicode: no provider client can send it. Say where, instead
         # of failing later inside a hash or the SDK's JSON encoder.
@@ -131,28 +137,33 @@ def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> Text
             "decode the source with errors='replace' or fix the string"
         ) from None
     canon = canonical_text(text)
-    hits = STATIC_SCANNER.scan(canon)
+    # One encoding of a large text, not one per use: the check above, the scan, the digests.
+    canon_bytes = data if canon is text else canon.encode("utf-8")
+    hits = STATIC_SCANNER.spans(canon, canon_bytes)
     classes = classes_of(hits)
     spans = find_volatile(canon, hits) if relocate else []
-    stable, frags = relocate_spans(canon, spans, label)
+    stable, cuts = cut_spans(canon, spans)
     lines = stable.split("\n")
     # Whole-line moves shift every later line up; explanations must speak in
     # the caller's numbering, so map each stable line back to its source line.
-    moved = {f.line for f in frags if f.marker is None}
-    numbers = [n for n in range(1, len(lines) + len(moved) + 1) if n not in moved][: len(lines)]
+    moved = {line for _, line, _, marker in cuts if marker is None}
+    if moved:
+        numbers = [n for n in range(1, len(lines) + len(moved) + 1) if n not in moved][: len(lines)]
+    else:  # values replaced in place by markers (or nothing cut): the numbering is the caller's
+        numbers = list(range(1, len(lines) + 1))
     return TextAnalysis(
         canonical=canon,
         spans=spans,
         span_positions=span_positions(canon, spans),
         stable=stable,
-        fragments=frags,
+        cuts=Cuts(cuts, label),
         lines=lines,
         line_crcs=[zlib.crc32(x.encode()) for x in lines],
         line_numbers=numbers,
         data_classes=classes,
-        raw_crc=zlib.crc32(text.encode("utf-8", "surrogatepass")),
-        digest=digest(kind.encode(), stable.encode()),
-        canonical_digest=digest(kind.encode(), canon.encode()),
+        raw_crc=zlib.crc32(data),  # valid UTF-8: the bytes surrogatepass would give
+        digest=digest(kind.encode(), canon_bytes if stable is canon else stable.encode()),
+        canonical_digest=digest(kind.encode(), canon_bytes),
         block=trusted_block(
             kind, stable, trust=Trust.TRUSTED, stability=Stability.STATIC, data_classes=classes
         ),
@@ -203,7 +214,7 @@ def analyse_tool_set(tools: list[Any], names: list[str], order: list[int], reloc
     for i in order:
         cj = canonical_json(tools[i], where=f"tools[{i}]")
         text = cj.decode()
-        hits = STATIC_SCANNER.scan(text)
+        hits = STATIC_SCANNER.spans(text)
         chars += len(cj)
         classes = classes_of(hits)
         if relocate and hits and find_volatile(text, hits):

@@ -280,15 +280,21 @@ CONVERSATIONS_PER_FAMILY = 256
 
 
 def conversation_id(messages: list[Any]) -> bytes | None:
-    """Which conversation a request continues: its first message, as sent (at most 256 bytes of
-    its JSON; None for a request without messages). Two conversations that open alike share
-    an id until they differ, which only makes explain compare them with each other."""
+    """Which conversation a request continues: a 16-byte digest of its first message, as sent
+    (the first 256 bytes of its JSON; None for a request without messages). Two conversations
+    that open alike share an id until they differ, which only makes explain compare them with
+    each other.
+
+    A digest, not the bytes themselves: orjson's output keeps its whole buffer (kilobytes for
+    a short message), and a family remembers up to :data:`CONVERSATIONS_PER_FAMILY` of them.
+    """
     if not messages:
         return None
     try:
-        return orjson.dumps(messages[0])[:256]
+        head = orjson.dumps(messages[0])[:256]
     except TypeError:
         return None
+    return hashlib.blake2b(head, digest_size=16).digest()
 
 
 def remember(fam: Family, snapshot: Snapshot, conversation: bytes | None = None) -> Snapshot | None:

@@ -14,7 +14,7 @@ b'v'
 True
 """
 
-from promptcache.tiers.base import AsyncStore, Store, TierError, TierStats
+from promptcache.tiers.base import AsyncStore, LocationUnusable, Store, TierError, TierStats
 from promptcache.tiers.blob import BlobStore, FileBlobStore, FsspecBlobStore, open_blob_store
 from promptcache.tiers.breaker import CircuitBreaker, TierSkipped
 from promptcache.tiers.crypto import KeyRing
@@ -50,6 +50,7 @@ __all__ = [
     "FsspecBlobStore",
     "InvalidationFailed",
     "KeyRing",
+    "LocationUnusable",
     "Lookup",
     "MemoryStore",
     "Outcome",

@@ -14,10 +14,12 @@ __all__ = [
     "DEFAULT_TAG_RETENTION_S",
     "AsyncStore",
     "InvalidationFailed",
+    "LocationUnusable",
     "StatsCounter",
     "Store",
     "TierError",
     "TierStats",
+    "location_unusable",
 ]
 
 DEFAULT_TAG_RETENTION_S = 86_400.0
@@ -30,6 +32,23 @@ once the generation is gone: the retention bounds how late a write may land.
 
 class TierError(RuntimeError):
     """A tier could not do what was asked (unreachable, timed out, misconfigured)."""
+
+
+class LocationUnusable(TierError):
+    """The directory a file tier lives in cannot hold a cache (read-only, a file in the way, ``/proc``).
+
+    Its message is written to be logged: the location, what is wrong with it and the fix. It names
+    a directory of the operator's configuration, never anything of a request.
+    """
+
+
+def location_unusable(directory: object, exc: BaseException) -> LocationUnusable:
+    """The :class:`LocationUnusable` for ``directory``, which failed with ``exc`` (an OS or SQLite error)."""
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return LocationUnusable(
+        f"cache location {directory} is unusable ({type(exc).__name__}: {why}); calls run without "
+        "this tier. Fix: point PROMPTCACHE_CACHE_DIR or store= at a writable directory"
+    )
 
 
 class InvalidationFailed(TierError):

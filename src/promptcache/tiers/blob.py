@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -23,11 +24,16 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from promptcache.tiers.base import StatsCounter, TierError, TierStats
+from promptcache.tiers.base import StatsCounter, TierError, TierStats, location_unusable
 
 __all__ = ["BlobStore", "FileBlobStore", "FsspecBlobStore", "open_blob_store"]
 
 log = logging.getLogger("promptcache.tiers")
+
+#: The errors that say the directory itself cannot hold blobs (as opposed to one failed write).
+_LOCATION_ERRNOS = frozenset(
+    {errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.ENOENT}
+)
 
 
 def _is_hash(h: str) -> bool:
@@ -67,9 +73,15 @@ class FileBlobStore:
     name = "blob"
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
-        """Use (creating) directory ``root``; ``fsync`` makes each write durable before rename."""
+        """Use (creating) directory ``root``; ``fsync`` makes each write durable before rename.
+
+        A ``root`` that cannot be created (a file in the way, a read-only mount) is not an error
+        here: each write then raises :class:`~promptcache.tiers.base.LocationUnusable`, which the
+        breaker above turns into a skipped tier.
+        """
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            self.root.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
         self._stats = StatsCounter()
 
@@ -99,6 +111,8 @@ class FileBlobStore:
                 raise
         except OSError as exc:
             self._stats.add("errors")
+            if exc.errno in _LOCATION_ERRNOS:
+                raise location_unusable(self.root, exc) from exc
             raise TierError(f"blob write failed: {type(exc).__name__}") from exc
         self._stats.add("bytes_written", len(data))
         return digest

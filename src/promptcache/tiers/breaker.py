@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import Any, Generic, TypeVar
 
 from promptcache.tiers._async.breaker import AsyncGuardedStore
 from promptcache.tiers._sync.breaker import SyncGuardedStore
-from promptcache.tiers.base import StatsCounter, TierError
+from promptcache.tiers.base import LocationUnusable, StatsCounter, TierError
 from promptcache.tiers.entry import Entry
 
-__all__ = ["CircuitBreaker", "TierSkipped"]
+__all__ = ["CircuitBreaker", "Outage", "TierSkipped"]
 
 log = logging.getLogger("promptcache.tiers")
 
@@ -36,18 +37,62 @@ class TierSkipped(TierError):
     """The tier was skipped: it just failed or timed out, or its circuit is open."""
 
 
+class Outage:
+    """Which tiers of one store are failing now, so that an outage is warned about once.
+
+    A tier that stays down (an unusable cache directory, a Redis that is gone) would otherwise
+    log once per cooldown for as long as the process runs, and the L2 and L3 of one cache
+    directory would each log the same fault. The breakers of one store share one ``Outage``:
+    the first failure warns, later ones are logged at debug level until every tier works again.
+    """
+
+    def __init__(self) -> None:
+        """Start with no tier failing."""
+        self._lock = threading.Lock()
+        self._failing: set[str] = set()
+
+    def failed(self, tier: str, what: str, cooldown_s: float) -> None:
+        """``tier`` failed with ``what`` (an exception's type, or an unusable location's own words)."""
+        with self._lock:
+            first = not self._failing
+            self._failing.add(tier)
+        if first:
+            log.warning("tier %s skipped after %s (retried every %.1fs)", tier, what, cooldown_s)
+        else:
+            log.debug("tier %s skipped again for %.1fs after %s", tier, cooldown_s, what)
+
+    def recovered(self, tier: str) -> None:
+        """``tier`` answered again."""
+        if tier not in self._failing:  # the hot path: one set lookup, no lock
+            return
+        with self._lock:
+            self._failing.discard(tier)
+        log.info("tier %s works again", tier)
+
+
 class CircuitBreaker(SyncGuardedStore, AsyncGuardedStore, Generic[S]):
     """Guard every call into ``inner`` (a :class:`~promptcache.tiers.base.Store` or a blob store)."""
 
     def __init__(
-        self, inner: S, *, name: str, counters: StatsCounter, cooldown_s: float = 1.0, timeout_s: float = 0.5
+        self,
+        inner: S,
+        *,
+        name: str,
+        counters: StatsCounter,
+        cooldown_s: float = 1.0,
+        timeout_s: float = 0.5,
+        outage: Outage | None = None,
     ) -> None:
-        """Count skips in ``counters`` (the tier's) under the tier ``name`` (``l2``, ``l3``)."""
+        """Count skips in ``counters`` (the tier's) under the tier ``name`` (``l2``, ``l3``).
+
+        ``outage``: shared by the breakers of one store, so that one fault is warned about once.
+        """
         self.inner = inner
         self.name = name
         self.counters = counters
         self.cooldown_s = cooldown_s
         self.timeout_s = timeout_s
+        self.outage = outage if outage is not None else Outage()
         self._open_until = 0.0
 
     def _check(self) -> None:
@@ -58,16 +103,21 @@ class CircuitBreaker(SyncGuardedStore, AsyncGuardedStore, Generic[S]):
     def _trip(self, exc: BaseException) -> TierSkipped:
         self.counters.add("tier_skipped")
         self._open_until = time.monotonic() + self.cooldown_s
-        log.warning("tier %s skipped for %.1fs after %s", self.name, self.cooldown_s, type(exc).__name__)
+        # Said in the exception's type only, except for an unusable location, whose own words
+        # (a directory and the fix) are written to be logged.
+        what = str(exc) if isinstance(exc, LocationUnusable) else type(exc).__name__
+        self.outage.failed(self.name, what, self.cooldown_s)
         return TierSkipped(f"{self.name} skipped after {type(exc).__name__}")
 
     def call(self, method: str, *args: Any) -> Any:
         """``inner.<method>(*args)``, or :class:`TierSkipped`."""
         self._check()
         try:
-            return getattr(self.inner, method)(*args)
+            out = getattr(self.inner, method)(*args)
         except Exception as exc:
             raise self._trip(exc) from exc
+        self.outage.recovered(self.name)
+        return out
 
     async def acall(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
         """``await inner.a<method>(*args)`` (or the sync method in a thread), bounded in time."""
@@ -75,9 +125,11 @@ class CircuitBreaker(SyncGuardedStore, AsyncGuardedStore, Generic[S]):
         native = getattr(self.inner, f"a{method}", None)
         aw = native(*args) if native is not None else asyncio.to_thread(getattr(self.inner, method), *args)
         try:
-            return await asyncio.wait_for(aw, self.timeout_s if timeout_s is None else timeout_s)
+            out = await asyncio.wait_for(aw, self.timeout_s if timeout_s is None else timeout_s)
         except Exception as exc:
             raise self._trip(exc) from exc
+        self.outage.recovered(self.name)
+        return out
 
     # the store interface, guarded --------------------------------------------------------------
 

@@ -54,7 +54,7 @@ from promptcache.tiers._async.router import AsyncRouterOps
 from promptcache.tiers._sync.router import SyncRouterOps
 from promptcache.tiers.base import InvalidationFailed, StatsCounter, Store, TierStats
 from promptcache.tiers.blob import BlobStore, FileBlobStore
-from promptcache.tiers.breaker import CircuitBreaker, TierSkipped
+from promptcache.tiers.breaker import CircuitBreaker, Outage, TierSkipped
 from promptcache.tiers.crypto import KeyRing
 from promptcache.tiers.entry import Entry, key_digest
 from promptcache.tiers.memory import MemoryStore
@@ -103,9 +103,16 @@ def below_l1(
 ) -> WriteBack:
     """The chain below L1 (see the module docstring); ``counters`` are the tiers', by name."""
 
+    outage = Outage()  # one fault of the store is warned about once, whichever tier meets it
+
     def breaker(inner: Any, name: str) -> CircuitBreaker[Any]:
         return CircuitBreaker(
-            inner, name=name, counters=counters[name], cooldown_s=breaker_cooldown_s, timeout_s=tier_timeout_s
+            inner,
+            name=name,
+            counters=counters[name],
+            cooldown_s=breaker_cooldown_s,
+            timeout_s=tier_timeout_s,
+            outage=outage,
         )
 
     blobs = breaker(l3, "l3") if l3 is not None else None

@@ -32,7 +32,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from promptcache.invalidation import Generations, new_epoch
-from promptcache.tiers.base import DEFAULT_TAG_RETENTION_S, StatsCounter, TierError, TierStats, tags_current
+from promptcache.tiers.base import (
+    DEFAULT_TAG_RETENTION_S,
+    StatsCounter,
+    TierError,
+    TierStats,
+    location_unusable,
+    tags_current,
+)
 from promptcache.tiers.entry import Entry, decode_entry, encode_entry, key_digest
 
 __all__ = ["SQLiteStore", "default_cache_dir"]
@@ -122,6 +129,12 @@ def _is_corruption(exc: sqlite3.Error) -> bool:
     )
 
 
+def _is_location_fault(exc: sqlite3.Error) -> bool:
+    """SQLite's words for a directory or file it cannot create, open or write (read-only, /proc)."""
+    msg = str(exc).lower()
+    return "unable to open" in msg or "readonly" in msg or "read-only" in msg
+
+
 class SQLiteStore:
     """The embedded L2: entries, a tag index and tag generations in one SQLite file."""
 
@@ -136,9 +149,13 @@ class SQLiteStore:
         purge_every: int = 1000,
         tag_retention_s: float = DEFAULT_TAG_RETENTION_S,
     ) -> None:
-        """Open (creating if needed) the cache file at ``path`` (default: see module doc)."""
+        """Open (creating if needed) the cache file at ``path`` (default: see module doc).
+
+        A location that cannot hold it (read-only, a file in the way, ``/proc``) does not fail
+        here: each call then raises :class:`~promptcache.tiers.base.LocationUnusable` naming the
+        directory and the fix, and tries the location again (a fixed location is used from then on).
+        """
         self.path = Path(path) if path is not None else default_cache_dir() / "promptcache.sqlite3"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.busy_timeout_s = busy_timeout_s
         self._clock = clock
         self._purge_every = purge_every
@@ -170,10 +187,21 @@ class SQLiteStore:
         if self._closed:
             raise TierError("store is closed")
         try:
+            # Created here, not in __init__: an unusable location (a file in the way, a read-only
+            # mount, /proc) then fails each call as a TierError, which the breaker skips, instead
+            # of failing the construction of the cache (DESIGN.md, failure behaviour).
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._stats.add("errors")
+            raise location_unusable(self.path.parent, exc) from exc
+        try:
             db = self._open()
         except sqlite3.Error as exc:
+            self._stats.add("errors")
             if _is_corruption(exc):
                 self._set_aside()
+            if _is_location_fault(exc):
+                raise location_unusable(self.path.parent, exc) from exc
             raise TierError(f"cannot open cache database: {type(exc).__name__}") from exc
         self._local.db = db
         self._local.ino = self._file_id()
@@ -253,7 +281,10 @@ class SQLiteStore:
             self._set_aside()
 
     def _init_schema(self) -> None:
-        self._conn()  # connecting creates the schema
+        # Connecting creates the schema. A location that cannot hold the file is not an error
+        # here: every call then raises TierError, and the chain above degrades to uncached.
+        with contextlib.suppress(TierError):
+            self._conn()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

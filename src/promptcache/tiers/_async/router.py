@@ -214,6 +214,9 @@ class AsyncRouterOps:
             gen = await self.below.ainvalidate_tag(tag)
         except Exception as exc:
             self._tier_counters["l2"].add("errors")
+            # This process, at least, stops serving what the invalidation meant to drop (its L1
+            # checks generations on every read); other processes cannot be told: hence the error.
+            self.generations.bump_local(tag)
             raise InvalidationFailed(f"could not invalidate a tag: {type(exc).__name__}") from exc
         # Read the tag back with the store's epoch: if the store was reset since this process
         # last looked, the new generation may be lower than one it knows, and everything it

@@ -1,0 +1,103 @@
+"""Relocation is linear (issue 19, item 7) and cuts exactly what the per-span scan did.
+
+Time is measured in ``make reliability`` (section ``linear``: the 1 MB prompt with 25k
+timestamps against ``json.dumps``, as a ratio); here the linear cutter is held to the
+definition it replaced, which counted newlines from the start of the text for every span.
+"""
+
+from __future__ import annotations
+
+import random
+
+from promptcache.canonical import LINE_MOVE_LIMIT, WHOLE_LINE_KINDS, Lines, cut_spans, find_volatile
+
+Span = tuple[int, int, str]
+
+
+def _by_definition(text: str, spans: list[Span], whole_lines: bool) -> tuple[str, list[tuple[object, ...]]]:
+    """The cut as it was defined before: quadratic, obviously right."""
+    out: list[str] = []
+    cuts: list[tuple[object, ...]] = []
+    pos, n = 0, 1
+    for start, end, kind in sorted(spans):
+        if start < pos:
+            continue
+        ls = text.rfind("\n", 0, start) + 1
+        found = text.find("\n", end)
+        le = len(text) if found == -1 else found
+        line_no = text.count("\n", 0, start) + 1
+        mostly = kind in WHOLE_LINE_KINDS or 3 * (end - start) >= 2 * len(text[ls:le].strip())
+        if whole_lines and mostly and le - ls <= LINE_MOVE_LIMIT and ls >= pos:
+            out.append(text[pos:ls])
+            cuts.append((kind, line_no, text[ls:le], None))
+            pos = le + 1 if le < len(text) else le
+        else:
+            marker = f"[volatile:{n}]"
+            n += 1
+            out += [text[pos:start], marker]
+            cuts.append((kind, line_no, text[start:end], marker))
+            pos = end
+    out.append(text[pos:])
+    stable = "".join(out)
+    if cuts and cuts[-1][3] is None and pos == len(text) and not text.endswith("\n"):
+        stable = stable.removesuffix("\n")
+    return stable, cuts
+
+
+PIECES = [
+    "Current date: 2024-05-15",
+    "trace 123e4567-e89b-12d3-a456-426614174000 here",
+    "req_ABCDEFGH12345",
+    "Policy text that stays.",
+    "x" * 300,
+    "",
+    "at 2024-01-01T10:00:00Z and 2024-01-02 11:00",
+]
+
+
+def test_cuts_equal_the_definition_on_random_texts() -> None:
+    rng = random.Random(19)
+    for _ in range(2000):
+        text = "\n".join(rng.choice(PIECES) for _ in range(rng.randint(0, 12)))
+        if rng.random() < 0.3:
+            text = text.replace("\n", rng.choice([" ", "\n\n"]))  # one long line, or blank lines
+        spans: list[Span] = list(find_volatile(text))
+        if text and rng.random() < 0.3:  # a learned span, possibly over several lines and overlapping
+            a = rng.randrange(len(text))
+            spans.append((a, min(len(text), a + rng.randint(0, 80)), "learned"))
+        for whole_lines in (True, False):
+            stable, cuts = cut_spans(text, spans, whole_lines=whole_lines)
+            assert (stable, [tuple(c) for c in cuts]) == _by_definition(text, spans, whole_lines)
+
+
+def test_a_megabyte_on_one_line_with_25k_values() -> None:
+    # The shape that was quadratic twice over: every span's line is the whole text.
+    stamps = [f"2024-05-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:00" for i in range(25_000)]
+    text = " ".join(f"event {s} ok...................." for s in stamps)
+    stable, cuts = cut_spans(text, list(find_volatile(text)))
+    assert len(cuts) == 25_000 and all(c[1] == 1 for c in cuts)
+    assert [c[2] for c in cuts] == stamps
+    assert "2024-" not in stable and stable.count("[volatile:") == 25_000
+
+
+def test_lines_index() -> None:
+    lines = Lines("a\nbb\n\nccc")
+    assert [lines.number(i) for i in (0, 1, 2, 4, 5, 6)] == [1, 1, 2, 2, 3, 4]
+    assert lines.bounds(2, 3) == (2, 4) and lines.bounds(6, 8) == (6, 9) and lines.bounds(0, 6) == (0, 9)
+
+
+def test_scan_offsets_are_characters_in_a_long_non_ascii_text() -> None:
+    # Byte offsets are mapped to characters incrementally (the whole prefix was decoded per hit).
+    from promptcache.pipeline.analyse import STATIC_SCANNER
+
+    rng = random.Random(7)
+    parts, expected, at = [], [], 0
+    for i in range(3000):
+        filler = rng.choice(["é", "日本", "🙂", "a", "Ω "]) * rng.randint(0, 5) + " at "
+        stamp = f"2024-05-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:00"
+        parts += [filler, stamp, "\n"]
+        expected.append((at + len(filler), at + len(filler) + len(stamp)))
+        at += len(filler) + len(stamp) + 1
+    text = "".join(parts)
+    hits = STATIC_SCANNER.scan(text)
+    assert [(h.start, h.end) for h in hits if h.kind == "timestamp"] == expected
