@@ -29,33 +29,27 @@ from then on it moves after the cached prefix:
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-import orjson
-
 from promptcache.artifacts import ResponseCache, RetrievalCache, ToolOutputCache, open_store
-from promptcache.blocks import Block, BlockKind, Stability, Trust
-from promptcache.canonical import Fragment, canonical_json, canonical_text, digest
-from promptcache.detect import scan_sensitive
+from promptcache.blocks import Block, BlockKind
 from promptcache.explain import Snapshot
 from promptcache.figures import Degradation
 from promptcache.formats import WireFormat, parse_format
-from promptcache.keys import KeyContract, chain_hash, derive_key
-from promptcache.layout import arrange
+from promptcache.keys import KeyContract
 from promptcache.pipeline.analyse import Analyser, Message
 from promptcache.pipeline.assemble import (
     VOLATILE_FOOTER,
     VOLATILE_HEADER,
     prefix_of,
-    volatile_block,
     volatile_text,
     wire_layout,
 )
+from promptcache.pipeline.bounds import json_size, passed_through
 from promptcache.pipeline.fleet import FleetLearning
 from promptcache.pipeline.learning import (
     Families,
@@ -67,6 +61,7 @@ from promptcache.pipeline.learning import (
     remember,
     slot_label,
 )
+from promptcache.pipeline.loose import plan_blocks
 from promptcache.plan import Plan, Prepared
 from promptcache.policy import Policy
 from promptcache.providers.hints import HintContext, apply_hints
@@ -84,8 +79,6 @@ if TYPE_CHECKING:
     from promptcache.providers.prewarm import PrewarmReport
 
 __all__ = ["MAX_BODY_BYTES", "VOLATILE_FOOTER", "VOLATILE_HEADER", "Mode", "PromptCache"]
-
-log = logging.getLogger(__name__)
 
 Mode = Literal["active", "shadow"]
 
@@ -390,69 +383,16 @@ class PromptCache:
         block placed after the history and before the current user turn.
         """
         tenant = self.resolve_tenant(tenant)
-        arranged, moves = arrange(blocks, pin_tool_order=self.policy.layout.pin_tool_order)
-        out: list[Block] = []
-        digests: list[str] = []
-        sections: list[str] = []
-        frags: list[Fragment] = []
-        classes: dict[int, list[str]] = {}
-
-        def add_volatile() -> None:
-            block, dg = volatile_block(volatile_text(frags))
-            out.append(block)
-            digests.append(dg)
-            sections.append("volatile")
-
-        for b, section in arranged:
-            if section == "current" and frags and "volatile" not in sections:
-                add_volatile()
-            content: Any = b.content
-            found: tuple[str, ...] = b.data_classes
-            # Untrusted static content (a fixed document) is data: its values are
-            # never relocated into the volatile block, which is trusted.
-            if b.stability is Stability.STATIC and b.trust is Trust.TRUSTED and isinstance(content, str):
-                t = self._analyser.text(content, b.kind, b.label, self._relocates(b.kind))
-                frags.extend(t.fragments)
-                content, found = t.stable, tuple(sorted(set(found) | set(t.data_classes)))
-                dg = t.digest
-            else:
-                if isinstance(content, str):
-                    content = canonical_text(content)
-                    s = content
-                    cj = content.encode()
-                else:
-                    cj = canonical_json(content, where=f"{b.label}.content")
-                    s = cj.decode()
-                found = tuple(sorted(set(found) | {f.data_class for f in scan_sensitive(s)}))
-                dg = digest(b.kind.encode(), cj)
-            if found:
-                classes[len(out)] = list(found)
-            out.append(b.model_copy(update={"content": content, "data_classes": found}))
-            digests.append(dg)
-            sections.append(section)
-        if frags and "volatile" not in sections:
-            add_volatile()
-        prefix_end = sum(1 for s in sections if s == "static")
-        contract = self.contract(tenant, model)
-        tool_names = [b.name or "" for b in out if b.kind is BlockKind.TOOL_SCHEMA]
-        hist_end = sum(1 for s in sections if s in ("static", "session", "untrusted", "history"))
-        plan = Plan(
+        return plan_blocks(
+            blocks,
+            analyser=self._analyser,
+            relocates=self._relocates,
+            pin_tool_order=self.policy.layout.pin_tool_order,
+            contract=self.contract(tenant, model),
             model=model,
             tenant=tenant,
-            family=family_id("blocks", model, tenant, tool_names, 0),
-            blocks=out,
-            digests=digests,
-            sections=sections,
-            prefix_end=prefix_end,
-            prefix_key=derive_key(contract, "prompt_prefix", chain_hash(digests[:prefix_end])),
-            conversation_key=derive_key(contract, "conversation", chain_hash(digests[:hist_end])),
-            fragments=frags,
-            moves=moves,
-            data_classes=classes,
             mode=self.mode,
         )
-        plan._contract = contract
-        return plan
 
     def prepare_request(
         self,
@@ -461,18 +401,21 @@ class PromptCache:
         format: str | WireFormat,
         model: str | None = None,
         tenant: str | None = None,
+        body_bytes: int | None = None,
     ) -> Prepared:
         """Rewrite a provider request ``body`` for caching, in the same wire format.
 
         System/developer text is canonicalized and its volatile values relocated
         after the stable prefix; tools are put in canonical JSON and sorted by
         name; the history keeps its order; provider caching hints are placed.
+        ``body_bytes``: the body's size as sent, when the caller has it (the transport does),
+        for the ``max_body_bytes`` check; otherwise it is measured.
         """
         if self.telemetry:
             return _instrumentation().observe_prepare(  # type: ignore[no-any-return]
-                lambda: self._prepare(body, format=format, model=model, tenant=tenant)
+                lambda: self._prepare(body, format=format, model=model, tenant=tenant, body_bytes=body_bytes)
             )
-        return self._prepare(body, format=format, model=model, tenant=tenant)
+        return self._prepare(body, format=format, model=model, tenant=tenant, body_bytes=body_bytes)
 
     def _prepare(
         self,
@@ -481,6 +424,7 @@ class PromptCache:
         format: str | WireFormat,
         model: str | None,
         tenant: str | None,
+        body_bytes: int | None = None,
     ) -> Prepared:
         fmt = parse_format(format)
         if type(body) is not dict:
@@ -491,44 +435,18 @@ class PromptCache:
         if not isinstance(model, str) or not model:
             raise WireFormatError(f"{fmt.value}: no model in the body; pass model=...")
         tenant = self.resolve_tenant(tenant)
-        size = _json_size(body)
+        size = json_size(body) if body_bytes is None else body_bytes
         if size is not None and size > self.max_body_bytes:
-            return self._passed_through(body, fmt, model, tenant, size)
+            with self._degraded_lock:
+                self._degraded[Degradation.BODY_TOO_LARGE.value] += 1
+                first = self._degraded[Degradation.BODY_TOO_LARGE.value] == 1
+            return passed_through(body, fmt, model, tenant, size, self.max_body_bytes, self.mode, warn=first)
         adapter = get_adapter(fmt)
         parts = adapter.split(body)
         if not telemetry_tracing():  # no span, not even its attributes, when nobody traces
             return self._prepare_parts(fmt, adapter, parts, body, model, tenant)
         with telemetry_span("promptcache.canonicalize", {"promptcache.format": fmt.value}):
             return self._prepare_parts(fmt, adapter, parts, body, model, tenant)
-
-    def _passed_through(
-        self, body: dict[str, Any], fmt: WireFormat, model: str, tenant: str, size: int
-    ) -> Prepared:
-        """A body above ``max_body_bytes``: sent as it came, with an empty plan saying why, counted."""
-        with self._degraded_lock:
-            self._degraded[Degradation.BODY_TOO_LARGE.value] += 1
-            first = self._degraded[Degradation.BODY_TOO_LARGE.value] == 1
-        why = (
-            f"passed through unprocessed: the body is {size:,} bytes of JSON, above "
-            f"max_body_bytes={self.max_body_bytes:,}"
-        )
-        if first:  # once per cache: the count says how often
-            log.warning("promptcache: a %s request %s; raise PromptCache(max_body_bytes=...)", fmt.value, why)
-        plan = Plan(
-            format=fmt,
-            model=model,
-            tenant=tenant,
-            family="",
-            blocks=[],
-            digests=[],
-            sections=[],
-            prefix_end=0,
-            prefix_key="",
-            conversation_key="",
-            decisions=[why],
-            mode=self.mode,
-        )
-        return Prepared(body=dict(body), plan=plan)
 
     def degradations(self) -> dict[str, int]:
         """How many requests this cache absorbed a fault for, by :class:`~promptcache.figures.Degradation`
@@ -639,20 +557,6 @@ class PromptCache:
         )
         plan._contract, plan._snapshot, plan._previous = contract, snapshot, previous
         return Prepared(body=dict(body) if self.mode == "shadow" else hinted, plan=plan)
-
-
-def _json_size(body: Mapping[str, Any]) -> int | None:
-    """Bytes of ``body`` as JSON (an object JSON cannot hold counts as ``null``); None if it has
-    no JSON form at all (too deep, an integer too large): the pipeline then says what is wrong."""
-    try:
-        return len(orjson.dumps(body, default=_as_null, option=orjson.OPT_NON_STR_KEYS))
-    except (orjson.JSONEncodeError, TypeError, ValueError):
-        return None
-
-
-def _as_null(value: Any) -> None:
-    """orjson's ``default``: an object without a JSON form weighs as ``null`` (only the size is wanted)."""
-    del value
 
 
 def _instrumentation() -> Any:

@@ -113,7 +113,7 @@ class ProviderRequest:
     the usage read-back are written once.
     """
 
-    __slots__ = ("caches", "ctx", "endpoint", "explicit", "fmt", "model", "sent", "stream", "write")
+    __slots__ = ("body_bytes", "caches", "ctx", "endpoint", "explicit", "fmt", "model", "sent", "stream", "write")
 
     def __init__(
         self,
@@ -131,6 +131,8 @@ class ProviderRequest:
         self.stream = False
         self.explicit: GeminiPrepared | None = None
         self.write: CacheUsage | None = None
+        #: The body's size as the SDK encoded it (the engine's size check need not measure it).
+        self.body_bytes: int | None = None
 
     def prepare(self, body: dict[str, Any], path_streams: bool) -> dict[str, Any]:
         """The body to send for ``body`` (``path_streams``: the endpoint itself streams)."""
@@ -156,7 +158,9 @@ class ProviderRequest:
             ctx.hints_off = True
             ctx.notes.append("caching hints off: this endpoint refused them for this model lately")
         try:
-            prepared = ctx.cache.prepare_request(body, format=fmt, tenant=ctx.tenant, model=self.model)
+            prepared = ctx.cache.prepare_request(
+                body, format=fmt, tenant=ctx.tenant, model=self.model, body_bytes=self.body_bytes
+            )
         except (WireFormatError, TypeError, ValueError) as exc:
             # A cache problem must never fail the call (DESIGN: failure behaviour): send it as built.
             # The exception text names fields, not prompt text.
@@ -304,7 +308,9 @@ def _start(
     if not isinstance(body, dict):
         return None
     endpoint = f"{request.url.scheme}://{request.url.netloc.decode()}{request.url.path}"
-    return ProviderRequest(ctx, found[0], found[1], caches=caches, endpoint=endpoint), body
+    call = ProviderRequest(ctx, found[0], found[1], caches=caches, endpoint=endpoint)
+    call.body_bytes = len(content)
+    return call, body
 
 
 def _loads(data: bytes | str) -> Any:
