@@ -113,7 +113,18 @@ class ProviderRequest:
     the usage read-back are written once.
     """
 
-    __slots__ = ("body_bytes", "caches", "ctx", "endpoint", "explicit", "fmt", "model", "sent", "stream", "write")
+    __slots__ = (
+        "body_bytes",
+        "caches",
+        "ctx",
+        "endpoint",
+        "explicit",
+        "fmt",
+        "model",
+        "sent",
+        "stream",
+        "write",
+    )
 
     def __init__(
         self,

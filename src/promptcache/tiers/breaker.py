@@ -46,16 +46,28 @@ class Outage:
     the first failure warns, later ones are logged at debug level until every tier works again.
     """
 
+    #: The same fault of the same tier is warned about again only after this many seconds, even
+    #: if a call in between succeeded (a call that needs nothing of the broken part, such as a
+    #: generation read answered from memory, does not mean the outage is over).
+    REWARN_S = 300.0
+
     def __init__(self) -> None:
         """Start with no tier failing."""
         self._lock = threading.Lock()
         self._failing: set[str] = set()
+        self._warned: dict[tuple[str, str], float] = {}
 
     def failed(self, tier: str, what: str, cooldown_s: float) -> None:
         """``tier`` failed with ``what`` (an exception's type, or an unusable location's own words)."""
+        now = time.monotonic()
         with self._lock:
-            first = not self._failing
+            last = self._warned.get((tier, what))
+            first = not self._failing and (last is None or now - last >= self.REWARN_S)
             self._failing.add(tier)
+            if first:
+                self._warned[(tier, what)] = now
+                if len(self._warned) > 64:
+                    self._warned.pop(next(iter(self._warned)))
         if first:
             log.warning("tier %s skipped after %s (retried every %.1fs)", tier, what, cooldown_s)
         else:

@@ -100,10 +100,13 @@ def below_l1(
     writeback_queue_size: int = 10_000,
     breaker_cooldown_s: float = 1.0,
     tier_timeout_s: float = 0.5,
+    outage: Outage | None = None,
 ) -> WriteBack:
-    """The chain below L1 (see the module docstring); ``counters`` are the tiers', by name."""
+    """The chain below L1 (see the module docstring); ``counters`` are the tiers', by name.
+    ``outage``: shared with the store's other guards, so one fault is warned about once."""
 
-    outage = Outage()  # one fault of the store is warned about once, whichever tier meets it
+    if outage is None:
+        outage = Outage()
 
     def breaker(inner: Any, name: str) -> CircuitBreaker[Any]:
         return CircuitBreaker(
@@ -179,6 +182,8 @@ class TieredStore(SyncRouterOps, AsyncRouterOps):
         self._counters = StatsCounter(_ROUTER_COUNTERS)
         self._tier_counters = {"l1": StatsCounter(), "l2": StatsCounter(), "l3": StatsCounter()}
         self.below: WriteBack | None = None
+        # One fault of the store is warned about once, whichever tier or guard meets it.
+        outage = Outage()
         if l2 is not None:
             self.below = below_l1(
                 l2,
@@ -190,6 +195,7 @@ class TieredStore(SyncRouterOps, AsyncRouterOps):
                 writeback_queue_size=writeback_queue_size,
                 breaker_cooldown_s=breaker_cooldown_s,
                 tier_timeout_s=tier_timeout_s,
+                outage=outage,
             )
         self.reads = read_through(
             self, count=self._counters.add, swr_types=swr_types, swr_window_s=swr_window_s
@@ -202,6 +208,7 @@ class TieredStore(SyncRouterOps, AsyncRouterOps):
                 counters=self._tier_counters["l2"],
                 cooldown_s=breaker_cooldown_s,
                 timeout_s=tier_timeout_s,
+                outage=outage,
             )
         elif l2 is not None and tag_key is None and not os.environ.get(TAG_KEY_ENV):
             log.warning(

@@ -209,6 +209,9 @@ class AsyncRouterOps:
             return self.generations.bump_local(tag)
         if not shared:
             self._tier_counters["l2"].add("errors")
+            # As below: this process at least stops serving what the invalidation meant to drop
+            # (its entries were stored under the same local names).
+            self.generations.bump_local(tag)
             raise InvalidationFailed("could not invalidate a tag: the shared tier's tag key cannot be read")
         try:
             gen = await self.below.ainvalidate_tag(tag)
