@@ -51,16 +51,18 @@ def span_positions(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[i
         at.append(i)
     with_spans = set(at)
     out: list[tuple[int, int, int]] = []
-    anchor_line, anchor = -1, _TOP
+    anchor_line, anchor, anchor_of = -1, _TOP, -1
+    scanned = 0  # the lines below this one were looked at for the nearest span-free line
     last_line, order = -1, 0
     for line_no in at:
-        # The nearest span-free line above: found by walking up from this span's line, cached
-        # for the spans after it (their lines only grow).
-        j = line_no - 1
-        while j > anchor_line and j in with_spans:
-            j -= 1
-        if j > anchor_line:
-            anchor_line, anchor = j, _crc(lines[j])
+        # The nearest span-free line above, found by one upward pass over the lines (the spans'
+        # lines only grow): linear however many lines hold spans.
+        for j in range(scanned, line_no):
+            if j not in with_spans:
+                anchor_line = j
+        scanned = max(scanned, line_no)
+        if anchor_line != anchor_of:
+            anchor, anchor_of = _crc(lines[anchor_line]), anchor_line
         order = order + 1 if line_no == last_line else 0
         last_line = line_no
         out.append((anchor, line_no - anchor_line, order))
