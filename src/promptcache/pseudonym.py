@@ -53,6 +53,8 @@ _MIN_KEY_CHARS = 16
 
 _lock = threading.Lock()
 _key: list[bytes | None] = [None]
+#: Whether the key is this process's own (no environment key, no readable key file).
+_own: list[bool] = [False]
 
 
 def set_deployment_key(key: str | bytes | None) -> None:
@@ -91,7 +93,14 @@ def _file_key() -> bytes:
         path = default_cache_dir() / _KEY_FILE
         return _read_or_make(path)
     except (OSError, ValueError) as exc:
-        log.warning(
+        # An unusable cache directory is one fault, warned about once by the store that meets it
+        # (issue 19, item 6), and a local store shares nothing with other processes anyway: info
+        # level here. A Redis store, shared, warns when it opens (key_is_per_process). A bad key
+        # file is warned about.
+        _own[0] = True
+        level = logging.INFO if isinstance(exc, OSError) else logging.WARNING
+        log.log(
+            level,
             "no shareable tenant key (%s, %s): this process labels tenants with a key of its own; "
             "set %s to share entries between processes",
             _KEY_FILE,
@@ -117,6 +126,13 @@ def _read_or_make(path: Path) -> bytes:
             tmp.unlink(missing_ok=True)
     text = path.read_text().strip()
     return _checked(text, str(path))
+
+
+def key_is_per_process() -> bool:
+    """Whether tenant labels are made with a key of this process alone: entries it writes to a
+    store shared with other processes are then refused there as another tenant's."""
+    deployment_key()
+    return _own[0]
 
 
 def tenant_label(tenant: str) -> str:

@@ -108,11 +108,12 @@ def test_the_label_is_keyed() -> None:
 LABEL = "from promptcache.pseudonym import tenant_label; print(tenant_label('acme'))"
 
 
-def _label_in_child(cache_dir: Path) -> subprocess.CompletedProcess[str]:
+def _label_in_child(cache_dir: Path, before: str = "") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != ENV_KEY}
     env["PROMPTCACHE_CACHE_DIR"] = str(cache_dir)
+    code = "import logging; logging.basicConfig(level=logging.WARNING); " + before + LABEL
     return subprocess.run(
-        [sys.executable, "-c", LABEL], env=env, capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True
     )
 
 
@@ -124,7 +125,15 @@ def test_without_a_configured_key_the_processes_of_one_machine_share_one(tmp_pat
 
 
 def test_an_unusable_cache_dir_gives_a_process_key_and_one_warning(tmp_path: Path) -> None:
+    # The unusable directory is one fault: the store that meets it warns (issue 19, item 6), the
+    # tenant key does not add a second warning. What a per-process key costs, entries a shared
+    # store refuses to other processes, is warned about when a Redis store opens.
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache directory should be")
     done = _label_in_child(blocker / "cache")
-    assert done.stdout.startswith("t_") and "PROMPTCACHE_TENANT_KEY" in done.stderr
+    assert done.stdout.startswith("t_") and "WARNING" not in done.stderr.upper()
+    shared = _label_in_child(
+        blocker / "cache",
+        "from promptcache.tiers.redis import RedisStore; RedisStore('redis://127.0.0.1:1/0'); ",
+    )
+    assert shared.stdout.startswith("t_") and "PROMPTCACHE_TENANT_KEY" in shared.stderr

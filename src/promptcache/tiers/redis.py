@@ -93,6 +93,7 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 from promptcache.invalidation import Generations, new_epoch
+from promptcache.pseudonym import ENV_KEY, key_is_per_process
 from promptcache.tiers._async.redis import EPOCH_FIELD, AsyncRedisOps, Command
 from promptcache.tiers._sync.redis import SyncRedisOps
 from promptcache.tiers.base import DEFAULT_TAG_RETENTION_S, StatsCounter, TierError, TierStats
@@ -101,6 +102,8 @@ from promptcache.tiers.entry import Entry, decode_entry, encode_entry, key_diges
 __all__ = ["RedisStore", "connect_async", "connect_sync"]
 
 log = logging.getLogger("promptcache.tiers")
+#: Whether the per-process tenant key was warned about (once per process).
+_warned_own_key: list[bool] = []
 
 # KEYS: the entry, its bucket's generations, one tag set per tag (same bucket, so one slot);
 # ARGV: the encoded entry, its TTL in ms (0: none), the n tag names, then their n generations.
@@ -354,6 +357,14 @@ class RedisStore(SyncRedisOps, AsyncRedisOps):
         self._given_async: Any = async_client
         self._stats = StatsCounter()
         self._bucket_keys = [f"{namespace}:{{b{i:02d}}}" for i in range(buckets)]
+        if key_is_per_process() and not _warned_own_key:
+            _warned_own_key.append(True)
+            log.warning(
+                "tenant labels use a key of this process alone (no %s, no readable tenant.key): "
+                "other processes sharing this Redis store will not read its entries; set %s",
+                ENV_KEY,
+                ENV_KEY,
+            )
 
     # clients -----------------------------------------------------------------
 
