@@ -38,33 +38,26 @@ def _crc(line: str) -> int:
 
 def span_positions(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, int]]:
     """Where each of ``spans`` (sorted by start) sits: (checksum of the nearest line above with
-    no span, distance to it in lines, order among the spans of its line). One pass over the text."""
-    lines = text.split("\n")
-    starts = [0]
-    for line in lines[:-1]:
-        starts.append(starts[-1] + len(line) + 1)
-    at: list[int] = []  # the line of each span
-    i = 0
-    for start, _, _ in spans:
-        while i + 1 < len(starts) and starts[i + 1] <= start:
-            i += 1
-        at.append(i)
-    with_spans = set(at)
+    no span, distance to it in lines, order among the spans of its line). One pass over the text:
+    newlines are counted between consecutive spans, and only anchor lines are cut out."""
     out: list[tuple[int, int, int]] = []
-    anchor_line, anchor, anchor_of = -1, _TOP, -1
-    scanned = 0  # the lines below this one were looked at for the nearest span-free line
-    last_line, order = -1, 0
-    for line_no in at:
-        # The nearest span-free line above, found by one upward pass over the lines (the spans'
-        # lines only grow): linear however many lines hold spans.
-        for j in range(scanned, line_no):
-            if j not in with_spans:
-                anchor_line = j
-        scanned = max(scanned, line_no)
-        if anchor_line != anchor_of:
-            anchor, anchor_of = _crc(lines[anchor_line]), anchor_line
-        order = order + 1 if line_no == last_line else 0
-        last_line = line_no
+    line_no, pos = 0, 0
+    prev_line, order = -1, 0
+    anchor, anchor_line = _TOP, -1
+    for start, _, _ in spans:
+        line_no += text.count("\n", pos, start)
+        pos = start
+        if line_no != prev_line:
+            order = 0
+            if line_no - 1 > prev_line:
+                # The line just above holds no span (none between the previous span's line and
+                # this one): it is the anchor. Otherwise the previous span's anchor still is.
+                end = text.rfind("\n", 0, start)
+                anchor = _crc(text[text.rfind("\n", 0, end) + 1 : end])
+                anchor_line = line_no - 1
+        else:
+            order += 1
+        prev_line = line_no
         out.append((anchor, line_no - anchor_line, order))
     return out
 
@@ -111,20 +104,16 @@ class SlotVolatility:
         >>> m.changed_spans(b, [(8, 18, "epoch")])
         [(8, 18, 'epoch')]
         """
-        values: dict[tuple[int, int, int], str] = {}
-        previous, changing = self.values, self.changing
-        chosen: list[tuple[int, int, str]] = []
         if positions is None:
             positions = span_positions(text, spans)
-        for key, span in zip(positions, spans, strict=True):
-            value = text[span[0] : span[1]]
-            values[key] = value
-            if previous is not None and previous.get(key, value) != value:
-                changing.add(key)
-            if key in changing:
-                chosen.append(span)
+        values = {key: text[start:end] for key, (start, end, _) in zip(positions, spans, strict=True)}
+        previous, changing = self.values, self.changing
+        if previous is not None and previous != values:  # one comparison when nothing changed
+            changing.update(k for k, v in values.items() if previous.get(k, v) != v)
         self.values = values
-        return chosen
+        if not changing:
+            return []
+        return [span for key, span in zip(positions, spans, strict=True) if key in changing]
 
     @property
     def volatile_block(self) -> bool:
