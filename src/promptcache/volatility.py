@@ -36,11 +36,21 @@ def _crc(line: str) -> int:
     return zlib.crc32(line.encode("utf-8", "surrogatepass"))
 
 
-def span_positions(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, int]]:
-    """Where each of ``spans`` (sorted by start) sits: (checksum of the nearest line above with
-    no span, distance to it in lines, order among the spans of its line). One pass over the text:
-    newlines are counted between consecutive spans, and only anchor lines are cut out."""
-    out: list[tuple[int, int, int]] = []
+def span_positions(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, int, int]]:
+    """Where each of ``spans`` (sorted by start) sits, as a key that is unique within ``text``:
+    (checksum of the nearest non-blank line above that holds no span, distance to it in lines,
+    order among the spans of its line, occurrence of that same key before it).
+
+    Blank lines are skipped as anchors: they separate most prompts' paragraphs, and two values
+    each under a blank line would otherwise share a position. Linear in the text: the lines
+    between two consecutive spans are looked at once.
+
+    >>> text = "intro\\n\\nRequest ID: r1\\n\\nTime: 10:00"
+    >>> [p[1:] for p in span_positions(text, [(19, 21, "id"), (29, 34, "clock")])]
+    [(2, 0, 0), (4, 0, 0)]
+    """
+    out: list[tuple[int, int, int, int]] = []
+    seen: dict[tuple[int, int, int], int] = {}
     line_no, pos = 0, 0
     prev_line, order = -1, 0
     anchor, anchor_line = _TOP, -1
@@ -49,16 +59,23 @@ def span_positions(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[i
         pos = start
         if line_no != prev_line:
             order = 0
-            if line_no - 1 > prev_line:
-                # The line just above holds no span (none between the previous span's line and
-                # this one): it is the anchor. Otherwise the previous span's anchor still is.
-                end = text.rfind("\n", 0, start)
-                anchor = _crc(text[text.rfind("\n", 0, end) + 1 : end])
-                anchor_line = line_no - 1
+            # Walk up through the lines since the previous span's line (none holds a span) to the
+            # first non-blank one; if all are blank, the previous span's anchor still holds.
+            end = text.rfind("\n", 0, start)
+            for k in range(line_no - 1, prev_line, -1):
+                begin = text.rfind("\n", 0, end) + 1
+                line = text[begin:end]
+                if line.strip():
+                    anchor, anchor_line = _crc(line), k
+                    break
+                end = begin - 1
         else:
             order += 1
         prev_line = line_no
-        out.append((anchor, line_no - anchor_line, order))
+        key = (anchor, line_no - anchor_line, order)
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        out.append((*key, n))
     return out
 
 
@@ -73,15 +90,15 @@ class SlotVolatility:
     wholesale_streak: int = 0
     observations: int = 0
     #: The previous request's detected values, by position (:func:`span_positions`).
-    values: dict[tuple[int, int, int], str] | None = None
+    values: dict[tuple[int, int, int, int], str] | None = None
     #: The positions of the values seen changing (moved from then on).
-    changing: set[tuple[int, int, int]] = field(default_factory=set)
+    changing: set[tuple[int, int, int, int]] = field(default_factory=set)
 
     def changed_spans(
         self,
         text: str,
         spans: list[tuple[int, int, str]],
-        positions: list[tuple[int, int, int]] | None = None,
+        positions: list[tuple[int, int, int, int]] | None = None,
     ) -> list[tuple[int, int, str]]:
         """The detected volatile spans of ``text`` that should move out of the prefix.
 

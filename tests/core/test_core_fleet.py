@@ -99,9 +99,9 @@ def test_shared_decisions_are_per_tenant(tmp_path: Path) -> None:
 
 def test_decisions_only_add_up_and_carry_no_text() -> None:
     fam = Family()
-    adopt_state(fam, LearnedState(slots={"s0": LearnedSlot(changing=[(11, 1, 0)], block=True)}), 2)
+    adopt_state(fam, LearnedState(slots={"s0": LearnedSlot(changing=[(11, 1, 0, 0)], block=True)}), 2)
     mine = export_state(fam)
-    assert mine.slots["s0"].changing == [(11, 1, 0)] and mine.slots["s0"].block
+    assert mine.slots["s0"].changing == [(11, 1, 0, 0)] and mine.slots["s0"].block
     theirs = LearnedState(slots={"s1": LearnedSlot(lines=[(123, 1)])}, tools_canonical=True)
     both = merge_states(mine, theirs)
     assert set(both.slots) == {"s0", "s1"} and both.tools_canonical

@@ -103,7 +103,7 @@ def test_scan_offsets_are_characters_in_a_long_non_ascii_text() -> None:
     assert [(h.start, h.end) for h in hits if h.kind == "timestamp"] == expected
 
 
-def _positions_by_walking(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, int]]:
+def _positions_by_walking(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, int, int]]:
     """The definition of volatility.span_positions, walking up from each span (quadratic)."""
     import bisect
     import zlib
@@ -114,14 +114,17 @@ def _positions_by_walking(text: str, spans: list[tuple[int, int, str]]) -> list[
         starts.append(starts[-1] + len(line) + 1)
     at = [bisect.bisect_right(starts, s[0]) - 1 for s in spans]
     with_spans, out, last, order = set(at), [], -1, 0
+    seen: dict[tuple[int, int, int], int] = {}
     for line_no in at:
         j = line_no - 1
-        while j >= 0 and j in with_spans:
+        while j >= 0 and (j in with_spans or not lines[j].strip()):
             j -= 1
         anchor = zlib.crc32(lines[j].encode("utf-8", "surrogatepass")) if j >= 0 else -1
         order = order + 1 if line_no == last else 0
         last = line_no
-        out.append((anchor, line_no - j, order))
+        key = (anchor, line_no - j, order)
+        out.append((*key, seen.get(key, 0)))
+        seen[key] = seen.get(key, 0) + 1
     return out
 
 
@@ -133,7 +136,9 @@ def test_span_positions_equal_their_walking_definition() -> None:
 
     rng = random.Random(7)
     for _ in range(2000):
-        lines = [rng.choice(["a", "bb", "x1", "", f"v{rng.randint(0, 9)}"]) for _ in range(rng.randint(1, 9))]
+        lines = [
+            rng.choice(["a", "bb", "x1", "", " ", f"v{rng.randint(0, 9)}"]) for _ in range(rng.randint(1, 9))
+        ]
         text = "\n".join(lines)
         picks = sorted(rng.sample(range(len(text)), min(len(text), rng.randint(0, 5)))) if text else []
         spans = [(c, c + 1, "k") for c in picks]
@@ -141,4 +146,4 @@ def test_span_positions_equal_their_walking_definition() -> None:
     # Every line holding a value: each anchored on the top, at its own distance.
     text = "\n".join(f"[2026-12-07T10:00:{i % 60:02d}Z] event" for i in range(500))
     spans = [(i * 29 + 1, i * 29 + 21, "timestamp") for i in range(500)]
-    assert span_positions(text, spans) == [(-1, i + 1, 0) for i in range(500)]
+    assert span_positions(text, spans) == [(-1, i + 1, 0, 0) for i in range(500)]

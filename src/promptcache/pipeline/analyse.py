@@ -105,7 +105,7 @@ class TextAnalysis:
 
     canonical: str  # before any relocation
     spans: list[tuple[int, int, str]]  # detected volatile spans of ``canonical``
-    span_positions: list[tuple[int, int, int]]  # where each span sits (volatility.span_positions)
+    span_positions: list[tuple[int, int, int, int]]  # where each span sits (volatility.span_positions)
     stable: str  # ``canonical`` with every detected span moved out
     cuts: Cuts  # what moved, for ``stable`` (fragments made only when sent: see ``fragments``)
     lines: list[str]  # of ``stable``

@@ -53,9 +53,9 @@ class LearnedSlot(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    changing: list[tuple[int, int, int]] = Field(
+    changing: list[tuple[int, int, int, int]] = Field(
         default_factory=list,
-        description="detected values seen changing, by position (anchor CRC, distance, order on the line)",
+        description="detected values seen changing, by position (anchor CRC, distance, order, occurrence)",
         max_length=MAX_ITEMS,
     )
     lines: list[tuple[int, int]] = Field(
@@ -107,11 +107,11 @@ def adopt_state(fam: Family, state: LearnedState, learn_after: int) -> None:
 def merge_states(a: LearnedState, b: LearnedState) -> LearnedState:
     """Both sets of decisions (they only add up: a value seen changing by one process is volatile).
 
-    >>> one = LearnedState(slots={"s0": LearnedSlot(changing=[(3, 1, 0)])})
+    >>> one = LearnedState(slots={"s0": LearnedSlot(changing=[(3, 1, 0, 0)])})
     >>> two = LearnedState(slots={"s0": LearnedSlot(lines=[(7, 1)])}, tools_canonical=True)
     >>> m = merge_states(one, two)
     >>> m.slots["s0"].changing, m.slots["s0"].lines, m.tools_canonical
-    ([(3, 1, 0)], [(7, 1)], True)
+    ([(3, 1, 0, 0)], [(7, 1)], True)
     """
     slots = dict(a.slots)
     for name, s in b.slots.items():
