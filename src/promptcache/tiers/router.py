@@ -179,6 +179,8 @@ class TieredStore(SyncRouterOps, AsyncRouterOps):
         self.bus: InvalidationBus = bus if bus is not None else LocalBus(fleet_wide=l2 is None)
         self.keyring = keyring
         self.max_staleness_s = max_staleness_s
+        #: How long a failing tier is skipped before it is tried again.
+        self.breaker_cooldown_s = breaker_cooldown_s
         self._counters = StatsCounter(_ROUTER_COUNTERS)
         self._tier_counters = {"l1": StatsCounter(), "l2": StatsCounter(), "l3": StatsCounter()}
         self.below: WriteBack | None = None
