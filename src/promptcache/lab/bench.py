@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,8 +94,13 @@ class HitrateReport(BaseModel):
 
     def ratio_to_oracle(self, arm: str) -> float:
         """The arm's cached fraction over the oracle's (1.0 when the oracle caches nothing)."""
-        o = self.arms["oracle"].cached_fraction
-        return self.arms[arm].cached_fraction / o if o else 1.0
+        return ratio_to_oracle(self.arms, arm)
+
+
+def ratio_to_oracle(arms: Mapping[str, ArmResult], arm: str) -> float:
+    """``arm``'s cached fraction over the ``oracle`` arm's (1.0 when the oracle caches nothing)."""
+    o = arms["oracle"].cached_fraction
+    return arms[arm].cached_fraction / o if o else 1.0
 
 
 def _total(usages: Sequence[CacheUsage], provider: str, model: str) -> ArmResult:

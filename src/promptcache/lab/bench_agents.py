@@ -40,12 +40,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from promptcache.catalog import Catalog, load_catalog, use_catalog
 from promptcache.engine import PromptCache
 from promptcache.formats import WireFormat
-from promptcache.lab.bench import langchain_middleware_body, oracle_usage
+from promptcache.lab.bench import ArmResult, langchain_middleware_body, oracle_usage, ratio_to_oracle
 from promptcache.lab.convert import convert
 from promptcache.lab.corpus import TRACES, AgentTrace, build_corpus, strip_markers
 from promptcache.lab.simulate import Simulator
@@ -83,17 +83,9 @@ _SIM_PROVIDER = {"openai": "openai", "openai_explicit": "openai", "anthropic": "
 _SENTINEL = "\ue000pcm\ue000"
 
 
-class ArmFigures(BaseModel):
-    """Totals of one arm over one trace on one provider."""
+class ArmFigures(ArmResult):
+    """Totals of one arm over one trace on one provider, with its cost against no cache."""
 
-    model_config = ConfigDict(frozen=True)
-
-    requests: int
-    input_tokens: int
-    cached_read_tokens: int
-    cache_write_tokens: int
-    cached_fraction: float
-    cost_usd: float
     uncached_cost_usd: float
     cost_ratio: float
 
@@ -107,8 +99,7 @@ class ProviderResult(BaseModel):
 
     def ratio_to_oracle(self, arm: str) -> float:
         """The arm's cached fraction over the oracle's (1.0 when the oracle caches nothing)."""
-        o = self.arms["oracle"].cached_fraction
-        return self.arms[arm].cached_fraction / o if o else 1.0
+        return ratio_to_oracle(self.arms, arm)
 
 
 class TraceResult(BaseModel):
