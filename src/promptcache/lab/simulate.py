@@ -118,6 +118,15 @@ Json = dict[str, Any]
 # OpenAI: developers.openai.com/api/docs/guides/prompt-caching ("1024 tokens or longer").
 # Gemini: ai.google.dev/gemini-api/docs/caching (implicit caching table).
 MIN_CACHEABLE_TOKENS: tuple[tuple[str, int], ...] = (
+    # Claude 5 generation: 512 for Opus 5 / Fable 5 / Mythos 5, 1024 for Sonnet 5 and Opus 4.8
+    # (as data/models.yaml, read 2026-12-07); the 5.x models whose minimum is unconfirmed keep
+    # the "claude" row below. Longer ids first: "claude-opus-5-5" must not match "claude-opus-5".
+    ("claude-opus-5-5", 1024),
+    ("claude-fable-5-", 1024),
+    ("claude-mythos-5-", 1024),
+    ("claude-opus-5", 512),
+    ("claude-fable-5", 512),
+    ("claude-mythos-5", 512),
     ("claude-opus-4-6", 4096),
     ("claude-opus-4-5", 4096),
     ("claude-haiku-4-5", 4096),
