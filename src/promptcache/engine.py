@@ -62,8 +62,9 @@ from promptcache.pipeline.learning import (
     slot_label,
 )
 from promptcache.pipeline.loose import plan_blocks
-from promptcache.plan import Plan, Prepared
+from promptcache.plan import Hint, Plan, Prepared
 from promptcache.policy import Policy
+from promptcache.providers.diagnostics import Diagnosis, ResponseChains, with_diagnostics
 from promptcache.providers.hints import HintContext, apply_hints
 from promptcache.stats import CacheStats, StatsRecorder, persist_stats, recorder_for
 from promptcache.telemetry.hooks import span as telemetry_span
@@ -132,6 +133,7 @@ class PromptCache:
         record_stats: bool | None = None,
         fleet: bool | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        cache_diagnostics: bool = False,
     ) -> None:
         if policy is None:
             self.policy = Policy()
@@ -178,6 +180,11 @@ class PromptCache:
         if fleet is None:
             fleet = store is not None or os.environ.get("PROMPTCACHE_FLEET", "") == "1"
         self._fleet = FleetLearning(self._open_store, self.policy.relocation.learn_after) if fleet else None
+        #: Send Anthropic cache diagnostics (``diagnostics.previous_message_id``) on every
+        #: request of a conversation, and read the provider's verdict back into ``plan.explain()``
+        #: and the figures (:mod:`promptcache.providers.diagnostics`). Claude API only.
+        self.cache_diagnostics = bool(cache_diagnostics)
+        self._chains = ResponseChains(max(1, max_families))
 
     # -- promptcache's own caches ---------------------------------------------
 
@@ -448,6 +455,17 @@ class PromptCache:
         with telemetry_span("promptcache.canonicalize", {"promptcache.format": fmt.value}):
             return self._prepare_parts(fmt, adapter, parts, body, model, tenant)
 
+    def record_answer(self, plan: Plan, response_id: str | None, diagnosis: Diagnosis | None) -> None:
+        """Read a provider's answer back into its request's plan: the response id becomes its
+        conversation's ``previous_message_id`` (cache diagnostics), and the provider's verdict on
+        the request's miss joins ``plan.explain()``. The transport calls it for every answer."""
+        private = plan.__pydantic_private__ or {}
+        chain = private.get("_chain")
+        if chain is not None and response_id is not None:
+            self._chains.answered(chain, response_id)
+        if diagnosis is not None:
+            plan._provider = (diagnosis.reason, diagnosis.missed_tokens)
+
     def degradations(self) -> dict[str, int]:
         """How many requests this cache absorbed a fault for, by :class:`~promptcache.figures.Degradation`
         value (so far ``body_too_large``: a body above ``max_body_bytes``, passed through unprocessed)."""
@@ -545,6 +563,20 @@ class PromptCache:
             stable_messages=change.stable if change else None,
         )
         hinted, hints, notes = apply_hints(new_body, ctx)
+        chain: tuple[str, bytes] | None = None
+        if (
+            self.cache_diagnostics
+            and fmt is WireFormat.ANTHROPIC_MESSAGES
+            and conversation is not None
+            and self.mode == "active"
+        ):
+            key = (tenant, conversation)
+            hinted, added, note = with_diagnostics(hinted, self._chains, key, model)
+            if added:
+                chain = key
+                hints = [*hints, Hint(kind="diagnostics", where="$.diagnostics")]
+            if note is not None:
+                notes = [*notes, note]
         plan = laid.plan(
             format=fmt,
             model=model,
@@ -556,6 +588,7 @@ class PromptCache:
             mode=self.mode,
         )
         plan._contract, plan._snapshot, plan._previous = contract, snapshot, previous
+        plan._chain = chain
         return Prepared(body=dict(body) if self.mode == "shadow" else hinted, plan=plan)
 
 

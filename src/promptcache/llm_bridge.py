@@ -141,6 +141,9 @@ def plan_summary(ctx: CallContext) -> dict[str, Any]:
             relocated_values=len(plan.fragments),
             explain=plan.explain_text(),
         )
+        reason = plan.provider_reason
+        if reason is not None:
+            out["provider_miss_reason"] = reason.value
     u = ctx.usage
     if u is not None:
         out.update(
@@ -168,7 +171,9 @@ def record_call(ctx: CallContext) -> CallFigures | None:
     usage = ctx.usage
     if usage is None:
         return None
-    figures = figures_from_usage(usage, call_id=ctx.call_id, tenant=ctx.tenant)
+    plan = ctx.plan
+    reason = plan.provider_reason if plan is not None else None
+    figures = figures_from_usage(usage, call_id=ctx.call_id, tenant=ctx.tenant, provider_miss_reason=reason)
     recorder_for(ctx.cache).record(ctx.tenant, usage, figures=figures)
     return figures
 

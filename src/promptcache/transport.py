@@ -57,6 +57,12 @@ import orjson
 from promptcache.figures import Degradation
 from promptcache.formats import WireFormat
 from promptcache.llm_bridge import HINT_REJECTIONS, CallContext, current_call, mark_first_chunk
+from promptcache.providers.diagnostics import (
+    diagnosis_from_answer,
+    diagnosis_from_stream,
+    response_id_from_answer,
+    response_id_from_stream,
+)
 from promptcache.providers.fallback import HINT_FIELDS, REJECTIONS, may_be_rejection, strip_hints
 from promptcache.providers.gemini_cache import GeminiCacheManager, GeminiPrepared
 from promptcache.providers.usage import usage_from_response, usage_from_stream
@@ -275,6 +281,9 @@ class ProviderRequest:
             ctx.usage = self._with_write(usage_from_response(self.fmt, plain, model=self._model()))
         except (ValueError, TypeError) as exc:
             ctx.notes.append(f"provider usage unreadable: {type(exc).__name__}"[:300])
+        if self.fmt is WireFormat.ANTHROPIC_MESSAGES and ctx.plan is not None:
+            # Anthropic cache diagnostics: the id chains the conversation's next request.
+            ctx.cache.record_answer(ctx.plan, response_id_from_answer(plain), diagnosis_from_answer(plain))
 
     def finish_stream(self) -> None:
         """Read the usage of the stream events gathered in the context."""
@@ -283,6 +292,9 @@ class ProviderRequest:
             ctx.usage = self._with_write(usage_from_stream(self.fmt, ctx.stream_events, model=self._model()))
         except (ValueError, TypeError) as exc:
             ctx.notes.append(f"stream usage unreadable: {exc}"[:300])
+        if self.fmt is WireFormat.ANTHROPIC_MESSAGES and ctx.plan is not None:
+            events = ctx.stream_events
+            ctx.cache.record_answer(ctx.plan, response_id_from_stream(events), diagnosis_from_stream(events))
 
     def _with_write(self, usage: CacheUsage) -> CacheUsage:
         write = self.write

@@ -208,6 +208,8 @@ class Emulator:
         self._sim = Simulator()
         self._step = 0
         self._ids = itertools.count(1)
+        # Anthropic cache diagnostics: (organization, message id) -> fingerprint of its request.
+        self._prints: dict[tuple[str, str], _Print] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -281,6 +283,7 @@ class Emulator:
             self._sim = Simulator()
             self._step = 0
             self._ids = itertools.count(1)
+            self._prints.clear()
             self._t0 = time.monotonic()
 
     # -- request handling (called from server threads) ---------------------------------------
@@ -340,6 +343,25 @@ class Emulator:
             ) from None
         return result.usage
 
+    def _diagnose(self, body: Json, org: str, message_id: str) -> Json | None:
+        """Anthropic cache diagnostics for a request carrying ``diagnostics``: store its
+        fingerprint under ``message_id`` and compare it with the one ``previous_message_id``
+        names, per organization (platform.claude.com/docs/en/build-with-claude/cache-diagnostics,
+        read 2026-12-07). The answer's ``diagnostics`` object, or None when not asked for."""
+        asked = body.get("diagnostics")
+        if not isinstance(asked, dict):
+            return None
+        cur = _fingerprint(body)
+        previous = asked.get("previous_message_id")
+        with self._lock:
+            prev = self._prints.get((org, previous)) if isinstance(previous, str) else None
+            self._prints[(org, message_id)] = cur
+        if previous is None:
+            return {"cache_miss_reason": None}
+        if prev is None:
+            return {"cache_miss_reason": {"type": "previous_message_not_found"}}
+        return {"cache_miss_reason": _divergence(prev, cur)}
+
     def _create_cached_content(self, path: str, body: Json, org: str) -> Json:
         """Gemini ``POST cachedContents``: the simulator stores the prefix; thread-safe."""
         model = body.get("model")
@@ -386,6 +408,44 @@ class Emulator:
         for c in turn.tool_calls:
             n += count_text(c.name + json.dumps(c.arguments), model) + 3
         return max(n, 1)
+
+
+class _Print(BaseModel):
+    """A request's fingerprint for cache diagnostics: hashes and token counts, no prompt text."""
+
+    model: str
+    sections: list[str]  # per rendered segment: "tools", "system" or "messages"
+    hashes: list[str]  # cumulative prefix hash through each segment
+    cumulative: list[int]  # prefix tokens through each segment
+
+
+def _fingerprint(body: Json) -> _Print:
+    r = render(WireFormat.ANTHROPIC_MESSAGES, body)
+    sections = [seg.path.split("[", 1)[0].split(".", 1)[0] for seg in r.segments]
+    sections = [x if x in _CHANGED else "messages" for x in sections]
+    model = str(body.get("model") or "")
+    return _Print(model=model, sections=sections, hashes=r.hashes, cumulative=r.cumulative)
+
+
+_CHANGED = {"tools": "tools_changed", "system": "system_changed", "messages": "messages_changed"}
+_ORDER = ("tools", "system", "messages")
+
+
+def _divergence(prev: _Print, cur: _Print) -> Json | None:
+    """Where ``cur`` first differs from ``prev`` and the tokens ``prev`` had cached after that
+    point; None when ``cur`` only appends to ``prev`` (the docs' no-miss case)."""
+    total = prev.cumulative[-1] if prev.cumulative else 0
+    if prev.model != cur.model:
+        return {"type": "model_changed", "cache_missed_input_tokens": total}
+    for i, h in enumerate(prev.hashes):
+        if i >= len(cur.hashes) or cur.hashes[i] != h:
+            before = prev.cumulative[i - 1] if i else 0
+            # The earlier section of the two at the divergence: a tool added before the system
+            # prompt diverges where the old request had its system prompt, and is a tools change.
+            here = [prev.sections[i], cur.sections[i] if i < len(cur.sections) else "messages"]
+            section = min(here, key=_ORDER.index)
+            return {"type": _CHANGED[section], "cache_missed_input_tokens": total - before}
+    return None
 
 
 def _has_key(data: Any, key: str) -> bool:
@@ -476,8 +536,10 @@ def _anthropic_content(turn: _Turn, n: int) -> list[Json]:
     return content
 
 
-def _anthropic_message(body: Json, turn: _Turn, usage: CacheUsage, n: int, out: int) -> Json:
-    return {
+def _anthropic_message(
+    body: Json, turn: _Turn, usage: CacheUsage, n: int, out: int, diagnostics: Json | None = None
+) -> Json:
+    msg = {
         "id": f"msg_emu{n:06d}",
         "type": "message",
         "role": "assistant",
@@ -487,12 +549,16 @@ def _anthropic_message(body: Json, turn: _Turn, usage: CacheUsage, n: int, out: 
         "stop_sequence": None,
         "usage": _anthropic_usage(usage, out),
     }
+    if diagnostics is not None:
+        # "Present (possibly null) whenever the caller supplied diagnostics" (BetaMessage).
+        msg["diagnostics"] = diagnostics
+    return msg
 
 
 def _anthropic_stream(
-    body: Json, turn: _Turn, usage: CacheUsage, n: int, out: int
+    body: Json, turn: _Turn, usage: CacheUsage, n: int, out: int, diagnostics: Json | None = None
 ) -> Iterator[tuple[str, Json]]:
-    msg = _anthropic_message(body, turn, usage, n, out)
+    msg = _anthropic_message(body, turn, usage, n, out, diagnostics)
     start = dict(msg, content=[], stop_reason=None, usage=_anthropic_usage(usage, 1))
     yield "message_start", {"type": "message_start", "message": start}
     for i, block in enumerate(msg["content"]):
@@ -981,15 +1047,16 @@ class _Handler(BaseHTTPRequestHandler):
         created = int(time.time())
         stream = bool(body.get("stream"))
         if fmt is WireFormat.ANTHROPIC_MESSAGES:
+            diag = emu._diagnose(body, org, f"msg_emu{n:06d}")
             if stream:
                 self._send_sse(
                     (
                         f"event: {e}\ndata: {json.dumps(d)}\n\n"
-                        for e, d in _anthropic_stream(body, turn, usage, n, out)
+                        for e, d in _anthropic_stream(body, turn, usage, n, out, diag)
                     )
                 )
             else:
-                self._send_json(200, _anthropic_message(body, turn, usage, n, out))
+                self._send_json(200, _anthropic_message(body, turn, usage, n, out, diag))
         elif fmt is WireFormat.OPENAI_CHAT:
             if stream:
                 events = (
