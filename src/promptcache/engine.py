@@ -65,7 +65,8 @@ from promptcache.pipeline.loose import plan_blocks
 from promptcache.plan import Hint, Plan, Prepared
 from promptcache.policy import Policy
 from promptcache.providers.diagnostics import Diagnosis, ResponseChains, with_diagnostics
-from promptcache.providers.hints import HintContext, apply_hints
+from promptcache.providers.hints import HintContext, apply_hints, model_info
+from promptcache.providers.tool_changes import ConversationTools, apply_tool_changes
 from promptcache.stats import CacheStats, StatsRecorder, persist_stats, recorder_for
 from promptcache.telemetry.hooks import span as telemetry_span
 from promptcache.telemetry.hooks import tracing as telemetry_tracing
@@ -134,6 +135,7 @@ class PromptCache:
         fleet: bool | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         cache_diagnostics: bool = False,
+        mid_conversation_tools: bool = False,
     ) -> None:
         if policy is None:
             self.policy = Policy()
@@ -185,6 +187,11 @@ class PromptCache:
         #: and the figures (:mod:`promptcache.providers.diagnostics`). Claude API only.
         self.cache_diagnostics = bool(cache_diagnostics)
         self._chains = ResponseChains(max(1, max_families))
+        #: Express a conversation's tool additions and removals as Anthropic mid-conversation
+        #: tool changes on the models the catalog lists with that capability, instead of
+        #: rewriting the tools block (:mod:`promptcache.providers.tool_changes`).
+        self.mid_conversation_tools = bool(mid_conversation_tools)
+        self._tool_states = ConversationTools(max(1, max_families))
 
     # -- promptcache's own caches ---------------------------------------------
 
@@ -455,6 +462,26 @@ class PromptCache:
         with telemetry_span("promptcache.canonicalize", {"promptcache.format": fmt.value}):
             return self._prepare_parts(fmt, adapter, parts, body, model, tenant)
 
+    def _tool_changes(
+        self,
+        body: dict[str, Any],
+        hints: list[Hint],
+        notes: list[str],
+        key: tuple[str, bytes],
+        model: str,
+    ) -> tuple[dict[str, Any], list[Hint], list[str]]:
+        info = model_info(model, WireFormat.ANTHROPIC_MESSAGES, self.catalog)
+        if info is None or "mid_conversation_tools" not in info.capabilities:
+            return body, hints, notes
+        states = self._tool_states
+        with states.lock:
+            out, state, more = apply_tool_changes(body, states.get(key))
+            if state is not None:
+                states.put(key, state)
+        if out is not body:
+            hints = [*hints, Hint(kind="tool_change", where="$.messages")]
+        return out, hints, [*notes, *more] if more else notes
+
     def record_answer(self, plan: Plan, response_id: str | None, diagnosis: Diagnosis | None) -> None:
         """Read a provider's answer back into its request's plan: the response id becomes its
         conversation's ``previous_message_id`` (cache diagnostics), and the provider's verdict on
@@ -563,6 +590,13 @@ class PromptCache:
             stable_messages=change.stable if change else None,
         )
         hinted, hints, notes = apply_hints(new_body, ctx)
+        if (
+            self.mid_conversation_tools
+            and fmt is WireFormat.ANTHROPIC_MESSAGES
+            and conversation is not None
+            and self.mode == "active"
+        ):
+            hinted, hints, notes = self._tool_changes(hinted, hints, notes, (tenant, conversation), model)
         chain: tuple[str, bytes] | None = None
         if (
             self.cache_diagnostics

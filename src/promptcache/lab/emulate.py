@@ -315,6 +315,8 @@ class Emulator:
                     raise _HttpError(
                         400, "invalid_request_error", f"{refused[0]}: Extra inputs are not permitted"
                     )
+                if fmt is WireFormat.ANTHROPIC_MESSAGES:
+                    _check_mid_conversation(body)
                 usage = self._simulate(fmt, body, org, model)
             except _HttpError:
                 self.usages.append(None)
@@ -408,6 +410,34 @@ class Emulator:
         for c in turn.tool_calls:
             n += count_text(c.name + json.dumps(c.arguments), model) + 3
         return max(n, 1)
+
+
+def _check_mid_conversation(body: Json) -> None:
+    """Answer a 400 where the Messages API would: a ``{"role": "system"}`` message on a model the
+    catalog lists without mid-conversation system messages, or a tool change naming a tool the
+    request does not declare (platform.claude.com mid-conversation-system-messages, read
+    2026-12-07; anthropic SDK 0.125 BetaRequestToolAdditionBlockParam)."""
+    messages = body.get("messages") or []
+    system = [m for m in messages if isinstance(m, dict) and m.get("role") == "system"]
+    if not system:
+        return
+    model = str(body.get("model") or "")
+    from promptcache.catalog import default_catalog  # the lab's only catalog need: imported late
+
+    rules = default_catalog().rules(model, provider="anthropic")
+    if rules is not None and rules.family is None and "mid_conversation_system" not in rules.capabilities:
+        raise _HttpError(400, "invalid_request_error", f"messages: role 'system' is not supported on {model}")
+    declared = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
+    for m in system:
+        content = m.get("content")
+        for blk in content if isinstance(content, list) else []:
+            if isinstance(blk, dict) and blk.get("type") in ("tool_addition", "tool_removal"):
+                ref = blk.get("tool")
+                name = ref.get("name") if isinstance(ref, dict) else None
+                if name not in declared:
+                    raise _HttpError(
+                        400, "invalid_request_error", f"{blk['type']}.tool: {name!r} is not declared in tools"
+                    )
 
 
 class _Print(BaseModel):

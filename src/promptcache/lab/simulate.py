@@ -429,13 +429,23 @@ def _tool_prompt_tokens(model: str | None, tool_choice: Any) -> int:
     return forced_n if forced else auto
 
 
+def _deferred(tool: Any) -> bool:
+    return isinstance(tool, dict) and tool.get("defer_loading") is True
+
+
 def _render_anthropic(body: Json, model: str | None, counter: TokenCounter) -> Rendered:
     b = _Builder("anthropic", model, counter)
     extra = 1  # start-of-prompt token, carried by the first block
     tools = body.get("tools") or []
-    if tools:
+    # A tool declared with defer_loading is not part of the rendered prompt until a
+    # tool_addition block offers it (anthropic SDK BetaToolParam.defer_loading; platform.claude.com
+    # mid-conversation-system-messages, read 2026-12-07): it is rendered there, in the messages.
+    deferred = {str(t.get("name")): t for t in tools if _deferred(t)}
+    if len(deferred) < len(tools):
         extra += _tool_prompt_tokens(model, body.get("tool_choice"))
     for i, tool in enumerate(tools):
+        if _deferred(tool):
+            continue
         b.new_block()
         b.obj(f"tools[{i}]", tool, extra)
         extra = 0
@@ -459,7 +469,13 @@ def _render_anthropic(body: Json, model: str | None, counter: TokenCounter) -> R
         framing = 3  # role header, carried by the message's first block
         for j, blk in enumerate(blocks):
             b.new_block()
-            _anthropic_block(b, f"messages[{i}].content[{j}]", blk, "anthropic", extra + framing)
+            shown = blk
+            if isinstance(blk, dict) and blk.get("type") == "tool_addition":
+                ref = blk.get("tool")
+                ref = ref if isinstance(ref, dict) else {}
+                offered = deferred.get(str(ref.get("name")), ref)
+                shown = {"type": "tool_addition", "tool": _strip_markers(offered)}
+            _anthropic_block(b, f"messages[{i}].content[{j}]", shown, "anthropic", extra + framing)
             extra = framing = 0
             if isinstance(blk, dict) and blk.get("cache_control"):
                 b.mark(_ttl_of(blk["cache_control"]))
