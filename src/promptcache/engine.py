@@ -66,7 +66,7 @@ from promptcache.plan import Hint, Plan, Prepared
 from promptcache.policy import Policy
 from promptcache.providers.diagnostics import Diagnosis, ResponseChains, with_diagnostics
 from promptcache.providers.hints import HintContext, apply_hints, model_info
-from promptcache.providers.tool_changes import ConversationTools, apply_tool_changes
+from promptcache.providers.mid_conversation import Conversations, apply_changes
 from promptcache.stats import CacheStats, StatsRecorder, persist_stats, recorder_for
 from promptcache.telemetry.hooks import span as telemetry_span
 from promptcache.telemetry.hooks import tracing as telemetry_tracing
@@ -136,6 +136,7 @@ class PromptCache:
         max_body_bytes: int = MAX_BODY_BYTES,
         cache_diagnostics: bool = False,
         mid_conversation_tools: bool = False,
+        mid_conversation_system: bool = False,
     ) -> None:
         if policy is None:
             self.policy = Policy()
@@ -188,10 +189,12 @@ class PromptCache:
         self.cache_diagnostics = bool(cache_diagnostics)
         self._chains = ResponseChains(max(1, max_families))
         #: Express a conversation's tool additions and removals as Anthropic mid-conversation
-        #: tool changes on the models the catalog lists with that capability, instead of
-        #: rewriting the tools block (:mod:`promptcache.providers.tool_changes`).
+        #: tool changes, and text appended to its system prompt as a mid-conversation system
+        #: message, on the models the catalog lists with that capability, instead of rewriting
+        #: the start of the prompt (:mod:`promptcache.providers.mid_conversation`).
         self.mid_conversation_tools = bool(mid_conversation_tools)
-        self._tool_states = ConversationTools(max(1, max_families))
+        self.mid_conversation_system = bool(mid_conversation_system)
+        self._conversations = Conversations(max(1, max_families))
 
     # -- promptcache's own caches ---------------------------------------------
 
@@ -462,7 +465,7 @@ class PromptCache:
         with telemetry_span("promptcache.canonicalize", {"promptcache.format": fmt.value}):
             return self._prepare_parts(fmt, adapter, parts, body, model, tenant)
 
-    def _tool_changes(
+    def _mid_conversation(
         self,
         body: dict[str, Any],
         hints: list[Hint],
@@ -471,15 +474,24 @@ class PromptCache:
         model: str,
     ) -> tuple[dict[str, Any], list[Hint], list[str]]:
         info = model_info(model, WireFormat.ANTHROPIC_MESSAGES, self.catalog)
-        if info is None or "mid_conversation_tools" not in info.capabilities:
+        caps = info.capabilities if info is not None else frozenset()
+        tools = self.mid_conversation_tools and "mid_conversation_tools" in caps
+        system = self.mid_conversation_system and "mid_conversation_system" in caps
+        if not (tools or system):
             return body, hints, notes
-        states = self._tool_states
+        states = self._conversations
         with states.lock:
-            out, state, more = apply_tool_changes(body, states.get(key))
+            out, state, more = apply_changes(body, states.get(key), tools=tools, system=system)
             if state is not None:
                 states.put(key, state)
         if out is not body:
-            hints = [*hints, Hint(kind="tool_change", where="$.messages")]
+            kinds = {
+                blk.get("type") for m in out["messages"] if m.get("role") == "system" for blk in m["content"]
+            }
+            if kinds & {"tool_addition", "tool_removal"}:
+                hints = [*hints, Hint(kind="tool_change", where="$.messages")]
+            if "text" in kinds:
+                hints = [*hints, Hint(kind="system_message", where="$.messages")]
         return out, hints, [*notes, *more] if more else notes
 
     def record_answer(self, plan: Plan, response_id: str | None, diagnosis: Diagnosis | None) -> None:
@@ -591,12 +603,12 @@ class PromptCache:
         )
         hinted, hints, notes = apply_hints(new_body, ctx)
         if (
-            self.mid_conversation_tools
+            (self.mid_conversation_tools or self.mid_conversation_system)
             and fmt is WireFormat.ANTHROPIC_MESSAGES
             and conversation is not None
             and self.mode == "active"
         ):
-            hinted, hints, notes = self._tool_changes(hinted, hints, notes, (tenant, conversation), model)
+            hinted, hints, notes = self._mid_conversation(hinted, hints, notes, (tenant, conversation), model)
         chain: tuple[str, bytes] | None = None
         if (
             self.cache_diagnostics

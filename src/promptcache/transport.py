@@ -65,7 +65,7 @@ from promptcache.providers.diagnostics import (
 )
 from promptcache.providers.fallback import HINT_FIELDS, REJECTIONS, may_be_rejection, strip_hints
 from promptcache.providers.gemini_cache import GeminiCacheManager, GeminiPrepared
-from promptcache.providers.tool_changes import TOOL_CHANGES_BETA
+from promptcache.providers.mid_conversation import TOOL_CHANGES_BETA
 from promptcache.providers.usage import usage_from_response, usage_from_stream
 from promptcache.usage import CacheUsage
 from promptcache.wire import WireFormatError

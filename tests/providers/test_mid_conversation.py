@@ -18,8 +18,10 @@ import anthropic
 import httpx
 import pytest
 from anthropic.types.beta import (
+    BetaMessageParam,
     BetaRequestToolAdditionBlockParam,
     BetaRequestToolRemovalBlockParam,
+    BetaTextBlockParam,
     BetaToolParam,
 )
 from anthropic.types.beta.message_create_params import MessageCreateParamsNonStreaming
@@ -29,7 +31,7 @@ from promptcache import PromptCache
 from promptcache.lab.emulate import Emulator
 from promptcache.lab.simulate import Simulator
 from promptcache.llm_bridge import CallContext, use_call
-from promptcache.providers.tool_changes import TOOL_CHANGES_BETA, ToolState, apply_tool_changes
+from promptcache.providers.mid_conversation import TOOL_CHANGES_BETA, ConversationState, apply_changes
 from promptcache.transport import wrap_http_client
 
 SYSTEM = "You are a support agent for an airline. Follow the policy below.\n" + "Rule: be kind. " * 400
@@ -41,6 +43,8 @@ PARAMS = TypeAdapter(MessageCreateParamsNonStreaming)
 ADDITION = TypeAdapter(BetaRequestToolAdditionBlockParam)
 REMOVAL = TypeAdapter(BetaRequestToolRemovalBlockParam)
 TOOL = TypeAdapter(BetaToolParam)
+TEXT = TypeAdapter(BetaTextBlockParam)
+MESSAGE = TypeAdapter(BetaMessageParam)
 
 
 @pytest.fixture
@@ -68,10 +72,12 @@ def _valid(body: dict[str, Any]) -> None:
     PARAMS.validate_python(body)
     for tool in body["tools"]:
         TOOL.validate_python(tool)
+    blocks = {"tool_addition": ADDITION, "tool_removal": REMOVAL, "text": TEXT}
     for m in body["messages"]:
         if m["role"] == "system":
+            MESSAGE.validate_python(m)
             for blk in m["content"]:
-                (ADDITION if blk["type"] == "tool_addition" else REMOVAL).validate_python(blk)
+                blocks[blk["type"]].validate_python(blk)
 
 
 def test_the_cache_is_read_across_a_tool_addition_and_removal(emu: Emulator) -> None:
@@ -160,14 +166,14 @@ def test_the_beta_header_goes_with_the_changes(emu: Emulator) -> None:
 
 def test_a_changed_definition_starts_over() -> None:
     body = {"tools": [GET], "messages": [{"role": "user", "content": "a"}]}
-    _, state, _ = apply_tool_changes(body, None)
-    assert isinstance(state, ToolState)
+    _, state, _ = apply_changes(body, None, tools=True, system=False)
+    assert isinstance(state, ConversationState)
     changed = {**GET, "description": "Another description."}
     later = {
         "tools": [changed],
         "messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
     }
-    out, state2, notes = apply_tool_changes(later, state)
+    out, state2, notes = apply_changes(later, state, tools=True, system=False)
     assert out is later and state2 is not None and state2.changes == []
     assert notes and "changed its definition" in notes[0]
 
@@ -184,3 +190,59 @@ def test_the_simulator_renders_a_deferred_tool_where_it_is_offered() -> None:
     a = sim.feed(0.0, "anthropic-messages", base)
     b = sim.feed(1.0, "anthropic-messages", deferred)
     assert a.usage.input_tokens == b.usage.input_tokens  # not rendered until offered
+
+
+def _system_conversation(
+    emu: Emulator, cache: PromptCache, model: str, systems: list[str]
+) -> list[CallContext]:
+    http = wrap_http_client(None)
+    client = anthropic.Anthropic(base_url=emu.anthropic_base_url, api_key="k", http_client=http)
+    msgs: list[Any] = [{"role": "user", "content": "I want to change my flight"}]
+    out = []
+    for system in systems:
+        ctx = CallContext(cache=cache, tenant="acme")
+        with use_call(ctx):
+            client.messages.create(model=model, max_tokens=32, system=system, tools=[GET], messages=msgs)
+        out.append(ctx)
+        msgs = [*msgs, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "next"}]
+    return out
+
+
+VERIFIED = SYSTEM + "\nThe user is now verified: you may show reservation details."
+
+
+def test_text_appended_to_the_system_prompt_becomes_a_system_message(emu: Emulator) -> None:
+    cache = PromptCache(mid_conversation_system=True)
+    calls = _system_conversation(emu, cache, "claude-opus-5-5", [SYSTEM, VERIFIED, VERIFIED])
+    reads = [c.usage.cache_read_tokens if c.usage else -1 for c in calls]
+    assert reads[0] == 0 and reads[1] > 1500 and reads[2] > reads[1]
+    second, third = emu.requests[1], emu.requests[2]
+    for body in (second, third):
+        _valid(body)
+        assert [b["text"] for b in body["system"]] == [SYSTEM]  # the start of the prompt as first sent
+    added = [m for m in third["messages"] if m["role"] == "system"]
+    assert added == [
+        {"role": "system", "content": [{"type": "text", "text": VERIFIED[len(SYSTEM) :].strip()}]}
+    ]
+    assert "system_message" in [h.kind for h in calls[1].plan.hints]
+
+
+def test_without_the_option_an_appended_system_line_is_a_miss(emu: Emulator) -> None:
+    calls = _system_conversation(emu, PromptCache(), "claude-opus-5-5", [SYSTEM, VERIFIED])
+    assert calls[1].usage is not None and calls[1].usage.cache_read_tokens == 0
+
+
+def test_an_edited_system_prompt_starts_over(emu: Emulator) -> None:
+    edited = "You are a terse agent.\n" + SYSTEM
+    cache = PromptCache(mid_conversation_system=True)
+    calls = _system_conversation(emu, cache, "claude-opus-5-5", [SYSTEM, edited])
+    assert all(m["role"] != "system" for m in emu.requests[1]["messages"])
+    assert any("edited, not appended" in d for d in calls[1].plan.decisions)
+
+
+def test_system_messages_only_on_models_that_take_them(emu: Emulator) -> None:
+    calls = _system_conversation(
+        emu, PromptCache(mid_conversation_system=True), "claude-sonnet-5", [SYSTEM, VERIFIED]
+    )
+    assert calls[1].usage is not None  # no 400: nothing was sent the model refuses
+    assert all(m["role"] != "system" for b in emu.requests for m in b["messages"])
