@@ -64,7 +64,7 @@ from promptcache.pipeline.learning import (
 from promptcache.pipeline.loose import plan_blocks
 from promptcache.plan import Hint, Plan, Prepared
 from promptcache.policy import Policy
-from promptcache.providers.diagnostics import Diagnosis, ResponseChains, with_diagnostics
+from promptcache.providers.diagnostics import Diagnosis, ResponseChains, diagnosable, with_diagnostics
 from promptcache.providers.hints import HintContext, apply_hints, model_info
 from promptcache.providers.mid_conversation import Conversations, apply_changes
 from promptcache.stats import CacheStats, StatsRecorder, persist_stats, recorder_for
@@ -116,6 +116,12 @@ class PromptCache:
     ``record_stats``: write this cache's usage figures (counts, tokens, cost per tenant
     and model; never prompt text) into its store for ``promptcache stats``, off the call
     path. On by default; ``False`` or ``PROMPTCACHE_RECORD_STATS=0`` turns it off.
+
+    Anthropic opt-ins, off by default (``docs/concepts/providers.md``): ``cache_diagnostics``
+    chains every request of a conversation to the previous answer and reads the provider's miss
+    verdict into ``plan.explain()`` and the figures; ``mid_conversation_tools`` and
+    ``mid_conversation_system`` express a conversation's tool additions and removals, and text
+    appended to its system prompt, as mid-conversation changes on the models that take them.
     """
 
     def __init__(
@@ -475,7 +481,9 @@ class PromptCache:
     ) -> tuple[dict[str, Any], list[Hint], list[str]]:
         info = model_info(model, WireFormat.ANTHROPIC_MESSAGES, self.catalog)
         caps = info.capabilities if info is not None else frozenset()
-        tools = self.mid_conversation_tools and "mid_conversation_tools" in caps
+        # Tool changes need their beta header, which only the httpx seam adds: Claude API ids only
+        # (a Vertex id "claude-...@date" goes through the anthropic SDK's middleware instead).
+        tools = self.mid_conversation_tools and "mid_conversation_tools" in caps and diagnosable(model)
         system = self.mid_conversation_system and "mid_conversation_system" in caps
         if not (tools or system):
             return body, hints, notes

@@ -246,3 +246,22 @@ def test_system_messages_only_on_models_that_take_them(emu: Emulator) -> None:
     )
     assert calls[1].usage is not None  # no 400: nothing was sent the model refuses
     assert all(m["role"] != "system" for b in emu.requests for m in b["messages"])
+
+
+@pytest.mark.parametrize(
+    ("model", "changed"),
+    [("claude-opus-5-5", True), ("claude-opus-5-5@20260922", False), ("us.anthropic.claude-opus-5-5", False)],
+    ids=["claude-api", "vertex", "bedrock"],
+)
+def test_tool_changes_only_where_the_beta_header_can_go(model: str, changed: bool) -> None:
+    # The beta header is added by the httpx seam, which serves the Claude API; Vertex and Bedrock
+    # clients go through the anthropic SDK's middleware, so their requests keep today's tools.
+    cache = PromptCache(mid_conversation_tools=True)
+    msgs: list[Any] = [{"role": "user", "content": "hi"}]
+    cache.prepare_request(
+        {"model": model, "system": SYSTEM, "tools": [GET], "messages": msgs}, format="anthropic-messages"
+    )
+    msgs = [*msgs, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "more"}]
+    body = {"model": model, "system": SYSTEM, "tools": [GET, CANCEL], "messages": msgs}
+    out = cache.prepare_request(body, format="anthropic-messages").body
+    assert any(m["role"] == "system" for m in out["messages"]) is changed
