@@ -153,3 +153,17 @@ def test_family_rules_come_from_data_not_code() -> None:
     assert isinstance(custom, Catalog)
     rules = custom.rules("ft:gpt-4o:acme")
     assert rules is not None and rules.provider == "openai" and rules.ttl_options == ("in_memory",)
+
+
+def test_a_converse_request_to_an_application_inference_profile_gets_cache_points() -> None:
+    # langchain-aws #988: its middleware refused these ARNs. Here the request is laid out and
+    # hinted like any Claude-on-Bedrock request (the shared cachePoint rules), never refused.
+    from promptcache import PromptCache
+
+    system = [{"text": "You are a support agent. " + "Follow the airline policy. " * 400}]
+    body = {"modelId": ARN, "system": system, "messages": [{"role": "user", "content": [{"text": "hi"}]}]}
+    # Even under a policy that keeps prefixes an hour: the family's TTL is 5m only.
+    cache = PromptCache({"entries": {"prompt_prefix": {"ttl": {"default": "1h"}}}})
+    prepared = cache.prepare_request(body, format="bedrock-converse")
+    assert [h.kind for h in prepared.plan.hints] == ["cachePoint", "cachePoint"]
+    assert {h.ttl for h in prepared.plan.hints} == {"5m"}
