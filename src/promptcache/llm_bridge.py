@@ -218,5 +218,6 @@ def _emit_provider_call(ctx: CallContext) -> None:
             ttft_s=None if ctx.first_chunk_at is None else ctx.first_chunk_at - ctx.started,
             provider_cache_hit=bool(u is not None and u.cache_read_tokens > 0),
             agent=hooks.current_agent(),
+            provider_miss_reason=ctx.plan.provider_reason if ctx.plan is not None else None,
         )
     )

@@ -180,3 +180,33 @@ def test_a_refused_diagnostics_field_is_resent_without_it() -> None:
         ctx, _ = _call(client, cache, [{"role": "user", "content": "hello"}], tools=[TOOL])
     assert [("diagnostics" in b) for b in emu.requests] == [True, False]
     assert ctx.hints_off and ctx.usage is not None
+
+
+def test_the_providers_verdict_reaches_prometheus_and_the_stats_aggregate(emu: Emulator) -> None:
+    pytest.importorskip("prometheus_client")
+    from prometheus_client import generate_latest
+
+    from promptcache.pseudonym import tenant_label
+    from promptcache.telemetry import hooks
+    from promptcache.telemetry.aggregate import StatsAggregator
+    from promptcache.telemetry.prometheus import PrometheusExporter
+
+    exporter = PrometheusExporter().install()
+    aggregate = StatsAggregator()
+    hooks.add_observer(aggregate)
+    try:
+        client, cache = _client(emu), PromptCache(cache_diagnostics=True)
+        msgs: list[dict[str, Any]] = [{"role": "user", "content": "I want to change my flight"}]
+        record_call(_call(client, cache, msgs, tools=[TOOL])[0])
+        msgs += [{"role": "assistant", "content": "Which one?"}, {"role": "user", "content": "ZFA04Y"}]
+        record_call(_call(client, cache, msgs, tools=[TOOL, OTHER])[0])
+    finally:
+        exporter.uninstall()
+        hooks.remove_observer(aggregate)
+    text = generate_latest(exporter.registry).decode()
+    label = tenant_label("acme")
+    want = f'agent="",model="claude-sonnet-5-5",reason="tools_changed",tenant="{label}"'
+    assert f"promptcache_prefix_misses_total{{{want}}} 1.0" in text
+    rows = [r for r in aggregate.snapshot().rows if r.tenant == label and r.model == "claude-sonnet-5-5"]
+    assert sum(r.miss_reasons.get("tools_changed", 0) for r in rows) == 1
+    assert "acme" not in text  # the tenant only by its label
