@@ -36,8 +36,11 @@ def test_new_entries_cite_their_own_page() -> None:
     # Entries added for issue 23 name the page they were read from, not only their provider's.
     for model in ("claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5", "claude-fable-5-2"):
         spec = CATALOG.providers["anthropic"].models[model]
-        assert spec.source is not None and "platform.claude.com" in spec.source, model
+        assert spec.source is not None and spec.source.strip(), model
         assert spec.source_date == date(2026, 12, 7), model
+    for model in ("claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5"):
+        source = CATALOG.providers["anthropic"].models[model].source or ""
+        assert f"platform.claude.com/docs/en/models/{model.removeprefix('claude-')}/overview" in source
     for model in ("gemini-3.1-pro-preview", "gemini-3.5-flash"):
         spec = CATALOG.providers["gemini"].models[model]
         assert spec.source is not None and "ai.google.dev" in spec.source, model
