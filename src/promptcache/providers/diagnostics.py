@@ -141,8 +141,9 @@ class ResponseChains:
     """Each conversation's last response id, for the next request's ``previous_message_id``.
 
     Keyed by (tenant, conversation id) so two tenants never share a chain; at most ``limit``
-    conversations (the least recently used go first). A conversation seen but not yet answered
-    maps to None: its next request opts in again rather than naming a stale id. Thread-safe.
+    conversations (the least recently used go first). A conversation with no answer read yet (or
+    forgotten) has none: its next request opts in again (``null``) rather than naming a stale id.
+    Thread-safe.
     """
 
     def __init__(self, limit: int = 4096) -> None:
