@@ -1,0 +1,229 @@
+"""GPT-5.6 explicit breakpoints on the bodies PromptCache sends, checked against the installed
+``openai`` SDK's own request types and against the prompt-caching guide
+(developers.openai.com/api/docs/guides/prompt-caching, read 2026-12-07).
+
+The SDK's request params are TypedDicts; pydantic validates them with ``TypeAdapter``, and a key
+the type does not know is dropped from the validated value, so "validated == sent" means every
+key we send, at every depth, is one the SDK models (a misplaced ``prompt_cache_breakpoint``
+fails it, as the last test shows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from openai.types.chat import completion_create_params
+from openai.types.responses import response_create_params
+from pydantic import TypeAdapter, ValidationError
+
+from promptcache.engine import PromptCache
+
+LONG = "\n".join(f"Rule {i}: be courteous and precise about fares and baggage." for i in range(120))
+BP = {"mode": "explicit"}
+IMAGE = "https://example.com/boarding-pass.png"
+
+CHAT = TypeAdapter(completion_create_params.CompletionCreateParamsNonStreaming)
+RESPONSES = TypeAdapter(response_create_params.ResponseCreateParamsNonStreaming)
+
+
+def _materialize(value: Any) -> Any:
+    # The SDK types declare Iterable fields; pydantic validates those lazily, as it iterates.
+    if isinstance(value, dict):
+        return {k: _materialize(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | Iterator) or type(value).__name__ == "ValidatorIterator":
+        return [_materialize(v) for v in value]
+    return value
+
+
+def _accepted(adapter: TypeAdapter[Any], body: dict[str, Any]) -> None:
+    assert _materialize(adapter.validate_python(body)) == body
+
+
+def _marked(body: dict[str, Any]) -> list[tuple[int, str, dict[str, Any]]]:
+    """(item index, item role or type, part) of every part carrying a breakpoint."""
+    key = "messages" if "messages" in body else "input"
+    found = []
+    for i, item in enumerate(body.get(key) or []):
+        parts = item.get("output") if item.get("type") == "function_call_output" else item.get("content")
+        for part in parts if isinstance(parts, list) else []:
+            if isinstance(part, dict) and "prompt_cache_breakpoint" in part:
+                found.append((i, str(item.get("role") or item.get("type")), part))
+    return found
+
+
+def _chat_turns(model: str) -> list[dict[str, Any]]:
+    """An agent's growing chat conversation: images, tool calls and results, a clock line."""
+    system = {"role": "system", "content": LONG + "\nCurrent time: 2026-12-07T10:{:02d}:00Z"}
+    user1 = {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "Is my bag allowed?"},
+            {"type": "image_url", "image_url": {"url": IMAGE}},
+        ],
+    }
+    call = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "get_reservation", "arguments": '{"id":"ZFA04Y"}'},
+            }
+        ],
+    }
+    result = {"role": "tool", "tool_call_id": "c1", "content": '{"bags": 1}'}
+    answer = {"role": "assistant", "content": "You have one bag."}
+    user2 = {"role": "user", "content": "Add a second one."}
+    tools = [{"type": "function", "function": {"name": "get_reservation", "parameters": {"type": "object"}}}]
+    convs = [[user1], [user1, call, result], [user1, call, result, answer, user2]]
+    return [
+        {
+            "model": model,
+            "tools": tools,
+            "messages": [{**system, "content": system["content"].format(i)}, *conv],
+        }
+        for i, conv in enumerate(convs)
+    ]
+
+
+def _responses_turns(model: str) -> list[dict[str, Any]]:
+    dev = {"role": "developer", "content": LONG}
+    user1 = {
+        "role": "user",
+        "content": [
+            {"type": "input_text", "text": "Is my bag allowed?"},
+            {"type": "input_image", "image_url": IMAGE, "detail": "auto"},
+        ],
+    }
+    call = {
+        "type": "function_call",
+        "call_id": "c1",
+        "name": "get_reservation",
+        "arguments": '{"id":"ZFA04Y"}',
+    }
+    result = {"type": "function_call_output", "call_id": "c1", "output": '{"bags": 1}'}
+    answer = {"role": "assistant", "content": "You have one bag."}
+    user2 = {"role": "user", "content": "Add a second one. Time: 2026-12-07T10:0{}:00Z"}
+    tools = [
+        {"type": "function", "name": "get_reservation", "parameters": {"type": "object"}, "strict": False}
+    ]
+    convs = [[user1], [user1, call, result], [user1, call, result, answer, user2]]
+    return [
+        {
+            "model": model,
+            "instructions": "You are the airline's assistant.",
+            "tools": tools,
+            "input": [dev, *[{**m, "content": m["content"].format(i)} if m is user2 else m for m in conv]],
+            "prompt_cache_options": {"mode": "explicit"},
+        }
+        for i, conv in enumerate(convs)
+    ]
+
+
+@pytest.mark.parametrize("model", ["gpt-5.6-sol", "gpt-5.6-luna", "gpt-6.2-sol"])
+def test_chat_bodies_are_accepted_by_the_sdk_and_follow_the_rules(model: str) -> None:
+    cache = PromptCache()
+    sent = [cache.prepare_request(b, format="openai-chat", tenant="acme").body for b in _chat_turns(model)]
+    for body in sent:
+        _accepted(CHAT, body)
+        marks = _marked(body)
+        assert 1 <= len(marks) <= 4
+        # Never on assistant turns; prompt_cache_retention never next to prompt_cache_options.
+        assert all(role in {"system", "developer", "user", "tool"} for _, role, _ in marks)
+        assert not ("prompt_cache_retention" in body and "prompt_cache_options" in body)
+    # The static prefix ends with a breakpoint on every turn (the clock line moved after it).
+    assert all(_marked(b)[0][0] == 0 for b in sent)
+
+
+def test_responses_bodies_are_accepted_by_the_sdk_and_mark_tool_results() -> None:
+    cache = PromptCache()
+    sent = [
+        cache.prepare_request(b, format="openai-responses", tenant="acme").body
+        for b in _responses_turns("gpt-5.6-sol")
+    ]
+    for body in sent:
+        _accepted(RESPONSES, body)
+        assert isinstance(body["instructions"], str)  # top-level instructions carry none
+        marks = _marked(body)
+        assert 1 <= len(marks) <= 4
+        assert all(role in {"developer", "user", "function_call_output"} for _, role, _ in marks)
+        assert body["prompt_cache_options"] == {"mode": "explicit"}
+        assert "prompt_cache_retention" not in body
+    # Turn 2 ends in a tool result: in explicit mode its breakpoint sits on the tool output,
+    # written as input_text parts (the guide's multi-turn agent example).
+    second = sent[1]
+    items = second["input"]
+    assert items[-1]["type"] == "function_call_output"
+    assert items[-1]["output"] == [
+        {"type": "input_text", "text": '{"bags": 1}', "prompt_cache_breakpoint": BP}
+    ]
+
+
+def test_explicit_mode_reads_where_the_previous_request_ended() -> None:
+    """GPT-5.6 explicit mode looks a prefix up only at the request's own breakpoints (the guide,
+    "How prefix matching works"): turn 3 keeps a breakpoint where turn 2 ended (its tool
+    result), besides the static end and its own end, or it would write turn 2's tail again."""
+    cache = PromptCache()
+    preps = [
+        cache.prepare_request(b, format="openai-responses", tenant="acme")
+        for b in _responses_turns("gpt-5.6-sol")
+    ]
+    third = preps[2].body
+    marked_items = [i for i, _, _ in _marked(third)]
+    tool_result = next(i for i, it in enumerate(third["input"]) if it.get("type") == "function_call_output")
+    assert tool_result in marked_items
+    assert 0 in marked_items  # the developer prefix
+    assert len(marked_items) == 3
+    hinted = [h for h in preps[2].plan.hints if h.kind == "prompt_cache_breakpoint"]
+    assert [h.where for h in hinted] == [
+        f"$.input[{i}].{'output' if i == tool_result else 'content'}[0]" for i in marked_items
+    ]
+
+
+@pytest.mark.parametrize("model", ["gpt-5.5", "gpt-4.1", "gpt-4o"])
+def test_older_models_keep_todays_behaviour(model: str) -> None:
+    body = _chat_turns(model)[0]
+    out = PromptCache().prepare_request(body, format="openai-chat", tenant="acme").body
+    _accepted(CHAT, out)
+    assert _marked(out) == [] and "prompt_cache_options" not in out
+    assert out["prompt_cache_key"].startswith("pc-")
+
+
+def test_the_sdk_check_can_fail() -> None:
+    """The check above is not vacuous: a breakpoint the SDK does not model is dropped (and so
+    caught), and a wrong mode is refused."""
+    good = {
+        "model": "gpt-5.6-sol",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "x"}]}],
+    }
+    _accepted(RESPONSES, good)
+    on_output = {
+        "model": "gpt-5.6-sol",
+        "input": [
+            {
+                "type": "message",
+                "id": "msg_1",
+                "status": "completed",
+                "role": "assistant",
+                "content": [
+                    {"type": "output_text", "text": "a", "annotations": [], "prompt_cache_breakpoint": BP}
+                ],
+            }
+        ],
+    }
+    with pytest.raises(AssertionError):
+        _accepted(RESPONSES, on_output)
+    wrong_mode = {
+        "model": "gpt-5.6-sol",
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "x", "prompt_cache_breakpoint": {"mode": "auto"}}],
+            }
+        ],
+    }
+    with pytest.raises(ValidationError):
+        _accepted(CHAT, wrong_mode)
