@@ -13,12 +13,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
+import openai
 import pytest
 from openai.types.chat import completion_create_params
 from openai.types.responses import response_create_params
 from pydantic import TypeAdapter, ValidationError
 
 from promptcache.engine import PromptCache
+from promptcache.lab.emulate import Emulator
+from promptcache.llm_bridge import HINT_REJECTIONS, CallContext, use_call
+from promptcache.providers.gateways import PROFILES, adapt_for_gateway
+from promptcache.transport import wrap_http_client
 
 LONG = "\n".join(f"Rule {i}: be courteous and precise about fares and baggage." for i in range(120))
 BP = {"mode": "explicit"}
@@ -227,3 +233,54 @@ def test_the_sdk_check_can_fail() -> None:
     }
     with pytest.raises(ValidationError):
         _accepted(CHAT, wrong_mode)
+
+
+# -- fallback: a provider or gateway that does not take the GPT-5.6 fields ---------------------
+
+
+def _has(value: Any, key: str) -> bool:
+    if isinstance(value, dict):
+        return key in value or any(_has(v, key) for v in value.values())
+    return isinstance(value, list) and any(_has(v, key) for v in value)
+
+
+def test_a_server_refusing_the_new_fields_gets_the_request_without_them() -> None:
+    """An OpenAI-compatible server that predates GPT-5.6 (here the emulator told to refuse the
+    fields, as such servers answer: 400 "Extra inputs are not permitted") gets one refused
+    request, then the same request without prompt_cache_options and without any breakpoint,
+    tool results included; the call succeeds and the rejection is counted."""
+    with Emulator(rejects=["prompt_cache_breakpoint", "prompt_cache_options"]) as server:
+        before = HINT_REJECTIONS["hint_rejected"]
+        client = openai.OpenAI(
+            base_url=server.openai_base_url,
+            api_key="k",
+            max_retries=0,
+            http_client=wrap_http_client(httpx.Client()),
+        )
+        cache = PromptCache()
+        for body in _responses_turns("gpt-5.6-sol")[1:2]:
+            with use_call(CallContext(cache=cache, tenant="acme")):
+                out = client.responses.create(**body)
+            assert out.output_text
+        first, second = server.requests[0], server.requests[1]
+        assert _has(first, "prompt_cache_breakpoint") and "prompt_cache_options" in first
+        assert first["input"][-1]["output"][0]["prompt_cache_breakpoint"] == BP  # the tool result
+        assert not _has(second, "prompt_cache_breakpoint") and "prompt_cache_options" not in second
+        assert second["input"][-1]["output"] == [{"type": "input_text", "text": '{"bags": 1}'}]
+        _accepted(RESPONSES, {k: v for k, v in second.items() if k != "stream"})
+        assert HINT_REJECTIONS["hint_rejected"] == before + 1
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_gateways_that_do_not_take_them_get_neither(name: str) -> None:
+    profile = PROFILES[name]
+    body = (
+        PromptCache()
+        .prepare_request(_responses_turns("gpt-5.6-sol")[1], format="openai-responses", tenant="acme")
+        .body
+    )
+    assert _has(body, "prompt_cache_breakpoint") and "prompt_cache_options" in body
+    out = adapt_for_gateway(body, profile, "openai-responses").body
+    assert _has(out, "prompt_cache_breakpoint") == ("prompt_cache_breakpoint" in profile.accepts)
+    assert ("prompt_cache_options" in out) == ("prompt_cache_options" in profile.accepts)
+    assert not ("prompt_cache_options" in out and "prompt_cache_retention" in out)
