@@ -374,38 +374,53 @@ def _openai_eligible_after(items: list[Any], start: int) -> int:
     return n
 
 
-def _openai_bridge(
+def _openai_bridges(
     items: list[Any], ctx: HintContext, n_lead: int, vol: int | None, explicit: bool, part_type: str
-) -> int | None:
-    """The item where the conversation's previous request ended, when this request needs a
-    breakpoint there to read what that request wrote; None otherwise.
+) -> list[int]:
+    """Items where the conversation's previous request wrote, when this request needs a
+    breakpoint there to read it back: most useful first; empty when none is needed.
 
     GPT-5.6 looks a cached prefix up only at the lookup boundaries of the incoming request
     (developers.openai.com/api/docs/guides/prompt-caching, "How prefix matching works", read
     2026-12-07): in explicit-only mode its explicit breakpoints alone, in implicit mode also its
     own breakpoint and up to :data:`OPENAI_IMPLICIT_LOOKBACK_MESSAGES` earlier eligible message
-    endings. So the end of what the previous request sent gets a breakpoint in explicit mode, and
-    in implicit mode once more eligible endings follow it than the provider looks back over
-    (the same boundary the Anthropic path bridges, issue 22 decision 5). A conversation that
-    rewrites its tail (``stable_messages``) is not bridged: its next read is at the stable end.
+    endings. The previous request wrote at the end of what it sent (its implicit breakpoint, or
+    the stable end it predicted, which is where this request stops resending it unchanged:
+    ``resent_messages``, the boundary the Anthropic path bridges, issue 22 decision 5) and, when
+    it had a volatile block before its newest user message, at the item before that message.
+    Implicit mode needs a bridge only once more eligible endings follow than it looks back over.
     """
     at = ctx.resent_messages
-    if ctx.stable_messages is not None or at <= 0:
-        return None
+    if at <= 0:
+        return []
     end = n_lead + at - 1
     if vol is not None and vol <= end:
         end += 1
     if end >= len(items) - 1:
-        return None
+        return []
     if not explicit and _openai_eligible_after(items, end) <= OPENAI_IMPLICIT_LOOKBACK_MESSAGES:
+        return []
+    minimum = min_cacheable_tokens(ctx.model, ctx.format, ctx.catalog)
+
+    def markable_at_or_before(i: int) -> int | None:
+        for j in range(i, n_lead - 1, -1):
+            if j != vol and _mark_openai_item(items[j], part_type) is not None:
+                return j
         return None
-    tokens = (ctx.prefix_chars + sum(ctx.message_chars[:at])) // _CHARS_PER_TOKEN
-    if tokens < min_cacheable_tokens(ctx.model, ctx.format, ctx.catalog):
-        return None
-    for i in range(end, n_lead - 1, -1):
-        if i != vol and _mark_openai_item(items[i], part_type) is not None:
-            return i
-    return None
+
+    def prefix_tokens(i: int) -> int:
+        shift = 1 if vol is not None and vol <= i else 0
+        return (ctx.prefix_chars + sum(ctx.message_chars[: i - n_lead + 1 - shift])) // _CHARS_PER_TOKEN
+
+    found: list[int] = []
+    sent_end = markable_at_or_before(end)
+    if ctx.has_volatile and isinstance(items[end], dict) and items[end].get("role") == "user":
+        before = markable_at_or_before(end - 1)
+        if before is not None:
+            found.append(before)
+    if sent_end is not None:
+        found.append(sent_end)
+    return [i for i in dict.fromkeys(found) if prefix_tokens(i) >= minimum]
 
 
 def _openai_breakpoints(
@@ -414,7 +429,7 @@ def _openai_breakpoints(
     """``prompt_cache_breakpoint`` parts (gpt-5.6+): the end of the static prefix (read by the
     tenant's other conversations); in explicit mode the end of the conversation before the
     volatile block or before the messages it rewrites; where the previous request of the
-    conversation ended when the provider would not look it up otherwise (:func:`_openai_bridge`).
+    conversation wrote when the provider would not look it up otherwise (:func:`_openai_bridges`).
     At most 4 per request, the caller's included, and one fewer in implicit mode, whose own
     breakpoint ends the newest eligible message (the guide: "an implicit breakpoint uses one of
     the four cache write slots")."""
@@ -468,16 +483,15 @@ def _openai_breakpoints(
             if isinstance(items[i], dict) and _mark_openai_item(items[i], part_type) is not None:
                 wanted.append(i)
                 break
-    if not conv_blocked:
-        bridge = _openai_bridge(items, ctx, n_lead, vol, explicit, part_type)
-        if bridge is not None and bridge not in wanted:
-            wanted.append(bridge)
+    bridges = [] if conv_blocked else _openai_bridges(items, ctx, n_lead, vol, explicit, part_type)
+    wanted.extend(i for i in bridges[:1] if i not in wanted)
     if n_lead and static_tokens >= minimum:
         wanted.append(n_lead - 1)
     elif static_tokens < minimum:
         notes.append(
             f"static prefix ~{static_tokens} tokens is below the {minimum}-token minimum of {ctx.model}"
         )
+    wanted.extend(i for i in bridges[1:] if i not in wanted)
     if budget <= 0:
         notes.append("4 prompt_cache_breakpoints already placed by the caller: none added")
         wanted = []
