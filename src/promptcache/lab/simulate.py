@@ -378,13 +378,13 @@ def _render_openai(fmt: WireFormat, body: Json, model: str | None, counter: Toke
         role = str(msg.get("role") or msg.get("type") or "user")
         b.fixed(f"{path}.header", f"h:{role}", header)
         kind = msg.get("type")
-        if kind in ("function_call", "function_call_output", "custom_tool_call"):
+        if kind == "function_call_output":
+            # The output is text the model reads: a string and one input_text part holding it
+            # render alike (what a breakpoint on a tool result needs, the guide's agent example).
+            b.obj(f"{path}", {k: v for k, v in msg.items() if k not in ("id", "status", "output")})
+            _openai_content(b, f"{path}.output", msg.get("output"), header)
+        elif kind in ("function_call", "custom_tool_call"):
             b.obj(f"{path}", {k: v for k, v in msg.items() if k not in ("id", "status")})
-            out = msg.get("output") if kind == "function_call_output" else None
-            if isinstance(out, list) and any(
-                isinstance(x, dict) and x.get("prompt_cache_breakpoint") for x in out
-            ):
-                b.mark("30m")
         elif role == "assistant":
             # Assistant output cannot carry a breakpoint (the guide: breakpoints go on content
             # blocks of input messages): a marker there is not one.
