@@ -23,6 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 from promptcache.engine import PromptCache
 from promptcache.lab.emulate import Emulator
 from promptcache.llm_bridge import HINT_REJECTIONS, CallContext, use_call
+from promptcache.pricing import cost
 from promptcache.providers.gateways import PROFILES, adapt_for_gateway
 from promptcache.transport import wrap_http_client
 
@@ -284,3 +285,49 @@ def test_gateways_that_do_not_take_them_get_neither(name: str) -> None:
     assert _has(out, "prompt_cache_breakpoint") == ("prompt_cache_breakpoint" in profile.accepts)
     assert ("prompt_cache_options" in out) == ("prompt_cache_options" in profile.accepts)
     assert not ("prompt_cache_options" in out and "prompt_cache_retention" in out)
+
+
+# -- writes: read from every answer shape, priced at the write rate -------------------------------
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_cache_writes_are_read_from_answers_and_streams_and_priced(api: str, stream: bool) -> None:
+    """cache_write_tokens where the SDK types put them (chat ``usage.prompt_tokens_details``,
+    responses ``usage.input_tokens_details``; a chat stream's last chunk, a responses stream's
+    ``response.completed``), through the transport into the call's figures, priced at
+    gpt-5.6-sol's write rate ($6.25 per million: 1.25x its $5 input)."""
+    fmt = "openai-chat" if api == "chat" else "openai-responses"
+    with Emulator() as server:
+        client = openai.OpenAI(
+            base_url=server.openai_base_url,
+            api_key="k",
+            max_retries=0,
+            http_client=wrap_http_client(httpx.Client()),
+        )
+        ctx = CallContext(cache=PromptCache(), tenant="acme")
+        with use_call(ctx):
+            if api == "chat":
+                body = _chat_turns("gpt-5.6-sol")[0]
+                if stream:
+                    for _ in client.chat.completions.create(**body, stream=True):
+                        pass
+                else:
+                    client.chat.completions.create(**body)
+            else:
+                body = _responses_turns("gpt-5.6-sol")[0]
+                if stream:
+                    for _ in client.responses.create(**body, stream=True):
+                        pass
+                else:
+                    client.responses.create(**body)
+        (emulated,) = server.usages
+    assert ctx.format_used is not None and ctx.format_used.value == fmt
+    usage = ctx.usage
+    assert usage is not None and emulated is not None
+    assert usage.cache_write_tokens == emulated.cache_write_tokens > 1000
+    assert usage.input_tokens == emulated.input_tokens
+    priced = cost(usage)
+    uncached = usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens
+    assert priced.cache_write == pytest.approx(usage.cache_write_tokens * 6.25 / 1e6)
+    assert priced.input == pytest.approx(uncached * 5.0 / 1e6)
