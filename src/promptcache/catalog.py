@@ -78,9 +78,16 @@ class LongContextTier(BaseModel):
 
 
 class ModelSpec(BaseModel):
-    """One catalog entry as written in the YAML file."""
+    """One catalog entry as written in the YAML file.
+
+    ``source`` / ``source_date``: the page the entry was read from and the day, when the entry
+    names its own (else its provider's).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str | None = None
+    source_date: date | None = None
 
     min_cacheable_tokens: int | None = Field(default=None, ge=0)
     cache_increment_tokens: int | None = Field(default=None, gt=0)
@@ -91,13 +98,6 @@ class ModelSpec(BaseModel):
         default=None, description="overrides the provider's label for unlabelled writes"
     )
     notes: str | None = None
-    source: str | None = Field(
-        default=None, description="the page this entry's figures were read from (overrides the provider's)"
-    )
-    source_date: date | None = Field(
-        default=None,
-        description="the day this entry was checked against its source (overrides the provider's)",
-    )
 
 
 class ProviderInfo(BaseModel):
@@ -312,15 +312,14 @@ class Catalog(BaseModel):
 
     def _resolve(self, provider: str, model_id: str) -> ModelInfo:
         info = self.providers[provider]
-        spec = info.models[model_id]
         return ModelInfo(
             id=model_id,
             provider=provider,
-            spec=spec,
-            default_write_ttl=spec.default_write_ttl or info.default_write_ttl,
-            write_premium=info.write_premium or bool(spec.prices.cache_write),
-            source=spec.source or info.source,
-            source_date=spec.source_date or info.source_date or self.source_date,
+            spec=info.models[model_id],
+            default_write_ttl=info.models[model_id].default_write_ttl or info.default_write_ttl,
+            write_premium=info.write_premium or bool(info.models[model_id].prices.cache_write),
+            source=info.models[model_id].source or info.source,
+            source_date=info.models[model_id].source_date or info.source_date or self.source_date,
         )
 
 
