@@ -331,3 +331,20 @@ def test_cache_writes_are_read_from_answers_and_streams_and_priced(api: str, str
     uncached = usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens
     assert priced.cache_write == pytest.approx(usage.cache_write_tokens * 6.25 / 1e6)
     assert priced.input == pytest.approx(uncached * 5.0 / 1e6)
+
+
+@pytest.mark.parametrize(("added", "bridged"), [(20, False), (21, True)])
+def test_implicit_mode_bridges_only_past_20_eligible_endings(added: int, bridged: bool) -> None:
+    """Implicit mode looks up its own breakpoint and 20 earlier eligible message endings: the
+    previous request's end needs an explicit breakpoint only once more endings follow it."""
+    dev = {"role": "developer", "content": LONG}
+    first = [{"role": "user", "content": "Start."}]
+    more = [{"role": "user", "content": f"Step {i}."} for i in range(added)]
+    cache = PromptCache()
+    for conv in (first, first + more):
+        body = {"model": "gpt-5.6-sol", "input": [dev, *conv]}
+        out = cache.prepare_request(body, format="openai-responses", tenant="acme").body
+    assert "prompt_cache_options" not in out  # implicit mode
+    marked = [i for i, _, _ in _marked(out)]
+    assert marked[0] == 0
+    assert (1 in marked) is bridged  # "Start.", where the first request's implicit write ended
