@@ -78,9 +78,16 @@ class LongContextTier(BaseModel):
 
 
 class ModelSpec(BaseModel):
-    """One catalog entry as written in the YAML file."""
+    """One catalog entry as written in the YAML file.
+
+    ``source`` / ``source_date``: the page the entry was read from and the day, when the entry
+    names its own (else its provider's).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str | None = None
+    source_date: date | None = None
 
     min_cacheable_tokens: int | None = Field(default=None, ge=0)
     cache_increment_tokens: int | None = Field(default=None, gt=0)
@@ -311,8 +318,8 @@ class Catalog(BaseModel):
             spec=info.models[model_id],
             default_write_ttl=info.models[model_id].default_write_ttl or info.default_write_ttl,
             write_premium=info.write_premium or bool(info.models[model_id].prices.cache_write),
-            source=info.source,
-            source_date=info.source_date or self.source_date,
+            source=info.models[model_id].source or info.source,
+            source_date=info.models[model_id].source_date or info.source_date or self.source_date,
         )
 
 
