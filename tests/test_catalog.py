@@ -58,7 +58,8 @@ def test_lookup_tolerates_provider_decorations(
 @pytest.mark.parametrize(
     "model",
     [
-        "gpt-5.6-sol",  # the shared cassettes' newest model: its write prices are unconfirmed
+        "gpt-5.6-mini",  # no such GPT-5.6 model: not priced as gpt-5.6
+        "gpt-6.1-terra",  # its model page is not read yet: unpriced, not guessed
         "gpt-5.1-codex-max",  # must not be priced as gpt-5.1-codex
         "o4-mini-deep-research",  # must not be priced as o4-mini
         "claude-sonnet-4-7",  # must not be priced as claude-sonnet-4
@@ -236,3 +237,41 @@ def test_bad_catalog_is_a_validation_error(tmp_path: Path) -> None:
 def test_data_file_ships_inside_the_package() -> None:
     text = resources.files("promptcache").joinpath("data/models.yaml").read_text("utf-8")
     assert "source_date" in text
+
+
+def _entries() -> list[tuple[str, str]]:
+    raw = load_catalog()
+    return [(name, model_id) for name, p in raw.providers.items() for model_id in p.models]
+
+
+@pytest.mark.parametrize(("provider", "model_id"), _entries())
+def test_every_entry_cites_its_page_and_date(provider: str, model_id: str) -> None:
+    """Issue 23: each catalog entry is dated and cites the page its figures come from, on the
+    entry itself (a provider-wide note does not say which page priced which model)."""
+    spec = load_catalog().providers[provider].models[model_id]
+    assert spec.source is not None and spec.source.strip(), f"{provider}/{model_id}: no source"
+    assert spec.source_date is not None, f"{provider}/{model_id}: no source_date"
+    assert spec.source_date <= date.today(), f"{provider}/{model_id}: dated in the future"
+    info = load_catalog().lookup(model_id, provider=provider)
+    assert (info.source, info.source_date) == (spec.source, spec.source_date)
+
+
+def test_gpt_5_6_and_later_follow_the_prompt_caching_guide(catalog: Catalog) -> None:
+    """developers.openai.com/api/docs/guides/prompt-caching, "Summary of model differences":
+    GPT-5.6 and later take explicit breakpoints, cache from 1,024 visible tokens at the exact
+    boundary, bill writes at 1.25x and reads at 0.1x the uncached input rate, ttl "30m"."""
+    for model_id in ("gpt-5.6", "gpt-5.6-sol", "gpt-5.6-terra", "gpt-5.6-luna", "gpt-6.2-sol"):
+        info = catalog.lookup(model_id, provider="openai")
+        spec, p = info.spec, info.prices
+        assert "explicit" in spec.ttl_options and "30m" in spec.ttl_options, model_id
+        assert (spec.min_cacheable_tokens, spec.cache_increment_tokens) == (1024, None), model_id
+        assert info.write_premium and info.default_write_ttl == "30m", model_id
+        assert p.cache_write["30m"] == pytest.approx(p.input * 1.25), model_id
+        assert p.cache_read == pytest.approx(p.input * 0.1 if model_id != "gpt-6.2-sol" else 0.10)
+        tier = info.prices_for(272_001)
+        assert tier.input == pytest.approx(p.input * 2) and tier.output == pytest.approx(p.output * 1.5)
+        assert tier.cache_write["30m"] == pytest.approx(p.cache_write["30m"] * 2), model_id
+    # The alias prices as Sol; older models keep no write premium.
+    assert catalog.lookup("gpt-5.6").prices == catalog.lookup("gpt-5.6-sol").prices
+    assert not catalog.lookup("gpt-5.5").write_premium
+    assert "explicit" not in catalog.lookup("gpt-5.5").spec.ttl_options

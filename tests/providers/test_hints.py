@@ -15,7 +15,6 @@ import pytest
 from promptcache.catalog import load_catalog
 from promptcache.engine import PromptCache
 from promptcache.policy import Policy
-from promptcache.providers import hints
 from promptcache.providers.hints import FALLBACK_MIN_TOKENS, min_cacheable_tokens, openai_retention
 
 from ._replay import request_bodies
@@ -81,26 +80,9 @@ def test_minimums_come_from_the_catalog_with_a_fallback() -> None:
 
 @pytest.fixture
 def gpt56() -> Iterator[None]:
-    """gpt-5.6 is absent from the packaged catalog; add it as a user would, marked explicit."""
-    hints.use_catalog(
-        load_catalog(
-            overrides={
-                "providers": {
-                    "openai": {
-                        "models": {
-                            "gpt-5.6-sol": {
-                                "min_cacheable_tokens": 1024,
-                                "ttl_options": ["explicit", "24h"],
-                                "prices": {"input": 5.0, "output": 30.0, "cache_read": 0.5},
-                            }
-                        }
-                    }
-                }
-            }
-        )
-    )
+    """gpt-5.6-sol as the packaged catalog lists it: marked explicit (breakpoints)."""
+    assert "explicit" in load_catalog().lookup("gpt-5.6-sol").spec.ttl_options
     yield
-    hints.use_catalog(None)
 
 
 # -- Anthropic --------------------------------------------------------------------------------

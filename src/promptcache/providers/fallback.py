@@ -245,10 +245,16 @@ def _strip_openai(body: dict[str, Any], fmt: WireFormat, kinds: Collection[str])
         if isinstance(items, list):
             new_items = []
             for it in items:
-                if isinstance(it, dict) and isinstance(it.get("content"), list):
-                    content, changed = _drop_key(it["content"], "prompt_cache_breakpoint")
+                # A Responses tool result carries its parts in ``output`` (breakpoints included).
+                field = (
+                    "output"
+                    if isinstance(it, dict) and it.get("type") == "function_call_output"
+                    else "content"
+                )
+                if isinstance(it, dict) and isinstance(it.get(field), list):
+                    content, changed = _drop_key(it[field], "prompt_cache_breakpoint")
                     if changed:
-                        it = {**it, "content": content}
+                        it = {**it, field: content}
                 new_items.append(it)
             out[key] = new_items
     return out
