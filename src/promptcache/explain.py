@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from promptcache.figures import ProviderMissReason
+
 _FIRST = "first request of this prefix family: nothing cached yet"
 _UNCHANGED = "cacheable prefix unchanged since the last request"
 
@@ -60,6 +62,10 @@ class Explanation(BaseModel):
     first_in_family: bool
     prefix_unchanged: bool
     changes: list[Change]
+    #: The provider's own verdict on this request, when it gave one (Anthropic cache
+    #: diagnostics, ``PromptCache(cache_diagnostics=True)``), beside promptcache's ``changes``.
+    provider_reason: ProviderMissReason | None = None
+    provider_missed_tokens: int | None = None
 
     @property
     def misses(self) -> list[Change]:
@@ -67,6 +73,9 @@ class Explanation(BaseModel):
         return [c for c in self.changes if not c.neutralized]
 
     def __str__(self) -> str:
+        return self._own() + provider_line(self.provider_reason, self.provider_missed_tokens)
+
+    def _own(self) -> str:
         if self.first_in_family:
             return _FIRST
         if not self.changes:
@@ -77,6 +86,18 @@ class Explanation(BaseModel):
             else "cacheable prefix changed"
         )
         return head + ":\n" + "\n".join(f"  - {c}" for c in self.changes)
+
+
+def provider_line(reason: ProviderMissReason | None, missed_tokens: int | None) -> str:
+    """The line an explanation ends with when the provider gave its own verdict ("" if not).
+
+    >>> provider_line(ProviderMissReason.TOOLS_CHANGED, 4100).strip()
+    '- provider: tools_changed (~4100 tokens not read from cache)'
+    """
+    if reason is None:
+        return ""
+    n = f" (~{missed_tokens} tokens not read from cache)" if missed_tokens else ""
+    return f"\n  - provider: {reason.value}{n}"
 
 
 @dataclass(slots=True)

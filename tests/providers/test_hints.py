@@ -148,13 +148,20 @@ def test_anthropic_1h_first_then_5m() -> None:
 
 @pytest.mark.parametrize(
     "model",
-    ["claude-zeta-9", "anthropic.claude-3-7-sonnet-20250219-v1:0"],
+    ["zeta-9", "anthropic.claude-3-7-sonnet-20250219-v1:0"],
     ids=["unknown", "bedrock-5m-only"],
 )
 def test_no_1h_where_the_catalog_lists_none(model: str) -> None:
     out = _prepare(_anthropic(model=model), "anthropic-messages", _ttl_policy("1h")).body
     assert _count(out, "cache_control") == 3
     assert "ttl" not in str(out)
+
+
+def test_an_unlisted_claude_gets_the_family_ttls() -> None:
+    # The catalog's "claude-" family: every Claude model takes the 1h TTL (prompt-caching page),
+    # so a Claude id the table does not list yet keeps it (issue 23: family rules, unpriced).
+    out = _prepare(_anthropic(model="claude-zeta-9"), "anthropic-messages", _ttl_policy("1h")).body
+    assert out["tools"][-1]["cache_control"] == CC1H
 
 
 def test_anthropic_below_the_catalog_minimum() -> None:

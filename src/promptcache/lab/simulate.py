@@ -118,6 +118,15 @@ Json = dict[str, Any]
 # OpenAI: developers.openai.com/api/docs/guides/prompt-caching ("1024 tokens or longer").
 # Gemini: ai.google.dev/gemini-api/docs/caching (implicit caching table).
 MIN_CACHEABLE_TOKENS: tuple[tuple[str, int], ...] = (
+    # Claude 5 generation: 512 for Opus 5 / Fable 5 / Mythos 5, 1024 for Sonnet 5 and Opus 4.8
+    # (as data/models.yaml, read 2026-12-07); the 5.x models whose minimum is unconfirmed keep
+    # the "claude" row below. Longer ids first: "claude-opus-5-5" must not match "claude-opus-5".
+    ("claude-opus-5-5", 1024),
+    ("claude-fable-5-", 1024),
+    ("claude-mythos-5-", 1024),
+    ("claude-opus-5", 512),
+    ("claude-fable-5", 512),
+    ("claude-mythos-5", 512),
     ("claude-opus-4-6", 4096),
     ("claude-opus-4-5", 4096),
     ("claude-haiku-4-5", 4096),
@@ -467,13 +476,23 @@ def _tool_prompt_tokens(model: str | None, tool_choice: Any) -> int:
     return forced_n if forced else auto
 
 
+def _deferred(tool: Any) -> bool:
+    return isinstance(tool, dict) and tool.get("defer_loading") is True
+
+
 def _render_anthropic(body: Json, model: str | None, counter: TokenCounter) -> Rendered:
     b = _Builder("anthropic", model, counter)
     extra = 1  # start-of-prompt token, carried by the first block
     tools = body.get("tools") or []
-    if tools:
+    # A tool declared with defer_loading is not part of the rendered prompt until a
+    # tool_addition block offers it (anthropic SDK BetaToolParam.defer_loading; platform.claude.com
+    # mid-conversation-system-messages, read 2026-12-07): it is rendered there, in the messages.
+    deferred = {str(t.get("name")): t for t in tools if _deferred(t)}
+    if len(deferred) < len(tools):
         extra += _tool_prompt_tokens(model, body.get("tool_choice"))
     for i, tool in enumerate(tools):
+        if _deferred(tool):
+            continue
         b.new_block()
         b.obj(f"tools[{i}]", tool, extra)
         extra = 0
@@ -497,7 +516,13 @@ def _render_anthropic(body: Json, model: str | None, counter: TokenCounter) -> R
         framing = 3  # role header, carried by the message's first block
         for j, blk in enumerate(blocks):
             b.new_block()
-            _anthropic_block(b, f"messages[{i}].content[{j}]", blk, "anthropic", extra + framing)
+            shown = blk
+            if isinstance(blk, dict) and blk.get("type") == "tool_addition":
+                ref = blk.get("tool")
+                ref = ref if isinstance(ref, dict) else {}
+                offered = deferred.get(str(ref.get("name")), ref)
+                shown = {"type": "tool_addition", "tool": _strip_markers(offered)}
+            _anthropic_block(b, f"messages[{i}].content[{j}]", shown, "anthropic", extra + framing)
             extra = framing = 0
             if isinstance(blk, dict) and blk.get("cache_control"):
                 b.mark(_ttl_of(blk["cache_control"]))

@@ -59,6 +59,9 @@ HINT_FIELDS = (
     "prompt_cache_options",
     "prompt_cache_breakpoint",
     "cachePoint",
+    # Anthropic cache diagnostics (providers.diagnostics): an opt-in field a gateway or an older
+    # deployment may refuse; the call goes on without it.
+    "diagnostics",
 )
 ALL_HINT_KINDS = frozenset(HINT_FIELDS)
 # The enum's plain value: counters keyed by it stay plain-str dicts (orjson, JSON exports).
@@ -290,6 +293,8 @@ def strip_hints(
     if wf is WireFormat.ANTHROPIC_MESSAGES or (
         wf is WireFormat.BEDROCK_CONVERSE and "anthropic_version" in out
     ):
+        if "diagnostics" in kinds:
+            out.pop("diagnostics", None)
         return _strip_anthropic(out) if "cache_control" in kinds else out
     if wf in (WireFormat.OPENAI_CHAT, WireFormat.OPENAI_RESPONSES):
         out = _strip_openai(out, wf, kinds)

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from promptcache.catalog import Catalog, ModelInfo, UnknownModelError, default_catalog
+from promptcache.catalog import CacheRules, Catalog, ModelInfo, UnknownModelError, default_catalog
 from promptcache.catalog import use_catalog as use_catalog  # kept importable from here
 from promptcache.formats import WireFormat
 from promptcache.plan import Hint, Plan
@@ -58,6 +58,8 @@ _CHARS_PER_TOKEN = 4  # estimate; the simulator counts exactly where it can
 # (use_catalog may swap it): the hot path pays one dict lookup.
 _info_memo: dict[tuple[str, WireFormat], ModelInfo | None] = {}
 _info_memo_of: list[Catalog | None] = [None]
+_rules_memo: dict[tuple[str, WireFormat], CacheRules | None] = {}
+_rules_memo_of: list[Catalog | None] = [None]
 
 
 def _lookup(catalog: Catalog, model: str, fmt: WireFormat) -> ModelInfo | None:
@@ -102,7 +104,11 @@ def min_cacheable_tokens(
     1024
     """
     info = model_info(model, fmt, catalog)
-    if info is None or info.spec.min_cacheable_tokens is None:
+    if info is None:
+        rules = family_rules(model, fmt, catalog)
+        found = rules.min_cacheable_tokens if rules is not None else None
+        return FALLBACK_MIN_TOKENS if found is None else found
+    if info.spec.min_cacheable_tokens is None:
         return FALLBACK_MIN_TOKENS
     return info.spec.min_cacheable_tokens
 
@@ -110,7 +116,29 @@ def min_cacheable_tokens(
 def ttl_options(model: str, fmt: WireFormat, catalog: Catalog | None = None) -> frozenset[str]:
     """The cache TTL labels the catalog lists for the model (empty when unknown)."""
     info = model_info(model, fmt, catalog)
-    return _ttl_set(tuple(info.spec.ttl_options)) if info is not None else frozenset()
+    if info is not None:
+        return _ttl_set(tuple(info.spec.ttl_options))
+    rules = family_rules(model, fmt, catalog)
+    return _ttl_set(rules.ttl_options) if rules is not None else frozenset()
+
+
+def family_rules(model: str, fmt: WireFormat, catalog: Catalog | None = None) -> CacheRules | None:
+    """The rules the catalog's family entries give a model it does not list itself (the TTLs all
+    Claude models share, the cachePoint rules of a Bedrock application inference profile ARN),
+    or None (:meth:`promptcache.catalog.Catalog.rules`)."""
+    provider = None if fmt is WireFormat.ANTHROPIC_MESSAGES else fmt.provider
+    if catalog is not None:
+        return catalog.rules(model, provider=provider if provider in catalog.providers else None)
+    default = default_catalog()
+    if _rules_memo_of[0] is not default:
+        _rules_memo.clear()
+        _rules_memo_of[0] = default
+    key = (model, fmt)
+    if key not in _rules_memo:
+        if len(_rules_memo) > 4096:
+            _rules_memo.clear()
+        _rules_memo[key] = default.rules(model, provider=provider if provider in default.providers else None)
+    return _rules_memo[key]
 
 
 @lru_cache(maxsize=256)
