@@ -58,6 +58,7 @@ from promptcache.pipeline.learning import (
     family_id,
     keep_layout,
     learn,
+    lineage_id,
     remember,
     slot_label,
 )
@@ -482,6 +483,12 @@ class PromptCache:
         contract = self.contract(tenant, model)
         if self._fleet is not None:
             self._fleet.before(fam, fid, contract, tenant)
+        if tools.layout and not policy.layout.pin_tool_order:
+            order = self._families.tool_order(fam, lineage_id(fmt.value, model, tenant), tools.raw_order)
+            if order != tools.layout:  # a grown or shrunk tool set keeps its lineage's order
+                tools = analyser.tools(
+                    fmt, adapter, parts.tools, False, self._relocates(BlockKind.TOOL_SCHEMA), order
+                )
         conversation = conversation_id(parts.messages)
         learned = learn(
             fam,
@@ -521,7 +528,7 @@ class PromptCache:
         if history.normalized or any(m.normalized for m in turn):
             msgs = history.messages + turn
             sent = [m.message if m.normalized else msg for m, msg in zip(msgs, parts.messages, strict=True)]
-        sent_tools = tools.shared.values if learned.canonical_tools else parts.tools
+        sent_tools = tools.shared.values if learned.canonical_tools else tools.as_sent_in_order(parts.tools)
         new_body, volatile_at = adapter.join(parts, learned.system_out, sent_tools, sent, vt)
         # hints, from the plan
         ctx = HintContext(
