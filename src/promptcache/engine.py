@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -112,6 +113,10 @@ class PromptCache:
     Thread-safe: the memo and the family table have their own locks, each family's
     learning runs under its lock, and nothing else is shared between calls.
 
+    ``clock``: the wall clock (``time.time`` by default) that a value giving the current time
+    (a clock line to the minute) is compared with; such a value moves out of the prefix from a
+    family's first call. A replay or simulation passes its requests' own times.
+
     ``record_stats``: write this cache's usage figures (counts, tokens, cost per tenant
     and model; never prompt text) into its store for ``promptcache stats``, off the call
     path. On by default; ``False`` or ``PROMPTCACHE_RECORD_STATS=0`` turns it off.
@@ -133,6 +138,7 @@ class PromptCache:
         record_stats: bool | None = None,
         fleet: bool | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if policy is None:
             self.policy = Policy()
@@ -147,6 +153,9 @@ class PromptCache:
             raise ValueError(f"max_body_bytes={max_body_bytes!r}: give a positive number of bytes")
         #: Bodies with more bytes of JSON than this are passed through unprocessed (:data:`MAX_BODY_BYTES`).
         self.max_body_bytes = max_body_bytes
+        #: The wall clock (seconds since the epoch) a value giving the current time is compared
+        #: with; a replay or a simulation passes its requests' own times.
+        self._clock = clock
         self._degraded: Counter[str] = Counter()
         self._degraded_lock = threading.Lock()
         del stream_chars  # see the class docstring
@@ -497,6 +506,7 @@ class PromptCache:
             tools,
             learn_after=policy.relocation.learn_after,
             relocates=[self._relocates(k) for k in kinds],
+            now=self._clock(),
         )
         learned = keep_layout(fam, conversation, texts, tools, learned)
         if self._fleet is not None:

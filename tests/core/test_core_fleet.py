@@ -25,7 +25,7 @@ from promptcache.pipeline.learning import Family
 
 def _learn_in_first_worker(location: str) -> tuple[PromptCache, str]:
     """Worker 0 sees the clock change and moves it; returns its cache and its prefix key."""
-    cache = PromptCache(store=location, record_stats=False)
+    cache = PromptCache(store=location, record_stats=False, clock=procs.never_now)
     keys = []
     for minute in range(3):
         now = f"2026-12-07T09:{minute:02d}:00Z"
@@ -90,7 +90,7 @@ def test_shared_decisions_are_per_tenant(tmp_path: Path) -> None:
     location = str(tmp_path / "cache")
     first, _ = _learn_in_first_worker(location)
     _wait_shared(first)
-    other = PromptCache(store=location, record_stats=False)
+    other = PromptCache(store=location, record_stats=False, clock=procs.never_now)
     p = other.prepare_request(procs.body("2026-12-07T11:00:00Z", "hi"), format="openai-chat", tenant="globex")
     assert len(p.plan.fragments) == 0
     other.close()

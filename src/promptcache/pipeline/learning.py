@@ -7,7 +7,8 @@ decision drawn from it is a pure function here.
 Today's rules (DESIGN.md step 2 and :mod:`promptcache.volatility`):
 
 * a detected volatile value (a clock line, a request id) moves out of the prefix once
-  the family has seen it change, and from then on on every call (:func:`system_slot`);
+  the family has seen it change, and from then on on every call (:func:`system_slot`); one
+  that gives the request's own time to the minute moves from the first call (:func:`states_now`);
 * a line no regex caught moves once it has changed ``learn_after`` times in place;
 * a later system block that changes wholesale is moved whole, after the history;
 * tools go out in the family's canonical order from its first call (:func:`canonical_tool_order`:
@@ -19,10 +20,12 @@ Today's rules (DESIGN.md step 2 and :mod:`promptcache.volatility`):
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -194,6 +197,53 @@ def tools_canonical(previous_raw: tuple[bytes, ...] | None, raw: tuple[bytes, ..
     return unstable or (previous_raw is not None and previous_raw != raw)
 
 
+#: How far from the request's time a value may be and still give "now" (seconds): a clock an
+#: agent renders when it builds a turn's prompt, to the minute, sent within a few minutes.
+NOW_TOLERANCE_S = 600.0
+_DATETIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:\s*(Z|[+-]\d{2}:?\d{2}))?"
+)
+_EPOCH = re.compile(r"\b(1[5-9]\d{8})(\d{3})?(?:\.\d+)?\b")
+
+
+def states_now(value: str, now: float, tolerance: float = NOW_TOLERANCE_S) -> bool:
+    """Whether ``value`` (a detected volatile value or clock line) gives the time ``now``
+    (seconds since the epoch) to the minute or finer: a date and time within ``tolerance`` of
+    it, or an epoch in seconds or milliseconds. A time without an offset is read both as UTC and
+    as the process's local time (promptcache runs inside the agent's process).
+
+    Such a value changes by the next minute, whatever the family has seen so far, so it moves
+    from the family's first call (issue 22, decision 2) instead of costing a full miss at its
+    first change. A date alone does not count (it changes once a day: moving it after the
+    history costs more within a day than it saves), nor does a date that is not today's at this
+    minute: a policy's "current time" fixed in the past, an example, a version date.
+
+    >>> now = datetime(2026, 12, 7, 9, 58, 12, tzinfo=UTC).timestamp()
+    >>> states_now("2026-12-07 09:58", now), states_now("Current date: 2026-12-07", now)
+    (True, False)
+    >>> states_now("The current time is 2024-05-15 15:00:00 EST.", now)
+    False
+    >>> states_now("now=1796637492", now), states_now("2026-12-07T10:58:00+01:00", now)
+    (True, True)
+    """
+    head = value[:256]  # a clock line is short; a long line is not scanned past its start
+    for m in _DATETIME.finditer(head):
+        y, mo, d, h, mi, sec, off = m.groups()
+        try:
+            naive = datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec or 0))
+        except ValueError:
+            continue
+        if off:
+            sign = 1 if off[0] == "+" else -1
+            off_s = 0 if off == "Z" else sign * (int(off[1:3]) * 3600 + int(off[-2:]) * 60)
+            stamps = [naive.replace(tzinfo=UTC).timestamp() - off_s]
+        else:
+            stamps = [naive.replace(tzinfo=UTC).timestamp(), naive.timestamp()]
+        if any(abs(t - now) <= tolerance for t in stamps):
+            return True
+    return any(abs(int(m.group(1)) - now) <= tolerance for m in _EPOCH.finditer(head))
+
+
 def slot_label(kind: BlockKind, i: int) -> str:
     """The label of system slot ``i`` in explanations and fragments."""
     return kind.value if i == 0 else f"{kind.value}[{i}]"
@@ -264,11 +314,13 @@ def learn(
     *,
     learn_after: int,
     relocates: list[bool],
+    now: float | None = None,
 ) -> Learned:
     """Observe one request in ``fam`` and decide what it sends of its system texts and tools.
 
     An unchanged slot is not a new observation: a request equal to the last one teaches
-    nothing (nor undoes anything learned).
+    nothing (nor undoes anything learned). ``now``: the request's time (seconds since the
+    epoch); a detected value that gives it is learned changing at once (:func:`states_now`).
     """
     frags: list[Fragment] = []
     system_out: list[str] = []
@@ -280,6 +332,11 @@ def learn(
                 slot = fam.slots[f"s{i}"] = SlotVolatility(learn_after=learn_after)
             if slot.previous != t.lines:
                 slot.observe(t.lines)
+            if now is not None and t.spans and relocates[i]:
+                changing = slot.changing
+                for key, (start, end, _) in zip(t.span_positions, t.spans, strict=True):
+                    if key not in changing and states_now(t.canonical[start:end], now):
+                        changing.add(key)
             label = slot_label(kinds[i], i)
             stable, fs = system_slot(slot, i, t, label, relocates[i])
             system_out.append(stable)
