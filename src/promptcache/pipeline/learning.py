@@ -26,6 +26,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -200,6 +201,8 @@ def tools_canonical(previous_raw: tuple[bytes, ...] | None, raw: tuple[bytes, ..
 #: How far from the request's time a value may be and still give "now" (seconds): a clock an
 #: agent renders when it builds a turn's prompt, to the minute, sent within a few minutes.
 NOW_TOLERANCE_S = 600.0
+#: How many of a text's detected values are checked for giving "now" (the first ones).
+NOW_SPANS = 64
 _DATETIME = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:\s*(Z|[+-]\d{2}:?\d{2}))?"
 )
@@ -332,9 +335,12 @@ def learn(
                 slot = fam.slots[f"s{i}"] = SlotVolatility(learn_after=learn_after)
             if slot.previous != t.lines:
                 slot.observe(t.lines)
-            if now is not None and t.spans and relocates[i]:
+            if now is not None and t.spans and relocates[i] and slot.values is None:
+                # The slot's first request in the family: later ones learn from change. The
+                # first values only: a clock sits near the top, and a text with thousands of
+                # values (a log) must not cost a date parse each.
                 changing = slot.changing
-                for key, (start, end, _) in zip(t.span_positions, t.spans, strict=True):
+                for key, (start, end, _) in islice(zip(t.span_positions, t.spans, strict=True), NOW_SPANS):
                     if key not in changing and states_now(t.canonical[start:end], now):
                         changing.add(key)
             label = slot_label(kinds[i], i)
