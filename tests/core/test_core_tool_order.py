@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from promptcache import PromptCache
 from promptcache.pipeline.learning import canonical_tool_order
 
-WITH_TOOLS = [f for f in FORMATS if f != "gemini"]  # gemini's tools are one declaration list
+WITH_TOOLS = FORMATS  # every wire format carries tools
 
 
 def _tools(n: int) -> list[dict[str, Any]]:
@@ -42,6 +42,8 @@ def _tools(n: int) -> list[dict[str, Any]]:
 
 
 def _sent_tools(fmt: str, body: dict[str, Any]) -> list[Any]:
+    if fmt == "gemini":  # one declaration list
+        return [d for t in body["tools"] for d in t["functionDeclarations"]]
     return list(body["toolConfig"]["tools"] if fmt == "bedrock-converse" else body["tools"])
 
 
