@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from promptcache import PromptCache
 from promptcache.cli import main
 from promptcache.lab.bench_agents import (
     ARMS,
@@ -124,6 +125,11 @@ def test_a_tool_list_reshuffled_every_turn_costs_no_miss() -> None:
         best = max(a.cached_fraction for n, a in p.arms.items() if n not in ("promptcache", "oracle"))
         assert p.arms["promptcache"].cached_fraction > best + 0.15, p.provider
         assert p.ratio_to_oracle("promptcache") >= 0.98, p.provider
+    # The example dates in the git server's schemas are static look-alikes: never moved.
+    cache = PromptCache()
+    for call in build_corpus(["codex_mcp"])[0].calls:
+        out = cache.prepare_request(call.body, format="openai-chat", tenant=call.tenant)
+        assert out.plan.fragments == [] and "2024-01-15T14:30:25" in json.dumps(out.body["tools"])
 
 
 def test_losses_are_listed_against_each_baseline(report: AgentsReport) -> None:
