@@ -34,3 +34,25 @@ def first_call(location: str, fleet: bool, worker: int, q_out: Any) -> None:
     p = cache.prepare_request(body(now, f"hello from worker {worker}"), format="openai-chat", tenant="acme")
     q_out.put((worker, p.plan.prefix_key, len(p.plan.fragments)))
     cache.close()
+
+
+def tools_body(names: list[str]) -> dict[str, Any]:
+    """A request of the family whose tools are ``names``, in that order."""
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": n, "description": f"Tool {n}.", "parameters": {"type": "object"}},
+        }
+        for n in names
+    ]
+    return {**body("2026-12-07T10:00:00Z", "hi"), "tools": tools}
+
+
+def first_tools_call(location: str, names: list[str], worker: int, q_out: Any) -> None:
+    """This worker's first request with the tools ``names``: report the order it sends them in."""
+    from promptcache import PromptCache
+
+    cache = PromptCache(store=location, record_stats=False, clock=never_now)
+    sent = cache.prepare_request(tools_body(names), format="openai-chat", tenant="acme").body["tools"]
+    q_out.put((worker, [t["function"]["name"] for t in sent]))
+    cache.close()
