@@ -168,3 +168,21 @@ def test_a_second_process_sends_the_grown_order_the_first_decided(tmp_path: Path
         time.sleep(0.1)
     assert got == decided
     first.close()
+
+
+def test_explain_says_a_reshuffle_is_neutralized_and_names_an_edited_tool() -> None:
+    cache = PromptCache()
+    tools = _tools(3)
+
+    def explain(ts: list[dict[str, Any]], turn: int) -> Any:
+        body = make_body("openai-chat", "You are a booking agent.", ts, [("user", f"q{turn}")])
+        return cache.prepare_request(body, format="openai-chat", tenant="t").plan.explain()
+
+    explain(tools, 0)
+    e = explain(list(reversed(tools)), 1)
+    assert [(c.cause, c.neutralized) for c in e.changes] == [("tool_order", True)] and e.prefix_unchanged
+    edited = [*tools[:2], {**tools[2], "description": "Tool number 2, edited."}]
+    e = explain(edited, 2)
+    # Against the previous (reversed) call: the order again, neutralized, and the edit.
+    assert [(c.cause, c.neutralized) for c in e.changes] == [("content", False), ("tool_order", True)]
+    assert "tool_02" in e.changes[0].detail and not e.prefix_unchanged
