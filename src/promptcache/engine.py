@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -58,6 +59,7 @@ from promptcache.pipeline.learning import (
     family_id,
     keep_layout,
     learn,
+    lineage_id,
     remember,
     slot_label,
 )
@@ -113,6 +115,10 @@ class PromptCache:
     Thread-safe: the memo and the family table have their own locks, each family's
     learning runs under its lock, and nothing else is shared between calls.
 
+    ``clock``: the wall clock (``time.time`` by default) that a value giving the current time
+    (a clock line to the minute) is compared with; such a value moves out of the prefix from a
+    family's first call. A replay or simulation passes its requests' own times.
+
     ``record_stats``: write this cache's usage figures (counts, tokens, cost per tenant
     and model; never prompt text) into its store for ``promptcache stats``, off the call
     path. On by default; ``False`` or ``PROMPTCACHE_RECORD_STATS=0`` turns it off.
@@ -143,6 +149,7 @@ class PromptCache:
         cache_diagnostics: bool = False,
         mid_conversation_tools: bool = False,
         mid_conversation_system: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if policy is None:
             self.policy = Policy()
@@ -157,6 +164,9 @@ class PromptCache:
             raise ValueError(f"max_body_bytes={max_body_bytes!r}: give a positive number of bytes")
         #: Bodies with more bytes of JSON than this are passed through unprocessed (:data:`MAX_BODY_BYTES`).
         self.max_body_bytes = max_body_bytes
+        #: The wall clock (seconds since the epoch) a value giving the current time is compared
+        #: with; a replay or a simulation passes its requests' own times.
+        self._clock = clock
         self._degraded: Counter[str] = Counter()
         self._degraded_lock = threading.Lock()
         del stream_chars  # see the class docstring
@@ -547,6 +557,12 @@ class PromptCache:
         contract = self.contract(tenant, model)
         if self._fleet is not None:
             self._fleet.before(fam, fid, contract, tenant)
+        if tools.layout and not policy.layout.pin_tool_order:
+            order = self._families.tool_order(fam, lineage_id(fmt.value, model, tenant), tools.raw_order)
+            if order != tools.layout:  # a grown or shrunk tool set keeps its lineage's order
+                tools = analyser.tools(
+                    fmt, adapter, parts.tools, False, self._relocates(BlockKind.TOOL_SCHEMA), order
+                )
         conversation = conversation_id(parts.messages)
         learned = learn(
             fam,
@@ -555,6 +571,7 @@ class PromptCache:
             tools,
             learn_after=policy.relocation.learn_after,
             relocates=[self._relocates(k) for k in kinds],
+            now=self._clock(),
         )
         learned = keep_layout(fam, conversation, texts, tools, learned)
         if self._fleet is not None:
@@ -586,7 +603,7 @@ class PromptCache:
         if history.normalized or any(m.normalized for m in turn):
             msgs = history.messages + turn
             sent = [m.message if m.normalized else msg for m, msg in zip(msgs, parts.messages, strict=True)]
-        sent_tools = tools.shared.values if learned.canonical_tools else parts.tools
+        sent_tools = tools.shared.values if learned.canonical_tools else tools.as_sent_in_order(parts.tools)
         new_body, volatile_at = adapter.join(parts, learned.system_out, sent_tools, sent, vt)
         # hints, from the plan
         ctx = HintContext(

@@ -125,7 +125,7 @@ class Snapshot:
     #: the conversation's next request is compared with (:func:`promptcache.pipeline.learning.
     #: conversation_change`).
     messages: list[str] = field(default_factory=list)
-    tools_canonical: bool = False  # tools were sent sorted and canonical (not as the caller sent them)
+    tools_canonical: bool = False  # tools were sent as canonical JSON (not each as the caller wrote it)
 
 
 def describe(family: str, prev: Snapshot | None, cur: Snapshot | None) -> str:
@@ -222,17 +222,21 @@ def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
             )
     switched = cur.tools_canonical and not prev.tools_canonical
     if switched and sorted(prev.tool_order) == sorted(cur.tool_order):
-        # The first time the tools' bytes change, promptcache starts sending them
-        # sorted and canonical: this request's prefix changes, later ones will not.
+        # Tools go out in canonical order from the first call; the first time a tool's bytes
+        # change in place, promptcache starts sending them as canonical JSON: this request's
+        # prefix changes, later ones will not.
         prefix_same = False
+        edited = sorted(n for n, d in cur.tool_canonical.items() if prev.tool_canonical.get(n, d) != d)
         changes.append(
             Change(
                 block="tools",
-                cause="tool_order" if prev.tool_order != cur.tool_order else "key_order",
-                detail="tools changed order or key order for the first time; they are sent sorted "
-                "and canonical from now on",
+                cause="content" if edited else "key_order",
+                detail=(f"tools {edited} changed" if edited else "a tool's key order changed")
+                + " for the first time; tools are sent as canonical JSON from now on",
             )
         )
+        if prev.tool_order != cur.tool_order:
+            changes.append(Change(block="tools", cause="tool_order", detail="tool order", neutralized=True))
     elif prev.tool_order != cur.tool_order:
         if sorted(prev.tool_order) == sorted(cur.tool_order):
             changes.append(Change(block="tools", cause="tool_order", detail="tool order", neutralized=True))

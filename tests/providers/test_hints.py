@@ -94,9 +94,9 @@ def test_anthropic_exact_placement() -> None:
         "model": "claude-sonnet-4-5",
         "max_tokens": 64,
         "system": [{"type": "text", "text": LONG, "cache_control": CC}],
-        # tools as the caller sent them (sorted only once their order is seen to change);
+        # tools in canonical order from the first call (by name), each as the caller wrote it;
         # the last one closes the tools section
-        "tools": [TOOLS[0], {**TOOLS[1], "cache_control": CC}],
+        "tools": [TOOLS[1], {**TOOLS[0], "cache_control": CC}],
         "messages": [
             CONV[0],
             CONV[1],
@@ -190,7 +190,7 @@ def test_bedrock_cache_point_placement() -> None:
     point = {"cachePoint": {"type": "default"}}
     out = _prepare(_converse(), "bedrock-converse").body
     assert out["system"] == [{"text": LONG}, point]
-    assert [t.get("toolSpec", {}).get("name") for t in out["toolConfig"]["tools"]] == ["search", "book", None]
+    assert [t.get("toolSpec", {}).get("name") for t in out["toolConfig"]["tools"]] == ["book", "search", None]
     assert out["toolConfig"]["tools"][-1] == point
     assert out["messages"][-1]["content"] == [{"text": "book me a flight"}, point]
     assert _count(out["messages"][:-1], "cachePoint") == 0

@@ -44,7 +44,7 @@ from promptcache.engine import PromptCache
 from promptcache.formats import WireFormat
 from promptcache.lab.bench import ArmResult, langchain_middleware_body, oracle_usage, ratio_to_oracle
 from promptcache.lab.convert import convert
-from promptcache.lab.corpus import TRACES, AgentTrace, build_corpus, strip_markers
+from promptcache.lab.corpus import START, TRACES, AgentTrace, build_corpus, strip_markers
 from promptcache.lab.simulate import Simulator
 from promptcache.pricing import cost
 from promptcache.usage import CacheUsage
@@ -239,6 +239,11 @@ def _figures(usages: Sequence[CacheUsage]) -> ArmFigures:
     )
 
 
+def _clock_of(at: list[float]) -> Callable[[], float]:
+    """A clock reading ``at[0]``: the time of the request being simulated."""
+    return lambda: at[0]
+
+
 def applies(trace: AgentTrace, provider: str, arm: str) -> bool:
     """Whether ``arm`` exists for ``trace`` on ``provider``.
 
@@ -285,9 +290,12 @@ def run_trace(
             usages = oracle_usage([(c.ts, c.tenant, fmt, b) for c, b in calls], model)
         else:
             sim = Simulator(provider=_SIM_PROVIDER[provider])
-            pc = PromptCache()
+            sent_at = [START.timestamp()]
+            # The trace's own clock: a value giving "now" is judged at the request's time.
+            pc = PromptCache(clock=_clock_of(sent_at))
             usages = []
             for c, b in calls:
+                sent_at[0] = START.timestamp() + c.ts
                 out = b
                 if arm == "promptcache":
                     out = pc.prepare_request(b, format=fmt, model=model, tenant=c.tenant).body
