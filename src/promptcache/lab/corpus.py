@@ -27,6 +27,8 @@ Traces (:data:`TRACES`):
   every user message; ``MEMORY.md`` inside the system prompt, edited by the agent (through
   ``edit_file``) during the third request; markers on the system message and the last tool
   (``LiteLLMProvider._apply_cache_control``).
+* ``nanobot_clock`` — the same nanobot session with the third request asking a question instead
+  of writing ``MEMORY.md``, as most sessions never write it: only the clock changes.
 * ``smolagents`` — smolagents ``ToolCallingAgent``: the tool list rendered into the system
   prompt and sent as ``tools``, steps as assistant ``Calling tools:`` / user ``Observation:``
   messages. Nothing dynamic: the control trace.
@@ -419,7 +421,7 @@ def _openhands() -> AgentTrace:
 # ------------------------------------------------------------------------------------------
 
 
-def _nanobot() -> AgentTrace:
+def _nanobot(edit_memory: bool = True) -> AgentTrace:
     rng = random.Random(17)
     identity = _read("nanobot", "identity.md")
     tools = _json("nanobot", "tools.json")
@@ -487,6 +489,12 @@ def _nanobot() -> AgentTrace:
                     },
                 )
             ],
+        )
+        if edit_memory
+        # Most sessions never write MEMORY.md: the same turn as a question the agent answers by reading.
+        else (
+            "Which test covers the cart totals?",
+            [("exec", {"command": "grep -rln 'def test_.*total' ~/src/shop/tests"})],
         ),
         (
             "Draft the PR description for the rounding fix.",
@@ -548,11 +556,11 @@ def _nanobot() -> AgentTrace:
         history += msgs
         ts += rng.uniform(60, 240)
     return AgentTrace(
-        name="nanobot",
+        name="nanobot" if edit_memory else "nanobot_clock",
         agent="HKUDS/nanobot",
         dynamic=[
             "current time to the minute at the top of the system prompt (rebuilt per user message)",
-            "MEMORY.md inside the system prompt, edited by the agent in the third request",
+            *(["MEMORY.md inside the system prompt, edited in the third request"] if edit_memory else []),
         ],
         own_markers="end of the system prompt and the last tool",
         calls=calls,
@@ -874,6 +882,7 @@ _BUILDERS: dict[str, Callable[[], AgentTrace]] = {
     "aider": _aider,
     "openhands": _openhands,
     "nanobot": _nanobot,
+    "nanobot_clock": lambda: _nanobot(edit_memory=False),
     "smolagents": _smolagents,
     "swe_agent": _swe_agent,
     "tau_bench": _tau_bench,
