@@ -25,7 +25,9 @@ def _metric(gateway: ServerThread, name: str) -> float:
 
 
 @pytest.mark.parametrize(
-    ("field", "kind"), [("cache_control", "messages"), ("prompt_cache_key", "chat_completions")], ids=["anthropic", "openai"]
+    ("field", "kind"),
+    [("cache_control", "messages"), ("prompt_cache_key", "chat_completions")],
+    ids=["anthropic", "openai"],
 )
 def test_a_refused_hint_is_resent_without_it_and_remembered(field: str, kind: str) -> None:
     with Emulator(rejects=[field]) as emu:
@@ -45,7 +47,10 @@ def test_a_refused_hint_is_resent_without_it_and_remembered(field: str, kind: st
                     r = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-h", max_retries=0)
                     c = r.chat.completions.create(
                         model="gpt-4o",
-                        messages=[{"role": "system", "content": clock_system(i)}, {"role": "user", "content": "hi"}],
+                        messages=[
+                            {"role": "system", "content": clock_system(i)},
+                            {"role": "user", "content": "hi"},
+                        ],
                     )
                     assert c.choices[0].message.content
             # First call: sent with the hint, refused (400), resent without it. Second call: the
@@ -54,8 +59,10 @@ def test_a_refused_hint_is_resent_without_it_and_remembered(field: str, kind: st
             assert has_field == [True, False, False]
             assert emu.usages[0] is None and all(u is not None for u in emu.usages[1:])
             assert HINT_REJECTIONS["hint_rejected"] == before + 1
-            assert _metric(gw, "promptcache_gateway_hint_rejections_total") == HINT_REJECTIONS["hint_rejected"]
-            assert _metric(gw, 'promptcache_gateway_requests_total{route="%s",status="200"}' % kind) == 2
+            assert (
+                _metric(gw, "promptcache_gateway_hint_rejections_total") == HINT_REJECTIONS["hint_rejected"]
+            )
+            assert _metric(gw, f'promptcache_gateway_requests_total{{route="{kind}",status="200"}}') == 2
         finally:
             gw.stop()
 
@@ -144,7 +151,9 @@ def test_a_stream_is_relayed_as_it_comes_not_buffered(held: tuple[Held, ServerTh
             h.release.set()
             rest = [line for line in lines if line.startswith("data:")]
         assert h.released_in_time == [True] and h.finished == [True]
-        assert [f"part {i}" in "".join(rest) for i in range(1, 5)] == [True] * 4 and rest[-1] == "data: [DONE]"
+        assert [f"part {i}" in "".join(rest) for i in range(1, 5)] == [True] * 4 and rest[
+            -1
+        ] == "data: [DONE]"
         # The key went upstream untouched; hop-by-hop headers (and those Connection names) did not.
         sent = h.headers[0]
         assert sent["authorization"] == "Bearer sk-held"
@@ -187,7 +196,9 @@ def test_an_unreachable_upstream_is_a_502_the_sdk_raises() -> None:
     try:
         a = anthropic.Anthropic(base_url=gw.url, api_key="sk", max_retries=0)
         with pytest.raises(anthropic.InternalServerError, match="upstream unreachable"):
-            a.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+            a.messages.create(
+                model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "x"}]
+            )
         assert _metric(gw, 'promptcache_gateway_upstream_errors_total{kind="connect"}') == 1
     finally:
         gw.stop()

@@ -220,7 +220,7 @@ class Emulator:
         class Handler(_Handler):
             emulator = emu
 
-        self._server = ThreadingHTTPServer((self._host, self._port), Handler)
+        self._server = _Server((self._host, self._port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="promptcache-emulator", daemon=True
@@ -878,6 +878,12 @@ def _gemini_stream(model: str, turn: _Turn, usage: CacheUsage, n: int, out: int)
         if not last:
             del meta["candidatesTokenCount"]
         yield _gemini_response(model, parts, meta, n, "STOP" if last else None)
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a client opening more connections at once (a
+    # gateway's pool under load) saw SYNs dropped and retried a second later, or reset.
+    request_queue_size = 1024
 
 
 class _Handler(BaseHTTPRequestHandler):
