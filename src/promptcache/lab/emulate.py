@@ -891,6 +891,9 @@ class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 keeps SDK connections alive; streams use chunked transfer encoding.
     protocol_version = "HTTP/1.1"
     server_version = "promptcache-emulator/0.1"
+    # Headers and body go out in separate writes: with Nagle's algorithm on, the body waits for the
+    # client's delayed ACK of the headers (~40 ms a response on a kept-alive connection).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: the default logs every request line to stderr."""
