@@ -20,7 +20,8 @@ Python HTTP (two arms) can queue on CPU alone, and the low rate shows the added 
 nothing does.
 
 **Fault.** The gateway on a real redis-server (``--store redis://...``, fleet learning on), the
-same load for :data:`FAULT_SECONDS` seconds; redis-server is killed (SIGKILL) half-way. Reported:
+same load for :data:`FAULT_SECONDS` seconds, each request from a new API key (so each meets the
+store: a new tenant's learned layout is read from it); redis-server is killed (SIGKILL) half-way. Reported:
 requests sent, failed (target 0), and the gateway's ``promptcache_gateway_degradations_total``
 before and after (the outage is counted). Skipped, with the reason, when redis-server is absent.
 
@@ -119,8 +120,9 @@ def _system(i: int) -> str:
 class _Arm:
     """One arm's client and results."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, keys: int | None = KEYS) -> None:
         self.base = base
+        self.keys = keys  # API keys cycled through (None: a new key, so a new tenant, per request)
         self.session: Any = None
         self.ms: list[float] = []
         self.by_tick: dict[int, float] = {}
@@ -142,7 +144,8 @@ class _Arm:
         """Send request ``i`` (``body``: its JSON) and read the whole answer."""
         import aiohttp
 
-        headers = {"authorization": f"Bearer sk-bench-{i % KEYS}", "content-type": "application/json"}
+        key = i % self.keys if self.keys else i
+        headers = {"authorization": f"Bearer sk-bench-{key}", "content-type": "application/json"}
         t0 = time.perf_counter()
         try:
             async with self.session.post(self.base + "/v1/chat/completions", data=body, headers=headers) as r:
@@ -333,7 +336,8 @@ def _run_fault(workdir: Path, seconds: float) -> dict[str, Any]:
                 killed_at.append(time.perf_counter())
 
             async def main() -> tuple[dict[str, Any], _Arm, dict[str, float]]:
-                through = _Arm(gw_url)
+                # A new tenant per request: every request meets the store (its family's shared state).
+                through = _Arm(gw_url, keys=None)
                 before: dict[str, float] = {}
 
                 def during() -> None:

@@ -121,7 +121,8 @@ GATEWAY_ONLY = ("promptcache.gateway", "starlette", "uvicorn", "uvloop", "httpto
 def test_no_runtime_module_imports_the_gateway() -> None:
     runtime = [p for p in sorted(SRC.rglob("*.py")) if (SRC / "gateway") not in p.parents]
     assert (SRC / "gateway" / "app.py").exists()
-    assert _violations(runtime, GATEWAY_ONLY[:3]) == []
+    # httpx-aiohttp too (the openai SDK may load it on its own, so only the static check names it).
+    assert _violations(runtime, (*GATEWAY_ONLY[:3], "httpx_aiohttp")) == []
 
 
 INTEGRATIONS = ("promptcache_langchain", "promptcache_langgraph", "promptcache_llamaindex")
