@@ -6,6 +6,7 @@ sends) and a small Starlette upstream that holds a stream open until the test re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import anthropic
@@ -200,5 +201,24 @@ def test_an_unreachable_upstream_is_a_502_the_sdk_raises() -> None:
                 model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "x"}]
             )
         assert _metric(gw, 'promptcache_gateway_upstream_errors_total{kind="connect"}') == 1
+    finally:
+        gw.stop()
+
+
+def test_a_client_gone_mid_stream_frees_the_request(held: tuple[Held, ServerThread]) -> None:
+    h, upstream = held
+    gw = start_gateway(upstream.url)
+    try:
+        body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"authorization": "Bearer sk-gone"}
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers=headers) as r:
+            assert "part 0" in next(line for line in r.iter_lines() if line.startswith("data:"))
+        # The client closed its connection mid-stream; the upstream goes on, then the gateway
+        # notices, releases the upstream and counts the request finished (bounded wait).
+        h.release.set()
+        deadline = time.monotonic() + 20
+        while _metric(gw, "promptcache_gateway_in_flight") != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _metric(gw, "promptcache_gateway_in_flight") == 0
     finally:
         gw.stop()

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -105,6 +105,23 @@ def _connection_tokens(raw: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     return frozenset(
         t.strip().lower() for k, v in raw if k.lower() == b"connection" for t in v.split(b",") if t.strip()
     )
+
+
+class _Relayed(StreamingResponse):
+    """A relayed answer that runs ``finish`` when it is over, even if its body never started."""
+
+    def __init__(
+        self, content: AsyncIterator[bytes], finish: Callable[[], Awaitable[None]], *, status_code: int
+    ) -> None:
+        super().__init__(content, status_code=status_code)
+        self._finish = finish
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Send the answer, then finish (once)."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._finish()
 
 
 def _error(provider: str, status: int, kind: str, message: str) -> JSONResponse:
@@ -221,19 +238,23 @@ class Gateway:
                 (b"content-length", str(len(content)).encode()),
             ]
             return out
-        relayed = StreamingResponse(
-            self._relay(upstream, request, route, started, ctx), status_code=upstream.status_code
-        )
+        done: list[bool] = []
+
+        async def finish() -> None:
+            # Once, whichever comes first: the relay's end, or the response's (a client gone
+            # before the first chunk never starts the relay).
+            if not done:
+                done.append(True)
+                with anyio.CancelScope(shield=True):  # also when cancelled: release the connection
+                    await upstream.aclose()
+                self._finished(request, route, upstream.status_code, started, ctx)
+
+        relayed = _Relayed(self._relay(upstream, request, finish), finish, status_code=upstream.status_code)
         relayed.raw_headers = _response_headers(upstream, decoded=False)
         return relayed
 
     async def _relay(
-        self,
-        upstream: httpx.Response,
-        request: Request,
-        route: str,
-        started: float,
-        ctx: CallContext | None,
+        self, upstream: httpx.Response, request: Request, finish: Callable[[], Awaitable[None]]
     ) -> AsyncIterator[bytes]:
         # Raw bytes as they arrive (still encoded as the upstream sent them): the seam's tee reads
         # the stream's events for the usage on the way.
@@ -247,10 +268,7 @@ class Gateway:
             log.warning("upstream stream of %s broke off (%s)", request.url.path, type(exc).__name__)
             raise
         finally:
-            # Also when the client went away (cancelled): release the upstream connection first.
-            with anyio.CancelScope(shield=True):
-                await upstream.aclose()
-            self._finished(request, route, upstream.status_code, started, ctx)
+            await finish()
 
     def _finished(
         self, request: Request, route: str, status: int, started: float, ctx: CallContext | None
