@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from promptcache.catalog import UnknownModelError, load_catalog
+from promptcache.catalog import UnknownModelError
 from promptcache.lab.bundled import CASSETTES
 from promptcache.pricing import CostBreakdown, break_even_reads, cost, gemini_storage_cost
 from promptcache.providers.usage import usage_from_response
@@ -224,34 +224,32 @@ def test_gemini_explicit_cache_create_read_and_storage() -> None:
     assert gemini_storage_cost("gemini-2.5-pro", 1_000_000, 1800) == pytest.approx(2.25)
 
 
-def test_unknown_model_in_a_real_cassette_is_a_clear_error() -> None:
-    """gpt-5.6-sol (the pydantic-ai explicit-cache cassettes) has no confirmed write price."""
+def test_gpt_5_6_writes_are_priced_at_the_write_rate() -> None:
+    """The pydantic-ai gpt-5.6-sol cassette's figures (4,020 input, 4,012 written): the guide's
+    cost formula (developers.openai.com/api/docs/guides/prompt-caching, "Monitor cache
+    performance"): ordinary input at the input rate, writes at 1.25x, reads at 0.1x."""
     usage = CacheUsage(provider="openai", model="gpt-5.6-sol", input_tokens=4020, cache_write_tokens=4012)
-    with pytest.raises(UnknownModelError, match=r"gpt-5\.6-sol"):
-        cost(usage)
-    # With the user's own figures (test-only numbers, not OpenAI's), it prices.
-    catalog = load_catalog(
-        overrides={
-            "providers": {
-                "openai": {
-                    "models": {
-                        "gpt-5.6-sol": {
-                            "default_write_ttl": "30m",
-                            "prices": {
-                                "input": 2.0,
-                                "output": 8.0,
-                                "cache_read": 0.2,
-                                "cache_write": {"30m": 2.5},
-                            },
-                        }
-                    }
-                }
-            }
-        }
+    got = cost(usage)
+    _assert_cost(got, input=8 * 5.0 / M, cache_write=4012 * 6.25 / M, total=8 * 5.0 / M + 4012 * 6.25 / M)
+    assert got.cache_write_by_ttl == pytest.approx({"30m": 4012 * 6.25 / M})
+    # The write costs more than the same tokens uncached: 1.25x, what the guide says.
+    assert got.cache_write == pytest.approx(1.25 * 4012 * 5.0 / M)
+    # A later full read of that prefix costs 0.1x; write + one read = 1.35x two uncached sends.
+    read = cost(CacheUsage(provider="openai", model="gpt-5.6-sol", input_tokens=4020, cache_read_tokens=4012))
+    assert read.cache_read == pytest.approx(0.1 * 4012 * 5.0 / M)
+    assert (got.cache_write + read.cache_read) / (2 * 4012 * 5.0 / M) == pytest.approx(1.35 / 2)
+    # A model the catalog lacks is refused with the way to add it, never priced by a sibling.
+    with pytest.raises(UnknownModelError, match=r"gpt-6\.1-terra"):
+        cost(usage.model_copy(update={"model": "gpt-6.1-terra"}))
+
+
+def test_gpt_5_6_long_context_writes_double() -> None:
+    usage = CacheUsage(
+        provider="openai", model="gpt-5.6-terra", input_tokens=300_000, cache_write_tokens=290_000
     )
-    got = cost(usage, catalog=catalog)
-    _assert_cost(got, input=8 * 2.0 / M, cache_write=4012 * 2.5 / M, total=0.010046)
-    assert got.cache_write_by_ttl == pytest.approx({"30m": 0.01003})
+    got = cost(usage)
+    assert got.cache_write == pytest.approx(290_000 * 5.00 / M)
+    assert got.input == pytest.approx(10_000 * 4.00 / M)
 
 
 def test_unpriceable_usage_is_refused() -> None:

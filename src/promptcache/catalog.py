@@ -26,13 +26,16 @@ from collections.abc import Iterator, Mapping
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 __all__ = [
+    "CacheRules",
+    "Capability",
     "Catalog",
+    "FamilySpec",
     "LongContextTier",
     "ModelInfo",
     "ModelSpec",
@@ -77,10 +80,25 @@ class LongContextTier(BaseModel):
     prices: Prices
 
 
+Capability = Literal["mid_conversation_system", "mid_conversation_tools"]
+"""What a model accepts beyond plain prompt caching, as the provider's docs list it:
+``mid_conversation_system`` (a ``{"role": "system"}`` message inside the conversation) and
+``mid_conversation_tools`` (``tool_addition`` / ``tool_removal`` blocks in such a message), per
+platform.claude.com/docs/en/build-with-claude/mid-conversation-system-messages (read 2026-12-07)."""
+
+
 class ModelSpec(BaseModel):
-    """One catalog entry as written in the YAML file."""
+    """One catalog entry as written in the YAML file.
+
+    ``source`` / ``source_date``: the page the entry was read from and the day, when the entry
+    names its own (else its provider's); ``capabilities``: see :data:`Capability`.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str | None = None
+    source_date: date | None = None
+    capabilities: list[Capability] = Field(default_factory=list)
 
     min_cacheable_tokens: int | None = Field(default=None, ge=0)
     cache_increment_tokens: int | None = Field(default=None, gt=0)
@@ -93,8 +111,25 @@ class ModelSpec(BaseModel):
     notes: str | None = None
 
 
+class FamilySpec(BaseModel):
+    """Caching rules the provider's docs say a whole family of ids shares (no prices: a model
+    known only by its family is unpriced)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str
+    source_date: date
+    min_cacheable_tokens: int | None = Field(default=None, ge=0)
+    ttl_options: list[str] = Field(default_factory=list)
+    capabilities: list[Capability] = Field(default_factory=list)
+
+
 class ProviderInfo(BaseModel):
-    """A provider's models, where the figures came from, and how it bills writes."""
+    """A provider's models, where the figures came from, and how it bills writes.
+
+    ``families`` maps an id prefix (``"claude-"``, ``"arn:aws:bedrock:"``) to the rules its ids
+    share, for ids the ``models`` table lacks (:meth:`Catalog.rules`).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -105,6 +140,27 @@ class ProviderInfo(BaseModel):
     )
     write_premium: bool = Field(description="True if cache writes cost more than plain input")
     models: dict[str, ModelSpec] = Field(default_factory=dict)
+    families: dict[str, FamilySpec] = Field(default_factory=dict)
+
+
+class CacheRules(BaseModel):
+    """How a model caches, whether the catalog knows the model itself or only its family.
+
+    ``family`` is the prefix whose shared rules apply (None: the model's own entry);
+    ``priced`` is False for a family match, whose prices the catalog does not guess.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    provider: str
+    family: str | None
+    min_cacheable_tokens: int | None
+    ttl_options: tuple[str, ...]
+    capabilities: frozenset[str]
+    priced: bool
+    source: str
+    source_date: date
 
 
 class ModelInfo(BaseModel):
@@ -124,6 +180,11 @@ class ModelInfo(BaseModel):
     def prices(self) -> Prices:
         """The standard-tier prices."""
         return self.spec.prices
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What the model accepts beyond plain prompt caching (:data:`Capability`)."""
+        return frozenset(self.spec.capabilities)
 
     def prices_for(self, input_tokens: int) -> Prices:
         """The prices that apply to a call with ``input_tokens`` prompt tokens in all."""
@@ -266,6 +327,54 @@ class Catalog(BaseModel):
             f"or an override YAML file of the same shape as promptcache/data/models.yaml"
         )
 
+    def rules(self, model: str, *, provider: str | None = None) -> CacheRules | None:
+        """The caching rules of ``model``: its own entry's, else those its family shares per the
+        provider's docs (unpriced), else None. Never raises for an unknown model.
+
+        >>> arn = "arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/abc"
+        >>> r = load_catalog().rules(arn)
+        >>> (r.provider, r.family, r.priced, r.ttl_options)
+        ('bedrock', 'arn:aws:bedrock:', False, ('5m',))
+        """
+        try:
+            info = self.lookup(model, provider=provider)
+        except UnknownModelError:
+            return self._family_rules(model, provider)
+        return CacheRules(
+            model=info.id,
+            provider=info.provider,
+            family=None,
+            min_cacheable_tokens=info.spec.min_cacheable_tokens,
+            ttl_options=tuple(info.spec.ttl_options),
+            capabilities=info.capabilities,
+            priced=True,
+            source=info.source,
+            source_date=info.source_date,
+        )
+
+    def _family_rules(self, model: str, provider: str | None) -> CacheRules | None:
+        names = [provider] if provider is not None and provider in self.providers else list(self.providers)
+        bare = model.strip()
+        for name in names:
+            info = self.providers[name]
+            # The longest prefix first: a narrower family's rules win over a broader one's.
+            for prefix in sorted(info.families, key=len, reverse=True):
+                tail = bare.rsplit("/", 1)[-1] if not prefix.startswith("arn:") else bare
+                if tail.startswith(prefix) or bare.startswith(prefix):
+                    fam = info.families[prefix]
+                    return CacheRules(
+                        model=bare,
+                        provider=name,
+                        family=prefix,
+                        min_cacheable_tokens=fam.min_cacheable_tokens,
+                        ttl_options=tuple(fam.ttl_options),
+                        capabilities=frozenset(fam.capabilities),
+                        priced=False,
+                        source=fam.source,
+                        source_date=fam.source_date,
+                    )
+        return None
+
     def _search_order(self, model: str, provider: str | None) -> list[str]:
         if provider is not None:
             return [provider]
@@ -311,8 +420,8 @@ class Catalog(BaseModel):
             spec=info.models[model_id],
             default_write_ttl=info.models[model_id].default_write_ttl or info.default_write_ttl,
             write_premium=info.write_premium or bool(info.models[model_id].prices.cache_write),
-            source=info.source,
-            source_date=info.source_date or self.source_date,
+            source=info.models[model_id].source or info.source,
+            source_date=info.models[model_id].source_date or info.source_date or self.source_date,
         )
 
 

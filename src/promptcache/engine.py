@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -58,13 +59,16 @@ from promptcache.pipeline.learning import (
     family_id,
     keep_layout,
     learn,
+    lineage_id,
     remember,
     slot_label,
 )
 from promptcache.pipeline.loose import plan_blocks
-from promptcache.plan import Plan, Prepared
+from promptcache.plan import Hint, Plan, Prepared
 from promptcache.policy import Policy
-from promptcache.providers.hints import HintContext, apply_hints
+from promptcache.providers.diagnostics import Diagnosis, ResponseChains, diagnosable, with_diagnostics
+from promptcache.providers.hints import HintContext, apply_hints, model_info
+from promptcache.providers.mid_conversation import Conversations, apply_changes
 from promptcache.stats import CacheStats, StatsRecorder, persist_stats, recorder_for
 from promptcache.telemetry.hooks import span as telemetry_span
 from promptcache.telemetry.hooks import tracing as telemetry_tracing
@@ -111,9 +115,19 @@ class PromptCache:
     Thread-safe: the memo and the family table have their own locks, each family's
     learning runs under its lock, and nothing else is shared between calls.
 
+    ``clock``: the wall clock (``time.time`` by default) that a value giving the current time
+    (a clock line to the minute) is compared with; such a value moves out of the prefix from a
+    family's first call. A replay or simulation passes its requests' own times.
+
     ``record_stats``: write this cache's usage figures (counts, tokens, cost per tenant
     and model; never prompt text) into its store for ``promptcache stats``, off the call
     path. On by default; ``False`` or ``PROMPTCACHE_RECORD_STATS=0`` turns it off.
+
+    Anthropic opt-ins, off by default (``docs/concepts/providers.md``): ``cache_diagnostics``
+    chains every request of a conversation to the previous answer and reads the provider's miss
+    verdict into ``plan.explain()`` and the figures; ``mid_conversation_tools`` and
+    ``mid_conversation_system`` express a conversation's tool additions and removals, and text
+    appended to its system prompt, as mid-conversation changes on the models that take them.
     """
 
     def __init__(
@@ -132,6 +146,10 @@ class PromptCache:
         record_stats: bool | None = None,
         fleet: bool | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        cache_diagnostics: bool = False,
+        mid_conversation_tools: bool = False,
+        mid_conversation_system: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if policy is None:
             self.policy = Policy()
@@ -146,6 +164,9 @@ class PromptCache:
             raise ValueError(f"max_body_bytes={max_body_bytes!r}: give a positive number of bytes")
         #: Bodies with more bytes of JSON than this are passed through unprocessed (:data:`MAX_BODY_BYTES`).
         self.max_body_bytes = max_body_bytes
+        #: The wall clock (seconds since the epoch) a value giving the current time is compared
+        #: with; a replay or a simulation passes its requests' own times.
+        self._clock = clock
         self._degraded: Counter[str] = Counter()
         self._degraded_lock = threading.Lock()
         del stream_chars  # see the class docstring
@@ -178,6 +199,18 @@ class PromptCache:
         if fleet is None:
             fleet = store is not None or os.environ.get("PROMPTCACHE_FLEET", "") == "1"
         self._fleet = FleetLearning(self._open_store, self.policy.relocation.learn_after) if fleet else None
+        #: Send Anthropic cache diagnostics (``diagnostics.previous_message_id``) on every
+        #: request of a conversation, and read the provider's verdict back into ``plan.explain()``
+        #: and the figures (:mod:`promptcache.providers.diagnostics`). Claude API only.
+        self.cache_diagnostics = bool(cache_diagnostics)
+        self._chains = ResponseChains(max(1, max_families))
+        #: Express a conversation's tool additions and removals as Anthropic mid-conversation
+        #: tool changes, and text appended to its system prompt as a mid-conversation system
+        #: message, on the models the catalog lists with that capability, instead of rewriting
+        #: the start of the prompt (:mod:`promptcache.providers.mid_conversation`).
+        self.mid_conversation_tools = bool(mid_conversation_tools)
+        self.mid_conversation_system = bool(mid_conversation_system)
+        self._conversations = Conversations(max(1, max_families))
 
     # -- promptcache's own caches ---------------------------------------------
 
@@ -448,6 +481,48 @@ class PromptCache:
         with telemetry_span("promptcache.canonicalize", {"promptcache.format": fmt.value}):
             return self._prepare_parts(fmt, adapter, parts, body, model, tenant)
 
+    def _mid_conversation(
+        self,
+        body: dict[str, Any],
+        hints: list[Hint],
+        notes: list[str],
+        key: tuple[str, bytes],
+        model: str,
+    ) -> tuple[dict[str, Any], list[Hint], list[str]]:
+        info = model_info(model, WireFormat.ANTHROPIC_MESSAGES, self.catalog)
+        caps = info.capabilities if info is not None else frozenset()
+        # Tool changes need their beta header, which only the httpx seam adds: Claude API ids only
+        # (a Vertex id "claude-...@date" goes through the anthropic SDK's middleware instead).
+        tools = self.mid_conversation_tools and "mid_conversation_tools" in caps and diagnosable(model)
+        system = self.mid_conversation_system and "mid_conversation_system" in caps
+        if not (tools or system):
+            return body, hints, notes
+        states = self._conversations
+        with states.lock:
+            out, state, more = apply_changes(body, states.get(key), tools=tools, system=system)
+            if state is not None:
+                states.put(key, state)
+        if out is not body:
+            kinds = {
+                blk.get("type") for m in out["messages"] if m.get("role") == "system" for blk in m["content"]
+            }
+            if kinds & {"tool_addition", "tool_removal"}:
+                hints = [*hints, Hint(kind="tool_change", where="$.messages")]
+            if "text" in kinds:
+                hints = [*hints, Hint(kind="system_message", where="$.messages")]
+        return out, hints, [*notes, *more] if more else notes
+
+    def record_answer(self, plan: Plan, response_id: str | None, diagnosis: Diagnosis | None) -> None:
+        """Read a provider's answer back into its request's plan: the response id becomes its
+        conversation's ``previous_message_id`` (cache diagnostics), and the provider's verdict on
+        the request's miss joins ``plan.explain()``. The transport calls it for every answer."""
+        private = plan.__pydantic_private__ or {}
+        chain = private.get("_chain")
+        if chain is not None and response_id is not None:
+            self._chains.answered(chain, response_id)
+        if diagnosis is not None:
+            plan._provider = (diagnosis.reason, diagnosis.missed_tokens)
+
     def degradations(self) -> dict[str, int]:
         """How many requests this cache absorbed a fault for, by :class:`~promptcache.figures.Degradation`
         value (so far ``body_too_large``: a body above ``max_body_bytes``, passed through unprocessed)."""
@@ -482,6 +557,12 @@ class PromptCache:
         contract = self.contract(tenant, model)
         if self._fleet is not None:
             self._fleet.before(fam, fid, contract, tenant)
+        if tools.layout and not policy.layout.pin_tool_order:
+            order = self._families.tool_order(fam, lineage_id(fmt.value, model, tenant), tools.raw_order)
+            if order != tools.layout:  # a grown or shrunk tool set keeps its lineage's order
+                tools = analyser.tools(
+                    fmt, adapter, parts.tools, False, self._relocates(BlockKind.TOOL_SCHEMA), order
+                )
         conversation = conversation_id(parts.messages)
         learned = learn(
             fam,
@@ -490,6 +571,7 @@ class PromptCache:
             tools,
             learn_after=policy.relocation.learn_after,
             relocates=[self._relocates(k) for k in kinds],
+            now=self._clock(),
         )
         learned = keep_layout(fam, conversation, texts, tools, learned)
         if self._fleet is not None:
@@ -521,7 +603,7 @@ class PromptCache:
         if history.normalized or any(m.normalized for m in turn):
             msgs = history.messages + turn
             sent = [m.message if m.normalized else msg for m, msg in zip(msgs, parts.messages, strict=True)]
-        sent_tools = tools.shared.values if learned.canonical_tools else parts.tools
+        sent_tools = tools.shared.values if learned.canonical_tools else tools.as_sent_in_order(parts.tools)
         new_body, volatile_at = adapter.join(parts, learned.system_out, sent_tools, sent, vt)
         # hints, from the plan
         ctx = HintContext(
@@ -545,6 +627,27 @@ class PromptCache:
             stable_messages=change.stable if change else None,
         )
         hinted, hints, notes = apply_hints(new_body, ctx)
+        if (
+            (self.mid_conversation_tools or self.mid_conversation_system)
+            and fmt is WireFormat.ANTHROPIC_MESSAGES
+            and conversation is not None
+            and self.mode == "active"
+        ):
+            hinted, hints, notes = self._mid_conversation(hinted, hints, notes, (tenant, conversation), model)
+        chain: tuple[str, bytes] | None = None
+        if (
+            self.cache_diagnostics
+            and fmt is WireFormat.ANTHROPIC_MESSAGES
+            and conversation is not None
+            and self.mode == "active"
+        ):
+            key = (tenant, conversation)
+            hinted, added, note = with_diagnostics(hinted, self._chains, key, model)
+            if added:
+                chain = key
+                hints = [*hints, Hint(kind="diagnostics", where="$.diagnostics")]
+            if note is not None:
+                notes = [*notes, note]
         plan = laid.plan(
             format=fmt,
             model=model,
@@ -556,6 +659,7 @@ class PromptCache:
             mode=self.mode,
         )
         plan._contract, plan._snapshot, plan._previous = contract, snapshot, previous
+        plan._chain = chain
         return Prepared(body=dict(body) if self.mode == "shadow" else hinted, plan=plan)
 
 

@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from promptcache.figures import ProviderMissReason
+
 _FIRST = "first request of this prefix family: nothing cached yet"
 _UNCHANGED = "cacheable prefix unchanged since the last request"
 
@@ -60,6 +62,10 @@ class Explanation(BaseModel):
     first_in_family: bool
     prefix_unchanged: bool
     changes: list[Change]
+    #: The provider's own verdict on this request, when it gave one (Anthropic cache
+    #: diagnostics, ``PromptCache(cache_diagnostics=True)``), beside promptcache's ``changes``.
+    provider_reason: ProviderMissReason | None = None
+    provider_missed_tokens: int | None = None
 
     @property
     def misses(self) -> list[Change]:
@@ -67,6 +73,9 @@ class Explanation(BaseModel):
         return [c for c in self.changes if not c.neutralized]
 
     def __str__(self) -> str:
+        return self._own() + provider_line(self.provider_reason, self.provider_missed_tokens)
+
+    def _own(self) -> str:
         if self.first_in_family:
             return _FIRST
         if not self.changes:
@@ -77,6 +86,18 @@ class Explanation(BaseModel):
             else "cacheable prefix changed"
         )
         return head + ":\n" + "\n".join(f"  - {c}" for c in self.changes)
+
+
+def provider_line(reason: ProviderMissReason | None, missed_tokens: int | None) -> str:
+    """The line an explanation ends with when the provider gave its own verdict ("" if not).
+
+    >>> provider_line(ProviderMissReason.TOOLS_CHANGED, 4100).strip()
+    '- provider: tools_changed (~4100 tokens not read from cache)'
+    """
+    if reason is None:
+        return ""
+    n = f" (~{missed_tokens} tokens not read from cache)" if missed_tokens else ""
+    return f"\n  - provider: {reason.value}{n}"
 
 
 @dataclass(slots=True)
@@ -104,7 +125,7 @@ class Snapshot:
     #: the conversation's next request is compared with (:func:`promptcache.pipeline.learning.
     #: conversation_change`).
     messages: list[str] = field(default_factory=list)
-    tools_canonical: bool = False  # tools were sent sorted and canonical (not as the caller sent them)
+    tools_canonical: bool = False  # tools were sent as canonical JSON (not each as the caller wrote it)
 
 
 def describe(family: str, prev: Snapshot | None, cur: Snapshot | None) -> str:
@@ -201,17 +222,21 @@ def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
             )
     switched = cur.tools_canonical and not prev.tools_canonical
     if switched and sorted(prev.tool_order) == sorted(cur.tool_order):
-        # The first time the tools' bytes change, promptcache starts sending them
-        # sorted and canonical: this request's prefix changes, later ones will not.
+        # Tools go out in canonical order from the first call; the first time a tool's bytes
+        # change in place, promptcache starts sending them as canonical JSON: this request's
+        # prefix changes, later ones will not.
         prefix_same = False
+        edited = sorted(n for n, d in cur.tool_canonical.items() if prev.tool_canonical.get(n, d) != d)
         changes.append(
             Change(
                 block="tools",
-                cause="tool_order" if prev.tool_order != cur.tool_order else "key_order",
-                detail="tools changed order or key order for the first time; they are sent sorted "
-                "and canonical from now on",
+                cause="content" if edited else "key_order",
+                detail=(f"tools {edited} changed" if edited else "a tool's key order changed")
+                + " for the first time; tools are sent as canonical JSON from now on",
             )
         )
+        if prev.tool_order != cur.tool_order:
+            changes.append(Change(block="tools", cause="tool_order", detail="tool order", neutralized=True))
     elif prev.tool_order != cur.tool_order:
         if sorted(prev.tool_order) == sorted(cur.tool_order):
             changes.append(Change(block="tools", cause="tool_order", detail="tool order", neutralized=True))

@@ -14,7 +14,8 @@ Three shapes of the same figures, one module:
   ``cache_metrics`` channel; :func:`merge_cache_metrics` is its reducer (a set union, so also
   idempotent: a replayed node adds nothing twice). Its totals are a ``Totals``.
 
-Reasons are enums (:class:`PrefixMissReason`, :class:`LookupReason`, :class:`Degradation`):
+Reasons are enums (:class:`PrefixMissReason`, :class:`ProviderMissReason`, :class:`LookupReason`,
+:class:`Degradation`):
 telemetry labels and aggregates count them by value, never by matching free text.
 
 >>> from promptcache.usage import CacheUsage
@@ -58,6 +59,7 @@ __all__ = [
     "Degradation",
     "LookupReason",
     "PrefixMissReason",
+    "ProviderMissReason",
     "Totals",
     "figures_from_usage",
     "merge_cache_metrics",
@@ -83,6 +85,22 @@ class PrefixMissReason(StrEnum):
     ADDED = "added"
     REMOVED = "removed"
     HISTORY_REWRITTEN = "history_rewritten"
+
+
+class ProviderMissReason(StrEnum):
+    """Why the provider itself says a request could not reuse its conversation's previous prefix:
+    Anthropic cache diagnostics' ``cache_miss_reason.type`` values (anthropic SDK 0.125
+    ``BetaCacheMiss*``; platform.claude.com/docs/en/build-with-claude/cache-diagnostics, read
+    2026-12-07). Counted beside promptcache's own :class:`PrefixMissReason` values, which it
+    never shares a value with.
+    """
+
+    MODEL_CHANGED = "model_changed"
+    SYSTEM_CHANGED = "system_changed"
+    TOOLS_CHANGED = "tools_changed"
+    MESSAGES_CHANGED = "messages_changed"
+    PREVIOUS_MESSAGE_NOT_FOUND = "previous_message_not_found"
+    UNAVAILABLE = "unavailable"
 
 
 class LookupReason(StrEnum):
@@ -201,6 +219,9 @@ class CallFigures(BaseModel):
     )
     priced: bool = False
     local_hit: bool = False
+    provider_miss_reason: ProviderMissReason | None = Field(
+        default=None, description="the provider's own miss verdict (Anthropic cache diagnostics), if any"
+    )
 
 
 def figures_from_usage(
@@ -210,11 +231,13 @@ def figures_from_usage(
     tenant: str | None = None,
     kind: CallKind = "model",
     local_hit: bool = False,
+    provider_miss_reason: ProviderMissReason | None = None,
 ) -> CallFigures:
     """Price ``usage`` with the packaged catalog and return it as one call's figures.
 
     A model the catalog does not know (or usage it cannot price) gives ``priced=False`` and
-    zero cost: the token figures are still exact.
+    zero cost: the token figures are still exact. ``provider_miss_reason``: the provider's own
+    verdict on the call's miss, counted in :attr:`Totals.miss_reasons`.
     """
     cost_n = avoided_n = 0
     priced = False
@@ -247,6 +270,8 @@ def figures_from_usage(
         "priced": priced,
         "local_hit": local_hit,
     }
+    if provider_miss_reason is not None:
+        values["provider_miss_reason"] = provider_miss_reason
     return CallFigures.model_validate(values)
 
 
@@ -314,7 +339,8 @@ class Totals(BaseModel):
     cost_avoided_nusd: int = 0
     unpriced_calls: int = Field(default=0, description="provider calls whose model has no catalog price")
     miss_reasons: dict[str, int] = Field(
-        default_factory=dict, description="count by reason (a PrefixMissReason or LookupReason value)"
+        default_factory=dict,
+        description="count by reason (a PrefixMissReason, ProviderMissReason or LookupReason value)",
     )
 
     @classmethod
@@ -356,6 +382,8 @@ class Totals(BaseModel):
             self.output_tokens += f.output_tokens
             if not f.priced:
                 self.unpriced_calls += 1
+            if f.provider_miss_reason is not None:
+                self.count_reason(f.provider_miss_reason.value)
         self.cost_nusd += f.cost_nusd
         self.cost_avoided_nusd += f.cost_avoided_nusd
 
@@ -414,6 +442,8 @@ def _plain(f: CallFigures) -> dict[str, Any]:
     out = f.model_dump(mode="json")
     if not out["cache_write_tokens_by_ttl"]:
         del out["cache_write_tokens_by_ttl"]
+    if out["provider_miss_reason"] is None:
+        del out["provider_miss_reason"]
     return out
 
 

@@ -141,6 +141,9 @@ def plan_summary(ctx: CallContext) -> dict[str, Any]:
             relocated_values=len(plan.fragments),
             explain=plan.explain_text(),
         )
+        reason = plan.provider_reason
+        if reason is not None:
+            out["provider_miss_reason"] = reason.value
     u = ctx.usage
     if u is not None:
         out.update(
@@ -168,7 +171,9 @@ def record_call(ctx: CallContext) -> CallFigures | None:
     usage = ctx.usage
     if usage is None:
         return None
-    figures = figures_from_usage(usage, call_id=ctx.call_id, tenant=ctx.tenant)
+    plan = ctx.plan
+    reason = plan.provider_reason if plan is not None else None
+    figures = figures_from_usage(usage, call_id=ctx.call_id, tenant=ctx.tenant, provider_miss_reason=reason)
     recorder_for(ctx.cache).record(ctx.tenant, usage, figures=figures)
     return figures
 
@@ -213,5 +218,6 @@ def _emit_provider_call(ctx: CallContext) -> None:
             ttft_s=None if ctx.first_chunk_at is None else ctx.first_chunk_at - ctx.started,
             provider_cache_hit=bool(u is not None and u.cache_read_tokens > 0),
             agent=hooks.current_agent(),
+            provider_miss_reason=ctx.plan.provider_reason if ctx.plan is not None else None,
         )
     )

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from promptcache.blocks import Block
 from promptcache.canonical import Fragment
-from promptcache.explain import Explanation, Snapshot, compare, describe
+from promptcache.explain import Explanation, Snapshot, compare, describe, provider_line
+from promptcache.figures import ProviderMissReason
 from promptcache.formats import WireFormat
 from promptcache.keys import KeyContract, derive_key
 
@@ -76,6 +77,10 @@ class Plan(BaseModel):
     _contract: KeyContract | None = PrivateAttr(default=None)
     _snapshot: Snapshot | None = PrivateAttr(default=None)
     _previous: Snapshot | None = PrivateAttr(default=None)
+    #: (tenant, conversation id) of a request sent with Anthropic cache diagnostics.
+    _chain: tuple[str, bytes] | None = PrivateAttr(default=None)
+    #: The provider's verdict on this request, once its answer was read.
+    _provider: tuple[ProviderMissReason, int | None] | None = PrivateAttr(default=None)
 
     def with_hints(self, hints: list[Hint], decisions: list[str]) -> Plan:
         """A copy carrying the provider hints placed and the policy notes."""
@@ -95,8 +100,19 @@ class Plan(BaseModel):
     def explain(self) -> Explanation:
         """Why this request's cacheable prefix differs from the last one of its family."""
         if self._snapshot is None:
-            return Explanation(family=self.family, first_in_family=True, prefix_unchanged=False, changes=[])
-        return compare(self.family, self._previous, self._snapshot)
+            found = Explanation(family=self.family, first_in_family=True, prefix_unchanged=False, changes=[])
+        else:
+            found = compare(self.family, self._previous, self._snapshot)
+        if self._provider is None:
+            return found
+        reason, missed = self._provider
+        return found.model_copy(update={"provider_reason": reason, "provider_missed_tokens": missed})
+
+    @property
+    def provider_reason(self) -> ProviderMissReason | None:
+        """The provider's own verdict on this request's miss, once its answer was read (None:
+        none given, or cache diagnostics not asked for)."""
+        return self._provider[0] if self._provider is not None else None
 
     def explain_text(self) -> str:
         """``str(self.explain())``, without building the explanation when nothing changed
@@ -104,7 +120,9 @@ class Plan(BaseModel):
         # From the private dict itself: pydantic serves private attributes through a
         # __getattr__ that first fails a normal lookup, twice per call here.
         private = self.__pydantic_private__ or {}
-        return describe(self.family, private.get("_previous"), private.get("_snapshot"))
+        text = describe(self.family, private.get("_previous"), private.get("_snapshot"))
+        provider = private.get("_provider")
+        return text if provider is None else text + provider_line(*provider)
 
 
 class Prepared(BaseModel):

@@ -57,8 +57,15 @@ import orjson
 from promptcache.figures import Degradation
 from promptcache.formats import WireFormat
 from promptcache.llm_bridge import HINT_REJECTIONS, CallContext, current_call, mark_first_chunk
+from promptcache.providers.diagnostics import (
+    diagnosis_from_answer,
+    diagnosis_from_stream,
+    response_id_from_answer,
+    response_id_from_stream,
+)
 from promptcache.providers.fallback import HINT_FIELDS, REJECTIONS, may_be_rejection, strip_hints
 from promptcache.providers.gemini_cache import GeminiCacheManager, GeminiPrepared
+from promptcache.providers.mid_conversation import TOOL_CHANGES_BETA
 from promptcache.providers.usage import usage_from_response, usage_from_stream
 from promptcache.usage import CacheUsage
 from promptcache.wire import WireFormatError
@@ -114,6 +121,7 @@ class ProviderRequest:
     """
 
     __slots__ = (
+        "beta",
         "body_bytes",
         "caches",
         "ctx",
@@ -144,6 +152,8 @@ class ProviderRequest:
         self.write: CacheUsage | None = None
         #: The body's size as the SDK encoded it (the engine's size check need not measure it).
         self.body_bytes: int | None = None
+        #: An ``anthropic-beta`` value the rewritten body needs (mid-conversation tool changes).
+        self.beta: str | None = None
 
     def prepare(self, body: dict[str, Any], path_streams: bool) -> dict[str, Any]:
         """The body to send for ``body`` (``path_streams``: the endpoint itself streams)."""
@@ -192,6 +202,8 @@ class ProviderRequest:
             self.sent = strip_hints(body, fmt) if ctx.hints_off else body
             return self.sent
         ctx.plan, ctx.body = prepared.plan, prepared.body
+        if fmt is WireFormat.ANTHROPIC_MESSAGES and any(h.kind == "tool_change" for h in prepared.plan.hints):
+            self.beta = TOOL_CHANGES_BETA
         self.sent = strip_hints(prepared.body, fmt) if ctx.hints_off else prepared.body
         if self.caches is not None and fmt is WireFormat.GEMINI and ctx.model is not None:
             self.sent = self._explicit(self.caches, self.sent, ctx.model)
@@ -275,6 +287,9 @@ class ProviderRequest:
             ctx.usage = self._with_write(usage_from_response(self.fmt, plain, model=self._model()))
         except (ValueError, TypeError) as exc:
             ctx.notes.append(f"provider usage unreadable: {type(exc).__name__}"[:300])
+        if self.fmt is WireFormat.ANTHROPIC_MESSAGES and ctx.plan is not None:
+            # Anthropic cache diagnostics: the id chains the conversation's next request.
+            ctx.cache.record_answer(ctx.plan, response_id_from_answer(plain), diagnosis_from_answer(plain))
 
     def finish_stream(self) -> None:
         """Read the usage of the stream events gathered in the context."""
@@ -283,6 +298,9 @@ class ProviderRequest:
             ctx.usage = self._with_write(usage_from_stream(self.fmt, ctx.stream_events, model=self._model()))
         except (ValueError, TypeError) as exc:
             ctx.notes.append(f"stream usage unreadable: {exc}"[:300])
+        if self.fmt is WireFormat.ANTHROPIC_MESSAGES and ctx.plan is not None:
+            events = ctx.stream_events
+            ctx.cache.record_answer(ctx.plan, response_id_from_stream(events), diagnosis_from_stream(events))
 
     def _with_write(self, usage: CacheUsage) -> CacheUsage:
         write = self.write
@@ -341,10 +359,15 @@ def _dumps(body: dict[str, Any]) -> bytes:
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _rebuilt(request: httpx.Request, body: dict[str, Any]) -> httpx.Request:
+def _rebuilt(request: httpx.Request, body: dict[str, Any], beta: str | None = None) -> httpx.Request:
     content = _dumps(body)
     headers = httpx.Headers(request.headers)
     headers["content-length"] = str(len(content))
+    if beta is not None:
+        # Added to the caller's betas, never in place of them.
+        have = [b.strip() for b in headers.get("anthropic-beta", "").split(",") if b.strip()]
+        if beta not in have:
+            headers["anthropic-beta"] = ",".join([*have, beta])
     return httpx.Request(
         request.method, request.url, headers=headers, content=content, extensions=request.extensions
     )
@@ -516,7 +539,8 @@ class PromptCacheTransport(httpx.BaseTransport):
         if started is None:
             return self.inner.handle_request(request)
         call, body = started
-        response = self.inner.handle_request(_rebuilt(request, call.prepare(body, _path_streams(request))))
+        prepared = call.prepare(body, _path_streams(request))
+        response = self.inner.handle_request(_rebuilt(request, prepared, call.beta))
         if call.may_retry(response.status_code):
             refused = _buffered(response, b"".join(_iter(response)))
             response.close()
@@ -524,7 +548,7 @@ class PromptCacheTransport(httpx.BaseTransport):
             if retry is None:
                 call.ctx.body = None
                 return refused
-            response = self.inner.handle_request(_rebuilt(request, retry))
+            response = self.inner.handle_request(_rebuilt(request, retry, call.beta))
         if response.status_code >= 300:
             call.ctx.body = None
             return response
@@ -566,7 +590,8 @@ class AsyncPromptCacheTransport(httpx.AsyncBaseTransport):
         call, body = started
         # Creating a Gemini cached content blocks the event loop (the manager is synchronous);
         # it happens once per prefix and TTL, not per request.
-        sent = _rebuilt(request, call.prepare(body, _path_streams(request)))
+        prepared = call.prepare(body, _path_streams(request))
+        sent = _rebuilt(request, prepared, call.beta)
         response = await self.inner.handle_async_request(sent)
         if call.may_retry(response.status_code):
             refused = _buffered(response, b"".join([c async for c in _aiter(response)]))
@@ -575,7 +600,7 @@ class AsyncPromptCacheTransport(httpx.AsyncBaseTransport):
             if retry is None:
                 call.ctx.body = None
                 return refused
-            response = await self.inner.handle_async_request(_rebuilt(request, retry))
+            response = await self.inner.handle_async_request(_rebuilt(request, retry, call.beta))
         if response.status_code >= 300:
             call.ctx.body = None
             return response

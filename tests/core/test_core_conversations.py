@@ -263,13 +263,18 @@ def test_a_reshuffled_tool_list_shares_one_canonical_tool_set() -> None:
 
 def test_unchanged_tools_go_out_as_the_callers_own_objects() -> None:
     # A framework that rebuilds its tool dicts per call (create_agent binds tools on every
-    # model call) must see its own objects sent, not the first call's, equal as they are.
+    # model call) must see its own objects sent, not the first call's, equal as they are; in
+    # the canonical (name) order from the first call on, and its list itself when already in it.
     cache = PromptCache()
     body = make_body("openai-chat", "Be brief.", copy.deepcopy(TOOL_SPECS), [("user", "hi")])
     cache.prepare_request(body, format="openai-chat")
     again = {**body, "tools": copy.deepcopy(body["tools"])}
     sent = cache.prepare_request(again, format="openai-chat").body["tools"]
-    assert sent is again["tools"]
+    by_name = sorted(again["tools"], key=lambda t: t["function"]["name"])
+    assert by_name != again["tools"], "the tools are already in name order: the test checks less"
+    assert len(sent) == len(by_name) and all(s is t for s, t in zip(sent, by_name, strict=True))
+    ordered = {**body, "tools": by_name}
+    assert cache.prepare_request(ordered, format="openai-chat").body["tools"] is by_name
 
 
 def _same_as_fresh(policy: Policy | None, bodies: list[dict[str, Any]], fmt: str) -> list[Prepared]:

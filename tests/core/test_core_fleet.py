@@ -25,7 +25,7 @@ from promptcache.pipeline.learning import Family
 
 def _learn_in_first_worker(location: str) -> tuple[PromptCache, str]:
     """Worker 0 sees the clock change and moves it; returns its cache and its prefix key."""
-    cache = PromptCache(store=location, record_stats=False)
+    cache = PromptCache(store=location, record_stats=False, clock=procs.never_now)
     keys = []
     for minute in range(3):
         now = f"2026-12-07T09:{minute:02d}:00Z"
@@ -85,12 +85,39 @@ def test_workers_send_the_prefix_the_fleet_learned_from_their_first_call(
     first.close()
 
 
+def test_workers_send_the_tool_order_the_fleet_decided(tmp_path: Path) -> None:
+    # Worker 0 saw a tool set grow and appended the new tool (issue 22, decision 4); workers
+    # that meet the grown set first send that order, not their own sort: one prefix per family.
+    location = str(tmp_path / "cache")
+    first = PromptCache(store=location, record_stats=False, clock=procs.never_now)
+    first.prepare_request(procs.tools_body(["search", "book"]), format="openai-chat", tenant="acme")
+    grown = ["search", "alert", "book"]
+    sent = first.prepare_request(procs.tools_body(grown), format="openai-chat", tenant="acme").body["tools"]
+    decided = [t["function"]["name"] for t in sent]
+    assert decided == ["book", "search", "alert"]
+    _wait_shared(first)
+    ctx = mp.get_context("spawn")
+    q: Any = ctx.Queue()
+    workers = [ctx.Process(target=procs.first_tools_call, args=(location, grown, w, q)) for w in (1, 2)]
+    for w in workers:
+        w.start()
+    try:
+        out = sorted(q.get(timeout=120) for _ in workers)
+    finally:
+        for w in workers:
+            w.join(60)
+            if w.is_alive():
+                w.kill()
+    assert out == [(1, decided), (2, decided)]
+    first.close()
+
+
 def test_shared_decisions_are_per_tenant(tmp_path: Path) -> None:
     # Another tenant's family is its own: it learns nothing from acme's.
     location = str(tmp_path / "cache")
     first, _ = _learn_in_first_worker(location)
     _wait_shared(first)
-    other = PromptCache(store=location, record_stats=False)
+    other = PromptCache(store=location, record_stats=False, clock=procs.never_now)
     p = other.prepare_request(procs.body("2026-12-07T11:00:00Z", "hi"), format="openai-chat", tenant="globex")
     assert len(p.plan.fragments) == 0
     other.close()

@@ -179,7 +179,8 @@ def test_anthropic_rejected_cache_control_resent_without_hints(provider: FakePro
     assert _count(first, "cache_control") == 3 and _count(second, "cache_control") == 0
     assert second == strip_hints(first, "anthropic-messages")
     # Everything but the markers is sent again unchanged.
-    assert [t["name"] for t in second["tools"]] == ["get_user", "book"]  # as the caller sent them
+    # The tools as prepared: in canonical order (by name), each as the caller wrote it.
+    assert [t["name"] for t in second["tools"]] == ["book", "get_user"]
     assert second["system"] == [{"type": "text", "text": first["system"][0]["text"]}]
     assert second["messages"][-1]["content"] == [{"type": "text", "text": "book me a flight"}]
 

@@ -15,7 +15,6 @@ import pytest
 from promptcache.catalog import load_catalog
 from promptcache.engine import PromptCache
 from promptcache.policy import Policy
-from promptcache.providers import hints
 from promptcache.providers.hints import FALLBACK_MIN_TOKENS, min_cacheable_tokens, openai_retention
 
 from ._replay import request_bodies
@@ -81,26 +80,9 @@ def test_minimums_come_from_the_catalog_with_a_fallback() -> None:
 
 @pytest.fixture
 def gpt56() -> Iterator[None]:
-    """gpt-5.6 is absent from the packaged catalog; add it as a user would, marked explicit."""
-    hints.use_catalog(
-        load_catalog(
-            overrides={
-                "providers": {
-                    "openai": {
-                        "models": {
-                            "gpt-5.6-sol": {
-                                "min_cacheable_tokens": 1024,
-                                "ttl_options": ["explicit", "24h"],
-                                "prices": {"input": 5.0, "output": 30.0, "cache_read": 0.5},
-                            }
-                        }
-                    }
-                }
-            }
-        )
-    )
+    """gpt-5.6-sol as the packaged catalog lists it: marked explicit (breakpoints)."""
+    assert "explicit" in load_catalog().lookup("gpt-5.6-sol").spec.ttl_options
     yield
-    hints.use_catalog(None)
 
 
 # -- Anthropic --------------------------------------------------------------------------------
@@ -112,9 +94,9 @@ def test_anthropic_exact_placement() -> None:
         "model": "claude-sonnet-4-5",
         "max_tokens": 64,
         "system": [{"type": "text", "text": LONG, "cache_control": CC}],
-        # tools as the caller sent them (sorted only once their order is seen to change);
+        # tools in canonical order from the first call (by name), each as the caller wrote it;
         # the last one closes the tools section
-        "tools": [TOOLS[0], {**TOOLS[1], "cache_control": CC}],
+        "tools": [TOOLS[1], {**TOOLS[0], "cache_control": CC}],
         "messages": [
             CONV[0],
             CONV[1],
@@ -166,13 +148,20 @@ def test_anthropic_1h_first_then_5m() -> None:
 
 @pytest.mark.parametrize(
     "model",
-    ["claude-zeta-9", "anthropic.claude-3-7-sonnet-20250219-v1:0"],
+    ["zeta-9", "anthropic.claude-3-7-sonnet-20250219-v1:0"],
     ids=["unknown", "bedrock-5m-only"],
 )
 def test_no_1h_where_the_catalog_lists_none(model: str) -> None:
     out = _prepare(_anthropic(model=model), "anthropic-messages", _ttl_policy("1h")).body
     assert _count(out, "cache_control") == 3
     assert "ttl" not in str(out)
+
+
+def test_an_unlisted_claude_gets_the_family_ttls() -> None:
+    # The catalog's "claude-" family: every Claude model takes the 1h TTL (prompt-caching page),
+    # so a Claude id the table does not list yet keeps it (issue 23: family rules, unpriced).
+    out = _prepare(_anthropic(model="claude-zeta-9"), "anthropic-messages", _ttl_policy("1h")).body
+    assert out["tools"][-1]["cache_control"] == CC1H
 
 
 def test_anthropic_below_the_catalog_minimum() -> None:
@@ -201,7 +190,7 @@ def test_bedrock_cache_point_placement() -> None:
     point = {"cachePoint": {"type": "default"}}
     out = _prepare(_converse(), "bedrock-converse").body
     assert out["system"] == [{"text": LONG}, point]
-    assert [t.get("toolSpec", {}).get("name") for t in out["toolConfig"]["tools"]] == ["search", "book", None]
+    assert [t.get("toolSpec", {}).get("name") for t in out["toolConfig"]["tools"]] == ["book", "search", None]
     assert out["toolConfig"]["tools"][-1] == point
     assert out["messages"][-1]["content"] == [{"text": "book me a flight"}, point]
     assert _count(out["messages"][:-1], "cachePoint") == 0

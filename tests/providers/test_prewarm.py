@@ -10,6 +10,8 @@ import asyncio
 import copy
 from typing import Any
 
+import pytest
+
 from promptcache.engine import PromptCache
 from promptcache.pricing import cost
 from promptcache.providers.prewarm import aprewarm, prewarm, prewarm_body
@@ -85,7 +87,7 @@ def test_anthropic_without_messages_gets_a_minimal_turn() -> None:
     }
 
 
-def test_openai_chat_one_token_and_unpriced_model_is_reported() -> None:
+def test_openai_chat_one_token_and_the_write_is_priced() -> None:
     send = Recorder(_recorded_response(OPENAI_WRITE))
     body = {
         "model": "gpt-5.6-sol",
@@ -99,7 +101,9 @@ def test_openai_chat_one_token_and_unpriced_model_is_reported() -> None:
     assert not {"max_tokens", "stream"} & set(sent)
     assert sent["prompt_cache_key"].startswith("pc-")
     assert report.usage.cache_write_tokens == 4012 and report.seeded
-    assert report.cost is None and "not priced: UnknownModelError" in report.notes
+    # gpt-5.6 bills the write at 1.25x its input rate ($6.25 per million for Sol).
+    assert report.cost is not None
+    assert report.cost.cache_write == pytest.approx(4012 * 6.25 / 1e6)
 
 
 def test_other_formats_minimal_requests() -> None:

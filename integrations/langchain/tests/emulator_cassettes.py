@@ -181,8 +181,8 @@ def _sse_data(text: str) -> Iterator[dict[str, Any]]:
 
 
 def wire_usage(text: str) -> dict[str, int]:
-    """Provider usage of one recorded answer (JSON or SSE, OpenAI Chat or Anthropic Messages),
-    normalised: ``input`` counts every prompt token, cached or not (Anthropic's own
+    """Provider usage of one recorded answer (JSON or SSE; OpenAI Chat or Responses, Anthropic
+    Messages), normalised: ``input`` counts every prompt token, cached or not (Anthropic's own
     ``input_tokens`` excludes cache reads and writes)."""
     text = text.strip()
     events = [json.loads(text)] if text.startswith("{") else list(_sse_data(text))
@@ -190,10 +190,20 @@ def wire_usage(text: str) -> dict[str, int]:
     for ev in events:
         if ev.get("type") == "message_start":
             ev = ev["message"]
+        elif ev.get("type") == "response.completed":  # OpenAI Responses stream: the last event
+            ev = ev["response"]
         u = ev.get("usage")
         if not u:
             continue
-        if "prompt_tokens" in u:  # OpenAI Chat: one usage object per answer
+        if "input_tokens_details" in u:  # OpenAI Responses
+            details = u.get("input_tokens_details") or {}
+            out = {
+                "input": u["input_tokens"],
+                "read": details.get("cached_tokens", 0),
+                "write": details.get("cache_write_tokens", 0),
+                "output": u["output_tokens"],
+            }
+        elif "prompt_tokens" in u:  # OpenAI Chat: one usage object per answer
             details = u.get("prompt_tokens_details") or {}
             out = {
                 "input": u["prompt_tokens"],

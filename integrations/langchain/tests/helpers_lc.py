@@ -27,30 +27,39 @@ def has_clock(text: str) -> bool:
 
 def clock_relocated(body: dict[str, Any]) -> bool:
     """The clock line left the stable system prefix and sits in the volatile block after it."""
-    rest = json.dumps(body.get("messages", []))
+    rest = json.dumps(body.get("messages", body.get("input", [])))
     return not has_clock(system_text(body)) and VOLATILE_OPEN in rest and _CLOCK.search(rest) is not None
 
 
 VOLATILE_OPEN = "<volatile_context>"
 
 
+#: The OpenAI models the tests' providers name: gpt-4o (implicit prefix caching) and, as
+#: ``openai_gpt56``, gpt-5.6-sol (explicit breakpoints, writes billed).
+OPENAI_MODELS = {"openai": "gpt-4o", "openai_gpt56": "gpt-5.6-sol"}
+
+
 def make_model(provider: str, base_url: str, api_key: str) -> BaseChatModel:
     """A real ChatOpenAI / ChatAnthropic talking to the emulator (no retries: failures surface)."""
-    if provider == "openai":
+    if provider.startswith("openai"):
         return ChatOpenAI(
-            model="gpt-4o", api_key=api_key, base_url=base_url, max_retries=0, stream_usage=True
+            model=OPENAI_MODELS[provider],
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            stream_usage=True,
         )
     return ChatAnthropic(model="claude-sonnet-4-5", api_key=api_key, base_url=base_url, max_retries=0)
 
 
 def base_url(emu: Any, provider: str) -> str:
     """The emulator's base URL for ``provider``'s SDK."""
-    return str(emu.openai_base_url if provider == "openai" else emu.anthropic_base_url)
+    return str(emu.openai_base_url if provider.startswith("openai") else emu.anthropic_base_url)
 
 
 def wire_format(provider: str) -> str:
     """The wire format a provider's chat model speaks."""
-    return "openai-chat" if provider == "openai" else "anthropic-messages"
+    return "openai-chat" if provider.startswith("openai") else "anthropic-messages"
 
 
 def script_from_trajectory(traj: list[dict[str, Any]], start: int, stop: int) -> list[dict[str, Any]]:
@@ -100,11 +109,12 @@ def recorded_tools(tool_schemas: list[dict[str, Any]], traj: list[dict[str, Any]
 
 
 def system_text(body: dict[str, Any]) -> str:
-    """The (first) system text of an OpenAI Chat or Anthropic Messages body: the stable prefix."""
+    """The (first) system text of an OpenAI Chat / Responses or Anthropic Messages body: the
+    stable prefix."""
     if "system" in body:
         s = body["system"]
         return s if isinstance(s, str) else str(s[0].get("text", ""))
-    first = next(m for m in body["messages"] if m["role"] == "system")
+    first = next(m for m in body.get("messages", body.get("input", [])) if m.get("role") == "system")
     c = first["content"]
     return c if isinstance(c, str) else "".join(b.get("text", "") for b in c)
 

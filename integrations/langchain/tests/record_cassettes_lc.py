@@ -1,6 +1,6 @@
 """Re-record the ``create_agent`` + ``PromptCacheMiddleware`` cassettes against the provider emulator.
 
-    .venv/bin/python integrations/langchain/tests/record_cassettes_lc.py
+    .venv/bin/python integrations/langchain/tests/record_cassettes_lc.py [PROVIDER ...]
     (or: cd integrations/langchain/tests && ../../../.venv/bin/python -m record_cassettes_lc)
 
 The emulator plays the model with the recorded assistant turns of tau-bench airline task 2
@@ -30,7 +30,7 @@ from promptcache.lab.emulate import Emulator  # noqa: E402
 from promptcache.lab.traces import script_from_trajectory  # noqa: E402
 
 CASSETTES = HERE / "cassettes"
-PROVIDERS = ("openai", "anthropic")
+PROVIDERS = ("openai", "openai_gpt56", "anthropic")
 TENANT_CONFIG: dict[str, Any] = {"configurable": {"tenant_id": "acme"}}
 
 
@@ -59,11 +59,13 @@ def record(provider: str) -> Path:
     return CASSETTES / cassette_name(provider)
 
 
-def main() -> None:
+def main(args: list[str]) -> None:
+    """Re-record every cassette, or those of the providers named (``openai_gpt56 ...``)."""
     ec.isolated_cache_dir(tempfile.mkdtemp(prefix="promptcache-rec-"))
     for provider in PROVIDERS:
-        print("recorded", record(provider))
+        if not args or provider in args:
+            print("recorded", record(provider))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -43,6 +43,9 @@ def assert_request_features(provider: str, bodies: list[dict[str, Any]], policy:
         assert system_text(body) == stable and not has_clock(system_text(body)), i
         text = json.dumps(body)
         assert text.count(VOLATILE_OPEN) == 1 and json.dumps(_clock(i))[1:-1] in text, i
+    if provider == "openai_gpt56":
+        assert_gpt56_features(bodies)
+        return
     if provider == "openai":
         keys = [b["prompt_cache_key"] for b in bodies]
         assert all(k.startswith("pc-") for k in keys)
@@ -64,8 +67,34 @@ def assert_request_features(provider: str, bodies: list[dict[str, Any]], policy:
             assert vol > marked[0], i
 
 
+def _parts(item: dict[str, Any]) -> Any:
+    return item.get("output") if item.get("type") == "function_call_output" else item.get("content")
+
+
+def assert_gpt56_features(bodies: list[dict[str, Any]]) -> None:
+    """gpt-5.6-sol through ChatOpenAI (which speaks the Responses API to it): explicit
+    breakpoints on the system prefix and the conversation, never on assistant output, at most 4;
+    explicit mode once the clock sits in the volatile block; never retention beside options."""
+    for i, body in enumerate(bodies):
+        items = body["input"]
+        marked = [
+            j
+            for j, it in enumerate(items)
+            if isinstance(_parts(it), list) and any("prompt_cache_breakpoint" in p for p in _parts(it))
+        ]
+        assert marked[0] == 0 and 1 <= len(marked) <= 4, i  # the system prefix ends with one
+        assert all(items[j].get("role") != "assistant" for j in marked), i
+        assert "prompt_cache_retention" not in body, i
+        if i >= 1:  # the volatile block exists: explicit mode, its tail is never written
+            assert body["prompt_cache_options"] == {"mode": "explicit"}, i
+            (vol,) = [j for j, it in enumerate(items) if VOLATILE_OPEN in json.dumps(it)]
+            assert max(marked) < vol, i
+        if i >= 2:  # where the previous request wrote, so that it is read back
+            assert len(marked) >= 3, i
+
+
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
-@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("provider", ["openai", "openai_gpt56", "anthropic"])
 async def test_create_agent_replays_cassette(
     provider: str, use_async: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
@@ -83,7 +112,7 @@ async def test_create_agent_replays_cassette(
     assert cassette.play_count == len(cassette) == 6 and cassette.all_played
     # Every request matched a recorded body exactly, so the recorded bodies are the sent ones.
     assert_request_features(provider, ec.recorded_bodies(path), traj[0]["content"])
-    assert final["messages"][-1].content == traj[STOP - 1]["content"]  # the recorded last answer
+    assert final["messages"][-1].text == traj[STOP - 1]["content"]  # the recorded last answer
 
     m: CacheMetrics = final["cache_metrics"]
     assert m.calls == 6
@@ -123,6 +152,20 @@ async def test_create_agent_replays_cassette(
     ] == usages
     assert [x["tenant"] for x in metas] == ["acme"] * 6
     assert [x["relocated_values"] for x in metas] == [0, 1, 1, 1, 1, 1]
+    if provider == "openai_gpt56":
+        # Writes are read from the Responses usage and priced at gpt-5.6-sol's write rate
+        # ($6.25 per million, 1.25x input; reads $0.50, input $5, output $30).
+        assert expected["write"] > 0 and expected["read"] > 0
+        dollars = sum(
+            (u["input"] - u["read"] - u["write"]) * 5.0
+            + u["read"] * 0.5
+            + u["write"] * 6.25
+            + u["output"] * 30.0
+            for u in usages
+        )
+        assert m.cost_usd == pytest.approx(dollars / 1e6, abs=1e-8)
+        # After the first turn each call reads what the previous one wrote and writes its new tail.
+        assert all(u["read"] > 0 and u["write"] < 600 for u in usages[2:])
     if provider == "openai":
         bodies = ec.recorded_bodies(path)
         # The routing key sent is the one the answer reports.

@@ -87,9 +87,10 @@ async def test_model_only_middleware_keeps_built_in_tools_with_the_caller(
         assert len(emu.requests) == 1
         sent = emu.requests[0]
         assert sent["prompt_cache_key"].startswith("pc-")
+        # The caller's tools, in canonical (name) order from the first call.
         assert [t["function"]["name"] for t in sent["tools"]] == [
-            "get_user_details",
             "get_reservation_details",
+            "get_user_details",
         ]
         metrics = final["cache_metrics"]
         assert isinstance(metrics, CacheMetrics) and metrics.calls == 1

@@ -1,6 +1,6 @@
 """Re-record the ``StateGraph`` + ``CachingChatModel`` + ``ToolNode`` cassettes against the emulator.
 
-    .venv/bin/python integrations/langgraph/tests/record_cassettes_lg.py
+    .venv/bin/python integrations/langgraph/tests/record_cassettes_lg.py [PROVIDER ...]
     (or: cd integrations/langgraph/tests && ../../../.venv/bin/python -m record_cassettes_lg)
 
 The emulator plays the model with the recorded assistant turns of tau-bench airline task 2
@@ -64,11 +64,13 @@ def record(provider: str) -> Path:
     return path
 
 
-def main() -> None:
+def main(args: list[str]) -> None:
+    """Re-record every cassette, or those of the providers named (``openai ...``)."""
     ec.isolated_cache_dir(tempfile.mkdtemp(prefix="promptcache-rec-"))
     for provider in PROVIDERS:
-        print("recorded", record(provider))
+        if not args or provider in args:
+            print("recorded", record(provider))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -149,7 +149,11 @@ async def run_structured(provider: str, emu: Any, cache: PromptCache) -> dict[st
 
 SCENARIOS = {
     "query_engine": (run_query_engine, None, ("openai", "anthropic", "gemini")),
-    "function_agent": (run_function_agent, _agent_script, ("openai", "anthropic")),
+    "function_agent": (
+        run_function_agent,
+        _agent_script,
+        ("openai", "anthropic", "openai_gpt56", "responses_gpt56"),
+    ),
     "structured": (run_structured, _fare_script, ("openai", "anthropic")),
 }
 

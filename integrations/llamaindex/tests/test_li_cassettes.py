@@ -181,6 +181,58 @@ async def test_function_agent_replays_cassette(
     _assert_metrics(out["handler"], cache, "mia", usages)
 
 
+def _gpt56_tool_result(body: dict[str, Any]) -> str:
+    items = body.get("messages") or body["input"]
+    last = items[-1]
+    if last.get("type") == "function_call_output":
+        out = last["output"]
+        return str(out if isinstance(out, str) else out[0]["text"])
+    assert last["role"] == "tool"
+    return str(last["content"])
+
+
+def _breakpoints(body: dict[str, Any]) -> list[int]:
+    items = body.get("messages") or body["input"]
+    found = []
+    for i, it in enumerate(items):
+        parts = it.get("output") if it.get("type") == "function_call_output" else it.get("content")
+        if isinstance(parts, list) and any(
+            "prompt_cache_breakpoint" in p for p in parts if isinstance(p, dict)
+        ):
+            found.append(i)
+    return found
+
+
+@pytest.mark.parametrize("provider", ["openai_gpt56", "responses_gpt56"])
+async def test_function_agent_gpt56_replays_cassette(
+    provider: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """gpt-5.6-sol through LlamaIndex's OpenAI (Chat Completions) and OpenAIResponses: the
+    system prompt (sent as a developer message) ends with an explicit breakpoint, implicit mode
+    covers the growing conversation, and the figures carry the recorded writes and reads, the
+    writes priced at 1.25x the input rate."""
+    monkeypatch.setenv("PROMPTCACHE_CACHE_DIR", str(tmp_path))
+    out, path, cache = await _replay("function_agent", provider, run_function_agent, 5)
+    bodies, usages = recorded_bodies(path), recorded_usages(path)
+    for i, b in enumerate(bodies):
+        items = b.get("messages") or b["input"]
+        assert items[0]["role"] == "developer" and _breakpoints(b)[0] == 0, i
+        assert items[0]["content"][0]["text"] == AIRLINE_POLICY, i
+        assert 1 <= len(_breakpoints(b)) <= 3, i  # implicit mode keeps one of the 4 slots
+        assert all(items[j].get("role") != "assistant" for j in _breakpoints(b)), i
+        assert "prompt_cache_retention" not in b and "prompt_cache_options" not in b, i
+        assert b["prompt_cache_key"].startswith("pc-"), i
+    results = [json.loads(_gpt56_tool_result(b)) for b in bodies[1:]]
+    assert [r["total_baggages"] for r in results] == [1, 1, 2, 2]
+    _assert_metrics(out["handler"], cache, "mia", usages)
+    assert all(u["write"] > 0 for u in usages) and all(u["read"] > 0 for u in usages[1:])
+    dollars = sum(
+        (u["input"] - u["read"] - u["write"]) * 5.0 + u["read"] * 0.5 + u["write"] * 6.25 + u["output"] * 30.0
+        for u in usages
+    )
+    assert out["handler"].cache_metrics.cost_usd == pytest.approx(dollars / 1e6, abs=1e-8)
+
+
 def _gemini_usages(path: Path) -> list[dict[str, int]]:
     """Each recorded Gemini answer's usage, read straight from the wire JSON / SSE ``data:`` lines
     (the last ``usageMetadata`` of a stream is the whole call's)."""

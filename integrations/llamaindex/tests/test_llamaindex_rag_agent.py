@@ -16,6 +16,7 @@ from li_fixtures import (
     anthropic_llm,
     gemini_llm,
     openai_llm,
+    responses_llm,
 )
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.agent.workflow import FunctionAgent
@@ -61,6 +62,11 @@ class _Retrievals(BaseEventHandler):
 def _llm(provider: str, emu: Emulator, **kw: Any) -> Any:
     if provider == "gemini":
         return gemini_llm(emu, **kw)
+    # gpt-5.6-sol (explicit breakpoints, writes billed) through OpenAI and OpenAIResponses.
+    if provider == "openai_gpt56":
+        return openai_llm(emu, model="gpt-5.6-sol", **kw)
+    if provider == "responses_gpt56":
+        return responses_llm(emu, model="gpt-5.6-sol", **kw)
     return anthropic_llm(emu, **kw) if provider == "anthropic" else openai_llm(emu, **kw)
 
 

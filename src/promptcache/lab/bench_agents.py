@@ -6,9 +6,8 @@ tenant) and priced with the catalog (:func:`promptcache.pricing.cost`), for thre
 
 * ``openai`` — automatic prefix caching (gpt-4o): exact prefix, 1,024-token minimum,
   128-token increments, routing by ``prompt_cache_key``;
-* ``openai_explicit`` — GPT-5.6 breakpoint caching (``gpt-5.6-sol``). The packaged catalog
-  does not list gpt-5.6 yet, so it is added for the run the way a user would
-  (:func:`promptcache.catalog.use_catalog`), marked ``explicit``, at gpt-5.5's list prices;
+* ``openai_explicit`` — GPT-5.6 breakpoint caching (``gpt-5.6-sol``), priced from the packaged
+  catalog: cache writes at 1.25x and reads at 0.1x the input rate (the prompt-caching guide);
 * ``anthropic`` — ``cache_control`` breakpoints (claude-sonnet-4-5) with the 20-block lookback.
 
 Arms:
@@ -35,19 +34,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from promptcache.catalog import Catalog, load_catalog, use_catalog
 from promptcache.engine import PromptCache
 from promptcache.formats import WireFormat
 from promptcache.lab.bench import ArmResult, langchain_middleware_body, oracle_usage, ratio_to_oracle
 from promptcache.lab.convert import convert
-from promptcache.lab.corpus import TRACES, AgentTrace, build_corpus, strip_markers
+from promptcache.lab.corpus import START, TRACES, AgentTrace, build_corpus, strip_markers
 from promptcache.lab.simulate import Simulator
 from promptcache.pricing import cost
 from promptcache.usage import CacheUsage
@@ -62,7 +59,6 @@ __all__ = [
     "TraceResult",
     "anthropic_with_markers",
     "applies",
-    "explicit_catalog",
     "register_agents",
     "render_table",
     "run_agents",
@@ -225,47 +221,10 @@ def anthropic_with_markers(body: Json, model: str) -> Json:
 # --------------------------------------------------------------------------------------------
 
 
-def explicit_catalog() -> Catalog:
-    """The packaged catalog plus gpt-5.6-sol, marked explicit, at gpt-5.5's list prices."""
-    gpt55 = load_catalog().lookup("gpt-5.5", provider="openai").prices_for(0)
-    return load_catalog(
-        overrides={
-            "providers": {
-                "openai": {
-                    "models": {
-                        MODELS["openai_explicit"]: {
-                            "min_cacheable_tokens": 1024,
-                            "ttl_options": ["explicit", "24h"],
-                            "prices": {
-                                "input": float(gpt55.input),
-                                "output": float(gpt55.output),
-                                "cache_read": float(gpt55.cache_read or 0),
-                            },
-                        }
-                    }
-                }
-            }
-        }
-    )
-
-
-@contextmanager
-def _catalog_for(provider: str) -> Iterator[Catalog | None]:
-    if provider != "openai_explicit":
-        yield None
-        return
-    cat = explicit_catalog()
-    use_catalog(cat)
-    try:
-        yield cat
-    finally:
-        use_catalog(None)
-
-
-def _figures(usages: Sequence[CacheUsage], catalog: Catalog | None) -> ArmFigures:
+def _figures(usages: Sequence[CacheUsage]) -> ArmFigures:
     inp = sum(u.input_tokens for u in usages)
     read = sum(u.cache_read_tokens for u in usages)
-    priced = [cost(u, catalog=catalog) for u in usages]
+    priced = [cost(u) for u in usages]
     total = sum(float(c.total) for c in priced)
     uncached = sum(float(c.cost_without_cache) for c in priced)
     return ArmFigures(
@@ -278,6 +237,11 @@ def _figures(usages: Sequence[CacheUsage], catalog: Catalog | None) -> ArmFigure
         uncached_cost_usd=round(uncached, 6),
         cost_ratio=round(total / uncached, 4) if uncached else 1.0,
     )
+
+
+def _clock_of(at: list[float]) -> Callable[[], float]:
+    """A clock reading ``at[0]``: the time of the request being simulated."""
+    return lambda: at[0]
 
 
 def applies(trace: AgentTrace, provider: str, arm: str) -> bool:
@@ -317,26 +281,28 @@ def run_trace(
     """Simulate one corpus trace on one provider for each arm that applies."""
     fmt, model = _FORMAT[provider], MODELS[provider]
     results: dict[str, ArmFigures] = {}
-    with _catalog_for(provider) as cat:
-        for arm in arms:
-            if not applies(trace, provider, arm):
-                continue
-            bodies = _bodies(trace, provider, "as_sent" if arm == "oracle" else arm)
-            calls = list(zip(trace.calls, bodies, strict=True))
-            if arm == "oracle":
-                usages = oracle_usage([(c.ts, c.tenant, fmt, b) for c, b in calls], model)
-            else:
-                sim = Simulator(provider=_SIM_PROVIDER[provider])
-                pc = PromptCache()
-                usages = []
-                for c, b in calls:
-                    out = b
-                    if arm == "promptcache":
-                        out = pc.prepare_request(b, format=fmt, model=model, tenant=c.tenant).body
-                    usages.append(sim.feed(c.ts, fmt, out, org=c.tenant, model=model).usage)
-                    if progress is not None:
-                        progress()
-            results[arm] = _figures(usages, cat)
+    for arm in arms:
+        if not applies(trace, provider, arm):
+            continue
+        bodies = _bodies(trace, provider, "as_sent" if arm == "oracle" else arm)
+        calls = list(zip(trace.calls, bodies, strict=True))
+        if arm == "oracle":
+            usages = oracle_usage([(c.ts, c.tenant, fmt, b) for c, b in calls], model)
+        else:
+            sim = Simulator(provider=_SIM_PROVIDER[provider])
+            sent_at = [START.timestamp()]
+            # The trace's own clock: a value giving "now" is judged at the request's time.
+            pc = PromptCache(clock=_clock_of(sent_at))
+            usages = []
+            for c, b in calls:
+                sent_at[0] = START.timestamp() + c.ts
+                out = b
+                if arm == "promptcache":
+                    out = pc.prepare_request(b, format=fmt, model=model, tenant=c.tenant).body
+                usages.append(sim.feed(c.ts, fmt, out, org=c.tenant, model=model).usage)
+                if progress is not None:
+                    progress()
+        results[arm] = _figures(usages)
     return ProviderResult(provider=provider, model=model, arms=results)
 
 

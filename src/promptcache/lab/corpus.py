@@ -35,6 +35,10 @@ Traces (:data:`TRACES`):
   (n=5) that rewrites the sixth-newest observation to ``Old environment output: (k lines
   omitted)`` at every step, inside the history.
 * ``tau_bench`` — the recorded tau-bench airline trajectories as sent (gpt-4o agent).
+* ``codex_mcp`` — Codex CLI (openai/codex) on a Chat Completions provider with the reference git
+  MCP server (modelcontextprotocol/servers): its system prompt, the ``shell`` and ``update_plan``
+  tools, then the MCP tools, which Codex 0.23 listed from a hash map built anew for every turn,
+  so in another order each turn (openai/codex issue 2610, fixed by sorting in PR 2611).
 
 >>> [t.name for t in build_corpus(["smolagents"])]
 ['smolagents']
@@ -735,6 +739,122 @@ def _swe_agent() -> AgentTrace:
 
 
 # ------------------------------------------------------------------------------------------
+# Codex CLI with an MCP server (tool order from a hash map, re-listed every turn)
+# ------------------------------------------------------------------------------------------
+
+
+def _codex_mcp_tool(server: str, tool: Json) -> Json:
+    # mcp_tool_to_openai_tool, then create_tools_json_for_chat_completions_api: the MCP input
+    # schema as mcp_types keeps it (properties, required, type), under the qualified name.
+    schema = tool["inputSchema"]
+    params = {
+        "properties": schema.get("properties", {}),
+        "required": schema.get("required"),
+        "type": "object",
+    }
+    return {
+        "type": "function",
+        "function": {
+            "name": f"{server}__{tool['name']}",
+            "description": tool["description"],
+            "parameters": params,
+        },
+    }
+
+
+def _codex_mcp() -> AgentTrace:
+    rng = random.Random(29)
+    prompt = _read("codex", "prompt.md")
+    start, end = prompt.index("<!-- js_repl:start -->"), prompt.index("<!-- js_repl:end -->")
+    # The js_repl section sits between its markers; with that feature off it is left out.
+    system = prompt[:start] + prompt[end + len("<!-- js_repl:end -->\n\n") :]
+    builtin = _json("codex", "builtin_tools.json")
+    mcp = [_codex_mcp_tool("git", t) for t in _json("codex", "mcp_git_list_tools.json")["tools"]]
+    env = (
+        "<environment_context>\n  <cwd>/home/sam/src/shop</cwd>\n"
+        "  <approval_policy>on-request</approval_policy>\n"
+        "  <sandbox_mode>workspace-write</sandbox_mode>\n  <network_access>restricted</network_access>\n"
+        "  <shell>bash</shell>\n</environment_context>"
+    )
+    turns: list[tuple[str, list[tuple[str, Json]]]] = [
+        (
+            "What changed on this branch since main? Summarize it for a PR description.",
+            [
+                ("git__git_status", {"repo_path": "/home/sam/src/shop"}),
+                ("git__git_log", {"repo_path": "/home/sam/src/shop", "max_count": 10}),
+                ("git__git_diff", {"repo_path": "/home/sam/src/shop", "target": "main"}),
+            ],
+        ),
+        (
+            "The rounding change in cart.py needs a test. Add one and run the suite.",
+            [
+                ("update_plan", {"plan": [{"step": "Add rounding test", "status": "in_progress"}]}),
+                ("shell", {"command": ["bash", "-lc", "rg -n quantize shop"]}),
+                ("shell", {"command": ["bash", "-lc", "python -m pytest -q tests/test_cart.py"]}),
+                ("git__git_diff_unstaged", {"repo_path": "/home/sam/src/shop"}),
+            ],
+        ),
+        (
+            "Good. Stage it and commit with a short message.",
+            [
+                ("git__git_add", {"repo_path": "/home/sam/src/shop", "files": ["tests/test_cart.py"]}),
+                ("git__git_commit", {"repo_path": "/home/sam/src/shop", "message": "Test half-up rounding"}),
+            ],
+        ),
+        (
+            "Which branches already contain the fix for the tax bug?",
+            [("git__git_branch", {"repo_path": "/home/sam/src/shop", "branch_type": "all"})],
+        ),
+    ]
+    history: list[Json] = [{"role": "user", "content": env}]
+    calls: list[AgentCall] = []
+    ts = 0.0
+    for text, actions in turns:
+        # McpConnectionManager::list_all_tools built a new HashMap of the MCP tools for each turn:
+        # its iteration order (a random hasher seed per map) differs from turn to turn.
+        listed = list(mcp)
+        rng.shuffle(listed)
+        tools = [*builtin, *listed]
+        msgs: list[Json] = [{"role": "user", "content": text}]
+        for i in range(len(actions) + 1):
+            calls.append(
+                AgentCall(
+                    ts=ts,
+                    tenant=TENANT,
+                    body={
+                        "model": "gpt-5",
+                        "messages": [{"role": "system", "content": system}, *history, *msgs],
+                        "tools": tools,
+                        "tool_choice": "auto",
+                        "parallel_tool_calls": False,
+                        "stream": True,
+                    },
+                )
+            )
+            if i < len(actions):
+                name, args = actions[i]
+                tc = _tool_call(rng, name, args)
+                msgs.append({"role": "assistant", "content": None, "tool_calls": [tc]})
+                msgs.append(
+                    {"role": "tool", "tool_call_id": tc["id"], "content": _output(rng, rng.randint(4, 30))}
+                )
+                ts += rng.uniform(3, 15)
+            else:
+                msgs.append({"role": "assistant", "content": "Done. " + _output(rng, 4)})
+        history += msgs
+        ts += rng.uniform(40, 180)
+    return AgentTrace(
+        name="codex_mcp",
+        agent="openai/codex",
+        dynamic=[
+            "MCP tools (the git server's 12) re-listed in a new order every turn, after the built-in tools"
+        ],
+        own_markers=None,
+        calls=calls,
+    )
+
+
+# ------------------------------------------------------------------------------------------
 # tau-bench (recorded)
 # ------------------------------------------------------------------------------------------
 
@@ -757,6 +877,7 @@ _BUILDERS: dict[str, Callable[[], AgentTrace]] = {
     "smolagents": _smolagents,
     "swe_agent": _swe_agent,
     "tau_bench": _tau_bench,
+    "codex_mcp": _codex_mcp,
 }
 #: Every trace of the corpus, in report order.
 TRACES: tuple[str, ...] = tuple(_BUILDERS)

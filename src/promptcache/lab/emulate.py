@@ -48,6 +48,7 @@ import struct
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -58,7 +59,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from promptcache.formats import WireFormat
-from promptcache.lab.simulate import BreakpointTtlOrder, Simulator, TooManyBreakpoints, render
+from promptcache.lab.simulate import (
+    BreakpointTtlOrder,
+    Simulator,
+    TooManyBreakpoints,
+    _canon,
+    _is_gpt56_or_later,
+    render,
+)
 from promptcache.tokens import count_text
 from promptcache.usage import CacheUsage
 
@@ -208,6 +216,10 @@ class Emulator:
         self._sim = Simulator()
         self._step = 0
         self._ids = itertools.count(1)
+        # Anthropic cache diagnostics: (organization, message id) -> fingerprint of its request.
+        self._prints: OrderedDict[tuple[str, str], _Print] = OrderedDict()
+        # Responses answered, per (organization, response id): what cache diagnostics compare.
+        self._baselines: OrderedDict[tuple[str, str], tuple[Json, int]] = OrderedDict()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -281,6 +293,8 @@ class Emulator:
             self._sim = Simulator()
             self._step = 0
             self._ids = itertools.count(1)
+            self._prints.clear()
+            self._baselines.clear()
             self._t0 = time.monotonic()
 
     # -- request handling (called from server threads) ---------------------------------------
@@ -312,6 +326,8 @@ class Emulator:
                     raise _HttpError(
                         400, "invalid_request_error", f"{refused[0]}: Extra inputs are not permitted"
                     )
+                if fmt is WireFormat.ANTHROPIC_MESSAGES:
+                    _check_mid_conversation(body)
                 usage = self._simulate(fmt, body, org, model)
             except _HttpError:
                 self.usages.append(None)
@@ -339,6 +355,27 @@ class Emulator:
                 400, "invalid_request_error", f"malformed request body ({type(exc).__name__})"
             ) from None
         return result.usage
+
+    def _diagnose_anthropic(self, body: Json, org: str, message_id: str) -> Json | None:
+        """Anthropic cache diagnostics for a request carrying ``diagnostics``: store its
+        fingerprint under ``message_id`` and compare it with the one ``previous_message_id``
+        names, per organization (platform.claude.com/docs/en/build-with-claude/cache-diagnostics,
+        read 2026-12-07). The answer's ``diagnostics`` object, or None when not asked for."""
+        asked = body.get("diagnostics")
+        if not isinstance(asked, dict):
+            return None
+        cur = _anthropic_fingerprint(body)
+        previous = asked.get("previous_message_id")
+        with self._lock:
+            prev = self._prints.get((org, previous)) if isinstance(previous, str) else None
+            self._prints[(org, message_id)] = cur
+            while len(self._prints) > 4096:
+                self._prints.popitem(last=False)
+        if previous is None:
+            return {"cache_miss_reason": None}
+        if prev is None:
+            return {"cache_miss_reason": {"type": "previous_message_not_found"}}
+        return {"cache_miss_reason": _divergence(prev, cur)}
 
     def _create_cached_content(self, path: str, body: Json, org: str) -> Json:
         """Gemini ``POST cachedContents``: the simulator stores the prefix; thread-safe."""
@@ -381,11 +418,152 @@ class Emulator:
             self._sim.delete_cached_content(name)
         return True
 
+    def _diagnose(self, body: Json, org: str, n: int, usage: CacheUsage) -> Json | None:
+        """OpenAI prompt cache diagnostics for a Responses request; thread-safe.
+
+        developers.openai.com/api/docs/guides/prompt-caching/diagnostics (read 2026-12-07): with
+        ``prompt_cache_options.comparison_response_id`` the answer says ``cache_hit``, or
+        ``cache_miss`` with the first classified ``reason`` (model, key, service tier, tools, text
+        format, reasoning effort, verbosity, then earlier input), or that the baseline is unknown
+        to the organization (``comparison_response_not_found``), or ``unavailable`` (a model
+        before GPT-5.6). Every answered request is kept as a possible baseline, by response id.
+        """
+        mine = _fingerprint(body)
+        opts = body.get("prompt_cache_options")
+        wanted = opts.get("comparison_response_id") if isinstance(opts, dict) else None
+        with self._lock:
+            self._baselines[(org, f"resp_emu{n:06d}")] = (mine, usage.input_tokens)
+            while len(self._baselines) > 4096:
+                self._baselines.popitem(last=False)
+            if not isinstance(wanted, str):
+                return None
+            if not _is_gpt56_or_later(body.get("model")):
+                return {"type": "unavailable"}
+            found = self._baselines.get((org, wanted))
+        if found is None:
+            return {"type": "comparison_response_not_found"}
+        theirs, reusable = found
+        reason = next((k for k in _DIAGNOSED if k != "input" and theirs[k] != mine[k]), None)
+        if reason is None:
+            old, new = theirs["input"], mine["input"]
+            reason = "input" if new[: len(old)] != old else None
+        if reason is None:
+            return {"type": "cache_hit"}
+        return {
+            "type": "cache_miss",
+            "reason": _DIAGNOSED[reason],
+            "cache_missed_tokens": max(reusable - usage.cache_read_tokens, 0),
+            "comparison_reusable_tokens": reusable,
+        }
+
     def _output_tokens(self, turn: _Turn, model: str | None) -> int:
         n = count_text(turn.text, model) if turn.text else 0
         for c in turn.tool_calls:
             n += count_text(c.name + json.dumps(c.arguments), model) + 3
         return max(n, 1)
+
+
+def _check_mid_conversation(body: Json) -> None:
+    """Answer a 400 where the Messages API would: a ``{"role": "system"}`` message on a model the
+    catalog lists without mid-conversation system messages, or a tool change naming a tool the
+    request does not declare (platform.claude.com mid-conversation-system-messages, read
+    2026-12-07; anthropic SDK 0.125 BetaRequestToolAdditionBlockParam)."""
+    messages = body.get("messages") or []
+    system = [m for m in messages if isinstance(m, dict) and m.get("role") == "system"]
+    if not system:
+        return
+    model = str(body.get("model") or "")
+    from promptcache.catalog import default_catalog  # the lab's only catalog need: imported late
+
+    rules = default_catalog().rules(model, provider="anthropic")
+    if rules is not None and rules.family is None and "mid_conversation_system" not in rules.capabilities:
+        raise _HttpError(400, "invalid_request_error", f"messages: role 'system' is not supported on {model}")
+    declared = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
+    for m in system:
+        content = m.get("content")
+        for blk in content if isinstance(content, list) else []:
+            if isinstance(blk, dict) and blk.get("type") in ("tool_addition", "tool_removal"):
+                ref = blk.get("tool")
+                name = ref.get("name") if isinstance(ref, dict) else None
+                if name not in declared:
+                    raise _HttpError(
+                        400, "invalid_request_error", f"{blk['type']}.tool: {name!r} is not declared in tools"
+                    )
+
+
+class _Print(BaseModel):
+    """A request's fingerprint for cache diagnostics: hashes and token counts, no prompt text."""
+
+    model: str
+    sections: list[str]  # per rendered segment: "tools", "system" or "messages"
+    hashes: list[str]  # cumulative prefix hash through each segment
+    cumulative: list[int]  # prefix tokens through each segment
+
+
+def _anthropic_fingerprint(body: Json) -> _Print:
+    r = render(WireFormat.ANTHROPIC_MESSAGES, body)
+    sections = [seg.path.split("[", 1)[0].split(".", 1)[0] for seg in r.segments]
+    sections = [x if x in _CHANGED else "messages" for x in sections]
+    model = str(body.get("model") or "")
+    return _Print(model=model, sections=sections, hashes=r.hashes, cumulative=r.cumulative)
+
+
+_CHANGED = {"tools": "tools_changed", "system": "system_changed", "messages": "messages_changed"}
+_ORDER = ("tools", "system", "messages")
+
+
+def _divergence(prev: _Print, cur: _Print) -> Json | None:
+    """Where ``cur`` first differs from ``prev`` and the tokens ``prev`` had cached after that
+    point; None when ``cur`` only appends to ``prev`` (the docs' no-miss case)."""
+    total = prev.cumulative[-1] if prev.cumulative else 0
+    if prev.model != cur.model:
+        return {"type": "model_changed", "cache_missed_input_tokens": total}
+    for i, h in enumerate(prev.hashes):
+        if i >= len(cur.hashes) or cur.hashes[i] != h:
+            before = prev.cumulative[i - 1] if i else 0
+            # The earlier section of the two at the divergence: a tool added before the system
+            # prompt diverges where the old request had its system prompt, and is a tools change.
+            here = [prev.sections[i], cur.sections[i] if i < len(cur.sections) else "messages"]
+            section = min(here, key=_ORDER.index)
+            return {"type": _CHANGED[section], "cache_missed_input_tokens": total - before}
+    return None
+
+
+# What a diagnostics comparison looks at, in the order the reasons are tried, and the reason
+# each difference is reported as (the guide's "Fix a cache miss" table).
+_DIAGNOSED = {
+    "model": "model_changed",
+    "prompt_cache_key": "prompt_cache_key_changed",
+    "service_tier": "service_tier_changed",
+    "tools": "tools_changed",
+    "text_format": "text_format_changed",
+    "reasoning_effort": "reasoning_effort_changed",
+    "verbosity": "verbosity_changed",
+    "input": "input_changed",
+}
+
+
+def _fingerprint(body: Json) -> Json:
+    """The cache-relevant settings and input of a Responses request, breakpoints left out (a
+    marker is not content)."""
+    raw_text, raw_reasoning = body.get("text"), body.get("reasoning")
+    text: Json = raw_text if isinstance(raw_text, dict) else {}
+    reasoning: Json = raw_reasoning if isinstance(raw_reasoning, dict) else {}
+    inp = body.get("input")
+    items = [{"role": "user", "content": inp}] if isinstance(inp, str) else list(inp or [])
+    instructions = body.get("instructions")
+    if isinstance(instructions, str):
+        items.insert(0, {"instructions": instructions})
+    return {
+        "model": body.get("model"),
+        "prompt_cache_key": body.get("prompt_cache_key"),
+        "service_tier": body.get("service_tier", "auto"),
+        "tools": _canon(body.get("tools") or []),
+        "text_format": _canon(text.get("format")),
+        "reasoning_effort": reasoning.get("effort"),
+        "verbosity": text.get("verbosity"),
+        "input": [_canon(it) for it in items],
+    }
 
 
 def _has_key(data: Any, key: str) -> bool:
@@ -476,8 +654,10 @@ def _anthropic_content(turn: _Turn, n: int) -> list[Json]:
     return content
 
 
-def _anthropic_message(body: Json, turn: _Turn, usage: CacheUsage, n: int, out: int) -> Json:
-    return {
+def _anthropic_message(
+    body: Json, turn: _Turn, usage: CacheUsage, n: int, out: int, diagnostics: Json | None = None
+) -> Json:
+    msg = {
         "id": f"msg_emu{n:06d}",
         "type": "message",
         "role": "assistant",
@@ -487,12 +667,16 @@ def _anthropic_message(body: Json, turn: _Turn, usage: CacheUsage, n: int, out: 
         "stop_sequence": None,
         "usage": _anthropic_usage(usage, out),
     }
+    if diagnostics is not None:
+        # "Present (possibly null) whenever the caller supplied diagnostics" (BetaMessage).
+        msg["diagnostics"] = diagnostics
+    return msg
 
 
 def _anthropic_stream(
-    body: Json, turn: _Turn, usage: CacheUsage, n: int, out: int
+    body: Json, turn: _Turn, usage: CacheUsage, n: int, out: int, diagnostics: Json | None = None
 ) -> Iterator[tuple[str, Json]]:
-    msg = _anthropic_message(body, turn, usage, n, out)
+    msg = _anthropic_message(body, turn, usage, n, out, diagnostics)
     start = dict(msg, content=[], stop_reason=None, usage=_anthropic_usage(usage, 1))
     yield "message_start", {"type": "message_start", "message": start}
     for i, block in enumerate(msg["content"]):
@@ -687,9 +871,18 @@ def _responses_output(turn: _Turn, n: int) -> list[Json]:
     return items
 
 
-def _response(body: Json, turn: _Turn, usage: CacheUsage | None, n: int, out: int, created: int) -> Json:
+def _response(
+    body: Json,
+    turn: _Turn,
+    usage: CacheUsage | None,
+    n: int,
+    out: int,
+    created: int,
+    diagnostics: Json | None = None,
+) -> Json:
     done = usage is not None
-    return {
+    extra = {"prompt_cache_diagnostics": diagnostics} if done and diagnostics is not None else {}
+    return extra | {
         "id": f"resp_emu{n:06d}",
         "object": "response",
         "created_at": created,
@@ -720,7 +913,13 @@ def _response(body: Json, turn: _Turn, usage: CacheUsage | None, n: int, out: in
 
 
 def _responses_stream(
-    body: Json, turn: _Turn, usage: CacheUsage, n: int, out: int, created: int
+    body: Json,
+    turn: _Turn,
+    usage: CacheUsage,
+    n: int,
+    out: int,
+    created: int,
+    diagnostics: Json | None = None,
 ) -> Iterator[Json]:
     seq = itertools.count(0)
     pending = _response(body, turn, None, n, out, created)
@@ -796,7 +995,7 @@ def _responses_stream(
     yield {
         "type": "response.completed",
         "sequence_number": next(seq),
-        "response": _response(body, turn, usage, n, out, created),
+        "response": _response(body, turn, usage, n, out, created, diagnostics),
     }
 
 
@@ -990,15 +1189,16 @@ class _Handler(BaseHTTPRequestHandler):
         created = int(time.time())
         stream = bool(body.get("stream"))
         if fmt is WireFormat.ANTHROPIC_MESSAGES:
+            diag = emu._diagnose_anthropic(body, org, f"msg_emu{n:06d}")
             if stream:
                 self._send_sse(
                     (
                         f"event: {e}\ndata: {json.dumps(d)}\n\n"
-                        for e, d in _anthropic_stream(body, turn, usage, n, out)
+                        for e, d in _anthropic_stream(body, turn, usage, n, out, diag)
                     )
                 )
             else:
-                self._send_json(200, _anthropic_message(body, turn, usage, n, out))
+                self._send_json(200, _anthropic_message(body, turn, usage, n, out, diag))
         elif fmt is WireFormat.OPENAI_CHAT:
             if stream:
                 events = (
@@ -1008,12 +1208,14 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send_json(200, _chat_completion(body, turn, usage, n, out, created))
         elif stream:
+            diag = emu._diagnose(body, org, n, usage)
             self._send_sse(
                 f"event: {e['type']}\ndata: {json.dumps(e)}\n\n"
-                for e in _responses_stream(body, turn, usage, n, out, created)
+                for e in _responses_stream(body, turn, usage, n, out, created, diag)
             )
         else:
-            self._send_json(200, _response(body, turn, usage, n, out, created))
+            diag = emu._diagnose(body, org, n, usage)
+            self._send_json(200, _response(body, turn, usage, n, out, created, diag))
 
     def _answer_platform(self, path: str, raw: bytes) -> None:
         bedrock = _BEDROCK_INVOKE.match(path)

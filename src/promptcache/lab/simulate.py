@@ -119,6 +119,15 @@ Json = dict[str, Any]
 # OpenAI: developers.openai.com/api/docs/guides/prompt-caching ("1024 tokens or longer").
 # Gemini: ai.google.dev/gemini-api/docs/caching (implicit caching table).
 MIN_CACHEABLE_TOKENS: tuple[tuple[str, int], ...] = (
+    # Claude 5 generation: 512 for Opus 5 / Fable 5 / Mythos 5, 1024 for Sonnet 5 and Opus 4.8
+    # (as data/models.yaml, read 2026-12-07); the 5.x models whose minimum is unconfirmed keep
+    # the "claude" row below. Longer ids first: "claude-opus-5-5" must not match "claude-opus-5".
+    ("claude-opus-5-5", 1024),
+    ("claude-fable-5-", 1024),
+    ("claude-mythos-5-", 1024),
+    ("claude-opus-5", 512),
+    ("claude-fable-5", 512),
+    ("claude-mythos-5", 512),
     ("claude-opus-4-6", 4096),
     ("claude-opus-4-5", 4096),
     ("claude-haiku-4-5", 4096),
@@ -152,6 +161,11 @@ _TOOL_PROMPT: tuple[tuple[str, tuple[int, int]], ...] = (
 _ANTHROPIC_LOOKBACK_BLOCKS = 20
 _ANTHROPIC_MAX_BREAKPOINTS = 4
 _OPENAI_BLOCK = 128
+# GPT-5.6+ lookup boundaries and writes (developers.openai.com/api/docs/guides/prompt-caching).
+_OPENAI_EXPLICIT_LOOKUPS = 50
+_OPENAI_IMPLICIT_LOOKBACK = 20
+_OPENAI_MAX_LOOKUPS = 80
+_OPENAI_MAX_WRITES = 4
 _OPENAI_MAX_LIFETIME_S = 3600.0
 _TTL_SECONDS = {"5m": 300.0, "1h": 3600.0, "30m": 1800.0, "24h": 86400.0}
 _MAX_PROMPTS_PER_IDENTITY = 256
@@ -223,6 +237,11 @@ class Rendered:
     retention: str | None = None
     explicit_mode: bool = False
     cached_content: str | None = None
+    #: OpenAI GPT-5.6+: the segment the implicit breakpoint closes (None: explicit mode, or none),
+    #: and the other lookup boundaries implicit mode adds (earlier eligible message endings, the
+    #: end of the initial developer block).
+    implicit_at: int | None = None
+    implicit_lookups: list[int] = field(default_factory=list)
     hashes: list[str] = field(default_factory=list)
     cumulative: list[int] = field(default_factory=list)
 
@@ -361,34 +380,71 @@ def _render_openai(fmt: WireFormat, body: Json, model: str | None, counter: Toke
         else:
             messages += [(f"input[{i}]", m) for i, m in enumerate(inp or [])]
 
-    last_msg_end = -1
-    for path, msg in messages:
+    eligible: list[int] = []  # segment closing each eligible message (GPT-5.6 implicit mode)
+    dev_end: int | None = None
+    in_dev_block = True
+    for k, (path, msg) in enumerate(messages):
         b.new_block()
         role = str(msg.get("role") or msg.get("type") or "user")
         b.fixed(f"{path}.header", f"h:{role}", header)
         kind = msg.get("type")
-        if kind in ("function_call", "function_call_output", "custom_tool_call"):
+        if kind == "function_call_output":
+            # The output is text the model reads: a string and one input_text part holding it
+            # render alike (what a breakpoint on a tool result needs, the guide's agent example).
+            b.obj(f"{path}", {k: v for k, v in msg.items() if k not in ("id", "status", "output")})
+            _openai_content(b, f"{path}.output", msg.get("output"), header)
+        elif kind in ("function_call", "custom_tool_call"):
             b.obj(f"{path}", {k: v for k, v in msg.items() if k not in ("id", "status")})
-        else:
+        elif role == "assistant":
+            # Assistant output cannot carry a breakpoint (the guide: breakpoints go on content
+            # blocks of input messages): a marker there is not one.
+            n_marks = len(b.breakpoints)
             _openai_content(b, path, msg.get("content"), header)
+            del b.breakpoints[n_marks:]
             if msg.get("name"):
                 b.text(f"{path}.name", str(msg["name"]))
             for j, call in enumerate(msg.get("tool_calls") or []):
                 b.obj(f"{path}.tool_calls[{j}]", call.get("function", call))
+        else:
+            _openai_content(b, path, msg.get("content"), header)
+            if msg.get("name"):
+                b.text(f"{path}.name", str(msg["name"]))
         b.fixed(f"{path}.close", "c", close)
-        last_msg_end = len(b.segments) - 1
+        end = len(b.segments) - 1
+        dev = path != "instructions" and role in ("developer", "system")
+        if in_dev_block and dev:
+            dev_end = end
+        in_dev_block = in_dev_block and (dev or path == "instructions")
+        tool = role == "tool" or kind == "function_call_output"
+        nxt = messages[k + 1][1] if k + 1 < len(messages) else None
+        nxt_tool = nxt is not None and (
+            nxt.get("role") == "tool" or nxt.get("type") == "function_call_output"
+        )
+        if role == "user" or (tool and not nxt_tool) or (dev and end == dev_end):
+            eligible.append(end)
     opts = body.get("prompt_cache_options") or {}
     explicit = isinstance(opts, dict) and opts.get("mode") == "explicit"
-    if new and last_msg_end >= 0 and not explicit:
-        # implicit mode: one breakpoint at the end of the newest message.
-        b.breakpoints.append((last_msg_end, str(opts.get("ttl", "30m"))))
+    implicit_at: int | None = None
+    lookups: list[int] = []
+    if new and eligible and not explicit:
+        # developers.openai.com/api/docs/guides/prompt-caching (GPT-5.6 and later, read
+        # 2026-12-07): the implicit breakpoint ends the latest eligible message (a user message,
+        # the last of a run of tool results, the last developer message of the initial block);
+        # lookups also try up to 20 earlier eligible endings and the initial developer block's end.
+        implicit_at = eligible[-1]
+        b.breakpoints.append((implicit_at, str(opts.get("ttl", "30m"))))
         b.breakpoints.sort()
+        lookups = eligible[-1 - _OPENAI_IMPLICIT_LOOKBACK : -1]
+        if dev_end is not None:
+            lookups.append(dev_end)
     retention = body.get("prompt_cache_retention")
     return b.done(
         prime,
         cache_key=body.get("prompt_cache_key"),
         retention=str(retention) if retention else None,
         explicit_mode=explicit,
+        implicit_at=implicit_at,
+        implicit_lookups=sorted(set(lookups)),
     )
 
 
@@ -421,13 +477,23 @@ def _tool_prompt_tokens(model: str | None, tool_choice: Any) -> int:
     return forced_n if forced else auto
 
 
+def _deferred(tool: Any) -> bool:
+    return isinstance(tool, dict) and tool.get("defer_loading") is True
+
+
 def _render_anthropic(body: Json, model: str | None, counter: TokenCounter) -> Rendered:
     b = _Builder("anthropic", model, counter)
     extra = 1  # start-of-prompt token, carried by the first block
     tools = body.get("tools") or []
-    if tools:
+    # A tool declared with defer_loading is not part of the rendered prompt until a
+    # tool_addition block offers it (anthropic SDK BetaToolParam.defer_loading; platform.claude.com
+    # mid-conversation-system-messages, read 2026-12-07): it is rendered there, in the messages.
+    deferred = {str(t.get("name")): t for t in tools if _deferred(t)}
+    if len(deferred) < len(tools):
         extra += _tool_prompt_tokens(model, body.get("tool_choice"))
     for i, tool in enumerate(tools):
+        if _deferred(tool):
+            continue
         b.new_block()
         b.obj(f"tools[{i}]", tool, extra)
         extra = 0
@@ -451,7 +517,13 @@ def _render_anthropic(body: Json, model: str | None, counter: TokenCounter) -> R
         framing = 3  # role header, carried by the message's first block
         for j, blk in enumerate(blocks):
             b.new_block()
-            _anthropic_block(b, f"messages[{i}].content[{j}]", blk, "anthropic", extra + framing)
+            shown = blk
+            if isinstance(blk, dict) and blk.get("type") == "tool_addition":
+                ref = blk.get("tool")
+                ref = ref if isinstance(ref, dict) else {}
+                offered = deferred.get(str(ref.get("name")), ref)
+                shown = {"type": "tool_addition", "tool": _strip_markers(offered)}
+            _anthropic_block(b, f"messages[{i}].content[{j}]", shown, "anthropic", extra + framing)
             extra = framing = 0
             if isinstance(blk, dict) and blk.get("cache_control"):
                 b.mark(_ttl_of(blk["cache_control"]))
@@ -877,32 +949,46 @@ class Simulator:
     # -- OpenAI GPT-5.6+: breakpoints, exact match, no lookback limit -------------------
 
     def _breakpoint_openai(self, ts: float, r: Rendered, org: str | None, route: str | None) -> SimResult:
-        # developers.openai.com/api/docs/guides/prompt-caching (GPT-5.6 and later) and the
-        # prompt_cache_options reference: up to 4 breakpoints written, matching at the
-        # latest 80 breakpoints without lookback limit, 30m TTL, writes reported.
+        # developers.openai.com/api/docs/guides/prompt-caching ("GPT-5.6 and later", "How prefix
+        # matching works", read 2026-12-07): a request looks a prefix up only at its own lookup
+        # boundaries, longest first: explicit-only mode the first 2 and latest 50 explicit
+        # breakpoints; implicit mode those, the implicit breakpoint, up to 20 earlier eligible
+        # message endings and the end of the initial developer block. The prompt_cache_options
+        # reference caps matching at the latest 80 breakpoints, which that set stays within.
+        # Writes: up to 4 per request, the implicit breakpoint taking one; TTL 30 min; reported.
         ident: tuple[Any, ...] = ("openai", org, r.model, r.cache_key, route)
         scope = "|".join(str(x) for x in ident)
-        if r.total_tokens < min_cacheable_tokens(r.model):
+        minimum = min_cacheable_tokens(r.model)
+        if r.total_tokens < minimum:
             return self._result(ident, r, 0, {}, MissReason.BELOW_MINIMUM, "")
         if not r.breakpoints:
             return self._result(ident, r, 0, {}, MissReason.NO_BREAKPOINT, "explicit mode")
-        read_seg, expired = -1, False
-        for j in range(len(r.segments) - 1, -1, -1):
+        explicit = [bp for bp, _ in r.breakpoints if bp != r.implicit_at]
+        ttl_of = dict(r.breakpoints)
+        lookup = set(explicit[:2] + explicit[-_OPENAI_EXPLICIT_LOOKUPS:])
+        if r.implicit_at is not None:
+            lookup |= {r.implicit_at, *r.implicit_lookups}
+        boundaries = sorted(lookup)[-_OPENAI_MAX_LOOKUPS:]
+        read, expired = 0, False
+        for j in reversed(boundaries):
             e = self._entries.get((scope, r.hashes[j]))
             if e is None:
                 continue
             if e.alive(ts):
-                read_seg = j
+                read = r.cumulative[j]
                 e.touch(ts)
                 break
             expired = True
-        read = r.cumulative[read_seg] if read_seg >= 0 else 0
+        written = explicit[-(_OPENAI_MAX_WRITES - (r.implicit_at is not None)) :]
+        if r.implicit_at is not None:
+            written = sorted({*written, r.implicit_at})
         writes: dict[str, int] = {}
         prev = read
-        for bp, ttl in r.breakpoints[-4:]:
+        for bp in written:
             end = r.cumulative[bp]
-            if end < min_cacheable_tokens(r.model):
+            if end < minimum:
                 continue
+            ttl = ttl_of.get(bp, "30m")
             if end > prev:
                 writes[ttl] = writes.get(ttl, 0) + end - prev
                 prev = end

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,6 +196,33 @@ class Tools:
     raw_order: list[str]
     raw_crc: dict[str, int]
     raw: bytes  # the list as the caller sent it (orjson, key order kept)
+    #: Layout order: index into the caller's list of each tool as laid out (the order of ``shared``).
+    order: list[int]
+    #: Each tool's bytes as the caller sent it (key order kept), in layout order: equal for a
+    #: reshuffled list, different when a tool's keys or content change.
+    ordered_raw: tuple[bytes, ...]
+    layout: tuple[str, ...]  # the names in layout order
+    in_caller_order: bool  # the layout order is the caller's
+
+    def as_sent_in_order(self, tools: list[Any]) -> list[Any]:
+        """The caller's ``tools`` (these, as sent) in layout order: the caller's own list when
+        it is already in that order."""
+        return tools if self.in_caller_order else [tools[i] for i in self.order]
+
+
+def indices_of(names: Sequence[str], layout: Sequence[str]) -> list[int]:
+    """Where each name of ``layout`` sits in ``names`` (a repeated name: its occurrences in turn).
+
+    >>> indices_of(["b", "a", "b"], ["a", "b", "b"])
+    [1, 0, 2]
+    """
+    at: dict[str, list[int]] = {}
+    for i in range(len(names) - 1, -1, -1):
+        at.setdefault(names[i], []).append(i)
+    try:
+        return [at[n].pop() for n in layout]
+    except (KeyError, IndexError):
+        raise ValueError(f"tool layout {list(layout)} is not an order of {list(names)}") from None
 
 
 def analyse_tool_set(tools: list[Any], names: list[str], order: list[int], relocate: bool) -> ToolSet:
@@ -402,28 +429,42 @@ class Analyser:
         return hit
 
     def tools(
-        self, fmt: WireFormat, adapter: WireAdapter, tools: list[Any], pin: bool, relocate: bool
+        self,
+        fmt: WireFormat,
+        adapter: WireAdapter,
+        tools: list[Any],
+        pin: bool,
+        relocate: bool,
+        layout: Sequence[str] | None = None,
     ) -> Tools:
         """The tool list analysed, memoized by its bytes; its canonical part by the tools
-        in layout order, so reshuffled lists share one entry."""
+        in layout order, so reshuffled lists share one entry.
+
+        The layout order is :func:`~promptcache.layout.tool_order`'s (by name unless pinned), or
+        ``layout``: the tools' names in the order a family decided for them
+        (:func:`~promptcache.pipeline.learning.canonical_tool_order`), the same names as sent.
+        """
         try:
             raw = orjson.dumps(tools)
         except TypeError as exc:
             raise WireFormatError(f"{fmt.value}: tools are not JSON-serializable ({exc})") from None
-        key = ("tools", fmt, pin, relocate, raw)
+        key = ("tools", fmt, pin, relocate, raw, None if layout is None else tuple(layout))
         hit: Tools | None = self.memo.get(key)
         if hit is not None:
             return hit
         names = [adapter.tool_name(t) for t in tools]
         raws = [orjson.dumps(t) for t in tools]
-        order = tool_order(names, pin)
-        set_key = ("toolset", fmt, pin, relocate, tuple(raws[i] for i in order))
+        order = tool_order(names, pin) if layout is None else indices_of(names, layout)
+        ordered = tuple(raws[i] for i in order)
+        set_key = ("toolset", fmt, relocate, ordered)
         shared: ToolSet | None = self.memo.get(set_key)
         if shared is None:
             shared = analyse_tool_set(tools, names, order, relocate)
             self.memo.put(set_key, shared, len(raw) + shared.chars)
-        res = Tools(shared, names, {names[i]: zlib.crc32(raws[i]) for i in range(len(tools))}, raw)
-        self.memo.put(key, res, len(raw))
+        crcs = {names[i]: zlib.crc32(raws[i]) for i in range(len(tools))}
+        layout_names = tuple(names[i] for i in order)
+        res = Tools(shared, names, crcs, raw, order, ordered, layout_names, order == sorted(order))
+        self.memo.put(key, res, 2 * len(raw))
         return res
 
     def history(self, fmt: WireFormat, adapter: WireAdapter, msgs: list[Any]) -> History:

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptcache.keys import KeyContract, derive_key
-from promptcache.pipeline.learning import Family
+from promptcache.pipeline.learning import Family, order_positions
 from promptcache.volatility import SlotVolatility
 
 log = logging.getLogger("promptcache.fleet")
@@ -74,6 +74,11 @@ class LearnedState(BaseModel):
     version: int = 1
     slots: dict[str, LearnedSlot] = Field(default_factory=dict, max_length=64)
     tools_canonical: bool = False
+    tool_order: list[int] = Field(
+        default_factory=list,
+        description="the family's tool order, as positions in its tool names sorted (no names)",
+        max_length=4096,
+    )
 
 
 def export_state(fam: Family) -> LearnedState:
@@ -87,7 +92,14 @@ def export_state(fam: Family) -> LearnedState:
         for name, slot in sorted(fam.slots.items())
         if slot.changing or slot.learned or slot.volatile_block
     }
-    return LearnedState(slots=slots, tools_canonical=fam.tools_unstable)
+    order = fam.tool_order
+    positions = order_positions(order) if order else []
+    return LearnedState(
+        slots=slots,
+        tools_canonical=fam.tools_unstable,
+        # By name is what every process decides on its own: only an inherited order is shared.
+        tool_order=[] if positions == sorted(positions) else positions,
+    )
 
 
 def adopt_state(fam: Family, state: LearnedState, learn_after: int) -> None:
@@ -102,6 +114,9 @@ def adopt_state(fam: Family, state: LearnedState, learn_after: int) -> None:
         if shared.block:
             slot.wholesale_streak = max(slot.wholesale_streak, slot.learn_after)
     fam.tools_unstable = fam.tools_unstable or state.tools_canonical
+    if fam.tool_order is None and state.tool_order:
+        # The first order the fleet decided for this family: every process sends the same one.
+        fam.pending_order = state.tool_order
 
 
 def merge_states(a: LearnedState, b: LearnedState) -> LearnedState:
@@ -126,7 +141,11 @@ def merge_states(a: LearnedState, b: LearnedState) -> LearnedState:
             )
         )
     canonical = a.tools_canonical or b.tools_canonical
-    return LearnedState(slots=dict(sorted(slots.items())), tools_canonical=canonical)
+    return LearnedState(
+        slots=dict(sorted(slots.items())),
+        tools_canonical=canonical,
+        tool_order=a.tool_order or b.tool_order,  # the first decided (stored) order stays
+    )
 
 
 def _digest(state: LearnedState) -> str:
@@ -183,7 +202,7 @@ class FleetLearning:
         """Write ``family``'s decisions for the fleet when they changed (in the background)."""
         with fam.lock:
             state = export_state(fam)
-        if not state.slots and not state.tools_canonical:
+        if not state.slots and not state.tools_canonical and not state.tool_order:
             return
         digest = _digest(state)
         with self._lock:

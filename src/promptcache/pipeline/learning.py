@@ -7,20 +7,26 @@ decision drawn from it is a pure function here.
 Today's rules (DESIGN.md step 2 and :mod:`promptcache.volatility`):
 
 * a detected volatile value (a clock line, a request id) moves out of the prefix once
-  the family has seen it change, and from then on on every call (:func:`system_slot`);
+  the family has seen it change, and from then on on every call (:func:`system_slot`); one
+  that gives the request's own time to the minute moves from the first call (:func:`states_now`);
 * a line no regex caught moves once it has changed ``learn_after`` times in place;
 * a later system block that changes wholesale is moved whole, after the history;
-* tools go out as the caller sent them until the family sees their bytes change (order,
-  key order), then sorted and canonical for good (:func:`tools_canonical`).
+* tools go out in the family's canonical order from its first call (:func:`canonical_tool_order`:
+  by name, or the order of the tenant's previous tool set with the new tools appended), each as
+  the caller wrote it, until the family sees a tool's bytes change (key order, content): then
+  canonical JSON for good (:func:`tools_canonical`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -54,21 +60,81 @@ class Family:
     #: Each conversation's last request, by :func:`conversation_id` (the most recent
     #: :data:`CONVERSATIONS_PER_FAMILY`): explain compares a request with its own conversation.
     conversations: OrderedDict[bytes, Snapshot] = field(default_factory=OrderedDict)
-    tools_raw: bytes | None = None
+    #: Each tool's bytes as last sent, in the family's tool order (:attr:`Tools.ordered_raw`).
+    tools_raw: tuple[bytes, ...] | None = None
     tools_unstable: bool = False
+    #: The family's tool order, by name, decided at its first request and kept
+    #: (:func:`canonical_tool_order`); None until then, or when the caller pins the order.
+    tool_order: tuple[str, ...] | None = None
+    #: The fleet's order for this family (:func:`order_positions`), read before this process
+    #: decided one: taken at the family's next request.
+    pending_order: list[int] | None = None
     #: Each conversation's last layout and what it was decided for (:func:`keep_layout`), the
     #: most recent :data:`LAYOUTS_PER_FAMILY`.
     layouts: OrderedDict[bytes, tuple[tuple[Any, ...], Learned]] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def order_positions(order: tuple[str, ...]) -> list[int]:
+    """A tool order as positions in the sorted names (a permutation: shares no name).
+
+    >>> order_positions(("b", "c", "a"))
+    [1, 2, 0]
+    """
+    ranked = sorted(range(len(order)), key=lambda i: order[i])
+    pos = [0] * len(order)
+    for rank, i in enumerate(ranked):
+        pos[i] = rank
+    return pos
+
+
+def order_from_positions(names: list[str], positions: list[int]) -> tuple[str, ...] | None:
+    """The tool order ``positions`` gives for ``names`` (None: not an order of these names).
+
+    >>> order_from_positions(["c", "a", "b"], [1, 2, 0])
+    ('b', 'c', 'a')
+    """
+    if sorted(positions) != list(range(len(names))):
+        return None
+    ranked = sorted(names)
+    return tuple(ranked[p] for p in positions)
+
+
+#: Tool orders remembered per tenant, model and format for :func:`canonical_tool_order`.
+ORDERS_PER_LINEAGE = 8
+
+
+def lineage_id(fmt: str, model: str, tenant: str) -> str:
+    """What a family's tool order is inherited within: one tenant's requests to one model."""
+    return hashlib.sha256(orjson.dumps([fmt, model, tenant_label(tenant)])).hexdigest()[:16]
+
+
 class Families:
-    """The engine's families, at most ``max_families`` (the oldest created goes first)."""
+    """The engine's families, at most ``max_families`` (the oldest created goes first), and
+    the tool orders each tenant and model used last (:meth:`tool_order`)."""
 
     def __init__(self, max_families: int) -> None:
         self._d: dict[str, Family] = {}
         self._max = max_families
         self._lock = threading.Lock()
+        self._orders: OrderedDict[str, list[tuple[str, ...]]] = OrderedDict()
+
+    def tool_order(self, fam: Family, lineage: str, names: Sequence[str]) -> tuple[str, ...]:
+        """``fam``'s tool order: decided at its first request from the lineage's recent orders
+        (:func:`canonical_tool_order`), then kept; the lineage remembers it as its latest."""
+        with self._lock:
+            recent = self._orders.pop(lineage, [])
+            order = fam.tool_order
+            if order is None or len(order) != len(names):
+                shared = fam.pending_order and order_from_positions(list(names), fam.pending_order)
+                order = fam.tool_order = shared or canonical_tool_order(names, recent)
+                fam.pending_order = None
+            if not recent or recent[0] != order:
+                recent = [order, *(o for o in recent if o != order)][:ORDERS_PER_LINEAGE]
+            self._orders[lineage] = recent
+            if len(self._orders) > self._max:
+                self._orders.popitem(last=False)
+            return order
 
     def get(self, fid: str) -> Family:
         """The family ``fid``, created on first use."""
@@ -84,11 +150,101 @@ class Families:
         return len(self._d)
 
 
-def tools_canonical(previous_raw: bytes | None, raw: bytes, unstable: bool) -> bool:
-    """Whether tools go out sorted and canonical: from the first call whose tool bytes differ
-    from the family's previous ones (a reorder or a new key order breaks the provider's prefix
-    on every call; DESIGN.md step 2), and for good after that (no flip back)."""
+def canonical_tool_order(names: Sequence[str], recent: Sequence[Sequence[str]] = ()) -> tuple[str, ...]:
+    """The order a new family sends its tools in, whatever order they come in (issue 22,
+    decision 4: canonical from the first call, so a list re-listed in another order, from a
+    hash map of MCP servers for example, costs no miss).
+
+    By name, unless the tenant's recent tool orders (``recent``, latest first) share tools with
+    this set. Then the order of the latest one this set contains whole (the set grew: a tool or
+    an MCP server added mid-session), else of the one sharing the most tools (the latest of
+    equals), without the tools this set lacks; this set's other tools follow, by name. A set
+    that grows or shrinks so keeps the order already sent, and the provider's cached prefix of
+    the tools it kept still matches; sorting would insert a new tool mid-list and rewrite
+    everything after it.
+
+    >>> canonical_tool_order(["search", "book", "cancel"])
+    ('book', 'cancel', 'search')
+    >>> canonical_tool_order(["search", "book", "cancel", "alert"], [("book", "cancel", "search")])
+    ('book', 'cancel', 'search', 'alert')
+    >>> canonical_tool_order(["search", "cancel"], [("book", "cancel", "search")])
+    ('cancel', 'search')
+    """
+    have = Counter(names)
+    best: Sequence[str] = ()
+    best_shared = 0
+    for order in recent:
+        counts = Counter(order)
+        if counts <= have:  # the latest set this one grew from
+            best = order
+            break
+        shared = sum((counts & have).values())
+        if shared > best_shared:
+            best, best_shared = order, shared
+    kept: list[str] = []
+    for n in best:
+        if have[n] > 0:
+            have[n] -= 1
+            kept.append(n)
+    return (*kept, *sorted(have.elements()))
+
+
+def tools_canonical(previous_raw: tuple[bytes, ...] | None, raw: tuple[bytes, ...], unstable: bool) -> bool:
+    """Whether tools go out as canonical JSON: from the first call where a tool's bytes, in the
+    family's order, differ from the family's previous ones (a new key order or a changed schema,
+    DESIGN.md step 2), and for good after that (no flip back). Until then each tool goes out as
+    the caller wrote it: re-serializing an unchanged tool (sorted keys) changes its bytes, and
+    its token count, against what the first call already cached."""
     return unstable or (previous_raw is not None and previous_raw != raw)
+
+
+#: How far from the request's time a value may be and still give "now" (seconds): a clock an
+#: agent renders when it builds a turn's prompt, to the minute, sent within a few minutes.
+NOW_TOLERANCE_S = 600.0
+#: How many of a text's detected values are checked for giving "now" (the first ones).
+NOW_SPANS = 64
+_DATETIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:\s*(Z|[+-]\d{2}:?\d{2}))?"
+)
+_EPOCH = re.compile(r"\b(1[5-9]\d{8})(\d{3})?(?:\.\d+)?\b")
+
+
+def states_now(value: str, now: float, tolerance: float = NOW_TOLERANCE_S) -> bool:
+    """Whether ``value`` (a detected volatile value or clock line) gives the time ``now``
+    (seconds since the epoch) to the minute or finer: a date and time within ``tolerance`` of
+    it, or an epoch in seconds or milliseconds. A time without an offset is read both as UTC and
+    as the process's local time (promptcache runs inside the agent's process).
+
+    Such a value changes by the next minute, whatever the family has seen so far, so it moves
+    from the family's first call (issue 22, decision 2) instead of costing a full miss at its
+    first change. A date alone does not count (it changes once a day: moving it after the
+    history costs more within a day than it saves), nor does a date that is not today's at this
+    minute: a policy's "current time" fixed in the past, an example, a version date.
+
+    >>> now = datetime(2026, 12, 7, 9, 58, 12, tzinfo=UTC).timestamp()
+    >>> states_now("2026-12-07 09:58", now), states_now("Current date: 2026-12-07", now)
+    (True, False)
+    >>> states_now("The current time is 2024-05-15 15:00:00 EST.", now)
+    False
+    >>> states_now("now=1796637492", now), states_now("2026-12-07T10:58:00+01:00", now)
+    (True, True)
+    """
+    head = value[:256]  # a clock line is short; a long line is not scanned past its start
+    for m in _DATETIME.finditer(head):
+        y, mo, d, h, mi, sec, off = m.groups()
+        try:
+            naive = datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec or 0))
+        except ValueError:
+            continue
+        if off:
+            sign = 1 if off[0] == "+" else -1
+            off_s = 0 if off == "Z" else sign * (int(off[1:3]) * 3600 + int(off[-2:]) * 60)
+            stamps = [naive.replace(tzinfo=UTC).timestamp() - off_s]
+        else:
+            stamps = [naive.replace(tzinfo=UTC).timestamp(), naive.timestamp()]
+        if any(abs(t - now) <= tolerance for t in stamps):
+            return True
+    return any(abs(int(m.group(1)) - now) <= tolerance for m in _EPOCH.finditer(head))
 
 
 def slot_label(kind: BlockKind, i: int) -> str:
@@ -161,11 +317,13 @@ def learn(
     *,
     learn_after: int,
     relocates: list[bool],
+    now: float | None = None,
 ) -> Learned:
     """Observe one request in ``fam`` and decide what it sends of its system texts and tools.
 
     An unchanged slot is not a new observation: a request equal to the last one teaches
-    nothing (nor undoes anything learned).
+    nothing (nor undoes anything learned). ``now``: the request's time (seconds since the
+    epoch); a detected value that gives it is learned changing at once (:func:`states_now`).
     """
     frags: list[Fragment] = []
     system_out: list[str] = []
@@ -177,6 +335,14 @@ def learn(
                 slot = fam.slots[f"s{i}"] = SlotVolatility(learn_after=learn_after)
             if slot.previous != t.lines:
                 slot.observe(t.lines)
+            if now is not None and t.spans and relocates[i] and slot.values is None:
+                # The slot's first request in the family: later ones learn from change. The
+                # first values only: a clock sits near the top, and a text with thousands of
+                # values (a log) must not cost a date parse each.
+                changing = slot.changing
+                for key, (start, end, _) in islice(zip(t.span_positions, t.spans, strict=True), NOW_SPANS):
+                    if key not in changing and states_now(t.canonical[start:end], now):
+                        changing.add(key)
             label = slot_label(kinds[i], i)
             stable, fs = system_slot(slot, i, t, label, relocates[i])
             system_out.append(stable)
@@ -191,8 +357,8 @@ def learn(
                     [(f.kind, f.line) for f in fs],
                 )
             )
-        canonical = tools_canonical(fam.tools_raw, tools.raw, fam.tools_unstable)
-        fam.tools_raw, fam.tools_unstable = tools.raw, canonical
+        canonical = tools_canonical(fam.tools_raw, tools.ordered_raw, fam.tools_unstable)
+        fam.tools_raw, fam.tools_unstable = tools.ordered_raw, canonical
     if canonical:
         frags.extend(tools.shared.fragments)
     return Learned(system_out, frags, prints, canonical)

@@ -59,6 +59,9 @@ HINT_FIELDS = (
     "prompt_cache_options",
     "prompt_cache_breakpoint",
     "cachePoint",
+    # Anthropic cache diagnostics (providers.diagnostics): an opt-in field a gateway or an older
+    # deployment may refuse; the call goes on without it.
+    "diagnostics",
 )
 ALL_HINT_KINDS = frozenset(HINT_FIELDS)
 # The enum's plain value: counters keyed by it stay plain-str dicts (orjson, JSON exports).
@@ -242,10 +245,16 @@ def _strip_openai(body: dict[str, Any], fmt: WireFormat, kinds: Collection[str])
         if isinstance(items, list):
             new_items = []
             for it in items:
-                if isinstance(it, dict) and isinstance(it.get("content"), list):
-                    content, changed = _drop_key(it["content"], "prompt_cache_breakpoint")
+                # A Responses tool result carries its parts in ``output`` (breakpoints included).
+                field = (
+                    "output"
+                    if isinstance(it, dict) and it.get("type") == "function_call_output"
+                    else "content"
+                )
+                if isinstance(it, dict) and isinstance(it.get(field), list):
+                    content, changed = _drop_key(it[field], "prompt_cache_breakpoint")
                     if changed:
-                        it = {**it, "content": content}
+                        it = {**it, field: content}
                 new_items.append(it)
             out[key] = new_items
     return out
@@ -284,6 +293,8 @@ def strip_hints(
     if wf is WireFormat.ANTHROPIC_MESSAGES or (
         wf is WireFormat.BEDROCK_CONVERSE and "anthropic_version" in out
     ):
+        if "diagnostics" in kinds:
+            out.pop("diagnostics", None)
         return _strip_anthropic(out) if "cache_control" in kinds else out
     if wf in (WireFormat.OPENAI_CHAT, WireFormat.OPENAI_RESPONSES):
         out = _strip_openai(out, wf, kinds)

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from promptcache.catalog import Catalog, ModelInfo, UnknownModelError, default_catalog
+from promptcache.catalog import CacheRules, Catalog, ModelInfo, UnknownModelError, default_catalog
 from promptcache.catalog import use_catalog as use_catalog  # kept importable from here
 from promptcache.formats import WireFormat
 from promptcache.plan import Hint, Plan
@@ -58,6 +58,8 @@ _CHARS_PER_TOKEN = 4  # estimate; the simulator counts exactly where it can
 # (use_catalog may swap it): the hot path pays one dict lookup.
 _info_memo: dict[tuple[str, WireFormat], ModelInfo | None] = {}
 _info_memo_of: list[Catalog | None] = [None]
+_rules_memo: dict[tuple[str, WireFormat], CacheRules | None] = {}
+_rules_memo_of: list[Catalog | None] = [None]
 
 
 def _lookup(catalog: Catalog, model: str, fmt: WireFormat) -> ModelInfo | None:
@@ -102,7 +104,11 @@ def min_cacheable_tokens(
     1024
     """
     info = model_info(model, fmt, catalog)
-    if info is None or info.spec.min_cacheable_tokens is None:
+    if info is None:
+        rules = family_rules(model, fmt, catalog)
+        found = rules.min_cacheable_tokens if rules is not None else None
+        return FALLBACK_MIN_TOKENS if found is None else found
+    if info.spec.min_cacheable_tokens is None:
         return FALLBACK_MIN_TOKENS
     return info.spec.min_cacheable_tokens
 
@@ -110,7 +116,29 @@ def min_cacheable_tokens(
 def ttl_options(model: str, fmt: WireFormat, catalog: Catalog | None = None) -> frozenset[str]:
     """The cache TTL labels the catalog lists for the model (empty when unknown)."""
     info = model_info(model, fmt, catalog)
-    return _ttl_set(tuple(info.spec.ttl_options)) if info is not None else frozenset()
+    if info is not None:
+        return _ttl_set(tuple(info.spec.ttl_options))
+    rules = family_rules(model, fmt, catalog)
+    return _ttl_set(rules.ttl_options) if rules is not None else frozenset()
+
+
+def family_rules(model: str, fmt: WireFormat, catalog: Catalog | None = None) -> CacheRules | None:
+    """The rules the catalog's family entries give a model it does not list itself (the TTLs all
+    Claude models share, the cachePoint rules of a Bedrock application inference profile ARN),
+    or None (:meth:`promptcache.catalog.Catalog.rules`)."""
+    provider = None if fmt is WireFormat.ANTHROPIC_MESSAGES else fmt.provider
+    if catalog is not None:
+        return catalog.rules(model, provider=provider if provider in catalog.providers else None)
+    default = default_catalog()
+    if _rules_memo_of[0] is not default:
+        _rules_memo.clear()
+        _rules_memo_of[0] = default
+    key = (model, fmt)
+    if key not in _rules_memo:
+        if len(_rules_memo) > 4096:
+            _rules_memo.clear()
+        _rules_memo[key] = default.rules(model, provider=provider if provider in default.providers else None)
+    return _rules_memo[key]
 
 
 @lru_cache(maxsize=256)
@@ -208,9 +236,21 @@ def apply_hints(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any],
 
 _BREAKPOINT = {"mode": "explicit"}
 _OPENAI_TEXT_PART = {WireFormat.OPENAI_CHAT: "text", WireFormat.OPENAI_RESPONSES: "input_text"}
-# Assistant turns are skipped: their parts are output types on the Responses API and a
-# breakpoint on the next user/tool turn covers them anyway.
+# developers.openai.com/api/docs/guides/prompt-caching ("GPT-5.6 and later", read 2026-12-07):
+# a breakpoint goes on "a supported content block inside an input message"; top-level
+# ``instructions`` cannot carry one; the guide's multi-turn agent puts one on a tool result
+# (``function_call_output`` whose output is a list of ``input_text``). The content parts whose
+# types carry ``prompt_cache_breakpoint`` in openai 2.54 are text, image, file and input audio
+# (Chat) and input_text, input_image, input_file (Responses). Assistant turns are never marked:
+# their parts are output types, and a breakpoint on the next user/tool turn covers them.
 _OPENAI_MARKABLE_ROLES = frozenset({"user", "system", "developer", "tool"})
+_OPENAI_MARKABLE_PARTS = frozenset(
+    {"text", "image_url", "input_audio", "file", "input_text", "input_image", "input_file"}
+)
+#: Earlier eligible message endings GPT-5.6 implicit mode looks up besides its own breakpoint
+#: (the guide, "How prefix matching works"); a conversation that grew by more since its previous
+#: request needs an explicit breakpoint where that request ended.
+OPENAI_IMPLICIT_LOOKBACK_MESSAGES = 20
 
 
 def policy_prefix_ttl(ctx: HintContext) -> int:
@@ -297,44 +337,130 @@ def _openai(body: dict[str, Any], ctx: HintContext) -> tuple[dict[str, Any], lis
     return out, hints, notes
 
 
+def _openai_parts(item: Any) -> Any:
+    """The content parts of an input item: a message's ``content``, a tool result's ``output``."""
+    if not isinstance(item, dict):
+        return None
+    return item.get("output") if item.get("type") == "function_call_output" else item.get("content")
+
+
 def _count_openai_breakpoints(items: list[Any]) -> int:
     n = 0
     for it in items:
-        content = it.get("content") if isinstance(it, dict) else None
-        if isinstance(content, list):
-            n += sum(1 for p in content if isinstance(p, dict) and "prompt_cache_breakpoint" in p)
+        parts = _openai_parts(it)
+        if isinstance(parts, list):
+            n += sum(1 for p in parts if isinstance(p, dict) and "prompt_cache_breakpoint" in p)
     return n
 
 
+def _openai_markable(item: Any) -> bool:
+    if not isinstance(item, dict):
+        return False
+    if item.get("type") == "function_call_output":
+        return True
+    return item.get("role") in _OPENAI_MARKABLE_ROLES and item.get("type", "message") == "message"
+
+
 def _mark_openai_item(item: dict[str, Any], part_type: str) -> tuple[dict[str, Any], int] | None:
-    """``item`` with a breakpoint on its last text part, and that part's index; None if unmarkable."""
-    if item.get("role") not in _OPENAI_MARKABLE_ROLES or item.get("type", "message") != "message":
+    """``item`` with a breakpoint on its last markable part, and that part's index; None if the
+    item cannot carry one (an assistant turn, a function call, no markable part)."""
+    if not _openai_markable(item):
         return None
-    content = item.get("content")
+    key = "output" if item.get("type") == "function_call_output" else "content"
+    # A function_call_output's list output takes input_text parts, whatever the API.
+    text_type = "input_text" if key == "output" else part_type
+    content = item.get(key)
     if isinstance(content, str):
         return {
             **item,
-            "content": [{"type": part_type, "text": content, "prompt_cache_breakpoint": _BREAKPOINT}],
+            key: [{"type": text_type, "text": content, "prompt_cache_breakpoint": _BREAKPOINT}],
         }, 0
     if not isinstance(content, list):
         return None
     for j in range(len(content) - 1, -1, -1):
         part = content[j]
-        if isinstance(part, dict) and part.get("type") in ("text", "input_text"):
+        if isinstance(part, dict) and part.get("type") in _OPENAI_MARKABLE_PARTS:
             parts = list(content)
             parts[j] = {**part, "prompt_cache_breakpoint": _BREAKPOINT}
-            return {**item, "content": parts}, j
+            return {**item, key: parts}, j
     return None
+
+
+def _openai_eligible_after(items: list[Any], start: int) -> int:
+    """How many eligible message endings GPT-5.6 implicit mode sees after ``items[start]``: user
+    messages and the last of each run of tool results (the guide, "Implicit mode")."""
+
+    def is_tool(it: Any) -> bool:
+        return isinstance(it, dict) and (it.get("type") == "function_call_output" or it.get("role") == "tool")
+
+    n = 0
+    for i in range(start + 1, len(items)):
+        it = items[i]
+        last_tool = is_tool(it) and not (i + 1 < len(items) and is_tool(items[i + 1]))
+        if (isinstance(it, dict) and it.get("role") == "user") or last_tool:
+            n += 1
+    return n
+
+
+def _openai_bridges(
+    items: list[Any], ctx: HintContext, n_lead: int, vol: int | None, explicit: bool, part_type: str
+) -> list[int]:
+    """Items where the conversation's previous request wrote, when this request needs a
+    breakpoint there to read it back: most useful first; empty when none is needed.
+
+    GPT-5.6 looks a cached prefix up only at the lookup boundaries of the incoming request
+    (developers.openai.com/api/docs/guides/prompt-caching, "How prefix matching works", read
+    2026-12-07): in explicit-only mode its explicit breakpoints alone, in implicit mode also its
+    own breakpoint and up to :data:`OPENAI_IMPLICIT_LOOKBACK_MESSAGES` earlier eligible message
+    endings. The previous request wrote at the end of what it sent (its implicit breakpoint, or
+    the stable end it predicted, which is where this request stops resending it unchanged:
+    ``resent_messages``, the boundary the Anthropic path bridges, issue 22 decision 5) and, when
+    it had a volatile block before its newest user message, at the item before that message.
+    Implicit mode needs a bridge only once more eligible endings follow than it looks back over.
+    """
+    at = ctx.resent_messages
+    if at <= 0:
+        return []
+    end = n_lead + at - 1
+    if vol is not None and vol <= end:
+        end += 1
+    if end >= len(items) - 1:
+        return []
+    if not explicit and _openai_eligible_after(items, end) <= OPENAI_IMPLICIT_LOOKBACK_MESSAGES:
+        return []
+    minimum = min_cacheable_tokens(ctx.model, ctx.format, ctx.catalog)
+
+    def markable_at_or_before(i: int) -> int | None:
+        for j in range(i, n_lead - 1, -1):
+            if j != vol and _mark_openai_item(items[j], part_type) is not None:
+                return j
+        return None
+
+    def prefix_tokens(i: int) -> int:
+        shift = 1 if vol is not None and vol <= i else 0
+        return (ctx.prefix_chars + sum(ctx.message_chars[: i - n_lead + 1 - shift])) // _CHARS_PER_TOKEN
+
+    found: list[int] = []
+    sent_end = markable_at_or_before(end)
+    if ctx.has_volatile and isinstance(items[end], dict) and items[end].get("role") == "user":
+        before = markable_at_or_before(end - 1)
+        if before is not None:
+            found.append(before)
+    if sent_end is not None:
+        found.append(sent_end)
+    return [i for i in dict.fromkeys(found) if prefix_tokens(i) >= minimum]
 
 
 def _openai_breakpoints(
     out: dict[str, Any], ctx: HintContext, conv_blocked: bool
 ) -> tuple[dict[str, Any], list[Hint], list[str]]:
     """``prompt_cache_breakpoint`` parts (gpt-5.6+): the end of the static prefix (read by the
-    tenant's other conversations), and, in explicit mode only, the end of the conversation
-    before the volatile block or before the messages it rewrites; at most 4 per request, the
-    caller's included, and one fewer in implicit mode, whose own breakpoint ends the newest
-    message."""
+    tenant's other conversations); in explicit mode the end of the conversation before the
+    volatile block or before the messages it rewrites; where the previous request of the
+    conversation wrote when the provider would not look it up otherwise (:func:`_openai_bridges`).
+    At most 4 per request, the caller's included, and one fewer in implicit mode, whose own
+    breakpoint ends the newest eligible message (the guide: "an implicit breakpoint uses one of
+    the four cache write slots")."""
     notes: list[str] = []
     hints: list[Hint] = []
     key = "messages" if ctx.format is WireFormat.OPENAI_CHAT else "input"
@@ -385,15 +511,19 @@ def _openai_breakpoints(
             if isinstance(items[i], dict) and _mark_openai_item(items[i], part_type) is not None:
                 wanted.append(i)
                 break
+    bridges = [] if conv_blocked else _openai_bridges(items, ctx, n_lead, vol, explicit, part_type)
+    wanted.extend(i for i in bridges[:1] if i not in wanted)
     if n_lead and static_tokens >= minimum:
         wanted.append(n_lead - 1)
     elif static_tokens < minimum:
         notes.append(
             f"static prefix ~{static_tokens} tokens is below the {minimum}-token minimum of {ctx.model}"
         )
+    wanted.extend(i for i in bridges[1:] if i not in wanted)
     if budget <= 0:
         notes.append("4 prompt_cache_breakpoints already placed by the caller: none added")
         wanted = []
+    ordered = wanted  # most valuable first: the conversation's end, the bridge, the static end
     wanted = sorted(set(wanted[: max(budget, 0)]))
     for i in wanted:
         marked = _mark_openai_item(items[i], part_type)
@@ -401,8 +531,11 @@ def _openai_breakpoints(
             continue
         items[i], j = marked
         tokens = static_tokens if i < n_lead else conv_tokens
+        if n_lead <= i < n_lead + ctx.resent_messages and i not in ordered[:1]:
+            tokens = static_tokens + sum(ctx.message_chars[: max(i - n_lead + 1, 0)]) // _CHARS_PER_TOKEN
+        field = "output" if items[i].get("type") == "function_call_output" else "content"
         hints.append(
-            _hint(kind="prompt_cache_breakpoint", where=f"$.{key}[{i}].content[{j}]", prefix_tokens=tokens)
+            _hint(kind="prompt_cache_breakpoint", where=f"$.{key}[{i}].{field}[{j}]", prefix_tokens=tokens)
         )
     if hints:
         out = {**out, key: items}

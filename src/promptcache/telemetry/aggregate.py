@@ -41,7 +41,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptcache.figures import NANO, Totals
-from promptcache.telemetry.events import Event, LookupEvent, PrepareEvent, UsageEvent
+from promptcache.pseudonym import tenant_label
+from promptcache.telemetry.events import Event, LookupEvent, PrepareEvent, ProviderCallEvent, UsageEvent
 
 __all__ = [
     "INDEX_KEY",
@@ -161,6 +162,10 @@ class StatsAggregator:
                 r.output_tokens += event.output_tokens
                 r.cost_nusd += round(event.cost_usd * NANO)
                 r.cost_avoided_nusd += round(event.cost_avoided_usd * NANO)
+            elif isinstance(event, ProviderCallEvent):
+                if event.provider_miss_reason is not None:
+                    r = self._row(tenant_label(event.tenant), event.model, event.agent, PROMPT)
+                    r.count_reason(event.provider_miss_reason.value)
             elif isinstance(event, LookupEvent):
                 r = self._row(event.tenant, "", event.agent, event.entry_type)
                 r.calls += 1

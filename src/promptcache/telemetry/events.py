@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from promptcache.figures import LookupReason, PrefixMissReason
+from promptcache.figures import LookupReason, PrefixMissReason, ProviderMissReason
 
 __all__ = [
     "Event",
@@ -133,6 +133,8 @@ class ProviderCallEvent:
     error: str | None = None
     agent: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    #: The provider's own verdict on the call's miss (Anthropic cache diagnostics), if it gave one.
+    provider_miss_reason: ProviderMissReason | None = None
 
 
 Event = PrepareEvent | LookupEvent | WriteEvent | UsageEvent | ProviderCallEvent

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from promptcache.pseudonym import tenant_label as _label
 from promptcache.telemetry import hooks
 from promptcache.telemetry.events import (
     Event,
@@ -132,6 +133,10 @@ class PrometheusExporter:
         elif isinstance(event, WriteEvent):
             self.write_s.labels(event.entry_type).observe(event.duration_s)
         elif isinstance(event, ProviderCallEvent):
+            if event.provider_miss_reason is not None:
+                # Beside promptcache's own causes, under the tenant's label as prepare events carry it.
+                m = (self._t(_label(event.tenant)), event.model, event.agent)
+                self.prefix_misses.labels(*m, event.provider_miss_reason.value).inc()
             p = (event.provider, event.model, str(event.provider_cache_hit).lower())
             self.request_s.labels(*p).observe(event.duration_s)
             if event.ttft_s is not None:
