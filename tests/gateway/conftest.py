@@ -32,8 +32,13 @@ POLICY_TEXT = (AGENTS / "tau_bench_airline_system_prompt.md").read_text()
 
 
 def clock_system(i: int) -> str:
-    """The system prompt of call ``i``: a clock line first (it changes on every call), then the policy."""
-    return f"Current time: 2026-12-07T10:{i // 60:02d}:{i % 60:02d}Z\n\n{POLICY_TEXT}"
+    """The system prompt of call ``i``: a clock line first (it changes on every call), then the policy.
+
+    The clock is not the real time: a value giving the request's own time moves from the first
+    call (``pipeline.learning.states_now``), any other from its first change. A fixed past date
+    keeps the tests' calls the same whenever they run (a fleet's shared learning shows on them).
+    """
+    return f"Current time: 2025-01-15T10:{i // 60:02d}:{i % 60:02d}Z\n\n{POLICY_TEXT}"
 
 
 def free_port() -> int:
