@@ -21,6 +21,7 @@ MODULES = [
     "benchmarks.bench_hitrate",
     "benchmarks.bench_agents",
     "benchmarks.bench_overhead",
+    "benchmarks.bench_gateway",
 ]
 
 

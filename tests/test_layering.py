@@ -7,6 +7,9 @@
   when that command runs: ``promptcache --help`` and ``promptcache stats`` load none of the lab.
 * The README's layout section and the architecture page name every top-level entry of
   ``src/promptcache/`` and of ``lab/``, and nothing that is not there.
+* The gateway (:mod:`promptcache.gateway`, ``promptcache proxy``) sits beside the integrations:
+  no runtime module outside ``gateway/`` imports it, and importing ``promptcache`` (and the CLI's
+  listing) loads neither it nor its server dependencies (Starlette, uvicorn, prometheus-client).
 * ``providers/`` is one level: provider-specific knowledge (hints, usage parsing, fallback,
   gateways, Gemini cached contents, pre-warm requests) that imports nothing above it: not the
   engine, not the SDK seams (``llm_bridge``, ``transport``, ``botocore_events``,
@@ -111,6 +114,17 @@ def test_no_runtime_module_imports_the_lab() -> None:
     assert _violations(runtime, ("promptcache.lab",)) == []
 
 
+#: What the gateway brings, never loaded by ``import promptcache`` (its extra: ``gateway``).
+GATEWAY_ONLY = ("promptcache.gateway", "starlette", "uvicorn", "uvloop", "httptools", "prometheus_client")
+
+
+def test_no_runtime_module_imports_the_gateway() -> None:
+    runtime = [p for p in sorted(SRC.rglob("*.py")) if (SRC / "gateway") not in p.parents]
+    assert (SRC / "gateway" / "app.py").exists()
+    # httpx-aiohttp too (the openai SDK may load it on its own, so only the static check names it).
+    assert _violations(runtime, (*GATEWAY_ONLY[:3], "httpx_aiohttp")) == []
+
+
 INTEGRATIONS = ("promptcache_langchain", "promptcache_langgraph", "promptcache_llamaindex")
 
 _PROBE = """
@@ -136,7 +150,7 @@ def test_importing_the_runtime_and_the_integrations_loads_no_lab_and_no_matplotl
     ).stdout
     loaded = json.loads(out.splitlines()[-1])
     assert set(INTEGRATIONS) <= set(loaded)
-    leaked = [m for m in loaded if _under(m, ("promptcache.lab", "matplotlib"))]
+    leaked = [m for m in loaded if _under(m, ("promptcache.lab", "matplotlib", *GATEWAY_ONLY))]
     assert leaked == []
 
 
@@ -162,7 +176,7 @@ def _modules_loaded_by_the_cli(*argv: str) -> list[str]:
 def test_the_cli_loads_the_lab_only_for_a_lab_command(argv: list[str]) -> None:
     loaded = _modules_loaded_by_the_cli(*argv)
     assert "promptcache.cli" in loaded
-    assert [m for m in loaded if _under(m, ("promptcache.lab", "matplotlib"))] == []
+    assert [m for m in loaded if _under(m, ("promptcache.lab", "matplotlib", *GATEWAY_ONLY))] == []
 
 
 def test_a_lab_command_loads_its_module_when_it_runs() -> None:
@@ -170,6 +184,10 @@ def test_a_lab_command_loads_its_module_when_it_runs() -> None:
     loaded = _modules_loaded_by_the_cli("bench", "--help")
     assert "promptcache.lab.bench" in loaded
     assert "promptcache.lab.report" not in loaded  # only the chosen command's module
+    # The proxy's help needs its module only, not the server: uvicorn is imported when it serves.
+    proxy = _modules_loaded_by_the_cli("proxy", "--help")
+    assert "promptcache.gateway.cli" in proxy
+    assert [m for m in proxy if _under(m, ("uvicorn", "starlette", "promptcache.lab"))] == []
 
 
 ROOT = SRC.parents[1]

@@ -47,6 +47,11 @@ COMMANDS: tuple[Command, ...] = (
         "cacheable share, cache killers and projected savings of a request log",
     ),
     Command(
+        "proxy",
+        "promptcache.gateway.cli",
+        "an HTTP gateway that applies promptcache to any OpenAI/Anthropic client (base_url)",
+    ),
+    Command(
         "invalidate",
         "promptcache.invalidate_cli",
         "make every cache entry with a tag unreadable, in every process",

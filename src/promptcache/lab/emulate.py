@@ -232,7 +232,7 @@ class Emulator:
         class Handler(_Handler):
             emulator = emu
 
-        self._server = ThreadingHTTPServer((self._host, self._port), Handler)
+        self._server = _Server((self._host, self._port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="promptcache-emulator", daemon=True
@@ -1079,11 +1079,20 @@ def _gemini_stream(model: str, turn: _Turn, usage: CacheUsage, n: int, out: int)
         yield _gemini_response(model, parts, meta, n, "STOP" if last else None)
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a client opening more connections at once (a
+    # gateway's pool under load) saw SYNs dropped and retried a second later, or reset.
+    request_queue_size = 1024
+
+
 class _Handler(BaseHTTPRequestHandler):
     emulator: Emulator
     # HTTP/1.1 keeps SDK connections alive; streams use chunked transfer encoding.
     protocol_version = "HTTP/1.1"
     server_version = "promptcache-emulator/0.1"
+    # Headers and body go out in separate writes: with Nagle's algorithm on, the body waits for the
+    # client's delayed ACK of the headers (~40 ms a response on a kept-alive connection).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: the default logs every request line to stderr."""

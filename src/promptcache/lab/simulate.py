@@ -81,12 +81,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptcache.formats import WireFormat, parse_format
-from promptcache.tokens import TokenCounter, counter_for_model, encoding
+from promptcache.tokens import Encoding, TokenCounter, counter_for_model, encoding
 from promptcache.usage import CacheUsage
 
 __all__ = [
@@ -703,6 +704,13 @@ class _CachedContent:
     org: str | None
 
 
+@lru_cache(maxsize=1024)
+def _tokens(encoding_name: str, text: str) -> tuple[int, ...]:
+    # A new prompt is compared with up to _MAX_PROMPTS_PER_IDENTITY earlier ones: each text is
+    # encoded once, not once per comparison (the emulator under load spent its time here).
+    return tuple(encoding(Encoding(encoding_name)).encode_ordinary(text))
+
+
 def _common_prefix(a: Rendered, b: Rendered) -> tuple[int, int]:
     """(matching whole segments, matching tokens incl. a partially equal text segment)."""
     n = 0
@@ -714,8 +722,7 @@ def _common_prefix(a: Rendered, b: Rendered) -> tuple[int, int]:
     if n < len(a.segments) and n < len(b.segments):
         sa, sb = a.segments[n], b.segments[n]
         if sa.text and sb.text and a.counter.encoding.value != "chars/4":
-            enc = encoding(a.counter.encoding)
-            ta, tb = enc.encode_ordinary(sa.text), enc.encode_ordinary(sb.text)
+            ta, tb = _tokens(a.counter.encoding.value, sa.text), _tokens(a.counter.encoding.value, sb.text)
             k = 0
             for x, y in zip(ta, tb, strict=False):
                 if x != y:

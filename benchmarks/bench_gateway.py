@@ -1,0 +1,409 @@
+"""Gateway load and fault figures (issue 24): added latency at 200 requests/s, and Redis killed mid-run.
+
+Everything on loopback, every part a process of its own: the provider emulator
+(``promptcache emulate``), the gateway (``promptcache proxy``, uvicorn with uvloop and httptools
+when installed) and this load generator (aiohttp client sessions with keep-alive pools, on uvloop
+when installed: the generator must cost less than what it measures).
+
+**Load.** An open-loop schedule of :data:`RATE` requests/s to the gateway for :data:`SECONDS`
+seconds, and at the same rate, interleaved tick by tick, the same requests straight to the
+emulator: both arms see the same machine at the same moments (these machines are shared and
+noisy). Each request is an OpenAI Chat Completions call of a real agent (tau-bench's airline
+policy, ~1,300 tokens, a clock line on top that changes every call; one API key among
+:data:`KEYS`, so as many tenants), one in five streamed. Latency is from send to the last byte.
+Reported: p50/p99 of each arm, the added latency at p50 and p99 (gateway minus direct), the
+paired added latency (each gateway request minus its direct twin sent at the same tick) at p50
+and p99, failed requests (non-200 or error) per arm, and the gateway process's CPU time per
+request. Target: p99 added ≤ 2 ms (:data:`TARGET_P99_ADDED_MS`). The same again at
+:data:`LOW_RATE` (``load_low_rate``): on a machine shared with other work, 400 requests/s of
+Python HTTP (two arms) can queue on CPU alone, and the low rate shows the added latency when
+nothing does.
+
+**Fault.** The gateway on a real redis-server (``--store redis://...``, fleet learning on), the
+same load for :data:`FAULT_SECONDS` seconds, each request from a new API key (so each meets the
+store: a new tenant's learned layout is read from it); redis-server is killed (SIGKILL) half-way. Reported:
+requests sent, failed (target 0), and the gateway's ``promptcache_gateway_degradations_total``
+before and after (the outage is counted). Skipped, with the reason, when redis-server is absent.
+
+    python -m benchmarks.bench_gateway --out gateway-results.json   # also part of `make bench`
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+RATE = 200
+LOW_RATE = 50
+SECONDS = 10.0
+FAULT_SECONDS = 6.0
+KEYS = 200
+STREAM_EVERY = 5
+TARGET_P99_ADDED_MS = 2.0
+WARMUP = 200
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout:g} s")
+
+
+@contextmanager
+def _process(args: list[str], health: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "promptcache.cli", *args], stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            _wait_http(health, proc)
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (Linux /proc), or NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _clock(i: int) -> str:
+    return f"Current time: 2026-12-07T{10 + i // 3600:02d}:{(i // 60) % 60:02d}:{i % 60:02d}Z\n\n"
+
+
+def _system(i: int) -> str:
+    from promptcache.lab.bundled import AGENTS
+
+    return _clock(i) + (AGENTS / "tau_bench_airline_system_prompt.md").read_text()
+
+
+class _Arm:
+    """One arm's client and results."""
+
+    def __init__(self, base: str, keys: int | None = KEYS) -> None:
+        self.base = base
+        self.keys = keys  # API keys cycled through (None: a new key, so a new tenant, per request)
+        self.session: Any = None
+        self.ms: list[float] = []
+        self.by_tick: dict[int, float] = {}
+        self.failed = 0
+        self.errors: dict[str, int] = {}
+
+    async def open(self) -> None:
+        """The arm's keep-alive pool (aiohttp: its C parser keeps the generator's own cost low)."""
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=400, keepalive_timeout=60)
+        self.session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60))
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self.session.close()
+
+    async def call(self, i: int, body: bytes, record: bool = True) -> None:
+        """Send request ``i`` (``body``: its JSON) and read the whole answer."""
+        import aiohttp
+
+        key = i % self.keys if self.keys else i
+        headers = {"authorization": f"Bearer sk-bench-{key}", "content-type": "application/json"}
+        t0 = time.perf_counter()
+        try:
+            async with self.session.post(self.base + "/v1/chat/completions", data=body, headers=headers) as r:
+                await r.read()
+                ok = r.status == 200
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            ok = False
+            self.errors[type(exc).__name__] = self.errors.get(type(exc).__name__, 0) + 1
+        ms = (time.perf_counter() - t0) * 1e3
+        if not record:
+            return
+        if not ok:
+            self.failed += 1
+            return
+        self.ms.append(ms)
+        self.by_tick[i] = ms
+
+
+def _body(i: int, system: str) -> bytes:
+    body: dict[str, Any] = {
+        "model": "gpt-4o",
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": f"question {i}"}],
+    }
+    if i % STREAM_EVERY == 0:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return json.dumps(body).encode()
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def _load(
+    arms: list[_Arm], seconds: float, *, rate: int = RATE, during: Any = None, warmup: int = WARMUP
+) -> dict[str, Any]:
+    """Open loop: request ``i`` goes to every arm at ``start + i / rate``; returns when all finished."""
+    policy = _system(0).split("\n\n", 1)[1]
+    bodies = [_body(i, _clock(i) + policy) for i in range(int(seconds * rate) + warmup)]
+    for arm in arms:
+        await arm.open()
+    # Warm-up (not recorded): connections opened, tokenizers loaded, families learned.
+    for w in range(0, warmup, 20):
+        await asyncio.gather(
+            *(arm.call(i, bodies[i], record=False) for arm in arms for i in range(w, w + 20))
+        )
+    n = int(seconds * rate)
+    tasks: list[asyncio.Task[None]] = []
+    start = time.perf_counter()
+    fired = False
+    lag_ms: list[float] = []
+    for k in range(n):
+        i = warmup + k
+        due = start + k / rate
+        now = time.perf_counter()
+        if due > now:
+            await asyncio.sleep(due - now)
+        lag_ms.append((time.perf_counter() - due) * 1e3)
+        for arm in arms:
+            tasks.append(asyncio.create_task(arm.call(i, bodies[i])))
+        if during is not None and not fired and k >= n // 2:
+            fired = True
+            during()
+    sent_in = time.perf_counter() - start
+    await asyncio.gather(*tasks)
+    for arm in arms:
+        await arm.close()
+    return {
+        "requests_per_arm": n,
+        "achieved_rate": round(n / sent_in, 1),
+        "schedule_lag_ms_p99": round(_pct(lag_ms, 99), 2),
+    }
+
+
+def _summary(arm: _Arm) -> dict[str, Any]:
+    return {
+        "ok": len(arm.ms),
+        "failed": arm.failed,
+        "errors": arm.errors,
+        "p50_ms": round(_pct(arm.ms, 50), 3),
+        "p90_ms": round(_pct(arm.ms, 90), 3),
+        "p99_ms": round(_pct(arm.ms, 99), 3),
+        "mean_ms": round(statistics.fmean(arm.ms), 3) if arm.ms else None,
+    }
+
+
+def _degradations(base: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for line in httpx.get(base + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("promptcache_gateway_degradations_total{"):
+            name, value = line.rsplit(" ", 1)
+            out[name.split('kind="', 1)[1].split('"', 1)[0]] = float(value)
+    return out
+
+
+def _run_load(workdir: Path, seconds: float, rate: int = RATE) -> dict[str, Any]:
+    emu_port, gw_port = _free_port(), _free_port()
+    emu_url, gw_url = f"http://127.0.0.1:{emu_port}", f"http://127.0.0.1:{gw_port}"
+    with (
+        _process(["emulate", "--port", str(emu_port)], emu_url + "/healthz", workdir / "emulator.log") as emu,
+        _process(
+            [
+                "proxy", "--port", str(gw_port), "--openai-upstream", emu_url + "/v1",
+                "--anthropic-upstream", emu_url, "--log-level", "warning",
+            ],
+            gw_url + "/healthz",
+            workdir / "gateway.log",
+        ) as gw,
+    ):  # fmt: skip
+
+        async def main() -> tuple[dict[str, Any], _Arm, _Arm, float, float]:
+            direct, through = _Arm(emu_url), _Arm(gw_url)
+            cpu0, emu0, own0 = _cpu_seconds(gw.pid), _cpu_seconds(emu.pid), time.process_time()
+            t0 = time.perf_counter()
+            # Warm-up is inside _load; CPU is counted over the whole run and divided by its requests.
+            info = await _load([through, direct], seconds, rate=rate)
+            wall = time.perf_counter() - t0
+            cpu = _cpu_seconds(gw.pid) - cpu0
+            info["cpu_share_of_one_core"] = {
+                "gateway": round(cpu / wall, 3),
+                "emulator": round((_cpu_seconds(emu.pid) - emu0) / wall, 3),
+                "load_generator": round((time.process_time() - own0) / wall, 3),
+            }
+            return info, direct, through, cpu, wall
+
+        info, direct, through, cpu, _ = _run(main())
+    d, t = _summary(direct), _summary(through)
+    paired = [through.by_tick[i] - direct.by_tick[i] for i in through.by_tick if i in direct.by_tick]
+    requests = info["requests_per_arm"] + WARMUP
+    return {
+        **info,
+        "seconds": seconds,
+        "rate_per_arm": rate,
+        "streamed_share": round(1 / STREAM_EVERY, 2),
+        "tenants": KEYS,
+        "direct": d,
+        "gateway": t,
+        "added_p50_ms": round(t["p50_ms"] - d["p50_ms"], 3),
+        "added_p99_ms": round(t["p99_ms"] - d["p99_ms"], 3),
+        "paired_added_p50_ms": round(_pct(paired, 50), 3),
+        "paired_added_p99_ms": round(_pct(paired, 99), 3),
+        "failed": d["failed"] + t["failed"],
+        "gateway_cpu_ms_per_request": round(cpu / requests * 1e3, 3),
+        "target_p99_added_ms": TARGET_P99_ADDED_MS,
+        "target_met": t["failed"] == 0 and t["p99_ms"] - d["p99_ms"] <= TARGET_P99_ADDED_MS,
+    }
+
+
+def _run_fault(workdir: Path, seconds: float) -> dict[str, Any]:
+    redis_bin = shutil.which("redis-server")
+    if redis_bin is None:
+        return {"skipped": "redis-server is not installed (make redis-server)"}
+    redis_port, emu_port, gw_port = _free_port(), _free_port(), _free_port()
+    redis = subprocess.Popen(
+        [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    emu_url, gw_url = f"http://127.0.0.1:{emu_port}", f"http://127.0.0.1:{gw_port}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", redis_port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+        with (
+            _process(["emulate", "--port", str(emu_port)], emu_url + "/healthz", workdir / "emu-fault.log"),
+            _process(
+                [
+                    "proxy", "--port", str(gw_port), "--openai-upstream", emu_url + "/v1",
+                    "--store", f"redis://127.0.0.1:{redis_port}/0", "--log-level", "warning",
+                ],
+                gw_url + "/healthz",
+                workdir / "gateway-fault.log",
+            ),
+        ):  # fmt: skip
+            killed_at: list[float] = []
+
+            def kill() -> None:
+                redis.kill()
+                killed_at.append(time.perf_counter())
+
+            async def main() -> tuple[dict[str, Any], _Arm, dict[str, float]]:
+                # A new tenant per request: every request meets the store (its family's shared state).
+                through = _Arm(gw_url, keys=None)
+                before: dict[str, float] = {}
+
+                def during() -> None:
+                    before.update(_degradations(gw_url))
+                    kill()
+
+                info = await _load([through], seconds, during=during)
+                return info, through, before
+
+            info, through, before = _run(main())
+            after = _degradations(gw_url)
+    finally:
+        if redis.poll() is None:
+            redis.kill()
+        redis.wait(10)
+    t = _summary(through)
+    return {
+        **info,
+        "seconds": seconds,
+        "redis_killed_after_s": round(seconds / 2, 1),
+        "gateway": t,
+        "failed": t["failed"],
+        "degradations_before_kill": before,
+        "degradations_after": after,
+        "outage_counted": sum(after.values()) > sum(before.values()),
+        "target_met": t["failed"] == 0 and sum(after.values()) > sum(before.values()),
+    }
+
+
+def _run(coro: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def run(seconds: float = SECONDS, fault_seconds: float = FAULT_SECONDS) -> dict[str, Any]:
+    """Both sections (see the module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="pc-bench-gateway-") as tmp:
+        work = Path(tmp)
+        env_dir = work / "cache"
+        os.environ.setdefault("PROMPTCACHE_CACHE_DIR", str(env_dir))
+        return {
+            "load": _run_load(work, seconds),
+            # The same at a rate this shared machine sustains beside its other work: the gateway's
+            # added latency when nothing queues.
+            "load_low_rate": _run_load(work, seconds, LOW_RATE),
+            "fault": _run_fault(work, fault_seconds),
+        }
+
+
+def main() -> int:
+    """Run and print the JSON figures; write them to ``--out``."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=SECONDS)
+    ap.add_argument("--fault-seconds", type=float, default=FAULT_SECONDS)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    result = run(args.seconds, args.fault_seconds)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,356 @@
+"""The gateway's ASGI app: per request, the tenant, the call context, the forward, the relay.
+
+Per request to ``/v1/chat/completions``, ``/v1/responses`` or ``/v1/messages`` (POST):
+
+1. the tenant (:mod:`promptcache.gateway.tenant`: the ``X-PromptCache-Tenant`` header, else a
+   keyed hash of the API key); that header is not forwarded, every other end-to-end header is
+   (the API key included, untouched);
+2. a :class:`~promptcache.llm_bridge.CallContext` for that tenant, current while the request is
+   sent through an ``httpx.AsyncClient`` whose transport is
+   :class:`~promptcache.transport.AsyncPromptCacheTransport` (over ``httpx-aiohttp``'s transport:
+   aiohttp's pool on the wire, httpx's API above it): the same seam as in-process use
+   rewrites the body (``PromptCache.prepare_request``), resends once without hints when the
+   provider refuses one (and remembers it), and reads the usage back;
+3. the answer, status and headers as the upstream sent them (hop-by-hop headers aside): a
+   server-sent-event stream or any body the seam did not read is relayed chunk by chunk as it
+   arrives, never buffered; a JSON answer the seam read for its usage goes out as read;
+4. the usage into the cache's figures (:func:`~promptcache.llm_bridge.record_call`: ``cache.stats()``
+   and, through the store, ``promptcache stats``) and into ``/metrics``.
+
+Any other ``/v1/...`` request is forwarded untouched: to the Anthropic upstream when it carries
+Anthropic's headers (``anthropic-version`` or ``x-api-key``), else to the OpenAI one (model
+listings, token counting, embeddings). Upstream failures the gateway answers itself (a timeout:
+504, no connection: 502) are shaped as the provider's own errors so SDKs raise their usual
+exception; they are counted in ``promptcache_gateway_upstream_errors_total``.
+
+Nothing the gateway logs holds a header value, a query string, a tenant or a body: a line per
+request gives the method, path, status and time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+from httpx_aiohttp import AiohttpTransport
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from promptcache.engine import PromptCache
+from promptcache.gateway.config import GatewayConfig
+from promptcache.gateway.metrics import GatewayMetrics
+from promptcache.gateway.tenant import TENANT_HEADER, TenantError, resolve_request_tenant
+from promptcache.llm_bridge import CallContext, record_call, use_call
+from promptcache.transport import AsyncPromptCacheTransport
+
+__all__ = ["MODEL_ROUTES", "Gateway", "create_app"]
+
+log = logging.getLogger("promptcache.gateway")
+
+#: The rewritten endpoints: path -> (route label, provider).
+MODEL_ROUTES: dict[str, tuple[str, str]] = {
+    "/v1/chat/completions": ("chat_completions", "openai"),
+    "/v1/responses": ("responses", "openai"),
+    "/v1/messages": ("messages", "anthropic"),
+}
+
+# RFC 9110 section 7.6.1: meaningful for one connection only, never forwarded. Content-length
+# is recomputed by whoever sends the body; host comes from the upstream URL.
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_NOT_FORWARDED = _HOP_BY_HOP | {b"host", b"content-length", TENANT_HEADER.encode()}
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def _request_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    named = _connection_tokens(raw)
+    out = [(k, v) for k, v in raw if k not in _NOT_FORWARDED and k not in named]
+    if not any(k == b"accept-encoding" for k, _ in out):
+        # httpx would ask for gzip on its own, and a relayed body stays as the upstream encoded
+        # it: a client that asked for no encoding must get none.
+        out.append((b"accept-encoding", b"identity"))
+    return out
+
+
+def _response_headers(response: httpx.Response, *, decoded: bool) -> list[tuple[bytes, bytes]]:
+    raw = [(k.lower(), v) for k, v in response.headers.raw]
+    named = _connection_tokens(raw)
+    drop = _HOP_BY_HOP | named
+    if decoded:  # the body goes out as httpx decoded it: its encoding and length are not the wire's
+        drop = drop | {b"content-encoding", b"content-length"}
+    return [(k, v) for k, v in raw if k not in drop]
+
+
+def _connection_tokens(raw: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    # Headers named in Connection are hop-by-hop too (RFC 9110 section 7.6.1).
+    return frozenset(
+        t.strip().lower() for k, v in raw if k.lower() == b"connection" for t in v.split(b",") if t.strip()
+    )
+
+
+class _Relayed(StreamingResponse):
+    """A relayed answer that runs ``finish`` when it is over, even if its body never started."""
+
+    def __init__(
+        self, content: AsyncIterator[bytes], finish: Callable[[], Awaitable[None]], *, status_code: int
+    ) -> None:
+        super().__init__(content, status_code=status_code)
+        self._finish = finish
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Send the answer, then finish (once)."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._finish()
+
+
+def _error(provider: str, status: int, kind: str, message: str) -> JSONResponse:
+    """An error in the provider's own shape, so its SDK raises its usual exception."""
+    if provider == "anthropic":
+        return JSONResponse({"type": "error", "error": {"type": kind, "message": message}}, status)
+    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": None}}, status)
+
+
+class Gateway:
+    """The state of one gateway process: its config, ``PromptCache``, upstream client and metrics.
+
+    ``cache``: a ``PromptCache`` to use (default: one made from ``config.policy`` and
+    ``config.store``, closed with the app). The upstream client lives from the app's startup to
+    its shutdown (:meth:`lifespan`), after the last stream finished.
+    """
+
+    def __init__(self, config: GatewayConfig, *, cache: PromptCache | None = None) -> None:
+        self.config = config
+        self._owns_cache = cache is None
+        self.cache = cache if cache is not None else PromptCache(config.policy, store=config.store)
+        self.metrics = GatewayMetrics(self.cache)
+        self._client: httpx.AsyncClient | None = None
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """Open the upstream client; at shutdown close it and write the figures to the store."""
+        n = self.config.max_connections
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=60.0)
+        # httpx's API (the seam is an httpx transport) over aiohttp's connection pool and C parser:
+        # httpx's own async pool queues requests under concurrency (encode/httpx#3215; measured
+        # here: seconds of queueing at 100 requests/s), aiohttp's does not.
+        inner = AiohttpTransport(limits=limits, trust_env=False)
+        self._client = httpx.AsyncClient(
+            transport=AsyncPromptCacheTransport(inner, close_inner=True),
+            timeout=httpx.Timeout(self.config.upstream_timeout),
+            # The gateway is the proxy: environment proxies and redirects are the client's business.
+            trust_env=False,
+            follow_redirects=False,
+        )
+        try:
+            yield
+        finally:
+            await self._client.aclose()
+            self._client = None
+            if self._owns_cache:
+                await anyio.to_thread.run_sync(self.cache.close)
+
+    # -- routing --------------------------------------------------------------------------
+
+    def _target(self, request: Request) -> tuple[str, str, str] | None:
+        """(route label, provider, upstream URL) of ``request``, or None for a path not served."""
+        path = request.url.path
+        found = MODEL_ROUTES.get(path)
+        if found is not None:
+            label, provider = found
+        elif path.startswith("/v1/"):
+            h = request.headers
+            anthropic = path.startswith("/v1/messages/") or "anthropic-version" in h or "x-api-key" in h
+            label, provider = "other", "anthropic" if anthropic else "openai"
+        else:
+            return None
+        if provider == "anthropic":
+            url = self.config.anthropic_upstream + path
+        else:
+            url = self.config.openai_upstream + path[len("/v1") :]
+        query = request.url.query
+        return label, provider, f"{url}?{query}" if query else url
+
+    async def forward(self, request: Request) -> Response:
+        """Forward ``request`` (see the module docstring) and relay the answer."""
+        target = self._target(request)
+        if target is None:
+            return _error("openai", 404, "not_found_error", f"{request.url.path}: the gateway serves /v1/...")
+        route, provider, url = target
+        client = self._client
+        if client is None:  # pragma: no cover - Starlette runs the lifespan before any request
+            raise RuntimeError("the gateway's upstream client is not open (lifespan not run)")
+        ctx: CallContext | None = None
+        if request.method == "POST" and route != "other":
+            try:
+                ctx = CallContext(
+                    cache=self.cache, tenant=resolve_request_tenant(self.cache, request.headers)
+                )
+            except TenantError as exc:
+                self.metrics.requests.labels(route, "400").inc()
+                return _error(provider, 400, "invalid_request_error", str(exc))
+        body = await request.body()
+        outgoing = client.build_request(
+            request.method, url, headers=_request_headers(request.headers.raw), content=body
+        )
+        started = time.perf_counter()
+        self.metrics.in_flight.inc()
+        try:
+            if ctx is None:
+                upstream = await client.send(outgoing, stream=True)
+            else:
+                with use_call(ctx):
+                    upstream = await client.send(outgoing, stream=True)
+        except httpx.HTTPError as exc:
+            self.metrics.in_flight.dec()
+            return self._upstream_failed(route, provider, exc, started)
+        self.metrics.upstream_seconds.labels(route).observe(time.perf_counter() - started)
+        self.metrics.requests.labels(route, str(upstream.status_code)).inc()
+        if upstream.is_stream_consumed:
+            # The seam read a JSON answer for its usage (or a refusal before resending): it is in
+            # memory already, decoded; it goes out as it is.
+            content = upstream.content
+            await upstream.aclose()
+            self._finished(request, route, upstream.status_code, started, ctx)
+            out = Response(content, status_code=upstream.status_code)
+            out.raw_headers = [
+                *_response_headers(upstream, decoded=True),
+                (b"content-length", str(len(content)).encode()),
+            ]
+            return out
+        done: list[bool] = []
+
+        async def finish() -> None:
+            # Once, whichever comes first: the relay's end, or the response's (a client gone
+            # before the first chunk never starts the relay).
+            if not done:
+                done.append(True)
+                with anyio.CancelScope(shield=True):  # also when cancelled: release the connection
+                    await upstream.aclose()
+                self._finished(request, route, upstream.status_code, started, ctx)
+
+        relayed = _Relayed(self._relay(upstream, request, finish), finish, status_code=upstream.status_code)
+        relayed.raw_headers = _response_headers(upstream, decoded=False)
+        return relayed
+
+    async def _relay(
+        self, upstream: httpx.Response, request: Request, finish: Callable[[], Awaitable[None]]
+    ) -> AsyncIterator[bytes]:
+        # Raw bytes as they arrive (still encoded as the upstream sent them): the seam's tee reads
+        # the stream's events for the usage on the way.
+        try:
+            async for chunk in upstream.aiter_raw():
+                yield chunk
+        except httpx.HTTPError as exc:
+            # The answer has started: the client sees it cut short (no final chunk), as it would
+            # from the provider itself.
+            self.metrics.upstream_errors.labels(_error_kind(exc)).inc()
+            log.warning("upstream stream of %s broke off (%s)", request.url.path, type(exc).__name__)
+            raise
+        finally:
+            await finish()
+
+    def _finished(
+        self, request: Request, route: str, status: int, started: float, ctx: CallContext | None
+    ) -> None:
+        self.metrics.in_flight.dec()
+        if ctx is not None:
+            if ctx.usage is not None:
+                self.metrics.usage(ctx.usage)
+            record_call(ctx)
+        log.info(
+            "%s %s %d %.1f ms",
+            request.method,
+            request.url.path,
+            status,
+            (time.perf_counter() - started) * 1e3,
+        )
+
+    def _upstream_failed(self, route: str, provider: str, exc: httpx.HTTPError, started: float) -> Response:
+        kind = _error_kind(exc)
+        status = 504 if kind == "timeout" else 502
+        self.metrics.upstream_errors.labels(kind).inc()
+        self.metrics.requests.labels(route, str(status)).inc()
+        # The type only: an httpx message can quote the URL (and a query string can hold a key).
+        log.warning(
+            "upstream %s failed: %s after %.1f s", route, type(exc).__name__, time.perf_counter() - started
+        )
+        message = (
+            f"promptcache gateway: the upstream did not answer within {self.config.upstream_timeout:g} s"
+            if kind == "timeout"
+            else f"promptcache gateway: upstream unreachable ({type(exc).__name__})"
+        )
+        err_type = "timeout_error" if kind == "timeout" else "api_error"
+        return _error(provider, status, err_type, message)
+
+    # -- operations -------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        """``GET /healthz``: the process serves (the upstreams and the store are not probed)."""
+        return JSONResponse({"status": "ok"})
+
+    async def prometheus(self, request: Request) -> Response:
+        """``GET /metrics``: the Prometheus text format."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        data = await anyio.to_thread.run_sync(generate_latest, self.metrics.registry)
+        return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+
+def _error_kind(exc: httpx.HTTPError) -> str:
+    # Read from the cause first: httpx-aiohttp maps aiohttp's connection errors (a refused
+    # connection included) to ConnectTimeout, whatever happened.
+    cause = exc.__cause__
+    if isinstance(cause, TimeoutError):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError) or isinstance(cause, OSError):
+        return "connect"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    return "protocol"
+
+
+def create_app(
+    config: GatewayConfig | Mapping[str, Any] | None = None, *, cache: PromptCache | None = None
+) -> Starlette:
+    """The gateway as an ASGI app (serve it with uvicorn; ``promptcache proxy`` does).
+
+    ``config``: a :class:`GatewayConfig` or its fields as a mapping (default: the real
+    providers, no store); ``cache``: see :class:`Gateway`. ``app.state.gateway`` is the
+    :class:`Gateway`.
+    """
+    if config is None:
+        config = GatewayConfig()
+    elif not isinstance(config, GatewayConfig):
+        config = GatewayConfig.model_validate(dict(config))
+    gateway = Gateway(config, cache=cache)
+    app = Starlette(
+        routes=[
+            Route("/healthz", gateway.healthz, methods=["GET"]),
+            Route("/metrics", gateway.prometheus, methods=["GET"]),
+            Route("/{path:path}", gateway.forward, methods=_METHODS),
+        ],
+        lifespan=gateway.lifespan,
+    )
+    app.state.gateway = gateway
+    return app
