@@ -98,10 +98,12 @@ class Scanner:
         # one per kind. Only a candidate: it is kept when it ends where RE2's hit ends and
         # passes its check; otherwise the kinds are tried one by one, as always.
         self._first = re.compile("|".join(f"({p})" for _, p in patterns))
-        self._group_kind: dict[int | None, int] = {}
+        # By group number: the kind and check of a kind's own (outer) group, None for the
+        # groups inside a pattern. A list, not a dict: it is read once per hit.
+        self._by_group: list[tuple[str, Verify | None] | None] = [None] * (self._first.groups + 1)
         group = 1
-        for i, (_, p) in enumerate(patterns):
-            self._group_kind[group] = i
+        for kind, p in patterns:
+            self._by_group[group] = (kind, self._verify.get(kind))
             group += 1 + re.compile(p).groups
         self._prefilter = prefilter
         self._unwrap = frozenset(unwrap)
@@ -133,12 +135,13 @@ class Scanner:
             data = text.encode("utf-8", "surrogatepass")
         ascii_only = len(data) == len(text)
         hits: list[tuple[int, int, str]] = []
+        append = hits.append
         pos = 0
         n = len(data)
         search = self._combined.search
         raw_match, anchor = self._raw_match, self._anchor
         attributes = self._attributes
-        first, group_kind = self._first.match, self._group_kind
+        first, by_group = self._first.match, self._by_group
         b_at = c_at = 0  # a byte offset and its character offset, moved forward hit by hit
         while pos < n:
             if raw_match is not None:
@@ -150,6 +153,8 @@ class Scanner:
                 if m is None:
                     break
                 bstart, bend = m.span()
+            # The next search starts after this hit (or one byte on, after an empty one).
+            pos = bend if bend > bstart else bstart + 1
             if ascii_only:
                 start, end = bstart, bend
             else:
@@ -163,20 +168,17 @@ class Scanner:
             # match is the leftmost one; find which kind produced it (first in table order,
             # as RE2's leftmost-first alternation does).
             m2 = first(text, start)
-            k = group_kind.get(m2.lastindex) if m2 is not None and m2.end() == end else None
-            if k is not None:
-                kind, _, check = attributes[k]
-                if check is None or check(text, start, end):
-                    hits.append((start, end, kind))
-                    pos = bend if bend > bstart else bstart + 1
+            if m2 is not None and m2.end() == end:
+                entry = by_group[m2.lastindex or 0]
+                if entry is not None and (entry[1] is None or entry[1](text, start, end)):
+                    append((start, end, entry[0]))
                     continue
             for kind, match, check in attributes:
                 m2 = match(text, start)
                 if m2 is None or m2.end() != end or (check is not None and not check(text, start, end)):
                     continue
-                hits.append((start, end, kind))
+                append((start, end, kind))
                 break
-            pos = bend if bend > bstart else bstart + 1
         if self._unwrap and depth > 0:
             hits = self._unwrapped(text, data, ascii_only, hits, depth)
         return hits
