@@ -27,6 +27,7 @@ from promptcache.canonical import (
     VOLATILE_VERIFY,
     Cuts,
     Fragment,
+    Lines,
     canonical_json,
     canonical_text,
     cut_spans,
@@ -142,7 +143,8 @@ def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> Text
     hits = STATIC_SCANNER.spans(canon, canon_bytes)
     classes = classes_of(hits)
     spans = find_volatile(canon, hits) if relocate else []
-    stable, cuts = cut_spans(canon, spans)
+    index = Lines(canon) if spans else None  # one newline index for the cut and the positions
+    stable, cuts = cut_spans(canon, spans, lines=index)
     lines = stable.split("\n")
     # Whole-line moves shift every later line up; explanations must speak in
     # the caller's numbering, so map each stable line back to its source line.
@@ -154,11 +156,11 @@ def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> Text
     return TextAnalysis(
         canonical=canon,
         spans=spans,
-        span_positions=span_positions(canon, spans),
+        span_positions=span_positions(canon, spans, index),
         stable=stable,
         cuts=Cuts(cuts, label),
         lines=lines,
-        line_crcs=[zlib.crc32(x.encode()) for x in lines],
+        line_crcs=list(map(zlib.crc32, map(str.encode, lines))),
         line_numbers=numbers,
         data_classes=classes,
         raw_crc=zlib.crc32(data),  # valid UTF-8: the bytes surrogatepass would give
