@@ -283,28 +283,27 @@ _FRAGMENT_SLOTS = tuple(getattr(Fragment, f.name).__set__ for f in fields(Fragme
 
 
 class Cuts:
-    """What :func:`cut_spans` took out of one text, as :class:`Fragment` objects made on first use.
+    """What :func:`cut_spans` took out of one text, as :class:`Fragment` objects made when asked.
 
     An analysed text is cut speculatively (the family decides later what moves, and often nothing
-    does); building a pydantic object per value up front was most of the time of a large text with
-    many values. Making them twice from two threads at once is harmless: both lists are equal.
+    does); building an object per value up front was most of the time of a large text with many
+    values. Nor are the fragments kept once made: an analysis lives in the memo, and tens of
+    thousands of objects kept there per large text made every full collection of the garbage
+    collector walk them again (issue 19, item 7); a text whose values move changes from call to
+    call, so its analysis is seldom asked twice.
     """
 
-    __slots__ = ("_built", "_path", "_source", "cuts")
+    __slots__ = ("_path", "_source", "cuts")
 
     def __init__(self, cuts: list[Cut], source: str, path: str | None = None) -> None:
         """Hold ``cuts`` of the block labelled ``source`` (``path``: their JSON path, if any)."""
         self.cuts = cuts
         self._source = source
         self._path = path
-        self._built: list[Fragment] | None = None
 
     def fragments(self) -> list[Fragment]:
-        """The cuts as fragments, in text order (made once)."""
-        built = self._built
-        if built is None:
-            built = self._built = list(map(_fragment_maker(self._source, self._path), self.cuts))
-        return built
+        """The cuts as fragments, in text order (a new list each time)."""
+        return list(map(_fragment_maker(self._source, self._path), self.cuts))
 
     def __len__(self) -> int:
         return len(self.cuts)

@@ -17,6 +17,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -121,8 +122,11 @@ class TextAnalysis:
 
     @property
     def fragments(self) -> list[Fragment]:
-        """What moved out of ``stable``, as fragments (made on first use, then kept)."""
+        """What moved out of ``stable``, as fragments (made on each use: see :class:`Cuts`)."""
         return self.cuts.fragments()
+
+
+_MARKER = itemgetter(3)  # of a cut: its marker, None when its whole line moved
 
 
 def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> TextAnalysis:
@@ -148,7 +152,8 @@ def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> Text
     lines = stable.split("\n")
     # Whole-line moves shift every later line up; explanations must speak in
     # the caller's numbering, so map each stable line back to its source line.
-    moved = {line for _, line, _, marker in cuts if marker is None}
+    # A whole line moved leaves no marker (checked in C first: most texts move none).
+    moved = {line for _, line, _, marker in cuts if marker is None} if None in map(_MARKER, cuts) else None
     if moved:
         numbers = [n for n in range(1, len(lines) + len(moved) + 1) if n not in moved][: len(lines)]
     else:  # values replaced in place by markers (or nothing cut): the numbering is the caller's
