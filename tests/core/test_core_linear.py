@@ -189,3 +189,28 @@ def test_fragments_made_from_cuts_equal_the_constructor() -> None:
     for f, e in zip(made, expected, strict=True):
         assert all(getattr(f, x.name) == getattr(e, x.name) for x in fields(Fragment))
         assert repr(f) == repr(e)
+
+
+def test_changed_spans_equal_their_definition_over_many_calls() -> None:
+    # The definition: every call's values kept by position, compared with the last call's.
+    # changed_spans skips that work once every value moves; decisions must stay the same,
+    # including when positions come and go afterwards.
+    from promptcache.volatility import SlotVolatility
+
+    rng = random.Random(5)
+    for _ in range(300):
+        slot = SlotVolatility()
+        previous: dict[tuple[int, int, int, int], str] | None = None
+        changing: set[tuple[int, int, int, int]] = set()
+        keys = [(-1, d, 0, 0) for d in range(1, 9)]
+        for _ in range(rng.randint(1, 8)):
+            present = sorted(rng.sample(keys, rng.randint(0, len(keys))), key=lambda k: k[1])
+            texts = [rng.choice("ab") for _ in present]
+            text = "".join(texts)
+            spans = [(i, i + 1, "k") for i in range(len(present))]
+            values = dict(zip(present, texts, strict=True))
+            if previous is not None and previous != values:
+                changing.update(k for k, v in values.items() if previous.get(k, v) != v)
+            previous = values
+            expected = [s for k, s in zip(present, spans, strict=True) if k in changing]
+            assert slot.changed_spans(text, spans, present) == expected
