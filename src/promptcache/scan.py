@@ -142,7 +142,10 @@ class Scanner:
         raw_match, anchor = self._raw_match, self._anchor
         attributes = self._attributes
         first, by_group = self._first.match, self._by_group
-        b_at = c_at = 0  # a byte offset and its character offset, moved forward hit by hit
+        # A byte offset and its character offset, moved forward as hits pass non-ASCII text;
+        # up to the next non-ASCII byte, offsets differ by the same number of bytes.
+        b_at = c_at = 0
+        next_wide = n if ascii_only else _first_wide(data, 0, n)
         while pos < n:
             if raw_match is not None:
                 bstart, bend = raw_match(anchor, data, pos, n)[0]
@@ -155,15 +158,15 @@ class Scanner:
                 bstart, bend = m.span()
             # The next search starts after this hit (or one byte on, after an empty one).
             pos = bend if bend > bstart else bstart + 1
-            if ascii_only:
-                start, end = bstart, bend
+            if bend <= next_wide:  # ASCII since the last known offset: a subtraction
+                start, end = bstart - b_at + c_at, bend - b_at + c_at
             else:
-                # Only the bytes since the previous hit are decoded: decoding the whole prefix
-                # for every hit made a long non-ASCII text with many hits quadratic.
-                c_at += len(data[b_at:bstart].decode("utf-8", "surrogatepass"))
-                b_at = bstart
-                start = c_at
+                # Only the bytes since the last known offset are decoded: decoding the whole
+                # prefix for every hit made a long non-ASCII text with many hits quadratic.
+                start = c_at + len(data[b_at:bstart].decode("utf-8", "surrogatepass"))
                 end = start + len(data[bstart:bend].decode("utf-8", "surrogatepass"))
+                b_at, c_at = bend, end
+                next_wide = _first_wide(data, bend, n)
             # Attribution, inline (a text can hold tens of thousands of hits): the combined
             # match is the leftmost one; find which kind produced it (first in table order,
             # as RE2's leftmost-first alternation does).
@@ -216,6 +219,15 @@ class Scanner:
                 continue  # already reported (a key body the first pass knows)
             extra.append((start, end, min(kinds)))
         return sorted([*hits, *extra], key=lambda h: h[0]) if extra else hits
+
+
+_WIDE = re.compile(rb"[\x80-\xff]")
+
+
+def _first_wide(data: bytes, pos: int, n: int) -> int:
+    """The offset of the first byte of ``data[pos:]`` outside ASCII, or ``n`` (its length)."""
+    m = _WIDE.search(data, pos)
+    return n if m is None else m.start()
 
 
 #: How many layers of base64 are unwrapped (a base64 credentials file in a base64 Secret: two).

@@ -214,3 +214,21 @@ def test_changed_spans_equal_their_definition_over_many_calls() -> None:
             previous = values
             expected = [s for k, s in zip(present, spans, strict=True) if k in changing]
             assert slot.changed_spans(text, spans, present) == expected
+
+
+def test_scan_offsets_after_a_few_wide_characters() -> None:
+    # Offsets past the last non-ASCII character are a subtraction; a lone surrogate (which the
+    # message scan passes through) counts as one character, as decoding with surrogatepass does.
+    from promptcache.detect import SENSITIVE_SCANNER
+    from promptcache.pipeline.analyse import STATIC_SCANNER
+
+    for head in ("Café log\n", "\ud800 x ", "日本🙂\n", ""):
+        stamps = [f"2024-05-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:00" for i in range(500)]
+        middle = 250
+        text = head + "".join(f"ev {s} ok\n" + ("é\n" if i == middle else "") for i, s in enumerate(stamps))
+        if "\ud800" in head:  # not valid Unicode: only the message scan sees such text
+            text += " ops@example.com"
+            assert [text[h.start : h.end] for h in SENSITIVE_SCANNER.scan(text)] == ["ops@example.com"]
+        else:
+            hits = STATIC_SCANNER.scan(text)
+            assert [text[h.start : h.end] for h in hits if h.kind == "timestamp"] == stamps
