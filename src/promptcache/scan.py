@@ -158,7 +158,9 @@ class Scanner:
                 bstart, bend = m.span()
             # The next search starts after this hit (or one byte on, after an empty one).
             pos = bend if bend > bstart else bstart + 1
-            if bend <= next_wide:  # ASCII since the last known offset: a subtraction
+            if ascii_only:
+                start, end = bstart, bend
+            elif bend <= next_wide:  # ASCII since the last known offset: a subtraction
                 start, end = bstart - b_at + c_at, bend - b_at + c_at
             else:
                 # Only the bytes since the last known offset are decoded: decoding the whole
