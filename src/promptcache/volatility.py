@@ -77,6 +77,10 @@ def span_positions(
     out: list[tuple[int, int, int, int]] = []
     anchor, anchor_line = _TOP, -1
     if 8 * len(walks) <= n and all(map(lt, previous, at)):
+        # Keys under one anchor line differ by their distance; they can only collide under two
+        # anchor lines with the same checksum (equal lines), which the occurrence pass settles.
+        lines_of: dict[int, int] = {anchor: anchor_line}
+        unique = True
         done = 0
         for w in [*walks, n]:
             out += zip(
@@ -86,7 +90,10 @@ def span_positions(
                 anchor, anchor_line = _anchor_above(
                     text, newlines, at[w], at[w - 1] if w else -1, anchor, anchor_line
                 )
+                unique = unique and lines_of.setdefault(anchor, anchor_line) == anchor_line
             done = w
+        if unique:
+            return out
     else:
         append = out.append
         prev_line, order = -1, 0
