@@ -24,8 +24,8 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from bisect import bisect_left
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from itertools import accumulate
 from operator import add
 from typing import Any
@@ -192,16 +192,21 @@ def find_volatile(
     if hits is None:
         hits = _VOLATILE.spans(text)
     spans: list[tuple[int, int, str]] = []
+    append = spans.append
     lines: Lines | None = None
-    for start, end, kind in hits:
+    for hit in hits:
+        kind = hit[2]
+        if kind not in _VOLATILE_KINDS:
+            continue
         if kind == "clock_line":
             # The keyword alone is not volatile: the line is, when it carries a value.
             lines = lines if lines is not None else Lines(text)
-            ls, le = lines.bounds(start, end)
+            ls, le = lines.bounds(hit[0], hit[1])
             if any(c.isdigit() for c in text[ls:le]):
-                spans.append((ls, le, "clock_line"))
-        elif kind in _VOLATILE_KINDS:
-            spans.append((start, end, kind))
+                append((ls, le, "clock_line"))
+        else:
+            # A plain hit tuple is kept as it is: a large text has tens of thousands of them.
+            append(hit if type(hit) is tuple else (hit[0], hit[1], kind))
     return spans
 
 
@@ -247,33 +252,58 @@ class Lines:
 Cut = tuple[str, int, str, str | None]
 
 
+def _fragment_maker(source: str, path: str | None) -> Callable[[Cut], Fragment]:
+    """What makes the fragment of one cut of the block ``source``: equal to
+    ``Fragment(source, kind, line, text, marker, path)``, at half the price.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``; here
+    each slot is set through its own descriptor, and a large text yields tens of thousands
+    of fragments in one call (issue 19, item 7). ``tests/core/test_core_linear.py`` holds
+    it to the constructor, field by field.
+    """
+    new = object.__new__
+    set_source, set_kind, set_line, set_text, set_marker, set_path = _FRAGMENT_SLOTS
+
+    def make(cut: Cut) -> Fragment:
+        f: Fragment = new(Fragment)
+        kind, line, text, marker = cut
+        set_source(f, source)
+        set_kind(f, kind)
+        set_line(f, line)
+        set_text(f, text)
+        set_marker(f, marker)
+        set_path(f, path)
+        return f
+
+    return make
+
+
+#: The setters of Fragment's slots, in :func:`dataclasses.fields` order.
+_FRAGMENT_SLOTS = tuple(getattr(Fragment, f.name).__set__ for f in fields(Fragment))
+
+
 class Cuts:
-    """What :func:`cut_spans` took out of one text, as :class:`Fragment` objects made on first use.
+    """What :func:`cut_spans` took out of one text, as :class:`Fragment` objects made when asked.
 
     An analysed text is cut speculatively (the family decides later what moves, and often nothing
-    does); building a pydantic object per value up front was most of the time of a large text with
-    many values. Making them twice from two threads at once is harmless: both lists are equal.
+    does); building an object per value up front was most of the time of a large text with many
+    values. Nor are the fragments kept once made: an analysis lives in the memo, and tens of
+    thousands of objects kept there per large text made every full collection of the garbage
+    collector walk them again (issue 19, item 7); a text whose values move changes from call to
+    call, so its analysis is seldom asked twice.
     """
 
-    __slots__ = ("_built", "_path", "_source", "cuts")
+    __slots__ = ("_path", "_source", "cuts")
 
     def __init__(self, cuts: list[Cut], source: str, path: str | None = None) -> None:
         """Hold ``cuts`` of the block labelled ``source`` (``path``: their JSON path, if any)."""
         self.cuts = cuts
         self._source = source
         self._path = path
-        self._built: list[Fragment] | None = None
 
     def fragments(self) -> list[Fragment]:
-        """The cuts as fragments, in text order (made once)."""
-        built = self._built
-        if built is None:
-            source, path = self._source, self._path
-            built = self._built = [
-                Fragment(source=source, kind=kind, line=line, text=text, marker=marker, path=path)
-                for kind, line, text, marker in self.cuts
-            ]
-        return built
+        """The cuts as fragments, in text order (a new list each time)."""
+        return list(map(_fragment_maker(self._source, self._path), self.cuts))
 
     def __len__(self) -> int:
         return len(self.cuts)
@@ -285,12 +315,14 @@ def cut_spans(
     *,
     marker_start: int = 1,
     whole_lines: bool = True,
+    lines: Lines | None = None,
 ) -> tuple[str, list[Cut]]:
     """Cut ``spans`` out of ``text``: whole short lines, or the value behind a marker.
 
     Returns the stable text and the cuts in text order. Lines are moved with their
     newline so the remaining text stays well formed. Linear in the text and the spans:
-    line numbers and bounds come from one index of the newlines (:class:`Lines`).
+    line numbers and bounds come from one index of the newlines (:class:`Lines`; pass
+    ``lines`` when the caller has it).
     """
     if not spans:
         return text, []
@@ -304,7 +336,7 @@ def cut_spans(
     # Spans come in text order, so the newline index is walked once with two cursors
     # (one per span end): line numbers and bounds in linear time overall. The end of the
     # text stands as a last newline, so that a cursor never runs off the index.
-    newlines = [*Lines(text).newlines, size]
+    newlines = [*(lines if lines is not None else Lines(text)).newlines, size]
     k = 0  # newlines[:k] lie before the span's start: it is on line k + 1
     for start, end, kind in sorted(spans):
         if start < pos:  # overlaps a region already moved

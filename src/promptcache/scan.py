@@ -98,10 +98,12 @@ class Scanner:
         # one per kind. Only a candidate: it is kept when it ends where RE2's hit ends and
         # passes its check; otherwise the kinds are tried one by one, as always.
         self._first = re.compile("|".join(f"({p})" for _, p in patterns))
-        self._group_kind: dict[int | None, int] = {}
+        # By group number: the kind and check of a kind's own (outer) group, None for the
+        # groups inside a pattern. A list, not a dict: it is read once per hit.
+        self._by_group: list[tuple[str, Verify | None] | None] = [None] * (self._first.groups + 1)
         group = 1
-        for i, (_, p) in enumerate(patterns):
-            self._group_kind[group] = i
+        for kind, p in patterns:
+            self._by_group[group] = (kind, self._verify.get(kind))
             group += 1 + re.compile(p).groups
         self._prefilter = prefilter
         self._unwrap = frozenset(unwrap)
@@ -133,13 +135,17 @@ class Scanner:
             data = text.encode("utf-8", "surrogatepass")
         ascii_only = len(data) == len(text)
         hits: list[tuple[int, int, str]] = []
+        append = hits.append
         pos = 0
         n = len(data)
         search = self._combined.search
         raw_match, anchor = self._raw_match, self._anchor
         attributes = self._attributes
-        first, group_kind = self._first.match, self._group_kind
-        b_at = c_at = 0  # a byte offset and its character offset, moved forward hit by hit
+        first, by_group = self._first.match, self._by_group
+        # A byte offset and its character offset, moved forward as hits pass non-ASCII text;
+        # up to the next non-ASCII byte, offsets differ by the same number of bytes.
+        b_at = c_at = 0
+        next_wide = n if ascii_only else _first_wide(data, 0, n)
         while pos < n:
             if raw_match is not None:
                 bstart, bend = raw_match(anchor, data, pos, n)[0]
@@ -150,33 +156,34 @@ class Scanner:
                 if m is None:
                     break
                 bstart, bend = m.span()
+            # The next search starts after this hit (or one byte on, after an empty one).
+            pos = bend if bend > bstart else bstart + 1
             if ascii_only:
                 start, end = bstart, bend
+            elif bend <= next_wide:  # ASCII since the last known offset: a subtraction
+                start, end = bstart - b_at + c_at, bend - b_at + c_at
             else:
-                # Only the bytes since the previous hit are decoded: decoding the whole prefix
-                # for every hit made a long non-ASCII text with many hits quadratic.
-                c_at += len(data[b_at:bstart].decode("utf-8", "surrogatepass"))
-                b_at = bstart
-                start = c_at
+                # Only the bytes since the last known offset are decoded: decoding the whole
+                # prefix for every hit made a long non-ASCII text with many hits quadratic.
+                start = c_at + len(data[b_at:bstart].decode("utf-8", "surrogatepass"))
                 end = start + len(data[bstart:bend].decode("utf-8", "surrogatepass"))
+                b_at, c_at = bend, end
+                next_wide = _first_wide(data, bend, n)
             # Attribution, inline (a text can hold tens of thousands of hits): the combined
             # match is the leftmost one; find which kind produced it (first in table order,
             # as RE2's leftmost-first alternation does).
             m2 = first(text, start)
-            k = group_kind.get(m2.lastindex) if m2 is not None and m2.end() == end else None
-            if k is not None:
-                kind, _, check = attributes[k]
-                if check is None or check(text, start, end):
-                    hits.append((start, end, kind))
-                    pos = bend if bend > bstart else bstart + 1
+            if m2 is not None and m2.end() == end:
+                entry = by_group[m2.lastindex or 0]
+                if entry is not None and (entry[1] is None or entry[1](text, start, end)):
+                    append((start, end, entry[0]))
                     continue
             for kind, match, check in attributes:
                 m2 = match(text, start)
                 if m2 is None or m2.end() != end or (check is not None and not check(text, start, end)):
                     continue
-                hits.append((start, end, kind))
+                append((start, end, kind))
                 break
-            pos = bend if bend > bstart else bstart + 1
         if self._unwrap and depth > 0:
             hits = self._unwrapped(text, data, ascii_only, hits, depth)
         return hits
@@ -214,6 +221,15 @@ class Scanner:
                 continue  # already reported (a key body the first pass knows)
             extra.append((start, end, min(kinds)))
         return sorted([*hits, *extra], key=lambda h: h[0]) if extra else hits
+
+
+_WIDE = re.compile(rb"[\x80-\xff]")
+
+
+def _first_wide(data: bytes, pos: int, n: int) -> int:
+    """The offset of the first byte of ``data[pos:]`` outside ASCII, or ``n`` (its length)."""
+    m = _WIDE.search(data, pos)
+    return n if m is None else m.start()
 
 
 #: How many layers of base64 are unwrapped (a base64 credentials file in a base64 Secret: two).

@@ -23,7 +23,12 @@ prompt grows or shrinks elsewhere.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate, compress, islice, repeat
+from operator import gt, itemgetter, lt, sub
+
+from promptcache.canonical import Lines
 
 #: How many consecutive lines a local edit may span and still count as volatile.
 MAX_LOCAL_LINES = 3
@@ -36,19 +41,100 @@ def _crc(line: str) -> int:
     return zlib.crc32(line.encode("utf-8", "surrogatepass"))
 
 
-def span_positions(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, int, int]]:
+def span_positions(
+    text: str, spans: Sequence[tuple[int, int, str]], lines: Lines | None = None
+) -> list[tuple[int, int, int, int]]:
     """Where each of ``spans`` (sorted by start) sits, as a key that is unique within ``text``:
     (checksum of the nearest non-blank line above that holds no span, distance to it in lines,
     order among the spans of its line, occurrence of that same key before it).
 
     Blank lines are skipped as anchors: they separate most prompts' paragraphs, and two values
     each under a blank line would otherwise share a position. Linear in the text: the lines
-    between two consecutive spans are looked at once.
+    between two consecutive spans are looked at once. ``lines``: the newline index of ``text``,
+    when the caller has it.
 
     >>> text = "intro\\n\\nRequest ID: r1\\n\\nTime: 10:00"
     >>> [p[1:] for p in span_positions(text, [(19, 21, "id"), (29, 34, "clock")])]
     [(2, 0, 0), (4, 0, 0)]
     """
+    if not spans:
+        return []
+    starts = list(map(itemgetter(0), spans))
+    if any(map(gt, starts, islice(starts, 1, None))):
+        return _positions_unsorted(text, spans)
+    newlines = (lines if lines is not None else Lines(text)).newlines
+    n = len(starts)
+    # Each span's line (0-based): the newlines between consecutive starts, counted in C.
+    at = list(accumulate(map(text.count, repeat("\n"), [0, *starts[:-1]], starts))) if newlines else [0] * n
+    if at[0] == at[-1]:  # all on one line (a long paragraph, a JSON blob): one anchor, in order
+        anchor, anchor_line = _anchor_above(text, newlines, at[0], -1, _TOP, -1)
+        return list(zip(repeat(anchor), repeat(at[0] - anchor_line), range(n), repeat(0)))
+    previous = [-1, *at[:-1]]
+    # Where lines lie between a span and the previous span's line, the anchor is looked for
+    # again; elsewhere it carries over. With no two spans on a line (a value per line, as in a
+    # log), the keys between two such places are one subtraction each, done in C.
+    walks = list(compress(range(n), map(gt, map(sub, at, previous), repeat(1))))
+    out: list[tuple[int, int, int, int]] = []
+    anchor, anchor_line = _TOP, -1
+    if 8 * len(walks) <= n and all(map(lt, previous, at)):
+        # Keys under one anchor line differ by their distance; they can only collide under two
+        # anchor lines with the same checksum (equal lines), which the occurrence pass settles.
+        lines_of: dict[int, int] = {anchor: anchor_line}
+        unique = True
+        done = 0
+        for w in [*walks, n]:
+            out += zip(
+                repeat(anchor), map(sub, islice(at, done, w), repeat(anchor_line)), repeat(0), repeat(0)
+            )
+            if w < n:
+                anchor, anchor_line = _anchor_above(
+                    text, newlines, at[w], at[w - 1] if w else -1, anchor, anchor_line
+                )
+                unique = unique and lines_of.setdefault(anchor, anchor_line) == anchor_line
+            done = w
+        if unique:
+            return out
+    else:
+        append = out.append
+        prev_line, order = -1, 0
+        for line_no in at:
+            if line_no != prev_line:
+                order = 0
+                if line_no - 1 > prev_line:
+                    anchor, anchor_line = _anchor_above(
+                        text, newlines, line_no, prev_line, anchor, anchor_line
+                    )
+                prev_line = line_no
+            else:
+                order += 1
+            append((anchor, line_no - anchor_line, order, 0))
+    if len(set(out)) == n:
+        return out  # every key is new: each is its first occurrence
+    seen: dict[tuple[int, int, int], int] = {}
+    for i, (a, d, o, _) in enumerate(out):
+        k = seen.get((a, d, o), 0)
+        seen[a, d, o] = k + 1
+        out[i] = (a, d, o, k)
+    return out
+
+
+def _anchor_above(
+    text: str, newlines: list[int], line_no: int, prev_line: int, anchor: int, anchor_line: int
+) -> tuple[int, int]:
+    """The anchor of a span on ``line_no`` whose previous span is on ``prev_line``: the checksum
+    and number of the first non-blank line above it and below ``prev_line`` (none holds a span),
+    or ``(anchor, anchor_line)``, the previous span's, when all of them are blank."""
+    for k in range(line_no - 1, prev_line, -1):
+        line = text[newlines[k - 1] + 1 if k else 0 : newlines[k]]
+        if line.strip():
+            return _crc(line), k
+    return anchor, anchor_line
+
+
+def _positions_unsorted(text: str, spans: Sequence[tuple[int, int, str]]) -> list[tuple[int, int, int, int]]:
+    """:func:`span_positions` of spans given out of order (a clock line widened to the start of a
+    line that holds an earlier value): the walk as it always was, newlines counted between
+    consecutive spans, so that the keys a family learned stay the same."""
     out: list[tuple[int, int, int, int]] = []
     seen: dict[tuple[int, int, int], int] = {}
     line_no, pos = 0, 0
@@ -59,8 +145,6 @@ def span_positions(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[i
         pos = start
         if line_no != prev_line:
             order = 0
-            # Walk up through the lines since the previous span's line (none holds a span) to the
-            # first non-blank one; if all are blank, the previous span's anchor still holds.
             end = text.rfind("\n", 0, start)
             for k in range(line_no - 1, prev_line, -1):
                 begin = text.rfind("\n", 0, end) + 1
@@ -123,6 +207,13 @@ class SlotVolatility:
         """
         if positions is None:
             positions = span_positions(text, spans)
+        changing = self.changing
+        if changing and len(positions) == len(spans) and changing.issuperset(positions):
+            # Every value moves already, and from then on for good: what they hold now can
+            # teach nothing (a value is compared only while it is not known to change, and a
+            # new position is not compared at all), so none is read or kept.
+            self.values = {}
+            return list(spans)
         values = {key: text[start:end] for key, (start, end, _) in zip(positions, spans, strict=True)}
         previous, changing = self.values, self.changing
         if previous is not None and previous != values:  # one comparison when nothing changed
@@ -130,6 +221,8 @@ class SlotVolatility:
         self.values = values
         if not changing:
             return []
+        if values.keys() <= changing:  # every value moves (one set comparison, not one test per span)
+            return list(spans)
         return [span for key, span in zip(positions, spans, strict=True) if key in changing]
 
     @property

@@ -147,3 +147,88 @@ def test_span_positions_equal_their_walking_definition() -> None:
     text = "\n".join(f"[2026-12-07T10:00:{i % 60:02d}Z] event" for i in range(500))
     spans = [(i * 29 + 1, i * 29 + 21, "timestamp") for i in range(500)]
     assert span_positions(text, spans) == [(-1, i + 1, 0, 0) for i in range(500)]
+
+
+def test_positions_of_every_layout_equal_their_walking_definition() -> None:
+    # span_positions takes one of three paths (all values on one line; a value per line with
+    # few gaps, keys made in C; anything else, span by span): each is held to the definition,
+    # on texts made to reach it, with repeated anchor lines so that occurrences count.
+    from promptcache.volatility import span_positions
+
+    rng = random.Random(11)
+    for _ in range(600):
+        n = rng.randint(1, 60)
+        lines = [rng.choice(["----", "", "x1 ok", "same", "same", f"v{rng.randint(0, 3)}"]) for _ in range(n)]
+        text = "\n".join(lines)
+        offsets = [0]
+        for line in lines[:-1]:
+            offsets.append(offsets[-1] + len(line) + 1)
+        layout = rng.choice(["one_line", "per_line", "mixed"])
+        picks: list[int]
+        if layout == "one_line":
+            i = rng.randrange(n)
+            picks = sorted(rng.sample(range(len(lines[i]) + 1), min(len(lines[i]) + 1, rng.randint(1, 4))))
+            spans = [(offsets[i] + c, offsets[i] + c, "k") for c in picks]
+        else:
+            rows = sorted(rng.sample(range(n), rng.randint(1, n)))
+            if layout == "mixed":
+                rows = sorted(rows + rng.sample(rows, min(len(rows), 3)))
+            spans = [(offsets[r], offsets[r] + len(lines[r]), "k") for r in rows]
+        assert span_positions(text, spans) == _positions_by_walking(text, spans), (text, spans)
+
+
+def test_fragments_made_from_cuts_equal_the_constructor() -> None:
+    from dataclasses import fields
+
+    from promptcache.canonical import Cuts, Fragment
+
+    cuts = [("timestamp", 3, "2024-05-15 10:00", None), ("uuid", 4, "x", "[volatile:1]")]
+    made = Cuts(cuts, "system", "$.a").fragments()
+    expected = [Fragment("system", k, line, text, marker, "$.a") for k, line, text, marker in cuts]
+    assert made == expected and [hash(f) for f in made] == [hash(f) for f in expected]
+    for f, e in zip(made, expected, strict=True):
+        assert all(getattr(f, x.name) == getattr(e, x.name) for x in fields(Fragment))
+        assert repr(f) == repr(e)
+
+
+def test_changed_spans_equal_their_definition_over_many_calls() -> None:
+    # The definition: every call's values kept by position, compared with the last call's.
+    # changed_spans skips that work once every value moves; decisions must stay the same,
+    # including when positions come and go afterwards.
+    from promptcache.volatility import SlotVolatility
+
+    rng = random.Random(5)
+    for _ in range(300):
+        slot = SlotVolatility()
+        previous: dict[tuple[int, int, int, int], str] | None = None
+        changing: set[tuple[int, int, int, int]] = set()
+        keys = [(-1, d, 0, 0) for d in range(1, 9)]
+        for _ in range(rng.randint(1, 8)):
+            present = sorted(rng.sample(keys, rng.randint(0, len(keys))), key=lambda k: k[1])
+            texts = [rng.choice("ab") for _ in present]
+            text = "".join(texts)
+            spans = [(i, i + 1, "k") for i in range(len(present))]
+            values = dict(zip(present, texts, strict=True))
+            if previous is not None and previous != values:
+                changing.update(k for k, v in values.items() if previous.get(k, v) != v)
+            previous = values
+            expected = [s for k, s in zip(present, spans, strict=True) if k in changing]
+            assert slot.changed_spans(text, spans, present) == expected
+
+
+def test_scan_offsets_after_a_few_wide_characters() -> None:
+    # Offsets past the last non-ASCII character are a subtraction; a lone surrogate (which the
+    # message scan passes through) counts as one character, as decoding with surrogatepass does.
+    from promptcache.detect import SENSITIVE_SCANNER
+    from promptcache.pipeline.analyse import STATIC_SCANNER
+
+    for head in ("Café log\n", "\ud800 x ", "日本🙂\n", ""):
+        stamps = [f"2024-05-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:00" for i in range(500)]
+        middle = 250
+        text = head + "".join(f"ev {s} ok\n" + ("é\n" if i == middle else "") for i, s in enumerate(stamps))
+        if "\ud800" in head:  # not valid Unicode: only the message scan sees such text
+            text += " ops@example.com"
+            assert [text[h.start : h.end] for h in SENSITIVE_SCANNER.scan(text)] == ["ops@example.com"]
+        else:
+            hits = STATIC_SCANNER.scan(text)
+            assert [text[h.start : h.end] for h in hits if h.kind == "timestamp"] == stamps

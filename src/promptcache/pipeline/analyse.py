@@ -17,6 +17,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -27,6 +28,7 @@ from promptcache.canonical import (
     VOLATILE_VERIFY,
     Cuts,
     Fragment,
+    Lines,
     canonical_json,
     canonical_text,
     cut_spans,
@@ -120,8 +122,11 @@ class TextAnalysis:
 
     @property
     def fragments(self) -> list[Fragment]:
-        """What moved out of ``stable``, as fragments (made on first use, then kept)."""
+        """What moved out of ``stable``, as fragments (made on each use: see :class:`Cuts`)."""
         return self.cuts.fragments()
+
+
+_MARKER = itemgetter(3)  # of a cut: its marker, None when its whole line moved
 
 
 def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> TextAnalysis:
@@ -142,11 +147,13 @@ def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> Text
     hits = STATIC_SCANNER.spans(canon, canon_bytes)
     classes = classes_of(hits)
     spans = find_volatile(canon, hits) if relocate else []
-    stable, cuts = cut_spans(canon, spans)
+    index = Lines(canon) if spans else None  # one newline index for the cut and the positions
+    stable, cuts = cut_spans(canon, spans, lines=index)
     lines = stable.split("\n")
     # Whole-line moves shift every later line up; explanations must speak in
     # the caller's numbering, so map each stable line back to its source line.
-    moved = {line for _, line, _, marker in cuts if marker is None}
+    # A whole line moved leaves no marker (checked in C first: most texts move none).
+    moved = {line for _, line, _, marker in cuts if marker is None} if None in map(_MARKER, cuts) else None
     if moved:
         numbers = [n for n in range(1, len(lines) + len(moved) + 1) if n not in moved][: len(lines)]
     else:  # values replaced in place by markers (or nothing cut): the numbering is the caller's
@@ -154,11 +161,11 @@ def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> Text
     return TextAnalysis(
         canonical=canon,
         spans=spans,
-        span_positions=span_positions(canon, spans),
+        span_positions=span_positions(canon, spans, index),
         stable=stable,
         cuts=Cuts(cuts, label),
         lines=lines,
-        line_crcs=[zlib.crc32(x.encode()) for x in lines],
+        line_crcs=list(map(zlib.crc32, map(str.encode, lines))),
         line_numbers=numbers,
         data_classes=classes,
         raw_crc=zlib.crc32(data),  # valid UTF-8: the bytes surrogatepass would give

@@ -36,10 +36,19 @@ VOLATILE_FOOTER = "</volatile_context>"
 def volatile_text(frags: list[Fragment]) -> str:
     """The volatile block: each moved value labelled with the section and line it came from,
     so the model reads it where it belongs (DESIGN.md step 2)."""
-    lines = []
-    for f in frags:
-        where = f"[{f.source}, line {f.line}]" if f.path is None else f"[{f.source} {f.path}]"
-        lines.append(f"{where} {f.marker} = {f.text}" if f.marker else f"{where} {f.text}")
+    # One f-string per value (a large text moves tens of thousands of them).
+    lines = [
+        (
+            f"[{f.source}, line {f.line}] {f.marker} = {f.text}"
+            if f.marker
+            else f"[{f.source}, line {f.line}] {f.text}"
+        )
+        if f.path is None
+        else (
+            f"[{f.source} {f.path}] {f.marker} = {f.text}" if f.marker else f"[{f.source} {f.path}] {f.text}"
+        )
+        for f in frags
+    ]
     return VOLATILE_HEADER + "\n".join(lines) + "\n" + VOLATILE_FOOTER
 
 
