@@ -200,6 +200,9 @@ class PromptCache:
         #: answer, Responses API on GPT-5.6 and later; :mod:`promptcache.providers.openai_diagnostics`).
         self.cache_diagnostics = bool(cache_diagnostics)
         self._chains = ResponseChains(max(1, max_families))
+        # OpenAI's apart: an app falling back from one provider to the other sends the same
+        # conversation to both, and neither knows the other's response ids.
+        self._comparisons = ResponseChains(max(1, max_families))
         #: Express a conversation's tool additions and removals as Anthropic mid-conversation
         #: tool changes, and text appended to its system prompt as a mid-conversation system
         #: message, on the models the catalog lists with that capability, instead of rewriting
@@ -530,7 +533,7 @@ class PromptCache:
         # without one breaks nothing: the first turn sends none. A request continuing a stored
         # response (previous_response_id) compares with that one, its own preceding turn.
         stored = body.get("previous_response_id")
-        previous = stored if isinstance(stored, str) and stored else self._chains.previous(key)
+        previous = stored if isinstance(stored, str) and stored else self._comparisons.previous(key)
         out, note = with_comparison(body, previous)
         if previous and note is None:
             hints = [*hints, Hint(kind="diagnostics", where=f"$.prompt_cache_options.{COMPARISON_FIELD}")]
@@ -544,7 +547,8 @@ class PromptCache:
         private = plan.__pydantic_private__ or {}
         chain = private.get("_chain")
         if chain is not None and response_id is not None:
-            self._chains.answered(chain, response_id)
+            openai = plan.format is WireFormat.OPENAI_RESPONSES
+            (self._comparisons if openai else self._chains).answered(chain, response_id)
         if diagnosis is not None:
             plan._provider = (diagnosis.reason, diagnosis.missed_tokens)
 

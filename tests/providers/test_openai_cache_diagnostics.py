@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
@@ -285,3 +286,25 @@ def test_every_verdict_maps_onto_the_provider_neutral_reasons() -> None:
     # A stream cut before response.completed still names its response.
     assert response_id_from_stream([{"type": "response.created", "response": {"id": "resp_7"}}]) == "resp_7"
     assert response_id_from_stream([{"type": "response.output_text.delta", "delta": "x"}]) is None
+
+
+def test_a_conversation_sent_to_both_providers_keeps_one_chain_each(emu: Emulator) -> None:
+    # An app falling back between providers sends the same conversation to both; neither
+    # provider knows the other's response ids.
+    claude = anthropic.Anthropic(
+        base_url=emu.anthropic_base_url, api_key="org-a", http_client=wrap_http_client(None), max_retries=0
+    )
+    cache = PromptCache(cache_diagnostics=True)
+    items: list[dict[str, Any]] = [{"role": "user", "content": "I want to change my flight"}]
+
+    def ask_claude(messages: list[dict[str, Any]]) -> str:
+        with use_call(CallContext(cache=cache, tenant="acme")):
+            kw: Any = {"model": "claude-sonnet-5-5", "max_tokens": 32, "system": POLICY, "messages": messages}
+            return claude.messages.create(**kw).id
+
+    _, first = _call(emu, cache, items)
+    message = ask_claude(items)
+    _call(emu, cache, _turn(items, "Which one?", "ZFA04Y"))
+    assert _comparison(emu) == first
+    ask_claude(_turn(items, "Which one?", "ZFA04Y"))
+    assert emu.requests[-1]["diagnostics"] == {"previous_message_id": message}
