@@ -300,7 +300,7 @@ def test_a_conversation_sent_to_both_providers_keeps_one_chain_each(emu: Emulato
     def ask_claude(messages: list[dict[str, Any]]) -> str:
         with use_call(CallContext(cache=cache, tenant="acme")):
             kw: Any = {"model": "claude-sonnet-5-5", "max_tokens": 32, "system": POLICY, "messages": messages}
-            return claude.messages.create(**kw).id
+            return str(claude.messages.create(**kw).id)
 
     _, first = _call(emu, cache, items)
     message = ask_claude(items)
