@@ -69,6 +69,8 @@ from promptcache.policy import Policy
 from promptcache.providers.diagnostics import Diagnosis, ResponseChains, diagnosable, with_diagnostics
 from promptcache.providers.hints import HintContext, apply_hints, model_info
 from promptcache.providers.mid_conversation import Conversations, apply_changes
+from promptcache.providers.openai_diagnostics import COMPARISON_FIELD, with_comparison
+from promptcache.providers.openai_diagnostics import diagnosable as comparison_diagnosable
 from promptcache.stats import CacheStats, StatsRecorder, persist_stats, recorder_for
 from promptcache.telemetry.hooks import span as telemetry_span
 from promptcache.telemetry.hooks import tracing as telemetry_tracing
@@ -123,9 +125,10 @@ class PromptCache:
     and model; never prompt text) into its store for ``promptcache stats``, off the call
     path. On by default; ``False`` or ``PROMPTCACHE_RECORD_STATS=0`` turns it off.
 
-    Anthropic opt-ins, off by default (``docs/concepts/providers.md``): ``cache_diagnostics``
-    chains every request of a conversation to the previous answer and reads the provider's miss
-    verdict into ``plan.explain()`` and the figures; ``mid_conversation_tools`` and
+    Provider opt-ins, off by default (``docs/concepts/providers.md``): ``cache_diagnostics``
+    chains every request of a conversation to the previous answer (Anthropic Messages on the
+    Claude API; OpenAI Responses on GPT-5.6 and later) and reads the provider's miss verdict into
+    ``plan.explain()`` and the figures; the Anthropic ``mid_conversation_tools`` and
     ``mid_conversation_system`` express a conversation's tool additions and removals, and text
     appended to its system prompt, as mid-conversation changes on the models that take them.
     """
@@ -199,11 +202,17 @@ class PromptCache:
         if fleet is None:
             fleet = store is not None or os.environ.get("PROMPTCACHE_FLEET", "") == "1"
         self._fleet = FleetLearning(self._open_store, self.policy.relocation.learn_after) if fleet else None
-        #: Send Anthropic cache diagnostics (``diagnostics.previous_message_id``) on every
-        #: request of a conversation, and read the provider's verdict back into ``plan.explain()``
-        #: and the figures (:mod:`promptcache.providers.diagnostics`). Claude API only.
+        #: Ask the provider for its verdict on each request's cache miss, and read it back into
+        #: ``plan.explain()`` and the figures: Anthropic cache diagnostics
+        #: (``diagnostics.previous_message_id`` on every request of a conversation, Claude API
+        #: only; :mod:`promptcache.providers.diagnostics`) and OpenAI prompt cache diagnostics
+        #: (``prompt_cache_options.comparison_response_id`` naming the conversation's previous
+        #: answer, Responses API on GPT-5.6 and later; :mod:`promptcache.providers.openai_diagnostics`).
         self.cache_diagnostics = bool(cache_diagnostics)
         self._chains = ResponseChains(max(1, max_families))
+        # OpenAI's apart: an app falling back from one provider to the other sends the same
+        # conversation to both, and neither knows the other's response ids.
+        self._comparisons = ResponseChains(max(1, max_families))
         #: Express a conversation's tool additions and removals as Anthropic mid-conversation
         #: tool changes, and text appended to its system prompt as a mid-conversation system
         #: message, on the models the catalog lists with that capability, instead of rewriting
@@ -512,14 +521,44 @@ class PromptCache:
                 hints = [*hints, Hint(kind="system_message", where="$.messages")]
         return out, hints, [*notes, *more] if more else notes
 
+    def _comparison(
+        self,
+        body: dict[str, Any],
+        hints: list[Hint],
+        notes: list[str],
+        key: tuple[str, bytes],
+        model: str,
+    ) -> tuple[dict[str, Any], list[Hint], list[str], tuple[str, bytes] | None]:
+        """OpenAI prompt cache diagnostics on a Responses request of conversation ``key``: the
+        conversation's previous answer as ``comparison_response_id``, and the chain under which
+        this request's answer is recorded (None: the model is not answered diagnostics)."""
+        if not comparison_diagnosable(model, WireFormat.OPENAI_RESPONSES, self.catalog):
+            return (
+                body,
+                hints,
+                [*notes, f"{model}: OpenAI answers cache diagnostics on GPT-5.6 and later only"],
+                None,
+            )
+        # Unlike Anthropic's, OpenAI's comparison may name any earlier response, so a request
+        # without one breaks nothing: the first turn sends none. A request continuing a stored
+        # response (previous_response_id) compares with that one, its own preceding turn.
+        stored = body.get("previous_response_id")
+        previous = stored if isinstance(stored, str) and stored else self._comparisons.previous(key)
+        out, note = with_comparison(body, previous)
+        if previous and note is None:
+            hints = [*hints, Hint(kind="diagnostics", where=f"$.prompt_cache_options.{COMPARISON_FIELD}")]
+        return out, hints, [*notes, note] if note is not None else notes, key
+
     def record_answer(self, plan: Plan, response_id: str | None, diagnosis: Diagnosis | None) -> None:
-        """Read a provider's answer back into its request's plan: the response id becomes its
-        conversation's ``previous_message_id`` (cache diagnostics), and the provider's verdict on
-        the request's miss joins ``plan.explain()``. The transport calls it for every answer."""
+        """Read a provider's answer back into its request's plan: the response id becomes what its
+        conversation's next request names (cache diagnostics: Anthropic's ``previous_message_id``,
+        OpenAI's ``comparison_response_id``), and the provider's verdict on the request's miss
+        joins ``plan.explain()``. The transport calls it for every answer."""
         private = plan.__pydantic_private__ or {}
         chain = private.get("_chain")
         if chain is not None and response_id is not None:
-            self._chains.answered(chain, response_id)
+            openai = plan.format is WireFormat.OPENAI_RESPONSES
+            (self._comparisons if openai else self._chains).answered(chain, response_id)
         if diagnosis is not None:
             plan._provider = (diagnosis.reason, diagnosis.missed_tokens)
 
@@ -635,19 +674,17 @@ class PromptCache:
         ):
             hinted, hints, notes = self._mid_conversation(hinted, hints, notes, (tenant, conversation), model)
         chain: tuple[str, bytes] | None = None
-        if (
-            self.cache_diagnostics
-            and fmt is WireFormat.ANTHROPIC_MESSAGES
-            and conversation is not None
-            and self.mode == "active"
-        ):
+        if self.cache_diagnostics and conversation is not None and self.mode == "active":
             key = (tenant, conversation)
-            hinted, added, note = with_diagnostics(hinted, self._chains, key, model)
-            if added:
-                chain = key
-                hints = [*hints, Hint(kind="diagnostics", where="$.diagnostics")]
-            if note is not None:
-                notes = [*notes, note]
+            if fmt is WireFormat.ANTHROPIC_MESSAGES:
+                hinted, added, note = with_diagnostics(hinted, self._chains, key, model)
+                if added:
+                    chain = key
+                    hints = [*hints, Hint(kind="diagnostics", where="$.diagnostics")]
+                if note is not None:
+                    notes = [*notes, note]
+            elif fmt is WireFormat.OPENAI_RESPONSES:
+                hinted, hints, notes, chain = self._comparison(hinted, hints, notes, key, model)
         plan = laid.plan(
             format=fmt,
             model=model,

@@ -88,11 +88,19 @@ class PrefixMissReason(StrEnum):
 
 
 class ProviderMissReason(StrEnum):
-    """Why the provider itself says a request could not reuse its conversation's previous prefix:
+    """Why the provider itself says a request could not reuse its conversation's previous prefix.
+
     Anthropic cache diagnostics' ``cache_miss_reason.type`` values (anthropic SDK 0.125
     ``BetaCacheMiss*``; platform.claude.com/docs/en/build-with-claude/cache-diagnostics, read
-    2026-12-07). Counted beside promptcache's own :class:`PrefixMissReason` values, which it
-    never shares a value with.
+    2026-12-07) and OpenAI's ``prompt_cache_diagnostics`` verdicts on a Responses request
+    (developers.openai.com/api/docs/guides/prompt-caching/diagnostics, read 2026-12-07; mapped by
+    :func:`promptcache.providers.openai_diagnostics.miss_diagnosis`). A meaning both providers
+    share has one member: ``model_changed``, ``tools_changed``, ``unavailable``, and
+    ``previous_message_not_found`` (the baseline response is unknown to the provider: Anthropic's
+    ``previous_message_not_found``, OpenAI's ``comparison_response_not_found``). Anthropic tells a
+    changed ``system`` from changed ``messages``; OpenAI reports either as ``input_changed``.
+    Counted beside promptcache's own :class:`PrefixMissReason` values, which it never shares a
+    value with.
     """
 
     MODEL_CHANGED = "model_changed"
@@ -101,6 +109,14 @@ class ProviderMissReason(StrEnum):
     MESSAGES_CHANGED = "messages_changed"
     PREVIOUS_MESSAGE_NOT_FOUND = "previous_message_not_found"
     UNAVAILABLE = "unavailable"
+    # OpenAI only (the guide's "Fix a cache miss" table)
+    PROMPT_CACHE_KEY_CHANGED = "prompt_cache_key_changed"
+    SERVICE_TIER_CHANGED = "service_tier_changed"
+    TEXT_FORMAT_CHANGED = "text_format_changed"
+    REASONING_EFFORT_CHANGED = "reasoning_effort_changed"
+    VERBOSITY_CHANGED = "verbosity_changed"
+    CONTEXT_COMPACTED = "context_compacted"
+    INPUT_CHANGED = "input_changed"
 
 
 class LookupReason(StrEnum):

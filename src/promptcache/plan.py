@@ -77,7 +77,7 @@ class Plan(BaseModel):
     _contract: KeyContract | None = PrivateAttr(default=None)
     _snapshot: Snapshot | None = PrivateAttr(default=None)
     _previous: Snapshot | None = PrivateAttr(default=None)
-    #: (tenant, conversation id) of a request sent with Anthropic cache diagnostics.
+    #: (tenant, conversation id) of a request sent with cache diagnostics (Anthropic, OpenAI).
     _chain: tuple[str, bytes] | None = PrivateAttr(default=None)
     #: The provider's verdict on this request, once its answer was read.
     _provider: tuple[ProviderMissReason, int | None] | None = PrivateAttr(default=None)

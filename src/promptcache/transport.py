@@ -57,6 +57,7 @@ import orjson
 from promptcache.figures import Degradation
 from promptcache.formats import WireFormat
 from promptcache.llm_bridge import HINT_REJECTIONS, CallContext, current_call, mark_first_chunk
+from promptcache.providers import openai_diagnostics as oai
 from promptcache.providers.diagnostics import (
     diagnosis_from_answer,
     diagnosis_from_stream,
@@ -287,9 +288,15 @@ class ProviderRequest:
             ctx.usage = self._with_write(usage_from_response(self.fmt, plain, model=self._model()))
         except (ValueError, TypeError) as exc:
             ctx.notes.append(f"provider usage unreadable: {type(exc).__name__}"[:300])
-        if self.fmt is WireFormat.ANTHROPIC_MESSAGES and ctx.plan is not None:
-            # Anthropic cache diagnostics: the id chains the conversation's next request.
+        if ctx.plan is None:
+            return
+        # Cache diagnostics: the id chains the conversation's next request; the verdict, if any,
+        # joins the plan's explanation.
+        if self.fmt is WireFormat.ANTHROPIC_MESSAGES:
             ctx.cache.record_answer(ctx.plan, response_id_from_answer(plain), diagnosis_from_answer(plain))
+        elif self.fmt is WireFormat.OPENAI_RESPONSES:
+            verdict = oai.miss_diagnosis(oai.diagnosis_from_response(plain))
+            ctx.cache.record_answer(ctx.plan, oai.response_id(plain), verdict)
 
     def finish_stream(self) -> None:
         """Read the usage of the stream events gathered in the context."""
@@ -298,9 +305,14 @@ class ProviderRequest:
             ctx.usage = self._with_write(usage_from_stream(self.fmt, ctx.stream_events, model=self._model()))
         except (ValueError, TypeError) as exc:
             ctx.notes.append(f"stream usage unreadable: {exc}"[:300])
-        if self.fmt is WireFormat.ANTHROPIC_MESSAGES and ctx.plan is not None:
-            events = ctx.stream_events
+        if ctx.plan is None:
+            return
+        events = ctx.stream_events
+        if self.fmt is WireFormat.ANTHROPIC_MESSAGES:
             ctx.cache.record_answer(ctx.plan, response_id_from_stream(events), diagnosis_from_stream(events))
+        elif self.fmt is WireFormat.OPENAI_RESPONSES:
+            verdict = oai.miss_diagnosis(oai.diagnosis_from_stream(events))
+            ctx.cache.record_answer(ctx.plan, oai.response_id_from_stream(events), verdict)
 
     def _with_write(self, usage: CacheUsage) -> CacheUsage:
         write = self.write

@@ -47,7 +47,18 @@ __all__ = [
 DIAGNOSTICS_FIELD = "diagnostics"
 """The request field (and the answer's) of Anthropic cache diagnostics."""
 
-_REASONS = {r.value: r for r in ProviderMissReason}
+# Anthropic's own values only: the enum also holds OpenAI's, which this API never sends.
+_REASONS = {
+    r.value: r
+    for r in (
+        ProviderMissReason.MODEL_CHANGED,
+        ProviderMissReason.SYSTEM_CHANGED,
+        ProviderMissReason.TOOLS_CHANGED,
+        ProviderMissReason.MESSAGES_CHANGED,
+        ProviderMissReason.PREVIOUS_MESSAGE_NOT_FOUND,
+        ProviderMissReason.UNAVAILABLE,
+    )
+}
 
 
 @dataclass(frozen=True, slots=True)

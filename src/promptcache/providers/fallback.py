@@ -62,6 +62,9 @@ HINT_FIELDS = (
     # Anthropic cache diagnostics (providers.diagnostics): an opt-in field a gateway or an older
     # deployment may refuse; the call goes on without it.
     "diagnostics",
+    # OpenAI's (providers.openai_diagnostics), inside prompt_cache_options: a refusal may name
+    # only the nested key. Detection only: stripping prompt_cache_options removes it.
+    "comparison_response_id",
 )
 ALL_HINT_KINDS = frozenset(HINT_FIELDS)
 # The enum's plain value: counters keyed by it stay plain-str dicts (orjson, JSON exports).

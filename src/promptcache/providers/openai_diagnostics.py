@@ -18,18 +18,24 @@ The installed ``openai`` SDK (2.54) predates the field: its ``PromptCacheOptions
 ``mode`` and ``ttl`` only, and the SDK sends the extra key as given. This module adds the field
 (:func:`with_comparison`) and reads the verdict (:func:`diagnosis_from_response`,
 :func:`diagnosis_from_stream`) into an :class:`OpenAIDiagnosis` whose ``outcome`` and ``reason``
-are enum values, never free text.
+are enum values, never free text; :func:`miss_diagnosis` turns it into the provider-neutral
+:class:`~promptcache.providers.diagnostics.Diagnosis` that ``plan.explain()`` and the figures
+carry. With ``PromptCache(cache_diagnostics=True)`` the engine names each conversation's previous
+answer (:class:`~promptcache.providers.diagnostics.ResponseChains`) and the transport reads the
+answer's id and verdict back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from promptcache.catalog import Catalog
+from promptcache.figures import ProviderMissReason
 from promptcache.formats import WireFormat
+from promptcache.providers.diagnostics import Diagnosis
 from promptcache.providers.hints import ttl_options
 
 __all__ = [
@@ -41,7 +47,9 @@ __all__ = [
     "diagnosable",
     "diagnosis_from_response",
     "diagnosis_from_stream",
+    "miss_diagnosis",
     "response_id",
+    "response_id_from_stream",
     "with_comparison",
 ]
 
@@ -191,3 +199,56 @@ def response_id(body: Mapping[str, Any]) -> str | None:
     """The answer's ``id``: what the conversation's next request names as its baseline."""
     found = body.get("id")
     return found if isinstance(found, str) and found else None
+
+
+def response_id_from_stream(events: Sequence[Mapping[str, Any]]) -> str | None:
+    """The response ``id`` of a streamed answer: from ``response.completed``, else from the first
+    event carrying the response (``response.created``), so an unfinished stream still chains."""
+    done = _completed(events)
+    found = None if done is None else response_id(done)
+    if found is not None:
+        return found
+    for event in events:
+        inner = event.get("response")
+        if isinstance(inner, Mapping) and (found := response_id(inner)) is not None:
+            return found
+    return None
+
+
+# The verdict's reason under the provider-neutral enum: one member where Anthropic's
+# diagnostics mean the same thing (model, tools), OpenAI's own otherwise.
+_MISS_REASONS = {
+    CacheMissReason.MODEL_CHANGED: ProviderMissReason.MODEL_CHANGED,
+    CacheMissReason.PROMPT_CACHE_KEY_CHANGED: ProviderMissReason.PROMPT_CACHE_KEY_CHANGED,
+    CacheMissReason.SERVICE_TIER_CHANGED: ProviderMissReason.SERVICE_TIER_CHANGED,
+    CacheMissReason.TOOLS_CHANGED: ProviderMissReason.TOOLS_CHANGED,
+    CacheMissReason.TEXT_FORMAT_CHANGED: ProviderMissReason.TEXT_FORMAT_CHANGED,
+    CacheMissReason.REASONING_EFFORT_CHANGED: ProviderMissReason.REASONING_EFFORT_CHANGED,
+    CacheMissReason.VERBOSITY_CHANGED: ProviderMissReason.VERBOSITY_CHANGED,
+    CacheMissReason.CONTEXT_COMPACTED: ProviderMissReason.CONTEXT_COMPACTED,
+    CacheMissReason.INPUT_CHANGED: ProviderMissReason.INPUT_CHANGED,
+}
+_OTHER_OUTCOMES = {
+    DiagnosticOutcome.COMPARISON_RESPONSE_NOT_FOUND: ProviderMissReason.PREVIOUS_MESSAGE_NOT_FOUND,
+    DiagnosticOutcome.UNAVAILABLE: ProviderMissReason.UNAVAILABLE,
+}
+
+
+def miss_diagnosis(found: OpenAIDiagnosis | None) -> Diagnosis | None:
+    """``found`` as the provider-neutral verdict ``plan.explain()`` and the figures carry, or None:
+    a ``cache_hit`` is no miss, and a miss whose reason this version does not know is not guessed.
+    ``comparison_response_not_found`` becomes ``previous_message_not_found`` (the baseline is
+    unknown to the provider, as Anthropic says it).
+
+    >>> miss_diagnosis(OpenAIDiagnosis(DiagnosticOutcome.CACHE_MISS, CacheMissReason.TOOLS_CHANGED, 5629))
+    Diagnosis(reason=<ProviderMissReason.TOOLS_CHANGED: 'tools_changed'>, missed_tokens=5629)
+    >>> miss_diagnosis(OpenAIDiagnosis(DiagnosticOutcome.CACHE_HIT)) is None
+    True
+    """
+    if found is None:
+        return None
+    if found.outcome is DiagnosticOutcome.CACHE_MISS:
+        reason = _MISS_REASONS.get(found.reason) if found.reason is not None else None
+        return None if reason is None else Diagnosis(reason, found.missed_tokens)
+    other = _OTHER_OUTCOMES.get(found.outcome)
+    return None if other is None else Diagnosis(other)
