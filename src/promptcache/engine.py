@@ -64,16 +64,15 @@ from promptcache.pipeline.learning import (
     slot_label,
 )
 from promptcache.pipeline.loose import plan_blocks
-from promptcache.plan import Hint, Plan, Prepared
+from promptcache.plan import Plan, Prepared
 from promptcache.policy import Policy
-from promptcache.providers.diagnostics import Diagnosis, ResponseChains, diagnosable, with_diagnostics
-from promptcache.providers.hints import HintContext, apply_hints, model_info
-from promptcache.providers.mid_conversation import Conversations, apply_changes
-from promptcache.providers.openai_diagnostics import COMPARISON_FIELD, with_comparison
-from promptcache.providers.openai_diagnostics import diagnosable as comparison_diagnosable
+from promptcache.providers.conversation_options import ConversationOptions
+from promptcache.providers.diagnostics import Diagnosis
+from promptcache.providers.hints import HintContext, apply_hints
 from promptcache.stats import CacheStats, StatsRecorder, persist_stats, recorder_for
 from promptcache.telemetry.hooks import span as telemetry_span
 from promptcache.telemetry.hooks import tracing as telemetry_tracing
+from promptcache.tenancy import checked_tenant
 from promptcache.tiers.router import TieredStore
 from promptcache.usage import CacheUsage
 from promptcache.wire import WireAdapter, WireFormatError, WireParts, get_adapter
@@ -167,9 +166,7 @@ class PromptCache:
             raise ValueError(f"max_body_bytes={max_body_bytes!r}: give a positive number of bytes")
         #: Bodies with more bytes of JSON than this are passed through unprocessed (:data:`MAX_BODY_BYTES`).
         self.max_body_bytes = max_body_bytes
-        #: The wall clock (seconds since the epoch) a value giving the current time is compared
-        #: with; a replay or a simulation passes its requests' own times.
-        self._clock = clock
+        self._clock = clock  # see the class docstring
         self._degraded: Counter[str] = Counter()
         self._degraded_lock = threading.Lock()
         del stream_chars  # see the class docstring
@@ -202,24 +199,14 @@ class PromptCache:
         if fleet is None:
             fleet = store is not None or os.environ.get("PROMPTCACHE_FLEET", "") == "1"
         self._fleet = FleetLearning(self._open_store, self.policy.relocation.learn_after) if fleet else None
-        #: Ask the provider for its verdict on each request's cache miss, and read it back into
-        #: ``plan.explain()`` and the figures: Anthropic cache diagnostics
-        #: (``diagnostics.previous_message_id`` on every request of a conversation, Claude API
-        #: only; :mod:`promptcache.providers.diagnostics`) and OpenAI prompt cache diagnostics
-        #: (``prompt_cache_options.comparison_response_id`` naming the conversation's previous
-        #: answer, Responses API on GPT-5.6 and later; :mod:`promptcache.providers.openai_diagnostics`).
-        self.cache_diagnostics = bool(cache_diagnostics)
-        self._chains = ResponseChains(max(1, max_families))
-        # OpenAI's apart: an app falling back from one provider to the other sends the same
-        # conversation to both, and neither knows the other's response ids.
-        self._comparisons = ResponseChains(max(1, max_families))
-        #: Express a conversation's tool additions and removals as Anthropic mid-conversation
-        #: tool changes, and text appended to its system prompt as a mid-conversation system
-        #: message, on the models the catalog lists with that capability, instead of rewriting
-        #: the start of the prompt (:mod:`promptcache.providers.mid_conversation`).
-        self.mid_conversation_tools = bool(mid_conversation_tools)
-        self.mid_conversation_system = bool(mid_conversation_system)
-        self._conversations = Conversations(max(1, max_families))
+        #: The per-conversation provider opt-ins (:mod:`promptcache.providers.conversation_options`).
+        self.conversation_options = ConversationOptions(
+            cache_diagnostics=bool(cache_diagnostics),
+            tools=bool(mid_conversation_tools),
+            system=bool(mid_conversation_system),
+            size=max_families,
+            catalog=catalog,
+        )
 
     # -- promptcache's own caches ---------------------------------------------
 
@@ -378,22 +365,7 @@ class PromptCache:
         that tenant explicitly is the same tenant, on purpose (it is how an app names it).
         A tenant that is not text, or not valid Unicode, is refused with the field named.
         """
-        if tenant is not None and not isinstance(tenant, str):
-            raise TypeError(f"tenant: a {type(tenant).__name__} was given; pass the tenant id as a str")
-        if tenant:
-            try:
-                tenant.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise ValueError(
-                    f"tenant: holds an unpaired surrogate at character {exc.start}; pass valid text"
-                ) from None
-            return tenant
-        if self.policy.require_tenant:
-            raise ValueError(
-                "tenant: this policy requires a tenant on every call (require_tenant: true); "
-                "pass tenant=... (LangChain: config={'configurable': {'tenant_id': ...}})"
-            )
-        return self.policy.default_tenant
+        return checked_tenant(tenant, self.policy)
 
     def contract(self, tenant: str, model: str) -> KeyContract:
         """The key contract for prompt entries of ``tenant`` on ``model``.
@@ -490,77 +462,12 @@ class PromptCache:
         with telemetry_span("promptcache.canonicalize", {"promptcache.format": fmt.value}):
             return self._prepare_parts(fmt, adapter, parts, body, model, tenant)
 
-    def _mid_conversation(
-        self,
-        body: dict[str, Any],
-        hints: list[Hint],
-        notes: list[str],
-        key: tuple[str, bytes],
-        model: str,
-    ) -> tuple[dict[str, Any], list[Hint], list[str]]:
-        info = model_info(model, WireFormat.ANTHROPIC_MESSAGES, self.catalog)
-        caps = info.capabilities if info is not None else frozenset()
-        # Tool changes need their beta header, which only the httpx seam adds: Claude API ids only
-        # (a Vertex id "claude-...@date" goes through the anthropic SDK's middleware instead).
-        tools = self.mid_conversation_tools and "mid_conversation_tools" in caps and diagnosable(model)
-        system = self.mid_conversation_system and "mid_conversation_system" in caps
-        if not (tools or system):
-            return body, hints, notes
-        states = self._conversations
-        with states.lock:
-            out, state, more = apply_changes(body, states.get(key), tools=tools, system=system)
-            if state is not None:
-                states.put(key, state)
-        if out is not body:
-            kinds = {
-                blk.get("type") for m in out["messages"] if m.get("role") == "system" for blk in m["content"]
-            }
-            if kinds & {"tool_addition", "tool_removal"}:
-                hints = [*hints, Hint(kind="tool_change", where="$.messages")]
-            if "text" in kinds:
-                hints = [*hints, Hint(kind="system_message", where="$.messages")]
-        return out, hints, [*notes, *more] if more else notes
-
-    def _comparison(
-        self,
-        body: dict[str, Any],
-        hints: list[Hint],
-        notes: list[str],
-        key: tuple[str, bytes],
-        model: str,
-    ) -> tuple[dict[str, Any], list[Hint], list[str], tuple[str, bytes] | None]:
-        """OpenAI prompt cache diagnostics on a Responses request of conversation ``key``: the
-        conversation's previous answer as ``comparison_response_id``, and the chain under which
-        this request's answer is recorded (None: the model is not answered diagnostics)."""
-        if not comparison_diagnosable(model, WireFormat.OPENAI_RESPONSES, self.catalog):
-            return (
-                body,
-                hints,
-                [*notes, f"{model}: OpenAI answers cache diagnostics on GPT-5.6 and later only"],
-                None,
-            )
-        # Unlike Anthropic's, OpenAI's comparison may name any earlier response, so a request
-        # without one breaks nothing: the first turn sends none. A request continuing a stored
-        # response (previous_response_id) compares with that one, its own preceding turn.
-        stored = body.get("previous_response_id")
-        previous = stored if isinstance(stored, str) and stored else self._comparisons.previous(key)
-        out, note = with_comparison(body, previous)
-        if previous and note is None:
-            hints = [*hints, Hint(kind="diagnostics", where=f"$.prompt_cache_options.{COMPARISON_FIELD}")]
-        return out, hints, [*notes, note] if note is not None else notes, key
-
     def record_answer(self, plan: Plan, response_id: str | None, diagnosis: Diagnosis | None) -> None:
         """Read a provider's answer back into its request's plan: the response id becomes what its
         conversation's next request names (cache diagnostics: Anthropic's ``previous_message_id``,
         OpenAI's ``comparison_response_id``), and the provider's verdict on the request's miss
         joins ``plan.explain()``. The transport calls it for every answer."""
-        private = plan.__pydantic_private__ or {}
-        chain = private.get("_chain")
-        if chain is not None and response_id is not None:
-            openai = plan.format is WireFormat.OPENAI_RESPONSES
-            (self._comparisons if openai else self._chains).answered(chain, response_id)
-        if diagnosis is not None:
-            plan._provider = (diagnosis.reason, diagnosis.missed_tokens)
+        self.conversation_options.record_answer(plan, response_id, diagnosis)
 
     def degradations(self) -> dict[str, int]:
         """How many requests this cache absorbed a fault for, by :class:`~promptcache.figures.Degradation`
@@ -666,25 +573,11 @@ class PromptCache:
             stable_messages=change.stable if change else None,
         )
         hinted, hints, notes = apply_hints(new_body, ctx)
-        if (
-            (self.mid_conversation_tools or self.mid_conversation_system)
-            and fmt is WireFormat.ANTHROPIC_MESSAGES
-            and conversation is not None
-            and self.mode == "active"
-        ):
-            hinted, hints, notes = self._mid_conversation(hinted, hints, notes, (tenant, conversation), model)
-        chain: tuple[str, bytes] | None = None
-        if self.cache_diagnostics and conversation is not None and self.mode == "active":
-            key = (tenant, conversation)
-            if fmt is WireFormat.ANTHROPIC_MESSAGES:
-                hinted, added, note = with_diagnostics(hinted, self._chains, key, model)
-                if added:
-                    chain = key
-                    hints = [*hints, Hint(kind="diagnostics", where="$.diagnostics")]
-                if note is not None:
-                    notes = [*notes, note]
-            elif fmt is WireFormat.OPENAI_RESPONSES:
-                hinted, hints, notes, chain = self._comparison(hinted, hints, notes, key, model)
+        chain = None
+        if self.conversation_options.active and conversation is not None and self.mode == "active":
+            hinted, hints, notes, chain = self.conversation_options.apply(
+                fmt, hinted, hints, notes, (tenant, conversation), model
+            )
         plan = laid.plan(
             format=fmt,
             model=model,

@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from promptcache.engine import PromptCache
+    from promptcache.policy import Policy
 
-__all__ = ["DEFAULT_TENANT_KEY", "resolve_tenant", "tenant_from"]
+__all__ = ["DEFAULT_TENANT_KEY", "checked_tenant", "resolve_tenant", "tenant_from"]
 
 DEFAULT_TENANT_KEY = "tenant_id"
 """The key that names the tenant in every carrier, unless an integration is told another."""
@@ -126,3 +127,32 @@ def resolve_tenant(
         default=default,
     )
     return cache.resolve_tenant(found)
+
+
+def checked_tenant(tenant: str | None, policy: Policy) -> str:
+    """``tenant`` checked, or ``policy``'s default tenant when none is named.
+
+    Refuses a missing tenant when the policy requires one, and a tenant that is not text or
+    not valid Unicode, each with the field named (:meth:`PromptCache.resolve_tenant
+    <promptcache.engine.PromptCache.resolve_tenant>`).
+
+    >>> from promptcache.policy import Policy
+    >>> checked_tenant(None, Policy()), checked_tenant("acme", Policy())
+    ('default', 'acme')
+    """
+    if tenant is not None and not isinstance(tenant, str):
+        raise TypeError(f"tenant: a {type(tenant).__name__} was given; pass the tenant id as a str")
+    if tenant:
+        try:
+            tenant.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"tenant: holds an unpaired surrogate at character {exc.start}; pass valid text"
+            ) from None
+        return tenant
+    if policy.require_tenant:
+        raise ValueError(
+            "tenant: this policy requires a tenant on every call (require_tenant: true); "
+            "pass tenant=... (LangChain: config={'configurable': {'tenant_id': ...}})"
+        )
+    return policy.default_tenant
