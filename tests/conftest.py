@@ -3,10 +3,16 @@
 import os
 
 import pytest
+from hypothesis import settings
 
 from promptcache.providers.fallback import REJECTIONS
 
 pytest_plugins = ["redis_fixtures"]
+
+# No per-example deadline: hypothesis's default (200 ms) is a wall-clock limit, and these
+# machines are shared and noisy (a loaded run failed a prefilter property on time, not on a value).
+settings.register_profile("promptcache", deadline=None)
+settings.load_profile("promptcache")
 
 # One deployment key for the test process and every process it starts (they share stores, so
 # they must label tenants alike; promptcache.pseudonym). Set before any label is made.
