@@ -556,7 +556,8 @@ class PromptCache:
             mode=self.mode,
         )
         plan._contract, plan._snapshot, plan._previous = contract, snapshot, previous
-        return Prepared(body=dict(body) if self.mode == "shadow" else hinted, plan=plan)
+        # Both fields are the engine's own typed values: validating them again only costs.
+        return Prepared.model_construct(body=dict(body) if self.mode == "shadow" else hinted, plan=plan)
 
 
 def _instrumentation() -> Any:
