@@ -588,9 +588,9 @@ class PromptCache:
             decisions=notes,
             mode=self.mode,
         )
-        plan._contract, plan._snapshot, plan._previous = contract, snapshot, previous
-        plan._chain = chain
-        return Prepared(body=dict(body) if self.mode == "shadow" else hinted, plan=plan)
+        plan._contract, plan._snapshot, plan._previous, plan._chain = contract, snapshot, previous, chain
+        # Both fields are the engine's own typed values: validating them again only costs.
+        return Prepared.model_construct(body=dict(body) if self.mode == "shadow" else hinted, plan=plan)
 
 
 def _instrumentation() -> Any:

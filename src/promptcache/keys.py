@@ -87,9 +87,24 @@ def _fingerprint(contract: KeyContract) -> bytes:
 
 def derive_key(contract: KeyContract, entry_type: str, content_hash: str) -> str:
     """The cache key of ``content_hash`` (a canonical SHA-256 hex) under ``contract``."""
-    return hashlib.sha256(
-        contract.fingerprint + entry_type.encode() + b"\x00" + content_hash.encode()
-    ).hexdigest()
+    return _derive(contract.fingerprint, entry_type, content_hash)
+
+
+def _derive(fingerprint: bytes, entry_type: str, content_hash: str) -> str:
+    return hashlib.sha256(fingerprint + entry_type.encode() + b"\x00" + content_hash.encode()).hexdigest()
+
+
+def prefix_key(contract: KeyContract, digests: list[str]) -> str:
+    """The ``prompt_prefix`` key of the blocks with ``digests`` under ``contract``:
+    ``derive_key(contract, "prompt_prefix", chain_hash(digests))``, memoized by value (the
+    prefix of a family is the same on nearly every call)."""
+    return _prefix_key(contract.fingerprint, tuple(digests))
+
+
+# Bounded by entries, each a prefix's digests (its system texts and tools: tens, not a history).
+@lru_cache(maxsize=1024)
+def _prefix_key(fingerprint: bytes, digests: tuple[str, ...]) -> str:
+    return _derive(fingerprint, "prompt_prefix", hashlib.sha256("\x00".join(digests).encode()).hexdigest())
 
 
 #: Characters of the system prompt that enter :func:`routing_key`: about its first 256 tokens,
@@ -112,8 +127,15 @@ def routing_key(contract: KeyContract, tool_names: list[str], system_head: str) 
     >>> routing_key(c, ["b", "a"], "You are") == routing_key(c, ["a", "b"], "You are")
     True
     """
+    return _routing_key(contract.fingerprint, tuple(tool_names), system_head)
+
+
+# Memoized by value: a family's routing key is the same on every call. Each entry holds at
+# most ROUTING_HEAD_CHARS characters of head and the tool names.
+@lru_cache(maxsize=1024)
+def _routing_key(fingerprint: bytes, tool_names: tuple[str, ...], system_head: str) -> str:
     names = orjson.dumps(sorted(tool_names))
-    return derive_key(contract, "routing", hashlib.sha256(names + b"\x00" + system_head.encode()).hexdigest())
+    return _derive(fingerprint, "routing", hashlib.sha256(names + b"\x00" + system_head.encode()).hexdigest())
 
 
 def chain_hash(digests: list[str]) -> str:

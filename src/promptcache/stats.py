@@ -33,6 +33,8 @@ or ``PROMPTCACHE_RECORD_STATS=0`` in the environment.
 from __future__ import annotations
 
 import atexit
+import heapq
+import itertools
 import logging
 import os
 import threading
@@ -290,11 +292,53 @@ def recording_enabled(option: bool | None = None) -> bool:
     return os.environ.get(RECORD_STATS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+class _Writer:
+    """The one background thread of the process that runs every persister's due writes.
+
+    Scheduling a write is a lock and a heap push: no thread is started on the call path (a
+    thread per write interval, started by the model call that recorded first, cost that call
+    the new thread's start, which a busy machine can make milliseconds).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: list[tuple[float, int, StatsPersister]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, persister: StatsPersister, delay_s: float) -> None:
+        """Run ``persister._tick()`` on the writer thread ``delay_s`` from now."""
+        with self._cond:
+            heapq.heappush(self._due, (time.monotonic() + delay_s, next(self._seq), persister))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="promptcache-stats", daemon=True)
+                self._thread.start()
+            else:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    now = time.monotonic()
+                    if self._due and self._due[0][0] <= now:
+                        persister = heapq.heappop(self._due)[2]
+                        break
+                    self._cond.wait(self._due[0][0] - now if self._due else None)
+            try:
+                persister._tick()
+            except Exception as exc:  # one persister's fault must not stop the others' writes
+                log.debug("promptcache: stats write failed: %s", exc)
+
+
+_writer = _Writer()
+
+
 class StatsPersister:
     """Writes one cache's figures into its store, off the call path.
 
-    The first call recorded after a write starts a timer; when it fires (``interval_s`` later) a
-    background thread writes the record. ``close()`` and interpreter exit write what is left.
+    The first call recorded after a write schedules the next one ``interval_s`` later, on the
+    process's one stats thread. ``close()`` and interpreter exit write what is left.
     The cache is held weakly: a persister never keeps a cache alive.
     """
 
@@ -311,7 +355,7 @@ class StatsPersister:
         self._recorder = recorder
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._timer: threading.Timer | None = None
+        self._scheduled = False
         self._dirty = False
         self._closed = False
         self._registered = False
@@ -321,19 +365,18 @@ class StatsPersister:
     def notify(self) -> None:
         """A call was recorded: make sure a write is scheduled (cheap when one already is)."""
         self._dirty = True
-        if self._timer is not None or self._closed:
+        if self._scheduled or self._closed:
             return
         with self._lock:
-            if self._timer is None and not self._closed:
-                t = threading.Timer(self.interval_s, self._tick)
-                t.daemon = True
-                t.name = "promptcache-stats"
-                self._timer = t
-                t.start()
+            if not self._scheduled and not self._closed:
+                self._scheduled = True
+                _writer.schedule(self, self.interval_s)
 
     def _tick(self) -> None:
         with self._lock:
-            self._timer = None
+            self._scheduled = False
+            if self._closed:
+                return  # close() wrote what was left
         if not self.flush() and self._cache() is not None:
             self.notify()  # the store refused (busy, down): try again one interval later
 
@@ -361,9 +404,6 @@ class StatsPersister:
         """Write what is left and stop (later calls are no longer written)."""
         with self._lock:
             self._closed = True
-            timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
         self.flush()
         _live.discard(self)
         if self._recorder.on_record == self.notify:
@@ -375,13 +415,15 @@ _live: weakref.WeakSet[StatsPersister] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     # A forked worker (gunicorn --preload, multiprocessing) is another writer: with the parent's
-    # id it would overwrite the parent's record, and the parent's timer thread does not exist here.
+    # id it would overwrite the parent's record, and the parent's stats thread does not exist here.
     from promptcache.telemetry.aggregate import _writer_id
 
+    global _writer
+    _writer = _Writer()
     for p in list(_live):
         p.writer_id = _writer_id()
         p._registered = False
-        p._timer = None
+        p._scheduled = False
         p._lock = threading.Lock()
         p._write_lock = threading.Lock()
         if p._dirty:

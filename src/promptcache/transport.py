@@ -371,8 +371,30 @@ def _dumps(body: dict[str, Any]) -> bytes:
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _rebuilt(request: httpx.Request, body: dict[str, Any], beta: str | None = None) -> httpx.Request:
-    content = _dumps(body)
+def _encoded(sent: dict[str, Any], body: dict[str, Any], content: bytes) -> bytes:
+    """The bytes of ``sent``, the rewrite of ``body`` (which the SDK encoded as ``content``).
+
+    The usual rewrite of a request already laid out for caching adds members (a routing key)
+    and leaves the others equal: ``content`` is then sent with those members appended, and the
+    16k-token body is not encoded a second time. The members kept are the SDK's own bytes, as
+    the request would have gone without promptcache. Anything else is encoded whole.
+    """
+    n = len(body)
+    if n == 0 or len(sent) <= n or content[-1:] != b"}":
+        return _dumps(sent)
+    items = iter(sent.items())
+    # Equal by value, key order included (an equal list or dict compares its shared items at
+    # the cost of a pointer comparison each).
+    # ``body`` first: zip stops on it without taking a member of ``sent`` past the last shared one.
+    for (was_key, was), (key, value) in zip(body.items(), items, strict=False):
+        if key != was_key or value != was:
+            return _dumps(sent)
+    added = _dumps(dict(items))  # the members after the body's own, in order
+    return content[:-1] + b"," + added[1:]
+
+
+def _rebuilt(request: httpx.Request, body: dict[str, Any] | bytes, beta: str | None = None) -> httpx.Request:
+    content = body if isinstance(body, bytes) else _dumps(body)
     headers = httpx.Headers(request.headers)
     headers["content-length"] = str(len(content))
     if beta is not None:
@@ -547,12 +569,13 @@ class PromptCacheTransport(httpx.BaseTransport):
         """Rewrite, forward, read the usage back (see the module docstring)."""
         if current_call.get() is None:
             return self.inner.handle_request(request)
-        started = _start(request, request.read(), self.gemini_caches)
+        content = request.read()
+        started = _start(request, content, self.gemini_caches)
         if started is None:
             return self.inner.handle_request(request)
         call, body = started
-        prepared = call.prepare(body, _path_streams(request))
-        response = self.inner.handle_request(_rebuilt(request, prepared, call.beta))
+        sent = call.prepare(body, _path_streams(request))
+        response = self.inner.handle_request(_rebuilt(request, _encoded(sent, body, content), call.beta))
         if call.may_retry(response.status_code):
             refused = _buffered(response, b"".join(_iter(response)))
             response.close()
@@ -596,15 +619,16 @@ class AsyncPromptCacheTransport(httpx.AsyncBaseTransport):
         """Rewrite, forward, read the usage back (see the module docstring)."""
         if current_call.get() is None:
             return await self.inner.handle_async_request(request)
-        started = _start(request, await request.aread(), self.gemini_caches)
+        content = await request.aread()
+        started = _start(request, content, self.gemini_caches)
         if started is None:
             return await self.inner.handle_async_request(request)
         call, body = started
         # Creating a Gemini cached content blocks the event loop (the manager is synchronous);
         # it happens once per prefix and TTL, not per request.
-        prepared = call.prepare(body, _path_streams(request))
-        sent = _rebuilt(request, prepared, call.beta)
-        response = await self.inner.handle_async_request(sent)
+        sent = call.prepare(body, _path_streams(request))
+        rebuilt = _rebuilt(request, _encoded(sent, body, content), call.beta)
+        response = await self.inner.handle_async_request(rebuilt)
         if call.may_retry(response.status_code):
             refused = _buffered(response, b"".join([c async for c in _aiter(response)]))
             await response.aclose()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from core_bodies import make_body
+from core_bodies import FORMATS, make_body
 
 from promptcache import PromptCache
 from promptcache.pipeline.analyse import Analyser
@@ -70,3 +70,46 @@ def test_interleaved_conversations_keep_their_own_history(analysed: list[Any]) -
         cache.prepare_request(body, format="openai-chat")
     # per conversation: its last turn, the answer, the new turn (and nothing of the other's)
     assert len(analysed) == 6
+
+
+def _messages(fmt: str, body: dict[str, Any]) -> list[Any]:
+    return list(body.get("messages") or body.get("input") or body.get("contents") or [])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_turn_become_history_is_analysed_as_history(fmt: str) -> None:
+    """The history form derived from a current turn's analysis is the analysis as history."""
+    from promptcache.formats import parse_format
+    from promptcache.pipeline.analyse import analyse_message, history_form
+    from promptcache.wire import get_adapter
+
+    conv = [("user", "plain"), ("assistant", "line one\r\nline two"), ("user", 'password = "hunter2!x"')]
+    msgs = _messages(fmt, make_body(fmt, "Be brief.", [], conv))
+    if fmt == "openai-chat":
+        msgs.append({"role": "tool", "tool_call_id": "call_1", "content": '{"ok": true}'})
+    if fmt == "anthropic-messages":
+        result = {"type": "tool_result", "tool_use_id": "t1", "content": "ok"}
+        msgs.append({"role": "user", "content": [result]})
+    wf = parse_format(fmt)
+    adapter = get_adapter(wf)
+    for msg in msgs:
+        as_history = analyse_message(wf, adapter, msg, False)
+        assert history_form(analyse_message(wf, adapter, msg, True)) == as_history
+
+
+def test_the_last_turn_is_not_analysed_again_as_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    import promptcache.pipeline.analyse as analyse
+
+    calls: list[bool] = []
+    real = analyse.analyse_message
+
+    def spy(fmt: Any, adapter: Any, msg: Any, current: bool) -> Any:
+        calls.append(current)
+        return real(fmt, adapter, msg, current)
+
+    monkeypatch.setattr(analyse, "analyse_message", spy)
+    cache = PromptCache()
+    cache.prepare_request(make_body("openai-chat", "Be brief.", [], _conv(3)), format="openai-chat")
+    calls.clear()
+    cache.prepare_request(make_body("openai-chat", "Be brief.", [], _conv(5)), format="openai-chat")
+    assert calls == [False, True]  # the new assistant message and the new turn; not message 2

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -11,11 +12,12 @@ import anthropic
 import httpx
 import openai
 import pytest
+from core_bodies import FORMATS, TOOL_SPECS, make_body
 
 from promptcache import PromptCache
 from promptcache.lab.emulate import Emulator
 from promptcache.llm_bridge import HINT_REJECTIONS, CallContext, use_call
-from promptcache.transport import endpoint_format, wrap_http_client
+from promptcache.transport import _dumps, _encoded, endpoint_format, wrap_http_client
 
 SYSTEM = "You are a support agent for an airline. Follow the policy below.\n" + "Rule: be kind. " * 400
 
@@ -228,3 +230,45 @@ async def test_a_422_naming_a_hint_is_resent_and_remembered(use_async: bool) -> 
             client = openai.OpenAI(http_client=wrap_http_client(httpx.Client()), **kw)
             client.chat.completions.create(model="gpt-4o-mini", messages=_msgs())  # type: ignore[arg-type]
         assert "prompt_cache_key" in server.requests[-2] and "prompt_cache_key" not in server.requests[-1]
+
+
+def _conversation_bodies(fmt: str) -> Iterator[dict[str, Any]]:
+    # A system prompt with a clock line (relocated), tools and a growing conversation: requests
+    # whose rewrite appends members only, and requests whose rewrite changes their content.
+    conv: list[tuple[str, str]] = []
+    for i in range(4):
+        conv += [("user", f"question {i}")]
+        system = f"Current time: 2026-12-0{i + 1}T10:00:00Z\n{SYSTEM}" if i % 2 else SYSTEM
+        yield make_body(fmt, system, TOOL_SPECS[::-1] if i == 2 else TOOL_SPECS, conv, model="gpt-4o")
+        conv += [("assistant", f"answer {i}")]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_bytes_sent_are_the_rewritten_body(fmt: str) -> None:
+    """Sending the SDK's bytes with the appended members (not encoding the body again) sends
+    exactly the rewritten body, whatever the rewrite changed; the caller's body is untouched."""
+    cache = PromptCache()
+    for body in _conversation_bodies(fmt):
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()  # as the SDKs encode
+        before = copy.deepcopy(body)
+        sent = cache.prepare_request(body, format=fmt, tenant="acme").body
+        assert body == before  # the rewrite never edits the body it was given
+        got = _encoded(sent, body, content)
+        assert json.loads(got) == sent
+        assert list(json.loads(got)) == list(sent)  # member order too
+        assert got == _dumps(sent) or got.startswith(content[:-1])
+
+
+def test_appended_members_keep_the_sdks_own_bytes() -> None:
+    body = {"model": "gpt-4o", "temperature": 1e-05, "messages": [{"role": "user", "content": "é"}]}
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    sent = {**body, "prompt_cache_key": "k"}
+    assert _encoded(sent, body, content) == content[:-1] + b',"prompt_cache_key":"k"}'
+    # A changed member, a removed one, a reordered one or no trailing brace: encoded whole.
+    for other in (
+        {**body, "temperature": 0.5, "prompt_cache_key": "k"},
+        {"model": "gpt-4o", "messages": body["messages"], "prompt_cache_key": "k", "x": 1},
+        {"temperature": 1e-05, "model": "gpt-4o", "messages": body["messages"], "k": 1},
+    ):
+        assert json.loads(_encoded(other, body, content)) == other
+    assert json.loads(_encoded(sent, body, content + b"\n")) == sent

@@ -385,6 +385,34 @@ def analyse_message(fmt: WireFormat, adapter: WireAdapter, msg: Any, current: bo
     return Message(normalized if changed else None, block, dg, classes, len(text), changed, as_history)
 
 
+def history_form(current: Message) -> Message:
+    """The analysis of a current-turn message once it is part of the history, from its own.
+
+    ``analyse_message(fmt, adapter, msg, False)`` for the ``msg`` that ``current`` analysed with
+    ``current=True``: the adapter's kind (a plain message is ``HISTORY`` again, not ``USER``),
+    ``SESSION`` stability, and the history digest already computed. An agent's next call sends
+    its last turn as history: this spares analysing it a second time.
+    """
+    block = current.block
+    kind = BlockKind.HISTORY if block.kind is BlockKind.USER else block.kind
+    return Message(
+        current.message,
+        trusted_block(
+            kind,
+            block.content,  # a private copy already, never edited
+            role=block.role,
+            stability=Stability.SESSION,
+            data_classes=current.data_classes,
+            trust=Trust.UNTRUSTED if kind is BlockKind.TOOL_RESULT else Trust.TRUSTED,
+        ),
+        current.history_digest,
+        current.data_classes,
+        current.chars,
+        current.normalized,
+        current.history_digest,
+    )
+
+
 @dataclass(slots=True, frozen=True)
 class History:
     """The analysed messages of a conversation before its current turn, with the per-message
@@ -506,9 +534,16 @@ class Analyser:
 
     def message(self, fmt: WireFormat, adapter: WireAdapter, msg: Any, current: bool) -> Message:
         """:func:`analyse_message`, memoized by (format, current turn or not, the message's JSON)."""
-        key = ("message", fmt, current, message_key(fmt, msg))
+        value = message_key(fmt, msg)
+        key = ("message", fmt, current, value)
         hit: Message | None = self.memo.get(key)
         if hit is None:
-            hit = analyse_message(fmt, adapter, msg, current)
+            if not current:
+                # The last call's current turn, now in the history: derived, not analysed again.
+                was_current: Message | None = self.memo.get(("message", fmt, True, value))
+                if was_current is not None:
+                    hit = history_form(was_current)
+            if hit is None:
+                hit = analyse_message(fmt, adapter, msg, current)
             self.memo.put(key, hit, hit.chars)
         return hit

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from promptcache.blocks import Block, BlockKind, Stability
 from promptcache.canonical import Fragment, digest
 from promptcache.formats import WireFormat
-from promptcache.keys import ROUTING_HEAD_CHARS, KeyContract, chain_hash, derive_key, routing_key
+from promptcache.keys import ROUTING_HEAD_CHARS, KeyContract, chain_hash, derive_key, prefix_key, routing_key
 from promptcache.layout import wire_sections
 from promptcache.pipeline.analyse import History, Message, TextAnalysis, Tools
 from promptcache.pipeline.learning import Learned, sent_digest
@@ -187,7 +187,7 @@ def wire_layout(
         digests=digests,
         sections=wire_sections(blocks, current_from),
         prefix_end=len(prefix.blocks),
-        prefix_key=derive_key(contract, "prompt_prefix", chain_hash(prefix.digests)),
+        prefix_key=prefix_key(contract, prefix.digests),
         conversation_key=conversation_key,
         routing_key=routing_key(contract, tool_names, prefix.head),
         data_classes=classes,

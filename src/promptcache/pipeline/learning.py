@@ -26,6 +26,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from itertools import islice
 from typing import Any
 
@@ -47,8 +48,13 @@ def family_id(fmt: str, model: str, tenant: str, tool_names: list[str], n_system
     """
     # The tenant by its keyed label: the id is exported (spans, events) and names store entries,
     # and a plain hash of a guessable tenant with the model and tool names would give it away.
-    h = hashlib.sha256(orjson.dumps([fmt, model, tenant_label(tenant), sorted(tool_names), n_system]))
-    return h.hexdigest()[:16]
+    return _family_id(fmt, model, tenant_label(tenant), tuple(tool_names), n_system)
+
+
+# Memoized by value (every request of a family asks for the same id); bounded by entries.
+@lru_cache(maxsize=1024)
+def _family_id(fmt: str, model: str, label: str, tool_names: tuple[str, ...], n_system: int) -> str:
+    return hashlib.sha256(orjson.dumps([fmt, model, label, sorted(tool_names), n_system])).hexdigest()[:16]
 
 
 @dataclass(slots=True)

@@ -114,11 +114,14 @@ class _HookedModelRequest(ModelRequest[Any]):
         super().__setattr__(name, value)
 
 
+# What ModelRequest's constructor takes, read once (``fields()`` walks the class on every call).
+_REQUEST_FIELDS = tuple(f.name for f in fields(ModelRequest) if f.name != "model")
+
+
 def _hooked_request(request: ModelRequest[Any], model: BaseChatModel) -> ModelRequest[Any]:
     """``request`` with ``model``, as a :class:`_HookedModelRequest` (``request`` is left unchanged)."""
-    values = {f.name: getattr(request, f.name) for f in fields(request)}
-    values["model"] = model
-    return _HookedModelRequest(**values)
+    values = {name: getattr(request, name) for name in _REQUEST_FIELDS}
+    return _HookedModelRequest(model=model, **values)
 
 
 class PromptCacheModelOnlyMiddleware(AgentMiddleware[PromptCacheAgentState, Any]):
