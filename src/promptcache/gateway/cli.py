@@ -23,7 +23,6 @@ gateway extra: pip install '.[gateway]').
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 import sys
@@ -75,13 +74,6 @@ def _cli(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    # A collection of the oldest generation walks every object alive and stalls every request
-    # in flight (45-100 ms each on the shared 2-core machine at 200 requests/s, measured with
-    # gc.callbacks: the gateway's p99). The ~70,000 objects of the imports and the start-up live
-    # as long as the process: moved out of those walks once. What requests make (the learned
-    # layouts and memos) is still collected, and still walked.
-    gc.collect()
-    gc.freeze()
     uvicorn.run(
         app,
         host=args.host,
