@@ -21,9 +21,8 @@ Per request to ``/v1/chat/completions``, ``/v1/responses`` or ``/v1/messages`` (
 The request path does each thing once (issue 24's load target is a p99 of 2 ms added at 200
 requests/s): the body is parsed and re-serialized once, by the seam; the request goes straight
 to the transport (no client-level cookie jar, auth, redirect or URL merging, which a proxy
-does not want anyway: the client's own headers go upstream, not httpx's defaults); the
-upstream URL of each served route is built once; the Prometheus children are kept; the
-figures are recorded after the answer went out.
+does not want anyway); the upstream URL of each served route is parsed once; the Prometheus
+children are kept; the figures are recorded after the answer went out.
 
 Any other ``/v1/...`` request is forwarded untouched: to the Anthropic upstream when it carries
 Anthropic's headers (``anthropic-version`` or ``x-api-key``), else to the OpenAI one (model
