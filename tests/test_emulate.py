@@ -462,3 +462,51 @@ def test_a_bad_script_is_named(tmp_path: Path) -> None:
     assert done.stderr.startswith(
         f"promptcache emulate: {script}: turn 2: field 'tool_calls[0].name': Field required; each turn is"
     )
+
+
+def test_light_mode_reads_a_repeated_prefix_by_bytes_and_streams() -> None:
+    """Light mode (load tests): provider-shaped usage from the bytes as sent, per organization."""
+    with Emulator(port=0, light=True) as light:
+        client = _openai(light, "key-light")
+        system = {"role": "system", "content": SYSTEM}
+        first = client.chat.completions.create(
+            model="gpt-4o", messages=[system, {"role": "user", "content": "one"}]
+        ).usage
+        second = client.chat.completions.create(
+            model="gpt-4o", messages=[system, {"role": "user", "content": "two"}]
+        ).usage
+        other_org = (
+            _openai(light, "key-other")
+            .chat.completions.create(model="gpt-4o", messages=[system, {"role": "user", "content": "two"}])
+            .usage
+        )
+        # A line on top that changes (a clock) leaves no common prefix.
+        moved = client.chat.completions.create(
+            model="gpt-4o",
+            messages=[
+                {"role": "system", "content": "Now: 10:00\n" + SYSTEM},
+                {"role": "user", "content": "x"},
+            ],
+        ).usage
+        chunks = list(
+            client.chat.completions.create(
+                model="gpt-4o",
+                messages=[
+                    {"role": "system", "content": "Now: 10:00\n" + SYSTEM},
+                    {"role": "user", "content": "y"},
+                ],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+    assert first is not None and second is not None and other_org is not None and moved is not None
+    raw = json.dumps({"messages": [system, {"role": "user", "content": "one"}], "model": "gpt-4o"})
+    assert abs(first.prompt_tokens - len(raw) / 4) < 50  # ~4 bytes a token, as sent
+    assert first.prompt_tokens_details is not None and first.prompt_tokens_details.cached_tokens == 0
+    cached = second.prompt_tokens_details.cached_tokens if second.prompt_tokens_details else 0
+    assert cached >= 1024 and cached % 128 == 0 and cached < second.prompt_tokens
+    assert other_org.prompt_tokens_details is not None and other_org.prompt_tokens_details.cached_tokens == 0
+    assert moved.prompt_tokens_details is not None and moved.prompt_tokens_details.cached_tokens == 0
+    last = chunks[-1].usage
+    assert last is not None and last.prompt_tokens_details is not None
+    assert last.prompt_tokens_details.cached_tokens >= 1024  # same prefix as the request before

@@ -6,6 +6,7 @@ sends) and a small Starlette upstream that holds a stream open until the test re
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -176,6 +177,29 @@ def test_the_tenant_header_is_not_forwarded(held: tuple[Held, ServerThread]) -> 
         r = httpx.post(gw.url + "/v1/chat/completions", json=body, headers=headers)
         assert r.status_code == 200 and "x-promptcache-tenant" not in h.headers[0]
         assert gw.app.state.gateway.cache.stats().for_tenant("acme").calls == 1
+    finally:
+        gw.stop()
+
+
+def test_the_clients_user_agent_and_key_go_upstream_as_sent(held: tuple[Held, ServerThread]) -> None:
+    """The upstream sees the client's own User-Agent and key, not the gateway's HTTP library's."""
+    import urllib.request
+
+    h, upstream = held
+    h.release.set()
+    gw = start_gateway(upstream.url)
+    try:
+        body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        req = urllib.request.Request(
+            gw.url + "/v1/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Authorization": "Bearer sk-held", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 200 and b"[DONE]" in r.read()
+        sent = h.headers[0]
+        assert sent["user-agent"].startswith("Python-urllib/")
+        assert sent["authorization"] == "Bearer sk-held" and sent["accept-encoding"] == "identity"
     finally:
         gw.stop()
 

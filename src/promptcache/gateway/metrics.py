@@ -110,6 +110,24 @@ class GatewayMetrics:
         self.in_flight = Gauge("promptcache_gateway_in_flight", "Requests not finished yet", registry=r)
         self.core = _CoreCounters(cache)
         r.register(self.core)
+        # Each label set's child, kept: ``.labels()`` takes a lock and builds a key per call.
+        self._counted: dict[tuple[str, int], Any] = {}
+        self._timed: dict[str, Any] = {}
+        self._tokens = {k: self.tokens.labels(k) for k in ("input", "cache_read", "cache_write", "output")}
+
+    def count(self, route: str, status: int) -> None:
+        """One answer sent on ``route`` with HTTP ``status``."""
+        child = self._counted.get((route, status))
+        if child is None:
+            child = self._counted[(route, status)] = self.requests.labels(route, str(status))
+        child.inc()
+
+    def upstream(self, route: str, seconds: float) -> None:
+        """The upstream of ``route`` sent its status line after ``seconds``."""
+        child = self._timed.get(route)
+        if child is None:
+            child = self._timed[route] = self.upstream_seconds.labels(route)
+        child.observe(seconds)
 
     def usage(self, usage: CacheUsage) -> None:
         """Add one answer's provider usage."""
@@ -120,4 +138,4 @@ class GatewayMetrics:
             ("output", usage.output_tokens),
         ):
             if n:
-                self.tokens.labels(kind).inc(n)
+                self._tokens[kind].inc(n)

@@ -182,8 +182,14 @@ class Emulator:
         clock: Callable[[], float] | None = None,
         rejects: Sequence[str] = (),
         reject_status: int = 400,
+        light: bool = False,
     ) -> None:
         """Configure the emulator; nothing listens until :meth:`start` or ``with``.
+
+        ``light``: the usage of Anthropic Messages and OpenAI requests comes from a byte-prefix
+        rule (:func:`_light_usage`) instead of the simulator, so an answer costs the emulator
+        the same whatever the prompt: an upstream for load tests, where the simulator's work
+        (tokenizing, comparing with earlier prompts) would differ between the arms compared.
 
         ``rejects``: request fields answered by a 400 naming them (``cache_control: Extra
         inputs are not permitted``), as a provider or model without that feature answers.
@@ -198,6 +204,9 @@ class Emulator:
         self._port = port
         self.rejects = tuple(rejects)
         self.reject_status = reject_status
+        self.light = light
+        # Light mode: each organization's previous request body, as sent.
+        self._last_body: dict[str, bytes] = {}
         self.provider_rules: ProviderRules = provider_rules
         self._script: list[ScriptItem] = _SCRIPT.validate_python(list(script or []))
         self._t0 = time.monotonic()
@@ -295,6 +304,7 @@ class Emulator:
             self._ids = itertools.count(1)
             self._prints.clear()
             self._baselines.clear()
+            self._last_body.clear()
             self._t0 = time.monotonic()
 
     # -- request handling (called from server threads) ---------------------------------------
@@ -309,11 +319,18 @@ class Emulator:
         return _Turn(text=_echo(fmt, body))
 
     def _handle(
-        self, fmt: WireFormat, path: str, body: Json, org: str, model: str | None = None
+        self,
+        fmt: WireFormat,
+        path: str,
+        body: Json,
+        org: str,
+        model: str | None = None,
+        raw: bytes | None = None,
     ) -> tuple[_Turn, CacheUsage, int]:
         """Record the request, simulate its cache usage and pick the answer; thread-safe.
 
-        ``model`` is the one named by the URL (Gemini), for bodies that do not carry it.
+        ``model`` is the one named by the URL (Gemini), for bodies that do not carry it;
+        ``raw``: the body as sent (light mode reads its usage from it).
         """
         with self._lock:
             self.requests.append(body)
@@ -328,7 +345,11 @@ class Emulator:
                     )
                 if fmt is WireFormat.ANTHROPIC_MESSAGES:
                     _check_mid_conversation(body)
-                usage = self._simulate(fmt, body, org, model)
+                if self.light and raw is not None:
+                    usage = _light_usage(fmt, self._last_body.get(org), raw, body.get("model"))
+                    self._last_body[org] = raw
+                else:
+                    usage = self._simulate(fmt, body, org, model)
             except _HttpError:
                 self.usages.append(None)
                 raise
@@ -461,6 +482,47 @@ class Emulator:
         for c in turn.tool_calls:
             n += count_text(c.name + json.dumps(c.arguments), model) + 3
         return max(n, 1)
+
+
+#: Light mode's rule, OpenAI's automatic prefix caching (docs: prompt caching): a prefix of at
+#: least 1,024 tokens is read from the cache in steps of 128, here over the bytes as sent.
+_LIGHT_MIN_TOKENS = 1024
+_LIGHT_STEP = 128
+_LIGHT_BYTES_PER_TOKEN = 4
+
+
+def _light_usage(fmt: WireFormat, prev: bytes | None, raw: bytes, model: Any) -> CacheUsage:
+    """The usage light mode answers ``raw`` with: every ``_LIGHT_BYTES_PER_TOKEN`` bytes a token,
+    and the bytes it shares from the start with the organization's previous request (``prev``)
+    read from the cache by OpenAI's prefix rule. No tokenizer, no JSON walk: its cost does not
+    depend on what the prompt says.
+
+    >>> a = b"x" * 8000
+    >>> u = _light_usage(WireFormat.OPENAI_CHAT, a + b"1", a + b"2", "gpt-4o")
+    >>> u.input_tokens, u.cache_read_tokens
+    (2001, 1920)
+    >>> _light_usage(WireFormat.OPENAI_CHAT, b"0" + a, b"1" + a, "gpt-4o").cache_read_tokens
+    0
+    """
+    total = -(-len(raw) // _LIGHT_BYTES_PER_TOKEN)
+    same = 0
+    if prev is not None:
+        # The longest common prefix by bisection over slice comparisons (memcmp, not a loop).
+        lo, hi = 0, min(len(prev), len(raw))
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if prev[:mid] == raw[:mid]:
+                lo = mid
+            else:
+                hi = mid - 1
+        same = lo // _LIGHT_BYTES_PER_TOKEN
+    read = same // _LIGHT_STEP * _LIGHT_STEP if same >= _LIGHT_MIN_TOKENS else 0
+    return CacheUsage(
+        provider=fmt.provider,
+        model=model if isinstance(model, str) else None,
+        input_tokens=total,
+        cache_read_tokens=min(read, total),
+    )
 
 
 def _check_mid_conversation(body: Json) -> None:
@@ -1184,7 +1246,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fmt is not WireFormat.OPENAI_RESPONSES and not isinstance(body.get("messages"), list):
             raise _HttpError(400, "invalid_request_error", "messages: field required")
         emu = self.emulator
-        turn, usage, n = emu._handle(fmt, path, body, org)
+        turn, usage, n = emu._handle(fmt, path, body, org, raw=raw)
         out = emu._output_tokens(turn, body.get("model"))
         created = int(time.time())
         stream = bool(body.get("stream"))
@@ -1360,6 +1422,12 @@ def register(sub: Any) -> None:
         default="auto",
         help="whose caching rules produce the usage (auto: the provider of the route's format)",
     )
+    p.add_argument(
+        "--light",
+        action="store_true",
+        help="usage of Anthropic and OpenAI requests from a byte-prefix rule, not the simulator: "
+        "an upstream whose cost per answer does not depend on the prompt (load tests)",
+    )
     p.set_defaults(func=_cli)
 
 
@@ -1398,7 +1466,9 @@ def _cli(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    emu = Emulator(port=args.port, script=script, provider_rules=args.provider_rules, host=args.host)
+    emu = Emulator(
+        port=args.port, script=script, provider_rules=args.provider_rules, host=args.host, light=args.light
+    )
     try:
         emu.start()
     except OSError as exc:
