@@ -127,6 +127,10 @@ def new_epoch() -> str:
     return uuid.uuid4().hex
 
 
+#: How many replaced store epochs a :class:`GenerationCache` remembers, to ignore late news of them.
+_RETIRED_EPOCHS = 16
+
+
 class GenerationCache:
     """This process's view of tag generations (a lower bound of the truth in L2).
 
@@ -154,6 +158,9 @@ class GenerationCache:
         self._listeners: list[Callable[[str, int], None]] = []
         self.epoch: str | None = None
         """The shared tier's epoch these generations belong to (``None``: none seen yet)."""
+        # Epochs replaced since: random tokens never written again, so a read or a bus event
+        # carrying one is late news from the reset store (kept few: a reset is rare).
+        self._retired: OrderedDict[str, None] = OrderedDict()
 
     def adopt_epoch(self, epoch: str | None) -> bool:
         """Take ``epoch`` as the shared tier's; True if it replaced another one.
@@ -166,14 +173,29 @@ class GenerationCache:
         if epoch is None:
             return False
         with self._lock:
-            if self.epoch == epoch:
+            if self.epoch == epoch or epoch in self._retired:
                 return False
             changed = self.epoch is not None
+            if self.epoch is not None:
+                self._retired[self.epoch] = None
+                if len(self._retired) > _RETIRED_EPOCHS:
+                    self._retired.popitem(last=False)
             self.epoch = epoch
             if changed:
                 self._gens.clear()
                 self._floor = 0  # a number forgotten in the old store means nothing in the new one
         return changed
+
+    def retired(self, epoch: str | None) -> bool:
+        """Whether ``epoch`` is one this cache has seen replaced: what carries it (a bus event
+        published before the reset and delivered after it) speaks of the reset store.
+
+        >>> g = GenerationCache()
+        >>> g.adopt_epoch("e1"), g.adopt_epoch("e2"), g.adopt_epoch("e1"), g.retired("e1"), g.epoch
+        (False, True, False, True, 'e2')
+        """
+        with self._lock:
+            return epoch is not None and epoch in self._retired
 
     def __len__(self) -> int:
         """How many tags are remembered (at most ``max_tags``)."""

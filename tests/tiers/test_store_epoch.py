@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from promptcache.invalidation import GenerationCache, Generations
+from promptcache.invalidation import GenerationCache, Generations, InvalidationEvent
 from promptcache.tiers import SQLiteStore, TieredStore, sqlite
 from promptcache.tiers.redis import RedisStore
 
@@ -57,6 +57,29 @@ def test_flushdb_then_invalidate_here_drops_the_old_l1_copy(
     redis.Redis.from_url(redis_server.url).flushdb()
     assert store.invalidate(TAG) == 1  # the counters restarted: the same number as before
     assert store.lookup(key, tenant="t") is None, "an entry invalidated after FLUSHDB was served"
+    assert store.stats().epoch_changes == 1
+
+
+@pytest.mark.redis
+def test_a_late_event_of_the_reset_store_does_not_bring_its_epoch_back(
+    two_routers: tuple[TieredStore, TieredStore], redis_server: RedisServer
+) -> None:
+    # A bus message published before the reset and delivered after it (a loaded machine
+    # delivered one late) carries the old epoch: taking it back flipped this process to the
+    # reset store and counted the reset three times.
+    store, other = two_routers
+    _cache_under_gen_1(store, key_for("t", "late"))
+    old = store.generations.epoch
+    redis.Redis.from_url(redis_server.url).flushdb()
+    assert store.invalidate(TAG) == 1
+    new = store.generations.epoch
+    assert old is not None and new not in (None, old) and store.stats().epoch_changes == 1
+    other.bus.publish(InvalidationEvent(kind="tag", tag="late-tag", gen=7, origin="late", epoch=old))
+    # One channel keeps its order: once this later event is in, the late one was handled.
+    other.bus.publish(InvalidationEvent(kind="tag", tag="sentinel", gen=5, origin="late", epoch=new))
+    assert wait_until(lambda: store.generations.known("sentinel") == 5, timeout=5)
+    assert store.generations.epoch == new
+    assert store.generations.known("late-tag") == 0
     assert store.stats().epoch_changes == 1
 
 

@@ -272,6 +272,10 @@ class TieredStore(SyncRouterOps, AsyncRouterOps):
     # bus ---------------------------------------------------------------------
 
     def _on_event(self, event: InvalidationEvent) -> None:
+        if self.generations.retired(event.epoch):
+            # Published before a reset we already adopted, delivered after it: its generation
+            # counts in the reset store, and taking its epoch back would flip to that store.
+            return
         # the sender read another store epoch with its generation: the store was reset
         self._adopt_epoch(event.epoch)
         if event.kind == "tag" and event.tag is not None and event.gen is not None:
