@@ -69,21 +69,6 @@ def test_a_refused_hint_is_resent_without_it_and_remembered(field: str, kind: st
             gw.stop()
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    """The module's emulator."""
-    with Emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def gateway(emulator: Emulator) -> Iterator[ServerThread]:
-    """The module's gateway in front of :func:`emulator`."""
-    server = start_gateway(emulator.base_url)
-    yield server
-    server.stop()
-
-
 @pytest.mark.parametrize(
     ("path", "headers"),
     [
