@@ -108,11 +108,10 @@ class Scanner:
         self._prefilter = prefilter
         self._unwrap = frozenset(unwrap)
         # Every pattern on its own, for one pass that names the kinds present anywhere in a text
-        # with many hits: when only one is, no hit needs attributing (see _one_kind).
-        self._set = re2.Set.SearchSet(_OPTIONS)
-        for _, p in patterns:
-            self._set.Add(p)
-        self._set.Compile()
+        # with many hits: when only one is, no hit needs attributing (see _one_kind). Compiled
+        # when first needed (some ms at import for a table, and most processes never need it).
+        self._patterns = [p for _, p in patterns]
+        self._set: re2.Set | None = None
 
     def scan(self, text: str) -> list[Hit]:
         """All hits in ``text``, left to right (with those found inside base64 runs, see ``unwrap``)."""
@@ -221,6 +220,12 @@ class Scanner:
         before), reads none of them and is the same in both: from there on, a hit is the one
         kind's when its check passes, and dropped when it does not, as attribution decides.
         """
+        if self._set is None:  # two threads may both compile it: the same set either way
+            one = re2.Set.SearchSet(_OPTIONS)
+            for p in self._patterns:
+                one.Add(p)
+            one.Compile()
+            self._set = one
         found = self._set.Match(data)
         if found is None or len(found) != 1:  # None too when RE2 ran out of memory: attribute
             return None
