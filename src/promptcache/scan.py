@@ -107,6 +107,11 @@ class Scanner:
             group += 1 + re.compile(p).groups
         self._prefilter = prefilter
         self._unwrap = frozenset(unwrap)
+        # Every pattern on its own, for one pass that names the kinds present anywhere in a text
+        # with many hits: when only one is, no hit needs attributing (see _one_kind). Compiled
+        # when first needed (some ms at import for a table, and most processes never need it).
+        self._patterns = [p for _, p in patterns]
+        self._set: re2.Set | None = None
 
     def scan(self, text: str) -> list[Hit]:
         """All hits in ``text``, left to right (with those found inside base64 runs, see ``unwrap``)."""
@@ -146,6 +151,10 @@ class Scanner:
         # up to the next non-ASCII byte, offsets differ by the same number of bytes.
         b_at = c_at = 0
         next_wide = n if ascii_only else _first_wide(data, 0, n)
+        # Past _ONE_KIND_AFTER hits, whether one kind can be told for all that follow (_one_kind)
+        seen = 0
+        one: tuple[str, Verify | None, int] | None = None
+        one_from = n + 1  # the byte offset from which hits take the one-kind path
         while pos < n:
             if raw_match is not None:
                 bstart, bend = raw_match(anchor, data, pos, n)[0]
@@ -169,6 +178,16 @@ class Scanner:
                 end = start + len(data[bstart:bend].decode("utf-8", "surrogatepass"))
                 b_at, c_at = bend, end
                 next_wide = _first_wide(data, bend, n)
+            if bstart >= one_from:
+                if one is None:  # asked once, at the _ONE_KIND_AFTER-th hit
+                    one = self._one_kind(data)
+                    one_from = n + 1 if one is None else max(bstart, one[2])
+                if bstart >= one_from and one is not None and raw_match is not None:
+                    _one_kind_hits(text, data, pos, (start, end), bstart, raw_match, anchor, one, append)
+                    break
+            seen += 1
+            if seen == _ONE_KIND_AFTER and raw_match is not None and one is None:
+                one_from = bstart  # from the next hit on
             # Attribution, inline (a text can hold tens of thousands of hits): the combined
             # match is the leftmost one; find which kind produced it (first in table order,
             # as RE2's leftmost-first alternation does).
@@ -187,6 +206,32 @@ class Scanner:
         if self._unwrap and depth > 0:
             hits = self._unwrapped(text, data, ascii_only, hits, depth)
         return hits
+
+    def _one_kind(self, data: bytes) -> tuple[str, Verify | None, int] | None:
+        """The kind and check of every hit from byte ``start`` on in ``data``, when one kind can
+        be told without matching each hit again: ``(kind, check, start)``, else None.
+
+        When a single pattern of the table matches anywhere in the text (one RE2 pass of them
+        all, apart), each hit of the combined pattern is one of that pattern's. Attribution
+        also matches with Python's ``re`` (on ``str``), which reads a few characters otherwise
+        than RE2 does: any non-ASCII one (``\\d``, ``\\w`` and ``\\b`` are Unicode-aware there),
+        and ``\\v`` and ``\\x1c``-``\\x1f`` (in Python's ``\\s``, not RE2's). A match starting
+        past the last of those, one character after it at least (a ``\\b`` reads the character
+        before), reads none of them and is the same in both: from there on, a hit is the one
+        kind's when its check passes, and dropped when it does not, as attribution decides.
+        """
+        if self._set is None:  # two threads may both compile it: the same set either way
+            one = re2.Set.SearchSet(_OPTIONS)
+            for p in self._patterns:
+                one.Add(p)
+            one.Compile()
+            self._set = one
+        found = self._set.Match(data)
+        if found is None or len(found) != 1:  # None too when RE2 ran out of memory: attribute
+            return None
+        kind = self.kinds[found[0]]
+        agreeing = len(data.rstrip(_AGREEING))
+        return kind, self._verify.get(kind), agreeing + 1 if agreeing else 0
 
     def _unwrapped(
         self, text: str, data: bytes, ascii_only: bool, hits: list[tuple[int, int, str]], depth: int
@@ -221,6 +266,44 @@ class Scanner:
                 continue  # already reported (a key body the first pass knows)
             extra.append((start, end, min(kinds)))
         return sorted([*hits, *extra], key=lambda h: h[0]) if extra else hits
+
+
+#: Hits attributed one by one before :meth:`Scanner._one_kind` is asked (a short text never pays
+#: for its pass).
+_ONE_KIND_AFTER = 64
+#: The bytes Python's ``re`` and RE2 read alike (:meth:`Scanner._one_kind`).
+_AGREEING = bytes(sorted(set(range(128)) - {0x0B, 0x1C, 0x1D, 0x1E, 0x1F}))
+
+
+def _one_kind_hits(
+    text: str,
+    data: bytes,
+    pos: int,
+    span: tuple[int, int],
+    bstart: int,
+    raw_match: Callable[..., Any],
+    anchor: Any,
+    one: tuple[str, Verify | None, int],
+    append: Callable[[tuple[int, int, str]], None],
+) -> None:
+    """The hits of ``data`` from the one at ``span`` (characters; ``bstart`` in bytes) on, where
+    every hit is of one kind (:meth:`Scanner._one_kind`): appended as ``(start, end, kind)``
+    when the kind's check passes. Past that hit the text is ASCII, so a character offset is
+    the byte offset plus one difference."""
+    kind, check, _ = one
+    start, end = span
+    delta = start - bstart
+    n = len(data)
+    while True:
+        if check is None or check(text, start, end):
+            append((start, end, kind))
+        if pos >= n:
+            return
+        bstart, bend = raw_match(anchor, data, pos, n)[0]
+        if bstart < 0:
+            return
+        pos = bend if bend > bstart else bstart + 1
+        start, end = bstart + delta, bend + delta
 
 
 _WIDE = re.compile(rb"[\x80-\xff]")

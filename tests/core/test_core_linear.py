@@ -232,3 +232,30 @@ def test_scan_offsets_after_a_few_wide_characters() -> None:
         else:
             hits = STATIC_SCANNER.scan(text)
             assert [text[h.start : h.end] for h in hits if h.kind == "timestamp"] == stamps
+
+
+def test_hits_of_one_kind_equal_their_attribution_one_by_one(monkeypatch: object) -> None:
+    # Past 64 hits, a text where one pattern alone matches takes its hits without matching each
+    # again in Python's re; hits must be those that attribution hit by hit gives, including where
+    # Python's re and RE2 read characters otherwise (Unicode digits and letters, \v, \x1c).
+    import pytest
+
+    import promptcache.scan as scan
+    from promptcache.detect import SENSITIVE_SCANNER
+    from promptcache.pipeline.analyse import STATIC_SCANNER
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    pieces = [
+        "2024-05-15 10:00:00", "deadbeefdeadbeef1234", "1111111111111111", "ops@example.com", "x",
+        "é", "٣", "\v", "\x1c", " ", "\n", "2024-05-1٣ 10:00", "4111 1111 1111 1111", "日本", "_",
+    ]  # fmt: skip
+    rng = random.Random(23)
+    texts = []
+    for _ in range(600):
+        base = rng.sample(pieces, rng.randint(1, 3))
+        texts.append("".join(rng.choice(base) for _ in range(rng.randint(80, 400))))
+    fast = [[s.spans(t) for s in (STATIC_SCANNER, SENSITIVE_SCANNER)] for t in texts]
+    monkeypatch.setattr(scan, "_ONE_KIND_AFTER", 10**9)
+    slow = [[s.spans(t) for s in (STATIC_SCANNER, SENSITIVE_SCANNER)] for t in texts]
+    assert fast == slow
+    assert sum(len(h) for pair in fast for h in pair) > 20_000
