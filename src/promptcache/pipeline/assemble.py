@@ -20,7 +20,7 @@ from promptcache.blocks import Block, BlockKind, Stability
 from promptcache.canonical import Fragment, digest
 from promptcache.formats import WireFormat
 from promptcache.keys import ROUTING_HEAD_CHARS, KeyContract, chain_hash, derive_key, prefix_key, routing_key
-from promptcache.layout import wire_sections
+from promptcache.layout import section_of
 from promptcache.pipeline.analyse import History, Message, TextAnalysis, Tools
 from promptcache.pipeline.learning import Learned, sent_digest
 from promptcache.plan import Hint, Plan
@@ -182,10 +182,16 @@ def wire_layout(
         digests.append(m.digest)
         if m.data_classes:
             classes[len(blocks) - 1] = list(m.data_classes)
+    # promptcache.layout.wire_sections(blocks, current_from), with the history's sections
+    # taken from its analysis (made once per message, not once per block per request).
+    sections = [section_of(b, is_current=False) for b in prefix.blocks]
+    sections += history.sections
+    sections += [section_of(b, is_current=False) for b in blocks[len(sections) : current_from]]
+    sections += ["current"] * (len(blocks) - current_from)
     return WireLayout(
         blocks=blocks,
         digests=digests,
-        sections=wire_sections(blocks, current_from),
+        sections=sections,
         prefix_end=len(prefix.blocks),
         prefix_key=prefix_key(contract, prefix.digests),
         conversation_key=conversation_key,
