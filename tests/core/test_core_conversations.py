@@ -604,7 +604,7 @@ def test_a_clock_that_switches_format_is_learned_and_look_alikes_stay(formats: l
     for n, f in enumerate(formats):
         epoch = 1765101600 + 61 * n
         clock = _CLOCK_FORMATS[f].format(
-            iso=f"2026-12-07T10:{n:02d}:00Z", epoch=epoch, hms=f"10:{n:02d}:{(7 * n) % 60:02d}"
+            iso=f"2024-03-05T10:{n:02d}:00Z", epoch=epoch, hms=f"10:{n:02d}:{(7 * n) % 60:02d}"
         )
         system = f"{head}{clock}\nBe brief."
         got = cache.prepare_request(make_body(fmt, system, TOOL_SPECS, [("user", f"q{n}")]), format=fmt)

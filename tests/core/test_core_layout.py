@@ -20,7 +20,7 @@ CONV = [("user", "hello"), ("assistant", "hi, how can I help?"), ("user", "book 
 
 def _system(turn: int) -> str:
     # A clock line that changes on every call: the family learns to move it out.
-    return f"You are a travel agent.\nCurrent time: 2026-12-07T10:{turn:02d}:00Z\nBe brief."
+    return f"You are a travel agent.\nCurrent time: 2024-03-05T10:{turn:02d}:00Z\nBe brief."
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -62,7 +62,7 @@ def _marked(body: dict[str, Any]) -> list[tuple[int, str, dict[str, Any]]]:
 
 def _chat_turns(model: str) -> list[dict[str, Any]]:
     """An agent's growing chat conversation: images, tool calls and results, a clock line."""
-    system = {"role": "system", "content": LONG + "\nCurrent time: 2026-12-07T10:{:02d}:00Z"}
+    system = {"role": "system", "content": LONG + "\nCurrent time: 2024-03-05T10:{:02d}:00Z"}
     user1 = {
         "role": "user",
         "content": [
@@ -113,7 +113,7 @@ def _responses_turns(model: str) -> list[dict[str, Any]]:
     }
     result = {"type": "function_call_output", "call_id": "c1", "output": '{"bags": 1}'}
     answer = {"role": "assistant", "content": "You have one bag."}
-    user2 = {"role": "user", "content": "Add a second one. Time: 2026-12-07T10:0{}:00Z"}
+    user2 = {"role": "user", "content": "Add a second one. Time: 2024-03-05T10:0{}:00Z"}
     tools = [
         {"type": "function", "name": "get_reservation", "parameters": {"type": "object"}, "strict": False}
     ]
