@@ -13,6 +13,7 @@ True
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import re2
@@ -109,8 +110,15 @@ class Finding(BaseModel):
 # A pattern added to SENSITIVE_PATTERNS must have one of these clues, or a new one here:
 # tests/core/test_detect_prefilter.py generates matches of every pattern and
 # fails on one without a clue.
-# RE2, not re: with the case-insensitive words, Python's re costs more than the scan it saves.
-_CLUE = re2.compile(r"[@+=-]|[A-Za-z0-9_./~]{20}|[A-Z]{2}[0-9]{2}|(?i:pass|pwd|secret|key|token|credential)")
+_CLUE_PATTERN = r"[@+=-]|[A-Za-z0-9_./~]{20}|[A-Z]{2}[0-9]{2}|(?i:pass|pwd|secret|key|token|credential)"
+# RE2 for long texts: with the case-insensitive words, Python's re costs more there than the
+# scan it saves. Python's re for short ones (a user turn, a tool result): google-re2's Python
+# binding costs more per call than the whole match, and it runs on every new message. The
+# pattern has no nested repetition, so re's time stays linear (at most 20 steps a character).
+_CLUE = re2.compile(_CLUE_PATTERN)
+_SHORT_CLUE = re.compile(_CLUE_PATTERN)
+#: Texts up to this many characters are prefiltered with Python's re (see ``_SHORT_CLUE``).
+SHORT_TEXT = 2048
 
 
 def sensitive_clue(text: str, /) -> bool:
@@ -119,10 +127,13 @@ def sensitive_clue(text: str, /) -> bool:
     >>> sensitive_clue("ok, go on (turn 12)"), sensitive_clue("mail ops@example.com")
     (False, True)
     """
-    try:
-        clue = _CLUE.search(text) is not None
-    except UnicodeEncodeError:  # a lone surrogate: let the scanner (which passes them) decide
-        return True
+    if len(text) <= SHORT_TEXT:
+        clue = _SHORT_CLUE.search(text) is not None
+    else:
+        try:
+            clue = _CLUE.search(text) is not None
+        except UnicodeEncodeError:  # a lone surrogate: let the scanner (which passes them) decide
+            return True
     return clue or sum(map(text.count, "0123456789")) >= 13
 
 

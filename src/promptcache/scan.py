@@ -384,9 +384,11 @@ def visible_text(value: Any) -> str:
 
 
 def _render(value: Any, out: list[str]) -> None:
+    # ``type(...) is dict`` before the Mapping ABC: an ABC check is a Python-level call, and
+    # parsed JSON is plain dicts (this runs on every new message).
     if isinstance(value, str):
         out.append(value)
-    elif isinstance(value, Mapping):
+    elif type(value) is dict or isinstance(value, Mapping):
         out.append("{")
         for i, (k, v) in enumerate(value.items()):
             out.append(f'{", " if i else ""}"{k}": ')

@@ -91,3 +91,15 @@ def test_the_prefilter_changes_no_scan_of_real_agent_traffic() -> None:
 )
 def test_each_clue(text: str, expected: bool) -> None:
     assert sensitive_clue(text) is expected
+
+
+@settings(max_examples=600)
+@given(st.text(ALPHABET, max_size=80))
+def test_short_and_long_texts_get_the_same_clue(text: str) -> None:
+    # Short texts are prefiltered with Python's re, long ones with RE2: padding a text past
+    # SHORT_TEXT with a character that is no clue must not change the answer.
+    from promptcache.detect import SHORT_TEXT
+
+    padded = text + " " * (SHORT_TEXT + 1 - len(text))
+    assert len(padded) > SHORT_TEXT
+    assert sensitive_clue(padded) == sensitive_clue(text), text

@@ -193,6 +193,9 @@ class ToolSet:
     fragments: list[Fragment]
     data_classes: list[tuple[str, ...]]
     chars: int
+    #: Each block's layout section (:func:`promptcache.layout.section_of`), worked out once here
+    #: rather than on every request that sends these tools.
+    sections: list[str]
 
 
 @dataclass(slots=True, frozen=True)
@@ -272,7 +275,8 @@ def analyse_tool_set(tools: list[Any], names: list[str], order: list[int], reloc
             )
         )
     values = [orjson.loads(c) for c in out]
-    return ToolSet(out, values, blocks, digests, canon_by_name, frags, classes_list, chars)
+    sections = [section_of(b, is_current=False) for b in blocks]
+    return ToolSet(out, values, blocks, digests, canon_by_name, frags, classes_list, chars, sections)
 
 
 @dataclass(slots=True, frozen=True)

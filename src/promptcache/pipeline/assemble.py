@@ -68,6 +68,7 @@ class Prefix:
     chars: int  # characters of the system texts and tools (the hint placement's estimate)
     n_system: int  # system texts sent (a text moved whole is not)
     head: str  # the start of the first system text sent (what the routing key reads)
+    sections: list[str]  # each block's layout section (the tools' come with their analysis)
 
 
 def prefix_of(texts: list[TextAnalysis], learned: Learned, tools: Tools) -> Prefix:
@@ -96,6 +97,7 @@ def prefix_of(texts: list[TextAnalysis], learned: Learned, tools: Tools) -> Pref
         chars=sum(len(s) for s in learned.system_out) + tools.shared.chars,
         n_system=base,
         head=next((s for s in learned.system_out if s), "")[:ROUTING_HEAD_CHARS],
+        sections=[section_of(b, is_current=False) for b in blocks] + tools.shared.sections,
     )
 
 
@@ -184,8 +186,7 @@ def wire_layout(
             classes[len(blocks) - 1] = list(m.data_classes)
     # promptcache.layout.wire_sections(blocks, current_from), with the history's sections
     # taken from its analysis (made once per message, not once per block per request).
-    sections = [section_of(b, is_current=False) for b in prefix.blocks]
-    sections += history.sections
+    sections = prefix.sections + history.sections
     sections += [section_of(b, is_current=False) for b in blocks[len(sections) : current_from]]
     sections += ["current"] * (len(blocks) - current_from)
     return WireLayout(

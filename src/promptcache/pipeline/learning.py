@@ -462,8 +462,13 @@ def conversation_id(messages: list[Any]) -> bytes | None:
     """
     if not messages:
         return None
+    first = messages[0]
+    if type(first) is dict:
+        # Strings cut to 256 characters dump to the same first 256 bytes (each character is one
+        # byte or more): a 40 KB system message is not serialized whole on every call.
+        first = {k: v[:256] if type(v) is str else v for k, v in first.items()}
     try:
-        head = orjson.dumps(messages[0])[:256]
+        head = orjson.dumps(first)[:256]
     except TypeError:
         return None
     return hashlib.blake2b(head, digest_size=16).digest()
