@@ -38,7 +38,14 @@ from promptcache.canonical import (
     json_text_is_canonical,
     relocate_json,
 )
-from promptcache.detect import SECRET, SENSITIVE_PATTERNS, SENSITIVE_SCANNER, VERIFY, classes_of
+from promptcache.detect import (
+    SECRET,
+    SENSITIVE_PATTERNS,
+    SENSITIVE_SCANNER,
+    VERIFY,
+    classes_of,
+    classes_of_kinds,
+)
 from promptcache.formats import WireFormat
 from promptcache.layout import section_of, tool_order
 from promptcache.scan import Scanner, visible_text
@@ -143,6 +150,9 @@ class TextAnalysis:
 
 
 _MARKER = itemgetter(3)  # of a cut: its marker, None when its whole line moved
+_KIND = itemgetter(2)  # of a hit: its kind
+#: Kinds of hits that :func:`~promptcache.canonical.find_volatile` keeps one for one.
+_PLAIN_VOLATILE = frozenset(k for k, _ in VOLATILE_PATTERNS) - {"clock_line"}
 
 
 def analyse_text(
@@ -166,14 +176,27 @@ def analyse_text(
     # One encoding of a large text, not one per use: the check above, the scan, the digests.
     canon_bytes = data if canon is text else canon.encode("utf-8")
     hits = STATIC_SCANNER.spans(canon, canon_bytes)
-    classes = classes_of(hits)
-    spans = find_volatile(canon, hits) if relocate else []
+    kinds = set(map(_KIND, hits))  # in C: a large text has thousands of hits, mostly of one kind
+    classes = classes_of_kinds(kinds)
+    spans: list[tuple[int, int, str]] = []
     unrelocated = 0
-    if len(spans) > max_values:
-        # Bounded before any per-value work (positions, cuts, fragments): see MAX_RELOCATED_VALUES.
-        unrelocated, spans = len(spans), []
+    if relocate and hits:
+        found: list[tuple[int, int, str]] | None = None
+        if kinds <= _PLAIN_VOLATILE:
+            # Every hit a value find_volatile keeps as it is (no clock line to widen, no secret or
+            # PII to skip): as many values as hits, counted without a Python step per hit.
+            n = len(hits)
+        else:
+            found = find_volatile(canon, hits)
+            n = len(found)
+        if n > max_values:
+            # Bounded before any per-value work (positions, cuts, fragments): MAX_RELOCATED_VALUES.
+            unrelocated = n
+        else:
+            spans = found if found is not None else find_volatile(canon, hits)
     index = Lines(canon) if spans else None  # one newline index for the cut and the positions
     stable, cuts = cut_spans(canon, spans, lines=index)
+    canonical_digest = digest(kind.encode(), canon_bytes)
     lines = stable.split("\n")
     # Whole-line moves shift every later line up; explanations must speak in
     # the caller's numbering, so map each stable line back to its source line.
@@ -194,8 +217,9 @@ def analyse_text(
         line_numbers=numbers,
         data_classes=classes,
         raw_crc=zlib.crc32(data),  # valid UTF-8: the bytes surrogatepass would give
-        digest=digest(kind.encode(), canon_bytes if stable is canon else stable.encode()),
-        canonical_digest=digest(kind.encode(), canon_bytes),
+        # Nothing cut (the usual case): the two digests are of the same bytes, hashed once.
+        digest=canonical_digest if stable is canon else digest(kind.encode(), stable.encode()),
+        canonical_digest=canonical_digest,
         block=trusted_block(
             kind, stable, trust=Trust.TRUSTED, stability=Stability.STATIC, data_classes=classes
         ),
