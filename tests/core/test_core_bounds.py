@@ -153,7 +153,10 @@ def _tool(description: str, *, keys_reversed: bool = False) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("n", [5, 6])
-def test_a_tool_schema_above_the_relocation_bound_is_left_as_it_is(n: int) -> None:
+def test_a_tool_schema_above_the_relocation_bound_is_left_as_it_is(
+    n: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="promptcache")
     cache = PromptCache(record_stats=False, max_relocated_values=5)
     # A value at the start of a line is hidden by the "\n" escape in the schema's JSON text: the
     # count is made in the strings themselves.
@@ -172,6 +175,9 @@ def test_a_tool_schema_above_the_relocation_bound_is_left_as_it_is(n: int) -> No
             "tool 'search': not relocated: 6 volatile values, more than max_relocated_values=5; sent in place"
         ]
         assert cache.degradations() == {Degradation.TOO_MANY_VOLATILE.value: 1}
+        # The log names the block kind and the count: neither the tool's name nor its schema.
+        assert "a tool schema (6 values)" in caplog.text
+        assert "search" not in caplog.text and "Searches" not in caplog.text and "2024-" not in caplog.text
     else:
         assert "2024-" not in sent and sent.count("[volatile:") == n and len(out.plan.fragments) == n
         assert unrelocated == [] and cache.degradations() == {}
