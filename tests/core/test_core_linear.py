@@ -259,3 +259,24 @@ def test_hits_of_one_kind_equal_their_attribution_one_by_one(monkeypatch: object
     slow = [[s.spans(t) for s in (STATIC_SCANNER, SENSITIVE_SCANNER)] for t in texts]
     assert fast == slow
     assert sum(len(h) for pair in fast for h in pair) > 20_000
+
+
+def test_the_relocation_bound_counts_what_find_volatile_finds() -> None:
+    # The count that decides the bound takes a shortcut when every hit is a plain volatile value;
+    # it must equal the values find_volatile keeps (clock lines widened, secrets and PII skipped).
+    from promptcache.blocks import BlockKind
+    from promptcache.pipeline.analyse import STATIC_SCANNER, analyse_text
+
+    rng = random.Random(29)
+    pieces = [*PIECES, "ops@example.com", "sk-proj-" + "a1B2" * 12, "Time: 10:00 and 2024-05-15 10:00"]
+    for _ in range(400):
+        text = "\n".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        found = find_volatile(text, STATIC_SCANNER.spans(text))  # the one scan analyse_text makes
+        n = len(found)
+        if n == 0:
+            continue
+        over = analyse_text(text, BlockKind.SYSTEM, "system", True, max_values=n - 1)
+        assert over.unrelocated == n and over.spans == [] and len(over.cuts) == 0
+        assert over.stable == over.canonical and over.digest == over.canonical_digest
+        at = analyse_text(text, BlockKind.SYSTEM, "system", True, max_values=n)
+        assert at.unrelocated == 0 and at.spans == found

@@ -15,7 +15,7 @@
 Degradations are read when scraped from the counters the core keeps anyway: the seams'
 (:data:`promptcache.llm_bridge.HINT_REJECTIONS`: ``hint_rejected``, ``request_unchanged``), the
 fleet's (:data:`promptcache.pipeline.fleet.FLEET_FAULTS`, as ``fleet_read``/``fleet_write``: the
-store could not share learned state), the engine's (``body_too_large``) and the store's
+store could not share learned state), the engine's (``body_too_large``, ``too_many_volatile``) and the store's
 (``tier_skipped``, ``writeback_failed``, ``writeback_dropped``): a store outage shows here while
 every request still goes out. No label carries a tenant, a key or prompt text.
 """

@@ -31,13 +31,21 @@ from promptcache.canonical import (
     Lines,
     canonical_json,
     canonical_text,
+    count_volatile_json,
     cut_spans,
     digest,
     find_volatile,
     json_text_is_canonical,
     relocate_json,
 )
-from promptcache.detect import SECRET, SENSITIVE_PATTERNS, SENSITIVE_SCANNER, VERIFY, classes_of
+from promptcache.detect import (
+    SECRET,
+    SENSITIVE_PATTERNS,
+    SENSITIVE_SCANNER,
+    VERIFY,
+    classes_of,
+    classes_of_kinds,
+)
 from promptcache.formats import WireFormat
 from promptcache.layout import section_of, tool_order
 from promptcache.scan import Scanner, visible_text
@@ -50,6 +58,18 @@ STATIC_SCANNER = Scanner(
     {**VOLATILE_VERIFY, **VERIFY},
     unwrap={k for k, cls, _ in SENSITIVE_PATTERNS if cls == SECRET},
 )
+
+MAX_RELOCATED_VALUES = 1_000
+"""Most detected volatile values one system text or tool schema may have relocated, by default.
+
+A text or schema holding more is not relocated at all: it is sent in place, as the app sent it
+(canonical form only), and the request is counted as ``too_many_volatile``
+(:meth:`promptcache.PromptCache.degradations`). Real prompts hold a handful: the most in any
+one text, schema or string of the traces and corpora bundled with promptcache (agents' system
+prompts and tools, recorded provider traffic) is 2, and 107 in a whole recorded exchange taken
+as one text. Thousands mean a log or a data dump pasted into the prompt, where moving every value
+after the history would cost more (a fragment and a volatile-block line per value, issue 19
+item 7) than it could save. ``PromptCache(max_relocated_values=...)`` changes it."""
 
 
 class Memo:
@@ -119,6 +139,9 @@ class TextAnalysis:
     canonical_digest: str  # of ``canonical``
     block: Block  # of ``stable``
     canonical_block: Block  # of ``canonical``: what a family sends while its values stay put
+    #: Detected volatile values left in place because there were more than the bound
+    #: (:data:`MAX_RELOCATED_VALUES`; then ``spans`` is empty and nothing moves); 0 otherwise.
+    unrelocated: int = 0
 
     @property
     def fragments(self) -> list[Fragment]:
@@ -127,11 +150,19 @@ class TextAnalysis:
 
 
 _MARKER = itemgetter(3)  # of a cut: its marker, None when its whole line moved
+_KIND = itemgetter(2)  # of a hit: its kind
+#: Kinds of hits that :func:`~promptcache.canonical.find_volatile` keeps one for one.
+_PLAIN_VOLATILE = frozenset(k for k, _ in VOLATILE_PATTERNS) - {"clock_line"}
 
 
-def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> TextAnalysis:
+def analyse_text(
+    text: str, kind: BlockKind, label: str, relocate: bool, max_values: int = MAX_RELOCATED_VALUES
+) -> TextAnalysis:
     """Canonical form (DESIGN.md step 2: one newline style, NFC), secret/PII classes and the
-    detected volatile values of a system text, moved out (``relocate``) as fragments."""
+    detected volatile values of a system text, moved out (``relocate``) as fragments.
+
+    A text with more than ``max_values`` detected values is not relocated (see
+    :data:`MAX_RELOCATED_VALUES`): no span, no cut, their count in ``unrelocated``."""
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -145,10 +176,27 @@ def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> Text
     # One encoding of a large text, not one per use: the check above, the scan, the digests.
     canon_bytes = data if canon is text else canon.encode("utf-8")
     hits = STATIC_SCANNER.spans(canon, canon_bytes)
-    classes = classes_of(hits)
-    spans = find_volatile(canon, hits) if relocate else []
+    kinds = set(map(_KIND, hits))  # in C: a large text has thousands of hits, mostly of one kind
+    classes = classes_of_kinds(kinds)
+    spans: list[tuple[int, int, str]] = []
+    unrelocated = 0
+    if relocate and hits:
+        found: list[tuple[int, int, str]] | None = None
+        if kinds <= _PLAIN_VOLATILE:
+            # Every hit a value find_volatile keeps as it is (no clock line to widen, no secret or
+            # PII to skip): as many values as hits, counted without a Python step per hit.
+            n = len(hits)
+        else:
+            found = find_volatile(canon, hits)
+            n = len(found)
+        if n > max_values:
+            # Bounded before any per-value work (positions, cuts, fragments): MAX_RELOCATED_VALUES.
+            unrelocated = n
+        else:
+            spans = found if found is not None else find_volatile(canon, hits)
     index = Lines(canon) if spans else None  # one newline index for the cut and the positions
     stable, cuts = cut_spans(canon, spans, lines=index)
+    canonical_digest = digest(kind.encode(), canon_bytes)
     lines = stable.split("\n")
     # Whole-line moves shift every later line up; explanations must speak in
     # the caller's numbering, so map each stable line back to its source line.
@@ -169,14 +217,16 @@ def analyse_text(text: str, kind: BlockKind, label: str, relocate: bool) -> Text
         line_numbers=numbers,
         data_classes=classes,
         raw_crc=zlib.crc32(data),  # valid UTF-8: the bytes surrogatepass would give
-        digest=digest(kind.encode(), canon_bytes if stable is canon else stable.encode()),
-        canonical_digest=digest(kind.encode(), canon_bytes),
+        # Nothing cut (the usual case): the two digests are of the same bytes, hashed once.
+        digest=canonical_digest if stable is canon else digest(kind.encode(), stable.encode()),
+        canonical_digest=canonical_digest,
         block=trusted_block(
             kind, stable, trust=Trust.TRUSTED, stability=Stability.STATIC, data_classes=classes
         ),
         canonical_block=trusted_block(
             kind, canon, trust=Trust.TRUSTED, stability=Stability.STATIC, data_classes=classes
         ),
+        unrelocated=unrelocated,
     )
 
 
@@ -193,6 +243,9 @@ class ToolSet:
     fragments: list[Fragment]
     data_classes: list[tuple[str, ...]]
     chars: int
+    #: Tools left as they are, by name, with the count of their detected volatile values: more
+    #: than the bound (:data:`MAX_RELOCATED_VALUES`).
+    unrelocated: dict[str, int]
     #: Each block's layout section (:func:`promptcache.layout.section_of`), worked out once here
     #: rather than on every request that sends these tools.
     sections: list[str]
@@ -235,11 +288,18 @@ def indices_of(names: Sequence[str], layout: Sequence[str]) -> list[int]:
         raise ValueError(f"tool layout {list(layout)} is not an order of {list(names)}") from None
 
 
-def analyse_tool_set(tools: list[Any], names: list[str], order: list[int], relocate: bool) -> ToolSet:
+def analyse_tool_set(
+    tools: list[Any],
+    names: list[str],
+    order: list[int],
+    relocate: bool,
+    max_values: int = MAX_RELOCATED_VALUES,
+) -> ToolSet:
     """Canonicalize, scan and digest ``tools`` laid out in ``order``.
 
     Volatile values inside a schema are replaced by markers (a schema has no lines to
-    move; :func:`promptcache.canonical.relocate_json`).
+    move; :func:`promptcache.canonical.relocate_json`), unless it holds more than
+    ``max_values`` of them: then it is left as it is (:data:`MAX_RELOCATED_VALUES`).
     """
     out: list[bytes] = []
     blocks: list[Block] = []
@@ -247,6 +307,7 @@ def analyse_tool_set(tools: list[Any], names: list[str], order: list[int], reloc
     frags: list[Fragment] = []
     classes_list: list[tuple[str, ...]] = []
     canon_by_name: dict[str, str] = {}
+    unrelocated: dict[str, int] = {}
     chars = 0
     for i in order:
         cj = canonical_json(tools[i], where=f"tools[{i}]")
@@ -255,9 +316,16 @@ def analyse_tool_set(tools: list[Any], names: list[str], order: list[int], reloc
         chars += len(cj)
         classes = classes_of(hits)
         if relocate and hits and find_volatile(text, hits):
-            value, fs = relocate_json(orjson.loads(cj), f"tool {names[i]!r}", marker_start=len(frags) + 1)
-            frags.extend(fs)
-            cj = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+            value = orjson.loads(cj)
+            # Counted in the strings themselves: in the JSON text an escape (\n) hides a value
+            # at the start of a line from the patterns' word boundary.
+            n = count_volatile_json(value)
+            if n > max_values:
+                unrelocated[names[i]] = n
+            else:
+                value, fs = relocate_json(value, f"tool {names[i]!r}", marker_start=len(frags) + 1)
+                frags.extend(fs)
+                cj = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
         dg = digest(b"tool_schema", cj)
         out.append(cj)
         digests.append(dg)
@@ -276,7 +344,7 @@ def analyse_tool_set(tools: list[Any], names: list[str], order: list[int], reloc
         )
     values = [orjson.loads(c) for c in out]
     sections = [section_of(b, is_current=False) for b in blocks]
-    return ToolSet(out, values, blocks, digests, canon_by_name, frags, classes_list, chars, sections)
+    return ToolSet(out, values, blocks, digests, canon_by_name, frags, classes_list, chars, unrelocated, sections)
 
 
 @dataclass(slots=True, frozen=True)
@@ -457,15 +525,18 @@ class Analyser:
     Memory: at most ``memo_entries`` entries holding ``memo_chars`` characters.
     """
 
-    def __init__(self, memo_entries: int, memo_chars: int) -> None:
+    def __init__(self, memo_entries: int, memo_chars: int, max_values: int = MAX_RELOCATED_VALUES) -> None:
         self.memo = Memo(memo_entries, memo_chars)
+        #: The relocation bound of every analysis made here (:data:`MAX_RELOCATED_VALUES`); one per
+        #: analyser, so the memo's keys need not name it.
+        self.max_values = max_values
 
     def text(self, text: str, kind: BlockKind, label: str, relocate: bool) -> TextAnalysis:
-        """:func:`analyse_text`, memoized by (kind, label, relocate, text)."""
+        """:func:`analyse_text` under this analyser's bound, memoized by (kind, label, relocate, text)."""
         key = ("text", kind, label, relocate, text)
         hit: TextAnalysis | None = self.memo.get(key)
         if hit is None:
-            hit = analyse_text(text, kind, label, relocate)
+            hit = analyse_text(text, kind, label, relocate, self.max_values)
             self.memo.put(key, hit, 3 * len(text))  # the text, its canonical form and its lines
         return hit
 
@@ -500,7 +571,7 @@ class Analyser:
         set_key = ("toolset", fmt, relocate, ordered)
         shared: ToolSet | None = self.memo.get(set_key)
         if shared is None:
-            shared = analyse_tool_set(tools, names, order, relocate)
+            shared = analyse_tool_set(tools, names, order, relocate, self.max_values)
             self.memo.put(set_key, shared, len(raw) + shared.chars)
         crcs = {names[i]: zlib.crc32(raws[i]) for i in range(len(tools))}
         layout_names = tuple(names[i] for i in order)

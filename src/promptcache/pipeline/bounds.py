@@ -1,8 +1,13 @@
-"""A request too large to process: measured, passed through unchanged, and said so.
+"""Bounds on what one request may cost: measured, the request sent unchanged there, and said so.
 
 Processing is linear in the body's size (issue 19, item 7), but a body larger than any model reads
 is not worth the time: above ``PromptCache(max_body_bytes=...)`` it is sent as it came, with an
 empty plan whose decision says why, and counted (``Degradation.BODY_TOO_LARGE``).
+
+Relocation is bounded the same way: a system text or tool schema holding more detected volatile
+values than ``PromptCache(max_relocated_values=...)`` is sent in place, not relocated
+(:data:`promptcache.pipeline.analyse.MAX_RELOCATED_VALUES`); the plan's decisions say so, with
+counts only, and the request is counted (``Degradation.TOO_MANY_VOLATILE``).
 """
 
 from __future__ import annotations
@@ -63,3 +68,33 @@ def passed_through(
         mode=mode,
     )
     return Prepared(body=dict(body), plan=plan)
+
+
+def unrelocated_decisions(over: list[tuple[str, int]], limit: int) -> list[str]:
+    """The plan's decisions for the blocks (label, count of detected values) left in place.
+
+    >>> unrelocated_decisions([("system", 25000)], 1000)
+    ['system: not relocated: 25,000 volatile values, more than max_relocated_values=1,000; sent in place']
+    """
+    return [
+        f"{label}: not relocated: {n:,} volatile values, "
+        f"more than max_relocated_values={limit:,}; sent in place"
+        for label, n in over
+    ]
+
+
+def warn_unrelocated(what: str, over: list[tuple[str, int]], limit: int) -> None:
+    """Log (the engine does it once per cache) that a request's blocks were above the relocation
+    bound: block kinds and counts only (a tool is named by neither its name nor its schema).
+    ``what``: the request's wire format, or ``blocks`` for ``PromptCache.plan``."""
+    where = ", ".join(
+        f"{'a tool schema' if label.startswith('tool ') else label} ({n:,} values)" for label, n in over
+    )
+    log.warning(
+        "promptcache: a request (%s) holds more volatile values than max_relocated_values=%s in %s: "
+        "sent in place, not relocated (counted as too_many_volatile); "
+        "raise PromptCache(max_relocated_values=...) to relocate them",
+        what,
+        f"{limit:,}",
+        where,
+    )

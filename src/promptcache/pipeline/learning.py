@@ -350,7 +350,9 @@ def learn(
                     if key not in changing and states_now(t.canonical[start:end], now):
                         changing.add(key)
             label = slot_label(kinds[i], i)
-            stable, fs = system_slot(slot, i, t, label, relocates[i])
+            # A text above the relocation bound is sent in place, learned lines and all: its
+            # analysis found no span to move (MAX_RELOCATED_VALUES).
+            stable, fs = system_slot(slot, i, t, label, relocates[i] and not t.unrelocated)
             system_out.append(stable)
             frags.extend(fs)
             prints.append(
@@ -361,6 +363,7 @@ def learn(
                     t.line_crcs,
                     t.line_numbers,
                     [(f.kind, f.line) for f in fs],
+                    t.unrelocated,
                 )
             )
         canonical = tools_canonical(fam.tools_raw, tools.ordered_raw, fam.tools_unstable)

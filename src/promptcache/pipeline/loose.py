@@ -19,6 +19,7 @@ from promptcache.keys import KeyContract, chain_hash, derive_key
 from promptcache.layout import arrange
 from promptcache.pipeline.analyse import Analyser
 from promptcache.pipeline.assemble import volatile_block, volatile_text
+from promptcache.pipeline.bounds import unrelocated_decisions
 from promptcache.pipeline.learning import family_id
 from promptcache.plan import Plan
 
@@ -33,14 +34,19 @@ def plan_blocks(
     model: str,
     tenant: str,
     mode: str,
+    on_unrelocated: Callable[[list[tuple[str, int]]], None] | None = None,
 ) -> Plan:
-    """The :class:`Plan` of ``blocks`` laid out static-first, canonicalized and keyed."""
+    """The :class:`Plan` of ``blocks`` laid out static-first, canonicalized and keyed.
+
+    A text above the analyser's relocation bound is kept in place; the plan's decisions say so,
+    and ``on_unrelocated`` is told which blocks (labels and counts of their values)."""
     arranged, moves = arrange(blocks, pin_tool_order=pin_tool_order)
     out: list[Block] = []
     digests: list[str] = []
     sections: list[str] = []
     frags: list[Fragment] = []
     classes: dict[int, list[str]] = {}
+    over: list[tuple[str, int]] = []
 
     def add_volatile() -> None:
         block, dg = volatile_block(volatile_text(frags))
@@ -58,6 +64,8 @@ def plan_blocks(
         if b.stability is Stability.STATIC and b.trust is Trust.TRUSTED and isinstance(content, str):
             t = analyser.text(content, b.kind, b.label, relocates(b.kind))
             frags.extend(t.fragments)
+            if t.unrelocated:
+                over.append((b.label, t.unrelocated))
             content, found = t.stable, tuple(sorted(set(found) | set(t.data_classes)))
             dg = t.digest
         else:
@@ -94,6 +102,9 @@ def plan_blocks(
         moves=moves,
         data_classes=classes,
         mode=mode,
+        decisions=unrelocated_decisions(over, analyser.max_values),
     )
+    if over and on_unrelocated is not None:
+        on_unrelocated(over)
     plan._contract = contract
     return plan
