@@ -32,7 +32,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -41,7 +40,7 @@ from promptcache.blocks import Block, BlockKind
 from promptcache.explain import Snapshot
 from promptcache.figures import Degradation
 from promptcache.formats import WireFormat, parse_format
-from promptcache.keys import KeyContract
+from promptcache.keys import Contracts, KeyContract
 from promptcache.pipeline.analyse import MAX_RELOCATED_VALUES, Analyser, Message
 from promptcache.pipeline.assemble import (
     VOLATILE_FOOTER,
@@ -50,7 +49,14 @@ from promptcache.pipeline.assemble import (
     volatile_text,
     wire_layout,
 )
-from promptcache.pipeline.bounds import json_size, passed_through, unrelocated_decisions, warn_unrelocated
+from promptcache.pipeline.bounds import (
+    Degradations,
+    json_size,
+    passed_through,
+    positive_count,
+    unrelocated_blocks,
+    unrelocated_decisions,
+)
 from promptcache.pipeline.fleet import FleetLearning
 from promptcache.pipeline.learning import (
     Families,
@@ -97,11 +103,9 @@ Mode = Literal["active", "shadow"]
 MAX_BODY_BYTES = 8_000_000
 """Largest request body, in bytes of its JSON, that ``prepare_request`` processes by default.
 
-8 MB is about 2 million tokens, more than any model in the catalog reads; processing is
-linear (0.1 to 0.2 s of CPU per MB of system prompt dense with volatile values, measured by
-``make reliability``), so the bound is on the time one call may add, not a guard against a
-blow-up. A larger body is passed through as
-sent, counted as ``body_too_large`` (:meth:`PromptCache.degradations`)."""
+8 MB is about 2 million tokens, more than any model in the catalog reads; processing is linear
+(``make reliability`` measures it), so the bound is on the time one call may add, not a guard
+against a blow-up. A larger body is sent as it came, counted as ``body_too_large``."""
 
 
 class PromptCache:
@@ -164,39 +168,24 @@ class PromptCache:
         mid_conversation_system: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if policy is None:
-            self.policy = Policy()
-        elif isinstance(policy, Policy):
-            self.policy = policy
-        else:
-            self.policy = Policy.load(policy)
+        self.policy = (
+            policy if isinstance(policy, Policy) else Policy() if policy is None else Policy.load(policy)
+        )
         if mode not in ("active", "shadow"):
             raise ValueError(f"mode={mode!r}: use 'active' or 'shadow'")
         self.mode: Mode = mode
-        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1:
-            raise ValueError(f"max_body_bytes={max_body_bytes!r}: give a positive number of bytes")
         #: Bodies with more bytes of JSON than this are passed through unprocessed (:data:`MAX_BODY_BYTES`).
-        self.max_body_bytes = max_body_bytes
-        if (
-            isinstance(max_relocated_values, bool)
-            or not isinstance(max_relocated_values, int)
-            or max_relocated_values < 1
-        ):
-            raise ValueError(
-                f"max_relocated_values={max_relocated_values!r}: give a positive count of values"
-            )
+        self.max_body_bytes = positive_count("max_body_bytes", max_body_bytes, "bytes")
         #: A system text or tool schema with more detected volatile values than this is not
         #: relocated (:data:`MAX_RELOCATED_VALUES`).
-        self.max_relocated_values = max_relocated_values
+        self.max_relocated_values = positive_count("max_relocated_values", max_relocated_values, "values")
         self._clock = clock  # see the class docstring
-        self._degraded: Counter[str] = Counter()
-        self._degraded_lock = threading.Lock()
+        self._degraded = Degradations()
         del stream_chars  # see the class docstring
         self._analyser = Analyser(memo_entries, memo_chars, max_relocated_values)
         self._stats = StatsRecorder()  # this cache's running totals (stats.recorder_for)
         self._families = Families(max_families)
-        self._contracts: dict[tuple[str, str], KeyContract] = {}
-        self._max_contracts = max(1, max_families)
+        self._contracts = Contracts(max_families, self.policy.version)
         #: Model facts (minimum cacheable lengths, TTL options, prices); ``None``
         #: uses the packaged, dated catalog.
         self.catalog = catalog
@@ -206,9 +195,7 @@ class PromptCache:
         self._owns_store = not isinstance(store, TieredStore)
         self._authorize = authorize
         self._artifacts_lock = threading.Lock()
-        self._tools_cache: ToolOutputCache | None = None
-        self._retrieval_cache: RetrievalCache | None = None
-        self._responses_cache: ResponseCache | None = None
+        self._artifacts: dict[str, Any] = {}  # the tool, retrieval and response caches, made on first use
         self._gemini_managers: list[GeminiCacheManager] = []
         #: Whether this cache reports spans, metrics and events (hashes and sizes only; nothing
         #: is exported until an exporter or observer listens, see :mod:`promptcache.telemetry`).
@@ -257,29 +244,25 @@ class PromptCache:
     @property
     def tools(self) -> ToolOutputCache:
         """The tool-output cache (side-effect classes honoured; see :mod:`promptcache.artifacts`)."""
-        if self._tools_cache is None:
-            self._tools_cache = ToolOutputCache(self.store, self.policy)
-        if self.telemetry:
-            return _instrumentation().observe_artifact(self._tools_cache, "tools")  # type: ignore[no-any-return]
-        return self._tools_cache
+        return self._artifact("tools", lambda: ToolOutputCache(self.store, self.policy))  # type: ignore[no-any-return]
 
     @property
     def retrieval(self) -> RetrievalCache:
         """The retrieval cache; ``authorize=`` re-checks documents on every hit."""
-        if self._retrieval_cache is None:
-            self._retrieval_cache = RetrievalCache(self.store, self.policy, authorize=self._authorize)
-        if self.telemetry:
-            return _instrumentation().observe_artifact(self._retrieval_cache, "retrieval")  # type: ignore[no-any-return]
-        return self._retrieval_cache
+        return self._artifact(  # type: ignore[no-any-return]
+            "retrieval", lambda: RetrievalCache(self.store, self.policy, authorize=self._authorize)
+        )
 
     @property
     def responses(self) -> ResponseCache:
         """The response cache (only what the policy allows: low temperature, structured output)."""
-        if self._responses_cache is None:
-            self._responses_cache = ResponseCache(self.store, self.policy)
-        if self.telemetry:
-            return _instrumentation().observe_artifact(self._responses_cache, "responses")  # type: ignore[no-any-return]
-        return self._responses_cache
+        return self._artifact("responses", lambda: ResponseCache(self.store, self.policy))  # type: ignore[no-any-return]
+
+    def _artifact(self, name: str, make: Callable[[], Any]) -> Any:
+        made = self._artifacts.get(name)
+        if made is None:
+            made = self._artifacts[name] = make()
+        return _instrumentation().observe_artifact(made, name) if self.telemetry else made
 
     def gemini_caches(self, transport: GeminiTransport, **kwargs: Any) -> GeminiCacheManager:
         """A manager of Gemini explicit cached contents bound to this cache.
@@ -395,16 +378,7 @@ class PromptCache:
         Kept for the ``max_families`` pairs made last (made again when needed: it is a pure
         function of its fields), so that a process serving many tenants holds a bounded table.
         """
-        k = (tenant, model)
-        contracts = self._contracts
-        c = contracts.get(k)
-        if c is None:
-            c = KeyContract(tenant=tenant, model=model, policy_version=self.policy.version)
-            with self._artifacts_lock:
-                if len(contracts) >= self._max_contracts:
-                    contracts.pop(next(iter(contracts)), None)
-                contracts[k] = c
-        return c
+        return self._contracts.get(tenant, model)
 
     # -- the pipeline -----------------------------------------------------------
 
@@ -428,7 +402,7 @@ class PromptCache:
             model=model,
             tenant=tenant,
             mode=self.mode,
-            on_unrelocated=lambda over: self._unrelocated("blocks", over),
+            on_unrelocated=lambda over: self._degraded.unrelocated("blocks", over, self.max_relocated_values),
         )
 
     def prepare_request(
@@ -474,7 +448,7 @@ class PromptCache:
         tenant = self.resolve_tenant(tenant)
         size = json_size(body) if body_bytes is None else body_bytes
         if size is not None and size > self.max_body_bytes:
-            first = self._degrade(Degradation.BODY_TOO_LARGE)
+            first = self._degraded.count(Degradation.BODY_TOO_LARGE)
             return passed_through(body, fmt, model, tenant, size, self.max_body_bytes, self.mode, warn=first)
         adapter = get_adapter(fmt)
         parts = adapter.split(body)
@@ -495,19 +469,7 @@ class PromptCache:
         value: ``body_too_large`` (a body above ``max_body_bytes``, passed through unprocessed) and
         ``too_many_volatile`` (a system text or tool schema above ``max_relocated_values``, sent in
         place, not relocated)."""
-        with self._degraded_lock:
-            return dict(self._degraded)
-
-    def _unrelocated(self, what: str, over: list[tuple[str, int]]) -> None:
-        """Count a request whose blocks ``over`` were above the relocation bound (warn the first time)."""
-        if self._degrade(Degradation.TOO_MANY_VOLATILE):
-            warn_unrelocated(what, over, self.max_relocated_values)
-
-    def _degrade(self, kind: Degradation) -> bool:
-        """Count one request under ``kind``; True the first time (the one warning is logged then)."""
-        with self._degraded_lock:
-            self._degraded[kind.value] += 1
-            return self._degraded[kind.value] == 1
+        return self._degraded.snapshot()
 
     def _prepare_parts(
         self,
@@ -554,17 +516,9 @@ class PromptCache:
             now=self._clock(),
         )
         learned = keep_layout(fam, conversation, texts, tools, learned)
-        # Texts and tools above the relocation bound, sent in place (tools only once they go out
-        # as canonical JSON: until then nothing of theirs is relocated anyway).
-        over = [
-            (slot_label(k, i), t.unrelocated)
-            for i, (t, k) in enumerate(zip(texts, kinds, strict=True))
-            if t.unrelocated
-        ]
-        if learned.canonical_tools and tools.shared.unrelocated:
-            over += [(f"tool {name!r}", n) for name, n in tools.shared.unrelocated.items()]
+        over = unrelocated_blocks(texts, kinds, tools, learned.canonical_tools)
         if over:
-            self._unrelocated(fmt.value, over)
+            self._degraded.unrelocated(fmt.value, over, self.max_relocated_values)
         if self._fleet is not None:
             self._fleet.after(fam, fid, contract, tenant)
         # layout and keys

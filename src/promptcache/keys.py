@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Self
@@ -159,3 +160,38 @@ def chain_hashes(digests: list[str], *ends: int) -> list[str]:
             done = end
         out.append(h.hexdigest())
     return out
+
+
+class Contracts:
+    """The key contracts of one cache, per (tenant, model), at most ``size`` (the oldest made goes
+    first): a contract is a pure function of its fields, made again when needed, so a process
+    serving many tenants holds a bounded table.
+
+    >>> c = Contracts(2, policy_version="p1")
+    >>> c.get("acme", "gpt-4o") == KeyContract(tenant="acme", model="gpt-4o", policy_version="p1")
+    True
+    """
+
+    def __init__(self, size: int, policy_version: str) -> None:
+        self._d: dict[tuple[str, str], KeyContract] = {}
+        self._size = max(1, size)
+        self._version = policy_version
+        self._lock = threading.Lock()
+
+    def get(self, tenant: str, model: str) -> KeyContract:
+        """The contract of ``tenant`` on ``model``."""
+        k = (tenant, model)
+        c = self._d.get(k)
+        if c is None:
+            c = KeyContract(tenant=tenant, model=model, policy_version=self._version)
+            with self._lock:
+                if len(self._d) >= self._size:
+                    self._d.pop(next(iter(self._d)), None)
+                self._d[k] = c
+        return c
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._d

@@ -344,7 +344,9 @@ def analyse_tool_set(
         )
     values = [orjson.loads(c) for c in out]
     sections = [section_of(b, is_current=False) for b in blocks]
-    return ToolSet(out, values, blocks, digests, canon_by_name, frags, classes_list, chars, unrelocated, sections)
+    return ToolSet(
+        out, values, blocks, digests, canon_by_name, frags, classes_list, chars, unrelocated, sections
+    )
 
 
 @dataclass(slots=True, frozen=True)

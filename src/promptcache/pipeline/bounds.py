@@ -13,15 +13,77 @@ counts only, and the request is counted (``Degradation.TOO_MANY_VOLATILE``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+import threading
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from promptcache.figures import Degradation
 from promptcache.formats import WireFormat
+from promptcache.pipeline.learning import slot_label
 from promptcache.plan import Plan, Prepared
 
+if TYPE_CHECKING:
+    from promptcache.blocks import BlockKind
+    from promptcache.pipeline.analyse import TextAnalysis, Tools
+
 log = logging.getLogger("promptcache.engine")
+
+
+def positive_count(name: str, value: object, unit: str) -> int:
+    """``value`` when it is a positive integer (not a bool), else a ValueError naming ``name``.
+
+    >>> positive_count("max_body_bytes", 0, "bytes")
+    Traceback (most recent call last):
+    ...
+    ValueError: max_body_bytes=0: give a positive number of bytes
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r}: give a positive number of {unit}")
+    return value
+
+
+class Degradations:
+    """The requests one cache absorbed a fault for, by :class:`~promptcache.figures.Degradation`."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def count(self, kind: Degradation) -> bool:
+        """Count one request under ``kind``; True the first time (its one warning is logged then)."""
+        with self._lock:
+            self._counts[kind.value] += 1
+            return self._counts[kind.value] == 1
+
+    def unrelocated(self, what: str, over: list[tuple[str, int]], limit: int) -> None:
+        """Count a request whose blocks ``over`` were above the relocation bound ``limit``;
+        warn the first time (:func:`warn_unrelocated`)."""
+        if self.count(Degradation.TOO_MANY_VOLATILE):
+            warn_unrelocated(what, over, limit)
+
+    def snapshot(self) -> dict[str, int]:
+        """The counts so far, by :class:`~promptcache.figures.Degradation` value."""
+        with self._lock:
+            return dict(self._counts)
+
+
+def unrelocated_blocks(
+    texts: Sequence[TextAnalysis], kinds: Sequence[BlockKind], tools: Tools, canonical_tools: bool
+) -> list[tuple[str, int]]:
+    """The system texts and tools above the relocation bound, sent in place: (label, count of
+    values). Tools only once they go out as canonical JSON: until then nothing of theirs is
+    relocated anyway."""
+    over = [
+        (slot_label(k, i), t.unrelocated)
+        for i, (t, k) in enumerate(zip(texts, kinds, strict=True))
+        if t.unrelocated
+    ]
+    if canonical_tools and tools.shared.unrelocated:
+        over += [(f"tool {name!r}", n) for name, n in tools.shared.unrelocated.items()]
+    return over
 
 
 def json_size(body: Mapping[str, Any]) -> int | None:
