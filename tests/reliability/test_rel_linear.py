@@ -17,10 +17,16 @@ def test_the_prompts_hold_what_they_say() -> None:
 
 def test_staying_values_stay_and_moving_values_move() -> None:
     staying = time_ratio(100_000, 2_500, runs=2)
-    moving = time_ratio(100_000, 2_500, moving=True, runs=2)
+    moving = time_ratio(100_000, 1_000, moving=True, runs=2)  # at the relocation bound: all move
     assert staying["processed"] and staying["moved_values"] == 0
-    assert moving["processed"] and moving["moved_values"] == 2_500
+    assert moving["processed"] and moving["moved_values"] == 1_000 and moving["relocated"]
     assert staying["ratio"] > 0 and moving["ratio"] > 0
+
+
+def test_moving_values_above_the_bound_stay_in_place_and_are_counted() -> None:
+    over = time_ratio(100_000, 2_500, moving=True, runs=2)
+    assert over["processed"] and over["moved_values"] == 0 and not over["relocated"]
+    assert over["degradations"].get("too_many_volatile", 0) > 0
 
 
 def test_memory_is_measured_over_tables_that_stop_growing() -> None:
