@@ -185,7 +185,7 @@ class PromptCache:
         self._analyser = Analyser(memo_entries, memo_chars, max_relocated_values)
         self._stats = StatsRecorder()  # this cache's running totals (stats.recorder_for)
         self._families = Families(max_families)
-        self._contracts = Contracts(max_families, self.policy.version)
+        self._contracts = Contracts(max_families)
         #: Model facts (minimum cacheable lengths, TTL options, prices); ``None``
         #: uses the packaged, dated catalog.
         self.catalog = catalog
@@ -378,7 +378,7 @@ class PromptCache:
         Kept for the ``max_families`` pairs made last (made again when needed: it is a pure
         function of its fields), so that a process serving many tenants holds a bounded table.
         """
-        return self._contracts.get(tenant, model)
+        return self._contracts.get(tenant, model, self.policy.version)
 
     # -- the pipeline -----------------------------------------------------------
 

@@ -167,23 +167,22 @@ class Contracts:
     first): a contract is a pure function of its fields, made again when needed, so a process
     serving many tenants holds a bounded table.
 
-    >>> c = Contracts(2, policy_version="p1")
-    >>> c.get("acme", "gpt-4o") == KeyContract(tenant="acme", model="gpt-4o", policy_version="p1")
+    >>> c = Contracts(2)
+    >>> c.get("acme", "gpt-4o", "p1") == KeyContract(tenant="acme", model="gpt-4o", policy_version="p1")
     True
     """
 
-    def __init__(self, size: int, policy_version: str) -> None:
+    def __init__(self, size: int) -> None:
         self._d: dict[tuple[str, str], KeyContract] = {}
         self._size = max(1, size)
-        self._version = policy_version
         self._lock = threading.Lock()
 
-    def get(self, tenant: str, model: str) -> KeyContract:
-        """The contract of ``tenant`` on ``model``."""
+    def get(self, tenant: str, model: str, policy_version: str) -> KeyContract:
+        """The contract of ``tenant`` on ``model`` under the policy version ``policy_version``."""
         k = (tenant, model)
         c = self._d.get(k)
-        if c is None:
-            c = KeyContract(tenant=tenant, model=model, policy_version=self._version)
+        if c is None or c.policy_version != policy_version:
+            c = KeyContract(tenant=tenant, model=model, policy_version=policy_version)
             with self._lock:
                 if len(self._d) >= self._size:
                     self._d.pop(next(iter(self._d)), None)
