@@ -51,6 +51,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from promptcache.engine import PromptCache
+from promptcache.gateway.collector import settle_server_heap
 from promptcache.gateway.config import GatewayConfig
 from promptcache.gateway.metrics import GatewayMetrics
 from promptcache.gateway.tenant import TENANT_HEADER, TenantError, resolve_request_tenant
@@ -159,11 +160,16 @@ class Gateway:
 
     ``cache``: a ``PromptCache`` to use (default: one made from ``config.policy`` and
     ``config.store``, closed with the app). The upstream client lives from the app's startup to
-    its shutdown (:meth:`lifespan`), after the last stream finished.
+    its shutdown (:meth:`lifespan`), after the last stream finished. ``server_process``: the
+    process is the gateway's own (``promptcache proxy``): once started, its garbage collector is
+    set as a server's (:mod:`promptcache.gateway.collector`).
     """
 
-    def __init__(self, config: GatewayConfig, *, cache: PromptCache | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig, *, cache: PromptCache | None = None, server_process: bool = False
+    ) -> None:
         self.config = config
+        self.server_process = server_process
         self._owns_cache = cache is None
         self.cache = cache if cache is not None else PromptCache(config.policy, store=config.store)
         self.metrics = GatewayMetrics(self.cache)
@@ -186,6 +192,8 @@ class Gateway:
         # client's business, and skipping them is a fifth of httpx's cost per request.
         inner = AiohttpTransport(limits=limits, trust_env=False)
         self._transport = AsyncPromptCacheTransport(inner, close_inner=True)
+        if self.server_process:
+            settle_server_heap()
         try:
             yield
         finally:
@@ -375,19 +383,22 @@ def _error_kind(exc: httpx.HTTPError) -> str:
 
 
 def create_app(
-    config: GatewayConfig | Mapping[str, Any] | None = None, *, cache: PromptCache | None = None
+    config: GatewayConfig | Mapping[str, Any] | None = None,
+    *,
+    cache: PromptCache | None = None,
+    server_process: bool = False,
 ) -> Starlette:
     """The gateway as an ASGI app (serve it with uvicorn; ``promptcache proxy`` does).
 
     ``config``: a :class:`GatewayConfig` or its fields as a mapping (default: the real
-    providers, no store); ``cache``: see :class:`Gateway`. ``app.state.gateway`` is the
-    :class:`Gateway`.
+    providers, no store); ``cache`` and ``server_process``: see :class:`Gateway`.
+    ``app.state.gateway`` is the :class:`Gateway`.
     """
     if config is None:
         config = GatewayConfig()
     elif not isinstance(config, GatewayConfig):
         config = GatewayConfig.model_validate(dict(config))
-    gateway = Gateway(config, cache=cache)
+    gateway = Gateway(config, cache=cache, server_process=server_process)
     app = Starlette(
         routes=[
             Route("/healthz", gateway.healthz, methods=["GET"]),
