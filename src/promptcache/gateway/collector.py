@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import gc
 
+from promptcache.catalog import default_catalog
 from promptcache.formats import WireFormat
 from promptcache.wire import get_adapter
 
@@ -43,8 +44,10 @@ SERVER_THRESHOLDS = (700, 3, 100)
 def settle_server_heap() -> None:
     """Load what the first requests would load, collect once, freeze what is left, and set
     :data:`SERVER_THRESHOLDS` (see the module docstring). Call once, when start-up is over."""
-    # The wire adapters are imported on first use: into the frozen heap with the rest.
+    # Loaded on first use, by the first requests otherwise: into the frozen heap with the rest
+    # (the catalog is a YAML file, tens of milliseconds to parse).
     get_adapter(WireFormat.OPENAI_CHAT)
+    default_catalog()
     gc.collect()
     gc.freeze()
     gc.set_threshold(*SERVER_THRESHOLDS)
