@@ -43,6 +43,7 @@ requests sent, failed (target 0), and the gateway's ``promptcache_gateway_degrad
 before and after (the outage is counted). Skipped, with the reason, when redis-server is absent.
 
     python -m benchmarks.bench_gateway --out gateway-results.json   # also part of `make bench`
+    python -m benchmarks.bench_gateway --only load --out x.json     # the 200 requests/s section only
 """
 
 from __future__ import annotations
