@@ -76,6 +76,18 @@ def test_healthz_and_metrics(tmp_path: Path) -> None:
             gw.stop()
 
 
+def test_the_paths_and_methods_the_gateway_answers_itself(gateway: ServerThread) -> None:
+    # /healthz and /metrics for GET and HEAD; outside /v1/ a 404 in OpenAI's error shape (also a
+    # POST to /healthz: only /v1/... is forwarded); a method no provider API uses: 405.
+    assert httpx.head(gateway.url + "/healthz").status_code == 200
+    assert httpx.get(gateway.url + "/metrics").text.startswith("# HELP")
+    for method, path in (("GET", "/nope"), ("POST", "/healthz")):
+        r = httpx.request(method, gateway.url + path)
+        assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+    r = httpx.request("TRACE", gateway.url + "/v1/models")
+    assert r.status_code == 405 and "GET" in r.headers["allow"]
+
+
 # The gateway as `promptcache proxy` builds it (server_process=True), in a process of its own.
 _SERVER_PROCESS = """
 import gc, json, sys
