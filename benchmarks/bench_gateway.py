@@ -43,6 +43,7 @@ requests sent, failed (target 0), and the gateway's ``promptcache_gateway_degrad
 before and after (the outage is counted). Skipped, with the reason, when redis-server is absent.
 
     python -m benchmarks.bench_gateway --out gateway-results.json   # also part of `make bench`
+    python -m benchmarks.bench_gateway --only load --out x.json     # the 200 requests/s section only
 """
 
 from __future__ import annotations
@@ -501,19 +502,27 @@ def _run(coro: Any) -> Any:
     return uvloop.run(coro)
 
 
-def run(seconds: float = SECONDS, fault_seconds: float = FAULT_SECONDS) -> dict[str, Any]:
-    """Both sections (see the module docstring)."""
+SECTIONS = ("load", "load_low_rate", "fault")
+
+
+def run(
+    seconds: float = SECONDS, fault_seconds: float = FAULT_SECONDS, only: tuple[str, ...] = SECTIONS
+) -> dict[str, Any]:
+    """The sections named in ``only`` (default: all; see the module docstring)."""
     with tempfile.TemporaryDirectory(prefix="pc-bench-gateway-") as tmp:
         work = Path(tmp)
         env_dir = work / "cache"
         os.environ.setdefault("PROMPTCACHE_CACHE_DIR", str(env_dir))
-        return {
-            "load": _run_load(work, seconds),
+        out: dict[str, Any] = {}
+        if "load" in only:
+            out["load"] = _run_load(work, seconds)
+        if "load_low_rate" in only:
             # The same at a rate this shared machine sustains beside its other work: the gateway's
             # added latency when nothing queues.
-            "load_low_rate": _run_load(work, seconds, LOW_RATE),
-            "fault": _run_fault(work, fault_seconds),
-        }
+            out["load_low_rate"] = _run_load(work, seconds, LOW_RATE)
+        if "fault" in only:
+            out["fault"] = _run_fault(work, fault_seconds)
+        return out
 
 
 def main() -> int:
@@ -522,8 +531,14 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=SECONDS)
     ap.add_argument("--fault-seconds", type=float, default=FAULT_SECONDS)
     ap.add_argument("--out", default=None)
+    ap.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        help="run this section only (repeatable; default: all), e.g. --only load for 200 requests/s",
+    )
     args = ap.parse_args()
-    result = run(args.seconds, args.fault_seconds)
+    result = run(args.seconds, args.fault_seconds, tuple(args.only or SECTIONS))
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

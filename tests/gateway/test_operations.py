@@ -7,8 +7,12 @@ redis-server of the fixtures.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ from upstreams import Held, held_stream_app
 
 from promptcache import PromptCache
 from promptcache.cli import main
+from promptcache.gateway.collector import SERVER_THRESHOLDS
 from promptcache.gateway.tenant import key_tenant
 from promptcache.lab.emulate import Emulator
 from promptcache.pseudonym import tenant_label
@@ -71,6 +76,57 @@ def test_healthz_and_metrics(tmp_path: Path) -> None:
             gw.stop()
 
 
+def test_the_paths_and_methods_the_gateway_answers_itself(gateway: ServerThread) -> None:
+    # /healthz and /metrics for GET and HEAD; outside /v1/ a 404 in OpenAI's error shape (also a
+    # POST to /healthz: only /v1/... is forwarded); a method no provider API uses: 405.
+    assert httpx.head(gateway.url + "/healthz").status_code == 200
+    assert httpx.get(gateway.url + "/metrics").text.startswith("# HELP")
+    for method, path in (("GET", "/nope"), ("POST", "/healthz")):
+        r = httpx.request(method, gateway.url + path)
+        assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+    r = httpx.request("TRACE", gateway.url + "/v1/models")
+    assert r.status_code == 405 and "GET" in r.headers["allow"]
+
+
+# The gateway as `promptcache proxy` builds it (server_process=True), in a process of its own.
+_SERVER_PROCESS = """
+import gc, json, sys
+from starlette.testclient import TestClient
+from promptcache.gateway.app import create_app
+before = gc.get_freeze_count()
+upstreams = {"openai_upstream": sys.argv[1] + "/v1", "anthropic_upstream": sys.argv[1]}
+app = create_app(upstreams, server_process=True)
+with TestClient(app) as client:
+    status = client.get("/healthz").status_code
+    print(json.dumps([status, before, gc.get_freeze_count(), gc.get_threshold()]))
+"""
+
+
+def test_only_the_gateways_own_process_sets_its_collector_as_a_server(tmp_path: Path) -> None:
+    # Mounted in someone else's process (here the test's), the gateway leaves the collector alone.
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    with Emulator(light=True) as emu:
+        gw = start_gateway(emu.base_url)
+        try:
+            _chat(gw.url, "sk-collector", 0)
+        finally:
+            gw.stop()
+        assert (gc.get_threshold(), gc.get_freeze_count()) == before
+        # Its own server process: the start-up heap frozen (tens of thousands of objects no
+        # full collection walks again), the server thresholds set, and it serves.
+        out = subprocess.run(
+            [sys.executable, "-c", _SERVER_PROCESS, emu.base_url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PROMPTCACHE_CACHE_DIR": str(tmp_path)},
+        )
+    assert out.returncode == 0, out.stderr
+    status, frozen_before, frozen, thresholds = json.loads(out.stdout)
+    assert status == 200 and frozen_before == 0
+    assert frozen > 10_000 and tuple(thresholds) == SERVER_THRESHOLDS
+
+
 def test_figures_reach_promptcache_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = tmp_path / "store"
     with Emulator() as emu:
@@ -105,7 +161,9 @@ def test_sigterm_finishes_the_streams_in_flight(tmp_path: Path, capsys: pytest.C
             while time.monotonic() < deadline:
                 try:
                     httpx.get(proxy.url + "/healthz", timeout=1)
-                except httpx.ConnectError:
+                except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
+                    # Refused, or reset: a connection the kernel queued just before the
+                    # listening socket closed is reset, not served (both: no longer taking them).
                     break
                 time.sleep(0.05)
             else:

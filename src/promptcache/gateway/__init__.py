@@ -12,7 +12,9 @@ The modules, one concept each:
 * :mod:`promptcache.gateway.tenant` — which tenant a request runs for (header, else a keyed
   hash of the API key);
 * :mod:`promptcache.gateway.metrics` — the Prometheus figures of ``/metrics``;
-* :mod:`promptcache.gateway.app` — the ASGI app (Starlette) that forwards through httpx;
+* :mod:`promptcache.gateway.app` — the ASGI app (plain ASGI, Starlette's responses) that
+  forwards through httpx;
+* :mod:`promptcache.gateway.collector` — the garbage collector of the gateway's own process;
 * :mod:`promptcache.gateway.cli` — ``promptcache proxy``, served by uvicorn.
 
 Its server dependencies are the ``gateway`` extra (``pip install '.[gateway]'``); nothing here

@@ -38,26 +38,29 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
 import httpx
 from httpx_aiohttp import AiohttpTransport
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from promptcache.engine import PromptCache
+from promptcache.gateway.collector import settle_server_heap
 from promptcache.gateway.config import GatewayConfig
 from promptcache.gateway.metrics import GatewayMetrics
 from promptcache.gateway.tenant import TENANT_HEADER, TenantError, resolve_request_tenant
 from promptcache.llm_bridge import CallContext, record_call, use_call
 from promptcache.transport import AsyncPromptCacheTransport
 
-__all__ = ["MODEL_ROUTES", "Gateway", "create_app"]
+__all__ = ["MODEL_ROUTES", "Gateway", "GatewayApp", "create_app"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 log = logging.getLogger("promptcache.gateway")
 
@@ -85,7 +88,19 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _NOT_FORWARDED = _HOP_BY_HOP | {b"host", b"content-length", TENANT_HEADER.encode()}
-_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_ALLOW = ", ".join(sorted(_METHODS))
+# The request headers the gateway itself reads (the tenant, the API key, which provider).
+_READ = frozenset({b"authorization", b"x-api-key", b"api-key", TENANT_HEADER.encode(), b"anthropic-version"})
+
+
+def _read_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The headers of :data:`_READ` by lower-case name (the first of repeated ones), decoded."""
+    out: dict[str, str] = {}
+    for k, v in raw:
+        if k in _READ:
+            out.setdefault(k.decode("latin-1"), v.decode("latin-1"))
+    return out
 
 
 def _request_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -159,11 +174,16 @@ class Gateway:
 
     ``cache``: a ``PromptCache`` to use (default: one made from ``config.policy`` and
     ``config.store``, closed with the app). The upstream client lives from the app's startup to
-    its shutdown (:meth:`lifespan`), after the last stream finished.
+    its shutdown (:meth:`lifespan`), after the last stream finished. ``server_process``: the
+    process is the gateway's own (``promptcache proxy``): once started, its garbage collector is
+    set as a server's (:mod:`promptcache.gateway.collector`).
     """
 
-    def __init__(self, config: GatewayConfig, *, cache: PromptCache | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig, *, cache: PromptCache | None = None, server_process: bool = False
+    ) -> None:
         self.config = config
+        self.server_process = server_process
         self._owns_cache = cache is None
         self.cache = cache if cache is not None else PromptCache(config.policy, store=config.store)
         self.metrics = GatewayMetrics(self.cache)
@@ -174,7 +194,7 @@ class Gateway:
         self._urls: dict[str, httpx.URL] = {}
 
     @asynccontextmanager
-    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(self) -> AsyncIterator[None]:
         """Open the upstream transport; at shutdown close it and write the figures to the store."""
         n = self.config.max_connections
         limits = httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=60.0)
@@ -186,6 +206,8 @@ class Gateway:
         # client's business, and skipping them is a fifth of httpx's cost per request.
         inner = AiohttpTransport(limits=limits, trust_env=False)
         self._transport = AsyncPromptCacheTransport(inner, close_inner=True)
+        if self.server_process:
+            settle_server_heap()
         try:
             yield
         finally:
@@ -196,14 +218,14 @@ class Gateway:
 
     # -- routing --------------------------------------------------------------------------
 
-    def _target(self, request: Request) -> tuple[str, str, str] | None:
-        """(route label, provider, upstream URL) of ``request``, or None for a path not served."""
-        path: str = request.scope["path"]
+    def _target(self, scope: Scope, headers: Mapping[str, str]) -> tuple[str, str, str] | None:
+        """(route label, provider, upstream URL) of a request, or None for a path not served."""
+        path: str = scope["path"]
         found = MODEL_ROUTES.get(path)
         if found is not None:
             label, provider = found
         elif path.startswith("/v1/"):
-            h = request.headers
+            h = headers
             anthropic = path.startswith("/v1/messages/") or "anthropic-version" in h or "x-api-key" in h
             label, provider = "other", "anthropic" if anthropic else "openai"
         else:
@@ -212,7 +234,7 @@ class Gateway:
             url = self.config.anthropic_upstream + path
         else:
             url = self.config.openai_upstream + path[len("/v1") :]
-        query = request.scope["query_string"].decode("latin-1")
+        query = scope["query_string"].decode("latin-1")
         return label, provider, f"{url}?{query}" if query else url
 
     def _url(self, url: str) -> httpx.URL:
@@ -226,29 +248,33 @@ class Gateway:
             parsed = self._urls[url] = httpx.URL(url)
         return parsed
 
-    async def forward(self, request: Request) -> Response:
-        """Forward ``request`` (see the module docstring) and relay the answer."""
-        target = self._target(request)
+    async def forward(self, scope: Scope, receive: Receive) -> Response | None:
+        """Forward the request of ``scope`` (see the module docstring); the answer to relay, or
+        None when the client left before its body arrived."""
+        raw: list[tuple[bytes, bytes]] = scope["headers"]
+        headers = _read_headers(raw)
+        target = self._target(scope, headers)
         if target is None:
-            return _error("openai", 404, "not_found_error", f"{request.url.path}: the gateway serves /v1/...")
+            return _error("openai", 404, "not_found_error", f"{scope['path']}: the gateway serves /v1/...")
         route, provider, url = target
         transport = self._transport
-        if transport is None:  # pragma: no cover - Starlette runs the lifespan before any request
+        if transport is None:  # pragma: no cover - the server runs the lifespan before any request
             raise RuntimeError("the gateway's upstream transport is not open (lifespan not run)")
+        method: str = scope["method"]
         ctx: CallContext | None = None
-        if request.method == "POST" and route != "other":
+        if method == "POST" and route != "other":
             try:
-                ctx = CallContext(
-                    cache=self.cache, tenant=resolve_request_tenant(self.cache, request.headers)
-                )
+                ctx = CallContext(cache=self.cache, tenant=resolve_request_tenant(self.cache, headers))
             except TenantError as exc:
                 self.metrics.count(route, 400)
                 return _error(provider, 400, "invalid_request_error", str(exc))
-        body = await request.body()
+        body = await _body(receive)
+        if body is None:
+            return None
         outgoing = httpx.Request(
-            request.method,
+            method,
             self._url(url),
-            headers=_request_headers(request.scope["headers"]),
+            headers=_request_headers(raw),
             content=body,
             extensions=self._timeout,
         )
@@ -273,7 +299,7 @@ class Gateway:
             status = upstream.status_code
 
             async def recorded() -> None:
-                self._finished(request, route, status, started, ctx)
+                self._finished(scope, route, status, started, ctx)
 
             out = _Answered(content, recorded, status_code=status)
             out.raw_headers = [
@@ -290,14 +316,14 @@ class Gateway:
                 done.append(True)
                 with anyio.CancelScope(shield=True):  # also when cancelled: release the connection
                     await upstream.aclose()
-                self._finished(request, route, upstream.status_code, started, ctx)
+                self._finished(scope, route, upstream.status_code, started, ctx)
 
-        relayed = _Relayed(self._relay(upstream, request, finish), finish, status_code=upstream.status_code)
+        relayed = _Relayed(self._relay(upstream, scope, finish), finish, status_code=upstream.status_code)
         relayed.raw_headers = _response_headers(upstream, decoded=False)
         return relayed
 
     async def _relay(
-        self, upstream: httpx.Response, request: Request, finish: Callable[[], Awaitable[None]]
+        self, upstream: httpx.Response, scope: Scope, finish: Callable[[], Awaitable[None]]
     ) -> AsyncIterator[bytes]:
         # Raw bytes as they arrive (still encoded as the upstream sent them): the seam's tee reads
         # the stream's events for the usage on the way.
@@ -308,13 +334,13 @@ class Gateway:
             # The answer has started: the client sees it cut short (no final chunk), as it would
             # from the provider itself.
             self.metrics.upstream_errors.labels(_error_kind(exc)).inc()
-            log.warning("upstream stream of %s broke off (%s)", request.url.path, type(exc).__name__)
+            log.warning("upstream stream of %s broke off (%s)", scope["path"], type(exc).__name__)
             raise
         finally:
             await finish()
 
     def _finished(
-        self, request: Request, route: str, status: int, started: float, ctx: CallContext | None
+        self, scope: Scope, route: str, status: int, started: float, ctx: CallContext | None
     ) -> None:
         self.metrics.in_flight.dec()
         if ctx is not None:
@@ -324,8 +350,8 @@ class Gateway:
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "%s %s %d %.1f ms",
-                request.method,
-                request.scope["path"],
+                scope["method"],
+                scope["path"],
                 status,
                 (time.perf_counter() - started) * 1e3,
             )
@@ -349,11 +375,11 @@ class Gateway:
 
     # -- operations -------------------------------------------------------------------------
 
-    async def healthz(self, request: Request) -> Response:
+    async def healthz(self) -> Response:
         """``GET /healthz``: the process serves (the upstreams and the store are not probed)."""
         return JSONResponse({"status": "ok"})
 
-    async def prometheus(self, request: Request) -> Response:
+    async def prometheus(self) -> Response:
         """``GET /metrics``: the Prometheus text format."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -374,27 +400,86 @@ def _error_kind(exc: httpx.HTTPError) -> str:
     return "protocol"
 
 
+async def _body(receive: Receive) -> bytes | None:
+    """The request body (None: the client disconnected before it was all there)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class GatewayApp:
+    """The gateway as a plain ASGI app: ``GET /healthz``, ``GET /metrics``, and every other
+    path to :meth:`Gateway.forward`; the lifespan opens and closes the gateway's upstream
+    transport (:meth:`Gateway.lifespan`).
+
+    No framework router or middleware stack sits in front of the forward: a proxy routes on
+    the path alone, and each layer cost every request (Starlette's app, two middlewares, the
+    router, a ``Request``: about a tenth of the gateway's CPU per request under load). The
+    answers themselves are Starlette responses. An exception the app does not handle reaches
+    uvicorn, which answers 500 and logs it. ``state.gateway`` is the :class:`Gateway`.
+    """
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.state = SimpleNamespace(gateway=gateway)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection scope (``http`` or ``lifespan``)."""
+        kind = scope["type"]
+        if kind == "http":
+            response = await self._respond(scope, receive)
+            if response is not None:
+                await response(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _respond(self, scope: Scope, receive: Receive) -> Response | None:
+        gateway, path, method = self.gateway, scope["path"], scope["method"]
+        if method in ("GET", "HEAD"):
+            if path == "/healthz":
+                return await gateway.healthz()
+            if path == "/metrics":
+                return await gateway.prometheus()
+        if method not in _METHODS:
+            return PlainTextResponse("Method Not Allowed", 405, headers={"allow": _ALLOW})
+        return await gateway.forward(scope, receive)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        # The ASGI lifespan protocol: startup, then (after the server drained its requests)
+        # shutdown; a failed startup is reported to the server, which then exits.
+        await receive()  # lifespan.startup
+        started = False
+        try:
+            async with self.gateway.lifespan():
+                started = True
+                await send({"type": "lifespan.startup.complete"})
+                await receive()  # lifespan.shutdown
+        except BaseException as exc:
+            failed = "lifespan.shutdown.failed" if started else "lifespan.startup.failed"
+            await send({"type": failed, "message": f"{type(exc).__name__}: {exc}"})
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
+
+
 def create_app(
-    config: GatewayConfig | Mapping[str, Any] | None = None, *, cache: PromptCache | None = None
-) -> Starlette:
+    config: GatewayConfig | Mapping[str, Any] | None = None,
+    *,
+    cache: PromptCache | None = None,
+    server_process: bool = False,
+) -> GatewayApp:
     """The gateway as an ASGI app (serve it with uvicorn; ``promptcache proxy`` does).
 
     ``config``: a :class:`GatewayConfig` or its fields as a mapping (default: the real
-    providers, no store); ``cache``: see :class:`Gateway`. ``app.state.gateway`` is the
-    :class:`Gateway`.
+    providers, no store); ``cache`` and ``server_process``: see :class:`Gateway`.
+    ``app.state.gateway`` is the :class:`Gateway`.
     """
     if config is None:
         config = GatewayConfig()
     elif not isinstance(config, GatewayConfig):
         config = GatewayConfig.model_validate(dict(config))
-    gateway = Gateway(config, cache=cache)
-    app = Starlette(
-        routes=[
-            Route("/healthz", gateway.healthz, methods=["GET"]),
-            Route("/metrics", gateway.prometheus, methods=["GET"]),
-            Route("/{path:path}", gateway.forward, methods=_METHODS),
-        ],
-        lifespan=gateway.lifespan,
-    )
-    app.state.gateway = gateway
-    return app
+    return GatewayApp(Gateway(config, cache=cache, server_process=server_process))

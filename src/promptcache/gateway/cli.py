@@ -55,7 +55,8 @@ def _cli(args: argparse.Namespace) -> int:
     }
     try:
         config = GatewayConfig(**{k: v for k, v in fields.items() if v is not None})
-        app = create_app(config)
+        # This process is the gateway's own: its collector is set as a server's (gateway.collector).
+        app = create_app(config, server_process=True)
     except ValidationError as exc:
         for err in exc.errors():
             print(f"promptcache proxy: {err['msg'].removeprefix('Value error, ')}", file=sys.stderr)
