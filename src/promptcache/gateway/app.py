@@ -129,7 +129,21 @@ def _connection_tokens(raw: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     )
 
 
-class _Relayed(StreamingResponse):
+class _Finishing:
+    """A response that runs ``_finish`` once it is over: sent, or not sent because the client left
+    (a ``try/finally``, not Starlette's ``background=``, which does not run then)."""
+
+    _finish: Callable[[], Awaitable[None]]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Send the answer, then finish (once)."""
+        try:
+            await super().__call__(scope, receive, send)  # type: ignore[misc]
+        finally:
+            await self._finish()
+
+
+class _Relayed(_Finishing, StreamingResponse):
     """A relayed answer that runs ``finish`` when it is over, even if its body never started."""
 
     def __init__(
@@ -138,28 +152,14 @@ class _Relayed(StreamingResponse):
         super().__init__(content, status_code=status_code)
         self._finish = finish
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Send the answer, then finish (once)."""
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self._finish()
 
-
-class _Answered(Response):
+class _Answered(_Finishing, Response):
     """An answer already in memory whose figures are recorded once it is sent (or not sent:
     the client left), off the latency the client sees."""
 
     def __init__(self, content: bytes, finish: Callable[[], Awaitable[None]], *, status_code: int) -> None:
         super().__init__(content, status_code=status_code)
         self._finish = finish
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Send the answer, then record it."""
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self._finish()
 
 
 def _error(provider: str, status: int, kind: str, message: str) -> JSONResponse:
