@@ -505,7 +505,7 @@ class PromptCache:
                 tools = analyser.tools(
                     fmt, adapter, parts.tools, False, self._relocates(BlockKind.TOOL_SCHEMA), order
                 )
-        conversation = conversation_id(parts.messages)
+        conversation = conversation_id(history.messages[:1] or turn[:1])
         learned = learn(
             fam,
             texts,

@@ -14,10 +14,13 @@ import pytest
 from promptcache import PromptCache
 from promptcache.blocks import Block
 from promptcache.figures import Degradation
-from promptcache.pipeline.analyse import MAX_RELOCATED_VALUES
+from promptcache.formats import WireFormat
+from promptcache.pipeline.analyse import MAX_RELOCATED_VALUES, Analyser, Message
 from promptcache.pipeline.learning import conversation_id
+from promptcache.plan import Plan
 from promptcache.stats import OTHER_TENANT, StatsRecorder
 from promptcache.usage import CacheUsage
+from promptcache.wire import get_adapter
 
 
 def _usage(model: str, tokens: int = 100) -> CacheUsage:
@@ -61,11 +64,39 @@ def test_key_contracts_and_families_are_bounded_by_max_families() -> None:
     assert again.prefix_key == first.prefix_key  # ... and made again: the same keys
 
 
-def test_a_conversation_is_remembered_by_a_small_digest() -> None:
-    cid = conversation_id([{"role": "user", "content": "hi"}])
+def test_a_conversation_is_remembered_by_a_small_digest_of_its_opening_message() -> None:
+    analyser = Analyser(1_000, 1_000_000, MAX_RELOCATED_VALUES)
+    fmt = WireFormat.OPENAI_CHAT
+    adapter = get_adapter(fmt)
+    hi = {"role": "user", "content": "hi"}
+
+    def opening(msg: dict[str, str], current: bool) -> list[Message]:
+        return [analyser.message(fmt, adapter, msg, current)]
+
+    cid = conversation_id(opening(hi, True))
     assert isinstance(cid, bytes) and len(cid) == 16
-    assert cid == conversation_id([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}])
-    assert cid != conversation_id([{"role": "user", "content": "hello"}])
+    # The opening message sent as the current turn, then as history: the same conversation.
+    assert cid == conversation_id(opening(hi, False))
+    assert cid != conversation_id(opening({"role": "user", "content": "hello"}, False))
+    assert conversation_id([]) is None
+
+
+def test_interleaved_conversations_are_told_apart_by_their_opening_message() -> None:
+    cache = PromptCache(record_stats=False)
+    system = {"role": "system", "content": "You help."}
+
+    def turn(opening: str, *rest: str) -> Plan:
+        msgs = [system, {"role": "user", "content": opening}]
+        for i, text in enumerate(rest):
+            msgs += [{"role": "assistant", "content": f"answer {i}"}, {"role": "user", "content": text}]
+        return cache.prepare_request({"model": "gpt-4o", "messages": msgs}, format="openai-chat").plan
+
+    turn("plan my trip", "to Lisbon")
+    turn("fix my bug", "in the parser")
+    appended = turn("plan my trip", "to Lisbon", "in May")
+    # Compared with its own previous request, not the other conversation's: it only appended.
+    assert appended.explain().changes == []
+    assert "rewritten" not in appended.explain_text()
 
 
 def test_a_body_above_max_body_bytes_is_passed_through_unprocessed_and_counted(

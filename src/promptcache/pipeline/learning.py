@@ -35,7 +35,7 @@ import orjson
 from promptcache.blocks import BlockKind
 from promptcache.canonical import Fragment, digest, relocate_spans
 from promptcache.explain import SlotPrint, Snapshot
-from promptcache.pipeline.analyse import TextAnalysis, Tools
+from promptcache.pipeline.analyse import Message, TextAnalysis, Tools
 from promptcache.pseudonym import tenant_label
 from promptcache.volatility import SlotVolatility
 
@@ -454,27 +454,18 @@ def conversation_change(previous: Sequence[str], current: Sequence[str]) -> Conv
 CONVERSATIONS_PER_FAMILY = 256
 
 
-def conversation_id(messages: list[Any]) -> bytes | None:
-    """Which conversation a request continues: a 16-byte digest of its first message, as sent
-    (the first 256 bytes of its JSON; None for a request without messages). Two conversations
-    that open alike share an id until they differ, which only makes explain compare them with
-    each other.
+def conversation_id(opening: Sequence[Message]) -> bytes | None:
+    """Which conversation a request continues: 16 bytes of the history digest of its first
+    message, ``opening`` (that message's analysis, or none: a request without messages gives
+    None). The digest is the SHA-256 of the message's canonical form, which the analysis made
+    already. Two conversations that open with the same message share an id
+    until they differ, which only makes explain compare them with each other.
 
-    A digest, not the bytes themselves: orjson's output keeps its whole buffer (kilobytes for
-    a short message), and a family remembers up to :data:`CONVERSATIONS_PER_FAMILY` of them.
+    The digest of the message as history, not as the current turn: a conversation's first
+    request sends its opening message as the current turn, the next ones as history.
+
     """
-    if not messages:
-        return None
-    first = messages[0]
-    if type(first) is dict:
-        # Strings cut to 256 characters dump to the same first 256 bytes (each character is one
-        # byte or more): a 40 KB system message is not serialized whole on every call.
-        first = {k: v[:256] if type(v) is str else v for k, v in first.items()}
-    try:
-        head = orjson.dumps(first)[:256]
-    except TypeError:
-        return None
-    return hashlib.blake2b(head, digest_size=16).digest()
+    return bytes.fromhex(opening[0].history_digest[:32]) if opening else None
 
 
 def remember(fam: Family, snapshot: Snapshot, conversation: bytes | None = None) -> Snapshot | None:
