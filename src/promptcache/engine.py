@@ -587,8 +587,8 @@ class PromptCache:
             hints=hints,
             decisions=[*notes, *unrelocated_decisions(over, self.max_relocated_values)] if over else notes,
             mode=self.mode,
+            engine=(contract, snapshot, previous, chain),
         )
-        plan._contract, plan._snapshot, plan._previous, plan._chain = contract, snapshot, previous, chain
         # Both fields are the engine's own typed values: validating them again only costs.
         return Prepared.model_construct(body=dict(body) if self.mode == "shadow" else hinted, plan=plan)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from promptcache.blocks import Block, BlockKind, Stability
 from promptcache.canonical import Fragment, digest
+from promptcache.explain import Snapshot
 from promptcache.formats import WireFormat
 from promptcache.keys import ROUTING_HEAD_CHARS, KeyContract, chain_hash, derive_key, prefix_key, routing_key
 from promptcache.layout import section_of
@@ -127,13 +128,18 @@ class WireLayout:
         hints: list[Hint],
         decisions: list[str],
         mode: str,
+        engine: tuple[KeyContract, Snapshot, Snapshot | None, tuple[str, bytes] | None],
     ) -> Plan:
-        """The :class:`Plan` of this layout, with the request's other fields.
+        """The :class:`Plan` of this layout, with the request's other fields; ``engine``: its
+        private state (key contract, snapshot, the snapshot it is explained against, the
+        diagnostics chain).
 
         Built with ``model_construct``: every field comes from the engine's own typed values
         (checked by mypy), so pydantic's validation would only walk the block lists again on
-        every call. A :class:`Plan` built by anyone else is validated as usual.
+        every call. A :class:`Plan` built by anyone else is validated as usual. The private state
+        goes in with the fields (pydantic sets it on the new plan), not by four assignments after.
         """
+        contract, snapshot, previous, chain = engine
         return Plan.model_construct(
             blocks=self.blocks,
             digests=self.digests,
@@ -154,6 +160,10 @@ class WireLayout:
             # Every field given: model_construct would otherwise call each missing field's
             # default factory through inspect.signature, on every call.
             moves=[],
+            _contract=contract,
+            _snapshot=snapshot,
+            _previous=previous,
+            _chain=chain,
         )
 
 
