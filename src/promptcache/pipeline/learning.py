@@ -456,14 +456,12 @@ CONVERSATIONS_PER_FAMILY = 256
 
 def conversation_id(opening: Sequence[Message]) -> bytes | None:
     """Which conversation a request continues: 16 bytes of the history digest of its first
-    message, ``opening`` (that message's analysis, or none: a request without messages gives
-    None). The digest is the SHA-256 of the message's canonical form, which the analysis made
-    already. Two conversations that open with the same message share an id
-    until they differ, which only makes explain compare them with each other.
+    message, ``opening`` (that message's analysis; none for a request without messages: None).
 
-    The digest of the message as history, not as the current turn: a conversation's first
-    request sends its opening message as the current turn, the next ones as history.
-
+    The digest is the SHA-256 of the message's canonical form, which the analysis made already;
+    its history form, because a conversation's first request sends its opening message as the
+    current turn and the next ones send it as history. Two conversations that open with the
+    same message share an id, which only makes explain compare them with each other.
     """
     return bytes.fromhex(opening[0].history_digest[:32]) if opening else None
 
