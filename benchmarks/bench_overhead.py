@@ -59,6 +59,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -313,7 +314,9 @@ def _child(n: int, cold: bool, profile: bool) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.bench_overhead", "--child", "--rounds", str(n)]
     cmd += ["--warm"] if not cold else []
     cmd += ["--profile"] if profile else []
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    # From the repository root, where ``benchmarks`` imports, whatever the caller's directory.
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=root)
     collected: dict[str, Any] = json.loads(out.stdout)
     return collected
 
